@@ -1,0 +1,204 @@
+#include "base/event_loop.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <future>
+
+#include "base/log.h"
+
+namespace vmm {
+
+EventLoop::EventLoop() {
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  wakeFd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epfd_ < 0 || wakeFd_ < 0) {
+    log::error("cannot create event loop", {{"errno", errno}});
+    std::abort();
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 0;  // id 0 is the wake fd
+  epoll_ctl(epfd_, EPOLL_CTL_ADD, wakeFd_, &ev);
+}
+
+EventLoop::~EventLoop() {
+  stop();
+  join();
+  ::close(wakeFd_);
+  ::close(epfd_);
+}
+
+void EventLoop::runInThread() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void EventLoop::join() {
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+void EventLoop::stop() {
+  stop_ = true;
+  wake();
+}
+
+void EventLoop::wake() {
+  uint64_t one = 1;
+  ssize_t n = ::write(wakeFd_, &one, sizeof one);
+  (void)n;
+}
+
+void EventLoop::post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(mu_);
+    posted_.push_back(std::move(fn));
+  }
+  wake();
+}
+
+void EventLoop::runSync(const std::function<void()>& fn) {
+  if (inLoopThread()) {
+    fn();
+    return;
+  }
+  std::promise<void> done;
+  auto fut = done.get_future();
+  post([&] {
+    fn();
+    done.set_value();
+  });
+  fut.wait();
+}
+
+void EventLoop::watch(int fd, uint32_t events, FdCallback cb) {
+  uint64_t id = nextWatchId_++;
+  auto old = watches_.find(fd);
+  if (old != watches_.end()) {
+    idToFd_.erase(old->second.id);
+    epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+  }
+  watches_[fd] = Watch{id, std::move(cb)};
+  idToFd_[id] = fd;
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = id;
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) log::error("epoll_ctl add failed", {{"fd", fd}, {"errno", errno}});
+}
+
+void EventLoop::modify(int fd, uint32_t events) {
+  auto it = watches_.find(fd);
+  if (it == watches_.end()) return;
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = it->second.id;
+  epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void EventLoop::unwatch(int fd) {
+  auto it = watches_.find(fd);
+  if (it == watches_.end()) return;
+  idToFd_.erase(it->second.id);
+  watches_.erase(it);
+  epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+}
+
+EventLoop::TimerId EventLoop::addTimer(Millis delay, std::function<void()> fn) {
+  TimerId id;
+  {
+    std::lock_guard lock(mu_);
+    id = nextTimerId_++;
+    auto at = SteadyClock::now() + delay;
+    timers_[id] = {at, std::move(fn)};
+    timerQueue_.emplace(at, id);
+  }
+  wake();
+  return id;
+}
+
+void EventLoop::cancelTimer(TimerId id) {
+  std::lock_guard lock(mu_);
+  auto it = timers_.find(id);
+  if (it == timers_.end()) return;
+  auto range = timerQueue_.equal_range(it->second.first);
+  for (auto q = range.first; q != range.second; ++q) {
+    if (q->second == id) {
+      timerQueue_.erase(q);
+      break;
+    }
+  }
+  timers_.erase(it);
+}
+
+int EventLoop::nextTimeoutMs() {
+  std::lock_guard lock(mu_);
+  if (!posted_.empty()) return 0;
+  if (timerQueue_.empty()) return -1;
+  auto now = SteadyClock::now();
+  auto at = timerQueue_.begin()->first;
+  if (at <= now) return 0;
+  auto ms = std::chrono::duration_cast<Millis>(at - now).count() + 1;
+  return ms > 60000 ? 60000 : static_cast<int>(ms);
+}
+
+void EventLoop::runDueTimers() {
+  auto now = SteadyClock::now();
+  while (true) {
+    std::function<void()> fn;
+    {
+      std::lock_guard lock(mu_);
+      if (timerQueue_.empty() || timerQueue_.begin()->first > now) return;
+      TimerId id = timerQueue_.begin()->second;
+      timerQueue_.erase(timerQueue_.begin());
+      auto it = timers_.find(id);
+      if (it == timers_.end()) continue;
+      fn = std::move(it->second.second);
+      timers_.erase(it);
+    }
+    fn();
+  }
+}
+
+void EventLoop::runPosted() {
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard lock(mu_);
+    batch.swap(posted_);
+  }
+  for (auto& fn : batch) fn();
+}
+
+void EventLoop::run() {
+  loopThread_ = std::this_thread::get_id();
+  epoll_event events[64];
+  while (!stop_) {
+    int n = epoll_wait(epfd_, events, 64, nextTimeoutMs());
+    if (n < 0 && errno != EINTR) {
+      log::error("epoll_wait failed", {{"errno", errno}});
+      break;
+    }
+    for (int i = 0; i < n; ++i) {
+      uint64_t id = events[i].data.u64;
+      if (id == 0) {
+        uint64_t v;
+        while (::read(wakeFd_, &v, sizeof v) > 0) {
+        }
+        continue;
+      }
+      auto fdIt = idToFd_.find(id);
+      if (fdIt == idToFd_.end()) continue;  // unwatched by an earlier callback in this batch
+      auto w = watches_.find(fdIt->second);
+      if (w == watches_.end()) continue;
+      FdCallback cb = w->second.cb;  // copy: the callback may unwatch itself
+      cb(events[i].events);
+    }
+    runDueTimers();
+    runPosted();
+  }
+  // Drain posted tasks so that nobody waits forever in runSync().
+  runPosted();
+  loopThread_ = std::thread::id{};
+}
+
+}  // namespace vmm

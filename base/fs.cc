@@ -1,0 +1,133 @@
+#include "base/fs.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "base/random.h"
+#include "base/strings.h"
+
+namespace vmm::fs {
+
+void UniqueFd::reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+Result<std::string> readFile(const std::string& path, size_t maxBytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return systemError("cannot open " + path, errno);
+  std::string out;
+  char buf[65536];
+  while (true) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return systemError("cannot read " + path, errno);
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > maxBytes)
+      return Error{ErrorCode::payload_too_large, path + " is larger than " + std::to_string(maxBytes) + " bytes"};
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+static Status writeAll(int fd, std::string_view data) {
+  const char* p = data.data();
+  size_t left = data.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return systemError("write", errno);
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  return {};
+}
+
+Status writeFileAtomic(const std::string& path, std::string_view content, mode_t mode) {
+  std::string tmp = path + ".tmp." + randomHex(4);
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+  if (!fd.valid()) return systemError("cannot create " + tmp, errno);
+  auto st = writeAll(fd.get(), content);
+  if (st.ok() && ::fsync(fd.get()) != 0) st = systemError("fsync " + tmp, errno);
+  fd.reset();
+  if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) st = systemError("rename to " + path, errno);
+  if (!st.ok()) ::unlink(tmp.c_str());
+  return st;
+}
+
+Status makeDirs(const std::string& path, mode_t mode) {
+  if (path.empty()) return invalidArgument("empty directory path");
+  std::string cur;
+  for (const auto& part : split(path, '/', true)) {
+    cur += "/" + part;
+    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) return systemError("cannot create directory " + cur, errno);
+  }
+  if (!isDirectory(path)) return invalidArgument(path + " exists and is not a directory");
+  return {};
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+bool isDirectory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+Status removeFile(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return systemError("cannot remove " + path, errno);
+  return {};
+}
+
+std::string dirName(const std::string& path) {
+  auto pos = path.rfind('/');
+  if (pos == std::string::npos) return ".";
+  if (pos == 0) return "/";
+  return path.substr(0, pos);
+}
+
+std::string baseName(const std::string& path) {
+  auto pos = path.rfind('/');
+  return pos == std::string::npos ? path : path.substr(pos + 1);
+}
+
+Result<std::string> confinedPath(const std::string& root, std::string_view name) {
+  if (name.empty()) return invalidArgument("empty name");
+  if (name.find('\0') != std::string_view::npos) return invalidArgument("name contains a NUL byte");
+  for (const auto& part : split(name, '/')) {
+    if (part.empty() || part == "." || part == "..")
+      return invalidArgument("name " + quote(name) + " must not contain empty, '.' or '..' path components");
+  }
+  char rootReal[PATH_MAX];
+  if (!::realpath(root.c_str(), rootReal)) return systemError("cannot resolve " + root, errno);
+  std::string rootStr = rootReal;
+  std::string full = rootStr + "/" + std::string(name);
+  // Resolve the deepest existing ancestor (the file itself may not exist yet).
+  std::string probe = full;
+  std::string rest;
+  char real[PATH_MAX];
+  while (!::realpath(probe.c_str(), real)) {
+    if (errno != ENOENT) return systemError("cannot resolve " + probe, errno);
+    auto pos = probe.rfind('/');
+    if (pos == std::string::npos || pos == 0) return invalidArgument("cannot resolve " + full);
+    rest = probe.substr(pos) + rest;
+    probe = probe.substr(0, pos);
+  }
+  std::string resolved = std::string(real) + rest;
+  if (resolved != rootStr && !startsWith(resolved, rootStr + "/"))
+    return permissionDenied("path " + quote(name) + " escapes " + rootStr);
+  return full;
+}
+
+}  // namespace vmm::fs

@@ -1,0 +1,330 @@
+#include "base/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
+
+#include "base/fs.h"
+#include "base/strings.h"
+
+extern char** environ;
+
+namespace vmm {
+
+namespace {
+
+struct ReaperState {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool enabled = false;
+  std::unordered_map<pid_t, int> unclaimed;  // pid -> wait status
+  std::deque<pid_t> unclaimedOrder;
+  std::unordered_map<pid_t, std::function<void(int)>> callbacks;
+};
+
+ReaperState& reaper() {
+  static ReaperState* s = new ReaperState;  // never destroyed: used from detached threads
+  return *s;
+}
+
+std::vector<std::string> buildEnv(const std::map<std::string, std::string>& extra, bool clear) {
+  std::map<std::string, std::string> merged;
+  if (!clear) {
+    for (char** e = environ; e && *e; ++e) {
+      std::string_view kv(*e);
+      auto eq = kv.find('=');
+      if (eq == std::string_view::npos) continue;
+      merged[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
+    }
+  } else if (const char* path = getenv("PATH")) {
+    merged["PATH"] = path;
+  }
+  for (const auto& [k, v] : extra) merged[k] = v;
+  std::vector<std::string> out;
+  for (const auto& [k, v] : merged) out.push_back(k + "=" + v);
+  return out;
+}
+
+// Everything the child needs, prepared before fork(): after fork only async-signal-safe calls.
+struct ChildSetup {
+  std::vector<std::string> argvStore, envStore;
+  std::vector<char*> argv, envp;
+  std::vector<int> passFds;
+  int in = -1, out = -1, err = -1;
+  bool newSession = true;
+  std::string cwd;
+
+  void finalize() {
+    for (auto& a : argvStore) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : envStore) envp.push_back(e.data());
+    envp.push_back(nullptr);
+  }
+};
+
+[[noreturn]] void childExec(const ChildSetup& s) {
+  sigset_t all;
+  sigemptyset(&all);
+  sigprocmask(SIG_SETMASK, &all, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+  if (s.newSession) setsid();
+  // Move passed fds out of the way of 0..2 and of their targets first.
+  std::vector<int> high;
+  int base = 1000;
+  for (size_t i = 0; i < s.passFds.size(); ++i) {
+    int h = fcntl(s.passFds[i], F_DUPFD, base);
+    base = h + 1;
+    high.push_back(h);
+  }
+  int nul = open("/dev/null", O_RDWR);
+  dup2(s.in >= 0 ? s.in : nul, 0);
+  dup2(s.out >= 0 ? s.out : nul, 1);
+  dup2(s.err >= 0 ? s.err : (s.out >= 0 ? s.out : nul), 2);
+  for (size_t i = 0; i < high.size(); ++i) dup2(high[i], static_cast<int>(3 + i));
+  close_range(static_cast<unsigned>(3 + high.size()), ~0U, 0);
+  if (!s.cwd.empty() && chdir(s.cwd.c_str()) != 0) _exit(126);
+  execvpe(s.argv[0], s.argv.data(), s.envp.data());
+  _exit(127);
+}
+
+Result<pid_t> forkExec(ChildSetup& s) {
+  s.finalize();
+  pid_t pid = fork();
+  if (pid < 0) return systemError("fork", errno);
+  if (pid == 0) childExec(s);
+  return pid;
+}
+
+void remember(ReaperState& r, pid_t pid, int status) {
+  auto cb = r.callbacks.find(pid);
+  if (cb != r.callbacks.end()) {
+    auto fn = std::move(cb->second);
+    r.callbacks.erase(cb);
+    r.mu.unlock();
+    fn(status);
+    r.mu.lock();
+    return;
+  }
+  r.unclaimed[pid] = status;
+  r.unclaimedOrder.push_back(pid);
+  while (r.unclaimedOrder.size() > 4096) {
+    r.unclaimed.erase(r.unclaimedOrder.front());
+    r.unclaimedOrder.pop_front();
+  }
+  r.cv.notify_all();
+}
+
+}  // namespace
+
+std::string CommandResult::describe() const {
+  std::string s = exitCode >= 0 ? "exit status " + std::to_string(exitCode) : "killed by signal " + std::to_string(signal);
+  auto msg = std::string(trim(err.empty() ? out : err));
+  if (!msg.empty()) {
+    auto nl = msg.find('\n');
+    // prefer the last line: tools print context first and the reason last
+    auto last = msg.rfind('\n');
+    if (nl != std::string::npos) msg = msg.substr(last + 1);
+    s += ": " + msg;
+  }
+  return s;
+}
+
+std::string describeWaitStatus(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
+  return "ended (status " + std::to_string(status) + ")";
+}
+
+bool processAlive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+std::optional<uint64_t> processStartTime(pid_t pid) {
+  auto stat = fs::readFile("/proc/" + std::to_string(pid) + "/stat", 8192);
+  if (!stat.ok()) return std::nullopt;
+  // comm may contain spaces and parentheses: fields start after the last ')'
+  auto pos = stat->rfind(')');
+  if (pos == std::string::npos) return std::nullopt;
+  auto fields = split(std::string_view(*stat).substr(pos + 2), ' ');
+  // fields[0] is field 3 (state); starttime is field 22 -> index 19
+  if (fields.size() < 20) return std::nullopt;
+  return parseUint(fields[19]);
+}
+
+void ChildReaper::enable() {
+  std::lock_guard lock(reaper().mu);
+  reaper().enabled = true;
+}
+
+bool ChildReaper::enabled() {
+  std::lock_guard lock(reaper().mu);
+  return reaper().enabled;
+}
+
+void ChildReaper::reapAll() {
+  auto& r = reaper();
+  while (true) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) break;
+    std::unique_lock lock(r.mu);
+    remember(r, pid, status);
+  }
+}
+
+Result<int> ChildReaper::wait(pid_t pid, Deadline deadline) {
+  auto& r = reaper();
+  std::unique_lock lock(r.mu);
+  if (r.enabled) {
+    while (true) {
+      auto it = r.unclaimed.find(pid);
+      if (it != r.unclaimed.end()) {
+        int st = it->second;
+        r.unclaimed.erase(it);
+        return st;
+      }
+      if (deadline.expired()) return timeoutError("process " + std::to_string(pid) + " did not exit in time");
+      // SIGCHLD may be handled late; poll every 50 ms as a safety net.
+      r.cv.wait_for(lock, std::min<Millis>(deadline.remaining(), Millis(50)));
+      lock.unlock();
+      reapAll();
+      lock.lock();
+    }
+  }
+  lock.unlock();
+  while (true) {
+    int status = 0;
+    pid_t got = waitpid(pid, &status, WNOHANG);
+    if (got == pid) return status;
+    if (got < 0 && errno != EINTR) return systemError("waitpid " + std::to_string(pid), errno);
+    if (deadline.expired()) return timeoutError("process " + std::to_string(pid) + " did not exit in time");
+    usleep(got == 0 ? 2000 : 0);
+  }
+}
+
+void ChildReaper::onExit(pid_t pid, std::function<void(int)> fn) {
+  auto& r = reaper();
+  std::unique_lock lock(r.mu);
+  auto it = r.unclaimed.find(pid);
+  if (it != r.unclaimed.end()) {
+    int st = it->second;
+    r.unclaimed.erase(it);
+    lock.unlock();
+    fn(st);
+    return;
+  }
+  r.callbacks[pid] = std::move(fn);
+}
+
+Result<pid_t> spawnProcess(const std::vector<std::string>& argv, const SpawnOptions& o) {
+  if (argv.empty()) return invalidArgument("empty command");
+  ChildSetup s;
+  s.argvStore = argv;
+  s.envStore = buildEnv(o.env, false);
+  s.passFds = o.passFds;
+  s.in = o.stdinFd;
+  s.out = o.stdoutFd;
+  s.err = o.stderrFd;
+  s.newSession = o.newSession;
+  s.cwd = o.cwd;
+  return forkExec(s);
+}
+
+Result<CommandResult> runCommand(const std::vector<std::string>& argv, const RunOptions& o) {
+  if (argv.empty()) return invalidArgument("empty command");
+  int inPipe[2], outPipe[2], errPipe[2];
+  if (pipe2(inPipe, O_CLOEXEC) != 0) return systemError("pipe", errno);
+  fs::UniqueFd inR(inPipe[0]), inW(inPipe[1]);
+  if (pipe2(outPipe, O_CLOEXEC) != 0) return systemError("pipe", errno);
+  fs::UniqueFd outR(outPipe[0]), outW(outPipe[1]);
+  if (pipe2(errPipe, O_CLOEXEC) != 0) return systemError("pipe", errno);
+  fs::UniqueFd errR(errPipe[0]), errW(errPipe[1]);
+
+  ChildSetup s;
+  s.argvStore = argv;
+  s.envStore = buildEnv(o.env, o.clearEnv);
+  s.in = inR.get();
+  s.out = outW.get();
+  s.err = errW.get();
+  s.newSession = false;
+  s.cwd = o.cwd;
+  auto pid = forkExec(s);
+  if (!pid.ok()) return pid.takeError();
+  inR.reset();
+  outW.reset();
+  errW.reset();
+
+  for (int fd : {inW.get(), outR.get(), errR.get()}) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  CommandResult res;
+  size_t inOff = 0;
+  if (o.stdinData.empty()) inW.reset();
+  bool timedOut = false;
+  while (outR.valid() || errR.valid()) {
+    pollfd pfds[3];
+    int n = 0;
+    if (inW.valid()) pfds[n++] = {inW.get(), POLLOUT, 0};
+    if (outR.valid()) pfds[n++] = {outR.get(), POLLIN, 0};
+    if (errR.valid()) pfds[n++] = {errR.get(), POLLIN, 0};
+    int rc = poll(pfds, static_cast<nfds_t>(n), o.deadline.pollTimeoutMs());
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc == 0 || o.deadline.expired()) {
+      timedOut = true;
+      break;
+    }
+    for (int i = 0; i < n; ++i) {
+      if (!pfds[i].revents) continue;
+      int fd = pfds[i].fd;
+      if (fd == inW.get()) {
+        ssize_t w = write(fd, o.stdinData.data() + inOff, o.stdinData.size() - inOff);
+        if (w > 0) inOff += static_cast<size_t>(w);
+        if (w < 0 && errno != EAGAIN) inW.reset();
+        if (inOff >= o.stdinData.size()) inW.reset();
+        continue;
+      }
+      char buf[65536];
+      ssize_t r = read(fd, buf, sizeof buf);
+      if (r > 0) {
+        std::string& dst = fd == outR.get() ? res.out : res.err;
+        size_t room = o.maxOutput > dst.size() ? o.maxOutput - dst.size() : 0;
+        dst.append(buf, std::min(room, static_cast<size_t>(r)));
+      } else if (r == 0 || errno != EAGAIN) {
+        if (fd == outR.get()) outR.reset();
+        else errR.reset();
+      }
+    }
+  }
+  if (timedOut) {
+    ::kill(*pid, SIGKILL);
+    (void)ChildReaper::wait(*pid, Deadline::after(Millis(5000)));
+    return timeoutError(argv[0] + " did not finish before its deadline (killed)");
+  }
+  auto status = ChildReaper::wait(*pid, o.deadline.earlier(Deadline::after(Millis(10000))));
+  if (!status.ok()) {
+    ::kill(*pid, SIGKILL);
+    (void)ChildReaper::wait(*pid, Deadline::after(Millis(5000)));
+    return timeoutError(argv[0] + " did not exit before its deadline (killed)");
+  }
+  if (WIFEXITED(*status)) {
+    res.exitCode = WEXITSTATUS(*status);
+    if (res.exitCode == 127 && res.err.empty()) return notFound("cannot run " + argv[0] + ": command not found");
+  } else if (WIFSIGNALED(*status)) {
+    res.signal = WTERMSIG(*status);
+  }
+  return res;
+}
+
+Result<CommandResult> runChecked(const std::vector<std::string>& argv, const RunOptions& options) {
+  auto r = runCommand(argv, options);
+  if (!r.ok()) return r;
+  if (!r->success()) return internalError(argv[0] + " failed: " + r->describe());
+  return r;
+}
+
+}  // namespace vmm

@@ -1,0 +1,78 @@
+// Child processes: short commands with captured output and a deadline (qemu-img, lvm2, ip),
+// and long-running children (QEMU, dnsmasq) whose exit is reported asynchronously.
+//
+// Reaping: the daemon is a child subreaper and enables the ChildReaper, which reaps every
+// child on SIGCHLD and hands each exit status to whoever waits for that pid. Without it
+// (tools, unit tests) waits use waitpid() on the pid directly.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/time_util.h"
+
+namespace vmm {
+
+struct RunOptions {
+  Deadline deadline = Deadline::after(Millis(60000));
+  std::string stdinData;
+  size_t maxOutput = 16 << 20;                   // per stream; the rest is discarded
+  std::map<std::string, std::string> env;       // added to / overriding the inherited environment
+  bool clearEnv = false;                        // start from an empty environment (PATH kept)
+  std::string cwd;
+};
+
+struct CommandResult {
+  int exitCode = -1;   // -1 if killed by a signal
+  int signal = 0;
+  std::string out;
+  std::string err;
+  bool success() const { return exitCode == 0; }
+  // "exit status 3: <first line of stderr>" for error messages.
+  std::string describe() const;
+};
+
+// Runs argv[0] (looked up in PATH) to completion. Errors only when it cannot be started or
+// the deadline passes (the child is then killed); a non-zero exit is a successful Result.
+Result<CommandResult> runCommand(const std::vector<std::string>& argv, const RunOptions& options = {});
+// runCommand + non-zero exit turned into an error naming the command.
+Result<CommandResult> runChecked(const std::vector<std::string>& argv, const RunOptions& options = {});
+
+struct SpawnOptions {
+  std::vector<int> passFds;   // placed at fd 3, 4, ... in the child, in this order
+  int stdinFd = -1;           // -1: /dev/null
+  int stdoutFd = -1;          // -1: /dev/null
+  int stderrFd = -1;          // -1: same as stdout
+  bool newSession = true;     // setsid(): not killed with vmmd's process group
+  std::map<std::string, std::string> env;
+  std::string cwd;
+};
+
+Result<pid_t> spawnProcess(const std::vector<std::string>& argv, const SpawnOptions& options = {});
+
+// Process-wide reaper (see the header comment). Thread-safe.
+class ChildReaper {
+ public:
+  // Called once by the daemon after blocking SIGCHLD in every thread.
+  static void enable();
+  static bool enabled();
+  // Reaps every exited child and dispatches statuses; call on SIGCHLD.
+  static void reapAll();
+  // Waits for `pid` to exit and returns its wait status.
+  static Result<int> wait(pid_t pid, Deadline deadline);
+  // Calls fn(waitStatus) once `pid` exits (from the reaping thread). Only for children.
+  static void onExit(pid_t pid, std::function<void(int)> fn);
+};
+
+// Human description of a wait status: "exited with status 1", "killed by signal 9".
+std::string describeWaitStatus(int status);
+bool processAlive(pid_t pid);
+// Start time of a process (field 22 of /proc/PID/stat), to tell a reused pid from the original.
+std::optional<uint64_t> processStartTime(pid_t pid);
+
+}  // namespace vmm

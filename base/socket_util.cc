@@ -1,0 +1,118 @@
+#include "base/socket_util.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/strings.h"
+
+namespace vmm {
+
+static Result<sockaddr_un> unixAddress(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return invalidArgument("socket path too long: " + path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+Result<fs::UniqueFd> listenUnix(const std::string& path, mode_t mode, gid_t gid) {
+  VMM_ASSIGN(auto addr, unixAddress(path));
+  fs::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return systemError("socket", errno);
+  // A socket file left by a previous (killed) instance: remove it if nobody answers on it.
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return conflict(path + " exists and is not a socket");
+    auto probe = connectUnix(path, Deadline::after(Millis(200)));
+    if (probe.ok()) return conflict("another process is already listening on " + path);
+    ::unlink(path.c_str());
+  }
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return systemError("cannot bind " + path, errno);
+  if (::chmod(path.c_str(), mode) != 0) return systemError("chmod " + path, errno);
+  if (gid != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), gid) != 0)
+    return systemError("chgrp " + path, errno);
+  if (::listen(fd.get(), 128) != 0) return systemError("listen " + path, errno);
+  return fd;
+}
+
+Result<fs::UniqueFd> connectUnix(const std::string& path, Deadline deadline) {
+  VMM_ASSIGN(auto addr, unixAddress(path));
+  fs::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return systemError("socket", errno);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (errno != EINPROGRESS && errno != EAGAIN) return systemError("cannot connect to " + path, errno);
+    pollfd p{fd.get(), POLLOUT, 0};
+    int rc = ::poll(&p, 1, deadline.pollTimeoutMs());
+    if (rc == 0) return timeoutError("timed out connecting to " + path);
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) return systemError("cannot connect to " + path, err);
+  }
+  VMM_TRY(setNonBlocking(fd.get(), false));
+  return fd;
+}
+
+Result<PeerCred> peerCredentials(int fd) {
+  struct ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return systemError("SO_PEERCRED", errno);
+  return PeerCred{cred.pid, cred.uid, cred.gid};
+}
+
+bool peerInGroup(const PeerCred& cred, gid_t group) {
+  if (cred.uid == 0) return true;
+  if (group == static_cast<gid_t>(-1)) return false;
+  if (cred.gid == group) return true;
+  // Supplementary groups of the peer, from /proc (the peer may have exited: then deny).
+  auto status = fs::readFile("/proc/" + std::to_string(cred.pid) + "/status", 1 << 16);
+  if (!status.ok()) return false;
+  for (const auto& line : split(*status, '\n')) {
+    if (!startsWith(line, "Groups:")) continue;
+    for (const auto& g : split(line.substr(7), ' ', true)) {
+      auto v = parseUint(trim(g));
+      if (v && static_cast<gid_t>(*v) == group) return true;
+    }
+  }
+  return false;
+}
+
+Status setNonBlocking(int fd, bool on) {
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0) return systemError("fcntl", errno);
+  fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+  if (::fcntl(fd, F_SETFL, fl) != 0) return systemError("fcntl", errno);
+  return {};
+}
+
+Status writeAllFd(int fd, std::string_view data, Deadline deadline) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == ENOTSOCK) n = ::write(fd, data.data() + off, data.size() - off);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return systemError("write", errno);
+    pollfd p{fd, POLLOUT, 0};
+    int rc = ::poll(&p, 1, deadline.pollTimeoutMs());
+    if (rc == 0) return timeoutError("write timed out");
+  }
+  return {};
+}
+
+}  // namespace vmm

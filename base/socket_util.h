@@ -1,0 +1,33 @@
+// Unix-domain socket helpers.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "base/fs.h"
+#include "base/result.h"
+#include "base/time_util.h"
+
+namespace vmm {
+
+// Binds and listens on `path` (replacing a stale socket file), chmod `mode`, and chgrp `gid`
+// unless gid is -1. Non-blocking, close-on-exec.
+Result<fs::UniqueFd> listenUnix(const std::string& path, mode_t mode, gid_t gid = static_cast<gid_t>(-1));
+// Connects (blocking, close-on-exec) with a deadline.
+Result<fs::UniqueFd> connectUnix(const std::string& path, Deadline deadline);
+
+struct PeerCred {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+Result<PeerCred> peerCredentials(int fd);
+// True if `uid` is root, or `gid`/any supplementary group of the peer process equals `group`.
+bool peerInGroup(const PeerCred& cred, gid_t group);
+
+Status setNonBlocking(int fd, bool on = true);
+// Writes everything or fails; handles EINTR/EAGAIN with poll until the deadline.
+Status writeAllFd(int fd, std::string_view data, Deadline deadline);
+
+}  // namespace vmm

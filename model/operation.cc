@@ -1,0 +1,76 @@
+#include "model/operation.h"
+
+#include "base/time_util.h"
+
+namespace vmm::model {
+
+const EnumTable<OperationStatus> kOperationStatuses = {{OperationStatus::pending, "pending"},
+                                                       {OperationStatus::running, "running"},
+                                                       {OperationStatus::succeeded, "succeeded"},
+                                                       {OperationStatus::failed, "failed"},
+                                                       {OperationStatus::cancelled, "cancelled"}};
+
+json formatOperation(const Operation& op) {
+  json j = {{"id", op.id},
+            {"kind", op.kind},
+            {"object", op.object},
+            {"status", enumName(kOperationStatuses, op.status)},
+            {"progress", {{"percent", op.progress}, {"message", op.progressMessage}}},
+            {"error", nullptr},
+            {"result", op.result},
+            {"created", formatTimestamp(op.createdUs)},
+            {"updated", formatTimestamp(op.updatedUs)},
+            {"cancellable", op.cancellable}};
+  if (op.error) j["error"] = {{"code", errorCodeName(op.error->code)}, {"message", op.error->message}};
+  return j;
+}
+
+Result<Operation> parseOperationRecord(const json& j) {
+  Operation op;
+  JsonReader r(j, "operation");
+  r.required("id", op.id);
+  r.required("kind", op.kind);
+  r.optional("object", op.object);
+  r.optionalEnum("status", op.status, kOperationStatuses);
+  r.object("progress", [&](JsonReader& p) {
+    p.optional("percent", op.progress, -1, 100);
+    p.optional("message", op.progressMessage);
+  });
+  r.object("error", [&](JsonReader& e) {
+    std::string code, message;
+    e.optional("code", code);
+    e.optional("message", message);
+    op.error = Error{errorCodeFromName(code).value_or(ErrorCode::internal), message};
+  });
+  r.optionalAny("result", op.result);
+  std::string created, updated;
+  r.optional("created", created);
+  r.optional("updated", updated);
+  r.optional("cancellable", op.cancellable);
+  VMM_TRY(r.finish());
+  op.createdUs = parseTimestamp(created).value_or(0);
+  op.updatedUs = parseTimestamp(updated).value_or(0);
+  return op;
+}
+
+json formatEvent(const Event& e) {
+  return {{"seq", e.seq}, {"time", formatTimestamp(e.timeUs)}, {"type", e.type}, {"object", e.object}, {"data", e.data}};
+}
+
+Result<Event> parseEvent(const json& j) {
+  Event e;
+  JsonReader r(j, "event");
+  int64_t seq = 0;
+  r.optional("seq", seq, 0, INT64_MAX);
+  std::string time;
+  r.optional("time", time);
+  r.required("type", e.type);
+  r.optional("object", e.object);
+  r.optionalAny("data", e.data);
+  VMM_TRY(r.finish());
+  e.seq = static_cast<uint64_t>(seq);
+  e.timeUs = parseTimestamp(time).value_or(0);
+  return e;
+}
+
+}  // namespace vmm::model

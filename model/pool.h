@@ -1,0 +1,66 @@
+// Storage pools and volumes.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "model/domain.h"
+#include "model/json_reader.h"
+
+namespace vmm::model {
+
+enum class PoolType { dir, logical, netfs, iscsi };
+extern const EnumTable<PoolType> kPoolTypes;
+
+struct PoolSource {
+  std::string host;                  // netfs, iscsi: server address
+  int port = 0;                      // 0 = the protocol's default
+  std::string dir;                   // netfs: exported directory on the server
+  std::vector<std::string> devices;  // logical: physical volumes (block devices)
+  std::string vgName;                // logical: volume group; default the pool name
+  std::string target;                // iscsi: target IQN
+  std::string initiator;             // iscsi: our IQN; generated when empty
+  std::string username;              // iscsi CHAP
+  std::string secret;                // iscsi CHAP secret: stored, never returned
+};
+
+struct Pool {
+  std::string name;
+  std::string uuid;
+  PoolType type = PoolType::dir;
+  std::string path;  // dir: the directory; netfs: where it is mounted when mounted by the kernel
+  PoolSource source;
+  bool autostart = true;
+  std::map<std::string, std::string> labels;
+};
+
+Result<Pool> parsePool(const json& j);
+json formatPool(const Pool& p, bool redactSecrets = true);
+
+// What a client asks for when creating a volume.
+struct VolumeSpec {
+  std::string name;
+  uint64_t capacity = 0;
+  DiskFormat format = DiskFormat::qcow2;
+  std::string backingVolume;  // linked clone of this volume of the same pool
+  bool preallocate = false;
+};
+Result<VolumeSpec> parseVolumeSpec(const json& j);
+
+// A volume as the backend sees it.
+struct Volume {
+  std::string name;
+  std::string pool;
+  DiskFormat format = DiskFormat::raw;
+  uint64_t capacity = 0;
+  uint64_t allocation = 0;
+  std::string path;           // local path, or a URL for network pools (nfs://, iscsi://)
+  std::string backingVolume;  // name in the same pool, if a linked clone
+  std::vector<std::string> usedBy;  // domains referencing it (filled by the service)
+};
+json formatVolume(const Volume& v);
+
+}  // namespace vmm::model

@@ -1,0 +1,169 @@
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
+
+#include "base/event_loop.h"
+#include "base/fs.h"
+#include "base/process.h"
+#include "base/random.h"
+#include "base/reverter.h"
+#include "base/thread_pool.h"
+#include "base/time_util.h"
+#include "base/toml_lite.h"
+
+using namespace vmm;
+
+TEST(Toml, ParsesSubset) {
+  auto j = parseTomlLite(R"(
+# comment
+state_dir = "/var/lib/vmm"   # trailing
+[http]
+listen = '127.0.0.1:8470'
+enabled = true
+max_body = 4_194_304
+[drivers.qemu]
+binary = "qemu-system-x86_64"
+args = ["a", "b",]
+)");
+  ASSERT_TRUE(j.ok()) << j.error().message;
+  EXPECT_EQ((*j)["state_dir"], "/var/lib/vmm");
+  EXPECT_EQ((*j)["http"]["listen"], "127.0.0.1:8470");
+  EXPECT_EQ((*j)["http"]["max_body"], 4194304);
+  EXPECT_EQ((*j)["drivers"]["qemu"]["args"][1], "b");
+  EXPECT_EQ(parseTomlLite("a = b").error().message, "line 1: cannot parse value \"b\" (strings need quotes)");
+  EXPECT_EQ(parseTomlLite("a = 1\na = 2").error().message, "line 2: duplicate key \"a\"");
+  EXPECT_FALSE(parseTomlLite("[x").ok());
+  EXPECT_FALSE(parseTomlLite("a = \"x").ok());
+}
+
+TEST(Time, Durations) {
+  EXPECT_EQ(parseDuration("30s")->count(), 30000);
+  EXPECT_EQ(parseDuration("5m")->count(), 300000);
+  EXPECT_EQ(parseDuration("250ms")->count(), 250);
+  EXPECT_EQ(parseDuration("2")->count(), 2000);
+  EXPECT_FALSE(parseDuration("soon"));
+  EXPECT_FALSE(parseDuration("-1s"));
+  EXPECT_EQ(formatDuration(Millis(90000)), "90s");
+  auto ts = wallNowMicros() / 1000 * 1000;
+  EXPECT_EQ(*parseTimestamp(formatTimestamp(ts)), ts);
+}
+
+TEST(Random, Uuid) {
+  auto u = newUuid();
+  EXPECT_TRUE(isUuid(u));
+  EXPECT_NE(u, newUuid());
+  EXPECT_EQ(u[14], '4');
+  EXPECT_FALSE(isUuid("not-a-uuid"));
+  EXPECT_EQ(sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(Reverter, UndoesInReverseUnlessSuccess) {
+  std::vector<int> undone;
+  {
+    Reverter r;
+    r.add([&] { undone.push_back(1); });
+    r.add([&] { undone.push_back(2); });
+  }
+  EXPECT_EQ(undone, (std::vector<int>{2, 1}));
+  undone.clear();
+  {
+    Reverter r;
+    r.add([&] { undone.push_back(1); });
+    r.success();
+  }
+  EXPECT_TRUE(undone.empty());
+}
+
+TEST(Process, RunCapturesOutputAndStatus) {
+  auto r = runCommand({"sh", "-c", "echo out; echo err >&2; exit 3"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->exitCode, 3);
+  EXPECT_EQ(r->out, "out\n");
+  EXPECT_EQ(r->err, "err\n");
+  RunOptions o;
+  o.stdinData = std::string(200000, 'x');
+  auto c = runCommand({"wc", "-c"}, o);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(std::stoi(c->out), 200000);
+}
+
+TEST(Process, DeadlineKillsChild) {
+  RunOptions o;
+  o.deadline = Deadline::after(Millis(200));
+  auto t0 = SteadyClock::now();
+  auto r = runCommand({"sleep", "10"}, o);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::timeout);
+  EXPECT_LT(SteadyClock::now() - t0, std::chrono::seconds(3));
+}
+
+TEST(Process, MissingCommand) {
+  auto r = runCommand({"/nonexistent/cmd"});
+  EXPECT_FALSE(r.ok());
+}
+
+TEST(Fs, ConfinedPath) {
+  char tmpl[] = "/tmp/vmm-fs-XXXXXX";
+  std::string root = mkdtemp(tmpl);
+  ASSERT_TRUE(fs::makeDirs(root + "/sub").ok());
+  ASSERT_EQ(symlink("/etc", (root + "/escape").c_str()), 0);
+  EXPECT_TRUE(fs::confinedPath(root, "a.qcow2").ok());
+  EXPECT_TRUE(fs::confinedPath(root, "sub/a.qcow2").ok());
+  EXPECT_FALSE(fs::confinedPath(root, "../a").ok());
+  EXPECT_FALSE(fs::confinedPath(root, "sub/../../a").ok());
+  EXPECT_FALSE(fs::confinedPath(root, "/etc/passwd").ok());
+  auto esc = fs::confinedPath(root, "escape/passwd");
+  ASSERT_FALSE(esc.ok());
+  EXPECT_EQ(esc.error().code, ErrorCode::permission_denied);
+  ASSERT_TRUE(fs::writeFileAtomic(root + "/f", "hello").ok());
+  EXPECT_EQ(*fs::readFile(root + "/f"), "hello");
+  EXPECT_FALSE(fs::readFile(root + "/f", 3).ok());
+  ASSERT_EQ(system(("rm -rf " + root).c_str()), 0);
+}
+
+TEST(ThreadPool, GrowsForBlockingTasks) {
+  ThreadPool pool(0, 8, Millis(100));
+  std::promise<void> release;
+  auto gate = release.get_future().share();
+  std::atomic<int> started{0};
+  for (int i = 0; i < 4; ++i)
+    pool.submit([&, gate] {
+      ++started;
+      gate.wait();
+    });
+  for (int i = 0; i < 200 && started < 4; ++i) usleep(5000);
+  EXPECT_EQ(started.load(), 4);  // none waited for another
+  release.set_value();
+}
+
+TEST(EventLoop, TimersPostsAndFds) {
+  EventLoop loop;
+  loop.runInThread();
+  std::promise<int> p;
+  auto t0 = SteadyClock::now();
+  loop.addTimer(Millis(30), [&] { p.set_value(1); });
+  EXPECT_EQ(p.get_future().get(), 1);
+  EXPECT_GE(SteadyClock::now() - t0, Millis(29));
+  auto cancelled = loop.addTimer(Millis(10), [] { FAIL() << "cancelled timer ran"; });
+  loop.cancelTimer(cancelled);
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::promise<char> got;
+  loop.runSync([&] {
+    loop.watch(fds[0], EPOLLIN, [&](uint32_t) {
+      char c;
+      if (read(fds[0], &c, 1) == 1) got.set_value(c);
+      loop.unwatch(fds[0]);
+    });
+  });
+  ASSERT_EQ(write(fds[1], "z", 1), 1);
+  EXPECT_EQ(got.get_future().get(), 'z');
+  usleep(20000);
+  loop.stop();
+  loop.join();
+  close(fds[0]);
+  close(fds[1]);
+}
