@@ -1,0 +1,250 @@
+#include "api/registry.h"
+#include "api/services.h"
+#include "base/strings.h"
+#include "model/domain.h"
+#include "model/names.h"
+
+namespace vmm::api {
+
+namespace {
+
+Reply domainReply(const DomainView& v, bool full, int status = 200) {
+  Reply r(formatDomainView(v, full), status);
+  r.headers.emplace_back("ETag", "\"" + std::to_string(v.generation) + "\"");
+  return r;
+}
+
+std::string nameOf(const json& p) { return p.value("name", ""); }
+bool flag(const json& p, const char* key, bool fallback) {
+  auto it = p.find(key);
+  return it == p.end() || it->is_null() ? fallback : it->get<bool>();
+}
+
+Result<model::Domain> definitionParam(const json& params) {
+  const json& def = params["definition"];
+  if (def.is_string())
+    return invalidArgument("definition: expected a JSON object (libvirt XML import is not enabled in this build)");
+  auto d = model::parseDomain(def);
+  if (!d.ok()) return d.error();
+  return d;
+}
+
+// The checks an async lifecycle call makes before it is accepted, so that a plain mistake
+// is a 404/409 right away rather than a failed operation.
+Result<DomainView> precheck(Services& s, const std::string& name, bool wantActive) {
+  VMM_ASSIGN(auto v, s.domains.get(name));
+  bool active = model::isActive(v.status.state);
+  if (wantActive && !active) return conflict("domain " + name + " is not running");
+  if (!wantActive && active && !v.job) return conflict("domain " + name + " is already " +
+                                                         std::string(model::enumName(model::kDomainStates, v.status.state)));
+  return v;
+}
+
+Result<ListFilter> listFilter(const json& p) {
+  ListFilter f;
+  if (p.contains("state") && p["state"].is_string())
+    f.state = model::enumFromName(model::kDomainStates, p["state"].get<std::string>());
+  if (p.contains("type") && p["type"].is_string()) f.type = model::enumFromName(model::kDriverTypes, p["type"].get<std::string>());
+  f.activeOnly = flag(p, "active", false);
+  if (p.contains("label") && p["label"].is_string()) {
+    for (const auto& sel : split(p["label"].get<std::string>(), ',', true)) {
+      auto eq = sel.find('=');
+      std::string k = std::string(trim(sel.substr(0, eq)));
+      std::string v = eq == std::string::npos ? "" : std::string(trim(sel.substr(eq + 1)));
+      if (k.empty()) return invalidArgument("label: empty key in selector " + quote(sel));
+      f.labels[k] = v;
+    }
+  }
+  return f;
+}
+
+json execResultJson(const drivers::ExecResult& r) {
+  return {{"exit_code", r.exitCode},   {"signal", r.signal},
+          {"stdout", r.out},           {"stderr", r.err},
+          {"stdout_truncated", r.outTruncated}, {"stderr_truncated", r.errTruncated}};
+}
+
+}  // namespace
+
+void bindDomainHandlers(Registry& reg, Services& s) {
+  reg.bind("domain.list", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto filter, listFilter(p));
+    bool full = flag(p, "full", false);
+    json out = json::array();
+    for (const auto& v : s.domains.list(filter)) out.push_back(formatDomainView(v, full));
+    return Reply(std::move(out));
+  });
+
+  reg.bind("domain.get", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto v, s.domains.get(nameOf(p)));
+    return domainReply(v, true);
+  });
+
+  reg.bind("domain.create", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto def, definitionParam(p));
+    VMM_ASSIGN(auto v, s.domains.create(std::move(def)));
+    std::string name = v.def->name;
+    if (flag(p, "start", false)) {
+      auto started = s.domains.start(name);
+      if (!started.ok()) return started.error().wrap("defined " + name + ", but");
+      v = *started;
+    }
+    auto r = domainReply(v, true, 201);
+    r.headers.emplace_back("Location", "/v1/domains/" + name);
+    return r;
+  });
+
+  reg.bind("domain.update", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto def, definitionParam(p));
+    std::optional<uint64_t> gen;
+    if (p.contains("generation") && p["generation"].is_number_integer()) gen = p["generation"].get<uint64_t>();
+    VMM_ASSIGN(auto v, s.domains.update(nameOf(p), std::move(def), gen));
+    return domainReply(v, true);
+  });
+
+  reg.bind("domain.delete", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_TRY(s.domains.undefine(nameOf(p)));
+    return Reply(json::object());
+  });
+
+  reg.bindAsync("domain.start", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+    std::string name = nameOf(p);
+    VMM_TRY(precheck(s, name, false));
+    StartParams sp;
+    sp.paused = flag(p, "paused", false);
+    return AsyncWork{"domains/" + name, [&s, name, sp](OperationContext&) -> Result<json> {
+                       VMM_ASSIGN(auto v, s.domains.start(name, sp));
+                       return formatDomainView(v, false);
+                     }};
+  });
+
+  reg.bindAsync("domain.shutdown", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+    std::string name = nameOf(p);
+    VMM_TRY(precheck(s, name, true));
+    ShutdownParams sp;
+    VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(60000), Millis(24LL * 3600 * 1000)));
+    sp.timeout = timeout;
+    sp.force = flag(p, "force", true);
+    return AsyncWork{"domains/" + name, [&s, name, sp](OperationContext&) -> Result<json> {
+                       VMM_ASSIGN(auto v, s.domains.shutdown(name, sp));
+                       return formatDomainView(v, false);
+                     }};
+  });
+
+  reg.bindAsync("domain.reboot", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+    std::string name = nameOf(p);
+    VMM_TRY(precheck(s, name, true));
+    return AsyncWork{"domains/" + name, [&s, name](OperationContext&) -> Result<json> {
+                       VMM_ASSIGN(auto v, s.domains.reboot(name));
+                       return formatDomainView(v, false);
+                     }};
+  });
+
+  using Action = Result<DomainView> (DomainService::*)(const std::string&);
+  auto simple = [&](const char* op, Action action) {
+    reg.bind(op, [&s, action](const CallContext&, const json& p) -> Result<Reply> {
+      VMM_ASSIGN(auto v, (s.domains.*action)(nameOf(p)));
+      return domainReply(v, false);
+    });
+  };
+  simple("domain.destroy", &DomainService::destroy);
+  simple("domain.reset", &DomainService::reset);
+  simple("domain.suspend", &DomainService::suspend);
+  simple("domain.resume", &DomainService::resume);
+
+  reg.bind("domain.stats", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(5000), Millis(60000)));
+    VMM_ASSIGN(auto st, s.domains.stats(nameOf(p), Deadline::after(timeout)));
+    return Reply(std::move(st));
+  });
+
+  reg.bind("domain.stats_all", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(2000), Millis(60000)));
+    return Reply(s.domains.statsAll(Deadline::after(timeout)));
+  });
+
+  // Hotplug: live defaults to "when running", config (persist) to true.
+  auto liveFlag = [&s](const json& p) -> Result<bool> {
+    if (p.contains("live") && !p["live"].is_null()) return p["live"].get<bool>();
+    VMM_ASSIGN(auto v, s.domains.get(nameOf(p)));
+    return model::isActive(v.status.state);
+  };
+  reg.bind("domain.attach_disk", [&s, liveFlag](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(bool live, liveFlag(p));
+    // Parse the disk through the domain parser so it gets the same validation and defaults.
+    auto parsed = model::parseDomain(json{{"name", "probe"}, {"type", "test"}, {"disks", {p["disk"]}}});
+    if (!parsed.ok()) {
+      auto msg = parsed.error().message;
+      if (startsWith(msg, "disks[0]")) msg = "disk" + msg.substr(8);
+      return invalidArgument(msg);
+    }
+    auto disk = parsed->disks[0];
+    if (!p["disk"].contains("target")) disk.target.clear();
+    VMM_ASSIGN(auto v, s.domains.attachDisk(nameOf(p), disk, flag(p, "config", true), live));
+    return domainReply(v, true);
+  });
+  reg.bind("domain.detach_disk", [&s, liveFlag](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(bool live, liveFlag(p));
+    VMM_ASSIGN(auto v, s.domains.detachDisk(nameOf(p), p.value("target", ""), flag(p, "config", true), live));
+    return domainReply(v, true);
+  });
+  reg.bind("domain.attach_nic", [&s, liveFlag](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(bool live, liveFlag(p));
+    auto parsed = model::parseDomain(json{{"name", "probe"}, {"type", "test"}, {"nics", {p["nic"]}}});
+    if (!parsed.ok()) {
+      auto msg = parsed.error().message;
+      if (startsWith(msg, "nics[0]")) msg = "nic" + msg.substr(7);
+      return invalidArgument(msg);
+    }
+    VMM_ASSIGN(auto v, s.domains.attachNic(nameOf(p), parsed->nics[0], flag(p, "config", true), live));
+    return domainReply(v, true);
+  });
+  reg.bind("domain.detach_nic", [&s, liveFlag](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(bool live, liveFlag(p));
+    auto mac = model::normalizeMac(p.value("mac", ""));
+    if (!mac.ok()) return mac.error().wrap("mac");
+    VMM_ASSIGN(auto v, s.domains.detachNic(nameOf(p), *mac, flag(p, "config", true), live));
+    return domainReply(v, true);
+  });
+
+  reg.bindAsync("domain.exec", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+    std::string name = nameOf(p);
+    VMM_TRY(precheck(s, name, true));
+    drivers::ExecRequest req;
+    const auto& cmd = p["command"];
+    if (cmd.empty()) return invalidArgument("command: must name a program");
+    for (size_t i = 0; i < cmd.size(); ++i) {
+      if (!cmd[i].is_string()) return invalidArgument("command[" + std::to_string(i) + "]: expected a string");
+      req.argv.push_back(cmd[i].get<std::string>());
+    }
+    if (req.argv[0].empty()) return invalidArgument("command[0]: empty program name");
+    if (p.contains("env")) {
+      for (const auto& e : p["env"]) {
+        if (!e.is_string() || e.get<std::string>().find('=') == std::string::npos)
+          return invalidArgument("env: entries must be NAME=value strings");
+        req.env.push_back(e.get<std::string>());
+      }
+    }
+    req.input = p.value("input", "");
+    VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(60000), Millis(24LL * 3600 * 1000)));
+    return AsyncWork{"domains/" + name, [&s, name, req, timeout](OperationContext&) -> Result<json> {
+                       VMM_ASSIGN(auto r, s.domains.guestExec(name, req, Deadline::after(timeout)));
+                       return execResultJson(r);
+                     }};
+  });
+
+  reg.bind("domain.guest", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(10000), Millis(600000)));
+    VMM_ASSIGN(auto r, s.domains.guestCommand(nameOf(p), p.value("command", ""), json::object(), Deadline::after(timeout)));
+    return Reply(std::move(r));
+  });
+
+  reg.bind("domain.console_log", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    int64_t bytes = p.value("bytes", int64_t{65536});
+    if (bytes < 1 || bytes > (16 << 20)) return invalidArgument("bytes: must be between 1 and 16777216");
+    VMM_ASSIGN(auto log, s.domains.consoleLog(nameOf(p), static_cast<size_t>(bytes)));
+    return Reply(json{{"log", log}});
+  });
+}
+
+}  // namespace vmm::api

@@ -1,0 +1,274 @@
+#include "api/http/http_server.h"
+
+#include <httplib.h>
+
+#include "api/wire.h"
+#include "base/log.h"
+#include "base/strings.h"
+#include "model/json_reader.h"
+
+namespace vmm::api {
+
+using json = nlohmann::json;
+
+namespace {
+
+void sendError(httplib::Response& res, const Error& e) {
+  res.status = httpStatusFor(e.code);
+  res.set_content(toText(json{{"error", errorObject(e)}}), "application/json");
+}
+
+// Matches "/v1/domains/{name}/start" against a request path; fills path parameters.
+bool matchRoute(const std::string& pattern, const std::string& path, json& params) {
+  auto pp = split(pattern, '/');
+  auto rp = split(path, '/');
+  if (pp.size() != rp.size()) return false;
+  json found = json::object();
+  for (size_t i = 0; i < pp.size(); ++i) {
+    if (pp[i].size() > 2 && pp[i].front() == '{' && pp[i].back() == '}') {
+      if (rp[i].empty()) return false;
+      found[pp[i].substr(1, pp[i].size() - 2)] = httplib::detail::decode_url(rp[i], false);
+    } else if (pp[i] != rp[i]) {
+      return false;
+    }
+  }
+  for (auto it = found.begin(); it != found.end(); ++it) params[it.key()] = it.value();
+  return true;
+}
+
+Result<json> queryValue(const ParamSpec& p, const std::string& text) {
+  switch (p.type) {
+    case ParamType::boolean:
+      if (text == "true" || text == "1" || text.empty()) return json(true);
+      if (text == "false" || text == "0") return json(false);
+      return invalidArgument(p.name + ": expected true or false, got " + quote(text));
+    case ParamType::integer: {
+      auto v = parseInt(text);
+      if (!v) return invalidArgument(p.name + ": expected an integer, got " + quote(text));
+      return json(*v);
+    }
+    default:
+      return json(text);
+  }
+}
+
+}  // namespace
+
+HttpServer::HttpServer(Registry& registry, EventBus& events, TokenStore& tokens, std::function<std::string()> metrics,
+                       HttpOptions options)
+    : registry_(registry), events_(events), tokens_(tokens), metrics_(std::move(metrics)), options_(std::move(options)) {}
+
+HttpServer::~HttpServer() { stop(); }
+
+std::string HttpServer::url() const {
+  return std::string(options_.tlsCert.empty() ? "http" : "https") + "://" + host_ + ":" + std::to_string(port_);
+}
+
+Status HttpServer::start() {
+  auto colon = options_.listen.rfind(':');
+  if (colon == std::string::npos) return invalidArgument("http listen address must be host:port, got " + quote(options_.listen));
+  host_ = options_.listen.substr(0, colon);
+  if (host_.size() > 2 && host_.front() == '[') host_ = host_.substr(1, host_.size() - 2);
+  auto port = parseInt(options_.listen.substr(colon + 1));
+  if (!port || *port < 0 || *port > 65535) return invalidArgument("invalid port in " + quote(options_.listen));
+  if (!options_.tlsCert.empty()) {
+    auto ssl = std::make_unique<httplib::SSLServer>(options_.tlsCert.c_str(), options_.tlsKey.c_str());
+    if (!ssl->is_valid()) return invalidArgument("cannot load the TLS certificate " + options_.tlsCert + " or key " + options_.tlsKey);
+    server_ = std::move(ssl);
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
+  int threads = options_.threads;
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  server_->set_keep_alive_max_count(100000);
+  server_->set_keep_alive_timeout(60);
+  server_->set_read_timeout(30, 0);
+  server_->set_payload_max_length(options_.maxBodyBytes);
+  auto handler = [this](const httplib::Request& req, httplib::Response& res) { route(req, res); };
+  server_->Get(".*", handler);
+  server_->Post(".*", handler);
+  server_->Put(".*", handler);
+  server_->Delete(".*", handler);
+  server_->Patch(".*", handler);
+  server_->set_error_handler([this](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 413)
+      sendError(res, Error{ErrorCode::payload_too_large, "request body larger than " + std::to_string(options_.maxBodyBytes) + " bytes"});
+    else if (res.status == 400)
+      sendError(res, invalidArgument("malformed HTTP request"));
+  });
+  server_->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unexpected failure";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    sendError(res, internalError(what));
+  });
+  if (*port == 0) {
+    port_ = server_->bind_to_any_port(host_);
+    if (port_ <= 0) return unavailable("cannot listen on " + host_ + " (any port)");
+  } else {
+    if (!server_->bind_to_port(host_, static_cast<int>(*port))) return unavailable("cannot listen on " + options_.listen + ": address in use or not available");
+    port_ = static_cast<int>(*port);
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return {};
+}
+
+void HttpServer::stop() {
+  if (!server_) return;
+  events_.closeAll();  // ends SSE streams so their threads return
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+  server_.reset();
+}
+
+Result<CallContext> HttpServer::authenticate(const httplib::Request& req) const {
+  CallContext ctx;
+  ctx.transport = "http";
+  std::string auth = req.get_header_value("Authorization");
+  if (auth.empty()) {
+    if (options_.anonymousAccess == "read") {
+      ctx.access = Access::read;
+      ctx.principal = "anonymous";
+      return ctx;
+    }
+    return Error{ErrorCode::unauthenticated, "authentication required: send \"Authorization: Bearer <token>\" (create one with `vmctl token create NAME`)"};
+  }
+  if (!startsWith(auth, "Bearer ")) return Error{ErrorCode::unauthenticated, "unsupported authorization scheme; use Bearer tokens"};
+  auto info = tokens_.verify(std::string(trim(auth.substr(7))));
+  if (!info) return Error{ErrorCode::unauthenticated, "unknown or revoked token"};
+  ctx.access = info->role == "admin" ? Access::write : Access::read;
+  ctx.principal = "token " + info->name;
+  return ctx;
+}
+
+void HttpServer::route(const httplib::Request& req, httplib::Response& res) {
+  auto ctx = authenticate(req);
+  if (!ctx.ok()) {
+    res.set_header("WWW-Authenticate", "Bearer realm=\"vmm\"");
+    return sendError(res, ctx.error());
+  }
+  if (req.method == "GET" && req.path == "/metrics") {
+    res.set_content(metrics_ ? metrics_() : std::string(), "text/plain; version=0.0.4");
+    return;
+  }
+  if (req.method == "GET" && req.path == "/v1/openapi.json") {
+    res.set_content(toText(registry_.openapi()), "application/json");
+    return;
+  }
+  if (req.method == "GET" && req.path == "/v1/events") return serveEvents(req, res, *ctx);
+
+  const OperationSpec* spec = nullptr;
+  json params = json::object();
+  bool pathKnown = false;
+  for (const auto& s : operationSpecs()) {
+    if (!s.http) continue;
+    json found = json::object();
+    if (!matchRoute(s.http->path, req.path, found)) continue;
+    pathKnown = true;
+    if (s.http->method != req.method) continue;
+    spec = &s;
+    params = std::move(found);
+    break;
+  }
+  if (!spec) {
+    if (pathKnown) {
+      res.status = 405;
+      res.set_content(toText(json{{"error", {{"code", 405}, {"kind", "method-not-allowed"}, {"message", req.method + " is not allowed on " + req.path}}}}), "application/json");
+      return;
+    }
+    return sendError(res, notFound("no such endpoint: " + req.method + " " + req.path));
+  }
+
+  for (const auto& [key, value] : req.params) {
+    const ParamSpec* p = nullptr;
+    for (const auto& ps : spec->params)
+      if (ps.name == key && ps.in == ParamIn::query) p = &ps;
+    if (!p) return sendError(res, invalidArgument(key + ": unknown query parameter of " + spec->name));
+    auto v = queryValue(*p, value);
+    if (!v.ok()) return sendError(res, v.error());
+    params[key] = *v;
+  }
+  if (spec->name == "domain.update") {
+    std::string ifMatch = req.get_header_value("If-Match");
+    if (!ifMatch.empty()) {
+      std::string g(trim(ifMatch));
+      if (startsWith(g, "W/")) g = g.substr(2);
+      if (g.size() >= 2 && g.front() == '"' && g.back() == '"') g = g.substr(1, g.size() - 2);
+      auto gen = parseInt(g);
+      if (!gen) return sendError(res, invalidArgument("If-Match: expected a generation such as \"3\""));
+      params["generation"] = *gen;
+    }
+  }
+  if (!req.body.empty()) {
+    std::string contentType = req.get_header_value("Content-Type");
+    json body;
+    if (!spec->http->bodyParam.empty() && converter_ && !startsWith(contentType, "application/json") && !contentType.empty()) {
+      auto converted = converter_(contentType, req.body);
+      if (!converted.ok()) return sendError(res, converted.error());
+      body = *converted;
+    } else {
+      // The parser's own message names the byte offset of the mistake.
+      try {
+        body = json::parse(req.body);
+      } catch (const json::parse_error& e) {
+        return sendError(res, invalidArgument(std::string("invalid JSON in the request body: ") + e.what()));
+      }
+    }
+    if (!spec->http->bodyParam.empty()) {
+      params[spec->http->bodyParam] = std::move(body);
+    } else {
+      if (!body.is_object()) return sendError(res, invalidArgument("request body: expected a JSON object, got " + model::jsonTypeName(body)));
+      for (auto it = body.begin(); it != body.end(); ++it) {
+        if (params.contains(it.key())) return sendError(res, invalidArgument(it.key() + ": given both in the URL and in the body"));
+        params[it.key()] = it.value();
+      }
+    }
+  }
+  auto result = registry_.call(*ctx, spec->name, std::move(params));
+  if (!result.ok()) return sendError(res, result.error());
+  res.status = result->status;
+  for (const auto& [k, v] : result->headers) res.set_header(k, v);
+  res.set_content(toText(result->body), "application/json");
+}
+
+void HttpServer::serveEvents(const httplib::Request& req, httplib::Response& res, const CallContext&) {
+  EventFilter filter;
+  for (const auto& [key, value] : req.params) {
+    if (key == "types") filter.types = split(value, ',', true);
+    else if (key == "object") filter.object = value;
+    else return sendError(res, invalidArgument(key + ": unknown query parameter of /v1/events (types, object)"));
+  }
+  auto sub = events_.subscribe(filter);
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [this, sub, started = false](size_t, httplib::DataSink& sink) mutable {
+        if (!started) {
+          started = true;
+          std::string hello = ": vmm events, last_seq=" + std::to_string(events_.lastSeq()) + "\n\n";
+          if (!sink.write(hello.data(), hello.size())) return false;
+        }
+        auto next = sub->next(Deadline::after(Millis(15000)));
+        if (!next.ok()) {  // closed: overflow notice already delivered, or shutdown
+          sink.done();
+          return true;
+        }
+        std::string chunk;
+        if (!next->has_value()) {
+          chunk = ": keep-alive\n\n";
+        } else {
+          const auto& e = **next;
+          chunk = "id: " + std::to_string(e.seq) + "\nevent: " + e.type + "\ndata: " + toText(model::formatEvent(e)) + "\n\n";
+        }
+        return sink.write(chunk.data(), chunk.size());
+      },
+      [this, sub](bool) { events_.unsubscribe(sub); });
+}
+
+}  // namespace vmm::api

@@ -1,0 +1,65 @@
+// The HTTP REST transport (cpp-httplib): routes from the operation table under /v1/,
+// bearer-token authentication (read and admin tokens), Server-Sent Events on /v1/events,
+// the generated OpenAPI document on /v1/openapi.json and Prometheus metrics on /metrics.
+// HTTPS when a certificate and key are configured.
+//
+// Thread-safety: start()/stop() from the owning thread; requests run on httplib's threads.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "api/registry.h"
+#include "daemon/auth.h"
+#include "daemon/event_bus.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace vmm::api {
+
+struct HttpOptions {
+  std::string listen = "127.0.0.1:8470";  // host:port; port 0 picks a free one
+  std::string tlsCert, tlsKey;
+  int threads = 16;
+  size_t maxBodyBytes = 4 << 20;
+  std::string anonymousAccess = "none";   // "none" or "read": what requests without a token may do
+};
+
+// Optional conversion of a non-JSON request body (e.g. libvirt XML) into a definition.
+using BodyConverter = std::function<Result<nlohmann::json>(const std::string& contentType, const std::string& body)>;
+
+class HttpServer {
+ public:
+  HttpServer(Registry& registry, EventBus& events, TokenStore& tokens, std::function<std::string()> metrics,
+             HttpOptions options);
+  ~HttpServer();
+  void setBodyConverter(BodyConverter converter) { converter_ = std::move(converter); }
+  Status start();
+  void stop();
+  int port() const { return port_; }
+  std::string url() const;
+
+ private:
+  void route(const httplib::Request& req, httplib::Response& res);
+  void serveEvents(const httplib::Request& req, httplib::Response& res, const CallContext& ctx);
+  Result<CallContext> authenticate(const httplib::Request& req) const;
+
+  Registry& registry_;
+  EventBus& events_;
+  TokenStore& tokens_;
+  std::function<std::string()> metrics_;
+  HttpOptions options_;
+  BodyConverter converter_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::string host_;
+};
+
+}  // namespace vmm::api

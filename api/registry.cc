@@ -1,0 +1,134 @@
+#include "api/registry.h"
+
+#include <set>
+
+#include "base/log.h"
+#include "base/strings.h"
+#include "model/json_reader.h"
+
+namespace vmm::api {
+
+Registry::Registry(OperationManager& operations) : operations_(operations) {
+  for (const auto& spec : operationSpecs()) entries_[spec.name].spec = &spec;
+}
+
+void Registry::bind(const std::string& name, Handler handler) {
+  auto it = entries_.find(name);
+  if (it == entries_.end() || it->second.spec->async) {
+    log::error("binding a handler to an unknown or async operation", {{"operation", name}});
+    std::abort();
+  }
+  it->second.handler = std::move(handler);
+}
+
+void Registry::bindAsync(const std::string& name, AsyncHandler handler) {
+  auto it = entries_.find(name);
+  if (it == entries_.end() || !it->second.spec->async) {
+    log::error("binding an async handler to an unknown or sync operation", {{"operation", name}});
+    std::abort();
+  }
+  it->second.asyncHandler = std::move(handler);
+}
+
+std::vector<std::string> Registry::unbound() const {
+  std::vector<std::string> out;
+  for (const auto& [name, e] : entries_)
+    if (!e.handler && !e.asyncHandler) out.push_back(name);
+  return out;
+}
+
+Result<Millis> durationParam(const json& params, const std::string& key, Millis fallback, Millis max) {
+  auto it = params.find(key);
+  if (it == params.end() || it->is_null()) return fallback;
+  std::optional<Millis> d;
+  if (it->is_string()) d = parseDuration(it->get<std::string>());
+  else if (it->is_number_unsigned() || (it->is_number_integer() && it->get<int64_t>() >= 0))
+    d = Millis(it->get<int64_t>() * 1000);
+  if (!d) return invalidArgument(key + ": expected a duration such as \"30s\", \"500ms\" or \"5m\"");
+  if (*d > max) return invalidArgument(key + ": at most " + formatDuration(max));
+  return *d;
+}
+
+Status Registry::validate(const OperationSpec& spec, json& params) const {
+  if (params.is_null()) params = json::object();
+  if (!params.is_object()) return invalidArgument("params: expected an object, got " + model::jsonTypeName(params));
+  std::set<std::string> known;
+  for (const auto& p : spec.params) {
+    known.insert(p.name);
+    auto it = params.find(p.name);
+    if (it == params.end() || it->is_null()) {
+      if (p.required) return invalidArgument(p.name + ": required parameter is missing");
+      continue;
+    }
+    const json& v = *it;
+    bool typeOk = true;
+    switch (p.type) {
+      case ParamType::string: typeOk = v.is_string(); break;
+      case ParamType::integer: typeOk = v.is_number_integer(); break;
+      case ParamType::boolean: typeOk = v.is_boolean(); break;
+      case ParamType::object: typeOk = v.is_object() || (p.name == "definition" && v.is_string()); break;
+      case ParamType::array: typeOk = v.is_array(); break;
+      case ParamType::duration: typeOk = v.is_string() || v.is_number_integer(); break;
+      case ParamType::any: break;
+    }
+    if (!typeOk)
+      return invalidArgument(p.name + ": expected " + std::string(paramTypeName(p.type)) + ", got " + model::jsonTypeName(v));
+    if (p.type == ParamType::duration) VMM_TRY(durationParam(params, p.name, Millis(0), Millis(366LL * 86400 * 1000)));
+    if (!p.choices.empty() && v.is_string() &&
+        std::find(p.choices.begin(), p.choices.end(), v.get<std::string>()) == p.choices.end())
+      return invalidArgument(p.name + ": unknown value " + quote(v.get<std::string>()) + " (expected one of: " +
+                             join(p.choices, ", ") + ")");
+  }
+  for (auto it = params.begin(); it != params.end(); ++it)
+    if (!known.count(it.key())) return invalidArgument(it.key() + ": unknown parameter of " + spec.name);
+  return {};
+}
+
+Result<Reply> Registry::call(const CallContext& ctx, const std::string& name, json params) {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) return notFound("unknown method " + quote(name));
+  Entry& e = it->second;
+  auto t0 = SteadyClock::now();
+  auto result = [&]() -> Result<Reply> {
+    if (e.spec->access == Access::write && ctx.access != Access::write)
+      return permissionDenied(name + " needs read-write access; this connection is read-only");
+    VMM_TRY(validate(*e.spec, params));
+    if (!e.spec->async) {
+      if (!e.handler) return unsupported(name + " is not implemented by this vmmd");
+      return e.handler(ctx, params);
+    }
+    if (!e.asyncHandler) return unsupported(name + " is not implemented by this vmmd");
+    VMM_ASSIGN(auto work, e.asyncHandler(ctx, params));
+    VMM_ASSIGN(auto op, operations_.submit(name, work.object, e.spec->cancellable, std::move(work.task)));
+    Reply r(model::formatOperation(op), 202);
+    r.headers.emplace_back("Location", "/v1/operations/" + op.id);
+    return r;
+  }();
+  e.counters->calls++;
+  e.counters->micros += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count());
+  if (!result.ok()) {
+    e.counters->errors++;
+    if (result.error().code == ErrorCode::internal)
+      log::error("call failed", {{"method", name}, {"principal", ctx.principal}, {"error", result.error().message}});
+  }
+  return result;
+}
+
+std::string Registry::metricsText() const {
+  std::string out;
+  out += "# HELP vmm_api_calls_total API calls by operation.\n# TYPE vmm_api_calls_total counter\n";
+  for (const auto& [name, e] : entries_)
+    out += "vmm_api_calls_total{operation=\"" + name + "\"} " + std::to_string(e.counters->calls.load()) + "\n";
+  out += "# HELP vmm_api_errors_total API calls that failed, by operation.\n# TYPE vmm_api_errors_total counter\n";
+  for (const auto& [name, e] : entries_)
+    out += "vmm_api_errors_total{operation=\"" + name + "\"} " + std::to_string(e.counters->errors.load()) + "\n";
+  out += "# HELP vmm_api_call_seconds_total Time spent in API calls, by operation.\n# TYPE vmm_api_call_seconds_total counter\n";
+  for (const auto& [name, e] : entries_) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6f", static_cast<double>(e.counters->micros.load()) / 1e6);
+    out += "vmm_api_call_seconds_total{operation=\"" + name + "\"} " + buf + "\n";
+  }
+  return out;
+}
+
+}  // namespace vmm::api

@@ -1,0 +1,82 @@
+// Binds handlers to the operation table and runs calls for both transports: access check,
+// parameter validation against the spec (unknown, missing and mistyped parameters are
+// rejected before anything runs), sync handlers or async operations, and per-operation
+// metrics. Both transports call Registry::call, so they share handlers, errors and JSON.
+//
+// Thread-safety: bind() before serving; call() from any thread.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "api/spec.h"
+#include "base/result.h"
+#include "daemon/operation_manager.h"
+
+namespace vmm::api {
+
+using json = nlohmann::json;
+
+struct CallContext {
+  Access access = Access::read;  // what the caller may do
+  std::string principal;         // "uid 0", "token ci"
+  std::string transport;         // "rpc" or "http"
+};
+
+struct Reply {
+  json body;
+  int status = 200;  // HTTP status of a success
+  std::vector<std::pair<std::string, std::string>> headers;
+  Reply() = default;
+  Reply(json b, int s = 200) : body(std::move(b)), status(s) {}  // NOLINT
+};
+
+// Validated work of an async call: it runs as an operation on `object`.
+struct AsyncWork {
+  std::string object;
+  OperationManager::Task task;
+};
+
+using Handler = std::function<Result<Reply>(const CallContext&, const json& params)>;
+using AsyncHandler = std::function<Result<AsyncWork>(const CallContext&, const json& params)>;
+
+class Registry {
+ public:
+  explicit Registry(OperationManager& operations);
+
+  void bind(const std::string& name, Handler handler);
+  void bindAsync(const std::string& name, AsyncHandler handler);
+  // Names of specs without a handler (a start-up check).
+  std::vector<std::string> unbound() const;
+
+  Result<Reply> call(const CallContext& ctx, const std::string& name, json params);
+
+  // Prometheus text lines for the per-operation counters.
+  std::string metricsText() const;
+  json openapi() const;
+
+ private:
+  struct Counters {
+    std::atomic<uint64_t> calls{0}, errors{0}, micros{0};
+  };
+  struct Entry {
+    const OperationSpec* spec = nullptr;
+    Handler handler;
+    AsyncHandler asyncHandler;
+    std::unique_ptr<Counters> counters = std::make_unique<Counters>();
+  };
+  Status validate(const OperationSpec& spec, json& params) const;
+
+  OperationManager& operations_;
+  std::map<std::string, Entry> entries_;
+};
+
+// "params.timeout: expected a duration such as \"30s\"" style checking, shared with transports.
+Result<Millis> durationParam(const json& params, const std::string& key, Millis fallback, Millis max);
+
+}  // namespace vmm::api

@@ -1,0 +1,322 @@
+#include "api/rpc/rpc_server.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "api/wire.h"
+#include "base/log.h"
+#include "base/socket_util.h"
+#include "base/strings.h"
+
+namespace vmm::api {
+
+using json = nlohmann::json;
+
+struct RpcServer::Connection {
+  fs::UniqueFd fd;
+  CallContext ctx;
+  std::string in;
+  std::string out;
+  size_t outOffset = 0;
+  bool closed = false;
+  bool closeAfterFlush = false;
+  bool wantWrite = false;
+  std::map<uint64_t, std::shared_ptr<Subscription>> subs;
+};
+
+RpcServer::RpcServer(EventLoop& loop, ThreadPool& pool, Registry& registry, EventBus& events, RpcOptions options)
+    : loop_(loop), pool_(pool), registry_(registry), events_(events), options_(std::move(options)) {}
+
+RpcServer::~RpcServer() { stop(); }
+
+Status RpcServer::start() {
+  VMM_ASSIGN(auto rw, listenUnix(options_.socketPath, options_.group != static_cast<gid_t>(-1) ? 0660 : 0600, options_.group));
+  rwFd_ = std::move(rw);
+  if (!options_.roSocketPath.empty()) {
+    VMM_ASSIGN(auto ro, listenUnix(options_.roSocketPath, 0666));
+    roFd_ = std::move(ro);
+  }
+  loop_.runSync([this] {
+    loop_.watch(rwFd_.get(), EPOLLIN, [this](uint32_t) { accept(rwFd_.get(), false); });
+    if (roFd_.valid()) loop_.watch(roFd_.get(), EPOLLIN, [this](uint32_t) { accept(roFd_.get(), true); });
+  });
+  return {};
+}
+
+void RpcServer::stop() {
+  if (!rwFd_.valid()) return;
+  loop_.runSync([this] {
+    loop_.unwatch(rwFd_.get());
+    if (roFd_.valid()) loop_.unwatch(roFd_.get());
+    auto conns = conns_;
+    for (auto& [fd, c] : conns) close(c);
+  });
+  ::unlink(options_.socketPath.c_str());
+  if (!options_.roSocketPath.empty()) ::unlink(options_.roSocketPath.c_str());
+  rwFd_.reset();
+  roFd_.reset();
+}
+
+size_t RpcServer::connectionCount() const { return connCount_.load(); }
+
+void RpcServer::accept(int listenFd, bool readOnly) {
+  while (true) {
+    int fd = ::accept4(listenFd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno != EAGAIN && errno != EINTR) log::warn("accept failed on the RPC socket", {{"errno", errno}});
+      return;
+    }
+    auto c = std::make_shared<Connection>();
+    c->fd.reset(fd);
+    c->ctx.transport = "rpc";
+    auto cred = peerCredentials(fd);
+    if (cred.ok()) {
+      c->ctx.principal = "uid " + std::to_string(cred->uid) + " (pid " + std::to_string(cred->pid) + ")";
+      c->ctx.access = !readOnly && peerInGroup(*cred, options_.group) ? Access::write : Access::read;
+    } else {
+      c->ctx.principal = "unknown peer";
+      c->ctx.access = Access::read;
+    }
+    conns_[fd] = c;
+    connCount_ = conns_.size();
+    std::weak_ptr<Connection> weak = c;
+    loop_.watch(fd, EPOLLIN | EPOLLRDHUP, [this, weak](uint32_t ev) {
+      auto conn = weak.lock();
+      if (!conn || conn->closed) return;
+      if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) onReadable(conn);
+      if (!conn->closed && (ev & EPOLLOUT)) onWritable(conn);
+    });
+  }
+}
+
+void RpcServer::close(const std::shared_ptr<Connection>& c) {
+  if (c->closed) return;
+  c->closed = true;
+  for (auto& [id, sub] : c->subs) events_.unsubscribe(sub);
+  c->subs.clear();
+  loop_.unwatch(c->fd.get());
+  conns_.erase(c->fd.get());
+  connCount_ = conns_.size();
+  c->fd.reset();
+}
+
+void RpcServer::onReadable(const std::shared_ptr<Connection>& c) {
+  char buf[65536];
+  while (!c->closed) {
+    ssize_t n = ::read(c->fd.get(), buf, sizeof buf);
+    if (n > 0) {
+      c->in.append(buf, static_cast<size_t>(n));
+      size_t start = 0;
+      while (true) {
+        size_t nl = c->in.find('\n', start);
+        if (nl == std::string::npos) break;
+        std::string_view line(c->in.data() + start, nl - start);
+        if (line.size() > options_.maxRequestBytes) {
+          json err = {{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "request larger than " + std::to_string(options_.maxRequestBytes) + " bytes"}}}};
+          send(c, toText(err));
+          c->closeAfterFlush = true;
+          return;
+        }
+        if (!trim(line).empty()) handleLine(c, line);
+        start = nl + 1;
+        if (c->closed) return;
+      }
+      c->in.erase(0, start);
+      if (c->in.size() > options_.maxRequestBytes) {
+        // Nothing can be answered on a stream we can no longer frame: say why, then close.
+        json err = {{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "request larger than " + std::to_string(options_.maxRequestBytes) + " bytes"}}}};
+        c->in.clear();
+        send(c, toText(err));
+        c->closeAfterFlush = true;
+        return;
+      }
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    close(c);  // EOF or error
+    return;
+  }
+}
+
+void RpcServer::onWritable(const std::shared_ptr<Connection>& c) {
+  while (c->outOffset < c->out.size()) {
+    ssize_t n = ::send(c->fd.get(), c->out.data() + c->outOffset, c->out.size() - c->outOffset, MSG_NOSIGNAL);
+    if (n > 0) {
+      c->outOffset += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    close(c);
+    return;
+  }
+  if (c->outOffset == c->out.size()) {
+    c->out.clear();
+    c->outOffset = 0;
+    if (c->closeAfterFlush) {
+      close(c);
+      return;
+    }
+    // Events may have waited for the buffer to drain.
+    if (!c->subs.empty()) deliverEvents(c);
+  } else if (c->outOffset > (1 << 20)) {
+    c->out.erase(0, c->outOffset);
+    c->outOffset = 0;
+  }
+  bool want = c->outOffset < c->out.size() || !c->out.empty();
+  if (want != c->wantWrite) {
+    c->wantWrite = want;
+    loop_.modify(c->fd.get(), EPOLLIN | EPOLLRDHUP | (want ? static_cast<uint32_t>(EPOLLOUT) : 0u));
+  }
+}
+
+// Loop thread only.
+void RpcServer::send(const std::shared_ptr<Connection>& c, const std::string& text) {
+  if (c->closed) return;
+  if (c->out.size() - c->outOffset > options_.maxPendingOutput) {
+    log::warn("RPC client is not reading its replies; disconnecting", {{"principal", c->ctx.principal}});
+    close(c);
+    return;
+  }
+  c->out += text;
+  c->out += '\n';
+  onWritable(c);
+}
+
+void RpcServer::deliverEvents(const std::shared_ptr<Connection>& c) {
+  // Leave events in the subscription's bounded queue while the client is not reading.
+  if (c->out.size() - c->outOffset > (1 << 20)) return;
+  for (auto it = c->subs.begin(); it != c->subs.end();) {
+    bool closed = false;
+    auto events = it->second->drain(closed);
+    for (const auto& e : events) {
+      json note = {{"jsonrpc", "2.0"}, {"method", "event"}, {"params", {{"subscription", it->first}, {"event", model::formatEvent(e)}}}};
+      send(c, toText(note));
+      if (c->closed) return;
+    }
+    if (closed) {
+      events_.unsubscribe(it->second);
+      it = c->subs.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void RpcServer::handleLine(const std::shared_ptr<Connection>& c, std::string_view line) {
+  auto parsed = json::parse(line, nullptr, false);
+  if (parsed.is_discarded()) {
+    send(c, toText({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcParseError}, {"message", "parse error: the request is not valid JSON"}}}}));
+    return;
+  }
+  std::weak_ptr<Connection> weak = c;
+  auto respondOnLoop = [this, weak](json reply) {
+    loop_.post([this, weak, text = toText(reply)] {
+      auto conn = weak.lock();
+      if (conn && !conn->closed) send(conn, text);
+    });
+  };
+  if (parsed.is_array()) {
+    if (parsed.empty()) {
+      send(c, toText({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "empty batch"}}}}));
+      return;
+    }
+    // A batch: answer with one array once every member has answered.
+    struct Batch {
+      std::mutex mu;
+      json replies = json::array();
+      size_t pending;
+    };
+    auto batch = std::make_shared<Batch>();
+    batch->pending = parsed.size();
+    for (auto& req : parsed) {
+      handleRequest(c, std::move(req), [batch, respondOnLoop](json reply) {
+        json all;
+        {
+          std::lock_guard lock(batch->mu);
+          if (!reply.is_null()) batch->replies.push_back(std::move(reply));
+          if (--batch->pending > 0) return;
+          all = std::move(batch->replies);
+        }
+        if (!all.empty()) respondOnLoop(std::move(all));
+      });
+    }
+    return;
+  }
+  handleRequest(c, std::move(parsed), [respondOnLoop](json reply) {
+    if (!reply.is_null()) respondOnLoop(std::move(reply));
+  });
+}
+
+// Loop thread. `respond` may be called from any thread, with null for notifications.
+void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, std::function<void(json)> respond) {
+  auto invalid = [&](const std::string& msg, json id) {
+    respond({{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", kRpcInvalidRequest}, {"message", msg}}}});
+  };
+  if (!req.is_object()) return invalid("invalid request: expected a JSON object", nullptr);
+  json id = req.contains("id") ? req["id"] : json();
+  bool notification = !req.contains("id");
+  if (!id.is_null() && !id.is_string() && !id.is_number_integer()) return invalid("invalid request: id must be a string or an integer", nullptr);
+  if (req.value("jsonrpc", "") != "2.0") return invalid("invalid request: \"jsonrpc\" must be \"2.0\"", id);
+  if (!req.contains("method") || !req["method"].is_string()) return invalid("invalid request: \"method\" must be a string", id);
+  for (auto it = req.begin(); it != req.end(); ++it)
+    if (it.key() != "jsonrpc" && it.key() != "id" && it.key() != "method" && it.key() != "params")
+      return invalid("invalid request: unknown member " + quote(it.key()), id);
+  std::string method = req["method"].get<std::string>();
+  json params = req.contains("params") ? req["params"] : json::object();
+  auto reply = [respond, id, notification](Result<json> r) {
+    if (notification) return respond(json());
+    if (r.ok()) return respond({{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(r).value()}});
+    const Error& e = r.error();
+    respond({{"jsonrpc", "2.0"},
+             {"id", id},
+             {"error", {{"code", httpStatusFor(e.code)}, {"message", e.message}, {"data", {{"kind", errorCodeName(e.code)}}}}}});
+  };
+
+  // Transport-level methods: event subscriptions belong to the connection.
+  if (method == "events.subscribe") {
+    EventFilter filter;
+    if (!params.is_object()) return reply(invalidArgument("params: expected an object"));
+    for (auto it = params.begin(); it != params.end(); ++it) {
+      if (it.key() == "types" && it->is_array()) {
+        for (const auto& t : *it)
+          if (t.is_string()) filter.types.push_back(t.get<std::string>());
+      } else if (it.key() == "object" && it->is_string()) {
+        filter.object = it->get<std::string>();
+      } else {
+        return reply(invalidArgument(it.key() + ": unknown parameter of events.subscribe (types: array, object: string)"));
+      }
+    }
+    auto sub = events_.subscribe(filter);
+    std::weak_ptr<Connection> weak = c;
+    sub->setNotify([this, weak] {
+      loop_.post([this, weak] {
+        auto conn = weak.lock();
+        if (conn && !conn->closed) deliverEvents(conn);
+      });
+    });
+    c->subs[sub->id()] = sub;
+    return reply(json{{"subscription", sub->id()}, {"last_seq", events_.lastSeq()}});
+  }
+  if (method == "events.unsubscribe") {
+    uint64_t subId = params.is_object() ? params.value("subscription", uint64_t{0}) : 0;
+    auto it = c->subs.find(subId);
+    if (it == c->subs.end()) return reply(notFound("no subscription " + std::to_string(subId) + " on this connection"));
+    events_.unsubscribe(it->second);
+    c->subs.erase(it);
+    return reply(json::object());
+  }
+  if (!findSpec(method)) {
+    if (notification) return respond(json());
+    return respond({{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", kRpcMethodNotFound}, {"message", "method not found: " + method}}}});
+  }
+  CallContext ctx = c->ctx;
+  pool_.submit([this, ctx, method, params = std::move(params), reply]() mutable {
+    auto r = registry_.call(ctx, method, std::move(params));
+    if (r.ok()) reply(std::move(r->body));
+    else reply(r.takeError());
+  });
+}
+
+}  // namespace vmm::api

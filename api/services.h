@@ -1,0 +1,30 @@
+// What the API handlers operate on: the daemon's services, by reference.
+#pragma once
+
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "daemon/auth.h"
+#include "daemon/domain_service.h"
+#include "daemon/event_bus.h"
+#include "daemon/operation_manager.h"
+
+namespace vmm::api {
+
+class Registry;
+
+struct Services {
+  DomainService& domains;
+  OperationManager& operations;
+  EventBus& events;
+  TokenStore& tokens;
+  std::function<nlohmann::json()> hostInfo;
+};
+
+// Binds every operation of the table to its handler.
+void bindHandlers(Registry& registry, Services& services);
+void bindDomainHandlers(Registry& registry, Services& services);
+void bindOperationHandlers(Registry& registry, Services& services);
+void bindHostHandlers(Registry& registry, Services& services);
+
+}  // namespace vmm::api

@@ -1,0 +1,164 @@
+#include "api/spec.h"
+
+namespace vmm::api {
+
+std::string_view paramTypeName(ParamType t) {
+  switch (t) {
+    case ParamType::string: return "string";
+    case ParamType::integer: return "integer";
+    case ParamType::boolean: return "boolean";
+    case ParamType::object: return "object";
+    case ParamType::array: return "array";
+    case ParamType::any: return "any";
+    case ParamType::duration: return "duration";
+  }
+  return "any";
+}
+
+namespace {
+
+using P = ParamSpec;
+using T = ParamType;
+
+ParamSpec pathName(const std::string& what) { return P{"name", T::string, true, "the " + what + "'s name", ParamIn::path, {}}; }
+ParamSpec q(std::string name, T type, std::string desc, std::vector<std::string> choices = {}) {
+  return P{std::move(name), type, false, std::move(desc), ParamIn::query, std::move(choices)};
+}
+ParamSpec b(std::string name, T type, std::string desc, bool required = false, std::vector<std::string> choices = {}) {
+  return P{std::move(name), type, required, std::move(desc), ParamIn::body, std::move(choices)};
+}
+
+std::vector<OperationSpec> build() {
+  std::vector<OperationSpec> s;
+  auto add = [&](OperationSpec o) { s.push_back(std::move(o)); };
+
+  // ---- host
+  add({"host.info", "Host, daemon and driver capabilities", Access::read, false, false, "host", {},
+       HttpRoute{"GET", "/v1/host", "", 200}});
+
+  // ---- domains
+  add({"domain.list", "List domains", Access::read, false, false, "domains",
+       {q("full", T::boolean, "include definitions and runtime details (like ?recursion=1)"),
+        q("state", T::string, "only domains in this state",
+          {"shutoff", "starting", "running", "paused", "stopping", "crashed"}),
+        q("active", T::boolean, "only running or paused domains"),
+        q("type", T::string, "only domains of this driver type", {"qemu", "lxc", "xen", "test"}),
+        q("label", T::string, "label selector: key or key=value, comma-separated; all must match")},
+       HttpRoute{"GET", "/v1/domains", "", 200}});
+  add({"domain.get", "Get one domain with its definition and runtime state", Access::read, false, false,
+       "domains/{name}", {pathName("domain")}, HttpRoute{"GET", "/v1/domains/{name}", "", 200}});
+  add({"domain.create", "Define a new domain", Access::write, false, false, "domains",
+       {b("definition", T::object, "the domain definition (JSON), or libvirt domain XML as a string over HTTP with Content-Type application/xml", true),
+        q("start", T::boolean, "start the domain once defined")},
+       HttpRoute{"POST", "/v1/domains", "definition", 201}});
+  add({"domain.update", "Replace a domain's definition (applies at next start if running)", Access::write, false,
+       false, "domains/{name}",
+       {pathName("domain"), b("definition", T::object, "the new definition", true),
+        q("generation", T::integer, "fail with 412 unless the domain is at this generation (HTTP: If-Match)")},
+       HttpRoute{"PUT", "/v1/domains/{name}", "definition", 200}});
+  add({"domain.delete", "Undefine a domain (it must be shut off)", Access::write, false, false, "domains/{name}",
+       {pathName("domain")}, HttpRoute{"DELETE", "/v1/domains/{name}", "", 200}});
+  add({"domain.start", "Start a domain", Access::write, true, false, "domains/{name}",
+       {pathName("domain"), b("paused", T::boolean, "leave the guest paused")},
+       HttpRoute{"POST", "/v1/domains/{name}/start", "", 202}});
+  add({"domain.shutdown", "Shut a domain down gracefully, destroying it after the timeout", Access::write, true,
+       true, "domains/{name}",
+       {pathName("domain"), b("timeout", T::duration, "graceful period before it is destroyed (default 60s)"),
+        b("force", T::boolean, "destroy at the timeout (default true); false fails instead")},
+       HttpRoute{"POST", "/v1/domains/{name}/shutdown", "", 202}});
+  add({"domain.destroy", "Stop a domain immediately", Access::write, false, false, "domains/{name}",
+       {pathName("domain")}, HttpRoute{"POST", "/v1/domains/{name}/destroy", "", 200}});
+  add({"domain.reboot", "Reboot a domain", Access::write, true, false, "domains/{name}", {pathName("domain")},
+       HttpRoute{"POST", "/v1/domains/{name}/reboot", "", 202}});
+  add({"domain.reset", "Reset a domain (hard reboot)", Access::write, false, false, "domains/{name}",
+       {pathName("domain")}, HttpRoute{"POST", "/v1/domains/{name}/reset", "", 200}});
+  add({"domain.suspend", "Pause a domain's vCPUs", Access::write, false, false, "domains/{name}",
+       {pathName("domain")}, HttpRoute{"POST", "/v1/domains/{name}/suspend", "", 200}});
+  add({"domain.resume", "Resume a paused domain", Access::write, false, false, "domains/{name}",
+       {pathName("domain")}, HttpRoute{"POST", "/v1/domains/{name}/resume", "", 200}});
+  add({"domain.stats", "Statistics of one running domain", Access::read, false, false, "domains/{name}",
+       {pathName("domain"), q("timeout", T::duration, "how long to wait for the hypervisor (default 5s)")},
+       HttpRoute{"GET", "/v1/domains/{name}/stats", "", 200}});
+  add({"domain.stats_all", "Statistics of every running domain; a stuck one reports an error", Access::read, false,
+       false, "domains", {q("timeout", T::duration, "per-domain deadline (default 2s)")},
+       HttpRoute{"GET", "/v1/stats/domains", "", 200}});
+  add({"domain.attach_disk", "Attach a disk", Access::write, false, false, "domains/{name}",
+       {pathName("domain"), b("disk", T::object, "the disk, as in a definition", true),
+        q("live", T::boolean, "hot-plug into the running domain (default: when running)"),
+        q("config", T::boolean, "also save it in the definition (default true)")},
+       HttpRoute{"POST", "/v1/domains/{name}/disks", "disk", 200}});
+  add({"domain.detach_disk", "Detach a disk", Access::write, false, false, "domains/{name}",
+       {pathName("domain"), P{"target", T::string, true, "the disk's target (vdb)", ParamIn::path, {}},
+        q("live", T::boolean, "hot-unplug from the running domain (default: when running)"),
+        q("config", T::boolean, "also remove it from the definition (default true)")},
+       HttpRoute{"DELETE", "/v1/domains/{name}/disks/{target}", "", 200}});
+  add({"domain.attach_nic", "Attach a network interface", Access::write, false, false, "domains/{name}",
+       {pathName("domain"), b("nic", T::object, "the NIC, as in a definition", true),
+        q("live", T::boolean, "hot-plug into the running domain (default: when running)"),
+        q("config", T::boolean, "also save it in the definition (default true)")},
+       HttpRoute{"POST", "/v1/domains/{name}/nics", "nic", 200}});
+  add({"domain.detach_nic", "Detach a network interface", Access::write, false, false, "domains/{name}",
+       {pathName("domain"), P{"mac", T::string, true, "the NIC's MAC address", ParamIn::path, {}},
+        q("live", T::boolean, "hot-unplug from the running domain (default: when running)"),
+        q("config", T::boolean, "also remove it from the definition (default true)")},
+       HttpRoute{"DELETE", "/v1/domains/{name}/nics/{mac}", "", 200}});
+  add({"domain.exec", "Run a command in the guest and collect its output and exit code", Access::write, true, true,
+       "domains/{name}",
+       {pathName("domain"), b("command", T::array, "program and arguments", true),
+        b("env", T::array, "environment entries NAME=value"), b("input", T::string, "standard input"),
+        b("timeout", T::duration, "how long the command may run (default 60s)")},
+       HttpRoute{"POST", "/v1/domains/{name}/exec", "", 202}});
+  add({"domain.guest", "A guest agent request: ping, info, interfaces, fsfreeze, fsthaw, shutdown", Access::write,
+       false, false, "domains/{name}",
+       {pathName("domain"),
+        P{"command", T::string, true, "the request", ParamIn::path,
+          {"ping", "info", "interfaces", "fsfreeze", "fsthaw", "shutdown"}},
+        q("timeout", T::duration, "deadline for the agent (default 10s)")},
+       HttpRoute{"POST", "/v1/domains/{name}/guest/{command}", "", 200}});
+  add({"domain.console_log", "The last bytes of a domain's console output", Access::read, false, false,
+       "domains/{name}",
+       {pathName("domain"), q("bytes", T::integer, "at most this many bytes (default 65536)")},
+       HttpRoute{"GET", "/v1/domains/{name}/console/log", "", 200}});
+
+  // ---- operations
+  add({"operation.list", "List operations", Access::read, false, false, "operations",
+       {q("active", T::boolean, "only pending and running operations")},
+       HttpRoute{"GET", "/v1/operations", "", 200}});
+  add({"operation.get", "Get an operation", Access::read, false, false, "operations/{id}",
+       {P{"id", T::string, true, "operation id", ParamIn::path, {}}}, HttpRoute{"GET", "/v1/operations/{id}", "", 200}});
+  add({"operation.wait", "Wait for an operation to finish (or the timeout) and return it", Access::read, false, false,
+       "operations/{id}",
+       {P{"id", T::string, true, "operation id", ParamIn::path, {}},
+        q("timeout", T::duration, "how long to wait (default 60s, at most 1h)")},
+       HttpRoute{"GET", "/v1/operations/{id}/wait", "", 200}});
+  add({"operation.cancel", "Cancel an operation", Access::write, false, false, "operations/{id}",
+       {P{"id", T::string, true, "operation id", ParamIn::path, {}}},
+       HttpRoute{"DELETE", "/v1/operations/{id}", "", 200}});
+
+  // ---- access tokens for the HTTP API
+  add({"token.list", "List API tokens (names and roles only)", Access::write, false, false, "tokens", {},
+       HttpRoute{"GET", "/v1/tokens", "", 200}});
+  add({"token.create", "Create an API token; the secret is shown only in this reply", Access::write, false, false,
+       "tokens",
+       {b("name", T::string, "a name for the token", true), b("role", T::string, "read or admin", true, {"read", "admin"})},
+       HttpRoute{"POST", "/v1/tokens", "", 201}});
+  add({"token.delete", "Revoke an API token", Access::write, false, false, "tokens/{name}",
+       {P{"name", T::string, true, "the token's name", ParamIn::path, {}}},
+       HttpRoute{"DELETE", "/v1/tokens/{name}", "", 200}});
+  return s;
+}
+
+}  // namespace
+
+const std::vector<OperationSpec>& operationSpecs() {
+  static const std::vector<OperationSpec> specs = build();
+  return specs;
+}
+
+const OperationSpec* findSpec(const std::string& name) {
+  for (const auto& s : operationSpecs())
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+}  // namespace vmm::api

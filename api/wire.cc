@@ -1,0 +1,11 @@
+#include "api/wire.h"
+
+namespace vmm::api {
+
+std::string toText(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+nlohmann::json errorObject(const Error& e) {
+  return {{"code", httpStatusFor(e.code)}, {"kind", errorCodeName(e.code)}, {"message", e.message}};
+}
+
+}  // namespace vmm::api

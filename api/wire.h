@@ -1,0 +1,21 @@
+// Shared by both transports: JSON text and error bodies.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "base/result.h"
+
+namespace vmm::api {
+
+// JSON text; invalid UTF-8 in strings (guest output, file names) is replaced, never fatal.
+std::string toText(const nlohmann::json& j);
+// {"code": 404, "kind": "not-found", "message": "..."}
+nlohmann::json errorObject(const Error& e);
+
+// JSON-RPC protocol error codes.
+constexpr int kRpcParseError = -32700;
+constexpr int kRpcInvalidRequest = -32600;
+constexpr int kRpcMethodNotFound = -32601;
+
+}  // namespace vmm::api

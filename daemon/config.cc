@@ -1,0 +1,170 @@
+#include "daemon/config.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "base/fs.h"
+#include "base/strings.h"
+#include "base/toml_lite.h"
+#include "model/json_reader.h"
+
+namespace vmm {
+
+Config defaultConfig() {
+  Config c;
+  if (geteuid() == 0) {
+    c.stateDir = "/var/lib/vmm";
+    c.runDir = "/run/vmm";
+  } else {
+    const char* home = getenv("HOME");
+    const char* xdg = getenv("XDG_RUNTIME_DIR");
+    c.stateDir = std::string(home ? home : "/tmp") + "/.local/share/vmm";
+    c.runDir = xdg ? std::string(xdg) + "/vmm" : "/tmp/vmm-" + std::to_string(geteuid());
+  }
+  return c;
+}
+
+namespace {
+
+void readDuration(model::JsonReader& r, const char* key, Millis& out) {
+  std::string s;
+  r.optional(key, s);
+  if (!r.ok() || s.empty()) return;
+  auto d = parseDuration(s);
+  if (!d) return r.fail(key, "expected a duration such as \"30s\"");
+  out = *d;
+}
+
+void readSizeT(model::JsonReader& r, const char* key, size_t& out, int64_t min, int64_t max) {
+  int64_t v = static_cast<int64_t>(out);
+  r.optional(key, v, min, max);
+  out = static_cast<size_t>(v);
+}
+
+}  // namespace
+
+Status applyConfigFile(Config& c, const std::string& path) {
+  VMM_ASSIGN(auto text, fs::readFile(path, 1 << 20));
+  auto parsed = parseTomlLite(text);
+  if (!parsed.ok()) return parsed.error().wrap(path);
+  model::JsonReader r(*parsed, "");
+  r.optional("state_dir", c.stateDir);
+  r.optional("run_dir", c.runDir);
+  r.optional("log_level", c.logLevel);
+  r.optional("log_format", c.logFormat);
+  r.optional("log_file", c.logFile);
+  r.optional("drivers", c.drivers);
+  r.optional("sync_full", c.syncFull);
+  r.object("rpc", [&](model::JsonReader& s) {
+    s.optional("socket", c.socketPath);
+    s.optional("ro_socket", c.roSocketPath);
+    s.optional("group", c.socketGroup);
+    readSizeT(s, "max_request_bytes", c.maxRequestBytes, 1024, 1 << 30);
+  });
+  r.object("http", [&](model::JsonReader& h) {
+    h.optional("listen", c.httpListen);
+    h.optional("tls_cert", c.tlsCert);
+    h.optional("tls_key", c.tlsKey);
+    h.optional("threads", c.httpThreads, 2, 1024);
+  });
+  r.object("operations", [&](model::JsonReader& o) {
+    readSizeT(o, "keep", c.operationsKeep, 10, 1000000);
+    readDuration(o, "max_age", c.operationsMaxAge);
+  });
+  r.object("events", [&](model::JsonReader& e) { readSizeT(e, "queue", c.eventQueue, 16, 1 << 20); });
+  r.object("domains", [&](model::JsonReader& d) {
+    readDuration(d, "job_wait", c.jobWait);
+    readDuration(d, "shutdown_timeout", c.shutdownTimeout);
+  });
+  auto st = r.finish();
+  if (!st.ok()) return st.error().wrap(path);
+  c.configFile = path;
+  return {};
+}
+
+std::string configUsage() {
+  return R"(Usage: vmmd [options]
+
+The vmm daemon: one host's virtual machines and containers, storage pools, networks and
+snapshots, served over a JSON-RPC unix socket and an HTTP API.
+
+Options:
+  --config FILE        configuration file (default /etc/vmm/vmmd.toml when present)
+  --state-dir DIR      persistent state: database, logs, default pool (default /var/lib/vmm)
+  --run-dir DIR        sockets and pid files (default /run/vmm)
+  --socket PATH        read-write JSON-RPC socket (default RUN_DIR/vmmd.sock)
+  --ro-socket PATH     read-only JSON-RPC socket (default RUN_DIR/vmmd-ro.sock)
+  --listen ADDR:PORT   HTTP API address (default 127.0.0.1:8470; "none" disables HTTP)
+  --tls-cert FILE      serve HTTPS with this certificate ...
+  --tls-key FILE       ... and key
+  --drivers LIST       comma-separated hypervisor drivers to load (default qemu,lxc,xen,test)
+  --log-level LEVEL    debug, info, warn or error (default info)
+  --log-format FORMAT  logfmt or json (default logfmt)
+  --log-file FILE      append logs to FILE instead of stderr
+  --version            print the version and exit
+  -h, --help           print this help and exit
+
+Signals: SIGTERM/SIGINT stop vmmd cleanly (guests keep running); SIGHUP reopens the log file.
+)";
+}
+
+Result<Config> loadConfig(int argc, char** argv, bool& run) {
+  run = true;
+  Config c = defaultConfig();
+  std::vector<std::pair<std::string, std::string>> flags;
+  std::string configPath;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << configUsage();
+      run = false;
+      return c;
+    }
+    if (a == "--version") {
+      std::cout << "vmmd 0.1.0\n";
+      run = false;
+      return c;
+    }
+    if (!startsWith(a, "--")) return invalidArgument("unexpected argument " + quote(a) + " (see --help)");
+    std::string key = a.substr(2), value;
+    auto eq = key.find('=');
+    if (eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) return invalidArgument("option --" + key + " needs a value");
+      value = argv[++i];
+    }
+    if (key == "config") configPath = value;
+    else flags.emplace_back(key, value);
+  }
+  if (configPath.empty() && fs::exists("/etc/vmm/vmmd.toml")) configPath = "/etc/vmm/vmmd.toml";
+  if (!configPath.empty()) VMM_TRY(applyConfigFile(c, configPath));
+  for (const auto& [key, value] : flags) {
+    if (key == "state-dir") c.stateDir = value;
+    else if (key == "run-dir") c.runDir = value;
+    else if (key == "socket") c.socketPath = value;
+    else if (key == "ro-socket") c.roSocketPath = value;
+    else if (key == "listen") c.httpListen = value == "none" ? "" : value;
+    else if (key == "tls-cert") c.tlsCert = value;
+    else if (key == "tls-key") c.tlsKey = value;
+    else if (key == "drivers") c.drivers = split(value, ',', true);
+    else if (key == "log-level") c.logLevel = value;
+    else if (key == "log-format") c.logFormat = value;
+    else if (key == "log-file") c.logFile = value;
+    else return invalidArgument("unknown option --" + key + " (see --help)");
+  }
+  if (c.socketPath.empty()) c.socketPath = c.runDir + "/vmmd.sock";
+  if (c.roSocketPath.empty()) c.roSocketPath = c.runDir + "/vmmd-ro.sock";
+  if (c.logFormat != "logfmt" && c.logFormat != "json") return invalidArgument("log format must be logfmt or json");
+  if (c.tlsCert.empty() != c.tlsKey.empty()) return invalidArgument("TLS needs both a certificate and a key");
+  for (const auto& d : c.drivers) {
+    if (d != "qemu" && d != "lxc" && d != "xen" && d != "test")
+      return invalidArgument("unknown driver " + quote(d) + " (known: qemu, lxc, xen, test)");
+  }
+  return c;
+}
+
+}  // namespace vmm

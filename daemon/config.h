@@ -1,0 +1,50 @@
+// vmmd's configuration: embedded defaults, then the config file (/etc/vmm/vmmd.toml when
+// present, or --config), then command-line flags. Unknown keys are errors.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/time_util.h"
+
+namespace vmm {
+
+struct Config {
+  std::string configFile;     // what was loaded ("" = none)
+  std::string stateDir;       // sqlite database, console logs, saved states, the default pool
+  std::string runDir;         // sockets and pid files
+  std::string logLevel = "info";
+  std::string logFormat = "logfmt";
+  std::string logFile;        // "" = stderr
+
+  std::string socketPath;     // read-write JSON-RPC socket
+  std::string roSocketPath;   // read-only JSON-RPC socket
+  std::string socketGroup;    // members of this group may use the read-write socket
+  size_t maxRequestBytes = 4 << 20;
+
+  std::string httpListen = "127.0.0.1:8470";  // "" disables HTTP
+  std::string tlsCert, tlsKey;
+  int httpThreads = 16;
+
+  std::vector<std::string> drivers = {"qemu", "lxc", "xen", "test"};
+  bool syncFull = true;       // fsync every commit
+
+  size_t operationsKeep = 1000;
+  Millis operationsMaxAge = Millis(24LL * 3600 * 1000);
+  size_t eventQueue = 4096;
+  Millis jobWait = Millis(30000);
+  Millis shutdownTimeout = Millis(60000);
+
+  std::string dbPath() const { return stateDir + "/vmm.db"; }
+};
+
+// Defaults for the current user: root uses /var/lib/vmm and /run/vmm.
+Config defaultConfig();
+// Applies a TOML-subset file over `config`.
+Status applyConfigFile(Config& config, const std::string& path);
+// Parses argv; returns false in `run` for --help/--version (already printed).
+Result<Config> loadConfig(int argc, char** argv, bool& run);
+std::string configUsage();
+
+}  // namespace vmm

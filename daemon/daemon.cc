@@ -1,0 +1,271 @@
+#include "daemon/daemon.h"
+
+#include <grp.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/process.h"
+#include "base/strings.h"
+#include "drivers/driver_context.h"
+#include "drivers/test/test_driver.h"
+
+namespace vmm {
+
+using json = nlohmann::json;
+
+namespace {
+
+const std::vector<std::string> kApiExtensions = {"domains", "operations", "events-sse", "events-rpc", "tokens",
+                                                 "etag", "hotplug", "guest-exec", "domain-stats"};
+
+sigset_t daemonSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE}) sigaddset(&set, s);
+  return set;
+}
+
+uint64_t residentBytes() {
+  auto statm = fs::readFile("/proc/self/statm", 4096);
+  if (!statm.ok()) return 0;
+  auto parts = split(*statm, ' ');
+  if (parts.size() < 2) return 0;
+  return parseUint(parts[1]).value_or(0) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace
+
+void blockDaemonSignals() {
+  sigset_t set = daemonSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+Daemon::Daemon(Config config) : config_(std::move(config)), pool_(2, 256, Millis(30000)) {}
+
+Daemon::~Daemon() {
+  requestStop();
+  shutdownAll();
+}
+
+Status Daemon::prepareDirectories() {
+  VMM_TRY(fs::makeDirs(config_.stateDir, 0755));
+  VMM_TRY(fs::makeDirs(config_.runDir, 0755));
+  VMM_TRY(fs::makeDirs(fs::dirName(config_.socketPath), 0755));
+  return {};
+}
+
+Status Daemon::lockStateDir() {
+  std::string path = config_.stateDir + "/vmmd.lock";
+  lockFd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!lockFd_.valid()) return systemError("cannot open " + path, errno);
+  if (::flock(lockFd_.get(), LOCK_EX | LOCK_NB) != 0)
+    return conflict("another vmmd is already using " + config_.stateDir + " (" + path + " is locked)");
+  std::string pid = std::to_string(getpid()) + "\n";
+  if (::ftruncate(lockFd_.get(), 0) == 0) (void)!::write(lockFd_.get(), pid.data(), pid.size());
+  return {};
+}
+
+void Daemon::createDrivers() {
+  drivers::DriverContext ctx;
+  ctx.loop = &loop_;
+  ctx.pool = &pool_;
+  ctx.runDir = config_.runDir;
+  ctx.stateDir = config_.stateDir;
+  for (const auto& name : config_.drivers) {
+    if (name == "test") domains_->addDriver(std::make_unique<drivers::TestDriver>(ctx));
+    else log::info("driver not built into this vmmd", {{"driver", name}});
+  }
+}
+
+Status Daemon::start() {
+  startedUs_ = wallNowMicros();
+  auto t0 = SteadyClock::now();
+  if (!log::setLevel(config_.logLevel)) return invalidArgument("unknown log level " + quote(config_.logLevel));
+  log::setFormat(config_.logFormat == "json" ? log::Format::json : log::Format::logfmt);
+  if (!config_.logFile.empty() && !log::setFile(config_.logFile)) return systemError("cannot open log file " + config_.logFile, errno);
+
+  // Children that double-fork (dnsmasq, helpers) are reparented to us and reaped here, not by
+  // a slow init; and guest processes outlive vmmd because they run in their own sessions.
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) log::warn("cannot become a child subreaper", {{"errno", errno}});
+  ChildReaper::enable();
+
+  VMM_TRY(prepareDirectories());
+  VMM_TRY(lockStateDir());
+  gid_t group = static_cast<gid_t>(-1);
+  if (!config_.socketGroup.empty()) {
+    struct group* g = getgrnam(config_.socketGroup.c_str());
+    if (!g) return invalidArgument("socket group " + quote(config_.socketGroup) + " does not exist");
+    group = g->gr_gid;
+  }
+
+  StoreOptions so;
+  so.fullSync = config_.syncFull;
+  auto store = StateStore::open(config_.dbPath(), so);
+  if (!store.ok()) return store.error();
+  store_ = std::move(*store);
+
+  // The loop carries signals (signalfd) from the start, so SIGCHLD is reaped during load.
+  sigset_t set = daemonSignals();
+  signalFd_.reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!signalFd_.valid()) return systemError("signalfd", errno);
+  loop_.runInThread();
+  loop_.runSync([this] { loop_.watch(signalFd_.get(), EPOLLIN, [this](uint32_t) { onSignal(); }); });
+
+  events_ = std::make_unique<EventBus>(config_.eventQueue);
+  OperationOptions oo;
+  oo.keepFinished = config_.operationsKeep;
+  oo.maxAge = config_.operationsMaxAge;
+  operations_ = std::make_unique<OperationManager>(*store_, *events_, pool_, oo);
+  VMM_TRY(operations_->load());
+  DomainServiceOptions dso;
+  dso.jobWait = config_.jobWait;
+  dso.defaultShutdownTimeout = config_.shutdownTimeout;
+  domains_ = std::make_unique<DomainService>(*store_, *events_, pool_, dso);
+  tokens_ = std::make_unique<TokenStore>(*store_);
+  VMM_TRY(tokens_->load());
+  createDrivers();
+  facts_ = probeHostFacts();
+  VMM_TRY(domains_->load());
+
+  services_ = std::make_unique<api::Services>(api::Services{*domains_, *operations_, *events_, *tokens_, [this] { return hostInfo(); }});
+  registry_ = std::make_unique<api::Registry>(*operations_);
+  api::bindHandlers(*registry_, *services_);
+  for (const auto& name : registry_->unbound()) log::warn("operation has no handler", {{"operation", name}});
+
+  api::RpcOptions ro;
+  ro.socketPath = config_.socketPath;
+  ro.roSocketPath = config_.roSocketPath;
+  ro.group = group;
+  ro.maxRequestBytes = config_.maxRequestBytes;
+  rpc_ = std::make_unique<api::RpcServer>(loop_, pool_, *registry_, *events_, ro);
+  VMM_TRY(rpc_->start());
+  if (!config_.httpListen.empty()) {
+    api::HttpOptions ho;
+    ho.listen = config_.httpListen;
+    ho.tlsCert = config_.tlsCert;
+    ho.tlsKey = config_.tlsKey;
+    ho.threads = config_.httpThreads;
+    ho.maxBodyBytes = config_.maxRequestBytes;
+    http_ = std::make_unique<api::HttpServer>(*registry_, *events_, *tokens_, [this] { return metricsText(); }, ho);
+    VMM_TRY(http_->start());
+  }
+  domains_->autostart();
+  scheduleMaintenance();
+  auto ms = std::chrono::duration_cast<Millis>(SteadyClock::now() - t0).count();
+  log::info("vmmd ready", {{"socket", config_.socketPath},
+                           {"http", http_ ? http_->url() : std::string("off")},
+                           {"state_dir", config_.stateDir},
+                           {"domains", static_cast<uint64_t>(domains_->count())},
+                           {"startup_ms", static_cast<int64_t>(ms)}});
+  return {};
+}
+
+void Daemon::scheduleMaintenance() {
+  loop_.addTimer(Millis(10LL * 60 * 1000), [this] {
+    if (stopping_) return;
+    pool_.submit([this] { operations_->prune(); });
+    scheduleMaintenance();
+  });
+}
+
+void Daemon::onSignal() {
+  signalfd_siginfo si;
+  while (::read(signalFd_.get(), &si, sizeof si) == sizeof si) {
+    switch (si.ssi_signo) {
+      case SIGCHLD: ChildReaper::reapAll(); break;
+      case SIGHUP:
+        if (!config_.logFile.empty()) log::setFile(config_.logFile);
+        log::info("SIGHUP: log file reopened");
+        break;
+      case SIGTERM:
+      case SIGINT:
+        log::info("stopping", {{"signal", static_cast<int>(si.ssi_signo)}});
+        requestStop();
+        break;
+      default: break;
+    }
+  }
+}
+
+void Daemon::requestStop() {
+  {
+    std::lock_guard lock(stopMu_);
+    stopping_ = true;
+  }
+  stopCv_.notify_all();
+}
+
+void Daemon::run() {
+  {
+    std::unique_lock lock(stopMu_);
+    stopCv_.wait(lock, [&] { return stopping_.load(); });
+  }
+  shutdownAll();
+  log::info("vmmd stopped");
+}
+
+void Daemon::shutdownAll() {
+  // Stop accepting requests, let running operations finish for a while, close subscriptions.
+  // Guests keep running: the next vmmd reconnects to them.
+  if (http_) http_->stop();
+  if (rpc_) rpc_->stop();
+  if (events_) events_->closeAll();
+  if (operations_ && !operations_->drain(Deadline::after(Millis(10000))))
+    log::warn("operations still running at exit; they will show as interrupted",
+              {{"count", static_cast<uint64_t>(operations_->activeCount())}});
+  loop_.stop();
+  loop_.join();
+}
+
+json Daemon::hostInfo() {
+  json drivers = json::object();
+  for (auto* d : domains_->drivers()) {
+    auto info = d->probe();
+    drivers[d->typeName()] = {{"available", info.available}, {"reason", info.reason}, {"version", info.version}, {"details", info.details}};
+  }
+  for (const auto& name : {"qemu", "lxc", "xen", "test"}) {
+    if (!drivers.contains(name)) drivers[name] = {{"available", false}, {"reason", "not enabled in this vmmd"}, {"version", ""}, {"details", json::object()}};
+  }
+  return {{"vmm",
+           {{"version", "0.1.0"},
+            {"api_version", "1"},
+            {"api_extensions", kApiExtensions},
+            {"pid", getpid()},
+            {"started", formatTimestamp(startedUs_)},
+            {"uptime_seconds", (wallNowMicros() - startedUs_) / 1000000},
+            {"state_dir", config_.stateDir},
+            {"state_schema", store_->schemaVersion()}}},
+          {"host", formatHostFacts(facts_)},
+          {"drivers", drivers},
+          {"domains", domains_->stateCounts()}};
+}
+
+std::string Daemon::metricsText() {
+  std::string out = registry_->metricsText();
+  out += "# HELP vmm_domains Domains by state.\n# TYPE vmm_domains gauge\n";
+  for (const auto& [state, n] : domains_->stateCounts())
+    out += "vmm_domains{state=\"" + state + "\"} " + std::to_string(n) + "\n";
+  out += "# HELP vmm_operations_active Operations pending or running.\n# TYPE vmm_operations_active gauge\n";
+  out += "vmm_operations_active " + std::to_string(operations_->activeCount()) + "\n";
+  out += "# HELP vmm_events_total Events published.\n# TYPE vmm_events_total counter\n";
+  out += "vmm_events_total " + std::to_string(events_->lastSeq()) + "\n";
+  out += "# HELP vmm_event_subscribers Current event subscribers.\n# TYPE vmm_event_subscribers gauge\n";
+  out += "vmm_event_subscribers " + std::to_string(events_->subscriberCount()) + "\n";
+  out += "# HELP vmm_event_overflows_total Subscribers disconnected for falling behind.\n# TYPE vmm_event_overflows_total counter\n";
+  out += "vmm_event_overflows_total " + std::to_string(events_->overflowCount()) + "\n";
+  out += "# HELP vmm_rpc_connections Open JSON-RPC connections.\n# TYPE vmm_rpc_connections gauge\n";
+  out += "vmm_rpc_connections " + std::to_string(rpc_ ? rpc_->connectionCount() : 0) + "\n";
+  out += "# HELP vmm_worker_threads Worker threads.\n# TYPE vmm_worker_threads gauge\n";
+  out += "vmm_worker_threads " + std::to_string(pool_.threadCount()) + "\n";
+  out += "# HELP process_resident_memory_bytes Resident memory of vmmd.\n# TYPE process_resident_memory_bytes gauge\n";
+  out += "process_resident_memory_bytes " + std::to_string(residentBytes()) + "\n";
+  out += "# HELP vmm_uptime_seconds Seconds since vmmd started.\n# TYPE vmm_uptime_seconds gauge\n";
+  out += "vmm_uptime_seconds " + std::to_string((wallNowMicros() - startedUs_) / 1000000) + "\n";
+  return out;
+}
+
+}  // namespace vmm

@@ -1,0 +1,75 @@
+// vmmd's composition root: owns the state store, services, drivers and transports, and
+// starts and stops them in order. main() only parses the configuration and runs this.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <memory>
+
+#include "api/http/http_server.h"
+#include "api/registry.h"
+#include "api/rpc/rpc_server.h"
+#include "api/services.h"
+#include "base/event_loop.h"
+#include "base/fs.h"
+#include "base/thread_pool.h"
+#include "daemon/auth.h"
+#include "daemon/capabilities.h"
+#include "daemon/config.h"
+#include "daemon/domain_service.h"
+#include "daemon/event_bus.h"
+#include "daemon/operation_manager.h"
+#include "daemon/state_store.h"
+
+namespace vmm {
+
+class Daemon {
+ public:
+  explicit Daemon(Config config);
+  ~Daemon();
+
+  // Everything up to serving requests. On failure nothing keeps running.
+  Status start();
+  // Blocks until SIGTERM/SIGINT (or requestStop), then stops cleanly. Guests keep running.
+  void run();
+  void requestStop();
+
+  nlohmann::json hostInfo();
+  std::string metricsText();
+  const Config& config() const { return config_; }
+
+ private:
+  Status prepareDirectories();
+  Status lockStateDir();
+  void createDrivers();
+  void onSignal();
+  void scheduleMaintenance();
+  void shutdownAll();
+
+  Config config_;
+  int64_t startedUs_ = 0;
+  fs::UniqueFd lockFd_;
+  fs::UniqueFd signalFd_;
+  std::atomic<bool> stopping_{false};
+  std::mutex stopMu_;
+  std::condition_variable stopCv_;
+
+  EventLoop loop_;
+  ThreadPool pool_;
+  std::unique_ptr<StateStore> store_;
+  std::unique_ptr<EventBus> events_;
+  std::unique_ptr<OperationManager> operations_;
+  std::unique_ptr<DomainService> domains_;
+  std::unique_ptr<TokenStore> tokens_;
+  std::unique_ptr<api::Services> services_;
+  std::unique_ptr<api::Registry> registry_;
+  std::unique_ptr<api::RpcServer> rpc_;
+  std::unique_ptr<api::HttpServer> http_;
+  HostFacts facts_;
+};
+
+// Blocks the signals vmmd handles in the calling thread (and every thread it creates later).
+void blockDaemonSignals();
+
+}  // namespace vmm

@@ -1,0 +1,867 @@
+#include "daemon/domain_service.h"
+
+#include <future>
+#include <set>
+
+#include "base/log.h"
+#include "base/strings.h"
+#include "model/units.h"
+
+namespace vmm {
+
+using json = nlohmann::json;
+using model::DomainState;
+
+namespace {
+
+std::string stateName(DomainState s) { return std::string(model::enumName(model::kDomainStates, s)); }
+
+std::string objectKey(const std::string& name) { return "domains/" + name; }
+
+}  // namespace
+
+json formatDomainView(const DomainView& v, bool full) {
+  const auto& d = *v.def;
+  json j = {{"name", d.name},
+            {"uuid", d.uuid},
+            {"type", model::enumName(model::kDriverTypes, d.type)},
+            {"state", stateName(v.status.state)},
+            {"reason", v.status.reason},
+            {"state_since", v.status.sinceUs ? json(formatTimestamp(v.status.sinceUs)) : json(nullptr)},
+            {"vcpus", d.vcpus},
+            {"memory", model::formatSize(d.memory)},
+            {"autostart", d.autostart},
+            {"labels", d.labels},
+            {"generation", v.generation}};
+  if (!d.title.empty()) j["title"] = d.title;
+  j["pending_changes"] = v.liveDef && v.liveDef != v.def;
+  if (full) {
+    j["definition"] = model::formatDomain(d);
+    json runtime = v.status.info;
+    if (!v.status.runId.empty()) runtime["run_id"] = v.status.runId;
+    j["runtime"] = runtime;
+    if (v.liveDef && v.liveDef != v.def) j["live_definition"] = model::formatDomain(*v.liveDef);
+    j["job"] = v.job ? json(*v.job) : json(nullptr);
+  }
+  return j;
+}
+
+DomainService::DomainService(StateStore& store, EventBus& events, ThreadPool& pool, DomainServiceOptions options)
+    : store_(store), events_(events), pool_(pool), options_(options) {}
+
+DomainService::~DomainService() {
+  for (auto& [t, d] : drivers_) d->setObserver(nullptr);
+}
+
+void DomainService::addDriver(std::unique_ptr<drivers::HypervisorDriver> driver) {
+  driver->setObserver(this);
+  auto type = driver->type();
+  drivers_[type] = std::move(driver);
+}
+
+drivers::HypervisorDriver* DomainService::driver(model::DriverType type) const {
+  auto it = drivers_.find(type);
+  return it == drivers_.end() ? nullptr : it->second.get();
+}
+
+std::vector<drivers::HypervisorDriver*> DomainService::drivers() const {
+  std::vector<drivers::HypervisorDriver*> out;
+  for (const auto& [t, d] : drivers_) out.push_back(d.get());
+  return out;
+}
+
+void DomainService::setHostServices(drivers::HostServices* services) {
+  for (auto& [t, d] : drivers_) d->setHostServices(services);
+}
+
+Result<drivers::HypervisorDriver*> DomainService::driverFor(const model::Domain& def) const {
+  auto* d = driver(def.type);
+  std::string type(model::enumName(model::kDriverTypes, def.type));
+  if (!d) return unavailable("the " + type + " driver is not part of this vmmd");
+  auto info = d->probe();
+  if (!info.available) return unavailable("the " + type + " driver is unavailable on this host: " + info.reason);
+  return d;
+}
+
+// ---------------------------------------------------------------- loading
+
+Status DomainService::load() {
+  VMM_ASSIGN(auto defs, store_.loadAll(Table::domains));
+  VMM_ASSIGN(auto runtimes, store_.loadAll(Table::runtime));
+  std::map<std::string, json> runtimeByName;
+  for (auto& r : runtimes) runtimeByName[r.key] = std::move(r.value);
+
+  std::vector<std::shared_ptr<DomainObject>> toReconnect;
+  for (auto& row : defs) {
+    auto def = model::parseDomain(row.value.value("definition", json::object()));
+    if (!def.ok()) {
+      // Never drop a stored definition silently: keep it out of the API and say why.
+      log::error("stored domain definition is invalid; skipping it", {{"domain", row.key}, {"error", def.error().message}});
+      continue;
+    }
+    auto obj = std::make_shared<DomainObject>(def->name);
+    obj->def = std::make_shared<const model::Domain>(std::move(*def));
+    obj->generation = row.value.value("generation", uint64_t{1});
+    obj->visible = true;
+    obj->status.sinceUs = row.updatedUs;
+    obj->status.reason = "";
+    auto rt = runtimeByName.find(obj->name);
+    if (rt != runtimeByName.end()) {
+      obj->runtimeRecord = rt->second;
+      toReconnect.push_back(obj);
+    }
+    domains_.insert(obj->name, obj);
+  }
+  for (const auto& [name, rt] : runtimeByName) {
+    if (!domains_.find(name)) (void)store_.remove(Table::runtime, name);  // orphaned record
+  }
+
+  // Reconnect in parallel: start-up time is the slowest domain, not the sum.
+  std::vector<std::future<void>> pending;
+  for (auto& obj : toReconnect) {
+    auto promise = std::make_shared<std::promise<void>>();
+    pending.push_back(promise->get_future());
+    pool_.submit([this, obj, promise] {
+      const json& rec = obj->runtimeRecord;
+      auto live = model::parseDomain(rec.value("live_definition", json::object()));
+      std::shared_ptr<const model::Domain> liveDef =
+          live.ok() ? std::make_shared<const model::Domain>(std::move(*live)) : obj->def;
+      if (live.ok() && formatDomain(*liveDef, false) == formatDomain(*obj->def, false)) liveDef = obj->def;
+      auto* drv = driver(liveDef->type);
+      Result<drivers::RunningDomain> running = unavailable("no driver");
+      if (drv) running = drv->reconnect(*liveDef, rec.value("driver_record", json::object()));
+      if (running.ok()) {
+        std::lock_guard lock(obj->mu);
+        obj->liveDef = liveDef;
+        obj->status.state = running->state;
+        obj->status.runId = running->runId;
+        obj->status.info = running->info;
+        obj->status.reason = "reconnected";
+        obj->status.sinceUs = rec.value("since_us", wallNowMicros());
+        obj->runtimeRecord["driver_record"] = running->record;
+        log::info("reconnected to running domain", {{"domain", obj->name}, {"state", stateName(running->state)}});
+      } else {
+        log::warn("domain stopped while vmmd was down; releasing its resources",
+                  {{"domain", obj->name}, {"detail", running.error().message}});
+        if (drv) drv->release(*liveDef, rec.value("driver_record", json::object()));
+        (void)store_.remove(Table::runtime, obj->name);
+        {
+          std::lock_guard lock(obj->mu);
+          obj->runtimeRecord = json();
+          obj->status = DomainStatus{DomainState::shutoff, "stopped while vmmd was down", wallNowMicros(), "", json::object()};
+        }
+        publish(obj->name, "stopped", {{"reason", "stopped while vmmd was down"}});
+      }
+      promise->set_value();
+    });
+  }
+  for (auto& f : pending) f.wait();
+  return {};
+}
+
+void DomainService::autostart() {
+  for (const auto& obj : domains_.all()) {
+    bool want;
+    {
+      std::lock_guard lock(obj->mu);
+      want = obj->visible && obj->def->autostart && !model::isActive(obj->status.state);
+    }
+    if (!want) continue;
+    std::string name = obj->name;
+    pool_.submit([this, name] {
+      auto r = start(name);
+      if (!r.ok()) log::warn("autostart failed", {{"domain", name}, {"error", r.error().message}});
+      else log::info("autostarted domain", {{"domain", name}});
+    });
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+Result<std::shared_ptr<DomainObject>> DomainService::find(const std::string& name) const {
+  auto obj = domains_.find(name);
+  if (obj) {
+    std::lock_guard lock(obj->mu);
+    if (obj->visible) return obj;
+  }
+  return notFound("domain " + quote(name) + " not found");
+}
+
+Result<JobGuard> DomainService::acquire(DomainObject& obj, const std::string& what) {
+  VMM_ASSIGN(auto guard, obj.job.acquire(what, "domain " + obj.name, Deadline::after(options_.jobWait)));
+  std::lock_guard lock(obj.mu);
+  if (!obj.visible) return notFound("domain " + quote(obj.name) + " not found");
+  return guard;
+}
+
+DomainView DomainService::viewOf(const DomainObject& obj) const {
+  DomainView v;
+  {
+    std::lock_guard lock(obj.mu);
+    v.def = obj.def;
+    v.liveDef = obj.liveDef;
+    v.generation = obj.generation;
+    v.status = obj.status;
+  }
+  v.job = obj.job.current();
+  return v;
+}
+
+void DomainService::publish(const std::string& name, const std::string& event, const json& extra) {
+  json data = {{"domain", name}, {"event", event}};
+  if (extra.is_object())
+    for (auto it = extra.begin(); it != extra.end(); ++it) data[it.key()] = it.value();
+  events_.publish("domain.lifecycle", objectKey(name), std::move(data));
+}
+
+void DomainService::setStatus(DomainObject& obj, DomainStatus status, const std::string& event) {
+  std::string state = stateName(status.state), reason = status.reason;
+  {
+    std::lock_guard lock(obj.mu);
+    status.sinceUs = wallNowMicros();
+    obj.status = std::move(status);
+  }
+  if (!event.empty()) publish(obj.name, event, {{"state", state}, {"reason", reason}});
+}
+
+Status DomainService::checkUnique(const model::Domain& def, const std::string& ignoreName) const {
+  std::set<std::string> macs;
+  for (const auto& n : def.nics) macs.insert(n.mac);
+  for (const auto& other : domains_.all()) {
+    if (other->name == ignoreName) continue;
+    std::shared_ptr<const model::Domain> od, live;
+    {
+      std::lock_guard lock(other->mu);
+      od = other->def;
+      live = other->liveDef;
+    }
+    if (!od) continue;
+    if (od->uuid == def.uuid) return conflict("uuid " + def.uuid + " is already used by domain " + other->name);
+    for (const auto* d : {od.get(), live.get()}) {
+      if (!d) continue;
+      for (const auto& n : d->nics)
+        if (macs.count(n.mac)) return conflict("MAC address " + n.mac + " is already used by domain " + other->name);
+    }
+  }
+  return {};
+}
+
+Status DomainService::persistDefinition(const std::string& name, const model::Domain& def, uint64_t generation) {
+  return store_.put(Table::domains, name, json{{"definition", model::formatDomain(def, false)}, {"generation", generation}});
+}
+
+Status DomainService::persistRuntime(const DomainObject& obj) {
+  json rec;
+  {
+    std::lock_guard lock(obj.mu);
+    rec = obj.runtimeRecord;
+    rec["state"] = stateName(obj.status.state);
+    rec["run_id"] = obj.status.runId;
+    rec["since_us"] = obj.status.sinceUs;
+    if (obj.liveDef) rec["live_definition"] = model::formatDomain(*obj.liveDef, false);
+  }
+  return store_.put(Table::runtime, obj.name, rec);
+}
+
+// ---------------------------------------------------------------- definitions
+
+Result<DomainView> DomainService::create(model::Domain def) {
+  if (auto* d = driver(def.type)) VMM_TRY(d->validate(def));
+  auto obj = std::make_shared<DomainObject>(def.name);
+  {
+    // Reserve the name, uuid and MACs (an invisible object), then write outside the lock.
+    std::lock_guard lock(createMu_);
+    VMM_TRY(checkUnique(def, ""));
+    obj->def = std::make_shared<const model::Domain>(std::move(def));
+    obj->status.sinceUs = wallNowMicros();
+    if (!domains_.insert(obj->name, obj)) return conflict("domain " + quote(obj->name) + " already exists");
+  }
+  auto st = persistDefinition(obj->name, *obj->def, 1);
+  if (!st.ok()) {
+    domains_.erase(obj->name);
+    return st.error();
+  }
+  {
+    std::lock_guard lock(obj->mu);
+    obj->visible = true;
+  }
+  publish(obj->name, "defined");
+  return viewOf(*obj);
+}
+
+Result<DomainView> DomainService::update(const std::string& name, model::Domain def, std::optional<uint64_t> ifGeneration) {
+  VMM_ASSIGN(auto obj, find(name));
+  if (def.name != name) return invalidArgument("name: cannot rename domain " + quote(name) + " to " + quote(def.name));
+  if (auto* d = driver(def.type)) VMM_TRY(d->validate(def));
+  VMM_ASSIGN(auto guard, acquire(*obj, "update"));
+  std::shared_ptr<const model::Domain> old;
+  uint64_t gen;
+  bool active;
+  {
+    std::lock_guard lock(obj->mu);
+    old = obj->def;
+    gen = obj->generation;
+    active = model::isActive(obj->status.state);
+  }
+  if (ifGeneration && *ifGeneration != gen)
+    return Error{ErrorCode::precondition_failed, "domain " + name + " changed since generation " +
+                                                     std::to_string(*ifGeneration) + " (now " + std::to_string(gen) + ")"};
+  if (def.uuid != old->uuid) return invalidArgument("uuid: cannot change the uuid of domain " + name);
+  if (active && def.type != old->type) return conflict("cannot change the type of running domain " + name);
+  // Secrets come back redacted from reads; keep the stored ones.
+  for (size_t i = 0; i < def.graphics.size() && i < old->graphics.size(); ++i)
+    if (def.graphics[i].password == "********") def.graphics[i].password = old->graphics[i].password;
+  {
+    std::lock_guard lock(createMu_);
+    VMM_TRY(checkUnique(def, name));
+  }
+  auto newDef = std::make_shared<const model::Domain>(std::move(def));
+  VMM_TRY(persistDefinition(name, *newDef, gen + 1));
+  {
+    std::lock_guard lock(obj->mu);
+    obj->def = newDef;
+    obj->generation = gen + 1;
+    if (obj->liveDef == old) obj->liveDef = active ? old : nullptr;  // the running instance keeps its config
+  }
+  publish(name, "updated", {{"generation", gen + 1}});
+  return viewOf(*obj);
+}
+
+Status DomainService::undefine(const std::string& name) {
+  VMM_ASSIGN(auto obj, find(name));
+  VMM_ASSIGN(auto guard, acquire(*obj, "undefine"));
+  {
+    std::lock_guard lock(obj->mu);
+    if (model::isActive(obj->status.state))
+      return conflict("domain " + name + " is " + stateName(obj->status.state) + "; destroy or shut it down first");
+  }
+  VMM_TRY(store_.write([&](StateStore::Txn& t) -> Status {
+    VMM_TRY(t.remove(Table::domains, name));
+    VMM_TRY(t.remove(Table::runtime, name));
+    return t.removePrefix(Table::snapshots, name + "/");
+  }));
+  {
+    std::lock_guard lock(obj->mu);
+    obj->visible = false;
+  }
+  domains_.erase(name);
+  publish(name, "undefined");
+  return {};
+}
+
+Result<DomainView> DomainService::get(const std::string& name) const {
+  VMM_ASSIGN(auto obj, find(name));
+  return viewOf(*obj);
+}
+
+std::vector<DomainView> DomainService::list(const ListFilter& filter) const {
+  std::vector<DomainView> out;
+  auto all = domains_.all();
+  out.reserve(all.size());
+  for (const auto& obj : all) {
+    DomainView v;
+    {
+      std::lock_guard lock(obj->mu);
+      if (!obj->visible) continue;
+      v.def = obj->def;
+      v.liveDef = obj->liveDef;
+      v.generation = obj->generation;
+      v.status = obj->status;
+    }
+    if (filter.activeOnly && !model::isActive(v.status.state)) continue;
+    if (filter.state && v.status.state != *filter.state) continue;
+    if (filter.type && v.def->type != *filter.type) continue;
+    bool labelsMatch = true;
+    for (const auto& [k, val] : filter.labels) {
+      auto it = v.def->labels.find(k);
+      if (it == v.def->labels.end() || (!val.empty() && it->second != val)) labelsMatch = false;
+    }
+    if (!labelsMatch) continue;
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+std::vector<std::string> DomainService::names() const {
+  std::vector<std::string> out;
+  for (const auto& obj : domains_.all()) {
+    std::lock_guard lock(obj->mu);
+    if (obj->visible) out.push_back(obj->name);
+  }
+  return out;
+}
+
+std::map<std::string, int> DomainService::stateCounts() const {
+  std::map<std::string, int> counts;
+  for (const auto& [s, n] : model::kDomainStates) counts[std::string(n)] = 0;
+  for (const auto& obj : domains_.all()) {
+    std::lock_guard lock(obj->mu);
+    if (obj->visible) counts[stateName(obj->status.state)]++;
+  }
+  return counts;
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+Result<DomainView> DomainService::start(const std::string& name, const StartParams& params) {
+  VMM_ASSIGN(auto obj, find(name));
+  VMM_ASSIGN(auto guard, acquire(*obj, "start"));
+  std::shared_ptr<const model::Domain> def;
+  DomainStatus before;
+  {
+    std::lock_guard lock(obj->mu);
+    def = obj->def;
+    before = obj->status;
+  }
+  if (model::isActive(before.state)) return conflict("domain " + name + " is already " + stateName(before.state));
+  VMM_ASSIGN(auto* drv, driverFor(*def));
+
+  setStatus(*obj, DomainStatus{DomainState::starting, "start requested", 0, "", json::object()}, "starting");
+  drivers::StartOptions opts;
+  opts.paused = params.paused;
+  auto running = drv->start(*def, opts);
+  if (!running.ok()) {
+    setStatus(*obj, DomainStatus{before.state, "start failed: " + running.error().message, 0, "", json::object()},
+              "start-failed");
+    return running.error().wrap("cannot start domain " + name);
+  }
+  {
+    std::lock_guard lock(obj->mu);
+    obj->liveDef = def;
+    obj->runtimeRecord = {{"driver", drv->typeName()}, {"driver_record", running->record}};
+    obj->status = DomainStatus{running->state, params.paused ? "started paused" : "booted", wallNowMicros(),
+                               running->runId, running->info};
+  }
+  // Durable before visible: if the runtime record cannot be written, the start is undone.
+  auto st = persistRuntime(*obj);
+  if (!st.ok()) {
+    (void)drv->destroy(*def, Deadline::after(Millis(10000)));
+    drv->release(*def, running->record);
+    {
+      std::lock_guard lock(obj->mu);
+      obj->liveDef = nullptr;
+      obj->runtimeRecord = json();
+    }
+    setStatus(*obj, DomainStatus{DomainState::shutoff, "start failed: " + st.error().message, 0, "", json::object()},
+              "start-failed");
+    return st.error().wrap("cannot record the running state of " + name);
+  }
+  publish(name, "started", {{"state", stateName(running->state)}, {"run_id", running->runId}});
+  log::info("domain started", {{"domain", name}, {"driver", drv->typeName()}, {"run_id", running->runId}});
+  return viewOf(*obj);
+}
+
+Result<std::pair<std::shared_ptr<const model::Domain>, drivers::HypervisorDriver*>> DomainService::activeDef(DomainObject& obj) {
+  std::shared_ptr<const model::Domain> live;
+  DomainState state;
+  {
+    std::lock_guard lock(obj.mu);
+    live = obj.liveDef ? obj.liveDef : obj.def;
+    state = obj.status.state;
+  }
+  if (!model::isActive(state)) return conflict("domain " + obj.name + " is not running");
+  auto* drv = driver(live->type);
+  if (!drv) return unavailable("the " + std::string(model::enumName(model::kDriverTypes, live->type)) + " driver is not available");
+  return std::make_pair(live, drv);
+}
+
+void DomainService::markStopped(DomainObject& obj, const std::string& reason, const std::string& event) {
+  auto st = store_.remove(Table::runtime, obj.name);
+  if (!st.ok()) log::error("cannot remove runtime record", {{"domain", obj.name}, {"error", st.error().message}});
+  {
+    std::lock_guard lock(obj.mu);
+    obj.liveDef = nullptr;
+    obj.runtimeRecord = json();
+  }
+  setStatus(obj, DomainStatus{DomainState::shutoff, reason, 0, "", json::object()}, event);
+}
+
+Result<DomainView> DomainService::shutdown(const std::string& name, const ShutdownParams& params) {
+  VMM_ASSIGN(auto obj, find(name));
+  VMM_ASSIGN(auto guard, acquire(*obj, "shutdown"));
+  VMM_ASSIGN(auto active, activeDef(*obj));
+  auto [def, drv] = active;
+  DomainStatus prev;
+  {
+    std::lock_guard lock(obj->mu);
+    prev = obj->status;
+  }
+  {
+    std::lock_guard lock(obj->mu);
+    obj->status.state = DomainState::stopping;
+    obj->status.reason = "shutdown requested";
+    obj->status.sinceUs = wallNowMicros();
+  }
+  publish(name, "stopping");
+  drivers::ShutdownOptions opts;
+  opts.deadline = Deadline::after(params.timeout.value_or(options_.defaultShutdownTimeout));
+  opts.forceAtDeadline = params.force;
+  auto st = drv->shutdown(*def, opts);
+  if (!st.ok()) {
+    {
+      std::lock_guard lock(obj->mu);
+      obj->status = prev;
+    }
+    publish(name, "shutdown-failed", {{"error", st.error().message}});
+    return st.error().wrap("shutdown of " + name);
+  }
+  drv->release(*def, obj->runtimeRecord.value("driver_record", json::object()));
+  markStopped(*obj, "shutdown", "stopped");
+  return viewOf(*obj);
+}
+
+Result<DomainView> DomainService::destroy(const std::string& name) {
+  VMM_ASSIGN(auto obj, find(name));
+  VMM_ASSIGN(auto guard, acquire(*obj, "destroy"));
+  VMM_ASSIGN(auto active, activeDef(*obj));
+  auto [def, drv] = active;
+  auto st = drv->destroy(*def, Deadline::after(Millis(30000)));
+  if (!st.ok() && st.error().code != ErrorCode::conflict) return st.error().wrap("destroy of " + name);
+  drv->release(*def, obj->runtimeRecord.value("driver_record", json::object()));
+  markStopped(*obj, "destroyed", "stopped");
+  return viewOf(*obj);
+}
+
+Result<DomainView> DomainService::reboot(const std::string& name) {
+  VMM_ASSIGN(auto obj, find(name));
+  VMM_ASSIGN(auto guard, acquire(*obj, "reboot"));
+  VMM_ASSIGN(auto active, activeDef(*obj));
+  VMM_TRY(active.second->reboot(*active.first, Deadline::after(Millis(30000))));
+  publish(name, "rebooted");
+  return viewOf(*obj);
+}
+
+Result<DomainView> DomainService::reset(const std::string& name) {
+  VMM_ASSIGN(auto obj, find(name));
+  VMM_ASSIGN(auto guard, acquire(*obj, "reset"));
+  VMM_ASSIGN(auto active, activeDef(*obj));
+  VMM_TRY(active.second->reset(*active.first, Deadline::after(Millis(30000))));
+  publish(name, "reset");
+  return viewOf(*obj);
+}
+
+Result<DomainView> DomainService::suspend(const std::string& name) {
+  VMM_ASSIGN(auto obj, find(name));
+  VMM_ASSIGN(auto guard, acquire(*obj, "suspend"));
+  VMM_ASSIGN(auto active, activeDef(*obj));
+  {
+    std::lock_guard lock(obj->mu);
+    if (obj->status.state == DomainState::paused) return conflict("domain " + name + " is already paused");
+  }
+  VMM_TRY(active.second->suspend(*active.first, Deadline::after(Millis(30000))));
+  {
+    std::lock_guard lock(obj->mu);
+    obj->status.state = DomainState::paused;
+    obj->status.reason = "suspended";
+    obj->status.sinceUs = wallNowMicros();
+  }
+  VMM_TRY(persistRuntime(*obj));
+  publish(name, "suspended", {{"state", "paused"}});
+  return viewOf(*obj);
+}
+
+Result<DomainView> DomainService::resume(const std::string& name) {
+  VMM_ASSIGN(auto obj, find(name));
+  VMM_ASSIGN(auto guard, acquire(*obj, "resume"));
+  VMM_ASSIGN(auto active, activeDef(*obj));
+  {
+    std::lock_guard lock(obj->mu);
+    if (obj->status.state != DomainState::paused) return conflict("domain " + name + " is not paused");
+  }
+  VMM_TRY(active.second->resume(*active.first, Deadline::after(Millis(30000))));
+  {
+    std::lock_guard lock(obj->mu);
+    obj->status.state = DomainState::running;
+    obj->status.reason = "resumed";
+    obj->status.sinceUs = wallNowMicros();
+  }
+  VMM_TRY(persistRuntime(*obj));
+  publish(name, "resumed", {{"state", "running"}});
+  return viewOf(*obj);
+}
+
+// ---------------------------------------------------------------- devices
+
+namespace {
+
+// Applies a device change to a definition copy; returns the new definition.
+Result<std::shared_ptr<const model::Domain>> edited(const model::Domain& base,
+                                                    const std::function<Status(model::Domain&)>& fn) {
+  auto copy = std::make_shared<model::Domain>(base);
+  VMM_TRY(fn(*copy));
+  // Re-validate the whole definition through the canonical form.
+  auto reparsed = model::parseDomain(model::formatDomain(*copy, false));
+  if (!reparsed.ok()) return reparsed.error();
+  return std::shared_ptr<const model::Domain>(std::make_shared<model::Domain>(std::move(*reparsed)));
+}
+
+}  // namespace
+
+Result<DomainView> DomainService::changeDevices(const std::string& name, DeviceChange change) {
+  VMM_ASSIGN(auto obj, find(name));
+  VMM_ASSIGN(auto guard, acquire(*obj, change.what));
+  std::shared_ptr<const model::Domain> def, liveDef;
+  bool active;
+  uint64_t gen;
+  {
+    std::lock_guard lock(obj->mu);
+    def = obj->def;
+    liveDef = obj->liveDef;
+    active = model::isActive(obj->status.state);
+    gen = obj->generation;
+  }
+  if (change.live && !active) return conflict("domain " + name + " is not running; use --config to change only its definition");
+  if (!change.live && !change.persist) return invalidArgument("nothing to do: neither live nor persistent");
+  std::shared_ptr<const model::Domain> newLive, newDef;
+  if (change.live) {
+    VMM_ASSIGN(newLive, edited(*liveDef, change.edit));
+    auto* drv = driver(liveDef->type);
+    if (!drv) return unavailable("driver not available");
+    VMM_TRY(change.apply(*liveDef, *newLive, *drv));
+  }
+  if (change.persist) {
+    auto r = edited(*def, change.edit);
+    if (!r.ok()) return r.error().wrap(change.live ? "changed the running domain but not its definition" : change.what);
+    newDef = *r;
+    VMM_TRY(persistDefinition(name, *newDef, gen + 1));
+  }
+  {
+    std::lock_guard lock(obj->mu);
+    if (newLive) obj->liveDef = newLive;
+    if (newDef) {
+      obj->def = newDef;
+      obj->generation = gen + 1;
+    }
+  }
+  if (newLive) {
+    auto st = persistRuntime(*obj);
+    if (!st.ok()) log::error("cannot record the device change", {{"domain", name}, {"error", st.error().message}});
+  }
+  change.event["domain"] = name;
+  change.event["live"] = change.live;
+  change.event["persistent"] = change.persist;
+  events_.publish("domain.device", objectKey(name), change.event);
+  return viewOf(*obj);
+}
+
+Result<DomainView> DomainService::attachDisk(const std::string& name, model::Disk disk, bool persist, bool live) {
+  DeviceChange c;
+  c.what = "attach-disk";
+  c.live = live;
+  c.persist = persist;
+  c.edit = [disk, name](model::Domain& d) -> Status {
+    for (const auto& existing : d.disks)
+      if (!disk.target.empty() && existing.target == disk.target)
+        return conflict("domain " + name + " already has a disk " + disk.target);
+    d.disks.push_back(disk);
+    return model::assignDiskTargets(d);
+  };
+  c.apply = [](const model::Domain&, const model::Domain& after, drivers::HypervisorDriver& drv) {
+    return drv.attachDisk(after, after.disks.back(), Deadline::after(Millis(30000)));
+  };
+  c.event = {{"event", "disk-attached"}, {"source", disk.source.describe()}};
+  return changeDevices(name, std::move(c));
+}
+
+Result<DomainView> DomainService::detachDisk(const std::string& name, const std::string& target, bool persist, bool live) {
+  DeviceChange c;
+  c.what = "detach-disk";
+  c.live = live;
+  c.persist = persist;
+  c.edit = [target, name](model::Domain& d) -> Status {
+    auto it = std::find_if(d.disks.begin(), d.disks.end(), [&](const model::Disk& x) { return x.target == target; });
+    if (it == d.disks.end()) return notFound("domain " + name + " has no disk " + target);
+    d.disks.erase(it);
+    return {};
+  };
+  c.apply = [target](const model::Domain& before, const model::Domain&, drivers::HypervisorDriver& drv) -> Status {
+    for (const auto& disk : before.disks)
+      if (disk.target == target) return drv.detachDisk(before, disk, Deadline::after(Millis(30000)));
+    return notFound("no disk " + target);
+  };
+  c.event = {{"event", "disk-detached"}, {"target", target}};
+  return changeDevices(name, std::move(c));
+}
+
+Result<DomainView> DomainService::attachNic(const std::string& name, model::Nic nic, bool persist, bool live) {
+  VMM_ASSIGN(auto view, get(name));
+  {
+    model::Domain probe;
+    probe.uuid = view.def->uuid;
+    probe.nics.push_back(nic);
+    std::lock_guard lock(createMu_);
+    VMM_TRY(checkUnique(probe, name));
+  }
+  DeviceChange c;
+  c.what = "attach-nic";
+  c.live = live;
+  c.persist = persist;
+  c.edit = [nic, name](model::Domain& d) -> Status {
+    for (const auto& n : d.nics)
+      if (n.mac == nic.mac) return conflict("domain " + name + " already has a NIC with MAC " + nic.mac);
+    d.nics.push_back(nic);
+    return {};
+  };
+  c.apply = [](const model::Domain&, const model::Domain& after, drivers::HypervisorDriver& drv) {
+    return drv.attachNic(after, after.nics.back(), Deadline::after(Millis(30000)));
+  };
+  c.event = {{"event", "nic-attached"}, {"mac", nic.mac}};
+  return changeDevices(name, std::move(c));
+}
+
+Result<DomainView> DomainService::detachNic(const std::string& name, const std::string& mac, bool persist, bool live) {
+  DeviceChange c;
+  c.what = "detach-nic";
+  c.live = live;
+  c.persist = persist;
+  c.edit = [mac, name](model::Domain& d) -> Status {
+    auto it = std::find_if(d.nics.begin(), d.nics.end(), [&](const model::Nic& n) { return n.mac == mac; });
+    if (it == d.nics.end()) return notFound("domain " + name + " has no NIC with MAC " + mac);
+    d.nics.erase(it);
+    return {};
+  };
+  c.apply = [mac](const model::Domain& before, const model::Domain&, drivers::HypervisorDriver& drv) -> Status {
+    for (const auto& nic : before.nics)
+      if (nic.mac == mac) return drv.detachNic(before, nic, Deadline::after(Millis(30000)));
+    return notFound("no NIC with MAC " + mac);
+  };
+  c.event = {{"event", "nic-detached"}, {"mac", mac}};
+  return changeDevices(name, std::move(c));
+}
+
+// ---------------------------------------------------------------- guest reads
+
+Result<json> DomainService::stats(const std::string& name, Deadline deadline) {
+  VMM_ASSIGN(auto obj, find(name));
+  VMM_ASSIGN(auto active, activeDef(*obj));
+  VMM_ASSIGN(auto s, active.second->stats(*active.first, deadline));
+  s["name"] = name;
+  return s;
+}
+
+json DomainService::statsAll(Deadline deadline) {
+  // One call per active domain, in parallel, each bounded by the deadline: a stuck guest
+  // costs its own entry ("error"), never the others'.
+  std::vector<std::pair<std::string, std::future<Result<json>>>> calls;
+  for (const auto& view : list(ListFilter{std::nullopt, true, {}, std::nullopt})) {
+    std::string n = view.def->name;
+    auto promise = std::make_shared<std::promise<Result<json>>>();
+    calls.emplace_back(n, promise->get_future());
+    pool_.submit([this, n, deadline, promise] { promise->set_value(stats(n, deadline)); });
+  }
+  json out = json::array();
+  for (auto& [n, fut] : calls) {
+    if (fut.wait_until(deadline.at() + Millis(100)) != std::future_status::ready) {
+      out.push_back({{"name", n}, {"error", {{"code", "timeout"}, {"message", "no answer before the deadline"}}}});
+      continue;
+    }
+    auto r = fut.get();
+    if (r.ok()) out.push_back(*r);
+    else out.push_back({{"name", n}, {"error", {{"code", errorCodeName(r.error().code)}, {"message", r.error().message}}}});
+  }
+  return out;
+}
+
+Result<drivers::ExecResult> DomainService::guestExec(const std::string& name, const drivers::ExecRequest& req, Deadline deadline) {
+  VMM_ASSIGN(auto obj, find(name));
+  VMM_ASSIGN(auto active, activeDef(*obj));
+  return active.second->guestExec(*active.first, req, deadline);
+}
+
+Result<json> DomainService::guestCommand(const std::string& name, const std::string& command, const json& args, Deadline deadline) {
+  VMM_ASSIGN(auto obj, find(name));
+  VMM_ASSIGN(auto active, activeDef(*obj));
+  return active.second->guestCommand(*active.first, command, args, deadline);
+}
+
+Result<std::string> DomainService::consoleLog(const std::string& name, size_t maxBytes) {
+  VMM_ASSIGN(auto obj, find(name));
+  std::shared_ptr<const model::Domain> def;
+  {
+    std::lock_guard lock(obj->mu);
+    def = obj->liveDef ? obj->liveDef : obj->def;
+  }
+  auto* drv = driver(def->type);
+  if (!drv) return unavailable("driver not available");
+  return drv->consoleLog(*def, maxBytes);
+}
+
+// ---------------------------------------------------------------- driver events
+
+void DomainService::domainStopped(const std::string& name, const std::string& runId, drivers::StopCause cause,
+                                  const std::string& detail) {
+  // Handled under the domain's job, off the driver's thread: a lifecycle call in progress
+  // finishes first, and then this sees whether the instance it refers to is still current.
+  pool_.submit([this, name, runId, cause, detail] { handleStopped(name, runId, cause, detail); });
+}
+
+void DomainService::handleStopped(const std::string& name, const std::string& runId, drivers::StopCause cause,
+                                  const std::string& detail) {
+  auto obj = domains_.find(name);
+  if (!obj) return;
+  auto guard = obj->job.acquire("handle-stop", "domain " + name, Deadline::after(Millis(10LL * 60 * 1000)));
+  if (!guard.ok()) {
+    log::error("cannot process a domain stop", {{"domain", name}, {"error", guard.error().message}});
+    return;
+  }
+  std::shared_ptr<const model::Domain> live;
+  json record;
+  {
+    std::lock_guard lock(obj->mu);
+    if (obj->status.runId != runId || !model::isActive(obj->status.state)) return;  // already handled
+    live = obj->liveDef ? obj->liveDef : obj->def;
+    record = obj->runtimeRecord.value("driver_record", json::object());
+  }
+  auto* drv = driver(live->type);
+  if (drv) drv->release(*live, record);
+  std::string reason = std::string(drivers::stopCauseName(cause)) + (detail.empty() ? "" : ": " + detail);
+  bool crashed = cause == drivers::StopCause::crashed || cause == drivers::StopCause::failed;
+  log::info("domain stopped", {{"domain", name}, {"cause", drivers::stopCauseName(cause)}, {"detail", detail}});
+  if (crashed && live->onCrash == model::LifecycleAction::preserve) {
+    (void)store_.remove(Table::runtime, name);
+    {
+      std::lock_guard lock(obj->mu);
+      obj->liveDef = nullptr;
+      obj->runtimeRecord = json();
+    }
+    setStatus(*obj, DomainStatus{DomainState::crashed, reason, 0, "", json::object()}, "crashed");
+    return;
+  }
+  markStopped(*obj, reason, crashed ? "crashed" : "stopped");
+  auto action = crashed ? live->onCrash : live->onPoweroff;
+  if (action == model::LifecycleAction::restart) {
+    guard->release();
+    pool_.submit([this, name] {
+      auto r = start(name);
+      if (!r.ok()) log::warn("restart after stop failed", {{"domain", name}, {"error", r.error().message}});
+    });
+  }
+}
+
+void DomainService::domainStateChanged(const std::string& name, const std::string& runId, DomainState state,
+                                       const std::string& reason) {
+  auto obj = domains_.find(name);
+  if (!obj) return;
+  {
+    std::lock_guard lock(obj->mu);
+    if (obj->status.runId != runId || !model::isActive(obj->status.state)) return;
+    // A lifecycle call in progress owns the transient states.
+    if (obj->status.state == DomainState::starting || obj->status.state == DomainState::stopping) return;
+    if (obj->status.state == state) return;
+    obj->status.state = state;
+    obj->status.reason = reason;
+    obj->status.sinceUs = wallNowMicros();
+  }
+  pool_.submit([this, obj] { (void)persistRuntime(*obj); });
+  publish(name, state == DomainState::paused ? "suspended" : "resumed", {{"state", stateName(state)}, {"reason", reason}});
+}
+
+void DomainService::domainEvent(const std::string& name, const std::string& runId, const std::string& type,
+                                const json& data) {
+  json d = data.is_object() ? data : json{{"data", data}};
+  d["domain"] = name;
+  d["run_id"] = runId;
+  events_.publish(type, objectKey(name), std::move(d));
+}
+
+}  // namespace vmm

@@ -1,0 +1,180 @@
+// Domains: definitions, lifecycle through the drivers, runtime records, lifecycle events.
+//
+// Each domain is a DomainObject with a job (mutations serialised) and a snapshot of its
+// definition and status behind a short mutex that is never held across I/O, so reads - list,
+// get - never wait for a running mutation or a stuck guest.
+//
+// Thread-safety: all public methods may be called from any thread.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/thread_pool.h"
+#include "daemon/event_bus.h"
+#include "daemon/job.h"
+#include "daemon/object_table.h"
+#include "daemon/state_store.h"
+#include "drivers/driver.h"
+#include "model/domain.h"
+#include "model/domain_state.h"
+
+namespace vmm {
+
+struct DomainStatus {
+  model::DomainState state = model::DomainState::shutoff;
+  std::string reason;       // why it is in that state: "booted", "destroyed", "guest shutdown", ...
+  int64_t sinceUs = 0;
+  std::string runId;        // of the running instance
+  nlohmann::json info = nlohmann::json::object();  // the driver's public runtime details
+};
+
+// A consistent copy of one domain, for reads.
+struct DomainView {
+  std::shared_ptr<const model::Domain> def;       // the persistent definition
+  std::shared_ptr<const model::Domain> liveDef;   // what runs now (null when shut off)
+  uint64_t generation = 0;                        // bumps on every definition change (ETag)
+  DomainStatus status;
+  std::optional<std::string> job;                 // the mutation in progress
+};
+
+nlohmann::json formatDomainView(const DomainView& v, bool full);
+
+struct DomainObject {
+  explicit DomainObject(std::string n) : name(std::move(n)) {}
+  const std::string name;
+  Job job;
+
+  mutable std::mutex mu;  // guards everything below; never held across I/O
+  bool visible = false;   // false while being created or after removal
+  std::shared_ptr<const model::Domain> def;
+  std::shared_ptr<const model::Domain> liveDef;
+  uint64_t generation = 1;
+  DomainStatus status;
+  nlohmann::json runtimeRecord;  // driver-private, persisted while active
+};
+
+struct DomainServiceOptions {
+  Millis jobWait = Millis(30000);        // how long a mutation waits for another to finish
+  Millis defaultShutdownTimeout = Millis(60000);
+  Millis reconnectTimeout = Millis(15000);
+};
+
+struct ListFilter {
+  std::optional<model::DomainState> state;
+  bool activeOnly = false;
+  std::map<std::string, std::string> labels;  // all must match
+  std::optional<model::DriverType> type;
+};
+
+struct ShutdownParams {
+  std::optional<Millis> timeout;  // graceful period; then destroy unless force is false
+  bool force = true;
+};
+
+struct StartParams {
+  bool paused = false;
+};
+
+class DomainService final : public drivers::DriverObserver {
+ public:
+  DomainService(StateStore& store, EventBus& events, ThreadPool& pool, DomainServiceOptions options = {});
+  ~DomainService() override;
+
+  void addDriver(std::unique_ptr<drivers::HypervisorDriver> driver);
+  drivers::HypervisorDriver* driver(model::DriverType type) const;
+  std::vector<drivers::HypervisorDriver*> drivers() const;
+  void setHostServices(drivers::HostServices* services);
+
+  // Loads definitions and runtime records, reconnects to running domains in parallel and
+  // releases the resources of those that died meanwhile.
+  Status load();
+  // Starts domains marked autostart that are shut off (in the background).
+  void autostart();
+
+  // ---- definitions
+  Result<DomainView> create(model::Domain def);
+  // Replaces the definition; `ifGeneration` implements If-Match.
+  Result<DomainView> update(const std::string& name, model::Domain def, std::optional<uint64_t> ifGeneration);
+  Status undefine(const std::string& name);
+  Result<DomainView> get(const std::string& name) const;
+  std::vector<DomainView> list(const ListFilter& filter) const;
+  size_t count() const { return domains_.size(); }
+  std::vector<std::string> names() const;
+  // Counts by state, for metrics.
+  std::map<std::string, int> stateCounts() const;
+
+  // ---- lifecycle (each takes the domain's job)
+  Result<DomainView> start(const std::string& name, const StartParams& params = {});
+  Result<DomainView> shutdown(const std::string& name, const ShutdownParams& params);
+  Result<DomainView> destroy(const std::string& name);
+  Result<DomainView> reboot(const std::string& name);
+  Result<DomainView> reset(const std::string& name);
+  Result<DomainView> suspend(const std::string& name);
+  Result<DomainView> resume(const std::string& name);
+
+  // ---- devices
+  Result<DomainView> attachDisk(const std::string& name, model::Disk disk, bool persist, bool live);
+  Result<DomainView> detachDisk(const std::string& name, const std::string& target, bool persist, bool live);
+  Result<DomainView> attachNic(const std::string& name, model::Nic nic, bool persist, bool live);
+  Result<DomainView> detachNic(const std::string& name, const std::string& mac, bool persist, bool live);
+
+  // ---- reads from the guest (no job: a stuck guest blocks only its own call)
+  Result<nlohmann::json> stats(const std::string& name, Deadline deadline);
+  nlohmann::json statsAll(Deadline deadline);
+  Result<drivers::ExecResult> guestExec(const std::string& name, const drivers::ExecRequest& req, Deadline deadline);
+  Result<nlohmann::json> guestCommand(const std::string& name, const std::string& command, const nlohmann::json& args,
+                                      Deadline deadline);
+  Result<std::string> consoleLog(const std::string& name, size_t maxBytes);
+
+  // ---- DriverObserver
+  void domainStopped(const std::string& name, const std::string& runId, drivers::StopCause cause,
+                     const std::string& detail) override;
+  void domainStateChanged(const std::string& name, const std::string& runId, model::DomainState state,
+                          const std::string& reason) override;
+  void domainEvent(const std::string& name, const std::string& runId, const std::string& type,
+                   const nlohmann::json& data) override;
+
+ private:
+  Result<std::shared_ptr<DomainObject>> find(const std::string& name) const;
+  Result<JobGuard> acquire(DomainObject& obj, const std::string& what);
+  DomainView viewOf(const DomainObject& obj) const;
+  Result<drivers::HypervisorDriver*> driverFor(const model::Domain& def) const;
+  Status checkUnique(const model::Domain& def, const std::string& ignoreName) const;
+  Status persistDefinition(const std::string& name, const model::Domain& def, uint64_t generation);
+  Status persistRuntime(const DomainObject& obj);
+  // Sets the status and publishes a lifecycle event.
+  void setStatus(DomainObject& obj, DomainStatus status, const std::string& event);
+  // The running instance ended (requested or not): drop the runtime record, release, publish.
+  void markStopped(DomainObject& obj, const std::string& reason, const std::string& event);
+  // Under the job: handle an unrequested stop reported by the driver.
+  void handleStopped(const std::string& name, const std::string& runId, drivers::StopCause cause,
+                     const std::string& detail);
+  Result<std::pair<std::shared_ptr<const model::Domain>, drivers::HypervisorDriver*>> activeDef(DomainObject& obj);
+  void publish(const std::string& name, const std::string& event, const nlohmann::json& extra = nullptr);
+
+  // A device change applied to the running domain (live) and/or its definition (persist).
+  struct DeviceChange {
+    std::string what;
+    bool live = false, persist = false;
+    std::function<Status(model::Domain&)> edit;  // applied to copies of the definitions
+    std::function<Status(const model::Domain& before, const model::Domain& after, drivers::HypervisorDriver&)> apply;
+    nlohmann::json event;
+  };
+  Result<DomainView> changeDevices(const std::string& name, DeviceChange change);
+
+  StateStore& store_;
+  EventBus& events_;
+  ThreadPool& pool_;
+  const DomainServiceOptions options_;
+  std::map<model::DriverType, std::unique_ptr<drivers::HypervisorDriver>> drivers_;
+  ObjectTable<DomainObject> domains_;
+  std::mutex createMu_;  // serialises uniqueness checks of concurrent creates
+};
+
+}  // namespace vmm

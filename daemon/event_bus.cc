@@ -1,0 +1,149 @@
+#include "daemon/event_bus.h"
+
+#include <algorithm>
+
+#include "base/log.h"
+#include "base/strings.h"
+
+namespace vmm {
+
+bool EventFilter::matches(const model::Event& e) const {
+  if (!object.empty() && e.object != object) return false;
+  if (types.empty()) return true;
+  for (const auto& t : types) {
+    if (e.type == t) return true;
+    if (startsWith(e.type, t) && e.type.size() > t.size() && e.type[t.size()] == '.') return true;
+  }
+  return false;
+}
+
+Subscription::PushResult Subscription::push(const model::Event& e, std::function<void()>& notifyOut) {
+  std::lock_guard lock(mu_);
+  if (closed_) return PushResult::closed;
+  PushResult result = PushResult::queued;
+  bool wasEmpty = queue_.empty();
+  if (queue_.size() >= limit_) {
+    model::Event over;
+    over.seq = e.seq;
+    over.timeUs = e.timeUs;
+    over.type = "events.overflow";
+    over.data = {{"last_delivered_seq", lastQueuedSeq_},
+                 {"message", "subscriber fell behind by more than " + std::to_string(limit_) +
+                                 " events and was disconnected; events after last_delivered_seq were not delivered"}};
+    queue_.push_back(std::move(over));
+    closed_ = true;
+    result = PushResult::overflowed;
+  } else {
+    queue_.push_back(e);
+    lastQueuedSeq_ = e.seq;
+  }
+  cv_.notify_all();
+  if ((wasEmpty || closed_) && notify_) notifyOut = notify_;
+  return result;
+}
+
+Result<std::optional<model::Event>> Subscription::next(Deadline deadline) {
+  std::unique_lock lock(mu_);
+  while (queue_.empty()) {
+    if (closed_) return unavailable("event subscription closed");
+    if (deadline.isNever()) cv_.wait(lock);
+    else if (cv_.wait_until(lock, deadline.at()) == std::cv_status::timeout && queue_.empty()) {
+      if (closed_) return unavailable("event subscription closed");
+      return std::optional<model::Event>();
+    }
+  }
+  auto e = std::move(queue_.front());
+  queue_.pop_front();
+  return std::optional<model::Event>(std::move(e));
+}
+
+std::vector<model::Event> Subscription::drain(bool& closed) {
+  std::lock_guard lock(mu_);
+  std::vector<model::Event> out(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+  queue_.clear();
+  closed = closed_;
+  return out;
+}
+
+void Subscription::setNotify(std::function<void()> fn) {
+  std::lock_guard lock(mu_);
+  notify_ = std::move(fn);
+}
+
+void Subscription::close() {
+  std::function<void()> notify;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    closed_ = true;
+    cv_.notify_all();
+    notify = notify_;
+  }
+  if (notify) notify();
+}
+
+std::shared_ptr<Subscription> EventBus::subscribe(EventFilter filter, size_t queueLimit) {
+  std::lock_guard lock(mu_);
+  std::shared_ptr<Subscription> sub(new Subscription(nextSubId_++, std::move(filter), queueLimit ? queueLimit : defaultLimit_));
+  subs_.push_back(sub);
+  return sub;
+}
+
+void EventBus::unsubscribe(const std::shared_ptr<Subscription>& sub) {
+  if (!sub) return;
+  sub->close();
+  std::lock_guard lock(mu_);
+  subs_.erase(std::remove(subs_.begin(), subs_.end(), sub), subs_.end());
+}
+
+uint64_t EventBus::publish(std::string type, std::string object, nlohmann::json data) {
+  model::Event e;
+  e.timeUs = wallNowMicros();
+  e.type = std::move(type);
+  e.object = std::move(object);
+  e.data = std::move(data);
+  std::vector<std::function<void()>> notifies;
+  {
+    // The sequence number is taken under the lock so that every subscriber sees events in
+    // sequence order.
+    std::lock_guard lock(mu_);
+    e.seq = ++seq_;
+    for (auto it = subs_.begin(); it != subs_.end();) {
+      auto& sub = *it;
+      if (!sub->filter_.matches(e)) {
+        ++it;
+        continue;
+      }
+      std::function<void()> notify;
+      auto result = sub->push(e, notify);
+      if (notify) notifies.push_back(std::move(notify));
+      if (result == Subscription::PushResult::overflowed) {
+        ++overflows_;
+        log::warn("event subscriber fell behind and was disconnected", {{"subscription", sub->id_}});
+      }
+      if (result != Subscription::PushResult::queued) {
+        it = subs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& fn : notifies) fn();
+  return e.seq;
+}
+
+void EventBus::closeAll() {
+  std::vector<std::shared_ptr<Subscription>> subs;
+  {
+    std::lock_guard lock(mu_);
+    subs.swap(subs_);
+  }
+  for (auto& s : subs) s->close();
+}
+
+size_t EventBus::subscriberCount() const {
+  std::lock_guard lock(mu_);
+  return subs_.size();
+}
+
+}  // namespace vmm

@@ -1,0 +1,87 @@
+// One bus for every event (lifecycle, device, job, operation, storage, network). Each
+// subscriber has a bounded queue; a subscriber that falls behind receives an
+// "events.overflow" event naming the last sequence number it got, and is then closed -
+// never silently skipped. Sequence numbers are global and increase by one per event.
+//
+// Thread-safety: all methods may be called from any thread. publish() never blocks on a
+// subscriber.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/time_util.h"
+#include "model/operation.h"
+
+namespace vmm {
+
+struct EventFilter {
+  std::vector<std::string> types;  // prefixes: "domain" matches "domain.lifecycle"; empty = all
+  std::string object;              // exact object ("domains/web1"); empty = all
+  bool matches(const model::Event& e) const;
+};
+
+class EventBus;
+
+class Subscription {
+ public:
+  // Waits for the next event. Returns nullopt at the deadline; an error once closed (after
+  // the queued events and, on overflow, the overflow notice were delivered).
+  Result<std::optional<model::Event>> next(Deadline deadline);
+  // Takes everything queued without waiting; sets `closed` when no more will come.
+  std::vector<model::Event> drain(bool& closed);
+  // Called from the publishing thread when the queue goes from empty to non-empty or the
+  // subscription closes (event-loop transports post a wake-up from it).
+  void setNotify(std::function<void()> fn);
+  void close();
+  uint64_t id() const { return id_; }
+
+ private:
+  friend class EventBus;
+  Subscription(uint64_t id, EventFilter f, size_t limit) : id_(id), filter_(std::move(f)), limit_(limit) {}
+  enum class PushResult { queued, overflowed, closed };
+  PushResult push(const model::Event& e, std::function<void()>& notifyOut);
+
+  const uint64_t id_;
+  const EventFilter filter_;
+  const size_t limit_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<model::Event> queue_;
+  uint64_t lastQueuedSeq_ = 0;
+  bool closed_ = false;      // no more events will be queued
+  std::function<void()> notify_;
+};
+
+class EventBus {
+ public:
+  explicit EventBus(size_t defaultQueueLimit = 4096) : defaultLimit_(defaultQueueLimit) {}
+
+  std::shared_ptr<Subscription> subscribe(EventFilter filter, size_t queueLimit = 0);
+  void unsubscribe(const std::shared_ptr<Subscription>& sub);
+  uint64_t publish(std::string type, std::string object, nlohmann::json data);
+  // Closes every subscription (daemon shutdown).
+  void closeAll();
+
+  uint64_t lastSeq() const { return seq_.load(); }
+  uint64_t overflowCount() const { return overflows_.load(); }
+  size_t subscriberCount() const;
+
+ private:
+  const size_t defaultLimit_;
+  mutable std::mutex mu_;
+  std::vector<std::shared_ptr<Subscription>> subs_;
+  std::atomic<uint64_t> seq_{0};
+  std::atomic<uint64_t> overflows_{0};
+  uint64_t nextSubId_ = 1;
+};
+
+}  // namespace vmm

@@ -1,0 +1,97 @@
+// Async operations: long work (start, shutdown with a timeout, snapshots, volume transfers)
+// runs on the worker pool and is visible as an operation with an id, status, progress and
+// error. Operations are persisted when created and when finished, so finished operations
+// survive a daemon restart; ones that were still running are marked failed ("interrupted")
+// at the next start. History is pruned by count and age.
+//
+// Thread-safety: all methods may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/thread_pool.h"
+#include "base/time_util.h"
+#include "daemon/event_bus.h"
+#include "daemon/state_store.h"
+#include "model/operation.h"
+
+namespace vmm {
+
+class OperationManager;
+
+// Handed to a running operation. Cancellation is cooperative: long loops check cancelled(),
+// and code that blocks on a child process registers onCancel() to interrupt it.
+class OperationContext {
+ public:
+  const std::string& id() const { return id_; }
+  bool cancelled() const { return cancelled_->load(); }
+  void setProgress(int percent, std::string message = {});
+  void onCancel(std::function<void()> fn);
+
+ private:
+  friend class OperationManager;
+  OperationContext(OperationManager& m, std::string id, std::shared_ptr<std::atomic<bool>> c)
+      : m_(m), id_(std::move(id)), cancelled_(std::move(c)) {}
+  OperationManager& m_;
+  std::string id_;
+  std::shared_ptr<std::atomic<bool>> cancelled_;
+};
+
+struct OperationOptions {
+  size_t keepFinished = 1000;
+  Millis maxAge = Millis(24LL * 3600 * 1000);
+};
+
+class OperationManager {
+ public:
+  using Task = std::function<Result<nlohmann::json>(OperationContext&)>;
+
+  OperationManager(StateStore& store, EventBus& events, ThreadPool& pool, OperationOptions options = {});
+  ~OperationManager();
+
+  // Loads history; operations left unfinished by a previous run are marked failed.
+  Status load();
+  // Creates the operation (durably) and runs `task` on the pool.
+  Result<model::Operation> submit(std::string kind, std::string object, bool cancellable, Task task);
+  Result<model::Operation> get(const std::string& id) const;
+  std::vector<model::Operation> list(bool includeFinished = true) const;
+  // Returns when the operation is final or at the deadline, with its state at that time.
+  Result<model::Operation> wait(const std::string& id, Deadline deadline) const;
+  Status cancel(const std::string& id);
+  // Waits until no operation runs (or the deadline). Used at shutdown.
+  bool drain(Deadline deadline);
+  void prune();
+  size_t activeCount() const;
+
+ private:
+  friend class OperationContext;
+  struct Entry {
+    model::Operation op;
+    std::shared_ptr<std::atomic<bool>> cancelFlag = std::make_shared<std::atomic<bool>>(false);
+    std::vector<std::function<void()>> cancelHooks;
+    int64_t lastProgressEventUs = 0;
+  };
+  void run(std::shared_ptr<Entry> entry, Task task);
+  void finish(const std::shared_ptr<Entry>& entry, Result<nlohmann::json> result);
+  void publish(const model::Operation& op);
+  void persist(const model::Operation& op);
+
+  StateStore& store_;
+  EventBus& events_;
+  ThreadPool& pool_;
+  const OperationOptions options_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::map<std::string, std::shared_ptr<Entry>> ops_;
+  size_t active_ = 0;
+};
+
+}  // namespace vmm

@@ -1,0 +1,176 @@
+// The interface every hypervisor backend implements (qemu, lxc, xen, test).
+//
+// The daemon serialises mutations of one domain (its job), so a driver never sees two
+// concurrent lifecycle calls for the same domain; calls for different domains, stats and
+// guest-agent calls may arrive concurrently from several threads. Every call that talks to
+// a hypervisor, guest or child process takes a deadline and must return by it.
+//
+// An operation a backend cannot do keeps the default implementation, which returns a clear
+// "unsupported" error - never a crash.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/time_util.h"
+#include "model/domain.h"
+#include "model/domain_state.h"
+
+namespace vmm::drivers {
+
+using json = nlohmann::json;
+
+struct DriverInfo {
+  bool available = false;
+  std::string reason;   // why not available
+  std::string version;  // hypervisor version ("QEMU 7.2.22")
+  json details = json::object();  // accelerator, binaries, features
+};
+
+// What start() and reconnect() return; persisted as the domain's runtime record.
+struct RunningDomain {
+  std::string runId;         // new for every start; events carry it so stale ones are ignored
+  model::DomainState state = model::DomainState::running;
+  json record = json::object();  // driver-private: what reconnect() and release() need
+  json info = json::object();    // public runtime details shown by the API (pid, accelerator, ports)
+};
+
+// A disk source resolved by the daemon's storage layer.
+struct ResolvedDisk {
+  std::string path;            // local file or block device, or empty for network disks
+  std::string protocol;        // "" for local; "iscsi", "nfs" for network disks
+  json blockdev = json::object();  // network disks: the QEMU blockdev options (server, target, lun, ...)
+  model::DiskFormat format = model::DiskFormat::raw;
+  std::string secret;          // CHAP or similar; passed to hypervisors without appearing in argv
+  std::string username;
+};
+
+// A host-side network port prepared for a NIC by the network layer.
+struct PreparedPort {
+  std::string ifname;  // tap / veth / macvtap device name
+  std::string kind;    // "tap", "macvtap", "veth", "user"
+  int fd = -1;         // an open tap/macvtap fd handed to the hypervisor (owned by the caller)
+  std::string bridge;
+};
+
+// Services the daemon offers to drivers (storage and network live outside the driver).
+class HostServices {
+ public:
+  virtual ~HostServices() = default;
+  virtual Result<ResolvedDisk> resolveDisk(const model::Disk& disk) = 0;
+  // Creates the host side of a NIC (tap on the right bridge, port profile applied).
+  virtual Result<PreparedPort> plugNic(const model::Domain& dom, const model::Nic& nic, const std::string& kind) = 0;
+  virtual void unplugNic(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) = 0;
+};
+
+enum class StopCause { shutdown, destroyed, crashed, failed, gone };
+std::string_view stopCauseName(StopCause c);
+
+// How a driver reports what happens without a request (guest powered off, QEMU killed...).
+// Called from driver threads; implementations must not block on a domain's job.
+class DriverObserver {
+ public:
+  virtual ~DriverObserver() = default;
+  virtual void domainStopped(const std::string& name, const std::string& runId, StopCause cause,
+                             const std::string& detail) = 0;
+  virtual void domainStateChanged(const std::string& name, const std::string& runId, model::DomainState state,
+                                  const std::string& reason) = 0;
+  virtual void domainEvent(const std::string& name, const std::string& runId, const std::string& type,
+                           const json& data) = 0;
+};
+
+struct StartOptions {
+  Deadline deadline = Deadline::after(Millis(60000));
+  bool paused = false;          // leave the guest paused after start
+  std::string restoreFrom;      // a state file written by save()
+};
+
+struct ShutdownOptions {
+  Deadline deadline = Deadline::after(Millis(60000));  // graceful attempts end here
+  bool forceAtDeadline = true;  // destroy when the guest did not stop in time
+};
+
+struct ExecRequest {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string input;            // stdin
+  bool captureOutput = true;
+};
+
+struct ExecResult {
+  int exitCode = -1;
+  int signal = 0;
+  std::string out, err;
+  bool outTruncated = false, errTruncated = false;
+};
+
+// A bidirectional console byte stream (serial console of a VM, tty of a container).
+class ConsoleStream {
+ public:
+  virtual ~ConsoleStream() = default;
+  virtual int fd() const = 0;   // readable/writable, non-blocking
+};
+
+class HypervisorDriver {
+ public:
+  virtual ~HypervisorDriver() = default;
+
+  virtual model::DriverType type() const = 0;
+  std::string typeName() const { return std::string(model::enumName(model::kDriverTypes, type())); }
+  // Cheap after the first call (cached); says whether the backend can run here and why not.
+  virtual DriverInfo probe() = 0;
+  virtual void setObserver(DriverObserver* observer) { observer_ = observer; }
+  virtual void setHostServices(HostServices* services) { services_ = services; }
+
+  // Driver-specific checks at define time (machine types, buses).
+  virtual Status validate(const model::Domain& def) const;
+
+  virtual Result<RunningDomain> start(const model::Domain& def, const StartOptions& options);
+  // Re-attaches to a domain that kept running while vmmd was down. An error means it is gone;
+  // the daemon then calls release().
+  virtual Result<RunningDomain> reconnect(const model::Domain& def, const json& record);
+  // Frees what a stopped domain still holds (taps, sockets, cgroups) after it died unobserved.
+  virtual void release(const model::Domain& def, const json& record);
+
+  virtual Status shutdown(const model::Domain& def, const ShutdownOptions& options);
+  virtual Status destroy(const model::Domain& def, Deadline deadline);
+  virtual Status reboot(const model::Domain& def, Deadline deadline);
+  virtual Status reset(const model::Domain& def, Deadline deadline);
+  virtual Status suspend(const model::Domain& def, Deadline deadline);
+  virtual Status resume(const model::Domain& def, Deadline deadline);
+  // Writes the running state to `path` and stops the domain.
+  virtual Status save(const model::Domain& def, const std::string& path, Deadline deadline);
+
+  virtual Result<json> stats(const model::Domain& def, Deadline deadline);
+
+  virtual Status attachDisk(const model::Domain& def, const model::Disk& disk, Deadline deadline);
+  virtual Status detachDisk(const model::Domain& def, const model::Disk& disk, Deadline deadline);
+  virtual Status attachNic(const model::Domain& def, const model::Nic& nic, Deadline deadline);
+  virtual Status detachNic(const model::Domain& def, const model::Nic& nic, Deadline deadline);
+
+  // Guest agent (VMs) or in-namespace execution (containers).
+  virtual Result<ExecResult> guestExec(const model::Domain& def, const ExecRequest& req, Deadline deadline);
+  // Other agent commands: "ping", "interfaces", "shutdown", "fsfreeze", "fsthaw", "info".
+  virtual Result<json> guestCommand(const model::Domain& def, const std::string& command, const json& args,
+                                    Deadline deadline);
+
+  virtual Result<std::unique_ptr<ConsoleStream>> openConsole(const model::Domain& def);
+  // The bounded log of console output, if the driver keeps one.
+  virtual Result<std::string> consoleLog(const model::Domain& def, size_t maxBytes);
+
+  // Snapshots that the hypervisor takes itself (internal/external, memory).
+  virtual Result<json> snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline);
+  virtual Status snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline);
+  virtual Status snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline);
+
+ protected:
+  Error notSupported(std::string_view op) const;
+  DriverObserver* observer_ = nullptr;
+  HostServices* services_ = nullptr;
+};
+
+}  // namespace vmm::drivers

@@ -1,0 +1,18 @@
+// What the daemon hands to a driver when it creates it.
+#pragma once
+
+#include <string>
+
+#include "base/event_loop.h"
+#include "base/thread_pool.h"
+
+namespace vmm::drivers {
+
+struct DriverContext {
+  EventLoop* loop = nullptr;     // monitor/agent sockets and timers
+  ThreadPool* pool = nullptr;    // blocking work
+  std::string runDir;            // sockets, pid files (cleared at host reboot)
+  std::string stateDir;          // persistent files (console logs, saved states)
+};
+
+}  // namespace vmm::drivers
