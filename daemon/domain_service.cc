@@ -250,10 +250,19 @@ Status DomainService::persistDefinition(const std::string& name, const model::Do
   return store_.put(Table::domains, name, json{{"definition", model::formatDomain(def, false)}, {"generation", generation}});
 }
 
-Status DomainService::persistRuntime(const DomainObject& obj) {
+Status DomainService::persistRuntime(DomainObject& obj) {
+  std::shared_ptr<const model::Domain> live;
+  {
+    std::lock_guard lock(obj.mu);
+    live = obj.liveDef;
+  }
+  std::optional<json> fresh;
+  if (live)
+    if (auto* drv = driver(live->type)) fresh = drv->currentRecord(*live);
   json rec;
   {
     std::lock_guard lock(obj.mu);
+    if (fresh) obj.runtimeRecord["driver_record"] = *fresh;
     rec = obj.runtimeRecord;
     rec["state"] = stateName(obj.status.state);
     rec["run_id"] = obj.status.runId;

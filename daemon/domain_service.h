@@ -147,7 +147,7 @@ class DomainService final : public drivers::DriverObserver {
   Result<drivers::HypervisorDriver*> driverFor(const model::Domain& def) const;
   Status checkUnique(const model::Domain& def, const std::string& ignoreName) const;
   Status persistDefinition(const std::string& name, const model::Domain& def, uint64_t generation);
-  Status persistRuntime(const DomainObject& obj);
+  Status persistRuntime(DomainObject& obj);
   // Sets the status and publishes a lifecycle event.
   void setStatus(DomainObject& obj, DomainStatus status, const std::string& event);
   // The running instance ended (requested or not): drop the runtime record, release, publish.

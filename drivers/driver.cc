@@ -21,6 +21,7 @@ Status HypervisorDriver::validate(const model::Domain&) const { return {}; }
 Result<RunningDomain> HypervisorDriver::start(const model::Domain&, const StartOptions&) { return notSupported("start"); }
 Result<RunningDomain> HypervisorDriver::reconnect(const model::Domain&, const json&) { return notSupported("reconnect"); }
 void HypervisorDriver::release(const model::Domain&, const json&) {}
+std::optional<json> HypervisorDriver::currentRecord(const model::Domain&) { return std::nullopt; }
 Status HypervisorDriver::shutdown(const model::Domain&, const ShutdownOptions&) { return notSupported("shutdown"); }
 Status HypervisorDriver::destroy(const model::Domain&, Deadline) { return notSupported("destroy"); }
 Status HypervisorDriver::reboot(const model::Domain&, Deadline) { return notSupported("reboot"); }

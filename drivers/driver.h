@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -135,6 +136,9 @@ class HypervisorDriver {
   virtual Result<RunningDomain> reconnect(const model::Domain& def, const json& record);
   // Frees what a stopped domain still holds (taps, sockets, cgroups) after it died unobserved.
   virtual void release(const model::Domain& def, const json& record);
+  // The current driver-private record of a running domain, when it changed since start()
+  // (hot-plugged taps, a paused simulated guest); persisted by the daemon after mutations.
+  virtual std::optional<json> currentRecord(const model::Domain& def);
 
   virtual Status shutdown(const model::Domain& def, const ShutdownOptions& options);
   virtual Status destroy(const model::Domain& def, Deadline deadline);

@@ -168,6 +168,13 @@ void TestDriver::release(const model::Domain& def, const json&) {
   }
 }
 
+std::optional<json> TestDriver::currentRecord(const model::Domain& def) {
+  std::lock_guard lock(mu_);
+  auto it = guests_.find(def.name);
+  if (it == guests_.end()) return std::nullopt;
+  return recordOf(it->second);
+}
+
 Status TestDriver::shutdown(const model::Domain& def, const ShutdownOptions& options) {
   auto b = behaviour(def);
   std::string runId;

@@ -36,6 +36,7 @@ class TestDriver final : public HypervisorDriver {
   Result<RunningDomain> start(const model::Domain& def, const StartOptions& options) override;
   Result<RunningDomain> reconnect(const model::Domain& def, const json& record) override;
   void release(const model::Domain& def, const json& record) override;
+  std::optional<json> currentRecord(const model::Domain& def) override;
   Status shutdown(const model::Domain& def, const ShutdownOptions& options) override;
   Status destroy(const model::Domain& def, Deadline deadline) override;
   Status reboot(const model::Domain& def, Deadline deadline) override;

@@ -1,0 +1,217 @@
+#include <CLI/CLI.hpp>
+#include <signal.h>
+
+#include <atomic>
+#include <iostream>
+
+#include "base/strings.h"
+#include "client/vmctl/commands.h"
+#include "client/vmctl/output.h"
+
+namespace vmm::vmctl {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+void printHostInfo(const json& r) {
+  const auto& v = r["vmm"];
+  const auto& h = r["host"];
+  std::vector<std::pair<std::string, std::string>> f = {
+      {"vmm", "vmmd " + text(v["version"]) + " (API " + text(v["api_version"]) + "), pid " + text(v["pid"]) + ", up " +
+                  text(v["uptime_seconds"]) + "s"},
+      {"State", text(v["state_dir"]) + " (schema " + text(v["state_schema"]) + ")"},
+      {"Host", text(h["hostname"]) + ", Linux " + text(h["kernel"]) + " " + text(h["arch"])},
+      {"CPUs", text(h["cpus"])},
+      {"Memory", std::to_string(h.value("memory_bytes", uint64_t{0}) >> 20) + " MiB"},
+      {"KVM", h["kvm"].value("available", false) ? "available" : "no: " + text(h["kvm"]["reason"])},
+      {"cgroups", text(h["cgroups"]["layout"])},
+  };
+  for (auto it = r["drivers"].begin(); it != r["drivers"].end(); ++it) {
+    const auto& d = it.value();
+    std::string s = d.value("available", false) ? "available" : "unavailable: " + text(d["reason"]);
+    if (!text(d["version"]).empty()) s += ", " + text(d["version"]);
+    if (d.contains("details") && d["details"].contains("accelerator")) s += ", accelerator " + text(d["details"]["accelerator"]);
+    f.emplace_back("Driver " + it.key(), s);
+  }
+  std::vector<std::string> counts;
+  for (auto it = r["domains"].begin(); it != r["domains"].end(); ++it)
+    if (it.value().get<int>() > 0) counts.push_back(text(it.value()) + " " + it.key());
+  f.emplace_back("Domains", counts.empty() ? "none" : join(counts, ", "));
+  if (r.contains("caller")) f.emplace_back("You", text(r["caller"]["principal"]) + " (" + text(r["caller"]["access"]) + ")");
+  printFields(f);
+}
+
+void printOperations(const json& ops) {
+  Table t({"ID", "KIND", "OBJECT", "STATUS", "CREATED", "ERROR"});
+  for (const auto& op : ops)
+    t.add({text(op["id"]), text(op["kind"]), text(op["object"]), text(op["status"]), text(op["created"]).substr(0, 19) + "Z",
+           op["error"].is_object() ? text(op["error"]["message"]) : ""});
+  t.print();
+}
+
+void printEvent(const json& e) {
+  if (jsonOutput()) {
+    std::cout << e.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
+    return;
+  }
+  std::string line = text(e["time"]) + " " + text(e["type"]) + " " + text(e["object"]);
+  const auto& d = e["data"];
+  if (d.is_object()) {
+    for (auto it = d.begin(); it != d.end(); ++it) {
+      if (it.key() == "domain" || it.value().is_object() || it.value().is_array()) continue;
+      line += " " + it.key() + "=" + text(it.value());
+    }
+  }
+  std::cout << line << std::endl;
+}
+
+}  // namespace
+
+void registerOtherCommands(CLI::App& app, Context& ctx, std::function<int()>& action) {
+  // ---- host
+  {
+    auto* host = app.add_subcommand("host", "The host and vmmd");
+    host->require_subcommand(1);
+    auto* info = host->add_subcommand("info", "Host, daemon and driver capabilities");
+    info->callback([&] {
+      action = [&] { return callAndReport(ctx, "host.info", json::object(), [](const json& r) { jsonOutput() ? printJson(r) : printHostInfo(r); }); };
+    });
+  }
+  // ---- operations
+  {
+    auto* op = app.add_subcommand("operation", "Async operations");
+    op->alias("op");
+    op->require_subcommand(1);
+    auto* list = op->add_subcommand("list", "List operations");
+    auto active = std::make_shared<bool>(false);
+    list->add_flag("--active", *active, "only pending and running ones");
+    list->callback([&, active] {
+      action = [&, active] {
+        json p = json::object();
+        if (*active) p["active"] = true;
+        return callAndReport(ctx, "operation.list", p, [](const json& r) { jsonOutput() ? printJson(r) : printOperations(r); });
+      };
+    });
+    auto id = std::make_shared<std::string>();
+    auto* show = op->add_subcommand("show", "Show an operation");
+    show->add_option("id", *id, "operation id")->required();
+    show->callback([&, id] { action = [&, id] { return callAndReport(ctx, "operation.get", {{"id", *id}}, [](const json& r) { printJson(r); }); }; });
+    auto* wait = op->add_subcommand("wait", "Wait for an operation and show it; exits non-zero if it failed");
+    auto timeout = std::make_shared<std::string>("1h");
+    wait->add_option("id", *id, "operation id")->required();
+    wait->add_option("-t,--timeout", *timeout, "how long to wait");
+    wait->callback([&, id, timeout] {
+      action = [&, id, timeout]() -> int {
+        auto conn = ctx.connection();
+        if (!conn.ok()) return reportError(conn.error());
+        auto d = parseDuration(*timeout);
+        if (!d) return reportError(invalidArgument("--timeout: expected a duration such as 30s"));
+        auto cur = (*conn)->call("operation.get", {{"id", *id}});
+        if (!cur.ok()) return reportError(cur.error());
+        auto done = (*conn)->waitOperation(*cur, Deadline::after(*d), jsonOutput() ? nullptr : std::function<void(const json&)>(showProgress));
+        endProgress();
+        if (!done.ok()) return reportError(done.error());
+        printJson(*done);
+        std::string status = done->value("status", "");
+        if (status == "succeeded") return kOk;
+        if (status == "cancelled") return kCancelled;
+        return (*done)["error"].is_object() ? exitCodeFor(client::errorFromWire((*done)["error"])) : kFailed;
+      };
+    });
+    auto* cancel = op->add_subcommand("cancel", "Cancel an operation");
+    cancel->add_option("id", *id, "operation id")->required();
+    cancel->callback([&, id] { action = [&, id] { return callAndReport(ctx, "operation.cancel", {{"id", *id}}, [](const json& r) { printJson(r); }); }; });
+  }
+  // ---- events
+  {
+    auto* ev = app.add_subcommand("events", "Follow events as they happen (Ctrl-C to stop)");
+    auto types = std::make_shared<std::vector<std::string>>();
+    auto object = std::make_shared<std::string>();
+    auto count = std::make_shared<int>(0);
+    auto timeout = std::make_shared<std::string>();
+    ev->add_option("-t,--type", *types, "type prefix: domain, operation, storage, network (repeatable)");
+    ev->add_option("--object", *object, "only this object, e.g. domains/web1");
+    ev->add_option("-n,--count", *count, "exit after this many events");
+    ev->add_option("--timeout", *timeout, "exit after this long");
+    ev->callback([&, types, object, count, timeout] {
+      action = [&, types, object, count, timeout]() -> int {
+        auto conn = ctx.connection();
+        if (!conn.ok()) return reportError(conn.error());
+        Deadline until = Deadline::never();
+        if (!timeout->empty()) {
+          auto d = parseDuration(*timeout);
+          if (!d) return reportError(invalidArgument("--timeout: expected a duration such as 30s"));
+          until = Deadline::after(*d);
+        }
+        auto stream = (*conn)->subscribe(*types, *object);
+        if (!stream.ok()) return reportError(stream.error());
+        g_interrupted = false;
+        struct sigaction sa {};
+        sa.sa_handler = [](int) { g_interrupted = true; };
+        struct sigaction old {};
+        sigaction(SIGINT, &sa, &old);
+        int seen = 0;
+        int rc = kOk;
+        while (!g_interrupted && !until.expired()) {
+          auto e = (*stream)->next(Deadline::after(Millis(200)).earlier(until));
+          if (!e.ok()) {
+            rc = reportError(e.error());
+            break;
+          }
+          if (!e->has_value()) continue;
+          printEvent(**e);
+          if ((**e).value("type", "") == "events.overflow") {
+            rc = kFailed;
+            break;
+          }
+          if (*count > 0 && ++seen >= *count) break;
+        }
+        sigaction(SIGINT, &old, nullptr);
+        return rc;
+      };
+    });
+  }
+  // ---- tokens
+  {
+    auto* tok = app.add_subcommand("token", "HTTP API tokens");
+    tok->require_subcommand(1);
+    auto name = std::make_shared<std::string>();
+    auto role = std::make_shared<std::string>("admin");
+    auto* create = tok->add_subcommand("create", "Create a token; its secret is printed once");
+    create->add_option("name", *name, "token name")->required();
+    create->add_option("--role", *role, "admin (read-write) or read")->check(CLI::IsMember({"admin", "read"}));
+    create->callback([&, name, role] {
+      action = [&, name, role] {
+        return callAndReport(ctx, "token.create", {{"name", *name}, {"role", *role}}, [](const json& r) {
+          if (jsonOutput()) return printJson(r);
+          std::cout << text(r["token"]) << "\n";
+        });
+      };
+    });
+    auto* list = tok->add_subcommand("list", "List tokens");
+    list->callback([&] {
+      action = [&] {
+        return callAndReport(ctx, "token.list", json::object(), [](const json& r) {
+          if (jsonOutput()) return printJson(r);
+          Table t({"NAME", "ROLE", "CREATED"});
+          for (const auto& x : r) t.add({text(x["name"]), text(x["role"]), text(x["created"])});
+          t.print();
+        });
+      };
+    });
+    auto* del = tok->add_subcommand("delete", "Revoke a token");
+    del->add_option("name", *name, "token name")->required();
+    del->callback([&, name] {
+      action = [&, name] {
+        return callAndReport(ctx, "token.delete", {{"name", *name}}, [name](const json&) {
+          if (!jsonOutput()) std::cout << "Token " << *name << " revoked.\n";
+        });
+      };
+    });
+  }
+}
+
+}  // namespace vmm::vmctl

@@ -1,0 +1,111 @@
+#include "client/vmctl/output.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+namespace vmm::vmctl {
+
+int exitCodeFor(const Error& e) {
+  switch (e.code) {
+    case ErrorCode::invalid_argument:
+    case ErrorCode::payload_too_large: return kUsage;
+    case ErrorCode::not_found: return kNotFound;
+    case ErrorCode::conflict:
+    case ErrorCode::precondition_failed: return kConflict;
+    case ErrorCode::unauthenticated:
+    case ErrorCode::permission_denied: return kDenied;
+    case ErrorCode::timeout: return kTimeout;
+    case ErrorCode::unsupported: return kUnsupported;
+    case ErrorCode::unavailable: return e.message.find("cannot connect") != std::string::npos ||
+                                               e.message.find("cannot reach") != std::string::npos
+                                           ? kNoConnection
+                                           : kUnsupported;
+    case ErrorCode::cancelled: return kCancelled;
+    case ErrorCode::internal: return kFailed;
+  }
+  return kFailed;
+}
+
+int reportError(const Error& e) {
+  endProgress();
+  std::cerr << "error: " << e.message << "\n";
+  return exitCodeFor(e);
+}
+
+std::string text(const json& v) {
+  if (v.is_null()) return "";
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
+  return v.dump();
+}
+
+static size_t displayWidth(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s)
+    if ((c & 0xc0) != 0x80) ++n;
+  return n;
+}
+
+void Table::print() const {
+  std::vector<size_t> width(headers_.size());
+  for (size_t i = 0; i < headers_.size(); ++i) width[i] = displayWidth(headers_[i]);
+  for (const auto& r : rows_)
+    for (size_t i = 0; i < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], displayWidth(r[i]));
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string out;
+    for (size_t i = 0; i < headers_.size(); ++i) {
+      std::string c = i < cells.size() ? cells[i] : "";
+      out += c;
+      if (i + 1 < headers_.size()) out += std::string(width[i] - displayWidth(c) + 2, ' ');
+    }
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    std::cout << out << "\n";
+  };
+  line(headers_);
+  for (const auto& r : rows_) line(r);
+}
+
+void printJson(const json& j) { std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n"; }
+
+void printFields(const std::vector<std::pair<std::string, std::string>>& fields) {
+  size_t w = 0;
+  for (const auto& [k, v] : fields) w = std::max(w, k.size());
+  for (const auto& [k, v] : fields) std::cout << k << ":" << std::string(w - k.size() + 2, ' ') << v << "\n";
+}
+
+static bool g_progressShown = false;
+
+void showProgress(const json& op) {
+  if (!isatty(2)) return;
+  const auto& p = op.contains("progress") ? op["progress"] : json::object();
+  int pct = p.value("percent", -1);
+  std::string msg = p.value("message", "");
+  std::string status = op.value("status", "");
+  if (pct < 0 && msg.empty()) return;
+  if (status == "succeeded" || status == "failed" || status == "cancelled") {
+    if (g_progressShown && status == "succeeded") pct = 100;
+    else return endProgress();
+  }
+  std::string bar;
+  if (pct >= 0) {
+    pct = std::min(pct, 100);
+    int filled = pct / 4;
+    bar = "[" + std::string(static_cast<size_t>(filled), '#') + std::string(static_cast<size_t>(25 - filled), ' ') + "] ";
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%3d%%", pct);
+    bar += buf;
+  }
+  std::fprintf(stderr, "\r\033[K%s %s", bar.c_str(), msg.c_str());
+  std::fflush(stderr);
+  g_progressShown = true;
+}
+
+void endProgress() {
+  if (!g_progressShown) return;
+  std::fprintf(stderr, "\n");
+  g_progressShown = false;
+}
+
+}  // namespace vmm::vmctl

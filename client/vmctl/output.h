@@ -1,0 +1,50 @@
+// vmctl output: aligned tables for people, JSON for scripts, exit codes, progress.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace vmm::vmctl {
+
+using json = nlohmann::json;
+
+// Exit codes, documented in `vmctl --help`.
+enum Exit : int {
+  kOk = 0,
+  kFailed = 1,
+  kUsage = 2,          // bad command line or invalid argument
+  kNoConnection = 3,   // vmmd unreachable
+  kNotFound = 4,
+  kConflict = 5,       // busy, already running, changed meanwhile
+  kDenied = 6,         // no or read-only credentials
+  kTimeout = 7,
+  kUnsupported = 8,    // not supported or unavailable on this host
+  kCancelled = 9,
+};
+int exitCodeFor(const Error& e);
+// Prints "error: <message>" to stderr and returns the matching exit code.
+int reportError(const Error& e);
+
+class Table {
+ public:
+  explicit Table(std::vector<std::string> headers) : headers_(std::move(headers)) {}
+  void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void print() const;
+
+ private:
+  std::vector<std::string> headers_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+void printJson(const json& j);
+// "key: value" lines with aligned values.
+void printFields(const std::vector<std::pair<std::string, std::string>>& fields);
+// A progress line on stderr when it is a terminal: "[#####     ]  50% message".
+void showProgress(const json& operation);
+void endProgress();
+std::string text(const json& v);  // a JSON scalar as plain text ("" for null)
+
+}  // namespace vmm::vmctl

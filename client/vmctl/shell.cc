@@ -1,0 +1,112 @@
+// The interactive shell: history, and tab completion of commands and domain names.
+#include <editline/readline.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+
+#include "base/strings.h"
+#include "client/vmctl/cli.h"
+#include "client/vmctl/output.h"
+
+namespace vmm::vmctl {
+
+namespace {
+
+Context* g_ctx = nullptr;
+std::vector<std::string> g_candidates;
+size_t g_candidateIndex = 0;
+std::vector<std::string> g_domainCache;
+SteadyClock::time_point g_domainCacheAt;
+
+const std::vector<std::string>& domainNames() {
+  if (SteadyClock::now() - g_domainCacheAt < Millis(2000)) return g_domainCache;
+  g_domainCache.clear();
+  auto conn = g_ctx->connection();
+  if (conn.ok()) {
+    auto r = (*conn)->call("domain.list", nlohmann::json::object(), Millis(2000));
+    if (r.ok())
+      for (const auto& d : *r) g_domainCache.push_back(d.value("name", ""));
+  }
+  g_domainCacheAt = SteadyClock::now();
+  return g_domainCache;
+}
+
+char* generator(const char* text, int state) {
+  if (state == 0) g_candidateIndex = 0;
+  std::string_view prefix(text);
+  while (g_candidateIndex < g_candidates.size()) {
+    const auto& c = g_candidates[g_candidateIndex++];
+    if (startsWith(c, prefix)) return strdup(c.c_str());
+  }
+  return nullptr;
+}
+
+char** complete(const char* text, int start, int) {
+  rl_attempted_completion_over = 1;
+  auto words = splitWords(std::string(rl_line_buffer, static_cast<size_t>(start)));
+  size_t index = words.ok() ? words->size() : 0;
+  g_candidates.clear();
+  if (index == 0) {
+    g_candidates = commandNames();
+  } else if (index == 1 && words.ok() && takesDomain((*words)[0])) {
+    g_candidates = domainNames();
+  } else if (index == 1 && words.ok()) {
+    const std::string& cmd = (*words)[0];
+    if (cmd == "operation" || cmd == "op") g_candidates = {"list", "show", "wait", "cancel"};
+    else if (cmd == "host") g_candidates = {"info"};
+    else if (cmd == "token") g_candidates = {"create", "list", "delete"};
+  }
+  return rl_completion_matches(text, generator);
+}
+
+std::string historyPath() {
+  const char* home = getenv("HOME");
+  return std::string(home ? home : "/tmp") + "/.vmctl_history";
+}
+
+}  // namespace
+
+int runShell(Context& ctx) {
+  g_ctx = &ctx;
+  ctx.interactive = true;
+  bool tty = isatty(0);
+  std::string hist = historyPath();
+  if (tty) {
+    rl_attempted_completion_function = complete;
+    using_history();
+    read_history(hist.c_str());
+    std::cout << "vmctl interactive shell; 'help' lists commands, Tab completes, 'exit' or Ctrl-D leaves.\n";
+  }
+  int last = kOk;
+  while (true) {
+    std::string line;
+    if (tty) {
+      char* raw = readline("vmctl> ");
+      if (!raw) {
+        std::cout << "\n";
+        break;
+      }
+      line = raw;
+      free(raw);
+    } else if (!std::getline(std::cin, line)) {
+      break;
+    }
+    std::string trimmed(trim(line));
+    if (trimmed.empty()) continue;
+    if (tty) add_history(trimmed.c_str());
+    auto words = splitWords(trimmed);
+    if (!words.ok()) {
+      last = reportError(words.error());
+      continue;
+    }
+    if (words->empty()) continue;
+    if ((*words)[0] == "exit" || (*words)[0] == "quit") break;
+    if ((*words)[0] == "help") (*words)[0] = "--help";
+    last = runCommand(ctx, *words);
+  }
+  if (tty) write_history(hist.c_str());
+  return last;
+}
+
+}  // namespace vmm::vmctl

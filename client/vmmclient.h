@@ -1,0 +1,69 @@
+// libvmmclient: talks to vmmd over its JSON-RPC unix socket or its HTTP API with the same
+// calls. Method names and parameters are those of the operation table (api/spec.h); over
+// HTTP they are mapped onto the table's routes.
+//
+// A Connection is not thread-safe: use one per thread.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/time_util.h"
+
+namespace vmm::client {
+
+using json = nlohmann::json;
+
+struct ConnectOptions {
+  // "unix:///run/vmm/vmmd.sock", a socket path, "http://127.0.0.1:8470" or "https://...".
+  std::string uri;
+  std::string token;                 // HTTP bearer token
+  Millis timeout = Millis(300000);   // per call, when the call gives none
+  std::string caCert;                // HTTPS: trust this CA/certificate file
+  bool insecure = false;             // HTTPS: skip certificate verification
+};
+
+// The socket vmmd listens on for this user by default (VMM_CONNECT overrides it).
+std::string defaultUri();
+
+class EventStream {
+ public:
+  virtual ~EventStream() = default;
+  // The next event, nullopt at the deadline, or an error when the stream ended.
+  virtual Result<std::optional<json>> next(Deadline deadline) = 0;
+};
+
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  virtual Result<json> call(const std::string& method, const json& params, Millis timeout) = 0;
+  Result<json> call(const std::string& method, const json& params = json::object()) {
+    return call(method, params, defaultTimeout_);
+  }
+  // A separate stream of events: "types" are prefixes ("domain", "operation").
+  virtual Result<std::unique_ptr<EventStream>> subscribe(const std::vector<std::string>& types,
+                                                         const std::string& object) = 0;
+  virtual std::string describe() const = 0;
+
+  // Waits for an async operation returned by call(); onProgress sees every state it passes.
+  Result<json> waitOperation(const json& operation, Deadline deadline,
+                             const std::function<void(const json&)>& onProgress = nullptr);
+  // call() + waitOperation() + the operation's error turned into this call's error.
+  Result<json> callAndWait(const std::string& method, const json& params, Deadline deadline,
+                           const std::function<void(const json&)>& onProgress = nullptr);
+
+ protected:
+  Millis defaultTimeout_ = Millis(300000);
+};
+
+Result<std::unique_ptr<Connection>> connect(const ConnectOptions& options);
+
+// Turns an error object of the wire ({"kind","message"}) into an Error.
+Error errorFromWire(const json& error);
+
+}  // namespace vmm::client
