@@ -30,6 +30,7 @@ struct CallContext {
 
 struct Reply {
   json body;
+  std::string raw;   // when set: the body as ready JSON text (large lists built from caches)
   int status = 200;  // HTTP status of a success
   std::vector<std::pair<std::string, std::string>> headers;
   Reply() = default;

@@ -41,6 +41,10 @@ struct OperationSpec {
   std::string object;      // object template for operations and events: "domains/{name}"
   std::vector<ParamSpec> params;
   std::optional<HttpRoute> http;
+  // Never waits for a job, a guest or the network: bounded by memory and at most one local
+  // state-store commit. The RPC transport runs these on its event loop instead of handing
+  // them to a worker (each thread hand-off costs more than the call itself).
+  bool quick = false;
 };
 
 const std::vector<OperationSpec>& operationSpecs();

@@ -1,8 +1,12 @@
 #include "api/wire.h"
 
+#include "api/registry.h"
+
 namespace vmm::api {
 
 std::string toText(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+std::string replyText(const Reply& r) { return r.raw.empty() ? toText(r.body) : r.raw; }
 
 nlohmann::json errorObject(const Error& e) {
   return {{"code", httpStatusFor(e.code)}, {"kind", errorCodeName(e.code)}, {"message", e.message}};

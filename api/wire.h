@@ -10,6 +10,9 @@ namespace vmm::api {
 
 // JSON text; invalid UTF-8 in strings (guest output, file names) is replaced, never fatal.
 std::string toText(const nlohmann::json& j);
+// The JSON text of a successful reply (its raw text when it has one).
+struct Reply;
+std::string replyText(const Reply& r);
 // {"code": 404, "kind": "not-found", "message": "..."}
 nlohmann::json errorObject(const Error& e);
 

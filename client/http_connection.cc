@@ -37,6 +37,7 @@ std::string queryText(const json& v) {
 std::unique_ptr<httplib::Client> makeClient(const std::string& uri, const ConnectOptions& o, Millis timeout) {
   auto cli = std::make_unique<httplib::Client>(uri);
   cli->set_keep_alive(true);
+  cli->set_tcp_nodelay(true);
   cli->set_connection_timeout(5, 0);
   auto secs = std::chrono::duration_cast<std::chrono::seconds>(timeout).count() + 1;
   cli->set_read_timeout(secs, 0);

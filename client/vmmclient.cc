@@ -77,27 +77,31 @@ class LineSocket {
   // The next line, or nullopt at the deadline.
   Result<std::optional<std::string>> readLine(Deadline deadline) {
     while (true) {
-      auto nl = buf_.find('\n');
+      auto nl = buf_.find('\n', scanned_);
       if (nl != std::string::npos) {
         std::string line = buf_.substr(0, nl);
         buf_.erase(0, nl + 1);
+        scanned_ = 0;
         return std::optional<std::string>(std::move(line));
       }
+      scanned_ = buf_.size();
       pollfd p{fd_.get(), POLLIN, 0};
       int rc = ::poll(&p, 1, deadline.pollTimeoutMs());
       if (rc < 0 && errno == EINTR) continue;
       if (rc == 0) return std::optional<std::string>();
-      char tmp[65536];
-      ssize_t n = ::read(fd_.get(), tmp, sizeof tmp);
+      size_t old = buf_.size();
+      buf_.resize(old + (256 << 10));
+      ssize_t n = ::read(fd_.get(), buf_.data() + old, 256 << 10);
+      buf_.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (n <= 0) return unavailable("vmmd closed the connection");
-      buf_.append(tmp, static_cast<size_t>(n));
     }
   }
 
  private:
   fs::UniqueFd fd_;
   std::string buf_;
+  size_t scanned_ = 0;  // bytes of buf_ known to hold no newline
 };
 
 class RpcEventStream : public EventStream {

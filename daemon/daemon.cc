@@ -1,6 +1,7 @@
 #include "daemon/daemon.h"
 
 #include <grp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
@@ -165,9 +166,17 @@ Status Daemon::start() {
 }
 
 void Daemon::scheduleMaintenance() {
-  loop_.addTimer(Millis(10LL * 60 * 1000), [this] {
+  // Every second: checkpoint the WAL off the request path. Every ten minutes: prune the
+  // operation history and give freed memory back to the system.
+  loop_.addTimer(Millis(1000), [this] {
     if (stopping_) return;
-    pool_.submit([this] { operations_->prune(); });
+    pool_.submit([this] {
+      (void)store_->checkpoint();
+      if (++maintenanceTicks_ % 600 == 0) {
+        operations_->prune();
+        malloc_trim(0);
+      }
+    });
     scheduleMaintenance();
   });
 }

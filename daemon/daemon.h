@@ -52,6 +52,7 @@ class Daemon {
   fs::UniqueFd lockFd_;
   fs::UniqueFd signalFd_;
   std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> maintenanceTicks_{0};
   std::mutex stopMu_;
   std::condition_variable stopCv_;
 

@@ -111,6 +111,7 @@ Status DomainService::load() {
       toReconnect.push_back(obj);
     }
     domains_.insert(obj->name, obj);
+    reindexObject(*obj);
   }
   for (const auto& [name, rt] : runtimeByName) {
     if (!domains_.find(name)) (void)store_.remove(Table::runtime, name);  // orphaned record
@@ -139,6 +140,9 @@ Status DomainService::load() {
         obj->status.reason = "reconnected";
         obj->status.sinceUs = rec.value("since_us", wallNowMicros());
         obj->runtimeRecord["driver_record"] = running->record;
+      }
+      if (running.ok()) {
+        reindexObject(*obj);
         log::info("reconnected to running domain", {{"domain", obj->name}, {"state", stateName(running->state)}});
       } else {
         log::warn("domain stopped while vmmd was down; releasing its resources",
@@ -225,25 +229,47 @@ void DomainService::setStatus(DomainObject& obj, DomainStatus status, const std:
 }
 
 Status DomainService::checkUnique(const model::Domain& def, const std::string& ignoreName) const {
-  std::set<std::string> macs;
-  for (const auto& n : def.nics) macs.insert(n.mac);
-  for (const auto& other : domains_.all()) {
-    if (other->name == ignoreName) continue;
-    std::shared_ptr<const model::Domain> od, live;
-    {
-      std::lock_guard lock(other->mu);
-      od = other->def;
-      live = other->liveDef;
-    }
-    if (!od) continue;
-    if (od->uuid == def.uuid) return conflict("uuid " + def.uuid + " is already used by domain " + other->name);
-    for (const auto* d : {od.get(), live.get()}) {
-      if (!d) continue;
-      for (const auto& n : d->nics)
-        if (macs.count(n.mac)) return conflict("MAC address " + n.mac + " is already used by domain " + other->name);
-    }
+  if (!def.uuid.empty()) {
+    auto it = uuidOwner_.find(def.uuid);
+    if (it != uuidOwner_.end() && it->second != ignoreName)
+      return conflict("uuid " + def.uuid + " is already used by domain " + it->second);
+  }
+  for (const auto& n : def.nics) {
+    auto it = macOwner_.find(n.mac);
+    if (it != macOwner_.end() && it->second != ignoreName)
+      return conflict("MAC address " + n.mac + " is already used by domain " + it->second);
   }
   return {};
+}
+
+void DomainService::reindex(const std::string& name, const model::Domain* def, const model::Domain* live) {
+  auto& owned = ownedKeys_[name];
+  for (const auto& key : owned) {
+    if (key.rfind("uuid:", 0) == 0) uuidOwner_.erase(key.substr(5));
+    else macOwner_.erase(key.substr(4));
+  }
+  owned.clear();
+  for (const auto* d : {def, live}) {
+    if (!d) continue;
+    if (uuidOwner_.emplace(d->uuid, name).second) owned.push_back("uuid:" + d->uuid);
+    for (const auto& n : d->nics)
+      if (macOwner_.emplace(n.mac, name).second) owned.push_back("mac:" + n.mac);
+  }
+  if (owned.empty()) ownedKeys_.erase(name);
+}
+
+void DomainService::reindexObject(DomainObject& obj) {
+  std::lock_guard lock(createMu_);
+  std::shared_ptr<const model::Domain> def, live;
+  bool visible;
+  {
+    std::lock_guard objLock(obj.mu);
+    def = obj.def;
+    live = obj.liveDef;
+    visible = obj.visible;
+  }
+  if (!visible) return reindex(obj.name, nullptr, nullptr);
+  reindex(obj.name, def.get(), live.get());
 }
 
 Status DomainService::persistDefinition(const std::string& name, const model::Domain& def, uint64_t generation) {
@@ -284,10 +310,13 @@ Result<DomainView> DomainService::create(model::Domain def) {
     obj->def = std::make_shared<const model::Domain>(std::move(def));
     obj->status.sinceUs = wallNowMicros();
     if (!domains_.insert(obj->name, obj)) return conflict("domain " + quote(obj->name) + " already exists");
+    reindex(obj->name, obj->def.get(), nullptr);
   }
   auto st = persistDefinition(obj->name, *obj->def, 1);
   if (!st.ok()) {
+    std::lock_guard lock(createMu_);
     domains_.erase(obj->name);
+    reindex(obj->name, nullptr, nullptr);
     return st.error();
   }
   {
@@ -332,6 +361,7 @@ Result<DomainView> DomainService::update(const std::string& name, model::Domain 
     obj->generation = gen + 1;
     if (obj->liveDef == old) obj->liveDef = active ? old : nullptr;  // the running instance keeps its config
   }
+  reindexObject(*obj);
   publish(name, "updated", {{"generation", gen + 1}});
   return viewOf(*obj);
 }
@@ -353,7 +383,11 @@ Status DomainService::undefine(const std::string& name) {
     std::lock_guard lock(obj->mu);
     obj->visible = false;
   }
-  domains_.erase(name);
+  {
+    std::lock_guard lock(createMu_);
+    domains_.erase(name);
+    reindex(name, nullptr, nullptr);
+  }
   publish(name, "undefined");
   return {};
 }
@@ -363,6 +397,21 @@ Result<DomainView> DomainService::get(const std::string& name) const {
   return viewOf(*obj);
 }
 
+namespace {
+
+bool matches(const ListFilter& filter, const model::Domain& def, model::DomainState state) {
+  if (filter.activeOnly && !model::isActive(state)) return false;
+  if (filter.state && state != *filter.state) return false;
+  if (filter.type && def.type != *filter.type) return false;
+  for (const auto& [k, val] : filter.labels) {
+    auto it = def.labels.find(k);
+    if (it == def.labels.end() || (!val.empty() && it->second != val)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 std::vector<DomainView> DomainService::list(const ListFilter& filter) const {
   std::vector<DomainView> out;
   auto all = domains_.all();
@@ -371,23 +420,37 @@ std::vector<DomainView> DomainService::list(const ListFilter& filter) const {
     DomainView v;
     {
       std::lock_guard lock(obj->mu);
-      if (!obj->visible) continue;
+      if (!obj->visible || !matches(filter, *obj->def, obj->status.state)) continue;
       v.def = obj->def;
       v.liveDef = obj->liveDef;
       v.generation = obj->generation;
       v.status = obj->status;
     }
-    if (filter.activeOnly && !model::isActive(v.status.state)) continue;
-    if (filter.state && v.status.state != *filter.state) continue;
-    if (filter.type && v.def->type != *filter.type) continue;
-    bool labelsMatch = true;
-    for (const auto& [k, val] : filter.labels) {
-      auto it = v.def->labels.find(k);
-      if (it == v.def->labels.end() || (!val.empty() && it->second != val)) labelsMatch = false;
-    }
-    if (!labelsMatch) continue;
     out.push_back(std::move(v));
   }
+  return out;
+}
+
+std::string DomainService::listSummaryText(const ListFilter& filter) const {
+  std::string out = "[";
+  for (const auto& obj : domains_.all()) {
+    std::lock_guard lock(obj->mu);
+    if (!obj->visible || !matches(filter, *obj->def, obj->status.state)) continue;
+    DomainObject::SummaryKey key{obj->def.get(), obj->liveDef.get(), obj->generation, obj->status.state,
+                                 obj->status.sinceUs, obj->status.reason};
+    if (obj->summaryText.empty() || !(key == obj->summaryKey)) {
+      DomainView v;
+      v.def = obj->def;
+      v.liveDef = obj->liveDef;
+      v.generation = obj->generation;
+      v.status = obj->status;
+      obj->summaryText = formatDomainView(v, false).dump(-1, ' ', false, json::error_handler_t::replace);
+      obj->summaryKey = std::move(key);
+    }
+    if (out.size() > 1) out += ',';
+    out += obj->summaryText;
+  }
+  out += ']';
   return out;
 }
 
@@ -482,6 +545,7 @@ void DomainService::markStopped(DomainObject& obj, const std::string& reason, co
     obj.liveDef = nullptr;
     obj.runtimeRecord = json();
   }
+  reindexObject(obj);
   setStatus(obj, DomainStatus{DomainState::shutoff, reason, 0, "", json::object()}, event);
 }
 
@@ -642,6 +706,7 @@ Result<DomainView> DomainService::changeDevices(const std::string& name, DeviceC
       obj->generation = gen + 1;
     }
   }
+  reindexObject(*obj);
   if (newLive) {
     auto st = persistRuntime(*obj);
     if (!st.ok()) log::error("cannot record the device change", {{"domain", name}, {"error", st.error().message}});
@@ -833,6 +898,7 @@ void DomainService::handleStopped(const std::string& name, const std::string& ru
       obj->liveDef = nullptr;
       obj->runtimeRecord = json();
     }
+    reindexObject(*obj);
     setStatus(*obj, DomainStatus{DomainState::crashed, reason, 0, "", json::object()}, "crashed");
     return;
   }

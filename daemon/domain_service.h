@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "base/result.h"
@@ -57,6 +58,19 @@ struct DomainObject {
   uint64_t generation = 1;
   DomainStatus status;
   nlohmann::json runtimeRecord;  // driver-private, persisted while active
+
+  // The summary JSON text shown by list, cached until anything it shows changes.
+  struct SummaryKey {
+    const void* def = nullptr;
+    const void* liveDef = nullptr;
+    uint64_t generation = 0;
+    model::DomainState state = model::DomainState::shutoff;
+    int64_t sinceUs = 0;
+    std::string reason;
+    bool operator==(const SummaryKey&) const = default;
+  };
+  SummaryKey summaryKey;
+  std::string summaryText;
 };
 
 struct DomainServiceOptions {
@@ -104,6 +118,9 @@ class DomainService final : public drivers::DriverObserver {
   Status undefine(const std::string& name);
   Result<DomainView> get(const std::string& name) const;
   std::vector<DomainView> list(const ListFilter& filter) const;
+  // The JSON text of list(filter) as summaries: built from per-domain caches, so listing
+  // thousands of domains costs little more than copying their text.
+  std::string listSummaryText(const ListFilter& filter) const;
   size_t count() const { return domains_.size(); }
   std::vector<std::string> names() const;
   // Counts by state, for metrics.
@@ -145,7 +162,11 @@ class DomainService final : public drivers::DriverObserver {
   Result<JobGuard> acquire(DomainObject& obj, const std::string& what);
   DomainView viewOf(const DomainObject& obj) const;
   Result<drivers::HypervisorDriver*> driverFor(const model::Domain& def) const;
+  // Identity index: which domain owns each uuid and MAC address (definition and running
+  // instance). O(1) uniqueness checks; guarded by createMu_.
   Status checkUnique(const model::Domain& def, const std::string& ignoreName) const;
+  void reindex(const std::string& name, const model::Domain* def, const model::Domain* live);
+  void reindexObject(DomainObject& obj);  // after its definition or running instance changed
   Status persistDefinition(const std::string& name, const model::Domain& def, uint64_t generation);
   Status persistRuntime(DomainObject& obj);
   // Sets the status and publishes a lifecycle event.
@@ -174,7 +195,9 @@ class DomainService final : public drivers::DriverObserver {
   const DomainServiceOptions options_;
   std::map<model::DriverType, std::unique_ptr<drivers::HypervisorDriver>> drivers_;
   ObjectTable<DomainObject> domains_;
-  std::mutex createMu_;  // serialises uniqueness checks of concurrent creates
+  mutable std::mutex createMu_;  // serialises uniqueness checks and guards the index below
+  std::unordered_map<std::string, std::string> uuidOwner_, macOwner_;
+  std::unordered_map<std::string, std::vector<std::string>> ownedKeys_;  // name -> its uuid and MACs
 };
 
 }  // namespace vmm

@@ -1,4 +1,6 @@
 // vmmd: see daemon/daemon.h.
+#include <malloc.h>
+
 #include <cstdio>
 
 #include "base/log.h"
@@ -9,6 +11,13 @@ int main(int argc, char** argv) {
   // Before any thread exists, so that every thread inherits the mask and signals arrive
   // only through the signalfd.
   vmm::blockDaemonSignals();
+  // Replies to large lists are a few hundred KiB: keep such buffers in the heap instead of
+  // mmap()ing and faulting in fresh pages for every reply (page faults dominate otherwise),
+  // and use few arenas so that memory freed by one thread serves the next. The maintenance
+  // task returns idle memory with malloc_trim().
+  mallopt(M_MMAP_THRESHOLD, 16 << 20);
+  mallopt(M_TRIM_THRESHOLD, 32 << 20);
+  mallopt(M_ARENA_MAX, 2);
   bool run = true;
   auto config = vmm::loadConfig(argc, argv, run);
   if (!config.ok()) {

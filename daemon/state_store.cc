@@ -63,6 +63,7 @@ Result<std::unique_ptr<StateStore>> StateStore::open(const std::string& path, St
   VMM_TRY(s->exec("PRAGMA journal_mode=WAL"));
   VMM_TRY(s->exec(options.fullSync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
   VMM_TRY(s->exec("PRAGMA foreign_keys=ON"));
+  VMM_TRY(s->exec(("PRAGMA wal_autocheckpoint=" + std::to_string(options.autoCheckpointPages)).c_str()));
   // Check integrity cheaply: a database that cannot be read fails here, not later.
   VMM_TRY(s->exec("SELECT count(*) FROM sqlite_master"));
   VMM_TRY(s->migrate());
@@ -209,6 +210,11 @@ Result<std::optional<nlohmann::json>> StateStore::get(Table t, std::string_view 
   auto v = nlohmann::json::parse(text ? text : "null", nullptr, false);
   if (v.is_discarded()) return internalError("state database: corrupt row " + std::string(key));
   return std::optional<nlohmann::json>(std::move(v));
+}
+
+Status StateStore::checkpoint() {
+  std::lock_guard lock(mu_);
+  return exec("PRAGMA wal_checkpoint(PASSIVE)");
 }
 
 Result<int> StateStore::prune(Table t, size_t keep, int64_t olderThanUs) {

@@ -30,6 +30,9 @@ std::string_view tableName(Table t);
 
 struct StoreOptions {
   bool fullSync = true;  // fsync the WAL on every commit (survives power loss, not only crashes)
+  // Commits checkpoint the WAL themselves only past this many pages; below it the daemon
+  // calls checkpoint() in the background so that no request pays for one.
+  int autoCheckpointPages = 10000;
 };
 
 struct StoredRow {
@@ -65,6 +68,8 @@ class StateStore {
 
   Result<std::vector<StoredRow>> loadAll(Table t);
   Result<std::optional<nlohmann::json>> get(Table t, std::string_view key);
+  // Copies the WAL into the database (PASSIVE: never waits for readers). Cheap when idle.
+  Status checkpoint();
   // Deletes the oldest rows beyond `keep` and rows older than `olderThanUs`.
   Result<int> prune(Table t, size_t keep, int64_t olderThanUs);
 

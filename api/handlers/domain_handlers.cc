@@ -69,9 +69,13 @@ json execResultJson(const drivers::ExecResult& r) {
 void bindDomainHandlers(Registry& reg, Services& s) {
   reg.bind("domain.list", [&s](const CallContext&, const json& p) -> Result<Reply> {
     VMM_ASSIGN(auto filter, listFilter(p));
-    bool full = flag(p, "full", false);
+    if (!flag(p, "full", false)) {
+      Reply r;
+      r.raw = s.domains.listSummaryText(filter);
+      return r;
+    }
     json out = json::array();
-    for (const auto& v : s.domains.list(filter)) out.push_back(formatDomainView(v, full));
+    for (const auto& v : s.domains.list(filter)) out.push_back(formatDomainView(v, true));
     return Reply(std::move(out));
   });
 

@@ -80,6 +80,7 @@ Status HttpServer::start() {
   }
   int threads = options_.threads;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  server_->set_tcp_nodelay(true);  // replies go out at once, not after a delayed ACK
   server_->set_keep_alive_max_count(100000);
   server_->set_keep_alive_timeout(60);
   server_->set_read_timeout(30, 0);
@@ -233,7 +234,7 @@ void HttpServer::route(const httplib::Request& req, httplib::Response& res) {
   if (!result.ok()) return sendError(res, result.error());
   res.status = result->status;
   for (const auto& [k, v] : result->headers) res.set_header(k, v);
-  res.set_content(toText(result->body), "application/json");
+  res.set_content(replyText(*result), "application/json");
 }
 
 void HttpServer::serveEvents(const httplib::Request& req, httplib::Response& res, const CallContext&) {

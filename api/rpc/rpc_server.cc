@@ -68,6 +68,11 @@ void RpcServer::accept(int listenFd, bool readOnly) {
       if (errno != EAGAIN && errno != EINTR) log::warn("accept failed on the RPC socket", {{"errno", errno}});
       return;
     }
+    // A large send buffer lets a big reply (a list of thousands of domains) leave in one
+    // write instead of many EPOLLOUT rounds; root may exceed net.core.wmem_max.
+    int sndbuf = 4 << 20;
+    if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) != 0)
+      ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     auto c = std::make_shared<Connection>();
     c->fd.reset(fd);
     c->ctx.transport = "rpc";
@@ -172,15 +177,20 @@ void RpcServer::onWritable(const std::shared_ptr<Connection>& c) {
 }
 
 // Loop thread only.
-void RpcServer::send(const std::shared_ptr<Connection>& c, const std::string& text) {
+void RpcServer::send(const std::shared_ptr<Connection>& c, std::string text) {
   if (c->closed) return;
   if (c->out.size() - c->outOffset > options_.maxPendingOutput) {
     log::warn("RPC client is not reading its replies; disconnecting", {{"principal", c->ctx.principal}});
     close(c);
     return;
   }
-  c->out += text;
-  c->out += '\n';
+  text += '\n';
+  if (c->out.empty()) {
+    c->out = std::move(text);
+    c->outOffset = 0;
+  } else {
+    c->out += text;
+  }
   onWritable(c);
 }
 
@@ -211,10 +221,15 @@ void RpcServer::handleLine(const std::shared_ptr<Connection>& c, std::string_vie
     return;
   }
   std::weak_ptr<Connection> weak = c;
-  auto respondOnLoop = [this, weak](json reply) {
-    loop_.post([this, weak, text = toText(reply)] {
+  auto respondOnLoop = [this, weak](std::string text) {
+    if (loop_.inLoopThread()) {  // a quick call answered inline
       auto conn = weak.lock();
-      if (conn && !conn->closed) send(conn, text);
+      if (conn && !conn->closed) send(conn, std::move(text));
+      return;
+    }
+    loop_.post([this, weak, text = std::move(text)]() mutable {
+      auto conn = weak.lock();
+      if (conn && !conn->closed) send(conn, std::move(text));
     });
   };
   if (parsed.is_array()) {
@@ -231,28 +246,28 @@ void RpcServer::handleLine(const std::shared_ptr<Connection>& c, std::string_vie
     auto batch = std::make_shared<Batch>();
     batch->pending = parsed.size();
     for (auto& req : parsed) {
-      handleRequest(c, std::move(req), [batch, respondOnLoop](json reply) {
+      handleRequest(c, std::move(req), [batch, respondOnLoop](std::string reply) {
         json all;
         {
           std::lock_guard lock(batch->mu);
-          if (!reply.is_null()) batch->replies.push_back(std::move(reply));
+          if (!reply.empty()) batch->replies.push_back(json::parse(reply, nullptr, false));
           if (--batch->pending > 0) return;
           all = std::move(batch->replies);
         }
-        if (!all.empty()) respondOnLoop(std::move(all));
+        if (!all.empty()) respondOnLoop(toText(all));
       });
     }
     return;
   }
-  handleRequest(c, std::move(parsed), [respondOnLoop](json reply) {
-    if (!reply.is_null()) respondOnLoop(std::move(reply));
+  handleRequest(c, std::move(parsed), [respondOnLoop](std::string reply) {
+    if (!reply.empty()) respondOnLoop(std::move(reply));
   });
 }
 
 // Loop thread. `respond` may be called from any thread, with null for notifications.
-void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, std::function<void(json)> respond) {
+void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, std::function<void(std::string)> respond) {
   auto invalid = [&](const std::string& msg, json id) {
-    respond({{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", kRpcInvalidRequest}, {"message", msg}}}});
+    respond(toText({{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", kRpcInvalidRequest}, {"message", msg}}}}));
   };
   if (!req.is_object()) return invalid("invalid request: expected a JSON object", nullptr);
   json id = req.contains("id") ? req["id"] : json();
@@ -265,13 +280,13 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
       return invalid("invalid request: unknown member " + quote(it.key()), id);
   std::string method = req["method"].get<std::string>();
   json params = req.contains("params") ? req["params"] : json::object();
-  auto reply = [respond, id, notification](Result<json> r) {
-    if (notification) return respond(json());
-    if (r.ok()) return respond({{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(r).value()}});
+  auto reply = [respond, id, notification](Result<Reply> r) {
+    if (notification) return respond(std::string());
+    if (r.ok()) return respond("{\"jsonrpc\":\"2.0\",\"id\":" + toText(id) + ",\"result\":" + replyText(*r) + "}");
     const Error& e = r.error();
-    respond({{"jsonrpc", "2.0"},
-             {"id", id},
-             {"error", {{"code", httpStatusFor(e.code)}, {"message", e.message}, {"data", {{"kind", errorCodeName(e.code)}}}}}});
+    respond(toText({{"jsonrpc", "2.0"},
+                    {"id", id},
+                    {"error", {{"code", httpStatusFor(e.code)}, {"message", e.message}, {"data", {{"kind", errorCodeName(e.code)}}}}}}));
   };
 
   // Transport-level methods: event subscriptions belong to the connection.
@@ -297,7 +312,7 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
       });
     });
     c->subs[sub->id()] = sub;
-    return reply(json{{"subscription", sub->id()}, {"last_seq", events_.lastSeq()}});
+    return reply(Reply(json{{"subscription", sub->id()}, {"last_seq", events_.lastSeq()}}));
   }
   if (method == "events.unsubscribe") {
     uint64_t subId = params.is_object() ? params.value("subscription", uint64_t{0}) : 0;
@@ -305,17 +320,17 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
     if (it == c->subs.end()) return reply(notFound("no subscription " + std::to_string(subId) + " on this connection"));
     events_.unsubscribe(it->second);
     c->subs.erase(it);
-    return reply(json::object());
+    return reply(Reply(json::object()));
   }
-  if (!findSpec(method)) {
-    if (notification) return respond(json());
-    return respond({{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", kRpcMethodNotFound}, {"message", "method not found: " + method}}}});
+  const OperationSpec* spec = findSpec(method);
+  if (!spec) {
+    if (notification) return respond(std::string());
+    return respond(toText({{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", kRpcMethodNotFound}, {"message", "method not found: " + method}}}}));
   }
   CallContext ctx = c->ctx;
+  if (spec->quick) return reply(registry_.call(ctx, method, std::move(params)));
   pool_.submit([this, ctx, method, params = std::move(params), reply]() mutable {
-    auto r = registry_.call(ctx, method, std::move(params));
-    if (r.ok()) reply(std::move(r->body));
-    else reply(r.takeError());
+    reply(registry_.call(ctx, method, std::move(params)));
   });
 }
 

@@ -43,9 +43,10 @@ class RpcServer {
   void onReadable(const std::shared_ptr<Connection>& c);
   void onWritable(const std::shared_ptr<Connection>& c);
   void handleLine(const std::shared_ptr<Connection>& c, std::string_view line);
+  // `respond` takes the reply's JSON text ("" for notifications) and may run on any thread.
   void handleRequest(const std::shared_ptr<Connection>& c, nlohmann::json req,
-                     std::function<void(nlohmann::json)> respond);
-  void send(const std::shared_ptr<Connection>& c, const std::string& text);
+                     std::function<void(std::string)> respond);
+  void send(const std::shared_ptr<Connection>& c, std::string text);
   void close(const std::shared_ptr<Connection>& c);
   void deliverEvents(const std::shared_ptr<Connection>& c);
 

@@ -1,4 +1,5 @@
 // vmctl: the admin shell for vmmd. See `vmctl --help`.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -6,6 +7,9 @@
 #include "client/vmctl/cli.h"
 
 int main(int argc, char** argv) {
+  // Large replies: reuse heap buffers instead of faulting in fresh mmap()ed pages each time.
+  mallopt(M_MMAP_THRESHOLD, 16 << 20);
+  mallopt(M_TRIM_THRESHOLD, 32 << 20);
   vmm::vmctl::Context ctx;
   ctx.connect.uri = vmm::client::defaultUri();
   if (const char* t = std::getenv("VMM_TOKEN")) ctx.connect.token = t;

@@ -1,0 +1,37 @@
+#!/bin/sh
+# The two entry points of the README:
+#   scripts/dev.sh run    install dependencies, build, run vmmd in the foreground with defaults
+#   scripts/dev.sh test   install dependencies, build, run every test
+# One build directory (build/), built incrementally; test artefacts are cached under it.
+set -eu
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD=${VMM_BUILD_DIR:-$ROOT/build}
+JOBS=${VMM_JOBS:-$(nproc)}
+
+build() {
+  scripts/install-deps.sh
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$BUILD" -j "$JOBS"
+}
+
+case "${1:-}" in
+  run)
+    shift
+    build
+    exec "$BUILD/daemon/vmmd" "$@"
+    ;;
+  test)
+    shift
+    build
+    cd "$BUILD"
+    exec ctest --output-on-failure --timeout 1200 "$@"
+    ;;
+  build)
+    build
+    ;;
+  *)
+    echo "usage: scripts/dev.sh run [vmmd options] | test [ctest options] | build" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs the Debian 12 packages vmm needs to build, run and test. Idempotent: packages
+# already present are not downloaded again. Run as root (or with sudo available).
+set -eu
+
+BUILD="cmake g++ make pkg-config nlohmann-json3-dev libsqlite3-dev libssl-dev libcpp-httplib-dev
+  libcli11-dev libedit-dev libgtest-dev libgmock-dev libbenchmark-dev"
+RUNTIME="iproute2 procps"
+TEST="python3 curl sqlite3"
+
+PACKAGES="$BUILD $RUNTIME $TEST"
+missing=""
+for p in $PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: run as root (missing:$missing)" >&2; exit 1; }
+  SUDO=sudo
+fi
+echo "install-deps: installing$missing"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

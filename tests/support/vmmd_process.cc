@@ -1,0 +1,126 @@
+#include "tests/support/vmmd_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "base/fs.h"
+#include "base/strings.h"
+
+namespace vmm::testutil {
+
+std::string vmmdBinary() { return VMM_BINARY_DIR "/daemon/vmmd"; }
+std::string vmctlBinary() { return VMM_BINARY_DIR "/client/vmctl"; }
+
+VmmdProcess::VmmdProcess(std::string dir, std::vector<std::string> extraArgs)
+    : dir_(std::move(dir)), extraArgs_(std::move(extraArgs)) {
+  if (dir_.empty()) {
+    char tmpl[] = "/tmp/vmm-e2e-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    ownDir_ = true;
+  }
+}
+
+VmmdProcess::~VmmdProcess() {
+  if (pid_ > 0) (void)stop();
+  if (ownDir_) (void)runCommand({"rm", "-rf", dir_});
+}
+
+std::string VmmdProcess::log() const { return fs::readFile(dir_ + "/vmmd.log").valueOr(""); }
+
+Status VmmdProcess::start() {
+  if (pid_ > 0) return conflict("vmmd already running");
+  std::vector<std::string> argv = {vmmdBinary(), "--state-dir", dir_ + "/state", "--run-dir", dir_ + "/run",
+                                   "--listen", "127.0.0.1:0", "--log-level", "debug"};
+  bool driversGiven = false;
+  for (const auto& a : extraArgs_) driversGiven = driversGiven || a == "--drivers";
+  if (!driversGiven) {
+    argv.push_back("--drivers");
+    argv.push_back("test");
+  }
+  argv.insert(argv.end(), extraArgs_.begin(), extraArgs_.end());
+  size_t logStart = log().size();
+  fs::UniqueFd logFd(::open((dir_ + "/vmmd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  SpawnOptions so;
+  so.stdoutFd = logFd.get();
+  so.newSession = true;
+  auto pid = spawnProcess(argv, so);
+  if (!pid.ok()) return pid.error();
+  pid_ = *pid;
+  auto until = SteadyClock::now() + Millis(20000);
+  while (SteadyClock::now() < until) {
+    std::string text = log().substr(logStart);
+    auto pos = text.find("msg=\"vmmd ready\"");
+    if (pos != std::string::npos) {
+      auto h = text.find("http=", pos);
+      if (h != std::string::npos) {
+        auto end = text.find(' ', h);
+        httpUrl_ = text.substr(h + 5, end - h - 5);
+        auto colon = httpUrl_.rfind(':');
+        httpPort_ = static_cast<int>(parseInt(httpUrl_.substr(colon + 1)).value_or(0));
+      }
+      return {};
+    }
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return internalError("vmmd exited during start-up: " + text);
+    }
+    std::this_thread::sleep_for(Millis(5));
+  }
+  kill9();
+  return timeoutError("vmmd did not become ready: " + log().substr(logStart));
+}
+
+Status VmmdProcess::stop() {
+  if (pid_ <= 0) return {};
+  ::kill(pid_, SIGTERM);
+  auto st = ChildReaper::wait(pid_, Deadline::after(Millis(20000)));
+  if (!st.ok()) {
+    kill9();
+    return timeoutError("vmmd did not stop on SIGTERM");
+  }
+  pid_ = -1;
+  return {};
+}
+
+void VmmdProcess::kill9() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  (void)ChildReaper::wait(pid_, Deadline::after(Millis(10000)));
+  pid_ = -1;
+}
+
+Result<std::unique_ptr<client::Connection>> VmmdProcess::connect() const {
+  client::ConnectOptions o;
+  o.uri = "unix://" + socketPath();
+  o.timeout = Millis(30000);
+  return client::connect(o);
+}
+
+VmctlResult VmmdProcess::vmctl(const std::vector<std::string>& args, const std::string& input,
+                               const std::vector<std::pair<std::string, std::string>>& env) const {
+  std::vector<std::string> argv = {vmctlBinary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  RunOptions o;
+  o.deadline = Deadline::after(Millis(120000));
+  o.stdinData = input;
+  o.env["VMM_CONNECT"] = "unix://" + socketPath();
+  o.env["HOME"] = dir_;
+  for (const auto& [k, v] : env) o.env[k] = v;
+  auto r = runCommand(argv, o);
+  VmctlResult out;
+  if (!r.ok()) {
+    out.err = r.error().message;
+    return out;
+  }
+  out.exitCode = r->exitCode;
+  out.out = r->out;
+  out.err = r->err;
+  return out;
+}
+
+}  // namespace vmm::testutil
