@@ -96,6 +96,7 @@ Options:
   --run-dir DIR        sockets and pid files (default /run/vmm)
   --socket PATH        read-write JSON-RPC socket (default RUN_DIR/vmmd.sock)
   --ro-socket PATH     read-only JSON-RPC socket (default RUN_DIR/vmmd-ro.sock)
+  --socket-group NAME  members of this group may use the read-write socket (default: root only)
   --listen ADDR:PORT   HTTP API address (default 127.0.0.1:8470; "none" disables HTTP)
   --tls-cert FILE      serve HTTPS with this certificate ...
   --tls-key FILE       ... and key
@@ -147,6 +148,7 @@ Result<Config> loadConfig(int argc, char** argv, bool& run) {
     else if (key == "run-dir") c.runDir = value;
     else if (key == "socket") c.socketPath = value;
     else if (key == "ro-socket") c.roSocketPath = value;
+    else if (key == "socket-group") c.socketGroup = value;
     else if (key == "listen") c.httpListen = value == "none" ? "" : value;
     else if (key == "tls-cert") c.tlsCert = value;
     else if (key == "tls-key") c.tlsKey = value;

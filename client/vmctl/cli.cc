@@ -86,6 +86,10 @@ int runCommand(Context& ctx, const std::vector<std::string>& args) {
   g_output = "table";
   app.add_option("-c,--connect", connectUri, "vmmd to talk to (unix socket path or URI, http(s)://HOST:PORT)");
   app.add_option("--token", token, "bearer token for http(s) connections (or VMM_TOKEN)");
+  std::string caCert = ctx.connect.caCert;
+  bool insecure = ctx.connect.insecure;
+  app.add_option("--ca-cert", caCert, "https: trust this CA or self-signed certificate");
+  app.add_flag("--insecure", insecure, "https: do not verify the server certificate");
   app.add_option("-o,--output", g_output, "output format")->check(CLI::IsMember({"table", "json"}));
   app.add_flag_callback("--version", [] { std::cout << "vmctl 0.1.0\n"; throw CLI::Success(); }, "print the version");
 
@@ -119,9 +123,12 @@ int runCommand(Context& ctx, const std::vector<std::string>& args) {
     std::cerr << "Run 'vmctl " << (subs.empty() ? std::string() : subs.back()->get_name() + " ") << "--help' for usage.\n";
     return kUsage;
   }
-  if (connectUri != ctx.connect.uri || token != ctx.connect.token) {
+  if (connectUri != ctx.connect.uri || token != ctx.connect.token || caCert != ctx.connect.caCert ||
+      insecure != ctx.connect.insecure) {
     ctx.connect.uri = connectUri;
     ctx.connect.token = token;
+    ctx.connect.caCert = caCert;
+    ctx.connect.insecure = insecure;
     ctx.conn.reset();
   }
   if (!action) {

@@ -167,3 +167,47 @@ TEST(EventLoop, TimersPostsAndFds) {
   close(fds[0]);
   close(fds[1]);
 }
+
+#include "daemon/config.h"
+
+TEST(Config, FileAndFlags) {
+  char tmpl[] = "/tmp/vmm-cfg-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  ASSERT_TRUE(fs::writeFileAtomic(dir + "/vmmd.toml", R"(
+state_dir = "/srv/vmm"
+log_level = "debug"
+[http]
+listen = "0.0.0.0:9000"
+threads = 4
+[operations]
+keep = 50
+max_age = "2h"
+[domains]
+job_wait = "5s"
+)").ok());
+  std::string cfg = dir + "/vmmd.toml";
+  const char* argv[] = {"vmmd", "--config", cfg.c_str(), "--listen", "none", "--run-dir", "/tmp/r"};
+  bool run = false;
+  auto c = loadConfig(7, const_cast<char**>(argv), run);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_TRUE(run);
+  EXPECT_EQ(c->stateDir, "/srv/vmm");
+  EXPECT_EQ(c->httpListen, "");  // the flag wins over the file
+  EXPECT_EQ(c->httpThreads, 4);
+  EXPECT_EQ(c->operationsKeep, 50u);
+  EXPECT_EQ(c->operationsMaxAge, Millis(7200000));
+  EXPECT_EQ(c->jobWait, Millis(5000));
+  EXPECT_EQ(c->socketPath, "/tmp/r/vmmd.sock");
+
+  ASSERT_TRUE(fs::writeFileAtomic(dir + "/bad.toml", "[http]\nlisten = \"x\"\nport = 3\n").ok());
+  std::string bad = dir + "/bad.toml";
+  const char* argv2[] = {"vmmd", "--config", bad.c_str()};
+  auto b = loadConfig(3, const_cast<char**>(argv2), run);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().message, bad + ": http.port: unknown field");
+  const char* argv3[] = {"vmmd", "--frobnicate", "1"};
+  EXPECT_EQ(loadConfig(3, const_cast<char**>(argv3), run).error().message, "unknown option --frobnicate (see --help)");
+  const char* argv4[] = {"vmmd", "--drivers", "qemu,vbox"};
+  EXPECT_FALSE(loadConfig(3, const_cast<char**>(argv4), run).ok());
+  ASSERT_EQ(system(("rm -rf " + dir).c_str()), 0);
+}
