@@ -59,8 +59,18 @@ std::vector<OperationSpec> build() {
   add({"domain.delete", "Undefine a domain (it must be shut off)", Access::write, false, false, "domains/{name}",
        {pathName("domain")}, HttpRoute{"DELETE", "/v1/domains/{name}", "", 200}});
   add({"domain.start", "Start a domain", Access::write, true, false, "domains/{name}",
-       {pathName("domain"), b("paused", T::boolean, "leave the guest paused")},
+       {pathName("domain"), b("paused", T::boolean, "leave the guest paused"),
+        b("force_boot", T::boolean, "boot afresh, discarding a managed save")},
        HttpRoute{"POST", "/v1/domains/{name}/start", "", 202}});
+  add({"domain.save", "Save a running domain's state to a file and stop it (managed save without a path)",
+       Access::write, true, false, "domains/{name}",
+       {pathName("domain"), b("path", T::string, "absolute path of the state file; omitted: managed save, resumed by the next start"),
+        b("timeout", T::duration, "how long saving may take (default 120s)")},
+       HttpRoute{"POST", "/v1/domains/{name}/save", "", 202}});
+  add({"domain.restore", "Start a shut-off domain from a state file written by save", Access::write, true, false,
+       "domains/{name}",
+       {pathName("domain"), b("path", T::string, "the state file", true), b("paused", T::boolean, "leave the guest paused")},
+       HttpRoute{"POST", "/v1/domains/{name}/restore", "", 202}});
   add({"domain.shutdown", "Shut a domain down gracefully, destroying it after the timeout", Access::write, true,
        true, "domains/{name}",
        {pathName("domain"), b("timeout", T::duration, "graceful period before it is destroyed (default 60s)"),

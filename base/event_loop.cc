@@ -53,9 +53,14 @@ void EventLoop::wake() {
 void EventLoop::post(std::function<void()> fn) {
   {
     std::lock_guard lock(mu_);
-    posted_.push_back(std::move(fn));
+    if (!finished_) {
+      posted_.push_back(std::move(fn));
+      fn = nullptr;
+    }
   }
-  wake();
+  // After the loop ended (daemon shutdown) there is no loop thread: run on the caller's.
+  if (fn) fn();
+  else wake();
 }
 
 void EventLoop::runSync(const std::function<void()>& fn) {
@@ -170,6 +175,10 @@ void EventLoop::runPosted() {
 }
 
 void EventLoop::run() {
+  {
+    std::lock_guard lock(mu_);
+    finished_ = false;
+  }
   loopThread_ = std::this_thread::get_id();
   epoll_event events[64];
   while (!stop_) {
@@ -196,7 +205,12 @@ void EventLoop::run() {
     runDueTimers();
     runPosted();
   }
-  // Drain posted tasks so that nobody waits forever in runSync().
+  // Drain posted tasks so that nobody waits forever in runSync(); later posts run inline.
+  runPosted();
+  {
+    std::lock_guard lock(mu_);
+    finished_ = true;
+  }
   runPosted();
   loopThread_ = std::thread::id{};
 }

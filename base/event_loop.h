@@ -41,7 +41,8 @@ class EventLoop {
   bool inLoopThread() const { return std::this_thread::get_id() == loopThread_.load(); }
 
   void post(std::function<void()> fn);
-  // Runs fn on the loop thread and waits for it; runs inline when already there.
+  // Runs fn on the loop thread and waits for it; runs inline when already there or when the
+  // loop has ended.
   void runSync(const std::function<void()>& fn);
 
   void watch(int fd, uint32_t events, FdCallback cb);
@@ -73,6 +74,7 @@ class EventLoop {
 
   std::mutex mu_;  // guards posted_ and timers
   std::vector<std::function<void()>> posted_;
+  bool finished_ = false;  // run() returned: post() runs tasks inline
   std::multimap<SteadyClock::time_point, TimerId> timerQueue_;
   std::unordered_map<TimerId, std::pair<SteadyClock::time_point, std::function<void()>>> timers_;
   TimerId nextTimerId_ = 1;

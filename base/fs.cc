@@ -1,5 +1,8 @@
 #include "base/fs.h"
 
+#include <dirent.h>
+#include <algorithm>
+
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/stat.h>
@@ -128,6 +131,19 @@ Result<std::string> confinedPath(const std::string& root, std::string_view name)
   if (resolved != rootStr && !startsWith(resolved, rootStr + "/"))
     return permissionDenied("path " + quote(name) + " escapes " + rootStr);
   return full;
+}
+
+Result<std::vector<std::string>> listDir(const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (!d) return systemError("cannot read directory " + path, errno);
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(std::move(n));
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 }  // namespace vmm::fs

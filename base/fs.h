@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "base/result.h"
@@ -22,6 +23,8 @@ Status removeFile(const std::string& path);  // ok if it did not exist
 // symlinks of every existing component. Used to confine volume paths to their pool.
 Result<std::string> confinedPath(const std::string& root, std::string_view name);
 std::string dirName(const std::string& path);
+// Entry names of a directory (without . and ..), sorted.
+Result<std::vector<std::string>> listDir(const std::string& path);
 std::string baseName(const std::string& path);
 
 // RAII file descriptor.

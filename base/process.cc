@@ -146,6 +146,13 @@ std::string describeWaitStatus(int status) {
 
 bool processAlive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
 
+bool processRunning(pid_t pid) {
+  auto stat = fs::readFile("/proc/" + std::to_string(pid) + "/stat", 8192);
+  if (!stat.ok()) return false;
+  auto pos = stat->rfind(')');
+  return pos != std::string::npos && pos + 2 < stat->size() && (*stat)[pos + 2] != 'Z' && (*stat)[pos + 2] != 'X';
+}
+
 std::optional<uint64_t> processStartTime(pid_t pid) {
   auto stat = fs::readFile("/proc/" + std::to_string(pid) + "/stat", 8192);
   if (!stat.ok()) return std::nullopt;

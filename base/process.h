@@ -72,6 +72,8 @@ class ChildReaper {
 // Human description of a wait status: "exited with status 1", "killed by signal 9".
 std::string describeWaitStatus(int status);
 bool processAlive(pid_t pid);
+// Alive and not a zombie (an exited child that nobody reaped yet).
+bool processRunning(pid_t pid);
 // Start time of a process (field 22 of /proc/PID/stat), to tell a reused pid from the original.
 std::optional<uint64_t> processStartTime(pid_t pid);
 

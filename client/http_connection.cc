@@ -2,12 +2,17 @@
 
 #include <httplib.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <thread>
 
 #include "api/spec.h"
+#include "base/socket_util.h"
 #include "base/strings.h"
 
 namespace vmm::client {
@@ -112,6 +117,52 @@ class SseStream : public EventStream {
   std::string endReason_;
 };
 
+// The HTTP console: a socketpair whose far end two threads serve - one copies the streamed
+// GET's body into it, one POSTs whatever is written to it.
+class HttpConsoleRelay {
+ public:
+  HttpConsoleRelay(const std::string& uri, const ConnectOptions& o, std::string path, fs::UniqueFd end)
+      : end_(std::move(end)) {
+    output_ = makeClient(uri, o, Millis(24LL * 3600 * 1000));
+    input_ = makeClient(uri, o, Millis(30000));
+    reader_ = std::thread([this, path] {
+      auto res = output_->Get(path.c_str(), [this](const char* data, size_t len) {
+        return !stop_ && writeAllFd(end_.get(), std::string_view(data, len), Deadline::after(Millis(30000))).ok();
+      });
+      if (res && res->status >= 400) {
+        auto reply = json::parse(res->body, nullptr, false);
+        std::string msg = "\r\nconsole: " + (!reply.is_discarded() && reply.contains("error") ? reply["error"].value("message", "") : "HTTP " + std::to_string(res->status)) + "\r\n";
+        (void)writeAllFd(end_.get(), msg, Deadline::after(Millis(1000)));
+      }
+      ::shutdown(end_.get(), SHUT_RDWR);  // the session is over: the reader sees EOF
+    });
+    writer_ = std::thread([this, path] {
+      char buf[4096];
+      while (!stop_) {
+        ssize_t n = ::read(end_.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        auto res = input_->Post(path.c_str(), std::string(buf, static_cast<size_t>(n)), "application/octet-stream");
+        if (!res || res->status >= 400) break;
+      }
+    });
+  }
+  ~HttpConsoleRelay() {
+    stop_ = true;
+    ::shutdown(end_.get(), SHUT_RDWR);
+    output_->stop();
+    input_->stop();
+    if (reader_.joinable()) reader_.join();
+    if (writer_.joinable()) writer_.join();
+  }
+
+ private:
+  fs::UniqueFd end_;
+  std::unique_ptr<httplib::Client> output_, input_;
+  std::thread reader_, writer_;
+  std::atomic<bool> stop_{false};
+};
+
 class HttpConnection : public Connection {
  public:
   HttpConnection(std::string uri, ConnectOptions o) : uri_(std::move(uri)), options_(std::move(o)) {
@@ -182,6 +233,16 @@ class HttpConnection : public Connection {
   }
 
   std::string describe() const override { return uri_; }
+
+  Result<ConsoleSession> openConsole(const std::string& domain) override {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return systemError("socketpair", errno);
+    ConsoleSession session;
+    session.fd.reset(sv[0]);
+    std::string path = "/v1/domains/" + encodePathSegment(domain) + "/console";
+    session.transport = std::make_shared<HttpConsoleRelay>(uri_, options_, path, fs::UniqueFd(sv[1]));
+    return session;
+  }
 
  private:
   std::string uri_;

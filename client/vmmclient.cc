@@ -22,10 +22,12 @@ Error errorFromWire(const json& e) {
   if (!e.is_object()) return internalError("malformed error from vmmd");
   std::string kind = e.value("kind", "");
   if (kind.empty() && e.contains("data") && e["data"].is_object()) kind = e["data"].value("kind", "");
+  // Operation records name the kind in "code".
+  if (kind.empty() && e.contains("code") && e["code"].is_string()) kind = e["code"].get<std::string>();
   std::string message = e.value("message", "unknown error");
   auto code = errorCodeFromName(kind);
   if (!code) {
-    int c = e.value("code", 0);
+    int c = e.contains("code") && e["code"].is_number_integer() ? e["code"].get<int>() : 0;
     if (c == -32601) code = ErrorCode::not_found;
     else if (c == -32700 || c == -32600 || c == -32602) code = ErrorCode::invalid_argument;
     else code = ErrorCode::internal;
@@ -98,6 +100,10 @@ class LineSocket {
     }
   }
 
+  // After a switch to a raw stream: what was read beyond the last line, and the socket.
+  std::string takeBuffered() { return std::exchange(buf_, std::string()); }
+  fs::UniqueFd release() { return std::move(fd_); }
+
  private:
   fs::UniqueFd fd_;
   std::string buf_;
@@ -168,6 +174,23 @@ class RpcConnection : public Connection {
   }
 
   std::string describe() const override { return "unix://" + path_; }
+
+  Result<ConsoleSession> openConsole(const std::string& domain) override {
+    auto fd = connectUnix(path_, Deadline::after(Millis(5000)));
+    if (!fd.ok()) return unavailable("cannot connect to vmmd at " + path_ + ": " + fd.error().message);
+    auto s = std::make_unique<LineSocket>(std::move(*fd));
+    Deadline d = Deadline::after(Millis(15000));
+    VMM_TRY(s->writeLine(json{{"jsonrpc", "2.0"}, {"id", 1}, {"method", "domain.console"}, {"params", {{"name", domain}}}}.dump(), d));
+    VMM_ASSIGN(auto line, s->readLine(d));
+    if (!line) return timeoutError("vmmd did not answer the console request");
+    auto msg = json::parse(*line, nullptr, false);
+    if (msg.is_discarded()) return internalError("vmmd sent invalid JSON");
+    if (msg.contains("error")) return errorFromWire(msg["error"]);
+    ConsoleSession session;
+    session.initial = s->takeBuffered();
+    session.fd = s->release();
+    return session;
+  }
 
  private:
   std::string path_;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/fs.h"
 #include "base/result.h"
 #include "base/time_util.h"
 
@@ -38,6 +39,14 @@ class EventStream {
   virtual Result<std::optional<json>> next(Deadline deadline) = 0;
 };
 
+// An open console: `fd` is a stream socket (reads are console output, writes are keyboard
+// input); `initial` holds output that arrived with the reply. Closing ends the session.
+struct ConsoleSession {
+  fs::UniqueFd fd;
+  std::string initial;
+  std::shared_ptr<void> transport;  // keeps an HTTP relay running while the session lives
+};
+
 class Connection {
  public:
   virtual ~Connection() = default;
@@ -49,6 +58,9 @@ class Connection {
   virtual Result<std::unique_ptr<EventStream>> subscribe(const std::vector<std::string>& types,
                                                          const std::string& object) = 0;
   virtual std::string describe() const = 0;
+  // A console session on its own connection (the unix socket becomes the stream; over HTTP a
+  // streamed GET carries the output and POSTs the input).
+  virtual Result<ConsoleSession> openConsole(const std::string& domain) = 0;
 
   // Waits for an async operation returned by call(); onProgress sees every state it passes.
   Result<json> waitOperation(const json& operation, Deadline deadline,

@@ -12,6 +12,7 @@
 #include "base/process.h"
 #include "base/strings.h"
 #include "drivers/driver_context.h"
+#include "drivers/qemu/qemu_driver.h"
 #include "drivers/test/test_driver.h"
 
 namespace vmm {
@@ -71,14 +72,23 @@ Status Daemon::lockStateDir() {
 }
 
 void Daemon::createDrivers() {
+  hostServices_ = std::make_unique<DaemonHostServices>();
   drivers::DriverContext ctx;
   ctx.loop = &loop_;
   ctx.pool = &pool_;
   ctx.runDir = config_.runDir;
   ctx.stateDir = config_.stateDir;
   for (const auto& name : config_.drivers) {
-    if (name == "test") domains_->addDriver(std::make_unique<drivers::TestDriver>(ctx));
-    else log::info("driver not built into this vmmd", {{"driver", name}});
+    std::unique_ptr<drivers::HypervisorDriver> drv;
+    // The test driver simulates its disks and NICs: it gets no host services.
+    if (name == "test") drv = std::make_unique<drivers::TestDriver>(ctx);
+    else if (name == "qemu") drv = std::make_unique<drivers::qemu::QemuDriver>(ctx);
+    if (drv) {
+      if (name != "test") drv->setHostServices(hostServices_.get());
+      domains_->addDriver(std::move(drv));
+      continue;
+    }
+    log::info("driver not built into this vmmd", {{"driver", name}});
   }
 }
 
@@ -125,6 +135,7 @@ Status Daemon::start() {
   DomainServiceOptions dso;
   dso.jobWait = config_.jobWait;
   dso.defaultShutdownTimeout = config_.shutdownTimeout;
+  dso.saveDir = config_.stateDir + "/save";
   domains_ = std::make_unique<DomainService>(*store_, *events_, pool_, dso);
   tokens_ = std::make_unique<TokenStore>(*store_);
   VMM_TRY(tokens_->load());
@@ -142,6 +153,7 @@ Status Daemon::start() {
   ro.roSocketPath = config_.roSocketPath;
   ro.group = group;
   ro.maxRequestBytes = config_.maxRequestBytes;
+  ro.openConsole = [this](const std::string& name) { return domains_->openConsole(name); };
   rpc_ = std::make_unique<api::RpcServer>(loop_, pool_, *registry_, *events_, ro);
   VMM_TRY(rpc_->start());
   if (!config_.httpListen.empty()) {
@@ -151,6 +163,7 @@ Status Daemon::start() {
     ho.tlsKey = config_.tlsKey;
     ho.threads = config_.httpThreads;
     ho.maxBodyBytes = config_.maxRequestBytes;
+    ho.openConsole = [this](const std::string& name) { return domains_->openConsole(name); };
     http_ = std::make_unique<api::HttpServer>(*registry_, *events_, *tokens_, [this] { return metricsText(); }, ho);
     VMM_TRY(http_->start());
   }

@@ -19,6 +19,7 @@
 #include "daemon/config.h"
 #include "daemon/domain_service.h"
 #include "daemon/event_bus.h"
+#include "daemon/host_services.h"
 #include "daemon/operation_manager.h"
 #include "daemon/state_store.h"
 
@@ -61,6 +62,7 @@ class Daemon {
   std::unique_ptr<StateStore> store_;
   std::unique_ptr<EventBus> events_;
   std::unique_ptr<OperationManager> operations_;
+  std::unique_ptr<DaemonHostServices> hostServices_;
   std::unique_ptr<DomainService> domains_;
   std::unique_ptr<TokenStore> tokens_;
   std::unique_ptr<api::Services> services_;

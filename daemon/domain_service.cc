@@ -36,6 +36,7 @@ json formatDomainView(const DomainView& v, bool full) {
   if (!d.title.empty()) j["title"] = d.title;
   j["pending_changes"] = v.liveDef && v.liveDef != v.def;
   if (full) {
+    j["managed_save"] = v.managedSave;
     j["definition"] = model::formatDomain(d);
     json runtime = v.status.info;
     if (!v.status.runId.empty()) runtime["run_id"] = v.status.runId;
@@ -105,6 +106,8 @@ Status DomainService::load() {
     obj->visible = true;
     obj->status.sinceUs = row.updatedUs;
     obj->status.reason = "";
+    obj->managedSave = !options_.saveDir.empty() && fs::exists(managedSavePath(obj->name));
+    if (obj->managedSave) obj->status.reason = "saved";
     auto rt = runtimeByName.find(obj->name);
     if (rt != runtimeByName.end()) {
       obj->runtimeRecord = rt->second;
@@ -206,6 +209,7 @@ DomainView DomainService::viewOf(const DomainObject& obj) const {
     v.liveDef = obj.liveDef;
     v.generation = obj.generation;
     v.status = obj.status;
+    v.managedSave = obj.managedSave;
   }
   v.job = obj.job.current();
   return v;
@@ -388,6 +392,7 @@ Status DomainService::undefine(const std::string& name) {
     domains_.erase(name);
     reindex(name, nullptr, nullptr);
   }
+  if (!options_.saveDir.empty()) (void)fs::removeFile(managedSavePath(name));
   publish(name, "undefined");
   return {};
 }
@@ -488,20 +493,43 @@ Result<DomainView> DomainService::start(const std::string& name, const StartPara
   if (model::isActive(before.state)) return conflict("domain " + name + " is already " + stateName(before.state));
   VMM_ASSIGN(auto* drv, driverFor(*def));
 
-  setStatus(*obj, DomainStatus{DomainState::starting, "start requested", 0, "", json::object()}, "starting");
+  bool managed;
+  {
+    std::lock_guard lock(obj->mu);
+    managed = obj->managedSave;
+  }
   drivers::StartOptions opts;
   opts.paused = params.paused;
+  opts.restoreFrom = params.restoreFrom;
+  if (managed && params.forceBoot) {
+    (void)fs::removeFile(managedSavePath(name));
+    std::lock_guard lock(obj->mu);
+    obj->managedSave = managed = false;
+  }
+  bool restoringManaged = managed && opts.restoreFrom.empty();
+  if (restoringManaged) opts.restoreFrom = managedSavePath(name);
+  if (!opts.restoreFrom.empty() && !fs::exists(opts.restoreFrom))
+    return notFound("saved state " + opts.restoreFrom + " does not exist");
+
+  setStatus(*obj, DomainStatus{DomainState::starting, opts.restoreFrom.empty() ? "start requested" : "restore requested", 0, "", json::object()}, "starting");
   auto running = drv->start(*def, opts);
   if (!running.ok()) {
     setStatus(*obj, DomainStatus{before.state, "start failed: " + running.error().message, 0, "", json::object()},
               "start-failed");
+    if (restoringManaged)
+      return running.error().wrap("cannot resume domain " + name + " from its managed save (start with force_boot to discard it)");
     return running.error().wrap("cannot start domain " + name);
+  }
+  if (restoringManaged) {
+    (void)fs::removeFile(opts.restoreFrom);
+    std::lock_guard lock(obj->mu);
+    obj->managedSave = false;
   }
   {
     std::lock_guard lock(obj->mu);
     obj->liveDef = def;
     obj->runtimeRecord = {{"driver", drv->typeName()}, {"driver_record", running->record}};
-    obj->status = DomainStatus{running->state, params.paused ? "started paused" : "booted", wallNowMicros(),
+    obj->status = DomainStatus{running->state, !opts.restoreFrom.empty() ? "restored" : params.paused ? "started paused" : "booted", wallNowMicros(),
                                running->runId, running->info};
   }
   // Durable before visible: if the runtime record cannot be written, the start is undone.
@@ -592,6 +620,45 @@ Result<DomainView> DomainService::destroy(const std::string& name) {
   if (!st.ok() && st.error().code != ErrorCode::conflict) return st.error().wrap("destroy of " + name);
   drv->release(*def, obj->runtimeRecord.value("driver_record", json::object()));
   markStopped(*obj, "destroyed", "stopped");
+  return viewOf(*obj);
+}
+
+std::string DomainService::managedSavePath(const std::string& name) const {
+  return options_.saveDir.empty() ? std::string() : options_.saveDir + "/" + name + ".save";
+}
+
+Result<DomainView> DomainService::save(const std::string& name, const SaveParams& params) {
+  VMM_ASSIGN(auto obj, find(name));
+  bool managed = params.path.empty();
+  if (managed && options_.saveDir.empty()) return unsupported("managed save is not configured in this vmmd");
+  std::string path = managed ? managedSavePath(name) : params.path;
+  if (!managed) {
+    if (path.front() != '/') return invalidArgument("path: must be absolute");
+    if (fs::isDirectory(path)) return invalidArgument("path: " + path + " is a directory");
+    if (!fs::isDirectory(fs::dirName(path))) return invalidArgument("path: directory " + fs::dirName(path) + " does not exist");
+  } else {
+    VMM_TRY(fs::makeDirs(options_.saveDir, 0700));
+  }
+  VMM_ASSIGN(auto guard, acquire(*obj, "save"));
+  VMM_ASSIGN(auto active, activeDef(*obj));
+  auto [def, drv] = active;
+  // Written to a temporary name first: a failed save never replaces an older good one.
+  std::string partial = path + ".partial";
+  auto st = drv->save(*def, partial, Deadline::after(params.timeout));
+  if (!st.ok()) {
+    (void)fs::removeFile(partial);
+    return st.error().wrap("cannot save domain " + name);
+  }
+  if (::rename(partial.c_str(), path.c_str()) != 0) {
+    // The guest is gone now: its state stays in the partial file, which can still be renamed.
+    log::error("saved state could not be put in place", {{"domain", name}, {"file", partial}, {"errno", errno}});
+  }
+  drv->release(*def, obj->runtimeRecord.value("driver_record", json::object()));
+  {
+    std::lock_guard lock(obj->mu);
+    if (managed) obj->managedSave = true;
+  }
+  markStopped(*obj, managed ? "saved (managed)" : "saved to " + path, "saved");
   return viewOf(*obj);
 }
 
@@ -846,6 +913,12 @@ Result<json> DomainService::guestCommand(const std::string& name, const std::str
   VMM_ASSIGN(auto obj, find(name));
   VMM_ASSIGN(auto active, activeDef(*obj));
   return active.second->guestCommand(*active.first, command, args, deadline);
+}
+
+Result<fs::UniqueFd> DomainService::openConsole(const std::string& name) {
+  VMM_ASSIGN(auto obj, find(name));
+  VMM_ASSIGN(auto active, activeDef(*obj));
+  return active.second->openConsole(*active.first);
 }
 
 Result<std::string> DomainService::consoleLog(const std::string& name, size_t maxBytes) {

@@ -42,6 +42,7 @@ struct DomainView {
   uint64_t generation = 0;                        // bumps on every definition change (ETag)
   DomainStatus status;
   std::optional<std::string> job;                 // the mutation in progress
+  bool managedSave = false;                       // a saved state the next start resumes
 };
 
 nlohmann::json formatDomainView(const DomainView& v, bool full);
@@ -58,6 +59,7 @@ struct DomainObject {
   uint64_t generation = 1;
   DomainStatus status;
   nlohmann::json runtimeRecord;  // driver-private, persisted while active
+  bool managedSave = false;      // its managed save file exists
 
   // The summary JSON text shown by list, cached until anything it shows changes.
   struct SummaryKey {
@@ -77,6 +79,7 @@ struct DomainServiceOptions {
   Millis jobWait = Millis(30000);        // how long a mutation waits for another to finish
   Millis defaultShutdownTimeout = Millis(60000);
   Millis reconnectTimeout = Millis(15000);
+  std::string saveDir;                   // managed save files (NAME.save); empty: no managed save
 };
 
 struct ListFilter {
@@ -93,6 +96,13 @@ struct ShutdownParams {
 
 struct StartParams {
   bool paused = false;
+  bool forceBoot = false;      // boot afresh and discard a managed save
+  std::string restoreFrom;     // a state file written by save (restore)
+};
+
+struct SaveParams {
+  std::string path;            // where to write the state; empty: the managed save file
+  Millis timeout = Millis(120000);
 };
 
 class DomainService final : public drivers::DriverObserver {
@@ -134,6 +144,10 @@ class DomainService final : public drivers::DriverObserver {
   Result<DomainView> reset(const std::string& name);
   Result<DomainView> suspend(const std::string& name);
   Result<DomainView> resume(const std::string& name);
+  // Writes the running state to a file and stops the domain. Without a path it is a managed
+  // save: the next start resumes from it (unless forceBoot) and then deletes it.
+  Result<DomainView> save(const std::string& name, const SaveParams& params);
+  std::string managedSavePath(const std::string& name) const;
 
   // ---- devices
   Result<DomainView> attachDisk(const std::string& name, model::Disk disk, bool persist, bool live);
@@ -148,6 +162,8 @@ class DomainService final : public drivers::DriverObserver {
   Result<nlohmann::json> guestCommand(const std::string& name, const std::string& command, const nlohmann::json& args,
                                       Deadline deadline);
   Result<std::string> consoleLog(const std::string& name, size_t maxBytes);
+  // A byte stream to the running domain's console (output in, keyboard out).
+  Result<fs::UniqueFd> openConsole(const std::string& name);
 
   // ---- DriverObserver
   void domainStopped(const std::string& name, const std::string& runId, drivers::StopCause cause,

@@ -40,9 +40,7 @@ Result<ExecResult> HypervisorDriver::guestExec(const model::Domain&, const ExecR
 Result<json> HypervisorDriver::guestCommand(const model::Domain&, const std::string& command, const json&, Deadline) {
   return notSupported("guest command " + command);
 }
-Result<std::unique_ptr<ConsoleStream>> HypervisorDriver::openConsole(const model::Domain&) {
-  return notSupported("console");
-}
+Result<fs::UniqueFd> HypervisorDriver::openConsole(const model::Domain&) { return notSupported("console"); }
 Result<std::string> HypervisorDriver::consoleLog(const model::Domain&, size_t) { return notSupported("console log"); }
 Result<json> HypervisorDriver::snapshotCreate(const model::Domain&, const json&, Deadline) {
   return notSupported("snapshot");

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "base/fs.h"
 #include "base/result.h"
 #include "base/time_util.h"
 #include "model/domain.h"
@@ -109,13 +110,6 @@ struct ExecResult {
   bool outTruncated = false, errTruncated = false;
 };
 
-// A bidirectional console byte stream (serial console of a VM, tty of a container).
-class ConsoleStream {
- public:
-  virtual ~ConsoleStream() = default;
-  virtual int fd() const = 0;   // readable/writable, non-blocking
-};
-
 class HypervisorDriver {
  public:
   virtual ~HypervisorDriver() = default;
@@ -162,7 +156,9 @@ class HypervisorDriver {
   virtual Result<json> guestCommand(const model::Domain& def, const std::string& command, const json& args,
                                     Deadline deadline);
 
-  virtual Result<std::unique_ptr<ConsoleStream>> openConsole(const model::Domain& def);
+  // A bidirectional byte stream to the console (a socket: reads are console output, writes
+  // are keyboard input). Several may be open at once; closing it detaches.
+  virtual Result<fs::UniqueFd> openConsole(const model::Domain& def);
   // The bounded log of console output, if the driver keeps one.
   virtual Result<std::string> consoleLog(const model::Domain& def, size_t maxBytes);
 

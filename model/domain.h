@@ -43,7 +43,7 @@ struct Disk {
   DiskDevice device = DiskDevice::disk;
   DiskBus bus = DiskBus::virtio;
   std::optional<DiskFormat> format;  // from the volume, or the file extension, when omitted
-  DiskCache cache = DiskCache::none;
+  DiskCache cache = DiskCache::writeback;  // QEMU's default; "none" (O_DIRECT) fails on tmpfs
   DiskSource source;
   bool readonly = false;
   std::optional<int> bootOrder;

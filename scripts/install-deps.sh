@@ -5,8 +5,11 @@ set -eu
 
 BUILD="cmake g++ make pkg-config nlohmann-json3-dev libsqlite3-dev libssl-dev libcpp-httplib-dev
   libcli11-dev libedit-dev libgtest-dev libgmock-dev libbenchmark-dev"
-RUNTIME="iproute2 procps"
-TEST="python3 curl sqlite3"
+RUNTIME="iproute2 procps qemu-system-x86 qemu-utils"
+# The test guest: a Debian kernel (fetched with apt-get download), busybox and qemu-ga.
+# libvirt is the reference the benchmarks compare against.
+TEST="python3 curl sqlite3 busybox-static qemu-guest-agent cpio xz-utils
+  libvirt-daemon-system libvirt-clients"
 
 PACKAGES="$BUILD $RUNTIME $TEST"
 missing=""

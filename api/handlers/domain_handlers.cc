@@ -1,5 +1,6 @@
 #include "api/registry.h"
 #include "api/services.h"
+#include "base/fs.h"
 #include "base/strings.h"
 #include "model/domain.h"
 #include "model/names.h"
@@ -116,8 +117,37 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     VMM_TRY(precheck(s, name, false));
     StartParams sp;
     sp.paused = flag(p, "paused", false);
+    sp.forceBoot = flag(p, "force_boot", false);
     return AsyncWork{"domains/" + name, [&s, name, sp](OperationContext&) -> Result<json> {
                        VMM_ASSIGN(auto v, s.domains.start(name, sp));
+                       return formatDomainView(v, false);
+                     }};
+  });
+
+  reg.bindAsync("domain.restore", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+    std::string name = nameOf(p);
+    VMM_TRY(precheck(s, name, false));
+    StartParams sp;
+    sp.paused = flag(p, "paused", false);
+    sp.restoreFrom = p.value("path", "");
+    if (sp.restoreFrom.empty() || sp.restoreFrom.front() != '/') return invalidArgument("path: must be an absolute path");
+    if (!fs::exists(sp.restoreFrom)) return notFound("path: " + sp.restoreFrom + " does not exist");
+    return AsyncWork{"domains/" + name, [&s, name, sp](OperationContext&) -> Result<json> {
+                       VMM_ASSIGN(auto v, s.domains.start(name, sp));
+                       return formatDomainView(v, false);
+                     }};
+  });
+
+  reg.bindAsync("domain.save", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+    std::string name = nameOf(p);
+    VMM_TRY(precheck(s, name, true));
+    SaveParams sp;
+    sp.path = p.value("path", "");
+    if (!sp.path.empty() && sp.path.front() != '/') return invalidArgument("path: must be an absolute path");
+    VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(120000), Millis(24LL * 3600 * 1000)));
+    sp.timeout = timeout;
+    return AsyncWork{"domains/" + name, [&s, name, sp](OperationContext&) -> Result<json> {
+                       VMM_ASSIGN(auto v, s.domains.save(name, sp));
                        return formatDomainView(v, false);
                      }};
   });

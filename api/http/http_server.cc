@@ -1,9 +1,12 @@
 #include "api/http/http_server.h"
 
 #include <httplib.h>
+#include <poll.h>
+#include <unistd.h>
 
 #include "api/wire.h"
 #include "base/log.h"
+#include "base/socket_util.h"
 #include "base/strings.h"
 #include "model/json_reader.h"
 
@@ -121,6 +124,7 @@ Status HttpServer::start() {
 
 void HttpServer::stop() {
   if (!server_) return;
+  stopping_ = true;     // ends console streams
   events_.closeAll();  // ends SSE streams so their threads return
   server_->stop();
   if (thread_.joinable()) thread_.join();
@@ -162,6 +166,10 @@ void HttpServer::route(const httplib::Request& req, httplib::Response& res) {
     return;
   }
   if (req.method == "GET" && req.path == "/v1/events") return serveEvents(req, res, *ctx);
+  {
+    json found = json::object();
+    if (matchRoute("/v1/domains/{name}/console", req.path, found)) return serveConsole(found["name"].get<std::string>(), req, res, *ctx);
+  }
 
   const OperationSpec* spec = nullptr;
   json params = json::object();
@@ -270,6 +278,50 @@ void HttpServer::serveEvents(const httplib::Request& req, httplib::Response& res
         return sink.write(chunk.data(), chunk.size());
       },
       [this, sub](bool) { events_.unsubscribe(sub); });
+}
+
+void HttpServer::serveConsole(const std::string& domain, const httplib::Request& req, httplib::Response& res,
+                              const CallContext& ctx) {
+  if (req.method != "GET" && req.method != "POST") {
+    res.status = 405;
+    res.set_content(toText(json{{"error", {{"code", 405}, {"kind", "method-not-allowed"}, {"message", req.method + " is not allowed on " + req.path}}}}), "application/json");
+    return;
+  }
+  // The console is the guest's keyboard and may show secrets: admin tokens only.
+  if (ctx.access != Access::write) return sendError(res, permissionDenied("the console needs an admin token"));
+  if (!options_.openConsole) return sendError(res, unsupported("consoles are not available"));
+  auto fd = options_.openConsole(domain);
+  if (!fd.ok()) return sendError(res, fd.error());
+  if (req.method == "POST") {  // keyboard input: the body's bytes, as they are
+    auto st = writeAllFd(fd->get(), req.body, Deadline::after(Millis(10000)));
+    if (!st.ok()) return sendError(res, st.error());
+    res.status = 204;
+    return;
+  }
+  auto stream = std::make_shared<fs::UniqueFd>(std::move(*fd));
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  res.set_chunked_content_provider(
+      "application/octet-stream",
+      [this, stream](size_t, httplib::DataSink& sink) {
+        pollfd p{stream->get(), POLLIN, 0};
+        while (!stopping_) {
+          int n = ::poll(&p, 1, 1000);
+          if (n == 0) {
+            if (!sink.is_writable()) return false;
+            continue;
+          }
+          if (n < 0 && errno == EINTR) continue;
+          char buf[16384];
+          ssize_t got = n > 0 ? ::read(stream->get(), buf, sizeof buf) : -1;
+          if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+          if (got <= 0) break;  // the domain stopped
+          return sink.write(buf, static_cast<size_t>(got));
+        }
+        sink.done();
+        return true;
+      },
+      [stream](bool) { stream->reset(); });
 }
 
 }  // namespace vmm::api

@@ -6,12 +6,14 @@
 // Thread-safety: start()/stop() from the owning thread; requests run on httplib's threads.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "api/registry.h"
+#include "base/fs.h"
 #include "daemon/auth.h"
 #include "daemon/event_bus.h"
 
@@ -29,6 +31,8 @@ struct HttpOptions {
   int threads = 16;
   size_t maxBodyBytes = 4 << 20;
   std::string anonymousAccess = "none";   // "none" or "read": what requests without a token may do
+  // GET/POST /v1/domains/{name}/console: the console's output as a stream / keyboard input.
+  std::function<Result<fs::UniqueFd>(const std::string& domain)> openConsole;
 };
 
 // Optional conversion of a non-JSON request body (e.g. libvirt XML) into a definition.
@@ -48,6 +52,7 @@ class HttpServer {
  private:
   void route(const httplib::Request& req, httplib::Response& res);
   void serveEvents(const httplib::Request& req, httplib::Response& res, const CallContext& ctx);
+  void serveConsole(const std::string& domain, const httplib::Request& req, httplib::Response& res, const CallContext& ctx);
   Result<CallContext> authenticate(const httplib::Request& req) const;
 
   Registry& registry_;
@@ -56,6 +61,7 @@ class HttpServer {
   std::function<std::string()> metrics_;
   HttpOptions options_;
   BodyConverter converter_;
+  std::atomic<bool> stopping_{false};
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;

@@ -52,6 +52,9 @@ void RpcServer::stop() {
     if (roFd_.valid()) loop_.unwatch(roFd_.get());
     auto conns = conns_;
     for (auto& [fd, c] : conns) close(c);
+    auto relays = relays_;
+    for (auto& [p, r] : relays) r->stop();
+    relays_.clear();
   });
   ::unlink(options_.socketPath.c_str());
   if (!options_.roSocketPath.empty()) ::unlink(options_.roSocketPath.c_str());
@@ -214,6 +217,29 @@ void RpcServer::deliverEvents(const std::shared_ptr<Connection>& c) {
   }
 }
 
+void RpcServer::becomeStream(const std::shared_ptr<Connection>& c, const std::string& replyText, fs::UniqueFd stream) {
+  // Whatever the client sent after its request is already console input.
+  std::string pendingOut = c->out.substr(c->outOffset) + replyText + "\n";
+  std::string pendingIn = std::move(c->in);
+  for (auto& [id, sub] : c->subs) events_.unsubscribe(sub);
+  c->subs.clear();
+  c->closed = true;
+  loop_.unwatch(c->fd.get());
+  conns_.erase(c->fd.get());
+  connCount_ = conns_.size();
+  ByteRelay::Options o;
+  o.pendingToA = std::move(pendingOut);
+  o.pendingToB = std::move(pendingIn);
+  auto holder = std::make_shared<ByteRelay*>(nullptr);
+  o.onClosed = [this, holder] {
+    // Deferred: the relay is still on the stack when it reports closing.
+    loop_.post([this, holder] { relays_.erase(*holder); });
+  };
+  auto relay = ByteRelay::start(loop_, std::move(c->fd), std::move(stream), std::move(o));
+  *holder = relay.get();
+  relays_[relay.get()] = relay;
+}
+
 void RpcServer::handleLine(const std::shared_ptr<Connection>& c, std::string_view line) {
   auto parsed = json::parse(line, nullptr, false);
   if (parsed.is_discarded()) {
@@ -321,6 +347,29 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
     events_.unsubscribe(it->second);
     c->subs.erase(it);
     return reply(Reply(json::object()));
+  }
+  if (method == "domain.console") {
+    // Interactive input: read-write access, like every guest-changing call.
+    if (c->ctx.access != Access::write) return reply(permissionDenied("domain.console needs read-write access"));
+    if (!params.is_object() || !params.contains("name") || !params["name"].is_string())
+      return reply(invalidArgument("name: required string"));
+    for (auto it = params.begin(); it != params.end(); ++it)
+      if (it.key() != "name") return reply(invalidArgument(it.key() + ": unknown parameter of domain.console"));
+    if (notification) return respond(std::string());
+    if (!options_.openConsole) return reply(unsupported("consoles are not available"));
+    std::string name = params["name"].get<std::string>();
+    std::weak_ptr<Connection> weak = c;
+    pool_.submit([this, weak, name, id, reply] {
+      auto fd = options_.openConsole(name);
+      if (!fd.ok()) return reply(fd.error());
+      std::string text = "{\"jsonrpc\":\"2.0\",\"id\":" + toText(id) + ",\"result\":{\"stream\":\"console\",\"domain\":" + toText(json(name)) + "}}";
+      auto stream = std::make_shared<fs::UniqueFd>(std::move(*fd));
+      loop_.post([this, weak, text, stream] {
+        auto conn = weak.lock();
+        if (conn && !conn->closed) becomeStream(conn, text, std::move(*stream));
+      });
+    });
+    return;
   }
   const OperationSpec* spec = findSpec(method);
   if (!spec) {

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "api/registry.h"
+#include "base/byte_relay.h"
 #include "base/event_loop.h"
 #include "base/fs.h"
 #include "base/thread_pool.h"
@@ -27,6 +28,8 @@ struct RpcOptions {
   gid_t group = static_cast<gid_t>(-1);  // may use the read-write socket
   size_t maxRequestBytes = 4 << 20;
   size_t maxPendingOutput = 64 << 20;    // a client that reads nothing is disconnected
+  // "domain.console": the connection becomes the console's byte stream after the reply.
+  std::function<Result<fs::UniqueFd>(const std::string& domain)> openConsole;
 };
 
 class RpcServer {
@@ -49,6 +52,8 @@ class RpcServer {
   void send(const std::shared_ptr<Connection>& c, std::string text);
   void close(const std::shared_ptr<Connection>& c);
   void deliverEvents(const std::shared_ptr<Connection>& c);
+  // Replies, then hands the connection's socket to a relay with `stream` (loop thread).
+  void becomeStream(const std::shared_ptr<Connection>& c, const std::string& replyText, fs::UniqueFd stream);
 
   EventLoop& loop_;
   ThreadPool& pool_;
@@ -57,6 +62,7 @@ class RpcServer {
   const RpcOptions options_;
   fs::UniqueFd rwFd_, roFd_;
   std::map<int, std::shared_ptr<Connection>> conns_;  // loop thread only
+  std::map<ByteRelay*, std::shared_ptr<ByteRelay>> relays_;  // loop thread only
   std::atomic<size_t> connCount_{0};
 };
 

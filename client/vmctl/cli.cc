@@ -96,6 +96,7 @@ int runCommand(Context& ctx, const std::vector<std::string>& args) {
   std::function<int()> action;
   registerDomainCommands(app, ctx, action);
   registerOtherCommands(app, ctx, action);
+  registerConsoleCommand(app, ctx, action);
 
   std::vector<std::string> argvStore = {"vmctl"};
   argvStore.insert(argvStore.end(), args.begin(), args.end());
@@ -145,6 +146,7 @@ std::vector<std::string> commandNames() {
   std::function<int()> action;
   registerDomainCommands(app, ctx, action);
   registerOtherCommands(app, ctx, action);
+  registerConsoleCommand(app, ctx, action);
   std::vector<std::string> names;
   for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
   names.push_back("help");
@@ -156,7 +158,8 @@ std::vector<std::string> commandNames() {
 bool takesDomain(const std::string& command) {
   static const std::vector<std::string> cmds = {
       "start", "shutdown", "destroy", "reboot", "reset", "suspend", "resume", "info", "dumpjson", "edit", "undefine",
-      "exec", "stats", "attach-disk", "detach-disk", "attach-nic", "detach-nic", "console-log", "guest", "domstats"};
+      "exec", "stats", "attach-disk", "detach-disk", "attach-nic", "detach-nic", "console-log", "guest", "domstats",
+      "console", "save", "restore"};
   return std::find(cmds.begin(), cmds.end(), command) != cmds.end();
 }
 

@@ -13,6 +13,18 @@
 
 namespace vmm::vmctl {
 
+namespace {
+
+// Paths are sent to vmmd, whose working directory is not the caller's.
+std::string absolutePath(const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  char cwd[4096];
+  if (!::getcwd(cwd, sizeof cwd)) return p;
+  return std::string(cwd) + "/" + p;
+}
+
+}  // namespace
+
 using json = nlohmann::json;
 
 int callAndReport(Context& ctx, const std::string& method, const json& params,
@@ -240,16 +252,21 @@ void registerDomainCommands(CLI::App& app, Context& ctx, std::function<int()>& a
     auto paused = std::make_shared<bool>(false);
     auto timeout = std::make_shared<std::string>();
     auto noForce = std::make_shared<bool>(false);
-    if (std::string(verb) == "start") c->add_flag("--paused", *paused, "leave the guest paused");
+    auto forceBoot = std::make_shared<bool>(false);
+    if (std::string(verb) == "start") {
+      c->add_flag("--paused", *paused, "leave the guest paused");
+      c->add_flag("--force-boot", *forceBoot, "boot afresh, discarding a managed save");
+    }
     if (std::string(verb) == "shutdown") {
       c->add_option("-t,--timeout", *timeout, "graceful period before destroying (default 60s)");
       c->add_flag("--no-force", *noForce, "fail at the timeout instead of destroying");
     }
     std::string m = method, d = done;
-    c->callback([&, name, paused, timeout, noForce, m, d] {
-      action = [&, name, paused, timeout, noForce, m, d] {
+    c->callback([&, name, paused, timeout, noForce, forceBoot, m, d] {
+      action = [&, name, paused, timeout, noForce, forceBoot, m, d] {
         json p = {{"name", *name}};
         if (*paused) p["paused"] = true;
+        if (*forceBoot) p["force_boot"] = true;
         if (!timeout->empty()) p["timeout"] = *timeout;
         if (*noForce) p["force"] = false;
         return callAndReport(ctx, m, p, [name, d](const json& r) {
@@ -266,6 +283,44 @@ void registerDomainCommands(CLI::App& app, Context& ctx, std::function<int()>& a
   lifecycle("reset", "domain.reset", "Reset a domain (like pressing the reset button)", "was reset");
   lifecycle("suspend", "domain.suspend", "Pause a domain", "suspended");
   lifecycle("resume", "domain.resume", "Resume a paused domain", "resumed");
+
+  // ---- saved states
+  {
+    auto* c = app.add_subcommand("save", "Save a running domain's state and stop it (without FILE: a managed save, resumed by the next start)");
+    auto name = std::make_shared<std::string>();
+    auto file = std::make_shared<std::string>();
+    c->add_option("name", *name, "domain")->required();
+    c->add_option("file", *file, "state file (absolute path)");
+    c->callback([&, name, file] {
+      action = [&, name, file] {
+        json p = {{"name", *name}};
+        if (!file->empty()) p["path"] = absolutePath(*file);
+        return callAndReport(ctx, "domain.save", p, [name, file](const json& r) {
+          if (jsonOutput()) return printJson(r);
+          std::cout << "Domain " << *name << " saved" << (file->empty() ? " (managed save; `start` resumes it)" : " to " + absolutePath(*file)) << ".\n";
+        });
+      };
+    });
+  }
+  {
+    auto* c = app.add_subcommand("restore", "Start a shut-off domain from a state file written by save");
+    auto name = std::make_shared<std::string>();
+    auto file = std::make_shared<std::string>();
+    auto paused = std::make_shared<bool>(false);
+    c->add_option("name", *name, "domain")->required();
+    c->add_option("file", *file, "state file")->required();
+    c->add_flag("--paused", *paused, "leave the guest paused");
+    c->callback([&, name, file, paused] {
+      action = [&, name, file, paused] {
+        json p = {{"name", *name}, {"path", absolutePath(*file)}};
+        if (*paused) p["paused"] = true;
+        return callAndReport(ctx, "domain.restore", p, [name](const json& r) {
+          if (jsonOutput()) return printJson(r);
+          std::cout << "Domain " << *name << " restored.\n";
+        });
+      };
+    });
+  }
 
   // ---- info / dumpjson / edit
   {

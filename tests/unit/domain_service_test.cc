@@ -20,7 +20,7 @@ class Harness {
   explicit Harness(const std::string& dbPath) : pool(2, 64) {
     loop.runInThread();
     store = std::move(*StateStore::open(dbPath, StoreOptions{false}));
-    service = std::make_unique<DomainService>(*store, bus, pool, DomainServiceOptions{Millis(300), Millis(2000), Millis(2000)});
+    service = std::make_unique<DomainService>(*store, bus, pool, DomainServiceOptions{Millis(300), Millis(2000), Millis(2000), ""});
     drivers::DriverContext ctx{&loop, &pool, "", ""};
     service->addDriver(std::make_unique<drivers::TestDriver>(ctx));
   }

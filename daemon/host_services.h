@@ -1,0 +1,16 @@
+// What the daemon provides to hypervisor drivers: disk sources resolved to paths, and the
+// host side of NICs (taps on bridges). Storage pools and managed networks plug in here.
+#pragma once
+
+#include "drivers/driver.h"
+
+namespace vmm {
+
+class DaemonHostServices final : public drivers::HostServices {
+ public:
+  Result<drivers::ResolvedDisk> resolveDisk(const model::Disk& disk) override;
+  Result<drivers::PreparedPort> plugNic(const model::Domain& dom, const model::Nic& nic, const std::string& kind) override;
+  void unplugNic(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) override;
+};
+
+}  // namespace vmm

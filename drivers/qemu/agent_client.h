@@ -1,0 +1,49 @@
+// The QEMU guest agent (qemu-ga) over its virtio-serial channel's unix socket.
+//
+// The agent answers one request at a time and keeps no request ids, so calls are serialised
+// by this client (its own lock: an unresponsive agent blocks only agent calls, never the
+// monitor or the API), every (re)connection starts with guest-sync-delimited to discard
+// stale replies, and a call that misses its deadline drops the connection so its late reply
+// cannot be mistaken for the next call's.
+//
+// Thread-safety: all methods may be called from any thread except the event loop's.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "base/event_loop.h"
+#include "base/result.h"
+#include "base/time_util.h"
+#include "drivers/driver.h"
+#include "drivers/qemu/json_channel.h"
+
+namespace vmm::drivers::qemu {
+
+class AgentClient {
+ public:
+  AgentClient(EventLoop& loop, std::string socketPath) : loop_(loop), path_(std::move(socketPath)) {}
+  ~AgentClient();
+
+  // A request; with expectReply false (guest-shutdown) success means "sent".
+  Result<json> call(const std::string& command, const json& arguments, Deadline deadline, bool expectReply = true);
+  // guest-exec + guest-exec-status until the program exits or the deadline passes.
+  Result<ExecResult> exec(const ExecRequest& request, Deadline deadline);
+  void disconnect();
+
+ private:
+  struct Waiter;
+  Status ensureConnected(Deadline deadline);
+  Result<json> roundTrip(const std::string& text, Deadline deadline, bool sync);
+
+  EventLoop& loop_;
+  const std::string path_;
+  std::mutex callMu_;  // one request at a time
+  std::shared_ptr<JsonChannel> channel_;
+  std::shared_ptr<Waiter> waiter_;
+  uint64_t syncId_ = 0;
+};
+
+}  // namespace vmm::drivers::qemu

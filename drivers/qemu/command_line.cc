@@ -1,0 +1,319 @@
+#include "drivers/qemu/command_line.h"
+
+#include "base/strings.h"
+
+namespace vmm::drivers::qemu {
+
+using model::DiskBus;
+using model::DiskDevice;
+
+namespace {
+
+std::string macHex(const std::string& mac) {
+  std::string out;
+  for (char c : mac)
+    if (c != ':') out += c;
+  return out;
+}
+
+std::string memoryArg(uint64_t bytes) {
+  if (bytes % (1ULL << 20) == 0) return std::to_string(bytes >> 20) + "M";
+  return std::to_string(bytes >> 10) + "K";
+}
+
+std::string dump(const json& j) { return j.dump(); }
+
+bool isPciMachine(const std::string& family) { return family == "q35" || family == "pc"; }
+
+// virtio device names differ between PCI machines and microvm (virtio-mmio).
+std::string virtioName(const std::string& base, const std::string& family) {
+  return base + (family == "microvm" ? "-device" : "-pci");
+}
+
+}  // namespace
+
+std::string machineFamily(const std::string& machine) {
+  if (machine == "q35" || startsWith(machine, "pc-q35-")) return "q35";
+  if (machine == "pc" || startsWith(machine, "pc-i440fx-")) return "pc";
+  if (machine == "microvm") return "microvm";
+  return "";
+}
+
+std::string diskDeviceId(const model::Disk& d) { return "disk-" + d.target; }
+std::string diskFileNode(const model::Disk& d) { return "file-" + d.target; }
+std::string diskFormatNode(const model::Disk& d) { return "fmt-" + d.target; }
+std::string nicDeviceId(const model::Nic& n) { return "net-" + macHex(n.mac); }
+std::string nicNetdevId(const model::Nic& n) { return "netdev-" + macHex(n.mac); }
+
+json fileNodeJson(const model::Disk& d, const ResolvedDisk& r) {
+  json node;
+  if (r.protocol.empty()) {
+    node = {{"driver", "file"}, {"filename", r.path}};
+  } else {
+    node = r.blockdev;
+    node["driver"] = r.protocol;
+  }
+  node["node-name"] = diskFileNode(d);
+  node["read-only"] = d.readonly;
+  bool direct = d.cache == model::DiskCache::none || d.cache == model::DiskCache::directsync;
+  bool noFlush = d.cache == model::DiskCache::unsafe;
+  if (r.protocol.empty()) node["cache"] = {{"direct", direct}, {"no-flush", noFlush}};
+  if (!d.readonly && r.protocol.empty()) node["discard"] = "unmap";
+  return node;
+}
+
+json formatNodeJson(const model::Disk& d, const ResolvedDisk& r) {
+  model::DiskFormat fmt = d.format.value_or(r.format);
+  return {{"driver", model::enumName(model::kDiskFormats, fmt)},
+          {"file", diskFileNode(d)},
+          {"node-name", diskFormatNode(d)},
+          {"read-only", d.readonly}};
+}
+
+json diskDeviceJson(const model::Disk& d, const std::string& machine, const std::string& bus) {
+  std::string family = machineFamily(machine);
+  bool cdrom = d.device == DiskDevice::cdrom;
+  json dev;
+  switch (d.bus) {
+    case DiskBus::virtio:
+      dev = {{"driver", virtioName("virtio-blk", family)}};
+      if (!bus.empty()) dev["bus"] = bus;
+      break;
+    case DiskBus::scsi:
+      dev = {{"driver", cdrom ? "scsi-cd" : "scsi-hd"}, {"bus", "scsi0.0"}};
+      break;
+    case DiskBus::sata:
+    case DiskBus::ide: {
+      // q35: six AHCI ports ide.0..ide.5 (sda..sdf); pc: two IDE buses with two units.
+      int index = d.target.back() - 'a';
+      dev = {{"driver", cdrom ? "ide-cd" : "ide-hd"}};
+      if (family == "pc") {
+        dev["bus"] = "ide." + std::to_string(index / 2);
+        dev["unit"] = index % 2;
+      } else {
+        dev["bus"] = "ide." + std::to_string(index);
+      }
+      break;
+    }
+    case DiskBus::usb:
+      dev = {{"driver", "usb-storage"}, {"bus", "usb0.0"}};
+      break;
+    case DiskBus::xen:
+      break;
+  }
+  dev["drive"] = diskFormatNode(d);
+  dev["id"] = diskDeviceId(d);
+  if (d.bootOrder) dev["bootindex"] = *d.bootOrder;
+  if (!d.serial.empty()) dev["serial"] = d.serial;
+  bool writeCacheOff = d.cache == model::DiskCache::writethrough || d.cache == model::DiskCache::directsync;
+  if (writeCacheOff && !cdrom) dev["write-cache"] = "off";
+  return dev;
+}
+
+json netdevJson(const model::Nic& n, const NicBackend& b) {
+  json nd = {{"id", nicNetdevId(n)}};
+  if (b.kind == "user") {
+    nd["type"] = "user";
+    if (!n.forwards.empty()) {
+      json fwds = json::array();
+      for (const auto& f : n.forwards)
+        fwds.push_back({{"str", f.protocol + ":" + f.hostAddress + ":" + std::to_string(f.hostPort) + "-:" + std::to_string(f.guestPort)}});
+      nd["hostfwd"] = fwds;
+    }
+  } else {
+    nd["type"] = "tap";
+    nd["fd"] = std::to_string(b.fd);
+  }
+  return nd;
+}
+
+json nicDeviceJson(const model::Nic& n, const std::string& machine, const std::string& bus) {
+  std::string family = machineFamily(machine);
+  std::string driver;
+  switch (n.model) {
+    case model::NicModel::virtio: driver = virtioName("virtio-net", family); break;
+    case model::NicModel::e1000: driver = "e1000"; break;
+    case model::NicModel::e1000e: driver = "e1000e"; break;
+    case model::NicModel::rtl8139: driver = "rtl8139"; break;
+  }
+  json dev = {{"driver", driver}, {"netdev", nicNetdevId(n)}, {"mac", n.mac}, {"id", nicDeviceId(n)}};
+  if (!bus.empty()) dev["bus"] = bus;
+  return dev;
+}
+
+Result<CommandLine> buildCommandLine(const LaunchSpec& spec) {
+  const model::Domain& d = *spec.def;
+  CommandLine cl;
+  auto& a = cl.argv;
+  auto& layout = cl.layout;
+  layout.machine = d.machine.empty() ? "q35" : d.machine;
+  std::string family = machineFamily(layout.machine);
+  if (family.empty())
+    return invalidArgument("machine: unknown machine type " + quote(layout.machine) + " (known: q35, pc, microvm and their versions)");
+  if (spec.disks.size() != d.disks.size() || spec.nics.size() != d.nics.size())
+    return internalError("launch spec does not match the definition");
+  bool pci = isPciMachine(family);
+  layout.hotplug = pci;
+
+  // ---- checks the model cannot make: what this machine type offers
+  int sataCount = 0;
+  for (const auto& disk : d.disks) {
+    if (disk.bus == DiskBus::xen) return invalidArgument("disk " + disk.target + ": bus xen is for the xen driver");
+    if (family == "microvm" && disk.bus != DiskBus::virtio && disk.bus != DiskBus::scsi)
+      return invalidArgument("disk " + disk.target + ": a microvm only has virtio and scsi disks");
+    if (disk.bus == DiskBus::ide && family == "q35") return invalidArgument("disk " + disk.target + ": q35 has no IDE bus; use sata");
+    if (disk.bus == DiskBus::sata && family == "pc") return invalidArgument("disk " + disk.target + ": pc has no SATA bus; use ide");
+    if (disk.bus == DiskBus::sata || disk.bus == DiskBus::ide) {
+      int index = disk.target.back() - 'a';
+      int max = family == "pc" ? 4 : 6;
+      if (index >= max) return invalidArgument("disk " + disk.target + ": the " + std::string(model::enumName(model::kDiskBuses, disk.bus)) + " bus has " + std::to_string(max) + " ports");
+      ++sataCount;
+    }
+    if (disk.device == DiskDevice::cdrom && disk.bus == DiskBus::virtio)
+      return invalidArgument("disk " + disk.target + ": a cdrom cannot be on the virtio bus; use sata, ide or scsi");
+  }
+  if (family == "microvm" && !d.graphics.empty()) return invalidArgument("graphics: a microvm has no display");
+  if (d.boot.firmware == model::Firmware::uefi) return unsupported("boot.firmware: UEFI is not supported by this vmm yet");
+
+  a.push_back(spec.binary);
+  a.insert(a.end(), {"-name", "guest=" + d.name + ",debug-threads=on", "-uuid", d.uuid, "-no-user-config", "-nodefaults", "-S"});
+  a.insert(a.end(), {"-machine", family == "microvm" ? "microvm" : layout.machine + ",usb=off,vmport=off,dump-guest-core=off"});
+  a.insert(a.end(), {"-accel", spec.accel});
+  std::string cpu = d.cpu.model.empty() ? (spec.accel == "kvm" ? "host" : "max") : d.cpu.model;
+  if (cpu == "host-passthrough") cpu = "host";
+  a.insert(a.end(), {"-cpu", cpu});
+  a.insert(a.end(), {"-m", memoryArg(d.memory)});
+  std::string smp = std::to_string(d.vcpus);
+  if (d.cpu.topology)
+    smp += ",sockets=" + std::to_string(d.cpu.topology->sockets) + ",cores=" + std::to_string(d.cpu.topology->cores) +
+           ",threads=" + std::to_string(d.cpu.topology->threads);
+  a.insert(a.end(), {"-smp", smp});
+  if (d.onReboot == model::LifecycleAction::destroy) a.push_back("-no-reboot");
+  a.insert(a.end(), {"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"});
+  a.insert(a.end(), {"-msg", "timestamp=on"});
+  if (spec.qmpFd >= 0) {
+    a.insert(a.end(), {"-chardev", "socket,id=qmp,fd=" + std::to_string(spec.qmpFd) + ",server=on,wait=off"});
+    a.insert(a.end(), {"-mon", "chardev=qmp,mode=control"});
+  }
+  if (d.graphics.empty()) a.insert(a.end(), {"-display", "none"});
+
+  // ---- boot
+  if (!d.boot.kernel.empty()) {
+    a.insert(a.end(), {"-kernel", d.boot.kernel});
+    if (!d.boot.initrd.empty()) a.insert(a.end(), {"-initrd", d.boot.initrd});
+    if (!d.boot.cmdline.empty()) a.insert(a.end(), {"-append", d.boot.cmdline});
+  }
+  bool anyBootIndex = false;
+  for (const auto& disk : d.disks) anyBootIndex = anyBootIndex || disk.bootOrder.has_value();
+  if (!anyBootIndex && !d.boot.order.empty() && d.boot.kernel.empty()) {
+    std::string order;
+    for (auto o : d.boot.order) order += o == model::BootDevice::disk ? 'c' : o == model::BootDevice::cdrom ? 'd' : 'n';
+    a.insert(a.end(), {"-boot", "order=" + order});
+  }
+
+  // ---- PCI topology: every PCI device gets its own root port on q35 (hot-unpluggable),
+  // plus spare ports for hot-plugging later.
+  int nextPort = 1;
+  auto portFor = [&](const std::string& deviceId) -> std::string {
+    if (family != "q35") return "";
+    int p = nextPort++;
+    layout.portOf[deviceId] = p;
+    return "rp" + std::to_string(p);
+  };
+  std::vector<std::string> devices;  // -device JSON, after the root ports
+  bool needScsi = false, needUsb = false, needSerial = d.guestAgent && spec.agentFd >= 0;
+  for (const auto& disk : d.disks) {
+    needScsi = needScsi || disk.bus == DiskBus::scsi;
+    needUsb = needUsb || disk.bus == DiskBus::usb;
+  }
+  if (needScsi) {
+    json ctl = {{"driver", virtioName("virtio-scsi", family)}, {"id", "scsi0"}};
+    std::string bus = portFor("scsi0");
+    if (!bus.empty()) ctl["bus"] = bus;
+    devices.push_back(dump(ctl));
+  }
+  if (needUsb) {
+    json ctl = {{"driver", "qemu-xhci"}, {"id", "usb0"}};
+    std::string bus = portFor("usb0");
+    if (!bus.empty()) ctl["bus"] = bus;
+    devices.push_back(dump(ctl));
+  }
+  // Secrets (iSCSI CHAP) come from files, never from the command line; before their users.
+  for (const auto& [id, file] : spec.secretFiles)
+    a.insert(a.end(), {"-object", dump(json{{"qom-type", "secret"}, {"id", id}, {"file", file}, {"format", "raw"}})});
+  for (size_t i = 0; i < d.disks.size(); ++i) {
+    const auto& disk = d.disks[i];
+    const auto& r = spec.disks[i];
+    std::string bus = disk.bus == DiskBus::virtio ? portFor(diskDeviceId(disk)) : "";
+    a.insert(a.end(), {"-blockdev", dump(fileNodeJson(disk, r))});
+    a.insert(a.end(), {"-blockdev", dump(formatNodeJson(disk, r))});
+    devices.push_back(dump(diskDeviceJson(disk, layout.machine, bus)));
+  }
+  std::vector<std::string> netdevs;
+  for (size_t i = 0; i < d.nics.size(); ++i) {
+    const auto& nic = d.nics[i];
+    const auto& b = spec.nics[i];
+    if (b.kind != "user" && b.fd < 0) return internalError("NIC " + nic.mac + " has no tap");
+    netdevs.push_back(dump(netdevJson(nic, b)));
+    std::string bus = pci && nic.model != model::NicModel::rtl8139 && nic.model != model::NicModel::e1000 ? portFor(nicDeviceId(nic)) : "";
+    // e1000/rtl8139 are conventional PCI devices: on q35 they go on pcie.0 directly.
+    devices.push_back(dump(nicDeviceJson(nic, layout.machine, bus)));
+  }
+  if (needSerial) {
+    json vser = {{"driver", virtioName("virtio-serial", family)}, {"id", "vser0"}};
+    std::string bus = portFor("vser0");
+    if (!bus.empty()) vser["bus"] = bus;
+    devices.push_back(dump(vser));
+  }
+  int usedPorts = nextPort - 1;
+  layout.rootPorts = family == "q35" ? usedPorts + spec.sparePorts : 0;
+  for (int p = 1; p <= layout.rootPorts; ++p) {
+    int slot = 2 + (p - 1) / 8, fn = (p - 1) % 8;
+    char addr[16];
+    std::snprintf(addr, sizeof addr, "0x%x.0x%x", slot, fn);
+    json rp = {{"driver", "pcie-root-port"}, {"id", "rp" + std::to_string(p)}, {"chassis", p}, {"port", 0x10 + p - 1},
+               {"bus", "pcie.0"}, {"addr", addr}};
+    if (fn == 0) rp["multifunction"] = true;
+    a.insert(a.end(), {"-device", dump(rp)});
+  }
+  for (const auto& nd : netdevs) a.insert(a.end(), {"-netdev", nd});
+  for (const auto& dev : devices) a.insert(a.end(), {"-device", dev});
+
+  // ---- consoles and channels
+  if (!d.consoles.empty() && spec.consoleFd >= 0) {
+    a.insert(a.end(), {"-chardev", "socket,id=console0,fd=" + std::to_string(spec.consoleFd) + ",server=on,wait=off"});
+    if (d.consoles[0].type == model::ConsoleType::serial) {
+      a.insert(a.end(), {"-serial", "chardev:console0"});
+    } else {
+      if (!needSerial) return invalidArgument("consoles[0]: a virtio console needs the guest agent channel's virtio-serial bus");
+      a.insert(a.end(), {"-device", dump(json{{"driver", "virtconsole"}, {"bus", "vser0.0"}, {"nr", 0}, {"chardev", "console0"}, {"id", "console0"}})});
+    }
+  }
+  if (needSerial) {
+    a.insert(a.end(), {"-chardev", "socket,id=qga0,fd=" + std::to_string(spec.agentFd) + ",server=on,wait=off"});
+    a.insert(a.end(), {"-device", dump(json{{"driver", "virtserialport"}, {"bus", "vser0.0"}, {"nr", 1}, {"chardev", "qga0"},
+                                            {"id", "channel0"}, {"name", "org.qemu.guest_agent.0"}})});
+  }
+
+  // ---- graphics
+  for (size_t i = 0; i < d.graphics.size(); ++i) {
+    const auto& g = d.graphics[i];
+    if (g.type == model::GraphicsType::vnc) {
+      // to=100: the first free display from the requested one; the port is read back over QMP.
+      int display = g.port ? g.port - 5900 : 0;
+      std::string vnc = g.listen + ":" + std::to_string(display);
+      if (!g.port) vnc += ",to=100";
+      if (!g.password.empty()) vnc += ",password=on";  // the password itself goes over QMP
+      a.insert(a.end(), {"-vnc", vnc});
+    } else {
+      std::string s = "addr=" + g.listen + ",port=" + std::to_string(g.port ? g.port : 5900);
+      s += g.password.empty() ? ",disable-ticketing=on" : "";
+      a.insert(a.end(), {"-spice", s});
+    }
+  }
+  if (!d.graphics.empty()) a.insert(a.end(), {"-device", dump(json{{"driver", "VGA"}, {"id", "video0"}, {"bus", family == "q35" ? "pcie.0" : "pci.0"}})});
+  if (spec.incoming) a.insert(a.end(), {"-incoming", "defer"});
+  return cl;
+}
+
+}  // namespace vmm::drivers::qemu

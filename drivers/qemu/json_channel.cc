@@ -1,0 +1,189 @@
+#include "drivers/qemu/json_channel.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+
+#include "base/log.h"
+
+namespace vmm::drivers::qemu {
+
+using json = nlohmann::json;
+
+std::shared_ptr<JsonChannel> JsonChannel::open(EventLoop& loop, fs::UniqueFd fd, Callbacks callbacks) {
+  std::shared_ptr<JsonChannel> ch(new JsonChannel(loop, std::move(fd), std::move(callbacks)));
+  ch->start();
+  return ch;
+}
+
+JsonChannel::JsonChannel(EventLoop& loop, fs::UniqueFd fd, Callbacks cb) : loop_(loop), fd_(std::move(fd)), cb_(std::move(cb)) {}
+
+JsonChannel::~JsonChannel() {
+  for (auto& p : out_)
+    if (p.fd >= 0) ::close(p.fd);
+}
+
+void JsonChannel::start() {
+  std::weak_ptr<JsonChannel> weak = shared_from_this();
+  int fd = fd_.get();
+  loop_.runSync([this, weak, fd] {
+    loop_.watch(fd, EPOLLIN | EPOLLRDHUP, [weak](uint32_t ev) {
+      if (auto self = weak.lock()) self->onEvents(ev);
+    });
+    watching_ = true;
+  });
+}
+
+bool JsonChannel::connected() const {
+  std::lock_guard lock(mu_);
+  return !closed_;
+}
+
+void JsonChannel::send(std::string text, int fdToPass) {
+  text += '\n';
+  int dupFd = fdToPass >= 0 ? ::fcntl(fdToPass, F_DUPFD_CLOEXEC, 3) : -1;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) {
+      if (dupFd >= 0) ::close(dupFd);
+      return;
+    }
+    out_.push_back({std::move(text), dupFd});
+  }
+  std::weak_ptr<JsonChannel> weak = shared_from_this();
+  loop_.post([weak] {
+    if (auto self = weak.lock()) self->flush();
+  });
+}
+
+void JsonChannel::skipToDelimiter() {
+  std::weak_ptr<JsonChannel> weak = shared_from_this();
+  loop_.runSync([weak] {
+    if (auto self = weak.lock()) {
+      self->skipping_ = true;
+      self->in_.clear();
+    }
+  });
+}
+
+void JsonChannel::close(const std::string& reason) {
+  std::weak_ptr<JsonChannel> weak = shared_from_this();
+  loop_.runSync([weak, reason] {
+    if (auto self = weak.lock()) self->closeOnLoop(reason);
+  });
+}
+
+void JsonChannel::closeOnLoop(const std::string& reason) {
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    closed_ = true;
+    for (auto& p : out_)
+      if (p.fd >= 0) ::close(p.fd);
+    out_.clear();
+  }
+  if (watching_) loop_.unwatch(fd_.get());
+  watching_ = false;
+  fd_.reset();
+  auto onClosed = std::move(cb_.onClosed);
+  cb_ = {};
+  if (onClosed) onClosed(reason);
+}
+
+void JsonChannel::flush() {
+  while (true) {
+    Pending* p;
+    {
+      std::lock_guard lock(mu_);
+      if (closed_ || out_.empty()) break;
+      p = &out_.front();
+    }
+    const char* data = p->text.data() + outOffset_;
+    size_t len = p->text.size() - outOffset_;
+    ssize_t n;
+    if (p->fd >= 0 && outOffset_ == 0) {
+      iovec iov{const_cast<char*>(data), len};
+      char ctrl[CMSG_SPACE(sizeof(int))] = {};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = ctrl;
+      msg.msg_controllen = sizeof ctrl;
+      cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+      cm->cmsg_level = SOL_SOCKET;
+      cm->cmsg_type = SCM_RIGHTS;
+      cm->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(cm), &p->fd, sizeof(int));
+      n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+      if (n > 0) {
+        ::close(p->fd);
+        p->fd = -1;
+      }
+    } else {
+      n = ::send(fd_.get(), data, len, MSG_NOSIGNAL);
+    }
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) {
+        loop_.modify(fd_.get(), EPOLLIN | EPOLLRDHUP | EPOLLOUT);
+        return;
+      }
+      closeOnLoop(std::string("write failed: ") + std::strerror(errno));
+      return;
+    }
+    outOffset_ += static_cast<size_t>(n);
+    if (outOffset_ == p->text.size()) {
+      std::lock_guard lock(mu_);
+      out_.pop_front();
+      outOffset_ = 0;
+    }
+  }
+  if (fd_.valid()) loop_.modify(fd_.get(), EPOLLIN | EPOLLRDHUP);
+}
+
+void JsonChannel::onEvents(uint32_t events) {
+  if (events & EPOLLOUT) flush();
+  if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
+  char buf[65536];
+  while (fd_.valid()) {
+    ssize_t n = ::read(fd_.get(), buf, sizeof buf);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0) {
+      closeOnLoop(n == 0 ? "connection closed by peer" : std::string("read failed: ") + std::strerror(errno));
+      return;
+    }
+    std::string_view chunk(buf, static_cast<size_t>(n));
+    if (skipping_) {
+      auto pos = chunk.find('\xff');
+      if (pos == std::string_view::npos) continue;
+      chunk.remove_prefix(pos + 1);
+      skipping_ = false;
+    }
+    in_.append(chunk);
+    if (in_.size() > (64 << 20)) {
+      closeOnLoop("message larger than 64 MiB");
+      return;
+    }
+    size_t start = 0;
+    while (true) {
+      size_t nl = in_.find('\n', start);
+      if (nl == std::string::npos) break;
+      std::string_view line(in_.data() + start, nl - start);
+      start = nl + 1;
+      while (!line.empty() && (line.back() == '\r' || line.front() == ' ')) line = line.back() == '\r' ? line.substr(0, line.size() - 1) : line.substr(1);
+      if (line.empty()) continue;
+      auto msg = json::parse(line, nullptr, false);
+      if (msg.is_discarded()) {
+        log::warn("ignoring a malformed message from QEMU", {{"text", std::string(line.substr(0, 200))}});
+        continue;
+      }
+      if (cb_.onMessage) cb_.onMessage(std::move(msg));
+      if (!fd_.valid()) return;  // closed by the callback
+    }
+    in_.erase(0, start);
+  }
+}
+
+}  // namespace vmm::drivers::qemu

@@ -1,0 +1,61 @@
+// One JSON message per line over a stream socket, on the event loop: the transport under
+// the QMP monitor and the guest agent. Messages arrive through onMessage on the loop
+// thread; send() may be called from any thread and keeps the order of calls.
+//
+// Thread-safety: send(), close() and connected() are thread-safe; callbacks run on the loop.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <deque>
+#include <string>
+
+#include "base/event_loop.h"
+#include "base/fs.h"
+#include "base/result.h"
+
+namespace vmm::drivers::qemu {
+
+class JsonChannel : public std::enable_shared_from_this<JsonChannel> {
+ public:
+  struct Callbacks {
+    std::function<void(nlohmann::json)> onMessage;
+    std::function<void(const std::string& reason)> onClosed;
+  };
+  // Takes ownership of a connected socket.
+  static std::shared_ptr<JsonChannel> open(EventLoop& loop, fs::UniqueFd fd, Callbacks callbacks);
+  ~JsonChannel();
+
+  // Queues `text` + "\n"; with fdToPass >= 0 the descriptor travels with it (SCM_RIGHTS).
+  void send(std::string text, int fdToPass = -1);
+  // Discards input up to and including the next 0xFF byte (guest agent resynchronisation).
+  void skipToDelimiter();
+  void close(const std::string& reason = "closed");
+  bool connected() const;
+
+ private:
+  JsonChannel(EventLoop& loop, fs::UniqueFd fd, Callbacks cb);
+  void start();
+  void onEvents(uint32_t events);
+  void flush();
+  void closeOnLoop(const std::string& reason);
+
+  EventLoop& loop_;
+  fs::UniqueFd fd_;
+  Callbacks cb_;
+  std::string in_;
+  bool skipping_ = false;
+  struct Pending {
+    std::string text;
+    int fd;
+  };
+  mutable std::mutex mu_;  // guards out_ and closed_
+  std::deque<Pending> out_;  // deque: references stay valid while other threads append
+  size_t outOffset_ = 0;   // of out_.front().text
+  bool closed_ = false;
+  bool watching_ = false;
+};
+
+}  // namespace vmm::drivers::qemu

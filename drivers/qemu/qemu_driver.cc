@@ -1,0 +1,607 @@
+// QEMU driver: probing, validation and the lifecycle (start, reconnect, stop, pause).
+#include "drivers/qemu/qemu_driver.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/process.h"
+#include "base/random.h"
+#include "base/reverter.h"
+#include "base/socket_util.h"
+#include "base/strings.h"
+#include "drivers/qemu/qemu_instance.h"
+
+namespace vmm::drivers::qemu {
+
+namespace {
+
+RunOptions quickRun() {
+  RunOptions o;
+  o.deadline = Deadline::after(Millis(10000));
+  return o;
+}
+
+int pidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+// The last lines QEMU wrote to its log: the reason it refused to start.
+std::string qemuFailure(const std::string& logPath) {
+  auto text = fs::readFile(logPath, 1 << 20).valueOr("");
+  std::vector<std::string> lines;
+  for (auto& l : split(text, '\n', true)) {
+    std::string t(trim(l));
+    // "2026-11-22T15:40:00.123456Z qemu-system-x86_64: -device ...: msg" -> "-device ...: msg"
+    auto pos = t.find("qemu-system-x86_64: ");
+    if (pos != std::string::npos) t = t.substr(pos + 20);
+    if (!t.empty()) lines.push_back(t);
+  }
+  if (lines.empty()) return "QEMU exited without saying why";
+  size_t from = lines.size() > 3 ? lines.size() - 3 : 0;
+  return join(std::vector<std::string>(lines.begin() + static_cast<long>(from), lines.end()), "; ");
+}
+
+}  // namespace
+
+QemuDriver::QemuDriver(DriverContext ctx, QemuOptions options) : ctx_(std::move(ctx)), options_(std::move(options)) {}
+
+QemuDriver::~QemuDriver() {
+  std::map<std::string, std::shared_ptr<Instance>> all;
+  {
+    std::lock_guard lock(mu_);
+    all.swap(instances_);
+  }
+  // vmmd stops, guests keep running: only let go of the connections.
+  for (auto& [name, inst] : all) {
+    if (inst->pidfd.valid()) ctx_.loop->runSync([&] { ctx_.loop->unwatch(inst->pidfd.get()); });
+    if (inst->console) inst->console->stop();
+    if (inst->agent) inst->agent->disconnect();
+    if (inst->qmp) inst->qmp->close();
+  }
+}
+
+std::string QemuDriver::runDir(const std::string& name) const { return ctx_.runDir + "/qemu/" + name; }
+std::string QemuDriver::stateDir(const std::string& name) const { return ctx_.stateDir + "/qemu/" + name; }
+
+DriverInfo QemuDriver::probe() {
+  std::lock_guard lock(mu_);
+  if (probed_) return *probed_;
+  DriverInfo info;
+  auto version = runCommand({options_.binary, "--version"}, quickRun());
+  if (!version.ok() || !version->success()) {
+    info.available = false;
+    info.reason = options_.binary + " is not installed (Debian package qemu-system-x86)";
+    probed_ = info;
+    return info;
+  }
+  std::string first = split(version->out, '\n')[0];  // "QEMU emulator version 7.2.22 (Debian ...)"
+  auto pos = first.find("version ");
+  info.version = "QEMU " + (pos == std::string::npos ? first : first.substr(pos + 8, first.find(' ', pos + 8) - pos - 8));
+  auto machines = runCommand({options_.binary, "-machine", "help"}, quickRun());
+  if (machines.ok()) {
+    for (const auto& line : split(machines->out, '\n', true)) {
+      auto name = line.substr(0, line.find(' '));
+      if (!name.empty() && name != "Supported") machines_.insert(name);
+    }
+  }
+  int kvm = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  bool haveKvm = kvm >= 0;
+  if (kvm >= 0) ::close(kvm);
+  info.available = true;
+  info.details = {{"binary", options_.binary},
+                  {"accelerator", haveKvm ? "kvm" : "tcg"},
+                  {"kvm", haveKvm},
+                  {"machines", std::vector<std::string>(machines_.begin(), machines_.end())}};
+  if (!haveKvm) info.details["kvm_reason"] = fs::exists("/dev/kvm") ? "/dev/kvm is not accessible" : "no /dev/kvm on this host: guests run under TCG emulation";
+  probed_ = info;
+  return info;
+}
+
+Status QemuDriver::validate(const model::Domain& def) const {
+  std::string machine = def.machine.empty() ? "q35" : def.machine;
+  if (machineFamily(machine).empty())
+    return invalidArgument("machine: unknown machine type " + quote(machine) + " (known: q35, pc, microvm and their versions)");
+  {
+    std::lock_guard lock(mu_);
+    if (!machines_.empty() && !machines_.count(machine))
+      return invalidArgument("machine: " + quote(machine) + " is not offered by this QEMU");
+  }
+  if (def.container) return invalidArgument("container: only for domains of type lxc");
+  // The command-line builder knows which buses each machine has: run it on placeholders.
+  LaunchSpec spec;
+  spec.def = &def;
+  for (const auto& d : def.disks) {
+    ResolvedDisk r;
+    r.path = "/dev/null";
+    r.format = d.format.value_or(model::defaultDiskFormat(d));
+    spec.disks.push_back(r);
+  }
+  for (const auto& n : def.nics) spec.nics.push_back({n.type == model::NicType::user ? "user" : "tap", 9});
+  auto cl = buildCommandLine(spec);
+  if (!cl.ok()) return cl.error();
+  return {};
+}
+
+std::shared_ptr<QemuDriver::Instance> QemuDriver::find(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto it = instances_.find(name);
+  return it == instances_.end() ? nullptr : it->second;
+}
+
+Result<std::shared_ptr<QemuDriver::Instance>> QemuDriver::running(const model::Domain& def) const {
+  auto inst = find(def.name);
+  if (!inst || inst->hasExited()) return conflict("domain " + def.name + " is not running");
+  return inst;
+}
+
+json QemuDriver::recordOf(const Instance& inst) const {
+  std::lock_guard lock(inst.mu);
+  json taps = json::array();
+  for (const auto& t : inst.taps) taps.push_back({{"ifname", t.ifname}, {"mac", t.mac}});
+  json ports = json::object();
+  for (const auto& [id, p] : inst.layout.portOf) ports[id] = p;
+  return {{"pid", inst.pid},
+          {"start_time", inst.startTime},
+          {"run_id", inst.runId},
+          {"accel", inst.accel},
+          {"machine", inst.layout.machine},
+          {"root_ports", inst.layout.rootPorts},
+          {"ports", ports},
+          {"taps", taps}};
+}
+
+RunningDomain QemuDriver::runningOf(const Instance& inst, model::DomainState state) const {
+  RunningDomain r;
+  r.runId = inst.runId;
+  r.state = state;
+  r.record = recordOf(inst);
+  r.info = {{"pid", inst.pid}, {"accelerator", inst.accel}, {"machine", inst.layout.machine}};
+  return r;
+}
+
+Result<ResolvedDisk> QemuDriver::resolveDisk(const model::Disk& disk) const {
+  ResolvedDisk r;
+  if (services_) {
+    auto resolved = services_->resolveDisk(disk);
+    if (!resolved.ok()) return resolved.error().wrap("disk " + disk.target);
+    r = *resolved;
+  } else {
+    r.path = disk.source.path;
+    r.format = disk.format.value_or(model::defaultDiskFormat(disk));
+  }
+  if (r.protocol.empty() && !fs::exists(r.path))
+    return invalidArgument("disk " + disk.target + ": " + r.path + " does not exist");
+  return r;
+}
+
+std::optional<json> QemuDriver::currentRecord(const model::Domain& def) {
+  auto inst = find(def.name);
+  if (!inst) return std::nullopt;
+  return recordOf(*inst);
+}
+
+// ---------------------------------------------------------------- start
+
+Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOptions& options) {
+  DriverInfo info = probe();
+  if (!info.available) return unavailable(info.reason);
+  VMM_TRY(validate(def));
+  if (find(def.name)) return conflict("domain " + def.name + " is already running");
+  for (const auto* file : {&def.boot.kernel, &def.boot.initrd})
+    if (!file->empty() && !fs::exists(*file)) return invalidArgument("boot: " + *file + " does not exist");
+  Deadline deadline = options.deadline.earlier(Deadline::after(options_.startTimeout));
+  Reverter revert;
+
+  auto inst = std::make_shared<Instance>();
+  inst->name = def.name;
+  inst->runId = newUuid();
+  inst->runDir = runDir(def.name);
+  inst->stateDir = stateDir(def.name);
+  inst->accel = info.details.value("accelerator", "tcg");
+  (void)runCommand({"rm", "-rf", inst->runDir});  // sockets of an earlier run
+  VMM_TRY(fs::makeDirs(inst->runDir, 0700));
+  revert.add([dir = inst->runDir] { (void)runCommand({"rm", "-rf", dir}); });
+  VMM_TRY(fs::makeDirs(inst->stateDir, 0700));
+
+  LaunchSpec spec;
+  spec.def = &def;
+  spec.binary = options_.binary;
+  spec.accel = inst->accel;
+  spec.sparePorts = options_.sparePorts;
+  spec.incoming = !options.restoreFrom.empty();
+  for (const auto& disk : def.disks) {
+    VMM_ASSIGN(ResolvedDisk r, resolveDisk(disk));
+    if (!r.secret.empty()) {
+      std::string id = "sec-" + disk.target, file = inst->runDir + "/" + id;
+      VMM_TRY(fs::writeFileAtomic(file, r.secret, 0600));
+      spec.secretFiles[id] = file;
+      r.blockdev["password-secret"] = id;
+    }
+    spec.disks.push_back(std::move(r));
+  }
+
+  // File descriptors QEMU inherits, in order from 3: monitor, agent, console, taps.
+  std::vector<fs::UniqueFd> keep;
+  std::vector<int> passFds;
+  auto listen = [&](const std::string& path) -> Result<int> {
+    VMM_ASSIGN(auto fd, listenUnix(path, 0600));
+    VMM_TRY(setNonBlocking(fd.get(), false));
+    passFds.push_back(fd.get());
+    keep.push_back(std::move(fd));
+    return 2 + static_cast<int>(passFds.size());
+  };
+  VMM_ASSIGN(spec.qmpFd, listen(inst->qmpPath()));
+  if (def.guestAgent) {
+    VMM_ASSIGN(spec.agentFd, listen(inst->agentPath()));
+  }
+  if (!def.consoles.empty()) {
+    VMM_ASSIGN(spec.consoleFd, listen(inst->consolePath()));
+  }
+  for (const auto& nic : def.nics) {
+    NicBackend b;
+    if (nic.type == model::NicType::user) {
+      b.kind = "user";
+    } else {
+      if (!services_) return unavailable("NIC " + nic.mac + ": no network service to create its tap");
+      auto port = services_->plugNic(def, nic, "tap");
+      if (!port.ok()) return port.error().wrap("NIC " + nic.mac);
+      revert.add([this, def, nic, ifname = port->ifname] { services_->unplugNic(def, nic, ifname); });
+      keep.emplace_back(port->fd);
+      passFds.push_back(port->fd);
+      b.kind = "tap";
+      b.fd = 2 + static_cast<int>(passFds.size());
+      inst->taps.push_back({port->ifname, nic.mac});
+    }
+    spec.nics.push_back(b);
+  }
+  VMM_ASSIGN(auto cl, buildCommandLine(spec));
+  inst->layout = cl.layout;
+  for (const auto& [id, p] : cl.layout.portOf) inst->usedPorts.insert(p);
+
+  fs::UniqueFd logFd(::open(inst->qemuLogPath().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+  if (!logFd.valid()) return systemError("cannot create " + inst->qemuLogPath(), errno);
+  SpawnOptions so;
+  so.passFds = passFds;
+  so.stdoutFd = logFd.get();
+  so.newSession = true;  // QEMU must outlive vmmd
+  auto pid = spawnProcess(cl.argv, so);
+  if (!pid.ok()) return pid.error().wrap("cannot run " + options_.binary);
+  inst->pid = *pid;
+  inst->child = true;
+  inst->startTime = processStartTime(inst->pid).value_or(0);
+  if (ChildReaper::enabled()) {
+    std::weak_ptr<Instance> weak = inst;
+    ChildReaper::onExit(inst->pid, [weak](int status) {
+      if (auto i = weak.lock()) {
+        std::lock_guard lock(i->mu);
+        i->exitStatus = status;
+      }
+    });
+  }
+  revert.add([inst] {
+    ::kill(inst->pid, SIGKILL);
+    if (!ChildReaper::enabled()) ::waitpid(inst->pid, nullptr, 0);
+  });
+  keep.clear();  // QEMU holds its copies
+
+  auto monitor = connectUnix(inst->qmpPath(), deadline);
+  Status attached = monitor.ok() ? attach(inst, std::move(*monitor), deadline) : Status(monitor.error());
+  if (!attached.ok()) {
+    bool dead = false;
+    for (int i = 0; i < 30 && !dead; ++i) {
+      dead = !processRunning(inst->pid);
+      if (!dead) usleep(10000);
+    }
+    if (dead) return Error{ErrorCode::invalid_argument, "QEMU refused to start: " + qemuFailure(inst->qemuLogPath())};
+    return attached.error().wrap("QEMU started but its monitor did not answer");
+  }
+  revert.add([inst] {
+    if (inst->console) inst->console->stop();
+    if (inst->qmp) inst->qmp->close();
+  });
+
+  if (!options.restoreFrom.empty()) VMM_TRY(restoreFromFile(*inst, options.restoreFrom, deadline));
+  for (const auto& g : def.graphics) {
+    if (g.password.empty()) continue;
+    auto r = inst->qmp->execute("set_password", {{"protocol", g.type == model::GraphicsType::vnc ? "vnc" : "spice"}, {"password", g.password}}, deadline);
+    if (!r.ok()) return r.error();
+  }
+  if (!options.paused) {
+    {
+      std::lock_guard lock(inst->mu);
+      inst->pauseChangesRequested++;
+    }
+    auto r = inst->qmp->execute("cont", json::object(), deadline);
+    if (!r.ok()) return r.error().wrap("cannot start the guest's CPUs");
+  }
+  RunningDomain result = runningOf(*inst, options.paused ? model::DomainState::paused : model::DomainState::running);
+  if (!def.graphics.empty()) {
+    auto vnc = inst->qmp->execute("query-vnc", json::object(), deadline);
+    if (vnc.ok() && vnc->value("enabled", false)) result.info["vnc_port"] = std::stoi(vnc->value("service", "0"));
+  }
+  {
+    std::lock_guard lock(mu_);
+    instances_[def.name] = inst;
+  }
+  revert.success();
+  log::info("QEMU started", {{"domain", def.name}, {"pid", static_cast<int64_t>(inst->pid)}, {"accel", inst->accel}});
+  return result;
+}
+
+Status QemuDriver::attach(const std::shared_ptr<Instance>& inst, fs::UniqueFd monitor, Deadline deadline) {
+  std::weak_ptr<Instance> weak = inst;
+  auto qmp = QmpClient::connectFd(
+      *ctx_.loop, std::move(monitor), deadline,
+      [this, weak](const std::string& event, const json& data, int64_t) {
+        if (auto i = weak.lock()) onMonitorEvent(i, event, data);
+      },
+      [](const std::string&) {});
+  if (!qmp.ok()) return qmp.error();
+  inst->qmp = *qmp;
+  inst->pidfd.reset(pidfdOpen(inst->pid));
+  if (!inst->pidfd.valid()) return systemError("pidfd_open", errno);
+  int pfd = inst->pidfd.get();
+  ctx_.loop->runSync([this, weak, pfd] {
+    ctx_.loop->watch(pfd, EPOLLIN, [this, weak, pfd](uint32_t) {
+      ctx_.loop->unwatch(pfd);
+      if (auto i = weak.lock()) onProcessExit(i);
+    });
+  });
+  inst->agent = std::make_unique<AgentClient>(*ctx_.loop, inst->agentPath());
+  if (fs::exists(inst->consolePath())) {
+    auto mux = ConsoleMux::start(*ctx_.loop, inst->consolePath(), inst->consoleLogPath(), options_.consoleLogLimit);
+    if (mux.ok()) inst->console = *mux;
+    else log::warn("console not available", {{"domain", inst->name}, {"error", mux.error().message}});
+  }
+  return {};
+}
+
+void QemuDriver::onMonitorEvent(const std::shared_ptr<Instance>& inst, const std::string& event, const json& data) {
+  log::debug("QMP event", {{"domain", inst->name}, {"event", event}});
+  std::unique_lock lock(inst->mu);
+  if (event == "SHUTDOWN") {
+    inst->shutdownReason = data.value("reason", "");
+  } else if (event == "DEVICE_DELETED") {
+    if (data.contains("device")) inst->deletedDevices.insert(data["device"].get<std::string>());
+    inst->cv.notify_all();
+  } else if (event == "MIGRATION") {
+    inst->migrationStatus = data.value("status", "");
+    inst->cv.notify_all();
+  } else if (event == "BLOCK_IO_ERROR") {
+    inst->pauseReason = "I/O error on " + data.value("device", data.value("node-name", "a disk")) + ": " + data.value("reason", "");
+  } else if (event == "STOP" || event == "RESUME") {
+    bool ours = inst->pauseChangesRequested > 0;
+    if (ours) inst->pauseChangesRequested--;
+    if (ours || inst->stopRequested || inst->exited) return;
+    std::string reason = event == "STOP" ? (inst->pauseReason.empty() ? "paused by QEMU" : inst->pauseReason) : "resumed by QEMU";
+    inst->pauseReason.clear();
+    lock.unlock();
+    if (observer_)
+      observer_->domainStateChanged(inst->name, inst->runId, event == "STOP" ? model::DomainState::paused : model::DomainState::running, reason);
+  } else if (event == "VSERPORT_CHANGE") {
+    lock.unlock();
+    if (observer_ && data.value("id", "") == "channel0")
+      observer_->domainEvent(inst->name, inst->runId, "domain.agent", {{"connected", data.value("open", false)}});
+  } else if (event == "RESET" || event == "GUEST_PANICKED" || event == "WATCHDOG") {
+    if (event == "GUEST_PANICKED") inst->shutdownReason = "guest-panic";
+    lock.unlock();
+    if (observer_) observer_->domainEvent(inst->name, inst->runId, "domain.qemu", {{"event", event}, {"data", data}});
+  }
+}
+
+void QemuDriver::onProcessExit(const std::shared_ptr<Instance>& inst) {
+  if (inst->child && !ChildReaper::enabled()) {
+    int status = 0;
+    if (::waitpid(inst->pid, &status, WNOHANG) == inst->pid) inst->exitStatus = status;
+  }
+  bool requested;
+  std::string reason;
+  int status;
+  {
+    std::lock_guard lock(inst->mu);
+    inst->exited = true;
+    requested = inst->stopRequested;
+    reason = inst->shutdownReason;
+    status = inst->exitStatus;
+    inst->cv.notify_all();
+  }
+  if (inst->console) inst->console->stop();
+  if (inst->qmp) inst->qmp->close();
+  log::info("QEMU exited", {{"domain", inst->name}, {"reason", reason.empty() ? std::string("none given") : reason}, {"requested", requested}});
+  if (requested || !observer_) return;
+  StopCause cause;
+  std::string detail;
+  if (reason == "guest-shutdown") {
+    cause = StopCause::shutdown;
+    detail = "the guest powered off";
+  } else if (reason == "guest-reset") {
+    cause = StopCause::shutdown;
+    detail = "the guest rebooted (on_reboot = destroy)";
+  } else if (reason == "guest-panic") {
+    cause = StopCause::crashed;
+    detail = "the guest kernel panicked";
+  } else if (reason == "host-signal" || reason == "host-qmp-quit") {
+    cause = StopCause::destroyed;
+    detail = "QEMU was stopped by a signal or a quit command from outside vmmd";
+  } else {
+    cause = StopCause::crashed;
+    detail = "QEMU ended unexpectedly" + (status >= 0 ? " (" + describeWaitStatus(status) + ")" : std::string());
+  }
+  // The observer takes the domain's job: never do that on the loop thread.
+  ctx_.pool->submit([this, name = inst->name, runId = inst->runId, cause, detail] {
+    if (observer_) observer_->domainStopped(name, runId, cause, detail);
+  });
+}
+
+// ---------------------------------------------------------------- reconnect / release
+
+Result<RunningDomain> QemuDriver::reconnect(const model::Domain& def, const json& record) {
+  if (!probe().available) return unavailable("QEMU is not available");
+  auto inst = std::make_shared<Instance>();
+  inst->name = def.name;
+  inst->runId = record.value("run_id", "");
+  inst->pid = record.value("pid", -1);
+  inst->startTime = record.value("start_time", uint64_t{0});
+  inst->accel = record.value("accel", "tcg");
+  inst->runDir = runDir(def.name);
+  inst->stateDir = stateDir(def.name);
+  inst->layout.machine = record.value("machine", "q35");
+  inst->layout.rootPorts = record.value("root_ports", 0);
+  inst->layout.hotplug = machineFamily(inst->layout.machine) != "microvm";
+  json ports = record.value("ports", json::object());
+  for (auto it = ports.begin(); it != ports.end(); ++it) {
+    if (!it.value().is_number_integer()) continue;
+    inst->layout.portOf[it.key()] = it.value().get<int>();
+    inst->usedPorts.insert(it.value().get<int>());
+  }
+  for (const auto& t : record.value("taps", json::array())) inst->taps.push_back({t.value("ifname", ""), t.value("mac", "")});
+  if (inst->pid <= 0 || !processAlive(inst->pid) || processStartTime(inst->pid).value_or(0) != inst->startTime)
+    return unavailable("QEMU (pid " + std::to_string(inst->pid) + ") is no longer running");
+  auto monitor = connectUnix(inst->qmpPath(), Deadline::after(Millis(5000)));
+  Status attached = monitor.ok() ? attach(inst, std::move(*monitor), Deadline::after(Millis(10000))) : Status(monitor.error());
+  if (!attached.ok()) {
+    // Alive but not controllable: stop it rather than leave an unmanaged guest behind.
+    log::error("QEMU does not answer on its monitor; stopping it",
+               {{"domain", def.name}, {"pid", static_cast<int64_t>(inst->pid)}, {"error", attached.error().message}});
+    ::kill(inst->pid, SIGKILL);
+    return unavailable("QEMU (pid " + std::to_string(inst->pid) + ") no longer answered on its monitor and was stopped");
+  }
+  auto status = inst->qmp->execute("query-status");
+  if (!status.ok()) return status.error();
+  std::string s = status->value("status", "");
+  model::DomainState state = status->value("running", false) ? model::DomainState::running : model::DomainState::paused;
+  if (s == "shutdown" || s == "postmigrate" || s == "guest-panicked") {
+    (void)terminate(inst, Deadline::after(Millis(5000)));
+    return unavailable("QEMU was left in state " + s + " and was stopped");
+  }
+  {
+    std::lock_guard lock(mu_);
+    instances_[def.name] = inst;
+  }
+  return runningOf(*inst, state);
+}
+
+void QemuDriver::release(const model::Domain& def, const json& record) {
+  std::shared_ptr<Instance> inst;
+  {
+    std::lock_guard lock(mu_);
+    auto it = instances_.find(def.name);
+    if (it != instances_.end()) {
+      inst = it->second;
+      instances_.erase(it);
+    }
+  }
+  std::vector<Instance::Tap> taps;
+  if (inst) {
+    if (inst->pidfd.valid() && !inst->hasExited()) ctx_.loop->runSync([&] { ctx_.loop->unwatch(inst->pidfd.get()); });
+    if (inst->console) inst->console->stop();
+    if (inst->agent) inst->agent->disconnect();
+    if (inst->qmp) inst->qmp->close();
+    taps = inst->taps;
+  } else {
+    for (const auto& t : record.value("taps", json::array())) taps.push_back({t.value("ifname", ""), t.value("mac", "")});
+  }
+  if (services_) {
+    for (const auto& t : taps) {
+      model::Nic nic;
+      for (const auto& n : def.nics)
+        if (n.mac == t.mac) nic = n;
+      nic.mac = t.mac;
+      services_->unplugNic(def, nic, t.ifname);
+    }
+  }
+  (void)runCommand({"rm", "-rf", runDir(def.name)});
+}
+
+// ---------------------------------------------------------------- stop, pause
+
+Status QemuDriver::terminate(const std::shared_ptr<Instance>& inst, Deadline deadline) {
+  {
+    std::lock_guard lock(inst->mu);
+    inst->stopRequested = true;
+    if (inst->exited) return {};
+  }
+  // Only signal the process we started or found: a reused pid has another start time.
+  auto ours = [&] { return processStartTime(inst->pid).value_or(0) == inst->startTime; };
+  if (ours()) ::kill(inst->pid, SIGTERM);
+  if (inst->waitExit(Deadline::after(Millis(3000)).earlier(deadline))) return {};
+  if (ours()) ::kill(inst->pid, SIGKILL);
+  if (inst->waitExit(deadline.earlier(Deadline::after(Millis(10000))))) return {};
+  return timeoutError("QEMU (pid " + std::to_string(inst->pid) + ") did not exit after SIGKILL");
+}
+
+Status QemuDriver::destroy(const model::Domain& def, Deadline deadline) {
+  VMM_ASSIGN(auto inst, running(def));
+  return terminate(inst, deadline);
+}
+
+Status QemuDriver::shutdown(const model::Domain& def, const ShutdownOptions& options) {
+  VMM_ASSIGN(auto inst, running(def));
+  {
+    std::lock_guard lock(inst->mu);
+    inst->stopRequested = true;
+  }
+  auto undoRequest = [&] {
+    std::lock_guard lock(inst->mu);
+    inst->stopRequested = false;
+  };
+  // First the ACPI power button, for half the time (at least two seconds)...
+  auto half = std::max(Millis(2000), options.deadline.remaining() / 2);
+  auto acpi = inst->qmp->execute("system_powerdown", json::object(), Deadline::after(Millis(5000)));
+  if (!acpi.ok()) log::warn("system_powerdown failed", {{"domain", def.name}, {"error", acpi.error().message}});
+  if (inst->waitExit(Deadline::after(half).earlier(options.deadline))) return {};
+  // ...then the guest agent...
+  if (def.guestAgent) {
+    auto agent = inst->agent->call("guest-shutdown", {{"mode", "powerdown"}}, Deadline::after(Millis(3000)).earlier(options.deadline), false);
+    if (!agent.ok()) log::info("guest agent shutdown not possible", {{"domain", def.name}, {"error", agent.error().message}});
+  }
+  if (inst->waitExit(options.deadline)) return {};
+  // ...then, at the deadline, destroy (unless asked not to).
+  if (!options.forceAtDeadline) {
+    undoRequest();
+    return timeoutError("the guest did not shut down before the deadline (neither the ACPI power button nor the agent stopped it)");
+  }
+  log::info("guest did not shut down in time; destroying it", {{"domain", def.name}});
+  return terminate(inst, Deadline::after(Millis(15000)));
+}
+
+Status QemuDriver::reboot(const model::Domain& def, Deadline deadline) {
+  VMM_ASSIGN(auto inst, running(def));
+  if (def.guestAgent) {
+    auto r = inst->agent->call("guest-shutdown", {{"mode", "reboot"}}, Deadline::after(Millis(3000)).earlier(deadline), false);
+    if (r.ok()) return {};
+    log::info("guest agent reboot not possible; resetting", {{"domain", def.name}, {"error", r.error().message}});
+  }
+  auto r = inst->qmp->execute("system_reset", json::object(), deadline);
+  return r.ok() ? Status() : Status(r.error());
+}
+
+Status QemuDriver::reset(const model::Domain& def, Deadline deadline) {
+  VMM_ASSIGN(auto inst, running(def));
+  auto r = inst->qmp->execute("system_reset", json::object(), deadline);
+  return r.ok() ? Status() : Status(r.error());
+}
+
+Status QemuDriver::suspend(const model::Domain& def, Deadline deadline) {
+  VMM_ASSIGN(auto inst, running(def));
+  {
+    std::lock_guard lock(inst->mu);
+    inst->pauseChangesRequested++;
+  }
+  auto r = inst->qmp->execute("stop", json::object(), deadline);
+  return r.ok() ? Status() : Status(r.error());
+}
+
+Status QemuDriver::resume(const model::Domain& def, Deadline deadline) {
+  VMM_ASSIGN(auto inst, running(def));
+  {
+    std::lock_guard lock(inst->mu);
+    inst->pauseChangesRequested++;
+  }
+  auto r = inst->qmp->execute("cont", json::object(), deadline);
+  return r.ok() ? Status() : Status(r.error());
+}
+
+}  // namespace vmm::drivers::qemu

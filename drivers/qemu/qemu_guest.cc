@@ -1,0 +1,189 @@
+// QEMU driver: statistics, guest agent, console, and saving to / restoring from a file.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/strings.h"
+#include "drivers/qemu/qemu_instance.h"
+
+namespace vmm::drivers::qemu {
+
+namespace {
+
+uint64_t readCounter(const std::string& path) {
+  auto t = fs::readFile(path, 64);
+  if (!t.ok()) return 0;
+  return parseUint(std::string(trim(*t))).value_or(0);
+}
+
+}  // namespace
+
+Result<json> QemuDriver::stats(const model::Domain& def, Deadline deadline) {
+  VMM_ASSIGN(auto inst, running(def));
+  json out = {{"state", "running"}, {"vcpus", def.vcpus}};
+  // CPU time of the whole QEMU process (vCPU threads included), from /proc.
+  auto stat = fs::readFile("/proc/" + std::to_string(inst->pid) + "/stat", 8192);
+  if (stat.ok()) {
+    auto fields = split(stat->substr(stat->rfind(')') + 2), ' ');
+    if (fields.size() > 13) {
+      uint64_t ticks = parseUint(fields[11]).value_or(0) + parseUint(fields[12]).value_or(0);
+      out["cpu_time_ns"] = ticks * (1000000000ULL / static_cast<uint64_t>(sysconf(_SC_CLK_TCK)));
+    }
+  }
+  uint64_t rss = 0;
+  auto status = fs::readFile("/proc/" + std::to_string(inst->pid) + "/status", 16384);
+  if (status.ok())
+    for (const auto& line : split(*status, '\n'))
+      if (startsWith(line, "VmRSS:")) rss = parseUint(std::string(trim(line.substr(6, line.size() - 9)))).value_or(0) * 1024;
+  out["memory"] = {{"max_bytes", def.memory}, {"rss_bytes", rss}};
+  auto st = inst->qmp->execute("query-status", json::object(), deadline);
+  if (st.ok()) out["state"] = st->value("running", false) ? "running" : "paused";
+  json blocks = json::array();
+  auto bs = inst->qmp->execute("query-blockstats", json::object(), deadline);
+  if (bs.ok()) {
+    for (const auto& b : *bs) {
+      std::string qdev = b.value("qdev", "");  // "/machine/peripheral/disk-vda/virtio-backend" or "disk-vda"
+      auto pos = qdev.find("disk-");
+      if (pos == std::string::npos) continue;
+      std::string target = qdev.substr(pos + 5, qdev.find('/', pos) == std::string::npos ? std::string::npos : qdev.find('/', pos) - pos - 5);
+      const auto& s = b["stats"];
+      blocks.push_back({{"target", target},
+                        {"rd_bytes", s.value("rd_bytes", uint64_t{0})},
+                        {"wr_bytes", s.value("wr_bytes", uint64_t{0})},
+                        {"rd_reqs", s.value("rd_operations", uint64_t{0})},
+                        {"wr_reqs", s.value("wr_operations", uint64_t{0})}});
+    }
+  } else {
+    out["block_error"] = bs.error().message;
+  }
+  out["block"] = blocks;
+  // Tap counters are seen from the host: what the guest sends is the tap's rx.
+  json nets = json::array();
+  for (const auto& t : inst->taps) {
+    std::string base = "/sys/class/net/" + t.ifname + "/statistics/";
+    nets.push_back({{"mac", t.mac},
+                    {"ifname", t.ifname},
+                    {"rx_bytes", readCounter(base + "tx_bytes")},
+                    {"tx_bytes", readCounter(base + "rx_bytes")},
+                    {"rx_packets", readCounter(base + "tx_packets")},
+                    {"tx_packets", readCounter(base + "rx_packets")}});
+  }
+  out["net"] = nets;
+  return out;
+}
+
+Result<ExecResult> QemuDriver::guestExec(const model::Domain& def, const ExecRequest& req, Deadline deadline) {
+  if (!def.guestAgent) return unsupported("domain " + def.name + " has no guest agent channel (guest_agent is false)");
+  VMM_ASSIGN(auto inst, running(def));
+  return inst->agent->exec(req, deadline);
+}
+
+Result<json> QemuDriver::guestCommand(const model::Domain& def, const std::string& command, const json& args, Deadline deadline) {
+  if (!def.guestAgent) return unsupported("domain " + def.name + " has no guest agent channel (guest_agent is false)");
+  VMM_ASSIGN(auto inst, running(def));
+  auto& agent = *inst->agent;
+  if (command == "ping") {
+    VMM_TRY(agent.call("guest-ping", json::object(), deadline));
+    return json::object();
+  }
+  if (command == "info") return agent.call("guest-info", json::object(), deadline);
+  if (command == "fsfreeze") {
+    VMM_ASSIGN(auto n, agent.call("guest-fsfreeze-freeze", json::object(), deadline));
+    return json{{"filesystems", n}};
+  }
+  if (command == "fsthaw") {
+    VMM_ASSIGN(auto n, agent.call("guest-fsfreeze-thaw", json::object(), deadline));
+    return json{{"filesystems", n}};
+  }
+  if (command == "shutdown") {
+    VMM_TRY(agent.call("guest-shutdown", {{"mode", args.value("mode", "powerdown")}}, deadline, false));
+    return json::object();
+  }
+  if (command == "interfaces") {
+    VMM_ASSIGN(auto ifs, agent.call("guest-network-get-interfaces", json::object(), deadline));
+    json out = json::array();
+    for (const auto& i : ifs) {
+      json addrs = json::array();
+      for (const auto& a : i.value("ip-addresses", json::array()))
+        addrs.push_back(a.value("ip-address", "") + "/" + std::to_string(a.value("prefix", 0)));
+      out.push_back({{"name", i.value("name", "")}, {"mac", i.value("hardware-address", "")}, {"addresses", addrs}});
+    }
+    return out;
+  }
+  return unsupported("guest command " + command + " is not known");
+}
+
+Result<fs::UniqueFd> QemuDriver::openConsole(const model::Domain& def) {
+  VMM_ASSIGN(auto inst, running(def));
+  if (!inst->console) return unavailable("domain " + def.name + " has no console");
+  return inst->console->attach();
+}
+
+Result<std::string> QemuDriver::consoleLog(const model::Domain& def, size_t maxBytes) {
+  // Also after the domain stopped: the log stays in the state directory.
+  return ConsoleMux::readLog(stateDir(def.name) + "/console.log", maxBytes);
+}
+
+Result<json> QemuDriver::migrateToFile(Instance& inst, const std::string& path, Deadline deadline) {
+  fs::UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!file.valid()) return systemError("cannot create " + path, errno);
+  VMM_TRY(inst.qmp->execute("migrate-set-capabilities", {{"capabilities", {{{"capability", "events"}, {"state", true}}}}}, deadline));
+  VMM_TRY(inst.qmp->execute("getfd", {{"fdname", "vmm-save"}}, deadline, file.get()));
+  {
+    std::lock_guard lock(inst.mu);
+    inst.migrationStatus.clear();
+  }
+  VMM_TRY(inst.qmp->execute("migrate", {{"uri", "fd:vmm-save"}}, deadline));
+  std::unique_lock lock(inst.mu);
+  bool done = inst.cv.wait_until(lock, deadline.at(), [&] {
+    return inst.migrationStatus == "completed" || inst.migrationStatus == "failed" || inst.migrationStatus == "cancelled" || inst.exited;
+  });
+  if (!done) return timeoutError("saving the guest's state did not finish before the deadline");
+  if (inst.migrationStatus != "completed") return internalError("saving the guest's state failed (" + inst.migrationStatus + ")");
+  return json{{"path", path}};
+}
+
+Status QemuDriver::restoreFromFile(Instance& inst, const std::string& path, Deadline deadline) {
+  fs::UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file.valid()) return systemError("cannot open saved state " + path, errno);
+  VMM_TRY(inst.qmp->execute("migrate-set-capabilities", {{"capabilities", {{{"capability", "events"}, {"state", true}}}}}, deadline));
+  VMM_TRY(inst.qmp->execute("getfd", {{"fdname", "vmm-restore"}}, deadline, file.get()));
+  VMM_TRY(inst.qmp->execute("migrate-incoming", {{"uri", "fd:vmm-restore"}}, deadline));
+  std::unique_lock lock(inst.mu);
+  bool done = inst.cv.wait_until(lock, deadline.at(), [&] {
+    return inst.migrationStatus == "completed" || inst.migrationStatus == "failed" || inst.exited;
+  });
+  if (!done) return timeoutError("restoring the guest's state did not finish before the deadline");
+  if (inst.migrationStatus != "completed") return internalError("restoring the guest's state failed: " + inst.migrationStatus);
+  return {};
+}
+
+Status QemuDriver::save(const model::Domain& def, const std::string& path, Deadline deadline) {
+  VMM_ASSIGN(auto inst, running(def));
+  {
+    std::lock_guard lock(inst->mu);
+    inst->stopRequested = true;  // the process ends after the save: not a crash
+    inst->pauseChangesRequested++;
+  }
+  auto stopped = inst->qmp->execute("stop", json::object(), deadline);
+  auto saved = stopped.ok() ? migrateToFile(*inst, path, deadline) : Result<json>(stopped.error());
+  if (!saved.ok()) {
+    (void)fs::removeFile(path);
+    {
+      std::lock_guard lock(inst->mu);
+      inst->stopRequested = false;
+      inst->pauseChangesRequested++;
+    }
+    (void)inst->qmp->execute("cont", json::object(), Deadline::after(Millis(5000)));
+    return saved.error();
+  }
+  (void)inst->qmp->execute("quit", json::object(), Deadline::after(Millis(5000)));
+  if (!inst->waitExit(Deadline::after(Millis(5000)))) return terminate(inst, Deadline::after(Millis(10000)));
+  return {};
+}
+
+Result<json> QemuDriver::snapshotCreate(const model::Domain&, const json&, Deadline) { return notSupported("snapshot"); }
+Status QemuDriver::snapshotRevert(const model::Domain&, const json&, Deadline) { return notSupported("snapshot revert"); }
+Status QemuDriver::snapshotDelete(const model::Domain&, const json&, Deadline) { return notSupported("snapshot delete"); }
+
+}  // namespace vmm::drivers::qemu

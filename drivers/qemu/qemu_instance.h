@@ -1,0 +1,67 @@
+// One running QEMU process as the driver tracks it (shared by the files of drivers/qemu).
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/fs.h"
+#include "drivers/qemu/qemu_driver.h"
+
+namespace vmm::drivers::qemu {
+
+struct QemuDriver::Instance {
+  std::string name;
+  std::string runId;
+  pid_t pid = -1;
+  uint64_t startTime = 0;  // /proc/PID/stat field 22: tells a reused pid apart
+  bool child = false;      // started by this vmmd (else reconnected after a restart)
+  fs::UniqueFd pidfd;
+  std::string runDir, stateDir;
+  std::string accel;
+  DeviceLayout layout;
+  std::set<int> usedPorts;  // q35 root ports in use
+  struct Tap {
+    std::string ifname, mac;
+  };
+  std::vector<Tap> taps;
+  std::shared_ptr<QmpClient> qmp;
+  std::unique_ptr<AgentClient> agent;
+  std::shared_ptr<ConsoleMux> console;
+
+  mutable std::mutex mu;  // guards the fields below, and taps/usedPorts/layout.portOf after start
+  std::condition_variable cv;
+  bool exited = false;
+  int exitStatus = -1;            // wait status when known (children only)
+  bool stopRequested = false;     // destroy/shutdown/save by vmmd: not an unexpected stop
+  int pauseChangesRequested = 0;  // STOP/RESUME events caused by vmmd itself
+  std::string shutdownReason;     // from the last SHUTDOWN event
+  std::string pauseReason;        // from an I/O error before a STOP
+  std::set<std::string> deletedDevices;
+  std::string migrationStatus;
+
+  std::string qmpPath() const { return runDir + "/qmp.sock"; }
+  std::string agentPath() const { return runDir + "/qga.sock"; }
+  std::string consolePath() const { return runDir + "/console.sock"; }
+  std::string consoleLogPath() const { return stateDir + "/console.log"; }
+  std::string qemuLogPath() const { return stateDir + "/qemu.log"; }
+
+  // Waits until the process has exited or the deadline passes; true if it exited.
+  bool waitExit(Deadline deadline) {
+    std::unique_lock lock(mu);
+    return cv.wait_until(lock, deadline.at(), [&] { return exited; });
+  }
+  bool hasExited() {
+    std::lock_guard lock(mu);
+    return exited;
+  }
+};
+
+}  // namespace vmm::drivers::qemu

@@ -1,0 +1,150 @@
+#include "drivers/qemu/qmp_client.h"
+
+#include <future>
+
+#include "base/log.h"
+#include "base/socket_util.h"
+
+namespace vmm::drivers::qemu {
+
+Error qmpError(const std::string& command, const json& error) {
+  std::string cls = error.value("class", "GenericError");
+  std::string desc = error.value("desc", "unknown error");
+  ErrorCode code = ErrorCode::internal;
+  if (cls == "CommandNotFound") code = ErrorCode::unsupported;
+  else if (cls == "DeviceNotFound" || cls == "DeviceNotActive") code = ErrorCode::not_found;
+  else if (cls == "GenericError" && (desc.find("Duplicate") != std::string::npos || desc.find("in use") != std::string::npos))
+    code = ErrorCode::conflict;
+  return Error{code, "QEMU " + command + ": " + desc};
+}
+
+Result<std::shared_ptr<QmpClient>> QmpClient::connect(EventLoop& loop, const std::string& path, Deadline deadline,
+                                                      EventHandler onEvent, CloseHandler onClose) {
+  auto fd = connectUnix(path, deadline);
+  if (!fd.ok()) return fd.error().wrap("QEMU monitor");
+  return connectFd(loop, std::move(*fd), deadline, std::move(onEvent), std::move(onClose));
+}
+
+Result<std::shared_ptr<QmpClient>> QmpClient::connectFd(EventLoop& loop, fs::UniqueFd fd, Deadline deadline,
+                                                        EventHandler onEvent, CloseHandler onClose) {
+  VMM_TRY(setNonBlocking(fd.get()));
+  std::shared_ptr<QmpClient> c(new QmpClient(loop, std::move(onEvent), std::move(onClose)));
+  std::weak_ptr<QmpClient> weak = c;
+  c->channel_ = JsonChannel::open(loop, std::move(fd),
+                                  {[weak](json msg) {
+                                     if (auto self = weak.lock()) self->onMessage(std::move(msg));
+                                   },
+                                   [weak](const std::string& reason) {
+                                     if (auto self = weak.lock()) self->onClosed(reason);
+                                   }});
+  VMM_TRY(c->negotiate(deadline));
+  return c;
+}
+
+QmpClient::~QmpClient() {
+  if (channel_) channel_->close("client destroyed");
+}
+
+Status QmpClient::negotiate(Deadline deadline) {
+  {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_until(lock, deadline.at(), [&] { return greeted_ || closed_; }))
+      return timeoutError("QEMU monitor sent no greeting before the deadline");
+    if (closed_) return unavailable("QEMU monitor closed before its greeting: " + closeReason_);
+  }
+  auto r = execute("qmp_capabilities", json::object(), deadline);
+  if (!r.ok()) return r.error();
+  return {};
+}
+
+std::string QmpClient::qemuVersion() const {
+  const auto& v = greeting_.contains("QMP") ? greeting_["QMP"]["version"]["qemu"] : json();
+  if (!v.is_object()) return "";
+  return std::to_string(v.value("major", 0)) + "." + std::to_string(v.value("minor", 0)) + "." +
+         std::to_string(v.value("micro", 0));
+}
+
+bool QmpClient::connected() const { return channel_ && channel_->connected(); }
+
+void QmpClient::close() {
+  if (channel_) channel_->close("closed by vmmd");
+}
+
+void QmpClient::onMessage(json msg) {
+  if (msg.contains("QMP")) {
+    {
+      std::lock_guard lock(mu_);
+      greeting_ = std::move(msg);
+      greeted_ = true;
+    }
+    cv_.notify_all();
+    return;
+  }
+  if (msg.contains("event")) {
+    int64_t ts = 0;
+    if (msg.contains("timestamp") && msg["timestamp"].is_object())
+      ts = msg["timestamp"].value("seconds", int64_t{0}) * 1000000 + msg["timestamp"].value("microseconds", int64_t{0});
+    if (onEvent_) onEvent_(msg["event"].get<std::string>(), msg.value("data", json::object()), ts);
+    return;
+  }
+  if (!msg.contains("id") || !msg["id"].is_number_unsigned()) return;  // not ours
+  std::pair<std::string, ReplyHandler> waiter;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pending_.find(msg["id"].get<uint64_t>());
+    if (it == pending_.end()) return;  // its caller gave up (deadline)
+    waiter = std::move(it->second);
+    pending_.erase(it);
+  }
+  if (msg.contains("error")) waiter.second(qmpError(waiter.first, msg["error"]));
+  else waiter.second(msg.value("return", json::object()));
+}
+
+void QmpClient::onClosed(const std::string& reason) {
+  std::map<uint64_t, std::pair<std::string, ReplyHandler>> pending;
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    closeReason_ = reason;
+    pending.swap(pending_);
+  }
+  cv_.notify_all();
+  for (auto& [id, w] : pending) w.second(unavailable("QEMU monitor closed during " + w.first + ": " + reason));
+  if (onClose_) onClose_(reason);
+}
+
+uint64_t QmpClient::executeAsync(const std::string& command, const json& arguments, ReplyHandler onReply, int fdToPass) {
+  uint64_t id = 0;
+  std::string reason;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_ || !channel_) {
+      reason = closeReason_.empty() ? "not connected" : closeReason_;
+    } else {
+      id = nextId_++;
+      pending_[id] = {command, std::move(onReply)};
+    }
+  }
+  if (id == 0) {
+    onReply(unavailable("QEMU monitor is not connected (" + reason + ")"));
+    return 0;
+  }
+  json cmd = {{"execute", command}, {"id", id}};
+  if (!arguments.empty()) cmd["arguments"] = arguments;
+  channel_->send(cmd.dump(), fdToPass);
+  return id;
+}
+
+Result<json> QmpClient::execute(const std::string& command, const json& arguments, Deadline deadline, int fdToPass) {
+  auto promise = std::make_shared<std::promise<Result<json>>>();
+  auto future = promise->get_future();
+  uint64_t id = executeAsync(command, arguments, [promise](Result<json> r) { promise->set_value(std::move(r)); }, fdToPass);
+  if (future.wait_until(deadline.at()) != std::future_status::ready) {
+    std::lock_guard lock(mu_);
+    pending_.erase(id);
+    return timeoutError("QEMU did not answer " + command + " before the deadline");
+  }
+  return future.get();
+}
+
+}  // namespace vmm::drivers::qemu

@@ -1,0 +1,76 @@
+// A QMP client: greeting and capability negotiation, commands with ids and deadlines, events
+// dispatched as they arrive, disconnect detection. Built on JsonChannel (the event loop).
+//
+// Thread-safety: execute() may be called from any thread except the loop thread (it blocks);
+// executeAsync() from any thread. Event and close callbacks run on the loop thread.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "base/event_loop.h"
+#include "base/result.h"
+#include "base/time_util.h"
+#include "drivers/qemu/json_channel.h"
+
+namespace vmm::drivers::qemu {
+
+using json = nlohmann::json;
+
+class QmpClient : public std::enable_shared_from_this<QmpClient> {
+ public:
+  using EventHandler = std::function<void(const std::string& event, const json& data, int64_t timestampUs)>;
+  using CloseHandler = std::function<void(const std::string& reason)>;
+  using ReplyHandler = std::function<void(Result<json>)>;
+
+  // Connects to the monitor socket at `path` (or an already connected fd), waits for the
+  // greeting and negotiates capabilities - all before `deadline`.
+  static Result<std::shared_ptr<QmpClient>> connect(EventLoop& loop, const std::string& path, Deadline deadline,
+                                                    EventHandler onEvent, CloseHandler onClose);
+  static Result<std::shared_ptr<QmpClient>> connectFd(EventLoop& loop, fs::UniqueFd fd, Deadline deadline,
+                                                      EventHandler onEvent, CloseHandler onClose);
+  ~QmpClient();
+
+  // Runs a command and waits for its reply. QMP errors become errors naming the command and
+  // QEMU's error class; no reply by the deadline is a timeout (a late reply is dropped).
+  Result<json> execute(const std::string& command, const json& arguments = json::object(),
+                       Deadline deadline = Deadline::after(Millis(10000)), int fdToPass = -1);
+  // Returns the command's id (0 when the monitor is closed; onReply has then been called).
+  uint64_t executeAsync(const std::string& command, const json& arguments, ReplyHandler onReply, int fdToPass = -1);
+
+  const json& greeting() const { return greeting_; }
+  std::string qemuVersion() const;
+  bool connected() const;
+  void close();
+
+ private:
+  QmpClient(EventLoop& loop, EventHandler onEvent, CloseHandler onClose)
+      : loop_(loop), onEvent_(std::move(onEvent)), onClose_(std::move(onClose)) {}
+  void onMessage(json msg);
+  void onClosed(const std::string& reason);
+  Status negotiate(Deadline deadline);
+
+  EventLoop& loop_;
+  EventHandler onEvent_;
+  CloseHandler onClose_;
+  std::shared_ptr<JsonChannel> channel_;
+  json greeting_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool greeted_ = false;
+  bool closed_ = false;
+  std::string closeReason_;
+  uint64_t nextId_ = 1;
+  std::map<uint64_t, std::pair<std::string, ReplyHandler>> pending_;
+};
+
+// Error for a QMP {"error": {"class", "desc"}} reply to `command`.
+Error qmpError(const std::string& command, const json& error);
+
+}  // namespace vmm::drivers::qemu
