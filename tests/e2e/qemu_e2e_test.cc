@@ -152,6 +152,11 @@ TEST_F(QemuTest, FullLifecycleOfARealGuest) {
   EXPECT_EQ(failing.exitCode, 3);
   EXPECT_EQ(failing.err, "oops\n");
 
+  EXPECT_EQ(vmctl({"guest", "life", "ping"}).exitCode, 0);
+  auto ifs = vmctl({"guest", "life", "interfaces", "-o", "json"});
+  EXPECT_EQ(ifs.exitCode, 0) << ifs.err;
+  EXPECT_NE(ifs.out.find("127.0.0.1/8"), std::string::npos) << ifs.out;
+
   ASSERT_EQ(vmctl({"suspend", "life"}).exitCode, 0);
   EXPECT_EQ(state("life"), "paused");
   ASSERT_EQ(vmctl({"resume", "life"}).exitCode, 0);
@@ -171,6 +176,25 @@ TEST_F(QemuTest, FullLifecycleOfARealGuest) {
   auto detach = vmctl({"detach-disk", "life", "vdb", "--live"});
   ASSERT_EQ(detach.exitCode, 0) << detach.err;
   EXPECT_NE(vmctl({"exec", "life", "--", "cat", "/sys/block/vda/size"}).exitCode, 0);
+
+  // Without --live/--config a running domain changes both: the disk stays in the definition.
+  ASSERT_EQ(vmctl({"attach-disk", "life", disk, "vdc"}).exitCode, 0);
+  EXPECT_NE(vmctl({"dumpjson", "life"}).out.find("hot.qcow2"), std::string::npos);
+  EXPECT_TRUE(waitFor([&] { return vmctl({"exec", "life", "--", "test", "-b", "/dev/vda"}).exitCode == 0; }, Millis(10000), Millis(200)));
+  ASSERT_EQ(vmctl({"detach-disk", "life", "vdc"}).exitCode, 0);
+  EXPECT_EQ(vmctl({"dumpjson", "life"}).out.find("hot.qcow2"), std::string::npos);
+
+  // A hard reset reboots the guest in place: the marker shows up a second time.
+  ASSERT_EQ(vmctl({"reset", "life"}).exitCode, 0);
+  auto markers = [&] {
+    std::string log = consoleLog("life");
+    size_t n = 0;
+    for (size_t pos = log.find("MARKER-life"); pos != std::string::npos; pos = log.find("MARKER-life", pos + 1)) ++n;
+    return n;
+  };
+  EXPECT_TRUE(waitFor([&] { return markers() == 2; }, Millis(30000))) << consoleLog("life");
+  EXPECT_EQ(state("life"), "running");
+  EXPECT_EQ(guestRun("life", {"true"}).exitCode, 0);
 
   auto stats = rpc->call("domain.stats", {{"name", "life"}});
   ASSERT_TRUE(stats.ok());
@@ -193,7 +217,8 @@ TEST_F(QemuTest, FullLifecycleOfARealGuest) {
     if (ev["type"] == "domain.lifecycle") seen.push_back(ev["data"]["event"]);
     if (ev["type"] == "domain.device") seen.push_back(ev["data"]["event"]);
   }
-  std::vector<std::string> expected = {"starting", "started", "suspended", "resumed", "disk-attached", "disk-detached", "stopping", "stopped"};
+  std::vector<std::string> expected = {"starting", "started", "suspended", "resumed", "disk-attached", "disk-detached",
+                                       "disk-attached", "disk-detached", "reset", "stopping", "stopped"};
   std::vector<std::string> relevant;
   for (const auto& s : seen)
     if (std::find(expected.begin(), expected.end(), s) != expected.end()) relevant.push_back(s);
@@ -289,6 +314,9 @@ TEST_F(QemuTest, GuestWhoseAgentNeverAnswersDoesNotSlowList) {
   EXPECT_LT(worst.count(), 500) << "list took " << worst.count() << " ms while the agent was stuck";
   auto stats = vmctl({"domstats", "mute"});
   EXPECT_EQ(stats.exitCode, 0) << stats.err;
+  auto all = vmctl({"domstats"});
+  EXPECT_EQ(all.exitCode, 0) << all.err;
+  EXPECT_NE(all.out.find("mute"), std::string::npos) << all.out;
   EXPECT_EQ(vmctl({"suspend", "mute"}).exitCode, 0);  // the monitor is not blocked by the agent
   EXPECT_EQ(vmctl({"resume", "mute"}).exitCode, 0);
   auto r = slow.get();
