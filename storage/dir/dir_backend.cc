@@ -1,0 +1,232 @@
+#include "storage/dir/dir_backend.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/fs.h"
+#include "base/reverter.h"
+#include "base/strings.h"
+#include "model/units.h"
+#include "storage/qemu_img.h"
+
+namespace vmm::storage {
+
+namespace {
+
+uint64_t bigEndian(const unsigned char* p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
+  return v;
+}
+
+// What the first bytes of an image say: qcow2 magic, virtual size and backing file name.
+struct Header {
+  bool qcow2 = false;
+  uint64_t virtualSize = 0;
+  std::string backing;
+};
+
+Result<Header> readHeader(const std::string& path) {
+  fs::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return systemError("cannot open " + path, errno);
+  unsigned char h[104] = {};
+  ssize_t n = ::pread(fd.get(), h, sizeof h, 0);
+  Header out;
+  if (n >= 32 && std::memcmp(h, "QFI\xfb", 4) == 0) {
+    out.qcow2 = true;
+    out.virtualSize = bigEndian(h + 24, 8);
+    uint64_t backingOffset = bigEndian(h + 8, 8);
+    uint32_t backingSize = static_cast<uint32_t>(bigEndian(h + 16, 4));
+    if (backingOffset && backingSize && backingSize < 4096) {
+      std::string name(backingSize, '\0');
+      if (::pread(fd.get(), name.data(), backingSize, static_cast<off_t>(backingOffset)) == static_cast<ssize_t>(backingSize))
+        out.backing = name;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Status validateVolumeName(const std::string& name) {
+  if (name.empty() || name.size() > 255) return invalidArgument("volume name " + quote(name) + " must have 1 to 255 characters");
+  if (name[0] == '.') return invalidArgument("volume name " + quote(name) + " must not start with '.'");
+  for (unsigned char c : name)
+    if (c == '/' || c < 0x20 || c == 0x7f) return invalidArgument("volume name " + quote(name) + " must not contain '/' or control characters");
+  return {};
+}
+
+Result<std::string> DirBackend::volumePath(const std::string& name) const {
+  VMM_TRY(validateVolumeName(name));
+  return pool_.path + "/" + name;
+}
+
+Status DirBackend::build(Deadline) {
+  if (pool_.path.empty() || pool_.path[0] != '/') return invalidArgument("path: a dir pool needs an absolute directory");
+  return fs::makeDirs(pool_.path, 0711);
+}
+
+Status DirBackend::start(Deadline) {
+  if (!fs::isDirectory(pool_.path)) return notFound("pool " + pool_.name + ": directory " + pool_.path + " does not exist (build the pool first)");
+  if (::access(pool_.path.c_str(), R_OK | W_OK | X_OK) != 0) return systemError("pool " + pool_.name + ": " + pool_.path, errno);
+  return {};
+}
+
+Status DirBackend::stop(Deadline) { return {}; }
+
+Result<PoolCapacity> DirBackend::capacity(Deadline) {
+  struct statvfs st{};
+  if (::statvfs(pool_.path.c_str(), &st) != 0) return systemError("statvfs " + pool_.path, errno);
+  PoolCapacity c;
+  c.capacity = static_cast<uint64_t>(st.f_blocks) * st.f_frsize;
+  c.available = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  c.allocation = c.capacity - static_cast<uint64_t>(st.f_bfree) * st.f_frsize;
+  return c;
+}
+
+Result<model::Volume> DirBackend::describe(const std::string& name, const std::string& path) const {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return notFound("pool " + pool_.name + " has no volume " + name);
+    return systemError("stat " + path, errno);
+  }
+  // A symlink could point anywhere on the host: never a volume.
+  if (!S_ISREG(st.st_mode)) return notFound("pool " + pool_.name + " has no volume " + name + " (not a regular file)");
+  VMM_ASSIGN(auto h, readHeader(path));
+  model::Volume v;
+  v.name = name;
+  v.pool = pool_.name;
+  v.path = path;
+  v.format = h.qcow2 ? model::DiskFormat::qcow2 : model::DiskFormat::raw;
+  v.capacity = h.qcow2 ? h.virtualSize : static_cast<uint64_t>(st.st_size);
+  v.allocation = static_cast<uint64_t>(st.st_blocks) * 512;
+  if (!h.backing.empty()) v.backingVolume = fs::dirName(h.backing) == pool_.path ? h.backing.substr(pool_.path.size() + 1) : h.backing;
+  return v;
+}
+
+Result<std::vector<model::Volume>> DirBackend::listVolumes(Deadline) {
+  VMM_ASSIGN(auto names, fs::listDir(pool_.path));
+  std::vector<model::Volume> out;
+  for (const auto& n : names) {
+    if (!validateVolumeName(n).ok() || endsWith(n, ".partial")) continue;
+    auto v = describe(n, pool_.path + "/" + n);
+    if (v.ok()) out.push_back(std::move(*v));
+  }
+  return out;
+}
+
+Status DirBackend::destroyStorage(Deadline) {
+  VMM_ASSIGN(auto names, fs::listDir(pool_.path));
+  if (!names.empty()) return conflict("pool " + pool_.name + ": " + pool_.path + " is not empty (" + std::to_string(names.size()) + " entries)");
+  if (::rmdir(pool_.path.c_str()) != 0 && errno != ENOENT) return systemError("rmdir " + pool_.path, errno);
+  return {};
+}
+
+Result<model::Volume> DirBackend::createVolume(const model::VolumeSpec& spec, Deadline deadline) {
+  VMM_ASSIGN(auto path, volumePath(spec.name));
+  if (fs::exists(path)) return conflict("pool " + pool_.name + " already has a volume " + spec.name);
+  CreateImage c;
+  c.path = path;
+  c.format = spec.format;
+  c.size = spec.capacity;
+  c.preallocate = spec.preallocate;
+  if (!spec.backingVolume.empty()) {
+    VMM_ASSIGN(auto base, volumeInfo(spec.backingVolume, deadline));
+    if (spec.format != model::DiskFormat::qcow2) return invalidArgument("format: a volume on a backing volume must be qcow2");
+    c.backingFile = base.path;
+    c.backingFormat = base.format;
+    if (c.size && c.size < base.capacity) return invalidArgument("capacity: smaller than the backing volume " + spec.backingVolume);
+  } else if (spec.capacity == 0) {
+    return invalidArgument("capacity: must be greater than 0");
+  }
+  if (spec.preallocate || spec.format == model::DiskFormat::raw) {
+    auto cap = capacity(deadline);
+    if (cap.ok() && spec.capacity > cap->available && spec.preallocate)
+      return invalidArgument("capacity: " + model::formatSize(spec.capacity) + " is more than the pool's free space (" + model::formatSize(cap->available) + ")");
+  }
+  Reverter revert;
+  revert.add([path] { (void)fs::removeFile(path); });
+  VMM_TRY(createImage(c, deadline));
+  VMM_ASSIGN(auto v, describe(spec.name, path));
+  revert.success();
+  return v;
+}
+
+Result<model::Volume> DirBackend::volumeInfo(const std::string& name, Deadline) {
+  VMM_ASSIGN(auto path, volumePath(name));
+  return describe(name, path);
+}
+
+Status DirBackend::deleteVolume(const std::string& name, Deadline deadline) {
+  VMM_ASSIGN(auto v, volumeInfo(name, deadline));
+  if (::unlink(v.path.c_str()) != 0) return systemError("deleting " + v.path, errno);
+  return {};
+}
+
+Status DirBackend::resizeVolume(const std::string& name, uint64_t capacity, bool allowShrink, Deadline deadline) {
+  VMM_ASSIGN(auto v, volumeInfo(name, deadline));
+  if (capacity == 0) return invalidArgument("capacity: must be greater than 0");
+  if (capacity < v.capacity && !allowShrink)
+    return invalidArgument("capacity: " + model::formatSize(capacity) + " is smaller than the volume (" + model::formatSize(v.capacity) + "); shrinking loses data and must be asked for");
+  return resizeImage(v.path, v.format, capacity, allowShrink, deadline);
+}
+
+Result<model::Volume> DirBackend::cloneVolume(const std::string& source, const std::string& name, const CloneOptions& options,
+                                              Deadline deadline) {
+  VMM_ASSIGN(auto src, volumeInfo(source, deadline));
+  VMM_ASSIGN(auto path, volumePath(name));
+  if (fs::exists(path)) return conflict("pool " + pool_.name + " already has a volume " + name);
+  if (options.linked) {
+    model::VolumeSpec spec;
+    spec.name = name;
+    spec.format = model::DiskFormat::qcow2;
+    spec.backingVolume = source;
+    return createVolume(spec, deadline);
+  }
+  auto cap = capacity(deadline);
+  if (cap.ok() && src.allocation > cap->available)
+    return invalidArgument("the copy needs up to " + model::formatSize(src.allocation) + " but the pool has " + model::formatSize(cap->available) + " free");
+  // Written under a temporary name: a failed or interrupted copy never looks like a volume.
+  std::string partial = path + ".partial";
+  Reverter revert;
+  revert.add([partial] { (void)fs::removeFile(partial); });
+  VMM_TRY(convertImage(src.path, src.format, partial, src.format, options.progress, deadline));
+  if (::rename(partial.c_str(), path.c_str()) != 0) return systemError("rename " + partial, errno);
+  revert.success();
+  return describe(name, path);
+}
+
+Status DirBackend::wipeVolume(const std::string& name, Deadline deadline) {
+  VMM_ASSIGN(auto v, volumeInfo(name, deadline));
+  // Recreate the image empty with the same format and size (a qcow2 wipe drops its clusters).
+  std::string fresh = v.path + ".partial";
+  CreateImage c;
+  c.path = fresh;
+  c.format = v.format;
+  c.size = v.capacity;
+  if (!v.backingVolume.empty()) {  // a linked clone stays one, on the same base
+    c.backingFile = v.backingVolume[0] == '/' ? v.backingVolume : pool_.path + "/" + v.backingVolume;
+    auto base = readHeader(c.backingFile);
+    c.backingFormat = base.ok() && base->qcow2 ? model::DiskFormat::qcow2 : model::DiskFormat::raw;
+  }
+  VMM_TRY(createImage(c, deadline));
+  if (::rename(fresh.c_str(), v.path.c_str()) != 0) {
+    (void)fs::removeFile(fresh);
+    return systemError("rename " + fresh, errno);
+  }
+  return {};
+}
+
+Result<drivers::ResolvedDisk> DirBackend::resolve(const std::string& volume, Deadline deadline) {
+  VMM_ASSIGN(auto v, volumeInfo(volume, deadline));
+  drivers::ResolvedDisk r;
+  r.path = v.path;
+  r.format = v.format;
+  return r;
+}
+
+}  // namespace vmm::storage

@@ -1,0 +1,42 @@
+// The dir pool: one file per volume in a host directory, raw or qcow2. Volume metadata comes
+// from the image headers read directly (listing 1,000 volumes spawns no process); creation,
+// resizing and copies go through qemu-img.
+#pragma once
+
+#include "storage/pool_backend.h"
+
+namespace vmm::storage {
+
+class DirBackend final : public PoolBackend {
+ public:
+  explicit DirBackend(model::Pool pool) : pool_(std::move(pool)) {}
+  model::PoolType type() const override { return model::PoolType::dir; }
+
+  Status build(Deadline deadline) override;
+  Status start(Deadline deadline) override;
+  Status stop(Deadline deadline) override;
+  Result<PoolCapacity> capacity(Deadline deadline) override;
+  Result<std::vector<model::Volume>> listVolumes(Deadline deadline) override;
+  Status destroyStorage(Deadline deadline) override;
+
+  Result<model::Volume> createVolume(const model::VolumeSpec& spec, Deadline deadline) override;
+  Result<model::Volume> volumeInfo(const std::string& name, Deadline deadline) override;
+  Status deleteVolume(const std::string& name, Deadline deadline) override;
+  Status resizeVolume(const std::string& name, uint64_t capacity, bool allowShrink, Deadline deadline) override;
+  Result<model::Volume> cloneVolume(const std::string& source, const std::string& name, const CloneOptions& options,
+                                    Deadline deadline) override;
+  Status wipeVolume(const std::string& name, Deadline deadline) override;
+  Result<drivers::ResolvedDisk> resolve(const std::string& volume, Deadline deadline) override;
+
+ private:
+  // The path of a volume, refusing names that would leave the pool directory.
+  Result<std::string> volumePath(const std::string& name) const;
+  Result<model::Volume> describe(const std::string& name, const std::string& path) const;
+
+  model::Pool pool_;
+};
+
+// Volume names are file names: 1-255 bytes, no '/', no leading '.', no control characters.
+Status validateVolumeName(const std::string& name);
+
+}  // namespace vmm::storage

@@ -1,0 +1,60 @@
+// The interface every storage pool type implements (dir, logical, netfs, iscsi). A backend
+// object serves one pool; the daemon's pool service owns it, serialises mutations per pool
+// and keeps the definitions. Every call that reaches a server or a tool takes a deadline.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/time_util.h"
+#include "drivers/driver.h"
+#include "model/pool.h"
+
+namespace vmm::storage {
+
+struct PoolCapacity {
+  uint64_t capacity = 0;    // bytes the pool can hold
+  uint64_t allocation = 0;  // bytes in use
+  uint64_t available = 0;   // bytes free for new volumes
+};
+
+// Reports progress of long transfers (0..1).
+using ProgressFn = std::function<void(double fraction)>;
+
+struct CloneOptions {
+  bool linked = true;  // a qcow2 overlay on the source; false: a full, independent copy
+  ProgressFn progress;
+};
+
+class PoolBackend {
+ public:
+  virtual ~PoolBackend() = default;
+  virtual model::PoolType type() const = 0;
+
+  // Prepares the pool's storage once (mkdir, pvcreate + vgcreate, ...).
+  virtual Status build(Deadline deadline) = 0;
+  // Makes the pool usable (mount, login, check the VG); stop() undoes it.
+  virtual Status start(Deadline deadline) = 0;
+  virtual Status stop(Deadline deadline) = 0;
+  virtual Result<PoolCapacity> capacity(Deadline deadline) = 0;
+  virtual Result<std::vector<model::Volume>> listVolumes(Deadline deadline) = 0;
+  // Removes the pool's storage (only when it has no volumes).
+  virtual Status destroyStorage(Deadline deadline) = 0;
+
+  virtual Result<model::Volume> createVolume(const model::VolumeSpec& spec, Deadline deadline) = 0;
+  virtual Result<model::Volume> volumeInfo(const std::string& name, Deadline deadline) = 0;
+  virtual Status deleteVolume(const std::string& name, Deadline deadline) = 0;
+  virtual Status resizeVolume(const std::string& name, uint64_t capacity, bool allowShrink, Deadline deadline) = 0;
+  virtual Result<model::Volume> cloneVolume(const std::string& source, const std::string& name, const CloneOptions& options,
+                                            Deadline deadline) = 0;
+  virtual Status wipeVolume(const std::string& name, Deadline deadline) = 0;
+
+  // How a hypervisor reaches the volume (a path, or a network blockdev).
+  virtual Result<drivers::ResolvedDisk> resolve(const std::string& volume, Deadline deadline) = 0;
+};
+
+}  // namespace vmm::storage

@@ -1,0 +1,130 @@
+#include "storage/qemu_img.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "base/fs.h"
+#include "base/process.h"
+#include "base/strings.h"
+
+namespace vmm::storage {
+
+namespace {
+
+std::string fmt(model::DiskFormat f) { return std::string(model::enumName(model::kDiskFormats, f)); }
+
+RunOptions within(Deadline deadline) {
+  RunOptions o;
+  o.deadline = deadline;
+  return o;
+}
+
+Status checked(const std::vector<std::string>& argv, Deadline deadline, const std::string& what) {
+  auto r = runCommand(argv, within(deadline));
+  if (!r.ok()) return r.error().wrap(what);
+  if (!r->success()) {
+    // qemu-img prints "qemu-img: <path>: <reason>"; keep the reason.
+    std::string msg(trim(r->err));
+    if (startsWith(msg, "qemu-img: ")) msg = msg.substr(10);
+    return Error{ErrorCode::invalid_argument, what + ": " + (msg.empty() ? r->describe() : msg)};
+  }
+  return {};
+}
+
+}  // namespace
+
+Status createImage(const CreateImage& c, Deadline deadline) {
+  std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", fmt(c.format)};
+  std::vector<std::string> opts;
+  if (!c.backingFile.empty()) {
+    argv.insert(argv.end(), {"-b", c.backingFile, "-F", fmt(c.backingFormat)});
+  }
+  if (c.preallocate) opts.push_back(c.format == model::DiskFormat::qcow2 ? "preallocation=metadata" : "preallocation=falloc");
+  if (!opts.empty()) argv.insert(argv.end(), {"-o", join(opts, ",")});
+  argv.push_back(c.path);
+  if (c.size || c.backingFile.empty()) argv.push_back(std::to_string(c.size));
+  return checked(argv, deadline, "creating " + c.path);
+}
+
+Result<ImageInfo> imageInfo(const std::string& path, Deadline deadline, bool shared) {
+  std::vector<std::string> argv = {"qemu-img", "info", "--output=json"};
+  if (shared) argv.push_back("-U");
+  argv.push_back(path);
+  auto r = runCommand(argv, within(deadline));
+  if (!r.ok()) return r.error().wrap("reading " + path);
+  if (!r->success()) return Error{ErrorCode::invalid_argument, "reading " + path + ": " + std::string(trim(r->err))};
+  auto j = nlohmann::json::parse(r->out, nullptr, false);
+  if (!j.is_object()) return internalError("qemu-img info gave no JSON for " + path);
+  ImageInfo info;
+  std::string format = j.value("format", "raw");
+  info.format = format == "qcow2" ? model::DiskFormat::qcow2 : model::DiskFormat::raw;
+  info.virtualSize = j.value("virtual-size", uint64_t{0});
+  info.actualSize = j.value("actual-size", uint64_t{0});
+  info.backingFile = j.value("full-backing-filename", j.value("backing-filename", ""));
+  return info;
+}
+
+Status resizeImage(const std::string& path, model::DiskFormat format, uint64_t size, bool allowShrink, Deadline deadline) {
+  std::vector<std::string> argv = {"qemu-img", "resize", "-q", "-f", fmt(format)};
+  if (allowShrink) argv.push_back("--shrink");
+  argv.insert(argv.end(), {path, std::to_string(size)});
+  return checked(argv, deadline, "resizing " + path);
+}
+
+Status convertImage(const std::string& from, model::DiskFormat fromFormat, const std::string& to, model::DiskFormat format,
+                    const std::function<void(double)>& progress, Deadline deadline) {
+  // -p writes "    (NN.NN/100%)\r" to stdout as it goes, also into a pipe.
+  int pipeFds[2];
+  if (::pipe2(pipeFds, O_CLOEXEC) != 0) return systemError("pipe", errno);
+  fs::UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  SpawnOptions so;
+  so.stdoutFd = writeEnd.get();
+  std::string errFile = to + ".err";
+  fs::UniqueFd errFd(::open(errFile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  so.stderrFd = errFd.get();
+  auto pid = spawnProcess({"qemu-img", "convert", "-p", "-f", fmt(fromFormat), "-O", fmt(format), from, to}, so);
+  writeEnd.reset();
+  errFd.reset();
+  if (!pid.ok()) return pid.error();
+  std::string buf;
+  char chunk[512];
+  bool timedOut = false;
+  while (true) {
+    pollfd p{readEnd.get(), POLLIN, 0};
+    int n = ::poll(&p, 1, deadline.pollTimeoutMs());
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) {
+      timedOut = true;
+      break;
+    }
+    ssize_t got = ::read(readEnd.get(), chunk, sizeof chunk);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    buf.append(chunk, static_cast<size_t>(got));
+    auto open = buf.rfind('('), slash = buf.rfind("/100%");
+    if (open != std::string::npos && slash != std::string::npos && slash > open && progress) {
+      try {
+        progress(std::stod(buf.substr(open + 1, slash - open - 1)) / 100.0);
+      } catch (...) {
+      }
+      buf.erase(0, slash);
+    }
+  }
+  if (timedOut) ::kill(*pid, SIGKILL);
+  auto status = ChildReaper::wait(*pid, Deadline::after(Millis(10000)));
+  std::string err(trim(fs::readFile(errFile, 1 << 16).valueOr("")));
+  (void)fs::removeFile(errFile);
+  if (timedOut) return timeoutError("copying " + from + " did not finish before the deadline");
+  if (!status.ok()) return status.error();
+  if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0)
+    return Error{ErrorCode::invalid_argument, "copying " + from + ": " + (err.empty() ? describeWaitStatus(*status) : err)};
+  if (progress) progress(1.0);
+  return {};
+}
+
+}  // namespace vmm::storage

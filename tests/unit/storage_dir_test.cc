@@ -1,0 +1,147 @@
+// The dir pool backend against real files and the real qemu-img.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+
+#include "base/fs.h"
+#include "base/process.h"
+#include "storage/dir/dir_backend.h"
+#include "storage/qemu_img.h"
+
+using namespace vmm;
+using namespace vmm::storage;
+
+namespace {
+
+std::string firstBytes(const std::string& path, size_t n) {
+  auto all = fs::readFile(path);
+  return all.ok() ? all->substr(0, n) : std::string();
+}
+
+class DirPoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/vmm-dirpool-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    root = tmpl;
+    model::Pool p;
+    p.name = "default";
+    p.type = model::PoolType::dir;
+    p.path = root + "/pool";
+    backend = std::make_unique<DirBackend>(p);
+    ASSERT_TRUE(backend->build(dl()).ok());
+    ASSERT_TRUE(backend->start(dl()).ok());
+  }
+  void TearDown() override { (void)runCommand({"rm", "-rf", root}); }
+  static Deadline dl() { return Deadline::after(Millis(30000)); }
+  model::VolumeSpec spec(const std::string& name, uint64_t size, model::DiskFormat f = model::DiskFormat::qcow2) {
+    model::VolumeSpec s;
+    s.name = name;
+    s.capacity = size;
+    s.format = f;
+    return s;
+  }
+  std::vector<std::string> names() {
+    std::vector<std::string> out;
+    for (const auto& v : backend->listVolumes(dl()).valueOr({})) out.push_back(v.name);
+    return out;
+  }
+
+  std::string root;
+  std::unique_ptr<DirBackend> backend;
+};
+
+TEST_F(DirPoolTest, CreateListInfoResizeDelete) {
+  auto q = backend->createVolume(spec("a.qcow2", 1ULL << 30), dl());
+  ASSERT_TRUE(q.ok()) << q.error().message;
+  EXPECT_EQ(q->format, model::DiskFormat::qcow2);
+  EXPECT_EQ(q->capacity, 1ULL << 30);
+  EXPECT_LT(q->allocation, 1ULL << 20);  // sparse
+  auto r = backend->createVolume(spec("b.raw", 64 << 20, model::DiskFormat::raw), dl());
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->format, model::DiskFormat::raw);
+  EXPECT_EQ(names(), (std::vector<std::string>{"a.qcow2", "b.raw"}));
+  // Header-derived metadata agrees with qemu-img.
+  auto info = imageInfo(q->path, dl());
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->virtualSize, q->capacity);
+
+  ASSERT_TRUE(backend->resizeVolume("a.qcow2", 2ULL << 30, false, dl()).ok());
+  EXPECT_EQ(backend->volumeInfo("a.qcow2", dl())->capacity, 2ULL << 30);
+  auto shrink = backend->resizeVolume("a.qcow2", 1ULL << 20, false, dl());
+  ASSERT_FALSE(shrink.ok());
+  EXPECT_NE(shrink.error().message.find("shrinking"), std::string::npos);
+  EXPECT_EQ(backend->volumeInfo("a.qcow2", dl())->capacity, 2ULL << 30);
+
+  ASSERT_TRUE(backend->deleteVolume("a.qcow2", dl()).ok());
+  EXPECT_EQ(backend->volumeInfo("a.qcow2", dl()).error().code, ErrorCode::not_found);
+  EXPECT_EQ(names(), (std::vector<std::string>{"b.raw"}));
+  auto cap = backend->capacity(dl());
+  ASSERT_TRUE(cap.ok());
+  EXPECT_GT(cap->capacity, 0u);
+  EXPECT_GE(cap->capacity, cap->available);
+}
+
+TEST_F(DirPoolTest, LinkedCloneOfTenGiBIsFastAndFullCopyIsIndependent) {
+  ASSERT_TRUE(backend->createVolume(spec("base.qcow2", 10ULL << 30), dl()).ok());
+  auto t0 = SteadyClock::now();
+  CloneOptions linked;
+  auto clone = backend->cloneVolume("base.qcow2", "vm1.qcow2", linked, dl());
+  auto took = SteadyClock::now() - t0;
+  ASSERT_TRUE(clone.ok()) << clone.error().message;
+  EXPECT_LT(took, Millis(1000));
+  EXPECT_EQ(clone->backingVolume, "base.qcow2");
+  EXPECT_EQ(clone->capacity, 10ULL << 30);
+  auto info = imageInfo(clone->path, dl());
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->backingFile, root + "/pool/base.qcow2");
+
+  ASSERT_TRUE(backend->createVolume(spec("small.raw", 8 << 20, model::DiskFormat::raw), dl()).ok());
+  ASSERT_EQ(std::system(("printf hello | dd of=" + root + "/pool/small.raw conv=notrunc status=none").c_str()), 0);
+  CloneOptions full;
+  full.linked = false;
+  std::vector<double> progress;
+  full.progress = [&](double f) { progress.push_back(f); };
+  auto copy = backend->cloneVolume("small.raw", "copy.raw", full, dl());
+  ASSERT_TRUE(copy.ok()) << copy.error().message;
+  EXPECT_TRUE(copy->backingVolume.empty());
+  ASSERT_FALSE(progress.empty());
+  EXPECT_EQ(progress.back(), 1.0);
+  EXPECT_EQ(firstBytes(copy->path, 5), "hello");
+
+  // Wiping keeps format, size and (for a linked clone) the base.
+  ASSERT_TRUE(backend->wipeVolume("copy.raw", dl()).ok());
+  EXPECT_NE(firstBytes(copy->path, 5), "hello");
+  ASSERT_TRUE(backend->wipeVolume("vm1.qcow2", dl()).ok());
+  EXPECT_EQ(backend->volumeInfo("vm1.qcow2", dl())->backingVolume, "base.qcow2");
+}
+
+TEST_F(DirPoolTest, BadInputIsRefusedAndCreatesNothing) {
+  for (const std::string& bad : std::vector<std::string>{"../escape", "a/b", ".hidden", "", std::string(256, 'x'), "tab\there"}) {
+    auto r = backend->createVolume(spec(bad, 1 << 20), dl());
+    EXPECT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::invalid_argument) << bad;
+  }
+  auto zero = backend->createVolume(spec("zero.qcow2", 0), dl());
+  ASSERT_FALSE(zero.ok());
+  EXPECT_NE(zero.error().message.find("greater than 0"), std::string::npos);
+  auto huge = spec("huge.raw", 1ULL << 60, model::DiskFormat::raw);
+  huge.preallocate = true;
+  auto h = backend->createVolume(huge, dl());
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.error().message.find("free space"), std::string::npos) << h.error().message;
+  auto noBase = backend->cloneVolume("missing.qcow2", "x.qcow2", CloneOptions{}, dl());
+  EXPECT_EQ(noBase.error().code, ErrorCode::not_found);
+  ASSERT_TRUE(backend->createVolume(spec("dup.qcow2", 1 << 20), dl()).ok());
+  EXPECT_EQ(backend->createVolume(spec("dup.qcow2", 1 << 20), dl()).error().code, ErrorCode::conflict);
+  // A symlink planted in the pool is not a volume and cannot be used to reach outside it.
+  ASSERT_EQ(::symlink("/etc/passwd", (root + "/pool/link").c_str()), 0);
+  EXPECT_EQ(backend->volumeInfo("link", dl()).error().code, ErrorCode::not_found);
+  EXPECT_FALSE(backend->deleteVolume("link", dl()).ok());
+  EXPECT_TRUE(fs::exists("/etc/passwd"));
+  EXPECT_EQ(names(), (std::vector<std::string>{"dup.qcow2"}));
+  EXPECT_EQ(backend->destroyStorage(dl()).error().code, ErrorCode::conflict);
+}
+
+}  // namespace
