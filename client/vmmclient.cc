@@ -22,8 +22,6 @@ Error errorFromWire(const json& e) {
   if (!e.is_object()) return internalError("malformed error from vmmd");
   std::string kind = e.value("kind", "");
   if (kind.empty() && e.contains("data") && e["data"].is_object()) kind = e["data"].value("kind", "");
-  // Operation records name the kind in "code".
-  if (kind.empty() && e.contains("code") && e["code"].is_string()) kind = e["code"].get<std::string>();
   std::string message = e.value("message", "unknown error");
   auto code = errorCodeFromName(kind);
   if (!code) {

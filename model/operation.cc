@@ -21,7 +21,9 @@ json formatOperation(const Operation& op) {
             {"created", formatTimestamp(op.createdUs)},
             {"updated", formatTimestamp(op.updatedUs)},
             {"cancellable", op.cancellable}};
-  if (op.error) j["error"] = {{"code", errorCodeName(op.error->code)}, {"message", op.error->message}};
+  // The same shape as every other error on the wire.
+  if (op.error)
+    j["error"] = {{"code", httpStatusFor(op.error->code)}, {"kind", errorCodeName(op.error->code)}, {"message", op.error->message}};
   return j;
 }
 
@@ -37,10 +39,12 @@ Result<Operation> parseOperationRecord(const json& j) {
     p.optional("message", op.progressMessage);
   });
   r.object("error", [&](JsonReader& e) {
-    std::string code, message;
-    e.optional("code", code);
+    std::string kind, message;
+    int64_t status = 0;
+    e.optional("code", status, 0, 999);
+    e.optional("kind", kind);
     e.optional("message", message);
-    op.error = Error{errorCodeFromName(code).value_or(ErrorCode::internal), message};
+    op.error = Error{errorCodeFromName(kind).value_or(ErrorCode::internal), message};
   });
   r.optionalAny("result", op.result);
   std::string created, updated;

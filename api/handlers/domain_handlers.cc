@@ -32,6 +32,14 @@ Result<model::Domain> definitionParam(const json& params) {
 
 // The checks an async lifecycle call makes before it is accepted, so that a plain mistake
 // is a 404/409 right away rather than a failed operation.
+// Start and restore are one operation on the service: a start, from a state file or not.
+AsyncWork startWork(Services& s, const std::string& name, const StartParams& sp) {
+  return AsyncWork{"domains/" + name, [&s, name, sp](OperationContext&) -> Result<json> {
+                     VMM_ASSIGN(auto v, s.domains.start(name, sp));
+                     return formatDomainView(v, false);
+                   }};
+}
+
 Result<DomainView> precheck(Services& s, const std::string& name, bool wantActive) {
   VMM_ASSIGN(auto v, s.domains.get(name));
   bool active = model::isActive(v.status.state);
@@ -118,10 +126,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     StartParams sp;
     sp.paused = flag(p, "paused", false);
     sp.forceBoot = flag(p, "force_boot", false);
-    return AsyncWork{"domains/" + name, [&s, name, sp](OperationContext&) -> Result<json> {
-                       VMM_ASSIGN(auto v, s.domains.start(name, sp));
-                       return formatDomainView(v, false);
-                     }};
+    return startWork(s, name, sp);
   });
 
   reg.bindAsync("domain.restore", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
@@ -132,10 +137,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     sp.restoreFrom = p.value("path", "");
     if (sp.restoreFrom.empty() || sp.restoreFrom.front() != '/') return invalidArgument("path: must be an absolute path");
     if (!fs::exists(sp.restoreFrom)) return notFound("path: " + sp.restoreFrom + " does not exist");
-    return AsyncWork{"domains/" + name, [&s, name, sp](OperationContext&) -> Result<json> {
-                       VMM_ASSIGN(auto v, s.domains.start(name, sp));
-                       return formatDomainView(v, false);
-                     }};
+    return startWork(s, name, sp);
   });
 
   reg.bindAsync("domain.save", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {

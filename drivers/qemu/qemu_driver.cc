@@ -66,37 +66,45 @@ std::string QemuDriver::runDir(const std::string& name) const { return ctx_.runD
 std::string QemuDriver::stateDir(const std::string& name) const { return ctx_.stateDir + "/qemu/" + name; }
 
 DriverInfo QemuDriver::probe() {
-  std::lock_guard lock(mu_);
-  if (probed_) return *probed_;
+  {
+    std::lock_guard lock(mu_);
+    if (probed_) return *probed_;
+  }
+  // Runs QEMU without the driver's lock (no lock across I/O); concurrent first callers may
+  // probe twice, the first result is kept.
   DriverInfo info;
+  std::set<std::string> machines;
   auto version = runCommand({options_.binary, "--version"}, quickRun());
   if (!version.ok() || !version->success()) {
     info.available = false;
     info.reason = options_.binary + " is not installed (Debian package qemu-system-x86)";
-    probed_ = info;
-    return info;
-  }
-  std::string first = split(version->out, '\n')[0];  // "QEMU emulator version 7.2.22 (Debian ...)"
-  auto pos = first.find("version ");
-  info.version = "QEMU " + (pos == std::string::npos ? first : first.substr(pos + 8, first.find(' ', pos + 8) - pos - 8));
-  auto machines = runCommand({options_.binary, "-machine", "help"}, quickRun());
-  if (machines.ok()) {
-    for (const auto& line : split(machines->out, '\n', true)) {
-      auto name = line.substr(0, line.find(' '));
-      if (!name.empty() && name != "Supported") machines_.insert(name);
+  } else {
+    std::string first = split(version->out, '\n')[0];  // "QEMU emulator version 7.2.22 (Debian ...)"
+    auto pos = first.find("version ");
+    info.version = "QEMU " + (pos == std::string::npos ? first : first.substr(pos + 8, first.find(' ', pos + 8) - pos - 8));
+    auto listed = runCommand({options_.binary, "-machine", "help"}, quickRun());
+    if (listed.ok()) {
+      for (const auto& line : split(listed->out, '\n', true)) {
+        auto name = line.substr(0, line.find(' '));
+        if (!name.empty() && name != "Supported") machines.insert(name);
+      }
     }
+    int kvm = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    bool haveKvm = kvm >= 0;
+    if (kvm >= 0) ::close(kvm);
+    info.available = true;
+    info.details = {{"binary", options_.binary},
+                    {"accelerator", haveKvm ? "kvm" : "tcg"},
+                    {"kvm", haveKvm},
+                    {"machines", std::vector<std::string>(machines.begin(), machines.end())}};
+    if (!haveKvm) info.details["kvm_reason"] = fs::exists("/dev/kvm") ? "/dev/kvm is not accessible" : "no /dev/kvm on this host: guests run under TCG emulation";
   }
-  int kvm = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
-  bool haveKvm = kvm >= 0;
-  if (kvm >= 0) ::close(kvm);
-  info.available = true;
-  info.details = {{"binary", options_.binary},
-                  {"accelerator", haveKvm ? "kvm" : "tcg"},
-                  {"kvm", haveKvm},
-                  {"machines", std::vector<std::string>(machines_.begin(), machines_.end())}};
-  if (!haveKvm) info.details["kvm_reason"] = fs::exists("/dev/kvm") ? "/dev/kvm is not accessible" : "no /dev/kvm on this host: guests run under TCG emulation";
-  probed_ = info;
-  return info;
+  std::lock_guard lock(mu_);
+  if (!probed_) {
+    probed_ = info;
+    machines_ = std::move(machines);
+  }
+  return *probed_;
 }
 
 Status QemuDriver::validate(const model::Domain& def) const {

@@ -420,5 +420,6 @@ TEST_F(E2E, StuckGuestAgentDoesNotSlowList) {
   auto done = rpc->waitOperation(*execOp, Deadline::after(Millis(10000)));
   ASSERT_TRUE(done.ok());
   EXPECT_EQ((*done)["status"], "failed");
-  EXPECT_EQ((*done)["error"]["code"], "timeout");
+  EXPECT_EQ((*done)["error"]["kind"], "timeout");
+  EXPECT_EQ((*done)["error"]["code"], 504);
 }

@@ -136,7 +136,7 @@ class QemuTest : public ::testing::Test {
 // -> graceful shutdown, with the lifecycle events in order.
 TEST_F(QemuTest, FullLifecycleOfARealGuest) {
   define(guest("life"));
-  auto events = rpc ? vmmd->connect() : Result<std::unique_ptr<client::Connection>>(internalError("no rpc"));
+  auto events = vmmd->connect();
   ASSERT_TRUE(events.ok());
   auto stream = (*events)->subscribe({"domain"}, "domains/life");
   ASSERT_TRUE(stream.ok()) << stream.error().message;
