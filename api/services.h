@@ -8,6 +8,7 @@
 #include "daemon/domain_service.h"
 #include "daemon/event_bus.h"
 #include "daemon/operation_manager.h"
+#include "daemon/pool_service.h"
 
 namespace vmm::api {
 
@@ -15,6 +16,7 @@ class Registry;
 
 struct Services {
   DomainService& domains;
+  PoolService& pools;
   OperationManager& operations;
   EventBus& events;
   TokenStore& tokens;
@@ -26,5 +28,6 @@ void bindHandlers(Registry& registry, Services& services);
 void bindDomainHandlers(Registry& registry, Services& services);
 void bindOperationHandlers(Registry& registry, Services& services);
 void bindHostHandlers(Registry& registry, Services& services);
+void bindStorageHandlers(Registry& registry, Services& services);
 
 }  // namespace vmm::api

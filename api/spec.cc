@@ -130,6 +130,54 @@ std::vector<OperationSpec> build() {
        {pathName("domain"), q("bytes", T::integer, "at most this many bytes (default 65536)")},
        HttpRoute{"GET", "/v1/domains/{name}/console/log", "", 200}});
 
+  // ---- storage pools
+  add({"pool.list", "List storage pools with their state and capacity", Access::read, false, false, "pools", {},
+       HttpRoute{"GET", "/v1/pools", "", 200}});
+  add({"pool.get", "Get one storage pool", Access::read, false, false, "pools/{name}", {pathName("pool")},
+       HttpRoute{"GET", "/v1/pools/{name}", "", 200}});
+  add({"pool.create", "Define a storage pool, optionally build its storage, and start it (all or nothing)",
+       Access::write, false, false, "pools",
+       {b("definition", T::object, "the pool: name, type (dir, logical, netfs, iscsi), path, source", true),
+        q("build", T::boolean, "prepare the storage first: create the directory; pvcreate + vgcreate (erases the devices)"),
+        q("start", T::boolean, "start the pool once defined (default true)")},
+       HttpRoute{"POST", "/v1/pools", "definition", 201}});
+  add({"pool.start", "Start (activate) a pool", Access::write, false, false, "pools/{name}", {pathName("pool")},
+       HttpRoute{"POST", "/v1/pools/{name}/start", "", 200}});
+  add({"pool.stop", "Stop (deactivate) a pool", Access::write, false, false, "pools/{name}", {pathName("pool")},
+       HttpRoute{"POST", "/v1/pools/{name}/stop", "", 200}});
+  add({"pool.refresh", "Re-read a pool's capacity and volumes from its storage", Access::write, false, false,
+       "pools/{name}", {pathName("pool")}, HttpRoute{"POST", "/v1/pools/{name}/refresh", "", 200}});
+  add({"pool.delete", "Remove a pool's definition, and with storage=true its (empty) storage", Access::write, false,
+       false, "pools/{name}",
+       {pathName("pool"), q("storage", T::boolean, "also delete the storage: rmdir, vgremove + pvremove")},
+       HttpRoute{"DELETE", "/v1/pools/{name}", "", 200}});
+
+  // ---- volumes
+  auto poolParam = P{"pool", T::string, true, "the pool's name", ParamIn::path, {}};
+  add({"volume.list", "List the volumes of a pool", Access::read, false, false, "pools/{pool}", {poolParam},
+       HttpRoute{"GET", "/v1/pools/{pool}/volumes", "", 200}});
+  add({"volume.get", "Get one volume", Access::read, false, false, "pools/{pool}/volumes/{name}",
+       {poolParam, pathName("volume")}, HttpRoute{"GET", "/v1/pools/{pool}/volumes/{name}", "", 200}});
+  add({"volume.create", "Create a volume (a linked clone with backing_volume)", Access::write, false, false,
+       "pools/{pool}",
+       {poolParam, b("volume", T::object, "name, capacity (\"10G\" or bytes), format (qcow2, raw), backing_volume, preallocate", true)},
+       HttpRoute{"POST", "/v1/pools/{pool}/volumes", "volume", 201}});
+  add({"volume.delete", "Delete a volume (refused while a domain uses it)", Access::write, false, false,
+       "pools/{pool}/volumes/{name}", {poolParam, pathName("volume")},
+       HttpRoute{"DELETE", "/v1/pools/{pool}/volumes/{name}", "", 200}});
+  add({"volume.resize", "Change a volume's capacity", Access::write, false, false, "pools/{pool}/volumes/{name}",
+       {poolParam, pathName("volume"), b("capacity", T::any, "the new size (\"20G\" or bytes)", true),
+        b("shrink", T::boolean, "allow making it smaller (loses data beyond the new size)")},
+       HttpRoute{"POST", "/v1/pools/{pool}/volumes/{name}/resize", "", 200}});
+  add({"volume.clone", "Clone a volume: a linked qcow2 clone (instant) or a full copy (with progress)", Access::write,
+       true, false, "pools/{pool}/volumes/{name}",
+       {poolParam, pathName("volume"), b("target", T::string, "the new volume's name", true),
+        b("linked", T::boolean, "a qcow2 overlay on the source (default true); false: a full, independent copy")},
+       HttpRoute{"POST", "/v1/pools/{pool}/volumes/{name}/clone", "", 202}});
+  add({"volume.wipe", "Erase a volume's content (keeping its size and format)", Access::write, true, false,
+       "pools/{pool}/volumes/{name}", {poolParam, pathName("volume")},
+       HttpRoute{"POST", "/v1/pools/{pool}/volumes/{name}/wipe", "", 202}});
+
   // ---- operations
   add({"operation.list", "List operations", Access::read, false, false, "operations",
        {q("active", T::boolean, "only pending and running operations")},
@@ -157,6 +205,7 @@ std::vector<OperationSpec> build() {
        HttpRoute{"DELETE", "/v1/tokens/{name}", "", 200}});
   for (auto& o : s)
     for (const char* q : {"host.info", "domain.list", "domain.get", "domain.create", "operation.list", "operation.get",
+                          "pool.list", "pool.get", "volume.list", "volume.get",
                           "token.list", "token.create", "token.delete"})
       if (o.name == q) o.quick = true;
   return s;

@@ -8,6 +8,10 @@ std::string toText(const nlohmann::json& j) { return j.dump(-1, ' ', false, nloh
 
 std::string replyText(const Reply& r) { return r.raw.empty() ? toText(r.body) : r.raw; }
 
+bool isStreamMethod(const std::string& method) {
+  return method == "domain.console" || method == "volume.upload" || method == "volume.download";
+}
+
 nlohmann::json errorObject(const Error& e) {
   return {{"code", httpStatusFor(e.code)}, {"kind", errorCodeName(e.code)}, {"message", e.message}};
 }

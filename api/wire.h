@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "base/fs.h"
 #include "base/result.h"
 
 namespace vmm::api {
@@ -15,6 +16,14 @@ struct Reply;
 std::string replyText(const Reply& r);
 // {"code": 404, "kind": "not-found", "message": "..."}
 nlohmann::json errorObject(const Error& e);
+
+// A call that turns into a byte stream (console, volume upload and download): the reply's
+// result, then the connection carries the bytes of `fd`.
+struct StreamStart {
+  nlohmann::json result;
+  fs::UniqueFd fd;
+};
+bool isStreamMethod(const std::string& method);
 
 // JSON-RPC protocol error codes.
 constexpr int kRpcParseError = -32700;

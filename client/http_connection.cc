@@ -234,6 +234,70 @@ class HttpConnection : public Connection {
 
   std::string describe() const override { return uri_; }
 
+  Result<json> uploadVolume(const std::string& pool, const std::string& name, int fd, uint64_t size,
+                            const TransferProgress& progress) override {
+    std::string path = contentPath(pool, name);
+    std::optional<Error> failed;
+    auto cli = makeClient(uri_, options_, Millis(600000));
+    std::vector<char> buf(1 << 20);
+    auto res = cli->Put(
+        path.c_str(), static_cast<size_t>(size),
+        [&](size_t offset, size_t length, httplib::DataSink& sink) {
+          ssize_t n = ::read(fd, buf.data(), std::min(length, buf.size()));
+          if (n < 0 && errno == EINTR) return true;
+          if (n <= 0) {
+            failed = n < 0 ? systemError("reading the upload's source", errno)
+                           : invalidArgument("the source ended after " + std::to_string(offset) + " of " + std::to_string(size) + " bytes");
+            return false;
+          }
+          if (!sink.write(buf.data(), static_cast<size_t>(n))) return false;
+          if (progress) progress(offset + static_cast<uint64_t>(n), size);
+          return true;
+        },
+        "application/octet-stream");
+    if (failed) return *failed;
+    return replyOf(res, "upload");
+  }
+
+  Result<uint64_t> downloadVolume(const std::string& pool, const std::string& name, int fd,
+                                  const TransferProgress& progress) override {
+    auto cli = makeClient(uri_, options_, Millis(600000));
+    uint64_t done = 0, total = 0;
+    int status = 0;
+    std::string errorBody;
+    std::optional<Error> failed;
+    auto res = cli->Get(
+        contentPath(pool, name).c_str(),
+        [&](const httplib::Response& r) {
+          status = r.status;
+          total = parseUint(r.get_header_value("Content-Length")).value_or(0);
+          return true;
+        },
+        [&](const char* data, size_t len) {
+          if (status >= 400) {
+            errorBody.append(data, len);
+            return errorBody.size() < (1 << 20);
+          }
+          auto st = writeAllFd(fd, std::string_view(data, len), Deadline::after(Millis(120000)));
+          if (!st.ok()) {
+            failed = st.error();
+            return false;
+          }
+          done += len;
+          if (progress) progress(done, total);
+          return true;
+        });
+    if (failed) return *failed;
+    if (!res) return unavailable("download from " + uri_ + " failed after " + std::to_string(done) + " bytes: " + httplib::to_string(res.error()));
+    if (status >= 400) {
+      auto reply = json::parse(errorBody, nullptr, false);
+      if (!reply.is_discarded() && reply.contains("error")) return errorFromWire(reply["error"]);
+      return internalError("HTTP " + std::to_string(status) + " from vmmd");
+    }
+    if (done != total) return unavailable("the download ended after " + std::to_string(done) + " of " + std::to_string(total) + " bytes");
+    return done;
+  }
+
   Result<ConsoleSession> openConsole(const std::string& domain) override {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return systemError("socketpair", errno);
@@ -245,6 +309,20 @@ class HttpConnection : public Connection {
   }
 
  private:
+  static std::string contentPath(const std::string& pool, const std::string& name) {
+    return "/v1/pools/" + encodePathSegment(pool) + "/volumes/" + encodePathSegment(name) + "/content";
+  }
+  Result<json> replyOf(const httplib::Result& res, const std::string& what) {
+    if (!res) return unavailable(what + " to " + uri_ + " failed: " + httplib::to_string(res.error()));
+    auto reply = json::parse(res->body, nullptr, false);
+    if (res->status >= 400) {
+      if (!reply.is_discarded() && reply.contains("error")) return errorFromWire(reply["error"]);
+      return internalError("HTTP " + std::to_string(res->status) + " from vmmd");
+    }
+    if (reply.is_discarded()) return internalError("vmmd sent invalid JSON");
+    return reply;
+  }
+
   std::string uri_;
   ConnectOptions options_;
   std::unique_ptr<httplib::Client> cli_;

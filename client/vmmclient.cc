@@ -74,6 +74,7 @@ class LineSocket {
  public:
   explicit LineSocket(fs::UniqueFd fd) : fd_(std::move(fd)) {}
   Status writeLine(const std::string& text, Deadline deadline) { return writeAllFd(fd_.get(), text + "\n", deadline); }
+  Status writeRaw(std::string_view data, Deadline deadline) { return writeAllFd(fd_.get(), data, deadline); }
   // The next line, or nullopt at the deadline.
   Result<std::optional<std::string>> readLine(Deadline deadline) {
     while (true) {
@@ -173,21 +174,88 @@ class RpcConnection : public Connection {
 
   std::string describe() const override { return "unix://" + path_; }
 
-  Result<ConsoleSession> openConsole(const std::string& domain) override {
+ private:
+  // A stream method on its own connection: the reply's result, and the socket that carries
+  // the bytes after it.
+  Result<std::pair<json, std::unique_ptr<LineSocket>>> openStream(const std::string& method, const json& params) {
     auto fd = connectUnix(path_, Deadline::after(Millis(5000)));
     if (!fd.ok()) return unavailable("cannot connect to vmmd at " + path_ + ": " + fd.error().message);
     auto s = std::make_unique<LineSocket>(std::move(*fd));
-    Deadline d = Deadline::after(Millis(15000));
-    VMM_TRY(s->writeLine(json{{"jsonrpc", "2.0"}, {"id", 1}, {"method", "domain.console"}, {"params", {{"name", domain}}}}.dump(), d));
+    Deadline d = Deadline::after(Millis(30000));
+    VMM_TRY(s->writeLine(json{{"jsonrpc", "2.0"}, {"id", 1}, {"method", method}, {"params", params}}.dump(), d));
     VMM_ASSIGN(auto line, s->readLine(d));
-    if (!line) return timeoutError("vmmd did not answer the console request");
+    if (!line) return timeoutError("vmmd did not answer " + method);
     auto msg = json::parse(*line, nullptr, false);
     if (msg.is_discarded()) return internalError("vmmd sent invalid JSON");
     if (msg.contains("error")) return errorFromWire(msg["error"]);
+    return std::make_pair(msg["result"], std::move(s));
+  }
+
+ public:
+
+  Result<ConsoleSession> openConsole(const std::string& domain) override {
+    VMM_ASSIGN(auto s, openStream("domain.console", {{"name", domain}}));
     ConsoleSession session;
-    session.initial = s->takeBuffered();
-    session.fd = s->release();
+    session.initial = s.second->takeBuffered();
+    session.fd = s.second->release();
     return session;
+  }
+
+  Result<json> uploadVolume(const std::string& pool, const std::string& name, int fd, uint64_t size,
+                            const TransferProgress& progress) override {
+    VMM_ASSIGN(auto s, openStream("volume.upload", {{"pool", pool}, {"name", name}, {"size", size}}));
+    std::vector<char> buf(1 << 20);
+    for (uint64_t done = 0; done < size;) {
+      ssize_t n = ::read(fd, buf.data(), static_cast<size_t>(std::min<uint64_t>(buf.size(), size - done)));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return systemError("reading the upload's source", errno);
+      if (n == 0) return invalidArgument("the source ended after " + std::to_string(done) + " of " + std::to_string(size) + " bytes");
+      auto st = s.second->writeRaw(std::string_view(buf.data(), static_cast<size_t>(n)), Deadline::after(Millis(120000)));
+      if (!st.ok()) {
+        // vmmd stopped reading: it says why in its result line.
+        auto line = s.second->readLine(Deadline::after(Millis(2000)));
+        if (line.ok() && *line) {
+          auto msg = json::parse(**line, nullptr, false);
+          if (!msg.is_discarded() && msg.contains("error")) return errorFromWire(msg["error"]);
+        }
+        return st.error();
+      }
+      done += static_cast<uint64_t>(n);
+      if (progress) progress(done, size);
+    }
+    // vmmd answers once the bytes are safely in the volume.
+    VMM_ASSIGN(auto line, s.second->readLine(Deadline::after(Millis(600000))));
+    if (!line) return unavailable("vmmd closed the upload without a result");
+    auto msg = json::parse(*line, nullptr, false);
+    if (msg.is_discarded()) return internalError("vmmd sent invalid JSON");
+    if (msg.contains("error")) return errorFromWire(msg["error"]);
+    return msg["result"];
+  }
+
+  Result<uint64_t> downloadVolume(const std::string& pool, const std::string& name, int fd,
+                                  const TransferProgress& progress) override {
+    VMM_ASSIGN(auto s, openStream("volume.download", {{"pool", pool}, {"name", name}}));
+    uint64_t size = s.first.value("size", uint64_t{0});
+    std::string first = s.second->takeBuffered();
+    auto sock = s.second->release();
+    uint64_t done = 0;
+    auto sink = [&](const char* data, size_t len) -> Status {
+      if (done + len > size) return internalError("vmmd sent more bytes than announced");
+      VMM_TRY(writeAllFd(fd, std::string_view(data, len), Deadline::after(Millis(120000))));
+      done += len;
+      if (progress) progress(done, size);
+      return {};
+    };
+    if (!first.empty()) VMM_TRY(sink(first.data(), first.size()));
+    std::vector<char> buf(1 << 20);
+    while (done < size) {
+      ssize_t n = ::read(sock.get(), buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return systemError("reading the download", errno);
+      if (n == 0) return unavailable("the download ended after " + std::to_string(done) + " of " + std::to_string(size) + " bytes");
+      VMM_TRY(sink(buf.data(), static_cast<size_t>(n)));
+    }
+    return done;
   }
 
  private:

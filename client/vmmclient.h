@@ -62,6 +62,15 @@ class Connection {
   // streamed GET carries the output and POSTs the input).
   virtual Result<ConsoleSession> openConsole(const std::string& domain) = 0;
 
+  // Volume content, streamed in chunks from / to a file descriptor (never whole in memory).
+  // Upload sends exactly `size` bytes read from `fd` and returns the volume; download writes
+  // the volume's bytes to `fd` and returns their count.
+  using TransferProgress = std::function<void(uint64_t done, uint64_t total)>;
+  virtual Result<json> uploadVolume(const std::string& pool, const std::string& name, int fd, uint64_t size,
+                                    const TransferProgress& progress) = 0;
+  virtual Result<uint64_t> downloadVolume(const std::string& pool, const std::string& name, int fd,
+                                          const TransferProgress& progress) = 0;
+
   // Waits for an async operation returned by call(); onProgress sees every state it passes.
   Result<json> waitOperation(const json& operation, Deadline deadline,
                              const std::function<void(const json&)>& onProgress = nullptr);

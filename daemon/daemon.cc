@@ -1,5 +1,8 @@
 #include "daemon/daemon.h"
 
+#include "api/volume_transfer.h"
+#include "storage/backend_factory.h"
+
 #include <grp.h>
 #include <malloc.h>
 #include <signal.h>
@@ -72,7 +75,7 @@ Status Daemon::lockStateDir() {
 }
 
 void Daemon::createDrivers() {
-  hostServices_ = std::make_unique<DaemonHostServices>();
+  hostServices_ = std::make_unique<DaemonHostServices>(*pools_);
   drivers::DriverContext ctx;
   ctx.loop = &loop_;
   ctx.pool = &pool_;
@@ -139,11 +142,18 @@ Status Daemon::start() {
   domains_ = std::make_unique<DomainService>(*store_, *events_, pool_, dso);
   tokens_ = std::make_unique<TokenStore>(*store_);
   VMM_TRY(tokens_->load());
+  PoolServiceOptions pso;
+  pso.factory = storage::makeBackend;
+  pso.jobWait = config_.jobWait;
+  if (config_.defaultPool) pso.defaultPoolPath = config_.stateDir + "/pools/default";
+  pools_ = std::make_unique<PoolService>(*store_, *events_, pso);
+  pools_->setVolumeUsers([this](const std::string& pool) { return domains_->volumeUsers(pool); });
+  VMM_TRY(pools_->load());
   createDrivers();
   facts_ = probeHostFacts();
   VMM_TRY(domains_->load());
 
-  services_ = std::make_unique<api::Services>(api::Services{*domains_, *operations_, *events_, *tokens_, [this] { return hostInfo(); }});
+  services_ = std::make_unique<api::Services>(api::Services{*domains_, *pools_, *operations_, *events_, *tokens_, [this] { return hostInfo(); }});
   registry_ = std::make_unique<api::Registry>(*operations_);
   api::bindHandlers(*registry_, *services_);
   for (const auto& name : registry_->unbound()) log::warn("operation has no handler", {{"operation", name}});
@@ -153,7 +163,7 @@ Status Daemon::start() {
   ro.roSocketPath = config_.roSocketPath;
   ro.group = group;
   ro.maxRequestBytes = config_.maxRequestBytes;
-  ro.openConsole = [this](const std::string& name) { return domains_->openConsole(name); };
+  ro.openStream = [this](const std::string& method, const nlohmann::json& params) { return openStream(method, params); };
   rpc_ = std::make_unique<api::RpcServer>(loop_, pool_, *registry_, *events_, ro);
   VMM_TRY(rpc_->start());
   if (!config_.httpListen.empty()) {
@@ -164,6 +174,7 @@ Status Daemon::start() {
     ho.threads = config_.httpThreads;
     ho.maxBodyBytes = config_.maxRequestBytes;
     ho.openConsole = [this](const std::string& name) { return domains_->openConsole(name); };
+    ho.pools = pools_.get();
     http_ = std::make_unique<api::HttpServer>(*registry_, *events_, *tokens_, [this] { return metricsText(); }, ho);
     VMM_TRY(http_->start());
   }
@@ -176,6 +187,20 @@ Status Daemon::start() {
                            {"domains", static_cast<uint64_t>(domains_->count())},
                            {"startup_ms", static_cast<int64_t>(ms)}});
   return {};
+}
+
+Result<api::StreamStart> Daemon::openStream(const std::string& method, const nlohmann::json& params) {
+  if (method != "domain.console") return api::startVolumeTransfer(*pools_, pool_, method, params);
+  if (!params.is_object() || !params.contains("name") || !params["name"].is_string())
+    return invalidArgument("name: required string");
+  for (auto it = params.begin(); it != params.end(); ++it)
+    if (it.key() != "name") return invalidArgument(it.key() + ": unknown parameter of domain.console");
+  std::string name = params["name"].get<std::string>();
+  VMM_ASSIGN(auto fd, domains_->openConsole(name));
+  api::StreamStart start;
+  start.result = {{"stream", "console"}, {"domain", name}};
+  start.fd = std::move(fd);
+  return start;
 }
 
 void Daemon::scheduleMaintenance() {

@@ -21,6 +21,7 @@
 #include "daemon/event_bus.h"
 #include "daemon/host_services.h"
 #include "daemon/operation_manager.h"
+#include "daemon/pool_service.h"
 #include "daemon/state_store.h"
 
 namespace vmm {
@@ -44,6 +45,7 @@ class Daemon {
   Status prepareDirectories();
   Status lockStateDir();
   void createDrivers();
+  Result<api::StreamStart> openStream(const std::string& method, const nlohmann::json& params);
   void onSignal();
   void scheduleMaintenance();
   void shutdownAll();
@@ -62,6 +64,7 @@ class Daemon {
   std::unique_ptr<StateStore> store_;
   std::unique_ptr<EventBus> events_;
   std::unique_ptr<OperationManager> operations_;
+  std::unique_ptr<PoolService> pools_;
   std::unique_ptr<DaemonHostServices> hostServices_;
   std::unique_ptr<DomainService> domains_;
   std::unique_ptr<TokenStore> tokens_;

@@ -468,6 +468,21 @@ std::vector<std::string> DomainService::names() const {
   return out;
 }
 
+std::map<std::string, std::vector<std::string>> DomainService::volumeUsers(const std::string& pool) const {
+  std::map<std::string, std::vector<std::string>> out;
+  for (const auto& obj : domains_.all()) {
+    std::lock_guard lock(obj->mu);
+    if (!obj->visible) continue;
+    std::set<std::string> seen;
+    for (const auto* def : {obj->def.get(), obj->liveDef.get()}) {
+      if (!def) continue;
+      for (const auto& d : def->disks)
+        if (d.source.pool == pool && seen.insert(d.source.volume).second) out[d.source.volume].push_back(obj->name);
+    }
+  }
+  return out;
+}
+
 std::map<std::string, int> DomainService::stateCounts() const {
   std::map<std::string, int> counts;
   for (const auto& [s, n] : model::kDomainStates) counts[std::string(n)] = 0;

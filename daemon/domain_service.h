@@ -133,6 +133,8 @@ class DomainService final : public drivers::DriverObserver {
   std::string listSummaryText(const ListFilter& filter) const;
   size_t count() const { return domains_.size(); }
   std::vector<std::string> names() const;
+  // For each volume of `pool` that a definition or running instance uses: the domains.
+  std::map<std::string, std::vector<std::string>> volumeUsers(const std::string& pool) const;
   // Counts by state, for metrics.
   std::map<std::string, int> stateCounts() const;
 

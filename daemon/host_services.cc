@@ -9,8 +9,13 @@
 namespace vmm {
 
 Result<drivers::ResolvedDisk> DaemonHostServices::resolveDisk(const model::Disk& disk) {
-  if (disk.source.isVolume())
-    return unavailable("disk " + disk.target + ": volume " + disk.source.describe() + " cannot be used: storage pools are not available in this vmmd");
+  if (disk.source.isVolume()) {
+    auto r = pools_.resolve(disk.source.pool, disk.source.volume);
+    if (!r.ok()) return r.error().wrap("disk " + disk.target);
+    // The volume's own format unless the disk overrides it.
+    if (disk.format) r->format = *disk.format;
+    return r;
+  }
   drivers::ResolvedDisk r;
   r.path = disk.source.path;
   r.format = disk.format.value_or(model::defaultDiskFormat(disk));

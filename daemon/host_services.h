@@ -2,15 +2,20 @@
 // host side of NICs (taps on bridges). Storage pools and managed networks plug in here.
 #pragma once
 
+#include "daemon/pool_service.h"
 #include "drivers/driver.h"
 
 namespace vmm {
 
 class DaemonHostServices final : public drivers::HostServices {
  public:
+  explicit DaemonHostServices(PoolService& pools) : pools_(pools) {}
   Result<drivers::ResolvedDisk> resolveDisk(const model::Disk& disk) override;
   Result<drivers::PreparedPort> plugNic(const model::Domain& dom, const model::Nic& nic, const std::string& kind) override;
   void unplugNic(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) override;
+
+ private:
+  PoolService& pools_;
 };
 
 }  // namespace vmm

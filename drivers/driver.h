@@ -49,6 +49,10 @@ struct ResolvedDisk {
   model::DiskFormat format = model::DiskFormat::raw;
   std::string secret;          // CHAP or similar; passed to hypervisors without appearing in argv
   std::string username;
+  // A window of `path` (a linear LV read straight from its physical volume when device-mapper
+  // is missing): the hypervisor sees only bytes [offset, offset + size).
+  uint64_t offset = 0;
+  uint64_t size = 0;
 };
 
 // A host-side network port prepared for a NIC by the network layer.

@@ -30,6 +30,23 @@ struct CloneOptions {
   ProgressFn progress;
 };
 
+// Byte access to one volume, for upload, download and wipe. Upload semantics: the volume's
+// content becomes exactly the bytes written once finish() succeeds. File pools write to a
+// temporary file that finish() renames over the volume (an abandoned upload changes nothing);
+// block pools (LVM, iSCSI) write in place and refuse bytes beyond the volume's size.
+// Destroying a writable stream without finish() abandons the upload.
+class VolumeStream {
+ public:
+  virtual ~VolumeStream() = default;
+  virtual uint64_t size() const = 0;  // readable bytes; for writers, the most that may be written (0: unlimited)
+  // Reads up to len bytes at offset; 0 at the end.
+  virtual Result<size_t> read(uint64_t offset, char* buf, size_t len, Deadline deadline) = 0;
+  virtual Status write(uint64_t offset, const char* buf, size_t len, Deadline deadline) = 0;
+  virtual Status finish(Deadline deadline) = 0;
+};
+
+enum class StreamMode { read, write };
+
 class PoolBackend {
  public:
   virtual ~PoolBackend() = default;
@@ -52,6 +69,7 @@ class PoolBackend {
   virtual Result<model::Volume> cloneVolume(const std::string& source, const std::string& name, const CloneOptions& options,
                                             Deadline deadline) = 0;
   virtual Status wipeVolume(const std::string& name, Deadline deadline) = 0;
+  virtual Result<std::unique_ptr<VolumeStream>> openVolume(const std::string& name, StreamMode mode, Deadline deadline) = 0;
 
   // How a hypervisor reaches the volume (a path, or a network blockdev).
   virtual Result<drivers::ResolvedDisk> resolve(const std::string& volume, Deadline deadline) = 0;

@@ -57,6 +57,7 @@ void bindHandlers(Registry& registry, Services& services) {
   bindDomainHandlers(registry, services);
   bindOperationHandlers(registry, services);
   bindHostHandlers(registry, services);
+  bindStorageHandlers(registry, services);
 }
 
 }  // namespace vmm::api

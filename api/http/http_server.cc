@@ -1,6 +1,10 @@
 #include "api/http/http_server.h"
 
+#include "api/volume_transfer.h"
+
 #include <httplib.h>
+
+#include <limits>
 #include <poll.h>
 #include <unistd.h>
 
@@ -22,6 +26,11 @@ void sendError(httplib::Response& res, const Error& e) {
 }
 
 // Matches "/v1/domains/{name}/start" against a request path; fills path parameters.
+uint64_t contentLength(const httplib::Request& req) {
+  auto v = parseUint(req.get_header_value("Content-Length"));
+  return v ? *v : 0;
+}
+
 bool matchRoute(const std::string& pattern, const std::string& path, json& params) {
   auto pp = split(pattern, '/');
   auto rp = split(path, '/');
@@ -87,7 +96,24 @@ Status HttpServer::start() {
   server_->set_keep_alive_max_count(100000);
   server_->set_keep_alive_timeout(60);
   server_->set_read_timeout(30, 0);
-  server_->set_payload_max_length(options_.maxBodyBytes);
+  // Volume uploads stream any size; every other body is limited before it is read.
+  server_->set_payload_max_length(std::numeric_limits<size_t>::max());
+  server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (req.method == "PUT" && isContentPath(req.path)) return httplib::Server::HandlerResponse::Unhandled;
+    bool chunked = req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+    uint64_t length = contentLength(req);
+    if (length > options_.maxBodyBytes || chunked) {
+      sendError(res, Error{ErrorCode::payload_too_large, chunked ? std::string("chunked request bodies are only accepted for volume uploads")
+                                                                : "request body larger than " + std::to_string(options_.maxBodyBytes) + " bytes"});
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  server_->Put(R"(/v1/pools/[^/]+/volumes/[^/]+/content)",
+               [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+                 serveUpload(req, res, reader);
+               });
   auto handler = [this](const httplib::Request& req, httplib::Response& res) { route(req, res); };
   server_->Get(".*", handler);
   server_->Post(".*", handler);
@@ -169,6 +195,8 @@ void HttpServer::route(const httplib::Request& req, httplib::Response& res) {
   {
     json found = json::object();
     if (matchRoute("/v1/domains/{name}/console", req.path, found)) return serveConsole(found["name"].get<std::string>(), req, res, *ctx);
+    if (req.method == "GET" && matchRoute(kContentRoute, req.path, found))
+      return serveDownload(found["pool"].get<std::string>(), found["name"].get<std::string>(), res, *ctx);
   }
 
   const OperationSpec* spec = nullptr;
@@ -322,6 +350,87 @@ void HttpServer::serveConsole(const std::string& domain, const httplib::Request&
         return true;
       },
       [stream](bool) { stream->reset(); });
+}
+
+}  // namespace vmm::api
+
+namespace vmm::api {
+
+bool HttpServer::isContentPath(const std::string& path) {
+  json found = json::object();
+  return matchRoute(kContentRoute, path, found);
+}
+
+void HttpServer::serveUpload(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+  auto ctx = authenticate(req);
+  if (!ctx.ok()) {
+    res.set_header("WWW-Authenticate", "Bearer realm=\"vmm\"");
+    return sendError(res, ctx.error());
+  }
+  if (ctx->access != Access::write) return sendError(res, permissionDenied("uploading a volume needs an admin token"));
+  if (!options_.pools) return sendError(res, unsupported("volume uploads are not available"));
+  json found = json::object();
+  matchRoute(kContentRoute, req.path, found);
+  std::string pool = found["pool"].get<std::string>(), name = found["name"].get<std::string>();
+  if (!req.has_header("Content-Length")) {
+    res.set_header("Connection", "close");
+    return sendError(res, invalidArgument("a volume upload needs a Content-Length header"));
+  }
+  uint64_t size = contentLength(req);
+  auto stream = options_.pools->openVolume(pool, name, storage::StreamMode::write);
+  if (!stream.ok()) {
+    res.set_header("Connection", "close");  // the body was not read
+    return sendError(res, stream.error());
+  }
+  if ((*stream)->size() && size > (*stream)->size()) {
+    res.set_header("Connection", "close");
+    return sendError(res, invalidArgument(std::to_string(size) + " bytes do not fit in volume " + pool + "/" + name + " (" +
+                                          std::to_string((*stream)->size()) + " bytes)"));
+  }
+  uint64_t done = 0;
+  std::optional<Error> failed;
+  reader([&](const char* data, size_t len) {
+    auto st = (*stream)->write(done, data, len, Deadline::after(kTransferIdle));
+    if (!st.ok()) {
+      failed = st.error();
+      return false;
+    }
+    done += len;
+    return true;
+  });
+  if (!failed && done != size)
+    failed = invalidArgument("upload ended after " + std::to_string(done) + " of " + std::to_string(size) + " bytes; the volume is unchanged");
+  if (!failed) {
+    auto st = (*stream)->finish(Deadline::after(kTransferIdle));
+    if (!st.ok()) failed = st.error();
+  }
+  stream->reset();  // releases the volume before the reply
+  if (failed) {
+    res.set_header("Connection", "close");
+    return sendError(res, *failed);
+  }
+  auto v = options_.pools->getVolume(pool, name);
+  if (!v.ok()) return sendError(res, v.error());
+  res.set_content(toText(model::formatVolume(*v)), "application/json");
+}
+
+void HttpServer::serveDownload(const std::string& pool, const std::string& name, httplib::Response& res, const CallContext& ctx) {
+  if (ctx.access != Access::write) return sendError(res, permissionDenied("downloading a volume needs an admin token"));
+  if (!options_.pools) return sendError(res, unsupported("volume downloads are not available"));
+  auto opened = options_.pools->openVolume(pool, name, storage::StreamMode::read);
+  if (!opened.ok()) return sendError(res, opened.error());
+  auto stream = std::shared_ptr<storage::VolumeStream>(std::move(*opened));
+  uint64_t size = stream->size();
+  res.set_header("Cache-Control", "no-store");
+  res.set_content_provider(
+      static_cast<size_t>(size), "application/octet-stream",
+      [stream](size_t offset, size_t length, httplib::DataSink& sink) {
+        std::vector<char> buf(std::min<size_t>(length, kTransferChunk));
+        auto got = stream->read(offset, buf.data(), buf.size(), Deadline::after(kTransferIdle));
+        if (!got.ok() || *got == 0) return false;  // the connection is cut: the client sees a short body
+        return sink.write(buf.data(), *got);
+      },
+      [stream](bool) {});
 }
 
 }  // namespace vmm::api

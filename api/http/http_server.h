@@ -16,11 +16,13 @@
 #include "base/fs.h"
 #include "daemon/auth.h"
 #include "daemon/event_bus.h"
+#include "daemon/pool_service.h"
 
 namespace httplib {
 class Server;
 struct Request;
 struct Response;
+class ContentReader;
 }  // namespace httplib
 
 namespace vmm::api {
@@ -33,6 +35,7 @@ struct HttpOptions {
   std::string anonymousAccess = "none";   // "none" or "read": what requests without a token may do
   // GET/POST /v1/domains/{name}/console: the console's output as a stream / keyboard input.
   std::function<Result<fs::UniqueFd>(const std::string& domain)> openConsole;
+  PoolService* pools = nullptr;  // volume upload and download
 };
 
 // Optional conversion of a non-JSON request body (e.g. libvirt XML) into a definition.
@@ -53,6 +56,10 @@ class HttpServer {
   void route(const httplib::Request& req, httplib::Response& res);
   void serveEvents(const httplib::Request& req, httplib::Response& res, const CallContext& ctx);
   void serveConsole(const std::string& domain, const httplib::Request& req, httplib::Response& res, const CallContext& ctx);
+  void serveUpload(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader);
+  void serveDownload(const std::string& pool, const std::string& name, httplib::Response& res, const CallContext& ctx);
+  static bool isContentPath(const std::string& path);
+  static constexpr const char* kContentRoute = "/v1/pools/{pool}/volumes/{name}/content";
   Result<CallContext> authenticate(const httplib::Request& req) const;
 
   Registry& registry_;

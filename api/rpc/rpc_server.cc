@@ -348,22 +348,17 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
     c->subs.erase(it);
     return reply(Reply(json::object()));
   }
-  if (method == "domain.console") {
-    // Interactive input: read-write access, like every guest-changing call.
-    if (c->ctx.access != Access::write) return reply(permissionDenied("domain.console needs read-write access"));
-    if (!params.is_object() || !params.contains("name") || !params["name"].is_string())
-      return reply(invalidArgument("name: required string"));
-    for (auto it = params.begin(); it != params.end(); ++it)
-      if (it.key() != "name") return reply(invalidArgument(it.key() + ": unknown parameter of domain.console"));
+  if (isStreamMethod(method)) {
+    // Consoles take keyboard input and transfers change or reveal volumes: read-write access.
+    if (c->ctx.access != Access::write) return reply(permissionDenied(method + " needs read-write access"));
     if (notification) return respond(std::string());
-    if (!options_.openConsole) return reply(unsupported("consoles are not available"));
-    std::string name = params["name"].get<std::string>();
+    if (!options_.openStream) return reply(unsupported(method + " is not available"));
     std::weak_ptr<Connection> weak = c;
-    pool_.submit([this, weak, name, id, reply] {
-      auto fd = options_.openConsole(name);
-      if (!fd.ok()) return reply(fd.error());
-      std::string text = "{\"jsonrpc\":\"2.0\",\"id\":" + toText(id) + ",\"result\":{\"stream\":\"console\",\"domain\":" + toText(json(name)) + "}}";
-      auto stream = std::make_shared<fs::UniqueFd>(std::move(*fd));
+    pool_.submit([this, weak, method, params, id, reply] {
+      auto start = options_.openStream(method, params);
+      if (!start.ok()) return reply(start.error());
+      std::string text = "{\"jsonrpc\":\"2.0\",\"id\":" + toText(id) + ",\"result\":" + toText(start->result) + "}";
+      auto stream = std::make_shared<fs::UniqueFd>(std::move(start->fd));
       loop_.post([this, weak, text, stream] {
         auto conn = weak.lock();
         if (conn && !conn->closed) becomeStream(conn, text, std::move(*stream));

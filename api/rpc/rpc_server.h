@@ -17,6 +17,7 @@
 #include "base/byte_relay.h"
 #include "base/event_loop.h"
 #include "base/fs.h"
+#include "api/wire.h"
 #include "base/thread_pool.h"
 #include "daemon/event_bus.h"
 
@@ -28,8 +29,9 @@ struct RpcOptions {
   gid_t group = static_cast<gid_t>(-1);  // may use the read-write socket
   size_t maxRequestBytes = 4 << 20;
   size_t maxPendingOutput = 64 << 20;    // a client that reads nothing is disconnected
-  // "domain.console": the connection becomes the console's byte stream after the reply.
-  std::function<Result<fs::UniqueFd>(const std::string& domain)> openConsole;
+  // Stream methods (domain.console, volume.upload, volume.download): the connection becomes
+  // the returned fd's byte stream after the reply.
+  std::function<Result<StreamStart>(const std::string& method, const nlohmann::json& params)> openStream;
 };
 
 class RpcServer {

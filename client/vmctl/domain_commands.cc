@@ -13,18 +13,6 @@
 
 namespace vmm::vmctl {
 
-namespace {
-
-// Paths are sent to vmmd, whose working directory is not the caller's.
-std::string absolutePath(const std::string& p) {
-  if (p.empty() || p[0] == '/') return p;
-  char cwd[4096];
-  if (!::getcwd(cwd, sizeof cwd)) return p;
-  return std::string(cwd) + "/" + p;
-}
-
-}  // namespace
-
 using json = nlohmann::json;
 
 int callAndReport(Context& ctx, const std::string& method, const json& params,

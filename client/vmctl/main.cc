@@ -2,6 +2,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 
 #include "client/vmctl/cli.h"
@@ -10,6 +11,7 @@ int main(int argc, char** argv) {
   // Large replies: reuse heap buffers instead of faulting in fresh mmap()ed pages each time.
   mallopt(M_MMAP_THRESHOLD, 16 << 20);
   mallopt(M_TRIM_THRESHOLD, 32 << 20);
+  std::signal(SIGPIPE, SIG_IGN);  // a closed output pipe is an error to report, not a crash
   vmm::vmctl::Context ctx;
   ctx.connect.uri = vmm::client::defaultUri();
   if (const char* t = std::getenv("VMM_TOKEN")) ctx.connect.token = t;

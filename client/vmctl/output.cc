@@ -34,6 +34,13 @@ int reportError(const Error& e) {
   return exitCodeFor(e);
 }
 
+std::string absolutePath(const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  char cwd[4096];
+  if (!::getcwd(cwd, sizeof cwd)) return p;
+  return std::string(cwd) + "/" + p;
+}
+
 std::string text(const json& v) {
   if (v.is_null()) return "";
   if (v.is_string()) return v.get<std::string>();

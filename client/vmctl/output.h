@@ -45,6 +45,8 @@ void printFields(const std::vector<std::pair<std::string, std::string>>& fields)
 // A progress line on stderr when it is a terminal: "[#####     ]  50% message".
 void showProgress(const json& operation);
 void endProgress();
-std::string text(const json& v);  // a JSON scalar as plain text ("" for null)
+std::string text(const json& v);
+// Paths are sent to vmmd, whose working directory is not the caller's.
+std::string absolutePath(const std::string& path);  // a JSON scalar as plain text ("" for null)
 
 }  // namespace vmm::vmctl

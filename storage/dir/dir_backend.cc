@@ -143,10 +143,11 @@ Result<model::Volume> DirBackend::createVolume(const model::VolumeSpec& spec, De
   } else if (spec.capacity == 0) {
     return invalidArgument("capacity: must be greater than 0");
   }
-  if (spec.preallocate || spec.format == model::DiskFormat::raw) {
-    auto cap = capacity(deadline);
-    if (cap.ok() && spec.capacity > cap->available && spec.preallocate)
-      return invalidArgument("capacity: " + model::formatSize(spec.capacity) + " is more than the pool's free space (" + model::formatSize(cap->available) + ")");
+  if (spec.backingVolume.empty()) {
+    // Thin images could overcommit, but a volume that can never be filled is a mistake.
+    VMM_ASSIGN(auto cap, capacity(deadline));
+    if (spec.capacity > cap.available)
+      return invalidArgument("capacity: " + model::formatSize(spec.capacity) + " is more than the pool's free space (" + model::humanSize(cap.available) + ")");
   }
   Reverter revert;
   revert.add([path] { (void)fs::removeFile(path); });
@@ -219,6 +220,64 @@ Status DirBackend::wipeVolume(const std::string& name, Deadline deadline) {
     return systemError("rename " + fresh, errno);
   }
   return {};
+}
+
+namespace {
+
+// Reads a volume file, or writes a new one under a temporary name renamed over it at finish().
+class FileStream final : public VolumeStream {
+ public:
+  FileStream(fs::UniqueFd fd, uint64_t size, std::string tempPath, std::string finalPath)
+      : fd_(std::move(fd)), size_(size), temp_(std::move(tempPath)), final_(std::move(finalPath)) {}
+  ~FileStream() override {
+    if (!temp_.empty()) (void)fs::removeFile(temp_);
+  }
+  uint64_t size() const override { return size_; }
+  Result<size_t> read(uint64_t offset, char* buf, size_t len, Deadline) override {
+    ssize_t n = ::pread(fd_.get(), buf, len, static_cast<off_t>(offset));
+    if (n < 0) return systemError("reading " + final_, errno);
+    return static_cast<size_t>(n);
+  }
+  Status write(uint64_t offset, const char* buf, size_t len, Deadline) override {
+    if (temp_.empty()) return invalidArgument("the volume was opened for reading");
+    while (len > 0) {
+      ssize_t n = ::pwrite(fd_.get(), buf, len, static_cast<off_t>(offset));
+      if (n < 0) return systemError("writing " + final_, errno);
+      buf += n;
+      len -= static_cast<size_t>(n);
+      offset += static_cast<uint64_t>(n);
+    }
+    return {};
+  }
+  Status finish(Deadline) override {
+    if (temp_.empty()) return {};
+    if (::fsync(fd_.get()) != 0) return systemError("fsync " + temp_, errno);
+    if (::rename(temp_.c_str(), final_.c_str()) != 0) return systemError("rename " + temp_, errno);
+    temp_.clear();
+    return {};
+  }
+
+ private:
+  fs::UniqueFd fd_;
+  uint64_t size_;
+  std::string temp_, final_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<VolumeStream>> DirBackend::openVolume(const std::string& name, StreamMode mode, Deadline deadline) {
+  VMM_ASSIGN(auto v, volumeInfo(name, deadline));
+  if (mode == StreamMode::read) {
+    fs::UniqueFd fd(::open(v.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd.valid()) return systemError("opening " + v.path, errno);
+    struct stat st{};
+    ::fstat(fd.get(), &st);
+    return std::unique_ptr<VolumeStream>(new FileStream(std::move(fd), static_cast<uint64_t>(st.st_size), "", v.path));
+  }
+  std::string temp = v.path + ".upload.partial";
+  fs::UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return systemError("creating " + temp, errno);
+  return std::unique_ptr<VolumeStream>(new FileStream(std::move(fd), 0, temp, v.path));
 }
 
 Result<drivers::ResolvedDisk> DirBackend::resolve(const std::string& volume, Deadline deadline) {

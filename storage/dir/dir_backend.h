@@ -26,6 +26,7 @@ class DirBackend final : public PoolBackend {
   Result<model::Volume> cloneVolume(const std::string& source, const std::string& name, const CloneOptions& options,
                                     Deadline deadline) override;
   Status wipeVolume(const std::string& name, Deadline deadline) override;
+  Result<std::unique_ptr<VolumeStream>> openVolume(const std::string& name, StreamMode mode, Deadline deadline) override;
   Result<drivers::ResolvedDisk> resolve(const std::string& volume, Deadline deadline) override;
 
  private:

@@ -1,0 +1,128 @@
+// Pools and volumes. Byte transfers (upload, download) are streams, served by the transports.
+#include "api/registry.h"
+#include "api/services.h"
+#include "base/strings.h"
+#include "model/names.h"
+#include "model/pool.h"
+#include "model/units.h"
+
+namespace vmm::api {
+
+namespace {
+
+std::string str(const json& p, const char* key) { return p.value(key, ""); }
+bool flag(const json& p, const char* key, bool fallback) {
+  auto it = p.find(key);
+  return it == p.end() || it->is_null() ? fallback : it->get<bool>();
+}
+
+Result<uint64_t> sizeParam(const json& p, const char* key) {
+  const json& v = p[key];
+  if (v.is_number_unsigned()) return v.get<uint64_t>();
+  if (v.is_number_integer() && v.get<int64_t>() >= 0) return static_cast<uint64_t>(v.get<int64_t>());
+  if (!v.is_string()) return invalidArgument(std::string(key) + ": expected a size such as \"10G\"");
+  auto parsed = model::parseSize(v.get<std::string>());
+  if (!parsed.ok()) return parsed.error().wrap(key);
+  return parsed;
+}
+
+json volumeList(const std::vector<model::Volume>& vols) {
+  json out = json::array();
+  for (const auto& v : vols) out.push_back(model::formatVolume(v));
+  return out;
+}
+
+}  // namespace
+
+void bindStorageHandlers(Registry& reg, Services& s) {
+  reg.bind("pool.list", [&s](const CallContext&, const json&) -> Result<Reply> {
+    json out = json::array();
+    for (const auto& v : s.pools.list()) out.push_back(formatPoolView(v));
+    return Reply(std::move(out));
+  });
+  reg.bind("pool.get", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto v, s.pools.get(str(p, "name")));
+    return Reply(formatPoolView(v));
+  });
+  reg.bind("pool.create", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    auto def = model::parsePool(p["definition"]);
+    if (!def.ok()) return def.error();
+    PoolCreateParams params;
+    params.build = flag(p, "build", false);
+    params.start = flag(p, "start", true);
+    std::string name = def->name;
+    VMM_ASSIGN(auto v, s.pools.create(std::move(*def), params));
+    Reply r(formatPoolView(v), 201);
+    r.headers.emplace_back("Location", "/v1/pools/" + name);
+    return r;
+  });
+  reg.bind("pool.start", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto v, s.pools.start(str(p, "name")));
+    return Reply(formatPoolView(v));
+  });
+  reg.bind("pool.stop", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto v, s.pools.stop(str(p, "name")));
+    return Reply(formatPoolView(v));
+  });
+  reg.bind("pool.refresh", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto v, s.pools.refresh(str(p, "name")));
+    return Reply(formatPoolView(v));
+  });
+  reg.bind("pool.delete", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_TRY(s.pools.remove(str(p, "name"), flag(p, "storage", false)));
+    return Reply(json::object());
+  });
+
+  reg.bind("volume.list", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto vols, s.pools.listVolumes(str(p, "pool")));
+    return Reply(volumeList(vols));
+  });
+  reg.bind("volume.get", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto v, s.pools.getVolume(str(p, "pool"), str(p, "name")));
+    return Reply(model::formatVolume(v));
+  });
+  reg.bind("volume.create", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    auto spec = model::parseVolumeSpec(p["volume"]);
+    if (!spec.ok()) return spec.error();
+    VMM_ASSIGN(auto v, s.pools.createVolume(str(p, "pool"), *spec));
+    Reply r(model::formatVolume(v), 201);
+    r.headers.emplace_back("Location", "/v1/pools/" + str(p, "pool") + "/volumes/" + v.name);
+    return r;
+  });
+  reg.bind("volume.delete", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_TRY(s.pools.deleteVolume(str(p, "pool"), str(p, "name")));
+    return Reply(json::object());
+  });
+  reg.bind("volume.resize", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto capacity, sizeParam(p, "capacity"));
+    if (capacity == 0) return invalidArgument("capacity: must be greater than 0");
+    VMM_ASSIGN(auto v, s.pools.resizeVolume(str(p, "pool"), str(p, "name"), capacity, flag(p, "shrink", false)));
+    return Reply(model::formatVolume(v));
+  });
+  reg.bindAsync("volume.clone", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+    std::string pool = str(p, "pool"), source = str(p, "name"), target = str(p, "target");
+    if (auto st = model::validateVolumeName(target); !st.ok()) return st.error().wrap("target");
+    // A missing pool or source is a 404 now, not a failed operation.
+    if (auto v = s.pools.getVolume(pool, source); !v.ok()) return v.error();
+    bool linked = flag(p, "linked", true);
+    return AsyncWork{"pools/" + pool + "/volumes/" + target, [&s, pool, source, target, linked](OperationContext& ctx) -> Result<json> {
+                       VolumeCloneParams params;
+                       params.name = target;
+                       params.linked = linked;
+                       params.progress = [&ctx](double f) { ctx.setProgress(static_cast<int>(f * 100), "copying"); };
+                       params.cancelled = [&ctx] { return ctx.cancelled(); };
+                       VMM_ASSIGN(auto v, s.pools.cloneVolume(pool, source, params));
+                       return model::formatVolume(v);
+                     }};
+  });
+  reg.bindAsync("volume.wipe", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+    std::string pool = str(p, "pool"), name = str(p, "name");
+    if (auto v = s.pools.getVolume(pool, name); !v.ok()) return v.error();
+    return AsyncWork{"pools/" + pool + "/volumes/" + name, [&s, pool, name](OperationContext&) -> Result<json> {
+                       VMM_ASSIGN(auto v, s.pools.wipeVolume(pool, name));
+                       return model::formatVolume(v);
+                     }};
+  });
+}
+
+}  // namespace vmm::api

@@ -1,0 +1,566 @@
+#include "daemon/pool_service.h"
+
+#include <future>
+
+#include "base/log.h"
+#include "base/reverter.h"
+#include "base/strings.h"
+#include "base/time_util.h"
+#include "model/units.h"
+
+namespace vmm {
+
+using json = nlohmann::json;
+
+std::string_view poolStateName(PoolState s) {
+  switch (s) {
+    case PoolState::inactive: return "inactive";
+    case PoolState::active: return "active";
+    case PoolState::error: return "error";
+  }
+  return "inactive";
+}
+
+json formatPoolView(const PoolView& v) {
+  json j = model::formatPool(v.def);
+  j["state"] = poolStateName(v.state);
+  if (!v.error.empty()) j["error"] = v.error;
+  j["capacity"] = v.capacity.capacity;
+  j["allocation"] = v.capacity.allocation;
+  j["available"] = v.capacity.available;
+  j["volumes"] = v.volumeCount;
+  if (v.refreshedUs) j["refreshed_at"] = formatTimestamp(v.refreshedUs);
+  if (v.job) j["job"] = *v.job;
+  return j;
+}
+
+struct PoolService::PoolObject {
+  PoolObject(model::Pool d, std::unique_ptr<storage::PoolBackend> b) : name(d.name), backend(std::move(b)), def(std::move(d)) {}
+  const std::string name;
+  Job job;
+  // Backends are safe to call concurrently for reads; the job serialises mutations.
+  const std::shared_ptr<storage::PoolBackend> backend;
+
+  mutable std::mutex mu;  // guards everything below; never held across I/O
+  model::Pool def;
+  PoolState state = PoolState::inactive;
+  std::string error;
+  storage::PoolCapacity capacity;
+  int64_t refreshedUs = 0;
+  std::map<std::string, model::Volume> volumes;
+  std::map<std::string, std::string> busy;  // volume -> the transfer using it
+};
+
+PoolService::PoolService(StateStore& store, EventBus& events, PoolServiceOptions options)
+    : store_(store), events_(events), options_(std::move(options)) {}
+
+PoolService::~PoolService() = default;
+
+void PoolService::publish(const std::string& type, const std::string& pool, const json& data) {
+  json d = data.is_object() ? data : json::object();
+  d["pool"] = pool;
+  std::string object = "pools/" + pool;
+  if (d.contains("volume")) object += "/volumes/" + d["volume"].get<std::string>();
+  events_.publish(type, object, std::move(d));
+}
+
+Result<std::shared_ptr<PoolService::PoolObject>> PoolService::find(const std::string& name) const {
+  auto p = pools_.find(name);
+  if (!p) return notFound("pool " + quote(name) + " not found");
+  return p;
+}
+
+Result<std::shared_ptr<PoolService::PoolObject>> PoolService::findActive(const std::string& name) const {
+  VMM_ASSIGN(auto p, find(name));
+  std::lock_guard lock(p->mu);
+  if (p->state == PoolState::error)
+    return unavailable("pool " + name + " is in the error state (" + p->error + "); refresh or restart it");
+  if (p->state != PoolState::active) return conflict("pool " + name + " is not active; start it first");
+  return p;
+}
+
+Result<JobGuard> PoolService::acquire(PoolObject& p, const std::string& what) {
+  return p.job.acquire(what, "pool " + p.name, Deadline::after(options_.jobWait));
+}
+
+PoolView PoolService::viewOf(const PoolObject& p) const {
+  PoolView v;
+  v.job = p.job.current();
+  std::lock_guard lock(p.mu);
+  v.def = p.def;
+  v.state = p.state;
+  v.error = p.error;
+  v.capacity = p.capacity;
+  v.volumeCount = p.volumes.size();
+  v.refreshedUs = p.refreshedUs;
+  return v;
+}
+
+std::vector<std::string> PoolService::usersOf(const std::string& pool, const std::string& volume) const {
+  if (!users_) return {};
+  auto all = users_(pool);
+  auto it = all.find(volume);
+  return it == all.end() ? std::vector<std::string>{} : it->second;
+}
+
+model::Volume PoolService::withUsers(model::Volume v) const {
+  v.usedBy = usersOf(v.pool, v.name);
+  return v;
+}
+
+Status PoolService::persist(const model::Pool& def) {
+  return store_.put(Table::pools, def.name, model::formatPool(def, /*redactSecrets=*/false));
+}
+
+Error PoolService::noteFailure(PoolObject& p, Error e) {
+  if (e.code == ErrorCode::timeout || e.code == ErrorCode::unavailable) {
+    bool changed = false;
+    {
+      std::lock_guard lock(p.mu);
+      changed = p.state != PoolState::error;
+      if (p.state != PoolState::inactive) p.state = PoolState::error;
+      p.error = e.message;
+    }
+    if (changed) {
+      log::warn("pool in error", {{"pool", p.name}, {"error", e.message}});
+      publish("storage.pool", p.name, {{"event", "error"}, {"error", e.message}});
+    }
+  }
+  return e;
+}
+
+Status PoolService::reload(PoolObject& p, Deadline deadline) {
+  auto cap = p.backend->capacity(deadline);
+  if (!cap.ok()) return noteFailure(p, cap.error().wrap("pool " + p.name));
+  auto vols = p.backend->listVolumes(deadline);
+  if (!vols.ok()) return noteFailure(p, vols.error().wrap("pool " + p.name));
+  std::map<std::string, model::Volume> byName;
+  for (auto& v : *vols) byName[v.name] = std::move(v);
+  std::lock_guard lock(p.mu);
+  p.capacity = *cap;
+  p.volumes = std::move(byName);
+  p.state = PoolState::active;
+  p.error.clear();
+  p.refreshedUs = wallNowMicros();
+  return {};
+}
+
+Status PoolService::activate(PoolObject& p) {
+  Deadline deadline = ioDeadline();
+  if (auto st = p.backend->start(deadline); !st.ok()) {
+    auto e = st.error().wrap("pool " + p.name + ": cannot start");
+    std::lock_guard lock(p.mu);
+    p.state = e.code == ErrorCode::timeout || e.code == ErrorCode::unavailable ? PoolState::error : PoolState::inactive;
+    p.error = e.code == ErrorCode::timeout || e.code == ErrorCode::unavailable ? e.message : "";
+    return e;
+  }
+  if (auto st = reload(p, deadline); !st.ok()) {
+    (void)p.backend->stop(ioDeadline());
+    return st;
+  }
+  return {};
+}
+
+void PoolService::setVolume(PoolObject& p, model::Volume v) {
+  std::lock_guard lock(p.mu);
+  std::string name = v.name;
+  p.volumes[name] = std::move(v);
+}
+
+Status PoolService::reserve(PoolObject& p, const std::string& volume, const std::string& what) {
+  std::lock_guard lock(p.mu);
+  auto it = p.busy.find(volume);
+  if (it != p.busy.end()) return conflict("volume " + p.name + "/" + volume + " is busy (" + it->second + ")");
+  p.busy[volume] = what;
+  return {};
+}
+
+void PoolService::unreserve(PoolObject& p, const std::string& volume) {
+  std::lock_guard lock(p.mu);
+  p.busy.erase(volume);
+}
+
+// ---------------------------------------------------------------- pools
+
+Status PoolService::load() {
+  VMM_ASSIGN(auto rows, store_.loadAll(Table::pools));
+  for (const auto& row : rows) {
+    auto def = model::parsePool(row.value);
+    if (!def.ok()) {
+      log::error("stored pool definition is invalid; skipped", {{"pool", row.key}, {"error", def.error().message}});
+      continue;
+    }
+    auto backend = options_.factory(*def);
+    if (!backend.ok()) {
+      log::error("pool cannot be loaded", {{"pool", row.key}, {"error", backend.error().message}});
+      continue;
+    }
+    pools_.insert(def->name, std::make_shared<PoolObject>(std::move(*def), std::move(*backend)));
+  }
+  if (rows.empty() && !options_.defaultPoolPath.empty()) {
+    model::Pool def;
+    def.name = "default";
+    def.type = model::PoolType::dir;
+    def.path = options_.defaultPoolPath;
+    auto parsed = model::parsePool(model::formatPool(def, false));
+    PoolCreateParams params;
+    params.build = true;
+    if (parsed.ok()) {
+      auto created = create(std::move(*parsed), params);
+      if (!created.ok()) log::error("cannot create the default pool", {{"error", created.error().message}});
+      else log::info("default pool created", {{"path", options_.defaultPoolPath}});
+    }
+  }
+  // Pools start in parallel: one unreachable NFS server costs its deadline, not everyone's.
+  std::vector<std::future<void>> starting;
+  for (const auto& p : pools_.all()) {
+    bool wanted;
+    {
+      std::lock_guard lock(p->mu);
+      wanted = p->def.autostart && p->state == PoolState::inactive;
+    }
+    if (!wanted) continue;
+    starting.push_back(std::async(std::launch::async, [this, p] {
+      auto guard = acquire(*p, "autostart");
+      if (!guard.ok()) return;
+      if (auto st = activate(*p); !st.ok()) log::warn("pool did not start", {{"pool", p->name}, {"error", st.error().message}});
+    }));
+  }
+  for (auto& f : starting) f.wait();
+  return {};
+}
+
+Result<PoolView> PoolService::create(model::Pool def, const PoolCreateParams& params) {
+  std::lock_guard createLock(createMu_);
+  if (pools_.find(def.name)) return conflict("pool " + quote(def.name) + " already exists");
+  for (const auto& other : pools_.all()) {
+    std::lock_guard lock(other->mu);
+    const auto& o = other->def;
+    if (o.type != def.type) continue;
+    bool same = false;
+    switch (def.type) {
+      case model::PoolType::dir: same = o.path == def.path; break;
+      case model::PoolType::logical: same = (o.source.vgName.empty() ? o.name : o.source.vgName) ==
+                                            (def.source.vgName.empty() ? def.name : def.source.vgName); break;
+      case model::PoolType::netfs: same = o.source.host == def.source.host && o.source.dir == def.source.dir; break;
+      case model::PoolType::iscsi: same = o.source.host == def.source.host && o.source.target == def.source.target; break;
+    }
+    if (same) return conflict("pool " + quote(other->name) + " already uses this storage");
+  }
+  VMM_ASSIGN(auto backend, options_.factory(def));
+  auto obj = std::make_shared<PoolObject>(def, std::move(backend));
+  Reverter revert;
+  Deadline deadline = ioDeadline();
+  if (params.build) {
+    VMM_TRY(obj->backend->build(deadline));
+    // Undoing a build removes storage this call made; a dir that already existed with files
+    // is left alone (destroyStorage refuses non-empty storage).
+    revert.add([obj] { (void)obj->backend->destroyStorage(Deadline::after(Millis(30000))); });
+  }
+  if (params.start) {
+    VMM_TRY(activate(*obj));
+    revert.add([obj] { (void)obj->backend->stop(Deadline::after(Millis(30000))); });
+  }
+  VMM_TRY(persist(def));
+  pools_.insert(def.name, obj);
+  revert.success();
+  publish("storage.pool", def.name, {{"event", "defined"}, {"state", poolStateName(obj->state)}});
+  return viewOf(*obj);
+}
+
+Result<PoolView> PoolService::get(const std::string& name) const {
+  VMM_ASSIGN(auto p, find(name));
+  return viewOf(*p);
+}
+
+std::vector<PoolView> PoolService::list() const {
+  std::vector<PoolView> out;
+  for (const auto& p : pools_.all()) out.push_back(viewOf(*p));
+  return out;
+}
+
+Result<PoolView> PoolService::start(const std::string& name) {
+  VMM_ASSIGN(auto p, find(name));
+  VMM_ASSIGN(auto guard, acquire(*p, "start"));
+  {
+    std::lock_guard lock(p->mu);
+    if (p->state == PoolState::active) return conflict("pool " + name + " is already active");
+  }
+  VMM_TRY(activate(*p));
+  publish("storage.pool", name, {{"event", "started"}});
+  return viewOf(*p);
+}
+
+Result<PoolView> PoolService::stop(const std::string& name) {
+  VMM_ASSIGN(auto p, find(name));
+  VMM_ASSIGN(auto guard, acquire(*p, "stop"));
+  {
+    std::lock_guard lock(p->mu);
+    if (p->state == PoolState::inactive) return conflict("pool " + name + " is not active");
+    if (!p->busy.empty())
+      return conflict("pool " + name + " has transfers in progress (" + p->busy.begin()->first + ": " + p->busy.begin()->second + ")");
+  }
+  auto st = p->backend->stop(ioDeadline());
+  if (!st.ok()) log::warn("pool stop reported an error", {{"pool", name}, {"error", st.error().message}});
+  {
+    std::lock_guard lock(p->mu);
+    p->state = PoolState::inactive;
+    p->error.clear();
+    p->volumes.clear();
+  }
+  publish("storage.pool", name, {{"event", "stopped"}});
+  return viewOf(*p);
+}
+
+Result<PoolView> PoolService::refresh(const std::string& name) {
+  VMM_ASSIGN(auto p, find(name));
+  VMM_ASSIGN(auto guard, acquire(*p, "refresh"));
+  PoolState state;
+  {
+    std::lock_guard lock(p->mu);
+    state = p->state;
+  }
+  if (state == PoolState::inactive) return conflict("pool " + name + " is not active; start it first");
+  if (state == PoolState::error) {
+    // The server may be back: reconnect from scratch.
+    (void)p->backend->stop(ioDeadline());
+    VMM_TRY(activate(*p));
+  } else {
+    VMM_TRY(reload(*p, ioDeadline()));
+  }
+  publish("storage.pool", name, {{"event", "refreshed"}});
+  return viewOf(*p);
+}
+
+Status PoolService::remove(const std::string& name, bool deleteStorage) {
+  VMM_ASSIGN(auto p, find(name));
+  VMM_ASSIGN(auto guard, acquire(*p, "delete"));
+  PoolState state;
+  std::vector<std::string> volumes;
+  {
+    std::lock_guard lock(p->mu);
+    state = p->state;
+    if (!p->busy.empty()) return conflict("pool " + name + " has transfers in progress");
+    for (const auto& [v, vol] : p->volumes) volumes.push_back(v);
+  }
+  for (const auto& v : volumes) {
+    auto users = usersOf(name, v);
+    if (!users.empty()) return conflict("pool " + name + ": volume " + v + " is used by domain " + join(users, ", "));
+  }
+  if (deleteStorage) {
+    if (state != PoolState::active) VMM_TRY(p->backend->start(ioDeadline()));
+    if (!volumes.empty() && state == PoolState::active)
+      return conflict("pool " + name + " still has " + std::to_string(volumes.size()) + " volumes; delete them first");
+    VMM_TRY(p->backend->destroyStorage(ioDeadline()));
+  }
+  if (state != PoolState::inactive || deleteStorage) (void)p->backend->stop(ioDeadline());
+  VMM_TRY(store_.remove(Table::pools, name));
+  pools_.erase(name);
+  publish("storage.pool", name, {{"event", "deleted"}});
+  return {};
+}
+
+// ---------------------------------------------------------------- volumes
+
+Result<std::vector<model::Volume>> PoolService::listVolumes(const std::string& pool) const {
+  VMM_ASSIGN(auto p, findActive(pool));
+  std::vector<model::Volume> out;
+  {
+    std::lock_guard lock(p->mu);
+    out.reserve(p->volumes.size());
+    for (const auto& [n, v] : p->volumes) out.push_back(v);
+  }
+  auto users = users_ ? users_(pool) : std::map<std::string, std::vector<std::string>>{};
+  for (auto& v : out)
+    if (auto it = users.find(v.name); it != users.end()) v.usedBy = it->second;
+  return out;
+}
+
+Result<model::Volume> PoolService::getVolume(const std::string& pool, const std::string& name) const {
+  VMM_ASSIGN(auto p, findActive(pool));
+  std::lock_guard lock(p->mu);
+  auto it = p->volumes.find(name);
+  if (it == p->volumes.end()) return notFound("pool " + pool + " has no volume " + quote(name));
+  return withUsers(it->second);
+}
+
+Result<model::Volume> PoolService::createVolume(const std::string& pool, const model::VolumeSpec& spec) {
+  VMM_ASSIGN(auto p, findActive(pool));
+  VMM_ASSIGN(auto guard, acquire(*p, "create volume " + spec.name));
+  {
+    std::lock_guard lock(p->mu);
+    if (p->volumes.count(spec.name) || p->busy.count(spec.name))
+      return conflict("pool " + pool + " already has a volume " + quote(spec.name));
+  }
+  auto v = p->backend->createVolume(spec, ioDeadline());
+  if (!v.ok()) return noteFailure(*p, v.error().wrap("creating volume " + pool + "/" + spec.name));
+  setVolume(*p, *v);
+  (void)reload(*p, ioDeadline());  // capacity changed; a failure shows in the pool's state
+  publish("storage.volume", pool, {{"event", "created"}, {"volume", spec.name}});
+  return withUsers(*v);
+}
+
+Status PoolService::deleteVolume(const std::string& pool, const std::string& name) {
+  VMM_ASSIGN(auto p, findActive(pool));
+  VMM_ASSIGN(auto guard, acquire(*p, "delete volume " + name));
+  std::vector<std::string> clones;
+  {
+    std::lock_guard lock(p->mu);
+    if (!p->volumes.count(name)) return notFound("pool " + pool + " has no volume " + quote(name));
+    if (auto it = p->busy.find(name); it != p->busy.end()) return conflict("volume " + pool + "/" + name + " is busy (" + it->second + ")");
+    for (const auto& [n, v] : p->volumes)
+      if (v.backingVolume == name) clones.push_back(n);
+  }
+  auto users = usersOf(pool, name);
+  if (!users.empty()) return conflict("volume " + pool + "/" + name + " is used by domain " + join(users, ", "));
+  if (!clones.empty()) return conflict("volume " + pool + "/" + name + " is the backing volume of " + join(clones, ", "));
+  if (auto st = p->backend->deleteVolume(name, ioDeadline()); !st.ok())
+    return noteFailure(*p, st.error().wrap("deleting volume " + pool + "/" + name));
+  {
+    std::lock_guard lock(p->mu);
+    p->volumes.erase(name);
+  }
+  (void)reload(*p, ioDeadline());
+  publish("storage.volume", pool, {{"event", "deleted"}, {"volume", name}});
+  return {};
+}
+
+Result<model::Volume> PoolService::resizeVolume(const std::string& pool, const std::string& name, uint64_t capacity, bool shrink) {
+  VMM_ASSIGN(auto p, findActive(pool));
+  VMM_ASSIGN(auto guard, acquire(*p, "resize volume " + name));
+  {
+    std::lock_guard lock(p->mu);
+    if (!p->volumes.count(name)) return notFound("pool " + pool + " has no volume " + quote(name));
+    if (auto it = p->busy.find(name); it != p->busy.end()) return conflict("volume " + pool + "/" + name + " is busy (" + it->second + ")");
+  }
+  if (auto st = p->backend->resizeVolume(name, capacity, shrink, ioDeadline()); !st.ok())
+    return noteFailure(*p, st.error().wrap("resizing volume " + pool + "/" + name));
+  auto v = p->backend->volumeInfo(name, ioDeadline());
+  if (!v.ok()) return noteFailure(*p, v.error());
+  setVolume(*p, *v);
+  (void)reload(*p, ioDeadline());
+  publish("storage.volume", pool, {{"event", "resized"}, {"volume", name}, {"capacity", v->capacity}});
+  return withUsers(*v);
+}
+
+Result<model::Volume> PoolService::cloneVolume(const std::string& pool, const std::string& source, const VolumeCloneParams& params) {
+  VMM_ASSIGN(auto p, findActive(pool));
+  {
+    // The job is held only to check and reserve both names; the copy runs without it.
+    VMM_ASSIGN(auto guard, acquire(*p, "clone volume " + source));
+    std::lock_guard lock(p->mu);
+    if (!p->volumes.count(source)) return notFound("pool " + pool + " has no volume " + quote(source));
+    if (p->volumes.count(params.name) || p->busy.count(params.name))
+      return conflict("pool " + pool + " already has a volume " + quote(params.name));
+    if (auto it = p->busy.find(source); it != p->busy.end()) return conflict("volume " + pool + "/" + source + " is busy (" + it->second + ")");
+    p->busy[source] = "source of clone " + params.name;
+    p->busy[params.name] = "being cloned from " + source;
+  }
+  Reverter release;
+  release.add([this, p, source, name = params.name] {
+    unreserve(*p, source);
+    unreserve(*p, name);
+  });
+  if (params.cancelled && params.cancelled()) return Error{ErrorCode::cancelled, "clone of " + pool + "/" + source + " cancelled"};
+  storage::CloneOptions opts;
+  opts.linked = params.linked;
+  opts.progress = params.progress;
+  auto v = p->backend->cloneVolume(source, params.name, opts,
+                                   params.linked ? ioDeadline() : Deadline::after(options_.transferTimeout));
+  if (!v.ok()) return noteFailure(*p, v.error().wrap("cloning volume " + pool + "/" + source));
+  setVolume(*p, *v);
+  release.fail();
+  {
+    auto guard = acquire(*p, "refresh after clone");
+    if (guard.ok()) (void)reload(*p, ioDeadline());
+  }
+  publish("storage.volume", pool, {{"event", "created"}, {"volume", params.name}, {"source", source}, {"linked", params.linked}});
+  return withUsers(*v);
+}
+
+Result<model::Volume> PoolService::wipeVolume(const std::string& pool, const std::string& name) {
+  VMM_ASSIGN(auto p, findActive(pool));
+  {
+    VMM_ASSIGN(auto guard, acquire(*p, "wipe volume " + name));
+    {
+      std::lock_guard lock(p->mu);
+      if (!p->volumes.count(name)) return notFound("pool " + pool + " has no volume " + quote(name));
+    }
+    auto users = usersOf(pool, name);
+    if (!users.empty()) return conflict("volume " + pool + "/" + name + " is used by domain " + join(users, ", "));
+    VMM_TRY(reserve(*p, name, "wipe"));
+  }
+  Reverter release;
+  release.add([this, p, name] { unreserve(*p, name); });
+  if (auto st = p->backend->wipeVolume(name, Deadline::after(options_.transferTimeout)); !st.ok())
+    return noteFailure(*p, st.error().wrap("wiping volume " + pool + "/" + name));
+  auto v = p->backend->volumeInfo(name, ioDeadline());
+  if (!v.ok()) return noteFailure(*p, v.error());
+  setVolume(*p, *v);
+  publish("storage.volume", pool, {{"event", "wiped"}, {"volume", name}});
+  return withUsers(*v);
+}
+
+// Keeps the volume reserved while a writer is open and refreshes its metadata when done.
+class PoolService::BusyVolume final : public storage::VolumeStream {
+ public:
+  BusyVolume(PoolService& s, std::shared_ptr<PoolObject> p, std::string name, std::unique_ptr<storage::VolumeStream> inner)
+      : s_(s), p_(std::move(p)), name_(std::move(name)), inner_(std::move(inner)) {}
+  ~BusyVolume() override {
+    inner_.reset();  // an unfinished upload is abandoned before the name is released
+    s_.unreserve(*p_, name_);
+  }
+  uint64_t size() const override { return inner_->size(); }
+  Result<size_t> read(uint64_t offset, char* buf, size_t len, Deadline d) override { return inner_->read(offset, buf, len, d); }
+  Status write(uint64_t offset, const char* buf, size_t len, Deadline d) override { return inner_->write(offset, buf, len, d); }
+  Status finish(Deadline d) override {
+    VMM_TRY(inner_->finish(d));
+    auto v = p_->backend->volumeInfo(name_, d);
+    if (v.ok()) s_.setVolume(*p_, *v);
+    s_.publish("storage.volume", p_->name, {{"event", "uploaded"}, {"volume", name_}});
+    return {};
+  }
+
+ private:
+  PoolService& s_;
+  std::shared_ptr<PoolObject> p_;
+  std::string name_;
+  std::unique_ptr<storage::VolumeStream> inner_;
+};
+
+Result<std::unique_ptr<storage::VolumeStream>> PoolService::openVolume(const std::string& pool, const std::string& name,
+                                                                       storage::StreamMode mode) {
+  VMM_ASSIGN(auto p, findActive(pool));
+  {
+    std::lock_guard lock(p->mu);
+    if (!p->volumes.count(name)) return notFound("pool " + pool + " has no volume " + quote(name));
+  }
+  if (mode == storage::StreamMode::read) {
+    auto s = p->backend->openVolume(name, mode, ioDeadline());
+    if (!s.ok()) return noteFailure(*p, s.error().wrap("reading volume " + pool + "/" + name));
+    return s;
+  }
+  auto users = usersOf(pool, name);
+  if (!users.empty()) return conflict("volume " + pool + "/" + name + " is used by domain " + join(users, ", ") + "; detach it before uploading");
+  VMM_TRY(reserve(*p, name, "upload"));
+  auto s = p->backend->openVolume(name, mode, ioDeadline());
+  if (!s.ok()) {
+    unreserve(*p, name);
+    return noteFailure(*p, s.error().wrap("writing volume " + pool + "/" + name));
+  }
+  return std::unique_ptr<storage::VolumeStream>(new BusyVolume(*this, p, name, std::move(*s)));
+}
+
+Result<drivers::ResolvedDisk> PoolService::resolve(const std::string& pool, const std::string& volume) {
+  VMM_ASSIGN(auto p, findActive(pool));
+  {
+    std::lock_guard lock(p->mu);
+    if (auto it = p->busy.find(volume); it != p->busy.end() && startsWith(it->second, "being cloned"))
+      return conflict("volume " + pool + "/" + volume + " is still being created");
+  }
+  auto r = p->backend->resolve(volume, ioDeadline());
+  if (!r.ok()) return noteFailure(*p, r.error().wrap("volume " + pool + "/" + volume));
+  return r;
+}
+
+}  // namespace vmm

@@ -1,0 +1,1 @@
+// vmm_server_fixtures: the loop device, tgtd and nfs-ganesha helpers live in their own files.
