@@ -11,7 +11,7 @@ namespace vmm {
 Result<drivers::ResolvedDisk> DaemonHostServices::resolveDisk(const model::Disk& disk) {
   if (disk.source.isVolume()) {
     auto r = pools_.resolve(disk.source.pool, disk.source.volume);
-    if (!r.ok()) return r.error().wrap("disk " + disk.target);
+    if (!r.ok()) return r.error();
     // The volume's own format unless the disk overrides it.
     if (disk.format) r->format = *disk.format;
     return r;

@@ -53,6 +53,7 @@ struct ResolvedDisk {
   // is missing): the hypervisor sees only bytes [offset, offset + size).
   uint64_t offset = 0;
   uint64_t size = 0;
+  bool blockDevice = false;  // `path` is a block device (QEMU's host_device driver, not file)
 };
 
 // A host-side network port prepared for a NIC by the network layer.

@@ -3,6 +3,7 @@
 #include "storage/dir/dir_backend.h"
 #include "storage/iscsi/iscsi_backend.h"
 #include "storage/logical/logical_backend.h"
+#include "storage/netfs/netfs_backend.h"
 
 namespace vmm::storage {
 
@@ -14,10 +15,10 @@ Result<std::unique_ptr<PoolBackend>> makeBackend(const model::Pool& pool) {
       return std::unique_ptr<PoolBackend>(new LogicalBackend(pool));
     case model::PoolType::iscsi:
       return std::unique_ptr<PoolBackend>(new IscsiBackend(pool));
-    default:
-      break;
+    case model::PoolType::netfs:
+      return std::unique_ptr<PoolBackend>(new NetfsBackend(pool));
   }
-  return unsupported("pool " + pool.name + ": type " + std::string(model::enumName(model::kPoolTypes, pool.type)) + " is not supported");
+  return unsupported("pool " + pool.name + ": unknown type");
 }
 
 }  // namespace vmm::storage

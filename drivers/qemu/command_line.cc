@@ -48,7 +48,7 @@ std::string nicNetdevId(const model::Nic& n) { return "netdev-" + macHex(n.mac);
 json fileNodeJson(const model::Disk& d, const ResolvedDisk& r) {
   json node;
   if (r.protocol.empty()) {
-    node = {{"driver", "file"}, {"filename", r.path}};
+    node = {{"driver", r.blockDevice ? "host_device" : "file"}, {"filename", r.path}};
   } else {
     node = r.blockdev;
     node["driver"] = r.protocol;
@@ -64,10 +64,17 @@ json fileNodeJson(const model::Disk& d, const ResolvedDisk& r) {
 
 json formatNodeJson(const model::Disk& d, const ResolvedDisk& r) {
   model::DiskFormat fmt = d.format.value_or(r.format);
-  return {{"driver", model::enumName(model::kDiskFormats, fmt)},
-          {"file", diskFileNode(d)},
-          {"node-name", diskFormatNode(d)},
-          {"read-only", d.readonly}};
+  json node = {{"driver", model::enumName(model::kDiskFormats, fmt)},
+               {"file", diskFileNode(d)},
+               {"node-name", diskFormatNode(d)},
+               {"read-only", d.readonly}};
+  // A window of the file (a linear LV on its PV without device-mapper): the raw driver
+  // exposes only that range, and the guest cannot reach the bytes around it.
+  if (r.size) {
+    node["offset"] = r.offset;
+    node["size"] = r.size;
+  }
+  return node;
 }
 
 json diskDeviceJson(const model::Disk& d, const std::string& machine, const std::string& bus) {

@@ -38,6 +38,8 @@ class QemuDriver final : public HypervisorDriver {
 
   model::DriverType type() const override { return model::DriverType::qemu; }
   DriverInfo probe() override;
+  // Why KVM cannot run a vCPU here ("" when it can).
+  std::string kvmUnusableReason() const;
   Status validate(const model::Domain& def) const override;
 
   Result<RunningDomain> start(const model::Domain& def, const StartOptions& options) override;

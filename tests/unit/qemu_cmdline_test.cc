@@ -49,6 +49,9 @@ Result<std::string> render(const json& in) {
     rd.path = r.value("path", def->disks[i].source.path);
     rd.protocol = r.value("protocol", "");
     rd.blockdev = r.value("blockdev", json::object());
+    rd.offset = r.value("offset", uint64_t{0});
+    rd.size = r.value("size", uint64_t{0});
+    rd.blockDevice = r.value("block_device", false);
     rd.format = def->disks[i].format.value_or(model::defaultDiskFormat(def->disks[i]));
     spec.disks.push_back(rd);
   }
