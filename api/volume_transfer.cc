@@ -44,6 +44,13 @@ Result<size_t> readSome(int fd, char* buf, size_t len) {
   return static_cast<size_t>(got);
 }
 
+// The RPC relay drops bytes it still buffers for the client when this end closes first:
+// after the last byte, wait (at most the idle timeout) for the client to close.
+void waitForPeerClose(int fd) {
+  pollfd p{fd, POLLIN | POLLRDHUP, 0};
+  (void)::poll(&p, 1, static_cast<int>(kTransferIdle.count()));
+}
+
 }  // namespace
 
 Result<model::Volume> receiveVolume(PoolService& pools, storage::VolumeStream& stream, const std::string& pool,
@@ -89,17 +96,18 @@ Result<StreamStart> startVolumeTransfer(PoolService& pools, ThreadPool& workers,
   auto shared = std::shared_ptr<storage::VolumeStream>(std::move(stream));
   if (upload) {
     start.result = {{"stream", "upload"}, {"pool", pool}, {"name", name}, {"size", size}};
-    workers.submit([&pools, ours, shared, pool, name, size] {
+    workers.submit([&pools, ours, shared, pool, name, size]() mutable {
       int fd = ours->get();
       auto v = receiveVolume(pools, *shared, pool, name, size, [fd](char* buf, size_t len) { return readSome(fd, buf, len); });
       json line = v.ok() ? json{{"result", model::formatVolume(*v)}} : json{{"error", errorObject(v.error())}};
       if (!v.ok()) log::warn("volume upload failed", {{"pool", pool}, {"volume", name}, {"error", v.error().message}});
-      (void)writeAllFd(fd, line.dump() + "\n", Deadline::after(Millis(5000)));
+      shared.reset();  // the volume is free before the client hears the result
+      if (writeAllFd(fd, line.dump() + "\n", Deadline::after(Millis(5000))).ok()) waitForPeerClose(fd);
     });
   } else {
     size = shared->size();
     start.result = {{"stream", "download"}, {"pool", pool}, {"name", name}, {"size", size}};
-    workers.submit([ours, shared, pool, name, size] {
+    workers.submit([ours, shared, pool, name, size]() mutable {
       std::vector<char> buf(kTransferChunk);
       for (uint64_t done = 0; done < size;) {
         auto got = shared->read(done, buf.data(), static_cast<size_t>(std::min<uint64_t>(buf.size(), size - done)),
@@ -111,6 +119,8 @@ Result<StreamStart> startVolumeTransfer(PoolService& pools, ThreadPool& workers,
         if (!writeAllFd(ours->get(), std::string_view(buf.data(), *got), Deadline::after(kTransferIdle)).ok()) return;
         done += *got;
       }
+      shared.reset();
+      waitForPeerClose(ours->get());
     });
   }
   return start;

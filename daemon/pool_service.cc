@@ -34,6 +34,18 @@ json formatPoolView(const PoolView& v) {
   return j;
 }
 
+namespace {
+
+// The linked clones among `volumes` that read through volume `name`.
+std::vector<std::string> clonesOf(const std::map<std::string, model::Volume>& volumes, const std::string& name) {
+  std::vector<std::string> out;
+  for (const auto& [n, v] : volumes)
+    if (v.backingVolume == name) out.push_back(n);
+  return out;
+}
+
+}  // namespace
+
 struct PoolService::PoolObject {
   PoolObject(model::Pool d, std::unique_ptr<storage::PoolBackend> b) : name(d.name), backend(std::move(b)), def(std::move(d)) {}
   const std::string name;
@@ -195,7 +207,8 @@ Status PoolService::load() {
       log::error("pool cannot be loaded", {{"pool", row.key}, {"error", backend.error().message}});
       continue;
     }
-    pools_.insert(def->name, std::make_shared<PoolObject>(std::move(*def), std::move(*backend)));
+    std::string name = def->name;  // read before the definition is moved into the object
+    pools_.insert(name, std::make_shared<PoolObject>(std::move(*def), std::move(*backend)));
   }
   if (rows.empty() && !options_.defaultPoolPath.empty()) {
     model::Pool def;
@@ -343,9 +356,11 @@ Status PoolService::remove(const std::string& name, bool deleteStorage) {
     if (!p->busy.empty()) return conflict("pool " + name + " has transfers in progress");
     for (const auto& [v, vol] : p->volumes) volumes.push_back(v);
   }
-  for (const auto& v : volumes) {
-    auto users = usersOf(name, v);
-    if (!users.empty()) return conflict("pool " + name + ": volume " + v + " is used by domain " + join(users, ", "));
+  // Asked of the domains, not the volume cache: a stopped pool has no cached volumes.
+  if (users_) {
+    auto used = users_(name);
+    if (!used.empty())
+      return conflict("pool " + name + ": volume " + used.begin()->first + " is used by domain " + join(used.begin()->second, ", "));
   }
   if (deleteStorage) {
     if (state != PoolState::active) VMM_TRY(p->backend->start(ioDeadline()));
@@ -408,8 +423,7 @@ Status PoolService::deleteVolume(const std::string& pool, const std::string& nam
     std::lock_guard lock(p->mu);
     if (!p->volumes.count(name)) return notFound("pool " + pool + " has no volume " + quote(name));
     if (auto it = p->busy.find(name); it != p->busy.end()) return conflict("volume " + pool + "/" + name + " is busy (" + it->second + ")");
-    for (const auto& [n, v] : p->volumes)
-      if (v.backingVolume == name) clones.push_back(n);
+    clones = clonesOf(p->volumes, name);
   }
   auto users = usersOf(pool, name);
   if (!users.empty()) return conflict("volume " + pool + "/" + name + " is used by domain " + join(users, ", "));
@@ -485,6 +499,8 @@ Result<model::Volume> PoolService::wipeVolume(const std::string& pool, const std
     {
       std::lock_guard lock(p->mu);
       if (!p->volumes.count(name)) return notFound("pool " + pool + " has no volume " + quote(name));
+      auto clones = clonesOf(p->volumes, name);
+      if (!clones.empty()) return conflict("volume " + pool + "/" + name + " is the backing volume of " + join(clones, ", "));
     }
     auto users = usersOf(pool, name);
     if (!users.empty()) return conflict("volume " + pool + "/" + name + " is used by domain " + join(users, ", "));
@@ -534,6 +550,9 @@ Result<std::unique_ptr<storage::VolumeStream>> PoolService::openVolume(const std
   {
     std::lock_guard lock(p->mu);
     if (!p->volumes.count(name)) return notFound("pool " + pool + " has no volume " + quote(name));
+    auto clones = clonesOf(p->volumes, name);
+    if (mode == storage::StreamMode::write && !clones.empty())
+      return conflict("volume " + pool + "/" + name + " is the backing volume of " + join(clones, ", ") + "; its content cannot be replaced");
   }
   if (mode == storage::StreamMode::read) {
     auto s = p->backend->openVolume(name, mode, ioDeadline());

@@ -117,7 +117,10 @@ void bindStorageHandlers(Registry& reg, Services& s) {
   });
   reg.bindAsync("volume.wipe", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
     std::string pool = str(p, "pool"), name = str(p, "name");
-    if (auto v = s.pools.getVolume(pool, name); !v.ok()) return v.error();
+    // A missing volume or one a domain uses is refused now, not as a failed operation.
+    auto v = s.pools.getVolume(pool, name);
+    if (!v.ok()) return v.error();
+    if (!v->usedBy.empty()) return conflict("volume " + pool + "/" + name + " is used by domain " + join(v->usedBy, ", "));
     return AsyncWork{"pools/" + pool + "/volumes/" + name, [&s, pool, name](OperationContext&) -> Result<json> {
                        VMM_ASSIGN(auto v, s.pools.wipeVolume(pool, name));
                        return model::formatVolume(v);

@@ -26,6 +26,9 @@ void sendError(httplib::Response& res, const Error& e) {
 }
 
 // Matches "/v1/domains/{name}/start" against a request path; fills path parameters.
+// An oversized body is read and dropped up to this size, then the connection is cut.
+constexpr size_t kDrainLimit = 256 << 20;
+
 uint64_t contentLength(const httplib::Request& req) {
   auto v = parseUint(req.get_header_value("Content-Length"));
   return v ? *v : 0;
@@ -96,30 +99,40 @@ Status HttpServer::start() {
   server_->set_keep_alive_max_count(100000);
   server_->set_keep_alive_timeout(60);
   server_->set_read_timeout(30, 0);
-  // Volume uploads stream any size; every other body is limited before it is read.
+  // httplib applies one body limit to every route, but volume uploads stream any size: bodies
+  // are read by our own content readers, which keep at most maxBodyBytes and drain the rest
+  // of an oversized body (so the connection stays in sync) before answering 413.
   server_->set_payload_max_length(std::numeric_limits<size_t>::max());
   server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (req.method == "PUT" && isContentPath(req.path)) return httplib::Server::HandlerResponse::Unhandled;
-    bool chunked = req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
-    uint64_t length = contentLength(req);
-    if (length > options_.maxBodyBytes || chunked) {
-      sendError(res, Error{ErrorCode::payload_too_large, chunked ? std::string("chunked request bodies are only accepted for volume uploads")
-                                                                : "request body larger than " + std::to_string(options_.maxBodyBytes) + " bytes"});
-      res.set_header("Connection", "close");
+    // Methods without a body route are read by httplib itself: refuse a large one unread.
+    bool readsOwnBody = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" || req.method == "DELETE";
+    if (!readsOwnBody && contentLength(req) > options_.maxBodyBytes) {
+      sendError(res, Error{ErrorCode::payload_too_large, "request body larger than " + std::to_string(options_.maxBodyBytes) + " bytes"});
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
   });
-  server_->Put(R"(/v1/pools/[^/]+/volumes/[^/]+/content)",
-               [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-                 serveUpload(req, res, reader);
-               });
+  auto withBody = [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+    if (req.method == "PUT" && isContentPath(req.path)) return serveUpload(req, res, reader);
+    httplib::Request copy = req;
+    size_t total = 0;
+    reader([&](const char* data, size_t len) {
+      total += len;
+      if (total <= options_.maxBodyBytes) copy.body.append(data, len);
+      return total <= kDrainLimit;
+    });
+    if (total > options_.maxBodyBytes) {
+      if (total > kDrainLimit) res.set_header("Connection", "close");
+      return sendError(res, Error{ErrorCode::payload_too_large, "request body larger than " + std::to_string(options_.maxBodyBytes) + " bytes"});
+    }
+    route(copy, res);
+  };
+  server_->Post(".*", withBody);
+  server_->Put(".*", withBody);
+  server_->Patch(".*", withBody);
+  server_->Delete(".*", withBody);
   auto handler = [this](const httplib::Request& req, httplib::Response& res) { route(req, res); };
   server_->Get(".*", handler);
-  server_->Post(".*", handler);
-  server_->Put(".*", handler);
-  server_->Delete(".*", handler);
-  server_->Patch(".*", handler);
   server_->set_error_handler([this](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 413)

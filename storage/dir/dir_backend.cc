@@ -5,23 +5,16 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <cstring>
-
 #include "base/fs.h"
 #include "base/reverter.h"
 #include "base/strings.h"
 #include "model/units.h"
+#include "storage/image_header.h"
 #include "storage/qemu_img.h"
 
 namespace vmm::storage {
 
 namespace {
-
-uint64_t bigEndian(const unsigned char* p, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
-  return v;
-}
 
 // What the first bytes of an image say: qcow2 magic, virtual size and backing file name.
 struct Header {
@@ -33,17 +26,17 @@ struct Header {
 Result<Header> readHeader(const std::string& path) {
   fs::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd.valid()) return systemError("cannot open " + path, errno);
-  unsigned char h[104] = {};
+  char h[104] = {};
   ssize_t n = ::pread(fd.get(), h, sizeof h, 0);
+  ImageHeader image = parseImageHeader(std::string_view(h, n > 0 ? static_cast<size_t>(n) : 0));
   Header out;
-  if (n >= 32 && std::memcmp(h, "QFI\xfb", 4) == 0) {
+  if (image.qcow2) {
     out.qcow2 = true;
-    out.virtualSize = bigEndian(h + 24, 8);
-    uint64_t backingOffset = bigEndian(h + 8, 8);
-    uint32_t backingSize = static_cast<uint32_t>(bigEndian(h + 16, 4));
-    if (backingOffset && backingSize && backingSize < 4096) {
-      std::string name(backingSize, '\0');
-      if (::pread(fd.get(), name.data(), backingSize, static_cast<off_t>(backingOffset)) == static_cast<ssize_t>(backingSize))
+    out.virtualSize = image.virtualSize;
+    if (image.backingOffset && image.backingSize && image.backingSize < 4096) {
+      std::string name(image.backingSize, '\0');
+      if (::pread(fd.get(), name.data(), image.backingSize, static_cast<off_t>(image.backingOffset)) ==
+          static_cast<ssize_t>(image.backingSize))
         out.backing = name;
     }
   }

@@ -8,6 +8,7 @@
 #include "base/strings.h"
 #include "model/units.h"
 #include "storage/dir/dir_backend.h"
+#include "storage/image_header.h"
 #include "storage/netfs/netfs_volume_stream.h"
 #include "storage/qemu_img.h"
 
@@ -17,12 +18,6 @@ namespace {
 
 constexpr size_t kHeaderBytes = 4096;  // qemu keeps the qcow2 header and backing name in here
 constexpr Millis kUnmountTime = Millis(2000);
-
-uint64_t bigEndian(const unsigned char* p, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
-  return v;
-}
 
 bool urlSafe(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || std::strchr("._-+~=,@", c);
@@ -122,12 +117,12 @@ model::Volume NetfsBackend::describe(const std::string& name, const NfsAttribute
   v.path = url(name);
   v.allocation = attrs.used;
   v.capacity = attrs.size;
-  auto* h = reinterpret_cast<const unsigned char*>(head.data());
-  if (head.size() >= 32 && std::memcmp(h, "QFI\xfb", 4) == 0) {
+  ImageHeader h = parseImageHeader(head);
+  if (h.qcow2) {
     v.format = model::DiskFormat::qcow2;
-    v.capacity = bigEndian(h + 24, 8);
-    uint64_t offset = bigEndian(h + 8, 8);
-    uint64_t size = bigEndian(h + 16, 4);
+    v.capacity = h.virtualSize;
+    uint64_t offset = h.backingOffset;
+    uint64_t size = h.backingSize;
     if (offset && size && offset + size <= head.size()) {
       std::string backing = head.substr(offset, size);
       std::string prefix = url("");

@@ -80,7 +80,66 @@ ErrorCode codeFor(int status) {
   }
 }
 
+template <typename T>
+Status toStatus(Result<T> r) {
+  if (!r.ok()) return r.takeError();
+  return {};
+}
+
 }  // namespace
+
+// Forgets its call when it goes (still holding the lock), unless waiting for the call failed:
+// then the call stays registered, abandoned, so libnfs can still write its late answer there.
+class NfsClient::CallScope {
+ public:
+  CallScope(Lock lock, NfsClient& client, Call& call) : lock_(std::move(lock)), client_(&client), call_(&call) {}
+  CallScope(CallScope&& o) noexcept
+      : lock_(std::move(o.lock_)), client_(o.client_), call_(std::exchange(o.call_, nullptr)) {}
+  CallScope& operator=(CallScope&&) = delete;
+  ~CallScope() {
+    if (call_) client_->forget(*call_);
+  }
+
+  Status wait(Deadline deadline, const std::string& what) {
+    Status st = client_->waitOne(*call_, deadline, what);
+    if (!st.ok()) call_ = nullptr;
+    return st;
+  }
+  Call& operator*() const { return *call_; }
+  Call* operator->() const { return call_; }
+
+ private:
+  Lock lock_;  // declared first: released after the call is forgotten
+  NfsClient* client_;
+  Call* call_;
+};
+
+template <typename Submit>
+Result<NfsClient::CallScope> NfsClient::submit(Lock lock, CallKind kind, const std::string& what, Submit queue,
+                                               nfsfh* fh) {
+  Call& c = newCall(kind, fh);
+  if (queue(c) != 0) {
+    forget(c);
+    return unavailable(what + ": " + nfs_get_error(ctx_));
+  }
+  return CallScope(std::move(lock), *this, c);
+}
+
+template <typename Submit>
+Result<NfsClient::CallScope> NfsClient::runLocked(Lock lock, CallKind kind, const std::string& what, Deadline deadline,
+                                                  Submit queue, nfsfh* fh) {
+  VMM_ASSIGN(auto c, submit(std::move(lock), kind, what, queue, fh));
+  VMM_TRY(c.wait(deadline, what));
+  if (c->status < 0) return callError(*c, what);
+  return c;
+}
+
+template <typename Submit>
+Result<NfsClient::CallScope> NfsClient::run(CallKind kind, const std::string& what, Deadline deadline, Submit queue,
+                                            nfsfh* fh) {
+  VMM_ASSIGN(auto lk, lock(deadline, what));
+  return runLocked(std::move(lk), kind, what, deadline, queue, fh);
+}
 
 NfsClient::NfsClient(std::string host, std::string exportPath) : host_(std::move(host)), export_(std::move(exportPath)) {}
 
@@ -102,20 +161,19 @@ Result<std::shared_ptr<NfsClient>> NfsClient::mount(const std::string& host, con
   nfs_set_dircache(client->ctx_, 0);  // listings must show other clients' changes at once
   std::string what = "mounting " + host + ":" + exportPath;
   VMM_ASSIGN(auto lk, client->lock(deadline, what));
-  Call& c = client->newCall(CallKind::plain);
-  if (nfs_mount_async(client->ctx_, host.c_str(), exportPath.c_str(), onComplete, &c) != 0)
-    return unavailable(what + ": " + nfs_get_error(client->ctx_));
-  if (auto st = client->waitOne(c, deadline, what); !st.ok()) {
+  VMM_ASSIGN(auto c, client->submit(std::move(lk), CallKind::plain, what, [&](Call& call) {
+    return nfs_mount_async(client->ctx_, host.c_str(), exportPath.c_str(), onComplete, &call);
+  }));
+  if (auto st = c.wait(deadline, what); !st.ok()) {
     if (st.error().code != ErrorCode::unavailable) return st.takeError();
     return unavailable(st.error().message + " (is the server running, with its portmapper on port 111?)");
   }
-  if (c.status < 0) {
-    Error e = client->callError(c, what);
+  if (c->status < 0) {
+    Error e = client->callError(*c, what);
     if (e.code == ErrorCode::permission_denied || e.code == ErrorCode::not_found)
       e.message += " (is " + exportPath + " exported to this host?)";
     return e;
   }
-  client->forget(c);
   client->readMax_ = std::max<uint64_t>(nfs_get_readmax(client->ctx_), 4096);
   client->writeMax_ = std::max<uint64_t>(nfs_get_writemax(client->ctx_), 4096);
   return client;
@@ -206,55 +264,30 @@ void NfsClient::closeLater(nfsfh* fh) {
 Status NfsClient::unmount(Deadline deadline) {
   std::string what = "unmounting " + host_ + ":" + export_;
   VMM_ASSIGN(auto lk, lock(deadline, what));
-  Call& c = newCall(CallKind::plain);
-  if (nfs_umount_async(ctx_, onComplete, &c) != 0) {
-    forget(c);
-    return unavailable(what + ": " + nfs_get_error(ctx_));
-  }
-  VMM_TRY(waitOne(c, deadline, what));
-  forget(c);
-  return {};
+  // The answer does not matter (UMNT is advisory), only that the server had it.
+  VMM_ASSIGN(auto c, submit(std::move(lk), CallKind::plain, what, [&](Call& call) {
+    return nfs_umount_async(ctx_, onComplete, &call);
+  }));
+  return c.wait(deadline, what);
 }
 
 Result<NfsSpace> NfsClient::statvfs(Deadline deadline) {
-  std::string what = "statvfs on " + host_ + ":" + export_;
-  VMM_ASSIGN(auto lk, lock(deadline, what));
-  Call& c = newCall(CallKind::space);
-  if (nfs_statvfs64_async(ctx_, "/", onComplete, &c) != 0) {
-    forget(c);
-    return unavailable(what + ": " + nfs_get_error(ctx_));
-  }
-  VMM_TRY(waitOne(c, deadline, what));
-  if (c.status < 0) {
-    Error e = callError(c, what);
-    forget(c);
-    return e;
-  }
+  VMM_ASSIGN(auto c, run(CallKind::space, "statvfs on " + host_ + ":" + export_, deadline, [&](Call& call) {
+    return nfs_statvfs64_async(ctx_, "/", onComplete, &call);
+  }));
   NfsSpace s;
-  uint64_t unit = c.space.f_frsize ? c.space.f_frsize : c.space.f_bsize;
-  s.total = c.space.f_blocks * unit;
-  s.free = c.space.f_bfree * unit;
-  s.available = c.space.f_bavail * unit;
-  forget(c);
+  uint64_t unit = c->space.f_frsize ? c->space.f_frsize : c->space.f_bsize;
+  s.total = c->space.f_blocks * unit;
+  s.free = c->space.f_bfree * unit;
+  s.available = c->space.f_bavail * unit;
   return s;
 }
 
 Result<std::vector<NfsDirEntry>> NfsClient::listDir(const std::string& path, Deadline deadline) {
-  std::string what = "listing " + host_ + ":" + export_ + path;
-  VMM_ASSIGN(auto lk, lock(deadline, what));
-  Call& c = newCall(CallKind::dir);
-  if (nfs_opendir_async(ctx_, path.c_str(), onComplete, &c) != 0) {
-    forget(c);
-    return unavailable(what + ": " + nfs_get_error(ctx_));
-  }
-  VMM_TRY(waitOne(c, deadline, what));
-  if (c.status < 0) {
-    Error e = callError(c, what);
-    forget(c);
-    return e;
-  }
-  auto* dir = static_cast<nfsdir*>(c.result);
-  forget(c);
+  VMM_ASSIGN(auto c, run(CallKind::dir, "listing " + host_ + ":" + export_ + path, deadline, [&](Call& call) {
+    return nfs_opendir_async(ctx_, path.c_str(), onComplete, &call);
+  }));
+  auto* dir = static_cast<nfsdir*>(c->result);
   std::vector<NfsDirEntry> out;
   while (nfsdirent* d = nfs_readdir(ctx_, dir)) {
     if (!std::strcmp(d->name, ".") || !std::strcmp(d->name, "..")) continue;
@@ -272,64 +305,29 @@ Result<std::vector<NfsDirEntry>> NfsClient::listDir(const std::string& path, Dea
 }
 
 Result<NfsAttributes> NfsClient::stat(const std::string& path, Deadline deadline) {
-  std::string what = "stat " + host_ + ":" + export_ + path;
-  VMM_ASSIGN(auto lk, lock(deadline, what));
-  Call& c = newCall(CallKind::attrs);
-  if (nfs_lstat64_async(ctx_, path.c_str(), onComplete, &c) != 0) {
-    forget(c);
-    return unavailable(what + ": " + nfs_get_error(ctx_));
-  }
-  VMM_TRY(waitOne(c, deadline, what));
-  if (c.status < 0) {
-    Error e = callError(c, what);
-    forget(c);
-    return e;
-  }
+  VMM_ASSIGN(auto c, run(CallKind::attrs, "stat " + host_ + ":" + export_ + path, deadline, [&](Call& call) {
+    return nfs_lstat64_async(ctx_, path.c_str(), onComplete, &call);
+  }));
   NfsAttributes a;
-  a.regular = S_ISREG(c.st.nfs_mode);
-  a.directory = S_ISDIR(c.st.nfs_mode);
-  a.size = c.st.nfs_size;
-  a.used = c.st.nfs_used ? c.st.nfs_used : c.st.nfs_blocks * 512;
-  forget(c);
+  a.regular = S_ISREG(c->st.nfs_mode);
+  a.directory = S_ISDIR(c->st.nfs_mode);
+  a.size = c->st.nfs_size;
+  a.used = c->st.nfs_used ? c->st.nfs_used : c->st.nfs_blocks * 512;
   return a;
 }
 
 Result<NfsFile> NfsClient::create(const std::string& path, Deadline deadline) {
-  std::string what = "creating " + host_ + ":" + export_ + path;
-  VMM_ASSIGN(auto lk, lock(deadline, what));
-  Call& c = newCall(CallKind::file);
-  if (nfs_create_async(ctx_, path.c_str(), O_RDWR | O_EXCL, 0644, onComplete, &c) != 0) {
-    forget(c);
-    return unavailable(what + ": " + nfs_get_error(ctx_));
-  }
-  VMM_TRY(waitOne(c, deadline, what));
-  if (c.status < 0) {
-    Error e = callError(c, what);
-    forget(c);
-    return e;
-  }
-  auto* fh = static_cast<nfsfh*>(c.result);
-  forget(c);
-  return NfsFile(shared_from_this(), fh);
+  VMM_ASSIGN(auto c, run(CallKind::file, "creating " + host_ + ":" + export_ + path, deadline, [&](Call& call) {
+    return nfs_create_async(ctx_, path.c_str(), O_RDWR | O_EXCL, 0644, onComplete, &call);
+  }));
+  return NfsFile(shared_from_this(), static_cast<nfsfh*>(c->result));
 }
 
 Result<NfsFile> NfsClient::open(const std::string& path, bool writable, Deadline deadline) {
-  std::string what = "opening " + host_ + ":" + export_ + path;
-  VMM_ASSIGN(auto lk, lock(deadline, what));
-  Call& c = newCall(CallKind::file);
-  if (nfs_open_async(ctx_, path.c_str(), writable ? O_RDWR : O_RDONLY, onComplete, &c) != 0) {
-    forget(c);
-    return unavailable(what + ": " + nfs_get_error(ctx_));
-  }
-  VMM_TRY(waitOne(c, deadline, what));
-  if (c.status < 0) {
-    Error e = callError(c, what);
-    forget(c);
-    return e;
-  }
-  auto* fh = static_cast<nfsfh*>(c.result);
-  forget(c);
-  return NfsFile(shared_from_this(), fh);
+  VMM_ASSIGN(auto c, run(CallKind::file, "opening " + host_ + ":" + export_ + path, deadline, [&](Call& call) {
+    return nfs_open_async(ctx_, path.c_str(), writable ? O_RDWR : O_RDONLY, onComplete, &call);
+  }));
+  return NfsFile(shared_from_this(), static_cast<nfsfh*>(c->result));
 }
 
 Result<std::vector<std::string>> NfsClient::readPrefixes(const std::vector<std::string>& paths, size_t len,
@@ -390,96 +388,48 @@ Result<std::vector<std::string>> NfsClient::readPrefixes(const std::vector<std::
 }
 
 Status NfsClient::unlink(const std::string& path, Deadline deadline) {
-  std::string what = "removing " + host_ + ":" + export_ + path;
-  VMM_ASSIGN(auto lk, lock(deadline, what));
-  Call& c = newCall(CallKind::plain);
-  if (nfs_unlink_async(ctx_, path.c_str(), onComplete, &c) != 0) {
-    forget(c);
-    return unavailable(what + ": " + nfs_get_error(ctx_));
-  }
-  VMM_TRY(waitOne(c, deadline, what));
-  Status st = c.status < 0 ? Status(callError(c, what)) : Status();
-  forget(c);
-  return st;
+  return toStatus(run(CallKind::plain, "removing " + host_ + ":" + export_ + path, deadline, [&](Call& call) {
+    return nfs_unlink_async(ctx_, path.c_str(), onComplete, &call);
+  }));
 }
 
 Status NfsClient::rename(const std::string& from, const std::string& to, Deadline deadline) {
   std::string what = "renaming " + host_ + ":" + export_ + from + " to " + to;
-  VMM_ASSIGN(auto lk, lock(deadline, what));
-  Call& c = newCall(CallKind::plain);
-  if (nfs_rename_async(ctx_, from.c_str(), to.c_str(), onComplete, &c) != 0) {
-    forget(c);
-    return unavailable(what + ": " + nfs_get_error(ctx_));
-  }
-  VMM_TRY(waitOne(c, deadline, what));
-  Status st = c.status < 0 ? Status(callError(c, what)) : Status();
-  forget(c);
-  return st;
+  return toStatus(run(CallKind::plain, what, deadline, [&](Call& call) {
+    return nfs_rename_async(ctx_, from.c_str(), to.c_str(), onComplete, &call);
+  }));
 }
 
 Result<size_t> NfsClient::pread(nfsfh* fh, uint64_t offset, char* buf, size_t len, Deadline deadline) {
-  std::string what = "reading from " + host_ + ":" + export_;
-  VMM_ASSIGN(auto lk, lock(deadline, what));
-  Call& c = newCall(CallKind::read, fh);
-  if (nfs_pread_async(ctx_, fh, offset, std::min<uint64_t>(len, readMax_), onComplete, &c) != 0) {
-    forget(c);
-    return unavailable(what + ": " + nfs_get_error(ctx_));
-  }
-  VMM_TRY(waitOne(c, deadline, what));
-  if (c.status < 0) {
-    Error e = callError(c, what);
-    forget(c);
-    return e;
-  }
-  size_t n = std::min(c.data.size(), len);
-  std::memcpy(buf, c.data.data(), n);
-  forget(c);
+  VMM_ASSIGN(auto c, run(CallKind::read, "reading from " + host_ + ":" + export_, deadline, [&](Call& call) {
+    return nfs_pread_async(ctx_, fh, offset, std::min<uint64_t>(len, readMax_), onComplete, &call);
+  }, fh));
+  size_t n = std::min(c->data.size(), len);
+  std::memcpy(buf, c->data.data(), n);
   return n;
 }
 
 Status NfsClient::pwrite(nfsfh* fh, uint64_t offset, const char* buf, size_t len, Deadline deadline) {
   std::string what = "writing to " + host_ + ":" + export_;
-  VMM_ASSIGN(auto lk, lock(deadline, what));
-  Call& c = newCall(CallKind::plain, fh);
-  c.data.assign(buf, len);  // libnfs resends short writes from this buffer, maybe after we gave up
-  if (nfs_pwrite_async(ctx_, fh, offset, len, c.data.data(), onComplete, &c) != 0) {
-    forget(c);
-    return unavailable(what + ": " + nfs_get_error(ctx_));
-  }
-  VMM_TRY(waitOne(c, deadline, what));
-  Status st;
-  if (c.status < 0) st = callError(c, what);
-  else if (static_cast<size_t>(c.status) != len) st = unavailable(what + ": short write (" + std::to_string(c.status) + " of " + std::to_string(len) + " bytes)");
-  forget(c);
-  return st;
+  VMM_ASSIGN(auto c, run(CallKind::plain, what, deadline, [&](Call& call) {
+    call.data.assign(buf, len);  // libnfs resends short writes from this buffer, maybe after we gave up
+    return nfs_pwrite_async(ctx_, fh, offset, len, call.data.data(), onComplete, &call);
+  }, fh));
+  if (static_cast<size_t>(c->status) != len)
+    return unavailable(what + ": short write (" + std::to_string(c->status) + " of " + std::to_string(len) + " bytes)");
+  return {};
 }
 
 Status NfsClient::ftruncate(nfsfh* fh, uint64_t size, Deadline deadline) {
-  std::string what = "truncating a file on " + host_ + ":" + export_;
-  VMM_ASSIGN(auto lk, lock(deadline, what));
-  Call& c = newCall(CallKind::plain, fh);
-  if (nfs_ftruncate_async(ctx_, fh, size, onComplete, &c) != 0) {
-    forget(c);
-    return unavailable(what + ": " + nfs_get_error(ctx_));
-  }
-  VMM_TRY(waitOne(c, deadline, what));
-  Status st = c.status < 0 ? Status(callError(c, what)) : Status();
-  forget(c);
-  return st;
+  return toStatus(run(CallKind::plain, "truncating a file on " + host_ + ":" + export_, deadline, [&](Call& call) {
+    return nfs_ftruncate_async(ctx_, fh, size, onComplete, &call);
+  }, fh));
 }
 
 Status NfsClient::fsync(nfsfh* fh, Deadline deadline) {
-  std::string what = "flushing a file on " + host_ + ":" + export_;
-  VMM_ASSIGN(auto lk, lock(deadline, what));
-  Call& c = newCall(CallKind::plain, fh);
-  if (nfs_fsync_async(ctx_, fh, onComplete, &c) != 0) {
-    forget(c);
-    return unavailable(what + ": " + nfs_get_error(ctx_));
-  }
-  VMM_TRY(waitOne(c, deadline, what));
-  Status st = c.status < 0 ? Status(callError(c, what)) : Status();
-  forget(c);
-  return st;
+  return toStatus(run(CallKind::plain, "flushing a file on " + host_ + ":" + export_, deadline, [&](Call& call) {
+    return nfs_fsync_async(ctx_, fh, onComplete, &call);
+  }, fh));
 }
 
 Status NfsClient::close(nfsfh* fh, Deadline deadline) {
@@ -498,15 +448,9 @@ Status NfsClient::close(nfsfh* fh, Deadline deadline) {
     deferredCloses_.push_back(fh);  // closed by a later call once those answers arrived
     return st;
   }
-  Call& c = newCall(CallKind::plain);
-  if (nfs_close_async(ctx_, fh, onComplete, &c) != 0) {
-    forget(c);
-    return unavailable(what + ": " + nfs_get_error(ctx_));
-  }
-  VMM_TRY(waitOne(c, deadline, what));
-  Status st = c.status < 0 ? Status(callError(c, what)) : Status();
-  forget(c);
-  return st;
+  return toStatus(runLocked(std::move(*lk), CallKind::plain, what, deadline, [&](Call& call) {
+    return nfs_close_async(ctx_, fh, onComplete, &call);
+  }));
 }
 
 NfsFile& NfsFile::operator=(NfsFile&& o) noexcept {

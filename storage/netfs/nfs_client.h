@@ -111,8 +111,19 @@ class NfsClient : public std::enable_shared_from_this<NfsClient> {
   NfsClient(std::string host, std::string exportPath);
 
   using Lock = std::unique_lock<std::timed_mutex>;
+  class CallScope;  // a registered call and the lock it runs under (defined in the .cc)
   Result<Lock> lock(Deadline deadline, const std::string& what);
   Call& newCall(CallKind kind, nfsfh* fh = nullptr);
+  // Registers a call and lets `queue(call)` hand it to libnfs (returning libnfs's result code).
+  template <typename Submit>
+  Result<CallScope> submit(Lock lock, CallKind kind, const std::string& what, Submit queue, nfsfh* fh = nullptr);
+  // Submits a call, waits for its answer and turns a failed answer into its error.
+  template <typename Submit>
+  Result<CallScope> runLocked(Lock lock, CallKind kind, const std::string& what, Deadline deadline, Submit queue,
+                              nfsfh* fh = nullptr);
+  // The same, first taking the connection lock.
+  template <typename Submit>
+  Result<CallScope> run(CallKind kind, const std::string& what, Deadline deadline, Submit queue, nfsfh* fh = nullptr);
   // Services the connection until every call in `calls` completed or the deadline passes.
   Status wait(const std::vector<Call*>& calls, Deadline deadline, const std::string& what);
   Status waitOne(Call& call, Deadline deadline, const std::string& what) { return wait({&call}, deadline, what); }
