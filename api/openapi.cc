@@ -97,6 +97,27 @@ json Registry::openapi() const {
        {{{"name", "types"}, {"in", "query"}, {"schema", {{"type", "string"}}}, {"description", "comma-separated type prefixes (domain, operation, ...)"}},
         {{"name", "object"}, {"in", "query"}, {"schema", {{"type", "string"}}}, {"description", "only events of this object (domains/web1)"}}}},
       {"responses", {{"200", {{"description", "text/event-stream"}}}}}};
+  // Byte streams, served by the transport rather than the operation table.
+  json poolAndName = {{{"name", "pool"}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}},
+                      {{"name", "name"}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}}};
+  paths["/v1/pools/{pool}/volumes/{name}/content"]["get"] = {
+      {"operationId", "volume.download"},
+      {"summary", "Download a volume's bytes (admin token); Content-Length is the volume's size"},
+      {"parameters", poolAndName},
+      {"responses", {{"200", {{"description", "application/octet-stream"}}}, {"404", errorResponse("no such pool or volume")}}}};
+  paths["/v1/pools/{pool}/volumes/{name}/content"]["put"] = {
+      {"operationId", "volume.upload"},
+      {"summary", "Replace a volume's content with the request body (admin token, Content-Length required); "
+                  "the volume changes only when every byte arrived"},
+      {"parameters", poolAndName},
+      {"requestBody", {{"required", true}, {"content", {{"application/octet-stream", {{"schema", {{"type", "string"}, {"format", "binary"}}}}}}}}},
+      {"responses", {{"200", {{"description", "the volume"}}}, {"400", errorResponse("short or oversized body")},
+                     {"404", errorResponse("no such pool or volume")}, {"409", errorResponse("the volume is busy or used by a domain")}}}};
+  paths["/v1/domains/{name}/console"]["get"] = {
+      {"operationId", "domain.console"},
+      {"summary", "The console's output as a chunked byte stream (admin token); POST sends keyboard input"},
+      {"parameters", {{{"name", "name"}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}}}},
+      {"responses", {{"200", {{"description", "application/octet-stream"}}}}}};
   paths["/v1/openapi.json"]["get"] = {{"operationId", "openapi"}, {"summary", "This document"}, {"responses", {{"200", {{"description", "OpenAPI 3.0 document"}}}}}};
   paths["/metrics"]["get"] = {{"operationId", "metrics"}, {"summary", "Prometheus metrics"}, {"responses", {{"200", {{"description", "text/plain; version=0.0.4"}}}}}};
 

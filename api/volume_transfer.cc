@@ -44,13 +44,6 @@ Result<size_t> readSome(int fd, char* buf, size_t len) {
   return static_cast<size_t>(got);
 }
 
-// The RPC relay drops bytes it still buffers for the client when this end closes first:
-// after the last byte, wait (at most the idle timeout) for the client to close.
-void waitForPeerClose(int fd) {
-  pollfd p{fd, POLLIN | POLLRDHUP, 0};
-  (void)::poll(&p, 1, static_cast<int>(kTransferIdle.count()));
-}
-
 }  // namespace
 
 Result<model::Volume> receiveVolume(PoolService& pools, storage::VolumeStream& stream, const std::string& pool,
@@ -102,7 +95,7 @@ Result<StreamStart> startVolumeTransfer(PoolService& pools, ThreadPool& workers,
       json line = v.ok() ? json{{"result", model::formatVolume(*v)}} : json{{"error", errorObject(v.error())}};
       if (!v.ok()) log::warn("volume upload failed", {{"pool", pool}, {"volume", name}, {"error", v.error().message}});
       shared.reset();  // the volume is free before the client hears the result
-      if (writeAllFd(fd, line.dump() + "\n", Deadline::after(Millis(5000))).ok()) waitForPeerClose(fd);
+      (void)writeAllFd(fd, line.dump() + "\n", Deadline::after(Millis(5000)));
     });
   } else {
     size = shared->size();
@@ -119,8 +112,6 @@ Result<StreamStart> startVolumeTransfer(PoolService& pools, ThreadPool& workers,
         if (!writeAllFd(ours->get(), std::string_view(buf.data(), *got), Deadline::after(kTransferIdle)).ok()) return;
         done += *got;
       }
-      shared.reset();
-      waitForPeerClose(ours->get());
     });
   }
   return start;

@@ -59,10 +59,12 @@ bool ByteRelay::flush(Side& s) {
 
 void ByteRelay::updateMask(int index) {
   Side& s = sides_[index];
+  if (!s.watched) return;
   Side& other = sides_[1 - index];
   // Read this side only while the other side's queue has room.
   s.readPaused = other.out.size() - other.outOffset >= options_.bufferLimit;
-  uint32_t mask = EPOLLRDHUP | (s.readPaused ? 0u : static_cast<uint32_t>(EPOLLIN)) |
+  uint32_t mask = (s.readDone ? 0u : static_cast<uint32_t>(EPOLLRDHUP)) |
+                  (s.readPaused || s.readDone ? 0u : static_cast<uint32_t>(EPOLLIN)) |
                   (s.outOffset < s.out.size() ? static_cast<uint32_t>(EPOLLOUT) : 0u);
   if (mask != s.mask) {
     s.mask = mask;
@@ -77,7 +79,7 @@ void ByteRelay::onEvent(int index, uint32_t events) {
   if (events & EPOLLOUT) {
     if (!flush(s)) return closeAll();
   }
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+  if (!s.readDone && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
     char buf[16384];
     while (!s.readPaused) {
       ssize_t n = ::read(s.fd.get(), buf, sizeof buf);
@@ -88,18 +90,44 @@ void ByteRelay::onEvent(int index, uint32_t events) {
         continue;
       }
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
-      return closeAll();  // EOF or error: the session is over
+      if (n < 0) return closeAll();
+      // EOF: what this side sent is still delivered, then the EOF is passed on.
+      s.readDone = true;
+      break;
     }
   }
+  // Gone entirely (closed, not just shut for writing): nothing more can be written to it,
+  // and it stops being watched (a hang-up is reported for as long as it is watched).
+  if (s.readDone && s.watched && (events & (EPOLLHUP | EPOLLERR))) {
+    s.out.clear();
+    s.outOffset = 0;
+    s.writeShut = true;
+    loop_.unwatch(s.fd.get());
+    s.watched = false;
+  }
+  finishDirections();
+  if (closed_) return;
   updateMask(0);
   updateMask(1);
+}
+
+void ByteRelay::finishDirections() {
+  for (int i = 0; i < 2; ++i) {
+    Side& from = sides_[i];
+    Side& to = sides_[1 - i];
+    if (from.readDone && !to.writeShut && to.outOffset >= to.out.size()) {
+      ::shutdown(to.fd.get(), SHUT_WR);  // a no-op error on pipes and ttys is harmless
+      to.writeShut = true;
+    }
+  }
+  if (sides_[0].writeShut && sides_[1].writeShut) closeAll();
 }
 
 void ByteRelay::closeAll() {
   if (closed_) return;
   closed_ = true;
   for (auto& s : sides_) {
-    if (s.fd.valid()) loop_.unwatch(s.fd.get());
+    if (s.fd.valid() && s.watched) loop_.unwatch(s.fd.get());
     s.fd.reset();
   }
   if (options_.onClosed) {

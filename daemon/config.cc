@@ -73,7 +73,10 @@ Status applyConfigFile(Config& c, const std::string& path) {
     readSizeT(o, "keep", c.operationsKeep, 10, 1000000);
     readDuration(o, "max_age", c.operationsMaxAge);
   });
-  r.object("storage", [&](model::JsonReader& st) { st.optional("default_pool", c.defaultPool); });
+  r.object("storage", [&](model::JsonReader& st) {
+    st.optional("default_pool", c.defaultPool);
+    readDuration(st, "io_timeout", c.storageIoTimeout);
+  });
   r.object("events", [&](model::JsonReader& e) { readSizeT(e, "queue", c.eventQueue, 16, 1 << 20); });
   r.object("domains", [&](model::JsonReader& d) {
     readDuration(d, "job_wait", c.jobWait);

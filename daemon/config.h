@@ -30,6 +30,7 @@ struct Config {
   std::vector<std::string> drivers = {"qemu", "lxc", "xen", "test"};
   bool syncFull = true;       // fsync every commit
   bool defaultPool = true;    // create the dir pool "default" under the state dir when no pool exists
+  Millis storageIoTimeout = Millis(30000);  // each call to a storage server or tool
 
   size_t operationsKeep = 1000;
   Millis operationsMaxAge = Millis(24LL * 3600 * 1000);

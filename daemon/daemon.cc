@@ -145,6 +145,7 @@ Status Daemon::start() {
   PoolServiceOptions pso;
   pso.factory = storage::makeBackend;
   pso.jobWait = config_.jobWait;
+  pso.ioTimeout = config_.storageIoTimeout;
   if (config_.defaultPool) pso.defaultPoolPath = config_.stateDir + "/pools/default";
   pools_ = std::make_unique<PoolService>(*store_, *events_, pso);
   pools_->setVolumeUsers([this](const std::string& pool) { return domains_->volumeUsers(pool); });

@@ -478,6 +478,8 @@ std::map<std::string, std::vector<std::string>> DomainService::volumeUsers(const
       if (!def) continue;
       for (const auto& d : def->disks)
         if (d.source.pool == pool && seen.insert(d.source.volume).second) out[d.source.volume].push_back(obj->name);
+      if (def->container && def->container->rootfs.pool == pool && seen.insert(def->container->rootfs.volume).second)
+        out[def->container->rootfs.volume].push_back(obj->name);
     }
   }
   return out;

@@ -61,6 +61,8 @@ struct PoolService::PoolObject {
   int64_t refreshedUs = 0;
   std::map<std::string, model::Volume> volumes;
   std::map<std::string, std::string> busy;  // volume -> the transfer using it
+  // Each volume's format as recorded when vmm first saw it (see recordFormats).
+  std::map<std::string, model::DiskFormat> formats;
 };
 
 PoolService::PoolService(StateStore& store, EventBus& events, PoolServiceOptions options)
@@ -146,6 +148,7 @@ Status PoolService::reload(PoolObject& p, Deadline deadline) {
   if (!cap.ok()) return noteFailure(p, cap.error().wrap("pool " + p.name));
   auto vols = p.backend->listVolumes(deadline);
   if (!vols.ok()) return noteFailure(p, vols.error().wrap("pool " + p.name));
+  recordFormats(p, *vols);
   std::map<std::string, model::Volume> byName;
   for (auto& v : *vols) byName[v.name] = std::move(v);
   std::lock_guard lock(p.mu);
@@ -173,7 +176,46 @@ Status PoolService::activate(PoolObject& p) {
   return {};
 }
 
+// A volume's format is recorded when vmm first sees it - at creation, or at the first listing
+// of a volume made outside vmm - and never detected again. Otherwise a guest writing a qcow2
+// header into its raw disk would turn it, at the next start, into an image whose backing file
+// is any file of the host.
+void PoolService::recordFormats(PoolObject& p, std::vector<model::Volume>& vols) {
+  std::vector<std::pair<std::string, model::DiskFormat>> fresh;
+  {
+    std::lock_guard lock(p.mu);
+    for (auto& v : vols) {
+      auto it = p.formats.find(v.name);
+      if (it == p.formats.end()) {
+        p.formats[v.name] = v.format;
+        fresh.emplace_back(v.name, v.format);
+      } else if (it->second != v.format) {
+        v.format = it->second;
+        v.backingVolume.clear();  // a raw volume has no backing file, whatever its bytes say
+      }
+    }
+  }
+  if (fresh.empty()) return;
+  auto st = store_.write([&](StateStore::Txn& txn) -> Status {
+    for (const auto& [name, format] : fresh)
+      VMM_TRY(txn.put(Table::volumes, p.name + "/" + name, json{{"format", model::enumName(model::kDiskFormats, format)}}));
+    return {};
+  });
+  if (!st.ok()) log::warn("cannot record volume formats", {{"pool", p.name}, {"error", st.error().message}});
+}
+
+void PoolService::forgetFormat(PoolObject& p, const std::string& volume) {
+  {
+    std::lock_guard lock(p.mu);
+    p.formats.erase(volume);
+  }
+  (void)store_.remove(Table::volumes, p.name + "/" + volume);
+}
+
 void PoolService::setVolume(PoolObject& p, model::Volume v) {
+  std::vector<model::Volume> one{std::move(v)};
+  recordFormats(p, one);
+  v = std::move(one[0]);
   std::lock_guard lock(p.mu);
   std::string name = v.name;
   p.volumes[name] = std::move(v);
@@ -210,6 +252,13 @@ Status PoolService::load() {
     std::string name = def->name;  // read before the definition is moved into the object
     pools_.insert(name, std::make_shared<PoolObject>(std::move(*def), std::move(*backend)));
   }
+  VMM_ASSIGN(auto formats, store_.loadAll(Table::volumes));
+  for (const auto& row : formats) {
+    auto slash = row.key.find('/');
+    auto p = slash == std::string::npos ? nullptr : pools_.find(row.key.substr(0, slash));
+    auto format = model::enumFromName(model::kDiskFormats, row.value.value("format", ""));
+    if (p && format) p->formats[row.key.substr(slash + 1)] = *format;
+  }
   if (rows.empty() && !options_.defaultPoolPath.empty()) {
     model::Pool def;
     def.name = "default";
@@ -243,26 +292,44 @@ Status PoolService::load() {
   return {};
 }
 
-Result<PoolView> PoolService::create(model::Pool def, const PoolCreateParams& params) {
-  std::lock_guard createLock(createMu_);
-  if (pools_.find(def.name)) return conflict("pool " + quote(def.name) + " already exists");
-  for (const auto& other : pools_.all()) {
-    std::lock_guard lock(other->mu);
-    const auto& o = other->def;
-    if (o.type != def.type) continue;
-    bool same = false;
-    switch (def.type) {
-      case model::PoolType::dir: same = o.path == def.path; break;
-      case model::PoolType::logical: same = (o.source.vgName.empty() ? o.name : o.source.vgName) ==
-                                            (def.source.vgName.empty() ? def.name : def.source.vgName); break;
-      case model::PoolType::netfs: same = o.source.host == def.source.host && o.source.dir == def.source.dir; break;
-      case model::PoolType::iscsi: same = o.source.host == def.source.host && o.source.target == def.source.target; break;
-    }
-    if (same) return conflict("pool " + quote(other->name) + " already uses this storage");
+namespace {
+
+// Two definitions that would manage the same storage.
+bool sameStorage(const model::Pool& a, const model::Pool& b) {
+  if (a.type != b.type) return false;
+  switch (a.type) {
+    case model::PoolType::dir: return a.path == b.path;
+    case model::PoolType::logical:
+      return (a.source.vgName.empty() ? a.name : a.source.vgName) == (b.source.vgName.empty() ? b.name : b.source.vgName);
+    case model::PoolType::netfs: return a.source.host == b.source.host && a.source.dir == b.source.dir;
+    case model::PoolType::iscsi: return a.source.host == b.source.host && a.source.target == b.source.target;
   }
+  return false;
+}
+
+}  // namespace
+
+Result<PoolView> PoolService::create(model::Pool def, const PoolCreateParams& params) {
+  // The name and the storage are reserved under createMu_; building and starting (network
+  // and tools, up to the I/O timeout) run without it.
+  {
+    std::lock_guard createLock(createMu_);
+    if (pools_.find(def.name) || creating_.count(def.name)) return conflict("pool " + quote(def.name) + " already exists");
+    for (const auto& other : pools_.all()) {
+      std::lock_guard lock(other->mu);
+      if (sameStorage(other->def, def)) return conflict("pool " + quote(other->name) + " already uses this storage");
+    }
+    for (const auto& [name, other] : creating_)
+      if (sameStorage(other, def)) return conflict("pool " + quote(name) + " is being created on this storage");
+    creating_.emplace(def.name, def);
+  }
+  Reverter revert;
+  revert.add([this, name = def.name] {
+    std::lock_guard createLock(createMu_);
+    creating_.erase(name);
+  });
   VMM_ASSIGN(auto backend, options_.factory(def));
   auto obj = std::make_shared<PoolObject>(def, std::move(backend));
-  Reverter revert;
   Deadline deadline = ioDeadline();
   if (params.build) {
     VMM_TRY(obj->backend->build(deadline));
@@ -275,7 +342,11 @@ Result<PoolView> PoolService::create(model::Pool def, const PoolCreateParams& pa
     revert.add([obj] { (void)obj->backend->stop(Deadline::after(Millis(30000))); });
   }
   VMM_TRY(persist(def));
-  pools_.insert(def.name, obj);
+  {
+    std::lock_guard createLock(createMu_);
+    creating_.erase(def.name);
+    pools_.insert(def.name, obj);
+  }
   revert.success();
   publish("storage.pool", def.name, {{"event", "defined"}, {"state", poolStateName(obj->state)}});
   return viewOf(*obj);
@@ -369,7 +440,10 @@ Status PoolService::remove(const std::string& name, bool deleteStorage) {
     VMM_TRY(p->backend->destroyStorage(ioDeadline()));
   }
   if (state != PoolState::inactive || deleteStorage) (void)p->backend->stop(ioDeadline());
-  VMM_TRY(store_.remove(Table::pools, name));
+  VMM_TRY(store_.write([&](StateStore::Txn& txn) -> Status {
+    VMM_TRY(txn.remove(Table::pools, name));
+    return txn.removePrefix(Table::volumes, name + "/");
+  }));
   pools_.erase(name);
   publish("storage.pool", name, {{"event", "deleted"}});
   return {};
@@ -434,6 +508,7 @@ Status PoolService::deleteVolume(const std::string& pool, const std::string& nam
     std::lock_guard lock(p->mu);
     p->volumes.erase(name);
   }
+  forgetFormat(*p, name);
   (void)reload(*p, ioDeadline());
   publish("storage.volume", pool, {{"event", "deleted"}, {"volume", name}});
   return {};
@@ -579,6 +654,12 @@ Result<drivers::ResolvedDisk> PoolService::resolve(const std::string& pool, cons
   }
   auto r = p->backend->resolve(volume, ioDeadline());
   if (!r.ok()) return noteFailure(*p, r.error().wrap("volume " + pool + "/" + volume));
+  std::lock_guard lock(p->mu);
+  if (auto it = p->formats.find(volume); it != p->formats.end()) r->format = it->second;
+  if (auto it = p->volumes.find(volume); it != p->volumes.end() && r->format == model::DiskFormat::qcow2 &&
+                                         startsWith(it->second.backingVolume, "/"))
+    return invalidArgument("volume " + pool + "/" + volume + " has a backing file outside its pool (" +
+                           it->second.backingVolume + "); it cannot be given to a guest");
   return r;
 }
 

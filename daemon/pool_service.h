@@ -125,6 +125,8 @@ class PoolService {
   // Records a failed backend call: timeouts and unreachable servers put the pool in error.
   Error noteFailure(PoolObject& p, Error e);
   void setVolume(PoolObject& p, model::Volume v);
+  void recordFormats(PoolObject& p, std::vector<model::Volume>& vols);
+  void forgetFormat(PoolObject& p, const std::string& volume);
   Status reserve(PoolObject& p, const std::string& volume, const std::string& what);
   void unreserve(PoolObject& p, const std::string& volume);
   void publish(const std::string& type, const std::string& pool, const nlohmann::json& data);
@@ -135,7 +137,8 @@ class PoolService {
   const PoolServiceOptions options_;
   VolumeUsers users_;
   ObjectTable<PoolObject> pools_;
-  std::mutex createMu_;  // serialises pool creation (name and storage uniqueness)
+  std::mutex createMu_;  // guards creating_ and the uniqueness checks of pool creation
+  std::map<std::string, model::Pool> creating_;  // names and storage reserved by creations in progress
 };
 
 }  // namespace vmm

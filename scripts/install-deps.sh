@@ -4,9 +4,10 @@
 set -eu
 
 BUILD="cmake g++ make pkg-config nlohmann-json3-dev libsqlite3-dev libssl-dev libcpp-httplib-dev
-  libcli11-dev libedit-dev libgtest-dev libgmock-dev libbenchmark-dev libiscsi-dev libnfs-dev"
+  libcli11-dev libedit-dev libgtest-dev libgmock-dev libbenchmark-dev libiscsi-dev libnfs-dev libnl-3-dev libnl-route-3-dev"
 # lvm2 for logical pools; qemu-block-extra holds QEMU's iscsi and nfs block drivers.
-RUNTIME="iproute2 procps qemu-system-x86 qemu-utils qemu-block-extra lvm2"
+# nftables and dnsmasq for virtual networks (NAT, ACLs, DHCP/DNS).
+RUNTIME="iproute2 procps qemu-system-x86 qemu-utils qemu-block-extra lvm2 nftables dnsmasq-base"
 # The test guest: a Debian kernel (fetched with apt-get download), busybox and qemu-ga.
 # libvirt is the reference the benchmarks compare against.
 # tgt, nfs-ganesha and rpcbind are the real iSCSI and NFS servers the storage tests run on loopback.

@@ -1,4 +1,4 @@
-// The interactive shell: history, and tab completion of commands and domain names.
+// The interactive shell: history, and tab completion of commands, domain, pool and volume names.
 #include <editline/readline.h>
 #include <unistd.h>
 
@@ -19,15 +19,20 @@ size_t g_candidateIndex = 0;
 std::vector<std::string> g_domainCache;
 SteadyClock::time_point g_domainCacheAt;
 
+// Names from a list call, for completion (errors give no candidates).
+std::vector<std::string> namesFrom(const std::string& method, const nlohmann::json& params) {
+  std::vector<std::string> out;
+  auto conn = g_ctx->connection();
+  if (!conn.ok()) return out;
+  auto r = (*conn)->call(method, params, Millis(2000));
+  if (r.ok() && r->is_array())
+    for (const auto& d : *r) out.push_back(d.value("name", ""));
+  return out;
+}
+
 const std::vector<std::string>& domainNames() {
   if (SteadyClock::now() - g_domainCacheAt < Millis(2000)) return g_domainCache;
-  g_domainCache.clear();
-  auto conn = g_ctx->connection();
-  if (conn.ok()) {
-    auto r = (*conn)->call("domain.list", nlohmann::json::object(), Millis(2000));
-    if (r.ok())
-      for (const auto& d : *r) g_domainCache.push_back(d.value("name", ""));
-  }
+  g_domainCache = namesFrom("domain.list", nlohmann::json::object());
   g_domainCacheAt = SteadyClock::now();
   return g_domainCache;
 }
@@ -56,6 +61,14 @@ char** complete(const char* text, int start, int) {
     if (cmd == "operation" || cmd == "op") g_candidates = {"list", "show", "wait", "cancel"};
     else if (cmd == "host") g_candidates = {"info"};
     else if (cmd == "token") g_candidates = {"create", "list", "delete"};
+    else if (cmd == "pool") g_candidates = {"list", "define", "start", "stop", "refresh", "info", "delete"};
+    else if (cmd == "vol") g_candidates = {"list", "create", "delete", "resize", "clone", "info", "upload", "download", "wipe"};
+  } else if (words.ok() && (*words)[0] == "pool" && index == 2 && (*words)[1] != "list" && (*words)[1] != "define") {
+    g_candidates = namesFrom("pool.list", nlohmann::json::object());
+  } else if (words.ok() && (*words)[0] == "vol" && index == 2) {
+    g_candidates = namesFrom("pool.list", nlohmann::json::object());
+  } else if (words.ok() && (*words)[0] == "vol" && index == 3 && (*words)[1] != "list" && (*words)[1] != "create") {
+    g_candidates = namesFrom("volume.list", {{"pool", (*words)[2]}});
   }
   return rl_completion_matches(text, generator);
 }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <future>
 #include <set>
 #include <thread>
 
@@ -298,3 +299,60 @@ int main(int argc, char** argv) {
   }
   return RUN_ALL_TESTS();
 }
+
+namespace {
+
+// A hung NFS server costs only the calls that need it, bounded by the storage deadline: the
+// pool goes to the error state, everything else keeps answering, and a refresh after the
+// server is back makes the pool usable again.
+TEST(NfsHang, HungServerPutsThePoolInErrorWithoutBlockingTheDaemon) {
+  if (!testutil::NfsServer::available()) GTEST_SKIP() << "nfs-ganesha or rpcbind is not installed";
+  std::string tmp = "/tmp/vmm-qs-hang-" + randomHex(6);
+  ASSERT_TRUE(fs::makeDirs(tmp + "/export", 0777).ok());
+  ASSERT_TRUE(fs::writeFileAtomic(tmp + "/vmmd.toml", "[storage]\nio_timeout = \"2s\"\n").ok());
+  testutil::NfsServer nfs;
+  ASSERT_TRUE(nfs.start(tmp + "/export").ok()) << nfs.log();
+  {
+    VmmdProcess vmmd("", {"--drivers", "test", "--config", tmp + "/vmmd.toml"});
+    ASSERT_TRUE(vmmd.start().ok()) << vmmd.log();
+    auto rpc = vmmd.connect();
+    ASSERT_TRUE(rpc.ok());
+    auto& c = **rpc;
+    json pool = {{"name", "shared"}, {"type", "netfs"}, {"source", {{"host", nfs.host()}, {"dir", nfs.exportPath()}}}};
+    ASSERT_TRUE(c.call("pool.create", {{"definition", pool}}).ok());
+
+    ASSERT_TRUE(nfs.pause().ok());
+    auto hung = std::async(std::launch::async, [&] {
+      auto other = vmmd.connect();
+      auto t0 = SteadyClock::now();
+      auto r = (*other)->call("volume.create", {{"pool", "shared"}, {"volume", {{"name", "v1"}, {"capacity", "1M"}, {"format", "raw"}}}});
+      return std::make_pair(r.ok() ? ErrorCode::internal : r.error().code, SteadyClock::now() - t0);
+    });
+    // Meanwhile the daemon answers at once.
+    std::this_thread::sleep_for(Millis(300));
+    for (const char* method : {"pool.list", "domain.list", "host.info"}) {
+      auto t0 = SteadyClock::now();
+      ASSERT_TRUE(c.call(method, json::object()).ok()) << method;
+      EXPECT_LT(SteadyClock::now() - t0, Millis(500)) << method << " waited for the hung server";
+    }
+    auto [code, took] = hung.get();
+    EXPECT_EQ(code, ErrorCode::timeout);
+    EXPECT_LT(took, Millis(6000));
+    auto view = c.call("pool.get", {{"name", "shared"}});
+    ASSERT_TRUE(view.ok());
+    EXPECT_EQ((*view)["state"], "error") << view->dump();
+    EXPECT_FALSE((*view).value("error", "").empty());
+
+    ASSERT_TRUE(nfs.resume().ok());
+    auto refreshed = c.call("pool.refresh", {{"name", "shared"}});
+    ASSERT_TRUE(refreshed.ok()) << refreshed.error().message;
+    EXPECT_EQ((*refreshed)["state"], "active");
+    EXPECT_TRUE(c.call("volume.create", {{"pool", "shared"}, {"volume", {{"name", "v2"}, {"capacity", "1M"}, {"format", "raw"}}}}).ok());
+    EXPECT_TRUE(c.call("volume.delete", {{"pool", "shared"}, {"name", "v2"}}).ok());
+    EXPECT_TRUE(c.call("pool.delete", {{"name", "shared"}}).ok());
+  }
+  nfs.stop();
+  (void)runCommand({"rm", "-rf", tmp}, RunOptions());
+}
+
+}  // namespace

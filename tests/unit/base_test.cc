@@ -1,15 +1,19 @@
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <future>
+#include <thread>
 
+#include "base/byte_relay.h"
 #include "base/event_loop.h"
 #include "base/fs.h"
 #include "base/process.h"
 #include "base/random.h"
 #include "base/reverter.h"
+#include "base/socket_util.h"
 #include "base/thread_pool.h"
 #include "base/time_util.h"
 #include "base/toml_lite.h"
@@ -210,4 +214,41 @@ job_wait = "5s"
   const char* argv4[] = {"vmmd", "--drivers", "qemu,vbox"};
   EXPECT_FALSE(loadConfig(3, const_cast<char**>(argv4), run).ok());
   ASSERT_EQ(system(("rm -rf " + dir).c_str()), 0);
+}
+
+// A half-close travels through the relay after every byte queued before it, and the other
+// direction keeps working: an upload's result line comes back after the client's EOF.
+TEST(ByteRelay, PassesEofOnAfterTheQueuedBytes) {
+  EventLoop loop;
+  loop.runInThread();
+  int client[2], service[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, client), 0);
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, service), 0);
+  std::atomic<bool> closed{false};
+  ByteRelay::Options o;
+  o.onClosed = [&] { closed = true; };
+  auto relay = ByteRelay::start(loop, fs::UniqueFd(client[1]), fs::UniqueFd(service[1]), std::move(o));
+  std::string payload(3 << 20, 'x');
+  for (size_t i = 0; i < payload.size(); i += 4093) payload[i] = static_cast<char>('a' + i % 26);
+  std::thread writer([&] {
+    ASSERT_TRUE(writeAllFd(client[0], payload, Deadline::after(Millis(10000))).ok());
+    ::shutdown(client[0], SHUT_WR);
+  });
+  std::string got;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::read(service[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+  writer.join();
+  EXPECT_EQ(got.size(), payload.size());
+  EXPECT_TRUE(got == payload);
+  // The reply direction still works after the client's EOF.
+  ASSERT_TRUE(writeAllFd(service[0], "done\n", Deadline::after(Millis(5000))).ok());
+  ::close(service[0]);
+  std::string reply;
+  while ((n = ::read(client[0], buf, sizeof buf)) > 0) reply.append(buf, static_cast<size_t>(n));
+  EXPECT_EQ(reply, "done\n");
+  ::close(client[0]);
+  for (int i = 0; i < 100 && !closed; ++i) std::this_thread::sleep_for(Millis(10));
+  EXPECT_TRUE(closed);
+  loop.stop();
 }
