@@ -77,6 +77,13 @@ class Registry {
   std::map<std::string, Entry> entries_;
 };
 
+// Parameters after validation against the spec: a string ("" when absent) and a boolean.
+inline std::string str(const json& params, const char* key) { return params.value(key, ""); }
+inline bool flag(const json& params, const char* key, bool fallback) {
+  auto it = params.find(key);
+  return it == params.end() || it->is_null() ? fallback : it->get<bool>();
+}
+
 // "params.timeout: expected a duration such as \"30s\"" style checking, shared with transports.
 Result<Millis> durationParam(const json& params, const std::string& key, Millis fallback, Millis max);
 

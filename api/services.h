@@ -7,6 +7,7 @@
 #include "daemon/auth.h"
 #include "daemon/domain_service.h"
 #include "daemon/event_bus.h"
+#include "daemon/network_service.h"
 #include "daemon/operation_manager.h"
 #include "daemon/pool_service.h"
 
@@ -17,6 +18,7 @@ class Registry;
 struct Services {
   DomainService& domains;
   PoolService& pools;
+  NetworkService& networks;
   OperationManager& operations;
   EventBus& events;
   TokenStore& tokens;
@@ -29,5 +31,6 @@ void bindDomainHandlers(Registry& registry, Services& services);
 void bindOperationHandlers(Registry& registry, Services& services);
 void bindHostHandlers(Registry& registry, Services& services);
 void bindStorageHandlers(Registry& registry, Services& services);
+void bindNetworkHandlers(Registry& registry, Services& services);
 
 }  // namespace vmm::api

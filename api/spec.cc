@@ -152,6 +152,27 @@ std::vector<OperationSpec> build() {
        {pathName("pool"), q("storage", T::boolean, "also delete the storage: rmdir, vgremove + pvremove")},
        HttpRoute{"DELETE", "/v1/pools/{name}", "", 200}});
 
+  // ---- networks
+  add({"network.list", "List virtual networks", Access::read, false, false, "networks", {},
+       HttpRoute{"GET", "/v1/networks", "", 200}});
+  add({"network.get", "Get one network with its host resources while active", Access::read, false, false,
+       "networks/{name}", {pathName("network")}, HttpRoute{"GET", "/v1/networks/{name}", "", 200}});
+  add({"network.create", "Define a network (nat, routed, isolated or bridge) and start it (all or nothing)",
+       Access::write, false, false, "networks",
+       {b("definition", T::object, "name, mode, bridge, ipv4 (gateway/prefix), dhcp, dhcp_start/end, dhcp_hosts, domain, uplink, mtu", true),
+        q("start", T::boolean, "start it once defined (default true)")},
+       HttpRoute{"POST", "/v1/networks", "definition", 201}});
+  add({"network.start", "Start a network: bridge, addresses, NAT rules, DHCP", Access::write, false, false,
+       "networks/{name}", {pathName("network")}, HttpRoute{"POST", "/v1/networks/{name}/start", "", 200}});
+  add({"network.stop", "Stop a network, removing everything it created on the host", Access::write, false, false,
+       "networks/{name}",
+       {pathName("network"), b("force", T::boolean, "stop even while running domains use it")},
+       HttpRoute{"POST", "/v1/networks/{name}/stop", "", 200}});
+  add({"network.delete", "Delete a network (no domain may use it)", Access::write, false, false, "networks/{name}",
+       {pathName("network")}, HttpRoute{"DELETE", "/v1/networks/{name}", "", 200}});
+  add({"network.leases", "The DHCP leases of an active network", Access::read, false, false, "networks/{name}",
+       {pathName("network")}, HttpRoute{"GET", "/v1/networks/{name}/leases", "", 200}});
+
   // ---- volumes
   auto poolParam = P{"pool", T::string, true, "the pool's name", ParamIn::path, {}};
   add({"volume.list", "List the volumes of a pool", Access::read, false, false, "pools/{pool}", {poolParam},
@@ -205,7 +226,7 @@ std::vector<OperationSpec> build() {
        HttpRoute{"DELETE", "/v1/tokens/{name}", "", 200}});
   for (auto& o : s)
     for (const char* q : {"host.info", "domain.list", "domain.get", "domain.create", "operation.list", "operation.get",
-                          "pool.list", "pool.get", "volume.list", "volume.get",
+                          "pool.list", "pool.get", "volume.list", "volume.get", "network.list", "network.get",
                           "token.list", "token.create", "token.delete"})
       if (o.name == q) o.quick = true;
   return s;

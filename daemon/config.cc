@@ -77,6 +77,7 @@ Status applyConfigFile(Config& c, const std::string& path) {
     st.optional("default_pool", c.defaultPool);
     readDuration(st, "io_timeout", c.storageIoTimeout);
   });
+  r.object("network", [&](model::JsonReader& n) { n.optional("default_network", c.defaultNetwork); });
   r.object("events", [&](model::JsonReader& e) { readSizeT(e, "queue", c.eventQueue, 16, 1 << 20); });
   r.object("domains", [&](model::JsonReader& d) {
     readDuration(d, "job_wait", c.jobWait);
@@ -108,6 +109,8 @@ Options:
   --log-level LEVEL    debug, info, warn or error (default info)
   --log-format FORMAT  logfmt or json (default logfmt)
   --log-file FILE      append logs to FILE instead of stderr
+  --default-pool yes|no     create the dir pool "default" at the first start (default yes)
+  --default-network yes|no  create the NAT network "default" at the first start (default yes)
   --version            print the version and exit
   -h, --help           print this help and exit
 
@@ -160,6 +163,10 @@ Result<Config> loadConfig(int argc, char** argv, bool& run) {
     else if (key == "log-level") c.logLevel = value;
     else if (key == "log-format") c.logFormat = value;
     else if (key == "log-file") c.logFile = value;
+    else if (key == "default-network" || key == "default-pool") {
+      if (value != "yes" && value != "no") return invalidArgument("--" + key + " takes yes or no");
+      (key == "default-network" ? c.defaultNetwork : c.defaultPool) = value == "yes";
+    }
     else return invalidArgument("unknown option --" + key + " (see --help)");
   }
   if (c.socketPath.empty()) c.socketPath = c.runDir + "/vmmd.sock";

@@ -31,6 +31,7 @@ struct Config {
   bool syncFull = true;       // fsync every commit
   bool defaultPool = true;    // create the dir pool "default" under the state dir when no pool exists
   Millis storageIoTimeout = Millis(30000);  // each call to a storage server or tool
+  bool defaultNetwork = true; // define (and autostart) the NAT network "default" when no network exists
 
   size_t operationsKeep = 1000;
   Millis operationsMaxAge = Millis(24LL * 3600 * 1000);

@@ -1,6 +1,7 @@
 #include "daemon/daemon.h"
 
 #include "api/volume_transfer.h"
+#include "network/port/port_profile.h"
 #include "storage/backend_factory.h"
 
 #include <grp.h>
@@ -75,7 +76,7 @@ Status Daemon::lockStateDir() {
 }
 
 void Daemon::createDrivers() {
-  hostServices_ = std::make_unique<DaemonHostServices>(*pools_);
+  hostServices_ = std::make_unique<DaemonHostServices>(*pools_, *networks_);
   drivers::DriverContext ctx;
   ctx.loop = &loop_;
   ctx.pool = &pool_;
@@ -150,11 +151,21 @@ Status Daemon::start() {
   pools_ = std::make_unique<PoolService>(*store_, *events_, pso);
   pools_->setVolumeUsers([this](const std::string& pool) { return domains_->volumeUsers(pool); });
   VMM_TRY(pools_->load());
+  NetworkServiceOptions nso;
+  nso.stateDir = config_.stateDir + "/networks";
+  nso.jobWait = config_.jobWait;
+  nso.createDefault = config_.defaultNetwork;
+  networks_ = std::make_unique<NetworkService>(*store_, *events_, nso);
+  networks_->setUsers([this](const std::string& network) { return domains_->networkUsers(network); });
+  VMM_TRY(networks_->load());
+  // Port state (nft tables, ifb devices) of NICs whose taps vanished while vmmd was down.
+  if (auto st = net::cleanupOrphanPortState(Deadline::after(Millis(30000))); !st.ok())
+    log::warn("cannot clean up orphaned port state", {{"error", st.error().message}});
   createDrivers();
   facts_ = probeHostFacts();
   VMM_TRY(domains_->load());
 
-  services_ = std::make_unique<api::Services>(api::Services{*domains_, *pools_, *operations_, *events_, *tokens_, [this] { return hostInfo(); }});
+  services_ = std::make_unique<api::Services>(api::Services{*domains_, *pools_, *networks_, *operations_, *events_, *tokens_, [this] { return hostInfo(); }});
   registry_ = std::make_unique<api::Registry>(*operations_);
   api::bindHandlers(*registry_, *services_);
   for (const auto& name : registry_->unbound()) log::warn("operation has no handler", {{"operation", name}});

@@ -21,6 +21,7 @@
 #include "daemon/event_bus.h"
 #include "daemon/host_services.h"
 #include "daemon/operation_manager.h"
+#include "daemon/network_service.h"
 #include "daemon/pool_service.h"
 #include "daemon/state_store.h"
 
@@ -65,6 +66,7 @@ class Daemon {
   std::unique_ptr<EventBus> events_;
   std::unique_ptr<OperationManager> operations_;
   std::unique_ptr<PoolService> pools_;
+  std::unique_ptr<NetworkService> networks_;
   std::unique_ptr<DaemonHostServices> hostServices_;
   std::unique_ptr<DomainService> domains_;
   std::unique_ptr<TokenStore> tokens_;

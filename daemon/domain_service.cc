@@ -485,6 +485,23 @@ std::map<std::string, std::vector<std::string>> DomainService::volumeUsers(const
   return out;
 }
 
+NetworkUsers DomainService::networkUsers(const std::string& network) const {
+  NetworkUsers out;
+  for (const auto& obj : domains_.all()) {
+    std::lock_guard lock(obj->mu);
+    if (!obj->visible) continue;
+    auto uses = [&](const model::Domain* def) {
+      if (!def) return false;
+      for (const auto& n : def->nics)
+        if (n.type == model::NicType::network && n.network == network) return true;
+      return false;
+    };
+    if (uses(obj->def.get()) || uses(obj->liveDef.get())) out.domains.push_back(obj->name);
+    if (uses(obj->liveDef.get())) out.running.push_back(obj->name);
+  }
+  return out;
+}
+
 std::map<std::string, int> DomainService::stateCounts() const {
   std::map<std::string, int> counts;
   for (const auto& [s, n] : model::kDomainStates) counts[std::string(n)] = 0;

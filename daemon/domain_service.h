@@ -19,6 +19,7 @@
 #include "base/thread_pool.h"
 #include "daemon/event_bus.h"
 #include "daemon/job.h"
+#include "daemon/network_service.h"
 #include "daemon/object_table.h"
 #include "daemon/state_store.h"
 #include "drivers/driver.h"
@@ -135,6 +136,8 @@ class DomainService final : public drivers::DriverObserver {
   std::vector<std::string> names() const;
   // For each volume of `pool` that a definition or running instance uses: the domains.
   std::map<std::string, std::vector<std::string>> volumeUsers(const std::string& pool) const;
+  // The domains with a NIC on `network`, and which of them run.
+  NetworkUsers networkUsers(const std::string& network) const;
   // Counts by state, for metrics.
   std::map<std::string, int> stateCounts() const;
 

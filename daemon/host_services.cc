@@ -4,7 +4,9 @@
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "network/direct/macvtap.h"
 #include "network/link.h"
+#include "network/port/port_profile.h"
 
 namespace vmm {
 
@@ -28,13 +30,33 @@ Result<drivers::ResolvedDisk> DaemonHostServices::resolveDisk(const model::Disk&
 
 Result<drivers::PreparedPort> DaemonHostServices::plugNic(const model::Domain&, const model::Nic& nic, const std::string& kind) {
   if (kind != "tap") return unsupported("NIC " + nic.mac + ": a " + kind + " port is not supported");
+  if (nic.type == model::NicType::direct) {
+    // macvtap: the guest's frames go straight to a host interface (vepa, bridge, private,
+    // passthrough); its queue fd is used exactly like a tap's.
+    net::MacvtapOptions mo;
+    mo.name = nic.ifname.empty() ? net::macvtapNameFor(nic.mac) : nic.ifname;
+    mo.lower = nic.device;
+    mo.mode = nic.directMode;
+    mo.mac = nic.mac;
+    VMM_ASSIGN(auto mv, net::createMacvtap(mo));
+    drivers::PreparedPort port;
+    port.ifname = mv.name;
+    port.kind = "macvtap";
+    port.fd = mv.fd.release();
+    log::debug("macvtap created", {{"ifname", port.ifname}, {"lower", nic.device}});
+    return port;
+  }
   std::string bridge;
   switch (nic.type) {
     case model::NicType::bridge:
       bridge = nic.bridge;
       break;
-    case model::NicType::network:
-      return unavailable("NIC " + nic.mac + ": network " + quote(nic.network) + " cannot be used: managed networks are not available in this vmmd");
+    case model::NicType::network: {
+      auto b = networks_.bridgeFor(nic.network);
+      if (!b.ok()) return b.error().wrap("NIC " + nic.mac);
+      bridge = *b;
+      break;
+    }
     default:
       return unsupported("NIC " + nic.mac + ": this NIC type needs no tap");
   }
@@ -43,6 +65,11 @@ Result<drivers::PreparedPort> DaemonHostServices::plugNic(const model::Domain&, 
   opts.mac = net::hostSideMac(nic.mac);
   opts.bridge = bridge;
   VMM_ASSIGN(auto fd, net::createTap(opts));
+  // The port profile (VLAN, QoS, ACL, spoof check, isolation, mirroring) follows the NIC: it
+  // is in the domain's definition and applied to whichever tap carries it. On failure the
+  // tap closes with `fd` and nothing of the profile remains.
+  net::PortSpec spec{opts.name, bridge, nic.mac, nic.port};
+  VMM_TRY(net::applyPort(spec, Deadline::after(Millis(10000))));
   drivers::PreparedPort port;
   port.ifname = opts.name;
   port.kind = "tap";
@@ -52,11 +79,26 @@ Result<drivers::PreparedPort> DaemonHostServices::plugNic(const model::Domain&, 
   return port;
 }
 
-void DaemonHostServices::unplugNic(const model::Domain&, const model::Nic&, const std::string& ifname) {
-  // Taps are non-persistent: they vanish with the hypervisor's fd. Only a tap another process
-  // still holds would remain, and that one is not ours to delete.
-  if (ifname.empty() || !net::linkExists(ifname)) return;
+void DaemonHostServices::unplugNic(const model::Domain&, const model::Nic& nic, const std::string& ifname) {
+  if (ifname.empty()) return;
+  releasePort(nic, ifname);  // also when the tap is gone: the ifb and nft state are not
+  if (!net::linkExists(ifname)) return;
+  // A macvtap link outlives its fd: it is deleted here. Taps are non-persistent and vanish
+  // with the hypervisor's fd; one still present is held by its hypervisor until it exits.
+  if (nic.type == model::NicType::direct || startsWith(ifname, "mv")) {
+    if (auto st = net::deleteMacvtap(ifname); !st.ok())
+      log::warn("cannot delete macvtap", {{"ifname", ifname}, {"error", st.error().message}});
+    return;
+  }
   log::debug("tap still present after unplug (held by its hypervisor until it exits)", {{"ifname", ifname}});
+}
+
+void DaemonHostServices::releasePort(const model::Nic& nic, const std::string& ifname) {
+  if (nic.type == model::NicType::direct || nic.port.empty()) return;
+  std::string bridge = nic.type == model::NicType::network ? networks_.bridgeFor(nic.network).valueOr("") : nic.bridge;
+  net::PortSpec spec{ifname, bridge, nic.mac, nic.port};
+  if (auto st = net::removePort(spec, Deadline::after(Millis(10000))); !st.ok())
+    log::warn("cannot remove the port profile", {{"ifname", ifname}, {"error", st.error().message}});
 }
 
 }  // namespace vmm

@@ -2,6 +2,7 @@
 // host side of NICs (taps on bridges). Storage pools and managed networks plug in here.
 #pragma once
 
+#include "daemon/network_service.h"
 #include "daemon/pool_service.h"
 #include "drivers/driver.h"
 
@@ -9,13 +10,15 @@ namespace vmm {
 
 class DaemonHostServices final : public drivers::HostServices {
  public:
-  explicit DaemonHostServices(PoolService& pools) : pools_(pools) {}
+  DaemonHostServices(PoolService& pools, NetworkService& networks) : pools_(pools), networks_(networks) {}
   Result<drivers::ResolvedDisk> resolveDisk(const model::Disk& disk) override;
   Result<drivers::PreparedPort> plugNic(const model::Domain& dom, const model::Nic& nic, const std::string& kind) override;
   void unplugNic(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) override;
 
  private:
+  void releasePort(const model::Nic& nic, const std::string& ifname);
   PoolService& pools_;
+  NetworkService& networks_;
 };
 
 }  // namespace vmm

@@ -16,10 +16,6 @@ Reply domainReply(const DomainView& v, bool full, int status = 200) {
 }
 
 std::string nameOf(const json& p) { return p.value("name", ""); }
-bool flag(const json& p, const char* key, bool fallback) {
-  auto it = p.find(key);
-  return it == p.end() || it->is_null() ? fallback : it->get<bool>();
-}
 
 Result<model::Domain> definitionParam(const json& params) {
   const json& def = params["definition"];

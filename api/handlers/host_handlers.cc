@@ -58,6 +58,7 @@ void bindHandlers(Registry& registry, Services& services) {
   bindOperationHandlers(registry, services);
   bindHostHandlers(registry, services);
   bindStorageHandlers(registry, services);
+  bindNetworkHandlers(registry, services);
 }
 
 }  // namespace vmm::api

@@ -10,11 +10,6 @@ namespace vmm::api {
 
 namespace {
 
-std::string str(const json& p, const char* key) { return p.value(key, ""); }
-bool flag(const json& p, const char* key, bool fallback) {
-  auto it = p.find(key);
-  return it == p.end() || it->is_null() ? fallback : it->get<bool>();
-}
 
 Result<uint64_t> sizeParam(const json& p, const char* key) {
   const json& v = p[key];

@@ -98,6 +98,7 @@ int runCommand(Context& ctx, const std::vector<std::string>& args) {
   registerOtherCommands(app, ctx, action);
   registerConsoleCommand(app, ctx, action);
   registerStorageCommands(app, ctx, action);
+  registerNetworkCommands(app, ctx, action);
 
   std::vector<std::string> argvStore = {"vmctl"};
   argvStore.insert(argvStore.end(), args.begin(), args.end());
@@ -149,6 +150,7 @@ std::vector<std::string> commandNames() {
   registerOtherCommands(app, ctx, action);
   registerConsoleCommand(app, ctx, action);
   registerStorageCommands(app, ctx, action);
+  registerNetworkCommands(app, ctx, action);
   std::vector<std::string> names;
   for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
   names.push_back("help");

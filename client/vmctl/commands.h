@@ -17,6 +17,7 @@ void registerDomainCommands(CLI::App& app, Context& ctx, std::function<int()>& a
 void registerOtherCommands(CLI::App& app, Context& ctx, std::function<int()>& action);
 void registerConsoleCommand(CLI::App& app, Context& ctx, std::function<int()>& action);
 void registerStorageCommands(CLI::App& app, Context& ctx, std::function<int()>& action);
+void registerNetworkCommands(CLI::App& app, Context& ctx, std::function<int()>& action);
 
 // Runs `method` (waiting for it when async) and reports errors; `done` prints the result.
 int callAndReport(Context& ctx, const std::string& method, const nlohmann::json& params,

@@ -61,10 +61,13 @@ char** complete(const char* text, int start, int) {
     if (cmd == "operation" || cmd == "op") g_candidates = {"list", "show", "wait", "cancel"};
     else if (cmd == "host") g_candidates = {"info"};
     else if (cmd == "token") g_candidates = {"create", "list", "delete"};
+    else if (cmd == "net") g_candidates = {"list", "define", "start", "stop", "info", "delete", "leases"};
     else if (cmd == "pool") g_candidates = {"list", "define", "start", "stop", "refresh", "info", "delete"};
     else if (cmd == "vol") g_candidates = {"list", "create", "delete", "resize", "clone", "info", "upload", "download", "wipe"};
   } else if (words.ok() && (*words)[0] == "pool" && index == 2 && (*words)[1] != "list" && (*words)[1] != "define") {
     g_candidates = namesFrom("pool.list", nlohmann::json::object());
+  } else if (words.ok() && (*words)[0] == "net" && index == 2 && (*words)[1] != "list" && (*words)[1] != "define") {
+    g_candidates = namesFrom("network.list", nlohmann::json::object());
   } else if (words.ok() && (*words)[0] == "vol" && index == 2) {
     g_candidates = namesFrom("pool.list", nlohmann::json::object());
   } else if (words.ok() && (*words)[0] == "vol" && index == 3 && (*words)[1] != "list" && (*words)[1] != "create") {

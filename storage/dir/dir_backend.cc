@@ -140,7 +140,7 @@ Result<model::Volume> DirBackend::createVolume(const model::VolumeSpec& spec, De
     // Thin images could overcommit, but a volume that can never be filled is a mistake.
     VMM_ASSIGN(auto cap, capacity(deadline));
     if (spec.capacity > cap.available)
-      return invalidArgument("capacity: " + model::formatSize(spec.capacity) + " is more than the pool's free space (" + model::humanSize(cap.available) + ")");
+      return invalidArgument("capacity: " + model::humanSize(spec.capacity) + " is more than the pool's free space (" + model::humanSize(cap.available) + ")");
   }
   Reverter revert;
   revert.add([path] { (void)fs::removeFile(path); });

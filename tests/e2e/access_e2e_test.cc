@@ -115,7 +115,7 @@ TEST(Access, InteractiveShellCompletesCommandsAndNames) {
   ASSERT_EQ(write(master, "inf\t", 4), 4);
   usleep(200000);
   ASSERT_EQ(write(master, "al\t\n", 4), 4);
-  EXPECT_TRUE(readUntil("test", 5000)) << seen;
+  EXPECT_TRUE(readUntil("shutoff", 5000)) << seen;
   EXPECT_NE(seen.find("alpha-web"), std::string::npos) << seen;
   EXPECT_NE(seen.find("shutoff"), std::string::npos) << seen;
   ASSERT_EQ(write(master, "exit\n", 5), 5);

@@ -35,11 +35,19 @@ Status VmmdProcess::start() {
   if (pid_ > 0) return conflict("vmmd already running");
   std::vector<std::string> argv = {vmmdBinary(), "--state-dir", dir_ + "/state", "--run-dir", dir_ + "/run",
                                    "--listen", "127.0.0.1:0", "--log-level", "debug"};
-  bool driversGiven = false;
-  for (const auto& a : extraArgs_) driversGiven = driversGiven || a == "--drivers";
+  bool driversGiven = false, networkGiven = false;
+  for (const auto& a : extraArgs_) {
+    driversGiven = driversGiven || a == "--drivers";
+    networkGiven = networkGiven || a == "--default-network";
+  }
   if (!driversGiven) {
     argv.push_back("--drivers");
     argv.push_back("test");
+  }
+  // Tests that run vmmd in the host's network namespace must not create a bridge there.
+  if (!networkGiven) {
+    argv.push_back("--default-network");
+    argv.push_back("no");
   }
   argv.insert(argv.end(), extraArgs_.begin(), extraArgs_.end());
   size_t logStart = log().size();
