@@ -6,11 +6,6 @@
 
 namespace vmm::api {
 
-namespace {
-
-
-}  // namespace
-
 void bindNetworkHandlers(Registry& reg, Services& s) {
   reg.bind("network.list", [&s](const CallContext&, const json&) -> Result<Reply> {
     json out = json::array();
