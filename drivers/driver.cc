@@ -45,7 +45,7 @@ Result<std::string> HypervisorDriver::consoleLog(const model::Domain&, size_t) {
 Result<json> HypervisorDriver::snapshotCreate(const model::Domain&, const json&, Deadline) {
   return notSupported("snapshot");
 }
-Status HypervisorDriver::snapshotRevert(const model::Domain&, const json&, Deadline) { return notSupported("snapshot revert"); }
-Status HypervisorDriver::snapshotDelete(const model::Domain&, const json&, Deadline) { return notSupported("snapshot delete"); }
+Result<json> HypervisorDriver::snapshotRevert(const model::Domain&, const json&, Deadline) { return notSupported("snapshot revert"); }
+Result<json> HypervisorDriver::snapshotDelete(const model::Domain&, const json&, Deadline) { return notSupported("snapshot delete"); }
 
 }  // namespace vmm::drivers

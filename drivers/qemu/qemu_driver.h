@@ -68,8 +68,8 @@ class QemuDriver final : public HypervisorDriver {
   Result<std::string> consoleLog(const model::Domain& def, size_t maxBytes) override;
 
   Result<json> snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) override;
-  Status snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) override;
-  Status snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) override;
+  Result<json> snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) override;
+  Result<json> snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) override;
 
   // A running QEMU (public for the helpers in this folder).
   struct Instance;

@@ -183,7 +183,7 @@ Status QemuDriver::save(const model::Domain& def, const std::string& path, Deadl
 }
 
 Result<json> QemuDriver::snapshotCreate(const model::Domain&, const json&, Deadline) { return notSupported("snapshot"); }
-Status QemuDriver::snapshotRevert(const model::Domain&, const json&, Deadline) { return notSupported("snapshot revert"); }
-Status QemuDriver::snapshotDelete(const model::Domain&, const json&, Deadline) { return notSupported("snapshot delete"); }
+Result<json> QemuDriver::snapshotRevert(const model::Domain&, const json&, Deadline) { return notSupported("snapshot revert"); }
+Result<json> QemuDriver::snapshotDelete(const model::Domain&, const json&, Deadline) { return notSupported("snapshot delete"); }
 
 }  // namespace vmm::drivers::qemu

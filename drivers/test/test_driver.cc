@@ -405,7 +405,7 @@ Result<json> TestDriver::snapshotCreate(const model::Domain& def, const json& sp
   return data;
 }
 
-Status TestDriver::snapshotRevert(const model::Domain&, const json&, Deadline) { return {}; }
-Status TestDriver::snapshotDelete(const model::Domain&, const json&, Deadline) { return {}; }
+Result<json> TestDriver::snapshotRevert(const model::Domain&, const json&, Deadline) { return json::object(); }
+Result<json> TestDriver::snapshotDelete(const model::Domain&, const json&, Deadline) { return json::object(); }
 
 }  // namespace vmm::drivers

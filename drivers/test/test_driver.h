@@ -54,8 +54,8 @@ class TestDriver final : public HypervisorDriver {
                             Deadline deadline) override;
   Result<std::string> consoleLog(const model::Domain& def, size_t maxBytes) override;
   Result<json> snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) override;
-  Status snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) override;
-  Status snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) override;
+  Result<json> snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) override;
+  Result<json> snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) override;
 
  private:
   struct Guest {

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Times start and stop of a NAT network with DHCP on vmmd and on libvirt, interleaved run by run.
+
+Four clients: vmm over one kept-alive JSON-RPC connection, vmctl (a process per call), virsh
+(a process per call) and one long-running virsh shell. Both vmm clients work on one vmm
+network, both libvirt clients on one libvirt network. Between the timed calls (untimed) every
+start is checked to have made the bridge and a running dnsmasq, and every stop to have removed
+both. Meant to run inside bench/network.sh's private network namespace. Prints JSON with
+every sample."""
+import argparse, json, os, select, socket, statistics, subprocess, time
+
+p = argparse.ArgumentParser()
+for a in ("--vmctl", "--socket", "--vmm-network", "--vmm-ipv4", "--vmm-dhcp", "--libvirt-uri", "--libvirt-network",
+          "--libvirt-xml", "--dnsmasq-pids"):
+    p.add_argument(a, required=True)
+p.add_argument("--runs", type=int, default=15)
+args = p.parse_args()
+
+VMM_NET, LV_NET = args.vmm_network, args.libvirt_network
+VMCTL = [args.vmctl, "--connect", args.socket]
+VIRSH = ["virsh", "-q", "-c", args.libvirt_uri]
+LV_PIDFILE = f"/run/libvirt/network/{LV_NET}.pid"
+
+TIMEOUT = 60
+
+
+class Rpc:
+    """vmmd's JSON-RPC over its unix socket: one JSON object per line."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rwb")
+        self.next_id = 0
+
+    def call(self, method, params):
+        self.next_id += 1
+        self.file.write((json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}) + "\n").encode())
+        self.file.flush()
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise RuntimeError("vmmd closed the connection")
+            msg = json.loads(line)
+            if msg.get("id") != self.next_id:
+                continue  # a notification
+            if "error" in msg:
+                raise RuntimeError(f"{method}: {msg['error']}")
+            return msg["result"]
+
+
+class VirshShell:
+    """One virsh process kept open: each command is followed by an `echo` whose output marks its end."""
+    MARK = b"@@vmm-bench-done@@"
+
+    def __init__(self, virsh):
+        # stdbuf: virsh writes its output block-buffered to a pipe
+        self.proc = subprocess.Popen(["stdbuf", "-oL", "-eL"] + virsh, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.buf = b""
+
+    def run(self, cmd):
+        self.proc.stdin.write(f"{cmd}\necho {self.MARK.decode()}\n".encode())
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + TIMEOUT
+        end = b"\n" + self.MARK
+        while end not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                raise RuntimeError(f"virsh shell: no answer to {cmd!r}")
+            data = os.read(self.proc.stdout.fileno(), 1 << 16)
+            if not data:
+                raise RuntimeError("virsh shell exited")
+            self.buf += data
+        out, self.buf = self.buf.split(end, 1)
+        text = out.decode(errors="replace")
+        if "error:" in text:
+            raise RuntimeError(f"virsh {cmd}: {text.strip()[-300:]}")
+        return text
+
+    def close(self):
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def cli(argv):
+    r = subprocess.run(argv, capture_output=True, timeout=TIMEOUT)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {r.stderr.decode(errors='replace').strip()[-300:]}")
+    return r.stdout
+
+rpc = Rpc(args.socket)
+shell = VirshShell(VIRSH)
+
+TARGETS = {
+    "vmm rpc": {"start": lambda: rpc.call("network.start", {"name": VMM_NET}),
+                "stop": lambda: rpc.call("network.stop", {"name": VMM_NET})},
+    "vmctl": {"start": lambda: cli(VMCTL + ["net", "start", VMM_NET]),
+              "stop": lambda: cli(VMCTL + ["net", "stop", VMM_NET])},
+    "virsh shell": {"start": lambda: shell.run(f"net-start {LV_NET}"),
+                    "stop": lambda: shell.run(f"net-destroy {LV_NET}")},
+    "virsh": {"start": lambda: cli(VIRSH + ["net-start", LV_NET]),
+              "stop": lambda: cli(VIRSH + ["net-destroy", LV_NET])},
+}
+VMM_SIDE = ("vmm rpc", "vmctl")
+samples, errors, problems = {}, {}, []
+dnsmasq_seen = set()
+bridges = {}
+
+
+def links():
+    return sorted(os.listdir("/sys/class/net"))
+
+
+def alive(pid):
+    """Running and not a zombie (a dnsmasq detached from libvirtd waits for init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def dnsmasq_pid(target):
+    if target in VMM_SIDE:
+        return rpc.call("network.get", {"name": VMM_NET}).get("runtime", {}).get("dnsmasq_pid", 0)
+    try:
+        return int(open(LV_PIDFILE).read().strip())
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def note_pid(pid):
+    if pid > 0 and pid not in dnsmasq_seen:
+        dnsmasq_seen.add(pid)
+        with open(args.dnsmasq_pids, "a") as f:  # network.sh stops any left at exit
+            f.write(f"{pid}\n")
+
+
+def check_started(target, bridge):
+    pid = dnsmasq_pid(target)
+    note_pid(pid)
+    if bridge not in links():
+        problems.append(f"{target}: bridge {bridge} missing after start")
+    if not alive(pid):
+        problems.append(f"{target}: no running dnsmasq after start (pid {pid})")
+    return pid
+
+
+def check_stopped(target, bridge, pid):
+    deadline = time.monotonic() + 2
+    while (alive(pid) or bridge in links()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if bridge in links():
+        problems.append(f"{target}: bridge {bridge} still there after stop")
+    if alive(pid):
+        problems.append(f"{target}: dnsmasq {pid} still running 2 s after stop")
+
+
+def timed(op, target):
+    t0 = time.perf_counter()
+    TARGETS[target][op]()
+    samples.setdefault(op, {}).setdefault(target, []).append((time.perf_counter() - t0) * 1000)
+
+
+def cycle(target, measure):
+    """Start, check, stop, check; timed when measure."""
+    bridge = bridges["vmm" if target in VMM_SIDE else "libvirt"]
+    if measure:
+        timed("start", target)
+    else:
+        TARGETS[target]["start"]()
+    pid = check_started(target, bridge)
+    if measure:
+        timed("stop", target)
+    else:
+        TARGETS[target]["stop"]()
+    check_stopped(target, bridge, pid)
+
+
+def setup():
+    lo, hi = args.vmm_dhcp.split(",")
+    rpc.call("network.create", {"definition": {"name": VMM_NET, "mode": "nat", "ipv4": args.vmm_ipv4,
+                                               "dhcp": {"enabled": True, "start": lo, "end": hi}, "autostart": False},
+                                "start": False})
+    bridges["vmm"] = rpc.call("network.get", {"name": VMM_NET})["bridge"]
+    shell.run(f"net-define {args.libvirt_xml}")
+    bridges["libvirt"] = cli(VIRSH + ["net-info", LV_NET]).decode().split("Bridge:")[1].split()[0]
+    for target in TARGETS:  # every path once before timing
+        cycle(target, measure=False)
+
+
+def teardown():
+    rpc.call("network.delete", {"name": VMM_NET})
+    shell.run(f"net-undefine {LV_NET}")
+
+
+t_start = time.perf_counter()
+left = {}
+try:
+    setup()
+    order = list(TARGETS)
+    for i in range(args.runs):
+        for target in order[i % len(order):] + order[:i % len(order)]:
+            if target in errors:
+                continue
+            try:
+                cycle(target, measure=True)
+            except Exception as e:  # report, do not hide
+                errors[target] = str(e)
+    teardown()
+except Exception as e:  # report what was measured and why the rest is missing
+    errors["run"] = str(e)
+finally:
+    shell.close()
+    left = {"links": [l for l in links() if l != "lo"], "dnsmasq_running": sorted(p for p in dnsmasq_seen if alive(p))}
+
+print(json.dumps({
+    "runs": args.runs, "firewall": cli(["iptables", "--version"]).decode().strip(), "seconds": round(time.perf_counter() - t_start, 1),
+    "bridges": bridges, "dnsmasq_processes_seen": len(dnsmasq_seen), "left_after_run": left,
+    "check_failures": problems,
+    "median_ms": {op: {t: round(statistics.median(v), 3) for t, v in by.items()} for op, by in samples.items()},
+    "samples_ms": {op: {t: [round(x, 3) for x in v] for t, v in by.items()} for op, by in samples.items()},
+    "errors": errors}, indent=2))
