@@ -32,5 +32,6 @@ void bindOperationHandlers(Registry& registry, Services& services);
 void bindHostHandlers(Registry& registry, Services& services);
 void bindStorageHandlers(Registry& registry, Services& services);
 void bindNetworkHandlers(Registry& registry, Services& services);
+void bindSnapshotHandlers(Registry& registry, Services& services);
 
 }  // namespace vmm::api

@@ -130,6 +130,31 @@ std::vector<OperationSpec> build() {
        {pathName("domain"), q("bytes", T::integer, "at most this many bytes (default 65536)")},
        HttpRoute{"GET", "/v1/domains/{name}/console/log", "", 200}});
 
+  // ---- snapshots
+  auto snapParam = P{"snapshot", T::string, true, "the snapshot's name", ParamIn::path, {}};
+  add({"snapshot.create", "Take a snapshot (internal by default; external: new overlays)", Access::write, true, false,
+       "domains/{name}",
+       {pathName("domain"), b("snapshot", T::string, "its name (default: a timestamp)"),
+        b("description", T::string, "free text"),
+        b("disk_only", T::boolean, "disks only, no memory, even when running"),
+        b("external", T::boolean, "new overlay files on top of the disks instead of snapshots inside qcow2 images"),
+        b("memory", T::boolean, "include the running guest's memory (default true unless disk_only)"),
+        b("quiesce", T::boolean, "freeze guest filesystems through the agent while taking it (default true)")},
+       HttpRoute{"POST", "/v1/domains/{name}/snapshots", "", 202}});
+  add({"snapshot.list", "List a domain's snapshots (each with its parent)", Access::read, false, false, "domains/{name}",
+       {pathName("domain")}, HttpRoute{"GET", "/v1/domains/{name}/snapshots", "", 200}});
+  add({"snapshot.get", "Get one snapshot", Access::read, false, false, "domains/{name}",
+       {pathName("domain"), snapParam}, HttpRoute{"GET", "/v1/domains/{name}/snapshots/{snapshot}", "", 200}});
+  add({"snapshot.current", "The snapshot the domain's current state descends from (null if none)", Access::read,
+       false, false, "domains/{name}", {pathName("domain")},
+       HttpRoute{"GET", "/v1/domains/{name}/current-snapshot", "", 200}});
+  add({"snapshot.revert", "Revert a domain to a snapshot", Access::write, true, false, "domains/{name}",
+       {pathName("domain"), snapParam}, HttpRoute{"POST", "/v1/domains/{name}/snapshots/{snapshot}/revert", "", 202}});
+  add({"snapshot.delete", "Delete a snapshot (its children move to its parent)", Access::write, true, false,
+       "domains/{name}",
+       {pathName("domain"), snapParam, q("children", T::boolean, "also delete every descendant")},
+       HttpRoute{"DELETE", "/v1/domains/{name}/snapshots/{snapshot}", "", 202}});
+
   // ---- storage pools
   add({"pool.list", "List storage pools with their state and capacity", Access::read, false, false, "pools", {},
        HttpRoute{"GET", "/v1/pools", "", 200}});
@@ -226,7 +251,7 @@ std::vector<OperationSpec> build() {
        HttpRoute{"DELETE", "/v1/tokens/{name}", "", 200}});
   for (auto& o : s)
     for (const char* q : {"host.info", "domain.list", "domain.get", "domain.create", "operation.list", "operation.get",
-                          "pool.list", "pool.get", "volume.list", "volume.get", "network.list", "network.get",
+                          "pool.list", "pool.get", "volume.list", "volume.get", "network.list", "network.get", "snapshot.list", "snapshot.get", "snapshot.current",
                           "token.list", "token.create", "token.delete"})
       if (o.name == q) o.quick = true;
   return s;

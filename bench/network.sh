@@ -40,16 +40,24 @@ cp -a "$WORK/lvcache/." /var/cache/libvirt/
 network_cleanup() {
   "$BUILD/client/vmctl" --connect "$VMMD_SOCK" net stop "$VMM_NET" >/dev/null 2>&1 || true
   virsh -q -c "$URI" net-destroy "$LV_NET" >/dev/null 2>&1 || true
-  for p in $(cat "$WORK/dnsmasq.pids" 2>/dev/null); do
+  seen=$(cat "$WORK/dnsmasq.pids" 2>/dev/null || true)
+  for p in $seen; do
     [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = /usr/sbin/dnsmasq ] && kill "$p" 2>/dev/null || true
   done
   cleanup
+  for p in $seen; do
+    [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = /usr/sbin/dnsmasq ] && echo "network.sh: dnsmasq $p still running" >&2
+  done
+  true
 }
 VMMD_SOCK=/nonexistent
 trap network_cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 start_vmmd --drivers test
+# lib.sh waits 4 s for "vmmd ready"; a loaded machine may need longer
+for _ in $(seq 1000); do [ -S "$VMMD_SOCK" ] && break; sleep 0.02; done
+[ -S "$VMMD_SOCK" ] || { echo "vmmd did not start:" >&2; cat "$VMMD_DIR/log" >&2; exit 1; }
 LIBVIRT_LOG_OUTPUTS="3:file:$WORK/libvirtd.log" /usr/sbin/libvirtd -p "$WORK/libvirtd.pid" >"$WORK/libvirtd.out" 2>&1 &
 LIBVIRTD_PID=$!
 PIDS="$PIDS $LIBVIRTD_PID"
@@ -72,7 +80,7 @@ python3 "$ROOT/bench/network_bench.py" --runs "$RUNS" --vmctl "$BUILD/client/vmc
   --vmm-network "$VMM_NET" --vmm-ipv4 10.231.1.1/24 --vmm-dhcp 10.231.1.128,10.231.1.254 \
   --libvirt-uri "$URI" --libvirt-network "$LV_NET" --libvirt-xml "$WORK/libvirt-net.xml" \
   --dnsmasq-pids "$WORK/dnsmasq.pids" > "$WORK/network.json" || {
-  echo "network_bench.py failed; libvirtd log:" >&2; cat "$WORK/libvirtd.log" >&2; exit 1; }
+  echo "network_bench.py failed; vmmd and libvirtd logs:" >&2; cat "$VMMD_DIR/log" "$WORK/libvirtd.log" >&2; exit 1; }
 mv "$WORK/network.json" "$RESULTS/network.json"  # only a finished run replaces the last results
 cat "$RESULTS/network.json"
 python3 "$ROOT/bench/report.py"

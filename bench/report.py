@@ -114,7 +114,39 @@ def storage_section(d):
             out += ["", f"{op}, {target}: {e}"]
     return out + [""]
 
-SECTIONS = [("api", api_section), ("start", start_section), ("storage", storage_section)]
+def network_section(d):
+    m = d["median_ms"]
+    def f(v):
+        return f"{v:.1f}" if isinstance(v, (int, float)) else "-"
+    out = ["## Networks: NAT network with DHCP, start and stop (bench/network.sh)", "",
+           "The same network on both sides: NAT, a /24 gateway address, DHCP over the upper half of the "
+           "subnet, a bridge without STP or forward delay. Start makes the bridge, its address, forwarding, "
+           "the NAT and filter rules and a dnsmasq (vmm: one nftables table of its own; libvirt 9.0: "
+           f"iptables, here `{d.get('firewall', '?')}`); stop removes all of it. The whole run is in a "
+           "private network and mount namespace (`unshare`, sysfs remounted, libvirt's directories on "
+           "private tmpfs), so both start from an empty firewall and never touch the host's network. "
+           "vmmd through one kept-alive JSON-RPC connection and through `vmctl` per call; libvirtd through "
+           "one `virsh` shell and `virsh` per call (`net-start`, `net-destroy` of a `net-define`d network). "
+           f"{d['runs']} paired runs, the first client rotating. Between the timed calls every start was "
+           "checked to have made the bridge and a running dnsmasq, and every stop to have removed both.", "",
+           "| median, ms | runs | vmm RPC | virsh shell | one connection: vmm vs libvirt | vmctl | virsh | per process: vmm vs libvirt |",
+           "|---|---|---|---|---|---|---|---|"]
+    for label, op in (("start the network", "start"), ("stop the network", "stop")):
+        r = m.get(op, {})
+        vr, vc, ls, lc = r.get("vmm rpc"), r.get("vmctl"), r.get("virsh shell"), r.get("virsh")
+        out.append(f"| {label} | {d['runs']} | {f(vr)} | {f(ls)} | {ratio(vr, ls)} | {f(vc)} | {f(lc)} | {ratio(vc, lc)} |")
+    left = d.get("left_after_run", {})
+    fails = d.get("check_failures", [])
+    out += ["", f"Checks: {len(fails)} failed; {d.get('dnsmasq_processes_seen', 0)} dnsmasq processes started and "
+            f"{len(left.get('dnsmasq_running', []))} left running; links left after the networks were deleted: "
+            f"{', '.join(left.get('links', [])) or 'none'}. The measurements took {d.get('seconds')} s."]
+    for e in fails[:10]:
+        out += ["", f"check: {e}"]
+    for target, e in d.get("errors", {}).items():
+        out += ["", f"{target}: {e}"]
+    return out + [""]
+
+SECTIONS = [("api", api_section), ("start", start_section), ("storage", storage_section), ("network", network_section)]
 
 def main():
     lines = ["# Benchmarks", "",

@@ -163,7 +163,7 @@ Status DomainService::load() {
     });
   }
   for (auto& f : pending) f.wait();
-  return {};
+  return loadSnapshots();
 }
 
 void DomainService::autostart() {

@@ -25,6 +25,7 @@
 #include "drivers/driver.h"
 #include "model/domain.h"
 #include "model/domain_state.h"
+#include "model/snapshot.h"
 
 namespace vmm {
 
@@ -61,6 +62,8 @@ struct DomainObject {
   DomainStatus status;
   nlohmann::json runtimeRecord;  // driver-private, persisted while active
   bool managedSave = false;      // its managed save file exists
+  std::map<std::string, model::Snapshot> snapshots;  // the snapshot tree (parent links)
+  std::string currentSnapshot;   // the snapshot the domain's state descends from
 
   // The summary JSON text shown by list, cached until anything it shows changes.
   struct SummaryKey {
@@ -160,6 +163,15 @@ class DomainService final : public drivers::DriverObserver {
   Result<DomainView> attachNic(const std::string& name, model::Nic nic, bool persist, bool live);
   Result<DomainView> detachNic(const std::string& name, const std::string& mac, bool persist, bool live);
 
+  // ---- snapshots (domain_snapshots.cc); each takes the domain's job
+  Result<model::Snapshot> snapshotCreate(const std::string& name, const model::SnapshotSpec& spec);
+  Result<std::vector<model::Snapshot>> snapshotList(const std::string& name) const;
+  Result<model::Snapshot> snapshotGet(const std::string& name, const std::string& snapshot) const;
+  Result<std::optional<model::Snapshot>> snapshotCurrent(const std::string& name) const;
+  Result<DomainView> snapshotRevert(const std::string& name, const std::string& snapshot);
+  // Deletes a snapshot; its children move to its parent, or are deleted too with `children`.
+  Status snapshotDelete(const std::string& name, const std::string& snapshot, bool children);
+
   // ---- reads from the guest (no job: a stuck guest blocks only its own call)
   Result<nlohmann::json> stats(const std::string& name, Deadline deadline);
   nlohmann::json statsAll(Deadline deadline);
@@ -199,6 +211,13 @@ class DomainService final : public drivers::DriverObserver {
                      const std::string& detail);
   Result<std::pair<std::shared_ptr<const model::Domain>, drivers::HypervisorDriver*>> activeDef(DomainObject& obj);
   void publish(const std::string& name, const std::string& event, const nlohmann::json& extra = nullptr);
+  Status loadSnapshots();
+  Status persistSnapshot(const model::Snapshot& s, const std::string& current);
+  // Points disks at the files a snapshot operation moved them to (external snapshots), in the
+  // persistent definition and the running instance.
+  Status moveDisks(DomainObject& obj, const nlohmann::json& diskSources);
+  Status deleteOneSnapshot(DomainObject& obj, const model::Snapshot& snap, drivers::HypervisorDriver& drv,
+                           const model::Domain& def);
 
   // A device change applied to the running domain (live) and/or its definition (persist).
   struct DeviceChange {

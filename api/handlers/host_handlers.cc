@@ -59,6 +59,7 @@ void bindHandlers(Registry& registry, Services& services) {
   bindHostHandlers(registry, services);
   bindStorageHandlers(registry, services);
   bindNetworkHandlers(registry, services);
+  bindSnapshotHandlers(registry, services);
 }
 
 }  // namespace vmm::api

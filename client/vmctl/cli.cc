@@ -99,6 +99,7 @@ int runCommand(Context& ctx, const std::vector<std::string>& args) {
   registerConsoleCommand(app, ctx, action);
   registerStorageCommands(app, ctx, action);
   registerNetworkCommands(app, ctx, action);
+  registerSnapshotCommands(app, ctx, action);
 
   std::vector<std::string> argvStore = {"vmctl"};
   argvStore.insert(argvStore.end(), args.begin(), args.end());
@@ -151,6 +152,7 @@ std::vector<std::string> commandNames() {
   registerConsoleCommand(app, ctx, action);
   registerStorageCommands(app, ctx, action);
   registerNetworkCommands(app, ctx, action);
+  registerSnapshotCommands(app, ctx, action);
   std::vector<std::string> names;
   for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
   names.push_back("help");

@@ -18,6 +18,7 @@ void registerOtherCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
 void registerConsoleCommand(CLI::App& app, Context& ctx, std::function<int()>& action);
 void registerStorageCommands(CLI::App& app, Context& ctx, std::function<int()>& action);
 void registerNetworkCommands(CLI::App& app, Context& ctx, std::function<int()>& action);
+void registerSnapshotCommands(CLI::App& app, Context& ctx, std::function<int()>& action);
 
 // Runs `method` (waiting for it when async) and reports errors; `done` prints the result.
 int callAndReport(Context& ctx, const std::string& method, const nlohmann::json& params,

@@ -61,6 +61,7 @@ char** complete(const char* text, int start, int) {
     if (cmd == "operation" || cmd == "op") g_candidates = {"list", "show", "wait", "cancel"};
     else if (cmd == "host") g_candidates = {"info"};
     else if (cmd == "token") g_candidates = {"create", "list", "delete"};
+    else if (cmd == "snapshot") g_candidates = {"create", "list", "info", "revert", "delete", "current"};
     else if (cmd == "net") g_candidates = {"list", "define", "start", "stop", "info", "delete", "leases"};
     else if (cmd == "pool") g_candidates = {"list", "define", "start", "stop", "refresh", "info", "delete"};
     else if (cmd == "vol") g_candidates = {"list", "create", "delete", "resize", "clone", "info", "upload", "download", "wipe"};
@@ -68,6 +69,11 @@ char** complete(const char* text, int start, int) {
     g_candidates = namesFrom("pool.list", nlohmann::json::object());
   } else if (words.ok() && (*words)[0] == "net" && index == 2 && (*words)[1] != "list" && (*words)[1] != "define") {
     g_candidates = namesFrom("network.list", nlohmann::json::object());
+  } else if (words.ok() && (*words)[0] == "snapshot" && index == 2) {
+    g_candidates = domainNames();
+  } else if (words.ok() && (*words)[0] == "snapshot" && index == 3 && (*words)[1] != "create" && (*words)[1] != "list" &&
+             (*words)[1] != "current") {
+    g_candidates = namesFrom("snapshot.list", {{"name", (*words)[2]}});
   } else if (words.ok() && (*words)[0] == "vol" && index == 2) {
     g_candidates = namesFrom("pool.list", nlohmann::json::object());
   } else if (words.ok() && (*words)[0] == "vol" && index == 3 && (*words)[1] != "list" && (*words)[1] != "create") {

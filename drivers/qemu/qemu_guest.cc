@@ -182,8 +182,4 @@ Status QemuDriver::save(const model::Domain& def, const std::string& path, Deadl
   return {};
 }
 
-Result<json> QemuDriver::snapshotCreate(const model::Domain&, const json&, Deadline) { return notSupported("snapshot"); }
-Result<json> QemuDriver::snapshotRevert(const model::Domain&, const json&, Deadline) { return notSupported("snapshot revert"); }
-Result<json> QemuDriver::snapshotDelete(const model::Domain&, const json&, Deadline) { return notSupported("snapshot delete"); }
-
 }  // namespace vmm::drivers::qemu

@@ -1,6 +1,7 @@
 #include "drivers/qemu/qmp_client.h"
 
 #include <future>
+#include <thread>
 
 #include "base/log.h"
 #include "base/socket_util.h"
@@ -145,6 +146,38 @@ Result<json> QmpClient::execute(const std::string& command, const json& argument
     return timeoutError("QEMU did not answer " + command + " before the deadline");
   }
   return future.get();
+}
+
+Status QmpClient::runJob(const std::string& command, const json& arguments, const std::string& jobId, Deadline deadline,
+                         bool completeWhenReady) {
+  VMM_TRY(execute(command, arguments, deadline));
+  // Polled rather than driven by JOB_STATUS_CHANGE: jobs last milliseconds to seconds, and
+  // polling needs no event plumbing.
+  bool completeSent = false;
+  while (true) {
+    auto jobs = execute("query-jobs", json::object(), deadline);
+    if (!jobs.ok()) return jobs.error().wrap(command);
+    const json* job = nullptr;
+    for (const auto& j : *jobs)
+      if (j.value("id", "") == jobId) job = &j;
+    if (!job) return {};  // dismissed automatically: it succeeded
+    std::string status = job->value("status", "");
+    if (status == "concluded") {
+      std::string error = job->value("error", "");
+      (void)execute("job-dismiss", {{"id", jobId}}, Deadline::after(Millis(5000)));
+      if (!error.empty()) return Error{ErrorCode::internal, command + " failed: " + error};
+      return {};
+    }
+    if (status == "ready" && completeWhenReady && !completeSent) {
+      VMM_TRY(execute("job-complete", {{"id", jobId}}, deadline));
+      completeSent = true;
+    }
+    if (deadline.expired()) break;
+    std::this_thread::sleep_for(Millis(20));
+  }
+  (void)execute("job-cancel", {{"id", jobId}, {"force", true}}, Deadline::after(Millis(5000)));
+  (void)execute("job-dismiss", {{"id", jobId}}, Deadline::after(Millis(5000)));
+  return timeoutError(command + " did not finish before the deadline (job cancelled)");
 }
 
 }  // namespace vmm::drivers::qemu

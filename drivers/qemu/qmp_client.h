@@ -42,6 +42,12 @@ class QmpClient : public std::enable_shared_from_this<QmpClient> {
                        Deadline deadline = Deadline::after(Millis(10000)), int fdToPass = -1);
   // Returns the command's id (0 when the monitor is closed; onReply has then been called).
   uint64_t executeAsync(const std::string& command, const json& arguments, ReplyHandler onReply, int fdToPass = -1);
+  // Starts a job (`arguments` must carry "job-id": jobId, and "auto-dismiss": false where the
+  // command has it), waits until it concludes, dismisses it and returns the job's error.
+  // `completeWhenReady`: send job-complete when it reaches "ready" (active block-commit).
+  // At the deadline the job is cancelled and a timeout returned.
+  Status runJob(const std::string& command, const json& arguments, const std::string& jobId, Deadline deadline,
+                bool completeWhenReady = false);
 
   const json& greeting() const { return greeting_; }
   std::string qemuVersion() const;

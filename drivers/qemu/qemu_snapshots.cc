@@ -1,0 +1,559 @@
+// QEMU driver: snapshots (the contract is on HypervisorDriver::snapshotCreate in driver.h).
+//
+// internal: inside the qcow2 images. Running: snapshot-save/-load/-delete jobs (with memory)
+//   or a blockdev-snapshot-internal-sync transaction (disk-only: snapshot-save insists on a
+//   vmstate). Shut off: qemu-img snapshot -c/-a/-d. A memory snapshot of a shut-off domain is
+//   reverted by starting the domain (paused is enough) and reverting again: the driver refuses
+//   rather than start QEMU behind the daemon's back.
+// external: a new qcow2 overlay per writable disk, next to the current top image, named
+//   "<stem>.<snapshot>.qcow2" (the snapshot's point in time is the file under it). Running:
+//   blockdev-snapshot-sync in one transaction; with memory the guest is stopped, the overlays
+//   taken, the state migrated to a file and the guest resumed. Delete merges the overlay into
+//   its backing file (block-commit / qemu-img commit); revert (shut off only) puts a fresh
+//   overlay on the snapshot's backing file.
+#include <algorithm>
+
+#include "base/log.h"
+#include "base/process.h"
+#include "base/random.h"
+#include "base/strings.h"
+#include "drivers/qemu/qemu_instance.h"
+
+namespace vmm::drivers::qemu {
+
+namespace {
+
+// A writable disk as the running QEMU sees it: its top (root) node and image.
+struct LiveDisk {
+  std::string target, node, file, format;
+  bool readonly = false;
+};
+
+// A writable disk of a shut-off domain, resolved by the storage layer.
+struct OfflineDisk {
+  std::string target, path, format, protocol;
+  bool blockDevice = false;
+};
+
+std::string str(const json& j, const char* key) { return j.is_object() ? j.value(key, "") : ""; }
+
+bool snapshotable(const model::Disk& d) { return d.device == model::DiskDevice::disk && !d.readonly; }
+
+Result<std::vector<LiveDisk>> liveDisks(QemuDriver::Instance& inst, const model::Domain& def, Deadline deadline) {
+  VMM_ASSIGN(auto blocks, inst.qmp->execute("query-block", json::object(), deadline));
+  std::vector<LiveDisk> out;
+  for (const auto& d : def.disks) {
+    if (!snapshotable(d)) continue;
+    std::string id = diskDeviceId(d);
+    for (const auto& b : blocks) {
+      std::string qdev = b.value("qdev", "");
+      bool match = qdev == id || qdev.find("/" + id + "/") != std::string::npos || endsWith(qdev, "/" + id);
+      if (!match || !b.contains("inserted")) continue;
+      const auto& in = b["inserted"];
+      out.push_back({d.target, in.value("node-name", ""), in.value("file", ""), in.value("drv", ""), in.value("ro", false)});
+    }
+  }
+  return out;
+}
+
+// Format nodes (not protocol nodes) by image file name.
+Result<std::map<std::string, std::string>> formatNodesByFile(QemuDriver::Instance& inst, Deadline deadline) {
+  VMM_ASSIGN(auto nodes, inst.qmp->execute("query-named-block-nodes", {{"flat", true}}, deadline));
+  std::map<std::string, std::string> out;
+  for (const auto& n : nodes) {
+    std::string drv = n.value("drv", "");
+    if (drv == "file" || drv == "host_device" || drv == "iscsi" || drv == "nfs") continue;
+    out[n.value("file", "")] = n.value("node-name", "");
+  }
+  return out;
+}
+
+Status qemuImg(const std::vector<std::string>& args, Deadline deadline) {
+  std::vector<std::string> argv = {"qemu-img"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  RunOptions opts;
+  opts.deadline = deadline;
+  auto r = runChecked(argv, opts);
+  return r.ok() ? Status() : Status(r.error());
+}
+
+// The backing chain of an image, top first: [{"filename", "full-backing-filename", ...}].
+Result<json> backingChain(const std::string& path, Deadline deadline) {
+  RunOptions opts;
+  opts.deadline = deadline;
+  VMM_ASSIGN(auto r, runChecked({"qemu-img", "info", "-U", "--backing-chain", "--output=json", path}, opts));
+  try {
+    json chain = json::parse(r.out);
+    if (chain.is_object()) chain = json::array({chain});
+    return chain;
+  } catch (const std::exception& e) {
+    return internalError("cannot parse qemu-img info of " + path + ": " + e.what());
+  }
+}
+
+std::string imageStem(const std::string& path) {
+  std::string base = fs::baseName(path);
+  for (const char* ext : {".qcow2", ".qcow", ".img", ".raw"})
+    if (endsWith(base, ext) && base.size() > std::string_view(ext).size()) return base.substr(0, base.size() - std::string_view(ext).size());
+  return base;
+}
+
+// Where overlays of `top` go: next to it, except for block devices (no files in /dev).
+std::string overlayDir(const std::string& top, const std::string& stateDir) {
+  return startsWith(top, "/dev/") ? stateDir : fs::dirName(top);
+}
+
+Error rawDiskError(const std::string& target, const std::string& format) {
+  return invalidArgument("disk " + target + " is " + (format.empty() ? "not qcow2" : format) +
+                         ": it cannot hold an internal snapshot; use an external snapshot");
+}
+
+Status setRunning(QemuDriver::Instance& inst, bool run, Deadline deadline) {
+  {
+    std::lock_guard lock(inst.mu);
+    inst.pauseChangesRequested++;
+  }
+  auto r = inst.qmp->execute(run ? "cont" : "stop", json::object(), deadline);
+  if (r.ok()) return {};
+  std::lock_guard lock(inst.mu);
+  inst.pauseChangesRequested--;
+  return r.error();
+}
+
+Result<bool> guestRunning(QemuDriver::Instance& inst, Deadline deadline) {
+  VMM_ASSIGN(auto st, inst.qmp->execute("query-status", json::object(), deadline));
+  return st.value("running", false);
+}
+
+// Freezes the guest's filesystems for the lifetime of the object when the agent answers.
+class Quiesce {
+ public:
+  Quiesce(QemuDriver::Instance& inst, const model::Domain& def, bool wanted, Deadline deadline) : inst_(inst) {
+    if (!wanted || !def.guestAgent || !inst.agent) return;
+    Deadline d = deadline.earlier(Deadline::after(Millis(5000)));
+    if (!inst.agent->call("guest-ping", json::object(), deadline.earlier(Deadline::after(Millis(1000)))).ok()) {
+      log::info("guest agent not answering: snapshot without freezing filesystems", {{"domain", def.name}});
+      return;
+    }
+    auto r = inst.agent->call("guest-fsfreeze-freeze", json::object(), d);
+    if (r.ok()) frozen_ = true;
+    else log::warn("guest-fsfreeze-freeze failed; snapshot not quiesced", {{"domain", def.name}, {"error", r.error().message}});
+  }
+  ~Quiesce() {
+    if (!frozen_) return;
+    auto r = inst_.agent->call("guest-fsfreeze-thaw", json::object(), Deadline::after(Millis(10000)));
+    if (!r.ok()) log::error("guest-fsfreeze-thaw failed", {{"domain", inst_.name}, {"error", r.error().message}});
+  }
+  Quiesce(const Quiesce&) = delete;
+  Quiesce& operator=(const Quiesce&) = delete;
+
+ private:
+  QemuDriver::Instance& inst_;
+  bool frozen_ = false;
+};
+
+std::string jobId(const std::string& what) { return "vmm-" + what + "-" + randomHex(4); }
+
+// Merges `overlay` (a node of the running chain of disk `device`) into `base`: an active commit
+// when it is the top, otherwise an intermediate one (QEMU rewrites the child's backing file).
+Status commitLive(QemuDriver::Instance& inst, const std::string& deviceNode, const std::string& overlayNode,
+                  const std::string& baseNode, Deadline deadline) {
+  bool active = overlayNode == deviceNode;
+  json args = {{"device", deviceNode}, {"base-node", baseNode}, {"auto-dismiss", false}};
+  if (!active) args["top-node"] = overlayNode;
+  std::string id = jobId("commit");
+  args["job-id"] = id;
+  return inst.qmp->runJob("block-commit", args, id, deadline, active);
+}
+
+// Files in `dir` other than `except` whose backing file is one of `parents`: branches that a
+// merge would break.
+Result<std::string> otherChild(const std::string& dir, const std::vector<std::string>& parents,
+                               const std::vector<std::string>& except, Deadline deadline) {
+  auto names = fs::listDir(dir);
+  if (!names.ok()) return std::string();
+  for (const auto& n : *names) {
+    std::string path = dir + "/" + n;
+    if (!endsWith(n, ".qcow2") || std::count(except.begin(), except.end(), path)) continue;
+    auto chain = backingChain(path, deadline);
+    if (!chain.ok() || chain->empty()) continue;
+    std::string backing = str((*chain)[0], "full-backing-filename");
+    if (std::count(parents.begin(), parents.end(), backing)) return path;
+  }
+  return std::string();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- create
+
+Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) {
+  std::string name = spec.value("name", "");
+  std::string kind = spec.value("kind", "internal");
+  bool memory = spec.value("memory", false);
+  bool quiesce = spec.value("quiesce", false);
+  std::string ownDir = spec.value("state_dir", "");
+  std::string overlayFallback = ownDir.empty() ? stateDir(def.name) : ownDir;  // for disks under /dev
+  if (name.empty()) return invalidArgument("snapshot: a name is required");
+  if (kind != "internal" && kind != "external") return invalidArgument("snapshot kind must be internal or external");
+  auto inst = find(def.name);
+  bool live = inst && !inst->hasExited();
+  json disks = json::array();
+  json out = json::object();
+
+  if (!live) {
+    // ---- shut off: qemu-img on the images (no memory to keep)
+    out["state"] = "shutoff";
+    std::vector<OfflineDisk> images;
+    for (const auto& d : def.disks) {
+      if (!snapshotable(d)) continue;
+      VMM_ASSIGN(auto r, resolveDisk(d));
+      images.push_back({d.target, r.path, std::string(model::enumName(model::kDiskFormats, d.format.value_or(r.format))), r.protocol,
+                        r.blockDevice});
+      if (!r.protocol.empty())
+        return invalidArgument("disk " + d.target + " is a " + r.protocol + " volume: vmm snapshots need a local image");
+      if (kind == "internal" && images.back().format != "qcow2") return rawDiskError(d.target, images.back().format);
+    }
+    if (images.empty()) return invalidArgument("domain " + def.name + " has no writable disk to snapshot");
+    std::vector<std::string> done;  // undone on failure
+    Status failed;
+    json sources = json::object();
+    for (const auto& img : images) {
+      if (kind == "internal") {
+        // A snapshot of this name is a leftover of a vmmd that died before recording it.
+        RunOptions quiet;
+        quiet.deadline = deadline;
+        (void)runCommand({"qemu-img", "snapshot", "-d", name, img.path}, quiet);
+        failed = qemuImg({"snapshot", "-c", name, img.path}, deadline);
+        if (!failed.ok()) break;
+        done.push_back(img.path);
+        disks.push_back({{"target", img.target}, {"file", img.path}, {"format", "qcow2"}});
+      } else {
+        std::string overlay = overlayDir(img.path, overlayFallback) + "/" + imageStem(img.path) + "." + name + ".qcow2";
+        if (fs::exists(overlay)) {
+          failed = conflict("disk " + img.target + ": " + overlay + " already exists");
+          break;
+        }
+        failed = qemuImg({"create", "-q", "-f", "qcow2", "-b", img.path, "-F", img.format, overlay}, deadline);
+        if (!failed.ok()) {
+          (void)fs::removeFile(overlay);
+          break;
+        }
+        done.push_back(overlay);
+        disks.push_back({{"target", img.target}, {"file", overlay}, {"backing", img.path}, {"backing_format", img.format}, {"format", "qcow2"}});
+        sources[img.target] = overlay;
+      }
+    }
+    if (!failed.ok()) {
+      for (const auto& path : done) {
+        if (kind == "internal") (void)qemuImg({"snapshot", "-d", name, path}, Deadline::after(Millis(10000)));
+        else (void)fs::removeFile(path);
+      }
+      return failed.error();
+    }
+    out["disks"] = disks;
+    if (kind == "external") out["disk_sources"] = sources;
+    return out;
+  }
+
+  // ---- running
+  VMM_ASSIGN(auto images, liveDisks(*inst, def, deadline));
+  if (images.empty()) return invalidArgument("domain " + def.name + " has no writable disk to snapshot");
+  VMM_ASSIGN(bool running, guestRunning(*inst, deadline));
+  out["state"] = running ? "running" : "paused";
+
+  if (kind == "internal") {
+    std::vector<std::string> nodes;
+    for (const auto& img : images) {
+      if (img.format != "qcow2") return rawDiskError(img.target, img.format);
+      nodes.push_back(img.node);
+      disks.push_back({{"target", img.target}, {"file", img.file}, {"format", "qcow2"}});
+    }
+    if (memory) {
+      // Stopped by vmmd, so the job causes no STOP/RESUME events of its own.
+      if (running) VMM_TRY(setRunning(*inst, false, deadline));
+      auto save = [&] {
+        std::string id = jobId("save");
+        return inst->qmp->runJob("snapshot-save", {{"job-id", id}, {"tag", name}, {"vmstate", images[0].node}, {"devices", nodes}}, id, deadline);
+      };
+      Status saved = save();
+      if (!saved.ok() && saved.error().message.find("already exists") != std::string::npos) {
+        // Left by a vmmd that died before recording it: the daemon knows no snapshot of this name.
+        std::string id = jobId("delete");
+        if (inst->qmp->runJob("snapshot-delete", {{"job-id", id}, {"tag", name}, {"devices", nodes}}, id, deadline).ok()) saved = save();
+      }
+      if (running) {
+        auto resumed = setRunning(*inst, true, Deadline::after(Millis(10000)));
+        if (!resumed.ok()) log::error("cannot resume the guest after a snapshot", {{"domain", def.name}, {"error", resumed.error().message}});
+      }
+      VMM_TRY(saved);
+      out["vmstate"] = images[0].target;
+    } else {
+      Quiesce frozen(*inst, def, quiesce, deadline);
+      json actions = json::array();
+      for (const auto& n : nodes) actions.push_back({{"type", "blockdev-snapshot-internal-sync"}, {"data", {{"device", n}, {"name", name}}}});
+      auto taken = inst->qmp->execute("transaction", {{"actions", actions}}, deadline);
+      if (!taken.ok() && taken.error().message.find("already exists") != std::string::npos) {
+        std::string id = jobId("delete");  // a leftover, as above
+        if (inst->qmp->runJob("snapshot-delete", {{"job-id", id}, {"tag", name}, {"devices", nodes}}, id, deadline).ok())
+          taken = inst->qmp->execute("transaction", {{"actions", actions}}, deadline);
+      }
+      if (!taken.ok()) return taken.error();
+    }
+    out["disks"] = disks;
+    return out;
+  }
+
+  // external
+  json actions = json::array();
+  json sources = json::object();
+  std::vector<std::string> created;
+  for (const auto& img : images) {
+    if (!startsWith(img.file, "/"))
+      return invalidArgument("disk " + img.target + " is a network volume: an external snapshot needs a local image to put an overlay next to");
+    std::string overlay = overlayDir(img.file, overlayFallback) + "/" + imageStem(img.file) + "." + name + ".qcow2";
+    if (fs::exists(overlay)) return conflict("disk " + img.target + ": " + overlay + " already exists");
+    actions.push_back({{"type", "blockdev-snapshot-sync"},
+                       {"data", {{"node-name", img.node}, {"snapshot-file", overlay}, {"snapshot-node-name", "ov-" + randomHex(4) + "-" + img.target},
+                                 {"format", "qcow2"}, {"mode", "absolute-paths"}}}});
+    created.push_back(overlay);
+    disks.push_back({{"target", img.target}, {"file", overlay}, {"backing", img.file}, {"backing_format", img.format}, {"format", "qcow2"}});
+    sources[img.target] = overlay;
+  }
+  if (memory && !ownDir.empty()) VMM_TRY(fs::makeDirs(ownDir, 0700));
+  if (memory && ownDir.empty()) return invalidArgument("snapshot: state_dir is needed for an external snapshot with memory");
+  auto removeCreated = [&] {
+    for (const auto& f : created) (void)fs::removeFile(f);
+  };
+  {
+    Quiesce frozen(*inst, def, quiesce && !memory, deadline);
+    // With memory the guest stays stopped from the overlays to the end of the state's save.
+    if (memory && running) VMM_TRY(setRunning(*inst, false, deadline));
+    auto taken = inst->qmp->execute("transaction", {{"actions", actions}}, deadline);
+    if (!taken.ok()) {
+      removeCreated();
+      if (memory && running) (void)setRunning(*inst, true, Deadline::after(Millis(10000)));
+      return taken.error();
+    }
+  }
+  out["disks"] = disks;
+  out["disk_sources"] = sources;
+  if (!memory) return out;
+
+  std::string memFile = ownDir + "/memory.state";
+  auto saved = migrateToFile(*inst, memFile, deadline);
+  // A finished migration leaves the disks inactive: only `cont` takes them back, so a paused
+  // guest runs for an instant before it is stopped again.
+  Status resumed = setRunning(*inst, true, Deadline::after(Millis(10000)));
+  if (resumed.ok() && !running) resumed = setRunning(*inst, false, Deadline::after(Millis(10000)));
+  if (!resumed.ok()) log::error("cannot restore the guest's run state after a snapshot", {{"domain", def.name}, {"error", resumed.error().message}});
+  if (!saved.ok()) {
+    (void)fs::removeFile(memFile);
+    // Undo the overlays: merge each (still nearly empty) back into the image under it.
+    auto nodes = formatNodesByFile(*inst, Deadline::after(Millis(10000)));
+    auto current = liveDisks(*inst, def, Deadline::after(Millis(10000)));
+    if (nodes.ok() && current.ok()) {
+      for (const auto& cur : *current) {
+        if (!sources.contains(cur.target) || cur.file != sources[cur.target].get<std::string>()) continue;
+        for (const auto& d : disks)
+          if (d["target"] == cur.target && nodes->count(d["backing"].get<std::string>()))
+            (void)commitLive(*inst, cur.node, cur.node, nodes->at(d["backing"].get<std::string>()), Deadline::after(Millis(30000)));
+      }
+    }
+    auto after = liveDisks(*inst, def, Deadline::after(Millis(10000)));
+    bool undone = after.ok();
+    if (after.ok())
+      for (const auto& cur : *after)
+        if (std::count(created.begin(), created.end(), cur.file)) undone = false;
+    if (undone) removeCreated();
+    else log::error("an external snapshot failed and its overlays could not be merged back", {{"domain", def.name}});
+    return saved.error();
+  }
+  out["memory_file"] = memFile;
+  return out;
+}
+
+// ---------------------------------------------------------------- revert
+
+Result<json> QemuDriver::snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) {
+  std::string name = snapshot.value("name", "");
+  std::string kind = snapshot.value("kind", "internal");
+  bool memory = snapshot.value("memory", false);
+  json data = snapshot.value("driver_data", json::object());
+  std::string takenState = data.value("state", snapshot.value("domain_state", "shutoff"));
+  json disks = data.value("disks", json::array());
+  if (disks.empty()) return invalidArgument("snapshot " + name + " records no disks");
+  auto inst = find(def.name);
+  bool live = inst && !inst->hasExited();
+
+  if (kind == "internal") {
+    if (live) {
+      if (!memory)
+        return conflict("snapshot " + name + " holds no memory state: shut the domain off before reverting to it");
+      VMM_ASSIGN(auto images, liveDisks(*inst, def, deadline));
+      std::vector<std::string> nodes;
+      std::string vmstateNode;
+      for (const auto& d : disks) {
+        std::string target = str(d, "target");
+        auto it = std::find_if(images.begin(), images.end(), [&](const LiveDisk& l) { return l.target == target; });
+        if (it == images.end()) return conflict("disk " + target + " of snapshot " + name + " is no longer attached");
+        if (it->file != str(d, "file"))
+          return conflict("disk " + target + " now uses " + it->file + " (not " + str(d, "file") + ", which holds snapshot " + name + ")");
+        nodes.push_back(it->node);
+        if (target == data.value("vmstate", "")) vmstateNode = it->node;
+      }
+      if (vmstateNode.empty()) return invalidArgument("snapshot " + name + " does not say which disk holds its memory state");
+      VMM_ASSIGN(bool running, guestRunning(*inst, deadline));
+      if (running) VMM_TRY(setRunning(*inst, false, deadline));
+      std::string id = jobId("load");
+      Status loaded = inst->qmp->runJob("snapshot-load", {{"job-id", id}, {"tag", name}, {"vmstate", vmstateNode}, {"devices", nodes}}, id, deadline);
+      if (!loaded.ok()) {
+        // A failed load leaves the guest stopped (restore-vm): give back what it was doing.
+        if (running) (void)setRunning(*inst, true, Deadline::after(Millis(10000)));
+        return loaded.error();
+      }
+      if (takenState == "running") VMM_TRY(setRunning(*inst, true, deadline));
+      return json{{"state", takenState == "running" ? "running" : "paused"}};
+    }
+    if (memory)
+      return conflict("snapshot " + name + " holds the guest's memory: start the domain (paused is enough), then revert to it");
+    for (const auto& d : disks) {
+      std::string target = str(d, "target");
+      auto disk = std::find_if(def.disks.begin(), def.disks.end(), [&](const model::Disk& x) { return x.target == target; });
+      if (disk == def.disks.end()) return conflict("disk " + target + " of snapshot " + name + " is no longer attached");
+      VMM_ASSIGN(auto r, resolveDisk(*disk));
+      if (r.path != str(d, "file"))
+        return conflict("disk " + target + " now uses " + r.path + " (not " + str(d, "file") + ", which holds snapshot " + name + ")");
+    }
+    for (const auto& d : disks) VMM_TRY(qemuImg({"snapshot", "-a", name, str(d, "file")}, deadline));
+    return json{{"state", "shutoff"}};
+  }
+
+  // external: a fresh overlay on each snapshot's backing file (the state when it was taken)
+  if (live) return conflict("shut the domain off before reverting to external snapshot " + name);
+  json sources = json::object();
+  for (const auto& d : disks) {
+    std::string target = str(d, "target"), overlay = str(d, "file"), backing = str(d, "backing");
+    std::string bfmt = d.value("backing_format", "qcow2");
+    if (!fs::exists(backing)) return conflict("snapshot " + name + ": " + backing + " (disk " + target + ") no longer exists");
+    auto disk = std::find_if(def.disks.begin(), def.disks.end(), [&](const model::Disk& x) { return x.target == target; });
+    std::string current;
+    if (disk != def.disks.end()) {
+      auto r = resolveDisk(*disk);
+      if (r.ok()) current = r->path;
+    }
+    std::string fresh = overlay;
+    if (current != overlay) {  // the overlay carries later snapshots: branch next to it
+      for (int n = 2; fs::exists(fresh); ++n)
+        fresh = overlayDir(backing, fs::dirName(overlay)) + "/" + imageStem(backing) + "." + name + "-" + std::to_string(n) + ".qcow2";
+    } else {
+      VMM_TRY(fs::removeFile(overlay));
+    }
+    VMM_TRY(qemuImg({"create", "-q", "-f", "qcow2", "-b", backing, "-F", bfmt, fresh}, deadline));
+    sources[target] = fresh;
+  }
+  json out = {{"disk_sources", sources}, {"state", memory ? takenState : "shutoff"}};
+  // The daemon starts the domain from this file with the new disks (StartOptions::restoreFrom).
+  if (memory) out["restore_from"] = data.value("memory_file", "");
+  return out;
+}
+
+// ---------------------------------------------------------------- delete
+
+Result<json> QemuDriver::snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) {
+  std::string name = snapshot.value("name", "");
+  std::string kind = snapshot.value("kind", "internal");
+  json data = snapshot.value("driver_data", json::object());
+  json disks = data.value("disks", json::array());
+  auto inst = find(def.name);
+  bool live = inst && !inst->hasExited();
+
+  if (kind == "internal") {
+    if (live) {
+      VMM_ASSIGN(auto nodes, formatNodesByFile(*inst, deadline));
+      std::vector<std::string> devices;
+      std::vector<std::string> offline;  // images the running guest does not use
+      for (const auto& d : disks) {
+        auto it = nodes.find(str(d, "file"));
+        if (it != nodes.end()) devices.push_back(it->second);
+        else offline.push_back(str(d, "file"));
+      }
+      if (!devices.empty()) {
+        std::string id = jobId("delete");
+        VMM_TRY(inst->qmp->runJob("snapshot-delete", {{"job-id", id}, {"tag", name}, {"devices", devices}}, id, deadline));
+      }
+      for (const auto& f : offline)
+        if (fs::exists(f)) VMM_TRY(qemuImg({"snapshot", "-d", name, f}, deadline));
+      return json::object();
+    }
+    for (const auto& d : disks) {
+      std::string file = str(d, "file");
+      if (!fs::exists(file)) continue;
+      RunOptions opts;
+      opts.deadline = deadline;
+      VMM_ASSIGN(auto r, runCommand({"qemu-img", "snapshot", "-d", name, file}, opts));
+      // Already gone (an earlier delete interrupted after this image) is fine.
+      if (!r.success() && r.err.find("not found") == std::string::npos)
+        return internalError("qemu-img snapshot -d " + name + " " + file + ": " + r.describe());
+    }
+    return json::object();
+  }
+
+  // external: merge each overlay into the file under it
+  json sources = json::object();
+  json formats = json::object();
+  for (const auto& d : disks) {
+    std::string target = str(d, "target"), overlay = str(d, "file"), backing = str(d, "backing");
+    std::string bfmt = d.value("backing_format", "qcow2");
+    if (!fs::exists(overlay)) continue;  // merged by an earlier, interrupted delete
+    std::string child;  // the image on top of the overlay, if it is not the top
+    if (live) {
+      VMM_ASSIGN(auto images, liveDisks(*inst, def, deadline));
+      auto it = std::find_if(images.begin(), images.end(), [&](const LiveDisk& l) { return l.target == target; });
+      VMM_ASSIGN(auto nodes, formatNodesByFile(*inst, deadline));
+      if (it == images.end() || !nodes.count(overlay) || !nodes.count(backing))
+        return conflict("snapshot " + name + ": " + overlay + " is not in the running chain of disk " + target + "; it cannot be merged");
+      if (it->file != overlay) {
+        VMM_ASSIGN(auto chain, backingChain(it->file, deadline));
+        for (size_t i = 0; i + 1 < chain.size(); ++i)
+          if (str(chain[i + 1], "filename") == overlay) child = str(chain[i], "filename");
+      }
+      VMM_ASSIGN(auto other, otherChild(fs::dirName(overlay), {overlay, backing}, {overlay, child, it->file}, deadline));
+      if (!other.empty()) return conflict("snapshot " + name + ": " + other + " also depends on " + overlay + " or " + backing + " (a branch left by a revert); merging would break it");
+      VMM_TRY(commitLive(*inst, it->node, nodes.at(overlay), nodes.at(backing), deadline));
+      if (it->file == overlay) {
+        sources[target] = backing;
+        formats[target] = bfmt;
+      }
+    } else {
+      auto disk = std::find_if(def.disks.begin(), def.disks.end(), [&](const model::Disk& x) { return x.target == target; });
+      if (disk == def.disks.end()) return conflict("disk " + target + " of snapshot " + name + " is no longer attached");
+      VMM_ASSIGN(auto r, resolveDisk(*disk));
+      VMM_ASSIGN(auto chain, backingChain(r.path, deadline));
+      bool inChain = false;
+      for (size_t i = 0; i < chain.size(); ++i) {
+        if (str(chain[i], "filename") != overlay) continue;
+        inChain = true;
+        if (i > 0) child = str(chain[i - 1], "filename");
+      }
+      if (!inChain) return conflict("snapshot " + name + ": " + overlay + " is not in the backing chain of disk " + target + "; it cannot be merged");
+      VMM_ASSIGN(auto other, otherChild(fs::dirName(overlay), {overlay, backing}, {overlay, child, r.path}, deadline));
+      if (!other.empty()) return conflict("snapshot " + name + ": " + other + " also depends on " + overlay + " or " + backing + " (a branch left by a revert); merging would break it");
+      VMM_TRY(qemuImg({"commit", "-q", "-f", "qcow2", overlay}, deadline));
+      if (!child.empty()) VMM_TRY(qemuImg({"rebase", "-u", "-f", "qcow2", "-b", backing, "-F", bfmt, child}, deadline));
+      else {
+        sources[target] = backing;
+        formats[target] = bfmt;
+      }
+    }
+    VMM_TRY(fs::removeFile(overlay));
+  }
+  json out = json::object();
+  if (!sources.empty()) {
+    out["disk_sources"] = sources;
+    out["disk_formats"] = formats;
+  }
+  return out;
+}
+
+}  // namespace vmm::drivers::qemu
