@@ -9,6 +9,8 @@ both. Meant to run inside bench/network.sh's private network namespace. Prints J
 every sample."""
 import argparse, json, os, select, socket, statistics, subprocess, time
 
+import bench_clients
+
 p = argparse.ArgumentParser()
 for a in ("--vmctl", "--socket", "--vmm-network", "--vmm-ipv4", "--vmm-dhcp", "--libvirt-uri", "--libvirt-network",
           "--libvirt-xml", "--dnsmasq-pids"):
@@ -24,78 +26,12 @@ LV_PIDFILE = f"/run/libvirt/network/{LV_NET}.pid"
 TIMEOUT = 60
 
 
-class Rpc:
-    """vmmd's JSON-RPC over its unix socket: one JSON object per line."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(TIMEOUT)
-        self.sock.connect(path)
-        self.file = self.sock.makefile("rwb")
-        self.next_id = 0
-
-    def call(self, method, params):
-        self.next_id += 1
-        self.file.write((json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}) + "\n").encode())
-        self.file.flush()
-        while True:
-            line = self.file.readline()
-            if not line:
-                raise RuntimeError("vmmd closed the connection")
-            msg = json.loads(line)
-            if msg.get("id") != self.next_id:
-                continue  # a notification
-            if "error" in msg:
-                raise RuntimeError(f"{method}: {msg['error']}")
-            return msg["result"]
-
-
-class VirshShell:
-    """One virsh process kept open: each command is followed by an `echo` whose output marks its end."""
-    MARK = b"@@vmm-bench-done@@"
-
-    def __init__(self, virsh):
-        # stdbuf: virsh writes its output block-buffered to a pipe
-        self.proc = subprocess.Popen(["stdbuf", "-oL", "-eL"] + virsh, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.buf = b""
-
-    def run(self, cmd):
-        self.proc.stdin.write(f"{cmd}\necho {self.MARK.decode()}\n".encode())
-        self.proc.stdin.flush()
-        deadline = time.monotonic() + TIMEOUT
-        end = b"\n" + self.MARK
-        while end not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
-                raise RuntimeError(f"virsh shell: no answer to {cmd!r}")
-            data = os.read(self.proc.stdout.fileno(), 1 << 16)
-            if not data:
-                raise RuntimeError("virsh shell exited")
-            self.buf += data
-        out, self.buf = self.buf.split(end, 1)
-        text = out.decode(errors="replace")
-        if "error:" in text:
-            raise RuntimeError(f"virsh {cmd}: {text.strip()[-300:]}")
-        return text
-
-    def close(self):
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def cli(argv):
-    r = subprocess.run(argv, capture_output=True, timeout=TIMEOUT)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {r.stderr.decode(errors='replace').strip()[-300:]}")
-    return r.stdout
+    return bench_clients.cli(argv, TIMEOUT)
 
-rpc = Rpc(args.socket)
-shell = VirshShell(VIRSH)
+
+rpc = bench_clients.Rpc(args.socket, TIMEOUT)
+shell = bench_clients.VirshShell(VIRSH, TIMEOUT)
 
 TARGETS = {
     "vmm rpc": {"start": lambda: rpc.call("network.start", {"name": VMM_NET}),

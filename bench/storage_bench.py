@@ -6,6 +6,8 @@ Four clients: vmm over one kept-alive JSON-RPC connection, vmctl (a process per 
 with every sample; the median of each is what the report shows."""
 import argparse, json, os, select, shutil, socket, statistics, subprocess, time
 
+import bench_clients
+
 p = argparse.ArgumentParser()
 for a in ("--vmctl", "--socket", "--vmm-pool-dir", "--libvirt-uri", "--libvirt-pool", "--libvirt-pool-dir", "--work"):
     p.add_argument(a, required=True)
@@ -21,87 +23,13 @@ VIRSH = ["virsh", "-q", "-c", args.libvirt_uri]
 TIMEOUT = 120
 
 
-class Rpc:
-    """vmmd's JSON-RPC over its unix socket: one JSON object per line."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(TIMEOUT)
-        self.sock.connect(path)
-        self.file = self.sock.makefile("rwb")
-        self.next_id = 0
-
-    def call(self, method, params):
-        self.next_id += 1
-        self.file.write((json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}) + "\n").encode())
-        self.file.flush()
-        while True:
-            line = self.file.readline()
-            if not line:
-                raise RuntimeError("vmmd closed the connection")
-            msg = json.loads(line)
-            if msg.get("id") != self.next_id:
-                continue  # a notification
-            if "error" in msg:
-                raise RuntimeError(f"{method}: {msg['error']}")
-            return msg["result"]
-
-    def call_and_wait(self, method, params):
-        op = self.call(method, params)
-        while op.get("status") not in ("succeeded", "failed", "cancelled"):
-            op = self.call("operation.wait", {"id": op["id"], "timeout": "60s"})
-        if op["status"] != "succeeded":
-            raise RuntimeError(f"{method}: {op.get('error')}")
-        return op["result"]
-
-
-class VirshShell:
-    """One virsh process kept open: each command is followed by an `echo` whose output marks its end."""
-    MARK = b"@@vmm-bench-done@@"
-
-    def __init__(self):
-        # stdbuf: virsh writes its output block-buffered to a pipe
-        self.proc = subprocess.Popen(["stdbuf", "-oL", "-eL"] + VIRSH, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.buf = b""
-
-    def run(self, cmd):
-        self.proc.stdin.write(f"{cmd}\necho {self.MARK.decode()}\n".encode())
-        self.proc.stdin.flush()
-        deadline = time.monotonic() + TIMEOUT
-        end = b"\n" + self.MARK
-        while end not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
-                raise RuntimeError(f"virsh shell: no answer to {cmd!r}")
-            data = os.read(self.proc.stdout.fileno(), 1 << 16)
-            if not data:
-                raise RuntimeError("virsh shell exited")
-            self.buf += data
-        out, self.buf = self.buf.split(end, 1)
-        text = out.decode(errors="replace")
-        if "error:" in text:
-            raise RuntimeError(f"virsh {cmd}: {text.strip()[-300:]}")
-        return text
-
-    def close(self):
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def cli(argv):
-    r = subprocess.run(argv, capture_output=True, timeout=TIMEOUT)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {r.stderr.decode(errors='replace').strip()[-300:]}")
-    return r.stdout
+    return bench_clients.cli(argv, TIMEOUT)
 
 
-rpc = Rpc(args.socket)
-shell = VirshShell()
+
+rpc = bench_clients.Rpc(args.socket, TIMEOUT)
+shell = bench_clients.VirshShell(VIRSH, TIMEOUT)
 
 # target -> operation -> function(name); every client works on its own volumes
 TARGETS = {
