@@ -19,32 +19,18 @@
 #include "base/process.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
+#include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
 
 using namespace vmm;
 using nlohmann::json;
 using testutil::VmctlResult;
 using testutil::VmmdProcess;
+using testutil::guestDir;
+using testutil::guestReady;
+using testutil::waitFor;
 
 namespace {
-
-std::string guestDir() {
-  const char* env = std::getenv("VMM_TEST_GUEST_DIR");
-  return env ? env : VMM_TEST_GUEST_DIR;
-}
-
-bool guestReady() { return fs::exists(guestDir() + "/vmlinux") && fs::exists(guestDir() + "/full.cpio"); }
-
-// Polls `pred` until it holds or `timeout` passes.
-template <typename Pred>
-bool waitFor(Pred pred, Millis timeout, Millis step = Millis(50)) {
-  auto end = SteadyClock::now() + timeout;
-  while (SteadyClock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(step);
-  }
-  return pred();
-}
 
 int run(const std::string& cmd) { return std::system(cmd.c_str()); }
 
