@@ -215,7 +215,8 @@ class DomainService final : public drivers::DriverObserver {
   Status persistSnapshot(const model::Snapshot& s, const std::string& current);
   // Points disks at the files a snapshot operation moved them to (external snapshots), in the
   // persistent definition and the running instance.
-  Status moveDisks(DomainObject& obj, const nlohmann::json& diskSources);
+  // `driverResult` carries "disk_sources" {target: path} and optionally "disk_formats".
+  Status moveDisks(DomainObject& obj, const nlohmann::json& driverResult);
   Status deleteOneSnapshot(DomainObject& obj, const model::Snapshot& snap, drivers::HypervisorDriver& drv,
                            const model::Domain& def);
 

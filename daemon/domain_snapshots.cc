@@ -71,7 +71,9 @@ Status DomainService::persistSnapshot(const model::Snapshot& s, const std::strin
   });
 }
 
-Status DomainService::moveDisks(DomainObject& obj, const json& diskSources) {
+Status DomainService::moveDisks(DomainObject& obj, const json& driverResult) {
+  const json diskSources = driverResult.value("disk_sources", json::object());
+  const json diskFormats = driverResult.value("disk_formats", json::object());
   if (!diskSources.is_object() || diskSources.empty()) return {};
   auto edit = [&](const model::Domain& d) {
     auto copy = std::make_shared<model::Domain>(d);
@@ -80,7 +82,11 @@ Status DomainService::moveDisks(DomainObject& obj, const json& diskSources) {
       if (it == diskSources.end() || !it->is_string()) continue;
       disk.source = model::DiskSource{};
       disk.source.path = it->get<std::string>();
-      disk.format = model::DiskFormat::qcow2;
+      // Overlays are qcow2; a merge can bring a disk back to its (possibly raw) base.
+      auto fmt = diskFormats.is_object() && diskFormats.contains(disk.target) && diskFormats[disk.target].is_string()
+                     ? model::enumFromName(model::kDiskFormats, diskFormats[disk.target].get<std::string>())
+                     : std::nullopt;
+      disk.format = fmt.value_or(model::DiskFormat::qcow2);
     }
     return copy;
   };
@@ -141,7 +147,7 @@ Result<model::Snapshot> DomainService::snapshotCreate(const std::string& name, c
   VMM_ASSIGN(snap.driverData, drv->snapshotCreate(*def, driverSpec, Deadline::after(Millis(600000))));
   for (const auto& d : snap.driverData.value("disks", json::array()))
     snap.disks.push_back({d.value("target", ""), d.value("file", ""), d.value("backing", "")});
-  if (auto st = moveDisks(*obj, snap.driverData.value("disk_sources", json::object())); !st.ok())
+  if (auto st = moveDisks(*obj, snap.driverData); !st.ok())
     return st.error().wrap("snapshot " + snap.name + " was taken, but the definition could not follow its overlays");
   VMM_TRY(persistSnapshot(snap, snap.name));
   {
@@ -196,19 +202,38 @@ Result<DomainView> DomainService::snapshotRevert(const std::string& name, const 
     auto stopped = destroy(name);
     if (!stopped.ok()) return stopped.error().wrap("stopping " + name + " to revert its disks");
   }
-  VMM_ASSIGN(auto guard, acquire(*obj, "snapshot revert"));
-  std::shared_ptr<const model::Domain> def;
-  {
-    std::lock_guard lock(obj->mu);
-    def = obj->liveDef ? obj->liveDef : obj->def;
+  // An internal snapshot with memory is loaded into a running QEMU: start it paused first.
+  if (snap.memory && snap.kind == model::SnapshotKind::internal && !running) {
+    StartParams paused;
+    paused.paused = true;
+    auto started = start(name, paused);
+    if (!started.ok()) return started.error().wrap("starting " + name + " to load its snapshot");
   }
-  VMM_ASSIGN(auto* drv, driverFor(*def));
-  VMM_ASSIGN(auto result, drv->snapshotRevert(*def, snapshotRecord(snap), Deadline::after(Millis(600000))));
-  VMM_TRY(moveDisks(*obj, result.value("disk_sources", json::object())));
-  VMM_TRY(store_.put(Table::snapshots, recordKey(name, kCurrentKey), json{{"name", snap.name}}));
+  json result;
   {
-    std::lock_guard lock(obj->mu);
-    obj->currentSnapshot = snap.name;
+    VMM_ASSIGN(auto guard, acquire(*obj, "snapshot revert"));
+    std::shared_ptr<const model::Domain> def;
+    {
+      std::lock_guard lock(obj->mu);
+      def = obj->liveDef ? obj->liveDef : obj->def;
+    }
+    VMM_ASSIGN(auto* drv, driverFor(*def));
+    VMM_ASSIGN(result, drv->snapshotRevert(*def, snapshotRecord(snap), Deadline::after(Millis(600000))));
+    VMM_TRY(moveDisks(*obj, result));
+    VMM_TRY(store_.put(Table::snapshots, recordKey(name, kCurrentKey), json{{"name", snap.name}}));
+    {
+      std::lock_guard lock(obj->mu);
+      obj->currentSnapshot = snap.name;
+    }
+  }
+  // An external snapshot with memory: the domain resumes from its saved state on the
+  // reverted disks.
+  if (result.contains("restore_from") && result["restore_from"].is_string()) {
+    StartParams restore;
+    restore.restoreFrom = result["restore_from"].get<std::string>();
+    restore.paused = result.value("state", "") == "paused";
+    auto started = start(name, restore);
+    if (!started.ok()) return started.error().wrap("reverted the disks of " + name + ", but its memory state could not be restored");
   }
   publish(name, "snapshot-reverted", {{"snapshot", snap.name}});
   return viewOf(*obj);
@@ -217,7 +242,7 @@ Result<DomainView> DomainService::snapshotRevert(const std::string& name, const 
 Status DomainService::deleteOneSnapshot(DomainObject& obj, const model::Snapshot& snap, drivers::HypervisorDriver& drv,
                                         const model::Domain& def) {
   VMM_ASSIGN(auto result, drv.snapshotDelete(def, snapshotRecord(snap), Deadline::after(Millis(600000))));
-  VMM_TRY(moveDisks(obj, result.value("disk_sources", json::object())));
+  VMM_TRY(moveDisks(obj, result));
   std::vector<model::Snapshot> reparented;
   std::string current;
   {

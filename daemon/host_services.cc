@@ -28,8 +28,9 @@ Result<drivers::ResolvedDisk> DaemonHostServices::resolveDisk(const model::Disk&
   return r;
 }
 
+// Errors do not name the NIC: the drivers prefix "NIC <mac>: " themselves.
 Result<drivers::PreparedPort> DaemonHostServices::plugNic(const model::Domain&, const model::Nic& nic, const std::string& kind) {
-  if (kind != "tap") return unsupported("NIC " + nic.mac + ": a " + kind + " port is not supported");
+  if (kind != "tap") return unsupported("a " + kind + " port is not supported");
   if (nic.type == model::NicType::direct) {
     // macvtap: the guest's frames go straight to a host interface (vepa, bridge, private,
     // passthrough); its queue fd is used exactly like a tap's.
@@ -53,12 +54,12 @@ Result<drivers::PreparedPort> DaemonHostServices::plugNic(const model::Domain&, 
       break;
     case model::NicType::network: {
       auto b = networks_.bridgeFor(nic.network);
-      if (!b.ok()) return b.error().wrap("NIC " + nic.mac);
+      if (!b.ok()) return b.error();
       bridge = *b;
       break;
     }
     default:
-      return unsupported("NIC " + nic.mac + ": this NIC type needs no tap");
+      return unsupported("this NIC type needs no tap");
   }
   net::TapOptions opts;
   opts.name = nic.ifname.empty() ? net::tapNameFor(nic.mac) : nic.ifname;

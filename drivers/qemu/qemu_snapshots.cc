@@ -270,21 +270,31 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
       disks.push_back({{"target", img.target}, {"file", img.file}, {"format", "qcow2"}});
     }
     if (memory) {
-      // Stopped by vmmd, so the job causes no STOP/RESUME events of its own.
-      if (running) VMM_TRY(setRunning(*inst, false, deadline));
+      // The job stops and restarts the guest itself (STOP, RESUME: both expected), so a vmmd
+      // that dies meanwhile does not leave the guest paused.
+      auto expectPauseEvents = [&](int n) {
+        std::lock_guard lock(inst->mu);
+        inst->pauseChangesRequested += n;
+      };
       auto save = [&] {
+        if (running) expectPauseEvents(2);
         std::string id = jobId("save");
         return inst->qmp->runJob("snapshot-save", {{"job-id", id}, {"tag", name}, {"vmstate", images[0].node}, {"devices", nodes}}, id, deadline);
       };
       Status saved = save();
       if (!saved.ok() && saved.error().message.find("already exists") != std::string::npos) {
+        // The job refused before stopping the guest.
+        if (running) expectPauseEvents(-2);
         // Left by a vmmd that died before recording it: the daemon knows no snapshot of this name.
         std::string id = jobId("delete");
         if (inst->qmp->runJob("snapshot-delete", {{"job-id", id}, {"tag", name}, {"devices", nodes}}, id, deadline).ok()) saved = save();
       }
       if (running) {
-        auto resumed = setRunning(*inst, true, Deadline::after(Millis(10000)));
-        if (!resumed.ok()) log::error("cannot resume the guest after a snapshot", {{"domain", def.name}, {"error", resumed.error().message}});
+        auto again = guestRunning(*inst, Deadline::after(Millis(5000)));
+        if (again.ok() && !*again) {
+          expectPauseEvents(-1);  // the job never restarted it: no RESUME will come from it
+          (void)setRunning(*inst, true, Deadline::after(Millis(10000)));
+        }
       }
       VMM_TRY(saved);
       out["vmstate"] = images[0].target;
@@ -404,16 +414,31 @@ Result<json> QemuDriver::snapshotRevert(const model::Domain& def, const json& sn
       }
       if (vmstateNode.empty()) return invalidArgument("snapshot " + name + " does not say which disk holds its memory state");
       VMM_ASSIGN(bool running, guestRunning(*inst, deadline));
-      if (running) VMM_TRY(setRunning(*inst, false, deadline));
+      bool wantRunning = takenState == "running";
+      // Running before and after: the job stops and restarts the guest itself (STOP, RESUME),
+      // so a vmmd that dies meanwhile does not leave it paused.
+      bool jobRestarts = running && wantRunning;
+      if (running && !wantRunning) VMM_TRY(setRunning(*inst, false, deadline));
+      if (jobRestarts) {
+        std::lock_guard lock(inst->mu);
+        inst->pauseChangesRequested += 2;
+      }
       std::string id = jobId("load");
       Status loaded = inst->qmp->runJob("snapshot-load", {{"job-id", id}, {"tag", name}, {"vmstate", vmstateNode}, {"devices", nodes}}, id, deadline);
+      auto nowRunning = guestRunning(*inst, Deadline::after(Millis(5000)));
       if (!loaded.ok()) {
         // A failed load leaves the guest stopped (restore-vm): give back what it was doing.
-        if (running) (void)setRunning(*inst, true, Deadline::after(Millis(10000)));
+        if (running && nowRunning.ok() && !*nowRunning) {
+          if (jobRestarts) {
+            std::lock_guard lock(inst->mu);
+            inst->pauseChangesRequested--;  // the RESUME the job did not send
+          }
+          (void)setRunning(*inst, true, Deadline::after(Millis(10000)));
+        }
         return loaded.error();
       }
-      if (takenState == "running") VMM_TRY(setRunning(*inst, true, deadline));
-      return json{{"state", takenState == "running" ? "running" : "paused"}};
+      if (wantRunning && nowRunning.ok() && !*nowRunning) VMM_TRY(setRunning(*inst, true, deadline));
+      return json{{"state", wantRunning ? "running" : "paused"}};
     }
     if (memory)
       return conflict("snapshot " + name + " holds the guest's memory: start the domain (paused is enough), then revert to it");

@@ -70,6 +70,9 @@ std::vector<std::string> dnsmasqArgv(const DnsmasqConfig& c) {
       "--no-ping",
       "--log-facility=-",
   };
+  // Static hosts known at start are arguments: dnsmasq reads those as root, before it drops to
+  // "nobody" (which may not be able to traverse vmm's state directory to the hosts file).
+  for (const auto& h : c.staticHosts) argv.push_back("--dhcp-host=" + h.mac + "," + h.ip + (h.name.empty() ? "" : "," + h.name));
   if (!c.advertiseRouter) argv.push_back("--dhcp-option=3");
   if (!c.domain.empty()) {
     argv.push_back("--domain=" + c.domain);
@@ -96,7 +99,9 @@ Result<DnsmasqProcess> startDnsmasq(const DnsmasqConfig& c, const std::vector<mo
   SpawnOptions so;
   so.stdoutFd = log.get();
   so.newSession = true;
-  VMM_ASSIGN(pid_t pid, spawnProcess(dnsmasqArgv(c), so));
+  DnsmasqConfig withHosts = c;
+  withHosts.staticHosts = hosts;
+  VMM_ASSIGN(pid_t pid, spawnProcess(dnsmasqArgv(withHosts), so));
   log.reset();
 
   DnsmasqProcess proc{pid, 0};

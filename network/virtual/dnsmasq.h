@@ -25,9 +25,11 @@ struct DnsmasqConfig {
   std::string domain;         // empty: no local domain
   bool advertiseRouter = true;  // false: no default route offered (isolated networks)
   std::string pidFile, leaseFile, hostsFile, logFile;
+  std::vector<model::DhcpHost> staticHosts;  // given as arguments (see dnsmasqArgv)
 };
 
-// The argv (binary first). Static hosts come from hostsFile so they can change at run time.
+// The argv (binary first). Static hosts known at start are arguments; hostsFile (re-read on
+// SIGHUP) carries changes made while the network runs.
 std::vector<std::string> dnsmasqArgv(const DnsmasqConfig& config);
 // dhcp-hostsfile lines: "MAC,IP[,NAME]".
 std::string dhcpHostsFileText(const std::vector<model::DhcpHost>& hosts);

@@ -14,41 +14,28 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <set>
-#include <thread>
 
 #include "base/fs.h"
 #include "base/process.h"
 #include "base/strings.h"
 #include "tests/support/nfs_server.h"
+#include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
 
 using namespace vmm;
 using nlohmann::json;
 using testutil::VmctlResult;
 using testutil::VmmdProcess;
+using testutil::guestDir;
+using testutil::guestReady;
+using testutil::waitFor;
 
 namespace {
-
-std::string guestDir() {
-  const char* env = std::getenv("VMM_TEST_GUEST_DIR");
-  return env ? env : VMM_TEST_GUEST_DIR;
-}
-
-bool guestReady() { return fs::exists(guestDir() + "/vmlinux") && fs::exists(guestDir() + "/full.cpio"); }
-
-template <typename Pred>
-bool waitFor(Pred pred, Millis timeout, Millis step = Millis(100)) {
-  auto end = SteadyClock::now() + timeout;
-  while (SteadyClock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(step);
-  }
-  return pred();
-}
 
 // Runs a host command; the combined result (exit code -1 when it could not run).
 CommandResult host(const std::vector<std::string>& argv) {
@@ -78,7 +65,10 @@ std::vector<std::string> linksOfKind(const std::string& kind) {
 
 std::string nftTables() { return host({"nft", "list", "tables"}).out; }
 
-std::string readSysctl(const std::string& path) { return trim(fs::readFile(path, 64).valueOr("?")); }
+std::string readSysctl(const std::string& path) {
+  std::string value = fs::readFile(path, 64).valueOr("?");
+  return std::string(trim(value));
+}
 
 // The tap (or macvtap) vmm names after a guest MAC: "vm"/"mv" + the 12 hex digits.
 std::string hostIfFor(const std::string& prefix, const std::string& mac) {
@@ -158,6 +148,9 @@ class QemuNetworkTest : public ::testing::Test {
     t0 = SteadyClock::now();
     vmmd = std::make_unique<VmmdProcess>("", std::vector<std::string>{"--drivers", "qemu"});
     ASSERT_TRUE(vmmd->start().ok()) << vmmd->log();
+    // As a real state directory (0755): dnsmasq re-reads its DHCP hosts file as user nobody,
+    // which mkdtemp's 0700 would lock out.
+    ASSERT_EQ(::chmod(vmmd->dir().c_str(), 0755), 0);
     auto c = vmmd->connect();
     ASSERT_TRUE(c.ok()) << c.error().message;
     rpc = std::move(*c);
@@ -319,7 +312,9 @@ TEST_F(QemuNetworkTest, NatNetworkWithDhcpReachesTheOutsideMasqueraded) {
     if (l["mac"] == macA) ipA = l["ip"];
     if (l["mac"] == macB) ipB = l["ip"];
   }
-  EXPECT_EQ(ipB, "10.91.0.50") << leases.dump();
+  std::string stateDir = view["runtime"].value("state_dir", "");
+  EXPECT_EQ(ipB, "10.91.0.50") << leases.dump() << "\nhosts file:\n" << fs::readFile(stateDir + "/dnsmasq.hosts", 1 << 16).valueOr("?")
+                               << "\ndnsmasq log:\n" << fs::readFile(stateDir + "/dnsmasq.log", 1 << 16).valueOr("?");
   ASSERT_TRUE(startsWith(ipA, "10.91.0.")) << leases.dump();
   EXPECT_GE(std::stoi(ipA.substr(8)), 128) << ipA;
   auto shown = guestShell("nat-a", "ip -4 -o addr show dev eth0");
@@ -456,7 +451,7 @@ TEST_F(QemuNetworkTest, BadInputIsRefusedAndLeavesNothing) {
   nothingNew("an overlapping subnet");
 
   // A bridge name already taken by another link (not a bridge vmm made).
-  ASSERT_EQ(sh("ip link add vmmtaken0 type dummy"), 0);
+  ASSERT_EQ(sh("ip link add vmmtaken0 type veth peer name vmmtaken1"), 0);
   links.push_back("vmmtaken0");
   linksBefore = host({"ip", "-o", "link"}).out;
   r = rpc->call("network.create", {{"definition", {{"name", "taken"}, {"mode", "isolated"}, {"bridge", "vmmtaken0"}}}});
@@ -495,6 +490,8 @@ TEST_F(QemuNetworkTest, BadInputIsRefusedAndLeavesNothing) {
   auto started = tryCall("domain.start", {{"name", "lost"}});
   ASSERT_FALSE(started.ok());
   EXPECT_NE(started.error().message.find("nosuchnet"), std::string::npos) << started.error().message;
+  EXPECT_EQ(started.error().message.find("NIC " + mac), started.error().message.rfind("NIC " + mac))
+      << "the NIC is named twice: " << started.error().message;
   EXPECT_EQ(call("domain.get", {{"name", "lost"}}).value("state", ""), "shutoff");
   EXPECT_FALSE(linkExists(hostIfFor("vm", mac)));
   nothingNew("a NIC on an unknown network");
@@ -502,7 +499,7 @@ TEST_F(QemuNetworkTest, BadInputIsRefusedAndLeavesNothing) {
   call("network.stop", {{"name", "base"}});
   linksBefore = host({"ip", "-o", "link"}).out;
   tablesBefore = nftTables();
-  auto created2 = rpc->call("domain.create", {{"definition", guest("idle", {{{"network", "base"}, {"mac", mac}}}, "")}});
+  auto created2 = rpc->call("domain.create", {{"definition", guest("idle", {{{"network", "base"}, {"mac", "52:54:00:93:00:0f"}}}, "")}});
   ASSERT_TRUE(created2.ok()) << created2.error().message;
   domains.push_back("idle");
   started = tryCall("domain.start", {{"name", "idle"}});
@@ -524,8 +521,8 @@ TEST_F(QemuNetworkTest, DirectNicsInVepaModeMeetThroughAHairpinSwitch) {
   const std::string macD = "52:54:00:95:00:0d", macE = "52:54:00:95:00:0e";
   json nicD = {{"type", "direct"}, {"device", "vmmlow0"}, {"mode", "vepa"}, {"mac", macD}};
   json nicE = {{"type", "direct"}, {"device", "vmmlow0"}, {"mode", "vepa"}, {"mac", macE}};
-  ASSERT_GT(boot("vd", {nicD}, "tg.ip=192.0.2.11/24"), 0);
-  ASSERT_GT(boot("ve", {nicE}, "tg.ip=192.0.2.12/24"), 0);
+  ASSERT_GT(boot("vd", json::array({nicD}), "tg.ip=192.0.2.11/24"), 0);
+  ASSERT_GT(boot("ve", json::array({nicE}), "tg.ip=192.0.2.12/24"), 0);
   std::string mvD = hostIfFor("mv", macD);
   auto macvtaps = linksOfKind("macvtap");
   EXPECT_NE(std::find(macvtaps.begin(), macvtaps.end(), mvD), macvtaps.end()) << join(macvtaps, ",");
