@@ -144,7 +144,17 @@ Result<model::Snapshot> DomainService::snapshotCreate(const std::string& name, c
                      {"memory", snap.memory},
                      {"quiesce", spec.quiesce},
                      {"state_dir", options_.saveDir.empty() ? "" : options_.saveDir + "/snapshots/" + name + "/" + snap.name}};
-  VMM_ASSIGN(snap.driverData, drv->snapshotCreate(*def, driverSpec, Deadline::after(Millis(600000))));
+  auto taken = drv->snapshotCreate(*def, driverSpec, Deadline::after(Millis(600000)));
+  if (!taken.ok() && taken.error().code == ErrorCode::unsupported && snap.kind == model::SnapshotKind::internal) {
+    // A disk that cannot hold internal snapshots (raw, a block device) gets an external one:
+    // an overlay on top, which every format supports.
+    log::info("internal snapshot not possible; taking an external one", {{"domain", name}, {"reason", taken.error().message}});
+    snap.kind = model::SnapshotKind::external;
+    driverSpec["kind"] = "external";
+    taken = drv->snapshotCreate(*def, driverSpec, Deadline::after(Millis(600000)));
+  }
+  if (!taken.ok()) return taken.error();
+  snap.driverData = std::move(*taken);
   for (const auto& d : snap.driverData.value("disks", json::array()))
     snap.disks.push_back({d.value("target", ""), d.value("file", ""), d.value("backing", "")});
   if (auto st = moveDisks(*obj, snap.driverData); !st.ok())
@@ -198,7 +208,9 @@ Result<DomainView> DomainService::snapshotRevert(const std::string& name, const 
   // A snapshot without memory holds disks only: the domain cannot keep running on top of
   // disks that change under it, so it is stopped first (and stays off, as when libvirt
   // reverts to a disk-only snapshot).
-  if (!snap.memory && running) {
+  // External snapshots are reverted on a stopped domain too: new overlays replace the disks,
+  // then the saved memory (if any) is restored on them.
+  if ((!snap.memory || snap.kind == model::SnapshotKind::external) && running) {
     auto stopped = destroy(name);
     if (!stopped.ok()) return stopped.error().wrap("stopping " + name + " to revert its disks");
   }

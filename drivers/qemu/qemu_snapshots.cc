@@ -103,9 +103,10 @@ std::string overlayDir(const std::string& top, const std::string& stateDir) {
   return startsWith(top, "/dev/") ? stateDir : fs::dirName(top);
 }
 
+// "unsupported": the daemon then takes an external snapshot instead (see domain_snapshots.cc).
 Error rawDiskError(const std::string& target, const std::string& format) {
-  return invalidArgument("disk " + target + " is " + (format.empty() ? "not qcow2" : format) +
-                         ": it cannot hold an internal snapshot; use an external snapshot");
+  return unsupported("disk " + target + " is " + (format.empty() ? "not qcow2" : format) +
+                     ": it cannot hold an internal snapshot; use an external snapshot");
 }
 
 Status setRunning(QemuDriver::Instance& inst, bool run, Deadline deadline) {
