@@ -146,7 +146,48 @@ def network_section(d):
         out += ["", f"{target}: {e}"]
     return out + [""]
 
-SECTIONS = [("api", api_section), ("start", start_section), ("storage", storage_section), ("network", network_section)]
+def snapshot_section(d):
+    m = d["median_ms"]
+    def f(v):
+        return f"{v:.0f}" if isinstance(v, (int, float)) else "-"
+    restarts = d.get("qemu_restarts_on_revert", {})
+    out = ["## Snapshots: internal with memory of a running guest (bench/snapshot.sh)", "",
+           "One running guest per side: the test guest (direct kernel boot, 1 vCPU, "
+           f"{d.get('memory', '256MiB')} of memory, TCG) with one {d.get('disk', '64 MiB qcow2')} disk, started by "
+           "vmmd and by libvirtd (`<domain type='qemu'>`). Every run of a client creates an internal "
+           "snapshot with memory, reverts the running guest to it and deletes it, each call timed; after "
+           "every revert the guest was checked (untimed) to be running. vmm through one kept-alive JSON-RPC "
+           "connection (`snapshot.create`, `snapshot.revert`, `snapshot.delete`: operations, waited for) and "
+           "through `vmctl snapshot ...` per call; libvirt through one `virsh` shell and `virsh` per call "
+           f"(`snapshot-create-as`, `snapshot-revert`, `snapshot-delete`). {d['runs']} runs per client, "
+           "interleaved with the first client rotating.", "",
+           "| median, ms | runs | vmm RPC | virsh shell | one connection: vmm vs libvirt | vmctl | virsh | per process: vmm vs libvirt |",
+           "|---|---|---|---|---|---|---|---|"]
+    for label, op in (("create (memory + disk state)", "create"), ("revert the running guest", "revert"),
+                      ("delete", "delete")):
+        r = m.get(op, {})
+        vr, vc, ls, lc = r.get("vmm rpc"), r.get("vmctl"), r.get("virsh shell"), r.get("virsh")
+        out.append(f"| {label} | {d['runs']} | {f(vr)} | {f(ls)} | {ratio(vr, ls)} | {f(vc)} | {f(lc)} | {ratio(vc, lc)} |")
+    if restarts:
+        out += ["", "Reverts after which the guest ran in a new QEMU process: " +
+                ", ".join(f"{t} {n} of {d['runs']}" for t, n in restarts.items()) + ". "
+                "vmm loads the snapshot into the running QEMU; libvirt 9.0 stops QEMU and starts a new one "
+                "with `-loadvm` (its domain log: `shutting down, reason=from snapshot`, then a new command line)."]
+    gaps = sorted(d.get("libvirt_stop_to_start_ms", []))
+    if gaps:
+        out[-1] += (f" In libvirt's log, {gaps[len(gaps) // 2]} ms (median; {gaps[0]} to {gaps[-1]}) pass between "
+                    "the old QEMU stopping and the new one starting, most of libvirt's revert time.")
+    fails, left = d.get("check_failures", []), d.get("snapshots_left", {})
+    out += ["", f"Checks: {len(fails)} failed; snapshots left after the runs: vmm {left.get('vmm')}, "
+            f"libvirt {left.get('libvirt')}. The measurements took {d.get('seconds')} s."]
+    for e in fails[:10]:
+        out += ["", f"check: {e}"]
+    for target, e in d.get("errors", {}).items():
+        out += ["", f"{target}: {e}"]
+    return out + [""]
+
+SECTIONS = [("api", api_section), ("start", start_section), ("storage", storage_section), ("network", network_section),
+            ("snapshot", snapshot_section)]
 
 def main():
     lines = ["# Benchmarks", "",

@@ -16,6 +16,7 @@
 #include "base/process.h"
 #include "base/strings.h"
 #include "drivers/driver_context.h"
+#include "drivers/lxc/lxc_driver.h"
 #include "drivers/qemu/qemu_driver.h"
 #include "drivers/test/test_driver.h"
 
@@ -87,6 +88,7 @@ void Daemon::createDrivers() {
     // The test driver simulates its disks and NICs: it gets no host services.
     if (name == "test") drv = std::make_unique<drivers::TestDriver>(ctx);
     else if (name == "qemu") drv = std::make_unique<drivers::qemu::QemuDriver>(ctx);
+    else if (name == "lxc") drv = std::make_unique<drivers::lxc::LxcDriver>(ctx);
     if (drv) {
       if (name != "test") drv->setHostServices(hostServices_.get());
       domains_->addDriver(std::move(drv));

@@ -47,20 +47,7 @@ Result<drivers::PreparedPort> DaemonHostServices::plugNic(const model::Domain&, 
     log::debug("macvtap created", {{"ifname", port.ifname}, {"lower", nic.device}});
     return port;
   }
-  std::string bridge;
-  switch (nic.type) {
-    case model::NicType::bridge:
-      bridge = nic.bridge;
-      break;
-    case model::NicType::network: {
-      auto b = networks_.bridgeFor(nic.network);
-      if (!b.ok()) return b.error();
-      bridge = *b;
-      break;
-    }
-    default:
-      return unsupported("this NIC type needs no tap");
-  }
+  VMM_ASSIGN(auto bridge, bridgeOf(nic));
   net::TapOptions opts;
   opts.name = nic.ifname.empty() ? net::tapNameFor(nic.mac) : nic.ifname;
   opts.mac = net::hostSideMac(nic.mac);
@@ -78,6 +65,30 @@ Result<drivers::PreparedPort> DaemonHostServices::plugNic(const model::Domain&, 
   port.fd = fd.release();
   log::debug("tap created", {{"ifname", port.ifname}, {"bridge", bridge}});
   return port;
+}
+
+Result<std::string> DaemonHostServices::bridgeOf(const model::Nic& nic) const {
+  switch (nic.type) {
+    case model::NicType::bridge:
+      return nic.bridge;
+    case model::NicType::network:
+      return networks_.bridgeFor(nic.network);
+    default:
+      return unsupported("this NIC type has no bridge port");
+  }
+}
+
+Result<std::string> DaemonHostServices::attachPort(const model::Domain&, const model::Nic& nic, const std::string& ifname) {
+  VMM_ASSIGN(auto bridge, bridgeOf(nic));
+  if (!net::isBridge(bridge)) return invalidArgument(bridge + " is not a bridge");
+  VMM_TRY(net::addBridgePort(bridge, ifname));
+  net::PortSpec spec{ifname, bridge, nic.mac, nic.port};
+  if (auto st = net::applyPort(spec, Deadline::after(Millis(10000))); !st.ok()) {
+    (void)net::removeBridgePort(bridge, ifname);
+    return st.error();
+  }
+  VMM_TRY(net::setLinkUp(ifname, true));
+  return bridge;
 }
 
 void DaemonHostServices::unplugNic(const model::Domain&, const model::Nic& nic, const std::string& ifname) {

@@ -14,8 +14,10 @@ class DaemonHostServices final : public drivers::HostServices {
   Result<drivers::ResolvedDisk> resolveDisk(const model::Disk& disk) override;
   Result<drivers::PreparedPort> plugNic(const model::Domain& dom, const model::Nic& nic, const std::string& kind) override;
   void unplugNic(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) override;
+  Result<std::string> attachPort(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) override;
 
  private:
+  Result<std::string> bridgeOf(const model::Nic& nic) const;
   void releasePort(const model::Nic& nic, const std::string& ifname);
   PoolService& pools_;
   NetworkService& networks_;

@@ -72,6 +72,10 @@ class HostServices {
   // Creates the host side of a NIC (tap on the right bridge, port profile applied).
   virtual Result<PreparedPort> plugNic(const model::Domain& dom, const model::Nic& nic, const std::string& kind) = 0;
   virtual void unplugNic(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) = 0;
+  // A host-side link the driver made itself (a container's veth) becomes the NIC's port: it
+  // joins the NIC's bridge (or its network's) with the NIC's port profile. Returns the bridge.
+  // unplugNic releases it.
+  virtual Result<std::string> attachPort(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) = 0;
 };
 
 enum class StopCause { shutdown, destroyed, crashed, failed, gone };

@@ -1,0 +1,342 @@
+#include "drivers/lxc/container_process.h"
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/strings.h"
+
+namespace vmm::drivers::lxc {
+
+namespace {
+
+// Everything init needs, prepared before fork(): after it, only system calls (vmmd has threads).
+struct MountOp {
+  std::string source, target, fstype, data;
+  unsigned long flags = 0;
+  enum Kind { dir, file, none } kind = dir;  // what to create at target first
+  bool remountReadonly = false;
+};
+
+struct ChildPlan {
+  std::string rootfs, hostname, slavePath;
+  std::vector<MountOp> mounts;
+  std::vector<std::pair<std::string, std::string>> symlinks;  // target, link path
+  std::vector<std::string> argvStore, envStore;
+  std::vector<char*> argv, envp;
+  bool userns = false;
+  int goFd = -1, errFd = -1, slaveFd = -1;
+  int closeInChild[2] = {-1, -1};  // the console's master and listening socket
+};
+
+struct ChildError {
+  char step[200];
+  int err;
+};
+
+[[noreturn]] void childFail(const ChildPlan& plan, const char* step, const char* what) {
+  ChildError e{};
+  e.err = errno;
+  size_t n = 0;
+  for (const char* s : {step, " ", what})
+    for (; *s && n + 1 < sizeof(e.step); ++s) e.step[n++] = *s;
+  (void)!::write(plan.errFd, &e, sizeof(e));
+  _exit(127);
+}
+
+void setLinkUp(const char* name) {
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return;
+  struct ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+  if (::ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    (void)::ioctl(s, SIOCSIFFLAGS, &ifr);
+  }
+  ::close(s);
+}
+
+int childMain(void* arg) {
+  const ChildPlan& plan = *static_cast<ChildPlan*>(arg);
+  for (int fd : plan.closeInChild) ::close(fd);
+  char go = 0;
+  if (::read(plan.goFd, &go, 1) != 1) _exit(126);  // the caller gave up
+  if (plan.userns && (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0)) childFail(plan, "setresuid", "0");
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) childFail(plan, "make / private", "");
+  for (const auto& m : plan.mounts) {
+    if (m.kind == MountOp::dir) ::mkdir(m.target.c_str(), 0755);
+    if (m.kind == MountOp::file) {
+      int fd = ::open(m.target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+      if (fd >= 0) ::close(fd);
+    }
+    if (::mount(m.source.empty() ? nullptr : m.source.c_str(), m.target.c_str(), m.fstype.empty() ? nullptr : m.fstype.c_str(),
+                m.flags, m.data.empty() ? nullptr : m.data.c_str()) != 0)
+      childFail(plan, "mount", m.target.c_str());
+    if (m.remountReadonly &&
+        ::mount(nullptr, m.target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | (m.flags & MS_REC), nullptr) != 0)
+      childFail(plan, "remount read-only", m.target.c_str());
+  }
+  for (const auto& [target, link] : plan.symlinks) (void)::symlink(target.c_str(), link.c_str());
+  if (::chdir(plan.rootfs.c_str()) != 0) childFail(plan, "chdir", plan.rootfs.c_str());
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) childFail(plan, "pivot_root", plan.rootfs.c_str());
+  if (::umount2(".", MNT_DETACH) != 0) childFail(plan, "detach the old root", "");
+  if (::chdir("/") != 0) childFail(plan, "chdir", "/");
+  if (::sethostname(plan.hostname.data(), plan.hostname.size()) != 0) childFail(plan, "sethostname", plan.hostname.c_str());
+  setLinkUp("lo");
+  setLinkUp("eth0");
+  ::setsid();
+  if (::ioctl(plan.slaveFd, TIOCSCTTY, 0) != 0) childFail(plan, "take the console as controlling terminal", "");
+  for (int fd = 0; fd < 3; ++fd)
+    if (::dup2(plan.slaveFd, fd) < 0) childFail(plan, "dup2", "console");
+  sigset_t all;
+  sigemptyset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+  ::execve(plan.argv[0], plan.argv.data(), plan.envp.data());
+  childFail(plan, "cannot execute", plan.argv[0]);
+}
+
+// Console output while no client (vmmd) is connected: the most recent 64 KiB.
+char gHeld[64 << 10];
+size_t gHeldLen = 0;
+
+void keepForNextClient(const char* data, size_t len) {
+  if (len > sizeof(gHeld)) return;  // reads are 4 KiB at most
+  if (gHeldLen + len > sizeof(gHeld)) {
+    size_t drop = gHeldLen + len - sizeof(gHeld);
+    std::memmove(gHeld, gHeld + drop, gHeldLen - drop);
+    gHeldLen -= drop;
+  }
+  std::memcpy(gHeld + gHeldLen, data, len);
+  gHeldLen += len;
+}
+
+// The monitor: relays the console between the pty and one client, exits with init's status.
+[[noreturn]] void monitorMain(int master, int listenFd, pid_t init) {
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, init, 0));
+  int client = -1;
+  char buf[4096];
+  bool masterIdle = false;  // no slave open (EIO): poll it again after a pause
+  for (;;) {
+    struct pollfd p[4] = {{pidfd, POLLIN, 0}, {listenFd, POLLIN, 0}, {masterIdle ? -1 : master, POLLIN, 0}, {client, POLLIN, 0}};
+    int n = ::poll(p, 4, masterIdle ? 200 : (pidfd < 0 ? 500 : -1));
+    if (n < 0 && errno != EINTR) break;
+    masterIdle = false;
+    if (p[1].revents & POLLIN) {
+      int c = ::accept4(listenFd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c >= 0) {
+        if (client >= 0) ::close(client);
+        client = c;
+        if (gHeldLen > 0) (void)::send(client, gHeld, gHeldLen, MSG_NOSIGNAL | MSG_DONTWAIT);
+        gHeldLen = 0;
+      }
+    }
+    if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t r = ::read(master, buf, sizeof(buf));
+      if (r > 0 && client >= 0 && ::send(client, buf, static_cast<size_t>(r), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN) {
+        ::close(client);
+        client = -1;
+      }
+      if (r > 0 && client < 0) keepForNextClient(buf, static_cast<size_t>(r));
+      if (r <= 0) masterIdle = true;
+    }
+    if (client >= 0 && (p[3].revents & (POLLIN | POLLHUP | POLLERR))) {
+      ssize_t r = ::read(client, buf, sizeof(buf));
+      if (r > 0) {
+        (void)!::write(master, buf, static_cast<size_t>(r));
+      } else {
+        ::close(client);
+        client = -1;
+      }
+    }
+    int status = 0;
+    if ((pidfd < 0 || (p[0].revents & POLLIN)) && ::waitpid(init, &status, WNOHANG) == init)
+      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  }
+  _exit(125);
+}
+
+Result<std::pair<fs::UniqueFd, fs::UniqueFd>> makePipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return systemError("pipe2", errno);
+  return std::make_pair(fs::UniqueFd(fds[0]), fs::UniqueFd(fds[1]));
+}
+
+bool waitReadable(int fd, Deadline deadline) {
+  for (;;) {
+    struct pollfd p{fd, POLLIN, 0};
+    int ms = static_cast<int>(std::max<int64_t>(0, deadline.remaining().count()));
+    int n = ::poll(&p, 1, ms);
+    if (n > 0) return true;
+    if (n == 0) return false;
+    if (errno != EINTR) return false;
+  }
+}
+
+void addBind(ChildPlan& plan, const std::string& source, const std::string& target, MountOp::Kind kind, bool ro) {
+  MountOp m;
+  m.source = source;
+  m.target = target;
+  m.flags = MS_BIND | MS_REC;
+  m.kind = kind;
+  m.remountReadonly = ro;
+  plan.mounts.push_back(m);
+}
+
+void addFs(ChildPlan& plan, const std::string& fstype, const std::string& target, unsigned long flags, const std::string& data) {
+  MountOp m;
+  m.source = fstype;
+  m.fstype = fstype;
+  m.target = target;
+  m.flags = flags;
+  m.data = data;
+  plan.mounts.push_back(m);
+}
+
+}  // namespace
+
+Status writeIdMaps(pid_t pid, uint32_t base, uint32_t size) {
+  std::string map = "0 " + std::to_string(base) + " " + std::to_string(size) + "\n";
+  for (const char* f : {"uid_map", "gid_map"}) {
+    std::string path = "/proc/" + std::to_string(pid) + "/" + f;
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return systemError("cannot open " + path, errno);
+    ssize_t n = ::write(fd, map.data(), map.size());
+    int err = errno;
+    ::close(fd);
+    if (n != static_cast<ssize_t>(map.size())) return systemError("cannot write " + path, err);
+  }
+  return {};
+}
+
+Result<PendingContainer> spawnContainer(const ContainerSpec& spec, Deadline deadline) {
+  auto plan = std::make_unique<ChildPlan>();
+  const std::string& r = spec.rootfs;
+  plan->rootfs = r;
+  plan->hostname = spec.hostname;
+  plan->userns = spec.userns;
+  addBind(*plan, r, r, MountOp::none, false);
+  addFs(*plan, "proc", r + "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "");
+  addFs(*plan, "sysfs", r + "/sys", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "");
+  addFs(*plan, "tmpfs", r + "/dev", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+  for (const char* node : {"null", "zero", "full", "random", "urandom", "tty"})
+    addBind(*plan, std::string("/dev/") + node, r + "/dev/" + node, MountOp::file, false);
+  addFs(*plan, "devpts", r + "/dev/pts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+  addFs(*plan, "tmpfs", r + "/dev/shm", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k");
+  plan->symlinks = {{"pts/ptmx", r + "/dev/ptmx"},
+                    {"/proc/self/fd", r + "/dev/fd"},
+                    {"/proc/self/fd/0", r + "/dev/stdin"},
+                    {"/proc/self/fd/1", r + "/dev/stdout"},
+                    {"/proc/self/fd/2", r + "/dev/stderr"}};
+  for (const auto& m : spec.mounts) {
+    struct stat st{};
+    if (::stat(m.source.c_str(), &st) != 0) return invalidArgument("mount: " + m.source + " does not exist");
+    addBind(*plan, m.source, r + m.target, S_ISDIR(st.st_mode) ? MountOp::dir : MountOp::file, m.readonly);
+  }
+  plan->argvStore = spec.argv;
+  for (const auto& [k, v] : spec.env) plan->envStore.push_back(k + "=" + v);
+  for (auto& a : plan->argvStore) plan->argv.push_back(a.data());
+  plan->argv.push_back(nullptr);
+  for (auto& e : plan->envStore) plan->envp.push_back(e.data());
+  plan->envp.push_back(nullptr);
+
+  fs::UniqueFd master(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!master.valid()) return systemError("posix_openpt", errno);
+  char name[128];
+  if (::grantpt(master.get()) != 0 || ::unlockpt(master.get()) != 0 || ::ptsname_r(master.get(), name, sizeof(name)) != 0)
+    return systemError("cannot set up the console pty", errno);
+  plan->slavePath = name;
+  fs::UniqueFd slave(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!slave.valid()) return systemError(std::string("cannot open ") + name, errno);
+  addBind(*plan, plan->slavePath, r + "/dev/console", MountOp::file, false);
+  plan->slaveFd = slave.get();
+
+  VMM_ASSIGN(auto pidPipe, makePipe());
+  VMM_ASSIGN(auto goPipe, makePipe());
+  VMM_ASSIGN(auto errPipe, makePipe());
+  plan->goFd = goPipe.first.get();
+  plan->errFd = errPipe.second.get();
+  std::vector<char> stack(512 << 10);
+  int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | SIGCHLD;
+  if (spec.userns) flags |= CLONE_NEWUSER;
+
+  pid_t monitor = ::fork();
+  if (monitor < 0) return systemError("fork", errno);
+  if (monitor == 0) {
+    ::setsid();
+    // The monitor never execs: drop every descriptor of vmmd (its lock file, API sockets,
+    // epoll) except its own, or a restarted vmmd would find them held.
+    int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int fd = 0; fd < 3; ++fd) ::dup2(devnull, fd);
+    int keep[] = {master.get(), spec.consoleListenFd, pidPipe.second.get(), goPipe.first.get(), errPipe.second.get(), slave.get()};
+    constexpr int kKeep = sizeof(keep) / sizeof(keep[0]);
+    for (int i = 1; i < kKeep; ++i)
+      for (int j = i; j > 0 && keep[j - 1] > keep[j]; --j) std::swap(keep[j - 1], keep[j]);
+    unsigned from = 3;
+    for (int fd : keep) {
+      if (static_cast<unsigned>(fd) > from) ::syscall(SYS_close_range, from, static_cast<unsigned>(fd) - 1, 0);
+      from = static_cast<unsigned>(fd) + 1;
+    }
+    ::syscall(SYS_close_range, from, ~0U, 0);
+    plan->closeInChild[0] = master.get();
+    plan->closeInChild[1] = spec.consoleListenFd;
+    pid_t init = ::clone(childMain, stack.data() + stack.size(), flags, plan.get());
+    int err = errno;
+    pid_t report = init > 0 ? init : -err;
+    (void)!::write(pidPipe.second.get(), &report, sizeof(report));
+    if (init <= 0) _exit(1);
+    ::close(pidPipe.second.get());
+    ::close(goPipe.first.get());
+    ::close(errPipe.second.get());
+    ::close(slave.get());
+    monitorMain(master.get(), spec.consoleListenFd, init);
+  }
+  PendingContainer pc;
+  pc.monitorPid = monitor;
+  pidPipe.second.reset();
+  goPipe.first.reset();
+  errPipe.second.reset();
+  pc.goFd = std::move(goPipe.second);
+  pc.errFd = std::move(errPipe.first);
+  pid_t init = -1;
+  if (!waitReadable(pidPipe.first.get(), deadline) || ::read(pidPipe.first.get(), &init, sizeof(init)) != sizeof(init) || init <= 0) {
+    pc.abort();
+    if (init < 0) return systemError("cannot create the container's namespaces (clone)", -init);
+    return timeoutError("the container's monitor process did not report its init");
+  }
+  pc.initPid = init;
+  return pc;
+}
+
+Status PendingContainer::release(Deadline deadline) {
+  char go = 1;
+  if (::write(goFd.get(), &go, 1) != 1) return systemError("cannot release the container's init", errno);
+  goFd.reset();
+  if (!waitReadable(errFd.get(), deadline)) return timeoutError("the container's init did not start in time");
+  ChildError e{};
+  ssize_t n = ::read(errFd.get(), &e, sizeof(e));
+  if (n == 0) return {};  // exec'd: the close-on-exec pipe reached EOF
+  if (n != static_cast<ssize_t>(sizeof(e))) return internalError("the container's init failed without saying why");
+  e.step[sizeof(e.step) - 1] = 0;
+  return invalidArgument(std::string("container init failed: ") + e.step + ": " + std::strerror(e.err));
+}
+
+void PendingContainer::abort() {
+  if (initPid > 0) ::kill(initPid, SIGKILL);
+  if (monitorPid > 0) ::kill(monitorPid, SIGKILL);
+  goFd.reset();
+}
+
+}  // namespace vmm::drivers::lxc

@@ -1,0 +1,296 @@
+// Integration: native system containers (drivers/lxc) on a busybox rootfs, driven through a
+// real vmmd with vmctl: exec, limits, console, suspend/resume, shutdown/destroy cleanup and
+// survival of a killed vmmd.
+//
+// The binary runs in private network and mount namespaces (made in main()): the bridge and
+// veths vanish with them. /sys is remounted for the namespace, with the host's cgroup
+// hierarchies moved back under it.
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <thread>
+
+#include "base/fs.h"
+#include "base/process.h"
+#include "base/strings.h"
+#include "tests/support/test_guest.h"
+#include "tests/support/vmmd_process.h"
+
+using namespace vmm;
+using nlohmann::json;
+using testutil::VmctlResult;
+using testutil::VmmdProcess;
+using testutil::waitFor;
+
+namespace {
+
+int run(const std::string& cmd) { return std::system(cmd.c_str()); }
+bool cgroupExists(const std::string& name) { return fs::exists("/sys/fs/cgroup/memory/vmm/" + name) || fs::exists("/sys/fs/cgroup/vmm/" + name); }
+
+class LxcTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "containers need root";
+    char tmpl[] = "/tmp/vmm-lxc-rootfs-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    rootfs = tmpl;
+    ASSERT_EQ(::chmod(tmpl, 0755), 0);  // searchable by a user namespace's root (uid 100000 on the host)
+    ASSERT_EQ(run("set -e; cd " + rootfs + "; mkdir -p bin sbin etc proc sys dev tmp root; cp /bin/busybox bin/; "
+                  "for a in $(bin/busybox --list); do [ -e bin/$a ] || ln -s busybox bin/$a; done; "
+                  "echo 'root:x:0:0:root:/root:/bin/sh' > etc/passwd; echo 'root:x:0:' > etc/group"),
+              0);
+    ASSERT_EQ(run("ip link add lxcbr0 type bridge && ip link set lxcbr0 up"), 0);
+    vmmd = std::make_unique<VmmdProcess>("", std::vector<std::string>{"--drivers", "lxc"});
+    ASSERT_TRUE(vmmd->start().ok()) << vmmd->log();
+  }
+
+  void TearDown() override {
+    if (HasFailure() && vmmd) std::cerr << "---- vmmd log ----\n" << vmmd->log() << "\n";
+    if (vmmd && vmmd->pid() > 0) {
+      auto doms = json::parse(vmmd->vmctl({"list", "-o", "json"}).out, nullptr, false);
+      if (doms.is_array())
+        for (const auto& d : doms) (void)vmmd->vmctl({"destroy", d["name"]});
+    }
+    vmmd.reset();
+    // Containers that outlived a killed vmmd: by the pids the tests recorded.
+    for (pid_t pid : initPids)
+      if (processAlive(pid)) ::kill(pid, SIGKILL);
+    for (const auto& n : names)
+      for (const char* c : {"memory", "cpu", "cpuacct", "pids", "freezer"}) (void)::rmdir(("/sys/fs/cgroup/" + std::string(c) + "/vmm/" + n).c_str());
+    for (const char* c : {"memory", "cpu", "cpuacct", "pids", "freezer"}) (void)::rmdir(("/sys/fs/cgroup/" + std::string(c) + "/vmm").c_str());
+    (void)run("ip link del lxcbr0 2>/dev/null");
+    if (!rootfs.empty()) (void)run("rm -rf " + rootfs);
+  }
+
+  json container(const std::string& name, json extra = json::object()) {
+    names.push_back(name);
+    json d = {{"name", name},
+              {"type", "lxc"},
+              {"memory", "64MiB"},
+              {"container", {{"rootfs", {{"path", rootfs}}}, {"init", {"/bin/sh", "-c", "trap 'exit 0' TERM; echo BOOTED-" + name + "; sleep 100000 & wait"}}}}};
+    d.merge_patch(extra);
+    return d;
+  }
+  VmctlResult vmctl(const std::vector<std::string>& args) { return vmmd->vmctl(args); }
+  VmctlResult define(const json& def) {
+    std::string path = vmmd->dir() + "/" + def["name"].get<std::string>() + ".json";
+    EXPECT_TRUE(fs::writeFileAtomic(path, def.dump()).ok());
+    return vmctl({"define", path});
+  }
+  json info(const std::string& name) { return json::parse(vmctl({"info", name, "-o", "json"}).out, nullptr, false); }
+  VmctlResult exec(const std::string& name, const std::vector<std::string>& cmd) {
+    std::vector<std::string> args = {"exec", name, "--"};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    return vmctl(args);
+  }
+  pid_t initPid(const std::string& name) {
+    auto r = vmmd->connect();
+    if (!r.ok()) return -1;
+    auto d = (*r)->call("domain.get", {{"name", name}});
+    pid_t pid = d.ok() ? (*d)["runtime"].value("pid", -1) : -1;
+    if (pid > 0) initPids.push_back(pid);
+    return pid;
+  }
+
+  std::string rootfs;
+  std::unique_ptr<VmmdProcess> vmmd;
+  std::vector<pid_t> initPids;
+  std::vector<std::string> names;
+};
+
+TEST_F(LxcTest, StartExecLimitsStop) {
+  ASSERT_EQ(define(container("c1", {{"limits", {{"pids", 20}, {"cpu_shares", 512}}},
+                                    {"nics", {{{"type", "bridge"}, {"bridge", "lxcbr0"}, {"mac", "52:54:00:11:22:33"}}}}}))
+                .exitCode,
+            0);
+  auto t0 = std::chrono::steady_clock::now();
+  auto started = vmctl({"start", "c1"});
+  ASSERT_EQ(started.exitCode, 0) << started.err;
+  auto host = exec("c1", {"hostname"});
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  std::cerr << "start -> first command (two vmctl round trips): " << ms << " ms\n";
+  EXPECT_EQ(host.exitCode, 0) << host.err;
+  EXPECT_EQ(trim(host.out), "c1");
+  pid_t pid = initPid("c1");
+  ASSERT_GT(pid, 0);
+  EXPECT_TRUE(cgroupExists("c1"));
+
+  auto addr = exec("c1", {"ip", "addr"});
+  EXPECT_NE(addr.out.find("eth0"), std::string::npos) << addr.out;
+  EXPECT_NE(addr.out.find("52:54:00:11:22:33"), std::string::npos) << addr.out;
+  EXPECT_EQ(run("ip link show master lxcbr0 | grep -q vc525400112233"), 0);
+  auto ps = exec("c1", {"ps"});
+  EXPECT_NE(ps.out.find("sleep 100000"), std::string::npos) << ps.out;
+  auto fail = exec("c1", {"sh", "-c", "echo oops >&2; exit 3"});
+  EXPECT_EQ(fail.exitCode, 3);
+  EXPECT_TRUE(waitFor([&] { return vmctl({"console-log", "c1"}).out.find("BOOTED-c1") != std::string::npos; },
+                      Millis(5000)));
+
+  // An exec past its deadline fails and leaves no process behind in the container.
+  auto t2 = std::chrono::steady_clock::now();
+  auto slow = vmctl({"exec", "c1", "--timeout", "1s", "--", "sleep", "30"});
+  EXPECT_NE(slow.exitCode, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t2, std::chrono::seconds(10));
+  EXPECT_EQ(exec("c1", {"ps"}).out.find("sleep 30"), std::string::npos);
+  // ...while what a finished exec started in the background keeps running.
+  EXPECT_EQ(exec("c1", {"sh", "-c", "sleep 40 >/dev/null 2>&1 &"}).exitCode, 0);
+  EXPECT_NE(exec("c1", {"ps"}).out.find("sleep 40"), std::string::npos);
+  // Memory: a shell holding 200 MB in a variable is OOM-killed at 64 MiB; the container lives on.
+  auto big = exec("c1", {"sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"});
+  EXPECT_NE(big.exitCode, 0);
+  EXPECT_EQ(big.out.find("survived"), std::string::npos);
+  EXPECT_EQ(exec("c1", {"true"}).exitCode, 0);
+  auto st = json::parse(vmctl({"stats", "c1"}).out, nullptr, false);
+  EXPECT_EQ(st.value("memory_limit_bytes", int64_t{0}), 64 << 20) << st.dump();
+  EXPECT_GT(st.value("memory_peak_bytes", int64_t{0}), 48 << 20) << st.dump();  // it reached the limit
+  EXPECT_LT(st.value("memory_bytes", int64_t{1} << 40), 64 << 20) << st.dump();
+  EXPECT_GE(st.value("pids", 0), 1) << st.dump();
+  // Pids: 40 background sleeps do not fit in 20 pids.
+  auto many = exec("c1", {"sh", "-c", "for i in $(seq 1 40); do sleep 2 & done 2>&1; wait"});
+  EXPECT_NE((many.out + many.err).find("fork"), std::string::npos) << many.out << many.err;
+
+  EXPECT_EQ(vmctl({"suspend", "c1"}).exitCode, 0);
+  EXPECT_EQ(fs::readFile("/sys/fs/cgroup/freezer/vmm/c1/freezer.state").valueOr(""), "FROZEN\n");
+  EXPECT_EQ(vmctl({"resume", "c1"}).exitCode, 0);
+  EXPECT_TRUE(waitFor([&] { return exec("c1", {"true"}).exitCode == 0; }, Millis(5000)));
+
+  auto t1 = std::chrono::steady_clock::now();
+  auto down = vmctl({"shutdown", "c1", "--timeout", "10s"});
+  EXPECT_EQ(down.exitCode, 0) << down.err;
+  EXPECT_TRUE(waitFor([&] { return !processAlive(pid); }, Millis(15000)));
+  std::cerr << "shutdown: " << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t1).count() << " ms\n";
+  for (const auto& line : split(vmmd->log(), '\n', true))
+    if (line.find("container started") != std::string::npos) std::cerr << line << "\n";
+  EXPECT_TRUE(waitFor([&] { return !cgroupExists("c1"); }, Millis(5000)));
+  EXPECT_TRUE(waitFor([&] { return run("ip link show vc525400112233 >/dev/null 2>&1") != 0; }, Millis(5000)));
+
+  // Started paused (frozen), then destroyed while frozen.
+  ASSERT_EQ(vmctl({"start", "c1", "--paused"}).exitCode, 0);
+  pid = initPid("c1");
+  EXPECT_EQ(info("c1").value("state", ""), "paused");
+  EXPECT_NE(exec("c1", {"true"}).exitCode, 0);
+  EXPECT_EQ(vmctl({"destroy", "c1"}).exitCode, 0);
+  EXPECT_FALSE(processAlive(pid));
+  EXPECT_FALSE(cgroupExists("c1"));
+}
+
+// A container NIC on a vmm NAT network is a port like a VM's: it gets a DHCP lease from the
+// network's dnsmasq, its port profile is applied (an ACL here) and removed with the container.
+TEST_F(LxcTest, ContainerOnANatNetworkGetsALeaseAndItsPortProfile) {
+  ASSERT_EQ(vmctl({"net", "define", "cnet", "--mode", "nat", "--ipv4", "10.95.0.1/24"}).exitCode, 0);
+  json nic = {{"type", "network"}, {"network", "cnet"}, {"mac", "52:54:00:11:22:55"},
+              {"port", {{"acl", {{{"action", "deny"}, {"protocol", "icmp"}}}}}}};
+  ASSERT_EQ(define(container("netc", {{"nics", {nic}}})).exitCode, 0);
+  auto started = vmctl({"start", "netc"});
+  ASSERT_EQ(started.exitCode, 0) << started.err;
+  initPid("netc");
+  // -s /bin/true: only the lease is wanted (the test rootfs has no udhcpc script).
+  auto lease = exec("netc", {"udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-s", "/bin/true"});
+  EXPECT_EQ(lease.exitCode, 0) << lease.out << lease.err;
+  auto leases = json::parse(vmctl({"net", "leases", "cnet", "-o", "json"}).out, nullptr, false);
+  ASSERT_TRUE(leases.is_array());
+  bool found = false;
+  for (const auto& l : leases) found = found || l.value("mac", "") == "52:54:00:11:22:55";
+  EXPECT_TRUE(found) << leases.dump();
+  std::string tables;
+  RunOptions opts;
+  auto listed = runCommand({"nft", "list", "tables", "bridge"}, opts);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_NE(listed->out.find("vmm_port_"), std::string::npos) << listed->out;
+  ASSERT_EQ(vmctl({"destroy", "netc"}).exitCode, 0);
+  listed = runCommand({"nft", "list", "tables", "bridge"}, opts);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->out.find("vmm_port_"), std::string::npos) << listed->out;
+  EXPECT_EQ(vmctl({"undefine", "netc"}).exitCode, 0);
+  EXPECT_EQ(vmctl({"net", "delete", "cnet"}).exitCode, 0);
+}
+
+TEST_F(LxcTest, SurvivesVmmdKill) {
+  ASSERT_EQ(define(container("c2")).exitCode, 0);
+  ASSERT_EQ(vmctl({"start", "c2"}).exitCode, 0);
+  pid_t pid = initPid("c2");
+  ASSERT_GT(pid, 0);
+  vmmd->kill9();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(processAlive(pid));
+  // Console output while vmmd is down is held by the monitor and reaches the log later.
+  EXPECT_EQ(run("echo WHILE-DOWN > /proc/" + std::to_string(pid) + "/root/dev/console"), 0);
+  ASSERT_TRUE(vmmd->restart().ok()) << vmmd->log();
+  EXPECT_TRUE(waitFor([&] { return vmctl({"console-log", "c2"}).out.find("WHILE-DOWN") != std::string::npos; }, Millis(5000)))
+      << vmctl({"console-log", "c2"}).out;
+  EXPECT_TRUE(waitFor([&] { return info("c2").value("state", "") == "running"; }, Millis(5000))) << info("c2").dump();
+  auto host = exec("c2", {"hostname"});
+  EXPECT_EQ(trim(host.out), "c2") << host.err;
+  EXPECT_EQ(vmctl({"suspend", "c2"}).exitCode, 0);
+  EXPECT_EQ(vmctl({"resume", "c2"}).exitCode, 0);
+  // The restarted vmmd watches init again: its death is noticed and cleaned up.
+  ::kill(pid, SIGKILL);
+  EXPECT_TRUE(waitFor([&] { return info("c2").value("state", "") == "shutoff"; }, Millis(5000))) << info("c2").dump();
+  EXPECT_TRUE(waitFor([&] { return !cgroupExists("c2"); }, Millis(5000)));
+}
+
+TEST_F(LxcTest, UserNamespace) {
+  ASSERT_EQ(define(container("u1", {{"container", {{"privileged", false}}}})).exitCode, 0);
+  auto started = vmctl({"start", "u1"});
+  ASSERT_EQ(started.exitCode, 0) << started.err;
+  initPid("u1");
+  auto map = exec("u1", {"cat", "/proc/self/uid_map"});
+  EXPECT_EQ(map.exitCode, 0) << map.err;
+  EXPECT_NE(map.out.find("100000"), std::string::npos) << map.out;
+  EXPECT_EQ(trim(exec("u1", {"id", "-u"}).out), "0");
+  EXPECT_EQ(vmctl({"destroy", "u1"}).exitCode, 0);
+  EXPECT_FALSE(cgroupExists("u1"));
+}
+
+TEST_F(LxcTest, FailedStartLeavesNothing) {
+  ASSERT_EQ(run("printf '#!/no/such/interpreter\\n' > " + rootfs + "/init.sh && chmod +x " + rootfs + "/init.sh"), 0);
+  ASSERT_EQ(define(container("f1", {{"container", {{"init", {"/init.sh"}}}},
+                                    {"nics", {{{"type", "bridge"}, {"bridge", "lxcbr0"}, {"mac", "52:54:00:11:22:44"}}}}}))
+                .exitCode,
+            0);
+  auto r = vmctl({"start", "f1"});
+  EXPECT_NE(r.exitCode, 0);
+  EXPECT_NE(r.err.find("cannot execute /init.sh"), std::string::npos) << r.err;
+  EXPECT_FALSE(cgroupExists("f1"));
+  EXPECT_NE(run("ip link show vc525400112244 >/dev/null 2>&1"), 0);
+  EXPECT_EQ(info("f1").value("state", ""), "shutoff");
+}
+
+TEST_F(LxcTest, BadDefinitionsAreRefused) {
+  auto noRootfs = define(container("bad1", {{"container", {{"rootfs", {{"path", "/nonexistent/rootfs"}}}}}}));
+  EXPECT_NE(noRootfs.exitCode, 0);
+  EXPECT_NE(noRootfs.err.find("not a directory"), std::string::npos) << noRootfs.err;
+  auto noInit = define(container("bad2", {{"container", {{"init", {"/sbin/nothing-here"}}}}}));
+  EXPECT_NE(noInit.exitCode, 0);
+  EXPECT_NE(noInit.err.find("does not exist in the rootfs"), std::string::npos) << noInit.err;
+  auto pids = define(container("bad3", {{"limits", {{"pids", 1}}}}));
+  EXPECT_NE(pids.exitCode, 0);
+  EXPECT_NE(pids.err.find("pids"), std::string::npos) << pids.err;
+  EXPECT_FALSE(cgroupExists("bad1"));
+  EXPECT_FALSE(cgroupExists("bad3"));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (::unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) {
+    std::perror("unshare(CLONE_NEWNET | CLONE_NEWNS)");
+    return 1;
+  }
+  // A sysfs for this network namespace; the cgroup mounts are carried over to it.
+  char keep[] = "/tmp/vmm-lxc-cgroup-XXXXXX";
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0 || !::mkdtemp(keep) ||
+      ::mount("/sys/fs/cgroup", keep, nullptr, MS_BIND | MS_REC, nullptr) != 0 || ::umount2("/sys", MNT_DETACH) != 0 ||
+      ::mount("sysfs", "/sys", "sysfs", 0, nullptr) != 0 || ::mount(keep, "/sys/fs/cgroup", nullptr, MS_MOVE, nullptr) != 0) {
+    std::perror("remounting /sys for the test's network namespace");
+    return 1;
+  }
+  ::rmdir(keep);
+  (void)std::system("ip link set lo up");
+  return RUN_ALL_TESTS();
+}
