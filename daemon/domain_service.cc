@@ -4,6 +4,7 @@
 #include <set>
 
 #include "base/log.h"
+#include "base/process.h"
 #include "base/strings.h"
 #include "model/units.h"
 
@@ -392,7 +393,11 @@ Status DomainService::undefine(const std::string& name) {
     domains_.erase(name);
     reindex(name, nullptr, nullptr);
   }
-  if (!options_.saveDir.empty()) (void)fs::removeFile(managedSavePath(name));
+  if (!options_.saveDir.empty()) {
+    (void)fs::removeFile(managedSavePath(name));
+    // Files of its snapshots (container rootfs copies, external memory states).
+    (void)runCommand({"rm", "-rf", options_.saveDir + "/snapshots/" + name}, RunOptions());
+  }
   publish(name, "undefined");
   return {};
 }

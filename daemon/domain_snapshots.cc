@@ -136,7 +136,8 @@ Result<model::Snapshot> DomainService::snapshotCreate(const std::string& name, c
   snap.parent = parent;
   snap.description = spec.description;
   snap.kind = spec.external ? model::SnapshotKind::external : model::SnapshotKind::internal;
-  snap.memory = running && spec.memory && !spec.diskOnly;
+  // Containers have no memory image: their snapshots are of the rootfs only.
+  snap.memory = running && spec.memory && !spec.diskOnly && def->type != model::DriverType::lxc;
   snap.domainState = stateName(state);
   snap.createdUs = wallNowMicros();
   json driverSpec = {{"name", snap.name},

@@ -38,6 +38,10 @@ class LxcDriver final : public HypervisorDriver {
   Result<ExecResult> guestExec(const model::Domain& def, const ExecRequest& req, Deadline deadline) override;
   Result<fs::UniqueFd> openConsole(const model::Domain& def) override;
   Result<std::string> consoleLog(const model::Domain& def, size_t maxBytes) override;
+  // lxc_snapshots.cc: copies of the rootfs.
+  Result<json> snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) override;
+  Result<json> snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) override;
+  Result<json> snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) override;
 
  private:
   struct Veth {

@@ -209,6 +209,35 @@ TEST_F(LxcTest, ContainerOnANatNetworkGetsALeaseAndItsPortProfile) {
   EXPECT_EQ(vmctl({"net", "delete", "cnet"}).exitCode, 0);
 }
 
+// Container snapshots copy the rootfs (the container frozen meanwhile); a revert stops the
+// container and puts the copy back; a tree of two works like a VM's.
+TEST_F(LxcTest, SnapshotsCopyAndRestoreTheRootfs) {
+  ASSERT_EQ(define(container("snapc")).exitCode, 0);
+  ASSERT_EQ(vmctl({"start", "snapc"}).exitCode, 0);
+  initPid("snapc");
+  ASSERT_EQ(exec("snapc", {"sh", "-c", "echo one > /root/state"}).exitCode, 0);
+  auto taken = vmctl({"snapshot", "create", "snapc", "first"});
+  ASSERT_EQ(taken.exitCode, 0) << taken.err;
+  EXPECT_EQ(info("snapc").value("state", ""), "running");  // thawed again
+  ASSERT_EQ(exec("snapc", {"sh", "-c", "echo two > /root/state; touch /root/later"}).exitCode, 0);
+  ASSERT_EQ(vmctl({"snapshot", "create", "snapc", "second"}).exitCode, 0);
+  auto reverted = vmctl({"snapshot", "revert", "snapc", "first"});
+  ASSERT_EQ(reverted.exitCode, 0) << reverted.err;
+  EXPECT_EQ(info("snapc").value("state", ""), "shutoff");
+  auto content = fs::readFile(rootfs + "/root/state", 64);
+  ASSERT_TRUE(content.ok());
+  EXPECT_EQ(*content, "one\n");
+  EXPECT_FALSE(fs::exists(rootfs + "/root/later"));
+  auto tree = vmctl({"snapshot", "list", "snapc", "--tree"});
+  EXPECT_NE(tree.out.find("first  (current)"), std::string::npos) << tree.out;
+  ASSERT_EQ(vmctl({"start", "snapc"}).exitCode, 0);
+  initPid("snapc");
+  auto after = exec("snapc", {"cat", "/root/state"});
+  EXPECT_EQ(after.out, "one\n");
+  ASSERT_EQ(vmctl({"snapshot", "delete", "snapc", "first", "--children"}).exitCode, 0);
+  EXPECT_EQ(json::parse(vmctl({"snapshot", "list", "snapc", "-o", "json"}).out, nullptr, false).size(), 0u);
+}
+
 TEST_F(LxcTest, SurvivesVmmdKill) {
   ASSERT_EQ(define(container("c2")).exitCode, 0);
   ASSERT_EQ(vmctl({"start", "c2"}).exitCode, 0);

@@ -1,0 +1,98 @@
+// Container snapshots: copies of the rootfs directory (reflinked where the filesystem can,
+// e.g. btrfs or xfs; a plain copy elsewhere). A running container is frozen while its files
+// are copied, so the copy is consistent; containers have no memory image to keep.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/process.h"
+#include "base/strings.h"
+#include "drivers/lxc/lxc_driver.h"
+
+namespace vmm::drivers::lxc {
+
+namespace {
+
+Status copyTree(const std::string& from, const std::string& to, Deadline deadline) {
+  RunOptions opts;
+  opts.deadline = deadline;
+  // -a keeps owners, modes, links and special files; --reflink=auto shares blocks where it can.
+  auto r = runCommand({"cp", "-a", "--reflink=auto", from + "/.", to}, opts);
+  if (!r.ok()) return r.error();
+  if (!r->success()) return internalError("copying " + from + " to " + to + ": " + r->describe());
+  return {};
+}
+
+Status removeTree(const std::string& path, Deadline deadline) {
+  RunOptions opts;
+  opts.deadline = deadline;
+  auto r = runCommand({"rm", "-rf", "--one-file-system", path}, opts);
+  if (!r.ok()) return r.error();
+  if (!r->success()) return internalError("removing " + path + ": " + r->describe());
+  return {};
+}
+
+}  // namespace
+
+Result<json> LxcDriver::snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) {
+  if (spec.value("kind", "internal") == "external")
+    return unsupported("containers have no disk images to put overlays on; take an internal (copy) snapshot");
+  std::string dir = spec.value("state_dir", "");
+  if (dir.empty()) return unavailable("no directory for the snapshot's copy");
+  const std::string& rootfs = def.container->rootfs.path;
+  std::string copy = dir + "/rootfs";
+  VMM_TRY(fs::makeDirs(copy, 0755));
+  std::shared_ptr<Container> c;
+  {
+    std::lock_guard lock(mu_);
+    auto it = containers_.find(def.name);
+    if (it != containers_.end()) c = it->second;
+  }
+  bool wasFrozen = c && c->cgroups.frozen();
+  if (c && !wasFrozen) VMM_TRY(c->cgroups.freeze(true, deadline));
+  auto copied = copyTree(rootfs, copy, deadline);
+  if (c && !wasFrozen) {
+    auto thawed = c->cgroups.freeze(false, Deadline::after(Millis(10000)));
+    if (!thawed.ok()) log::error("cannot thaw a container after its snapshot", {{"domain", def.name}, {"error", thawed.error().message}});
+  }
+  if (!copied.ok()) {
+    (void)removeTree(dir, Deadline::after(Millis(60000)));
+    return copied.error();
+  }
+  return json{{"state", c ? (wasFrozen ? "paused" : "running") : "shutoff"}, {"rootfs_copy", copy}, {"rootfs", rootfs}};
+}
+
+Result<json> LxcDriver::snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) {
+  {
+    std::lock_guard lock(mu_);
+    if (containers_.count(def.name)) return conflict("container " + def.name + " is running; stop it before reverting its rootfs");
+  }
+  const json data = snapshot.value("driver_data", json::object());
+  std::string copy = data.value("rootfs_copy", "");
+  if (copy.empty() || !fs::isDirectory(copy)) return notFound("the snapshot's rootfs copy is missing (" + copy + ")");
+  const std::string& rootfs = def.container->rootfs.path;
+  // Replace the rootfs's content, keeping the directory itself (its owner and mode).
+  std::string old = rootfs + ".revert-old";
+  VMM_TRY(removeTree(old, deadline));
+  struct stat st{};
+  if (::stat(rootfs.c_str(), &st) != 0) return systemError("stat " + rootfs, errno);
+  if (::rename(rootfs.c_str(), old.c_str()) != 0) return systemError("moving " + rootfs + " aside", errno);
+  bool made = ::mkdir(rootfs.c_str(), st.st_mode & 07777) == 0 && ::chown(rootfs.c_str(), st.st_uid, st.st_gid) == 0 &&
+              ::chmod(rootfs.c_str(), st.st_mode & 07777) == 0;
+  if (!made || !copyTree(copy, rootfs, deadline).ok()) {
+    (void)removeTree(rootfs, Deadline::after(Millis(60000)));
+    (void)::rename(old.c_str(), rootfs.c_str());
+    return internalError("cannot restore " + rootfs + " from the snapshot; it is unchanged");
+  }
+  (void)removeTree(old, Deadline::after(Millis(60000)));
+  return json::object();
+}
+
+Result<json> LxcDriver::snapshotDelete(const model::Domain&, const json& snapshot, Deadline deadline) {
+  std::string copy = snapshot.value("driver_data", json::object()).value("rootfs_copy", "");
+  if (!copy.empty()) VMM_TRY(removeTree(fs::dirName(copy), deadline));
+  return json::object();
+}
+
+}  // namespace vmm::drivers::lxc
