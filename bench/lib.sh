@@ -25,7 +25,7 @@ start_vmmd() {
     >"$VMMD_DIR/log" 2>&1 &
   VMMD_PID=$!
   PIDS="$PIDS $VMMD_PID"
-  for _ in $(seq 200); do grep -q 'vmmd ready' "$VMMD_DIR/log" && break; sleep 0.02; done
+  for _ in $(seq 200); do grep -qs 'vmmd ready' "$VMMD_DIR/log" && break; sleep 0.02; done
   VMMD_SOCK=$VMMD_DIR/run/vmmd.sock
   VMMD_HTTP=$(sed -n 's/.*vmmd ready.* http=\([^ ]*\).*/\1/p' "$VMMD_DIR/log")
 }
