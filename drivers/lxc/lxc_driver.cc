@@ -380,6 +380,31 @@ Status LxcDriver::killAll(const std::shared_ptr<Container>& c, Deadline deadline
   return timeoutError("the container's init (pid " + std::to_string(c->initPid) + ") did not exit after SIGKILL");
 }
 
+// A reboot starts the same definition afresh within the same run: the old init and all its
+// processes go (nothing is reported as stopped), new namespaces, cgroups and veths come, and
+// the run keeps its id so the daemon still recognises its events.
+Status LxcDriver::reboot(const model::Domain& def, Deadline deadline) {
+  VMM_ASSIGN(auto c, running(def));
+  std::string runId = c->runId;
+  VMM_TRY(killAll(c, deadline));
+  release(def, json::object());
+  StartOptions opts;
+  opts.deadline = deadline;
+  auto started = start(def, opts);
+  if (!started.ok()) {
+    // Down and not coming back: report it like any other stop.
+    // (From the pool: the daemon handles stops under the domain's job, which this call holds.)
+    if (observer_)
+      ctx_.pool->submit([this, name = def.name, runId, why = started.error().message] {
+        observer_->domainStopped(name, runId, StopCause::crashed, "reboot failed: " + why);
+      });
+    return started.error().wrap("reboot");
+  }
+  std::lock_guard lock(mu_);
+  if (auto it = containers_.find(def.name); it != containers_.end()) it->second->runId = runId;
+  return {};
+}
+
 Status LxcDriver::destroy(const model::Domain& def, Deadline deadline) {
   VMM_ASSIGN(auto c, running(def));
   return killAll(c, deadline);

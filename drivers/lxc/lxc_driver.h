@@ -32,6 +32,7 @@ class LxcDriver final : public HypervisorDriver {
   std::optional<json> currentRecord(const model::Domain& def) override;
   Status shutdown(const model::Domain& def, const ShutdownOptions& options) override;
   Status destroy(const model::Domain& def, Deadline deadline) override;
+  Status reboot(const model::Domain& def, Deadline deadline) override;
   Status suspend(const model::Domain& def, Deadline deadline) override;
   Status resume(const model::Domain& def, Deadline deadline) override;
   Result<json> stats(const model::Domain& def, Deadline deadline) override;

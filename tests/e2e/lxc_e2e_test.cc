@@ -238,6 +238,27 @@ TEST_F(LxcTest, SnapshotsCopyAndRestoreTheRootfs) {
   EXPECT_EQ(json::parse(vmctl({"snapshot", "list", "snapc", "-o", "json"}).out, nullptr, false).size(), 0u);
 }
 
+// A reboot is a fresh init in new namespaces: processes started before it are gone, the
+// domain stays running and controllable, and a vmmd restart afterwards still finds it.
+TEST_F(LxcTest, RebootStartsAFreshInit) {
+  ASSERT_EQ(define(container("reb")).exitCode, 0);
+  ASSERT_EQ(vmctl({"start", "reb"}).exitCode, 0);
+  pid_t before = initPid("reb");
+  ASSERT_GT(before, 0);
+  ASSERT_EQ(exec("reb", {"sh", "-c", "sleep 1001 >/dev/null 2>&1 &"}).exitCode, 0);
+  auto r = vmctl({"reboot", "reb"});
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_FALSE(processAlive(before));
+  EXPECT_EQ(info("reb").value("state", ""), "running");
+  // [s]: the pattern does not match the command line of the grep or the shell running it.
+  auto ps = exec("reb", {"sh", "-c", "ps | grep -c '[s]leep 1001' || true"});
+  EXPECT_EQ(trim(ps.out), "0") << ps.out;
+  vmmd->kill9();
+  ASSERT_TRUE(vmmd->restart().ok()) << vmmd->log();
+  EXPECT_EQ(info("reb").value("state", ""), "running");
+  EXPECT_EQ(exec("reb", {"hostname"}).exitCode, 0);
+}
+
 TEST_F(LxcTest, SurvivesVmmdKill) {
   ASSERT_EQ(define(container("c2")).exitCode, 0);
   ASSERT_EQ(vmctl({"start", "c2"}).exitCode, 0);
