@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 
 #include "base/random.h"
 #include "base/strings.h"
@@ -90,6 +91,13 @@ bool isDirectory(const std::string& path) {
 
 Status removeFile(const std::string& path) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return systemError("cannot remove " + path, errno);
+  return {};
+}
+
+Status removeTree(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);  // symlinks are removed, never followed
+  if (ec) return systemError("cannot remove " + path, ec.value());
   return {};
 }
 

@@ -19,6 +19,7 @@ Status makeDirs(const std::string& path, mode_t mode = 0755);
 bool exists(const std::string& path);
 bool isDirectory(const std::string& path);
 Status removeFile(const std::string& path);  // ok if it did not exist
+Status removeTree(const std::string& path);  // a directory and all below it; ok if it did not exist
 // Joins `name` to `root` and checks that the result stays inside root after resolving
 // symlinks of every existing component. Used to confine volume paths to their pool.
 Result<std::string> confinedPath(const std::string& root, std::string_view name);

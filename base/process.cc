@@ -153,16 +153,32 @@ bool processRunning(pid_t pid) {
   return pos != std::string::npos && pos + 2 < stat->size() && (*stat)[pos + 2] != 'Z' && (*stat)[pos + 2] != 'X';
 }
 
-std::optional<uint64_t> processStartTime(pid_t pid) {
+namespace {
+
+// /proc/PID/stat from field 3 (state) on. comm may contain spaces and parentheses: the
+// fields start after the last ')'.
+std::vector<std::string> procStatFields(pid_t pid) {
   auto stat = fs::readFile("/proc/" + std::to_string(pid) + "/stat", 8192);
-  if (!stat.ok()) return std::nullopt;
-  // comm may contain spaces and parentheses: fields start after the last ')'
+  if (!stat.ok()) return {};
   auto pos = stat->rfind(')');
-  if (pos == std::string::npos) return std::nullopt;
-  auto fields = split(std::string_view(*stat).substr(pos + 2), ' ');
-  // fields[0] is field 3 (state); starttime is field 22 -> index 19
-  if (fields.size() < 20) return std::nullopt;
+  if (pos == std::string::npos || pos + 2 > stat->size()) return {};
+  return split(std::string_view(*stat).substr(pos + 2), ' ');
+}
+
+}  // namespace
+
+std::optional<uint64_t> processStartTime(pid_t pid) {
+  auto fields = procStatFields(pid);
+  if (fields.size() < 20) return std::nullopt;  // starttime is field 22
   return parseUint(fields[19]);
+}
+
+std::optional<pid_t> processParent(pid_t pid) {
+  auto fields = procStatFields(pid);
+  if (fields.size() < 2) return std::nullopt;  // ppid is field 4
+  auto ppid = parseInt(fields[1]);
+  if (!ppid) return std::nullopt;
+  return static_cast<pid_t>(*ppid);
 }
 
 void ChildReaper::enable() {

@@ -76,5 +76,6 @@ bool processAlive(pid_t pid);
 bool processRunning(pid_t pid);
 // Start time of a process (field 22 of /proc/PID/stat), to tell a reused pid from the original.
 std::optional<uint64_t> processStartTime(pid_t pid);
+std::optional<pid_t> processParent(pid_t pid);
 
 }  // namespace vmm

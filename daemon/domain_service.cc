@@ -396,7 +396,7 @@ Status DomainService::undefine(const std::string& name) {
   if (!options_.saveDir.empty()) {
     (void)fs::removeFile(managedSavePath(name));
     // Files of its snapshots (container rootfs copies, external memory states).
-    (void)runCommand({"rm", "-rf", options_.saveDir + "/snapshots/" + name}, RunOptions());
+    (void)fs::removeTree(options_.saveDir + "/snapshots/" + name);
   }
   publish(name, "undefined");
   return {};

@@ -23,10 +23,7 @@ json formatNetworkView(const NetworkView& v) {
   json j = model::formatNetwork(v.def);
   j["state"] = v.active ? "active" : "inactive";
   j["bridge"] = v.bridge;
-  // How VLAN port profiles are enforced on this host (kernel 802.1Q bridge filtering, or
-  // nftables port sets where the kernel has none).
-  auto method = net::detectVlanMethod(Deadline::after(Millis(5000)));
-  if (method.ok()) j["vlan_method"] = net::vlanMethodName(*method);
+  if (!v.vlanMethod.empty()) j["vlan_method"] = v.vlanMethod;
   if (v.job) j["job"] = *v.job;
   if (v.active) j["runtime"] = v.runtime;
   return j;
@@ -69,6 +66,7 @@ Result<JobGuard> NetworkService::acquire(NetworkObject& n, const std::string& wh
 NetworkView NetworkService::viewOf(const NetworkObject& n) const {
   NetworkView v;
   v.job = n.job.current();
+  v.vlanMethod = vlanMethod_;
   std::lock_guard lock(n.mu);
   v.def = n.def;
   v.active = n.runtime.has_value();
@@ -94,16 +92,20 @@ Status NetworkService::checkAgainstOthers(const model::Network& def) const {
     if (c.ok()) subnet = *c;
   }
   std::string bridge = net::effectiveBridgeName(def);
+  std::vector<model::Network> others;
   for (const auto& other : networks_.all()) {
-    if (other->name == def.name) continue;
     std::lock_guard lock(other->mu);
-    const auto& o = other->def;
+    others.push_back(other->def);
+  }
+  for (const auto& [name, reserved] : creating_) others.push_back(reserved);
+  for (const auto& o : others) {
+    if (o.name == def.name) continue;
     if (def.mode != model::NetworkMode::bridge && net::effectiveBridgeName(o) == bridge)
-      return conflict("bridge " + bridge + " is already used by network " + other->name);
+      return conflict("bridge " + bridge + " is already used by network " + o.name);
     if (subnet && !o.ipv4.empty()) {
       auto oc = model::parseCidr(o.ipv4);
       if (oc.ok() && subnet->overlaps(*oc))
-        return conflict("ipv4: " + def.ipv4 + " overlaps network " + other->name + " (" + o.ipv4 + ")");
+        return conflict("ipv4: " + def.ipv4 + " overlaps network " + o.name + " (" + o.ipv4 + ")");
     }
   }
   return {};
@@ -154,7 +156,7 @@ Status NetworkService::stopLocked(NetworkObject& n) {
 
 // ---------------------------------------------------------------- load
 
-Result<model::Network> NetworkService::defaultNetwork() const {
+Result<model::Network> NetworkService::defaultNetwork() {
   // The first private /24 that no host interface or vmm network uses.
   std::vector<model::Cidr> taken;
   struct ifaddrs* ifa = nullptr;
@@ -170,6 +172,7 @@ Result<model::Network> NetworkService::defaultNetwork() const {
     }
     ::freeifaddrs(ifa);
   }
+  std::lock_guard createLock(createMu_);  // checkAgainstOthers reads creating_
   for (int third = 122; third < 250; ++third) {
     std::string gw = "10.100." + std::to_string(third) + ".1/24";
     auto c = model::parseCidr(gw);
@@ -184,6 +187,10 @@ Result<model::Network> NetworkService::defaultNetwork() const {
 }
 
 Status NetworkService::load() {
+  // How VLAN port profiles are enforced on this host (kernel 802.1Q bridge filtering, or
+  // nftables port sets where the kernel has none): probed once here, never on a request.
+  if (auto method = net::detectVlanMethod(Deadline::after(Millis(5000))); method.ok())
+    vlanMethod_ = std::string(net::vlanMethodName(*method));
   VMM_ASSIGN(auto rows, store_.loadAll(Table::networks));
   for (const auto& row : rows) {
     auto def = model::parseNetwork(row.value);
@@ -255,16 +262,28 @@ Status NetworkService::load() {
 // ---------------------------------------------------------------- API
 
 Result<NetworkView> NetworkService::create(model::Network def, bool startNow) {
-  std::shared_ptr<NetworkObject> obj;
+  // The name, bridge and subnet are reserved under createMu_; checking the host and writing
+  // the definition run without it.
   {
     std::lock_guard createLock(createMu_);
-    if (networks_.find(def.name)) return conflict("network " + quote(def.name) + " already exists");
+    if (networks_.find(def.name) || creating_.count(def.name)) return conflict("network " + quote(def.name) + " already exists");
     VMM_TRY(checkAgainstOthers(def));
-    VMM_TRY(net::validateNetworkAgainstHost(def));
-    VMM_TRY(store_.put(Table::networks, def.name, model::formatNetwork(def)));
-    obj = std::make_shared<NetworkObject>(def);
+    creating_.emplace(def.name, def);
+  }
+  Reverter unreserve;
+  unreserve.add([this, name = def.name] {
+    std::lock_guard createLock(createMu_);
+    creating_.erase(name);
+  });
+  VMM_TRY(net::validateNetworkAgainstHost(def));
+  VMM_TRY(store_.put(Table::networks, def.name, model::formatNetwork(def)));
+  auto obj = std::make_shared<NetworkObject>(def);
+  {
+    std::lock_guard createLock(createMu_);
+    creating_.erase(def.name);
     networks_.insert(def.name, obj);
   }
+  unreserve.success();
   publish(def.name, "defined");
   if (!startNow) return viewOf(*obj);
   auto started = start(def.name);
@@ -332,7 +351,7 @@ Status NetworkService::remove(const std::string& name) {
   }
   VMM_TRY(store_.remove(Table::networks, name));
   networks_.erase(name);
-  (void)runCommand({"rm", "-rf", stateDirOf(name)}, RunOptions());
+  (void)fs::removeTree(stateDirOf(name));
   publish(name, "deleted");
   return {};
 }

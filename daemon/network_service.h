@@ -33,6 +33,7 @@ struct NetworkView {
   std::string bridge;       // the bridge in use (or that will be used)
   std::optional<std::string> job;
   nlohmann::json runtime;   // the host resources while active
+  std::string vlanMethod;   // "bridge-vlan-filtering" or "nft-port-sets"
 };
 nlohmann::json formatNetworkView(const NetworkView& v);
 
@@ -83,6 +84,8 @@ class NetworkService {
   Result<std::shared_ptr<NetworkObject>> find(const std::string& name) const;
   Result<JobGuard> acquire(NetworkObject& n, const std::string& what);
   NetworkView viewOf(const NetworkObject& n) const;
+  // Bridge name and subnet unique among defined networks and creations in progress.
+  // The caller holds createMu_.
   Status checkAgainstOthers(const model::Network& def) const;
   // Under the job and hostMu_.
   Status startLocked(NetworkObject& n);
@@ -91,14 +94,16 @@ class NetworkService {
   std::string stateDirOf(const std::string& name) const { return options_.stateDir + "/" + name; }
   Deadline ioDeadline() const { return Deadline::after(options_.ioTimeout); }
   void publish(const std::string& name, const std::string& event);
-  Result<model::Network> defaultNetwork() const;
+  Result<model::Network> defaultNetwork();
 
   StateStore& store_;
   EventBus& events_;
   const NetworkServiceOptions options_;
   NetworkUsersFn users_;
   ObjectTable<NetworkObject> networks_;
-  std::mutex createMu_;  // serialises definition (name, bridge and subnet uniqueness)
+  std::string vlanMethod_;  // set by load(), read-only afterwards
+  std::mutex createMu_;  // guards creating_ and the uniqueness checks of definition
+  std::map<std::string, model::Network> creating_;  // reserved by creations in progress
   std::mutex hostMu_;    // serialises start/stop (shared forwarding switches)
 };
 

@@ -160,6 +160,18 @@ Status PoolService::reload(PoolObject& p, Deadline deadline) {
   return {};
 }
 
+// After a volume changed, only the pool's capacity is re-read (not every volume's header: the
+// cache already holds the changed volume). A failure shows in the pool's state.
+void PoolService::refreshCapacity(PoolObject& p) {
+  auto cap = p.backend->capacity(ioDeadline());
+  if (!cap.ok()) {
+    (void)noteFailure(p, cap.error().wrap("pool " + p.name));
+    return;
+  }
+  std::lock_guard lock(p.mu);
+  p.capacity = *cap;
+}
+
 Status PoolService::activate(PoolObject& p) {
   Deadline deadline = ioDeadline();
   if (auto st = p.backend->start(deadline); !st.ok()) {
@@ -484,7 +496,7 @@ Result<model::Volume> PoolService::createVolume(const std::string& pool, const m
   auto v = p->backend->createVolume(spec, ioDeadline());
   if (!v.ok()) return noteFailure(*p, v.error().wrap("creating volume " + pool + "/" + spec.name));
   setVolume(*p, *v);
-  (void)reload(*p, ioDeadline());  // capacity changed; a failure shows in the pool's state
+  refreshCapacity(*p);
   publish("storage.volume", pool, {{"event", "created"}, {"volume", spec.name}});
   return withUsers(*v);
 }
@@ -509,7 +521,7 @@ Status PoolService::deleteVolume(const std::string& pool, const std::string& nam
     p->volumes.erase(name);
   }
   forgetFormat(*p, name);
-  (void)reload(*p, ioDeadline());
+  refreshCapacity(*p);
   publish("storage.volume", pool, {{"event", "deleted"}, {"volume", name}});
   return {};
 }
@@ -527,7 +539,7 @@ Result<model::Volume> PoolService::resizeVolume(const std::string& pool, const s
   auto v = p->backend->volumeInfo(name, ioDeadline());
   if (!v.ok()) return noteFailure(*p, v.error());
   setVolume(*p, *v);
-  (void)reload(*p, ioDeadline());
+  refreshCapacity(*p);
   publish("storage.volume", pool, {{"event", "resized"}, {"volume", name}, {"capacity", v->capacity}});
   return withUsers(*v);
 }
@@ -559,10 +571,7 @@ Result<model::Volume> PoolService::cloneVolume(const std::string& pool, const st
   if (!v.ok()) return noteFailure(*p, v.error().wrap("cloning volume " + pool + "/" + source));
   setVolume(*p, *v);
   release.fail();
-  {
-    auto guard = acquire(*p, "refresh after clone");
-    if (guard.ok()) (void)reload(*p, ioDeadline());
-  }
+  refreshCapacity(*p);
   publish("storage.volume", pool, {{"event", "created"}, {"volume", params.name}, {"source", source}, {"linked", params.linked}});
   return withUsers(*v);
 }

@@ -122,6 +122,7 @@ class PoolService {
   // Starts the backend and fills the cache; on failure the pool is inactive (or error).
   Status activate(PoolObject& p);
   Status reload(PoolObject& p, Deadline deadline);
+  void refreshCapacity(PoolObject& p);
   // Records a failed backend call: timeouts and unreachable servers put the pool in error.
   Error noteFailure(PoolObject& p, Error e);
   void setVolume(PoolObject& p, model::Volume v);

@@ -222,9 +222,9 @@ Result<RunningDomain> LxcDriver::start(const model::Domain& def, const StartOpti
   revert.add([cg = c->cgroups] { (void)cg.remove(Deadline::after(Millis(5000))); });
 
   std::string dir = runDir(def.name);
-  (void)runCommand({"rm", "-rf", dir});
+  (void)fs::removeTree(dir);
   VMM_TRY(fs::makeDirs(dir, 0700));
-  revert.add([dir] { (void)runCommand({"rm", "-rf", dir}); });
+  revert.add([dir] { (void)fs::removeTree(dir); });
   VMM_TRY(fs::makeDirs(ctx_.stateDir + "/lxc/" + def.name, 0700));
   VMM_ASSIGN(auto listenFd, listenUnix(dir + "/console.sock", 0600));
 
@@ -362,7 +362,7 @@ void LxcDriver::release(const model::Domain& def, const json& record) {
     veths = c->veths;
   }
   cleanup(def.name, cg, veths);
-  (void)runCommand({"rm", "-rf", runDir(def.name)});
+  (void)fs::removeTree(runDir(def.name));
 }
 
 // ---------------------------------------------------------------- stop, pause

@@ -24,15 +24,6 @@ Status copyTree(const std::string& from, const std::string& to, Deadline deadlin
   return {};
 }
 
-Status removeTree(const std::string& path, Deadline deadline) {
-  RunOptions opts;
-  opts.deadline = deadline;
-  auto r = runCommand({"rm", "-rf", "--one-file-system", path}, opts);
-  if (!r.ok()) return r.error();
-  if (!r->success()) return internalError("removing " + path + ": " + r->describe());
-  return {};
-}
-
 }  // namespace
 
 Result<json> LxcDriver::snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) {
@@ -57,7 +48,7 @@ Result<json> LxcDriver::snapshotCreate(const model::Domain& def, const json& spe
     if (!thawed.ok()) log::error("cannot thaw a container after its snapshot", {{"domain", def.name}, {"error", thawed.error().message}});
   }
   if (!copied.ok()) {
-    (void)removeTree(dir, Deadline::after(Millis(60000)));
+    (void)fs::removeTree(dir);
     return copied.error();
   }
   return json{{"state", c ? (wasFrozen ? "paused" : "running") : "shutoff"}, {"rootfs_copy", copy}, {"rootfs", rootfs}};
@@ -74,24 +65,24 @@ Result<json> LxcDriver::snapshotRevert(const model::Domain& def, const json& sna
   const std::string& rootfs = def.container->rootfs.path;
   // Replace the rootfs's content, keeping the directory itself (its owner and mode).
   std::string old = rootfs + ".revert-old";
-  VMM_TRY(removeTree(old, deadline));
+  VMM_TRY(fs::removeTree(old));
   struct stat st{};
   if (::stat(rootfs.c_str(), &st) != 0) return systemError("stat " + rootfs, errno);
   if (::rename(rootfs.c_str(), old.c_str()) != 0) return systemError("moving " + rootfs + " aside", errno);
   bool made = ::mkdir(rootfs.c_str(), st.st_mode & 07777) == 0 && ::chown(rootfs.c_str(), st.st_uid, st.st_gid) == 0 &&
               ::chmod(rootfs.c_str(), st.st_mode & 07777) == 0;
   if (!made || !copyTree(copy, rootfs, deadline).ok()) {
-    (void)removeTree(rootfs, Deadline::after(Millis(60000)));
+    (void)fs::removeTree(rootfs);
     (void)::rename(old.c_str(), rootfs.c_str());
     return internalError("cannot restore " + rootfs + " from the snapshot; it is unchanged");
   }
-  (void)removeTree(old, Deadline::after(Millis(60000)));
+  (void)fs::removeTree(old);
   return json::object();
 }
 
-Result<json> LxcDriver::snapshotDelete(const model::Domain&, const json& snapshot, Deadline deadline) {
+Result<json> LxcDriver::snapshotDelete(const model::Domain&, const json& snapshot, Deadline) {
   std::string copy = snapshot.value("driver_data", json::object()).value("rootfs_copy", "");
-  if (!copy.empty()) VMM_TRY(removeTree(fs::dirName(copy), deadline));
+  if (!copy.empty()) VMM_TRY(fs::removeTree(fs::dirName(copy)));
   return json::object();
 }
 

@@ -241,9 +241,9 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
   inst->runDir = runDir(def.name);
   inst->stateDir = stateDir(def.name);
   inst->accel = info.details.value("accelerator", "tcg");
-  (void)runCommand({"rm", "-rf", inst->runDir});  // sockets of an earlier run
+  (void)fs::removeTree(inst->runDir);  // sockets of an earlier run
   VMM_TRY(fs::makeDirs(inst->runDir, 0700));
-  revert.add([dir = inst->runDir] { (void)runCommand({"rm", "-rf", dir}); });
+  revert.add([dir = inst->runDir] { (void)fs::removeTree(dir); });
   VMM_TRY(fs::makeDirs(inst->stateDir, 0700));
 
   LaunchSpec spec;
@@ -553,7 +553,7 @@ void QemuDriver::release(const model::Domain& def, const json& record) {
       services_->unplugNic(def, nic, t.ifname);
     }
   }
-  (void)runCommand({"rm", "-rf", runDir(def.name)});
+  (void)fs::removeTree(runDir(def.name));
 }
 
 // ---------------------------------------------------------------- stop, pause

@@ -19,18 +19,6 @@ bool sameProcess(const DnsmasqProcess& p) {
   return start && (p.startTime == 0 || *start == p.startTime);
 }
 
-std::optional<pid_t> parentOf(pid_t pid) {
-  auto stat = fs::readFile("/proc/" + std::to_string(pid) + "/stat", 8192);
-  if (!stat.ok()) return std::nullopt;
-  auto pos = stat->rfind(')');
-  if (pos == std::string::npos) return std::nullopt;
-  auto fields = split(std::string_view(*stat).substr(pos + 2), ' ');
-  if (fields.size() < 2) return std::nullopt;
-  auto ppid = parseInt(fields[1]);
-  if (!ppid) return std::nullopt;
-  return static_cast<pid_t>(*ppid);
-}
-
 bool waitGone(pid_t pid, Deadline deadline) {
   while (processRunning(pid)) {
     if (deadline.expired()) return false;
@@ -128,7 +116,7 @@ Result<DnsmasqProcess> startDnsmasq(const DnsmasqConfig& c, const std::vector<mo
 
 Status stopDnsmasq(const DnsmasqProcess& p, Deadline deadline) {
   if (p.pid <= 0 || !sameProcess(p)) return {};
-  bool ourChild = parentOf(p.pid) == ::getpid();
+  bool ourChild = processParent(p.pid) == ::getpid();
   if (processRunning(p.pid)) {
     ::kill(p.pid, SIGTERM);
     if (!waitGone(p.pid, deadline)) {

@@ -15,33 +15,20 @@
 #include "base/process.h"
 #include "base/random.h"
 #include "base/strings.h"
+#include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
 
 using namespace vmm;
 using nlohmann::json;
 using testutil::VmctlResult;
 using testutil::VmmdProcess;
+using testutil::guestDir;
+using testutil::guestReady;
+using testutil::waitFor;
 
 namespace {
 
 constexpr uint64_t kMarkerOffset = 1 << 20;
-
-std::string guestDir() {
-  const char* env = std::getenv("VMM_TEST_GUEST_DIR");
-  return env ? env : VMM_TEST_GUEST_DIR;
-}
-
-bool guestReady() { return fs::exists(guestDir() + "/vmlinux") && fs::exists(guestDir() + "/full.cpio"); }
-
-template <typename Pred>
-bool waitFor(Pred pred, Millis timeout, Millis step = Millis(100)) {
-  auto end = SteadyClock::now() + timeout;
-  while (SteadyClock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(step);
-  }
-  return pred();
-}
 
 class QemuSnapshotTest : public ::testing::Test {
  protected:

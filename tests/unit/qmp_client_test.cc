@@ -53,7 +53,14 @@ class FakePeer {
       if (n <= 0) break;
       buf.append(tmp, static_cast<size_t>(n));
       size_t nl;
-      while ((nl = buf.find('\n')) != std::string::npos || (!buf.empty() && buf.back() == '}' && buf.find('\n') == std::string::npos)) {
+      // A message ends at a newline, or (agent requests carry none) where the buffer holds a
+      // whole JSON value - a read can end inside one, right after an inner '}'.
+      auto complete = [&] {
+        std::string_view v(buf);
+        while (!v.empty() && v[0] == '\xff') v.remove_prefix(1);
+        return !v.empty() && v.back() == '}' && json::accept(v);
+      };
+      while ((nl = buf.find('\n')) != std::string::npos || complete()) {
         std::string line = nl == std::string::npos ? buf : buf.substr(0, nl);
         buf.erase(0, nl == std::string::npos ? buf.size() : nl + 1);
         while (!line.empty() && line[0] == '\xff') line.erase(0, 1);
