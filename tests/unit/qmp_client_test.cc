@@ -232,6 +232,7 @@ TEST_F(QmpTest, DeadlinesAndHangUps) {
 TEST_F(QmpTest, AgentResynchronisesAndRunsExec) {
   std::string dir = "/tmp/vmm-qga-XXXXXX";
   ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  std::shared_ptr<void> removeDir(nullptr, [dir](void*) { (void)fs::removeTree(dir); });
   std::string path = dir + "/qga.sock";
   auto listener = listenUnix(path, 0600);
   ASSERT_TRUE(listener.ok());
@@ -278,6 +279,7 @@ TEST_F(QmpTest, AgentResynchronisesAndRunsExec) {
 TEST_F(QmpTest, AgentThatNeverAnswersFailsByTheDeadline) {
   std::string dir = "/tmp/vmm-qga-XXXXXX";
   ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  std::shared_ptr<void> removeDir(nullptr, [dir](void*) { (void)fs::removeTree(dir); });
   std::string path = dir + "/qga.sock";
   auto listener = listenUnix(path, 0600);
   ASSERT_TRUE(listener.ok());
