@@ -62,7 +62,7 @@ json Registry::openapi() const {
     if (!parameters.empty()) op["parameters"] = parameters;
     if (!route.bodyParam.empty()) {
       json content = {{"application/json", {{"schema", {{"type", "object"}}}}}};
-      if (spec.name == "domain.create") content["application/xml"] = {{"schema", {{"type", "string"}}}};
+      if (spec.name == "domain.create" || spec.name == "domain.update") content["application/xml"] = {{"schema", {{"type", "string"}}}};
       op["requestBody"] = {{"required", true}, {"content", content}};
     } else if (!bodyProps.empty()) {
       json schema = {{"type", "object"}, {"properties", bodyProps}, {"additionalProperties", false}};
@@ -77,6 +77,8 @@ json Registry::openapi() const {
     } else {
       responses[std::to_string(route.status)] = {{"description", "success"},
                                                  {"content", {{"application/json", {{"schema", {{"type", "object"}}}}}}}};
+      if (spec.name == "domain.xml")  // with Accept: application/xml
+        responses[std::to_string(route.status)]["content"]["application/xml"] = {{"schema", {{"type", "string"}}}};
     }
     responses["400"] = errorResponse("invalid argument");
     responses["401"] = errorResponse("no or unknown token");

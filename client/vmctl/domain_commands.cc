@@ -213,6 +213,7 @@ void registerDomainCommands(CLI::App& app, Context& ctx, std::function<int()>& a
         json p = {{"definition", *def}};
         if (*start) p["start"] = true;
         return callAndReport(ctx, "domain.create", p, [start](const json& r) {
+          for (const auto& w : r.value("warnings", json::array())) std::cerr << "warning: " << text(w) << "\n";
           if (jsonOutput()) return printJson(r);
           std::cout << "Domain " << text(r["name"]) << " defined" << (*start ? " and started" : "") << ".\n";
         });
@@ -331,6 +332,18 @@ void registerDomainCommands(CLI::App& app, Context& ctx, std::function<int()>& a
       action = [&, name, live] {
         return callAndReport(ctx, "domain.get", {{"name", *name}}, [live](const json& r) {
           printJson(*live && r.contains("live_definition") ? r["live_definition"] : r["definition"]);
+        });
+      };
+    });
+  }
+  {
+    auto* c = app.add_subcommand("dumpxml", "Print a domain's definition as libvirt domain XML");
+    auto name = std::make_shared<std::string>();
+    c->add_option("name", *name, "domain")->required();
+    c->callback([&, name] {
+      action = [&, name] {
+        return callAndReport(ctx, "domain.xml", {{"name", *name}}, [](const json& r) {
+          jsonOutput() ? printJson(r) : void(std::cout << text(r["xml"]));
         });
       };
     });

@@ -1,0 +1,126 @@
+#include "model/libvirt_xml_tree.h"
+
+#include <cstring>
+#include <sstream>
+#include <vector>
+
+#include "base/strings.h"
+#include "model/libvirt_xml.h"
+
+namespace vmm::model::libvirt_xml {
+
+namespace {
+
+size_t lineOf(std::string_view text, size_t offset) {
+  size_t line = 1;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) line += text[i] == '\n';
+  return line;
+}
+
+bool isText(const pugi::xml_node& n) { return n.type() == pugi::node_pcdata || n.type() == pugi::node_cdata; }
+
+}  // namespace
+
+Result<std::unique_ptr<pugi::xml_document>> parseLimited(std::string_view xml, std::string_view what) {
+  std::string w(what);
+  if (xml.size() > LibvirtXmlLimits::kMaxBytes)
+    return invalidArgument(w + ": larger than " + std::to_string(LibvirtXmlLimits::kMaxBytes >> 20) + " MiB");
+  auto doc = std::make_unique<pugi::xml_document>();
+  // parse_doctype keeps a DOCTYPE as a node so that it can be refused below; entities are
+  // never expanded by pugixml beyond the five predefined ones and character references.
+  auto r = doc->load_buffer(xml.data(), xml.size(), pugi::parse_default | pugi::parse_doctype, pugi::encoding_utf8);
+  if (!r)
+    return invalidArgument(w + ": malformed XML at line " + std::to_string(lineOf(xml, static_cast<size_t>(r.offset))) +
+                           ": " + r.description());
+  int roots = 0;
+  for (auto n : doc->children()) {
+    if (n.type() == pugi::node_doctype)
+      return invalidArgument(w + ": a DOCTYPE is not accepted (no DTDs or entity declarations in domain XML)");
+    if (n.type() == pugi::node_element) ++roots;
+    if (isText(n)) return invalidArgument(w + ": text outside the root element");
+  }
+  if (roots != 1) return invalidArgument(w + ": expected one root element, found " + std::to_string(roots));
+  // Depth, iteratively (the tree may be deep enough to overflow a recursive walk).
+  int depth = 0;
+  pugi::xml_node n = doc->document_element();
+  while (n) {
+    if (n.first_child()) {
+      n = n.first_child();
+      if (++depth > LibvirtXmlLimits::kMaxDepth)
+        return invalidArgument(w + ": nested deeper than " + std::to_string(LibvirtXmlLimits::kMaxDepth) + " levels");
+      continue;
+    }
+    while (n && !n.next_sibling() && depth > 0) {
+      n = n.parent();
+      --depth;
+    }
+    if (depth == 0) break;
+    n = n.next_sibling();
+  }
+  return doc;
+}
+
+std::string printNode(const pugi::xml_node& n, bool indent) {
+  std::ostringstream out;
+  n.print(out, "  ", indent ? pugi::format_indent : pugi::format_raw);
+  return out.str();
+}
+
+namespace {
+
+void mergeInto(pugi::xml_node g, const pugi::xml_node& r, const KeyedElements& keyed);
+
+void stripKeys(pugi::xml_node n) {
+  n.remove_attribute(kKeyAttr);
+  for (auto c : n.children())
+    if (c.type() == pugi::node_element) stripKeys(c);
+}
+
+void mergeChildren(pugi::xml_node generated, const pugi::xml_node& residue, const KeyedElements& keyed) {
+  bool domain = std::strcmp(generated.name(), "domain") == 0;
+  for (auto c : residue.children()) {
+    if (c.type() != pugi::node_element) continue;
+    pugi::xml_node target;
+    if (auto key = c.attribute(kKeyAttr)) {
+      if (key.value()[0] == '.') {
+        target = generated.child(c.name());
+      } else if (auto it = keyed.find(key.value()); it != keyed.end()) {
+        target = it->second;
+      }
+    }
+    if (target) {
+      mergeInto(target, c, keyed);
+      continue;
+    }
+    // Kept whole: domain-level elements go before <devices> (libvirt's order), others at the end.
+    pugi::xml_node before = domain ? generated.child("devices") : pugi::xml_node();
+    pugi::xml_node copy = before ? generated.insert_copy_before(c, before) : generated.append_copy(c);
+    stripKeys(copy);
+  }
+}
+
+void mergeInto(pugi::xml_node g, const pugi::xml_node& r, const KeyedElements& keyed) {
+  for (auto a : r.attributes()) {
+    if (std::strcmp(a.name(), kKeyAttr) == 0) continue;
+    if (!g.attribute(a.name())) g.append_attribute(a.name()).set_value(a.value());
+  }
+  bool residueText = false;
+  for (auto c : r.children()) residueText = residueText || isText(c);
+  if (residueText) {  // the remainder's text wins: it is a value vmm did not take over
+    std::vector<pugi::xml_node> old;
+    for (auto c : g.children())
+      if (isText(c)) old.push_back(c);
+    for (auto& c : old) g.remove_child(c);
+    for (auto c : r.children())
+      if (isText(c)) g.prepend_copy(c);
+  }
+  mergeChildren(g, r, keyed);
+}
+
+}  // namespace
+
+void mergeResidue(pugi::xml_node generated, const pugi::xml_node& residue, const KeyedElements& keyed) {
+  mergeInto(generated, residue, keyed);
+}
+
+}  // namespace vmm::model::libvirt_xml
