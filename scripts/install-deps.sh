@@ -4,15 +4,18 @@
 set -eu
 
 BUILD="cmake g++ make pkg-config nlohmann-json3-dev libsqlite3-dev libssl-dev libcpp-httplib-dev
-  libcli11-dev libedit-dev libgtest-dev libgmock-dev libbenchmark-dev libiscsi-dev libnfs-dev libnl-3-dev libnl-route-3-dev"
+  libcli11-dev libedit-dev libgtest-dev libgmock-dev libbenchmark-dev libiscsi-dev libnfs-dev libnl-3-dev libnl-route-3-dev libguestfs-dev"
 # lvm2 for logical pools; qemu-block-extra holds QEMU's iscsi and nfs block drivers.
 # nftables and dnsmasq for virtual networks (NAT, ACLs, DHCP/DNS).
 RUNTIME="iproute2 procps qemu-system-x86 qemu-utils qemu-block-extra lvm2 nftables dnsmasq-base"
+# First-boot configuration: genisoimage writes cloud-init seed ISOs (and isoinfo reads them back);
+# supermin builds the libguestfs appliance; e2fsprogs (mkfs.ext4 -d, debugfs) for its tests.
+RUNTIME="$RUNTIME genisoimage supermin e2fsprogs"
 # The test guest: a Debian kernel (fetched with apt-get download), busybox and qemu-ga.
 # libvirt is the reference the benchmarks compare against.
 # tgt, nfs-ganesha and rpcbind are the real iSCSI and NFS servers the storage tests run on loopback.
 TEST="python3 curl sqlite3 busybox-static qemu-guest-agent cpio xz-utils
-  libvirt-daemon-system libvirt-clients tgt libiscsi-bin nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils"
+  libvirt-daemon-system libvirt-clients tgt libiscsi-bin nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils python3-yaml"
 
 PACKAGES="$BUILD $RUNTIME $TEST"
 missing=""

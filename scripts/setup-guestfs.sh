@@ -1,0 +1,84 @@
+#!/bin/bash
+# Prepares what libguestfs (direct backend) needs to launch its appliance on this machine, all
+# under BUILD/guestfs, without changing the host:
+#   BUILD/guestfs/kernel/boot/vmlinuz-KVER         a Debian kernel
+#   BUILD/guestfs/kernel/lib/modules/KVER          the modules the appliance uses, depmod'ed
+#   BUILD/guestfs/cache                            LIBGUESTFS_CACHEDIR (supermin's built appliance)
+#   BUILD/guestfs/guestfs.env                      KEY=VALUE lines for vmm-customize (also printed)
+# The kernel package is the one scripts/build-test-guest.sh caches (BUILD/test-guest/cache or
+# ROOT/build/test-guest/cache); if neither has it, build-test-guest.sh fetches it once.
+# The missing /lib/modules that supermin insists on is handled by vmm-customize in a private
+# mount namespace, not here. A rerun with the same inputs does nothing.
+# usage: setup-guestfs.sh [BUILD] (default ROOT/build)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-$ROOT/build}
+mkdir -p "$BUILD"
+BUILD=$(cd "$BUILD" && pwd)
+OUT=$BUILD/guestfs
+
+find_deb() {
+  local d
+  for d in "$BUILD/test-guest/cache" "$ROOT/build/test-guest/cache"; do
+    ls "$d"/linux-image-*_amd64.deb 2>/dev/null | grep -v -- '-dbg' | sort | tail -n1 && return 0
+  done
+  return 0
+}
+
+DEB=${VMM_KERNEL_DEB:-$(find_deb)}
+if [ -z "$DEB" ]; then
+  "$ROOT/scripts/build-test-guest.sh" "$BUILD/test-guest" >&2
+  DEB=$(find_deb)
+fi
+[ -f "$DEB" ] || { echo "setup-guestfs: no linux-image .deb found (run scripts/build-test-guest.sh)" >&2; exit 1; }
+PKG=$(basename "$DEB")
+PKG=${PKG%%_*}
+KVER=${PKG#linux-image-}
+
+KROOT=$OUT/kernel
+ENVFILE=$OUT/guestfs.env
+# A /dev/kvm that QEMU cannot use (seen here: "failed to set MSR 0x10a", then an abort) would
+# make every launch fail; the appliance then runs under TCG.
+kvm_broken() {
+  [ -c /dev/kvm ] || return 1
+  ! (echo quit | timeout 20 qemu-system-x86_64 -accel kvm -cpu max -machine pc -nodefaults -display none -S \
+    -monitor stdio) >/dev/null 2>&1
+}
+write_env() {
+  cat > "$ENVFILE.tmp" <<EOF
+SUPERMIN_KERNEL=$KROOT/boot/vmlinuz-$KVER
+SUPERMIN_MODULES=$KROOT/lib/modules/$KVER
+SUPERMIN_KERNEL_VERSION=$KVER
+LIBGUESTFS_BACKEND=direct
+LIBGUESTFS_CACHEDIR=$OUT/cache
+EOF
+  if kvm_broken; then echo "LIBGUESTFS_BACKEND_SETTINGS=force_tcg" >> "$ENVFILE.tmp"; fi
+  mv "$ENVFILE.tmp" "$ENVFILE"
+  cat "$ENVFILE"
+}
+
+STAMP="$PKG $(cat "$0" | sha256sum | cut -c1-16)"
+if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$STAMP" ] && [ -f "$KROOT/boot/vmlinuz-$KVER" ]; then
+  write_env
+  exit 0
+fi
+
+# The appliance needs block/virtio drivers, filesystems, device-mapper and their library
+# dependencies; the whole package (~400 MB) would make every appliance rebuild copy it all.
+M=./lib/modules/$KVER
+patterns=("./boot/vmlinuz-$KVER" "$M/modules.order" "$M/modules.builtin" "$M/modules.builtin.modinfo"
+  "$M/kernel/fs" "$M/kernel/lib" "$M/kernel/crypto" "$M/kernel/arch" "$M/kernel/block"
+  "$M/kernel/drivers/virtio" "$M/kernel/drivers/block" "$M/kernel/drivers/scsi" "$M/kernel/drivers/char"
+  "$M/kernel/drivers/md" "$M/kernel/drivers/ata" "$M/kernel/drivers/acpi" "$M/kernel/drivers/input"
+  "$M/kernel/drivers/nvdimm" "$M/kernel/drivers/dax" "$M/kernel/drivers/net/virtio_net.ko"
+  "$M/kernel/drivers/net/net_failover.ko" "$M/kernel/net/core")
+rm -rf "$OUT/kernel.tmp" && mkdir -p "$OUT/kernel.tmp" "$OUT/cache"
+# Directories absent from this kernel's package are skipped (tar warns about them).
+dpkg-deb --fsys-tarfile "$DEB" | tar -x -C "$OUT/kernel.tmp" "${patterns[@]}" 2>/dev/null || true
+[ -f "$OUT/kernel.tmp/boot/vmlinuz-$KVER" ] || { echo "setup-guestfs: $DEB has no boot/vmlinuz-$KVER" >&2; exit 1; }
+/sbin/depmod -b "$OUT/kernel.tmp" "$KVER"
+rm -rf "$KROOT" && mv "$OUT/kernel.tmp" "$KROOT"
+# A different kernel makes supermin's cached appliance stale.
+rm -rf "$OUT/cache" && mkdir -p "$OUT/cache"
+echo "$STAMP" > "$OUT/stamp"
+write_env

@@ -1,0 +1,17 @@
+// The libguestfs side of vmm-customize: launch the appliance on one image, mount its root
+// filesystem and apply a CustomizeSpec. Blocking, with no deadline of its own: only ever run
+// inside the helper process, which the caller kills at its deadline.
+#pragma once
+
+#include <string>
+
+#include "base/result.h"
+#include "storage/customize/customize_spec.h"
+
+namespace vmm::customize {
+
+// `drivePath` is what QEMU opens; `displayPath` is how errors name the image.
+Result<CustomizeReport> applyCustomization(const std::string& drivePath, const std::string& displayPath,
+                                           const CustomizeSpec& spec);
+
+}  // namespace vmm::customize

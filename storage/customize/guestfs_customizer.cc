@@ -1,0 +1,123 @@
+#include "storage/customize/guestfs_customizer.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "base/fs.h"
+#include "base/process.h"
+#include "base/strings.h"
+
+namespace vmm::customize {
+
+namespace {
+
+Result<fs::UniqueFd> memFile(const char* name, std::string_view content) {
+  fs::UniqueFd fd(memfd_create(name, MFD_CLOEXEC));
+  if (!fd.valid()) return systemError("memfd_create", errno);
+  size_t off = 0;
+  while (off < content.size()) {
+    ssize_t w = write(fd.get(), content.data() + off, content.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return systemError("writing the customize request", errno);
+    off += static_cast<size_t>(w);
+  }
+  if (lseek(fd.get(), 0, SEEK_SET) < 0) return systemError("lseek", errno);
+  return fd;
+}
+
+std::string readAll(int fd, size_t maxBytes) {
+  std::string out;
+  char buf[65536];
+  lseek(fd, 0, SEEK_SET);
+  while (out.size() < maxBytes) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    out.append(buf, static_cast<size_t>(r));
+  }
+  return out;
+}
+
+// The last few non-empty lines of the helper's stderr, for errors without a reply.
+std::string tailLines(const std::string& text, size_t n) {
+  auto lines = split(text, '\n', true);
+  size_t from = lines.size() > n ? lines.size() - n : 0;
+  return join(std::vector<std::string>(lines.begin() + static_cast<long>(from), lines.end()), " | ");
+}
+
+Result<std::string> detectFormat(const std::string& path) {
+  fs::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return systemError("open " + path, errno);
+  char magic[4] = {};
+  ssize_t n = pread(fd.get(), magic, sizeof magic, 0);
+  return std::string(n == 4 && std::string_view(magic, 4) == std::string_view("QFI\xfb", 4) ? "qcow2" : "raw");
+}
+
+}  // namespace
+
+Result<GuestfsRuntime> GuestfsRuntime::fromEnvFile(const std::string& envFile, const std::string& helperPath) {
+  VMM_ASSIGN(auto text, fs::readFile(envFile, 1 << 16));
+  GuestfsRuntime rt;
+  rt.helperPath = helperPath;
+  for (const auto& raw : split(text, '\n', true)) {
+    auto line = trim(raw);
+    if (line.empty() || line[0] == '#') continue;
+    auto eq = line.find('=');
+    if (eq == std::string_view::npos || eq == 0) return invalidArgument(envFile + ": not KEY=VALUE: " + quote(line));
+    rt.env[std::string(line.substr(0, eq))] = std::string(line.substr(eq + 1));
+  }
+  return rt;
+}
+
+Result<CustomizeReport> customizeImage(const std::string& imagePath, const CustomizeSpec& specIn,
+                                       const GuestfsRuntime& runtime, Deadline deadline) {
+  VMM_TRY(validateCustomizeSpec(specIn));
+  struct stat st {};
+  if (stat(imagePath.c_str(), &st) != 0) return errno == ENOENT ? notFound("no such image: " + imagePath) : systemError("stat " + imagePath, errno);
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return invalidArgument("not an image file: " + imagePath);
+  if (runtime.helperPath.empty() || access(runtime.helperPath.c_str(), X_OK) != 0)
+    return unavailable("image customisation helper not found: " + quote(runtime.helperPath));
+  CustomizeSpec spec = specIn;
+  if (spec.format.empty()) {
+    VMM_ASSIGN(spec.format, detectFormat(imagePath));
+  }
+  char* abs = realpath(imagePath.c_str(), nullptr);
+  if (!abs) return systemError("realpath " + imagePath, errno);
+  std::string absPath(abs);
+  free(abs);
+
+  VMM_ASSIGN(auto in, memFile("vmm-customize-in", customizeRequestToJson(absPath, spec)));
+  VMM_ASSIGN(auto out, memFile("vmm-customize-out", ""));
+  VMM_ASSIGN(auto err, memFile("vmm-customize-err", ""));
+  SpawnOptions so;
+  so.stdinFd = in.get();
+  so.stdoutFd = out.get();
+  so.stderrFd = err.get();
+  so.newSession = true;  // pid == process group of everything libguestfs starts
+  so.env = runtime.env;
+  VMM_ASSIGN(pid_t pid, spawnProcess({runtime.helperPath}, so));
+  if (runtime.onSpawn) runtime.onSpawn(pid);
+
+  auto status = ChildReaper::wait(pid, deadline);
+  if (!status.ok()) {
+    ::kill(-pid, SIGKILL);
+    (void)ChildReaper::wait(pid, Deadline::after(Millis(10000)));
+    return timeoutError("customising " + imagePath + " did not finish before its deadline (appliance killed)");
+  }
+  // Anything of the group still alive (a QEMU the helper did not reap) goes too.
+  ::kill(-pid, SIGKILL);
+  std::string reply = readAll(out.get(), 1 << 24);
+  auto result = customizeReplyFromJson(reply);
+  if (!result.ok() && reply.empty()) {
+    return internalError("vmm-customize " + describeWaitStatus(*status) + ": " + tailLines(readAll(err.get(), 1 << 20), 3));
+  }
+  if (!result.ok()) return result.takeError().wrap("customising " + imagePath);
+  return result;
+}
+
+}  // namespace vmm::customize

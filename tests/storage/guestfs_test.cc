@@ -1,0 +1,210 @@
+// Offline image customisation through vmm-customize and a real libguestfs appliance (SLOW:
+// each launch is 10-30 s under TCG; ctest label "slow"). The appliance's kernel comes from
+// scripts/setup-guestfs.sh (the setup.guestfs fixture). Results are read back independently
+// with debugfs. Needs root (private mount namespace); skipped when the setup is missing.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <set>
+
+#include "base/fs.h"
+#include "base/process.h"
+#include "base/strings.h"
+#include "storage/customize/guestfs_customizer.h"
+#include "tests/support/test_guest.h"
+
+using namespace vmm;
+using namespace vmm::customize;
+
+namespace {
+
+Deadline dl() { return Deadline::after(Millis(300000)); }
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/vmm-guestfs-test-XXXXXX";
+    path_ = mkdtemp(tmpl) ? tmpl : "";
+  }
+  ~TempDir() {
+    if (!path_.empty()) (void)fs::removeTree(path_);
+  }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::set<std::string> libguestfsTempDirs() {
+  std::set<std::string> out;
+  auto names = fs::listDir("/tmp");
+  if (names.ok())
+    for (const auto& n : *names)
+      if (startsWith(n, "libguestfs")) out.insert(n);
+  return out;
+}
+
+Result<CommandResult> run(const std::vector<std::string>& argv) {
+  RunOptions opts;
+  opts.deadline = Deadline::after(Millis(60000));
+  return runChecked(argv, opts);
+}
+
+// A 64 MiB ext4 image (no partition table) holding /etc/passwd, /etc/hosts and busybox as
+// /bin/sh, so that commands can run inside it.
+std::string makeImage(const TempDir& dir) {
+  std::string root = dir / "root";
+  EXPECT_TRUE(fs::makeDirs(root + "/etc").ok());
+  EXPECT_TRUE(fs::makeDirs(root + "/bin").ok());
+  EXPECT_TRUE(fs::makeDirs(root + "/root").ok());
+  EXPECT_TRUE(fs::writeFileAtomic(root + "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n").ok());
+  EXPECT_TRUE(fs::writeFileAtomic(root + "/etc/group", "root:x:0:\nalice:x:1000:\nweb:x:33:\n").ok());
+  EXPECT_TRUE(fs::writeFileAtomic(root + "/etc/hosts", "127.0.0.1 localhost\n127.0.1.1 old-name\n").ok());
+  EXPECT_TRUE(run({"cp", "/bin/busybox", root + "/bin/busybox"}).ok());
+  EXPECT_EQ(symlink("busybox", (root + "/bin/sh").c_str()), 0);
+  std::string img = dir / "disk.raw";
+  EXPECT_TRUE(run({"truncate", "-s", "64M", img}).ok());
+  auto mk = run({"mkfs.ext4", "-q", "-F", "-d", root, img});
+  EXPECT_TRUE(mk.ok()) << (mk.ok() ? "" : mk.error().message);
+  return img;
+}
+
+std::string debugfsCat(const std::string& img, const std::string& path) {
+  auto r = run({"debugfs", "-R", "cat " + path, img});
+  return r.ok() ? r->out : "<" + r.error().message + ">";
+}
+
+// "Mode:  0640" and "User:  1000   Group:    33" from debugfs stat.
+std::string debugfsStat(const std::string& img, const std::string& path) {
+  auto r = run({"debugfs", "-R", "stat " + path, img});
+  return r.ok() ? r->out : "";
+}
+
+class GuestfsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    auto rt = GuestfsRuntime::fromEnvFile(VMM_GUESTFS_ENV, VMM_CUSTOMIZE_HELPER);
+    if (!rt.ok()) GTEST_SKIP() << "no libguestfs setup (run scripts/setup-guestfs.sh): " << rt.error().message;
+    runtime_ = *rt;
+    before_ = libguestfsTempDirs();
+  }
+  void TearDown() override {
+    if (runtime_.helperPath.empty()) return;
+    auto after = libguestfsTempDirs();
+    for (const auto& d : after) EXPECT_TRUE(before_.count(d)) << "left behind: /tmp/" << d;
+  }
+
+  GuestfsRuntime runtime_;
+  std::set<std::string> before_;
+};
+
+}  // namespace
+
+TEST_F(GuestfsTest, CustomisesRawImageAndReadsBackWithDebugfs) {
+  TempDir dir;
+  std::string img = makeImage(dir);
+  CustomizeSpec spec;  // format detected: raw
+  spec.files.push_back({"/etc/vmm-test", "known content\nline two\n", 0640, "alice:web"});
+  spec.files.push_back({"/opt/app/deep/config.bin", std::string("\0\x01\xff binary", 10), 0600, "1000:1000"});
+  spec.sshKeys.push_back({"root", {"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI vmm-test"}});
+  spec.sshKeys.push_back({"alice", {"ssh-rsa AAAAB3 alice@laptop", "ssh-rsa AAAAB3 alice@laptop"}});
+  spec.hostname = "web1.example.test";
+  spec.commands = {"echo ran > /root/ran", "read h < /etc/hostname; echo hello-from-$h"};
+
+  auto t0 = SteadyClock::now();
+  auto report = customizeImage(img, spec, runtime_, dl());
+  auto wall = std::chrono::duration_cast<Millis>(SteadyClock::now() - t0).count();
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  std::printf("guestfs: launch %lld ms, total %lld ms (helper wall %lld ms), root %s, os %s\n",
+              static_cast<long long>(report->launchMillis), static_cast<long long>(report->totalMillis),
+              static_cast<long long>(wall), report->rootDevice.c_str(), report->osType.c_str());
+  RecordProperty("launch_ms", std::to_string(report->launchMillis));
+  RecordProperty("total_ms", std::to_string(report->totalMillis));
+  EXPECT_GT(report->launchMillis, 0);
+  EXPECT_EQ(report->rootDevice, "/dev/sda");
+  ASSERT_EQ(report->commandOutputs.size(), 2u);
+  EXPECT_EQ(report->commandOutputs[1], "hello-from-web1.example.test\n");
+
+  EXPECT_EQ(debugfsCat(img, "/etc/vmm-test"), "known content\nline two\n");
+  auto st = debugfsStat(img, "/etc/vmm-test");
+  EXPECT_NE(st.find("Mode:  0640"), std::string::npos) << st;
+  EXPECT_NE(st.find("User:  1000   Group:    33"), std::string::npos) << st;
+  EXPECT_EQ(debugfsCat(img, "/opt/app/deep/config.bin"), std::string("\0\x01\xff binary", 10));
+  EXPECT_EQ(debugfsCat(img, "/root/.ssh/authorized_keys"), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI vmm-test\n");
+  EXPECT_NE(debugfsStat(img, "/root/.ssh/authorized_keys").find("Mode:  0600"), std::string::npos);
+  EXPECT_NE(debugfsStat(img, "/root/.ssh").find("Mode:  0700"), std::string::npos);
+  EXPECT_EQ(debugfsCat(img, "/home/alice/.ssh/authorized_keys"), "ssh-rsa AAAAB3 alice@laptop\n");  // once
+  EXPECT_NE(debugfsStat(img, "/home/alice/.ssh/authorized_keys").find("User:  1000"), std::string::npos);
+  EXPECT_EQ(debugfsCat(img, "/etc/hostname"), "web1.example.test\n");
+  EXPECT_EQ(debugfsCat(img, "/etc/hosts"), "127.0.0.1 localhost\n127.0.1.1\tweb1.example.test web1\n");
+  EXPECT_EQ(debugfsCat(img, "/root/ran"), "ran\n");
+}
+
+TEST_F(GuestfsTest, DeadlineKillsTheApplianceAndItsProcessGroup) {
+  TempDir dir;
+  std::string img = makeImage(dir);
+  CustomizeSpec spec;
+  spec.hostname = "never";
+  pid_t group = 0;
+  runtime_.onSpawn = [&](pid_t pid) { group = pid; };
+  // Long enough for supermin and QEMU to start, far too short for the appliance to boot.
+  auto t0 = SteadyClock::now();
+  auto r = customizeImage(img, spec, runtime_, Deadline::after(Millis(4000)));
+  auto took = std::chrono::duration_cast<Millis>(SteadyClock::now() - t0).count();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::timeout) << r.error().message;
+  EXPECT_LT(took, 9000);
+  ASSERT_GT(group, 0);
+  // Orphaned members are reaped by init; give it a moment.
+  bool gone = testutil::waitFor([&] { return ::kill(-group, 0) != 0 && errno == ESRCH; }, Millis(5000));
+  EXPECT_TRUE(gone) << "process group " << group << " still has members";
+  EXPECT_EQ(debugfsCat(img, "/etc/hostname").find("never"), std::string::npos);
+}
+
+TEST_F(GuestfsTest, NotAnImageGivesAClearError) {
+  TempDir dir;
+  std::string text = dir / "notes.txt";
+  ASSERT_TRUE(fs::writeFileAtomic(text, std::string(1 << 20, 'x')).ok());
+  CustomizeSpec spec;
+  spec.hostname = "web1";
+  auto r = customizeImage(text, spec, runtime_, dl());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::invalid_argument) << r.error().message;
+  EXPECT_NE(r.error().message.find("no filesystem"), std::string::npos) << r.error().message;
+
+  // A text file claimed to be qcow2: QEMU's own complaint comes back.
+  spec.format = "qcow2";
+  r = customizeImage(text, spec, runtime_, dl());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("qcow2"), std::string::npos) << r.error().message;
+  std::printf("qcow2 error: %s\n", r.error().message.c_str());
+}
+
+TEST_F(GuestfsTest, BadRequestsFailBeforeAnyLaunch) {
+  TempDir dir;
+  CustomizeSpec spec;
+  auto r = customizeImage(dir / "missing.raw", spec, runtime_, dl());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::not_found);
+  spec.files.push_back({"relative/path", "x", 0644, ""});
+  r = customizeImage(dir / "missing.raw", spec, runtime_, dl());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::invalid_argument);
+  spec.files.clear();
+  spec.sshKeys.push_back({"root", {"ssh-rsa A\nssh-rsa B"}});
+  r = customizeImage(dir / "missing.raw", spec, runtime_, dl());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::invalid_argument);
+  spec.sshKeys.clear();
+  GuestfsRuntime noHelper = runtime_;
+  noHelper.helperPath = dir / "no-such-helper";
+  ASSERT_TRUE(fs::writeFileAtomic(dir / "x.raw", "x").ok());
+  r = customizeImage(dir / "x.raw", spec, noHelper, dl());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::unavailable);
+}
