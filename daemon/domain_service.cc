@@ -707,6 +707,10 @@ Result<DomainView> DomainService::reboot(const std::string& name) {
   VMM_ASSIGN(auto active, activeDef(*obj));
   VMM_TRY(active.second->reboot(*active.first, Deadline::after(Millis(30000))));
   // A reboot may replace the processes behind the run (containers): record the new ones.
+  if (auto info = active.second->currentInfo(*active.first)) {
+    std::lock_guard lock(obj->mu);
+    obj->status.info = *info;
+  }
   if (auto st = persistRuntime(*obj); !st.ok())
     log::error("cannot record the rebooted domain", {{"domain", name}, {"error", st.error().message}});
   publish(name, "rebooted");

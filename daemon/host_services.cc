@@ -4,6 +4,7 @@
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "model/pool.h"
 #include "network/direct/macvtap.h"
 #include "network/link.h"
 #include "network/port/port_profile.h"
@@ -14,6 +15,14 @@ Result<drivers::ResolvedDisk> DaemonHostServices::resolveDisk(const model::Disk&
   if (disk.source.isVolume()) {
     auto r = pools_.resolve(disk.source.pool, disk.source.volume);
     if (!r.ok()) return r.error();
+    // A directory volume is a container's rootfs: never a VM's disk (nor a rootfs a file).
+    struct stat st{};
+    bool directory = !r->path.empty() && ::stat(r->path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+    bool rootfs = disk.target == model::kContainerRootfsTarget;
+    if (directory && !rootfs)
+      return invalidArgument("disk " + disk.target + ": volume " + disk.source.describe() + " is a directory volume (a container rootfs), not a disk image");
+    if (rootfs && !directory)
+      return invalidArgument("container.rootfs: volume " + disk.source.describe() + " is not a directory volume (create one with format \"dir\")");
     // The volume's own format unless the disk overrides it.
     if (disk.format) r->format = *disk.format;
     return r;

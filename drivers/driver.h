@@ -142,6 +142,9 @@ class HypervisorDriver {
   // The current driver-private record of a running domain, when it changed since start()
   // (hot-plugged taps, a paused simulated guest); persisted by the daemon after mutations.
   virtual std::optional<json> currentRecord(const model::Domain& def);
+  // The current public runtime details (RunningDomain::info) when they changed since start()
+  // (a container's new init after a reboot); the daemon shows them after mutations.
+  virtual std::optional<json> currentInfo(const model::Domain&) { return std::nullopt; }
 
   virtual Status shutdown(const model::Domain& def, const ShutdownOptions& options);
   virtual Status destroy(const model::Domain& def, Deadline deadline);

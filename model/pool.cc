@@ -95,16 +95,31 @@ json formatPool(const Pool& p, bool redactSecrets) {
   return j;
 }
 
-Result<VolumeSpec> parseVolumeSpec(const json& j) {
+Result<VolumeSpec> parseVolumeSpec(const json& in) {
   VolumeSpec v;
+  // "dir" is a volume format but not a disk format: taken out before the disk format is read.
+  json j = in;
+  if (j.is_object() && j.contains("format") && j["format"] == "dir") {
+    v.directory = true;
+    j.erase("format");
+  }
   JsonReader r(j, "");
   r.required("name", v.name);
   r.optionalSize("capacity", v.capacity);
   r.optionalEnum("format", v.format, kDiskFormats);
   r.optional("backing_volume", v.backingVolume);
   r.optional("preallocate", v.preallocate);
+  r.optional("from_tar", v.fromTar);
   VMM_TRY(r.finish());
   if (auto st = validateVolumeName(v.name); !st.ok()) return st.error().wrap("name");
+  if (!v.fromTar.empty() && !v.directory) return invalidArgument("from_tar: only a volume of format \"dir\" is unpacked from a tarball");
+  if (v.directory) {
+    if (!v.backingVolume.empty()) return invalidArgument("backing_volume: a directory volume cannot be a linked clone (clone it instead)");
+    if (v.capacity || v.preallocate) return invalidArgument("capacity: a directory volume has no fixed size");
+    if (!v.fromTar.empty())
+      if (auto st = validateAbsolutePath(v.fromTar, "from_tar"); !st.ok()) return st.error();
+    return v;
+  }
   if (v.backingVolume.empty() && v.capacity == 0) return invalidArgument("capacity: must be greater than 0");
   if (!v.backingVolume.empty()) {
     if (auto st = validateVolumeName(v.backingVolume); !st.ok()) return st.error().wrap("backing_volume");
@@ -116,7 +131,7 @@ Result<VolumeSpec> parseVolumeSpec(const json& j) {
 json formatVolume(const Volume& v) {
   json j = {{"name", v.name},
             {"pool", v.pool},
-            {"format", enumName(kDiskFormats, v.format)},
+            {"format", v.directory ? std::string_view("dir") : enumName(kDiskFormats, v.format)},
             {"capacity", v.capacity},
             {"allocation", v.allocation},
             {"path", v.path}};

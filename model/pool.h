@@ -47,6 +47,10 @@ struct VolumeSpec {
   DiskFormat format = DiskFormat::qcow2;
   std::string backingVolume;  // linked clone of this volume of the same pool
   bool preallocate = false;
+  // format "dir" (dir pools only): a directory volume, a container rootfs. Created empty, or
+  // unpacked from a tarball on the daemon's host (fromTar, an absolute path).
+  bool directory = false;
+  std::string fromTar;
 };
 Result<VolumeSpec> parseVolumeSpec(const json& j);
 
@@ -59,8 +63,13 @@ struct Volume {
   uint64_t allocation = 0;
   std::string path;           // local path, or a URL for network pools (nfs://, iscsi://)
   std::string backingVolume;  // name in the same pool, if a linked clone
+  bool directory = false;     // format "dir": a directory (a container rootfs); capacity = bytes in it
   std::vector<std::string> usedBy;  // domains referencing it (filled by the service)
 };
 json formatVolume(const Volume& v);
+
+// The Disk::target under which the lxc driver resolves a container's rootfs volume. No VM disk
+// can have it (targets are [a-z0-9]{1,8}): only this disk may resolve to a directory volume.
+inline constexpr const char* kContainerRootfsTarget = "(rootfs)";
 
 }  // namespace vmm::model

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <iostream>
 
 #include "base/fs.h"
@@ -75,17 +76,12 @@ void transferProgress(const char* what, uint64_t done, uint64_t total) {
   showProgress(json{{"status", "running"}, {"progress", {{"percent", pct}, {"message", std::string(what) + " " + model::humanSize(done)}}}});
 }
 
-int printed(const json& r, void (*human)(const json&)) {
-  jsonOutput() ? printJson(r) : human(r);
-  return kOk;
-}
-
 void registerPoolCommands(CLI::App& app, Context& ctx, std::function<int()>& action) {
   auto* pool = app.add_subcommand("pool", "Storage pools: list, define, start, stop, refresh, info, delete");
   pool->require_subcommand(1);
 
   pool->add_subcommand("list", "List storage pools")->callback([&] {
-    action = [&] { return callAndReport(ctx, "pool.list", json::object(), [](const json& r) { printed(r, printPoolTable); }); };
+    action = [&] { return callAndReport(ctx, "pool.list", json::object(), [](const json& r) { printResult(r, printPoolTable); }); };
   });
 
   {
@@ -160,7 +156,7 @@ void registerPoolCommands(CLI::App& app, Context& ctx, std::function<int()>& act
     auto name = std::make_shared<std::string>();
     c->add_option("name", *name, "the pool")->required();
     c->callback([&, name] {
-      action = [&, name] { return callAndReport(ctx, "pool.get", {{"name", *name}}, [](const json& r) { printed(r, printPoolInfo); }); };
+      action = [&, name] { return callAndReport(ctx, "pool.get", {{"name", *name}}, [](const json& r) { printResult(r, printPoolInfo); }); };
     });
   }
   {
@@ -196,7 +192,7 @@ void registerVolumeCommands(CLI::App& app, Context& ctx, std::function<int()>& a
     auto p = std::make_shared<std::string>();
     c->add_option("pool", *p, "the pool")->required();
     c->callback([&, p] {
-      action = [&, p] { return callAndReport(ctx, "volume.list", {{"pool", *p}}, [](const json& r) { printed(r, printVolumeTable); }); };
+      action = [&, p] { return callAndReport(ctx, "volume.list", {{"pool", *p}}, [](const json& r) { printResult(r, printVolumeTable); }); };
     });
   }
   {
@@ -205,28 +201,35 @@ void registerVolumeCommands(CLI::App& app, Context& ctx, std::function<int()>& a
     addTarget(c, t);
     c->callback([&, t] {
       action = [&, t] {
-        return callAndReport(ctx, "volume.get", {{"pool", t->pool}, {"name", t->name}}, [](const json& r) { printed(r, printVolumeInfo); });
+        return callAndReport(ctx, "volume.get", {{"pool", t->pool}, {"name", t->name}}, [](const json& r) { printResult(r, printVolumeInfo); });
       };
     });
   }
   {
-    auto* c = vol->add_subcommand("create", "Create a volume (qcow2 unless --format raw; --backing makes a linked clone)");
+    auto* c = vol->add_subcommand("create",
+                                  "Create a volume (qcow2 unless --format raw; --backing makes a linked clone; "
+                                  "--format dir: a directory for a container rootfs, optionally --from-tar)");
     auto t = std::make_shared<Target>();
     auto size = std::make_shared<std::string>();
     auto format = std::make_shared<std::string>("qcow2");
     auto backing = std::make_shared<std::string>();
     auto prealloc = std::make_shared<bool>(false);
+    auto fromTar = std::make_shared<std::string>();
     addTarget(c, t);
-    c->add_option("size", *size, "capacity: 10G, 512MiB, bytes (optional with --backing)");
-    c->add_option("-f,--format", *format, "qcow2 or raw")->check(CLI::IsMember({"qcow2", "raw"}));
+    c->add_option("size", *size, "capacity: 10G, 512MiB, bytes (optional with --backing; none for dir)");
+    c->add_option("-f,--format", *format, "qcow2, raw or dir (dir pools: a directory volume)")->check(CLI::IsMember({"qcow2", "raw", "dir"}));
     c->add_option("--backing", *backing, "a volume of the same pool this one is a linked clone of");
     c->add_flag("--preallocate", *prealloc, "allocate all space now");
-    c->callback([&, t, size, format, backing, prealloc] {
-      action = [&, t, size, format, backing, prealloc] {
+    c->add_option("--from-tar", *fromTar,
+                  "with --format dir: unpack this rootfs tarball (a path on vmmd's host; uncompressed, gzip, xz, bzip2 or zstd)");
+    c->callback([&, t, size, format, backing, prealloc, fromTar] {
+      action = [&, t, size, format, backing, prealloc, fromTar] {
         json v = {{"name", t->name}, {"format", *format}};
         if (!size->empty()) v["capacity"] = *size;
         if (!backing->empty()) v["backing_volume"] = *backing;
         if (*prealloc) v["preallocate"] = true;
+        // The daemon reads the file: a relative path is made absolute here.
+        if (!fromTar->empty()) v["from_tar"] = std::filesystem::absolute(*fromTar).lexically_normal().string();
         return callAndReport(ctx, "volume.create", {{"pool", t->pool}, {"volume", v}}, [](const json& r) {
           if (jsonOutput()) return printJson(r);
           std::cout << "Volume " << text(r["pool"]) << "/" << text(r["name"]) << " created (" << sizeText(r["capacity"]) << ", " << text(r["format"]) << ")\n";

@@ -15,7 +15,6 @@ namespace vmm::drivers::lxc {
 
 namespace {
 
-const std::string kRoot = "/sys/fs/cgroup";
 const std::vector<std::string> kV1Controllers = {"memory", "cpu", "cpuacct", "pids", "freezer"};
 
 Status writeValue(const std::string& file, const std::string& value) {
@@ -42,12 +41,13 @@ bool isCgroup2Root(const std::string& dir) { return fs::exists(dir + "/cgroup.co
 
 }  // namespace
 
-Result<ContainerCgroups> ContainerCgroups::forDomain(const std::string& name) {
+Result<ContainerCgroups> ContainerCgroups::forDomain(const std::string& name, const std::string& root) {
   ContainerCgroups cg;
-  std::string v1Memory = kRoot + "/memory";
+  cg.root_ = root;
+  std::string v1Memory = root + "/memory";
   if (fs::exists(v1Memory + "/memory.limit_in_bytes")) {
     for (const auto& c : kV1Controllers) {
-      std::string base = kRoot + "/" + c;
+      std::string base = root + "/" + c;
       if (!fs::exists(base + "/cgroup.procs")) {
         if (c == "cpuacct" || c == "freezer") continue;  // optional
         return unavailable("cgroup v1 controller " + c + " is not mounted at " + base);
@@ -56,15 +56,15 @@ Result<ContainerCgroups> ContainerCgroups::forDomain(const std::string& name) {
     }
     return cg;
   }
-  if (isCgroup2Root(kRoot)) {
-    std::string controllers = readValue(kRoot + "/cgroup.controllers");
+  if (isCgroup2Root(root)) {
+    std::string controllers = readValue(root + "/cgroup.controllers");
     if (controllers.find("memory") == std::string::npos || controllers.find("pids") == std::string::npos)
-      return unavailable("cgroup v2 at /sys/fs/cgroup lacks the memory or pids controller");
+      return unavailable("cgroup v2 at " + root + " lacks the memory or pids controller");
     cg.v2_ = true;
-    cg.paths_.push_back(kRoot + "/vmm/" + name);
+    cg.paths_.push_back(root + "/vmm/" + name);
     return cg;
   }
-  return unavailable("no usable cgroup hierarchy (neither v1 memory controller nor v2 with memory) under /sys/fs/cgroup");
+  return unavailable("no usable cgroup hierarchy (neither v1 memory controller nor v2 with memory) under " + root);
 }
 
 ContainerCgroups ContainerCgroups::fromPaths(bool v2, std::vector<std::string> paths) {
@@ -87,9 +87,9 @@ Status ContainerCgroups::create(const model::Domain& def) {
   };
   if (v2_) {
     // Controllers must be enabled for the children of every level above the group.
-    (void)writeValue(kRoot + "/cgroup.subtree_control", "+memory +pids +cpu");
-    VMM_TRY(fs::makeDirs(kRoot + "/vmm"));
-    (void)writeValue(kRoot + "/vmm/cgroup.subtree_control", "+memory +pids +cpu");
+    (void)writeValue(root_ + "/cgroup.subtree_control", "+memory +pids +cpu");
+    VMM_TRY(fs::makeDirs(root_ + "/vmm"));
+    (void)writeValue(root_ + "/vmm/cgroup.subtree_control", "+memory +pids +cpu");
   }
   for (const auto& p : paths_) {
     if (fs::exists(p)) {
@@ -103,6 +103,18 @@ Status ContainerCgroups::create(const model::Domain& def) {
     }
     made.push_back(p);
   }
+  for (const auto& [file, value] : limitFiles(def)) {
+    if ((file.find("swap") != std::string::npos || file.find("memsw") != std::string::npos) && !fs::exists(file)) continue;
+    Status s = writeValue(file, value);
+    if (!s.ok()) {
+      undo();
+      return s.error().wrap("cannot apply the container's limits");
+    }
+  }
+  return {};
+}
+
+std::vector<std::pair<std::string, std::string>> ContainerCgroups::limitFiles(const model::Domain& def) const {
   std::vector<std::pair<std::string, std::string>> settings;
   const auto& l = def.limits;
   if (v2_) {
@@ -115,8 +127,7 @@ Status ContainerCgroups::create(const model::Domain& def) {
   } else {
     std::string mem = controller("memory"), cpu = controller("cpu"), pids = controller("pids");
     settings.push_back({mem + "/memory.limit_in_bytes", std::to_string(def.memory)});
-    if (fs::exists(mem + "/memory.memsw.limit_in_bytes"))
-      settings.push_back({mem + "/memory.memsw.limit_in_bytes", std::to_string(def.memory)});
+    settings.push_back({mem + "/memory.memsw.limit_in_bytes", std::to_string(def.memory)});
     if (l.cpuShares > 0) settings.push_back({cpu + "/cpu.shares", std::to_string(l.cpuShares)});
     if (l.cpuQuotaPercent > 0) {
       settings.push_back({cpu + "/cpu.cfs_period_us", "100000"});
@@ -124,15 +135,7 @@ Status ContainerCgroups::create(const model::Domain& def) {
     }
     if (l.pids > 0) settings.push_back({pids + "/pids.max", std::to_string(l.pids)});
   }
-  for (const auto& [file, value] : settings) {
-    if (file.find("swap") != std::string::npos && !fs::exists(file)) continue;
-    Status s = writeValue(file, value);
-    if (!s.ok()) {
-      undo();
-      return s.error().wrap("cannot apply the container's limits");
-    }
-  }
-  return {};
+  return settings;
 }
 
 std::optional<ContainerCgroups> ContainerCgroups::makeChild(const std::string& sub) const {
@@ -203,6 +206,8 @@ std::vector<pid_t> ContainerCgroups::tasks() const {
 
 Status ContainerCgroups::remove(Deadline deadline) const {
   bool wasFrozen = false;
+  // Killed tasks take a moment to leave: poll quickly first (1, 2, 4 ... up to 20 ms).
+  int pauseMs = 1;
   for (;;) {
     bool any = false;
     for (const auto& p : paths_) any = any || fs::exists(p);
@@ -219,7 +224,8 @@ Status ContainerCgroups::remove(Deadline deadline) const {
       if (fs::exists(p) && ::rmdir(p.c_str()) != 0) removedAll = false;
     if (removedAll) return {};
     if (deadline.expired()) return timeoutError("the container's cgroups still have tasks: " + join(paths_, ", "));
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(pauseMs));
+    pauseMs = std::min(pauseMs * 2, 20);
   }
 }
 

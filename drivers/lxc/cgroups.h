@@ -17,8 +17,9 @@ namespace vmm::drivers::lxc {
 
 class ContainerCgroups {
  public:
-  // Where the groups of domain `name` live on this host (nothing is created).
-  static Result<ContainerCgroups> forDomain(const std::string& name);
+  // Where the groups of domain `name` live on this host (nothing is created). `root` is the
+  // cgroup mount point (another one only in tests).
+  static Result<ContainerCgroups> forDomain(const std::string& name, const std::string& root = "/sys/fs/cgroup");
   // The same groups, from paths recorded earlier (reconnect / release).
   static ContainerCgroups fromPaths(bool v2, std::vector<std::string> paths);
 
@@ -27,6 +28,9 @@ class ContainerCgroups {
 
   // Creates the groups and applies the limits; on failure removes what it created.
   Status create(const model::Domain& def);
+  // The control files create() writes and their values, in order (files a kernel may lack -
+  // memsw, swap - are skipped by create() when absent).
+  std::vector<std::pair<std::string, std::string>> limitFiles(const model::Domain& def) const;
   // Sub-groups `sub` of these groups (v1 only: limits apply hierarchically there; v2 forbids
   // processes in a group with children), so the processes of one exec can be killed together.
   std::optional<ContainerCgroups> makeChild(const std::string& sub) const;
@@ -46,6 +50,7 @@ class ContainerCgroups {
   std::vector<pid_t> tasks() const;
 
   bool v2_ = false;
+  std::string root_ = "/sys/fs/cgroup";
   std::vector<std::string> paths_;  // v1: one per controller; v2: one
 };
 

@@ -15,6 +15,7 @@
 #include "base/socket_util.h"
 #include "base/strings.h"
 #include "drivers/lxc/container_process.h"
+#include "model/pool.h"
 #include "network/link.h"
 
 namespace vmm::drivers::lxc {
@@ -92,32 +93,15 @@ Status LxcDriver::validate(const model::Domain& def) const {
   if (!def.container) return invalidArgument("container: required for domains of type lxc");
   const auto& c = *def.container;
   if (!def.disks.empty()) return invalidArgument("disks: not supported for containers (use container.mounts)");
-  if (c.rootfs.isVolume()) return unsupported("container.rootfs: pool volumes are not supported yet; give a directory path");
-  if (c.rootfs.path.empty() || c.rootfs.path[0] != '/') return invalidArgument("container.rootfs.path: an absolute directory path is required");
-  struct stat st{};
-  if (::stat(c.rootfs.path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    return invalidArgument("container.rootfs.path: " + c.rootfs.path + " is not a directory");
+  if (c.rootfs.isVolume()) {
+    // Resolved (and its content checked) at start: the pool may not be active yet.
+    if (c.rootfs.volume.empty()) return invalidArgument("container.rootfs.volume: required with a pool");
+  } else {
+    if (c.rootfs.path.empty() || c.rootfs.path[0] != '/') return invalidArgument("container.rootfs.path: an absolute directory path is required");
+    VMM_TRY(validateRootfs(def, c.rootfs.path));
+  }
   auto init = initOf(def);
   if (init[0].empty() || init[0][0] != '/') return invalidArgument("container.init: the command must be an absolute path inside the rootfs");
-  // The command is looked up inside the rootfs; absolute symlinks resolve there too.
-  std::string path = init[0];
-  for (int hops = 0; hops < 10; ++hops) {
-    struct stat ls{};
-    std::string host = c.rootfs.path + path;
-    if (::lstat(host.c_str(), &ls) != 0) return invalidArgument("container.init: " + init[0] + " does not exist in the rootfs " + c.rootfs.path);
-    if (!S_ISLNK(ls.st_mode)) {
-      if (!S_ISREG(ls.st_mode) || !(ls.st_mode & 0111)) return invalidArgument("container.init: " + init[0] + " is not an executable file");
-      break;
-    }
-    char buf[4096];
-    ssize_t n = ::readlink(host.c_str(), buf, sizeof(buf) - 1);
-    if (n <= 0) return invalidArgument("container.init: cannot read the symlink " + init[0]);
-    std::string target(buf, static_cast<size_t>(n));
-    path = target[0] == '/' ? target : path.substr(0, path.rfind('/') + 1) + target;
-  }
-  for (const char* dir : {"/proc", "/sys", "/dev"})
-    if (!fs::exists(c.rootfs.path + dir) && !(st.st_mode & 0200))
-      return invalidArgument("container.rootfs.path: " + std::string(dir) + " is missing and the rootfs is read-only");
   for (const auto& m : c.mounts) {
     if (m.target.empty() || m.target[0] != '/' || m.target.find("..") != std::string::npos)
       return invalidArgument("container.mounts: target " + quote(m.target) + " must be an absolute path without ..");
@@ -133,6 +117,47 @@ Status LxcDriver::validate(const model::Domain& def) const {
       return unsupported("nics: containers support NICs of type bridge and network only");
   if (!def.graphics.empty()) return invalidArgument("graphics: containers have no display");
   return {};
+}
+
+Status LxcDriver::validateRootfs(const model::Domain& def, const std::string& rootfs) const {
+  const std::string what = def.container->rootfs.isVolume() ? "container.rootfs: volume " + def.container->rootfs.describe() + " (" + rootfs + ")"
+                                                            : "container.rootfs.path: " + rootfs;
+  struct stat st{};
+  if (::stat(rootfs.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return invalidArgument(what + " is not a directory");
+  auto init = initOf(def);
+  if (init[0].empty() || init[0][0] != '/') return invalidArgument("container.init: the command must be an absolute path inside the rootfs");
+  // The command is looked up inside the rootfs; absolute symlinks resolve there too.
+  std::string path = init[0];
+  for (int hops = 0; hops < 10; ++hops) {
+    struct stat ls{};
+    std::string host = rootfs + path;
+    if (::lstat(host.c_str(), &ls) != 0) return invalidArgument("container.init: " + init[0] + " does not exist in the rootfs " + rootfs);
+    if (!S_ISLNK(ls.st_mode)) {
+      if (!S_ISREG(ls.st_mode) || !(ls.st_mode & 0111)) return invalidArgument("container.init: " + init[0] + " is not an executable file");
+      break;
+    }
+    char buf[4096];
+    ssize_t n = ::readlink(host.c_str(), buf, sizeof(buf) - 1);
+    if (n <= 0) return invalidArgument("container.init: cannot read the symlink " + init[0]);
+    std::string target(buf, static_cast<size_t>(n));
+    path = target[0] == '/' ? target : path.substr(0, path.rfind('/') + 1) + target;
+  }
+  for (const char* dir : {"/proc", "/sys", "/dev"})
+    if (!fs::exists(rootfs + dir) && !(st.st_mode & 0200))
+      return invalidArgument(what + ": " + std::string(dir) + " is missing and the rootfs is read-only");
+  return {};
+}
+
+Result<std::string> LxcDriver::rootfsDir(const model::Domain& def) const {
+  const auto& src = def.container->rootfs;
+  if (!src.isVolume()) return src.path;
+  if (!services_) return unavailable("container.rootfs: no storage service to resolve volume " + src.describe());
+  model::Disk disk;
+  disk.target = model::kContainerRootfsTarget;
+  disk.source = src;
+  VMM_ASSIGN(auto r, services_->resolveDisk(disk));
+  if (r.path.empty()) return invalidArgument("container.rootfs: volume " + src.describe() + " has no local directory");
+  return r.path;
 }
 
 std::shared_ptr<LxcDriver::Container> LxcDriver::find(const std::string& name) const {
@@ -172,6 +197,12 @@ std::optional<json> LxcDriver::currentRecord(const model::Domain& def) {
   return recordOf(*c);
 }
 
+std::optional<json> LxcDriver::currentInfo(const model::Domain& def) {
+  auto c = find(def.name);
+  if (!c) return std::nullopt;
+  return runningOf(*c, model::DomainState::running).info;
+}
+
 // ---------------------------------------------------------------- start
 
 Status LxcDriver::plugVeths(const model::Domain& def, Container& c) {
@@ -206,6 +237,8 @@ Result<RunningDomain> LxcDriver::start(const model::Domain& def, const StartOpti
   DriverInfo info = probe();
   if (!info.available) return unavailable(info.reason);
   VMM_TRY(validate(def));
+  VMM_ASSIGN(auto rootfs, rootfsDir(def));
+  if (def.container->rootfs.isVolume()) VMM_TRY(validateRootfs(def, rootfs));
   if (!options.restoreFrom.empty()) return unsupported("containers cannot be restored from a saved state");
   if (find(def.name)) return conflict("domain " + def.name + " is already running");
   Deadline deadline = options.deadline;
@@ -229,7 +262,7 @@ Result<RunningDomain> LxcDriver::start(const model::Domain& def, const StartOpti
   VMM_ASSIGN(auto listenFd, listenUnix(dir + "/console.sock", 0600));
 
   ContainerSpec spec;
-  spec.rootfs = cfg.rootfs.path;
+  spec.rootfs = rootfs;
   spec.hostname = cfg.hostname.empty() ? def.name : cfg.hostname;
   spec.argv = initOf(def);
   spec.env = {{"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, {"TERM", "linux"}, {"container", "vmm"}};

@@ -30,6 +30,7 @@ class LxcDriver final : public HypervisorDriver {
   Result<RunningDomain> reconnect(const model::Domain& def, const json& record) override;
   void release(const model::Domain& def, const json& record) override;
   std::optional<json> currentRecord(const model::Domain& def) override;
+  std::optional<json> currentInfo(const model::Domain& def) override;
   Status shutdown(const model::Domain& def, const ShutdownOptions& options) override;
   Status destroy(const model::Domain& def, Deadline deadline) override;
   Status reboot(const model::Domain& def, Deadline deadline) override;
@@ -66,6 +67,10 @@ class LxcDriver final : public HypervisorDriver {
     }
   };
 
+  // The rootfs directory: the path given, or the dir-pool volume resolved by the daemon.
+  Result<std::string> rootfsDir(const model::Domain& def) const;
+  // What can only be checked once the rootfs is known: init exists, /proc /sys /dev.
+  Status validateRootfs(const model::Domain& def, const std::string& rootfs) const;
   std::string runDir(const std::string& name) const { return ctx_.runDir + "/lxc/" + name; }
   std::string consoleLogPath(const std::string& name) const { return ctx_.stateDir + "/lxc/" + name + "/console.log"; }
   std::shared_ptr<Container> find(const std::string& name) const;

@@ -31,7 +31,7 @@ Result<json> LxcDriver::snapshotCreate(const model::Domain& def, const json& spe
     return unsupported("containers have no disk images to put overlays on; take an internal (copy) snapshot");
   std::string dir = spec.value("state_dir", "");
   if (dir.empty()) return unavailable("no directory for the snapshot's copy");
-  const std::string& rootfs = def.container->rootfs.path;
+  VMM_ASSIGN(const std::string rootfs, rootfsDir(def));
   std::string copy = dir + "/rootfs";
   VMM_TRY(fs::makeDirs(copy, 0755));
   std::shared_ptr<Container> c;
@@ -62,7 +62,7 @@ Result<json> LxcDriver::snapshotRevert(const model::Domain& def, const json& sna
   const json data = snapshot.value("driver_data", json::object());
   std::string copy = data.value("rootfs_copy", "");
   if (copy.empty() || !fs::isDirectory(copy)) return notFound("the snapshot's rootfs copy is missing (" + copy + ")");
-  const std::string& rootfs = def.container->rootfs.path;
+  VMM_ASSIGN(const std::string rootfs, rootfsDir(def));
   // Replace the rootfs's content, keeping the directory itself (its owner and mode).
   std::string old = rootfs + ".revert-old";
   VMM_TRY(fs::removeTree(old));

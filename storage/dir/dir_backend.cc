@@ -9,6 +9,7 @@
 #include "base/reverter.h"
 #include "base/strings.h"
 #include "model/units.h"
+#include "storage/dir/dir_volume.h"
 #include "storage/image_header.h"
 #include "storage/qemu_img.h"
 
@@ -87,13 +88,20 @@ Result<model::Volume> DirBackend::describe(const std::string& name, const std::s
     if (errno == ENOENT) return notFound("pool " + pool_.name + " has no volume " + name);
     return systemError("stat " + path, errno);
   }
-  // A symlink could point anywhere on the host: never a volume.
-  if (!S_ISREG(st.st_mode)) return notFound("pool " + pool_.name + " has no volume " + name + " (not a regular file)");
-  VMM_ASSIGN(auto h, readHeader(path));
   model::Volume v;
   v.name = name;
   v.pool = pool_.name;
   v.path = path;
+  if (S_ISDIR(st.st_mode)) {
+    auto usage = directoryUsage(path);
+    v.directory = true;
+    v.capacity = usage.bytes;
+    v.allocation = usage.allocated;
+    return v;
+  }
+  // A symlink could point anywhere on the host: never a volume.
+  if (!S_ISREG(st.st_mode)) return notFound("pool " + pool_.name + " has no volume " + name + " (not a regular file or directory)");
+  VMM_ASSIGN(auto h, readHeader(path));
   v.format = h.qcow2 ? model::DiskFormat::qcow2 : model::DiskFormat::raw;
   v.capacity = h.qcow2 ? h.virtualSize : static_cast<uint64_t>(st.st_size);
   v.allocation = static_cast<uint64_t>(st.st_blocks) * 512;
@@ -122,6 +130,8 @@ Status DirBackend::destroyStorage(Deadline) {
 Result<model::Volume> DirBackend::createVolume(const model::VolumeSpec& spec, Deadline deadline) {
   VMM_ASSIGN(auto path, volumePath(spec.name));
   if (fs::exists(path)) return conflict("pool " + pool_.name + " already has a volume " + spec.name);
+  if (spec.directory) return createDirectoryVolume(spec, path, deadline);
+  if (!spec.fromTar.empty()) return invalidArgument("from_tar: only a volume of format \"dir\" is unpacked from a tarball");
   CreateImage c;
   c.path = path;
   c.format = spec.format;
@@ -150,6 +160,19 @@ Result<model::Volume> DirBackend::createVolume(const model::VolumeSpec& spec, De
   return v;
 }
 
+// Built under a temporary name and renamed: a failed unpack never looks like a volume.
+Result<model::Volume> DirBackend::createDirectoryVolume(const model::VolumeSpec& spec, const std::string& path, Deadline deadline) {
+  std::string partial = path + ".partial";
+  (void)fs::removeTree(partial);  // left by a crash
+  if (::mkdir(partial.c_str(), 0755) != 0) return systemError("creating " + partial, errno);
+  Reverter revert;
+  revert.add([partial] { (void)fs::removeTree(partial); });
+  if (!spec.fromTar.empty()) VMM_TRY(unpackTarball(spec.fromTar, partial, deadline));
+  if (::rename(partial.c_str(), path.c_str()) != 0) return systemError("rename " + partial, errno);
+  revert.success();
+  return describe(spec.name, path);
+}
+
 Result<model::Volume> DirBackend::volumeInfo(const std::string& name, Deadline) {
   VMM_ASSIGN(auto path, volumePath(name));
   return describe(name, path);
@@ -157,12 +180,14 @@ Result<model::Volume> DirBackend::volumeInfo(const std::string& name, Deadline) 
 
 Status DirBackend::deleteVolume(const std::string& name, Deadline deadline) {
   VMM_ASSIGN(auto v, volumeInfo(name, deadline));
+  if (v.directory) return fs::removeTree(v.path);
   if (::unlink(v.path.c_str()) != 0) return systemError("deleting " + v.path, errno);
   return {};
 }
 
 Status DirBackend::resizeVolume(const std::string& name, uint64_t capacity, bool allowShrink, Deadline deadline) {
   VMM_ASSIGN(auto v, volumeInfo(name, deadline));
+  if (v.directory) return invalidArgument("volume " + name + " is a directory volume: it has no fixed size to change");
   if (capacity == 0) return invalidArgument("capacity: must be greater than 0");
   if (capacity < v.capacity && !allowShrink)
     return invalidArgument("capacity: " + model::formatSize(capacity) + " is smaller than the volume (" + model::formatSize(v.capacity) + "); shrinking loses data and must be asked for");
@@ -174,7 +199,7 @@ Result<model::Volume> DirBackend::cloneVolume(const std::string& source, const s
   VMM_ASSIGN(auto src, volumeInfo(source, deadline));
   VMM_ASSIGN(auto path, volumePath(name));
   if (fs::exists(path)) return conflict("pool " + pool_.name + " already has a volume " + name);
-  if (options.linked) {
+  if (options.linked && !src.directory) {
     model::VolumeSpec spec;
     spec.name = name;
     spec.format = model::DiskFormat::qcow2;
@@ -187,8 +212,15 @@ Result<model::Volume> DirBackend::cloneVolume(const std::string& source, const s
   // Written under a temporary name: a failed or interrupted copy never looks like a volume.
   std::string partial = path + ".partial";
   Reverter revert;
-  revert.add([partial] { (void)fs::removeFile(partial); });
-  VMM_TRY(convertImage(src.path, src.format, partial, src.format, options.progress, deadline));
+  if (src.directory) {
+    // A directory is always copied (reflinked where the filesystem can): there is no overlay.
+    (void)fs::removeTree(partial);
+    revert.add([partial] { (void)fs::removeTree(partial); });
+    VMM_TRY(copyDirectory(src.path, partial, deadline));
+  } else {
+    revert.add([partial] { (void)fs::removeFile(partial); });
+    VMM_TRY(convertImage(src.path, src.format, partial, src.format, options.progress, deadline));
+  }
   if (::rename(partial.c_str(), path.c_str()) != 0) return systemError("rename " + partial, errno);
   revert.success();
   return describe(name, path);
@@ -196,6 +228,7 @@ Result<model::Volume> DirBackend::cloneVolume(const std::string& source, const s
 
 Status DirBackend::wipeVolume(const std::string& name, Deadline deadline) {
   VMM_ASSIGN(auto v, volumeInfo(name, deadline));
+  if (v.directory) return invalidArgument("volume " + name + " is a directory volume: delete it and create it again to empty it");
   // Recreate the image empty with the same format and size (a qcow2 wipe drops its clusters).
   std::string fresh = v.path + ".partial";
   CreateImage c;
@@ -260,6 +293,9 @@ class FileStream final : public VolumeStream {
 
 Result<std::unique_ptr<VolumeStream>> DirBackend::openVolume(const std::string& name, StreamMode mode, Deadline deadline) {
   VMM_ASSIGN(auto v, volumeInfo(name, deadline));
+  if (v.directory)
+    return invalidArgument("volume " + name + " is a directory volume: it has no bytes to upload or download "
+                           "(create it with from_tar to fill it from a tarball)");
   if (mode == StreamMode::read) {
     fs::UniqueFd fd(::open(v.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!fd.valid()) return systemError("opening " + v.path, errno);

@@ -1,6 +1,7 @@
 // The dir pool: one file per volume in a host directory, raw or qcow2. Volume metadata comes
 // from the image headers read directly (listing 1,000 volumes spawns no process); creation,
-// resizing and copies go through qemu-img.
+// resizing and copies go through qemu-img. A volume of format "dir" is a subdirectory (a
+// container rootfs, see dir_volume.h): created empty or from a tarball, copied with cp.
 #pragma once
 
 #include "storage/pool_backend.h"
@@ -33,6 +34,7 @@ class DirBackend final : public PoolBackend {
   // The path of a volume, refusing names that would leave the pool directory.
   Result<std::string> volumePath(const std::string& name) const;
   Result<model::Volume> describe(const std::string& name, const std::string& path) const;
+  Result<model::Volume> createDirectoryVolume(const model::VolumeSpec& spec, const std::string& path, Deadline deadline);
 
   model::Pool pool_;
 };

@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -16,6 +17,7 @@
 
 #include "base/fs.h"
 #include "base/process.h"
+#include "base/socket_util.h"
 #include "base/strings.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
@@ -64,6 +66,15 @@ class LxcTest : public ::testing::Test {
     for (const char* c : {"memory", "cpu", "cpuacct", "pids", "freezer"}) (void)::rmdir(("/sys/fs/cgroup/" + std::string(c) + "/vmm").c_str());
     (void)run("ip link del lxcbr0 2>/dev/null");
     if (!rootfs.empty()) (void)run("rm -rf " + rootfs);
+    for (const auto& d : scratch) (void)fs::removeTree(d);
+  }
+
+  // A scratch directory removed after the test.
+  std::string tempDir(const std::string& what) {
+    std::string tmpl = "/tmp/vmm-lxc-" + what + "-XXXXXX";
+    if (!::mkdtemp(tmpl.data())) return "";
+    scratch.push_back(tmpl);
+    return tmpl;
   }
 
   json container(const std::string& name, json extra = json::object()) {
@@ -100,6 +111,7 @@ class LxcTest : public ::testing::Test {
   std::unique_ptr<VmmdProcess> vmmd;
   std::vector<pid_t> initPids;
   std::vector<std::string> names;
+  std::vector<std::string> scratch;
 };
 
 TEST_F(LxcTest, StartExecLimitsStop) {
@@ -249,6 +261,11 @@ TEST_F(LxcTest, RebootStartsAFreshInit) {
   auto r = vmctl({"reboot", "reb"});
   ASSERT_EQ(r.exitCode, 0) << r.err;
   EXPECT_FALSE(processAlive(before));
+  // domain.get shows the new init.
+  pid_t after = initPid("reb");
+  EXPECT_GT(after, 0);
+  EXPECT_NE(after, before);
+  EXPECT_TRUE(processAlive(after));
   EXPECT_EQ(info("reb").value("state", ""), "running");
   // [s]: the pattern does not match the command line of the grep or the shell running it.
   auto ps = exec("reb", {"sh", "-c", "ps | grep -c '[s]leep 1001' || true"});
@@ -281,6 +298,101 @@ TEST_F(LxcTest, SurvivesVmmdKill) {
   ::kill(pid, SIGKILL);
   EXPECT_TRUE(waitFor([&] { return info("c2").value("state", "") == "shutoff"; }, Millis(5000))) << info("c2").dump();
   EXPECT_TRUE(waitFor([&] { return !cgroupExists("c2"); }, Millis(5000)));
+}
+
+// A rootfs on a dir pool: a directory volume unpacked from a busybox tarball. The volume is
+// busy while a domain uses it; a bad tarball makes no volume.
+TEST_F(LxcTest, RootfsOnADirectoryVolume) {
+  std::string pool = tempDir("pool"), files = tempDir("tar");
+  ASSERT_FALSE(pool.empty() || files.empty());
+  ASSERT_EQ(run("echo ON-A-VOLUME > " + rootfs + "/etc/marker && tar -czf " + files + "/busybox.tar.gz -C " + rootfs + " ."), 0);
+  auto defined = vmctl({"pool", "define", "rpool", "--path", pool + "/p", "--build"});
+  ASSERT_EQ(defined.exitCode, 0) << defined.err;
+  auto t0 = std::chrono::steady_clock::now();
+  auto made = vmctl({"vol", "create", "rpool", "rfs", "--format", "dir", "--from-tar", files + "/busybox.tar.gz"});
+  ASSERT_EQ(made.exitCode, 0) << made.err;
+  std::cerr << "vol create --from-tar (busybox, gzip): "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count() << " ms\n";
+  auto vol = json::parse(vmctl({"vol", "info", "rpool", "rfs", "-o", "json"}).out, nullptr, false);
+  EXPECT_EQ(vol.value("format", ""), "dir") << vol.dump();
+  EXPECT_GT(vol.value("capacity", uint64_t{0}), 500000u) << vol.dump();  // busybox itself
+  EXPECT_TRUE(fs::exists(pool + "/p/rfs/bin/busybox"));
+
+  json def = container("volc");
+  def["container"]["rootfs"] = {{"pool", "rpool"}, {"volume", "rfs"}};
+  ASSERT_EQ(define(def).exitCode, 0);
+  auto started = vmctl({"start", "volc"});
+  ASSERT_EQ(started.exitCode, 0) << started.err;
+  initPid("volc");
+  EXPECT_EQ(trim(exec("volc", {"cat", "/etc/marker"}).out), "ON-A-VOLUME");
+  EXPECT_EQ(trim(exec("volc", {"hostname"}).out), "volc");
+
+  // In use: deleting it is a conflict (409), and it stays.
+  auto conn = vmmd->connect();
+  ASSERT_TRUE(conn.ok());
+  auto del = (*conn)->call("volume.delete", {{"pool", "rpool"}, {"name", "rfs"}});
+  ASSERT_FALSE(del.ok());
+  EXPECT_EQ(del.error().code, ErrorCode::conflict) << del.error().message;
+  EXPECT_NE(del.error().message.find("used by domain volc"), std::string::npos) << del.error().message;
+  EXPECT_TRUE(fs::exists(pool + "/p/rfs/bin/busybox"));
+  // Not something to upload into or to resize.
+  auto resize = vmctl({"vol", "resize", "rpool", "rfs", "1G"});
+  EXPECT_NE(resize.exitCode, 0);
+  EXPECT_NE(resize.err.find("directory volume"), std::string::npos) << resize.err;
+
+  // A bad tarball: a clear error, no volume, nothing left in the pool's directory.
+  ASSERT_TRUE(fs::writeFileAtomic(files + "/bad.tar", "this is not an archive").ok());
+  auto bad = vmctl({"vol", "create", "rpool", "bad", "--format", "dir", "--from-tar", files + "/bad.tar"});
+  EXPECT_NE(bad.exitCode, 0);
+  EXPECT_NE(bad.err.find("not a tar archive (accepted: uncompressed, gzip, xz, bzip2 or zstd)"), std::string::npos) << bad.err;
+  EXPECT_EQ(vmctl({"vol", "info", "rpool", "bad"}).exitCode == 0, false);
+  EXPECT_EQ(fs::listDir(pool + "/p").valueOr({}), std::vector<std::string>{"rfs"});
+  // A rootfs volume that is not a directory is refused at start with the reason.
+  ASSERT_EQ(vmctl({"vol", "create", "rpool", "img", "1M", "--format", "raw"}).exitCode, 0);
+  json onFile = container("filec");
+  onFile["container"]["rootfs"] = {{"pool", "rpool"}, {"volume", "img"}};
+  ASSERT_EQ(define(onFile).exitCode, 0);
+  auto refused = vmctl({"start", "filec"});
+  EXPECT_NE(refused.exitCode, 0);
+  EXPECT_NE(refused.err.find("not a directory volume"), std::string::npos) << refused.err;
+  EXPECT_FALSE(cgroupExists("filec"));
+  EXPECT_EQ(vmctl({"undefine", "filec"}).exitCode, 0);
+  EXPECT_EQ(vmctl({"vol", "delete", "rpool", "img"}).exitCode, 0);
+
+  // Stopped and undefined: the volume can go, tree and all.
+  EXPECT_EQ(vmctl({"destroy", "volc"}).exitCode, 0);
+  EXPECT_EQ(vmctl({"undefine", "volc"}).exitCode, 0);
+  auto gone = vmctl({"vol", "delete", "rpool", "rfs"});
+  EXPECT_EQ(gone.exitCode, 0) << gone.err;
+  EXPECT_FALSE(fs::exists(pool + "/p/rfs"));
+  EXPECT_EQ(vmctl({"pool", "delete", "rpool", "--storage"}).exitCode, 0);
+}
+
+// The console: a shell on the container's pty, reached over RPC and through vmctl console.
+TEST_F(LxcTest, ConsoleRunsCommands) {
+  ASSERT_EQ(define(container("tty", {{"container", {{"init", {"/bin/sh"}}}}})).exitCode, 0);
+  auto started = vmctl({"start", "tty"});
+  ASSERT_EQ(started.exitCode, 0) << started.err;
+  initPid("tty");
+  auto conn = vmmd->connect();
+  ASSERT_TRUE(conn.ok());
+  auto session = (*conn)->openConsole("tty");
+  ASSERT_TRUE(session.ok()) << session.error().message;
+  ASSERT_TRUE(writeAllFd(session->fd.get(), "echo RPC-$((20+22)) $(hostname)\n", Deadline::after(Millis(2000))).ok());
+  std::string out = session->initial;
+  EXPECT_TRUE(waitFor([&] {
+    char buf[4096];
+    ssize_t n = ::recv(session->fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) out.append(buf, static_cast<size_t>(n));
+    return out.find("RPC-42 tty") != std::string::npos;
+  }, Millis(10000), Millis(20))) << out;
+  session->fd.reset();
+
+  auto r = vmmd->vmctl({"console", "tty"}, "echo VMCTL-$((1+2))\n");
+  EXPECT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_TRUE(waitFor([&] { return vmctl({"console-log", "tty"}).out.find("VMCTL-3") != std::string::npos; }, Millis(5000)))
+      << vmctl({"console-log", "tty"}).out;
+  EXPECT_EQ(vmctl({"destroy", "tty"}).exitCode, 0);
 }
 
 TEST_F(LxcTest, UserNamespace) {

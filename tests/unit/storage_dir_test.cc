@@ -1,12 +1,14 @@
 // The dir pool backend against real files and the real qemu-img.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 
 #include "base/fs.h"
 #include "base/process.h"
 #include "storage/dir/dir_backend.h"
+#include "storage/dir/dir_volume.h"
 #include "storage/qemu_img.h"
 
 using namespace vmm;
@@ -142,6 +144,144 @@ TEST_F(DirPoolTest, BadInputIsRefusedAndCreatesNothing) {
   EXPECT_TRUE(fs::exists("/etc/passwd"));
   EXPECT_EQ(names(), (std::vector<std::string>{"dup.qcow2"}));
   EXPECT_EQ(backend->destroyStorage(dl()).error().code, ErrorCode::conflict);
+}
+
+}  // namespace
+
+// ---- directory volumes (format "dir": container root filesystems)
+
+namespace {
+
+class DirVolumeTest : public DirPoolTest {
+ protected:
+  // A small tree made into a tarball with `tarFlags` (e.g. "-z"): the rootfs of the tests.
+  std::string makeTarball(const std::string& name, const std::string& tarFlags) {
+    std::string src = root + "/src-" + name, tar = root + "/" + name;
+    EXPECT_EQ(std::system(("set -e; mkdir -p " + src + "/bin " + src + "/etc; printf hello > " + src + "/etc/motd; " +
+                           "head -c 100000 /dev/urandom > " + src + "/bin/blob; ln -s /bin/blob " + src + "/bin/link; " +
+                           "tar " + tarFlags + " -cf " + tar + " -C " + src + " .")
+                              .c_str()),
+              0);
+    return tar;
+  }
+  model::VolumeSpec dirSpec(const std::string& name, const std::string& tar = "") {
+    model::VolumeSpec s;
+    s.name = name;
+    s.directory = true;
+    s.fromTar = tar;
+    return s;
+  }
+};
+
+TEST(DirVolumeModel, FormatDirParsesAndPrints) {
+  auto s = model::parseVolumeSpec({{"name", "rootfs"}, {"format", "dir"}, {"from_tar", "/tmp/x.tar.gz"}});
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_TRUE(s->directory);
+  EXPECT_EQ(s->fromTar, "/tmp/x.tar.gz");
+  EXPECT_FALSE(model::parseVolumeSpec({{"name", "r"}, {"format", "dir"}, {"capacity", "1G"}}).ok());
+  EXPECT_FALSE(model::parseVolumeSpec({{"name", "r"}, {"format", "dir"}, {"from_tar", "relative.tar"}}).ok());
+  auto notDir = model::parseVolumeSpec({{"name", "r"}, {"format", "raw"}, {"capacity", "1G"}, {"from_tar", "/x.tar"}});
+  ASSERT_FALSE(notDir.ok());
+  EXPECT_NE(notDir.error().message.find("dir"), std::string::npos);
+  model::Volume v;
+  v.directory = true;
+  EXPECT_EQ(model::formatVolume(v)["format"], "dir");
+}
+
+TEST(DirVolumeHelpers, CompressionIsDetectedByMagicBytes) {
+  EXPECT_EQ(tarCompressionFlag("\x1f\x8b\x08").valueOr("?"), "--gzip");
+  EXPECT_EQ(tarCompressionFlag(std::string("\xfd" "7zXZ\0\0", 7)).valueOr("?"), "--xz");
+  EXPECT_EQ(tarCompressionFlag("BZh91AY").valueOr("?"), "--bzip2");
+  EXPECT_EQ(tarCompressionFlag("\x28\xb5\x2f\xfd\x00").valueOr("?"), "--zstd");
+  std::string plain(512, '\0');
+  plain.replace(257, 5, "ustar");
+  EXPECT_EQ(tarCompressionFlag(plain).valueOr("?"), "");
+  auto bad = tarCompressionFlag("PK\x03\x04 a zip file");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("gzip, xz"), std::string::npos) << bad.error().message;
+}
+
+TEST(DirVolumeHelpers, EscapingMemberNamesAreRefused) {
+  EXPECT_TRUE(checkTarMemberName("./bin/sh").ok());
+  EXPECT_TRUE(checkTarMemberName("etc/..hidden").ok());
+  EXPECT_FALSE(checkTarMemberName("/etc/passwd").ok());
+  EXPECT_FALSE(checkTarMemberName("../etc/passwd").ok());
+  EXPECT_FALSE(checkTarMemberName("./a/../../b").ok());
+}
+
+TEST_F(DirVolumeTest, EmptyAndUnpackedVolumesAreListedWithTheirSize) {
+  auto empty = backend->createVolume(dirSpec("empty"), dl());
+  ASSERT_TRUE(empty.ok()) << empty.error().message;
+  EXPECT_TRUE(empty->directory);
+  EXPECT_TRUE(fs::isDirectory(root + "/pool/empty"));
+  for (const char* flags : {"", "-z", "-J", "--zstd"}) {
+    std::string name = std::string("r") + (flags[0] ? flags + 1 : "plain");
+    auto v = backend->createVolume(dirSpec(name, makeTarball(name + ".tar", flags)), dl());
+    ASSERT_TRUE(v.ok()) << flags << ": " << v.error().message;
+    EXPECT_EQ(fs::readFile(root + "/pool/" + name + "/etc/motd").valueOr(""), "hello");
+    EXPECT_GE(v->capacity, 100005u);
+    EXPECT_GE(v->allocation, 100000u);
+    char link[64] = {};
+    EXPECT_GT(::readlink((root + "/pool/" + name + "/bin/link").c_str(), link, sizeof link - 1), 0);
+    EXPECT_STREQ(link, "/bin/blob");
+  }
+  bool listed = false;
+  for (const auto& v : backend->listVolumes(dl()).valueOr({}))
+    if (v.name == "rplain") listed = v.directory && v.capacity >= 100005;
+  EXPECT_TRUE(listed);
+  auto resolved = backend->resolve("rplain", dl());
+  ASSERT_TRUE(resolved.ok());
+  EXPECT_EQ(resolved->path, root + "/pool/rplain");
+}
+
+TEST_F(DirVolumeTest, CloneCopiesAndDeleteRemovesTheTree) {
+  ASSERT_TRUE(backend->createVolume(dirSpec("base", makeTarball("b.tar", "-z")), dl()).ok());
+  CloneOptions linked;  // linked is the default: a directory is copied anyway
+  auto c = backend->cloneVolume("base", "copy", linked, dl());
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_TRUE(c->directory);
+  ASSERT_TRUE(fs::writeFileAtomic(root + "/pool/copy/etc/motd", "changed").ok());
+  EXPECT_EQ(fs::readFile(root + "/pool/base/etc/motd").valueOr(""), "hello");
+  ASSERT_TRUE(backend->deleteVolume("copy", dl()).ok());
+  EXPECT_FALSE(fs::exists(root + "/pool/copy"));
+  EXPECT_TRUE(fs::exists(root + "/pool/base/etc/motd"));
+}
+
+TEST_F(DirVolumeTest, OperationsWithoutMeaningAreRefused) {
+  ASSERT_TRUE(backend->createVolume(dirSpec("d"), dl()).ok());
+  auto resize = backend->resizeVolume("d", 1 << 30, false, dl());
+  ASSERT_FALSE(resize.ok());
+  EXPECT_NE(resize.error().message.find("directory volume"), std::string::npos);
+  EXPECT_FALSE(backend->openVolume("d", StreamMode::read, dl()).ok());
+  EXPECT_FALSE(backend->openVolume("d", StreamMode::write, dl()).ok());
+  EXPECT_FALSE(backend->wipeVolume("d", dl()).ok());
+  EXPECT_TRUE(fs::isDirectory(root + "/pool/d"));
+}
+
+TEST_F(DirVolumeTest, BadTarballsCreateNothing) {
+  std::string notTar = root + "/not.tar";
+  ASSERT_TRUE(fs::writeFileAtomic(notTar, "just some text, not an archive").ok());
+  auto bad = backend->createVolume(dirSpec("v1", notTar), dl());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("not a tar archive"), std::string::npos) << bad.error().message;
+  auto missing = backend->createVolume(dirSpec("v2", root + "/nothing.tar"), dl());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("does not exist"), std::string::npos);
+  // A member named ../escaped (GNU tar keeps it with -P): refused before anything is written.
+  ASSERT_EQ(std::system(("set -e; mkdir -p " + root + "/e/in; echo x > " + root + "/e/escaped; cd " + root +
+                         "/e/in && tar -P -cf " + root + "/escape.tar ../escaped")
+                            .c_str()),
+            0);
+  auto escape = backend->createVolume(dirSpec("v3", root + "/escape.tar"), dl());
+  ASSERT_FALSE(escape.ok());
+  EXPECT_NE(escape.error().message.find("outside the volume"), std::string::npos) << escape.error().message;
+  // A truncated gzip archive fails while unpacking: the partial tree goes too.
+  std::string good = makeTarball("t.tar.gz", "-z");
+  ASSERT_EQ(::truncate(good.c_str(), 2000), 0);
+  auto truncated = backend->createVolume(dirSpec("v4", good), dl());
+  EXPECT_FALSE(truncated.ok());
+  EXPECT_EQ(names(), std::vector<std::string>{});
+  EXPECT_EQ(fs::listDir(root + "/pool").valueOr({"?"}), std::vector<std::string>{});
 }
 
 }  // namespace
