@@ -7,6 +7,8 @@
 #include "daemon/auth.h"
 #include "daemon/domain_service.h"
 #include "daemon/event_bus.h"
+#include "daemon/image_service.h"
+#include "daemon/instance_service.h"
 #include "daemon/network_service.h"
 #include "daemon/operation_manager.h"
 #include "daemon/pool_service.h"
@@ -23,6 +25,8 @@ struct Services {
   EventBus& events;
   TokenStore& tokens;
   std::function<nlohmann::json()> hostInfo;
+  ImageService& images;
+  InstanceService& instances;
 };
 
 // Binds every operation of the table to its handler.
@@ -33,5 +37,6 @@ void bindHostHandlers(Registry& registry, Services& services);
 void bindStorageHandlers(Registry& registry, Services& services);
 void bindNetworkHandlers(Registry& registry, Services& services);
 void bindSnapshotHandlers(Registry& registry, Services& services);
+void bindImageHandlers(Registry& registry, Services& services);
 
 }  // namespace vmm::api

@@ -47,6 +47,9 @@ std::vector<OperationSpec> build() {
        HttpRoute{"GET", "/v1/domains", "", 200}});
   add({"domain.get", "Get one domain with its definition and runtime state", Access::read, false, false,
        "domains/{name}", {pathName("domain")}, HttpRoute{"GET", "/v1/domains/{name}", "", 200}});
+  add({"domain.xml", "A domain's definition as libvirt domain XML: {name, xml}; over HTTP the XML itself with "
+       "Accept: application/xml", Access::read, false, false, "domains/{name}", {pathName("domain")},
+       HttpRoute{"GET", "/v1/domains/{name}/xml", "", 200}});
   add({"domain.create", "Define a new domain", Access::write, false, false, "domains",
        {b("definition", T::object, "the domain definition (JSON), or libvirt domain XML as a string over HTTP with Content-Type application/xml", true),
         q("start", T::boolean, "start the domain once defined")},
@@ -224,6 +227,59 @@ std::vector<OperationSpec> build() {
        "pools/{pool}/volumes/{name}", {poolParam, pathName("volume")},
        HttpRoute{"POST", "/v1/pools/{pool}/volumes/{name}/wipe", "", 202}});
 
+  // ---- images and disposable domains
+  add({"image.list", "List images", Access::read, false, false, "images", {}, HttpRoute{"GET", "/v1/images", "", 200}});
+  add({"image.get", "Get one image", Access::read, false, false, "images/{name}", {pathName("image")},
+       HttpRoute{"GET", "/v1/images/{name}", "", 200}});
+  add({"image.import", "Import an image from a host file (qcow2, raw, ISO) or an http(s) URL", Access::write, true, true,
+       "images",
+       {b("name", T::string, "the image's name", true), b("file", T::string, "absolute path of a host file"),
+        b("url", T::string, "an http:// or https:// URL the host can reach"),
+        b("kernel", T::string, "host path of a kernel for direct boot"), b("initrd", T::string, "host path of an initrd"),
+        b("os", T::string, "operating system"), b("arch", T::string, "architecture (default x86_64)"),
+        b("default_user", T::string, "the user to log in as"), b("description", T::string, "free text"),
+        b("template", T::object, "domain settings launched domains start from (memory, vcpus, boot.cmdline, nics...)")},
+       HttpRoute{"POST", "/v1/images", "", 202}});
+  add({"image.from_domain", "Make a template image of a shut-off domain's disk (a flattened copy)", Access::write, true,
+       false, "images",
+       {b("name", T::string, "the image's name", true), b("domain", T::string, "the shut-off domain", true),
+        b("description", T::string, "free text"), b("os", T::string, "operating system"),
+        b("default_user", T::string, "the user to log in as")},
+       HttpRoute{"POST", "/v1/images/from-domain", "", 202}});
+  add({"image.delete", "Delete an image (refused while launched domains sit on it)", Access::write, false, false,
+       "images/{name}", {pathName("image")}, HttpRoute{"DELETE", "/v1/images/{name}", "", 200}});
+  std::vector<ParamSpec> launchParams = {
+      b("image", T::string, "the image", true), b("name", T::string, "the domain's name (default IMAGE-xxxxxx)"),
+      b("memory", T::any, "memory (\"1GiB\" or bytes; default from the image)"), b("vcpus", T::integer, "vCPUs"),
+      b("networks", T::array, "a NIC on each of these vmm networks"),
+      b("full_copy", T::boolean, "an independent copy of the image instead of a linked clone"),
+      b("ttl", T::duration, "vmmd destroys and deletes the domain after this long (also across restarts)"),
+      b("remove_on_stop", T::boolean, "delete the domain and its volumes once it stops"),
+      b("labels", T::object, "labels of the domain"),
+      b("cloud_init", T::object, "a cloud-init NoCloud seed: hostname, users, ssh_authorized_keys, packages, runcmd, "
+                                 "write_files, user_data, network_config"),
+      b("customize", T::object, "offline changes to the disk before boot (libguestfs): files, ssh_keys, hostname, run")};
+  {
+    auto params = launchParams;
+    params.push_back(b("start", T::boolean, "start it (default true); false: define only"));
+    add({"domain.launch", "Create a domain from an image and start it (one call; an operation)", Access::write, true,
+         true, "domains", params, HttpRoute{"POST", "/v1/launch", "", 202}});
+  }
+  {
+    auto runParams = launchParams;
+    runParams.push_back(b("command", T::array, "program and arguments to run in the guest", true));
+    runParams.push_back(b("env", T::array, "environment entries NAME=value"));
+    runParams.push_back(b("input", T::string, "standard input"));
+    runParams.push_back(b("timeout", T::duration, "how long the command may run (default 1h)"));
+    runParams.push_back(b("boot_timeout", T::duration, "how long to wait for the guest agent (default 5m)"));
+    runParams.push_back(b("remove", T::boolean, "delete the domain and its volumes afterwards (default true)"));
+    add({"domain.run", "Launch a disposable domain from an image, run a command in it, return its output and exit "
+                       "code, and remove the domain (also when cancelled)",
+         Access::write, true, true, "domains", runParams, HttpRoute{"POST", "/v1/run", "", 202}});
+  }
+  add({"domain.remove", "Destroy and undefine a domain and delete the volumes its launch made", Access::write, false,
+       false, "domains/{name}", {pathName("domain")}, HttpRoute{"POST", "/v1/domains/{name}/remove", "", 200}});
+
   // ---- operations
   add({"operation.list", "List operations", Access::read, false, false, "operations",
        {q("active", T::boolean, "only pending and running operations")},
@@ -251,7 +307,7 @@ std::vector<OperationSpec> build() {
        HttpRoute{"DELETE", "/v1/tokens/{name}", "", 200}});
   for (auto& o : s)
     for (const char* q : {"host.info", "domain.list", "domain.get", "domain.create", "operation.list", "operation.get",
-                          "pool.list", "pool.get", "volume.list", "volume.get", "network.list", "network.get", "snapshot.list", "snapshot.get", "snapshot.current",
+                          "pool.list", "pool.get", "volume.list", "volume.get", "image.list", "image.get", "network.list", "network.get", "snapshot.list", "snapshot.get", "snapshot.current",
                           "token.list", "token.create", "token.delete"})
       if (o.name == q) o.quick = true;
   return s;

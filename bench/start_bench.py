@@ -3,6 +3,8 @@
 and by libvirtd (virsh start), interleaved run by run. Prints JSON with every sample."""
 import argparse, json, os, statistics, subprocess, time
 
+import bench_clients
+
 p = argparse.ArgumentParser()
 for a in ("--guest", "--work", "--vmctl", "--socket", "--vmmd-state"):
     p.add_argument(a, required=True)
@@ -34,15 +36,7 @@ def floor_run(i):
     # vmmd's own QEMU command line, started by hand: its inherited socket fds become a
     # monitor socket path and a console file, and without -S the guest runs at once.
     log = f"{args.work}/floor-{i}.log"
-    argv = []
-    for a in FLOOR_ARGV:
-        if a == "-S":
-            continue
-        if a.startswith("socket,id=qmp,fd="):
-            a = f"socket,id=qmp,path={args.work}/floor-{i}.qmp,server=on,wait=off"
-        elif a.startswith("socket,id=console0,fd="):
-            a = f"file,id=console0,path={log}"
-        argv.append(a)
+    argv = bench_clients.floor_argv(FLOOR_ARGV, args.work, i)
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

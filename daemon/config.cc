@@ -9,6 +9,7 @@
 #include "base/strings.h"
 #include "base/toml_lite.h"
 #include "model/json_reader.h"
+#include "model/units.h"
 
 namespace vmm {
 
@@ -78,6 +79,15 @@ Status applyConfigFile(Config& c, const std::string& path) {
     readDuration(st, "io_timeout", c.storageIoTimeout);
   });
   r.object("network", [&](model::JsonReader& n) { n.optional("default_network", c.defaultNetwork); });
+  r.object("images", [&](model::JsonReader& i) {
+    i.optional("pool", c.imagePool);
+    i.optional("customize_helper", c.customizeHelper);
+    i.optional("guestfs_env", c.guestfsEnv);
+  });
+  r.object("capacity", [&](model::JsonReader& k) {
+    k.optionalSize("memory", c.capacityMemory);
+    k.optional("vcpus", c.capacityVcpus, 0, 1 << 20);
+  });
   r.object("events", [&](model::JsonReader& e) { readSizeT(e, "queue", c.eventQueue, 16, 1 << 20); });
   r.object("domains", [&](model::JsonReader& d) {
     readDuration(d, "job_wait", c.jobWait);
@@ -111,6 +121,8 @@ Options:
   --log-file FILE      append logs to FILE instead of stderr
   --default-pool yes|no     create the dir pool "default" at the first start (default yes)
   --default-network yes|no  create the NAT network "default" at the first start (default yes)
+  --capacity-memory SIZE    memory that launched domains may use in all (default: host memory - 1 GiB)
+  --capacity-vcpus N        vCPUs that launched domains may use in all (default: 8 per host CPU)
   --version            print the version and exit
   -h, --help           print this help and exit
 
@@ -166,6 +178,15 @@ Result<Config> loadConfig(int argc, char** argv, bool& run) {
     else if (key == "default-network" || key == "default-pool") {
       if (value != "yes" && value != "no") return invalidArgument("--" + key + " takes yes or no");
       (key == "default-network" ? c.defaultNetwork : c.defaultPool) = value == "yes";
+    }
+    else if (key == "capacity-memory") {
+      auto size = model::parseSize(value);
+      if (!size.ok()) return size.error().wrap("--capacity-memory");
+      c.capacityMemory = *size;
+    } else if (key == "capacity-vcpus") {
+      auto n = parseUint(value);
+      if (!n || *n < 1 || *n > (1 << 20)) return invalidArgument("--capacity-vcpus takes a positive number");
+      c.capacityVcpus = static_cast<int64_t>(*n);
     }
     else return invalidArgument("unknown option --" + key + " (see --help)");
   }

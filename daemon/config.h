@@ -32,6 +32,11 @@ struct Config {
   bool defaultPool = true;    // create the dir pool "default" under the state dir when no pool exists
   Millis storageIoTimeout = Millis(30000);  // each call to a storage server or tool
   bool defaultNetwork = true; // define (and autostart) the NAT network "default" when no network exists
+  std::string imagePool = "images";  // the image store; created as a dir pool under the state dir
+  std::string customizeHelper;  // vmm-customize; "" = looked for next to vmmd
+  std::string guestfsEnv;       // the appliance settings scripts/setup-guestfs.sh writes; "" = looked for
+  uint64_t capacityMemory = 0;  // memory launches may use in all; 0 = the host's memory minus 1 GiB
+  int64_t capacityVcpus = 0;    // vCPUs launches may use in all; 0 = 8 per host CPU
 
   size_t operationsKeep = 1000;
   Millis operationsMaxAge = Millis(24LL * 3600 * 1000);

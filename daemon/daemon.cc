@@ -19,6 +19,9 @@
 #include "drivers/lxc/lxc_driver.h"
 #include "drivers/qemu/qemu_driver.h"
 #include "drivers/test/test_driver.h"
+#ifdef VMM_HAVE_XEN
+#include "drivers/xen/xen_driver.h"
+#endif
 
 namespace vmm {
 
@@ -89,6 +92,9 @@ void Daemon::createDrivers() {
     if (name == "test") drv = std::make_unique<drivers::TestDriver>(ctx);
     else if (name == "qemu") drv = std::make_unique<drivers::qemu::QemuDriver>(ctx);
     else if (name == "lxc") drv = std::make_unique<drivers::lxc::LxcDriver>(ctx);
+#ifdef VMM_HAVE_XEN
+    else if (name == "xen") drv = std::make_unique<drivers::xen::XenDriver>(ctx);
+#endif
     if (drv) {
       if (name != "test") drv->setHostServices(hostServices_.get());
       domains_->addDriver(std::move(drv));
@@ -166,8 +172,22 @@ Status Daemon::start() {
   createDrivers();
   facts_ = probeHostFacts();
   VMM_TRY(domains_->load());
+  ImageServiceOptions iso;
+  iso.pool = config_.imagePool;
+  iso.poolPath = config_.stateDir + "/pools/" + config_.imagePool;
+  iso.tempDir = config_.stateDir + "/tmp/images";
+  images_ = std::make_unique<ImageService>(*store_, *events_, *pools_, *domains_, iso);
+  VMM_TRY(images_->load());
+  InstanceServiceOptions inso;
+  inso.budget = hostCapacity(1ULL << 30, 8.0);
+  if (config_.capacityMemory) inso.budget.memory = config_.capacityMemory;
+  if (config_.capacityVcpus) inso.budget.vcpus = config_.capacityVcpus;
+  inso.tempDir = iso.tempDir;
+  setUpGuestfs(inso);
+  instances_ = std::make_unique<InstanceService>(*store_, *domains_, *pools_, *images_, inso);
+  VMM_TRY(instances_->load());
 
-  services_ = std::make_unique<api::Services>(api::Services{*domains_, *pools_, *networks_, *operations_, *events_, *tokens_, [this] { return hostInfo(); }});
+  services_ = std::make_unique<api::Services>(api::Services{*domains_, *pools_, *networks_, *operations_, *events_, *tokens_, [this] { return hostInfo(); }, *images_, *instances_});
   registry_ = std::make_unique<api::Registry>(*operations_);
   api::bindHandlers(*registry_, *services_);
   for (const auto& name : registry_->unbound()) log::warn("operation has no handler", {{"operation", name}});
@@ -203,6 +223,39 @@ Status Daemon::start() {
   return {};
 }
 
+// Offline customisation needs the vmm-customize helper and a prepared libguestfs appliance:
+// configured, or found next to vmmd (build tree or package layout).
+void Daemon::setUpGuestfs(InstanceServiceOptions& o) const {
+  char exe[4096] = {};
+  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  std::string exeDir = n > 0 ? fs::dirName(std::string(exe, static_cast<size_t>(n))) : ".";
+  auto first = [](const std::vector<std::string>& paths) {
+    for (const auto& p : paths)
+      if (!p.empty() && fs::exists(p)) return p;
+    return std::string();
+  };
+  std::string helper = config_.customizeHelper.empty()
+                           ? first({exeDir + "/vmm-customize", exeDir + "/../storage/customize/vmm-customize", "/usr/lib/vmm/vmm-customize"})
+                           : config_.customizeHelper;
+  std::string env = config_.guestfsEnv.empty()
+                        ? first({exeDir + "/../guestfs/guestfs.env", config_.stateDir + "/guestfs/guestfs.env"})
+                        : config_.guestfsEnv;
+  if (helper.empty() || !fs::exists(helper)) {
+    o.guestfsUnavailable = "this vmmd has no vmm-customize helper (built with VMM_GUESTFS=ON; or set [images] customize_helper)";
+    return;
+  }
+  if (env.empty() || !fs::exists(env)) {
+    o.guestfsUnavailable = "the libguestfs appliance is not set up: run scripts/setup-guestfs.sh (or set [images] guestfs_env)";
+    return;
+  }
+  auto rt = customize::GuestfsRuntime::fromEnvFile(env, helper);
+  if (!rt.ok()) {
+    o.guestfsUnavailable = rt.error().message;
+    return;
+  }
+  o.guestfs = *rt;
+}
+
 Result<api::StreamStart> Daemon::openStream(const std::string& method, const nlohmann::json& params) {
   if (method != "domain.console") return api::startVolumeTransfer(*pools_, pool_, method, params);
   if (!params.is_object() || !params.contains("name") || !params["name"].is_string())
@@ -224,6 +277,7 @@ void Daemon::scheduleMaintenance() {
     if (stopping_) return;
     pool_.submit([this] {
       (void)store_->checkpoint();
+      instances_->tick();
       if (++maintenanceTicks_ % 600 == 0) {
         operations_->prune();
         malloc_trim(0);

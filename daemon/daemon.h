@@ -20,6 +20,8 @@
 #include "daemon/domain_service.h"
 #include "daemon/event_bus.h"
 #include "daemon/host_services.h"
+#include "daemon/image_service.h"
+#include "daemon/instance_service.h"
 #include "daemon/operation_manager.h"
 #include "daemon/network_service.h"
 #include "daemon/pool_service.h"
@@ -49,6 +51,7 @@ class Daemon {
   Result<api::StreamStart> openStream(const std::string& method, const nlohmann::json& params);
   void onSignal();
   void scheduleMaintenance();
+  void setUpGuestfs(InstanceServiceOptions& options) const;
   void shutdownAll();
 
   Config config_;
@@ -70,6 +73,8 @@ class Daemon {
   std::unique_ptr<DaemonHostServices> hostServices_;
   std::unique_ptr<DomainService> domains_;
   std::unique_ptr<TokenStore> tokens_;
+  std::unique_ptr<ImageService> images_;
+  std::unique_ptr<InstanceService> instances_;
   std::unique_ptr<api::Services> services_;
   std::unique_ptr<api::Registry> registry_;
   std::unique_ptr<api::RpcServer> rpc_;

@@ -493,7 +493,16 @@ Result<model::Volume> PoolService::createVolume(const std::string& pool, const m
     if (p->volumes.count(spec.name) || p->busy.count(spec.name))
       return conflict("pool " + pool + " already has a volume " + quote(spec.name));
   }
-  auto v = p->backend->createVolume(spec, ioDeadline());
+  Deadline deadline = ioDeadline();
+  Reverter release;
+  if (!spec.fromTar.empty()) {
+    // Unpacking takes as long as the tarball does: the job only reserves the name.
+    VMM_TRY(reserve(*p, spec.name, "being unpacked from " + spec.fromTar));
+    release.add([this, p, name = spec.name] { unreserve(*p, name); });
+    guard.release();
+    deadline = Deadline::after(options_.transferTimeout);
+  }
+  auto v = p->backend->createVolume(spec, deadline);
   if (!v.ok()) return noteFailure(*p, v.error().wrap("creating volume " + pool + "/" + spec.name));
   setVolume(*p, *v);
   refreshCapacity(*p);
@@ -546,28 +555,37 @@ Result<model::Volume> PoolService::resizeVolume(const std::string& pool, const s
 
 Result<model::Volume> PoolService::cloneVolume(const std::string& pool, const std::string& source, const VolumeCloneParams& params) {
   VMM_ASSIGN(auto p, findActive(pool));
+  bool directory = false;  // a directory volume is always copied in full
+  VMM_ASSIGN(auto guard, acquire(*p, "clone volume " + source));
   {
-    // The job is held only to check and reserve both names; the copy runs without it.
-    VMM_ASSIGN(auto guard, acquire(*p, "clone volume " + source));
     std::lock_guard lock(p->mu);
     if (!p->volumes.count(source)) return notFound("pool " + pool + " has no volume " + quote(source));
     if (p->volumes.count(params.name) || p->busy.count(params.name))
       return conflict("pool " + pool + " already has a volume " + quote(params.name));
     if (auto it = p->busy.find(source); it != p->busy.end()) return conflict("volume " + pool + "/" + source + " is busy (" + it->second + ")");
-    p->busy[source] = "source of clone " + params.name;
-    p->busy[params.name] = "being cloned from " + source;
+    directory = p->volumes[source].directory;
   }
+  // A linked clone is a small overlay made at once under the pool's job, so many clones of one
+  // image can be made back to back. A full copy only reserves both names and runs without it.
+  bool quick = params.linked && !directory;
   Reverter release;
-  release.add([this, p, source, name = params.name] {
-    unreserve(*p, source);
-    unreserve(*p, name);
-  });
+  if (!quick) {
+    {
+      std::lock_guard lock(p->mu);
+      p->busy[source] = "source of clone " + params.name;
+      p->busy[params.name] = "being cloned from " + source;
+    }
+    release.add([this, p, source, name = params.name] {
+      unreserve(*p, source);
+      unreserve(*p, name);
+    });
+    guard.release();
+  }
   if (params.cancelled && params.cancelled()) return Error{ErrorCode::cancelled, "clone of " + pool + "/" + source + " cancelled"};
   storage::CloneOptions opts;
   opts.linked = params.linked;
   opts.progress = params.progress;
-  auto v = p->backend->cloneVolume(source, params.name, opts,
-                                   params.linked ? ioDeadline() : Deadline::after(options_.transferTimeout));
+  auto v = p->backend->cloneVolume(source, params.name, opts, quick ? ioDeadline() : Deadline::after(options_.transferTimeout));
   if (!v.ok()) return noteFailure(*p, v.error().wrap("cloning volume " + pool + "/" + source));
   setVolume(*p, *v);
   release.fail();

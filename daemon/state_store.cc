@@ -28,6 +28,8 @@ std::vector<std::string> migrations() {
   m.push_back(v1);
   // 1 -> 2: per-volume metadata kept by vmm (what a backend cannot store itself).
   m.push_back(kvTable("volumes") + ";\n");
+  // 2 -> 3: images, and the leases of disposable domains.
+  m.push_back(kvTable("images") + ";\n" + kvTable("leases") + ";\n");
   return m;
 }
 
@@ -44,6 +46,8 @@ std::string_view tableName(Table t) {
     case Table::tokens: return "tokens";
     case Table::meta: return "meta";
     case Table::volumes: return "volumes";
+    case Table::images: return "images";
+    case Table::leases: return "leases";
   }
   return "meta";
 }

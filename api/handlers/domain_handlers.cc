@@ -3,6 +3,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "model/domain.h"
+#include "model/libvirt_xml.h"
 #include "model/names.h"
 
 namespace vmm::api {
@@ -17,13 +18,22 @@ Reply domainReply(const DomainView& v, bool full, int status = 200) {
 
 std::string nameOf(const json& p) { return p.value("name", ""); }
 
-Result<model::Domain> definitionParam(const json& params) {
+// A JSON definition, or libvirt domain XML as a string (its warnings go into the reply).
+Result<model::Domain> definitionParam(const json& params, std::vector<std::string>* warnings = nullptr) {
   const json& def = params["definition"];
-  if (def.is_string())
-    return invalidArgument("definition: expected a JSON object (libvirt XML import is not enabled in this build)");
+  if (def.is_string()) {
+    auto imported = model::importLibvirtXml(def.get<std::string>());
+    if (!imported.ok()) return imported.error().wrap("definition");
+    if (warnings) *warnings = imported->warnings;
+    return std::move(imported->domain);
+  }
   auto d = model::parseDomain(def);
   if (!d.ok()) return d.error();
   return d;
+}
+
+void addWarnings(Reply& r, const std::vector<std::string>& warnings) {
+  if (!warnings.empty() && r.body.is_object()) r.body["warnings"] = warnings;
 }
 
 // The checks an async lifecycle call makes before it is accepted, so that a plain mistake
@@ -90,7 +100,8 @@ void bindDomainHandlers(Registry& reg, Services& s) {
   });
 
   reg.bind("domain.create", [&s](const CallContext&, const json& p) -> Result<Reply> {
-    VMM_ASSIGN(auto def, definitionParam(p));
+    std::vector<std::string> warnings;
+    VMM_ASSIGN(auto def, definitionParam(p, &warnings));
     VMM_ASSIGN(auto v, s.domains.create(std::move(def)));
     std::string name = v.def->name;
     if (flag(p, "start", false)) {
@@ -100,15 +111,25 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     }
     auto r = domainReply(v, true, 201);
     r.headers.emplace_back("Location", "/v1/domains/" + name);
+    addWarnings(r, warnings);
     return r;
   });
 
+  reg.bind("domain.xml", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto v, s.domains.get(nameOf(p)));
+    VMM_ASSIGN(auto xml, model::exportLibvirtXml(*v.def));
+    return Reply(json{{"name", v.def->name}, {"xml", std::move(xml)}});
+  });
+
   reg.bind("domain.update", [&s](const CallContext&, const json& p) -> Result<Reply> {
-    VMM_ASSIGN(auto def, definitionParam(p));
+    std::vector<std::string> warnings;
+    VMM_ASSIGN(auto def, definitionParam(p, &warnings));
     std::optional<uint64_t> gen;
     if (p.contains("generation") && p["generation"].is_number_integer()) gen = p["generation"].get<uint64_t>();
     VMM_ASSIGN(auto v, s.domains.update(nameOf(p), std::move(def), gen));
-    return domainReply(v, true);
+    auto r = domainReply(v, true);
+    addWarnings(r, warnings);
+    return r;
   });
 
   reg.bind("domain.delete", [&s](const CallContext&, const json& p) -> Result<Reply> {
@@ -118,7 +139,12 @@ void bindDomainHandlers(Registry& reg, Services& s) {
 
   reg.bindAsync("domain.start", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
     std::string name = nameOf(p);
-    VMM_TRY(precheck(s, name, false));
+    VMM_ASSIGN(auto view, precheck(s, name, false));
+    // A driver that cannot run here (no hypervisor) answers at once, not as a failed operation.
+    if (auto* drv = s.domains.driver(view.def->type); drv) {
+      auto info = drv->probe();
+      if (!info.available) return unavailable("the " + drv->typeName() + " driver is unavailable on this host: " + info.reason);
+    }
     StartParams sp;
     sp.paused = flag(p, "paused", false);
     sp.forceBoot = flag(p, "force_boot", false);

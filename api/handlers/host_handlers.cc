@@ -60,6 +60,7 @@ void bindHandlers(Registry& registry, Services& services) {
   bindStorageHandlers(registry, services);
   bindNetworkHandlers(registry, services);
   bindSnapshotHandlers(registry, services);
+  bindImageHandlers(registry, services);
 }
 
 }  // namespace vmm::api

@@ -100,6 +100,7 @@ int runCommand(Context& ctx, const std::vector<std::string>& args) {
   registerStorageCommands(app, ctx, action);
   registerNetworkCommands(app, ctx, action);
   registerSnapshotCommands(app, ctx, action);
+  registerImageCommands(app, ctx, action);
 
   std::vector<std::string> argvStore = {"vmctl"};
   argvStore.insert(argvStore.end(), args.begin(), args.end());
@@ -153,6 +154,7 @@ std::vector<std::string> commandNames() {
   registerStorageCommands(app, ctx, action);
   registerNetworkCommands(app, ctx, action);
   registerSnapshotCommands(app, ctx, action);
+  registerImageCommands(app, ctx, action);
   std::vector<std::string> names;
   for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
   names.push_back("help");

@@ -19,6 +19,7 @@ void registerConsoleCommand(CLI::App& app, Context& ctx, std::function<int()>& a
 void registerStorageCommands(CLI::App& app, Context& ctx, std::function<int()>& action);
 void registerNetworkCommands(CLI::App& app, Context& ctx, std::function<int()>& action);
 void registerSnapshotCommands(CLI::App& app, Context& ctx, std::function<int()>& action);
+void registerImageCommands(CLI::App& app, Context& ctx, std::function<int()>& action);
 
 // Runs `method` (waiting for it when async) and reports errors; `done` prints the result.
 int callAndReport(Context& ctx, const std::string& method, const nlohmann::json& params,

@@ -1,5 +1,7 @@
 #include "client/vmctl/output.h"
 
+#include "client/vmctl/commands.h"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -114,5 +116,7 @@ void endProgress() {
   std::fprintf(stderr, "\n");
   g_progressShown = false;
 }
+
+void printResult(const json& r, void (*human)(const json&)) { jsonOutput() ? printJson(r) : human(r); }
 
 }  // namespace vmm::vmctl

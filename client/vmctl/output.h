@@ -46,6 +46,8 @@ void printFields(const std::vector<std::pair<std::string, std::string>>& fields)
 void showProgress(const json& operation);
 void endProgress();
 std::string text(const json& v);
+// JSON with -o json, else the human form.
+void printResult(const json& r, void (*human)(const json&));
 // Paths are sent to vmmd, whose working directory is not the caller's.
 std::string absolutePath(const std::string& path);  // a JSON scalar as plain text ("" for null)
 

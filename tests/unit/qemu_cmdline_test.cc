@@ -1,8 +1,9 @@
 // Golden files: each tests/data/qemu-argv/NAME.json (a domain definition plus what the
 // driver resolved for it) must produce exactly NAME.args (one argument per line), or fail
 // with exactly the message in NAME.error. VMM_UPDATE_GOLDEN=1 rewrites the expectations.
-#include <dirent.h>
 #include <gtest/gtest.h>
+
+#include "tests/unit/test_util.h"
 
 #include <algorithm>
 
@@ -18,18 +19,7 @@ namespace {
 
 const std::string kDir = VMM_SOURCE_DIR "/tests/data/qemu-argv";
 
-std::vector<std::string> cases() {
-  std::vector<std::string> out;
-  DIR* d = opendir(kDir.c_str());
-  if (!d) return out;
-  while (auto* e = readdir(d)) {
-    std::string n = e->d_name;
-    if (endsWith(n, ".json")) out.push_back(n.substr(0, n.size() - 5));
-  }
-  closedir(d);
-  std::sort(out.begin(), out.end());
-  return out;
-}
+std::vector<std::string> cases() { return testutil::goldenCases(kDir); }
 
 Result<std::string> render(const json& in) {
   auto def = model::parseDomain(in["domain"]);

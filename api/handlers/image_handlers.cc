@@ -1,0 +1,112 @@
+// Images, launches from images, and disposable runs.
+#include "api/registry.h"
+#include "api/services.h"
+#include "model/image.h"
+
+namespace vmm::api {
+
+namespace {
+
+const char* const kLaunchKeys[] = {"image", "name", "memory", "vcpus", "networks", "full_copy", "ttl",
+                                   "remove_on_stop", "labels", "cloud_init", "customize", "start"};
+
+Result<model::LaunchSpec> launchSpecParam(const json& p) {
+  json spec = json::object();
+  for (const char* key : kLaunchKeys)
+    if (p.contains(key) && !p[key].is_null()) spec[key] = p[key];
+  if (spec.contains("ttl")) {
+    VMM_ASSIGN(auto ttl, durationParam(p, "ttl", Millis(0), Millis(366LL * 86400 * 1000)));
+    spec["ttl"] = std::to_string(ttl.count()) + "ms";
+  }
+  return model::parseLaunchSpec(spec);
+}
+
+Result<std::vector<std::string>> stringList(const json& p, const char* key) {
+  std::vector<std::string> out;
+  if (!p.contains(key) || p[key].is_null()) return out;
+  for (size_t i = 0; i < p[key].size(); ++i) {
+    if (!p[key][i].is_string()) return invalidArgument(std::string(key) + "[" + std::to_string(i) + "]: expected a string");
+    out.push_back(p[key][i].get<std::string>());
+  }
+  return out;
+}
+
+ImageProgress progressOf(OperationContext& ctx) {
+  ImageProgress pr;
+  pr.report = [&ctx](int pct, const std::string& msg) { ctx.setProgress(pct, msg); };
+  pr.cancelled = [&ctx] { return ctx.cancelled(); };
+  return pr;
+}
+
+RunHooks hooksOf(OperationContext& ctx) {
+  RunHooks h;
+  h.progress = [&ctx](int pct, const std::string& msg) { ctx.setProgress(pct, msg); };
+  h.cancelled = [&ctx] { return ctx.cancelled(); };
+  h.onCancel = [&ctx](std::function<void()> fn) { ctx.onCancel(std::move(fn)); };
+  return h;
+}
+
+}  // namespace
+
+void bindImageHandlers(Registry& reg, Services& s) {
+  reg.bind("image.list", [&s](const CallContext&, const json&) -> Result<Reply> {
+    json out = json::array();
+    for (const auto& i : s.images.list()) out.push_back(model::formatImage(i));
+    return Reply(std::move(out));
+  });
+  reg.bind("image.get", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto i, s.images.get(str(p, "name")));
+    return Reply(model::formatImage(i));
+  });
+  reg.bindAsync("image.import", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+    VMM_ASSIGN(auto spec, model::parseImageImportSpec(p));
+    if (s.images.get(spec.name).ok()) return conflict("image " + spec.name + " already exists");
+    return AsyncWork{"images/" + spec.name, [&s, spec](OperationContext& ctx) -> Result<json> {
+                       VMM_ASSIGN(auto i, s.images.import(spec, progressOf(ctx)));
+                       return model::formatImage(i);
+                     }};
+  });
+  reg.bindAsync("image.from_domain", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+    TemplateFromDomainSpec spec{str(p, "name"), str(p, "domain"), str(p, "description"), str(p, "os"), str(p, "default_user")};
+    if (s.images.get(spec.name).ok()) return conflict("image " + spec.name + " already exists");
+    VMM_TRY(s.domains.get(spec.domain));
+    return AsyncWork{"images/" + spec.name, [&s, spec](OperationContext& ctx) -> Result<json> {
+                       VMM_ASSIGN(auto i, s.images.fromDomain(spec, progressOf(ctx)));
+                       return model::formatImage(i);
+                     }};
+  });
+  reg.bind("image.delete", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_TRY(s.images.remove(str(p, "name")));
+    return Reply(json::object());
+  });
+
+  reg.bindAsync("domain.launch", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+    VMM_ASSIGN(auto spec, launchSpecParam(p));
+    VMM_TRY(s.images.get(spec.image));
+    return AsyncWork{"domains", [&s, spec](OperationContext& ctx) -> Result<json> {
+                       VMM_ASSIGN(auto v, s.instances.launch(spec, hooksOf(ctx)));
+                       return formatDomainView(v, false);
+                     }};
+  });
+  reg.bindAsync("domain.run", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+    RunSpec spec;
+    VMM_ASSIGN(spec.launch, launchSpecParam(p));
+    VMM_TRY(s.images.get(spec.launch.image));
+    VMM_ASSIGN(spec.argv, stringList(p, "command"));
+    if (spec.argv.empty() || spec.argv[0].empty()) return invalidArgument("command: must name a program");
+    VMM_ASSIGN(spec.env, stringList(p, "env"));
+    for (const auto& e : spec.env)
+      if (e.find('=') == std::string::npos) return invalidArgument("env: entries must be NAME=value strings");
+    spec.input = str(p, "input");
+    VMM_ASSIGN(spec.timeout, durationParam(p, "timeout", Millis(3600 * 1000), Millis(7LL * 86400 * 1000)));
+    VMM_ASSIGN(spec.bootTimeout, durationParam(p, "boot_timeout", Millis(300000), Millis(86400 * 1000)));
+    spec.remove = flag(p, "remove", true);
+    return AsyncWork{"domains", [&s, spec](OperationContext& ctx) -> Result<json> { return s.instances.run(spec, hooksOf(ctx)); }};
+  });
+  reg.bind("domain.remove", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_TRY(s.instances.remove(str(p, "name"), "removed on request"));
+    return Reply(json::object());
+  });
+}
+
+}  // namespace vmm::api

@@ -1,0 +1,76 @@
+#include "daemon/capacity_gate.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "base/fs.h"
+#include "base/strings.h"
+#include "model/units.h"
+
+namespace vmm {
+
+CapacityGate::CapacityGate(Capacity budget, std::function<Capacity()> inUse) : budget_(budget), inUse_(std::move(inUse)) {}
+
+CapacityGate::Ticket& CapacityGate::Ticket::operator=(Ticket&& o) noexcept {
+  if (this != &o) {
+    release();
+    gate_ = o.gate_;
+    want_ = o.want_;
+    o.gate_ = nullptr;
+  }
+  return *this;
+}
+
+void CapacityGate::Ticket::release() {
+  if (gate_) gate_->give(want_);
+  gate_ = nullptr;
+}
+
+void CapacityGate::give(const Capacity& c) {
+  {
+    std::lock_guard lock(mu_);
+    reserved_.memory -= std::min(reserved_.memory, c.memory);
+    reserved_.vcpus -= std::min(reserved_.vcpus, c.vcpus);
+  }
+  cv_.notify_all();
+}
+
+Result<CapacityGate::Ticket> CapacityGate::admit(Capacity want, Deadline deadline, const std::function<bool()>& cancelled) {
+  if (want.memory > budget_.memory || want.vcpus > budget_.vcpus)
+    return invalidArgument("the domain needs " + model::formatSize(want.memory) + " and " + std::to_string(want.vcpus) +
+                           " vCPUs; the host's budget is " + model::formatSize(budget_.memory) + " and " +
+                           std::to_string(budget_.vcpus) + " vCPUs");
+  std::unique_lock lock(mu_);
+  while (true) {
+    // inUse() reads the domain table (short locks of its own), not the guests.
+    Capacity used = inUse_();
+    if (used.memory + reserved_.memory + want.memory <= budget_.memory &&
+        used.vcpus + reserved_.vcpus + want.vcpus <= budget_.vcpus) {
+      reserved_.memory += want.memory;
+      reserved_.vcpus += want.vcpus;
+      return Ticket(this, want);
+    }
+    if (cancelled && cancelled()) return cancelledError("cancelled while waiting for host capacity");
+    if (deadline.expired())
+      return unavailable("not enough host capacity: " + model::formatSize(used.memory + reserved_.memory) + " of " +
+                         model::formatSize(budget_.memory) + " memory and " + std::to_string(used.vcpus + reserved_.vcpus) +
+                         " of " + std::to_string(budget_.vcpus) + " vCPUs are taken");
+    // Stops of running domains are not signalled here: re-check periodically.
+    cv_.wait_for(lock, std::min(Millis(200), std::max(Millis(1), deadline.remaining())));
+  }
+}
+
+Capacity hostCapacity(uint64_t memoryReserve, double vcpuRatio) {
+  Capacity c;
+  uint64_t total = 0;
+  if (auto m = fs::readFile("/proc/meminfo", 1 << 16); m.ok())
+    for (const auto& line : split(*m, '\n'))
+      if (startsWith(line, "MemTotal:")) total = parseUint(std::string(trim(line.substr(9, line.size() - 12)))).value_or(0) * 1024;
+  c.memory = total > memoryReserve ? total - memoryReserve : total / 2;
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  c.vcpus = std::max<int64_t>(1, static_cast<int64_t>(std::max(1L, cpus) * vcpuRatio));
+  return c;
+}
+
+}  // namespace vmm

@@ -1,0 +1,63 @@
+// Admission control for launches: a new domain starts only when the memory and vCPUs of the
+// running domains plus those being launched fit the host's budget; otherwise the launch waits
+// in line (bounded by its deadline) instead of overcommitting the host.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+
+#include "base/result.h"
+#include "base/time_util.h"
+
+namespace vmm {
+
+struct Capacity {
+  uint64_t memory = 0;
+  int64_t vcpus = 0;
+};
+
+class CapacityGate {
+ public:
+  // `inUse` reports what running domains hold now (read at each admission attempt).
+  CapacityGate(Capacity budget, std::function<Capacity()> inUse);
+
+  class Ticket {
+   public:
+    Ticket() = default;
+    Ticket(Ticket&& o) noexcept : gate_(o.gate_), want_(o.want_) { o.gate_ = nullptr; }
+    Ticket& operator=(Ticket&& o) noexcept;
+    ~Ticket() { release(); }
+    // Once the domain runs its use is counted by inUse(): the reservation ends.
+    void release();
+
+   private:
+    friend class CapacityGate;
+    Ticket(CapacityGate* g, Capacity want) : gate_(g), want_(want) {}
+    CapacityGate* gate_ = nullptr;
+    Capacity want_;
+  };
+
+  // Waits until `want` fits, the deadline passes or `cancelled` says so. A request larger
+  // than the whole budget fails at once.
+  Result<Ticket> admit(Capacity want, Deadline deadline, const std::function<bool()>& cancelled = nullptr);
+  Capacity budget() const { return budget_; }
+  // Wakes waiters after running domains stopped.
+  void changed() { cv_.notify_all(); }
+
+ private:
+  void give(const Capacity& c);
+
+  const Capacity budget_;
+  std::function<Capacity()> inUse_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Capacity reserved_;
+};
+
+// The default budget: the host's memory minus a reserve for itself, and vCPUs overcommitted
+// by `vcpuRatio` over its CPUs.
+Capacity hostCapacity(uint64_t memoryReserve, double vcpuRatio);
+
+}  // namespace vmm

@@ -1,0 +1,283 @@
+#include "daemon/image_service.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/random.h"
+#include "base/reverter.h"
+#include "base/strings.h"
+#include "daemon/url_fetch.h"
+#include "model/names.h"
+#include "storage/qemu_img.h"
+
+namespace vmm {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr size_t kChunk = 1 << 20;
+
+// ISO 9660 images carry "CD001" at byte 32769.
+bool isIso(const std::string& file) {
+  fs::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  char magic[5] = {};
+  return fd.valid() && ::pread(fd.get(), magic, 5, 32769) == 5 && std::string(magic, 5) == "CD001";
+}
+
+std::string diskVolumeName(const std::string& image, model::DiskFormat format, bool iso) {
+  return image + (iso ? ".iso" : format == model::DiskFormat::qcow2 ? ".qcow2" : ".img");
+}
+
+}  // namespace
+
+ImageService::ImageService(StateStore& store, EventBus& events, PoolService& pools, DomainService& domains,
+                           ImageServiceOptions options)
+    : store_(store), events_(events), pools_(pools), domains_(domains), options_(std::move(options)) {}
+
+Status ImageService::load() {
+  VMM_ASSIGN(auto rows, store_.loadAll(Table::images));
+  std::lock_guard lock(mu_);
+  for (const auto& row : rows) {
+    auto img = model::parseImageRecord(row.value);
+    if (!img.ok()) {
+      log::warn("ignoring an unreadable image record", {{"key", row.key}, {"error", img.error().message}});
+      continue;
+    }
+    images_[img->name] = *img;
+  }
+  if (!options_.tempDir.empty()) {
+    // Downloads interrupted by a restart leave partial files behind.
+    (void)fs::removeTree(options_.tempDir);
+    VMM_TRY(fs::makeDirs(options_.tempDir, 0700));
+  }
+  return {};
+}
+
+std::vector<model::Image> ImageService::list() const {
+  std::lock_guard lock(mu_);
+  std::vector<model::Image> out;
+  for (const auto& [_, i] : images_) out.push_back(i);
+  return out;
+}
+
+Result<model::Image> ImageService::get(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto it = images_.find(name);
+  if (it == images_.end()) return notFound("no image named " + quote(name));
+  return it->second;
+}
+
+void ImageService::publish(const std::string& type, const std::string& name) {
+  events_.publish("image", "images/" + name, {{"event", type}, {"image", name}});
+}
+
+Status ImageService::ensurePool() {
+  if (pools_.get(options_.pool).ok()) return {};
+  if (options_.poolPath.empty())
+    return notFound("the image pool " + quote(options_.pool) + " does not exist (define it, or set [images] pool)");
+  auto def = model::parsePool(json{{"name", options_.pool}, {"type", "dir"}, {"path", options_.poolPath}});
+  if (!def.ok()) return def.error();
+  PoolCreateParams params;
+  params.build = true;
+  auto created = pools_.create(*def, params);
+  // Another import may have created it at the same time.
+  if (!created.ok() && !pools_.get(options_.pool).ok()) return created.error().wrap("creating the image pool");
+  return {};
+}
+
+Status ImageService::reserve(const std::string& name) {
+  std::lock_guard lock(mu_);
+  if (images_.count(name) || reserved_.count(name)) return conflict("image " + quote(name) + " already exists");
+  reserved_.insert(name);
+  return {};
+}
+
+void ImageService::unreserve(const std::string& name) {
+  std::lock_guard lock(mu_);
+  reserved_.erase(name);
+}
+
+Result<model::Volume> ImageService::copyIntoPool(const std::string& file, const std::string& volume,
+                                                 model::DiskFormat format, uint64_t capacity,
+                                                 const ImageProgress& progress, int from, int to) {
+  fs::UniqueFd in(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in.valid()) return systemError("opening " + file, errno);
+  struct stat st{};
+  if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) return invalidArgument(file + " is not a regular file");
+  model::VolumeSpec spec;
+  spec.name = volume;
+  spec.format = format;
+  spec.capacity = std::max<uint64_t>(capacity, 1);
+  VMM_ASSIGN(auto created, pools_.createVolume(options_.pool, spec));
+  (void)created;
+  Reverter undo;
+  undo.add([this, volume] { (void)pools_.deleteVolume(options_.pool, volume); });
+  {
+    VMM_ASSIGN(auto out, pools_.openVolume(options_.pool, volume, storage::StreamMode::write));
+    Deadline deadline = Deadline::after(options_.ioTimeout);
+    std::string buf(kChunk, '\0');
+    uint64_t total = static_cast<uint64_t>(st.st_size), done = 0;
+    int lastPercent = -1;
+    while (done < total) {
+      if (progress.cancelled && progress.cancelled()) return cancelledError("import cancelled");
+      ssize_t n = ::pread(in.get(), buf.data(), kChunk, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return systemError("reading " + file, errno);
+      if (n == 0) return internalError(file + " shrank while being copied");
+      VMM_TRY(out->write(done, buf.data(), static_cast<size_t>(n), deadline));
+      done += static_cast<uint64_t>(n);
+      int percent = from + static_cast<int>((to - from) * done / std::max<uint64_t>(total, 1));
+      if (percent != lastPercent && progress.report) progress.report(percent, "copying " + fs::baseName(file));
+      lastPercent = percent;
+    }
+    VMM_TRY(out->finish(deadline));
+  }
+  VMM_ASSIGN(auto v, pools_.getVolume(options_.pool, volume));
+  undo.success();
+  return v;
+}
+
+Result<model::Image> ImageService::finishImport(model::Image image, const std::string& diskFile,
+                                                const std::string& kernelFile, const std::string& initrdFile,
+                                                const ImageProgress& progress) {
+  VMM_TRY(ensurePool());
+  VMM_ASSIGN(auto info, storage::imageInfo(diskFile, Deadline::after(Millis(30000))));
+  // A backing file named inside an image could point anywhere on the host.
+  if (!info.backingFile.empty())
+    return invalidArgument(diskFile + " has a backing file (" + info.backingFile + "): flatten it first (qemu-img convert)");
+  bool iso = info.format == model::DiskFormat::raw && isIso(diskFile);
+  image.pool = options_.pool;
+  image.format = info.format;
+  image.size = info.virtualSize;
+  image.volume = diskVolumeName(image.name, info.format, iso);
+  if (iso) image.media = "cdrom";
+
+  Reverter undo;
+  auto copy = [&](const std::string& file, const std::string& volume, model::DiskFormat fmt, uint64_t cap, int from, int to) -> Status {
+    VMM_TRY(copyIntoPool(file, volume, fmt, cap, progress, from, to));
+    undo.add([this, volume] { (void)pools_.deleteVolume(options_.pool, volume); });
+    return {};
+  };
+  VMM_TRY(copy(diskFile, image.volume, info.format, info.virtualSize, 5, 90));
+  for (auto [file, field, suffix] : {std::tuple{kernelFile, &image.kernel, ".kernel"}, std::tuple{initrdFile, &image.initrd, ".initrd"}}) {
+    if (file.empty()) continue;
+    struct stat st{};
+    if (::stat(file.c_str(), &st) != 0) return notFound(file + ": " + strerror(errno));
+    *field = image.name + suffix;
+    VMM_TRY(copy(file, *field, model::DiskFormat::raw, static_cast<uint64_t>(st.st_size), 90, 98));
+  }
+  image.createdUs = wallNowMicros();
+  VMM_TRY(store_.put(Table::images, image.name, formatImage(image)));
+  undo.success();
+  {
+    std::lock_guard lock(mu_);
+    images_[image.name] = image;
+  }
+  publish("created", image.name);
+  if (progress.report) progress.report(100, "imported");
+  return image;
+}
+
+Result<model::Image> ImageService::import(const model::ImageImportSpec& spec, const ImageProgress& progress) {
+  VMM_TRY(reserve(spec.name));
+  Reverter undo;
+  undo.add([this, name = spec.name] { unreserve(name); });
+  for (const auto* f : {&spec.file, &spec.kernelFile, &spec.initrdFile})
+    if (!f->empty() && !fs::exists(*f)) return notFound(*f + " does not exist");
+  std::string disk = spec.file;
+  if (!spec.url.empty()) {
+    disk = options_.tempDir + "/" + spec.name + "-" + randomHex(6) + ".download";
+    undo.add([disk] { (void)fs::removeFile(disk); });
+    FetchOptions fo;
+    fo.maxBytes = options_.maxDownloadBytes;
+    fo.cancelled = progress.cancelled;
+    fo.progress = [&](uint64_t done, uint64_t total) {
+      if (progress.report && total) progress.report(static_cast<int>(5 * done / total), "downloading");
+    };
+    VMM_TRY(fetchUrl(spec.url, disk, fo));
+  }
+  model::Image image;
+  image.name = spec.name;
+  image.os = spec.os;
+  image.arch = spec.arch;
+  image.defaultUser = spec.defaultUser;
+  image.description = spec.description;
+  image.source = spec.url.empty() ? spec.file : spec.url;
+  image.domainTemplate = spec.domainTemplate;
+  return finishImport(std::move(image), disk, spec.kernelFile, spec.initrdFile, progress);
+}
+
+Result<model::Image> ImageService::fromDomain(const TemplateFromDomainSpec& spec, const ImageProgress& progress) {
+  if (auto st = model::validateName(spec.name, "image name"); !st.ok()) return st.error().wrap("name");
+  VMM_ASSIGN(auto view, domains_.get(spec.domain));
+  if (model::isActive(view.status.state) || view.job)
+    return conflict("domain " + spec.domain + " must be shut off to become a template");
+  const model::Domain& def = *view.def;
+  const model::Disk* root = nullptr;
+  for (const auto& d : def.disks)
+    if (d.device == model::DiskDevice::disk) {
+      root = &d;
+      break;
+    }
+  if (!root) return invalidArgument("domain " + spec.domain + " has no disk to make an image of");
+  VMM_TRY(reserve(spec.name));
+  Reverter undo;
+  undo.add([this, name = spec.name] { unreserve(name); });
+  std::string source = root->source.path;
+  model::DiskFormat fmt = root->format.value_or(model::defaultDiskFormat(*root));
+  if (root->source.isVolume()) {
+    VMM_ASSIGN(auto r, pools_.resolve(root->source.pool, root->source.volume));
+    if (r.path.empty() || r.size) return unsupported("making an image of a disk on a " + root->source.pool + " volume that is not a local file");
+    source = r.path;
+    fmt = r.format;
+  }
+  // A flat copy: the template must not depend on the domain's backing chain.
+  std::string flat = options_.tempDir + "/" + spec.name + "-" + randomHex(6) + ".qcow2";
+  undo.add([flat] { (void)fs::removeFile(flat); });
+  VMM_TRY(storage::convertImage(source, fmt, flat, model::DiskFormat::qcow2,
+                                [&](double f) { if (progress.report) progress.report(static_cast<int>(f * 0.5), "flattening"); },
+                                Deadline::after(options_.ioTimeout)));
+  model::Image image;
+  image.name = spec.name;
+  image.description = spec.description.empty() ? "template of domain " + spec.domain : spec.description;
+  image.os = spec.os;
+  image.defaultUser = spec.defaultUser;
+  image.source = "domain:" + spec.domain;
+  json tmpl = model::formatDomain(def);
+  for (const char* k : {"name", "uuid", "disks", "title", "autostart", "labels", "metadata"}) tmpl.erase(k);
+  if (tmpl.contains("nics"))
+    for (auto& n : tmpl["nics"]) {
+      n.erase("mac");
+      n.erase("ifname");
+    }
+  image.domainTemplate = tmpl;
+  if (def.boot.kernel.size()) {
+    // The kernel and initrd stay host paths unless they are copied with the image.
+    image.domainTemplate["boot"]["kernel"] = def.boot.kernel;
+  }
+  return finishImport(std::move(image), flat, "", "", progress);
+}
+
+Status ImageService::remove(const std::string& name) {
+  VMM_ASSIGN(auto image, get(name));
+  // The disk goes first: while linked clones sit on it the pool refuses, and nothing changes.
+  if (auto st = pools_.deleteVolume(image.pool, image.volume); !st.ok() && st.error().code != ErrorCode::not_found)
+    return st.error().wrap("image " + name + " is in use");
+  for (const auto& v : {image.kernel, image.initrd})
+    if (!v.empty()) (void)pools_.deleteVolume(image.pool, v);
+  VMM_TRY(store_.remove(Table::images, name));
+  {
+    std::lock_guard lock(mu_);
+    images_.erase(name);
+  }
+  publish("deleted", name);
+  return {};
+}
+
+}  // namespace vmm

@@ -1,0 +1,98 @@
+#include "daemon/url_fetch.h"
+
+#include <httplib.h>
+
+#include <fcntl.h>
+#include <cstring>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "base/strings.h"
+
+namespace vmm {
+
+namespace {
+
+bool writeAll(int fd, const char* data, size_t len) {
+  while (len > 0) {
+    ssize_t n = ::write(fd, data, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    len -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Splits "http://host:port/path?q" into the scheme+authority and the rest.
+bool splitUrl(const std::string& url, std::string& origin, std::string& target) {
+  auto scheme = url.find("://");
+  if (scheme == std::string::npos) return false;
+  auto slash = url.find('/', scheme + 3);
+  origin = url.substr(0, slash);
+  target = slash == std::string::npos ? "/" : url.substr(slash);
+  return origin.size() > scheme + 3;
+}
+
+}  // namespace
+
+Status fetchUrl(const std::string& url, const std::string& path, const FetchOptions& options) {
+  std::string origin, target;
+  if (!splitUrl(url, origin, target)) return invalidArgument("url: cannot parse " + quote(url));
+  httplib::Client client(origin);
+  if (!client.is_valid()) return invalidArgument("url: unsupported URL " + quote(url));
+  auto left = [&] { return std::max<int64_t>(1, options.deadline.remaining().count()); };
+  client.set_connection_timeout(std::chrono::milliseconds(std::min<int64_t>(left(), 30000)));
+  client.set_read_timeout(std::chrono::milliseconds(std::min<int64_t>(left(), 60000)));
+  client.set_follow_location(true);
+
+  std::string temp = path + ".partial";
+  fs::UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return systemError("creating " + temp, errno);
+  uint64_t done = 0, total = 0;
+  std::string failure;
+  int status = 0;
+  auto res = client.Get(
+      target.c_str(),
+      [&](const httplib::Response& r) {
+        status = r.status;
+        if (r.status != 200) {
+          failure = "the server answered HTTP " + std::to_string(r.status);
+          return false;
+        }
+        if (r.has_header("Content-Length")) total = parseUint(r.get_header_value("Content-Length")).value_or(0);
+        if (total > options.maxBytes) {
+          failure = "the file is larger than the limit of " + std::to_string(options.maxBytes) + " bytes";
+          return false;
+        }
+        return true;
+      },
+      [&](const char* data, size_t len) {
+        if (options.deadline.expired()) failure = "timed out";
+        else if (options.cancelled && options.cancelled()) failure = "cancelled";
+        else if (done + len > options.maxBytes) failure = "the file is larger than the limit of " + std::to_string(options.maxBytes) + " bytes";
+        if (!failure.empty()) return false;
+        if (!writeAll(fd.get(), data, len)) {
+          failure = std::string("writing ") + temp + ": " + strerror(errno);
+          return false;
+        }
+        done += len;
+        if (options.progress) options.progress(done, total);
+        return true;
+      });
+  auto discard = [&](Error e) {
+    ::unlink(temp.c_str());
+    return e;
+  };
+  if (!failure.empty()) {
+    if (failure == "timed out") return discard(timeoutError("downloading " + url + ": timed out"));
+    return discard(unavailable("downloading " + url + ": " + failure));
+  }
+  if (!res) return discard(unavailable("downloading " + url + ": " + httplib::to_string(res.error())));
+  if (status != 200) return discard(unavailable("downloading " + url + ": the server answered HTTP " + std::to_string(status)));
+  if (total && done != total) return discard(unavailable("downloading " + url + ": the transfer ended early"));
+  if (::fsync(fd.get()) != 0 || ::rename(temp.c_str(), path.c_str()) != 0) return discard(systemError("saving " + path, errno));
+  return {};
+}
+
+}  // namespace vmm
