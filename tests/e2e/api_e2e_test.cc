@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "base/fs.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
 #include "tests/support/vmmd_process.h"
@@ -116,6 +117,12 @@ TEST_F(E2E, VmctlEditAndShell) {
   r = vmmd->vmctl({"edit", "ed"}, "", {{"EDITOR", "sed -i s/\\\"vcpus\\\":\\ 3/\\\"vcpus\\\":\\ 0/"}});
   EXPECT_EQ(r.exitCode, 2);
   EXPECT_NE(r.err.find("vcpus: must be between 1 and 512"), std::string::npos) << r.err;
+  // A refused edit is kept for the user, named in the message; the test removes it.
+  auto kept = r.err.find("Your edit is kept in ");
+  ASSERT_NE(kept, std::string::npos) << r.err;
+  std::string keptFile = r.err.substr(kept + 21, r.err.find('\n', kept) - kept - 21);
+  EXPECT_TRUE(fs::exists(keptFile)) << keptFile;
+  EXPECT_TRUE(fs::removeFile(keptFile).ok());
   // The shell reads commands from stdin when it is not a terminal.
   r = vmmd->vmctl({}, "list --all\nstart ed\n\n# comment\ninfo nosuch\nlist\nexit\n");
   EXPECT_NE(r.out.find("ed    test  shutoff"), std::string::npos) << r.out;
