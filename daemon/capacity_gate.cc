@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 
 #include "base/fs.h"
 #include "base/strings.h"
@@ -42,20 +43,34 @@ Result<CapacityGate::Ticket> CapacityGate::admit(Capacity want, Deadline deadlin
                            " vCPUs; the host's budget is " + model::formatSize(budget_.memory) + " and " +
                            std::to_string(budget_.vcpus) + " vCPUs");
   std::unique_lock lock(mu_);
+  // First come, first served: only the head of the line may take capacity, so a large launch
+  // is not starved by smaller ones that keep fitting.
+  uint64_t me = nextInLine_++;
+  line_.push_back(me);
+  auto leave = [&] {
+    line_.erase(std::find(line_.begin(), line_.end(), me));
+    cv_.notify_all();
+  };
   while (true) {
     // inUse() reads the domain table (short locks of its own), not the guests.
     Capacity used = inUse_();
-    if (used.memory + reserved_.memory + want.memory <= budget_.memory &&
+    if (line_.front() == me && used.memory + reserved_.memory + want.memory <= budget_.memory &&
         used.vcpus + reserved_.vcpus + want.vcpus <= budget_.vcpus) {
       reserved_.memory += want.memory;
       reserved_.vcpus += want.vcpus;
+      leave();
       return Ticket(this, want);
     }
-    if (cancelled && cancelled()) return cancelledError("cancelled while waiting for host capacity");
-    if (deadline.expired())
+    if (cancelled && cancelled()) {
+      leave();
+      return cancelledError("cancelled while waiting for host capacity");
+    }
+    if (deadline.expired()) {
+      leave();
       return unavailable("not enough host capacity: " + model::formatSize(used.memory + reserved_.memory) + " of " +
                          model::formatSize(budget_.memory) + " memory and " + std::to_string(used.vcpus + reserved_.vcpus) +
                          " of " + std::to_string(budget_.vcpus) + " vCPUs are taken");
+    }
     // Stops of running domains are not signalled here: re-check periodically.
     cv_.wait_for(lock, std::min(Millis(200), std::max(Millis(1), deadline.remaining())));
   }

@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
 
@@ -54,6 +55,8 @@ class CapacityGate {
   std::mutex mu_;
   std::condition_variable cv_;
   Capacity reserved_;
+  std::deque<uint64_t> line_;  // waiting admissions, oldest first
+  uint64_t nextInLine_ = 0;
 };
 
 // The default budget: the host's memory minus a reserve for itself, and vCPUs overcommitted

@@ -103,8 +103,8 @@ void ImageService::unreserve(const std::string& name) {
   reserved_.erase(name);
 }
 
-Result<model::Volume> ImageService::copyIntoPool(const std::string& file, const std::string& volume,
-                                                 model::DiskFormat format, uint64_t capacity,
+Result<model::Volume> ImageService::copyIntoPool(const std::string& pool, const std::string& file,
+                                                 const std::string& volume, model::DiskFormat format, uint64_t capacity,
                                                  const ImageProgress& progress, int from, int to) {
   fs::UniqueFd in(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in.valid()) return systemError("opening " + file, errno);
@@ -114,12 +114,12 @@ Result<model::Volume> ImageService::copyIntoPool(const std::string& file, const 
   spec.name = volume;
   spec.format = format;
   spec.capacity = std::max<uint64_t>(capacity, 1);
-  VMM_ASSIGN(auto created, pools_.createVolume(options_.pool, spec));
+  VMM_ASSIGN(auto created, pools_.createVolume(pool, spec));
   (void)created;
   Reverter undo;
-  undo.add([this, volume] { (void)pools_.deleteVolume(options_.pool, volume); });
+  undo.add([this, pool, volume] { (void)pools_.deleteVolume(pool, volume); });
   {
-    VMM_ASSIGN(auto out, pools_.openVolume(options_.pool, volume, storage::StreamMode::write));
+    VMM_ASSIGN(auto out, pools_.openVolume(pool, volume, storage::StreamMode::write));
     Deadline deadline = Deadline::after(options_.ioTimeout);
     std::string buf(kChunk, '\0');
     uint64_t total = static_cast<uint64_t>(st.st_size), done = 0;
@@ -138,7 +138,7 @@ Result<model::Volume> ImageService::copyIntoPool(const std::string& file, const 
     }
     VMM_TRY(out->finish(deadline));
   }
-  VMM_ASSIGN(auto v, pools_.getVolume(options_.pool, volume));
+  VMM_ASSIGN(auto v, pools_.getVolume(pool, volume));
   undo.success();
   return v;
 }
@@ -160,7 +160,7 @@ Result<model::Image> ImageService::finishImport(model::Image image, const std::s
 
   Reverter undo;
   auto copy = [&](const std::string& file, const std::string& volume, model::DiskFormat fmt, uint64_t cap, int from, int to) -> Status {
-    VMM_TRY(copyIntoPool(file, volume, fmt, cap, progress, from, to));
+    VMM_TRY(copyIntoPool(options_.pool, file, volume, fmt, cap, progress, from, to));
     undo.add([this, volume] { (void)pools_.deleteVolume(options_.pool, volume); });
     return {};
   };
@@ -214,7 +214,7 @@ Result<model::Image> ImageService::import(const model::ImageImportSpec& spec, co
 }
 
 Result<model::Image> ImageService::fromDomain(const TemplateFromDomainSpec& spec, const ImageProgress& progress) {
-  if (auto st = model::validateName(spec.name, "image name"); !st.ok()) return st.error().wrap("name");
+  VMM_TRY(model::validateImageName(spec.name));
   VMM_ASSIGN(auto view, domains_.get(spec.domain));
   if (model::isActive(view.status.state) || view.job)
     return conflict("domain " + spec.domain + " must be shut off to become a template");
@@ -243,6 +243,10 @@ Result<model::Image> ImageService::fromDomain(const TemplateFromDomainSpec& spec
   VMM_TRY(storage::convertImage(source, fmt, flat, model::DiskFormat::qcow2,
                                 [&](double f) { if (progress.report) progress.report(static_cast<int>(f * 0.5), "flattening"); },
                                 Deadline::after(options_.ioTimeout)));
+  // Nothing holds the domain during the copy: a start meanwhile would make it inconsistent.
+  VMM_ASSIGN(auto after, domains_.get(spec.domain));
+  if (model::isActive(after.status.state) || after.status.sinceUs != view.status.sinceUs || after.generation != view.generation)
+    return conflict("domain " + spec.domain + " was started or changed while its disk was copied: try again");
   model::Image image;
   image.name = spec.name;
   image.description = spec.description.empty() ? "template of domain " + spec.domain : spec.description;

@@ -55,7 +55,8 @@ class ImageService {
   const std::string& poolName() const { return options_.pool; }
   // Copies a local file into a new volume of the image pool (a stream of the file's bytes),
   // reporting progress between `from` and `to` percent.
-  Result<model::Volume> copyIntoPool(const std::string& file, const std::string& volume, model::DiskFormat format,
+  Result<model::Volume> copyIntoPool(const std::string& pool, const std::string& file, const std::string& volume,
+                                     model::DiskFormat format,
                                      uint64_t capacity, const ImageProgress& progress, int from = 0, int to = 100);
 
  private:

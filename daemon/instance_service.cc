@@ -130,10 +130,13 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
                                                int64_t* queuedMs) {
   auto report = [&](int pct, const std::string& msg) { if (hooks.progress) hooks.progress(pct, msg); };
   VMM_ASSIGN(auto image, images_.get(spec.image));
-  std::string name = spec.name.empty() ? spec.image + "-" + randomHex(3) : spec.name;
+  std::string name = spec.name.empty() ? spec.image.substr(0, 48) + "-" + randomHex(3) : spec.name;
+  if (spec.removeOnStop && !spec.start)
+    return invalidArgument("remove_on_stop: needs the domain to be started (it would be removed at once)");
   {
     std::lock_guard lock(mu_);
-    if (names_.count(name) || leases_.count(name)) return conflict("a domain named " + quote(name) + " is being launched or removed");
+    if (leases_.count(name)) return conflict("domain " + quote(name) + " already exists (or is being removed)");
+    if (names_.count(name)) return conflict("a domain named " + quote(name) + " is being launched");
     names_.insert(name);
     busy_.insert(name);
   }
@@ -184,7 +187,12 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
   lease.disposableRun = disposableRun;
   lease.launching = true;
   VMM_TRY(putLease(lease));
-  undo.add([this, name] {
+  undo.add([this, name, lease] {
+    // Whatever the undo steps above could not remove stays recorded (still "launching"), and
+    // tick() removes it later; only a launch that left nothing drops its lease.
+    bool leftovers = domains_.get(name).ok();
+    for (const auto& [pool, vol] : lease.volumes) leftovers = leftovers || pools_.getVolume(pool, vol).ok();
+    if (leftovers) return;
     (void)store_.remove(Table::leases, name);
     std::lock_guard lock(mu_);
     leases_.erase(name);
@@ -212,7 +220,7 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
     dropIso.add([iso] { (void)fs::removeFile(iso); });
     VMM_TRY(customize::writeSeedIso(*cloudInit, iso, Deadline::after(Millis(30000))));
     ImageProgress none;
-    VMM_TRY(images_.copyIntoPool(iso, seedVolume, model::DiskFormat::raw, 0, none));
+    VMM_TRY(images_.copyIntoPool(image.pool, iso, seedVolume, model::DiskFormat::raw, 0, none));
     undo.add([this, pool = image.pool, seedVolume] { (void)pools_.deleteVolume(pool, seedVolume); });
   }
 
@@ -273,6 +281,9 @@ Result<json> InstanceService::run(const RunSpec& spec, const RunHooks& hooks) {
       if (*launched) (void)domains_.destroy(name);
     });
 
+  // The hook may fire until the operation is final: it only acts while the run is in progress.
+  Reverter disarm;
+  disarm.add([launched] { *launched = false; });
   int64_t queuedMs = 0;
   auto view = launchImpl(ls, hooks, spec.remove, &queuedMs);
   if (!view.ok()) return view.error();
@@ -310,15 +321,14 @@ Result<json> InstanceService::run(const RunSpec& spec, const RunHooks& hooks) {
               {"stderr", r->err},        {"stdout_truncated", r->outTruncated},
               {"stderr_truncated", r->errTruncated}, {"removed", spec.remove}};
   auto t3 = SteadyClock::now();
+  *launched = false;
   if (spec.remove) {
-    VMM_TRY(removeImpl(name, "disposable run finished"));
-    timings["remove_ms"] = elapsedMs(t3);
-  } else {
-    std::lock_guard lock(mu_);
-    if (auto it = leases_.find(name); it != leases_.end()) {
-      it->second.disposableRun = false;
-      (void)store_.put(Table::leases, name, leaseJson(it->second));
+    // The command's result stands even if removal has to wait: tick() retries it.
+    if (auto st = removeImpl(name, "disposable run finished"); !st.ok()) {
+      out["removed"] = false;
+      out["warning"] = "the domain is removed later: " + st.error().message;
     }
+    timings["remove_ms"] = elapsedMs(t3);
   }
   timings["total_ms"] = elapsedMs(t0);
   out["timings"] = timings;
@@ -376,24 +386,35 @@ Status InstanceService::removeImpl(const std::string& name, const std::string& w
 void InstanceService::tick() {
   int64_t now = wallNowMicros();
   std::vector<std::pair<std::string, std::string>> due;
+  std::vector<std::string> expiredRuns;
   {
     std::lock_guard lock(mu_);
     for (const auto& [name, l] : leases_) {
-      if (busy_.count(name)) continue;
+      if (busy_.count(name)) {
+        // A run past its TTL is stopped; the run itself then removes what it launched.
+        if (!l.launching && l.expiresUs && now >= l.expiresUs) expiredRuns.push_back(name);
+        continue;
+      }
       if (l.launching) due.emplace_back(name, "its launch was interrupted");
       else if (l.disposableRun) due.emplace_back(name, "its disposable run was interrupted");
       else if (l.expiresUs && now >= l.expiresUs) due.emplace_back(name, "its lease expired");
       else if (l.removeOnStop) due.emplace_back(name, "");
+      else due.emplace_back(name, "?");  // undefined by hand: its volumes go too
     }
     for (const auto& [name, _] : due) busy_.insert(name);
   }
+  for (const auto& name : expiredRuns) {
+    auto v = domains_.get(name);
+    if (v.ok() && model::isActive(v->status.state)) {
+      log::info("stopping a run whose lease expired", {{"domain", name}});
+      (void)domains_.destroy(name);
+    }
+  }
   for (const auto& [name, why] : due) {
     std::string reason = why;
-    if (reason.empty()) {
-      auto v = domains_.get(name);
-      if (v.ok() && model::isActive(v->status.state)) reason.clear();
-      else reason = "it stopped (remove on stop)";
-    }
+    auto v = domains_.get(name);
+    if (reason.empty()) reason = v.ok() && model::isActive(v->status.state) ? "" : "it stopped (remove on stop)";
+    else if (reason == "?") reason = v.ok() ? "" : "it was undefined; its volumes are deleted";
     if (!reason.empty()) {
       if (auto st = removeImpl(name, reason); !st.ok())
         log::warn("cannot remove a leased domain yet", {{"domain", name}, {"error", st.error().message}});

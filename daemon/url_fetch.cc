@@ -56,10 +56,7 @@ Status fetchUrl(const std::string& url, const std::string& path, const FetchOpti
       target.c_str(),
       [&](const httplib::Response& r) {
         status = r.status;
-        if (r.status != 200) {
-          failure = "the server answered HTTP " + std::to_string(r.status);
-          return false;
-        }
+        if (r.status != 200) return false;  // reported from `status` below
         if (r.has_header("Content-Length")) total = parseUint(r.get_header_value("Content-Length")).value_or(0);
         if (total > options.maxBytes) {
           failure = "the file is larger than the limit of " + std::to_string(options.maxBytes) + " bytes";
@@ -88,8 +85,11 @@ Status fetchUrl(const std::string& url, const std::string& path, const FetchOpti
     if (failure == "timed out") return discard(timeoutError("downloading " + url + ": timed out"));
     return discard(unavailable("downloading " + url + ": " + failure));
   }
+  if (status != 0 && status != 200) {
+    if (status == 404) return discard(notFound("downloading " + url + ": the server answered HTTP 404 (not found)"));
+    return discard(unavailable("downloading " + url + ": the server answered HTTP " + std::to_string(status)));
+  }
   if (!res) return discard(unavailable("downloading " + url + ": " + httplib::to_string(res.error())));
-  if (status != 200) return discard(unavailable("downloading " + url + ": the server answered HTTP " + std::to_string(status)));
   if (total && done != total) return discard(unavailable("downloading " + url + ": the transfer ended early"));
   if (::fsync(fd.get()) != 0 || ::rename(temp.c_str(), path.c_str()) != 0) return discard(systemError("saving " + path, errno));
   return {};

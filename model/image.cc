@@ -62,6 +62,13 @@ Result<Image> parseImageRecord(const json& j) {
   return i;
 }
 
+Status validateImageName(const std::string& name) {
+  if (auto st = validateName(name, "image name"); !st.ok()) return st.error().wrap("name");
+  for (const char* suffix : {"-root", "-seed"})
+    if (endsWith(name, suffix)) return invalidArgument(std::string("name: image names may not end in ") + suffix + " (reserved for the volumes of launched domains)");
+  return {};
+}
+
 Status validateDomainTemplate(const json& tmpl, bool imageHasKernel) {
   if (!tmpl.is_object()) return invalidArgument("template: expected an object");
   for (const char* key : {"name", "uuid"})
@@ -90,7 +97,7 @@ Result<ImageImportSpec> parseImageImportSpec(const json& j) {
   r.optional("description", s.description);
   r.optionalAny("template", s.domainTemplate);
   VMM_TRY(r.finish());
-  if (auto st = validateName(s.name, "image name"); !st.ok()) return st.error().wrap("name");
+  VMM_TRY(validateImageName(s.name));
   if (s.file.empty() == s.url.empty()) return invalidArgument("give exactly one of file or url");
   VMM_TRY(checkHostPath(s.file, "file"));
   VMM_TRY(checkHostPath(s.kernelFile, "kernel"));

@@ -36,6 +36,8 @@ struct Image {
 };
 
 json formatImage(const Image& i);
+// A valid image name that cannot collide with the volumes launches make ("NAME-root.qcow2").
+Status validateImageName(const std::string& name);
 Result<Image> parseImageRecord(const json& j);
 
 // What an import asks for.

@@ -68,6 +68,7 @@ void bindImageHandlers(Registry& reg, Services& s) {
   });
   reg.bindAsync("image.from_domain", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
     TemplateFromDomainSpec spec{str(p, "name"), str(p, "domain"), str(p, "description"), str(p, "os"), str(p, "default_user")};
+    VMM_TRY(model::validateImageName(spec.name));
     if (s.images.get(spec.name).ok()) return conflict("image " + spec.name + " already exists");
     VMM_TRY(s.domains.get(spec.domain));
     return AsyncWork{"images/" + spec.name, [&s, spec](OperationContext& ctx) -> Result<json> {

@@ -459,3 +459,25 @@ TEST_F(DisposableTest, IsoImagesAreAttachedAsCdroms) {
 }
 
 }  // namespace
+
+namespace {
+
+// Leases are enforced while a run is in progress too, and a launched domain undefined by hand
+// takes its volumes with it.
+TEST_F(DisposableTest, LeasesHoldDuringRunsAndAfterAPlainUndefine) {
+  auto t0 = SteadyClock::now();
+  auto r = vmctl({"run", "--rm", "--ttl", "3s", "--name", "overdue", "--image", "test-guest", "--", "sleep", "60"});
+  auto ms = std::chrono::duration_cast<Millis>(SteadyClock::now() - t0).count();
+  EXPECT_EQ(r.exitCode, 125) << r.out << r.err;
+  EXPECT_LT(ms, 30000) << "the run outlived its 3 s lease";
+  EXPECT_TRUE(waitFor([&] { return domainNames().empty(); }, Millis(10000)));
+
+  ASSERT_EQ(vmctl({"launch", "test-guest", "plain", "--no-start"}).exitCode, 0);
+  ASSERT_EQ(vmctl({"undefine", "plain"}).exitCode, 0);
+  EXPECT_TRUE(waitFor([&] { return imageVolumes().size() == 3; }, Millis(10000))) << join(imageVolumes(), ",");
+  // remove-on-stop needs a started domain (it would be removed at once).
+  EXPECT_EQ(vmctl({"launch", "test-guest", "never", "--no-start", "--rm-on-stop"}).exitCode, 2);
+  expectNothingLeft();
+}
+
+}  // namespace
