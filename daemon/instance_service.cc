@@ -309,6 +309,7 @@ Result<json> InstanceService::run(const RunSpec& spec, const RunHooks& hooks) {
   req.argv = spec.argv;
   req.env = spec.env;
   req.input = spec.input;
+  req.onOutput = hooks.output;
   auto r = domains_.guestExec(name, req, Deadline::after(spec.timeout));
   if (!r.ok()) {
     if (hooks.cancelled && hooks.cancelled()) return removeAfter(cancelledError("run in " + name + " cancelled"));

@@ -56,6 +56,8 @@ struct RunHooks {
   std::function<bool()> cancelled;
   // Called with a function that interrupts the run (the guest is destroyed).
   std::function<void(std::function<void()>)> onCancel;
+  // The command's output while it runs (1 = stdout, 2 = stderr).
+  std::function<void(int stream, std::string_view data)> output;
 };
 
 class InstanceService {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <nlohmann/json.hpp>
@@ -110,6 +111,9 @@ struct ExecRequest {
   std::vector<std::string> env;
   std::string input;            // stdin
   bool captureOutput = true;
+  // Output as it is produced (stream 1 = stdout, 2 = stderr), called from the caller's thread;
+  // drivers that cannot stream deliver everything in the result only.
+  std::function<void(int stream, std::string_view data)> onOutput;
 };
 
 struct ExecResult {

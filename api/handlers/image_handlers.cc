@@ -38,8 +38,14 @@ ImageProgress progressOf(OperationContext& ctx) {
   return pr;
 }
 
-RunHooks hooksOf(OperationContext& ctx) {
+RunHooks hooksOf(OperationContext& ctx, EventBus* events = nullptr) {
   RunHooks h;
+  // A run's output is published as it arrives: "operation.output" events on the operation.
+  if (events)
+    h.output = [events, &ctx](int stream, std::string_view data) {
+      events->publish("operation.output", "operations/" + ctx.id(),
+                      {{"operation", ctx.id()}, {"stream", stream == 2 ? "stderr" : "stdout"}, {"data", std::string(data)}});
+    };
   h.progress = [&ctx](int pct, const std::string& msg) { ctx.setProgress(pct, msg); };
   h.cancelled = [&ctx] { return ctx.cancelled(); };
   h.onCancel = [&ctx](std::function<void()> fn) { ctx.onCancel(std::move(fn)); };
@@ -102,7 +108,7 @@ void bindImageHandlers(Registry& reg, Services& s) {
     VMM_ASSIGN(spec.timeout, durationParam(p, "timeout", Millis(3600 * 1000), Millis(7LL * 86400 * 1000)));
     VMM_ASSIGN(spec.bootTimeout, durationParam(p, "boot_timeout", Millis(300000), Millis(86400 * 1000)));
     spec.remove = flag(p, "remove", true);
-    return AsyncWork{"domains", [&s, spec](OperationContext& ctx) -> Result<json> { return s.instances.run(spec, hooksOf(ctx)); }};
+    return AsyncWork{"domains", [&s, spec](OperationContext& ctx) -> Result<json> { return s.instances.run(spec, hooksOf(ctx, &s.events)); }};
   });
   reg.bind("domain.remove", [&s](const CallContext&, const json& p) -> Result<Reply> {
     VMM_TRY(s.instances.remove(str(p, "name"), "removed on request"));

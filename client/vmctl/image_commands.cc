@@ -100,11 +100,38 @@ int runDisposable(Context& ctx, const RunOptions& o) {
     json op;
     json final;
     bool done = false;
+    size_t streamed[3] = {0, 0, 0};  // bytes of stdout (1) and stderr (2) already printed
   };
   std::vector<Run> runs(static_cast<size_t>(o.jobs));
   auto oldInt = std::signal(SIGINT, onInterrupt);
   auto oldTerm = std::signal(SIGTERM, onInterrupt);
   g_interrupted = 0;
+  // A single run's output is printed as vmmd publishes it; with -j it is printed per run at the
+  // end, prefixed, so that lines of different runs do not interleave.
+  std::unique_ptr<client::EventStream> output;
+  if (o.jobs == 1 && !jsonOutput()) {
+    auto sub = c->subscribe({"operation.output"}, "");
+    if (sub.ok()) output = std::move(*sub);
+  }
+  auto pumpOutput = [&](Millis wait) {
+    while (output) {
+      auto ev = output->next(Deadline::after(wait));
+      if (!ev.ok()) {
+        output.reset();  // the stream ended (or fell behind): the rest comes with the result
+        return;
+      }
+      if (!*ev) return;
+      wait = Millis(0);
+      const json& data = (**ev)["data"];
+      if ((**ev).value("type", "") != "operation.output" || runs.empty() || runs[0].done ||
+          data.value("operation", "") != runs[0].op.value("id", ""))
+        continue;
+      int stream = data.value("stream", "") == "stderr" ? 2 : 1;
+      std::string chunk = data.value("data", "");
+      (stream == 2 ? std::cerr : std::cout) << chunk << std::flush;
+      runs[0].streamed[stream] += chunk.size();
+    }
+  };
   int submitted = 0;
   int code = kOk;
   for (int i = 0; i < o.jobs && !g_interrupted; ++i) {
@@ -132,6 +159,7 @@ int runDisposable(Context& ctx, const RunOptions& o) {
   if (cancelling) cancelAll();
   int remaining = submitted;
   while (remaining > 0) {
+    pumpOutput(Millis(20));
     if (g_interrupted && !cancelling) {
       std::cerr << "vmctl: interrupted: cancelling " << remaining << " run(s) and removing their domains\n";
       cancelling = true;
@@ -165,7 +193,9 @@ int runDisposable(Context& ctx, const RunOptions& o) {
       if (jsonOutput()) {
         printJson(res);
       } else {
-        auto emit = [&](std::ostream& out, const std::string& textOut) {
+        auto emit = [&](std::ostream& out, std::string textOut) {
+          size_t shown = &out == &std::cerr ? r.streamed[2] : r.streamed[1];
+          textOut = shown <= textOut.size() ? textOut.substr(shown) : "";
           if (prefix.empty()) {
             out << textOut;
           } else {

@@ -102,6 +102,7 @@ Result<json> AgentClient::call(const std::string& command, const json& arguments
 }
 
 Result<ExecResult> AgentClient::exec(const ExecRequest& request, Deadline deadline) {
+  if (request.onOutput) return execStreaming(request, deadline);
   json args = {{"path", request.argv[0]}, {"capture-output", request.captureOutput}};
   if (request.argv.size() > 1) args["arg"] = std::vector<std::string>(request.argv.begin() + 1, request.argv.end());
   if (!request.env.empty()) args["env"] = request.env;
@@ -130,6 +131,82 @@ Result<ExecResult> AgentClient::exec(const ExecRequest& request, Deadline deadli
     }
     if (deadline.expired())
       return timeoutError("the guest command " + request.argv[0] + " (pid " + std::to_string(pid) + ") is still running at the deadline");
+    std::this_thread::sleep_for(std::min(pause, deadline.remaining()));
+    pause = std::min(pause * 2, Millis(100));
+  }
+}
+
+Result<ExecResult> AgentClient::execStreaming(const ExecRequest& request, Deadline deadline) {
+  constexpr size_t kMaxCapture = 16 << 20;  // what qemu-ga keeps of captured output
+  std::string base = "/tmp/.vmm-exec-" + randomHex(6);
+  struct Stream {
+    int id;
+    std::string path;
+    int64_t handle = -1;
+    std::string data;
+    bool truncated = false;
+  };
+  Stream streams[2] = {{1, base + ".out", -1, "", false}, {2, base + ".err", -1, "", false}};
+  // sh opens both files before the program runs; its exit status is the program's.
+  std::vector<std::string> arg = {"-c", "o=$1; e=$2; shift 2; exec \"$@\" >\"$o\" 2>\"$e\"", "sh", streams[0].path,
+                                  streams[1].path};
+  arg.insert(arg.end(), request.argv.begin(), request.argv.end());
+  json args = {{"path", "/bin/sh"}, {"arg", arg}, {"capture-output", false}};
+  if (!request.env.empty()) args["env"] = request.env;
+  if (!request.input.empty()) args["input-data"] = base64Encode(request.input);
+  VMM_ASSIGN(auto started, call("guest-exec", args, deadline));
+  if (!started.contains("pid")) return internalError("guest agent: guest-exec returned no pid");
+  int64_t pid = started["pid"].get<int64_t>();
+
+  auto drain = [&](Stream& st) -> Status {
+    if (st.handle < 0) {
+      auto h = call("guest-file-open", {{"path", st.path}, {"mode", "r"}}, deadline);
+      if (!h.ok()) return {};  // not created yet
+      st.handle = h->get<int64_t>();
+    }
+    while (true) {
+      VMM_ASSIGN(auto rd, call("guest-file-read", {{"handle", st.handle}, {"count", 65536}}, deadline));
+      auto bytes = base64Decode(rd.value("buf-b64", ""));
+      if (!bytes.ok() || bytes->empty()) return {};
+      request.onOutput(st.id, *bytes);
+      if (st.data.size() < kMaxCapture) st.data += bytes->substr(0, kMaxCapture - st.data.size());
+      else st.truncated = true;
+      if (bytes->size() < 65536) return {};
+    }
+  };
+  auto cleanUp = [&] {
+    Deadline soon = Deadline::after(Millis(5000));
+    for (auto& st : streams)
+      if (st.handle >= 0) (void)call("guest-file-close", {{"handle", st.handle}}, soon);
+    (void)call("guest-exec", {{"path", "/bin/rm"}, {"arg", {"-f", streams[0].path, streams[1].path}}}, soon);
+  };
+  Millis pause(5);
+  while (true) {
+    auto status = call("guest-exec-status", {{"pid", pid}}, deadline);
+    if (!status.ok()) {
+      cleanUp();
+      return status.error();
+    }
+    for (auto& st : streams)
+      if (auto d = drain(st); !d.ok()) {
+        cleanUp();
+        return d.error();
+      }
+    if (status->value("exited", false)) {
+      ExecResult r;
+      r.exitCode = status->value("exitcode", -1);
+      r.signal = status->value("signal", 0);
+      r.out = std::move(streams[0].data);
+      r.err = std::move(streams[1].data);
+      r.outTruncated = streams[0].truncated;
+      r.errTruncated = streams[1].truncated;
+      cleanUp();
+      return r;
+    }
+    if (deadline.expired()) {
+      cleanUp();
+      return timeoutError("the guest command " + request.argv[0] + " (pid " + std::to_string(pid) + ") is still running at the deadline");
+    }
     std::this_thread::sleep_for(std::min(pause, deadline.remaining()));
     pause = std::min(pause * 2, Millis(100));
   }

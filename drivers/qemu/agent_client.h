@@ -34,6 +34,10 @@ class AgentClient {
   void disconnect();
 
  private:
+  // exec() with output read back while the program runs: qemu-ga returns captured output only
+  // once the program has exited, so the program writes to files in the guest that are read
+  // as they grow (guest-file-read) and removed afterwards.
+  Result<ExecResult> execStreaming(const ExecRequest& request, Deadline deadline);
   struct Waiter;
   Status ensureConnected(Deadline deadline);
   Result<json> roundTrip(const std::string& text, Deadline deadline, bool sync);
