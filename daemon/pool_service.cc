@@ -61,6 +61,7 @@ struct PoolService::PoolObject {
   int64_t refreshedUs = 0;
   std::map<std::string, model::Volume> volumes;
   std::map<std::string, std::string> busy;  // volume -> the transfer using it
+  std::map<std::string, int> copying;       // volume -> full copies reading it (it stays busy meanwhile)
   // Each volume's format as recorded when vmm first saw it (see recordFormats).
   std::map<std::string, model::DiskFormat> formats;
 };
@@ -562,7 +563,9 @@ Result<model::Volume> PoolService::cloneVolume(const std::string& pool, const st
     if (!p->volumes.count(source)) return notFound("pool " + pool + " has no volume " + quote(source));
     if (p->volumes.count(params.name) || p->busy.count(params.name))
       return conflict("pool " + pool + " already has a volume " + quote(params.name));
-    if (auto it = p->busy.find(source); it != p->busy.end()) return conflict("volume " + pool + "/" + source + " is busy (" + it->second + ")");
+    // Only copies may read a volume together: anything else using it makes it busy.
+    if (auto it = p->busy.find(source); it != p->busy.end() && !p->copying.count(source))
+      return conflict("volume " + pool + "/" + source + " is busy (" + it->second + ")");
     directory = p->volumes[source].directory;
   }
   // A linked clone is a small overlay made at once under the pool's job, so many clones of one
@@ -572,11 +575,18 @@ Result<model::Volume> PoolService::cloneVolume(const std::string& pool, const st
   if (!quick) {
     {
       std::lock_guard lock(p->mu);
-      p->busy[source] = "source of clone " + params.name;
+      p->copying[source]++;
+      p->busy[source] = "being copied";
       p->busy[params.name] = "being cloned from " + source;
     }
     release.add([this, p, source, name = params.name] {
-      unreserve(*p, source);
+      {
+        std::lock_guard lock(p->mu);
+        if (--p->copying[source] == 0) {
+          p->copying.erase(source);
+          p->busy.erase(source);
+        }
+      }
       unreserve(*p, name);
     });
     guard.release();

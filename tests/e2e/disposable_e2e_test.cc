@@ -237,6 +237,9 @@ TEST_F(DisposableTest, FourRunsInParallel) {
   ASSERT_EQ(r.exitCode, 0) << r.out << r.err;
   for (int i = 1; i <= 4; ++i) EXPECT_NE(r.out.find("[" + std::to_string(i) + "] "), std::string::npos) << r.out;
   std::cerr << "4 disposable runs on " << std::thread::hardware_concurrency() << " cores: " << ms << " ms\n";
+  // Full copies of one image read it together.
+  r = vmctl({"run", "--rm", "-j", "2", "--full-copy", "--image", "test-guest", "--", "true"});
+  EXPECT_EQ(r.exitCode, 0) << r.out << r.err;
   expectNothingLeft();
 }
 
