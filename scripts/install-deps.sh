@@ -4,7 +4,8 @@
 set -eu
 
 BUILD="cmake g++ make pkg-config nlohmann-json3-dev libsqlite3-dev libssl-dev libcpp-httplib-dev
-  libcli11-dev libedit-dev libgtest-dev libgmock-dev libbenchmark-dev libiscsi-dev libnfs-dev libnl-3-dev libnl-route-3-dev libguestfs-dev"
+  libcli11-dev libedit-dev libgtest-dev libgmock-dev libbenchmark-dev libiscsi-dev libnfs-dev libnl-3-dev libnl-route-3-dev libguestfs-dev
+  libpugixml-dev libxen-dev"
 # lvm2 for logical pools; qemu-block-extra holds QEMU's iscsi and nfs block drivers.
 # nftables and dnsmasq for virtual networks (NAT, ACLs, DHCP/DNS).
 RUNTIME="iproute2 procps qemu-system-x86 qemu-utils qemu-block-extra lvm2 nftables dnsmasq-base"
@@ -15,7 +16,10 @@ RUNTIME="$RUNTIME genisoimage supermin e2fsprogs"
 # libvirt is the reference the benchmarks compare against.
 # tgt, nfs-ganesha and rpcbind are the real iSCSI and NFS servers the storage tests run on loopback.
 TEST="python3 curl sqlite3 busybox-static qemu-guest-agent cpio xz-utils
-  libvirt-daemon-system libvirt-clients tgt libiscsi-bin nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils python3-yaml"
+  libvirt-daemon-system libvirt-clients tgt libiscsi-bin nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils python3-yaml
+  dpkg-dev debhelper help2man lintian"
+# The Debian package test: dpkg-deb, help2man man pages, lintian. (Benchmarks also use lxd, and
+# tests/data/libvirt-xml/generate.sh uses virt-install from virtinst: both optional.)
 
 PACKAGES="$BUILD $RUNTIME $TEST"
 missing=""
