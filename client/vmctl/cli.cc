@@ -167,7 +167,7 @@ bool takesDomain(const std::string& command) {
   static const std::vector<std::string> cmds = {
       "start", "shutdown", "destroy", "reboot", "reset", "suspend", "resume", "info", "dumpjson", "edit", "undefine",
       "exec", "stats", "attach-disk", "detach-disk", "attach-nic", "detach-nic", "console-log", "guest", "domstats",
-      "console", "save", "restore"};
+      "console", "save", "restore", "rm", "dumpxml"};
   return std::find(cmds.begin(), cmds.end(), command) != cmds.end();
 }
 
