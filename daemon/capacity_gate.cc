@@ -1,12 +1,8 @@
 #include "daemon/capacity_gate.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <deque>
 
-#include "base/fs.h"
-#include "base/strings.h"
 #include "model/units.h"
 
 namespace vmm {
@@ -52,8 +48,8 @@ Result<CapacityGate::Ticket> CapacityGate::admit(Capacity want, Deadline deadlin
     cv_.notify_all();
   };
   while (true) {
-    // inUse() reads the domain table (short locks of its own), not the guests.
-    Capacity used = inUse_();
+    // Only the head of the line reads the domain table (short locks of its own, no guest I/O).
+    Capacity used = line_.front() == me ? inUse_() : Capacity{};
     if (line_.front() == me && used.memory + reserved_.memory + want.memory <= budget_.memory &&
         used.vcpus + reserved_.vcpus + want.vcpus <= budget_.vcpus) {
       reserved_.memory += want.memory;
@@ -67,6 +63,7 @@ Result<CapacityGate::Ticket> CapacityGate::admit(Capacity want, Deadline deadlin
     }
     if (deadline.expired()) {
       leave();
+      used = inUse_();
       return unavailable("not enough host capacity: " + model::formatSize(used.memory + reserved_.memory) + " of " +
                          model::formatSize(budget_.memory) + " memory and " + std::to_string(used.vcpus + reserved_.vcpus) +
                          " of " + std::to_string(budget_.vcpus) + " vCPUs are taken");
@@ -76,15 +73,10 @@ Result<CapacityGate::Ticket> CapacityGate::admit(Capacity want, Deadline deadlin
   }
 }
 
-Capacity hostCapacity(uint64_t memoryReserve, double vcpuRatio) {
+Capacity hostCapacity(uint64_t hostMemory, int hostCpus, uint64_t memoryReserve, double vcpuRatio) {
   Capacity c;
-  uint64_t total = 0;
-  if (auto m = fs::readFile("/proc/meminfo", 1 << 16); m.ok())
-    for (const auto& line : split(*m, '\n'))
-      if (startsWith(line, "MemTotal:")) total = parseUint(std::string(trim(line.substr(9, line.size() - 12)))).value_or(0) * 1024;
-  c.memory = total > memoryReserve ? total - memoryReserve : total / 2;
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  c.vcpus = std::max<int64_t>(1, static_cast<int64_t>(std::max(1L, cpus) * vcpuRatio));
+  c.memory = hostMemory > memoryReserve ? hostMemory - memoryReserve : hostMemory / 2;
+  c.vcpus = std::max<int64_t>(1, static_cast<int64_t>(std::max(1, hostCpus) * vcpuRatio));
   return c;
 }
 

@@ -61,6 +61,6 @@ class CapacityGate {
 
 // The default budget: the host's memory minus a reserve for itself, and vCPUs overcommitted
 // by `vcpuRatio` over its CPUs.
-Capacity hostCapacity(uint64_t memoryReserve, double vcpuRatio);
+Capacity hostCapacity(uint64_t hostMemory, int hostCpus, uint64_t memoryReserve, double vcpuRatio);
 
 }  // namespace vmm

@@ -179,7 +179,7 @@ Status Daemon::start() {
   images_ = std::make_unique<ImageService>(*store_, *events_, *pools_, *domains_, iso);
   VMM_TRY(images_->load());
   InstanceServiceOptions inso;
-  inso.budget = hostCapacity(1ULL << 30, 8.0);
+  inso.budget = hostCapacity(facts_.memoryBytes, facts_.cpus, 1ULL << 30, 8.0);
   if (config_.capacityMemory) inso.budget.memory = config_.capacityMemory;
   if (config_.capacityVcpus) inso.budget.vcpus = config_.capacityVcpus;
   inso.tempDir = iso.tempDir;

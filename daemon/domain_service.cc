@@ -15,7 +15,6 @@ using model::DomainState;
 
 namespace {
 
-std::string stateName(DomainState s) { return std::string(model::enumName(model::kDomainStates, s)); }
 
 std::string objectKey(const std::string& name) { return "domains/" + name; }
 

@@ -116,6 +116,8 @@ class DomainService final : public drivers::DriverObserver {
 
   void addDriver(std::unique_ptr<drivers::HypervisorDriver> driver);
   drivers::HypervisorDriver* driver(model::DriverType type) const;
+  // The driver of `def`, or why it cannot run here (not built in, no hypervisor).
+  Result<drivers::HypervisorDriver*> driverFor(const model::Domain& def) const;
   std::vector<drivers::HypervisorDriver*> drivers() const;
   void setHostServices(drivers::HostServices* services);
 
@@ -194,7 +196,6 @@ class DomainService final : public drivers::DriverObserver {
   Result<std::shared_ptr<DomainObject>> find(const std::string& name) const;
   Result<JobGuard> acquire(DomainObject& obj, const std::string& what);
   DomainView viewOf(const DomainObject& obj) const;
-  Result<drivers::HypervisorDriver*> driverFor(const model::Domain& def) const;
   // Identity index: which domain owns each uuid and MAC address (definition and running
   // instance). O(1) uniqueness checks; guarded by createMu_.
   Status checkUnique(const model::Domain& def, const std::string& ignoreName) const;

@@ -6,7 +6,6 @@
 // recorded once the driver has taken it; a vmmd killed in between leaves at most an unrecorded
 // internal snapshot tag in an image (harmless), never a record without its data.
 #include <algorithm>
-#include <set>
 
 #include "base/log.h"
 #include "base/strings.h"
@@ -19,7 +18,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string stateName(model::DomainState s) { return std::string(model::enumName(model::kDomainStates, s)); }
 
 constexpr const char* kCurrentKey = "@current";
 

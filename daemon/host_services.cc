@@ -16,8 +16,7 @@ Result<drivers::ResolvedDisk> DaemonHostServices::resolveDisk(const model::Disk&
     auto r = pools_.resolve(disk.source.pool, disk.source.volume);
     if (!r.ok()) return r.error();
     // A directory volume is a container's rootfs: never a VM's disk (nor a rootfs a file).
-    struct stat st{};
-    bool directory = !r->path.empty() && ::stat(r->path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+    bool directory = r->directory;
     bool rootfs = disk.target == model::kContainerRootfsTarget;
     if (directory && !rootfs)
       return invalidArgument("disk " + disk.target + ": volume " + disk.source.describe() + " is a directory volume (a container rootfs), not a disk image");

@@ -114,8 +114,7 @@ Result<model::Volume> ImageService::copyIntoPool(const std::string& pool, const 
   spec.name = volume;
   spec.format = format;
   spec.capacity = std::max<uint64_t>(capacity, 1);
-  VMM_ASSIGN(auto created, pools_.createVolume(pool, spec));
-  (void)created;
+  VMM_TRY(pools_.createVolume(pool, spec));
   Reverter undo;
   undo.add([this, pool, volume] { (void)pools_.deleteVolume(pool, volume); });
   {

@@ -17,6 +17,9 @@ using json = nlohmann::json;
 
 namespace {
 
+// IMAGE-xxxxxx, short enough to be a valid domain name whatever the image's name.
+std::string defaultName(const std::string& image) { return image.substr(0, 48) + "-" + randomHex(3); }
+
 int64_t elapsedMs(SteadyClock::time_point since) {
   return std::chrono::duration_cast<Millis>(SteadyClock::now() - since).count();
 }
@@ -130,7 +133,7 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
                                                int64_t* queuedMs) {
   auto report = [&](int pct, const std::string& msg) { if (hooks.progress) hooks.progress(pct, msg); };
   VMM_ASSIGN(auto image, images_.get(spec.image));
-  std::string name = spec.name.empty() ? spec.image.substr(0, 48) + "-" + randomHex(3) : spec.name;
+  std::string name = spec.name.empty() ? defaultName(spec.image) : spec.name;
   if (spec.removeOnStop && !spec.start)
     return invalidArgument("remove_on_stop: needs the domain to be started (it would be removed at once)");
   {
@@ -263,7 +266,7 @@ Status InstanceService::waitForAgent(const std::string& name, Deadline deadline,
 Result<json> InstanceService::run(const RunSpec& spec, const RunHooks& hooks) {
   auto t0 = SteadyClock::now();
   model::LaunchSpec ls = spec.launch;
-  if (ls.name.empty()) ls.name = ls.image + "-" + randomHex(3);
+  if (ls.name.empty()) ls.name = defaultName(ls.image);
   ls.start = true;
   std::string name = ls.name;
   {

@@ -480,10 +480,14 @@ Result<std::vector<model::Volume>> PoolService::listVolumes(const std::string& p
 
 Result<model::Volume> PoolService::getVolume(const std::string& pool, const std::string& name) const {
   VMM_ASSIGN(auto p, findActive(pool));
-  std::lock_guard lock(p->mu);
-  auto it = p->volumes.find(name);
-  if (it == p->volumes.end()) return notFound("pool " + pool + " has no volume " + quote(name));
-  return withUsers(it->second);
+  model::Volume v;
+  {
+    std::lock_guard lock(p->mu);
+    auto it = p->volumes.find(name);
+    if (it == p->volumes.end()) return notFound("pool " + pool + " has no volume " + quote(name));
+    v = it->second;
+  }
+  return withUsers(std::move(v));  // reads the domains: not under the pool's mutex
 }
 
 Result<model::Volume> PoolService::createVolume(const std::string& pool, const model::VolumeSpec& spec) {
@@ -686,7 +690,8 @@ Result<drivers::ResolvedDisk> PoolService::resolve(const std::string& pool, cons
   VMM_ASSIGN(auto p, findActive(pool));
   {
     std::lock_guard lock(p->mu);
-    if (auto it = p->busy.find(volume); it != p->busy.end() && startsWith(it->second, "being cloned"))
+    // A name reserved but not listed yet is a volume being made (cloned, unpacked).
+    if (p->busy.count(volume) && !p->volumes.count(volume))
       return conflict("volume " + pool + "/" + volume + " is still being created");
   }
   auto r = p->backend->resolve(volume, ioDeadline());

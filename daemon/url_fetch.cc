@@ -7,22 +7,12 @@
 #include <unistd.h>
 
 #include "base/fs.h"
+#include "base/socket_util.h"
 #include "base/strings.h"
 
 namespace vmm {
 
 namespace {
-
-bool writeAll(int fd, const char* data, size_t len) {
-  while (len > 0) {
-    ssize_t n = ::write(fd, data, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data += n;
-    len -= static_cast<size_t>(n);
-  }
-  return true;
-}
 
 // Splits "http://host:port/path?q" into the scheme+authority and the rest.
 bool splitUrl(const std::string& url, std::string& origin, std::string& target) {
@@ -69,8 +59,8 @@ Status fetchUrl(const std::string& url, const std::string& path, const FetchOpti
         else if (options.cancelled && options.cancelled()) failure = "cancelled";
         else if (done + len > options.maxBytes) failure = "the file is larger than the limit of " + std::to_string(options.maxBytes) + " bytes";
         if (!failure.empty()) return false;
-        if (!writeAll(fd.get(), data, len)) {
-          failure = std::string("writing ") + temp + ": " + strerror(errno);
+        if (auto st = writeAllFd(fd.get(), std::string_view(data, len), options.deadline); !st.ok()) {
+          failure = "writing " + temp + ": " + st.error().message;
           return false;
         }
         done += len;

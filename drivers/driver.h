@@ -55,6 +55,7 @@ struct ResolvedDisk {
   uint64_t offset = 0;
   uint64_t size = 0;
   bool blockDevice = false;  // `path` is a block device (QEMU's host_device driver, not file)
+  bool directory = false;    // `path` is a directory (a container rootfs volume)
 };
 
 // A host-side network port prepared for a NIC by the network layer.

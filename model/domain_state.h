@@ -1,6 +1,8 @@
 // The runtime state of a domain as the API reports it.
 #pragma once
 
+#include <string>
+
 #include "model/json_reader.h"
 
 namespace vmm::model {
@@ -18,6 +20,7 @@ inline const EnumTable<DomainState> kDomainStates = {
     {DomainState::shutoff, "shutoff"},   {DomainState::starting, "starting"}, {DomainState::running, "running"},
     {DomainState::paused, "paused"},     {DomainState::stopping, "stopping"}, {DomainState::crashed, "crashed"}};
 
+inline std::string stateName(DomainState s) { return std::string(enumName(kDomainStates, s)); }
 inline bool isActive(DomainState s) { return s != DomainState::shutoff && s != DomainState::crashed; }
 
 }  // namespace vmm::model

@@ -6,17 +6,6 @@
 
 namespace vmm::model {
 
-namespace {
-
-Status checkHostPath(const std::string& path, std::string_view what) {
-  if (path.empty()) return {};
-  if (path.front() != '/') return invalidArgument(std::string(what) + ": must be an absolute path");
-  if (path.find('\0') != std::string::npos || path.size() > 4096) return invalidArgument(std::string(what) + ": invalid path");
-  return {};
-}
-
-}  // namespace
-
 json formatImage(const Image& i) {
   json j = {{"name", i.name},
             {"pool", i.pool},
@@ -99,9 +88,10 @@ Result<ImageImportSpec> parseImageImportSpec(const json& j) {
   VMM_TRY(r.finish());
   VMM_TRY(validateImageName(s.name));
   if (s.file.empty() == s.url.empty()) return invalidArgument("give exactly one of file or url");
-  VMM_TRY(checkHostPath(s.file, "file"));
-  VMM_TRY(checkHostPath(s.kernelFile, "kernel"));
-  VMM_TRY(checkHostPath(s.initrdFile, "initrd"));
+  for (auto [path, what] : {std::pair{&s.file, "file"}, {&s.kernelFile, "kernel"}, {&s.initrdFile, "initrd"}})
+    if (!path->empty()) {
+      VMM_TRY(validateAbsolutePath(*path, what));
+    }
   if (!s.url.empty() && !startsWith(s.url, "http://") && !startsWith(s.url, "https://"))
     return invalidArgument("url: only http:// and https:// URLs are supported");
   if (!s.initrdFile.empty() && s.kernelFile.empty()) return invalidArgument("initrd: needs a kernel");
@@ -126,7 +116,6 @@ Result<LaunchSpec> parseLaunchSpec(const json& j) {
   r.optional("vcpus", s.vcpus, 1, DomainLimits::kMaxVcpus);
   r.optional("networks", s.networks);
   r.optional("full_copy", s.fullCopy);
-  r.optional("pool", s.pool);
   std::string ttl;
   r.optional("ttl", ttl);
   r.optional("remove_on_stop", s.removeOnStop);
@@ -148,8 +137,6 @@ Result<LaunchSpec> parseLaunchSpec(const json& j) {
   if (s.networks.size() > DomainLimits::kMaxNics) return invalidArgument("networks: too many");
   for (const auto& n : s.networks)
     if (auto st = validateName(n, "network name"); !st.ok()) return st.error().wrap("networks");
-  if (!s.pool.empty())
-    if (auto st = validateName(s.pool, "pool name"); !st.ok()) return st.error().wrap("pool");
   if (!s.cloudInit.is_null() && !s.cloudInit.is_object()) return invalidArgument("cloud_init: expected an object");
   if (!s.customize.is_null() && !s.customize.is_object()) return invalidArgument("customize: expected an object");
   return s;

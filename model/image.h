@@ -62,7 +62,6 @@ struct LaunchSpec {
   std::optional<int> vcpus;
   std::vector<std::string> networks;  // a NIC on each vmm network
   bool fullCopy = false;     // an independent copy instead of a linked clone
-  std::string pool;          // where the domain's volumes go; default: the image's pool
   int64_t ttlMs = 0;         // 0 = no lease; else vmmd destroys and deletes it after this
   bool removeOnStop = false; // delete domain and volumes once it stops
   std::map<std::string, std::string> labels;

@@ -1,3 +1,4 @@
+#include "api/handlers/exec_params.h"
 #include "api/registry.h"
 #include "api/services.h"
 #include "base/fs.h"
@@ -141,10 +142,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     std::string name = nameOf(p);
     VMM_ASSIGN(auto view, precheck(s, name, false));
     // A driver that cannot run here (no hypervisor) answers at once, not as a failed operation.
-    if (auto* drv = s.domains.driver(view.def->type); drv) {
-      auto info = drv->probe();
-      if (!info.available) return unavailable("the " + drv->typeName() + " driver is unavailable on this host: " + info.reason);
-    }
+    VMM_TRY(s.domains.driverFor(*view.def));
     StartParams sp;
     sp.paused = flag(p, "paused", false);
     sp.forceBoot = flag(p, "force_boot", false);
@@ -268,22 +266,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
   reg.bindAsync("domain.exec", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
     std::string name = nameOf(p);
     VMM_TRY(precheck(s, name, true));
-    drivers::ExecRequest req;
-    const auto& cmd = p["command"];
-    if (cmd.empty()) return invalidArgument("command: must name a program");
-    for (size_t i = 0; i < cmd.size(); ++i) {
-      if (!cmd[i].is_string()) return invalidArgument("command[" + std::to_string(i) + "]: expected a string");
-      req.argv.push_back(cmd[i].get<std::string>());
-    }
-    if (req.argv[0].empty()) return invalidArgument("command[0]: empty program name");
-    if (p.contains("env")) {
-      for (const auto& e : p["env"]) {
-        if (!e.is_string() || e.get<std::string>().find('=') == std::string::npos)
-          return invalidArgument("env: entries must be NAME=value strings");
-        req.env.push_back(e.get<std::string>());
-      }
-    }
-    req.input = p.value("input", "");
+    VMM_ASSIGN(auto req, execRequestParam(p));
     VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(60000), Millis(24LL * 3600 * 1000)));
     return AsyncWork{"domains/" + name, [&s, name, req, timeout](OperationContext&) -> Result<json> {
                        VMM_ASSIGN(auto r, s.domains.guestExec(name, req, Deadline::after(timeout)));

@@ -1,4 +1,5 @@
 // Images, launches from images, and disposable runs.
+#include "api/handlers/exec_params.h"
 #include "api/registry.h"
 #include "api/services.h"
 #include "model/image.h"
@@ -7,28 +8,18 @@ namespace vmm::api {
 
 namespace {
 
-const char* const kLaunchKeys[] = {"image", "name", "memory", "vcpus", "networks", "full_copy", "ttl",
+const char* const kLaunchKeys[] = {"image", "name", "memory", "vcpus", "networks", "full_copy",
                                    "remove_on_stop", "labels", "cloud_init", "customize", "start"};
 
 Result<model::LaunchSpec> launchSpecParam(const json& p) {
   json spec = json::object();
   for (const char* key : kLaunchKeys)
     if (p.contains(key) && !p[key].is_null()) spec[key] = p[key];
-  if (spec.contains("ttl")) {
-    VMM_ASSIGN(auto ttl, durationParam(p, "ttl", Millis(0), Millis(366LL * 86400 * 1000)));
-    spec["ttl"] = std::to_string(ttl.count()) + "ms";
-  }
-  return model::parseLaunchSpec(spec);
-}
-
-Result<std::vector<std::string>> stringList(const json& p, const char* key) {
-  std::vector<std::string> out;
-  if (!p.contains(key) || p[key].is_null()) return out;
-  for (size_t i = 0; i < p[key].size(); ++i) {
-    if (!p[key][i].is_string()) return invalidArgument(std::string(key) + "[" + std::to_string(i) + "]: expected a string");
-    out.push_back(p[key][i].get<std::string>());
-  }
-  return out;
+  VMM_ASSIGN(auto launch, model::parseLaunchSpec(spec));
+  // The operation table checked ttl as a duration (a string like "30m", or seconds).
+  VMM_ASSIGN(auto ttl, durationParam(p, "ttl", Millis(0), Millis(366LL * 86400 * 1000)));
+  launch.ttlMs = ttl.count();
+  return launch;
 }
 
 ImageProgress progressOf(OperationContext& ctx) {
@@ -99,12 +90,10 @@ void bindImageHandlers(Registry& reg, Services& s) {
     RunSpec spec;
     VMM_ASSIGN(spec.launch, launchSpecParam(p));
     VMM_TRY(s.images.get(spec.launch.image));
-    VMM_ASSIGN(spec.argv, stringList(p, "command"));
-    if (spec.argv.empty() || spec.argv[0].empty()) return invalidArgument("command: must name a program");
-    VMM_ASSIGN(spec.env, stringList(p, "env"));
-    for (const auto& e : spec.env)
-      if (e.find('=') == std::string::npos) return invalidArgument("env: entries must be NAME=value strings");
-    spec.input = str(p, "input");
+    VMM_ASSIGN(auto req, execRequestParam(p));
+    spec.argv = std::move(req.argv);
+    spec.env = std::move(req.env);
+    spec.input = std::move(req.input);
     VMM_ASSIGN(spec.timeout, durationParam(p, "timeout", Millis(3600 * 1000), Millis(7LL * 86400 * 1000)));
     VMM_ASSIGN(spec.bootTimeout, durationParam(p, "boot_timeout", Millis(300000), Millis(86400 * 1000)));
     spec.remove = flag(p, "remove", true);

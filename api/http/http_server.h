@@ -38,15 +38,11 @@ struct HttpOptions {
   PoolService* pools = nullptr;  // volume upload and download
 };
 
-// Optional conversion of a non-JSON request body (e.g. libvirt XML) into a definition.
-using BodyConverter = std::function<Result<nlohmann::json>(const std::string& contentType, const std::string& body)>;
-
 class HttpServer {
  public:
   HttpServer(Registry& registry, EventBus& events, TokenStore& tokens, std::function<std::string()> metrics,
              HttpOptions options);
   ~HttpServer();
-  void setBodyConverter(BodyConverter converter) { converter_ = std::move(converter); }
   Status start();
   void stop();
   int port() const { return port_; }
@@ -67,7 +63,6 @@ class HttpServer {
   TokenStore& tokens_;
   std::function<std::string()> metrics_;
   HttpOptions options_;
-  BodyConverter converter_;
   std::atomic<bool> stopping_{false};
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;

@@ -10,6 +10,7 @@
 #include "base/strings.h"
 #include "client/vmctl/commands.h"
 #include "client/vmctl/output.h"
+#include "model/libvirt_xml.h"
 
 namespace vmm::vmctl {
 
@@ -91,8 +92,7 @@ Result<json> readDefinitionFile(const std::string& file) {
     if (!r.ok()) return r.error();
     content = *r;
   }
-  auto start = content.find_first_not_of(" \t\r\n");
-  if (start != std::string::npos && content[start] == '<') return json(content);  // libvirt XML
+  if (model::looksLikeXml(content)) return json(content);  // libvirt XML
   try {
     return json::parse(content);
   } catch (const json::parse_error& e) {

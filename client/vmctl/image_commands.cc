@@ -165,10 +165,13 @@ int runDisposable(Context& ctx, const RunOptions& o) {
       cancelling = true;
       cancelAll();
     }
+    // One pass waits at most 200 ms in all: only the first unfinished run is waited on.
+    bool waited = false;
     for (int i = 0; i < submitted; ++i) {
       auto& r = runs[static_cast<size_t>(i)];
       if (r.done) continue;
-      auto st = c->call("operation.wait", {{"id", r.op.value("id", "")}, {"timeout", "200ms"}}, Millis(60000));
+      auto st = c->call("operation.wait", {{"id", r.op.value("id", "")}, {"timeout", waited ? "0s" : "200ms"}}, Millis(60000));
+      waited = true;
       if (!st.ok()) {
         reportError(st.error());
         code = kRunFailed;
@@ -255,9 +258,9 @@ void registerImageCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
       action = [&, o]() -> int {
         json p = {{"name", o->name}};
         if (startsWith(o->source, "http://") || startsWith(o->source, "https://")) p["url"] = o->source;
-        else p["file"] = o->source.empty() || o->source[0] == '/' ? o->source : absolutePath(o->source);
+        else p["file"] = absolutePath(o->source);
         for (auto [k, v] : {std::pair{"kernel", &o->kernel}, std::pair{"initrd", &o->initrd}})
-          if (!v->empty()) p[k] = (*v)[0] == '/' ? *v : absolutePath(*v);
+          if (!v->empty()) p[k] = absolutePath(*v);
         for (auto [k, v] : {std::pair{"os", &o->os}, std::pair{"arch", &o->arch}, std::pair{"default_user", &o->user},
                             std::pair{"description", &o->description}})
           if (!v->empty()) p[k] = *v;

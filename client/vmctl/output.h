@@ -45,10 +45,10 @@ void printFields(const std::vector<std::pair<std::string, std::string>>& fields)
 // A progress line on stderr when it is a terminal: "[#####     ]  50% message".
 void showProgress(const json& operation);
 void endProgress();
-std::string text(const json& v);
+std::string text(const json& v);  // a JSON scalar as plain text ("" for null)
 // JSON with -o json, else the human form.
 void printResult(const json& r, void (*human)(const json&));
 // Paths are sent to vmmd, whose working directory is not the caller's.
-std::string absolutePath(const std::string& path);  // a JSON scalar as plain text ("" for null)
+std::string absolutePath(const std::string& path);
 
 }  // namespace vmm::vmctl

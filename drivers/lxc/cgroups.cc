@@ -29,13 +29,7 @@ Status writeValue(const std::string& file, const std::string& value) {
 
 std::string readValue(const std::string& file) { return std::string(trim(fs::readFile(file, 1 << 20).valueOr(""))); }
 
-int64_t toInt(const std::string& s) {
-  try {
-    return s.empty() ? 0 : std::stoll(s);
-  } catch (...) {
-    return 0;
-  }
-}
+int64_t toInt(const std::string& s) { return parseInt(s).value_or(0); }
 
 bool isCgroup2Root(const std::string& dir) { return fs::exists(dir + "/cgroup.controllers"); }
 
@@ -236,7 +230,7 @@ model::json ContainerCgroups::stats() const {
     s["memory_bytes"] = toInt(readValue(g + "/memory.current"));
     std::string max = readValue(g + "/memory.max");
     if (max != "max") s["memory_limit_bytes"] = toInt(max);
-    if (fs::exists(g + "/memory.peak")) s["memory_peak_bytes"] = toInt(readValue(g + "/memory.peak"));
+    if (auto peak = readValue(g + "/memory.peak"); !peak.empty()) s["memory_peak_bytes"] = toInt(peak);
     for (const auto& line : split(readValue(g + "/cpu.stat"), '\n', true))
       if (startsWith(line, "usage_usec ")) s["cpu_time_ns"] = toInt(line.substr(11)) * 1000;
     s["pids"] = toInt(readValue(g + "/pids.current"));

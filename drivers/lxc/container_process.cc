@@ -177,8 +177,7 @@ Result<std::pair<fs::UniqueFd, fs::UniqueFd>> makePipe() {
 bool waitReadable(int fd, Deadline deadline) {
   for (;;) {
     struct pollfd p{fd, POLLIN, 0};
-    int ms = static_cast<int>(std::max<int64_t>(0, deadline.remaining().count()));
-    int n = ::poll(&p, 1, ms);
+    int n = ::poll(&p, 1, deadline.pollTimeoutMs());
     if (n > 0) return true;
     if (n == 0) return false;
     if (errno != EINTR) return false;

@@ -26,13 +26,11 @@ namespace {
 // A writable disk as the running QEMU sees it: its top (root) node and image.
 struct LiveDisk {
   std::string target, node, file, format;
-  bool readonly = false;
 };
 
 // A writable disk of a shut-off domain, resolved by the storage layer.
 struct OfflineDisk {
-  std::string target, path, format, protocol;
-  bool blockDevice = false;
+  std::string target, path, format;
 };
 
 std::string str(const json& j, const char* key) { return j.is_object() ? j.value(key, "") : ""; }
@@ -50,7 +48,7 @@ Result<std::vector<LiveDisk>> liveDisks(QemuDriver::Instance& inst, const model:
       bool match = qdev == id || qdev.find("/" + id + "/") != std::string::npos || endsWith(qdev, "/" + id);
       if (!match || !b.contains("inserted")) continue;
       const auto& in = b["inserted"];
-      out.push_back({d.target, in.value("node-name", ""), in.value("file", ""), in.value("drv", ""), in.value("ro", false)});
+      out.push_back({d.target, in.value("node-name", ""), in.value("file", ""), in.value("drv", "")});
     }
   }
   return out;
@@ -77,11 +75,14 @@ Status qemuImg(const std::vector<std::string>& args, Deadline deadline) {
   return r.ok() ? Status() : Status(r.error());
 }
 
-// The backing chain of an image, top first: [{"filename", "full-backing-filename", ...}].
-Result<json> backingChain(const std::string& path, Deadline deadline) {
+// The backing chain of an image, top first: [{"filename", "full-backing-filename", ...}];
+// with wholeChain false only the image itself.
+Result<json> backingChain(const std::string& path, Deadline deadline, bool wholeChain = true) {
   RunOptions opts;
   opts.deadline = deadline;
-  VMM_ASSIGN(auto r, runChecked({"qemu-img", "info", "-U", "--backing-chain", "--output=json", path}, opts));
+  std::vector<std::string> argv = {"qemu-img", "info", "-U", "--output=json", path};
+  if (wholeChain) argv.insert(argv.begin() + 3, "--backing-chain");
+  VMM_ASSIGN(auto r, runChecked(argv, opts));
   try {
     json chain = json::parse(r.out);
     if (chain.is_object()) chain = json::array({chain});
@@ -176,7 +177,7 @@ Result<std::string> otherChild(const std::string& dir, const std::vector<std::st
   for (const auto& n : *names) {
     std::string path = dir + "/" + n;
     if (!endsWith(n, ".qcow2") || std::count(except.begin(), except.end(), path)) continue;
-    auto chain = backingChain(path, deadline);
+    auto chain = backingChain(path, deadline, false);
     if (!chain.ok() || chain->empty()) continue;
     std::string backing = str((*chain)[0], "full-backing-filename");
     if (std::count(parents.begin(), parents.end(), backing)) return path;
@@ -209,8 +210,7 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
     for (const auto& d : def.disks) {
       if (!snapshotable(d)) continue;
       VMM_ASSIGN(auto r, resolveDisk(d));
-      images.push_back({d.target, r.path, std::string(model::enumName(model::kDiskFormats, d.format.value_or(r.format))), r.protocol,
-                        r.blockDevice});
+      images.push_back({d.target, r.path, std::string(model::enumName(model::kDiskFormats, d.format.value_or(r.format)))});
       if (!r.protocol.empty())
         return invalidArgument("disk " + d.target + " is a " + r.protocol + " volume: vmm snapshots need a local image");
       if (kind == "internal" && images.back().format != "qcow2") return rawDiskError(d.target, images.back().format);

@@ -151,9 +151,10 @@ Result<json> QmpClient::execute(const std::string& command, const json& argument
 Status QmpClient::runJob(const std::string& command, const json& arguments, const std::string& jobId, Deadline deadline,
                          bool completeWhenReady) {
   VMM_TRY(execute(command, arguments, deadline));
-  // Polled rather than driven by JOB_STATUS_CHANGE: jobs last milliseconds to seconds, and
-  // polling needs no event plumbing.
+  // Polled rather than driven by JOB_STATUS_CHANGE, backing off so that a job of minutes
+  // costs a handful of monitor round trips a second.
   bool completeSent = false;
+  Millis pause(10);
   while (true) {
     auto jobs = execute("query-jobs", json::object(), deadline);
     if (!jobs.ok()) return jobs.error().wrap(command);
@@ -173,7 +174,8 @@ Status QmpClient::runJob(const std::string& command, const json& arguments, cons
       completeSent = true;
     }
     if (deadline.expired()) break;
-    std::this_thread::sleep_for(Millis(20));
+    std::this_thread::sleep_for(std::min(pause, deadline.remaining()));
+    pause = std::min(pause * 2, Millis(250));
   }
   (void)execute("job-cancel", {{"id", jobId}, {"force", true}}, Deadline::after(Millis(5000)));
   (void)execute("job-dismiss", {{"id", jobId}}, Deadline::after(Millis(5000)));

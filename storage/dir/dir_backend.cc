@@ -82,7 +82,7 @@ Result<PoolCapacity> DirBackend::capacity(Deadline) {
   return c;
 }
 
-Result<model::Volume> DirBackend::describe(const std::string& name, const std::string& path) const {
+Result<model::Volume> DirBackend::describe(const std::string& name, const std::string& path, bool measure) const {
   struct stat st{};
   if (::lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return notFound("pool " + pool_.name + " has no volume " + name);
@@ -93,10 +93,12 @@ Result<model::Volume> DirBackend::describe(const std::string& name, const std::s
   v.pool = pool_.name;
   v.path = path;
   if (S_ISDIR(st.st_mode)) {
-    auto usage = directoryUsage(path);
     v.directory = true;
-    v.capacity = usage.bytes;
-    v.allocation = usage.allocated;
+    if (measure) {
+      auto usage = directoryUsage(path);
+      v.capacity = usage.bytes;
+      v.allocation = usage.allocated;
+    }
     return v;
   }
   // A symlink could point anywhere on the host: never a volume.
@@ -138,7 +140,7 @@ Result<model::Volume> DirBackend::createVolume(const model::VolumeSpec& spec, De
   c.size = spec.capacity;
   c.preallocate = spec.preallocate;
   if (!spec.backingVolume.empty()) {
-    VMM_ASSIGN(auto base, volumeInfo(spec.backingVolume, deadline));
+    VMM_ASSIGN(auto base, lookup(spec.backingVolume));
     if (spec.format != model::DiskFormat::qcow2) return invalidArgument("format: a volume on a backing volume must be qcow2");
     c.backingFile = base.path;
     c.backingFormat = base.format;
@@ -178,15 +180,20 @@ Result<model::Volume> DirBackend::volumeInfo(const std::string& name, Deadline) 
   return describe(name, path);
 }
 
-Status DirBackend::deleteVolume(const std::string& name, Deadline deadline) {
-  VMM_ASSIGN(auto v, volumeInfo(name, deadline));
+Result<model::Volume> DirBackend::lookup(const std::string& name) const {
+  VMM_ASSIGN(auto path, volumePath(name));
+  return describe(name, path, false);
+}
+
+Status DirBackend::deleteVolume(const std::string& name, Deadline) {
+  VMM_ASSIGN(auto v, lookup(name));
   if (v.directory) return fs::removeTree(v.path);
   if (::unlink(v.path.c_str()) != 0) return systemError("deleting " + v.path, errno);
   return {};
 }
 
 Status DirBackend::resizeVolume(const std::string& name, uint64_t capacity, bool allowShrink, Deadline deadline) {
-  VMM_ASSIGN(auto v, volumeInfo(name, deadline));
+  VMM_ASSIGN(auto v, lookup(name));
   if (v.directory) return invalidArgument("volume " + name + " is a directory volume: it has no fixed size to change");
   if (capacity == 0) return invalidArgument("capacity: must be greater than 0");
   if (capacity < v.capacity && !allowShrink)
@@ -196,7 +203,7 @@ Status DirBackend::resizeVolume(const std::string& name, uint64_t capacity, bool
 
 Result<model::Volume> DirBackend::cloneVolume(const std::string& source, const std::string& name, const CloneOptions& options,
                                               Deadline deadline) {
-  VMM_ASSIGN(auto src, volumeInfo(source, deadline));
+  VMM_ASSIGN(auto src, lookup(source));
   VMM_ASSIGN(auto path, volumePath(name));
   if (fs::exists(path)) return conflict("pool " + pool_.name + " already has a volume " + name);
   if (options.linked && !src.directory) {
@@ -227,7 +234,7 @@ Result<model::Volume> DirBackend::cloneVolume(const std::string& source, const s
 }
 
 Status DirBackend::wipeVolume(const std::string& name, Deadline deadline) {
-  VMM_ASSIGN(auto v, volumeInfo(name, deadline));
+  VMM_ASSIGN(auto v, lookup(name));
   if (v.directory) return invalidArgument("volume " + name + " is a directory volume: delete it and create it again to empty it");
   // Recreate the image empty with the same format and size (a qcow2 wipe drops its clusters).
   std::string fresh = v.path + ".partial";
@@ -291,8 +298,8 @@ class FileStream final : public VolumeStream {
 
 }  // namespace
 
-Result<std::unique_ptr<VolumeStream>> DirBackend::openVolume(const std::string& name, StreamMode mode, Deadline deadline) {
-  VMM_ASSIGN(auto v, volumeInfo(name, deadline));
+Result<std::unique_ptr<VolumeStream>> DirBackend::openVolume(const std::string& name, StreamMode mode, Deadline) {
+  VMM_ASSIGN(auto v, lookup(name));
   if (v.directory)
     return invalidArgument("volume " + name + " is a directory volume: it has no bytes to upload or download "
                            "(create it with from_tar to fill it from a tarball)");
@@ -309,11 +316,12 @@ Result<std::unique_ptr<VolumeStream>> DirBackend::openVolume(const std::string& 
   return std::unique_ptr<VolumeStream>(new FileStream(std::move(fd), 0, temp, v.path));
 }
 
-Result<drivers::ResolvedDisk> DirBackend::resolve(const std::string& volume, Deadline deadline) {
-  VMM_ASSIGN(auto v, volumeInfo(volume, deadline));
+Result<drivers::ResolvedDisk> DirBackend::resolve(const std::string& volume, Deadline) {
+  VMM_ASSIGN(auto v, lookup(volume));
   drivers::ResolvedDisk r;
   r.path = v.path;
   r.format = v.format;
+  r.directory = v.directory;
   return r;
 }
 

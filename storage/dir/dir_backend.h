@@ -33,7 +33,10 @@ class DirBackend final : public PoolBackend {
  private:
   // The path of a volume, refusing names that would leave the pool directory.
   Result<std::string> volumePath(const std::string& name) const;
-  Result<model::Volume> describe(const std::string& name, const std::string& path) const;
+  // The volume at `path`; a directory volume's size is measured (a walk of its tree) only
+  // when `measure` is set - lookups on the way to an operation do not need it.
+  Result<model::Volume> describe(const std::string& name, const std::string& path, bool measure = true) const;
+  Result<model::Volume> lookup(const std::string& name) const;
   Result<model::Volume> createDirectoryVolume(const model::VolumeSpec& spec, const std::string& path, Deadline deadline);
 
   model::Pool pool_;

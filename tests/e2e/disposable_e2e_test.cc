@@ -14,6 +14,7 @@
 #include "base/process.h"
 #include "base/random.h"
 #include "base/strings.h"
+#include "tests/support/host_command.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
 
@@ -27,10 +28,7 @@ using testutil::waitFor;
 
 namespace {
 
-int run(const std::vector<std::string>& argv) {
-  auto r = runCommand(argv, RunOptions());
-  return r.ok() ? r->exitCode : -1;
-}
+int run(const std::vector<std::string>& argv) { return testutil::hostCommand(argv, Millis(120000)).exitCode; }
 
 class DisposableTest : public ::testing::Test {
  protected:

@@ -24,6 +24,7 @@
 #include "base/process.h"
 #include "base/strings.h"
 #include "tests/support/nfs_server.h"
+#include "tests/support/host_command.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
 
@@ -38,17 +39,7 @@ using testutil::waitFor;
 namespace {
 
 // Runs a host command; the combined result (exit code -1 when it could not run).
-CommandResult host(const std::vector<std::string>& argv) {
-  RunOptions opts;
-  opts.deadline = Deadline::after(Millis(20000));
-  auto r = runCommand(argv, opts);
-  if (!r.ok()) {
-    CommandResult failed;
-    failed.err = r.error().message;
-    return failed;
-  }
-  return *r;
-}
+CommandResult host(const std::vector<std::string>& argv) { return testutil::hostCommand(argv); }
 int sh(const std::string& script) { return host({"sh", "-c", script}).exitCode; }
 
 bool linkExists(const std::string& name) { return fs::exists("/sys/class/net/" + name); }

@@ -787,11 +787,8 @@ class IscsiE2E : public StorageE2E {
     char tmpl[] = "/tmp/vmm-e2e-tgt-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir = tmpl;
-    for (auto [file, size] : {std::pair{dir + "/lun1.img", 16 * MiB}, {dir + "/lun2.img", 8 * MiB}}) {
-      fs::UniqueFd fd(::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
-      ASSERT_TRUE(fd.valid());
-      ASSERT_EQ(::ftruncate(fd.get(), static_cast<off_t>(size)), 0);
-    }
+    for (auto [file, size] : {std::pair{dir + "/lun1.img", 16 * MiB}, {dir + "/lun2.img", 8 * MiB}})
+      ASSERT_TRUE(testutil::makeSparseFile(file, size).ok());
     tgt = new testutil::TgtTarget;
     auto st = tgt->start();
     ASSERT_TRUE(st.ok()) << st.error().message;

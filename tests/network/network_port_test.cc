@@ -30,6 +30,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/host_command.h"
+
 #include "base/process.h"
 #include "base/strings.h"
 #include "network/link.h"
@@ -51,13 +53,7 @@ std::vector<std::string>& timings() {
   return t;
 }
 
-CommandResult sh(const std::string& cmd) {
-  RunOptions opts;
-  opts.deadline = Deadline::after(Millis(20000));
-  auto r = runCommand({"sh", "-c", cmd}, opts);
-  if (!r.ok()) return CommandResult{-1, 0, "", r.error().message};
-  return *r;
-}
+CommandResult sh(const std::string& cmd) { return testutil::hostCommand({"sh", "-c", cmd}); }
 
 #define SH_OK(cmd)                                             \
   do {                                                         \

@@ -6,6 +6,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include "tests/support/host_command.h"
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -39,16 +41,7 @@ using model::json;
 Deadline soon(int ms = 10000) { return Deadline::after(Millis(ms)); }
 
 CommandResult run(const std::vector<std::string>& argv, int timeoutMs = 10000, const std::string& input = "") {
-  RunOptions opts;
-  opts.deadline = soon(timeoutMs);
-  opts.stdinData = input;
-  auto r = runCommand(argv, opts);
-  if (!r.ok()) {
-    CommandResult failed;
-    failed.err = r.error().message;
-    return failed;
-  }
-  return *r;
+  return testutil::hostCommand(argv, Millis(timeoutMs), input);
 }
 
 void must(const std::vector<std::string>& argv) {

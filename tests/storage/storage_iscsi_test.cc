@@ -16,6 +16,7 @@
 #include "model/json_reader.h"
 #include "storage/iscsi/iscsi_backend.h"
 #include "storage/iscsi/iscsi_session.h"
+#include "tests/support/loop_device.h"
 #include "tests/support/tgt_target.h"
 
 using namespace vmm;
@@ -72,11 +73,8 @@ class IscsiPoolTest : public ::testing::Test {
     char tmpl[] = "/tmp/vmm-iscsipool-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir = tmpl;
-    for (auto [path, size] : {std::pair{disk1(), 64 * kMiB}, {disk2(), 32 * kMiB}, {chapDisk(), 8 * kMiB}}) {
-      fs::UniqueFd fd(::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
-      ASSERT_TRUE(fd.valid());
-      ASSERT_EQ(::ftruncate(fd.get(), static_cast<off_t>(size)), 0);
-    }
+    for (auto [path, size] : {std::pair{disk1(), 64 * kMiB}, {disk2(), 32 * kMiB}, {chapDisk(), 8 * kMiB}})
+      ASSERT_TRUE(testutil::makeSparseFile(path, size).ok());
     tgt = new testutil::TgtTarget;
     auto st = tgt->start();
     ASSERT_TRUE(st.ok()) << st.error().message;

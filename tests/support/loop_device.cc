@@ -9,16 +9,19 @@
 
 namespace vmm::testutil {
 
-Result<std::unique_ptr<LoopDevice>> LoopDevice::create(const std::string& file, uint64_t size) {
-  {
-    fs::UniqueFd fd(::open(file.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd.valid()) return systemError("creating " + file, errno);
-    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
-      int err = errno;
-      (void)fs::removeFile(file);
-      return systemError("sizing " + file, err);
-    }
+Status makeSparseFile(const std::string& file, uint64_t size) {
+  fs::UniqueFd fd(::open(file.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd.valid()) return systemError("creating " + file, errno);
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+    int err = errno;
+    (void)fs::removeFile(file);
+    return systemError("sizing " + file, err);
   }
+  return {};
+}
+
+Result<std::unique_ptr<LoopDevice>> LoopDevice::create(const std::string& file, uint64_t size) {
+  VMM_TRY(makeSparseFile(file, size));
   RunOptions opts;
   opts.deadline = Deadline::after(Millis(30000));
   auto res = runCommand({"losetup", "--find", "--show", file}, opts);

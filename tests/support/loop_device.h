@@ -10,6 +10,9 @@
 
 namespace vmm::testutil {
 
+// Creates `file` as a sparse file of `size` bytes (it must not exist yet).
+Status makeSparseFile(const std::string& file, uint64_t size);
+
 class LoopDevice {
  public:
   // Creates `file` (sparse, `size` bytes) and attaches it to a free loop device.
