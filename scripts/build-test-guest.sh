@@ -1,6 +1,7 @@
 #!/bin/bash
 # Builds the test guest the suite and the benchmarks boot under QEMU (TCG):
 #   OUT/vmlinux       the Debian kernel's ELF image (PVH entry: boots without decompressing)
+#   OUT/vmlinuz       the same kernel as a bzImage, for a bootloader (tests that boot from a disk)
 #   OUT/min.cpio.gz   busybox + /init: boots to a console marker
 #   OUT/full.cpio     + virtio/SCSI/ACPI-button modules and qemu-ga (uncompressed: faster under TCG)
 # The kernel package is fetched once with apt-get download and cached in OUT/cache; a rerun
@@ -43,6 +44,8 @@ dpkg-deb --fsys-tarfile "$DEB" | tar -x -C "$KROOT" "${patterns[@]}" 2>/dev/null
 [ -f "$KROOT/boot/vmlinuz-$KVER" ] || { echo "build-test-guest: $DEB has no boot/vmlinuz-$KVER" >&2; exit 1; }
 python3 "$GUEST/extract-vmlinux.py" "$KROOT/boot/vmlinuz-$KVER" "$OUT/vmlinux.tmp"
 mv "$OUT/vmlinux.tmp" "$OUT/vmlinux"
+cp "$KROOT/boot/vmlinuz-$KVER" "$OUT/vmlinuz.tmp"
+mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
 
 make_root() {  # DIR
   local R=$1
