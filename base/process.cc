@@ -57,6 +57,7 @@ std::vector<std::string> buildEnv(const std::map<std::string, std::string>& extr
 // Everything the child needs, prepared before fork(): after fork only async-signal-safe calls.
 struct ChildSetup {
   std::vector<std::string> argvStore, envStore;
+  std::string exe;  // argv[0] resolved; execvpe's own lookup when empty
   std::vector<char*> argv, envp;
   std::vector<int> passFds;
   int in = -1, out = -1, err = -1;
@@ -64,6 +65,12 @@ struct ChildSetup {
   std::string cwd;
 
   void finalize() {
+    if (!argvStore.empty() && argvStore[0].find('/') == std::string::npos) {
+      const char* path = nullptr;
+      for (const auto& e : envStore)
+        if (e.rfind("PATH=", 0) == 0) path = e.c_str() + 5;
+      exe = findExecutable(argvStore[0], path ? path : "/usr/bin:/bin");  // execvpe's default
+    }
     for (auto& a : argvStore) argv.push_back(a.data());
     argv.push_back(nullptr);
     for (auto& e : envStore) envp.push_back(e.data());
@@ -92,7 +99,10 @@ struct ChildSetup {
   for (size_t i = 0; i < high.size(); ++i) dup2(high[i], static_cast<int>(3 + i));
   close_range(static_cast<unsigned>(3 + high.size()), ~0U, 0);
   if (!s.cwd.empty() && chdir(s.cwd.c_str()) != 0) _exit(126);
-  execvpe(s.argv[0], s.argv.data(), s.envp.data());
+  if (!s.exe.empty())
+    execve(s.exe.c_str(), s.argv.data(), s.envp.data());
+  else
+    execvpe(s.argv[0], s.argv.data(), s.envp.data());
   _exit(127);
 }
 
@@ -124,6 +134,18 @@ void remember(ReaperState& r, pid_t pid, int status) {
 }
 
 }  // namespace
+
+std::string findExecutable(const std::string& name, const char* path) {
+  if (name.empty() || name.find('/') != std::string::npos) return name;
+  if (!path) path = getenv("PATH");
+  std::vector<std::string> dirs = split(path ? path : "", ':', true);
+  for (const char* d : {"/usr/local/sbin", "/usr/sbin", "/sbin"}) dirs.emplace_back(d);
+  for (const auto& d : dirs) {
+    std::string candidate = d + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0 && !fs::isDirectory(candidate)) return candidate;
+  }
+  return "";
+}
 
 std::string CommandResult::describe() const {
   std::string s = exitCode >= 0 ? "exit status " + std::to_string(exitCode) : "killed by signal " + std::to_string(signal);

@@ -37,7 +37,12 @@ struct CommandResult {
   std::string describe() const;
 };
 
-// Runs argv[0] (looked up in PATH) to completion. Errors only when it cannot be started or
+// Where argv[0] of a child is found when it has no '/': the child's PATH, then /usr/local/sbin,
+// /usr/sbin and /sbin. System tools (nft, tc, dnsmasq, lvm, tgtadm) live there and a daemon's
+// or a CI user's PATH may lack them. Empty when not found.
+std::string findExecutable(const std::string& name, const char* path = nullptr);
+
+// Runs argv[0] (looked up as findExecutable does) to completion. Errors only when it cannot be started or
 // the deadline passes (the child is then killed); a non-zero exit is a successful Result.
 Result<CommandResult> runCommand(const std::vector<std::string>& argv, const RunOptions& options = {});
 // runCommand + non-zero exit turned into an error naming the command.
