@@ -15,6 +15,7 @@
 #include "base/random.h"
 #include "base/strings.h"
 #include "tests/support/host_command.h"
+#include "tests/support/require.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
 
@@ -33,7 +34,7 @@ int run(const std::vector<std::string>& argv) { return testutil::hostCommand(arg
 class DisposableTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!guestReady()) GTEST_SKIP() << "no test guest in " << guestDir() << " (run scripts/build-test-guest.sh)";
+    VMM_REQUIRE(guestReady(), "the test guest in " << guestDir() << " (run scripts/build-test-guest.sh)");
     tmp = "/tmp/vmm-disp-" + randomHex(6);
     ASSERT_TRUE(fs::makeDirs(tmp, 0700).ok());
     startVmmd({});
@@ -392,7 +393,8 @@ TEST_F(DisposableTest, CloudInitSeedIsAttachedWithItsContent) {
 
 // Offline customisation with libguestfs (a TCG appliance: tens of seconds).
 TEST_F(DisposableTest, LibguestfsCustomisesTheClonedDisk) {
-  if (!fs::exists(testutil::guestDir() + "/../guestfs/guestfs.env")) GTEST_SKIP() << "no libguestfs appliance (scripts/setup-guestfs.sh)";
+  VMM_REQUIRE(fs::exists(testutil::guestDir() + "/../guestfs/guestfs.env"),
+              "the libguestfs appliance in " << testutil::guestDir() << "/../guestfs (run scripts/setup-guestfs.sh)");
   // An image with an ext4 filesystem holding /etc.
   ASSERT_TRUE(fs::makeDirs(tmp + "/root/etc").ok());
   ASSERT_TRUE(fs::writeFileAtomic(tmp + "/root/etc/hostname", "blank\n").ok());

@@ -19,6 +19,7 @@
 #include "base/process.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
+#include "tests/support/require.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
 
@@ -36,7 +37,7 @@ bool cgroupExists(const std::string& name) { return fs::exists("/sys/fs/cgroup/m
 class LxcTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "containers need root";
+    VMM_REQUIRE(::geteuid() == 0, "root (containers need namespaces and cgroups)");
     char tmpl[] = "/tmp/vmm-lxc-rootfs-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     rootfs = tmpl;

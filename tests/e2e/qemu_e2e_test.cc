@@ -19,6 +19,7 @@
 #include "base/process.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
+#include "tests/support/require.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
 
@@ -37,7 +38,7 @@ int run(const std::string& cmd) { return std::system(cmd.c_str()); }
 class QemuTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!guestReady()) GTEST_SKIP() << "no test guest in " << guestDir() << " (run scripts/build-test-guest.sh)";
+    VMM_REQUIRE(guestReady(), "the test guest in " << guestDir() << " (run scripts/build-test-guest.sh)");
     vmmd = std::make_unique<VmmdProcess>("", std::vector<std::string>{"--drivers", "qemu"});
     ASSERT_TRUE(vmmd->start().ok()) << vmmd->log();
     auto c = vmmd->connect();

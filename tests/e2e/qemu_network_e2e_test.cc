@@ -25,6 +25,7 @@
 #include "base/strings.h"
 #include "tests/support/nfs_server.h"
 #include "tests/support/host_command.h"
+#include "tests/support/require.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
 
@@ -135,7 +136,7 @@ class ChildNetns {
 class QemuNetworkTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!guestReady()) GTEST_SKIP() << "no test guest in " << guestDir() << " (run scripts/build-test-guest.sh)";
+    VMM_REQUIRE(guestReady(), "the test guest in " << guestDir() << " (run scripts/build-test-guest.sh)");
     t0 = SteadyClock::now();
     vmmd = std::make_unique<VmmdProcess>("", std::vector<std::string>{"--drivers", "qemu"});
     ASSERT_TRUE(vmmd->start().ok()) << vmmd->log();

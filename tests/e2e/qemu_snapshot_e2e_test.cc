@@ -15,6 +15,7 @@
 #include "base/process.h"
 #include "base/random.h"
 #include "base/strings.h"
+#include "tests/support/require.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
 
@@ -33,7 +34,7 @@ constexpr uint64_t kMarkerOffset = 1 << 20;
 class QemuSnapshotTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!guestReady()) GTEST_SKIP() << "no test guest in " << guestDir() << " (run scripts/build-test-guest.sh)";
+    VMM_REQUIRE(guestReady(), "the test guest in " << guestDir() << " (run scripts/build-test-guest.sh)");
     tmp = "/tmp/vmm-snap-" + randomHex(6);
     ASSERT_TRUE(fs::makeDirs(tmp, 0700).ok());
     vmmd = std::make_unique<VmmdProcess>("", std::vector<std::string>{"--drivers", "qemu"});

@@ -21,8 +21,10 @@
 #include "base/process.h"
 #include "base/random.h"
 #include "base/strings.h"
+#include "tests/support/host_tools.h"
 #include "tests/support/loop_device.h"
 #include "tests/support/nfs_server.h"
+#include "tests/support/require.h"
 #include "tests/support/tgt_target.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
@@ -50,7 +52,7 @@ std::string imageWithMarker(const std::string& marker, uint64_t size) {
 class QemuStorageTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!guestReady()) GTEST_SKIP() << "no test guest in " << guestDir() << " (run scripts/build-test-guest.sh)";
+    VMM_REQUIRE(guestReady(), "the test guest in " << guestDir() << " (run scripts/build-test-guest.sh)");
     tmp = "/tmp/vmm-qs-" + randomHex(6);
     ASSERT_TRUE(fs::makeDirs(tmp, 0700).ok());
     vmmd = std::make_unique<VmmdProcess>("", std::vector<std::string>{"--drivers", "qemu"});
@@ -156,7 +158,7 @@ class QemuStorageTest : public ::testing::Test {
 };
 
 TEST_F(QemuStorageTest, GuestBootsWithDiskOnIscsiLunWithChap) {
-  if (!testutil::TgtTarget::available()) GTEST_SKIP() << "tgtd is not installed";
+  VMM_REQUIRE(testutil::TgtTarget::available(), testutil::TgtTarget::missing());
   std::string lunFile = tmp + "/lun1.img";
   ASSERT_TRUE(fs::writeFileAtomic(lunFile, std::string()).ok());
   ASSERT_EQ(::truncate(lunFile.c_str(), kDiskSize), 0);
@@ -195,7 +197,7 @@ TEST_F(QemuStorageTest, GuestBootsWithDiskOnIscsiLunWithChap) {
 }
 
 TEST_F(QemuStorageTest, GuestBootsWithDiskOnNfsLinkedClone) {
-  if (!testutil::NfsServer::available()) GTEST_SKIP() << "nfs-ganesha or rpcbind is not installed";
+  VMM_REQUIRE(testutil::NfsServer::available(), testutil::NfsServer::missing());
   std::string exportDir = tmp + "/export";
   ASSERT_TRUE(fs::makeDirs(exportDir, 0777).ok());
   testutil::NfsServer nfs;
@@ -231,7 +233,7 @@ TEST_F(QemuStorageTest, GuestBootsWithDiskOnNfsLinkedClone) {
 }
 
 TEST_F(QemuStorageTest, GuestBootsWithDiskOnLogicalVolumeWithoutDeviceMapper) {
-  if (!fs::exists("/sbin/lvcreate") && !fs::exists("/usr/sbin/lvcreate")) GTEST_SKIP() << "lvm2 is not installed";
+  VMM_REQUIRE(testutil::haveTool("lvm"), testutil::missingTools({"lvm"}, "lvm2"));
   auto loop = testutil::LoopDevice::create(tmp + "/pv.img", 64 << 20);
   ASSERT_TRUE(loop.ok()) << loop.error().message;
   std::string vg = "vmmqs" + randomHex(4);
@@ -293,7 +295,7 @@ namespace {
 // pool goes to the error state, everything else keeps answering, and a refresh after the
 // server is back makes the pool usable again.
 TEST(NfsHang, HungServerPutsThePoolInErrorWithoutBlockingTheDaemon) {
-  if (!testutil::NfsServer::available()) GTEST_SKIP() << "nfs-ganesha or rpcbind is not installed";
+  VMM_REQUIRE(testutil::NfsServer::available(), testutil::NfsServer::missing());
   std::string tmp = "/tmp/vmm-qs-hang-" + randomHex(6);
   ASSERT_TRUE(fs::makeDirs(tmp + "/export", 0777).ok());
   ASSERT_TRUE(fs::writeFileAtomic(tmp + "/vmmd.toml", "[storage]\nio_timeout = \"2s\"\n").ok());

@@ -35,7 +35,9 @@
 #include "base/process.h"
 #include "base/strings.h"
 #include "network/direct/macvtap.h"
+#include "tests/support/host_tools.h"
 #include "tests/support/nfs_server.h"
+#include "tests/support/require.h"
 
 using namespace vmm;
 using net::createMacvtap;
@@ -747,9 +749,9 @@ TEST_F(MacvtapTest, BadInputGetsClearErrorsAndChangesNothing) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  if (::geteuid() != 0) {
-    std::fprintf(stderr, "network_direct_test needs root (network namespaces, macvtap links)\n");
-    return 1;
+  if (auto missing = vmm::testutil::missingRoot("network namespaces, macvtap links"); !missing.empty()) {
+    vmm::testutil::requireForAllTests(missing);
+    return RUN_ALL_TESTS();
   }
   // Before any thread exists: a private network namespace and mount namespace (with a sysfs
   // that shows this namespace's links).

@@ -39,7 +39,9 @@
 #include "network/port/port_profile.h"
 #include "network/port/port_sysfs.h"
 #include "network/port/vlan.h"
+#include "tests/support/host_tools.h"
 #include "tests/support/nfs_server.h"
+#include "tests/support/require.h"
 
 namespace vmm::net {
 namespace {
@@ -713,9 +715,9 @@ TEST(PortProfileTest, NamesAreDeterministicAndBounded) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  if (::geteuid() != 0) {
-    std::cerr << "network_port_test needs root (network namespaces)\n";
-    return 77;
+  if (auto missing = vmm::testutil::missingRoot("network namespaces"); !missing.empty()) {
+    vmm::testutil::requireForAllTests(missing);
+    return RUN_ALL_TESTS();
   }
   auto st = vmm::testutil::enterPrivateNamespaces();
   if (!st.ok()) {

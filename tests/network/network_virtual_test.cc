@@ -31,7 +31,9 @@
 #include "network/virtual/forwarding.h"
 #include "network/virtual/nftables.h"
 #include "network/virtual/virtual_network.h"
+#include "tests/support/host_tools.h"
 #include "tests/support/nfs_server.h"
+#include "tests/support/require.h"
 
 namespace vmm::net {
 namespace {
@@ -633,9 +635,9 @@ TEST_F(VirtualNetworkTest, FailureMidwayUndoesEverything) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  if (::getuid() != 0) {
-    std::fprintf(stderr, "network_virtual_test needs root (network namespaces)\n");
-    return 1;
+  if (auto missing = vmm::testutil::missingRoot("network namespaces"); !missing.empty()) {
+    vmm::testutil::requireForAllTests(missing);
+    return RUN_ALL_TESTS();
   }
   auto st = vmm::testutil::enterPrivateNamespaces();
   if (!st.ok()) {

@@ -14,6 +14,7 @@
 #include "base/process.h"
 #include "base/strings.h"
 #include "storage/customize/guestfs_customizer.h"
+#include "tests/support/require.h"
 #include "tests/support/test_guest.h"
 
 using namespace vmm;
@@ -87,9 +88,9 @@ std::string debugfsStat(const std::string& img, const std::string& path) {
 class GuestfsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    VMM_REQUIRE(geteuid() == 0, "root (the customisation helper mounts and unshares)");
     auto rt = GuestfsRuntime::fromEnvFile(VMM_GUESTFS_ENV, VMM_CUSTOMIZE_HELPER);
-    if (!rt.ok()) GTEST_SKIP() << "no libguestfs setup (run scripts/setup-guestfs.sh): " << rt.error().message;
+    VMM_REQUIRE(rt.ok(), "the libguestfs setup (run scripts/setup-guestfs.sh): " << rt.error().message);
     runtime_ = *rt;
     before_ = libguestfsTempDirs();
   }

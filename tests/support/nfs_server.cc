@@ -17,6 +17,7 @@
 #include "base/fs.h"
 #include "base/process.h"
 #include "base/strings.h"
+#include "tests/support/host_tools.h"
 
 namespace vmm::testutil {
 
@@ -24,20 +25,6 @@ namespace {
 
 constexpr int kNfsPort = 2049;
 constexpr int kMountPort = 20048;
-
-bool onPath(const std::string& tool) {
-  for (const auto& dir : split(std::getenv("PATH") ? std::getenv("PATH") : "/usr/sbin:/usr/bin:/sbin:/bin", ':', true))
-    if (::access((dir + "/" + tool).c_str(), X_OK) == 0) return true;
-  for (const char* dir : {"/usr/sbin", "/sbin"})  // rpcbind lives in sbin, not always on PATH
-    if (::access((std::string(dir) + "/" + tool).c_str(), X_OK) == 0) return true;
-  return false;
-}
-
-std::string toolPath(const std::string& tool) {
-  for (const char* dir : {"/usr/sbin", "/sbin"})
-    if (::access((std::string(dir) + "/" + tool).c_str(), X_OK) == 0) return std::string(dir) + "/" + tool;
-  return tool;
-}
 
 std::string nsLink(const std::string& pid, const std::string& ns) {
   char buf[128] = {};
@@ -109,7 +96,12 @@ Status enterPrivateNamespaces() {
   return {};
 }
 
-bool NfsServer::available() { return onPath("ganesha.nfsd") && onPath("rpcbind") && onPath("rpcinfo"); }
+std::string NfsServer::missing() {
+  std::string m = missingRoot("private namespaces, rpcbind on port 111");
+  if (m.empty()) m = missingTools({"ganesha.nfsd"}, "nfs-ganesha, nfs-ganesha-vfs");
+  if (m.empty()) m = missingTools({"rpcbind", "rpcinfo"}, "rpcbind");
+  return m;
+}
 
 Status NfsServer::start(const std::string& exportDir) {
   if (running()) return Error{ErrorCode::conflict, "the NFS server is already running"};
@@ -137,7 +129,7 @@ Status NfsServer::start(const std::string& exportDir) {
   // rpcbind switches to its own user, which clears a parent-death signal: it runs under a shell
   // that is PID 1 of a PID namespace of its own, and dies with that namespace.
   auto rpc = spawnProcess(dyingWithParent({"unshare", "--pid", "--fork", "--kill-child=KILL", "sh", "-c",
-                                           toolPath("rpcbind") + " -f -w & wait"}),
+                                           findTool("rpcbind") + " -f -w & wait"}),
                           so);
   if (!rpc.ok()) return rpc.error().wrap("starting rpcbind");
   rpcbind_ = *rpc;
@@ -149,7 +141,7 @@ Status NfsServer::start(const std::string& exportDir) {
     }
     std::this_thread::sleep_for(Millis(10));
   }
-  auto g = spawnProcess(dyingWithParent({"ganesha.nfsd", "-F", "-f", workDir_ + "/ganesha.conf", "-L",
+  auto g = spawnProcess(dyingWithParent({findTool("ganesha.nfsd"), "-F", "-f", workDir_ + "/ganesha.conf", "-L",
                                          workDir_ + "/ganesha.log", "-p", workDir_ + "/ganesha.pid"}));
   if (!g.ok()) {
     stop();

@@ -27,8 +27,10 @@ Status enterPrivateNamespaces();
 
 class NfsServer {
  public:
-  // ganesha.nfsd, rpcbind and rpcinfo are installed.
-  static bool available();
+  // What the server needs and this host lacks (root, ganesha.nfsd, rpcbind, rpcinfo); "" when
+  // it can run. For VMM_REQUIRE(NfsServer::available(), NfsServer::missing()).
+  static std::string missing();
+  static bool available() { return missing().empty(); }
 
   NfsServer() = default;
   NfsServer(const NfsServer&) = delete;

@@ -10,12 +10,15 @@
 // skipped in every mode.
 //
 // Both return from the calling function: use them in SetUp(), a TEST body or a void helper.
+// requireForAllTests(what) is the same outcome for a main() that cannot run any of its tests
+// (not root before entering namespaces): every test reports the skip or the failure.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace vmm::testutil {
 
@@ -40,3 +43,21 @@ inline bool strictMode() {
   if (!(cond)) {                      \
   } else                              \
     GTEST_SKIP() << "not applicable on this host: " << why
+
+namespace vmm::testutil {
+
+// Call from main() after InitGoogleTest and before RUN_ALL_TESTS: a global environment whose
+// SetUp applies VMM_REQUIRE(false, what), so gtest skips (or, strictly, fails) every test.
+inline void requireForAllTests(const std::string& what) {
+  class Missing : public ::testing::Environment {
+   public:
+    explicit Missing(std::string what) : what_(std::move(what)) {}
+    void SetUp() override { VMM_REQUIRE(false, what_); }
+
+   private:
+    std::string what_;
+  };
+  ::testing::AddGlobalTestEnvironment(new Missing(what));
+}
+
+}  // namespace vmm::testutil

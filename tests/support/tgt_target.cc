@@ -14,18 +14,13 @@
 #include "base/fs.h"
 #include "base/process.h"
 #include "base/strings.h"
+#include "tests/support/host_tools.h"
 
 namespace vmm::testutil {
 
 namespace {
 
 constexpr int kAttempts = 6;
-
-bool inPath(const std::string& tool) {
-  for (const char* dir : {"/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"})
-    if (::access((std::string(dir) + "/" + tool).c_str(), X_OK) == 0) return true;
-  return false;
-}
 
 // A TCP port nobody listens on right now (another process may take it before tgtd does;
 // start() then tries another).
@@ -58,7 +53,10 @@ int randomControlPort() {
 
 }  // namespace
 
-bool TgtTarget::available() { return ::geteuid() == 0 && inPath("tgtd") && inPath("tgtadm"); }
+std::string TgtTarget::missing() {
+  std::string m = missingRoot("tgtd");
+  return m.empty() ? missingTools({"tgtd", "tgtadm"}, "tgt") : m;
+}
 
 std::string TgtTarget::log() const {
   if (dir_.empty()) return "";
@@ -83,7 +81,7 @@ Status TgtTarget::startOn(int port, int controlPort) {
   SpawnOptions so;
   so.stdoutFd = logFd.get();
   // setpriv execs tgtd in the same process: if the test dies, the kernel kills tgtd.
-  VMM_ASSIGN(pid_t pid, spawnProcess({"setpriv", "--pdeathsig", "KILL", "--", "tgtd", "-f", "-C", std::to_string(controlPort),
+  VMM_ASSIGN(pid_t pid, spawnProcess({"setpriv", "--pdeathsig", "KILL", "--", findTool("tgtd"), "-f", "-C", std::to_string(controlPort),
                                       "--iscsi", "portal=127.0.0.1:" + std::to_string(port)},
                                      so));
   pid_ = pid;
@@ -110,7 +108,7 @@ Status TgtTarget::startOn(int port, int controlPort) {
 
 Status TgtTarget::start(int port) {
   if (pid_ > 0) return conflict("tgtd already running");
-  if (!available()) return unavailable("tgtd/tgtadm not installed or not root");
+  if (auto m = missing(); !m.empty()) return unavailable("missing: " + m);
   char tmpl[] = "/tmp/vmm-tgtd-XXXXXX";
   if (!::mkdtemp(tmpl)) return systemError("mkdtemp", errno);
   dir_ = tmpl;

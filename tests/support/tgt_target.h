@@ -29,8 +29,10 @@ class TgtTarget {
   TgtTarget(const TgtTarget&) = delete;
   TgtTarget& operator=(const TgtTarget&) = delete;
 
-  // tgtd and tgtadm are installed and we are root (tgtd needs it).
-  static bool available();
+  // What tgtd needs and this host lacks (root, tgtd, tgtadm); "" when it can run.
+  // For VMM_REQUIRE(TgtTarget::available(), TgtTarget::missing()).
+  static std::string missing();
+  static bool available() { return missing().empty(); }
 
   // Starts tgtd listening on 127.0.0.1:port; port 0 picks a free one.
   Status start(int port = 0);
