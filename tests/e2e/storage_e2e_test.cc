@@ -20,7 +20,9 @@
 #include "base/random.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
+#include "tests/support/host_tools.h"
 #include "tests/support/loop_device.h"
+#include "tests/support/require.h"
 #include "tests/support/tgt_target.h"
 #include "tests/support/vmmd_process.h"
 
@@ -85,7 +87,8 @@ std::string readLineFrom(int fd, int timeoutMs = 10000) {
 class StorageE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    std::string root = testutil::missingRoot("vmmd's storage backends");
+    VMM_REQUIRE(root.empty(), root);
     vmmd = std::make_unique<VmmdProcess>();
     startDaemon();
   }
@@ -678,7 +681,6 @@ Result<CommandResult> lvmOn(const std::vector<std::string>& devices, std::vector
   RunOptions opts;
   opts.deadline = dl();
   opts.env["LVM_SUPPRESS_FD_WARNINGS"] = "1";
-  opts.env["PATH"] = "/usr/sbin:/sbin:/usr/bin:/bin";
   return runCommand(argv, opts);
 }
 
@@ -687,8 +689,8 @@ Result<CommandResult> lvmOn(const std::vector<std::string>& devices, std::vector
 class LogicalE2E : public StorageE2E {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-    if (::access("/usr/sbin/lvm", X_OK) != 0 && ::access("/sbin/lvm", X_OK) != 0) GTEST_SKIP() << "lvm2 is not installed";
+    std::string lvm = testutil::missingTools({"lvm"}, "lvm2");
+    VMM_REQUIRE(lvm.empty(), lvm);
     StorageE2E::SetUp();
     if (HasFatalFailure()) return;
     vg = "vmme2e_" + std::to_string(::getpid());
@@ -805,7 +807,7 @@ class IscsiE2E : public StorageE2E {
     if (!dir.empty()) (void)runCommand({"rm", "-rf", dir});
   }
   void SetUp() override {
-    if (!testutil::TgtTarget::available()) GTEST_SKIP() << "needs root, tgtd and tgtadm";
+    VMM_REQUIRE(testutil::TgtTarget::available(), testutil::TgtTarget::missing());
     ASSERT_TRUE(tgt && tgt->running()) << (tgt ? tgt->log() : "");
     StorageE2E::SetUp();
   }

@@ -7,6 +7,7 @@
 
 #include "base/fs.h"
 #include "base/strings.h"
+#include "tests/support/require.h"
 #include "tests/support/vmmd_process.h"
 
 using namespace vmm;
@@ -18,7 +19,7 @@ namespace {
 class XenUnavailableE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (fs::exists("/proc/xen/capabilities")) GTEST_SKIP() << "this host runs on Xen";
+    VMM_NOT_APPLICABLE(fs::exists("/proc/xen/capabilities"), "this host runs on Xen (the test is about hosts without it)");
     vmmd = std::make_unique<VmmdProcess>("", std::vector<std::string>{"--drivers", "xen,test"});
     ASSERT_TRUE(vmmd->start().ok()) << vmmd->log();
   }

@@ -16,7 +16,9 @@
 #include "model/json_reader.h"
 #include "storage/iscsi/iscsi_backend.h"
 #include "storage/iscsi/iscsi_session.h"
+#include "tests/support/host_tools.h"
 #include "tests/support/loop_device.h"
+#include "tests/support/require.h"
 #include "tests/support/tgt_target.h"
 
 using namespace vmm;
@@ -94,7 +96,7 @@ class IscsiPoolTest : public ::testing::Test {
     if (!dir.empty()) (void)runCommand({"rm", "-rf", dir});
   }
   void SetUp() override {
-    if (!testutil::TgtTarget::available()) GTEST_SKIP() << "needs root, tgtd and tgtadm";
+    VMM_REQUIRE(testutil::TgtTarget::available(), testutil::TgtTarget::missing());
     ASSERT_TRUE(tgt && tgt->running()) << (tgt ? tgt->log() : "");
   }
 
@@ -389,8 +391,10 @@ TEST_F(IscsiPoolTest, QemuImgInfoAgreesOnTheSize) {
   std::string url = "iscsi://" + tgt->portal() + "/" + kIqn + "/1";
   RunOptions opts;
   opts.deadline = dl(30000);
+  std::string missing = testutil::missingQemuBlockDriver("iscsi");
+  VMM_REQUIRE(missing.empty(), missing);
   auto r = runCommand({"qemu-img", "info", "--output=json", url}, opts);
-  if (!r.ok() || !r->success()) GTEST_SKIP() << "qemu-img with the iscsi driver is not available";
+  ASSERT_TRUE(r.ok() && r->success()) << (r.ok() ? r->describe() : r.error().message);
   auto info = model::json::parse(r->out, nullptr, false);
   ASSERT_FALSE(info.is_discarded()) << r->out;
   auto v = IscsiBackend(pool()).volumeInfo("lun-1", dl());
@@ -406,8 +410,10 @@ namespace {
 TEST_F(IscsiPoolTest, QemuImgOpensTheResolvedBlockdev) {
   RunOptions probe;
   probe.deadline = dl(30000);
+  std::string missing = testutil::missingQemuBlockDriver("iscsi");
+  VMM_REQUIRE(missing.empty(), missing);
   auto p = runCommand({"qemu-img", "info", "iscsi://" + tgt->portal() + "/" + kIqn + "/2"}, probe);
-  if (!p.ok() || !p->success()) GTEST_SKIP() << "qemu-img with the iscsi driver is not available";
+  ASSERT_TRUE(p.ok() && p->success()) << (p.ok() ? p->describe() : p.error().message);
   std::string secretFile = dir + "/chap.secret";
   ASSERT_TRUE(fs::writeFileAtomic(secretFile, kChapSecret, 0600).ok());
   for (bool chap : {false, true}) {

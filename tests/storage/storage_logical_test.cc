@@ -14,7 +14,9 @@
 #include "base/process.h"
 #include "base/strings.h"
 #include "storage/logical/logical_backend.h"
+#include "tests/support/host_tools.h"
 #include "tests/support/loop_device.h"
+#include "tests/support/require.h"
 
 using namespace vmm;
 using namespace vmm::storage;
@@ -26,8 +28,6 @@ constexpr uint64_t kDeviceSize = 64 * MiB;  // 15 extents of 4 MiB after the 1 M
 constexpr uint64_t kExtent = 4 * MiB;
 
 Deadline dl() { return Deadline::after(Millis(60000)); }
-
-bool haveLvm() { return ::access("/usr/sbin/lvm", X_OK) == 0 || ::access("/sbin/lvm", X_OK) == 0; }
 
 std::string pattern(size_t n, unsigned seed) {
   std::string s(n, '\0');
@@ -55,8 +55,9 @@ std::string readDevice(const std::string& device, uint64_t offset, size_t n) {
 class LogicalPoolTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, lvm2)";
-    if (!haveLvm()) GTEST_SKIP() << "lvm2 is not installed";
+    std::string missing = testutil::missingRoot("loop devices, lvm2");
+    if (missing.empty()) missing = testutil::missingTools({"lvm"}, "lvm2");
+    VMM_REQUIRE(missing.empty(), missing);
     char tmpl[] = "/tmp/vmm-lvm-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -110,7 +111,6 @@ class LogicalPoolTest : public ::testing::Test {
     RunOptions opts;
     opts.deadline = dl();
     opts.env["LVM_SUPPRESS_FD_WARNINGS"] = "1";
-    opts.env["PATH"] = "/usr/sbin:/sbin:/usr/bin:/bin";
     return runCommand(argv, opts);
   }
 

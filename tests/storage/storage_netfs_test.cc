@@ -15,15 +15,15 @@
 #include "base/fs.h"
 #include "base/process.h"
 #include "storage/netfs/netfs_backend.h"
+#include "tests/support/host_tools.h"
 #include "tests/support/nfs_server.h"
+#include "tests/support/require.h"
 
 using namespace vmm;
 using namespace vmm::storage;
 using vmm::testutil::NfsServer;
 
 namespace {
-
-std::string gSkip;  // why the tests cannot run here (set by main)
 
 double msSince(SteadyClock::time_point t) {
   return std::chrono::duration<double, std::milli>(SteadyClock::now() - t).count();
@@ -69,7 +69,6 @@ nlohmann::json qemuImgInfo(const std::string& target) {
 class NetfsPoolTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!gSkip.empty()) GTEST_SKIP() << gSkip;
     char tmpl[] = "/tmp/vmm-netfs-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     root = tmpl;
@@ -521,7 +520,6 @@ TEST_F(NetfsPoolTest, ConcurrentCallsShareTheMount) {
 }
 
 TEST(NetfsUnreachable, StartFailsQuicklyAndClearly) {
-  if (!gSkip.empty()) GTEST_SKIP() << gSkip;
   // No server at all in this namespace now: nothing listens on 127.0.0.1:111.
   NetfsBackend b(netfsPool("127.0.0.1", "/export"));
   auto t = SteadyClock::now();
@@ -540,15 +538,13 @@ TEST(NetfsUnreachable, StartFailsQuicklyAndClearly) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  if (::geteuid() != 0) {
-    gSkip = "needs root (namespaces, rpcbind on port 111)";
-  } else if (!NfsServer::available()) {
-    gSkip = "ganesha.nfsd, rpcbind or rpcinfo is not installed";
+  std::string missing = NfsServer::missing();
+  if (missing.empty()) missing = vmm::testutil::missingTools({"qemu-img"}, "qemu-utils");
+  if (!missing.empty()) {
+    vmm::testutil::requireForAllTests(missing);
   } else if (auto st = vmm::testutil::enterPrivateNamespaces(); !st.ok()) {
     std::fprintf(stderr, "%s\n", st.error().message.c_str());
     return 1;
-  } else if (!runCommand({"qemu-img", "--version"}).ok()) {
-    gSkip = "qemu-img is not installed";
   }
   return RUN_ALL_TESTS();
 }

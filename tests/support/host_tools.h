@@ -39,6 +39,19 @@ inline std::string missingTools(const std::vector<std::string>& tools, const std
   return join(missing, ", ") + " (package " + package + ", looked for in PATH, /usr/local/sbin, /usr/sbin, /sbin)";
 }
 
+// "" when qemu-img can load QEMU's block driver for `protocol` (iscsi, nfs: loadable modules in
+// Debian's qemu-block-extra). Asked of a port where nothing listens: a missing driver answers
+// "Unknown protocol", a present one fails to connect.
+inline std::string missingQemuBlockDriver(const std::string& protocol) {
+  std::string what = "QEMU's " + protocol + " block driver (package qemu-block-extra)";
+  if (pretendMissing("qemu-block-" + protocol)) return what;
+  RunOptions opts;
+  opts.deadline = Deadline::after(Millis(10000));
+  auto r = runCommand({"qemu-img", "info", protocol + "://127.0.0.1:1/iqn.2024-01.io.vmm:probe/0"}, opts);
+  if (!r.ok()) return "qemu-img (package qemu-utils): " + r.error().message;
+  return r->err.find("Unknown protocol") == std::string::npos ? "" : what;
+}
+
 // "" as root, otherwise "root (why)".
 inline std::string missingRoot(const std::string& why) {
   return ::geteuid() == 0 && !pretendMissing("root") ? "" : "root (" + why + ")";

@@ -23,6 +23,7 @@ extern "C" {
 #include "base/strings.h"
 #include "drivers/xen/libxl_config.h"
 #include "drivers/xen/xen_driver.h"
+#include "tests/support/require.h"
 
 using namespace vmm;
 using namespace vmm::drivers;
@@ -171,7 +172,7 @@ TEST(XenConfig, GuestTypeDefaults) {
 }
 
 TEST(XenDriver, UnavailableWithoutHypervisor) {
-  if (fs::exists("/proc/xen/capabilities")) GTEST_SKIP() << "this host runs on Xen";
+  VMM_NOT_APPLICABLE(fs::exists("/proc/xen/capabilities"), "this host runs on Xen (the test is about hosts without it)");
   xen::XenDriver drv(DriverContext{});
   auto info = drv.probe();
   ASSERT_FALSE(info.available);
