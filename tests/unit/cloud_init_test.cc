@@ -1,5 +1,4 @@
-// cloud-init NoCloud seed: rendered YAML (checked textually and, where PyYAML exists, parsed
-// back), quoting of hostile strings, validation, and the seed ISO read back with isoinfo.
+// cloud-init NoCloud seed: rendered YAML (checked textually and parsed back with PyYAML), quoting of hostile strings, validation, and the seed ISO read back with isoinfo.
 #include "storage/customize/cloud_init.h"
 
 #include <gtest/gtest.h>
@@ -9,6 +8,7 @@
 #include "base/fs.h"
 #include "base/process.h"
 #include "base/strings.h"
+#include "tests/support/require.h"
 #include "tests/unit/test_util.h"
 
 using namespace vmm;
@@ -44,14 +44,25 @@ CloudInitSpec sampleSpec() {
   return s;
 }
 
-// PyYAML's view of a YAML document, as JSON (nullopt if PyYAML is missing).
-std::optional<nlohmann::json> parseWithPyYaml(const std::string& yaml) {
+// Whether PyYAML can be imported: "" or what is missing. scripts/install-deps.sh installs
+// python3-yaml; asked separately so that a missing module is never mistaken for a parse error.
+std::string pyYamlMissing() {
+  RunOptions opts;
+  opts.deadline = dl();
+  auto r = runCommand({"python3", "-c", "import yaml"}, opts);
+  if (!r.ok()) return "python3: " + r.error().message;
+  return r->success() ? "" : "python3-yaml (PyYAML): " + r->describe();
+}
+
+// PyYAML's view of a YAML document, as JSON; an error with PyYAML's message when the document
+// does not parse.
+Result<nlohmann::json> parseWithPyYaml(const std::string& yaml) {
   RunOptions opts;
   opts.deadline = dl();
   opts.stdinData = yaml;
-  auto r = runCommand({"python3", "-c", "import sys, json, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))"}, opts);
-  if (!r.ok() || !r->success()) return std::nullopt;
-  return nlohmann::json::parse(r->out);
+  VMM_ASSIGN(auto r, runCommand({"python3", "-c", "import sys, json, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))"}, opts));
+  if (!r.success()) return invalidArgument("PyYAML rejects the document: " + r.err);
+  return nlohmann::json::parse(r.out);
 }
 
 std::string isoFile(const std::string& iso, const std::string& name) {
@@ -63,6 +74,18 @@ std::string isoFile(const std::string& iso, const std::string& name) {
 }
 
 }  // namespace
+
+// The parse-back check can fail: broken YAML is an error, not a missing PyYAML.
+TEST(CloudInit, PyYamlCheckRejectsBrokenYaml) {
+  std::string missing = pyYamlMissing();
+  VMM_REQUIRE(missing.empty(), missing);
+  auto bad = parseWithPyYaml("#cloud-config\nruncmd:\n  - \"unterminated\n  - [\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("PyYAML rejects"), std::string::npos) << bad.error().message;
+  auto good = parseWithPyYaml("a: [1, 2]\n");
+  ASSERT_TRUE(good.ok()) << good.error().message;
+  EXPECT_EQ((*good)["a"], nlohmann::json({1, 2}));
+}
 
 TEST(CloudInit, RendersUserDataMetaDataAndNetwork) {
   auto spec = sampleSpec();
@@ -88,8 +111,10 @@ TEST(CloudInit, RendersUserDataMetaDataAndNetwork) {
   for (const auto& line : split(seed->userData, '\n'))
     EXPECT_FALSE(startsWith(std::string(trim(line)), "- c")) << line;
 
+  std::string missing = pyYamlMissing();
+  VMM_REQUIRE(missing.empty(), missing);
   auto ud = parseWithPyYaml(seed->userData);
-  if (!ud) GTEST_SKIP() << "python3-yaml not installed: YAML not parsed back";
+  ASSERT_TRUE(ud.ok()) << ud.error().message << "\n" << seed->userData;
   EXPECT_EQ((*ud)["hostname"], "web1");
   EXPECT_EQ((*ud)["users"][0], "default");
   EXPECT_EQ((*ud)["users"][1]["name"], "alice");
@@ -102,11 +127,11 @@ TEST(CloudInit, RendersUserDataMetaDataAndNetwork) {
   EXPECT_EQ((*ud)["write_files"][0]["content"], spec.writeFiles[0].content);
   EXPECT_EQ((*ud)["write_files"][0]["permissions"], "0644");
   auto md = parseWithPyYaml(seed->metaData);
-  ASSERT_TRUE(md);
+  ASSERT_TRUE(md.ok()) << md.error().message << "\n" << seed->metaData;
   EXPECT_EQ((*md)["instance-id"], "iid-web1-0001");
   EXPECT_EQ((*md)["vmm-domain"], kHostile);
   auto nc = parseWithPyYaml(seed->networkConfig);
-  ASSERT_TRUE(nc);
+  ASSERT_TRUE(nc.ok()) << nc.error().message << "\n" << seed->networkConfig;
   const auto& eth0 = (*nc)["ethernets"]["eth0"];
   EXPECT_EQ(eth0["set-name"], "eth0");
   EXPECT_EQ(eth0["addresses"][1], "2001:db8::10/64");
