@@ -19,6 +19,7 @@
 #include "base/process.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
+#include "tests/support/host_tools.h"
 #include "tests/support/require.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
@@ -441,6 +442,10 @@ TEST_F(LxcTest, BadDefinitionsAreRefused) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
+  if (auto missing = vmm::testutil::missingRoot("containers need namespaces and cgroups"); !missing.empty()) {
+    vmm::testutil::requireForAllTests(missing);
+    return RUN_ALL_TESTS();
+  }
   if (::unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) {
     std::perror("unshare(CLONE_NEWNET | CLONE_NEWNS)");
     return 1;

@@ -19,6 +19,7 @@
 #include "base/process.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
+#include "tests/support/host_tools.h"
 #include "tests/support/require.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
@@ -490,6 +491,10 @@ TEST_F(QemuTest, BadInputLeavesNothingBehind) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
+  if (auto missing = vmm::testutil::missingRoot("network and mount namespaces, QEMU with taps"); !missing.empty()) {
+    vmm::testutil::requireForAllTests(missing);
+    return RUN_ALL_TESTS();
+  }
   // A private network namespace for the bridges and taps of these tests, with a sysfs that
   // shows its links (as `ip netns exec` does) in a private mount namespace.
   if (::unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) {

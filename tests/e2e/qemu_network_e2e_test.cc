@@ -23,6 +23,7 @@
 #include "base/fs.h"
 #include "base/process.h"
 #include "base/strings.h"
+#include "tests/support/host_tools.h"
 #include "tests/support/nfs_server.h"
 #include "tests/support/host_command.h"
 #include "tests/support/require.h"
@@ -539,6 +540,10 @@ TEST_F(QemuNetworkTest, DirectNicsInVepaModeMeetThroughAHairpinSwitch) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
+  if (auto missing = vmm::testutil::missingRoot("network and mount namespaces, bridges and taps"); !missing.empty()) {
+    vmm::testutil::requireForAllTests(missing);
+    return RUN_ALL_TESTS();
+  }
   // Private network and mount namespaces, with a sysfs that shows this namespace's links.
   if (auto st = testutil::enterPrivateNamespaces(); !st.ok()) {
     std::cerr << st.error().message << "\n";

@@ -282,6 +282,10 @@ TEST_F(QemuStorageTest, GuestBootsFromLinkedCloneInDirPoolAndVolumeInUseIsKept) 
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
+  if (auto missing = vmm::testutil::missingRoot("network and mount namespaces, loop devices, tgtd"); !missing.empty()) {
+    vmm::testutil::requireForAllTests(missing);
+    return RUN_ALL_TESTS();
+  }
   if (auto st = testutil::enterPrivateNamespaces(); !st.ok()) {
     std::cerr << st.error().message << "\n";
     return 1;
