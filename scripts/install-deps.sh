@@ -15,8 +15,10 @@ RUNTIME="$RUNTIME genisoimage supermin e2fsprogs"
 # The test guest: a Debian kernel (fetched with apt-get download), busybox and qemu-ga.
 # libvirt is the reference the benchmarks compare against.
 # tgt, nfs-ganesha and rpcbind are the real iSCSI and NFS servers the storage tests run on loopback.
+# syslinux, mtools, dosfstools and fdisk (sfdisk) make the bootable disk the storage tests boot from.
 TEST="python3 curl sqlite3 busybox-static qemu-guest-agent cpio xz-utils
   libvirt-daemon-system libvirt-clients tgt libiscsi-bin nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils python3-yaml
+  syslinux mtools dosfstools fdisk
   dpkg-dev debhelper help2man lintian"
 # The Debian package test: dpkg-deb, help2man man pages, lintian. (Benchmarks also use lxd, and
 # tests/data/libvirt-xml/generate.sh uses virt-install from virtinst: both optional.)
