@@ -71,6 +71,10 @@ std::string QemuDriver::stateDir(const std::string& name) const { return ctx_.st
 // needs for a vCPU (seen: "failed to set MSR 0x10a" and an abort). Creating a paused machine
 // with the CPU model vmm uses under KVM shows that in ~0.1 s without booting anything.
 std::string QemuDriver::kvmUnusableReason() const {
+  // kvm-pvm (a paravirtual KVM for hosts that are themselves VMs) creates machines and vCPUs
+  // without complaint, but an ordinary guest kernel never gets going on it (seen: no console
+  // output at all, or "KVM internal error"): it runs kernels built for PVM only.
+  if (fs::exists("/sys/module/kvm_pvm")) return "the host's KVM is kvm-pvm, which runs only guest kernels built for PVM";
   RunOptions opts = quickRun();
   opts.stdinData = "{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"quit\"}\n";
   auto r = runCommand({options_.binary, "-accel", "kvm", "-cpu", "host", "-machine", "q35", "-nodefaults", "-display",
