@@ -203,6 +203,28 @@ std::optional<pid_t> processParent(pid_t pid) {
   return static_cast<pid_t>(*ppid);
 }
 
+std::optional<pid_t> processSession(pid_t pid) {
+  auto fields = procStatFields(pid);
+  if (fields.size() < 4) return std::nullopt;  // session is field 6
+  auto sid = parseInt(fields[3]);
+  if (!sid) return std::nullopt;
+  return static_cast<pid_t>(*sid);
+}
+
+std::vector<pid_t> sessionMembers(pid_t sid) {
+  std::vector<pid_t> out;
+  auto names = fs::listDir("/proc");
+  if (!names.ok()) return out;
+  for (const auto& n : *names) {
+    auto pid = parseInt(n);
+    if (!pid || *pid <= 0) continue;
+    auto fields = procStatFields(static_cast<pid_t>(*pid));
+    if (fields.size() < 4 || fields[0] == "Z" || fields[0] == "X") continue;
+    if (parseInt(fields[3]) == sid) out.push_back(static_cast<pid_t>(*pid));
+  }
+  return out;
+}
+
 void ChildReaper::enable() {
   std::lock_guard lock(reaper().mu);
   reaper().enabled = true;

@@ -82,5 +82,9 @@ bool processRunning(pid_t pid);
 // Start time of a process (field 22 of /proc/PID/stat), to tell a reused pid from the original.
 std::optional<uint64_t> processStartTime(pid_t pid);
 std::optional<pid_t> processParent(pid_t pid);
+// The session id of a process (field 6 of /proc/PID/stat).
+std::optional<pid_t> processSession(pid_t pid);
+// The processes of session `sid` that have not exited (zombies left out), from /proc.
+std::vector<pid_t> sessionMembers(pid_t sid);
 
 }  // namespace vmm

@@ -5,6 +5,10 @@
 #   BUILD/guestfs/kernel/lib/modules/KVER          the modules the appliance uses, depmod'ed
 #   BUILD/guestfs/cache                            LIBGUESTFS_CACHEDIR (supermin's built appliance)
 #   BUILD/guestfs/guestfs.env                      KEY=VALUE lines for vmm-customize (also printed)
+# Then, every time, a smoke launch: vmm-customize --check starts the appliance (on no image) in
+# the helper's private mount namespace exactly as a customisation would, and shuts it down; the
+# script fails with libguestfs's reason when it cannot (this also builds supermin's cached
+# appliance). The helper is BUILD/storage/customize/vmm-customize (or $VMM_CUSTOMIZE_HELPER).
 # The kernel package is the one scripts/build-test-guest.sh caches (BUILD/test-guest/cache or
 # ROOT/build/test-guest/cache); if neither has it, build-test-guest.sh fetches it once.
 # The missing /lib/modules that supermin insists on is handled by vmm-customize in a private
@@ -37,10 +41,13 @@ KVER=${PKG#linux-image-}
 
 KROOT=$OUT/kernel
 ENVFILE=$OUT/guestfs.env
-# A /dev/kvm that QEMU cannot use (seen here: "failed to set MSR 0x10a", then an abort) would
-# make every launch fail; the appliance then runs under TCG.
+# A /dev/kvm that QEMU cannot use would make every launch fail or hang; the appliance then runs
+# under TCG. Seen: "failed to set MSR 0x10a", then an abort; and kvm-pvm (a paravirtual KVM on
+# hosts that are VMs themselves), which accepts a paused machine but never runs an ordinary
+# kernel - the appliance then hangs until its deadline (the smoke launch below found that).
 kvm_broken() {
   [ -c /dev/kvm ] || return 1
+  [ -e /sys/module/kvm_pvm ] && return 0
   ! (echo quit | timeout 20 qemu-system-x86_64 -accel kvm -cpu max -machine pc -nodefaults -display none -S \
     -monitor stdio) >/dev/null 2>&1
 }
@@ -57,9 +64,22 @@ EOF
   cat "$ENVFILE"
 }
 
+HELPER=${VMM_CUSTOMIZE_HELPER:-$BUILD/storage/customize/vmm-customize}
+smoke_launch() {
+  [ -x "$HELPER" ] || { echo "setup-guestfs: no vmm-customize helper at $HELPER (build the vmm-customize target first)" >&2; exit 1; }
+  local reply
+  if ! reply=$(set -a; . "$ENVFILE"; set +a; timeout 600 "$HELPER" --check </dev/null 2>"$OUT/check.log"); then
+    echo "setup-guestfs: the libguestfs appliance does not start: $reply" >&2
+    tail -n 20 "$OUT/check.log" >&2
+    exit 1
+  fi
+  echo "setup-guestfs: appliance started and stopped: $reply"
+}
+
 STAMP="$PKG $(cat "$0" | sha256sum | cut -c1-16)"
 if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$STAMP" ] && [ -f "$KROOT/boot/vmlinuz-$KVER" ]; then
   write_env
+  smoke_launch
   exit 0
 fi
 
@@ -82,3 +102,4 @@ rm -rf "$KROOT" && mv "$OUT/kernel.tmp" "$KROOT"
 rm -rf "$OUT/cache" && mkdir -p "$OUT/cache"
 echo "$STAMP" > "$OUT/stamp"
 write_env
+smoke_launch

@@ -247,18 +247,39 @@ Status mountRoot(guestfs_h* g, const std::string& display, CustomizeReport& repo
   return invalidArgument("no filesystem in " + display + " could be mounted (not a disk image, or an unsupported format)");
 }
 
+// A handle whose error messages and appliance console output are collected in `diag`.
+Result<Handle> newHandle(Diagnostics& diag) {
+  Handle handle(guestfs_create());
+  if (!handle) return unavailable("libguestfs: cannot create a handle");
+  diagnostics = &diag;
+  guestfs_set_error_handler(handle.get(), collectError, &diag);
+  guestfs_set_event_callback(handle.get(), collectConsole, GUESTFS_EVENT_APPLIANCE, 0, &diag);
+  return handle;
+}
+
 }  // namespace
+
+Result<CustomizeReport> checkAppliance() {
+  auto t0 = std::chrono::steady_clock::now();
+  Diagnostics diag;
+  VMM_ASSIGN(auto handle, newHandle(diag));
+  guestfs_h* g = handle.get();
+  if (guestfs_add_drive_opts(g, "/dev/null", GUESTFS_ADD_DRIVE_OPTS_FORMAT, "raw", GUESTFS_ADD_DRIVE_OPTS_READONLY, 1, -1) != 0)
+    return gfsError(g, "adding /dev/null");
+  CustomizeReport report;
+  if (guestfs_launch(g) != 0) return gfsError(g, "starting the libguestfs appliance");
+  report.launchMillis = millisSince(t0);
+  if (guestfs_shutdown(g) != 0) return gfsError(g, "shutting the libguestfs appliance down");
+  report.totalMillis = millisSince(t0);
+  return report;
+}
 
 Result<CustomizeReport> applyCustomization(const std::string& drivePath, const std::string& displayPath,
                                            const CustomizeSpec& spec) {
   auto t0 = std::chrono::steady_clock::now();
-  Handle handle(guestfs_create());
-  if (!handle) return unavailable("libguestfs: cannot create a handle");
-  guestfs_h* g = handle.get();
   Diagnostics diag;
-  diagnostics = &diag;
-  guestfs_set_error_handler(g, collectError, &diag);
-  guestfs_set_event_callback(g, collectConsole, GUESTFS_EVENT_APPLIANCE, 0, &diag);
+  VMM_ASSIGN(auto handle, newHandle(diag));
+  guestfs_h* g = handle.get();
   const char* format = spec.format.empty() ? "raw" : spec.format.c_str();
   if (guestfs_add_drive_opts(g, drivePath.c_str(), GUESTFS_ADD_DRIVE_OPTS_FORMAT, format, GUESTFS_ADD_DRIVE_OPTS_READONLY, 0, -1) != 0)
     return gfsError(g, "adding " + displayPath);

@@ -14,4 +14,8 @@ namespace vmm::customize {
 Result<CustomizeReport> applyCustomization(const std::string& drivePath, const std::string& displayPath,
                                            const CustomizeSpec& spec);
 
+// Launches the appliance with no image (only /dev/null, read-only) and shuts it down: whether
+// this host's libguestfs set-up can start at all. launchMillis and totalMillis are filled in.
+Result<CustomizeReport> checkAppliance();
+
 }  // namespace vmm::customize

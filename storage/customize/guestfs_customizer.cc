@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <thread>
 
 #include "base/fs.h"
 #include "base/process.h"
@@ -58,6 +59,20 @@ Result<std::string> detectFormat(const std::string& path) {
   return std::string(n == 4 && std::string_view(magic, 4) == std::string_view("QFI\xfb", 4) ? "qcow2" : "raw");
 }
 
+// Kills everything of the helper's session - the helper, supermin, libguestfs's recovery
+// process and QEMU, also any of them that moved to a process group of its own - and waits
+// until nothing of it runs any more (zombies aside: their parent or init reaps them).
+void killSession(pid_t sid) {
+  Deadline until = Deadline::after(Millis(10000));
+  while (true) {
+    ::kill(-sid, SIGKILL);
+    auto members = sessionMembers(sid);
+    if (members.empty() || until.expired()) return;
+    for (pid_t p : members) ::kill(p, SIGKILL);
+    std::this_thread::sleep_for(Millis(10));
+  }
+}
+
 }  // namespace
 
 Result<GuestfsRuntime> GuestfsRuntime::fromEnvFile(const std::string& envFile, const std::string& helperPath) {
@@ -105,12 +120,12 @@ Result<CustomizeReport> customizeImage(const std::string& imagePath, const Custo
 
   auto status = ChildReaper::wait(pid, deadline);
   if (!status.ok()) {
-    ::kill(-pid, SIGKILL);
+    killSession(pid);
     (void)ChildReaper::wait(pid, Deadline::after(Millis(10000)));
     return timeoutError("customising " + imagePath + " did not finish before its deadline (appliance killed)");
   }
-  // Anything of the group still alive (a QEMU the helper did not reap) goes too.
-  ::kill(-pid, SIGKILL);
+  // Anything of the session still alive (a QEMU the helper did not reap) goes too.
+  killSession(pid);
   std::string reply = readAll(out.get(), 1 << 24);
   auto result = customizeReplyFromJson(reply);
   if (!result.ok() && reply.empty()) {

@@ -2,9 +2,10 @@
 //
 // libguestfs calls block with no deadline and start a QEMU appliance, so the work runs in the
 // vmm-customize helper (a separate binary: a forked child of the multithreaded daemon may only
-// exec). The helper runs in its own session; at the deadline the whole process group (helper,
-// supermin, QEMU, libguestfs's recovery process) is killed. Its temporary files live on a
-// tmpfs in its private mount namespace and vanish with it.
+// exec). The helper runs in its own session; at the deadline, and after it exits, everything
+// of that session (helper, supermin, QEMU, libguestfs's recovery process) is killed. Its
+// temporary files live on a private tmpfs over /tmp in its own mount namespace and vanish with
+// it; the host's /tmp entries stay reachable there at their own paths (vmm_customize_main.cc).
 //
 // Thread-safe: each call is independent (concurrent calls on the same image are the caller's
 // problem: QEMU's image lock makes the second one fail).
@@ -25,7 +26,7 @@ namespace vmm::customize {
 struct GuestfsRuntime {
   std::string helperPath;                     // the vmm-customize binary
   std::map<std::string, std::string> env;     // SUPERMIN_*, LIBGUESTFS_* (see scripts/setup-guestfs.sh)
-  std::function<void(pid_t)> onSpawn;         // told the helper's pid (= its process group); tests
+  std::function<void(pid_t)> onSpawn;         // told the helper's pid (= its session); tests
 
   // Reads the KEY=VALUE lines scripts/setup-guestfs.sh writes to BUILD/guestfs/guestfs.env.
   static Result<GuestfsRuntime> fromEnvFile(const std::string& envFile, const std::string& helperPath);

@@ -2,10 +2,16 @@
 // each launch is 10-30 s under TCG; ctest label "slow"). The appliance's kernel comes from
 // scripts/setup-guestfs.sh (the setup.guestfs fixture). Results are read back independently
 // with debugfs. Needs root (private mount namespace); skipped when the setup is missing.
+//
+// Leak checks (TearDown): the helper keeps libguestfs's temporary files on a tmpfs that only
+// its own mount namespace sees, freed when the last process of that namespace is gone. So what
+// can leak is a process - the helper, supermin, libguestfs's QEMU and recovery process - and, if
+// the isolation failed, libguestfs's directories in the host's /tmp: both are checked.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <set>
@@ -14,6 +20,7 @@
 #include "base/process.h"
 #include "base/strings.h"
 #include "storage/customize/guestfs_customizer.h"
+#include "tests/support/process_scan.h"
 #include "tests/support/require.h"
 #include "tests/support/test_guest.h"
 
@@ -24,11 +31,18 @@ namespace {
 
 Deadline dl() { return Deadline::after(Millis(300000)); }
 
+// The directories the current test made (its images are in them).
+std::vector<std::string>& testDirs() {
+  static std::vector<std::string> dirs;
+  return dirs;
+}
+
 class TempDir {
  public:
   TempDir() {
     char tmpl[] = "/tmp/vmm-guestfs-test-XXXXXX";
     path_ = mkdtemp(tmpl) ? tmpl : "";
+    if (!path_.empty()) testDirs().push_back(path_);
   }
   ~TempDir() {
     if (!path_.empty()) (void)fs::removeTree(path_);
@@ -92,15 +106,33 @@ class GuestfsTest : public ::testing::Test {
     auto rt = GuestfsRuntime::fromEnvFile(VMM_GUESTFS_ENV, VMM_CUSTOMIZE_HELPER);
     VMM_REQUIRE(rt.ok(), "the libguestfs setup (run scripts/setup-guestfs.sh): " << rt.error().message);
     runtime_ = *rt;
+    runtime_.onSpawn = [this](pid_t pid) { helpers_.push_back(pid); };
+    testDirs().clear();
     before_ = libguestfsTempDirs();
   }
   void TearDown() override {
     if (runtime_.helperPath.empty()) return;
+    expectNoProcessLeft();
     auto after = libguestfsTempDirs();
-    for (const auto& d : after) EXPECT_TRUE(before_.count(d)) << "left behind: /tmp/" << d;
+    for (const auto& d : after) EXPECT_TRUE(before_.count(d)) << "left behind in the host's /tmp: /tmp/" << d;
+  }
+
+  // customizeImage returns only once nothing of the helper's session runs: checked at once,
+  // with no grace period. A process is the test's when it is in a helper's session, below this
+  // test process, or has one of the test's directories in its command line (QEMU's drive).
+  void expectNoProcessLeft() {
+    auto all = testutil::listProcesses();
+    std::vector<testutil::ProcessEntry> left;
+    for (const auto& p : all) {
+      bool mine = std::count(helpers_.begin(), helpers_.end(), p.sid) > 0 || testutil::descendsFrom(all, p.pid, ::getpid());
+      for (const auto& d : testDirs()) mine = mine || p.argvContains(d);
+      if (mine) left.push_back(p);
+    }
+    EXPECT_TRUE(left.empty()) << "processes of this test still run:" << testutil::describe(left);
   }
 
   GuestfsRuntime runtime_;
+  std::vector<pid_t> helpers_;  // each helper's pid = its session id
   std::set<std::string> before_;
 };
 
@@ -152,7 +184,11 @@ TEST_F(GuestfsTest, DeadlineKillsTheApplianceAndItsProcessGroup) {
   CustomizeSpec spec;
   spec.hostname = "never";
   pid_t group = 0;
-  runtime_.onSpawn = [&](pid_t pid) { group = pid; };
+  auto record = runtime_.onSpawn;
+  runtime_.onSpawn = [&](pid_t pid) {
+    group = pid;
+    record(pid);
+  };
   // Long enough for supermin and QEMU to start, far too short for the appliance to boot.
   auto t0 = SteadyClock::now();
   auto r = customizeImage(img, spec, runtime_, Deadline::after(Millis(4000)));
