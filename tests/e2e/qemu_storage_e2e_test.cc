@@ -1,8 +1,11 @@
-// Integration: real QEMU (TCG) guests whose disks are volumes of real pools - an iSCSI LUN on
-// a tgtd target (with CHAP), a file on an nfs-ganesha export reached by QEMU's own NFS client,
-// an LVM logical volume read straight from its physical volume (no device-mapper here), and a
-// linked clone in a dir pool. Each guest reads a marker the test uploaded through the API and
-// writes one back that the test downloads again.
+// Integration: real QEMU (TCG) guests that BOOT from volumes of real pools - an iSCSI LUN on a
+// tgtd target (with CHAP), a linked clone on an nfs-ganesha export reached by QEMU's own NFS
+// client, an LVM logical volume read straight from its physical volume (no device-mapper here),
+// and a linked clone in a dir pool. The test makes a bootable disk image (MBR + syslinux + the
+// test guest's kernel and initramfs), puts it into the volume through vmm (upload, or a linked
+// clone of an uploaded base) and defines a domain with no kernel at all: SeaBIOS loads syslinux
+// from the volume, and the guest prints the marker of that disk's syslinux.cfg. The guest then
+// reads a data marker from the volume and writes one back that the test downloads again.
 //
 // The binary runs in private network and mount namespaces (made in main()): the iSCSI and NFS
 // servers listen on a loopback nobody else sees.
@@ -39,22 +42,75 @@ using testutil::waitFor;
 
 namespace {
 
-constexpr uint64_t kDiskSize = 16 << 20;
-constexpr uint64_t kGuestWriteOffset = 1 << 20;
+// The bootable disk (makeBootableDisk): an MBR, one FAT16 partition from 1 MiB to 25 MiB, then
+// the test's data marker and the guest's reply in the unpartitioned tail.
+constexpr uint64_t kDiskSize = 32 << 20;
+constexpr uint64_t kPartitionStart = 1 << 20;
+constexpr uint64_t kPartitionSize = 24 << 20;
+constexpr uint64_t kDataOffset = 26 << 20;
+constexpr uint64_t kGuestWriteOffset = 28 << 20;
+constexpr const char* kSyslinuxMbr = "/usr/lib/SYSLINUX/mbr.bin";
 
-// A disk image: `marker` at offset 0, zeros elsewhere.
-std::string imageWithMarker(const std::string& marker, uint64_t size) {
-  std::string data(size, '\0');
-  data.replace(0, marker.size(), marker);
-  return data;
+// What makeBootableDisk runs (absolute paths: /usr/sbin may be missing from PATH); the first
+// one missing, or "".
+std::string missingBootDiskTool() {
+  for (const char* p : {"/usr/sbin/sfdisk", "/usr/sbin/mkfs.vfat", "/usr/bin/mcopy", "/usr/bin/syslinux", kSyslinuxMbr})
+    if (!fs::exists(p)) return p;
+  if (!fs::exists(guestDir() + "/vmlinuz")) return guestDir() + "/vmlinuz (rebuild the test guest)";
+  return "";
+}
+
+Status runStep(const std::vector<std::string>& argv, const std::string& input = "") {
+  RunOptions opts;
+  opts.stdinData = input;
+  opts.deadline = Deadline::after(Millis(30000));
+  VMM_ASSIGN(auto r, runCommand(argv, opts));
+  if (!r.success()) return internalError(join(argv, " ") + ": " + r.describe() + " " + r.err);
+  return {};
+}
+
+// A raw disk a BIOS boots by itself: syslinux's MBR code, one active FAT16 partition holding
+// syslinux, the test guest's bzImage and initramfs, and a syslinux.cfg whose APPEND line carries
+// `bootMarker` (the guest's /init prints its tg.marker: seeing it proves the kernel was loaded
+// from this disk with this disk's command line). `dataMarker` goes to kDataOffset. Built on the
+// image file alone (mtools, syslinux --offset): no loop device, no mount.
+Status makeBootableDisk(const std::string& path, const std::string& bootMarker, const std::string& dataMarker) {
+  VMM_TRY(fs::writeFileAtomic(path, std::string()));
+  if (::truncate(path.c_str(), kDiskSize) != 0) return systemError("truncate " + path, errno);
+  VMM_TRY(runStep({"/usr/sbin/sfdisk", "-q", path}, "label: dos\nstart=" + std::to_string(kPartitionStart / 512) +
+                                                         ", size=" + std::to_string(kPartitionSize / 512) + ", type=6, bootable\n"));
+  VMM_TRY(runStep({"/usr/sbin/mkfs.vfat", "-F", "16", "-n", "VMMBOOT", "--offset", std::to_string(kPartitionStart / 512), path,
+                   std::to_string(kPartitionSize / 1024)}));
+  std::string cfg = path + ".syslinux.cfg";
+  VMM_TRY(fs::writeFileAtomic(cfg, "DEFAULT guest\nPROMPT 0\nTIMEOUT 0\nLABEL guest\n  KERNEL /vmlinuz\n  INITRD /initrd\n"
+                                   "  APPEND console=ttyS0 panic=-1 quiet tg.marker=" + bootMarker + "\n"));
+  std::string fat = path + "@@" + std::to_string(kPartitionStart);
+  VMM_TRY(runStep({"/usr/bin/mcopy", "-i", fat, guestDir() + "/vmlinuz", "::/vmlinuz"}));
+  VMM_TRY(runStep({"/usr/bin/mcopy", "-i", fat, guestDir() + "/full.cpio", "::/initrd"}));
+  VMM_TRY(runStep({"/usr/bin/mcopy", "-i", fat, cfg, "::/syslinux.cfg"}));
+  VMM_TRY(runStep({"/usr/bin/syslinux", "--offset", std::to_string(kPartitionStart), "--install", path}));
+  // The MBR's boot code is its first 440 bytes; the partition table after them stays.
+  VMM_ASSIGN(auto mbr, fs::readFile(kSyslinuxMbr, 4096));
+  fs::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid() || mbr.size() < 440 || ::pwrite(fd.get(), mbr.data(), 440, 0) != 440 ||
+      ::pwrite(fd.get(), dataMarker.data(), dataMarker.size(), kDataOffset) != static_cast<ssize_t>(dataMarker.size()))
+    return systemError("writing " + path, errno);
+  return {};
 }
 
 class QemuStorageTest : public ::testing::Test {
  protected:
   void SetUp() override {
     VMM_REQUIRE(guestReady(), "the test guest in " << guestDir() << " (run scripts/build-test-guest.sh)");
+    VMM_REQUIRE(missingBootDiskTool().empty(), missingBootDiskTool() << " (packages syslinux, mtools, dosfstools, fdisk)");
     tmp = "/tmp/vmm-qs-" + randomHex(6);
     ASSERT_TRUE(fs::makeDirs(tmp, 0700).ok());
+    // Markers unique to this run: only the disk made here can show them.
+    bootMarker = "BOOTED-FROM-VOLUME-" + randomHex(8);
+    dataMarker = "DATA-" + randomHex(8);
+    bootImage = tmp + "/boot.img";
+    auto made = makeBootableDisk(bootImage, bootMarker, dataMarker);
+    ASSERT_TRUE(made.ok()) << made.error().message;
     vmmd = std::make_unique<VmmdProcess>("", std::vector<std::string>{"--drivers", "qemu"});
     ASSERT_TRUE(vmmd->start().ok()) << vmmd->log();
     auto c = vmmd->connect();
@@ -86,11 +142,11 @@ class QemuStorageTest : public ::testing::Test {
     return r.ok() ? *r : json();
   }
 
-  void upload(const std::string& pool, const std::string& volume, const std::string& data) {
-    std::string file = tmp + "/upload-" + randomHex(4);
-    ASSERT_TRUE(fs::writeFileAtomic(file, data).ok());
-    fs::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-    auto r = rpc->uploadVolume(pool, volume, fd.get(), data.size(), nullptr);
+  // The bootable image into pool/volume through vmm's volume upload.
+  void uploadBootImage(const std::string& pool, const std::string& volume) {
+    fs::UniqueFd fd(::open(bootImage.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd.valid());
+    auto r = rpc->uploadVolume(pool, volume, fd.get(), kDiskSize, nullptr);
     ASSERT_TRUE(r.ok()) << r.error().message;
   }
 
@@ -103,15 +159,19 @@ class QemuStorageTest : public ::testing::Test {
     return data.ok() ? *data : std::string();
   }
 
-  // Boots a guest whose first disk is pool/volume and returns QEMU's pid.
-  pid_t bootWithDisk(const std::string& name, const std::string& pool, const std::string& volume) {
+  std::string consoleLog(const std::string& name) {
+    auto r = rpc->call("domain.console_log", {{"name", name}});
+    return r.ok() ? (*r)["log"].get<std::string>() : std::string();
+  }
+
+  // Defines and starts a guest whose only disk - its boot disk - is pool/volume. The definition
+  // has no kernel, initrd or command line: QEMU's BIOS must boot the volume. Returns QEMU's pid.
+  pid_t bootFromVolume(const std::string& name, const std::string& pool, const std::string& volume) {
     json def = {{"name", name},
                 {"type", "qemu"},
                 {"vcpus", 1},
                 {"memory", "256MiB"},
-                {"boot", {{"kernel", guestDir() + "/vmlinux"}, {"initrd", guestDir() + "/full.cpio"},
-                          {"cmdline", "console=ttyS0 panic=-1 quiet tg.marker=MARKER-" + name}}},
-                {"disks", {{{"source", {{"pool", pool}, {"volume", volume}}}}}}};
+                {"disks", {{{"source", {{"pool", pool}, {"volume", volume}}}, {"boot_order", 1}}}}};
     auto created = rpc->call("domain.create", {{"definition", def}});
     EXPECT_TRUE(created.ok()) << (created.ok() ? "" : created.error().message);
     if (!created.ok()) return -1;
@@ -125,6 +185,23 @@ class QemuStorageTest : public ::testing::Test {
     return pid;
   }
 
+  // QEMU was given no kernel, and the guest runs with the command line of the disk's
+  // syslinux.cfg: it was booted by the loader on the volume.
+  void guestBootedFromTheVolume(const std::string& name, pid_t pid) {
+    auto argv = fs::readFile("/proc/" + std::to_string(pid) + "/cmdline", 1 << 20);
+    ASSERT_TRUE(argv.ok());
+    EXPECT_EQ(argv->find(std::string("\0-kernel\0", 9)), std::string::npos) << "QEMU was given a kernel";
+    EXPECT_EQ(argv->find(std::string("\0-initrd\0", 9)), std::string::npos) << "QEMU was given an initrd";
+    auto t0 = SteadyClock::now();
+    ASSERT_TRUE(waitFor([&] { return consoleLog(name).find(bootMarker) != std::string::npos; }, Millis(120000), Millis(250)))
+        << "no " << bootMarker << " on the console:\n" << consoleLog(name);
+    std::cerr << "[ time ] " << name << ": start -> disk's boot marker on the console "
+              << std::chrono::duration_cast<Millis>(SteadyClock::now() - t0).count() << " ms\n";
+    auto r = guestShell(name, "cat /proc/cmdline");
+    ASSERT_EQ(r.exitCode, 0) << r.err;
+    EXPECT_NE(r.out.find("tg.marker=" + bootMarker), std::string::npos) << r.out;
+  }
+
   // Runs a shell command in the guest through the agent (retrying while the agent starts).
   VmctlResult guestShell(const std::string& name, const std::string& script) {
     VmctlResult r;
@@ -135,11 +212,13 @@ class QemuStorageTest : public ::testing::Test {
     return r;
   }
 
-  // The guest sees the marker at the start of /dev/vda and writes its own at 1 MiB.
-  void guestReadsAndWrites(const std::string& name, const std::string& marker, const std::string& reply) {
-    auto r = guestShell(name, "head -c " + std::to_string(marker.size()) + " /dev/vda");
+  // The guest sees the data marker at kDataOffset of /dev/vda and writes `reply` at
+  // kGuestWriteOffset; then it is destroyed.
+  void guestReadsAndWrites(const std::string& name, const std::string& reply) {
+    auto r = guestShell(name, "dd if=/dev/vda bs=1M skip=" + std::to_string(kDataOffset >> 20) + " count=1 2>/dev/null | head -c " +
+                                  std::to_string(dataMarker.size()));
     ASSERT_EQ(r.exitCode, 0) << r.err;
-    EXPECT_EQ(r.out, marker);
+    EXPECT_EQ(r.out, dataMarker);
     r = guestShell(name, "printf " + reply + " | dd of=/dev/vda bs=1 seek=" + std::to_string(kGuestWriteOffset) +
                              " conv=notrunc,fsync 2>/dev/null && echo written");
     ASSERT_EQ(r.exitCode, 0) << r.err;
@@ -148,7 +227,7 @@ class QemuStorageTest : public ::testing::Test {
     ASSERT_TRUE(destroyed.ok()) << destroyed.error().message;
   }
 
-  std::string tmp;
+  std::string tmp, bootImage, bootMarker, dataMarker;
   std::unique_ptr<VmmdProcess> vmmd;
   std::unique_ptr<client::Connection> rpc;
   std::vector<std::string> domains;
@@ -157,7 +236,7 @@ class QemuStorageTest : public ::testing::Test {
   std::set<pid_t> qemuPids;
 };
 
-TEST_F(QemuStorageTest, GuestBootsWithDiskOnIscsiLunWithChap) {
+TEST_F(QemuStorageTest, GuestBootsFromIscsiLunWithChap) {
   VMM_REQUIRE(testutil::TgtTarget::available(), testutil::TgtTarget::missing());
   std::string lunFile = tmp + "/lun1.img";
   ASSERT_TRUE(fs::writeFileAtomic(lunFile, std::string()).ok());
@@ -174,10 +253,9 @@ TEST_F(QemuStorageTest, GuestBootsWithDiskOnIscsiLunWithChap) {
   json pool = {{"name", "san"}, {"type", "iscsi"},
                {"source", {{"host", tgt.host()}, {"port", tgt.port()}, {"target", iqn}, {"username", "vmmuser"}, {"secret", secret}}}};
   call("pool.create", {{"definition", pool}});
-  std::string marker = "ISCSI-" + randomHex(8);
-  upload("san", "lun-1", imageWithMarker(marker, kDiskSize));
+  uploadBootImage("san", "lun-1");
 
-  pid_t pid = bootWithDisk("iscsi-guest", "san", "lun-1");
+  pid_t pid = bootFromVolume("iscsi-guest", "san", "lun-1");
   ASSERT_GT(pid, 0);
   // The CHAP secret reaches QEMU in a file given to -object secret, never on its command line.
   auto cmdline = fs::readFile("/proc/" + std::to_string(pid) + "/cmdline", 1 << 20);
@@ -186,17 +264,20 @@ TEST_F(QemuStorageTest, GuestBootsWithDiskOnIscsiLunWithChap) {
   EXPECT_NE(cmdline->find("\"driver\":\"iscsi\""), std::string::npos);
   EXPECT_EQ(vmmd->log().find(secret), std::string::npos);
 
-  guestReadsAndWrites("iscsi-guest", marker, "FROM-ISCSI-GUEST");
+  guestBootedFromTheVolume("iscsi-guest", pid);
+  guestReadsAndWrites("iscsi-guest", "FROM-ISCSI-GUEST");
   auto disk = download("san", "lun-1");
   ASSERT_EQ(disk.size(), kDiskSize);
   EXPECT_EQ(disk.substr(kGuestWriteOffset, 16), "FROM-ISCSI-GUEST");
-  // Only the test's own bytes: the rest of the LUN is untouched.
-  EXPECT_EQ(disk.substr(0, marker.size()), marker);
+  // Only the guest's own bytes changed: the rest of the LUN is the image as uploaded.
+  auto image = fs::readFile(bootImage, 64 << 20);
+  ASSERT_TRUE(image.ok());
+  EXPECT_TRUE(disk.substr(0, kGuestWriteOffset) == image->substr(0, kGuestWriteOffset));
   (void)rpc->call("domain.delete", {{"name", "iscsi-guest"}});
   (void)rpc->call("pool.delete", {{"name", "san"}});
 }
 
-TEST_F(QemuStorageTest, GuestBootsWithDiskOnNfsLinkedClone) {
+TEST_F(QemuStorageTest, GuestBootsFromNfsLinkedClone) {
   VMM_REQUIRE(testutil::NfsServer::available(), testutil::NfsServer::missing());
   std::string exportDir = tmp + "/export";
   ASSERT_TRUE(fs::makeDirs(exportDir, 0777).ok());
@@ -206,17 +287,17 @@ TEST_F(QemuStorageTest, GuestBootsWithDiskOnNfsLinkedClone) {
   json pool = {{"name", "shared"}, {"type", "netfs"}, {"source", {{"host", nfs.host()}, {"dir", nfs.exportPath()}}}};
   call("pool.create", {{"definition", pool}});
   call("volume.create", {{"pool", "shared"}, {"volume", {{"name", "base.raw"}, {"capacity", kDiskSize}, {"format", "raw"}}}});
-  std::string marker = "NFS-" + randomHex(8);
-  upload("shared", "base.raw", imageWithMarker(marker, kDiskSize));
+  uploadBootImage("shared", "base.raw");
   // The guest runs on a qcow2 overlay of the base, both on the NFS server.
   call("volume.clone", {{"pool", "shared"}, {"name", "base.raw"}, {"target", "vm.qcow2"}, {"linked", true}});
 
-  pid_t pid = bootWithDisk("nfs-guest", "shared", "vm.qcow2");
+  pid_t pid = bootFromVolume("nfs-guest", "shared", "vm.qcow2");
   ASSERT_GT(pid, 0);
   auto cmdline = fs::readFile("/proc/" + std::to_string(pid) + "/cmdline", 1 << 20);
   ASSERT_TRUE(cmdline.ok());
   EXPECT_NE(cmdline->find("\"driver\":\"nfs\""), std::string::npos);
-  guestReadsAndWrites("nfs-guest", marker, "FROM-NFS-GUEST");
+  guestBootedFromTheVolume("nfs-guest", pid);
+  guestReadsAndWrites("nfs-guest", "FROM-NFS-GUEST");
 
   // The write went to the overlay on the server; the base is unchanged.
   auto base = download("shared", "base.raw");
@@ -232,7 +313,7 @@ TEST_F(QemuStorageTest, GuestBootsWithDiskOnNfsLinkedClone) {
   call("pool.delete", {{"name", "shared"}});
 }
 
-TEST_F(QemuStorageTest, GuestBootsWithDiskOnLogicalVolumeWithoutDeviceMapper) {
+TEST_F(QemuStorageTest, GuestBootsFromLogicalVolumeWithoutDeviceMapper) {
   VMM_REQUIRE(testutil::haveTool("lvm"), testutil::missingTools({"lvm"}, "lvm2"));
   auto loop = testutil::LoopDevice::create(tmp + "/pv.img", 64 << 20);
   ASSERT_TRUE(loop.ok()) << loop.error().message;
@@ -242,16 +323,16 @@ TEST_F(QemuStorageTest, GuestBootsWithDiskOnLogicalVolumeWithoutDeviceMapper) {
   poolsToDelete.push_back("lvm");
   call("volume.create", {{"pool", "lvm"}, {"volume", {{"name", "root"}, {"capacity", kDiskSize}, {"format", "raw"}}}});
   volumesToDelete.push_back({"lvm", "root"});
-  std::string marker = "LVM-" + randomHex(8);
-  upload("lvm", "root", imageWithMarker(marker, kDiskSize));
+  uploadBootImage("lvm", "root");
 
-  pid_t pid = bootWithDisk("lvm-guest", "lvm", "root");
+  pid_t pid = bootFromVolume("lvm-guest", "lvm", "root");
   ASSERT_GT(pid, 0);
   auto cmdline = fs::readFile("/proc/" + std::to_string(pid) + "/cmdline", 1 << 20);
   ASSERT_TRUE(cmdline.ok());
   EXPECT_NE(cmdline->find("\"driver\":\"host_device\""), std::string::npos);
   EXPECT_NE(cmdline->find("\"offset\":"), std::string::npos);
-  guestReadsAndWrites("lvm-guest", marker, "FROM-LVM-GUEST");
+  guestBootedFromTheVolume("lvm-guest", pid);
+  guestReadsAndWrites("lvm-guest", "FROM-LVM-GUEST");
   auto disk = download("lvm", "root");
   ASSERT_EQ(disk.size(), kDiskSize);
   EXPECT_EQ(disk.substr(kGuestWriteOffset, 14), "FROM-LVM-GUEST");
@@ -261,10 +342,10 @@ TEST_F(QemuStorageTest, GuestBootsWithDiskOnLogicalVolumeWithoutDeviceMapper) {
 
 TEST_F(QemuStorageTest, GuestBootsFromLinkedCloneInDirPoolAndVolumeInUseIsKept) {
   call("volume.create", {{"pool", "default"}, {"volume", {{"name", "golden.raw"}, {"capacity", kDiskSize}, {"format", "raw"}}}});
-  std::string marker = "DIR-" + randomHex(8);
-  upload("default", "golden.raw", imageWithMarker(marker, kDiskSize));
+  uploadBootImage("default", "golden.raw");
   call("volume.clone", {{"pool", "default"}, {"name", "golden.raw"}, {"target", "ci-1.qcow2"}, {"linked", true}});
-  ASSERT_GT(bootWithDisk("ci-1", "default", "ci-1.qcow2"), 0);
+  pid_t pid = bootFromVolume("ci-1", "default", "ci-1.qcow2");
+  ASSERT_GT(pid, 0);
   // In use by a running guest, and the base of a clone: neither can be deleted.
   auto del = rpc->call("volume.delete", {{"pool", "default"}, {"name", "ci-1.qcow2"}});
   ASSERT_FALSE(del.ok());
@@ -273,7 +354,8 @@ TEST_F(QemuStorageTest, GuestBootsFromLinkedCloneInDirPoolAndVolumeInUseIsKept) 
   del = rpc->call("volume.delete", {{"pool", "default"}, {"name", "golden.raw"}});
   ASSERT_FALSE(del.ok());
   EXPECT_EQ(del.error().code, ErrorCode::conflict);
-  guestReadsAndWrites("ci-1", marker, "FROM-DIR-GUEST");
+  guestBootedFromTheVolume("ci-1", pid);
+  guestReadsAndWrites("ci-1", "FROM-DIR-GUEST");
   auto golden = download("default", "golden.raw");
   EXPECT_EQ(golden.substr(kGuestWriteOffset, 14), std::string(14, '\0'));
 }
