@@ -1,13 +1,18 @@
 // Domain snapshots: the tree (parent links, the current snapshot) kept in the state store, and
 // the driver calls that take, revert and delete them, each under the domain's job.
 //
-// Records: Table::snapshots, key "DOMAIN/SNAPSHOT" (removed with the domain), and
-// "DOMAIN/@current" naming the snapshot the domain's state descends from. A snapshot is
-// recorded once the driver has taken it; a vmmd killed in between leaves at most an unrecorded
-// internal snapshot tag in an image (harmless), never a record without its data.
+// Records: Table::snapshots, key "DOMAIN/SNAPSHOT" (removed with the domain),
+// "DOMAIN/@current" naming the snapshot the domain's state descends from, and
+// "DOMAIN/@pending" naming an internal snapshot being taken. A snapshot is recorded once the
+// driver has taken it, so a record never lacks its data. A vmmd killed in between (QEMU
+// finishes a snapshot-save job on its own) leaves a tag in the images that nothing records:
+// the pending record, written before the driver starts and removed with the snapshot's own
+// record, lets the next start find it and delete it (sweepUnrecordedSnapshot).
 #include <algorithm>
 
+#include "base/fault_point.h"
 #include "base/log.h"
+#include "base/reverter.h"
 #include "base/strings.h"
 #include "base/time_util.h"
 #include "daemon/domain_service.h"
@@ -20,6 +25,7 @@ namespace {
 
 
 constexpr const char* kCurrentKey = "@current";
+constexpr const char* kPendingKey = "@pending";
 
 std::string recordKey(const std::string& domain, const std::string& snapshot) { return domain + "/" + snapshot; }
 
@@ -41,6 +47,7 @@ void collectSubtree(const std::map<std::string, model::Snapshot>& all, const std
 
 Status DomainService::loadSnapshots() {
   VMM_ASSIGN(auto rows, store_.loadAll(Table::snapshots));
+  std::vector<std::pair<std::shared_ptr<DomainObject>, std::string>> pending;
   for (const auto& row : rows) {
     auto slash = row.key.find('/');
     if (slash == std::string::npos) continue;
@@ -52,6 +59,10 @@ Status DomainService::loadSnapshots() {
       obj->currentSnapshot = row.value.value("name", "");
       continue;
     }
+    if (rest == kPendingKey) {
+      pending.emplace_back(obj, row.value.value("name", ""));
+      continue;
+    }
     auto s = model::parseSnapshotRecord(row.value);
     if (!s.ok()) {
       log::error("stored snapshot is invalid; skipped", {{"key", row.key}, {"error", s.error().message}});
@@ -59,12 +70,42 @@ Status DomainService::loadSnapshots() {
     }
     obj->snapshots[s->name] = std::move(*s);
   }
+  for (const auto& [obj, snapshot] : pending) sweepUnrecordedSnapshot(*obj, snapshot);
   return {};
+}
+
+// Deleted rather than recorded: its caller was never told it exists, a multi-disk snapshot may
+// be in some images only, and the driver data a record needs (which disk holds the memory, the
+// state it was taken in) died with the vmmd that took it. Deleting makes "absent" true in the
+// images as well as in the API, and the name can be taken again. Runs at start-up, after the
+// domains were reconnected (the driver first waits for a snapshot job still running in QEMU).
+void DomainService::sweepUnrecordedSnapshot(DomainObject& obj, const std::string& snapshot) {
+  std::shared_ptr<const model::Domain> def;
+  bool recorded;
+  {
+    std::lock_guard lock(obj.mu);
+    recorded = obj.snapshots.count(snapshot) > 0;
+    def = obj.liveDef ? obj.liveDef : obj.def;
+  }
+  if (!recorded && !snapshot.empty()) {
+    json orphan = {{"name", snapshot}, {"domain", obj.name}, {"kind", "internal"}, {"driver_data", {{"orphan", true}}}};
+    auto drv = driverFor(*def);
+    auto swept = drv.ok() ? (*drv)->snapshotDelete(*def, orphan, Deadline::after(Millis(120000))) : Result<json>(drv.error());
+    if (!swept.ok()) {
+      log::error("cannot delete a snapshot a stopped vmmd took but did not record; trying again at the next start",
+                 {{"domain", obj.name}, {"snapshot", snapshot}, {"error", swept.error().message}});
+      return;
+    }
+    log::warn("deleted a snapshot a stopped vmmd took but did not record", {{"domain", obj.name}, {"snapshot", snapshot}});
+  }
+  auto st = store_.remove(Table::snapshots, recordKey(obj.name, kPendingKey));
+  if (!st.ok()) log::error("cannot remove a pending snapshot record", {{"domain", obj.name}, {"error", st.error().message}});
 }
 
 Status DomainService::persistSnapshot(const model::Snapshot& s, const std::string& current) {
   return store_.write([&](StateStore::Txn& txn) -> Status {
     VMM_TRY(txn.put(Table::snapshots, recordKey(s.domain, s.name), snapshotRecord(s)));
+    VMM_TRY(txn.remove(Table::snapshots, recordKey(s.domain, kPendingKey)));
     return txn.put(Table::snapshots, recordKey(s.domain, kCurrentKey), json{{"name", current}});
   });
 }
@@ -143,6 +184,11 @@ Result<model::Snapshot> DomainService::snapshotCreate(const std::string& name, c
                      {"memory", snap.memory},
                      {"quiesce", spec.quiesce},
                      {"state_dir", options_.saveDir.empty() ? "" : options_.saveDir + "/snapshots/" + name + "/" + snap.name}};
+  // Pending until recorded (see the top of this file); a driver that fails undoes its work.
+  if (snap.kind == model::SnapshotKind::internal)
+    VMM_TRY(store_.put(Table::snapshots, recordKey(name, kPendingKey), json{{"name", snap.name}}));
+  Reverter pending;
+  pending.add([&] { (void)store_.remove(Table::snapshots, recordKey(name, kPendingKey)); });
   auto taken = drv->snapshotCreate(*def, driverSpec, Deadline::after(Millis(600000)));
   if (!taken.ok() && taken.error().code == ErrorCode::unsupported && snap.kind == model::SnapshotKind::internal) {
     // A disk that cannot hold internal snapshots (raw, a block device) gets an external one:
@@ -153,12 +199,16 @@ Result<model::Snapshot> DomainService::snapshotCreate(const std::string& name, c
     taken = drv->snapshotCreate(*def, driverSpec, Deadline::after(Millis(600000)));
   }
   if (!taken.ok()) return taken.error();
+  // From here a failure keeps the pending record: the snapshot exists in the images.
+  pending.success();
+  faultPoint("snapshot.before-record");
   snap.driverData = std::move(*taken);
   for (const auto& d : snap.driverData.value("disks", json::array()))
     snap.disks.push_back({d.value("target", ""), d.value("file", ""), d.value("backing", "")});
   if (auto st = moveDisks(*obj, snap.driverData); !st.ok())
     return st.error().wrap("snapshot " + snap.name + " was taken, but the definition could not follow its overlays");
   VMM_TRY(persistSnapshot(snap, snap.name));
+  faultPoint("snapshot.after-record");
   {
     std::lock_guard lock(obj->mu);
     obj->snapshots[snap.name] = snap;

@@ -513,6 +513,9 @@ Result<RunningDomain> QemuDriver::reconnect(const model::Domain& def, const json
     ::kill(inst->pid, SIGKILL);
     return unavailable("QEMU (pid " + std::to_string(inst->pid) + ") no longer answered on its monitor and was stopped");
   }
+  // The state to report is the one a snapshot job of the previous vmmd leaves behind.
+  if (auto settled = settleSnapshotJobs(*inst, Deadline::after(Millis(60000))); !settled.ok())
+    log::warn("reconnected while a snapshot job still runs", {{"domain", def.name}, {"error", settled.error().message}});
   auto status = inst->qmp->execute("query-status");
   if (!status.ok()) return status.error();
   std::string s = status->value("status", "");

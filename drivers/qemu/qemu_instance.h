@@ -64,4 +64,9 @@ struct QemuDriver::Instance {
   }
 };
 
+// Waits for the snapshot jobs (save, load, delete) an earlier vmmd started in this QEMU and was
+// killed before seeing end - a snapshot-save job keeps the guest stopped while it runs - and
+// dismisses them. Defined in qemu_snapshots.cc.
+Status settleSnapshotJobs(QemuDriver::Instance& inst, Deadline deadline);
+
 }  // namespace vmm::drivers::qemu

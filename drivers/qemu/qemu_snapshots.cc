@@ -12,7 +12,9 @@
 //   its backing file (block-commit / qemu-img commit); revert (shut off only) puts a fresh
 //   overlay on the snapshot's backing file.
 #include <algorithm>
+#include <thread>
 
+#include "base/fault_point.h"
 #include "base/log.h"
 #include "base/process.h"
 #include "base/random.h"
@@ -187,6 +189,28 @@ Result<std::string> otherChild(const std::string& dir, const std::vector<std::st
 
 }  // namespace
 
+Status settleSnapshotJobs(QemuDriver::Instance& inst, Deadline deadline) {
+  Millis pause(10);
+  while (true) {
+    VMM_ASSIGN(auto jobs, inst.qmp->execute("query-jobs", json::object(), deadline));
+    bool running = false;
+    for (const auto& j : jobs) {
+      std::string id = j.value("id", ""), status = j.value("status", "");
+      if (!startsWith(id, "vmm-save-") && !startsWith(id, "vmm-load-") && !startsWith(id, "vmm-delete-")) continue;
+      if (status == "concluded") {
+        log::info("a snapshot job of an earlier vmmd ended", {{"domain", inst.name}, {"job", id}, {"error", j.value("error", "")}});
+        (void)inst.qmp->execute("job-dismiss", {{"id", id}}, Deadline::after(Millis(5000)));
+      } else {
+        running = true;
+      }
+    }
+    if (!running) return {};
+    if (deadline.expired()) return timeoutError("a snapshot job of an earlier vmmd is still running in QEMU");
+    std::this_thread::sleep_for(std::min(pause, deadline.remaining()));
+    pause = std::min(pause * 2, Millis(250));
+  }
+}
+
 // ---------------------------------------------------------------- create
 
 Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) {
@@ -277,10 +301,12 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
         std::lock_guard lock(inst->mu);
         inst->pauseChangesRequested += n;
       };
-      auto save = [&] {
+      auto save = [&]() -> Status {
         if (running) expectPauseEvents(2);
         std::string id = jobId("save");
-        return inst->qmp->runJob("snapshot-save", {{"job-id", id}, {"tag", name}, {"vmstate", images[0].node}, {"devices", nodes}}, id, deadline);
+        VMM_TRY(inst->qmp->startJob("snapshot-save", {{"job-id", id}, {"tag", name}, {"vmstate", images[0].node}, {"devices", nodes}}, deadline));
+        faultPoint("snapshot.after-job-start");
+        return inst->qmp->waitJob("snapshot-save", id, deadline);
       };
       Status saved = save();
       if (!saved.ok() && saved.error().message.find("already exists") != std::string::npos) {
@@ -493,6 +519,25 @@ Result<json> QemuDriver::snapshotDelete(const model::Domain& def, const json& sn
   json disks = data.value("disks", json::array());
   auto inst = find(def.name);
   bool live = inst && !inst->hasExited();
+  if (kind == "internal" && data.value("orphan", false)) {
+    // Taken by a vmmd that was killed before recording it: the tag may be in any writable
+    // qcow2 image (QEMU and qemu-img skip the images that lack it).
+    if (name.empty()) return invalidArgument("snapshot: a name is required");
+    disks = json::array();
+    if (live) {
+      VMM_TRY(settleSnapshotJobs(*inst, deadline));
+      VMM_ASSIGN(auto images, liveDisks(*inst, def, deadline));
+      for (const auto& img : images)
+        if (img.format == "qcow2") disks.push_back({{"target", img.target}, {"file", img.file}});
+    } else {
+      for (const auto& d : def.disks) {
+        if (!snapshotable(d)) continue;
+        auto r = resolveDisk(d);
+        if (!r.ok() || !r->protocol.empty() || d.format.value_or(r->format) != model::DiskFormat::qcow2) continue;
+        disks.push_back({{"target", d.target}, {"file", r->path}});
+      }
+    }
+  }
 
   if (kind == "internal") {
     if (live) {

@@ -150,7 +150,16 @@ Result<json> QmpClient::execute(const std::string& command, const json& argument
 
 Status QmpClient::runJob(const std::string& command, const json& arguments, const std::string& jobId, Deadline deadline,
                          bool completeWhenReady) {
-  VMM_TRY(execute(command, arguments, deadline));
+  VMM_TRY(startJob(command, arguments, deadline));
+  return waitJob(command, jobId, deadline, completeWhenReady);
+}
+
+Status QmpClient::startJob(const std::string& command, const json& arguments, Deadline deadline) {
+  auto r = execute(command, arguments, deadline);
+  return r.ok() ? Status() : Status(r.error());
+}
+
+Status QmpClient::waitJob(const std::string& command, const std::string& jobId, Deadline deadline, bool completeWhenReady) {
   // Polled rather than driven by JOB_STATUS_CHANGE, backing off so that a job of minutes
   // costs a handful of monitor round trips a second.
   bool completeSent = false;

@@ -48,6 +48,9 @@ class QmpClient : public std::enable_shared_from_this<QmpClient> {
   // At the deadline the job is cancelled and a timeout returned.
   Status runJob(const std::string& command, const json& arguments, const std::string& jobId, Deadline deadline,
                 bool completeWhenReady = false);
+  // runJob in two halves, for a caller that acts between the start and the end of the job.
+  Status startJob(const std::string& command, const json& arguments, Deadline deadline);
+  Status waitJob(const std::string& command, const std::string& jobId, Deadline deadline, bool completeWhenReady = false);
 
   const json& greeting() const { return greeting_; }
   std::string qemuVersion() const;
