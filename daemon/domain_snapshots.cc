@@ -282,9 +282,25 @@ Result<DomainView> DomainService::snapshotRevert(const std::string& name, const 
     VMM_ASSIGN(result, drv->snapshotRevert(*def, snapshotRecord(snap), Deadline::after(Millis(600000))));
     VMM_TRY(moveDisks(*obj, result));
     VMM_TRY(store_.put(Table::snapshots, recordKey(name, kCurrentKey), json{{"name", snap.name}}));
+    // A domain that still runs is now in the state the snapshot was taken in (a paused guest
+    // reverted to a snapshot of a running one runs, and the other way round).
+    std::string after = result.value("state", "");
+    std::optional<model::DomainState> changed;
     {
       std::lock_guard lock(obj->mu);
       obj->currentSnapshot = snap.name;
+      model::DomainState now = after == "running" ? model::DomainState::running : model::DomainState::paused;
+      if ((after == "running" || after == "paused") && model::isActive(obj->status.state) && obj->status.state != now) {
+        obj->status.state = now;
+        obj->status.reason = "reverted to snapshot " + snap.name;
+        obj->status.sinceUs = wallNowMicros();
+        changed = now;
+      }
+    }
+    if (changed) {
+      VMM_TRY(persistRuntime(*obj));
+      publish(name, *changed == model::DomainState::paused ? "suspended" : "resumed",
+              {{"state", stateName(*changed)}, {"reason", "reverted to snapshot " + snap.name}});
     }
   }
   // An external snapshot with memory: the domain resumes from its saved state on the
