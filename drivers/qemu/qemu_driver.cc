@@ -595,13 +595,19 @@ Status QemuDriver::shutdown(const model::Domain& def, const ShutdownOptions& opt
     std::lock_guard lock(inst->mu);
     inst->stopRequested = false;
   };
+  // Each step taken is an event: which one stopped the guest is visible to API clients.
+  auto step = [&](const char* name) {
+    if (observer_) observer_->domainEvent(def.name, inst->runId, "domain.shutdown", {{"step", name}});
+  };
   // First the ACPI power button, for half the time (at least two seconds)...
   auto half = std::max(Millis(2000), options.deadline.remaining() / 2);
+  step("acpi");
   auto acpi = inst->qmp->execute("system_powerdown", json::object(), Deadline::after(Millis(5000)));
   if (!acpi.ok()) log::warn("system_powerdown failed", {{"domain", def.name}, {"error", acpi.error().message}});
   if (inst->waitExit(Deadline::after(half).earlier(options.deadline))) return {};
   // ...then the guest agent...
   if (def.guestAgent) {
+    step("agent");
     auto agent = inst->agent->call("guest-shutdown", {{"mode", "powerdown"}}, Deadline::after(Millis(3000)).earlier(options.deadline), false);
     if (!agent.ok()) log::info("guest agent shutdown not possible", {{"domain", def.name}, {"error", agent.error().message}});
   }
@@ -612,6 +618,7 @@ Status QemuDriver::shutdown(const model::Domain& def, const ShutdownOptions& opt
     return timeoutError("the guest did not shut down before the deadline (neither the ACPI power button nor the agent stopped it)");
   }
   log::info("guest did not shut down in time; destroying it", {{"domain", def.name}});
+  step("destroy");
   return terminate(inst, Deadline::after(Millis(15000)));
 }
 
