@@ -64,9 +64,10 @@ make_root() {  # DIR
   printf '#!/bin/sh\necho GUEST-POWERBUTTON > /dev/console\nsync\npoweroff -f\n' > "$R/etc/acpi/PWRF/00000080"
   chmod 755 "$R/etc/acpi/PWRF/00000080"
   echo "PWRF PWRF/00000080" > "$R/etc/acpid.conf"
-  # qemu-ga's guest-shutdown runs /sbin/shutdown -P|-H|-r +0 ...; busybox has no shutdown.
+  # qemu-ga's guest-shutdown runs /sbin/shutdown -h -P|-H|-r +0 ...; busybox has no shutdown.
+  # The pause lets the console line drain through the emulated UART before the power goes.
   rm -f "$R/sbin/shutdown"
-  printf '#!/bin/sh\necho "GUEST-SHUTDOWN $*" > /dev/console\ncase "$1" in -r) a=reboot;; -H) a=halt;; *) a=poweroff;; esac\n(sleep 0.2; sync; $a -f) &\nexit 0\n' > "$R/sbin/shutdown"
+  printf '#!/bin/sh\necho "GUEST-SHUTDOWN $*" > /dev/console\ncase " $* " in *" -r "*) a=reboot;; *" -H "*) a=halt;; *) a=poweroff;; esac\n(sleep 1; sync; $a -f) &\nexit 0\n' > "$R/sbin/shutdown"
   chmod 755 "$R/sbin/shutdown"
 }
 
