@@ -1,10 +1,14 @@
 // Integration: snapshots of real QEMU (TCG) guests through the API. The guest writes marker
 // bytes straight to its qcow2 disk (dd at an offset), the test snapshots, changes them,
-// reverts and reads the original back: internal snapshots with memory of a running guest, a
-// tree with a branch, an external disk-only chain merged again on delete (checked with
-// qemu-img), and a vmmd killed during a snapshot.
+// reverts and reads the original back with O_DIRECT (the disk, not the guest's page cache,
+// which a revert with memory restores too) or with qemu-io on the host: internal snapshots
+// with memory of a running and of a paused guest, internal snapshots of a shut-off domain
+// (qemu-img), a tree with a branch, external chains, and a vmmd killed at each point of a
+// snapshot's creation (fault points, base/fault_point.h) with the image checked as well as
+// the API.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <future>
@@ -63,6 +67,20 @@ class QemuSnapshotTest : public ::testing::Test {
     rpc = std::move(*c);
   }
 
+  // Stops vmmd (its guests keep running) and starts it again, with `faultPoints` armed
+  // (VMM_FAULT_POINTS, base/fault_point.h). Returns where the new run's log starts.
+  size_t restartVmmd(const std::string& faultPoints = "") {
+    rpc.reset();
+    EXPECT_TRUE(vmmd->stop().ok());
+    size_t logFrom = vmmd->log().size();
+    if (!faultPoints.empty()) ::setenv("VMM_FAULT_POINTS", faultPoints.c_str(), 1);
+    auto started = vmmd->start();
+    ::unsetenv("VMM_FAULT_POINTS");
+    EXPECT_TRUE(started.ok()) << vmmd->log();
+    if (started.ok()) reconnect();
+    return logFrom;
+  }
+
   Result<json> tryCall(const std::string& method, const json& params) {
     return rpc->callAndWait(method, params, Deadline::after(Millis(120000)));
   }
@@ -114,6 +132,7 @@ class QemuSnapshotTest : public ::testing::Test {
   void start(const std::string& name) {
     auto started = tryCall("domain.start", {{"name", name}});
     ASSERT_TRUE(started.ok()) << started.error().message;
+    booting.insert(name);
     auto info = rpc->call("domain.get", {{"name", name}});
     ASSERT_TRUE(info.ok());
     pid_t pid = (*info)["runtime"].value("pid", -1);
@@ -125,12 +144,17 @@ class QemuSnapshotTest : public ::testing::Test {
     return info.ok() ? info->value("state", "") : "";
   }
 
+  // Runs a shell command in the guest through the agent. Retried only while the agent of a
+  // freshly booted guest comes up: after a vmmd restart or a revert the first call must work.
   VmctlResult guestShell(const std::string& name, const std::string& script) {
+    auto once = [&] { return vmmd->vmctl({"exec", name, "--", "sh", "-c", script}); };
+    if (!booting.count(name)) return once();
     VmctlResult r;
     waitFor([&] {
-      r = vmmd->vmctl({"exec", name, "--", "sh", "-c", script});
+      r = once();
       return r.exitCode == 0 || r.err.find("agent") == std::string::npos;
     }, Millis(60000), Millis(300));
+    if (r.exitCode == 0 || r.err.find("agent") == std::string::npos) booting.erase(name);
     return r;
   }
 
@@ -142,11 +166,31 @@ class QemuSnapshotTest : public ::testing::Test {
     ASSERT_EQ(trim(r.out), "written");
   }
 
+  // The marker as the disk holds it: one aligned 4 KiB block read with O_DIRECT, so neither a
+  // revert with memory (which restores the guest's page cache) nor a stale cache after a
+  // disk-only revert can answer instead of the disk.
   std::string readMarker(const std::string& name) {
-    // O_DIRECT where dd offers it, so a disk-only revert is not hidden by the guest's cache.
-    auto r = guestShell(name, "dd if=/dev/vda bs=1 skip=" + std::to_string(kMarkerOffset) + " count=8 2>/dev/null");
+    auto r = guestShell(name, "dd if=/dev/vda bs=4096 skip=" + std::to_string(kMarkerOffset / 4096) +
+                                  " count=1 iflag=direct 2>/dev/null | head -c 8");
     EXPECT_EQ(r.exitCode, 0) << r.err;
     return r.out;
+  }
+
+  // The marker in an image (and its backing chain) read on the host; the domain must be off.
+  std::string imageMarker(const std::string& path) {
+    auto r = runCommand({"qemu-io", "-r", "-c", "read -v " + std::to_string(kMarkerOffset) + " 8", path}, RunOptions());
+    if (!r.ok() || !r->success()) return "qemu-io failed: " + (r.ok() ? r->err : r.error().message);
+    // "00100000:  4f 4e 45 2d 4f 4e 45 2d  ONE.ONE." (the text column shows '-' as '.')
+    std::string line = split(r->out, '\n')[0], bytes;
+    auto hex = split(line.substr(line.find(':') + 1), ' ', true);
+    for (size_t i = 0; i < hex.size() && bytes.size() < 8; ++i)
+      bytes += static_cast<char>(std::stoi(hex[i], nullptr, 16));
+    return bytes;
+  }
+
+  std::string diskPath(const std::string& name) {
+    auto info = rpc->call("domain.get", {{"name", name}});
+    return info.ok() ? (*info)["definition"]["disks"][0]["source"].value("path", "") : "";
   }
 
   // The files of an image's backing chain, top first.
@@ -162,12 +206,27 @@ class QemuSnapshotTest : public ::testing::Test {
     auto r = runCommand({"qemu-img", "snapshot", "-U", "-l", path}, RunOptions());
     return r.ok() ? r->out : "";
   }
+  // The tags of the internal snapshots in an image (qemu-img snapshot -l: ID TAG VM-SIZE ...).
+  std::set<std::string> tags(const std::string& path) {
+    std::set<std::string> out;
+    for (const auto& line : split(internalSnapshots(path), '\n', true)) {
+      auto cols = split(std::string(trim(line)), ' ', true);
+      if (cols.size() >= 2 && !cols[0].empty() && std::isdigit(static_cast<unsigned char>(cols[0][0]))) out.insert(cols[1]);
+    }
+    return out;
+  }
+  bool listed(const std::string& dom, const std::string& snap) {
+    for (const auto& s : listSnapshots(dom))
+      if (s.value("name", "") == snap) return true;
+    return false;
+  }
 
   std::string tmp;
   std::unique_ptr<VmmdProcess> vmmd;
   std::unique_ptr<client::Connection> rpc;
   std::vector<std::string> domains;
   std::set<pid_t> qemuPids;
+  std::set<std::string> booting;  // booted afresh, the agent has not answered yet
 };
 
 TEST_F(QemuSnapshotTest, InternalSnapshotWithMemoryRevertsARunningGuest) {
@@ -220,7 +279,9 @@ TEST_F(QemuSnapshotTest, RawDiskGetsAnExternalSnapshot) {
 }
 
 // An external snapshot with memory of a running guest: overlays plus the saved memory; the
-// revert restores both, and the guest runs again where it was.
+// revert restores both, and the guest runs again where it was. The restored memory holds the
+// old marker in the guest's page cache whatever the disk says: the disk is read with O_DIRECT
+// in the guest and with qemu-io on the host.
 TEST_F(QemuSnapshotTest, ExternalSnapshotWithMemoryRevertsARunningGuest) {
   std::string disk = qcow2("ext-mem.qcow2");
   ASSERT_NO_FATAL_FAILURE(boot("extmem", disk));
@@ -236,6 +297,66 @@ TEST_F(QemuSnapshotTest, ExternalSnapshotWithMemoryRevertsARunningGuest) {
   auto dom = call("domain.get", {{"name", "extmem"}});
   EXPECT_EQ(dom["state"], "running") << dom.dump();
   EXPECT_EQ(readMarker("extmem"), "MEMDISK1");
+  std::string top = diskPath("extmem");
+  EXPECT_NE(top, disk);
+  ASSERT_TRUE(rpc->call("domain.destroy", {{"name", "extmem"}}).ok());
+  EXPECT_EQ(imageMarker(top), "MEMDISK1");
+}
+
+// Internal snapshots of a shut-off domain are qemu-img's (no QEMU runs): taken off, reverted
+// while the guest runs (a snapshot without memory stops it first and leaves it off, as it was
+// when taken) and deleted off; the image is read on the host and by the guest after a boot.
+TEST_F(QemuSnapshotTest, InternalSnapshotOfAShutOffDomain) {
+  std::string disk = qcow2("off.qcow2");
+  ASSERT_NO_FATAL_FAILURE(boot("off", disk));
+  writeMarker("off", "OFF-ONE-");
+  ASSERT_TRUE(rpc->call("domain.destroy", {{"name", "off"}}).ok());
+  auto s = snapshot("off", "o1");
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  auto got = call("snapshot.get", {{"name", "off"}, {"snapshot", "o1"}});
+  EXPECT_EQ(got["kind"], "internal");
+  EXPECT_EQ(got["memory"], false);
+  EXPECT_EQ(got["domain_state"], "shutoff");
+  EXPECT_EQ(tags(disk), std::set<std::string>{"o1"}) << internalSnapshots(disk);
+  ASSERT_NO_FATAL_FAILURE(start("off"));
+  writeMarker("off", "OFF-TWO-");
+  auto r = revert("off", "o1");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(state("off"), "shutoff");
+  EXPECT_EQ(imageMarker(disk), "OFF-ONE-");
+  ASSERT_NO_FATAL_FAILURE(start("off"));
+  EXPECT_EQ(readMarker("off"), "OFF-ONE-");
+  ASSERT_TRUE(rpc->call("domain.destroy", {{"name", "off"}}).ok());
+  ASSERT_TRUE(removeSnapshot("off", "o1").ok());
+  EXPECT_TRUE(tags(disk).empty()) << internalSnapshots(disk);
+  EXPECT_TRUE(listSnapshots("off").empty());
+}
+
+// A snapshot keeps the state it was taken in: reverting a paused guest to a snapshot taken
+// while it ran leaves it running, and a running guest reverted to one taken paused is paused.
+TEST_F(QemuSnapshotTest, RevertOfAPausedGuestRestoresTheSnapshotsState) {
+  std::string disk = qcow2("paused.qcow2");
+  ASSERT_NO_FATAL_FAILURE(boot("pau", disk));
+  writeMarker("pau", "RUNNING1");
+  ASSERT_TRUE(snapshot("pau", "r").ok());
+  writeMarker("pau", "PAUSED-1");
+  ASSERT_TRUE(rpc->call("domain.suspend", {{"name", "pau"}}).ok());
+  ASSERT_TRUE(snapshot("pau", "p").ok());
+  EXPECT_EQ(state("pau"), "paused");
+  EXPECT_EQ(call("snapshot.get", {{"name", "pau"}, {"snapshot", "p"}})["domain_state"], "paused");
+  ASSERT_TRUE(rpc->call("domain.resume", {{"name", "pau"}}).ok());
+  writeMarker("pau", "CHANGED3");
+  ASSERT_TRUE(rpc->call("domain.suspend", {{"name", "pau"}}).ok());
+  ASSERT_EQ(state("pau"), "paused");
+  auto r = revert("pau", "r");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(state("pau"), "running");
+  EXPECT_EQ(readMarker("pau"), "RUNNING1");
+  r = revert("pau", "p");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(state("pau"), "paused");
+  ASSERT_TRUE(rpc->call("domain.resume", {{"name", "pau"}}).ok());
+  EXPECT_EQ(readMarker("pau"), "PAUSED-1");
 }
 
 TEST_F(QemuSnapshotTest, TreeOfThreeLevelsWithBranchRevert) {
@@ -336,37 +457,64 @@ TEST_F(QemuSnapshotTest, ExternalDiskOnlyRevertOfAShutOffDomain) {
   EXPECT_EQ(readMarker("extrev"), "KEEPKEEP");
 }
 
-TEST_F(QemuSnapshotTest, KilledDaemonDuringSnapshotLeavesAConsistentState) {
+// vmmd killed at each point of a snapshot's creation (base/fault_point.h), deterministically.
+// Before the record - QEMU's job started (it finishes without vmmd) or the driver done - the
+// snapshot is absent from the API and from the image: the next start deletes the tag nobody
+// recorded. After the record it is complete: listed, in the image, and reverts. Each time the
+// guest keeps running and its agent answers the first call after the restart.
+TEST_F(QemuSnapshotTest, KilledDaemonDuringSnapshotLeavesItCompleteOrAbsent) {
   std::string disk = qcow2("disk.qcow2");
   ASSERT_NO_FATAL_FAILURE(boot("crash", disk));
   writeMarker("crash", "BEFORE--");
-  std::thread taker([&] {
-    auto c = vmmd->connect();
-    if (c.ok()) (void)(*c)->callAndWait("snapshot.create", {{"name", "crash"}, {"snapshot", "k1"}},
-                                        Deadline::after(Millis(20000)));
-  });
-  // Early enough to hit the snapshot itself on this machine (it takes ~100 ms).
-  std::this_thread::sleep_for(Millis(40));
-  vmmd->kill9();
-  taker.join();
-  ASSERT_TRUE(vmmd->restart().ok()) << vmmd->log();
-  reconnect();
-  EXPECT_EQ(state("crash"), "running");
-  json list = listSnapshots("crash");
-  bool listed = false;
-  for (const auto& s : list) listed |= s.value("name", "") == "k1";
-  std::cerr << "snapshot k1 after the crash: " << (listed ? "listed" : "not listed") << "\n";
-  writeMarker("crash", "AFTER---");
-  if (listed) {
-    auto r = revert("crash", "k1");
-    ASSERT_TRUE(r.ok()) << r.error().message;
-    EXPECT_EQ(readMarker("crash"), "BEFORE--");
-  } else {
-    // A snapshot the daemon did not record can be taken again under the same name.
-    auto s = snapshot("crash", "k1");
-    ASSERT_TRUE(s.ok()) << s.error().message;
+  pid_t qemu = call("domain.get", {{"name", "crash"}})["runtime"].value("pid", -1);
+
+  // Creates `snap` with vmmd set to die at `point`; returns where the next run's log starts.
+  auto createKilledAt = [&](const std::string& point, const std::string& snap) -> size_t {
+    size_t armedFrom = restartVmmd(point);
+    auto r = tryCall("snapshot.create", {{"name", "crash"}, {"snapshot", snap}});
+    EXPECT_FALSE(r.ok()) << "vmmd did not die at " << point;
+    EXPECT_NE(vmmd->log().find("point=" + point, armedFrom), std::string::npos) << vmmd->log().substr(armedFrom);
+    rpc.reset();
+    vmmd->kill9();  // only reaps it: it killed itself
+    size_t from = vmmd->log().size();
+    EXPECT_TRUE(vmmd->start().ok()) << vmmd->log();
+    reconnect();
+    return from;
+  };
+
+  for (std::string point : {"snapshot.after-job-start", "snapshot.before-record"}) {
+    SCOPED_TRACE(point);
+    size_t from = createKilledAt(point, "k1");
+    std::string log = vmmd->log().substr(from);
+    // QEMU ran the job to its end without vmmd; the new vmmd saw it end, then deleted the tag.
+    if (point == "snapshot.after-job-start") {
+      EXPECT_NE(log.find("a snapshot job of an earlier vmmd ended"), std::string::npos) << log;
+    }
+    EXPECT_NE(log.find("deleted a snapshot a stopped vmmd took but did not record"), std::string::npos) << log;
+    EXPECT_FALSE(listed("crash", "k1"));
+    EXPECT_EQ(tags(disk).count("k1"), 0u) << internalSnapshots(disk);
+    EXPECT_EQ(state("crash"), "running");
+    EXPECT_EQ(call("domain.get", {{"name", "crash"}})["runtime"].value("pid", -1), qemu);
+    EXPECT_EQ(readMarker("crash"), "BEFORE--");  // the agent's first call after the restart
   }
+
+  (void)createKilledAt("snapshot.after-record", "k1");
+  EXPECT_TRUE(listed("crash", "k1"));
+  EXPECT_EQ(tags(disk), std::set<std::string>{"k1"}) << internalSnapshots(disk);
   EXPECT_EQ(state("crash"), "running");
+  writeMarker("crash", "AFTER---");
+  auto r = revert("crash", "k1");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(state("crash"), "running");
+  EXPECT_EQ(readMarker("crash"), "BEFORE--");  // the agent's first call after the revert
+
+  // Shut off: qemu-img took the snapshot; the next start deletes it the same way.
+  ASSERT_TRUE(rpc->call("domain.destroy", {{"name", "crash"}}).ok());
+  size_t from = createKilledAt("snapshot.before-record", "k2");
+  EXPECT_NE(vmmd->log().find("deleted a snapshot a stopped vmmd took but did not record", from), std::string::npos);
+  EXPECT_FALSE(listed("crash", "k2"));
+  EXPECT_EQ(tags(disk), std::set<std::string>{"k1"}) << internalSnapshots(disk);
+  EXPECT_EQ(state("crash"), "shutoff");
 }
 
 }  // namespace
