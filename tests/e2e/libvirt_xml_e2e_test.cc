@@ -2,6 +2,8 @@
 // - Corpus (tests/data/libvirt-xml, made by virt-install): each file is imported and exported;
 //   the export must pass virt-xml-validate and be accepted by libvirt's test driver, and what
 //   libvirt keeps of our export must equal, field by field, what it keeps of the original.
+// - The qemu/kvm corpus files defined in a vmmd with the QEMU driver; vmmd's dumpxml of each
+//   must be accepted by libvirt's QEMU driver (qemu:///system of a private libvirtd).
 // - vmmd: vmctl define FILE.xml / vmctl dumpxml, POST with Content-Type application/xml,
 //   GET .../xml, and hostile XML refused with nothing defined.
 #include <gtest/gtest.h>
@@ -16,6 +18,8 @@
 #include "base/process.h"
 #include "base/strings.h"
 #include "model/libvirt_xml.h"
+#include "tests/support/host_tools.h"
+#include "tests/support/require.h"
 #include "tests/support/vmmd_process.h"
 
 using namespace vmm;
@@ -124,6 +128,48 @@ TEST(LibvirtXmlCorpus, ExportValidatesAndLibvirtKeepsTheSameFields) {
     compared += theirs.size();
   }
   std::cout << "[ corpus ] " << files.size() << " files, " << compared << " libvirt fields compared\n";
+}
+
+// vmm's export of every qemu/kvm corpus file, defined in libvirt's QEMU driver: each file is
+// defined in a vmmd with the QEMU driver (which refuses what QEMU could not run, such as IDE
+// on q35), dumped with vmctl dumpxml, and given to `virsh -c qemu:///system define` of a
+// private libvirtd (libvirt_private_define.sh: its own mount namespace, started and stopped
+// by pid, nothing of the host's libvirt seen or changed).
+TEST(LibvirtQemuDriver, DefinesVmmsExportOfEveryQemuCorpusFile) {
+  std::string missing = testutil::missingTools({"libvirtd"}, "libvirt-daemon-system");
+  if (missing.empty()) missing = testutil::missingTools({"virsh"}, "libvirt-clients");
+  if (missing.empty()) missing = testutil::missingTools({"unshare"}, "util-linux");
+  if (missing.empty()) missing = testutil::missingRoot("a mount namespace and libvirtd");
+  VMM_REQUIRE(missing.empty(), missing);
+  VmmdProcess vmmd("", {"--drivers", "qemu"});
+  ASSERT_TRUE(vmmd.start().ok()) << vmmd.log();
+  std::vector<std::string> exports;
+  for (const auto& f : corpus()) {
+    auto text = fs::readFile(f, 1 << 20);
+    ASSERT_TRUE(text.ok());
+    pugi::xml_document doc;
+    ASSERT_TRUE(doc.load_string(text->c_str()));
+    std::string type = doc.document_element().attribute("type").value();
+    if (type != "kvm" && type != "qemu") continue;
+    SCOPED_TRACE(f);
+    std::string name = doc.document_element().child_value("name");
+    auto r = vmmd.vmctl({"define", f});
+    ASSERT_EQ(r.exitCode, 0) << r.err;
+    r = vmmd.vmctl({"dumpxml", name});
+    ASSERT_EQ(r.exitCode, 0) << r.err;
+    exports.push_back(vmmd.dir() + "/" + name + ".xml");
+    ASSERT_TRUE(fs::writeFileAtomic(exports.back(), r.out).ok());
+  }
+  ASSERT_GE(exports.size(), 5u) << "qemu/kvm files in the corpus";
+  std::vector<std::string> argv{std::string(VMM_SOURCE_DIR) + "/tests/e2e/libvirt_private_define.sh"};
+  argv.insert(argv.end(), exports.begin(), exports.end());
+  RunOptions opts;
+  opts.deadline = Deadline::after(Millis(120000));
+  auto r = runCommand(argv, opts);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->exitCode, 0) << r->out << r->err;
+  for (const auto& e : exports) EXPECT_NE(r->out.find("defined " + e + "\n"), std::string::npos) << r->out << r->err;
+  std::cout << "[ qemu:///system ] " << exports.size() << " exports defined and undefined\n";
 }
 
 class XmlE2E : public ::testing::Test {

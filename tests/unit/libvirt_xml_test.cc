@@ -61,8 +61,8 @@ TEST(LibvirtXml, CorpusMapsWhatTheModelHasAndListsTheRest) {
   EXPECT_EQ(d.vcpus, 2);
   EXPECT_EQ(d.machine, "q35");
   ASSERT_EQ(d.disks.size(), 1u);
-  EXPECT_EQ(d.disks[0].bus, DiskBus::ide);
-  EXPECT_EQ(d.disks[0].target, "hda");
+  EXPECT_EQ(d.disks[0].bus, DiskBus::sata);
+  EXPECT_EQ(d.disks[0].target, "sda");
   EXPECT_EQ(d.disks[0].source.path, "/var/lib/libvirt/images/basic.qcow2");
   ASSERT_EQ(d.nics.size(), 1u);
   EXPECT_EQ(d.nics[0].network, "default");

@@ -15,9 +15,11 @@ gen() {
   echo "$out"
 }
 # A few variants again as qemu/KVM guests (the test driver's own capabilities are i686 "test"):
-# same producer, domain type and architecture rewritten.
+# same producer, domain type and architecture rewritten. q35 has no IDE bus: IDE disks become
+# SATA (as virt-install itself chooses for q35), with the sdX names libvirt gives SATA disks.
 kvm() {
   sed -e "s/<domain type=\"test\">/<domain type=\"kvm\">/" -e 's/arch="i686"/arch="x86_64" machine="q35"/' \
+      -e 's/<target dev="hd\([a-z]\)" bus="ide"\/>/<target dev="sd\1" bus="sata"\/>/' \
       -e '/<emulator>/d' -e "s/<name>$1</<name>$1-kvm</" "$1.xml" >"$1-kvm.xml"
   echo "$1-kvm.xml"
 }
