@@ -116,8 +116,10 @@ Status DomainService::load() {
     domains_.insert(obj->name, obj);
     reindexObject(*obj);
   }
+  // Orphaned records of domains. Keys with a '/' are other services' records in the same table
+  // ("networks/NAME" of running networks): never a domain's, and not this service's to remove.
   for (const auto& [name, rt] : runtimeByName) {
-    if (!domains_.find(name)) (void)store_.remove(Table::runtime, name);  // orphaned record
+    if (name.find('/') == std::string::npos && !domains_.find(name)) (void)store_.remove(Table::runtime, name);
   }
 
   // Reconnect in parallel: start-up time is the slowest domain, not the sum.
