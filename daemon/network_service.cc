@@ -3,6 +3,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <set>
 
 #include "base/fs.h"
@@ -203,6 +204,10 @@ Status NetworkService::load() {
   }
   VMM_ASSIGN(auto runtimes, store_.loadAll(Table::runtime));
   std::set<std::string> liveTables;
+  // The vmm tables on the host now: those of running networks are kept (or made again when they
+  // are gone), every other one is a leftover of a crash and removed.
+  auto tables = net::nft::listOwnedTables(ioDeadline());
+  if (!tables.ok()) log::warn("cannot list nftables tables", {{"error", tables.error().message}});
   for (const auto& row : runtimes) {
     if (!startsWith(row.key, "networks/")) continue;
     std::string name = row.key.substr(9);
@@ -216,6 +221,13 @@ Status NetworkService::load() {
     bool dnsmasqAlive = rt->dnsmasqPid == 0 || (processRunning(rt->dnsmasqPid) && processStartTime(rt->dnsmasqPid) == rt->dnsmasqStartTime);
     bool intact = net::linkExists(rt->bridge) && dnsmasqAlive;
     if (intact) {
+      bool tableGone = tables.ok() && !rt->nftTable.empty() &&
+                       std::find(tables->begin(), tables->end(), rt->nftTable) == tables->end();
+      if (tableGone) {
+        log::warn("network's nftables table vanished while vmmd was down; creating it again", {{"network", name}, {"table", rt->nftTable}});
+        if (auto st = net::restoreNetworkTable(n->def, *rt, ioDeadline()); !st.ok())
+          log::error("cannot restore the network's nftables table", {{"network", name}, {"error", st.error().message}});
+      }
       std::lock_guard lock(n->mu);
       n->runtime = *rt;
       if (!rt->nftTable.empty()) liveTables.insert(rt->nftTable);
@@ -226,8 +238,8 @@ Status NetworkService::load() {
     (void)net::stopNetwork(n->def, *rt, ioDeadline(), {});
     (void)store_.remove(Table::runtime, row.key);
   }
-  // Tables of networks that no longer run (a crash between start and its record).
-  auto tables = net::nft::listOwnedTables(ioDeadline());
+  // Tables of networks that no longer run (a crash between start and its record, a table
+  // planted by anything else under vmm's prefix).
   if (tables.ok()) {
     for (const auto& t : *tables) {
       bool wanted = liveTables.count(t) > 0;

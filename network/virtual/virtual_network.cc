@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <cstdio>
+#include <optional>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -83,6 +84,16 @@ DnsmasqConfig dnsmasqConfigFor(const model::Network& n, const model::Cidr& subne
   c.hostsFile = rt.hostsFile();
   c.logFile = rt.logFile();
   return c;
+}
+
+nft::NetworkRules rulesFor(const model::Network& n, const std::string& bridge, const std::optional<model::Cidr>& subnet) {
+  nft::NetworkRules rules;
+  rules.table = nft::tableNameFor(n.name);
+  rules.mode = n.mode;
+  rules.bridge = bridge;
+  rules.uplink = n.uplink;
+  if (subnet) rules.subnet = subnet->network().toString() + "/" + std::to_string(subnet->prefix);
+  return rules;
 }
 
 std::vector<SysctlChange> otherChanges(const NetworkOptions& options, const std::string& self) {
@@ -223,12 +234,7 @@ Result<NetworkRuntime> startNetwork(const model::Network& n, const std::string& 
     VMM_TRY(apply(interfaceForwardingPath(rt.bridge), "0"));
   }
 
-  nft::NetworkRules rules;
-  rules.table = nft::tableNameFor(n.name);
-  rules.mode = n.mode;
-  rules.bridge = rt.bridge;
-  rules.uplink = n.uplink;
-  if (subnet) rules.subnet = subnet->network().toString() + "/" + std::to_string(subnet->prefix);
+  auto rules = rulesFor(n, rt.bridge, subnet);
   VMM_TRY(nft::createNetworkTable(rules, deadline));
   rt.nftTable = rules.table;
   revert.add([&] { (void)nft::deleteOwnedTable(rt.nftTable, Deadline::after(Millis(5000))); });
@@ -261,6 +267,18 @@ Status stopNetwork(const model::Network& n, const NetworkRuntime& rt, Deadline d
   for (auto it = rt.sysctls.rbegin(); it != rt.sysctls.rend(); ++it) keep(restoreSysctl(*it, others), "restoring forwarding");
   if (rt.createdBridge) keep(deleteBridge(rt.bridge, deadline), "deleting the bridge");
   return first;
+}
+
+Status restoreNetworkTable(const model::Network& n, const NetworkRuntime& rt, Deadline deadline) {
+  if (rt.nftTable.empty()) return {};
+  std::optional<model::Cidr> subnet;
+  if (!n.ipv4.empty()) {
+    VMM_ASSIGN(auto c, model::parseCidr(n.ipv4));
+    subnet = c;
+  }
+  auto rules = rulesFor(n, rt.bridge, subnet);
+  if (rules.table != rt.nftTable) return invalidArgument("network " + n.name + ": runtime table " + quote(rt.nftTable) + " is not its table");
+  return nft::createNetworkTable(rules, deadline);
 }
 
 Result<std::vector<Lease>> networkLeases(const NetworkRuntime& rt) {

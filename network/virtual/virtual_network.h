@@ -80,6 +80,11 @@ Result<NetworkRuntime> startNetwork(const model::Network& network, const std::st
 Status stopNetwork(const model::Network& network, const NetworkRuntime& runtime, Deadline deadline,
                    const NetworkOptions& options = {});
 
+// Creates the network's nftables table again from its definition, for a network whose host side
+// is intact but whose table is gone (a ruleset flushed while vmmd was down). The caller checks
+// that the table is missing.
+Status restoreNetworkTable(const model::Network& network, const NetworkRuntime& runtime, Deadline deadline);
+
 Result<std::vector<Lease>> networkLeases(const NetworkRuntime& runtime);
 // Applies a new list of static DHCP hosts to a running network (dnsmasq re-reads its hosts file).
 Status updateDhcpHosts(const NetworkRuntime& runtime, const std::vector<model::DhcpHost>& hosts);
