@@ -1,6 +1,7 @@
 // The logical (LVM) pool backend against real lvm2 on two loop devices over sparse files.
-// Needs root and lvm2 (skipped otherwise). Each test uses its own VG names and removes its
-// VGs, PVs, loop devices, files and lvm2's metadata backups, also when it fails.
+// Needs root and lvm2 (VMM_REQUIRE: skipped otherwise, a failure in strict mode). Each test
+// uses its own VG names and removes its VGs, PVs, loop devices, files and lvm2's metadata
+// backups, also when it fails.
 #include <fcntl.h>
 #include <glob.h>
 #include <gtest/gtest.h>
