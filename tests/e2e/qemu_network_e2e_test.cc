@@ -1,7 +1,12 @@
 // Integration: vmm networks with real QEMU (TCG) guests booted from the test guest.
 //   - a NAT network made through the API: DHCP leases (dynamic and static), guests reaching each
 //     other, the gateway and an "outside" host that only sees the masquerading address;
-//   - port profiles on real taps: an ACL dropping ICMP but not TCP, VLANs keeping guests apart;
+//   - a routed network: the outside host sees the guest's own address and connects into it;
+//   - a bridge-mode network on a host bridge the test made: the guest talks to a host on it;
+//   - nft tables under vmm's prefix that no running network owns are removed when vmmd starts,
+//     a running network's table is kept (or made again) and its traffic still flows;
+//   - port profiles on real taps: an ACL dropping ICMP but not TCP, VLANs keeping guests apart
+//     (each VLAN shown to pass traffic inside itself);
 //   - everything taken down again: taps, per-port nft tables and ifb devices with the guests;
 //     bridge, table, dnsmasq and forwarding switches with the network;
 //   - bad input refused without leftovers;
@@ -132,6 +137,17 @@ class ChildNetns {
   if (ns.sh("ip link set lo up && ip link set " + peer + " up") != 0)
     return ::testing::AssertionFailure() << "cannot bring " << peer << " up";
   return ::testing::AssertionSuccess();
+}
+
+// A python TCP server for an outside host: answers every connection with the address it came
+// from, so the test sees which source address reached it.
+std::vector<std::string> peerEchoServer(const std::string& ip, int port) {
+  return {"python3", "-c",
+          "import socket\n"
+          "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+          "s.bind(('" + ip + "', " + std::to_string(port) + ")); s.listen(8)\n"
+          "while True:\n"
+          "    c, a = s.accept(); c.sendall((a[0] + '\\n').encode()); c.close()\n"};
 }
 
 class QemuNetworkTest : public ::testing::Test {
@@ -370,20 +386,173 @@ TEST_F(QemuNetworkTest, NatNetworkWithDhcpReachesTheOutsideMasqueraded) {
   EXPECT_FALSE(fs::exists(vmmd->dir() + "/state/networks/natnet"));
 }
 
+// A routed network: no masquerade - the outside host, which routes the guests' subnet to this
+// host, sees the guest's own address and can open connections into the guest.
+TEST_F(QemuNetworkTest, RoutedNetworkCarriesTheGuestsOwnAddressBothWays) {
+  ChildNetns outside;
+  ASSERT_TRUE(outside.ok());
+  ASSERT_TRUE(vethInto("vmmup1", "out1", outside));
+  links.push_back("vmmup1");
+  ASSERT_EQ(sh("ip addr add 198.51.100.1/24 dev vmmup1"), 0);
+  ASSERT_EQ(outside.sh("ip addr add 198.51.100.2/24 dev out1 && ip route add 10.94.0.0/24 via 198.51.100.1"), 0);
+  ASSERT_GT(outside.spawn(peerEchoServer("198.51.100.2", 8080)), 0);
+
+  const std::string mac = "52:54:00:94:00:0a";
+  json view = createNetwork({{"name", "routed"}, {"mode", "routed"}, {"bridge", "vmmrt0"}, {"ipv4", "10.94.0.1/24"},
+                             {"uplink", "vmmup1"}, {"dhcp", {{"hosts", {{{"mac", mac}, {"ip", "10.94.0.50"}, {"name", "rguest"}}}}}}});
+  ASSERT_EQ(view.value("state", ""), "active") << view.dump();
+  dnsmasqPids.insert(view["runtime"].value("dnsmasq_pid", 0));
+  EXPECT_EQ(readSysctl("/proc/sys/net/ipv4/conf/vmmup1/forwarding"), "1");
+
+  ASSERT_GT(boot("rt-a", {{{"network", "routed"}, {"mac", mac}}}, "tg.dhcp=1"), 0);
+  ASSERT_TRUE(consoleShows("rt-a", "NET-DHCP-OK")) << consoleLog("rt-a");
+  // Out: the guest's default route comes from DHCP; the outside sees 10.94.0.50, not the uplink.
+  auto seen = guestShell("rt-a", "nc -w 5 198.51.100.2 8080 </dev/null");
+  EXPECT_EQ(seen.exitCode, 0) << seen.err;
+  EXPECT_EQ(trim(seen.out), "10.94.0.50") << "the outside must see the guest's own address (no masquerade)";
+  // In: a new connection from the outside reaches a listener in the guest.
+  ASSERT_EQ(guestShell("rt-a", "nc -l -p 5004 </dev/null >/tmp/in 2>&1 &").exitCode, 0);
+  EXPECT_EQ(outside.sh("echo from-outside | busybox nc -w 3 10.94.0.50 5004"), 0) << "the outside cannot connect into the guest";
+  EXPECT_EQ(trim(guestShell("rt-a", "sleep 1; cat /tmp/in").out), "from-outside");
+
+  call("domain.destroy", {{"name", "rt-a"}});
+  auto stopped = vmmd->vmctl({"net", "stop", "routed"});
+  ASSERT_EQ(stopped.exitCode, 0) << stopped.err;
+  EXPECT_FALSE(linkExists("vmmrt0"));
+  EXPECT_EQ(nftTables().find("vmm-net-"), std::string::npos) << nftTables();
+  EXPECT_EQ(readSysctl("/proc/sys/net/ipv4/conf/vmmup1/forwarding"), "0");
+}
+
+// A bridge-mode network attaches guests to a bridge the host already has: the guest and a host
+// on that bridge reach each other both ways. vmm makes no table and no dnsmasq there, and the
+// bridge outlives the network.
+TEST_F(QemuNetworkTest, BridgeModeNetworkPutsTheGuestOnTheHostBridge) {
+  ASSERT_EQ(sh("ip link add vmmhost0 type bridge && ip link set vmmhost0 up"), 0);
+  links.push_back("vmmhost0");
+  ChildNetns lanHost;
+  ASSERT_TRUE(lanHost.ok());
+  ASSERT_TRUE(vethInto("vmmlanp0", "lan0", lanHost));
+  links.push_back("vmmlanp0");
+  ASSERT_EQ(sh("ip link set vmmlanp0 master vmmhost0"), 0);
+  ASSERT_EQ(lanHost.sh("ip addr add 10.96.0.2/24 dev lan0"), 0);
+  ASSERT_GT(lanHost.spawn(peerEchoServer("10.96.0.2", 8080)), 0);
+  std::string tablesBefore = nftTables();
+
+  json view = createNetwork({{"name", "hostlan"}, {"mode", "bridge"}, {"bridge", "vmmhost0"}});
+  ASSERT_EQ(view.value("state", ""), "active") << view.dump();
+  EXPECT_EQ(view["runtime"].value("dnsmasq_pid", -1), 0) << view.dump();
+  EXPECT_EQ(nftTables(), tablesBefore);
+
+  const std::string mac = "52:54:00:96:00:0a";
+  ASSERT_GT(boot("br-a", {{{"network", "hostlan"}, {"mac", mac}}}, "tg.ip=10.96.0.10/24"), 0);
+  std::string tap = hostIfFor("vm", mac);
+  EXPECT_TRUE(fs::exists("/sys/class/net/vmmhost0/brif/" + tap)) << tap << " is not on vmmhost0";
+  EXPECT_EQ(guestPing("br-a", "10.96.0.2", 2), 0) << "the guest cannot reach the host on the bridge";
+  auto seen = guestShell("br-a", "nc -w 5 10.96.0.2 8080 </dev/null");
+  EXPECT_EQ(seen.exitCode, 0) << seen.err;
+  EXPECT_EQ(trim(seen.out), "10.96.0.10");
+  EXPECT_EQ(lanHost.sh("busybox ping -c 1 -W 2 10.96.0.10 >/dev/null"), 0) << "the host on the bridge cannot reach the guest";
+
+  call("domain.destroy", {{"name", "br-a"}});
+  EXPECT_TRUE(waitFor([&] { return !linkExists(tap); }, Millis(5000)));
+  call("network.stop", {{"name", "hostlan"}});
+  EXPECT_TRUE(linkExists("vmmhost0")) << "a bridge vmm did not create was deleted";
+  EXPECT_TRUE(fs::exists("/sys/class/net/vmmhost0/brif/vmmlanp0"));
+  EXPECT_EQ(nftTables(), tablesBefore);
+}
+
+// vmm-net-* tables that no running network owns - left by a crash, or the table of a network
+// that is defined but stopped - are removed when vmmd starts; a running network's table is
+// kept, and made again if it vanished while vmmd was down. Shown with traffic: an endpoint on
+// the NAT bridge reaches the outside masqueraded, which fails both while a stray table with a
+// drop policy sits in the forward hook and while the network's own table is missing.
+TEST_F(QemuNetworkTest, StaleTablesAreRemovedAtStartAndLiveOnesKeptOrRebuilt) {
+  ChildNetns outside, endpoint;
+  ASSERT_TRUE(outside.ok() && endpoint.ok());
+  ASSERT_TRUE(vethInto("vmmup2", "out2", outside));
+  links.push_back("vmmup2");
+  ASSERT_EQ(sh("ip addr add 203.0.113.1/24 dev vmmup2"), 0);
+  ASSERT_EQ(outside.sh("ip addr add 203.0.113.2/24 dev out2"), 0);
+  ASSERT_GT(outside.spawn(peerEchoServer("203.0.113.2", 8080)), 0);
+
+  struct DropPlanted {
+    ~DropPlanted() { (void)host({"sh", "-c", "nft delete table ip vmm-net-ghost; nft delete table ip hostfw; true"}); }
+  } dropPlanted;
+
+  json view = createNetwork({{"name", "keep"}, {"mode", "nat"}, {"bridge", "vmmkeep0"}, {"ipv4", "10.97.0.1/24"},
+                             {"uplink", "vmmup2"}, {"dhcp", {{"enabled", false}}}});
+  ASSERT_EQ(view.value("state", ""), "active") << view.dump();
+  networks.push_back("idle");
+  ASSERT_TRUE(rpc->call("network.create", {{"definition", {{"name", "idle"}, {"mode", "isolated"}, {"bridge", "vmmidle0"}, {"autostart", false}}},
+                                           {"start", false}}).ok());
+  ASSERT_TRUE(vethInto("vmmep0", "ep0", endpoint));
+  links.push_back("vmmep0");
+  ASSERT_EQ(sh("ip link set vmmep0 master vmmkeep0"), 0);
+  ASSERT_EQ(endpoint.sh("ip addr add 10.97.0.7/24 dev ep0 && ip route add default via 10.97.0.1"), 0);
+  // The address the outside sees for a connection from the endpoint ("" when none gets through).
+  auto seenFromEndpoint = [&] {
+    auto r = host(endpoint.in({"python3", "-c",
+                               "import socket\n"
+                               "c = socket.create_connection(('203.0.113.2', 8080), timeout=3)\n"
+                               "print(c.recv(64).decode().strip())\n"}));
+    return r.exitCode == 0 ? std::string(trim(r.out)) : std::string();
+  };
+  ASSERT_EQ(seenFromEndpoint(), "203.0.113.1");
+
+  auto restartVmmd = [&] {
+    rpc.reset();
+    vmmd->kill9();
+    auto started = vmmd->start();
+    ASSERT_TRUE(started.ok()) << vmmd->log();
+    auto c = vmmd->connect();
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    rpc = std::move(*c);
+  };
+  auto hasTable = [&](const std::string& name) { return nftTables().find("table ip " + name + "\n") != std::string::npos; };
+
+  // A crash left tables behind: a stray one whose drop policy stops all forwarding, and one of
+  // the stopped network. A table that is not vmm's stays.
+  vmmd->kill9();
+  ASSERT_EQ(sh("nft add table ip vmm-net-ghost && "
+               "nft add chain ip vmm-net-ghost forward '{ type filter hook forward priority 0; policy drop; }' && "
+               "nft add table ip vmm-net-idle && nft add table ip hostfw"), 0);
+  EXPECT_EQ(seenFromEndpoint(), "") << "the planted table does not stop forwarding: the check below would prove nothing";
+  restartVmmd();
+  if (HasFatalFailure()) return;
+  EXPECT_FALSE(hasTable("vmm-net-ghost")) << nftTables();
+  EXPECT_FALSE(hasTable("vmm-net-idle")) << nftTables();
+  EXPECT_TRUE(hasTable("vmm-net-keep")) << nftTables();
+  EXPECT_TRUE(hasTable("hostfw")) << nftTables();
+  EXPECT_EQ(call("network.get", {{"name", "keep"}}).value("state", ""), "active");
+  EXPECT_EQ(seenFromEndpoint(), "203.0.113.1");
+
+  // The running network's table vanished while vmmd was down (a flushed ruleset): made again.
+  vmmd->kill9();
+  ASSERT_EQ(sh("nft delete table ip vmm-net-keep"), 0);
+  EXPECT_NE(seenFromEndpoint(), "203.0.113.1") << "without its table the network still masquerades";
+  restartVmmd();
+  if (HasFatalFailure()) return;
+  EXPECT_TRUE(hasTable("vmm-net-keep")) << nftTables();
+  EXPECT_EQ(call("network.get", {{"name", "keep"}}).value("state", ""), "active") << "a second restart lost the running network";
+  EXPECT_EQ(seenFromEndpoint(), "203.0.113.1");
+}
+
 // 2 (and 3 for port state): ACL and VLANs on real QEMU taps of an isolated network. A (VLAN 10)
 // drops ICMP; B (VLAN 10, outbound limit through an ifb) talks to A over TCP; C (VLAN 20)
-// reaches neither.
+// reaches D (VLAN 20) but neither A nor B.
 TEST_F(QemuNetworkTest, PortProfilesFilterAndSeparateGuests) {
   json view = createNetwork({{"name", "lan"}, {"mode", "isolated"}, {"bridge", "vmmlan0"}});
   ASSERT_EQ(view.value("state", ""), "active") << view.dump();
 
-  const std::string macA = "52:54:00:92:00:0a", macB = "52:54:00:92:00:0b", macC = "52:54:00:92:00:0c";
+  const std::string macA = "52:54:00:92:00:0a", macB = "52:54:00:92:00:0b", macC = "52:54:00:92:00:0c",
+                    macD = "52:54:00:92:00:0d";
   json portA = {{"vlan", {{"mode", "access"}, {"tag", 10}}}, {"acl", {{{"action", "deny"}, {"protocol", "icmp"}}}}};
   json portB = {{"vlan", {{"mode", "access"}, {"tag", 10}}}, {"outbound", {{"average", "10Mbit"}}}};
   json portC = {{"vlan", {{"mode", "access"}, {"tag", 20}}}};
   ASSERT_GT(boot("pa", {{{"network", "lan"}, {"mac", macA}, {"port", portA}}}, "tg.ip=10.92.0.11/24"), 0);
   ASSERT_GT(boot("pb", {{{"network", "lan"}, {"mac", macB}, {"port", portB}}}, "tg.ip=10.92.0.12/24"), 0);
   ASSERT_GT(boot("pc", {{{"network", "lan"}, {"mac", macC}, {"port", portC}}}, "tg.ip=10.92.0.13/24"), 0);
+  ASSERT_GT(boot("pd", {{{"network", "lan"}, {"mac", macD}, {"port", portC}}}, "tg.ip=10.92.0.14/24"), 0);
 
   std::string tapA = hostIfFor("vm", macA);
   EXPECT_NE(host({"nft", "list", "tables", "bridge"}).out.find("vmm_port_" + tapA), std::string::npos)
@@ -397,6 +566,7 @@ TEST_F(QemuNetworkTest, PortProfilesFilterAndSeparateGuests) {
   ASSERT_EQ(guestShell("pa", "nc -l -p 5001 </dev/null >/tmp/got 2>&1 &").exitCode, 0);
   ASSERT_EQ(guestShell("pb", "true").exitCode, 0);
   ASSERT_EQ(guestShell("pc", "true").exitCode, 0);
+  ASSERT_EQ(guestShell("pd", "true").exitCode, 0);
 
   // A's ACL drops ICMP both ways; TCP passes.
   EXPECT_NE(guestPing("pb", "10.92.0.11", 2), 0) << "ICMP to A passed its deny rule";
@@ -405,6 +575,13 @@ TEST_F(QemuNetworkTest, PortProfilesFilterAndSeparateGuests) {
   EXPECT_EQ(sent.exitCode, 0) << sent.out << sent.err;
   auto got = guestShell("pa", "sleep 1; cat /tmp/got");
   EXPECT_EQ(trim(got.out), "hello-a") << got.err;
+
+  // VLAN 20 works inside itself: C reaches D (ICMP and TCP), so what C cannot reach below is
+  // kept apart by the VLANs, not by a guest that cannot talk at all.
+  EXPECT_EQ(guestPing("pc", "10.92.0.14", 2), 0) << "C cannot reach D in its own VLAN";
+  ASSERT_EQ(guestShell("pd", "nc -l -p 5003 </dev/null >/tmp/got3 2>&1 &").exitCode, 0);
+  EXPECT_EQ(guestShell("pc", "echo from-c | nc -w 3 10.92.0.14 5003").exitCode, 0);
+  EXPECT_EQ(trim(guestShell("pd", "sleep 1; cat /tmp/got3").out), "from-c");
 
   // VLAN 20 reaches nobody in VLAN 10.
   ASSERT_EQ(guestShell("pa", "nc -l -p 5002 </dev/null >/tmp/got2 2>&1 &").exitCode, 0);
@@ -415,7 +592,7 @@ TEST_F(QemuNetworkTest, PortProfilesFilterAndSeparateGuests) {
   EXPECT_EQ(guestShell("pb", "echo from-b | nc -w 3 10.92.0.11 5002").exitCode, 0);
 
   // 3: the guests take their port state with them.
-  for (const char* name : {"pa", "pb", "pc"}) call("domain.destroy", {{"name", name}});
+  for (const char* name : {"pa", "pb", "pc", "pd"}) call("domain.destroy", {{"name", name}});
   EXPECT_TRUE(waitFor([&] { return !linkExists(tapA); }, Millis(5000)));
   std::string bridgeTables = host({"nft", "list", "tables", "bridge"}).out;
   EXPECT_EQ(bridgeTables.find("vmm_port_"), std::string::npos) << bridgeTables;
@@ -423,7 +600,7 @@ TEST_F(QemuNetworkTest, PortProfilesFilterAndSeparateGuests) {
   EXPECT_TRUE(linksOfKind("tun").empty()) << join(linksOfKind("tun"), ",");
   EXPECT_TRUE(childrenOfVmmd("qemu").empty());
 
-  for (const char* name : {"pa", "pb", "pc"}) call("domain.delete", {{"name", name}});
+  for (const char* name : {"pa", "pb", "pc", "pd"}) call("domain.delete", {{"name", name}});
   domains.clear();
   call("network.stop", {{"name", "lan"}});
   EXPECT_FALSE(linkExists("vmmlan0"));
