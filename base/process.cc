@@ -58,7 +58,9 @@ std::vector<std::string> buildEnv(const std::map<std::string, std::string>& extr
 struct ChildSetup {
   std::vector<std::string> argvStore, envStore;
   std::string exe;  // argv[0] resolved; execvpe's own lookup when empty
+  std::string sh = "/bin/sh";
   std::vector<char*> argv, envp;
+  std::vector<char*> shArgv;  // sh exe args...: for an exe without #! (ENOEXEC), as execvp does
   std::vector<int> passFds;
   int in = -1, out = -1, err = -1;
   bool newSession = true;
@@ -75,6 +77,10 @@ struct ChildSetup {
     argv.push_back(nullptr);
     for (auto& e : envStore) envp.push_back(e.data());
     envp.push_back(nullptr);
+    if (!exe.empty()) {
+      shArgv = {sh.data(), exe.data()};
+      shArgv.insert(shArgv.end(), argv.begin() + 1, argv.end());
+    }
   }
 };
 
@@ -99,10 +105,12 @@ struct ChildSetup {
   for (size_t i = 0; i < high.size(); ++i) dup2(high[i], static_cast<int>(3 + i));
   close_range(static_cast<unsigned>(3 + high.size()), ~0U, 0);
   if (!s.cwd.empty() && chdir(s.cwd.c_str()) != 0) _exit(126);
-  if (!s.exe.empty())
-    execve(s.exe.c_str(), s.argv.data(), s.envp.data());
-  else
+  if (s.exe.empty()) {
     execvpe(s.argv[0], s.argv.data(), s.envp.data());
+  } else {
+    execve(s.exe.c_str(), s.argv.data(), s.envp.data());
+    if (errno == ENOEXEC) execve(s.sh.c_str(), s.shArgv.data(), s.envp.data());
+  }
   _exit(127);
 }
 

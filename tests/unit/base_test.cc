@@ -109,6 +109,29 @@ TEST(Process, MissingCommand) {
   EXPECT_FALSE(r.ok());
 }
 
+// System tools are found in the sbin directories when the PATH lacks them (a daemon's or CI
+// user's PATH): ldconfig is in /sbin on every Debian system (libc-bin is essential).
+TEST(Process, SbinToolsRunWithoutSbinInPath) {
+  EXPECT_EQ(findExecutable("ldconfig", "/usr/bin:/bin").rfind("/", 0), 0u);
+  EXPECT_EQ(findExecutable("vmm-no-such-tool", "/usr/bin:/bin"), "");
+  EXPECT_EQ(findExecutable("./relative", "/usr/bin"), "./relative");
+  RunOptions o;
+  o.env["PATH"] = "/usr/bin:/bin";
+  auto r = runCommand({"ldconfig", "--version"}, o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->exitCode, 0) << r->describe();
+  // A script without #! still runs through sh, as execvp would.
+  char tmpl[] = "/tmp/vmm-findexe-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  ASSERT_TRUE(fs::writeFileAtomic(dir + "/vmm-plain-script", "echo plain\n", 0755).ok());
+  o.env["PATH"] = dir + ":/usr/bin:/bin";
+  auto plain = runCommand({"vmm-plain-script"}, o);
+  (void)fs::removeTree(dir);
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  EXPECT_EQ(plain->out, "plain\n") << plain->describe();
+}
+
 TEST(Fs, ConfinedPath) {
   char tmpl[] = "/tmp/vmm-fs-XXXXXX";
   std::string root = mkdtemp(tmpl);
