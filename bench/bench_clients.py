@@ -1,5 +1,5 @@
 """The clients the benchmarks drive: vmmd over one JSON-RPC connection, one long-running virsh
-shell, and a command per call (vmctl, virsh). Shared by storage_bench.py and network_bench.py."""
+shell, and a command per call (vmctl, virsh). Shared by the benchmark scripts."""
 import json, os, select, socket, subprocess, time
 
 
@@ -82,20 +82,3 @@ def cli(argv, timeout):
         raise RuntimeError(f"{' '.join(argv)}: {r.stderr.decode(errors='replace').strip()[-300:]}")
     return r.stdout
 
-
-def floor_argv(argv, work, i, agent=None):
-    """vmmd's QEMU command line made runnable by hand: no -S (the guest runs at once), the monitor
-    on a socket path and the console in a file instead of inherited fds, and the guest agent's
-    channel on a socket path when `agent` is given."""
-    out = []
-    for a in argv:
-        if a == "-S":
-            continue
-        if a.startswith("socket,id=qmp,fd="):
-            a = f"socket,id=qmp,path={work}/floor-{i}.qmp,server=on,wait=off"
-        elif a.startswith("socket,id=console0,fd="):
-            a = f"file,id=console0,path={work}/floor-{i}.log"
-        elif agent and a.startswith("socket,id=qga0,fd="):
-            a = f"socket,id=qga0,path={agent},server=on,wait=off"
-        out.append(a)
-    return out
