@@ -1,114 +1,127 @@
 #!/usr/bin/env python3
-"""Times a disposable run of `true` in a fresh test-guest VM, paired run by run:
-the floor - vmmd's own QEMU command line started by hand, then the guest agent polled until it
-answers and `true` run through it (guest-exec), then QEMU killed - against
-`vmctl run --rm --image test-guest -- true` (clone, define, start, agent, exec, destroy,
-undefine, delete). Prints JSON with every sample."""
-import argparse, json, os, socket, statistics, subprocess, time
+"""Times a disposable run of `true` in a fresh test-guest VM, in pairs:
 
-import bench_clients
+- floor: a fresh qcow2 overlay of the image (qemu-img create), vmmd's exact QEMU argv for a
+  launched test-guest domain with that overlay in place of vmmd's clone, launched as vmmd launches
+  it (floor.py: inherited monitor/agent/console sockets, -S, QMP negotiation, `cont`), ONE guest
+  agent connection (guest-sync-delimited once, then guest-ping, guest-exec `true` and
+  guest-exec-status polled back to back on it), QEMU killed and reaped, the overlay deleted;
+- vmm: `vmctl -o json run --rm --image test-guest -- true` (clone, define, start, wait for the
+  agent, guest-exec with streamed output, destroy, undefine, delete the clone; every record
+  fsynced); its JSON result carries vmmd's own phase timings (launch, agent, exec, remove).
+
+Writes JSON with every sample (see sampling.py for the pairing)."""
+import argparse, json, os, subprocess, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_clients, floor, sampling  # noqa: E402
 
 p = argparse.ArgumentParser()
-for a in ("--work", "--vmctl", "--socket"):
+for a in ("--work", "--vmctl", "--socket", "--out"):
     p.add_argument(a, required=True)
-p.add_argument("--runs", type=int, default=10)
+p.add_argument("--runs", type=int, default=20)
 args = p.parse_args()
 VMCTL = [args.vmctl, "--connect", args.socket]
+rpc = bench_clients.Rpc(args.socket, 120)
+CAPTURE = "vmmbench-run0"
 
 
-def agent_call(path, cmd, arguments=None, timeout=1.0):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
+def run(argv):
+    return bench_clients.cli(argv, 180)
+
+
+def capture():
+    """Launches one domain from the image through vmmd; returns its QEMU argv and, for each disk
+    that is vmmd's clone, the clone's path and its backing file."""
+    run(VMCTL + ["launch", "test-guest", CAPTURE])
     try:
-        s.connect(path)
-        sync_id = int(time.time() * 1000) % 1000000
-        s.sendall(b"\xff" + json.dumps({"execute": "guest-sync-delimited", "arguments": {"id": sync_id}}).encode() + b"\n")
-        buf = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise OSError("closed")
-            buf += chunk
-            # replies follow a 0xff delimiter; keep the last complete JSON line
-            lines = [l for l in buf.replace(b"\xff", b"\n").split(b"\n") if l.strip()]
-            if any(json.loads(l).get("return") == sync_id for l in lines if l.startswith(b"{")):
-                break
-        msg = {"execute": cmd}
-        if arguments:
-            msg["arguments"] = arguments
-        s.sendall(json.dumps(msg).encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise OSError("closed")
-            buf += chunk
-        return json.loads(buf.split(b"\n")[0])["return"]
+        dom = rpc.call("domain.get", {"name": CAPTURE})
+        argv = floor.capture_argv(dom["runtime"]["pid"])
+        clones = {}
+        for a in argv:
+            for part in a.replace('"', ",").split(","):
+                path = part.split("=", 1)[-1]
+                if path.startswith("/") and CAPTURE in os.path.basename(path) and path not in clones:
+                    info = json.loads(run(["qemu-img", "info", "-U", "--output=json", path]))
+                    backing = info.get("full-backing-filename") or info.get("backing-filename")
+                    if not backing:
+                        raise RuntimeError(f"{path}: vmmd's clone has no backing file")
+                    clones[path] = backing
+        if not clones:
+            raise RuntimeError("no clone of the image found in vmmd's QEMU argv: " + " ".join(argv))
+        return argv, clones
     finally:
-        s.close()
+        run(VMCTL + ["rm", CAPTURE])
 
 
+ARGV, CLONES = capture()
+OVERLAY = os.path.join(args.work, "floor-overlay.qcow2")
 FLOOR_ARGV = []
+for a in ARGV:
+    for clone in CLONES:
+        a = a.replace(clone, OVERLAY)
+    FLOOR_ARGV.append(a)
+missing = [a for a in FLOOR_ARGV if a.startswith("/") and not os.path.exists(a) and a != FLOOR_ARGV[0]]
+if missing:
+    raise SystemExit(f"files in vmmd's argv that no longer exist: {missing}")
+BACKING = next(iter(CLONES.values()))
+FLOOR = floor.QemuFloor(FLOOR_ARGV, os.path.join(args.work, "floor"))
 
 
-def capture_argv():
-    """Launches one domain through vmmd and keeps its QEMU argv."""
-    subprocess.run(VMCTL + ["launch", "test-guest", "bench0"], check=True, capture_output=True)
-    info = json.loads(subprocess.run(VMCTL + ["info", "bench0", "-o", "json"], check=True, capture_output=True).stdout)
-    pid = info["runtime"]["pid"]
-    FLOOR_ARGV.extend(open(f"/proc/{pid}/cmdline", "rb").read().decode().split("\0")[:-1])
-    subprocess.run(VMCTL + ["rm", "bench0"], check=True, capture_output=True)
-
-
-def floor_run(i):
-    agent = f"{args.work}/floor-{i}.agent"
-    argv = bench_clients.floor_argv(FLOOR_ARGV, args.work, i, agent)
-    # vmmd's clone was removed with bench0: the floor boots its own overlay of the image,
-    # made before the clock starts.
-    disk = f"{args.work}/floor-{i}.qcow2"
-    for n, a in enumerate(argv):
-        if "bench0-root.qcow2" in a:
-            image = a.split('"filename":"')[1].split('"')[0].replace("bench0-root.qcow2", "test-guest.qcow2")
-            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", "qcow2", disk], check=True)
-            argv[n] = a.replace(a.split('"filename":"')[1].split('"')[0], disk)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def floor_sample(_):
+    """The floor's total and its phases (what vmmd reports as launch, agent, exec and remove)."""
+    t0 = sampling.now_ms()
+    phases = {}
+    floor.qemu_img("create", "-q", "-f", "qcow2", "-b", BACKING, "-F", "qcow2", OVERLAY)
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("the floor QEMU exited: " + proc.stderr.read().decode() + "\n" + " ".join(argv))
-            if time.perf_counter() - t0 > 120:
-                raise RuntimeError("the floor guest's agent never answered")
-            try:
-                agent_call(agent, "guest-ping")
-                break
-            except (OSError, ValueError):
-                time.sleep(0.02)
-        pid = agent_call(agent, "guest-exec", {"path": "true", "capture-output": True})["pid"]
-        while not agent_call(agent, "guest-exec-status", {"pid": pid})["exited"]:
-            time.sleep(0.01)
-        return (time.perf_counter() - t0) * 1000
+        FLOOR.launch()
+        phases["launch"] = sampling.now_ms() - t0
+        agent = FLOOR.agent()
+        deadline = time.monotonic() + 60
+        agent.call("guest-ping", deadline=deadline)
+        phases["agent"] = sampling.now_ms() - t0 - phases["launch"]
+        pid = agent.call("guest-exec", {"path": "true"}, deadline)["pid"]
+        while not (st := agent.call("guest-exec-status", {"pid": pid}, deadline))["exited"]:
+            pass
+        if st.get("exitcode") != 0:
+            raise RuntimeError(f"true exited with {st}")
+        phases["exec"] = sampling.now_ms() - t0 - phases["launch"] - phases["agent"]
     finally:
-        proc.kill()
-        proc.wait()
+        t1 = sampling.now_ms()
+        FLOOR.kill()
+        os.remove(OVERLAY)
+        phases["remove"] = sampling.now_ms() - t1
+    return dict(phases, total=sampling.now_ms() - t0)
 
 
-def vmm_run(i):
-    t0 = time.perf_counter()
-    r = subprocess.run(VMCTL + ["run", "--rm", "--image", "test-guest", "--", "true"], capture_output=True)
-    ms = (time.perf_counter() - t0) * 1000
-    if r.returncode != 0:
-        raise RuntimeError(f"vmctl run failed: {r.stderr.decode()}")
-    return ms
+def vmm_sample(_):
+    t0 = sampling.now_ms()
+    out = run(VMCTL + ["-o", "json", "run", "--rm", "--image", "test-guest", "--", "true"])
+    total = sampling.now_ms() - t0
+    t = json.loads(out).get("timings", {})
+    return {"total": total, "launch": t.get("launch_ms"), "agent": t.get("agent_ms"), "exec": t.get("exec_ms"),
+            "remove": t.get("remove_ms")}
 
 
-capture_argv()
-samples = {"floor": [], "vmm": []}
-for i in range(args.runs):
-    samples["floor"].append(floor_run(i))
-    samples["vmm"].append(vmm_run(i))
-left = json.loads(subprocess.run(VMCTL + ["list", "--all", "-o", "json"], capture_output=True).stdout or b"[]")
-med = {k: statistics.median(v) for k, v in samples.items()}
-print(json.dumps({"runs": args.runs, "samples_ms": samples, "median_ms": med,
-                  "overhead_ratio": med["vmm"] / med["floor"], "domains_left": len(left),
-                  "floor_argv": FLOOR_ARGV}, indent=1))
+def warm(*_):
+    """The preceding state of every sample: one untimed floor run (boot, agent, true, kill)."""
+    floor_sample(None)
+
+
+targets = {"floor": sampling.Target(floor_sample), "vmm": sampling.Target(vmm_sample)}
+PRECEDING = ("right before every timed run, one untimed floor run (boot, agent, `true`, QEMU killed and reaped); "
+             "vmctl run --rm returns only after its domain is destroyed and removed")
+try:
+    for name, t in targets.items():  # caches before anything is timed
+        try:
+            t.sample(0)
+        except Exception as e:  # the pairs will show whether it persists
+            print(f"first {name} run (untimed) failed: {e}", file=sys.stderr)
+    runner = sampling.PairedRun(targets, args.runs, ("total", "launch", "agent", "exec", "remove"), warmup=warm,
+                                preceding=PRECEDING).run()
+finally:
+    FLOOR.kill()
+left = rpc.call("domain.list", {})
+sampling.write_result(args.out, runner.result(
+    diffs=[(op, "vmm", "floor") for op in ("total", "launch", "agent", "exec", "remove")], domains_left=len(left), floor_argv=FLOOR_ARGV,
+    floor_descriptors=floor.chardev_fds(FLOOR_ARGV), vmm_clones_replaced=list(CLONES)))

@@ -1,9 +1,10 @@
 #!/bin/sh
-# QEMU start benchmark: spawn -> first console marker of the test guest, three ways in the
-# same run, paired: the bare QEMU floor (the argv vmmd builds, started by hand), vmctl start
-# through vmmd, and virsh start through libvirtd. Same kernel, initrd, memory and TCG.
+# QEMU start benchmark: issuing a start -> the test guest's marker on its serial console, in
+# pairs: the floor (vmmd's exact QEMU argv and inherited descriptors, launched by bench/floor.py),
+# `vmctl start` through vmmd, and `virsh start` through libvirtd. Same kernel, initrd, memory,
+# vCPUs and TCG. RUNS pairs (default 20); results in $RESULTS/start.json.
 . "$(dirname "$0")/lib.sh"
-RUNS=${RUNS:-10}
+RUNS=${RUNS:-20}
 "$ROOT/scripts/build-test-guest.sh" "$BUILD/test-guest"
 start_vmmd --drivers qemu
 start_libvirtd
@@ -11,6 +12,5 @@ WORK=$(mktemp -d /tmp/vmm-bench-start-XXXXXX)
 DIRS="$DIRS $WORK"
 chmod 755 "$WORK"
 python3 "$ROOT/bench/start_bench.py" --runs "$RUNS" --guest "$BUILD/test-guest" --work "$WORK" \
-  --vmctl "$BUILD/client/vmctl" --socket "$VMMD_SOCK" --vmmd-state "$VMMD_DIR/state" > "$RESULTS/start.json"
-cat "$RESULTS/start.json"
-python3 "$ROOT/bench/report.py"
+  --vmctl "$BUILD/client/vmctl" --socket "$VMMD_SOCK" --vmmd-state "$VMMD_DIR/state" --out "$RESULTS/start.json"
+python3 "$ROOT/bench/report.py" --summary start

@@ -1,129 +1,162 @@
 #!/usr/bin/env python3
-"""Times spawn -> console marker for one guest started by bare QEMU, by vmmd (vmctl start)
-and by libvirtd (virsh start), interleaved run by run. Prints JSON with every sample."""
-import argparse, json, os, statistics, subprocess, time
+"""Times issuing a start -> the test guest's marker on its serial console, three ways in pairs:
+the floor (vmmd's exact QEMU argv and descriptors, launched by floor.py), vmm (`vmctl start`
+through vmmd) and libvirt (`virsh start` through libvirtd). Same kernel, initrd, memory, vCPUs,
+TCG. Writes JSON with every sample (see sampling.py for the pairing)."""
+import argparse, json, os, subprocess, sys
 
-import bench_clients
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_clients, floor, sampling  # noqa: E402
 
 p = argparse.ArgumentParser()
-for a in ("--guest", "--work", "--vmctl", "--socket", "--vmmd-state"):
+for a in ("--guest", "--work", "--vmctl", "--socket", "--vmmd-state", "--out"):
     p.add_argument(a, required=True)
-p.add_argument("--runs", type=int, default=10)
+p.add_argument("--runs", type=int, default=20)
+p.add_argument("--libvirt-uri", default="qemu:///system")
 args = p.parse_args()
 
 KERNEL, INITRD = f"{args.guest}/vmlinux", f"{args.guest}/full.cpio"
 CMDLINE = "console=ttyS0 panic=-1 quiet tg.marker=BENCH-MARKER"
 MARKER = b"BENCH-MARKER"
 VMCTL = [args.vmctl, "--connect", args.socket]
+VIRSH = ["virsh", "-q", "-c", args.libvirt_uri]
+VM_DOM, LV_DOM = "vmmbench-start", "vmmbench-start-lv"
+VM_LOG = f"{args.vmmd_state}/qemu/{VM_DOM}/console.log"
+LV_LOG = f"{args.work}/libvirt-console.log"
+rpc = bench_clients.Rpc(args.socket, 120)
 
 
-def wait_marker(path, t0, timeout=60):
-    while time.perf_counter() - t0 < timeout:
-        try:
-            with open(path, "rb") as f:
-                if MARKER in f.read():
-                    return (time.perf_counter() - t0) * 1000
-        except FileNotFoundError:
-            pass
-        time.sleep(0.002)
-    raise RuntimeError(f"no marker in {path}")
+def run(argv):
+    return bench_clients.cli(argv, 120)
 
 
-FLOOR_ARGV = []
-
-
-def floor_run(i):
-    # vmmd's own QEMU command line, started by hand: its inherited socket fds become a
-    # monitor socket path and a console file, and without -S the guest runs at once.
-    log = f"{args.work}/floor-{i}.log"
-    argv = bench_clients.floor_argv(FLOOR_ARGV, args.work, i)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        return wait_marker(log, t0)
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def capture_argv():
-    """Starts bench0 once through vmmd (also warming caches) and keeps its QEMU argv."""
-    vmm_run(0, keep=True)
-    info = json.loads(subprocess.run(VMCTL + ["info", "bench0", "-o", "json"], check=True, capture_output=True).stdout)
-    pid = info["runtime"]["pid"]
-    FLOOR_ARGV.extend(open(f"/proc/{pid}/cmdline", "rb").read().decode().split("\0")[:-1])
-    subprocess.run(VMCTL + ["destroy", "bench0"], stdout=subprocess.DEVNULL)
-
-
-def vmm_run(i, keep=False):
-    name = f"bench{i}"
-    log = f"{args.vmmd_state}/qemu/{name}/console.log"
-    if os.path.exists(log):
-        os.remove(log)
-    t0 = time.perf_counter()
-    subprocess.run(VMCTL + ["start", name], check=True, stdout=subprocess.DEVNULL)
-    try:
-        return wait_marker(log, t0)
-    finally:
-        if not keep:
-            subprocess.run(VMCTL + ["destroy", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def libvirt_run(i):
-    name = f"vmmbench{i}"
-    log = f"{args.work}/libvirt-{i}.log"
-    t0 = time.perf_counter()
-    subprocess.run(["virsh", "-q", "-c", "qemu:///system", "start", name], check=True, stdout=subprocess.DEVNULL)
-    try:
-        return wait_marker(log, t0)
-    finally:
-        subprocess.run(["virsh", "-q", "-c", "qemu:///system", "destroy", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def define_all():
-    for i in range(args.runs):
-        d = {"name": f"bench{i}", "type": "qemu", "vcpus": 1, "memory": "256MiB", "guest_agent": False,
-             "boot": {"kernel": KERNEL, "initrd": INITRD, "cmdline": CMDLINE}}
-        path = f"{args.work}/bench{i}.json"
-        json.dump(d, open(path, "w"))
-        subprocess.run(VMCTL + ["define", path], check=True, stdout=subprocess.DEVNULL)
-        xml = f"""<domain type='qemu'><name>vmmbench{i}</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>
+def define():
+    d = {"name": VM_DOM, "type": "qemu", "vcpus": 1, "memory": "256MiB", "guest_agent": False,
+         "boot": {"kernel": KERNEL, "initrd": INITRD, "cmdline": CMDLINE}}
+    path = f"{args.work}/{VM_DOM}.json"
+    json.dump(d, open(path, "w"))
+    run(VMCTL + ["define", path])
+    xml = f"""<domain type='qemu'><name>{LV_DOM}</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>
 <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{KERNEL}</kernel><initrd>{INITRD}</initrd><cmdline>{CMDLINE}</cmdline></os>
 <cpu mode='maximum'/><features><acpi/></features>
-<devices><emulator>/usr/bin/qemu-system-x86_64</emulator><serial type='file'><source path='{args.work}/libvirt-{i}.log'/><target port='0'/></serial>
+<devices><emulator>/usr/bin/qemu-system-x86_64</emulator><serial type='file'><source path='{LV_LOG}'/><target port='0'/></serial>
 <memballoon model='none'/></devices></domain>"""
-        xpath = f"{args.work}/vmmbench{i}.xml"
-        open(xpath, "w").write(xml)
-        subprocess.run(["virsh", "-q", "-c", "qemu:///system", "undefine", f"vmmbench{i}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run(["virsh", "-q", "-c", "qemu:///system", "define", xpath], check=True, stdout=subprocess.DEVNULL)
+    xpath = f"{args.work}/{LV_DOM}.xml"
+    open(xpath, "w").write(xml)
+    subprocess.run(VIRSH + ["undefine", LV_DOM], capture_output=True)
+    run(VIRSH + ["define", xpath])
 
 
-def undefine_all():
-    for i in range(args.runs):
-        subprocess.run(VMCTL + ["undefine", f"bench{i}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run(["virsh", "-q", "-c", "qemu:///system", "undefine", f"vmmbench{i}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def undefine():
+    subprocess.run(VMCTL + ["destroy", VM_DOM], capture_output=True)
+    subprocess.run(VMCTL + ["undefine", VM_DOM], capture_output=True)
+    subprocess.run(VIRSH + ["destroy", LV_DOM], capture_output=True)
+    subprocess.run(VIRSH + ["undefine", LV_DOM], capture_output=True)
 
 
-define_all()
-samples = {"floor": [], "vmm": [], "libvirt": []}
-errors = {}
+def vmm_pid():
+    return rpc.call("domain.get", {"name": VM_DOM}).get("runtime", {}).get("pid")
+
+
+def libvirt_pid():
+    try:
+        return int(open(f"/run/libvirt/qemu/{LV_DOM}.pid").read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+FLOOR = None  # floor.QemuFloor, once vmmd's argv is known
+
+
+def floor_sample(_):
+    t0 = sampling.now_ms()
+    FLOOR.launch()
+    returned = sampling.now_ms() - t0
+    FLOOR.wait_console(MARKER)
+    return {"marker": sampling.now_ms() - t0, "returned": returned}
+
+
+def vmm_prepare(_):
+    if os.path.exists(VM_LOG):
+        os.remove(VM_LOG)
+
+
+def vmm_sample(_):
+    t0 = sampling.now_ms()
+    run(VMCTL + ["start", VM_DOM])
+    returned = sampling.now_ms() - t0
+    return {"marker": sampling.wait_for_text(VM_LOG, MARKER, t0), "returned": returned}
+
+
+def vmm_cleanup(_):
+    pid = vmm_pid()
+    subprocess.run(VMCTL + ["destroy", VM_DOM], capture_output=True)
+    if pid:
+        floor.wait_gone(pid)
+
+
+def libvirt_prepare(_):
+    if os.path.exists(LV_LOG):
+        os.remove(LV_LOG)
+
+
+def libvirt_sample(_):
+    t0 = sampling.now_ms()
+    run(VIRSH + ["start", LV_DOM])
+    returned = sampling.now_ms() - t0
+    return {"marker": sampling.wait_for_text(LV_LOG, MARKER, t0), "returned": returned}
+
+
+def libvirt_cleanup(_):
+    pid = libvirt_pid()
+    subprocess.run(VIRSH + ["destroy", LV_DOM], capture_output=True)
+    if pid:
+        floor.wait_gone(pid)
+
+
+def warm_boot(*_):
+    """The preceding state of every sample: one untimed floor boot to the marker, killed."""
+    FLOOR.launch()
+    try:
+        FLOOR.wait_console(MARKER)
+    finally:
+        FLOOR.kill()
+
+
+targets = {
+    "floor": sampling.Target(floor_sample, cleanup=lambda _: FLOOR.kill()),
+    "vmm": sampling.Target(vmm_sample, prepare=vmm_prepare, cleanup=vmm_cleanup),
+    "libvirt": sampling.Target(libvirt_sample, prepare=libvirt_prepare, cleanup=libvirt_cleanup),
+}
+PRECEDING = ("right before every timed boot, one untimed floor boot to the marker, killed (SIGKILL, reaped); "
+             "the previous sample's teardown has finished (its QEMU gone) before that warm-up boot starts")
+argv = []
 try:
-    capture_argv()
-    floor_run("warm")
-    for i in range(args.runs):
-        samples["floor"].append(floor_run(i))
-        samples["vmm"].append(vmm_run(i))
+    define()
+    # vmmd's own command line for this guest, and a first boot of each kind (caches, libvirt's
+    # capabilities) before anything is timed.
+    run(VMCTL + ["start", VM_DOM])
+    argv = floor.capture_argv(vmm_pid())
+    vmm_cleanup(0)
+    FLOOR = floor.QemuFloor(argv, f"{args.work}/floor")
+    for name, t in targets.items():
         try:
-            samples["libvirt"].append(libvirt_run(i))
-        except Exception as e:  # report, do not hide
-            errors["libvirt"] = str(e)
+            if t.prepare:
+                t.prepare(0)
+            t.sample(0)
+        except Exception as e:  # the pairs will show whether it persists
+            print(f"first {name} boot (untimed) failed: {e}", file=sys.stderr)
+        finally:
+            t.cleanup(0)
+    runner = sampling.PairedRun(targets, args.runs, ("marker", "returned"), warmup=warm_boot, preceding=PRECEDING)
+    runner.run()
 finally:
-    undefine_all()
+    if FLOOR:
+        FLOOR.kill()
+    undefine()
 
-med = {k: statistics.median(v) for k, v in samples.items() if v}
-pairs_vmm = [v - f for v, f in zip(samples["vmm"], samples["floor"])]
-pairs_lv = [v - f for v, f in zip(samples["libvirt"], samples["floor"])]
-print(json.dumps({"runs": args.runs, "floor_argv": FLOOR_ARGV, "samples_ms": samples, "median_ms": med,
-                  "overhead_ms_median": {"vmm": statistics.median(pairs_vmm) if pairs_vmm else None,
-                                         "libvirt": statistics.median(pairs_lv) if pairs_lv else None},
-                  "errors": errors}, indent=2))
+sampling.write_result(args.out, runner.result(
+    diffs=[("marker", "vmm", "floor"), ("marker", "libvirt", "floor"),
+           ("returned", "vmm", "floor"), ("returned", "libvirt", "floor")],
+    floor_argv=argv, floor_descriptors=floor.chardev_fds(argv),
+    guest={"kernel": KERNEL, "initrd": INITRD, "cmdline": CMDLINE, "memory": "256MiB", "vcpus": 1}))
