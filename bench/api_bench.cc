@@ -1,22 +1,34 @@
-// API benchmark: define N domains, list them, look one up and remove them, through vmmd's
-// JSON-RPC socket and HTTP API (one kept-alive connection each) and through libvirt (its API,
-// for each URI given: test:///default runs in-process, qemu:///system goes through libvirtd).
-// Prints one JSON document with medians.
-#include <httplib.h>
+// API benchmark: define N domains, list them, read one, ask for the version and remove them,
+// through vmmd (JSON-RPC socket and HTTP API: one kept-alive connection each, each to its own
+// vmmd so that both hold exactly N domains) and through libvirt's C API (qemu:///system through
+// libvirtd; test:///default in-process); and whole CLI processes (vmctl, virsh) while the N
+// domains exist.
+//
+// Every operation runs in pairs: pair i runs it once on every client that has it, in the order
+// bench/sampling.py uses (rotation by pair, reversed every other round), each timed call right
+// after an untimed warm-up of the same kind through the same client (the same call; for define
+// and undefine, the define + undefine of a scratch domain). A failed call is a gap (null) in its
+// pair. Prints every sample as JSON; bench/api_result.py computes the statistics.
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <malloc.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <malloc.h>
-
-#include <cstdio>
+#include <fcntl.h>
+#include <functional>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "base/time_util.h"
 #include "client/vmmclient.h"
+
+extern char** environ;
 
 using json = nlohmann::json;
 using namespace vmm;
@@ -27,143 +39,212 @@ double nowMs() {
   return std::chrono::duration<double, std::milli>(SteadyClock::now().time_since_epoch()).count();
 }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+std::string domName(int i) { return "vmmbench" + std::to_string(i); }
+const char* kScratch = "vmmbench-scratch";
+
+// One client's implementation of the operations it has: each returns whether it succeeded.
+struct Client {
+  std::string name;
+  std::map<std::string, std::function<bool(int)>> ops;
+  std::map<std::string, std::function<void(int)>> warmups;  // default: the op itself, untimed
+};
+
+std::vector<std::string> orderFor(std::vector<std::string> names, int pair) {
+  int n = static_cast<int>(names.size());
+  std::rotate(names.begin(), names.begin() + pair % n, names.end());
+  if ((pair / n) % 2 == 1) std::reverse(names.begin(), names.end());
+  return names;
 }
 
-template <typename Fn>
-double medianOf(int runs, Fn fn) {
-  std::vector<double> t;
-  for (int i = 0; i < runs; ++i) {
-    double t0 = nowMs();
-    fn();
-    t.push_back(nowMs() - t0);
-  }
-  return median(t);
-}
-
-std::string domName(int i) { return "bench" + std::to_string(i); }
-
-json benchVmm(client::Connection& c, int n, const std::string& label) {
-  json r = {{"target", label}};
-  // Warm-up and clean slate.
-  for (int i = 0; i < n; ++i) (void)c.call("domain.delete", {{"name", domName(i)}});
-  std::vector<double> define;
-  for (int i = 0; i < n; ++i) {
-    json def = {{"name", domName(i)}, {"type", "test"}, {"memory", "256MiB"}, {"vcpus", 1}};
-    double t0 = nowMs();
-    auto res = c.call("domain.create", {{"definition", def}});
-    define.push_back(nowMs() - t0);
-    if (!res.ok()) {
-      std::cerr << label << ": define failed: " << res.error().message << "\n";
-      exit(1);
+json runOp(const std::string& op, int pairs, std::vector<Client>& clients, const std::string& preceding) {
+  std::vector<std::string> names;
+  std::map<std::string, Client*> byName;
+  for (auto& c : clients)
+    if (c.ops.count(op)) {
+      names.push_back(c.name);
+      byName[c.name] = &c;
+    }
+  json samples = json::object(), orders = json::array();
+  std::map<std::string, int> failures;
+  for (const auto& n : names) samples[n] = json::array();
+  for (int i = 0; i < pairs; ++i) {
+    auto order = orderFor(names, i);
+    orders.push_back(order);
+    for (const auto& n : order) {
+      Client& c = *byName[n];
+      auto w = c.warmups.find(op);
+      if (w != c.warmups.end()) w->second(i);
+      else (void)c.ops[op](i);
+      double t0 = nowMs();
+      bool ok = c.ops[op](i);
+      double ms = nowMs() - t0;
+      if (!ok) failures[n]++;
+      samples[n].push_back(ok ? json(ms) : json(nullptr));
     }
   }
-  r["define_ms_median"] = median(define);
-  double sum = 0;
-  for (double d : define) sum += d;
-  r["define_ms_mean"] = sum / n;
-  size_t count = 0;
-  r["list_ms_median"] = medianOf(30, [&] { count = c.call("domain.list", {{"active", false}}).value().size(); });
-  r["list_count"] = count;
-  r["list_full_ms_median"] = medianOf(10, [&] { (void)c.call("domain.list", {{"full", true}}); });
-  r["get_ms_median"] = medianOf(200, [&] { (void)c.call("domain.get", {{"name", domName(n / 2)}}); });
-  r["version_ms_median"] = medianOf(200, [&] { (void)c.call("host.info"); });
-  std::vector<double> undef;
-  for (int i = 0; i < n; ++i) {
-    double t0 = nowMs();
-    (void)c.call("domain.delete", {{"name", domName(i)}});
-    undef.push_back(nowMs() - t0);
-  }
-  r["undefine_ms_median"] = median(undef);
-  return r;
+  // Samples in pair order per client (pushed in run order, which is pair order per client).
+  std::cerr << op << ": " << pairs << " pairs done\n";
+  return {{"pairs", pairs}, {"orders", orders}, {"samples_ms", samples}, {"failures", failures}, {"preceding_state", preceding}};
 }
+
+// ---------------------------------------------------------------- vmm
+
+Client vmmClient(const std::string& label, client::Connection& c, int n, json& info) {
+  auto def = [](const std::string& name) {
+    return json{{"definition", {{"name", name}, {"type", "test"}, {"memory", "256MiB"}, {"vcpus", 1}}}};
+  };
+  for (int i = 0; i < n; ++i) (void)c.call("domain.delete", {{"name", domName(i)}});
+  (void)c.call("domain.delete", {{"name", kScratch}});
+  Client cl{label, {}, {}};
+  auto scratch = [&c, def](int) {
+    (void)c.call("domain.create", def(kScratch));
+    (void)c.call("domain.delete", {{"name", kScratch}});
+  };
+  cl.ops["define"] = [&c, def](int i) { return c.call("domain.create", def(domName(i))).ok(); };
+  cl.warmups["define"] = scratch;
+  // Domains that were there before the benchmark (none on a fresh vmmd) stay in every list.
+  auto before = c.call("domain.list", {{"active", false}});
+  int expected = n + (before.ok() ? static_cast<int>(before->size()) : 0);
+  info[label + " preexisting"] = expected - n;
+  cl.ops["list"] = [&c, &info, label, expected](int) {
+    auto r = c.call("domain.list", {{"active", false}});
+    if (r.ok()) info[label + " list_count"] = r->size();
+    return r.ok() && static_cast<int>(r->size()) == expected;
+  };
+  cl.ops["get"] = [&c, n](int) { return c.call("domain.get", {{"name", domName(n / 2)}}).ok(); };
+  cl.ops["version"] = [&c](int) { return c.call("host.info").ok(); };
+  cl.ops["undefine"] = [&c](int i) { return c.call("domain.delete", {{"name", domName(i)}}).ok(); };
+  cl.warmups["undefine"] = scratch;
+  return cl;
+}
+
+// ---------------------------------------------------------------- libvirt
 
 void silence(void*, virErrorPtr) {}
 
-json benchLibvirt(const std::string& uri, int n) {
-  json r = {{"target", "libvirt " + uri}};
-  virSetErrorFunc(nullptr, silence);
-  virConnectPtr conn = virConnectOpen(uri.c_str());
-  if (!conn) {
-    r["error"] = "cannot connect";
-    return r;
+struct Libvirt {
+  virConnectPtr conn = nullptr;
+  std::string type;
+  std::vector<virDomainPtr> handles;  // looked up (untimed) before undefine
+  virDomainPtr getHandle = nullptr;
+
+  std::string xml(const std::string& name) const {
+    return "<domain type='" + type + "'><name>" + name +
+           "</name><memory unit='MiB'>256</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>";
   }
-  auto cleanup = [&] {
-    for (int i = 0; i < n; ++i) {
-      virDomainPtr d = virDomainLookupByName(conn, domName(i).c_str());
-      if (d) {
-        virDomainUndefine(d);
-        virDomainFree(d);
-      }
+  bool define(const std::string& name) {
+    virDomainPtr d = virDomainDefineXML(conn, xml(name).c_str());
+    if (d) virDomainFree(d);
+    return d != nullptr;
+  }
+  void undefineByName(const std::string& name) {
+    if (virDomainPtr d = virDomainLookupByName(conn, name.c_str())) {
+      virDomainUndefine(d);
+      virDomainFree(d);
     }
+  }
+};
+
+Client libvirtClient(const std::string& uri, Libvirt& lv, int n, json& info) {
+  std::string label = "libvirt " + uri;
+  lv.conn = virConnectOpen(uri.c_str());
+  if (!lv.conn) {
+    info[label + " error"] = "cannot connect";
+    return {label, {}, {}};
+  }
+  lv.type = uri.rfind("test:", 0) == 0 ? "test" : "qemu";
+  for (int i = 0; i < n; ++i) lv.undefineByName(domName(i));
+  lv.undefineByName(kScratch);
+  // Domains that were there before (test:///default has its own "test") stay in every list.
+  int expected = n + std::max(0, virConnectNumOfDomains(lv.conn) + virConnectNumOfDefinedDomains(lv.conn));
+  info[label + " preexisting"] = expected - n;
+  Client cl{label, {}, {}};
+  auto scratch = [&lv](int) {
+    lv.define(kScratch);
+    lv.undefineByName(kScratch);
   };
-  cleanup();
-  std::vector<double> define;
-  for (int i = 0; i < n; ++i) {
-    std::string type = uri.rfind("test:", 0) == 0 ? "test" : "qemu";
-    std::string xml = "<domain type='" + type + "'><name>" + domName(i) +
-                      "</name><memory unit='MiB'>256</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>";
-    double t0 = nowMs();
-    virDomainPtr d = virDomainDefineXML(conn, xml.c_str());
-    define.push_back(nowMs() - t0);
-    if (!d) {
-      virErrorPtr e = virGetLastError();
-      r["error"] = std::string("define failed: ") + (e && e->message ? e->message : "?");
-      virConnectClose(conn);
-      return r;
+  cl.ops["define"] = [&lv](int i) { return lv.define(domName(i)); };
+  cl.warmups["define"] = scratch;
+  // One call answering names and states: the equivalent of vmm's list.
+  cl.ops["list"] = [&lv, &info, label, expected](int) {
+    virDomainStatsRecordPtr* recs = nullptr;
+    int k = virConnectGetAllDomainStats(lv.conn, VIR_DOMAIN_STATS_STATE, &recs, 0);
+    if (k < 0) return false;
+    int states = 0;
+    for (int i = 0; i < k; ++i) {
+      (void)virDomainGetName(recs[i]->dom);
+      for (int j = 0; j < recs[i]->nparams; ++j)
+        if (std::string(recs[i]->params[j].field) == "state.state") ++states;
     }
-    virDomainFree(d);
-  }
-  r["define_ms_median"] = median(define);
-  double sum = 0;
-  for (double d : define) sum += d;
-  r["define_ms_mean"] = sum / n;
-  int count = 0;
-  // The same information vmm's list returns: names and states (virsh list --all does this).
-  r["list_ms_median"] = medianOf(30, [&] {
+    virDomainStatsRecordListFree(recs);
+    info[label + " list_count"] = k;
+    return k == expected && states == k;
+  };
+  // Names only (one call; no state).
+  cl.ops["list_names"] = [&lv, expected](int) {
     virDomainPtr* doms = nullptr;
-    count = virConnectListAllDomains(conn, &doms, 0);
-    for (int i = 0; i < count; ++i) {
-      virDomainInfo info;
-      virDomainGetInfo(doms[i], &info);
+    int k = virConnectListAllDomains(lv.conn, &doms, 0);
+    for (int i = 0; i < k; ++i) {
       (void)virDomainGetName(doms[i]);
       virDomainFree(doms[i]);
     }
     free(doms);
-  });
-  r["list_names_only_ms_median"] = medianOf(30, [&] {
+    return k == expected;
+  };
+  // What `virsh list --all` does: the list, then one state call per domain (N+1 calls).
+  cl.ops["list_getinfo"] = [&lv, expected](int) {
     virDomainPtr* doms = nullptr;
-    int k = virConnectListAllDomains(conn, &doms, 0);
-    for (int i = 0; i < k; ++i) virDomainFree(doms[i]);
-    free(doms);
-  });
-  r["list_count"] = count;
-  r["get_ms_median"] = medianOf(200, [&] {
-    virDomainPtr d = virDomainLookupByName(conn, domName(n / 2).c_str());
-    char* xml = virDomainGetXMLDesc(d, 0);
-    free(xml);
-    virDomainFree(d);
-  });
-  r["version_ms_median"] = medianOf(200, [&] {
-    unsigned long v;
-    virConnectGetVersion(conn, &v);
-  });
-  std::vector<double> undef;
-  for (int i = 0; i < n; ++i) {
-    double t0 = nowMs();
-    virDomainPtr d = virDomainLookupByName(conn, domName(i).c_str());
-    if (d) {
-      virDomainUndefine(d);
-      virDomainFree(d);
+    int k = virConnectListAllDomains(lv.conn, &doms, 0);
+    bool ok = k == expected;
+    for (int i = 0; i < k; ++i) {
+      virDomainInfo di;
+      ok = ok && virDomainGetInfo(doms[i], &di) == 0;
+      (void)virDomainGetName(doms[i]);
+      virDomainFree(doms[i]);
     }
-    undef.push_back(nowMs() - t0);
-  }
-  r["undefine_ms_median"] = median(undef);
-  virConnectClose(conn);
-  return r;
+    free(doms);
+    return ok;
+  };
+  cl.ops["get"] = [&lv, n](int) {
+    if (!lv.getHandle) lv.getHandle = virDomainLookupByName(lv.conn, domName(n / 2).c_str());
+    char* x = lv.getHandle ? virDomainGetXMLDesc(lv.getHandle, 0) : nullptr;
+    free(x);
+    return x != nullptr;
+  };
+  cl.ops["version"] = [&lv](int) {
+    unsigned long v;
+    return virConnectGetVersion(lv.conn, &v) == 0;
+  };
+  cl.ops["undefine"] = [&lv, n](int i) {
+    if (lv.handles.empty())
+      for (int k = 0; k < n; ++k) lv.handles.push_back(virDomainLookupByName(lv.conn, domName(k).c_str()));
+    virDomainPtr d = lv.handles[i];
+    bool ok = d && virDomainUndefine(d) == 0;
+    if (d) virDomainFree(d);
+    lv.handles[i] = nullptr;
+    return ok;
+  };
+  cl.warmups["undefine"] = scratch;
+  return cl;
+}
+
+// ---------------------------------------------------------------- CLI processes
+
+bool runProcess(const std::vector<std::string>& argv) {
+  std::vector<char*> a;
+  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+  a.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return false;
+  int status = 0;
+  if (waitpid(pid, &status, 0) < 0) return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 }  // namespace
@@ -172,36 +253,73 @@ int main(int argc, char** argv) {
   // Large replies: reuse heap buffers instead of faulting in fresh mmap()ed pages each time.
   mallopt(M_MMAP_THRESHOLD, 16 << 20);
   mallopt(M_TRIM_THRESHOLD, 32 << 20);
-  std::string socket, httpUrl, token;
+  std::string socket, httpUrl, token, vmctl;
   std::vector<std::string> libvirtUris;
-  int n = 1000;
+  int n = 1000, listPairs = 30, callPairs = 200, cliPairs = 20;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--socket") socket = v;
     else if (k == "--http") httpUrl = v;
     else if (k == "--token") token = v;
     else if (k == "--libvirt") libvirtUris.push_back(v);
+    else if (k == "--vmctl") vmctl = v;
     else if (k == "--count") n = std::stoi(v);
+    else if (k == "--list-pairs") listPairs = std::stoi(v);
+    else if (k == "--call-pairs") callPairs = std::stoi(v);
+    else if (k == "--cli-pairs") cliPairs = std::stoi(v);
   }
-  json out = {{"count", n}, {"results", json::array()}};
-  if (!socket.empty()) {
+  virSetErrorFunc(nullptr, silence);
+  json info = json::object();
+  std::vector<Client> clients;
+  std::vector<std::unique_ptr<client::Connection>> conns;
+  auto connect = [&](const std::string& uri, const std::string& tok) -> client::Connection* {
     client::ConnectOptions o;
-    o.uri = socket;
+    o.uri = uri;
+    o.token = tok;
     auto c = client::connect(o);
     if (!c.ok()) {
-      std::cerr << c.error().message << "\n";
-      return 1;
+      std::cerr << uri << ": " << c.error().message << "\n";
+      exit(1);
     }
-    out["results"].push_back(benchVmm(**c, n, "vmm rpc"));
+    conns.push_back(std::move(*c));
+    return conns.back().get();
+  };
+  if (!socket.empty()) clients.push_back(vmmClient("vmm rpc", *connect(socket, ""), n, info));
+  if (!httpUrl.empty()) clients.push_back(vmmClient("vmm http", *connect(httpUrl, token), n, info));
+  std::vector<std::unique_ptr<Libvirt>> lvs;
+  for (const auto& uri : libvirtUris) {
+    lvs.push_back(std::make_unique<Libvirt>());
+    clients.push_back(libvirtClient(uri, *lvs.back(), n, info));
   }
-  if (!httpUrl.empty()) {
-    client::ConnectOptions o;
-    o.uri = httpUrl;
-    o.token = token;
-    auto c = client::connect(o);
-    out["results"].push_back(benchVmm(**c, n, "vmm http"));
+  // Whole processes against the daemons holding the N domains (vmm over the RPC socket).
+  Client vmctlCli{"vmctl", {}, {}}, virshCli{"virsh", {}, {}};
+  if (!vmctl.empty() && !socket.empty()) {
+    vmctlCli.ops["cli_list"] = [&](int) { return runProcess({vmctl, "--connect", socket, "list", "--all"}); };
+    vmctlCli.ops["cli_version"] = [&](int) { return runProcess({vmctl, "--connect", socket, "host", "info"}); };
+    clients.push_back(vmctlCli);
   }
-  for (const auto& uri : libvirtUris) out["results"].push_back(benchLibvirt(uri, n));
-  std::cout << out.dump(2) << "\n";
+  for (const auto& uri : libvirtUris)
+    if (uri.rfind("qemu:", 0) == 0) {
+      virshCli.ops["cli_list"] = [uri](int) { return runProcess({"virsh", "-c", uri, "list", "--all"}); };
+      virshCli.ops["cli_version"] = [uri](int) { return runProcess({"virsh", "-c", uri, "version"}); };
+      clients.push_back(virshCli);
+    }
+
+  const std::string sameCall = "right before every timed call, the same call untimed through the same client";
+  const std::string scratch =
+      "right before every timed call, an untimed define and undefine of a scratch domain through the same client";
+  json ops = json::object();
+  ops["define"] = runOp("define", n, clients, scratch);
+  for (const char* op : {"list", "list_names", "list_getinfo"}) ops[op] = runOp(op, listPairs, clients, sameCall);
+  ops["get"] = runOp("get", callPairs, clients, sameCall);
+  ops["version"] = runOp("version", callPairs, clients, sameCall);
+  ops["cli_list"] = runOp("cli_list", cliPairs, clients, sameCall);
+  ops["cli_version"] = runOp("cli_version", cliPairs, clients, sameCall);
+  ops["undefine"] = runOp("undefine", n, clients, scratch);
+  for (auto& lv : lvs) {
+    if (lv->getHandle) virDomainFree(lv->getHandle);
+    if (lv->conn) virConnectClose(lv->conn);
+  }
+  std::cout << json{{"count", n}, {"ops", ops}, {"info", info}}.dump(1) << "\n";
   return 0;
 }
