@@ -1,11 +1,12 @@
 #!/bin/sh
-# Container benchmark: start -> first command and stop of a busybox system container, in the
-# same run: vmm (one RPC connection, and vmctl processes), LXD 5.0 (the lxc client), and the
-# native floor (unshare + chroot + exec, no cgroups and no network). LXD runs privately: its
-# own state directory (LXD_DIR), no network, a dir storage pool, a busybox image built here;
-# stopped by its PID and removed at the end.
+# Container benchmark: start -> first command and stop of a busybox system container, in pairs:
+# vmm (one RPC connection, and vmctl processes), LXD (the lxc client), and the native floor
+# (unshare + chroot + exec, no cgroups and no network). LXD runs privately: its own state
+# directory (LXD_DIR), no network, a dir storage pool, a busybox image built here; stopped by its
+# PID and removed at the end. Without a working LXD the result says why. Results in
+# $RESULTS/container.json.
 . "$(dirname "$0")/lib.sh"
-RUNS=${RUNS:-10}
+RUNS=${RUNS:-20}
 WORK=$(mktemp -d /tmp/vmm-bench-containers-XXXXXX)
 DIRS="$DIRS $WORK"
 chmod 755 "$WORK"
@@ -46,34 +47,35 @@ remove_vmm_cgroups() {
   if [ -z "$VMM_CGROUPS_BEFORE" ]; then for g in /sys/fs/cgroup/*/vmm /sys/fs/cgroup/vmm; do [ -d "$g" ] && rmdir "$g" 2>/dev/null || true; done; fi
 }
 trap 'stop_lxd; cleanup; remove_vmm_cgroups' EXIT
-lxd --group lxd --logfile "$LXD_DIR/lxd.log" >"$LXD_DIR/lxd.out" 2>&1 &
-LXD_PID=$!
-if timeout 30 lxd waitready --timeout 25; then
-  # No network (no lxdbr0), a dir storage pool.
-  timeout 60 lxd init --preseed <<'EOF'
-storage_pools:
-- name: default
-  driver: dir
-profiles:
-- name: default
-  devices:
-    root:
-      path: /
-      pool: default
-      type: disk
-EOF
+LXD_OK=0
+LXD_STATUS=""
+lxd_setup() {
+  # No network (no lxdbr0), a dir storage pool, the busybox rootfs as an image.
+  printf 'storage_pools:\n- name: default\n  driver: dir\nprofiles:\n- name: default\n  devices:\n    root:\n      path: /\n      pool: default\n      type: disk\n' |
+    timeout 60 lxd init --preseed
   mkdir -p "$WORK/image"
   printf 'architecture: x86_64\ncreation_date: 1700000000\nproperties:\n  description: busybox (vmm bench)\n  os: busybox\n' > "$WORK/image/metadata.yaml"
   tar -czf "$WORK/busybox-lxd.tar.gz" -C "$WORK/image" metadata.yaml -C "$WORK" rootfs
-  timeout 60 lxc image import "$WORK/busybox-lxd.tar.gz" --alias vmmbench-busybox >/dev/null
-  LXD_OK=1
+  timeout 60 lxc image import "$WORK/busybox-lxd.tar.gz" --alias vmmbench-busybox
+}
+if ! command -v lxd >/dev/null 2>&1; then
+  LXD_STATUS="lxd is not installed (bench/deps.sh installs the Debian package lxd)"
 else
-  echo "lxd did not start: $(tail -n 5 "$LXD_DIR/lxd.log")" >&2
-  LXD_OK=0
+  lxd --group lxd --logfile "$LXD_DIR/lxd.log" >"$LXD_DIR/lxd.out" 2>&1 &
+  LXD_PID=$!
+  if ! timeout 30 lxd waitready --timeout 25 >"$LXD_DIR/waitready.out" 2>&1; then
+    LXD_STATUS="lxd did not become ready within 25 s: $(tail -n 5 "$LXD_DIR/lxd.log" "$LXD_DIR/lxd.out" "$LXD_DIR/waitready.out" 2>/dev/null | tr '\n' ' ')"
+  elif ! lxd_setup >"$LXD_DIR/setup.out" 2>&1; then
+    LXD_STATUS="lxd started, but its storage pool or image could not be set up: $(tail -n 5 "$LXD_DIR/setup.out" | tr '\n' ' ')"
+  else
+    LXD_OK=1
+    LXD_STATUS="started by hand: its own LXD_DIR, a dir storage pool, no network"
+  fi
 fi
+[ "$LXD_OK" = 1 ] || echo "container.sh: LXD not measured: $LXD_STATUS" >&2
 
 python3 "$ROOT/bench/container_bench.py" --runs "$RUNS" --rootfs "$ROOTFS" --work "$WORK" \
-  --vmctl "$BUILD/client/vmctl" --socket "$VMMD_SOCK" --lxd "$LXD_OK" > "$RESULTS/container.json"
+  --vmctl "$BUILD/client/vmctl" --socket "$VMMD_SOCK" --lxd "$LXD_OK" --lxd-status "$LXD_STATUS" \
+  --out "$RESULTS/container.json"
 stop_lxd
-cat "$RESULTS/container.json"
-python3 "$ROOT/bench/container_bench.py" --render "$RESULTS/container.json" --doc "$ROOT/docs/benchmarks.md"
+python3 "$ROOT/bench/report.py" --summary container

@@ -15,7 +15,7 @@ if [ "${VMM_BENCH_NETNS:-}" != 1 ]; then
 fi
 
 . "$(dirname "$0")/lib.sh"
-RUNS=${RUNS:-15}
+RUNS=${RUNS:-20}
 URI=qemu:///system
 VMM_NET=benchnet
 LV_NET=benchnet
@@ -52,7 +52,6 @@ network_cleanup() {
 }
 VMMD_SOCK=/nonexistent
 trap network_cleanup EXIT
-trap 'exit 130' INT TERM HUP
 
 start_vmmd --drivers test
 # lib.sh waits 4 s for "vmmd ready"; a loaded machine may need longer
@@ -79,8 +78,6 @@ EOF
 python3 "$ROOT/bench/network_bench.py" --runs "$RUNS" --vmctl "$BUILD/client/vmctl" --socket "$VMMD_SOCK" \
   --vmm-network "$VMM_NET" --vmm-ipv4 10.231.1.1/24 --vmm-dhcp 10.231.1.128,10.231.1.254 \
   --libvirt-uri "$URI" --libvirt-network "$LV_NET" --libvirt-xml "$WORK/libvirt-net.xml" \
-  --dnsmasq-pids "$WORK/dnsmasq.pids" > "$WORK/network.json" || {
-  echo "network_bench.py failed; vmmd and libvirtd logs:" >&2; cat "$VMMD_DIR/log" "$WORK/libvirtd.log" >&2; exit 1; }
-mv "$WORK/network.json" "$RESULTS/network.json"  # only a finished run replaces the last results
-cat "$RESULTS/network.json"
-python3 "$ROOT/bench/report.py"
+  --dnsmasq-pids "$WORK/dnsmasq.pids" --out "$RESULTS/network.json" || {
+  echo "network_bench.py failed; vmmd and libvirtd logs:" >&2; tail -n 50 "$VMMD_DIR/log" "$WORK/libvirtd.log" >&2; exit 1; }
+python3 "$ROOT/bench/report.py" --summary network

@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
-"""Times start and stop of a NAT network with DHCP on vmmd and on libvirt, interleaved run by run.
+"""Times start and stop of a NAT network with DHCP on vmmd and on libvirt, in pairs (bench/sampling.py).
 
 Four clients: vmm over one kept-alive JSON-RPC connection, vmctl (a process per call), virsh
 (a process per call) and one long-running virsh shell. Both vmm clients work on one vmm
 network, both libvirt clients on one libvirt network. Between the timed calls (untimed) every
 start is checked to have made the bridge and a running dnsmasq, and every stop to have removed
-both. Meant to run inside bench/network.sh's private network namespace. Prints JSON with
-every sample."""
-import argparse, json, os, select, socket, statistics, subprocess, time
+both. Right before every timed cycle, the same client runs one untimed checked cycle. Meant to
+run inside bench/network.sh's private network namespace. Writes JSON with every sample."""
+import argparse, json, os, subprocess, sys, time
 
-import bench_clients
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_clients, sampling  # noqa: E402
 
 p = argparse.ArgumentParser()
 for a in ("--vmctl", "--socket", "--vmm-network", "--vmm-ipv4", "--vmm-dhcp", "--libvirt-uri", "--libvirt-network",
-          "--libvirt-xml", "--dnsmasq-pids"):
+          "--libvirt-xml", "--dnsmasq-pids", "--out"):
     p.add_argument(a, required=True)
 p.add_argument("--runs", type=int, default=15)
 args = p.parse_args()
@@ -44,7 +45,7 @@ TARGETS = {
               "stop": lambda: cli(VIRSH + ["net-destroy", LV_NET])},
 }
 VMM_SIDE = ("vmm rpc", "vmctl")
-samples, errors, problems = {}, {}, []
+errors, problems = {}, []
 dnsmasq_seen = set()
 bridges = {}
 
@@ -98,25 +99,18 @@ def check_stopped(target, bridge, pid):
         problems.append(f"{target}: dnsmasq {pid} still running 2 s after stop")
 
 
-def timed(op, target):
-    t0 = time.perf_counter()
-    TARGETS[target][op]()
-    samples.setdefault(op, {}).setdefault(target, []).append((time.perf_counter() - t0) * 1000)
-
-
-def cycle(target, measure):
-    """Start, check, stop, check; timed when measure."""
+def cycle(target):
+    """Start, check, stop, check; returns the start and stop times."""
     bridge = bridges["vmm" if target in VMM_SIDE else "libvirt"]
-    if measure:
-        timed("start", target)
-    else:
-        TARGETS[target]["start"]()
+    t0 = sampling.now_ms()
+    TARGETS[target]["start"]()
+    start = sampling.now_ms() - t0
     pid = check_started(target, bridge)
-    if measure:
-        timed("stop", target)
-    else:
-        TARGETS[target]["stop"]()
+    t0 = sampling.now_ms()
+    TARGETS[target]["stop"]()
+    stop = sampling.now_ms() - t0
     check_stopped(target, bridge, pid)
+    return {"start": start, "stop": stop}
 
 
 def setup():
@@ -128,7 +122,7 @@ def setup():
     shell.run(f"net-define {args.libvirt_xml}")
     bridges["libvirt"] = cli(VIRSH + ["net-info", LV_NET]).decode().split("Bridge:")[1].split()[0]
     for target in TARGETS:  # every path once before timing
-        cycle(target, measure=False)
+        cycle(target)
 
 
 def teardown():
@@ -138,17 +132,12 @@ def teardown():
 
 t_start = time.perf_counter()
 left = {}
+result = {}
 try:
     setup()
-    order = list(TARGETS)
-    for i in range(args.runs):
-        for target in order[i % len(order):] + order[:i % len(order)]:
-            if target in errors:
-                continue
-            try:
-                cycle(target, measure=True)
-            except Exception as e:  # report, do not hide
-                errors[target] = str(e)
+    targets = {t: sampling.Target(lambda i, t=t: cycle(t), warmup=lambda i, t=t: cycle(t)) for t in TARGETS}
+    result = sampling.PairedRun(targets, args.runs, ("start", "stop"), preceding=(
+        "right before every timed cycle, one untimed start-check-stop-check cycle through the same client")).run().result()
     teardown()
 except Exception as e:  # report what was measured and why the rest is missing
     errors["run"] = str(e)
@@ -156,10 +145,7 @@ finally:
     shell.close()
     left = {"links": [l for l in links() if l != "lo"], "dnsmasq_running": sorted(p for p in dnsmasq_seen if alive(p))}
 
-print(json.dumps({
+sampling.write_result(args.out, dict(result, **{
     "runs": args.runs, "firewall": cli(["iptables", "--version"]).decode().strip(), "seconds": round(time.perf_counter() - t_start, 1),
     "bridges": bridges, "dnsmasq_processes_seen": len(dnsmasq_seen), "left_after_run": left,
-    "check_failures": problems,
-    "median_ms": {op: {t: round(statistics.median(v), 3) for t, v in by.items()} for op, by in samples.items()},
-    "samples_ms": {op: {t: [round(x, 3) for x in v] for t, v in by.items()} for op, by in samples.items()},
-    "errors": errors}, indent=2))
+    "check_failures": problems, "run_errors": errors}))

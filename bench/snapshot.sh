@@ -4,13 +4,13 @@
 # vmm through one kept-alive JSON-RPC connection and through vmctl; libvirt through one virsh
 # shell and through virsh per call.
 . "$(dirname "$0")/lib.sh"
-RUNS=${RUNS:-10}
+RUNS=${RUNS:-20}
 URI=qemu:///system
-VMM_DOM=snapbench-vmm-$$
-LV_DOM=snapbench-lv-$$
+VMM_DOM=vmmbench-snap-$$
+LV_DOM=vmmbench-snap-lv-$$
 
-# lib.sh's cleanup only runs on exit: make signals exit too, and take both guests down first
-# (the Python side does too; this covers it being killed).
+# Both guests go down before lib.sh's cleanup (the Python side does this too; this covers it
+# being killed). lib.sh turns signals into an exit.
 snapshot_cleanup() {
   if [ -n "${VMMD_SOCK:-}" ] && [ -S "$VMMD_SOCK" ]; then
     "$BUILD/client/vmctl" --connect "$VMMD_SOCK" destroy "$VMM_DOM" >/dev/null 2>&1 || true
@@ -21,7 +21,6 @@ snapshot_cleanup() {
   cleanup
 }
 trap snapshot_cleanup EXIT
-trap 'exit 130' INT TERM HUP
 
 "$ROOT/scripts/build-test-guest.sh" "$BUILD/test-guest"
 start_vmmd --drivers qemu
@@ -32,7 +31,5 @@ chmod 755 "$WORK"
 
 python3 "$ROOT/bench/snapshot_bench.py" --runs "$RUNS" --guest "$BUILD/test-guest" --work "$WORK" \
   --vmctl "$BUILD/client/vmctl" --socket "$VMMD_SOCK" --vmmd-state "$VMMD_DIR/state" \
-  --libvirt-uri "$URI" --vmm-domain "$VMM_DOM" --libvirt-domain "$LV_DOM" > "$WORK/snapshot.json"
-mv "$WORK/snapshot.json" "$RESULTS/snapshot.json"  # only a finished run replaces the last results
-cat "$RESULTS/snapshot.json"
-python3 "$ROOT/bench/report.py"
+  --libvirt-uri "$URI" --vmm-domain "$VMM_DOM" --libvirt-domain "$LV_DOM" --out "$RESULTS/snapshot.json"
+python3 "$ROOT/bench/report.py" --summary snapshot

@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
 """Times internal snapshots with memory of a running 256 MiB guest: create, revert and delete,
-under vmmd and under libvirtd, interleaved run by run.
+under vmmd and under libvirtd, in pairs (bench/sampling.py).
 
 One guest per side (the test guest, direct kernel boot, TCG, a 64 MiB qcow2 disk). Four clients:
 vmm over one kept-alive JSON-RPC connection, vmctl (a process per call), one long-running virsh
 shell and virsh per call. Each run of a client creates a snapshot, reverts to it and deletes it,
-each call timed; after every revert the guest is checked (untimed) to be running again. Prints
+each call timed; after every revert the guest is checked (untimed) to be running again. Right
+before every timed run, the same client creates and deletes a scratch snapshot (untimed). Writes
 JSON with every sample."""
-import argparse, datetime, json, os, re, statistics, subprocess, time
+import argparse, datetime, json, os, re, subprocess, sys, time
 
-import bench_clients
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_clients, sampling  # noqa: E402
 
 p = argparse.ArgumentParser()
-for a in ("--guest", "--work", "--vmctl", "--socket", "--vmmd-state", "--libvirt-uri", "--vmm-domain", "--libvirt-domain"):
+for a in ("--guest", "--work", "--vmctl", "--socket", "--vmmd-state", "--libvirt-uri", "--vmm-domain", "--libvirt-domain", "--out"):
     p.add_argument(a, required=True)
-p.add_argument("--runs", type=int, default=10)
+p.add_argument("--runs", type=int, default=20)
 args = p.parse_args()
 
 KERNEL, INITRD = f"{args.guest}/vmlinux", f"{args.guest}/full.cpio"
@@ -124,25 +126,31 @@ TARGETS = {
     }, libvirt_running, libvirt_pid),
 }
 SHORT = {"vmm rpc": "r", "vmctl": "c", "virsh shell": "s", "virsh": "v"}
-samples = {}
 errors = {}
 check_failures = []
 qemu_restarts_on_revert = {}  # target -> reverts after which the guest ran in a new QEMU process
 
 
-def one_run(target, snap, timed=True):
+def one_run(target, snap):
+    """Create, revert (the guest checked to be running after it), delete; each call timed."""
     ops, running, qemu_pid = TARGETS[target]
+    out = {}
     for op in ("create", "revert", "delete"):
         pid = qemu_pid() if op == "revert" else None
-        t0 = time.perf_counter()
+        t0 = sampling.now_ms()
         ops[op](snap)
-        ms = (time.perf_counter() - t0) * 1000
-        if timed:
-            samples.setdefault(op, {}).setdefault(target, []).append(ms)
+        out[op] = sampling.now_ms() - t0
         if op == "revert" and not running():
             check_failures.append(f"{target} {snap}: guest not running after revert")
-        if op == "revert" and timed:
+        if op == "revert":
             qemu_restarts_on_revert[target] = qemu_restarts_on_revert.get(target, 0) + (qemu_pid() != pid)
+    return out
+
+
+def warm(target, i):
+    ops = TARGETS[target][0]
+    ops["create"](f"w-{SHORT[target]}-{i}")
+    ops["delete"](f"w-{SHORT[target]}-{i}")
 
 
 def snapshots_left():
@@ -168,20 +176,18 @@ def libvirt_restart_gaps_ms():
 
 t_start = time.perf_counter()
 left = {}
+result = {}
 try:
     boot_vmm()
     boot_libvirt()
-    for target in TARGETS:  # warm every path once
-        one_run(target, f"warm-{SHORT[target]}", timed=False)
-    order = list(TARGETS)
-    for i in range(args.runs):
-        for target in order[i % len(order):] + order[:i % len(order)]:
-            if target in errors:
-                continue
-            try:
-                one_run(target, f"snap-{SHORT[target]}-{i}")
-            except Exception as e:  # report, do not hide
-                errors[target] = str(e)
+    for target in TARGETS:  # every path once before anything is timed
+        one_run(target, f"first-{SHORT[target]}")
+    qemu_restarts_on_revert.clear()
+    targets = {t: sampling.Target(lambda i, t=t: one_run(t, f"snap-{SHORT[t]}-{i}"), warmup=lambda i, t=t: warm(t, i))
+               for t in TARGETS}
+    result = sampling.PairedRun(targets, args.runs, ("create", "revert", "delete"), preceding=(
+        "right before every timed create-revert-delete, an untimed create and delete of a scratch snapshot "
+        "through the same client")).run().result()
     left = snapshots_left()
 except Exception as e:  # report what was measured and why the rest is missing
     errors["run"] = str(e)
@@ -192,10 +198,8 @@ finally:
     subprocess.run(VIRSH + ["destroy", LD], capture_output=True)
     subprocess.run(VIRSH + ["undefine", "--snapshots-metadata", LD], capture_output=True)
 
-print(json.dumps({
+sampling.write_result(args.out, dict(result, **{
     "runs": args.runs, "memory": "256MiB", "disk": "64 MiB qcow2", "snapshots_left": left,
     "check_failures": check_failures, "qemu_restarts_on_revert": qemu_restarts_on_revert,
     "libvirt_stop_to_start_ms": libvirt_restart_gaps_ms(), "seconds": round(time.perf_counter() - t_start, 1),
-    "median_ms": {op: {t: round(statistics.median(v), 1) for t, v in by.items()} for op, by in samples.items()},
-    "samples_ms": {op: {t: [round(x, 1) for x in v] for t, v in by.items()} for op, by in samples.items()},
-    "errors": errors}, indent=2))
+    "run_errors": errors}))

@@ -5,21 +5,20 @@
 # vmctl; libvirt through one virsh shell and through virsh per call.
 . "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-20}
-FULL_RUNS=${FULL_RUNS:-20}
+FULL_RUNS=${FULL_RUNS:-$RUNS}
 BULK=${BULK:-1000}
-BULK_RUNS=${BULK_RUNS:-5}
+BULK_RUNS=${BULK_RUNS:-10}
 URI=qemu:///system
 LV_POOL=vmmbench-storage-$$
 
-# lib.sh's cleanup only runs on exit: make signals exit too, and drop our libvirt pool first
-# (it is transient: destroying it forgets it; the files go with the temp dir).
+# Our libvirt pool goes before lib.sh's cleanup (it is transient: destroying it forgets it; the
+# files go with the temp dir). lib.sh turns signals into an exit.
 LV_POOL_MADE=""
 storage_cleanup() {
   [ -n "$LV_POOL_MADE" ] && virsh -q -c "$URI" pool-destroy "$LV_POOL" >/dev/null 2>&1 || true
   cleanup
 }
 trap storage_cleanup EXIT
-trap 'exit 130' INT TERM HUP
 
 start_vmmd --drivers test
 start_libvirtd
@@ -32,7 +31,5 @@ LV_POOL_MADE=1
 python3 "$ROOT/bench/storage_bench.py" --runs "$RUNS" --full-runs "$FULL_RUNS" --bulk "$BULK" --bulk-runs "$BULK_RUNS" \
   --vmctl "$BUILD/client/vmctl" --socket "$VMMD_SOCK" --vmm-pool-dir "$VMMD_DIR/state/pools/default" \
   --libvirt-uri "$URI" --libvirt-pool "$LV_POOL" --libvirt-pool-dir "$WORK/pool" --work "$WORK" \
-  > "$WORK/storage.json"
-mv "$WORK/storage.json" "$RESULTS/storage.json"  # only a finished run replaces the last results
-cat "$RESULTS/storage.json"
-python3 "$ROOT/bench/report.py"
+  --out "$RESULTS/storage.json"
+python3 "$ROOT/bench/report.py" --summary storage

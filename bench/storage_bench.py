@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
-"""Times volume operations on vmmd's dir pool and on a libvirt dir pool, interleaved run by run.
+"""Times volume operations on vmmd's dir pool and on a libvirt dir pool, in pairs (bench/sampling.py).
 
 Four clients: vmm over one kept-alive JSON-RPC connection, vmctl (a process per call), virsh
-(a process per call) and one long-running virsh shell (one libvirt connection). Prints JSON
-with every sample; the median of each is what the report shows."""
-import argparse, json, os, select, shutil, socket, statistics, subprocess, time
+(a process per call) and one long-running virsh shell (one libvirt connection). Listing differs
+by design: vmm's volume.list returns its cached table, libvirt's vol-list --details re-reads every
+volume (a GetInfo call per volume, which refreshes it from disk); the equal-work comparison is
+refresh + list on both sides. Writes JSON with every sample."""
+import argparse, json, os, shutil, subprocess, sys, time
 
-import bench_clients
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_clients, sampling  # noqa: E402
 
 p = argparse.ArgumentParser()
-for a in ("--vmctl", "--socket", "--vmm-pool-dir", "--libvirt-uri", "--libvirt-pool", "--libvirt-pool-dir", "--work"):
+for a in ("--vmctl", "--socket", "--vmm-pool-dir", "--libvirt-uri", "--libvirt-pool", "--libvirt-pool-dir", "--work", "--out"):
     p.add_argument(a, required=True)
 p.add_argument("--runs", type=int, default=20)
 p.add_argument("--full-runs", type=int, default=20)
 p.add_argument("--bulk", type=int, default=1000)
-p.add_argument("--bulk-runs", type=int, default=5)
+p.add_argument("--bulk-runs", type=int, default=10)
 args = p.parse_args()
 
 VMM_POOL, LV_POOL = "default", args.libvirt_pool
@@ -70,39 +73,58 @@ TARGETS = {
     },
 }
 SHORT = {"vmm rpc": "r", "vmctl": "c", "virsh shell": "s", "virsh": "v"}
-samples = {}
+TARGETS["vmm rpc"]["refresh_list"] = lambda: (TARGETS["vmm rpc"]["refresh"](), TARGETS["vmm rpc"]["list"]())
+TARGETS["vmctl"]["refresh_list"] = lambda: (TARGETS["vmctl"]["refresh"](), TARGETS["vmctl"]["list"]())
+TARGETS["virsh shell"]["refresh_list"] = lambda: (TARGETS["virsh shell"]["refresh"](), TARGETS["virsh shell"]["list"]())
+TARGETS["virsh"]["refresh_list"] = lambda: (TARGETS["virsh"]["refresh"](), TARGETS["virsh"]["list"]())
+results = {}
 errors = {}
 
-
-def timed(op, target, fn, *a):
-    t0 = time.perf_counter()
-    fn(*a)
-    samples.setdefault(op, {}).setdefault(target, []).append((time.perf_counter() - t0) * 1000)
+# The untimed warm-up right before every timed call: the same kind of call through the same
+# client (on a scratch volume where the call makes or removes one).
+SCRATCH_WARMUP = {
+    "create": lambda ops, t: (ops["create"](f"w-{SHORT[t]}"), ops["delete"](f"w-{SHORT[t]}")),
+    "linked_clone": lambda ops, t: (ops["linked_clone"](f"w-{SHORT[t]}"), ops["delete"](f"w-{SHORT[t]}")),
+    "full_clone": lambda ops, t: (ops["full_clone"](f"w-{SHORT[t]}"), ops["delete"](f"w-{SHORT[t]}")),
+    "delete": lambda ops, t: (ops["create"](f"w-{SHORT[t]}"), ops["delete"](f"w-{SHORT[t]}")),
+}
 
 
 def paired(op, runs, prefix=None, after=None):
-    """Runs op on every target, rotating which goes first, `runs` times; with a prefix, on the
-    volume named prefix-target-run."""
-    order = list(TARGETS)
-    for i in range(runs):
-        for target in order[i % len(order):] + order[:i % len(order)]:
-            fn = TARGETS[target].get(op)
-            if not fn or target in errors.get(op, {}):
-                continue
-            try:
-                if prefix:
-                    name = f"{prefix}-{SHORT[target]}-{i}"
-                    timed(op, target, fn, name)
-                    if after:
-                        after(target, name)
-                else:
-                    timed(op, target, fn)
-            except Exception as e:  # report, do not hide
-                errors.setdefault(op, {})[target] = str(e)
+    """Runs op on every client that has it in `runs` pairs (bench/sampling.py); with a prefix,
+    on the volume named prefix-client-pair."""
+    targets = {}
+    for name, ops in TARGETS.items():
+        fn = ops.get(op)
+        if not fn:
+            continue
+
+        def sample(i, name=name, fn=fn):
+            t0 = sampling.now_ms()
+            if prefix:
+                fn(f"{prefix}-{SHORT[name]}-{i}")
+            else:
+                fn()
+            return sampling.now_ms() - t0
+
+        def warm(i, name=name, ops=ops, fn=fn):
+            if op in SCRATCH_WARMUP:
+                SCRATCH_WARMUP[op](ops, name)
+            else:
+                fn()
+
+        cleanup = (lambda i, name=name: after(name, f"{prefix}-{SHORT[name]}-{i}")) if after else None
+        targets[name] = sampling.Target(sample, warmup=warm, cleanup=cleanup)
+    preceding = ("right before every timed call, an untimed call of the same kind through the same client"
+                 + (" on a scratch volume" if op in SCRATCH_WARMUP else ""))
+    results[op] = sampling.PairedRun(targets, runs, (op,), preceding=preceding).run().result()
 
 
 def delete_untimed(target, name):
-    TARGETS[target]["delete"](name)
+    try:
+        TARGETS[target]["delete"](name)
+    except Exception:
+        pass  # never made: its error is in the results already
 
 
 def fill_raw(path, size):
@@ -152,28 +174,21 @@ volume_counts = {}
 try:
     setup()
     paired("create", args.runs, "cr")
-    paired("linked_clone", args.runs, "li")
+    paired("linked_clone", args.runs, "li", after=delete_untimed)
     paired("full_clone", args.full_runs, "fu", after=delete_untimed)
     paired("delete", args.runs, "cr")  # the volumes create made
-    for target, ops in TARGETS.items():
-        for i in range(args.runs):
-            try:
-                ops["delete"](f"li-{SHORT[target]}-{i}")
-            except Exception:
-                pass  # never made: its error is in errors already
     add_bulk()
     volume_counts = counts()
     paired("refresh", args.bulk_runs)
     paired("list", args.bulk_runs)
     paired("list_names", args.bulk_runs)
+    paired("refresh_list", args.bulk_runs)
 except Exception as e:  # report what was measured and why the rest is missing
-    errors.setdefault("run", {})["driver"] = str(e)
+    errors["run"] = str(e)
 finally:
     shell.close()
 
-print(json.dumps({
+sampling.write_result(args.out, {
     "runs": args.runs, "full_runs": args.full_runs, "bulk": args.bulk, "bulk_runs": args.bulk_runs,
     "volumes_in_pool": volume_counts, "seconds": round(time.perf_counter() - t_start, 1),
-    "median_ms": {op: {t: round(statistics.median(v), 3) for t, v in by.items()} for op, by in samples.items()},
-    "samples_ms": {op: {t: [round(x, 3) for x in v] for t, v in by.items()} for op, by in samples.items()},
-    "errors": errors}, indent=2))
+    "ops": results, "errors": errors})
