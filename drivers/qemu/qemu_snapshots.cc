@@ -380,8 +380,15 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
   std::string memFile = ownDir + "/memory.state";
   auto saved = migrateToFile(*inst, memFile, deadline);
   // A finished migration leaves the disks inactive: only `cont` takes them back, so a paused
-  // guest runs for an instant before it is stopped again.
-  Status resumed = setRunning(*inst, true, Deadline::after(Millis(10000)));
+  // guest runs for an instant before it is stopped again. The "completed" event comes before
+  // QEMU is done with the migration: until then `cont` is refused ("Migration is not
+  // finalized yet") and the guest would stay stopped.
+  Deadline resumeBy = Deadline::after(Millis(10000));
+  Status resumed = setRunning(*inst, true, resumeBy);
+  while (!resumed.ok() && resumed.error().message.find("not finalized") != std::string::npos && !resumeBy.expired()) {
+    std::this_thread::sleep_for(Millis(20));
+    resumed = setRunning(*inst, true, resumeBy);
+  }
   if (resumed.ok() && !running) resumed = setRunning(*inst, false, Deadline::after(Millis(10000)));
   if (!resumed.ok()) log::error("cannot restore the guest's run state after a snapshot", {{"domain", def.name}, {"error", resumed.error().message}});
   if (!saved.ok()) {
