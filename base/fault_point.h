@@ -6,8 +6,10 @@
 // The points, in order of a snapshot's creation (tests/e2e/qemu_snapshot_e2e_test.cc):
 //   snapshot.after-job-start  drivers/qemu/qemu_snapshots.cc: QEMU accepted the snapshot-save
 //                             job (internal, with memory), which runs on without vmmd
-//   snapshot.before-record    daemon/domain_snapshots.cc: the driver took the snapshot, the
-//                             state store does not record it yet
+//   snapshot.after-overlays   drivers/qemu/qemu_snapshots.cc: QEMU writes to the new overlays
+//                             (external, running), the definition still names the images
+//   snapshot.before-record    daemon/domain_snapshots.cc: the driver took the snapshot and the
+//                             definition follows its overlays; the state store does not record it
 //   snapshot.after-record     daemon/domain_snapshots.cc: recorded, the caller not yet told
 #pragma once
 

@@ -213,8 +213,8 @@ class DomainService final : public drivers::DriverObserver {
   Result<std::pair<std::shared_ptr<const model::Domain>, drivers::HypervisorDriver*>> activeDef(DomainObject& obj);
   void publish(const std::string& name, const std::string& event, const nlohmann::json& extra = nullptr);
   Status loadSnapshots();
-  // Deletes an internal snapshot a killed vmmd took without recording it (domain_snapshots.cc).
-  void sweepUnrecordedSnapshot(DomainObject& obj, const std::string& snapshot);
+  // Removes a snapshot a killed vmmd took without recording it (domain_snapshots.cc).
+  void sweepUnrecordedSnapshot(DomainObject& obj, const nlohmann::json& intent);
   Status persistSnapshot(const model::Snapshot& s, const std::string& current);
   // Points disks at the files a snapshot operation moved them to (external snapshots), in the
   // persistent definition and the running instance.

@@ -3,11 +3,12 @@
 //
 // Records: Table::snapshots, key "DOMAIN/SNAPSHOT" (removed with the domain),
 // "DOMAIN/@current" naming the snapshot the domain's state descends from, and
-// "DOMAIN/@pending" naming an internal snapshot being taken. A snapshot is recorded once the
-// driver has taken it, so a record never lacks its data. A vmmd killed in between (QEMU
-// finishes a snapshot-save job on its own) leaves a tag in the images that nothing records:
-// the pending record, written before the driver starts and removed with the snapshot's own
-// record, lets the next start find it and delete it (sweepUnrecordedSnapshot).
+// "DOMAIN/@pending" naming a snapshot being taken. A snapshot is recorded once the driver has
+// taken it, so a record never lacks its data. A vmmd killed in between leaves what nothing
+// records: a tag in the images (QEMU finishes a snapshot-save job on its own), or overlays that
+// QEMU already writes to while the definition still names the images under them. The pending
+// record, written before the driver starts and removed with the snapshot's own record, lets
+// the next start find and remove them (sweepUnrecordedSnapshot).
 #include <algorithm>
 
 #include "base/fault_point.h"
@@ -47,7 +48,7 @@ void collectSubtree(const std::map<std::string, model::Snapshot>& all, const std
 
 Status DomainService::loadSnapshots() {
   VMM_ASSIGN(auto rows, store_.loadAll(Table::snapshots));
-  std::vector<std::pair<std::shared_ptr<DomainObject>, std::string>> pending;
+  std::vector<std::pair<std::shared_ptr<DomainObject>, json>> pending;
   for (const auto& row : rows) {
     auto slash = row.key.find('/');
     if (slash == std::string::npos) continue;
@@ -60,7 +61,7 @@ Status DomainService::loadSnapshots() {
       continue;
     }
     if (rest == kPendingKey) {
-      pending.emplace_back(obj, row.value.value("name", ""));
+      pending.emplace_back(obj, row.value);
       continue;
     }
     auto s = model::parseSnapshotRecord(row.value);
@@ -70,16 +71,18 @@ Status DomainService::loadSnapshots() {
     }
     obj->snapshots[s->name] = std::move(*s);
   }
-  for (const auto& [obj, snapshot] : pending) sweepUnrecordedSnapshot(*obj, snapshot);
+  for (const auto& [obj, intent] : pending) sweepUnrecordedSnapshot(*obj, intent);
   return {};
 }
 
-// Deleted rather than recorded: its caller was never told it exists, a multi-disk snapshot may
-// be in some images only, and the driver data a record needs (which disk holds the memory, the
-// state it was taken in) died with the vmmd that took it. Deleting makes "absent" true in the
-// images as well as in the API, and the name can be taken again. Runs at start-up, after the
-// domains were reconnected (the driver first waits for a snapshot job still running in QEMU).
-void DomainService::sweepUnrecordedSnapshot(DomainObject& obj, const std::string& snapshot) {
+// Removed rather than recorded: its caller was never told it exists, a multi-disk snapshot may
+// be in some images only, a memory state may be half written, and the driver data a record
+// needs died with the vmmd that took it. Removing makes "absent" true on disk as well as in the
+// API (external overlays are merged back, so no write of the guest is lost), and the name can
+// be taken again. Runs at start-up, after the domains were reconnected (the driver first waits
+// for a snapshot job still running in QEMU).
+void DomainService::sweepUnrecordedSnapshot(DomainObject& obj, const json& intent) {
+  std::string snapshot = intent.value("name", "");
   std::shared_ptr<const model::Domain> def;
   bool recorded;
   {
@@ -88,15 +91,19 @@ void DomainService::sweepUnrecordedSnapshot(DomainObject& obj, const std::string
     def = obj.liveDef ? obj.liveDef : obj.def;
   }
   if (!recorded && !snapshot.empty()) {
-    json orphan = {{"name", snapshot}, {"domain", obj.name}, {"kind", "internal"}, {"driver_data", {{"orphan", true}}}};
+    json data = {{"orphan", true}, {"state_dir", intent.value("state_dir", "")}, {"was_running", intent.value("was_running", false)}};
+    json orphan = {{"name", snapshot}, {"domain", obj.name}, {"kind", intent.value("kind", "internal")}, {"driver_data", data}};
     auto drv = driverFor(*def);
     auto swept = drv.ok() ? (*drv)->snapshotDelete(*def, orphan, Deadline::after(Millis(120000))) : Result<json>(drv.error());
+    if (swept.ok()) {
+      if (auto moved = moveDisks(obj, *swept); !moved.ok()) swept = moved.error();
+    }
     if (!swept.ok()) {
-      log::error("cannot delete a snapshot a stopped vmmd took but did not record; trying again at the next start",
+      log::error("cannot remove a snapshot a stopped vmmd took but did not record; trying again at the next start",
                  {{"domain", obj.name}, {"snapshot", snapshot}, {"error", swept.error().message}});
       return;
     }
-    log::warn("deleted a snapshot a stopped vmmd took but did not record", {{"domain", obj.name}, {"snapshot", snapshot}});
+    log::warn("removed a snapshot a stopped vmmd took but did not record", {{"domain", obj.name}, {"snapshot", snapshot}});
   }
   auto st = store_.remove(Table::snapshots, recordKey(obj.name, kPendingKey));
   if (!st.ok()) log::error("cannot remove a pending snapshot record", {{"domain", obj.name}, {"error", st.error().message}});
@@ -185,8 +192,12 @@ Result<model::Snapshot> DomainService::snapshotCreate(const std::string& name, c
                      {"quiesce", spec.quiesce},
                      {"state_dir", options_.saveDir.empty() ? "" : options_.saveDir + "/snapshots/" + name + "/" + snap.name}};
   // Pending until recorded (see the top of this file); a driver that fails undoes its work.
-  if (snap.kind == model::SnapshotKind::internal)
-    VMM_TRY(store_.put(Table::snapshots, recordKey(name, kPendingKey), json{{"name", snap.name}}));
+  auto intend = [&] {
+    return store_.put(Table::snapshots, recordKey(name, kPendingKey),
+                      json{{"name", snap.name}, {"kind", driverSpec["kind"]}, {"state_dir", driverSpec["state_dir"]},
+                           {"was_running", state == model::DomainState::running}});
+  };
+  VMM_TRY(intend());
   Reverter pending;
   pending.add([&] { (void)store_.remove(Table::snapshots, recordKey(name, kPendingKey)); });
   auto taken = drv->snapshotCreate(*def, driverSpec, Deadline::after(Millis(600000)));
@@ -196,17 +207,18 @@ Result<model::Snapshot> DomainService::snapshotCreate(const std::string& name, c
     log::info("internal snapshot not possible; taking an external one", {{"domain", name}, {"reason", taken.error().message}});
     snap.kind = model::SnapshotKind::external;
     driverSpec["kind"] = "external";
+    VMM_TRY(intend());
     taken = drv->snapshotCreate(*def, driverSpec, Deadline::after(Millis(600000)));
   }
   if (!taken.ok()) return taken.error();
   // From here a failure keeps the pending record: the snapshot exists in the images.
   pending.success();
-  faultPoint("snapshot.before-record");
   snap.driverData = std::move(*taken);
   for (const auto& d : snap.driverData.value("disks", json::array()))
     snap.disks.push_back({d.value("target", ""), d.value("file", ""), d.value("backing", "")});
   if (auto st = moveDisks(*obj, snap.driverData); !st.ok())
     return st.error().wrap("snapshot " + snap.name + " was taken, but the definition could not follow its overlays");
+  faultPoint("snapshot.before-record");
   VMM_TRY(persistSnapshot(snap, snap.name));
   faultPoint("snapshot.after-record");
   {

@@ -93,6 +93,8 @@ class QemuDriver final : public HypervisorDriver {
   Status waitDeviceDeleted(Instance& inst, const std::string& deviceId, Deadline deadline);
   Result<json> migrateToFile(Instance& inst, const std::string& path, Deadline deadline);
   Status restoreFromFile(Instance& inst, const std::string& path, Deadline deadline);
+  // snapshotDelete of an external snapshot a killed vmmd did not record (qemu_snapshots.cc).
+  Result<json> removeExternalOrphan(const model::Domain& def, const std::string& name, const json& data, Deadline deadline);
 
   DriverContext ctx_;
   QemuOptions options_;

@@ -373,6 +373,7 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
       return taken.error();
     }
   }
+  faultPoint("snapshot.after-overlays");
   out["disks"] = disks;
   out["disk_sources"] = sources;
   if (!memory) return out;
@@ -519,6 +520,79 @@ Result<json> QemuDriver::snapshotRevert(const model::Domain& def, const json& sn
 
 // ---------------------------------------------------------------- delete
 
+// An external snapshot a vmmd killed before recording it left: overlays "<stem>.<name>.qcow2" on
+// the disks, in use by QEMU (holding the guest's writes since) or not, with the definition
+// moved to them or not. Each is merged into the image under it and removed - the disks are
+// what they were before, nothing the guest wrote is lost - and the saved memory is dropped.
+Result<json> QemuDriver::removeExternalOrphan(const model::Domain& def, const std::string& name, const json& data,
+                                              Deadline deadline) {
+  std::string suffix = "." + name + ".qcow2";
+  std::string ownDir = data.value("state_dir", "");
+  std::string fallback = ownDir.empty() ? stateDir(def.name) : ownDir;
+  auto backingOf = [&](const std::string& file) -> std::pair<std::string, std::string> {
+    auto c = backingChain(file, deadline, false);
+    if (!c.ok() || c->empty()) return {"", ""};
+    std::string fmt = str((*c)[0], "backing-filename-format");
+    return {str((*c)[0], "full-backing-filename"), fmt.empty() ? "qcow2" : fmt};
+  };
+  // The overlay this snapshot put on a disk whose definition says `defPath`, if `file` is it.
+  auto ours = [&](const std::string& file, const std::string& defPath, const std::string& backing) {
+    if (!endsWith(file, suffix) || backing.empty()) return false;
+    return file == defPath || (backing == defPath && file == overlayDir(defPath, fallback) + "/" + imageStem(defPath) + suffix);
+  };
+  json sources = json::object(), formats = json::object();
+  auto inst = find(def.name);
+  if (inst && !inst->hasExited()) {
+    // With memory the guest was stopped while its state was saved: resume it (which also
+    // takes back the disks a finished migration leaves inactive).
+    if (data.value("was_running", false)) {
+      auto r = guestRunning(*inst, deadline);
+      if (r.ok() && !*r) VMM_TRY(setRunning(*inst, true, deadline));
+    }
+    VMM_ASSIGN(auto images, liveDisks(*inst, def, deadline));
+    for (const auto& cur : images) {
+      auto disk = std::find_if(def.disks.begin(), def.disks.end(), [&](const model::Disk& x) { return x.target == cur.target; });
+      if (disk == def.disks.end()) continue;
+      VMM_ASSIGN(auto r, resolveDisk(*disk));
+      auto [backing, bfmt] = backingOf(cur.file);
+      if (!ours(cur.file, r.path, backing)) continue;
+      VMM_ASSIGN(auto nodes, formatNodesByFile(*inst, deadline));
+      if (!nodes.count(backing)) return conflict("snapshot " + name + ": " + backing + " is not in the running chain of disk " + cur.target);
+      VMM_TRY(commitLive(*inst, cur.node, cur.node, nodes.at(backing), deadline));
+      VMM_TRY(fs::removeFile(cur.file));
+      if (cur.file == r.path) {
+        sources[cur.target] = backing;
+        formats[cur.target] = bfmt;
+      }
+    }
+  } else {
+    for (const auto& d : def.disks) {
+      if (!snapshotable(d)) continue;
+      auto r = resolveDisk(d);
+      if (!r.ok() || !r->protocol.empty()) continue;
+      bool moved = endsWith(r->path, suffix);
+      std::string overlay = moved ? r->path : overlayDir(r->path, fallback) + "/" + imageStem(r->path) + suffix;
+      if (!fs::exists(overlay)) continue;
+      auto [backing, bfmt] = backingOf(overlay);
+      if (!ours(overlay, r->path, backing)) continue;
+      // A guest may have written to it before its QEMU ended while vmmd was down.
+      VMM_TRY(qemuImg({"commit", "-q", "-f", "qcow2", overlay}, deadline));
+      VMM_TRY(fs::removeFile(overlay));
+      if (moved) {
+        sources[d.target] = backing;
+        formats[d.target] = bfmt;
+      }
+    }
+  }
+  if (!ownDir.empty()) (void)fs::removeTree(ownDir);
+  json out = json::object();
+  if (!sources.empty()) {
+    out["disk_sources"] = sources;
+    out["disk_formats"] = formats;
+  }
+  return out;
+}
+
 Result<json> QemuDriver::snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) {
   std::string name = snapshot.value("name", "");
   std::string kind = snapshot.value("kind", "internal");
@@ -526,6 +600,7 @@ Result<json> QemuDriver::snapshotDelete(const model::Domain& def, const json& sn
   json disks = data.value("disks", json::array());
   auto inst = find(def.name);
   bool live = inst && !inst->hasExited();
+  if (kind == "external" && data.value("orphan", false)) return removeExternalOrphan(def, name, data, deadline);
   if (kind == "internal" && data.value("orphan", false)) {
     // Taken by a vmmd that was killed before recording it: the tag may be in any writable
     // qcow2 image (QEMU and qemu-img skip the images that lack it).

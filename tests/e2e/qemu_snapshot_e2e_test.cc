@@ -458,10 +458,11 @@ TEST_F(QemuSnapshotTest, ExternalDiskOnlyRevertOfAShutOffDomain) {
 }
 
 // vmmd killed at each point of a snapshot's creation (base/fault_point.h), deterministically.
-// Before the record - QEMU's job started (it finishes without vmmd) or the driver done - the
-// snapshot is absent from the API and from the image: the next start deletes the tag nobody
-// recorded. After the record it is complete: listed, in the image, and reverts. Each time the
-// guest keeps running and its agent answers the first call after the restart.
+// Before the record - QEMU's job started (it finishes without vmmd), the overlays in use, or the
+// driver done - the snapshot is absent from the API and from the disks: the next start deletes
+// the tag nobody recorded and merges back the overlays. After the record it is complete:
+// listed, in the image, and reverts. Each time the guest keeps running and its agent answers
+// the first call after the restart.
 TEST_F(QemuSnapshotTest, KilledDaemonDuringSnapshotLeavesItCompleteOrAbsent) {
   std::string disk = qcow2("disk.qcow2");
   ASSERT_NO_FATAL_FAILURE(boot("crash", disk));
@@ -469,9 +470,11 @@ TEST_F(QemuSnapshotTest, KilledDaemonDuringSnapshotLeavesItCompleteOrAbsent) {
   pid_t qemu = call("domain.get", {{"name", "crash"}})["runtime"].value("pid", -1);
 
   // Creates `snap` with vmmd set to die at `point`; returns where the next run's log starts.
-  auto createKilledAt = [&](const std::string& point, const std::string& snap) -> size_t {
+  auto createKilledAt = [&](const std::string& point, const std::string& snap, json options = json::object()) -> size_t {
     size_t armedFrom = restartVmmd(point);
-    auto r = tryCall("snapshot.create", {{"name", "crash"}, {"snapshot", snap}});
+    options["name"] = "crash";
+    options["snapshot"] = snap;
+    auto r = tryCall("snapshot.create", options);
     EXPECT_FALSE(r.ok()) << "vmmd did not die at " << point;
     EXPECT_NE(vmmd->log().find("point=" + point, armedFrom), std::string::npos) << vmmd->log().substr(armedFrom);
     rpc.reset();
@@ -490,7 +493,7 @@ TEST_F(QemuSnapshotTest, KilledDaemonDuringSnapshotLeavesItCompleteOrAbsent) {
     if (point == "snapshot.after-job-start") {
       EXPECT_NE(log.find("a snapshot job of an earlier vmmd ended"), std::string::npos) << log;
     }
-    EXPECT_NE(log.find("deleted a snapshot a stopped vmmd took but did not record"), std::string::npos) << log;
+    EXPECT_NE(log.find("removed a snapshot a stopped vmmd took but did not record"), std::string::npos) << log;
     EXPECT_FALSE(listed("crash", "k1"));
     EXPECT_EQ(tags(disk).count("k1"), 0u) << internalSnapshots(disk);
     EXPECT_EQ(state("crash"), "running");
@@ -508,12 +511,38 @@ TEST_F(QemuSnapshotTest, KilledDaemonDuringSnapshotLeavesItCompleteOrAbsent) {
   EXPECT_EQ(state("crash"), "running");
   EXPECT_EQ(readMarker("crash"), "BEFORE--");  // the agent's first call after the revert
 
-  // Shut off: qemu-img took the snapshot; the next start deletes it the same way.
+  // External: QEMU writes to the new overlay from the transaction on, whether or not the
+  // definition followed it yet. The next start merges the overlay back into the image and
+  // removes it: the definition names the image, and what the guest writes lands there.
+  const json external = {{"external", true}, {"disk_only", true}};
+  std::string overlay = tmp + "/disk.e1.qcow2";
+  for (std::string point : {"snapshot.after-overlays", "snapshot.before-record"}) {
+    SCOPED_TRACE(point);
+    size_t from = createKilledAt(point, "e1", external);
+    EXPECT_NE(vmmd->log().find("removed a snapshot a stopped vmmd took but did not record", from), std::string::npos);
+    EXPECT_FALSE(listed("crash", "e1"));
+    EXPECT_FALSE(fs::exists(overlay));
+    EXPECT_EQ(diskPath("crash"), disk);
+    EXPECT_EQ(state("crash"), "running");
+    writeMarker("crash", point == "snapshot.after-overlays" ? "EXTKILL1" : "EXTKILL2");
+  }
   ASSERT_TRUE(rpc->call("domain.destroy", {{"name", "crash"}}).ok());
+  EXPECT_EQ(chain(disk), std::vector<std::string>{disk});
+  EXPECT_EQ(imageMarker(disk), "EXTKILL2");
+
+  // Shut off: qemu-img took the snapshot (and made the overlay); the next start removes them
+  // the same way.
   size_t from = createKilledAt("snapshot.before-record", "k2");
-  EXPECT_NE(vmmd->log().find("deleted a snapshot a stopped vmmd took but did not record", from), std::string::npos);
+  EXPECT_NE(vmmd->log().find("removed a snapshot a stopped vmmd took but did not record", from), std::string::npos);
   EXPECT_FALSE(listed("crash", "k2"));
   EXPECT_EQ(tags(disk), std::set<std::string>{"k1"}) << internalSnapshots(disk);
+  from = createKilledAt("snapshot.before-record", "e2", external);
+  EXPECT_NE(vmmd->log().find("removed a snapshot a stopped vmmd took but did not record", from), std::string::npos);
+  EXPECT_FALSE(listed("crash", "e2"));
+  EXPECT_FALSE(fs::exists(tmp + "/disk.e2.qcow2"));
+  EXPECT_EQ(diskPath("crash"), disk);
+  EXPECT_EQ(chain(disk), std::vector<std::string>{disk});
+  EXPECT_EQ(imageMarker(disk), "EXTKILL2");
   EXPECT_EQ(state("crash"), "shutoff");
 }
 
