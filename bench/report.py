@@ -91,8 +91,10 @@ LEGEND = ("Cells: **median** [interquartile range] (min–max) in ms, over the s
 def section_head(title, script, d, runs_text):
     p = d["provenance"]
     dirty = f", tree dirty ({p['dirty_files']} tracked files differ, diff {p['diff_sha']})" if p.get("dirty") else ""
+    load = p.get("machine", {}).get("loadavg")
+    load = f" (load average {load} when it ended)" if load else ""
     return [f"## {title} (`{script}`)", "",
-            f"Commit `{p['commit'][:12]}`{dirty}, measured {p['date']}; {runs_text}.", ""]
+            f"Commit `{p['commit'][:12]}`{dirty}, measured {p['date']}{load}; {runs_text}.", ""]
 
 
 def errors_lines(d):
@@ -481,7 +483,8 @@ def render_section(results, key, title, script, fn, runs_text, commit):
     failed = load(results, f"failed-{key}")
     head = [f"## {title} (`{script}`)", ""]
     if failed and failed.get("commit") == commit:
-        return head + [f"Failed at commit `{commit[:12]}` ({failed.get('date')}); the end of its output:", "", "```",
+        return head + [f"Failed at commit `{commit[:12]}` ({failed.get('date')}, exit status {failed.get('exit')}); "
+                       "the end of its output:", "", "```",
                        *failed.get("tail", "").splitlines()[-15:], "```", ""]
     if d is None:
         return head + ["Not run: no results for this section.", ""]

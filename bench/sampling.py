@@ -180,8 +180,12 @@ def machine():
                 mem = f"{int(line.split()[1]) / (1 << 20):.1f} GiB"
     except OSError:
         pass
+    try:
+        load = " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        load = ""
     return {"host": platform.node(), "kernel": platform.release(), "cpu": cpu, "cpus": os.cpu_count(),
-            "memory": mem, "kvm": os.path.exists("/dev/kvm")}
+            "memory": mem, "kvm": os.path.exists("/dev/kvm"), "loadavg": load}
 
 
 def tree_state():
