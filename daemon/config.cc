@@ -83,6 +83,7 @@ Status applyConfigFile(Config& c, const std::string& path) {
     i.optional("pool", c.imagePool);
     i.optional("customize_helper", c.customizeHelper);
     i.optional("guestfs_env", c.guestfsEnv);
+    i.optional("ca_file", c.imageCaFile);
   });
   r.object("capacity", [&](model::JsonReader& k) {
     k.optionalSize("memory", c.capacityMemory);
@@ -123,6 +124,7 @@ Options:
   --default-network yes|no  create the NAT network "default" at the first start (default yes)
   --capacity-memory SIZE    memory that launched domains may use in all (default: host memory - 1 GiB)
   --capacity-vcpus N        vCPUs that launched domains may use in all (default: 8 per host CPU)
+  --image-ca-file FILE      CA certificates (PEM) that https image downloads trust instead of the system's
   --version            print the version and exit
   -h, --help           print this help and exit
 
@@ -188,12 +190,15 @@ Result<Config> loadConfig(int argc, char** argv, bool& run) {
       if (!n || *n < 1 || *n > (1 << 20)) return invalidArgument("--capacity-vcpus takes a positive number");
       c.capacityVcpus = static_cast<int64_t>(*n);
     }
+    else if (key == "image-ca-file") c.imageCaFile = value;
     else return invalidArgument("unknown option --" + key + " (see --help)");
   }
   if (c.socketPath.empty()) c.socketPath = c.runDir + "/vmmd.sock";
   if (c.roSocketPath.empty()) c.roSocketPath = c.runDir + "/vmmd-ro.sock";
   if (c.logFormat != "logfmt" && c.logFormat != "json") return invalidArgument("log format must be logfmt or json");
   if (c.tlsCert.empty() != c.tlsKey.empty()) return invalidArgument("TLS needs both a certificate and a key");
+  if (!c.imageCaFile.empty() && !fs::exists(c.imageCaFile))
+    return invalidArgument("image CA file " + quote(c.imageCaFile) + " does not exist");
   for (const auto& d : c.drivers) {
     if (d != "qemu" && d != "lxc" && d != "xen" && d != "test")
       return invalidArgument("unknown driver " + quote(d) + " (known: qemu, lxc, xen, test)");

@@ -35,6 +35,7 @@ struct Config {
   std::string imagePool = "images";  // the image store; created as a dir pool under the state dir
   std::string customizeHelper;  // vmm-customize; "" = looked for next to vmmd
   std::string guestfsEnv;       // the appliance settings scripts/setup-guestfs.sh writes; "" = looked for
+  std::string imageCaFile;      // PEM CA certificates for https image downloads; "" = the system's
   uint64_t capacityMemory = 0;  // memory launches may use in all; 0 = the host's memory minus 1 GiB
   int64_t capacityVcpus = 0;    // vCPUs launches may use in all; 0 = 8 per host CPU
 

@@ -176,6 +176,7 @@ Status Daemon::start() {
   iso.pool = config_.imagePool;
   iso.poolPath = config_.stateDir + "/pools/" + config_.imagePool;
   iso.tempDir = config_.stateDir + "/tmp/images";
+  iso.caFile = config_.imageCaFile;
   images_ = std::make_unique<ImageService>(*store_, *events_, *pools_, *domains_, iso);
   VMM_TRY(images_->load());
   InstanceServiceOptions inso;
@@ -356,7 +357,8 @@ json Daemon::hostInfo() {
             {"state_schema", store_->schemaVersion()}}},
           {"host", formatHostFacts(facts_)},
           {"drivers", drivers},
-          {"domains", domains_->stateCounts()}};
+          {"domains", domains_->stateCounts()},
+          {"capacity", instances_->capacityInfo()}};
 }
 
 std::string Daemon::metricsText() {

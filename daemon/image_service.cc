@@ -195,6 +195,7 @@ Result<model::Image> ImageService::import(const model::ImageImportSpec& spec, co
     undo.add([disk] { (void)fs::removeFile(disk); });
     FetchOptions fo;
     fo.maxBytes = options_.maxDownloadBytes;
+    fo.caFile = options_.caFile;
     fo.cancelled = progress.cancelled;
     fo.progress = [&](uint64_t done, uint64_t total) {
       if (progress.report && total) progress.report(static_cast<int>(5 * done / total), "downloading");

@@ -27,6 +27,7 @@ struct ImageServiceOptions {
   std::string poolPath;          // "" = do not create it
   std::string tempDir;           // downloads and conversions in progress
   uint64_t maxDownloadBytes = 64ULL << 30;
+  std::string caFile;            // PEM CA certificates https downloads trust; "" = the system's
   Millis ioTimeout = Millis(6 * 3600 * 1000);
 };
 

@@ -89,6 +89,11 @@ Capacity InstanceService::inUse() const {
   return c;
 }
 
+json InstanceService::capacityInfo() const {
+  Capacity budget = gate_.budget(), used = inUse();
+  return {{"memory_bytes", budget.memory}, {"vcpus", budget.vcpus}, {"used_memory_bytes", used.memory}, {"used_vcpus", used.vcpus}};
+}
+
 Result<model::Domain> InstanceService::buildDefinition(const model::LaunchSpec& spec, const model::Image& image,
                                                        const std::string& name, const std::string& rootVolume,
                                                        const std::string& seedVolume) {

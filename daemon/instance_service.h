@@ -76,6 +76,8 @@ class InstanceService {
   // The lease of a launched domain, if any.
   std::optional<nlohmann::json> lease(const std::string& name) const;
   CapacityGate& capacity() { return gate_; }
+  // The launch budget and what running domains use of it (host.info "capacity").
+  nlohmann::json capacityInfo() const;
 
  private:
   struct Lease {

@@ -1,6 +1,7 @@
 #include "daemon/url_fetch.h"
 
 #include <httplib.h>
+#include <openssl/x509.h>
 
 #include <fcntl.h>
 #include <cstring>
@@ -35,6 +36,7 @@ Status fetchUrl(const std::string& url, const std::string& path, const FetchOpti
   client.set_connection_timeout(std::chrono::milliseconds(std::min<int64_t>(left(), 30000)));
   client.set_read_timeout(std::chrono::milliseconds(std::min<int64_t>(left(), 60000)));
   client.set_follow_location(true);
+  if (!options.caFile.empty()) client.set_ca_cert_path(options.caFile);
 
   std::string temp = path + ".partial";
   fs::UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
@@ -78,6 +80,11 @@ Status fetchUrl(const std::string& url, const std::string& path, const FetchOpti
   if (status != 0 && status != 200) {
     if (status == 404) return discard(notFound("downloading " + url + ": the server answered HTTP 404 (not found)"));
     return discard(unavailable("downloading " + url + ": the server answered HTTP " + std::to_string(status)));
+  }
+  if (!res && res.error() == httplib::Error::SSLServerVerification) {
+    std::string why = X509_verify_cert_error_string(client.get_openssl_verify_result());
+    return discard(unavailable("downloading " + url + ": the server's certificate is not trusted (" + why +
+                               "); a private CA is trusted with [images] ca_file or --image-ca-file"));
   }
   if (!res) return discard(unavailable("downloading " + url + ": " + httplib::to_string(res.error())));
   if (total && done != total) return discard(unavailable("downloading " + url + ": the transfer ended early"));

@@ -13,6 +13,7 @@ namespace vmm {
 
 struct FetchOptions {
   uint64_t maxBytes = 64ULL << 30;
+  std::string caFile;  // PEM CA certificates that https servers are verified against; "" = the system's
   Deadline deadline = Deadline::after(Millis(3600 * 1000));
   std::function<void(uint64_t done, uint64_t total)> progress;
   std::function<bool()> cancelled;

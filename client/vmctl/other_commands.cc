@@ -40,6 +40,12 @@ void printHostInfo(const json& r) {
   for (auto it = r["domains"].begin(); it != r["domains"].end(); ++it)
     if (it.value().get<int>() > 0) counts.push_back(text(it.value()) + " " + it.key());
   f.emplace_back("Domains", counts.empty() ? "none" : join(counts, ", "));
+  if (r.contains("capacity") && r["capacity"].is_object()) {
+    const auto& c = r["capacity"];
+    f.emplace_back("Launch budget", std::to_string(c.value("used_memory_bytes", uint64_t{0}) >> 20) + " of " +
+                                        std::to_string(c.value("memory_bytes", uint64_t{0}) >> 20) + " MiB memory, " +
+                                        text(c["used_vcpus"]) + " of " + text(c["vcpus"]) + " vCPUs in use");
+  }
   if (r.contains("caller")) f.emplace_back("You", text(r["caller"]["principal"]) + " (" + text(r["caller"]["access"]) + ")");
   printFields(f);
 }

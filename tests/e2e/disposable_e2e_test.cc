@@ -8,6 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "base/fs.h"
@@ -15,6 +18,7 @@
 #include "base/random.h"
 #include "base/strings.h"
 #include "tests/support/host_command.h"
+#include "tests/support/process_scan.h"
 #include "tests/support/require.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
@@ -88,6 +92,22 @@ class DisposableTest : public ::testing::Test {
 
   VmctlResult vmctl(const std::vector<std::string>& args) { return vmmd->vmctl(args); }
 
+  std::string volumePath(const std::string& volume) {
+    auto v = rpc->call("volume.get", {{"pool", "images"}, {"name", volume}});
+    EXPECT_TRUE(v.ok()) << volume << ": " << (v.ok() ? "" : v.error().message);
+    return v.ok() ? (*v)["path"].get<std::string>() : "";
+  }
+
+  // A command in a guest that has just been started: retried only until its agent first answers.
+  Result<json> execInGuest(const std::string& name, const std::vector<std::string>& argv) {
+    Result<json> out = internalError("not run");
+    waitFor([&] {
+      out = rpc->callAndWait("domain.exec", {{"name", name}, {"command", argv}}, Deadline::after(Millis(30000)));
+      return out.ok() || out.error().message.find("agent") == std::string::npos;
+    }, Millis(90000), Millis(500));
+    return out;
+  }
+
   std::vector<std::string> domainNames() {
     std::vector<std::string> out;
     auto l = rpc->call("domain.list", json::object());
@@ -106,15 +126,40 @@ class DisposableTest : public ::testing::Test {
   }
 
   // Nothing of any launched domain is left: no domain, only the image's own volumes, no QEMU
-  // socket or monitor file under vmmd's run directory.
+  // socket or monitor file under vmmd's run directory, no guest process and no lease record.
   void expectNothingLeft() {
     EXPECT_TRUE(domainNames().empty()) << join(domainNames(), ",");
     EXPECT_EQ(imageVolumes(), (std::vector<std::string>{"test-guest.initrd", "test-guest.kernel", "test-guest.qcow2"}))
         << join(imageVolumes(), ",");
-    auto leases = fs::listDir(vmmd->dir() + "/run/qemu");
-    if (leases.ok()) {
-      EXPECT_TRUE(leases->empty()) << join(*leases, ",");
+    auto sockets = fs::listDir(vmmd->dir() + "/run/qemu");
+    if (sockets.ok()) {
+      EXPECT_TRUE(sockets->empty()) << join(*sockets, ",");
     }
+    auto procs = guestProcesses();
+    EXPECT_TRUE(procs.empty()) << "processes of this test's vmmd still run:" << testutil::describe(procs);
+    EXPECT_EQ(leaseRecords(), std::vector<std::string>{});
+  }
+
+  // Processes this vmmd started for guests (QEMU): its children, and anything else with its
+  // directory (state and run dirs) in the command line - a QEMU outlives a killed vmmd and is
+  // then no child of the new one. vmmd itself and the dnsmasq of a network that is still
+  // defined (its files are under state/networks) do not count.
+  std::vector<testutil::ProcessEntry> guestProcesses() {
+    std::vector<testutil::ProcessEntry> out;
+    pid_t daemon = vmmd->pid();
+    std::string dir = vmmd->dir() + "/";
+    for (const auto& p : testutil::listProcesses()) {
+      if (p.pid == daemon || p.argvContains(dir + "state/networks/")) continue;
+      if ((daemon > 0 && p.ppid == daemon) || p.argvContains(dir)) out.push_back(p);
+    }
+    return out;
+  }
+
+  // The domains named by lease records in vmmd's state database (read beside the running vmmd).
+  std::vector<std::string> leaseRecords() {
+    auto r = testutil::hostCommand({"sqlite3", "-readonly", vmmd->dir() + "/state/vmm.db", "SELECT key FROM leases ORDER BY key;"});
+    EXPECT_EQ(r.exitCode, 0) << r.err;
+    return split(r.out, '\n', true);
   }
 
   // vmctl in the background; its pid is returned (stdout/stderr to files in tmp).
@@ -211,8 +256,12 @@ TEST_F(DisposableTest, BadInputIsRefusedAndChangesNothing) {
   expectNothingLeft();
 }
 
+// The lease is long enough for a slow boot (a busy 2-core host has taken more than 4 s); the
+// restart waits until it has run out.
 TEST_F(DisposableTest, ExpiredTtlIsReapedAfterARestart) {
-  auto r = vmctl({"run", "--ttl", "4s", "--name", "leased", "--image", "test-guest", "--", "true"});
+  const Millis ttl(15000);
+  auto t0 = SteadyClock::now();
+  auto r = vmctl({"run", "--ttl", "15s", "--name", "leased", "--image", "test-guest", "--", "true"});
   ASSERT_EQ(r.exitCode, 0) << r.out << r.err;
   auto view = rpc->call("domain.get", {{"name", "leased"}});
   ASSERT_TRUE(view.ok());
@@ -221,20 +270,46 @@ TEST_F(DisposableTest, ExpiredTtlIsReapedAfterARestart) {
   ASSERT_GT(pid, 0) << view->dump();
   // vmmd dies before the lease expires and comes back after it did.
   vmmd->kill9();
-  std::this_thread::sleep_for(Millis(4500));
+  ASSERT_LT(SteadyClock::now() - t0, ttl) << "the lease ran out before vmmd was killed";
+  std::this_thread::sleep_until(t0 + ttl + Millis(500));
   ASSERT_TRUE(vmmd->restart().ok()) << vmmd->log();
   reconnect();
   EXPECT_TRUE(waitFor([&] { return domainNames().empty(); }, Millis(20000)));
   EXPECT_TRUE(waitFor([&] { return !processAlive(pid); }, Millis(10000)));
+  EXPECT_NE(vmmd->log().find("why=\"its lease expired\""), std::string::npos) << vmmd->log();
   expectNothingLeft();
 }
 
+// Each of the four runs prints its own guest's output: the test guest's kernel release and the
+// boot id of the VM it ran in (four different VMs), on lines prefixed with the run's number.
 TEST_F(DisposableTest, FourRunsInParallel) {
+  auto release = testutil::hostCommand({"sh", "-c", "grep -a -o -m1 'Linux version [^ ]*' '" + guestDir() + "/vmlinux'"});
+  ASSERT_EQ(release.exitCode, 0) << release.err;
+  std::string kernel = std::string(trim(release.out)).substr(std::string("Linux version ").size());
   auto t0 = SteadyClock::now();
-  auto r = vmctl({"run", "--rm", "-j", "4", "--image", "test-guest", "--", "uname", "-r"});
+  auto r = vmctl({"run", "--rm", "-j", "4", "--image", "test-guest", "--", "sh", "-c", "uname -r; cat /proc/sys/kernel/random/boot_id"});
   auto ms = std::chrono::duration_cast<Millis>(SteadyClock::now() - t0).count();
   ASSERT_EQ(r.exitCode, 0) << r.out << r.err;
-  for (int i = 1; i <= 4; ++i) EXPECT_NE(r.out.find("[" + std::to_string(i) + "] "), std::string::npos) << r.out;
+  std::map<std::string, std::vector<std::string>> byRun;
+  for (const auto& line : split(r.out, '\n', true)) {
+    auto close = line.find("] ");
+    ASSERT_TRUE(startsWith(line, "[") && close != std::string::npos) << "unprefixed line: " << line << "\n" << r.out;
+    byRun[line.substr(0, close + 1)].push_back(line.substr(close + 2));
+  }
+  std::set<std::string> bootIds;
+  for (int i = 1; i <= 4; ++i) {
+    const auto& lines = byRun["[" + std::to_string(i) + "]"];
+    ASSERT_EQ(lines.size(), 2u) << "run " << i << ":\n" << r.out;
+    EXPECT_EQ(lines[0], kernel) << r.out;
+    EXPECT_EQ(lines[1].size(), 36u) << lines[1];  // a UUID
+    bootIds.insert(lines[1]);
+    bool exited0 = false;  // "[i] NAME exited 0" on stderr
+    for (const auto& line : split(r.err, '\n', true))
+      exited0 = exited0 || (startsWith(line, "[" + std::to_string(i) + "] ") && endsWith(line, " exited 0"));
+    EXPECT_TRUE(exited0) << r.err;
+  }
+  EXPECT_EQ(byRun.size(), 4u) << r.out;
+  EXPECT_EQ(bootIds.size(), 4u) << "the runs did not each get a VM of their own:\n" << r.out;
   std::cerr << "4 disposable runs on " << std::thread::hardware_concurrency() << " cores: " << ms << " ms\n";
   // Full copies of one image read it together.
   r = vmctl({"run", "--rm", "-j", "2", "--full-copy", "--image", "test-guest", "--", "true"});
@@ -334,15 +409,39 @@ TEST_F(DisposableTest, ImagesFromUrlAndFromAStoppedDomain) {
   EXPECT_FALSE(rpc->call("image.get", {{"name", "missing"}}).ok());
   EXPECT_EQ(vmctl({"image", "delete", "fromurl"}).exitCode, 0);
 
-  // Launch without starting, then make a template of it, then launch from the template.
+  // Launch without starting, mark its disk (64 KiB of 'Z' at 1 MiB, written into the linked
+  // clone), make a template of it, then launch from the template.
   r = vmctl({"launch", "test-guest", "base", "--no-start"});
   ASSERT_EQ(r.exitCode, 0) << r.out << r.err;
+  std::string baseDisk = volumePath("base-root.qcow2");
+  ASSERT_EQ(run({"qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1M 64k", baseDisk}), 0);
   r = vmctl({"image", "from-domain", "base", "tmpl"});
   ASSERT_EQ(r.exitCode, 0) << r.out << r.err;
   auto img = rpc->call("image.get", {{"name", "tmpl"}});
   ASSERT_TRUE(img.ok());
   EXPECT_EQ((*img)["source"], "domain:base");
   EXPECT_EQ((*img)["template"]["memory"], "256MiB") << img->dump();
+  // The template's disk holds the marker, on its own (flattened: no backing file); the image
+  // the domain was cloned from does not.
+  std::string tmplDisk = volumePath((*img)["volume"]);
+  auto verify = [&](const std::string& disk, const std::string& pattern) {
+    return testutil::hostCommand({"qemu-io", "-r", "-f", "qcow2", "-c", "read -P " + pattern + " 1M 64k", disk});
+  };
+  auto marked = verify(tmplDisk, "0x5a");
+  EXPECT_EQ(marked.exitCode, 0) << marked.out << marked.err;
+  EXPECT_EQ(marked.out.find("Pattern verification failed"), std::string::npos) << marked.out;
+  auto info = testutil::hostCommand({"qemu-img", "info", "--output=json", tmplDisk});
+  EXPECT_EQ(json::parse(info.out, nullptr, false).count("backing-filename"), 0u) << info.out;
+  auto pristine = verify(volumePath("test-guest.qcow2"), "0");
+  EXPECT_EQ(pristine.out.find("Pattern verification failed"), std::string::npos) << pristine.out;
+  // A domain launched from the template boots and reads the marker from its own disk.
+  r = vmctl({"launch", "tmpl", "fromtmpl"});
+  ASSERT_EQ(r.exitCode, 0) << r.out << r.err;
+  auto seen = execInGuest("fromtmpl", {"sh", "-c", "r() { dd if=/dev/vda bs=65536 skip=16 count=1 2>/dev/null; }; "
+                                                   "echo $(( $(r | tr -d Z | wc -c) )); echo $(( $(r | wc -c) ))"});
+  ASSERT_TRUE(seen.ok()) << seen.error().message;
+  EXPECT_EQ((*seen)["stdout"], "0\n65536\n") << seen->dump();  // 65536 bytes read, all of them 'Z'
+  EXPECT_EQ(vmctl({"rm", "fromtmpl"}).exitCode, 0);
   // The base image is in use by "base"'s linked clone: deleting it is refused, nothing changes.
   r = vmctl({"image", "delete", "test-guest"});
   EXPECT_EQ(r.exitCode, 5) << r.out << r.err;
@@ -450,25 +549,52 @@ TEST_F(DisposableTest, RunOnANetworkLeavesNoPortBehind) {
   EXPECT_FALSE(fs::exists("/sys/class/net/vmmci0"));
 }
 
-// An ISO becomes a cdrom image: launched domains boot from it, read-only, with no clone.
+// An ISO becomes a cdrom image: a launched domain gets it read-only, without a clone, first in
+// its boot order, and the running guest reads the ISO's files from that cdrom. (The test guest
+// boots its kernel directly, so the boot order is checked in the definition only.)
 TEST_F(DisposableTest, IsoImagesAreAttachedAsCdroms) {
+  // The test guest's initramfs has no SATA (AHCI), CD-ROM or ISO 9660 drivers: a second cpio
+  // archive appended to it adds them from the cached kernel package; they are loaded by hand.
+  std::string deb = testutil::hostCommand({"sh", "-c", "ls " + guestDir() + "/cache/linux-image-*_amd64.deb | grep -v -- -dbg | head -n1"}).out;
+  deb = std::string(trim(deb));
+  VMM_REQUIRE(!deb.empty(), "the cached kernel package in " << guestDir() << "/cache (run scripts/build-test-guest.sh)");
+  const std::vector<std::string> modules = {"drivers/ata/libata", "drivers/ata/libahci", "drivers/ata/ahci", "drivers/cdrom/cdrom",
+                                            "drivers/scsi/sr_mod", "fs/isofs/isofs"};
+  std::string extract = "set -e; cd " + tmp + "; mkdir -p ex mods/lib/modules; dpkg-deb --fsys-tarfile " + deb + " | tar -x -C ex --wildcards";
+  for (const auto& m : modules) extract += " '*/kernel/" + m + ".ko'";
+  extract += "; find ex -name '*.ko' -exec cp {} mods/lib/modules/ ';'; (cd mods && find . | cpio -o -H newc --quiet) > mods.cpio; "
+             "cat " + guestDir() + "/full.cpio mods.cpio > initrd-cdrom.cpio";
+  auto built = testutil::hostCommand({"sh", "-c", extract}, Millis(120000));
+  ASSERT_EQ(built.exitCode, 0) << built.err;
+
   ASSERT_TRUE(fs::makeDirs(tmp + "/iso").ok());
   ASSERT_TRUE(fs::writeFileAtomic(tmp + "/iso/README", "live\n").ok());
   ASSERT_EQ(run({"genisoimage", "-quiet", "-o", tmp + "/live.iso", "-V", "LIVE", "-R", tmp + "/iso"}), 0);
-  auto r = vmctl({"image", "import", "live", tmp + "/live.iso"});
+  auto r = vmctl({"image", "import", "live", tmp + "/live.iso", "--kernel", guestDir() + "/vmlinux", "--initrd",
+                  tmp + "/initrd-cdrom.cpio", "--template", tmp + "/template.json"});
   ASSERT_EQ(r.exitCode, 0) << r.out << r.err;
   auto img = rpc->call("image.get", {{"name", "live"}});
   ASSERT_TRUE(img.ok());
   EXPECT_EQ((*img)["media"], "cdrom");
   EXPECT_EQ((*img)["volume"], "live.iso");
-  ASSERT_EQ(vmctl({"launch", "live", "livecd", "--no-start"}).exitCode, 0);
+  auto volumesBefore = imageVolumes();
+  r = vmctl({"launch", "live", "livecd"});
+  ASSERT_EQ(r.exitCode, 0) << r.out << r.err;
+  EXPECT_EQ(imageVolumes(), volumesBefore) << "an ISO launch made a volume";
   auto d = rpc->call("domain.get", {{"name", "livecd"}});
   ASSERT_TRUE(d.ok());
   const auto& disks = (*d)["definition"]["disks"];
   ASSERT_EQ(disks.size(), 1u) << d->dump();
   EXPECT_EQ(disks[0]["device"], "cdrom");
   EXPECT_EQ(disks[0]["source"]["volume"], "live.iso");
+  EXPECT_EQ(disks[0]["readonly"], true) << d->dump();
   EXPECT_EQ((*d)["definition"]["boot"]["order"][0], "cdrom");
+  std::string read = "for m in libata libahci ahci cdrom sr_mod isofs; do insmod /lib/modules/$m.ko || exit 9; done; "
+                     "i=0; while [ ! -b /dev/sr0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
+                     "mkdir -p /tmp/cd && mount -t iso9660 -o ro /dev/sr0 /tmp/cd && cat /tmp/cd/README && cat /sys/block/sr0/ro";
+  auto seen = execInGuest("livecd", {"sh", "-c", read});
+  ASSERT_TRUE(seen.ok()) << seen.error().message;
+  EXPECT_EQ((*seen)["stdout"], "live\n1\n") << seen->dump();
   EXPECT_EQ(vmctl({"rm", "livecd"}).exitCode, 0);
   EXPECT_EQ(vmctl({"image", "delete", "live"}).exitCode, 0);
   expectNothingLeft();
@@ -493,6 +619,179 @@ TEST_F(DisposableTest, LeasesHoldDuringRunsAndAfterAPlainUndefine) {
   EXPECT_TRUE(waitFor([&] { return imageVolumes().size() == 3; }, Millis(10000))) << join(imageVolumes(), ",");
   // remove-on-stop needs a started domain (it would be removed at once).
   EXPECT_EQ(vmctl({"launch", "test-guest", "never", "--no-start", "--rm-on-stop"}).exitCode, 2);
+  expectNothingLeft();
+}
+
+}  // namespace
+
+namespace {
+
+// A disposable run interrupted by a vmmd restart: vmmd is killed while the command runs in the
+// guest; the restarted vmmd finds the run's lease and removes the domain, its QEMU (which outlived
+// the old vmmd) and its volumes, then the lease itself.
+TEST_F(DisposableTest, RunInterruptedByARestartIsRemovedAtTheNextStart) {
+  std::string outFile = tmp + "/cut.out";
+  pid_t client = spawnVmctl({"run", "--rm", "--name", "cut", "--image", "test-guest", "--", "sh", "-c", "echo started; sleep 300"}, outFile);
+  ASSERT_TRUE(waitFor([&] { return fs::readFile(outFile).valueOr("").find("started") != std::string::npos; }, Millis(120000), Millis(100)))
+      << fs::readFile(outFile).valueOr("");
+  auto view = rpc->call("domain.get", {{"name", "cut"}});
+  ASSERT_TRUE(view.ok()) << view.error().message;
+  pid_t qemu = (*view)["runtime"].value("pid", 0);
+  ASSERT_GT(qemu, 0) << view->dump();
+  EXPECT_EQ(leaseRecords(), std::vector<std::string>{"cut"});
+  auto volumes = imageVolumes();
+  EXPECT_NE(std::find(volumes.begin(), volumes.end(), "cut-root.qcow2"), volumes.end()) << join(volumes, ",");
+
+  vmmd->kill9();
+  int code = waitExit(client, Millis(30000));
+  EXPECT_EQ(code, 125) << "vmctl, its vmmd gone: " << fs::readFile(outFile).valueOr("");
+  EXPECT_TRUE(processRunning(qemu)) << "QEMU should outlive vmmd";
+  ASSERT_TRUE(vmmd->restart().ok()) << vmmd->log();
+  reconnect();
+  EXPECT_TRUE(waitFor([&] { return domainNames().empty(); }, Millis(30000))) << join(domainNames(), ",");
+  EXPECT_TRUE(waitFor([&] { return !processRunning(qemu); }, Millis(10000))) << "QEMU " << qemu << " still runs";
+  EXPECT_NE(vmmd->log().find("why=\"its disposable run was interrupted\""), std::string::npos) << vmmd->log();
+  expectNothingLeft();
+}
+
+// The default launch budget (no --capacity-* flag): host memory minus 1 GiB and 8 vCPUs per
+// host CPU, shown by host.info. A launch larger than the budget is refused at once; one that
+// takes every vCPU of it is admitted, and while it runs the next launch waits in line.
+TEST_F(DisposableTest, DefaultCapacityBudgetIsShownAndEnforced) {
+  uint64_t hostMemory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  int64_t vcpus = 8 * sysconf(_SC_NPROCESSORS_ONLN);
+  auto info = rpc->call("host.info", json::object());
+  ASSERT_TRUE(info.ok());
+  const json cap = (*info)["capacity"];
+  EXPECT_EQ(cap.value("memory_bytes", uint64_t{0}), hostMemory - (1ULL << 30)) << info->dump();
+  EXPECT_EQ(cap.value("vcpus", int64_t{0}), vcpus) << info->dump();
+  EXPECT_EQ(cap.value("used_vcpus", int64_t{-1}), 0) << info->dump();
+  auto shown = vmctl({"host", "info"});
+  std::string line = "0 of " + std::to_string((hostMemory - (1ULL << 30)) >> 20) + " MiB memory, 0 of " + std::to_string(vcpus) + " vCPUs in use";
+  EXPECT_NE(shown.out.find(line), std::string::npos) << shown.out;
+
+  // Beyond the budget: refused at once, naming it; nothing is made.
+  auto r = vmctl({"run", "--rm", "--image", "test-guest", "--cpus", std::to_string(vcpus + 1), "--", "true"});
+  EXPECT_EQ(r.exitCode, 125) << r.out << r.err;
+  EXPECT_NE(r.err.find("budget is "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" and " + std::to_string(vcpus) + " vCPUs"), std::string::npos) << r.err;
+  r = vmctl({"run", "--rm", "--image", "test-guest", "--memory", std::to_string(hostMemory - (1ULL << 30) + (1 << 20)), "--", "true"});
+  EXPECT_EQ(r.exitCode, 125) << r.out << r.err;
+  EXPECT_NE(r.err.find("budget"), std::string::npos) << r.err;
+  expectNothingLeft();
+
+  // Every vCPU of the budget: admitted, and counted while it runs.
+  r = vmctl({"launch", "test-guest", "wide", "--cpus", std::to_string(vcpus)});
+  ASSERT_EQ(r.exitCode, 0) << r.out << r.err;
+  info = rpc->call("host.info", json::object());
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ((*info)["capacity"].value("used_vcpus", int64_t{0}), vcpus) << info->dump();
+  EXPECT_EQ((*info)["capacity"].value("used_memory_bytes", uint64_t{0}), 256u << 20) << info->dump();
+  // One more vCPU does not fit: the next launch waits in line until "wide" is removed.
+  auto op = rpc->call("domain.launch", {{"image", "test-guest"}, {"name", "next"}});
+  ASSERT_TRUE(op.ok()) << op.error().message;
+  std::this_thread::sleep_for(Millis(3000));
+  auto waiting = rpc->call("operation.get", {{"id", (*op)["id"]}});
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_EQ((*waiting)["status"], "running") << waiting->dump();
+  EXPECT_NE(waiting->dump().find("waiting for host capacity"), std::string::npos) << waiting->dump();
+  EXPECT_FALSE(rpc->call("domain.get", {{"name", "next"}}).ok());
+  EXPECT_EQ(vmctl({"rm", "wide"}).exitCode, 0);
+  auto done = rpc->waitOperation(*op, Deadline::after(Millis(60000)));
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  EXPECT_EQ((*done)["status"], "succeeded") << done->dump();
+  EXPECT_EQ(vmctl({"rm", "next"}).exitCode, 0);
+  expectNothingLeft();
+}
+
+}  // namespace
+
+namespace {
+
+// A tiny https server on loopback (python3's http.server with ssl) serving `dir`; its port is
+// written to `portFile` once it listens.
+const char kHttpsServer[] = R"(import functools, http.server, ssl, sys
+cert, key, root, port_file = sys.argv[1:5]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+open(port_file + ".tmp", "w").write(str(srv.server_address[1]))
+import os; os.rename(port_file + ".tmp", port_file)
+srv.serve_forever()
+)";
+
+// https imports verify the server: a CA made by the test signs the certificate of a loopback
+// server. Without being told about that CA vmmd refuses the server; with --image-ca-file it
+// imports the image (same bytes); a server whose certificate another CA signed is still refused.
+TEST_F(DisposableTest, HttpsImportVerifiesTheServerCertificate) {
+  std::string pki = tmp + "/pki";
+  ASSERT_TRUE(fs::makeDirs(pki).ok());
+  ASSERT_TRUE(fs::makeDirs(tmp + "/www").ok());
+  ASSERT_EQ(run({"cp", tmp + "/disk.qcow2", tmp + "/www/served.qcow2"}), 0);
+  // Writes "served.qcow2" content that differs from the blank disk so that the copy is checked.
+  ASSERT_EQ(run({"qemu-io", "-f", "qcow2", "-c", "write -P 0x42 0 64k", tmp + "/www/served.qcow2"}), 0);
+  ASSERT_TRUE(fs::writeFileAtomic(pki + "/san.cnf", "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").ok());
+  std::string script =
+      "set -e; cd " + pki + "; "
+      "for ca in ca rogue; do openssl req -x509 -newkey rsa:2048 -nodes -keyout $ca.key -out $ca.pem -days 2 -subj /CN=vmm-test-$ca 2>/dev/null; "
+      "openssl req -newkey rsa:2048 -nodes -keyout $ca-server.key -out $ca-server.csr -subj /CN=127.0.0.1 2>/dev/null; "
+      "openssl x509 -req -in $ca-server.csr -CA $ca.pem -CAkey $ca.key -CAcreateserial -out $ca-server.pem -days 2 -extfile san.cnf 2>/dev/null; done";
+  auto made = testutil::hostCommand({"sh", "-c", script}, Millis(60000));
+  ASSERT_EQ(made.exitCode, 0) << made.err;
+  ASSERT_TRUE(fs::writeFileAtomic(tmp + "/https.py", kHttpsServer).ok());
+  auto serve = [&](const std::string& ca) -> std::string {
+    std::string portFile = tmp + "/" + ca + ".port";
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int log = ::open((tmp + "/" + ca + "-https.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(log, 1);
+      ::dup2(log, 2);
+      execlp("python3", "python3", (tmp + "/https.py").c_str(), (pki + "/" + ca + "-server.pem").c_str(),
+             (pki + "/" + ca + "-server.key").c_str(), (tmp + "/www").c_str(), portFile.c_str(), nullptr);
+      _exit(127);
+    }
+    children.push_back(pid);
+    EXPECT_TRUE(waitFor([&] { return fs::exists(portFile); }, Millis(20000))) << fs::readFile(tmp + "/" + ca + "-https.log").valueOr("");
+    return "https://127.0.0.1:" + fs::readFile(portFile).valueOr("0") + "/served.qcow2";
+  };
+  std::string trusted = serve("ca"), rogue = serve("rogue");
+  // The server works for a client that trusts the CA.
+  ASSERT_EQ(run({"curl", "-sf", "--cacert", pki + "/ca.pem", "-o", "/dev/null", trusted}), 0);
+  auto downloads = [&] { return fs::listDir(vmmd->dir() + "/state/tmp/images").valueOr({}); };
+
+  // Not told about the CA (the system's store does not have it): refused, nothing kept.
+  auto r = vmctl({"image", "import", "web", trusted});
+  EXPECT_NE(r.exitCode, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("certificate is not trusted"), std::string::npos) << r.err;
+  EXPECT_FALSE(rpc->call("image.get", {{"name", "web"}}).ok());
+  EXPECT_EQ(downloads(), std::vector<std::string>{});
+
+  // A CA file that is not there is a start-up error, not a silent fallback to the system's.
+  auto noCa = testutil::hostCommand({testutil::vmmdBinary(), "--state-dir", tmp + "/noca", "--run-dir", tmp + "/noca-run", "--listen",
+                                     "none", "--drivers", "test", "--image-ca-file", pki + "/missing.pem"});
+  EXPECT_NE(noCa.exitCode, 0);
+  EXPECT_NE((noCa.out + noCa.err).find("missing.pem\" does not exist"), std::string::npos) << noCa.out << noCa.err;
+
+  // Told: the image arrives with the server's bytes.
+  vmmd.reset();
+  startVmmd({"--image-ca-file", pki + "/ca.pem"});
+  importTestGuest("test-guest");
+  r = vmctl({"image", "import", "web", trusted});
+  ASSERT_EQ(r.exitCode, 0) << r.out << r.err;
+  auto img = rpc->call("image.get", {{"name", "web"}});
+  ASSERT_TRUE(img.ok());
+  EXPECT_EQ((*img)["source"], trusted);
+  auto same = testutil::hostCommand({"qemu-img", "compare", tmp + "/www/served.qcow2", volumePath((*img)["volume"])});
+  EXPECT_EQ(same.exitCode, 0) << same.out << same.err;
+  // A certificate from another CA is refused all the same.
+  r = vmctl({"image", "import", "rogue", rogue});
+  EXPECT_NE(r.exitCode, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("certificate is not trusted"), std::string::npos) << r.err;
+  EXPECT_FALSE(rpc->call("image.get", {{"name", "rogue"}}).ok());
+  EXPECT_EQ(downloads(), std::vector<std::string>{});
+  EXPECT_EQ(vmctl({"image", "delete", "web"}).exitCode, 0);
   expectNothingLeft();
 }
 
