@@ -16,7 +16,8 @@ RUNTIME="$RUNTIME genisoimage supermin e2fsprogs"
 # libvirt is the reference the benchmarks compare against.
 # tgt, nfs-ganesha and rpcbind are the real iSCSI and NFS servers the storage tests run on loopback.
 # syslinux, mtools, dosfstools and fdisk (sfdisk) make the bootable disk the storage tests boot from.
-TEST="python3 curl sqlite3 busybox-static qemu-guest-agent cpio xz-utils
+# openssl makes the CA and server certificates of the https image import test.
+TEST="python3 curl openssl sqlite3 busybox-static qemu-guest-agent cpio xz-utils
   libvirt-daemon-system libvirt-clients tgt libiscsi-bin nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils python3-yaml
   syslinux mtools dosfstools fdisk
   dpkg-dev debhelper help2man lintian"
