@@ -1,11 +1,12 @@
 #!/bin/sh
 # Runs every benchmark at one commit, then renders docs/benchmarks.md from their results.
 #
-#   bench/deps.sh && bench/all.sh
+#   bench/all.sh
 #
-# As root, on a quiet machine (the timings are wall-clock). Builds vmmd, vmctl and api_bench
-# first. Results of earlier runs are removed before anything runs; a benchmark that fails leaves
-# a failed-NAME.json that the page shows. The page is not written when the results come from
+# As root, on a quiet machine (the timings are wall-clock). Installs what the benchmarks need
+# (bench/deps.sh: libvirt, LXD, ...) and builds vmmd, vmctl and api_bench first. Results of
+# earlier runs are removed before anything runs; a benchmark that fails leaves a
+# failed-NAME.json that the page shows. The page is not written when the results come from
 # different commits (HEAD moved during the run). Environment: the run counts of the scripts
 # (RUNS, COUNT, BULK_RUNS, ...), BENCH_OUT (the page, default docs/benchmarks.md),
 # BENCH_RESULTS (default build/bench-results), BENCH_ONLY (a space-separated subset).
@@ -20,6 +21,7 @@ BENCHES=${BENCH_ONLY:-api storage network snapshot start run container}
 T0=$(date +%s)
 COMMIT=$(git -C "$ROOT" rev-parse HEAD)
 echo "bench/all.sh: commit $COMMIT; $BENCHES"
+sh "$ROOT/bench/deps.sh"
 flock "${VMM_BUILD_LOCK:-/tmp/vmm-build.lock}" cmake --build "$BUILD" -j2 --target vmmd vmctl api_bench
 
 mkdir -p "$RESULTS"

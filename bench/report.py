@@ -504,9 +504,10 @@ def page(results, commit):
              "This page is generated whole by `bench/report.py` from the results of one run of `bench/all.sh` at one "
              "commit; nothing on it is written by hand. To regenerate it (as root; on a quiet machine, since timings "
              "are wall-clock):", "",
-             "```sh", "bench/deps.sh        # Debian packages the benchmarks need (libvirt, LXD, ...)",
-             "bench/all.sh         # builds, runs every benchmark at HEAD, renders this page", "```", "",
-             "Run counts can be lowered for a quick look (e.g. `RUNS=3 BULK_RUNS=2 COUNT=100 bench/all.sh`); "
+             "```sh", "bench/all.sh   # installs what it needs (bench/deps.sh: libvirt, LXD, ...), builds, runs every",
+             "               # benchmark at HEAD and renders this page", "```", "",
+             "Run counts can be lowered for a quick look (e.g. `RUNS=3 BULK_RUNS=2 COUNT=100 LIST_PAIRS=5 "
+             "CALL_PAIRS=20 CLI_PAIRS=3 bench/all.sh`); "
              "`BENCH_OUT=/tmp/page.md` writes the page elsewhere. Each benchmark compares vmm with its reference "
              "(libvirt, LXD or a bare floor) in the same run: the clients are interleaved in pairs with a rotating "
              "order, every timed sample follows the same untimed warm-up, and every cell shows the median with its "
