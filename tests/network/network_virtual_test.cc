@@ -236,6 +236,40 @@ class VirtualNetworkTest : public ::testing::Test {
     ASSERT_TRUE(r.success()) << r.err;
   }
 
+  // The source address the outside host (203.0.113.2) sees on a TCP connection from `g` ("" if
+  // none arrives).
+  std::string sourceSeenOutside(const Guest& g) {
+    std::string peerFile = dir_ + "/peer";
+    fs::UniqueFd out(::open(peerFile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    SpawnOptions so;
+    so.stdoutFd = out.get();
+    auto listener = spawnProcess(outside_->inside({"timeout", "15", "python3", "-c",
+                                                   "import socket\n"
+                                                   "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                                                   "s.bind(('203.0.113.2', 8080)); s.listen(1)\n"
+                                                   "c, a = s.accept(); print(a[0], flush=True)\n"}),
+                                 so);
+    if (!listener.ok()) {
+      ADD_FAILURE() << "cannot start the outside's listener: " << listener.error().message;
+      return "";
+    }
+    auto client = g.ns.exec({"python3", "-c",
+                             "import socket, time\n"
+                             "for i in range(100):\n"
+                             "  try:\n"
+                             "    socket.create_connection(('203.0.113.2', 8080), timeout=2).close(); break\n"
+                             "  except OSError: time.sleep(0.05)\n"
+                             "else: raise SystemExit(1)\n"},
+                            20000);
+    if (!client.success()) ADD_FAILURE() << "no connection to the outside: " << client.err;
+    auto status = ChildReaper::wait(*listener, soon(15000));
+    if (!status.ok()) {
+      ::kill(*listener, SIGKILL);
+      (void)ChildReaper::wait(*listener, soon(5000));
+    }
+    return std::string(trim(fs::readFile(peerFile).valueOr("")));
+  }
+
   std::string dir_, script_;
   HostSnapshot before_;
   std::optional<Netns> outside_;
@@ -404,37 +438,31 @@ TEST_F(VirtualNetworkTest, NatMasqueradesToTheUplink) {
   ASSERT_TRUE(startsWith(guestIp, "10.78.0.")) << guestIp;
   EXPECT_TRUE(g.ping("203.0.113.2"));
 
-  // The outside accepts one TCP connection and prints the peer address.
-  std::string peerFile = dir_ + "/peer";
-  fs::UniqueFd out(::open(peerFile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  SpawnOptions so;
-  so.stdoutFd = out.get();
-  auto listener = spawnProcess(outside_->inside({"timeout", "15", "python3", "-c",
-                                                 "import socket\n"
-                                                 "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-                                                 "s.bind(('203.0.113.2', 8080)); s.listen(1)\n"
-                                                 "c, a = s.accept(); print(a[0], flush=True)\n"}),
-                               so);
-  ASSERT_TRUE(listener.ok());
-  auto client = g.ns.exec({"python3", "-c",
-                           "import socket, time\n"
-                           "for i in range(100):\n"
-                           "  try:\n"
-                           "    socket.create_connection(('203.0.113.2', 8080), timeout=2).close(); break\n"
-                           "  except OSError: time.sleep(0.05)\n"
-                           "else: raise SystemExit(1)\n"},
-                          20000);
-  EXPECT_TRUE(client.success()) << client.err;
-  auto status = ChildReaper::wait(*listener, soon(15000));
-  if (!status.ok()) {
-    ::kill(*listener, SIGKILL);
-    (void)ChildReaper::wait(*listener, soon(5000));
-  }
-  EXPECT_EQ(trim(fs::readFile(peerFile).valueOr("")), "203.0.113.1");
+  EXPECT_EQ(sourceSeenOutside(g), "203.0.113.1");
 
   // The outside cannot open connections into the NAT network.
   EXPECT_TRUE(outside_->exec({"ip", "route", "add", "10.78.0.0/24", "via", "203.0.113.1"}).success());
   EXPECT_FALSE(outside_->exec({"busybox", "ping", "-c", "1", "-W", "1", guestIp}).success());
+  ASSERT_TRUE(net.stop().ok());
+  EXPECT_EQ(sysctl(interfaceForwardingPath("up0")), "0");
+}
+
+// 2b. Routed: no masquerade. The outside host, which routes the network's subnet to this host,
+// sees the guest's own address and reaches the guest directly.
+TEST_F(VirtualNetworkTest, RoutedForwardsWithTheGuestsOwnAddress) {
+  makeOutside();
+  ASSERT_TRUE(outside_->exec({"ip", "route", "add", "10.87.0.0/24", "via", "203.0.113.1"}).success());
+  auto n = parse({{"name", "rt1"}, {"mode", "routed"}, {"bridge", "vmmrt1"}, {"ipv4", "10.87.0.1/24"}, {"uplink", "up0"}});
+  auto rt = startNetwork(n, stateDir("rt1"), soon());
+  ASSERT_TRUE(rt.ok()) << rt.error().message;
+  Running net(n, *rt);
+  Guest g("vg1", "vmmrt1", "52:54:00:dd:00:01");
+  ASSERT_TRUE(g.ns.ready());
+  std::string guestIp = g.dhcp(script_);
+  ASSERT_TRUE(startsWith(guestIp, "10.87.0.")) << guestIp;
+  EXPECT_TRUE(g.ping("203.0.113.2"));
+  EXPECT_EQ(sourceSeenOutside(g), guestIp) << "a routed network must not masquerade";
+  EXPECT_TRUE(outside_->exec({"busybox", "ping", "-c", "1", "-W", "2", guestIp}).success()) << "the outside cannot reach the guest";
   ASSERT_TRUE(net.stop().ok());
   EXPECT_EQ(sysctl(interfaceForwardingPath("up0")), "0");
 }
