@@ -116,8 +116,9 @@ def preceding_by_op(ops, labels=None):
 
 
 def method_line(d):
+    gap = f"then an idle gap of {d['gap_s']} s" if d.get("gap_s") else "no idle gap after it"
     return (f"Order: {d.get('order_scheme', '?')} (orders recorded in the results). Preceding state: "
-            f"{d.get('preceding_state', '?')}.")
+            f"{d.get('preceding_state', '?')}; {gap}.")
 
 
 # ---------------------------------------------------------------- sections
@@ -166,7 +167,8 @@ def api_section(d):
            "Preceding state: " + "; ".join(
                f"{', '.join(o for o in ops if ops[o]['preceding_state'] == text)}: {text}"
                for text in dict.fromkeys(o["preceding_state"] for o in ops.values())) + ". " +
-           "Order: rotation by pair, reversed every other round (orders recorded in the results).", "", LEGEND, ""]
+           "No idle gap. Order: rotation by pair, reversed every other round (orders recorded in the results).", "",
+           LEGEND, ""]
     out += table(["operation", "vmm does", "libvirt does", "runs", "vmm RPC", "vmm HTTP", "libvirtd (qemu:///system)",
                   "libvirt test:/// (in-process)", "vmm RPC vs libvirtd"], rows)
     cli_rows = []
@@ -351,7 +353,7 @@ def storage_section(d):
            "medians, only where both sides do the same work; the virsh shell's output reaches the benchmark line by line "
            "(`stdbuf -oL`).", "",
            f"Order: {any_op.get('order_scheme', '?')} (orders recorded in the results). Preceding state: "
-           f"{preceding_by_op(ops)}.", "", LEGEND, ""]
+           f"{preceding_by_op(ops)}; no idle gap after it.", "", LEGEND, ""]
     out += table(FOUR_HEADER, four_client_rows(spec, ops, d["runs"]))
     counts = d.get("volumes_in_pool", {})
     if counts:
