@@ -193,7 +193,7 @@ class QemuStorageTest : public ::testing::Test {
     EXPECT_EQ(argv->find(std::string("\0-kernel\0", 9)), std::string::npos) << "QEMU was given a kernel";
     EXPECT_EQ(argv->find(std::string("\0-initrd\0", 9)), std::string::npos) << "QEMU was given an initrd";
     auto t0 = SteadyClock::now();
-    ASSERT_TRUE(waitFor([&] { return consoleLog(name).find(bootMarker) != std::string::npos; }, Millis(120000), Millis(250)))
+    ASSERT_TRUE(waitFor([&] { return consoleLog(name).find(bootMarker) != std::string::npos; }, Millis(90000), Millis(250)))
         << "no " << bootMarker << " on the console:\n" << consoleLog(name);
     std::cerr << "[ time ] " << name << ": start -> disk's boot marker on the console "
               << std::chrono::duration_cast<Millis>(SteadyClock::now() - t0).count() << " ms\n";
@@ -272,7 +272,7 @@ TEST_F(QemuStorageTest, GuestBootsFromIscsiLunWithChap) {
   EXPECT_NE(cmdline->find("\"driver\":\"iscsi\""), std::string::npos);
   EXPECT_EQ(vmmd->log().find(secret), std::string::npos);
 
-  guestBootedFromTheVolume("iscsi-guest", pid);
+  ASSERT_NO_FATAL_FAILURE(guestBootedFromTheVolume("iscsi-guest", pid));
   guestReadsAndWrites("iscsi-guest", "FROM-ISCSI-GUEST");
   auto disk = download("san", "lun-1");
   ASSERT_EQ(disk.size(), kDiskSize);
@@ -304,7 +304,7 @@ TEST_F(QemuStorageTest, GuestBootsFromNfsLinkedClone) {
   auto cmdline = fs::readFile("/proc/" + std::to_string(pid) + "/cmdline", 1 << 20);
   ASSERT_TRUE(cmdline.ok());
   EXPECT_NE(cmdline->find("\"driver\":\"nfs\""), std::string::npos);
-  guestBootedFromTheVolume("nfs-guest", pid);
+  ASSERT_NO_FATAL_FAILURE(guestBootedFromTheVolume("nfs-guest", pid));
   guestReadsAndWrites("nfs-guest", "FROM-NFS-GUEST");
 
   // The write went to the overlay on the server; the base is unchanged.
@@ -339,7 +339,7 @@ TEST_F(QemuStorageTest, GuestBootsFromLogicalVolumeWithoutDeviceMapper) {
   ASSERT_TRUE(cmdline.ok());
   EXPECT_NE(cmdline->find("\"driver\":\"host_device\""), std::string::npos);
   EXPECT_NE(cmdline->find("\"offset\":"), std::string::npos);
-  guestBootedFromTheVolume("lvm-guest", pid);
+  ASSERT_NO_FATAL_FAILURE(guestBootedFromTheVolume("lvm-guest", pid));
   guestReadsAndWrites("lvm-guest", "FROM-LVM-GUEST");
   auto disk = download("lvm", "root");
   ASSERT_EQ(disk.size(), kDiskSize);
@@ -362,7 +362,7 @@ TEST_F(QemuStorageTest, GuestBootsFromLinkedCloneInDirPoolAndVolumeInUseIsKept) 
   del = rpc->call("volume.delete", {{"pool", "default"}, {"name", "golden.raw"}});
   ASSERT_FALSE(del.ok());
   EXPECT_EQ(del.error().code, ErrorCode::conflict);
-  guestBootedFromTheVolume("ci-1", pid);
+  ASSERT_NO_FATAL_FAILURE(guestBootedFromTheVolume("ci-1", pid));
   guestReadsAndWrites("ci-1", "FROM-DIR-GUEST");
   auto golden = download("default", "golden.raw");
   EXPECT_EQ(golden.substr(kGuestWriteOffset, 14), std::string(14, '\0'));
