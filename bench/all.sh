@@ -19,10 +19,10 @@ BENCHES=${BENCH_ONLY:-api storage network snapshot start run container}
 [ "$(id -u)" = 0 ] || { echo "bench/all.sh: run as root" >&2; exit 1; }
 
 T0=$(date +%s)
-COMMIT=$(git -C "$ROOT" rev-parse HEAD)
-echo "bench/all.sh: commit $COMMIT; $BENCHES"
 sh "$ROOT/bench/deps.sh"
 flock "${VMM_BUILD_LOCK:-/tmp/vmm-build.lock}" cmake --build "$BUILD" -j2 --target vmmd vmctl api_bench
+COMMIT=$(git -C "$ROOT" rev-parse HEAD)  # what was just built; it must not move until the end
+echo "bench/all.sh: commit $COMMIT; $BENCHES"
 
 mkdir -p "$RESULTS"
 for f in "$RESULTS"/*.json "$RESULTS"/*.log; do [ -e "$f" ] && rm -f "$f"; done
