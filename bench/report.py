@@ -265,18 +265,23 @@ def run_section(d):
            "overlay deleted. All of it timed.",
            "- **vmm**: one `vmctl run --rm` process: linked clone, define, start, wait for the agent, run `true` with "
            "streamed output, destroy, undefine, delete the clone, every record committed. Its phases are vmmd's own "
-           "timings from the run's JSON result (`vmctl -o json run`): they leave out the vmctl process and its RPC.",
+           "timings from the run's JSON result (`vmctl -o json run`): they leave out the vmctl process and its RPC. "
+           "The guest rows are the times the test guest's init printed its lines on the console (read from the "
+           "floor's console socket and from vmmd's console.log as they arrive): the guest's own boot, which neither "
+           "side's software is doing.",
            "", method_line(d), "", LEGEND, ""]
     rows = [["wall time (timed by the benchmark)", runs_col(s, ["floor", "vmm"], pairs), cell(s.get("floor"), pairs),
              cell(s.get("vmm"), pairs), cell(diff, pairs)]]
     phases = (("launch", "launch: floor overlay + spawn + QMP + `cont`; vmm clone + define + start"),
               ("agent", "until the guest agent answered"), ("exec", "`true` run through the agent"),
-              ("remove", "teardown: floor kill + overlay deleted; vmm destroy + undefine + clone deleted"))
+              ("remove", "teardown: floor kill + overlay deleted; vmm destroy + undefine + clone deleted"),
+              ("booted", "from the start of the sample until the guest's init printed GUEST-BOOTED on the console"),
+              ("agent_started", "... until it printed AGENT-STARTED (qemu-ga launched)"))
     for op, label in phases:
         ps = d["stats_ms"].get(op)
         if ps:
             pd = d["differences_ms"].get(op, {}).get("vmm - floor")
-            rows.append([f"phase, {label}", runs_col(ps, ["floor", "vmm"], pairs), cell(ps.get("floor"), pairs),
+            rows.append([f"phase, {label}" if op not in ("booted", "agent_started") else f"guest, {label}", runs_col(ps, ["floor", "vmm"], pairs), cell(ps.get("floor"), pairs),
                          cell(ps.get("vmm"), pairs), cell(pd, pairs)])
     out += table(["", "runs", "floor", "vmm run --rm", "vmm - floor (per pair)"], rows)
     out += ["", "- " + diff_sentence("vmm over the floor", diff)]

@@ -15,5 +15,5 @@ echo '{"memory": "256MiB", "vcpus": 1, "boot": {"cmdline": "console=ttyS0 panic=
 $VMCTL image import test-guest "$WORK/disk.qcow2" --kernel "$BUILD/test-guest/vmlinux" \
   --initrd "$BUILD/test-guest/full.cpio" --template "$WORK/template.json" >/dev/null
 python3 "$ROOT/bench/run_bench.py" --runs "$RUNS" --work "$WORK" --vmctl "$BUILD/client/vmctl" \
-  --socket "$VMMD_SOCK" --out "$RESULTS/run.json"
+  --socket "$VMMD_SOCK" --vmmd-state "$VMMD_DIR/state" --out "$RESULTS/run.json"
 python3 "$ROOT/bench/report.py" --summary run

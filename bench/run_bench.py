@@ -11,13 +11,13 @@
   fsynced); its JSON result carries vmmd's own phase timings (launch, agent, exec, remove).
 
 Writes JSON with every sample (see sampling.py for the pairing)."""
-import argparse, json, os, subprocess, sys, time
+import argparse, json, os, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_clients, floor, sampling  # noqa: E402
 
 p = argparse.ArgumentParser()
-for a in ("--work", "--vmctl", "--socket", "--out"):
+for a in ("--work", "--vmctl", "--socket", "--vmmd-state", "--out"):
     p.add_argument(a, required=True)
 p.add_argument("--runs", type=int, default=20)
 args = p.parse_args()
@@ -68,6 +68,42 @@ BACKING = next(iter(CLONES.values()))
 FLOOR = floor.QemuFloor(FLOOR_ARGV, os.path.join(args.work, "floor"))
 
 
+BOOT_MARKS = (b"GUEST-BOOTED", b"AGENT-STARTED")  # what the test guest's init prints on its console
+VM_NAME = "vmmbench-run"
+VM_LOG = f"{args.vmmd_state}/qemu/{VM_NAME}/console.log"
+
+
+class ConsoleMarks(threading.Thread):
+    """When the guest's init printed BOOT_MARKS, in ms from t0 (None if not seen): read from the
+    floor's console socket, or from vmmd's console.log. Only observes; both sides alike."""
+
+    def __init__(self, t0, sock=None, path=None):
+        super().__init__(daemon=True)
+        self.t0, self.sock, self.path, self.seen = t0, sock, path, {}
+
+    def run(self):
+        try:
+            if self.sock is not None:
+                buf = b""
+                while len(self.seen) < len(BOOT_MARKS):
+                    data = self.sock.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                    for m in BOOT_MARKS:
+                        if m in buf and m not in self.seen:
+                            self.seen[m] = sampling.now_ms() - self.t0
+            else:
+                for m in BOOT_MARKS:
+                    self.seen[m] = sampling.wait_for_text(self.path, m, self.t0, 120)
+        except Exception:
+            pass  # the sample's own checks report failures
+
+    def result(self):
+        self.join(1)
+        return {"booted": self.seen.get(BOOT_MARKS[0]), "agent_started": self.seen.get(BOOT_MARKS[1])}
+
+
 def floor_sample(_):
     """The floor's total and its phases (what vmmd reports as launch, agent, exec and remove)."""
     t0 = sampling.now_ms()
@@ -76,6 +112,8 @@ def floor_sample(_):
     try:
         FLOOR.launch()
         phases["launch"] = sampling.now_ms() - t0
+        marks = ConsoleMarks(t0, sock=FLOOR.console)
+        marks.start()
         agent = FLOOR.agent()
         deadline = time.monotonic() + 60
         agent.call("guest-ping", deadline=deadline)
@@ -91,16 +129,24 @@ def floor_sample(_):
         FLOOR.kill()
         os.remove(OVERLAY)
         phases["remove"] = sampling.now_ms() - t1
-    return dict(phases, total=sampling.now_ms() - t0)
+    phases["total"] = sampling.now_ms() - t0
+    return dict(phases, **marks.result())  # after the clock stopped
+
+
+def vmm_prepare(_):
+    if os.path.exists(VM_LOG):
+        os.remove(VM_LOG)
 
 
 def vmm_sample(_):
     t0 = sampling.now_ms()
-    out = run(VMCTL + ["-o", "json", "run", "--rm", "--image", "test-guest", "--", "true"])
+    marks = ConsoleMarks(t0, path=VM_LOG)
+    marks.start()
+    out = run(VMCTL + ["-o", "json", "run", "--rm", "--name", VM_NAME, "--image", "test-guest", "--", "true"])
     total = sampling.now_ms() - t0
     t = json.loads(out).get("timings", {})
-    return {"total": total, "launch": t.get("launch_ms"), "agent": t.get("agent_ms"), "exec": t.get("exec_ms"),
-            "remove": t.get("remove_ms")}
+    return dict(marks.result(), total=total, launch=t.get("launch_ms"), agent=t.get("agent_ms"), exec=t.get("exec_ms"),
+                remove=t.get("remove_ms"))
 
 
 def warm(*_):
@@ -108,7 +154,7 @@ def warm(*_):
     floor_sample(None)
 
 
-targets = {"floor": sampling.Target(floor_sample), "vmm": sampling.Target(vmm_sample)}
+targets = {"floor": sampling.Target(floor_sample), "vmm": sampling.Target(vmm_sample, prepare=vmm_prepare)}
 PRECEDING = ("right before every timed run, one untimed floor run (boot, agent, `true`, QEMU killed and reaped); "
              "vmctl run --rm returns only after its domain is destroyed and removed")
 try:
@@ -117,11 +163,11 @@ try:
             t.sample(0)
         except Exception as e:  # the pairs will show whether it persists
             print(f"first {name} run (untimed) failed: {e}", file=sys.stderr)
-    runner = sampling.PairedRun(targets, args.runs, ("total", "launch", "agent", "exec", "remove"), warmup=warm,
+    runner = sampling.PairedRun(targets, args.runs, ("total", "launch", "agent", "exec", "remove", "booted", "agent_started"), warmup=warm,
                                 preceding=PRECEDING).run()
 finally:
     FLOOR.kill()
 left = rpc.call("domain.list", {})
 sampling.write_result(args.out, runner.result(
-    diffs=[(op, "vmm", "floor") for op in ("total", "launch", "agent", "exec", "remove")], domains_left=len(left), floor_argv=FLOOR_ARGV,
+    diffs=[(op, "vmm", "floor") for op in ("total", "launch", "agent", "exec", "remove", "booted", "agent_started")], domains_left=len(left), floor_argv=FLOOR_ARGV,
     floor_descriptors=floor.chardev_fds(FLOOR_ARGV), vmm_clones_replaced=list(CLONES)))
