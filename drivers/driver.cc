@@ -1,6 +1,24 @@
 #include "drivers/driver.h"
 
+#include "base/base64.h"
+#include "base/json_util.h"
+
 namespace vmm::drivers {
+
+void addExecOutput(json& out, const ExecResult& r) {
+  auto add = [&](const char* name, const std::string& bytes) {
+    if (isValidUtf8(bytes)) {
+      out[name] = bytes;
+      return;
+    }
+    out[name] = toValidUtf8(bytes);
+    out[std::string(name) + "_b64"] = base64Encode(bytes);
+  };
+  add("stdout", r.out);
+  add("stderr", r.err);
+  out["stdout_truncated"] = r.outTruncated;
+  out["stderr_truncated"] = r.errTruncated;
+}
 
 std::string_view stopCauseName(StopCause c) {
   switch (c) {

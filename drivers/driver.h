@@ -123,6 +123,10 @@ struct ExecResult {
   std::string out, err;
   bool outTruncated = false, errTruncated = false;
 };
+// The output part of an exec or run result: "stdout"/"stderr" as UTF-8 text (bytes that are
+// not UTF-8 replaced by U+FFFD), plus "stdout_b64"/"stderr_b64" with the exact bytes only when
+// they are not valid UTF-8, and the *_truncated flags.
+void addExecOutput(json& out, const ExecResult& r);
 
 class HypervisorDriver {
  public:

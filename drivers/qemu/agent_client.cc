@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "base/base64.h"
+#include "base/json_util.h"
 #include "base/random.h"
 #include "base/socket_util.h"
 
@@ -13,9 +14,70 @@ struct AgentClient::Waiter {
   std::mutex mu;
   std::condition_variable cv;
   std::optional<json> reply;
+  std::optional<Error> malformed;  // a reply line that was not JSON within the limits
   bool closed = false;
   std::string reason;
 };
+
+namespace {
+
+Error malformed(const std::string& what) { return internalError("guest agent: malformed reply: " + what); }
+
+// A base64 member of an exec or file reply ("out-data", "buf-b64"): absent means no bytes.
+Result<std::string> bytesMember(const json& reply, const char* key) {
+  auto it = reply.find(key);
+  if (it == reply.end() || it->is_null()) return std::string();
+  if (!it->is_string()) return malformed(std::string(key) + " is not a base64 string");
+  auto bytes = base64Decode(it->get<std::string>());
+  if (!bytes.ok()) return malformed(std::string(key) + " is not valid base64");
+  return bytes;
+}
+
+Result<bool> boolMember(const json& reply, const char* key) {
+  auto it = reply.find(key);
+  if (it == reply.end() || it->is_null()) return false;
+  if (!it->is_boolean()) return malformed(std::string(key) + " is not a boolean");
+  return it->get<bool>();
+}
+
+// An int member within [min, max]; absent gives `fallback`.
+Result<int64_t> intMember(const json& reply, const char* key, int64_t fallback, int64_t min, int64_t max) {
+  auto it = reply.find(key);
+  if (it == reply.end() || it->is_null()) return fallback;
+  auto v = jsonIntValue(*it);
+  if (!v || *v < min || *v > max) return malformed(std::string(key) + " is not an integer in range");
+  return *v;
+}
+
+Result<int64_t> pidOf(const json& started) {
+  if (!started.is_object()) return malformed("guest-exec did not return an object");
+  auto pid = jsonInt(started, "pid");
+  if (!pid || *pid <= 0) return malformed("guest-exec returned no numeric pid");
+  return *pid;
+}
+
+// guest-exec-status: {"exited": bool, "exitcode": int, "signal": int, "out-data": base64, ...}.
+struct ExecStatus {
+  bool exited = false;
+  ExecResult result;
+};
+Result<ExecStatus> execStatusOf(const json& st) {
+  if (!st.is_object()) return malformed("guest-exec-status did not return an object");
+  ExecStatus out;
+  VMM_ASSIGN(out.exited, boolMember(st, "exited"));
+  if (!out.exited) return out;
+  VMM_ASSIGN(int64_t code, intMember(st, "exitcode", -1, INT32_MIN, INT32_MAX));
+  VMM_ASSIGN(int64_t sig, intMember(st, "signal", 0, 0, 255));
+  out.result.exitCode = static_cast<int>(code);
+  out.result.signal = static_cast<int>(sig);
+  VMM_ASSIGN(out.result.out, bytesMember(st, "out-data"));
+  VMM_ASSIGN(out.result.err, bytesMember(st, "err-data"));
+  VMM_ASSIGN(out.result.outTruncated, boolMember(st, "out-truncated"));
+  VMM_ASSIGN(out.result.errTruncated, boolMember(st, "err-truncated"));
+  return out;
+}
+
+}  // namespace
 
 AgentClient::~AgentClient() { disconnect(); }
 
@@ -42,6 +104,11 @@ Status AgentClient::ensureConnected(Deadline deadline) {
                                   std::lock_guard lock(waiter->mu);
                                   waiter->closed = true;
                                   waiter->reason = reason;
+                                  waiter->cv.notify_all();
+                                },
+                                [waiter](const Error& e) {
+                                  std::lock_guard lock(waiter->mu);
+                                  waiter->malformed = e;
                                   waiter->cv.notify_all();
                                 }});
   // Resynchronise: a 0xFF byte resets the agent's parser; it answers 0xFF + {"return": id}
@@ -70,23 +137,35 @@ Result<json> AgentClient::roundTrip(const std::string& text, Deadline deadline, 
   {
     std::lock_guard lock(waiter->mu);
     waiter->reply.reset();
+    waiter->malformed.reset();
   }
   channel_->send(text);
   std::unique_lock lock(waiter->mu);
-  if (!waiter->cv.wait_until(lock, deadline.at(), [&] { return waiter->reply.has_value() || waiter->closed; })) {
+  if (!waiter->cv.wait_until(lock, deadline.at(), [&] { return waiter->reply || waiter->malformed || waiter->closed; })) {
     lock.unlock();
     disconnect();  // a late reply must not answer the next call
     return timeoutError("the guest agent did not answer before the deadline");
   }
+  if (!waiter->reply && waiter->malformed) {
+    Error e = malformed(waiter->malformed->message);
+    lock.unlock();
+    disconnect();  // what follows on the channel cannot be trusted to line up with our calls
+    return e;
+  }
   if (!waiter->reply) return unavailable("the guest agent channel closed: " + waiter->reason);
   json msg = std::move(*waiter->reply);
   waiter->reply.reset();
-  if (msg.contains("error")) {
-    std::string desc = msg["error"].value("desc", "unknown error");
-    std::string cls = msg["error"].value("class", "GenericError");
-    return Error{cls == "CommandNotFound" ? ErrorCode::unsupported : ErrorCode::internal, "guest agent: " + desc};
+  // The guest controls every byte of the reply: its shape is checked before anything is read.
+  if (!msg.is_object()) return malformed("the reply is not a JSON object");
+  if (auto e = msg.find("error"); e != msg.end()) {
+    auto desc = jsonString(*e, "desc");
+    if (!desc) return malformed("an error reply without a string \"desc\"");
+    std::string cls = jsonStringOr(*e, "class", "GenericError");
+    return Error{cls == "CommandNotFound" ? ErrorCode::unsupported : ErrorCode::internal, "guest agent: " + *desc};
   }
-  return msg.value("return", json());
+  auto ret = msg.find("return");
+  if (ret == msg.end()) return malformed("a reply with neither \"return\" nor \"error\"");
+  return std::move(*ret);
 }
 
 Result<json> AgentClient::call(const std::string& command, const json& arguments, Deadline deadline, bool expectReply) {
@@ -108,32 +187,46 @@ Result<ExecResult> AgentClient::exec(const ExecRequest& request, Deadline deadli
   if (!request.env.empty()) args["env"] = request.env;
   if (!request.input.empty()) args["input-data"] = base64Encode(request.input);
   VMM_ASSIGN(auto started, call("guest-exec", args, deadline));
-  if (!started.contains("pid")) return internalError("guest agent: guest-exec returned no pid");
-  int64_t pid = started["pid"].get<int64_t>();
+  VMM_ASSIGN(int64_t pid, pidOf(started));
   Millis pause(5);
   while (true) {
-    VMM_ASSIGN(auto st, call("guest-exec-status", {{"pid", pid}}, deadline));
-    if (st.value("exited", false)) {
-      ExecResult r;
-      r.exitCode = st.value("exitcode", -1);
-      r.signal = st.value("signal", 0);
-      if (st.contains("out-data")) {
-        auto out = base64Decode(st["out-data"].get<std::string>());
-        if (out.ok()) r.out = std::move(*out);
-      }
-      if (st.contains("err-data")) {
-        auto err = base64Decode(st["err-data"].get<std::string>());
-        if (err.ok()) r.err = std::move(*err);
-      }
-      r.outTruncated = st.value("out-truncated", false);
-      r.errTruncated = st.value("err-truncated", false);
-      return r;
-    }
+    VMM_ASSIGN(auto reply, call("guest-exec-status", {{"pid", pid}}, deadline));
+    VMM_ASSIGN(auto st, execStatusOf(reply));
+    if (st.exited) return std::move(st.result);
     if (deadline.expired())
       return timeoutError("the guest command " + request.argv[0] + " (pid " + std::to_string(pid) + ") is still running at the deadline");
     std::this_thread::sleep_for(std::min(pause, deadline.remaining()));
     pause = std::min(pause * 2, Millis(100));
   }
+}
+
+Result<json> AgentClient::interfaces(Deadline deadline) {
+  VMM_ASSIGN(auto ifs, call("guest-network-get-interfaces", json::object(), deadline));
+  if (!ifs.is_array()) return malformed("guest-network-get-interfaces did not return an array");
+  json out = json::array();
+  for (const auto& i : ifs) {
+    if (!i.is_object()) return malformed("guest-network-get-interfaces returned an interface that is not an object");
+    json addrs = json::array();
+    if (const json* list = jsonMember(i, "ip-addresses")) {
+      if (!list->is_array()) return malformed("ip-addresses is not an array");
+      for (const auto& a : *list) {
+        auto ip = jsonString(a, "ip-address");
+        auto prefix = jsonInt(a, "prefix");
+        if (!ip || !prefix || *prefix < 0 || *prefix > 128) return malformed("an ip-addresses entry without ip-address and prefix");
+        addrs.push_back(*ip + "/" + std::to_string(*prefix));
+      }
+    }
+    out.push_back({{"name", jsonStringOr(i, "name", "")}, {"mac", jsonStringOr(i, "hardware-address", "")}, {"addresses", addrs}});
+  }
+  return out;
+}
+
+Result<int64_t> AgentClient::freezeFilesystems(bool freeze, Deadline deadline) {
+  std::string command = freeze ? "guest-fsfreeze-freeze" : "guest-fsfreeze-thaw";
+  VMM_ASSIGN(auto n, call(command, json::object(), deadline));
+  auto count = jsonIntValue(n);
+  if (!count || *count < 0) return malformed(command + " did not return a count");
+  return *count;
 }
 
 Result<ExecResult> AgentClient::execStreaming(const ExecRequest& request, Deadline deadline) {
@@ -155,23 +248,25 @@ Result<ExecResult> AgentClient::execStreaming(const ExecRequest& request, Deadli
   if (!request.env.empty()) args["env"] = request.env;
   if (!request.input.empty()) args["input-data"] = base64Encode(request.input);
   VMM_ASSIGN(auto started, call("guest-exec", args, deadline));
-  if (!started.contains("pid")) return internalError("guest agent: guest-exec returned no pid");
-  int64_t pid = started["pid"].get<int64_t>();
+  VMM_ASSIGN(int64_t pid, pidOf(started));
 
   auto drain = [&](Stream& st) -> Status {
     if (st.handle < 0) {
       auto h = call("guest-file-open", {{"path", st.path}, {"mode", "r"}}, deadline);
       if (!h.ok()) return {};  // not created yet
-      st.handle = h->get<int64_t>();
+      auto handle = jsonIntValue(*h);
+      if (!handle || *handle < 0) return malformed("guest-file-open returned no numeric handle");
+      st.handle = *handle;
     }
     while (true) {
       VMM_ASSIGN(auto rd, call("guest-file-read", {{"handle", st.handle}, {"count", 65536}}, deadline));
-      auto bytes = base64Decode(rd.value("buf-b64", ""));
-      if (!bytes.ok() || bytes->empty()) return {};
-      request.onOutput(st.id, *bytes);
-      if (st.data.size() < kMaxCapture) st.data += bytes->substr(0, kMaxCapture - st.data.size());
+      if (!rd.is_object()) return malformed("guest-file-read did not return an object");
+      VMM_ASSIGN(auto bytes, bytesMember(rd, "buf-b64"));
+      if (bytes.empty()) return {};
+      request.onOutput(st.id, bytes);
+      if (st.data.size() < kMaxCapture) st.data += bytes.substr(0, kMaxCapture - st.data.size());
       else st.truncated = true;
-      if (bytes->size() < 65536) return {};
+      if (bytes.size() < 65536) return {};
     }
   };
   auto cleanUp = [&] {
@@ -182,7 +277,8 @@ Result<ExecResult> AgentClient::execStreaming(const ExecRequest& request, Deadli
   };
   Millis pause(5);
   while (true) {
-    auto status = call("guest-exec-status", {{"pid", pid}}, deadline);
+    auto reply = call("guest-exec-status", {{"pid", pid}}, deadline);
+    auto status = reply.ok() ? execStatusOf(*reply) : Result<ExecStatus>(reply.error());
     if (!status.ok()) {
       cleanUp();
       return status.error();
@@ -192,10 +288,8 @@ Result<ExecResult> AgentClient::execStreaming(const ExecRequest& request, Deadli
         cleanUp();
         return d.error();
       }
-    if (status->value("exited", false)) {
-      ExecResult r;
-      r.exitCode = status->value("exitcode", -1);
-      r.signal = status->value("signal", 0);
+    if (status->exited) {
+      ExecResult r = std::move(status->result);  // no captured output: it went to the files
       r.out = std::move(streams[0].data);
       r.err = std::move(streams[1].data);
       r.outTruncated = streams[0].truncated;

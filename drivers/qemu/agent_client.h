@@ -31,6 +31,12 @@ class AgentClient {
   Result<json> call(const std::string& command, const json& arguments, Deadline deadline, bool expectReply = true);
   // guest-exec + guest-exec-status until the program exits or the deadline passes.
   Result<ExecResult> exec(const ExecRequest& request, Deadline deadline);
+  // guest-network-get-interfaces: [{"name", "mac", "addresses": ["10.0.0.2/24", ...]}].
+  Result<json> interfaces(Deadline deadline);
+  // guest-fsfreeze-freeze or -thaw: how many filesystems it froze or thawed.
+  Result<int64_t> freezeFilesystems(bool freeze, Deadline deadline);
+  // Every reply is shape-checked: a reply of the wrong form (the guest controls it) is an
+  // internal error naming what was wrong, never an exception.
   void disconnect();
 
  private:

@@ -13,13 +13,14 @@ namespace vmm::drivers::qemu {
 
 using json = nlohmann::json;
 
-std::shared_ptr<JsonChannel> JsonChannel::open(EventLoop& loop, fs::UniqueFd fd, Callbacks callbacks) {
-  std::shared_ptr<JsonChannel> ch(new JsonChannel(loop, std::move(fd), std::move(callbacks)));
+std::shared_ptr<JsonChannel> JsonChannel::open(EventLoop& loop, fs::UniqueFd fd, Callbacks callbacks, Limits limits) {
+  std::shared_ptr<JsonChannel> ch(new JsonChannel(loop, std::move(fd), std::move(callbacks), limits));
   ch->start();
   return ch;
 }
 
-JsonChannel::JsonChannel(EventLoop& loop, fs::UniqueFd fd, Callbacks cb) : loop_(loop), fd_(std::move(fd)), cb_(std::move(cb)) {}
+JsonChannel::JsonChannel(EventLoop& loop, fs::UniqueFd fd, Callbacks cb, Limits limits)
+    : loop_(loop), fd_(std::move(fd)), cb_(std::move(cb)), limits_(limits) {}
 
 JsonChannel::~JsonChannel() {
   for (auto& p : out_)
@@ -162,8 +163,8 @@ void JsonChannel::onEvents(uint32_t events) {
       skipping_ = false;
     }
     in_.append(chunk);
-    if (in_.size() > (64 << 20)) {
-      closeOnLoop("message larger than 64 MiB");
+    if (in_.size() > limits_.maxLineBytes) {
+      closeOnLoop("message larger than " + std::to_string(limits_.maxLineBytes >> 20) + " MiB");
       return;
     }
     size_t start = 0;
@@ -174,12 +175,19 @@ void JsonChannel::onEvents(uint32_t events) {
       start = nl + 1;
       while (!line.empty() && (line.back() == '\r' || line.front() == ' ')) line = line.back() == '\r' ? line.substr(0, line.size() - 1) : line.substr(1);
       if (line.empty()) continue;
-      auto msg = json::parse(line, nullptr, false);
-      if (msg.is_discarded()) {
-        log::warn("ignoring a malformed message from QEMU", {{"text", std::string(line.substr(0, 200))}});
+      auto msg = parseJson(line, limits_.maxLineBytes, limits_.maxDepth, "message");
+      if (!msg.ok()) {
+        log::warn("ignoring a malformed message from QEMU or its agent",
+                  {{"error", msg.error().message}, {"text", toValidUtf8(line.substr(0, 200))}});
+        if (cb_.onMalformed) cb_.onMalformed(msg.error());
+        if (!fd_.valid()) return;
         continue;
       }
-      if (cb_.onMessage) cb_.onMessage(std::move(msg));
+      try {
+        if (cb_.onMessage) cb_.onMessage(std::move(*msg));
+      } catch (const std::exception& e) {  // the next line must still be read
+        log::error("handling a message from QEMU or its agent threw", {{"exception", e.what()}});
+      }
       if (!fd_.valid()) return;  // closed by the callback
     }
     in_.erase(0, start);

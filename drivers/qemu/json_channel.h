@@ -14,6 +14,7 @@
 
 #include "base/event_loop.h"
 #include "base/fs.h"
+#include "base/json_util.h"
 #include "base/result.h"
 
 namespace vmm::drivers::qemu {
@@ -23,9 +24,22 @@ class JsonChannel : public std::enable_shared_from_this<JsonChannel> {
   struct Callbacks {
     std::function<void(nlohmann::json)> onMessage;
     std::function<void(const std::string& reason)> onClosed;
+    // A line that is not JSON within the limits (logged and skipped when unset).
+    std::function<void(const Error& error)> onMalformed;
   };
+  // What one message may be. The peer is untrusted (the agent is the guest's; QEMU's replies
+  // carry guest-influenced strings): a longer line closes the channel, a deeper one is dropped.
+  struct Limits {
+    size_t maxLineBytes = 64 << 20;  // two 16 MiB exec outputs in base64 fit
+    size_t maxDepth = kJsonMaxDepth;
+  };
+  // QEMU's query-block nests one level per backing file, so the monitor allows long chains.
+  static constexpr size_t kQmpMaxDepth = 1024;
   // Takes ownership of a connected socket.
-  static std::shared_ptr<JsonChannel> open(EventLoop& loop, fs::UniqueFd fd, Callbacks callbacks);
+  static std::shared_ptr<JsonChannel> open(EventLoop& loop, fs::UniqueFd fd, Callbacks callbacks, Limits limits);
+  static std::shared_ptr<JsonChannel> open(EventLoop& loop, fs::UniqueFd fd, Callbacks callbacks) {
+    return open(loop, std::move(fd), std::move(callbacks), Limits{});
+  }
   ~JsonChannel();
 
   // Queues `text` + "\n"; with fdToPass >= 0 the descriptor travels with it (SCM_RIGHTS).
@@ -36,7 +50,7 @@ class JsonChannel : public std::enable_shared_from_this<JsonChannel> {
   bool connected() const;
 
  private:
-  JsonChannel(EventLoop& loop, fs::UniqueFd fd, Callbacks cb);
+  JsonChannel(EventLoop& loop, fs::UniqueFd fd, Callbacks cb, Limits limits);
   void start();
   void onEvents(uint32_t events);
   void flush();
@@ -45,6 +59,7 @@ class JsonChannel : public std::enable_shared_from_this<JsonChannel> {
   EventLoop& loop_;
   fs::UniqueFd fd_;
   Callbacks cb_;
+  const Limits limits_;
   std::string in_;
   bool skipping_ = false;
   struct Pending {

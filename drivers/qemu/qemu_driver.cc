@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/json_util.h"
 #include "base/log.h"
 #include "base/process.h"
 #include "base/random.h"
@@ -364,7 +365,8 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
   RunningDomain result = runningOf(*inst, options.paused ? model::DomainState::paused : model::DomainState::running);
   if (!def.graphics.empty()) {
     auto vnc = inst->qmp->execute("query-vnc", json::object(), deadline);
-    if (vnc.ok() && vnc->value("enabled", false)) result.info["vnc_port"] = std::stoi(vnc->value("service", "0"));
+    if (vnc.ok() && jsonBoolOr(*vnc, "enabled", false))
+      if (auto port = parseInt(jsonStringOr(*vnc, "service", ""))) result.info["vnc_port"] = *port;
   }
   {
     std::lock_guard lock(mu_);
@@ -407,15 +409,16 @@ void QemuDriver::onMonitorEvent(const std::shared_ptr<Instance>& inst, const std
   log::debug("QMP event", {{"domain", inst->name}, {"event", event}});
   std::unique_lock lock(inst->mu);
   if (event == "SHUTDOWN") {
-    inst->shutdownReason = data.value("reason", "");
+    inst->shutdownReason = jsonStringOr(data, "reason", "");
   } else if (event == "DEVICE_DELETED") {
-    if (data.contains("device")) inst->deletedDevices.insert(data["device"].get<std::string>());
+    if (auto device = jsonString(data, "device")) inst->deletedDevices.insert(*device);
     inst->cv.notify_all();
   } else if (event == "MIGRATION") {
-    inst->migrationStatus = data.value("status", "");
+    inst->migrationStatus = jsonStringOr(data, "status", "");
     inst->cv.notify_all();
   } else if (event == "BLOCK_IO_ERROR") {
-    inst->pauseReason = "I/O error on " + data.value("device", data.value("node-name", "a disk")) + ": " + data.value("reason", "");
+    inst->pauseReason = "I/O error on " + jsonStringOr(data, "device", jsonStringOr(data, "node-name", "a disk")) + ": " +
+                        jsonStringOr(data, "reason", "");
   } else if (event == "STOP" || event == "RESUME") {
     bool ours = inst->pauseChangesRequested > 0;
     if (ours) inst->pauseChangesRequested--;
@@ -427,8 +430,8 @@ void QemuDriver::onMonitorEvent(const std::shared_ptr<Instance>& inst, const std
       observer_->domainStateChanged(inst->name, inst->runId, event == "STOP" ? model::DomainState::paused : model::DomainState::running, reason);
   } else if (event == "VSERPORT_CHANGE") {
     lock.unlock();
-    if (observer_ && data.value("id", "") == "channel0")
-      observer_->domainEvent(inst->name, inst->runId, "domain.agent", {{"connected", data.value("open", false)}});
+    if (observer_ && jsonStringOr(data, "id", "") == "channel0")
+      observer_->domainEvent(inst->name, inst->runId, "domain.agent", {{"connected", jsonBoolOr(data, "open", false)}});
   } else if (event == "RESET" || event == "GUEST_PANICKED" || event == "WATCHDOG") {
     if (event == "GUEST_PANICKED") inst->shutdownReason = "guest-panic";
     lock.unlock();
@@ -518,8 +521,8 @@ Result<RunningDomain> QemuDriver::reconnect(const model::Domain& def, const json
     log::warn("reconnected while a snapshot job still runs", {{"domain", def.name}, {"error", settled.error().message}});
   auto status = inst->qmp->execute("query-status");
   if (!status.ok()) return status.error();
-  std::string s = status->value("status", "");
-  model::DomainState state = status->value("running", false) ? model::DomainState::running : model::DomainState::paused;
+  std::string s = jsonStringOr(*status, "status", "");
+  model::DomainState state = jsonBoolOr(*status, "running", false) ? model::DomainState::running : model::DomainState::paused;
   if (s == "shutdown" || s == "postmigrate" || s == "guest-panicked") {
     (void)terminate(inst, Deadline::after(Millis(5000)));
     return unavailable("QEMU was left in state " + s + " and was stopped");

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "base/json_util.h"
 #include "base/log.h"
 #include "base/strings.h"
 #include "drivers/qemu/qemu_instance.h"
@@ -37,24 +38,25 @@ Result<json> QemuDriver::stats(const model::Domain& def, Deadline deadline) {
       if (startsWith(line, "VmRSS:")) rss = parseUint(std::string(trim(line.substr(6, line.size() - 9)))).value_or(0) * 1024;
   out["memory"] = {{"max_bytes", def.memory}, {"rss_bytes", rss}};
   auto st = inst->qmp->execute("query-status", json::object(), deadline);
-  if (st.ok()) out["state"] = st->value("running", false) ? "running" : "paused";
+  if (st.ok()) out["state"] = jsonBoolOr(*st, "running", false) ? "running" : "paused";
   json blocks = json::array();
   auto bs = inst->qmp->execute("query-blockstats", json::object(), deadline);
-  if (bs.ok()) {
+  if (bs.ok() && bs->is_array()) {
     for (const auto& b : *bs) {
-      std::string qdev = b.value("qdev", "");  // "/machine/peripheral/disk-vda/virtio-backend" or "disk-vda"
+      std::string qdev = jsonStringOr(b, "qdev", "");  // "/machine/peripheral/disk-vda/virtio-backend" or "disk-vda"
       auto pos = qdev.find("disk-");
       if (pos == std::string::npos) continue;
       std::string target = qdev.substr(pos + 5, qdev.find('/', pos) == std::string::npos ? std::string::npos : qdev.find('/', pos) - pos - 5);
-      const auto& s = b["stats"];
+      const json* s = jsonMember(b, "stats");
+      auto counter = [&](const char* key) { return s ? jsonUint(*s, key).value_or(0) : uint64_t{0}; };
       blocks.push_back({{"target", target},
-                        {"rd_bytes", s.value("rd_bytes", uint64_t{0})},
-                        {"wr_bytes", s.value("wr_bytes", uint64_t{0})},
-                        {"rd_reqs", s.value("rd_operations", uint64_t{0})},
-                        {"wr_reqs", s.value("wr_operations", uint64_t{0})}});
+                        {"rd_bytes", counter("rd_bytes")},
+                        {"wr_bytes", counter("wr_bytes")},
+                        {"rd_reqs", counter("rd_operations")},
+                        {"wr_reqs", counter("wr_operations")}});
     }
   } else {
-    out["block_error"] = bs.error().message;
+    out["block_error"] = bs.ok() ? std::string("QEMU query-blockstats: not an array") : bs.error().message;
   }
   out["block"] = blocks;
   // Tap counters are seen from the host: what the guest sends is the tap's rx.
@@ -87,29 +89,15 @@ Result<json> QemuDriver::guestCommand(const model::Domain& def, const std::strin
     return json::object();
   }
   if (command == "info") return agent.call("guest-info", json::object(), deadline);
-  if (command == "fsfreeze") {
-    VMM_ASSIGN(auto n, agent.call("guest-fsfreeze-freeze", json::object(), deadline));
-    return json{{"filesystems", n}};
-  }
-  if (command == "fsthaw") {
-    VMM_ASSIGN(auto n, agent.call("guest-fsfreeze-thaw", json::object(), deadline));
+  if (command == "fsfreeze" || command == "fsthaw") {
+    VMM_ASSIGN(auto n, agent.freezeFilesystems(command == "fsfreeze", deadline));
     return json{{"filesystems", n}};
   }
   if (command == "shutdown") {
-    VMM_TRY(agent.call("guest-shutdown", {{"mode", args.value("mode", "powerdown")}}, deadline, false));
+    VMM_TRY(agent.call("guest-shutdown", {{"mode", jsonStringOr(args, "mode", "powerdown")}}, deadline, false));
     return json::object();
   }
-  if (command == "interfaces") {
-    VMM_ASSIGN(auto ifs, agent.call("guest-network-get-interfaces", json::object(), deadline));
-    json out = json::array();
-    for (const auto& i : ifs) {
-      json addrs = json::array();
-      for (const auto& a : i.value("ip-addresses", json::array()))
-        addrs.push_back(a.value("ip-address", "") + "/" + std::to_string(a.value("prefix", 0)));
-      out.push_back({{"name", i.value("name", "")}, {"mac", i.value("hardware-address", "")}, {"addresses", addrs}});
-    }
-    return out;
-  }
+  if (command == "interfaces") return agent.interfaces(deadline);
   return unsupported("guest command " + command + " is not known");
 }
 

@@ -3,14 +3,15 @@
 #include <future>
 #include <thread>
 
+#include "base/json_util.h"
 #include "base/log.h"
 #include "base/socket_util.h"
 
 namespace vmm::drivers::qemu {
 
 Error qmpError(const std::string& command, const json& error) {
-  std::string cls = error.value("class", "GenericError");
-  std::string desc = error.value("desc", "unknown error");
+  std::string cls = jsonStringOr(error, "class", "GenericError");
+  std::string desc = jsonStringOr(error, "desc", "unknown error (malformed error reply)");
   ErrorCode code = ErrorCode::internal;
   if (cls == "CommandNotFound") code = ErrorCode::unsupported;
   else if (cls == "DeviceNotFound" || cls == "DeviceNotActive") code = ErrorCode::not_found;
@@ -37,7 +38,9 @@ Result<std::shared_ptr<QmpClient>> QmpClient::connectFd(EventLoop& loop, fs::Uni
                                    },
                                    [weak](const std::string& reason) {
                                      if (auto self = weak.lock()) self->onClosed(reason);
-                                   }});
+                                   },
+                                   nullptr},
+                                  JsonChannel::Limits{64 << 20, JsonChannel::kQmpMaxDepth});
   VMM_TRY(c->negotiate(deadline));
   return c;
 }
@@ -59,10 +62,12 @@ Status QmpClient::negotiate(Deadline deadline) {
 }
 
 std::string QmpClient::qemuVersion() const {
-  const auto& v = greeting_.contains("QMP") ? greeting_["QMP"]["version"]["qemu"] : json();
-  if (!v.is_object()) return "";
-  return std::to_string(v.value("major", 0)) + "." + std::to_string(v.value("minor", 0)) + "." +
-         std::to_string(v.value("micro", 0));
+  const json* qmp = jsonMember(greeting_, "QMP");
+  const json* version = qmp ? jsonMember(*qmp, "version") : nullptr;
+  const json* v = version ? jsonMember(*version, "qemu") : nullptr;
+  if (!v || !v->is_object()) return "";
+  return std::to_string(jsonIntOr(*v, "major", 0)) + "." + std::to_string(jsonIntOr(*v, "minor", 0)) + "." +
+         std::to_string(jsonIntOr(*v, "micro", 0));
 }
 
 bool QmpClient::connected() const { return channel_ && channel_->connected(); }
@@ -72,6 +77,10 @@ void QmpClient::close() {
 }
 
 void QmpClient::onMessage(json msg) {
+  if (!msg.is_object()) {
+    log::warn("ignoring a QMP message that is not an object", {{"type", msg.type_name()}});
+    return;
+  }
   if (msg.contains("QMP")) {
     {
       std::lock_guard lock(mu_);
@@ -82,23 +91,31 @@ void QmpClient::onMessage(json msg) {
     return;
   }
   if (msg.contains("event")) {
+    auto name = jsonString(msg, "event");
+    if (!name) return;
     int64_t ts = 0;
-    if (msg.contains("timestamp") && msg["timestamp"].is_object())
-      ts = msg["timestamp"].value("seconds", int64_t{0}) * 1000000 + msg["timestamp"].value("microseconds", int64_t{0});
-    if (onEvent_) onEvent_(msg["event"].get<std::string>(), msg.value("data", json::object()), ts);
+    if (const json* t = jsonMember(msg, "timestamp")) {
+      // Seconds since the epoch fit easily; anything else is not a timestamp.
+      int64_t secs = jsonIntOr(*t, "seconds", 0), us = jsonIntOr(*t, "microseconds", 0);
+      if (secs >= 0 && secs < (int64_t{1} << 40) && us >= 0 && us < 1000000) ts = secs * 1000000 + us;
+    }
+    auto data = msg.find("data");
+    if (onEvent_) onEvent_(*name, data != msg.end() && data->is_object() ? *data : json::object(), ts);
     return;
   }
-  if (!msg.contains("id") || !msg["id"].is_number_unsigned()) return;  // not ours
+  auto id = jsonUint(msg, "id");
+  if (!id) return;  // not ours
   std::pair<std::string, ReplyHandler> waiter;
   {
     std::lock_guard lock(mu_);
-    auto it = pending_.find(msg["id"].get<uint64_t>());
+    auto it = pending_.find(*id);
     if (it == pending_.end()) return;  // its caller gave up (deadline)
     waiter = std::move(it->second);
     pending_.erase(it);
   }
-  if (msg.contains("error")) waiter.second(qmpError(waiter.first, msg["error"]));
-  else waiter.second(msg.value("return", json::object()));
+  if (auto e = msg.find("error"); e != msg.end()) return waiter.second(qmpError(waiter.first, *e));
+  auto ret = msg.find("return");
+  waiter.second(ret == msg.end() ? json::object() : std::move(*ret));
 }
 
 void QmpClient::onClosed(const std::string& reason) {
@@ -168,12 +185,13 @@ Status QmpClient::waitJob(const std::string& command, const std::string& jobId, 
     auto jobs = execute("query-jobs", json::object(), deadline);
     if (!jobs.ok()) return jobs.error().wrap(command);
     const json* job = nullptr;
+    if (!jobs->is_array()) return internalError(command + ": QEMU query-jobs did not return an array");
     for (const auto& j : *jobs)
-      if (j.value("id", "") == jobId) job = &j;
+      if (jsonStringOr(j, "id", "") == jobId) job = &j;
     if (!job) return {};  // dismissed automatically: it succeeded
-    std::string status = job->value("status", "");
+    std::string status = jsonStringOr(*job, "status", "");
     if (status == "concluded") {
-      std::string error = job->value("error", "");
+      std::string error = jsonStringOr(*job, "error", "");
       (void)execute("job-dismiss", {{"id", jobId}}, Deadline::after(Millis(5000)));
       if (!error.empty()) return Error{ErrorCode::internal, command + " failed: " + error};
       return {};
