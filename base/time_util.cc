@@ -38,12 +38,14 @@ std::optional<int64_t> parseTimestamp(std::string_view text) {
 }
 
 std::optional<Millis> parseDuration(std::string_view text) {
+  // At most 100 years: the bound is applied to the product, so no unit can make it wrap.
+  constexpr int64_t kMaxMs = 100LL * 365 * 86400 * 1000;
   if (text.empty() || text.size() > 32) return std::nullopt;
   size_t i = 0;
   int64_t value = 0;
   while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
     value = value * 10 + (text[i] - '0');
-    if (value > 100LL * 365 * 86400 * 1000) return std::nullopt;
+    if (value > kMaxMs) return std::nullopt;
     ++i;
   }
   if (i == 0) return std::nullopt;
@@ -55,6 +57,7 @@ std::optional<Millis> parseDuration(std::string_view text) {
   else if (unit == "h") mult = 3600 * 1000;
   else if (unit == "d") mult = 86400 * 1000;
   else return std::nullopt;
+  if (value > kMaxMs / mult) return std::nullopt;
   return Millis(value * mult);
 }
 

@@ -41,8 +41,12 @@ Result<uint64_t> scale(std::string_view number, uint64_t factor, std::string_vie
   auto dot = number.find('.');
   std::string_view whole = number.substr(0, dot);
   std::string_view frac = dot == std::string_view::npos ? std::string_view() : number.substr(dot + 1);
+  if (whole.empty() && frac.empty()) return invalidArgument("invalid number in " + quote(original));
   auto w = parseUint(whole.empty() ? "0" : whole);
-  if (!w) return invalidArgument("invalid number in " + quote(original));
+  if (!w) {
+    bool digits = whole.find_first_not_of("0123456789") == std::string_view::npos;
+    return invalidArgument(digits ? quote(original) + " is too large" : "invalid number in " + quote(original));
+  }
   if (*w != 0 && factor > UINT64_MAX / *w) return invalidArgument(quote(original) + " is too large");
   uint64_t total = *w * factor;
   if (!frac.empty()) {
@@ -53,6 +57,7 @@ Result<uint64_t> scale(std::string_view number, uint64_t factor, std::string_vie
     for (size_t k = 0; k < frac.size(); ++k) denom *= 10;
     // factor * f / denom; factor up to 2^50 and f < 10^9 could overflow: divide first when large
     unsigned __int128 part = static_cast<unsigned __int128>(factor) * *f / denom;
+    if (part > UINT64_MAX - total) return invalidArgument(quote(original) + " is too large");
     total += static_cast<uint64_t>(part);
   }
   return total;
