@@ -71,10 +71,28 @@ void EventLoop::runSync(const std::function<void()>& fn) {
   std::promise<void> done;
   auto fut = done.get_future();
   post([&] {
-    fn();
+    try {
+      fn();
+    } catch (...) {  // thrown to the waiting caller, as it would be when run inline
+      done.set_exception(std::current_exception());
+      return;
+    }
     done.set_value();
   });
-  fut.wait();
+  fut.get();
+}
+
+// Nothing a callback throws may end the loop (std::terminate): it is logged with where it
+// came from and the loop goes on.
+template <typename Fn>
+void EventLoop::guarded(const char* what, int fd, Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    log::error("event-loop callback threw", {{"callback", what}, {"fd", fd}, {"exception", e.what()}});
+  } catch (...) {
+    log::error("event-loop callback threw", {{"callback", what}, {"fd", fd}, {"exception", "unknown"}});
+  }
 }
 
 void EventLoop::watch(int fd, uint32_t events, FdCallback cb) {
@@ -161,7 +179,7 @@ void EventLoop::runDueTimers() {
       fn = std::move(it->second.second);
       timers_.erase(it);
     }
-    fn();
+    guarded("timer", -1, fn);
   }
 }
 
@@ -171,7 +189,7 @@ void EventLoop::runPosted() {
     std::lock_guard lock(mu_);
     batch.swap(posted_);
   }
-  for (auto& fn : batch) fn();
+  for (auto& fn : batch) guarded("posted task", -1, fn);
 }
 
 void EventLoop::run() {
@@ -200,7 +218,7 @@ void EventLoop::run() {
       auto w = watches_.find(fdIt->second);
       if (w == watches_.end()) continue;
       FdCallback cb = w->second.cb;  // copy: the callback may unwatch itself
-      cb(events[i].events);
+      guarded("fd watch", w->first, [&] { cb(events[i].events); });
     }
     runDueTimers();
     runPosted();

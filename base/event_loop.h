@@ -61,6 +61,8 @@ class EventLoop {
   int nextTimeoutMs();
   void runDueTimers();
   void runPosted();
+  template <typename Fn>
+  void guarded(const char* what, int fd, Fn&& fn);
 
   int epfd_ = -1;
   int wakeFd_ = -1;

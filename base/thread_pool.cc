@@ -1,5 +1,7 @@
 #include "base/thread_pool.h"
 
+#include "base/log.h"
+
 namespace vmm {
 
 ThreadPool::ThreadPool(size_t minThreads, size_t maxThreads, Millis idleTimeout)
@@ -53,7 +55,14 @@ void ThreadPool::workerLoop() {
     auto task = std::move(tasks_.front());
     tasks_.pop_front();
     lock.unlock();
-    task();
+    try {
+      task();
+    } catch (const std::exception& e) {  // logged; the worker (and vmmd) carries on
+      log::error("worker task threw", {{"exception", e.what()}});
+    } catch (...) {
+      log::error("worker task threw", {{"exception", "unknown"}});
+    }
+    task = nullptr;  // captures are released outside the lock
     lock.lock();
   }
   --threads_;

@@ -2,12 +2,17 @@
 
 #include <sqlite3.h>
 
+#include "base/json_util.h"
 #include "base/log.h"
 #include "base/time_util.h"
 
 namespace vmm {
 
 namespace {
+
+// SQLite's own limit on a value (SQLITE_MAX_LENGTH): the reader's size check never refuses a
+// row the writer could store; depth is what protects the reader.
+constexpr size_t kMaxRowBytes = 1000000000;
 
 constexpr Table kTables[] = {Table::domains,    Table::runtime, Table::pools, Table::networks, Table::snapshots,
                              Table::operations, Table::tokens,  Table::meta,  Table::volumes};
@@ -133,7 +138,8 @@ Status StateStore::putLocked(Table t, std::string_view key, const nlohmann::json
   VMM_ASSIGN(auto st, prepare("INSERT INTO " + std::string(tableName(t)) +
                               " (key, value, updated_us) VALUES (?1, ?2, ?3)"
                               " ON CONFLICT(key) DO UPDATE SET value=excluded.value, updated_us=excluded.updated_us"));
-  std::string text = value.dump();
+  // Guest bytes (exec output, agent strings) may not be UTF-8: replaced, never a throw.
+  std::string text = dumpJson(value);
   sqlite3_bind_text(st, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
   sqlite3_bind_text(st, 2, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
   sqlite3_bind_int64(st, 3, wallNowMicros());
@@ -167,7 +173,13 @@ Status StateStore::write(const std::function<Status(Txn&)>& fn) {
   std::lock_guard lock(mu_);
   VMM_TRY(exec("BEGIN IMMEDIATE"));
   Txn txn(*this);
-  auto st = fn(txn);
+  // A throw must not leave the transaction open: every later write would fail.
+  Status st = internalError("state database: the write did not run");
+  try {
+    st = fn(txn);
+  } catch (const std::exception& e) {
+    st = internalError(std::string("state database: unexpected failure while writing: ") + e.what());
+  }
   if (st.ok()) st = exec("COMMIT");
   if (!st.ok()) {
     (void)exec("ROLLBACK");
@@ -193,9 +205,10 @@ Result<std::vector<StoredRow>> StateStore::loadAll(Table t) {
     StoredRow row;
     row.key = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
     const char* text = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
-    row.value = nlohmann::json::parse(text ? text : "null", nullptr, false);
-    if (row.value.is_discarded())
-      return internalError("state database: " + std::string(tableName(t)) + " row " + row.key + " is not valid JSON");
+    auto value = parseJson(text ? text : "null", kMaxRowBytes, kStoredJsonDepth);
+    if (!value.ok())
+      return internalError("state database: " + std::string(tableName(t)) + " row " + row.key + ": " + value.error().message);
+    row.value = std::move(*value);
     row.updatedUs = sqlite3_column_int64(st, 2);
     rows.push_back(std::move(row));
   }
@@ -211,9 +224,9 @@ Result<std::optional<nlohmann::json>> StateStore::get(Table t, std::string_view 
   if (rc == SQLITE_DONE) return std::optional<nlohmann::json>();
   if (rc != SQLITE_ROW) return sqlError("reading " + std::string(tableName(t)));
   const char* text = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
-  auto v = nlohmann::json::parse(text ? text : "null", nullptr, false);
-  if (v.is_discarded()) return internalError("state database: corrupt row " + std::string(key));
-  return std::optional<nlohmann::json>(std::move(v));
+  auto v = parseJson(text ? text : "null", kMaxRowBytes, kStoredJsonDepth);
+  if (!v.ok()) return internalError("state database: corrupt row " + std::string(key) + ": " + v.error().message);
+  return std::optional<nlohmann::json>(std::move(*v));
 }
 
 Status StateStore::checkpoint() {
