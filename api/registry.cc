@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "base/json_util.h"
 #include "base/log.h"
 #include "base/strings.h"
 #include "model/json_reader.h"
@@ -41,12 +42,27 @@ Result<Millis> durationParam(const json& params, const std::string& key, Millis 
   auto it = params.find(key);
   if (it == params.end() || it->is_null()) return fallback;
   std::optional<Millis> d;
-  if (it->is_string()) d = parseDuration(it->get<std::string>());
-  else if (it->is_number_unsigned() || (it->is_number_integer() && it->get<int64_t>() >= 0))
-    d = Millis(it->get<int64_t>() * 1000);
+  auto tooLong = [&] { return invalidArgument(key + ": at most " + formatDuration(max)); };
+  if (it->is_string()) {
+    d = parseDuration(it->get<std::string>());
+  } else if (auto secs = jsonUintValue(*it)) {
+    // Seconds, compared before scaling so that no count of seconds can wrap.
+    if (*secs > static_cast<uint64_t>(max.count() / 1000)) return tooLong();
+    d = Millis(static_cast<int64_t>(*secs) * 1000);
+  }
   if (!d) return invalidArgument(key + ": expected a duration such as \"30s\", \"500ms\" or \"5m\"");
-  if (*d > max) return invalidArgument(key + ": at most " + formatDuration(max));
+  if (*d > max) return tooLong();
   return *d;
+}
+
+Result<int64_t> intParam(const json& params, const std::string& key, int64_t fallback, int64_t min, int64_t max) {
+  const json* v = jsonMember(params, key);
+  if (!v) return fallback;
+  auto range = [&] { return invalidArgument(key + ": must be between " + std::to_string(min) + " and " + std::to_string(max)); };
+  if (!v->is_number_integer()) return invalidArgument(key + ": expected an integer, got " + model::jsonTypeName(*v));
+  auto x = jsonIntValue(*v);
+  if (!x || *x < min || *x > max) return range();
+  return *x;
 }
 
 Status Registry::validate(const OperationSpec& spec, json& params) const {
@@ -89,7 +105,7 @@ Result<Reply> Registry::call(const CallContext& ctx, const std::string& name, js
   if (it == entries_.end()) return notFound("unknown method " + quote(name));
   Entry& e = it->second;
   auto t0 = SteadyClock::now();
-  auto result = [&]() -> Result<Reply> {
+  auto run = [&]() -> Result<Reply> {
     if (e.spec->access == Access::write && ctx.access != Access::write)
       return permissionDenied(name + " needs read-write access; this connection is read-only");
     VMM_TRY(validate(*e.spec, params));
@@ -103,7 +119,18 @@ Result<Reply> Registry::call(const CallContext& ctx, const std::string& name, js
     Reply r(model::formatOperation(op), 202);
     r.headers.emplace_back("Location", "/v1/operations/" + op.id);
     return r;
-  }();
+  };
+  // Nothing a handler throws may reach the transport's thread (the event loop for quick calls).
+  Result<Reply> result = internalError(name + " did not run");
+  try {
+    result = run();
+  } catch (const std::exception& ex) {
+    log::error("call threw", {{"method", name}, {"principal", ctx.principal}, {"exception", ex.what()}});
+    result = internalError(name + ": unexpected failure: " + ex.what());
+  } catch (...) {
+    log::error("call threw", {{"method", name}, {"principal", ctx.principal}, {"exception", "unknown"}});
+    result = internalError(name + ": unexpected failure");
+  }
   e.counters->calls++;
   e.counters->micros += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count());
   if (!result.ok()) {

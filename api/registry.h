@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "api/spec.h"
+#include "base/json_util.h"
 #include "base/result.h"
 #include "daemon/operation_manager.h"
 
@@ -77,12 +78,12 @@ class Registry {
   std::map<std::string, Entry> entries_;
 };
 
-// Parameters after validation against the spec: a string ("" when absent) and a boolean.
-inline std::string str(const json& params, const char* key) { return params.value(key, ""); }
-inline bool flag(const json& params, const char* key, bool fallback) {
-  auto it = params.find(key);
-  return it == params.end() || it->is_null() ? fallback : it->get<bool>();
-}
+// Parameters after validation against the spec: a string ("" when absent) and a boolean. They
+// never throw: a member of another type reads as absent.
+inline std::string str(const json& params, const char* key) { return jsonStringOr(params, key, ""); }
+inline bool flag(const json& params, const char* key, bool fallback) { return jsonBoolOr(params, key, fallback); }
+// An integer parameter within [min, max] (a wider number is refused, never wrapped).
+Result<int64_t> intParam(const json& params, const std::string& key, int64_t fallback, int64_t min, int64_t max);
 
 // "params.timeout: expected a duration such as \"30s\"" style checking, shared with transports.
 Result<Millis> durationParam(const json& params, const std::string& key, Millis fallback, Millis max);

@@ -115,7 +115,10 @@ std::vector<OperationSpec> build() {
         q("live", T::boolean, "hot-unplug from the running domain (default: when running)"),
         q("config", T::boolean, "also remove it from the definition (default true)")},
        HttpRoute{"DELETE", "/v1/domains/{name}/nics/{mac}", "", 200}});
-  add({"domain.exec", "Run a command in the guest and collect its output and exit code", Access::write, true, true,
+  add({"domain.exec", "Run a command in the guest and collect its output and exit code. The operation's result is "
+                      "{exit_code, signal, stdout, stderr, stdout_truncated, stderr_truncated}; output that is not "
+                      "valid UTF-8 has U+FFFD in stdout/stderr and its exact bytes, base64, in stdout_b64/stderr_b64",
+       Access::write, true, true,
        "domains/{name}",
        {pathName("domain"), b("command", T::array, "program and arguments", true),
         b("env", T::array, "environment entries NAME=value"), b("input", T::string, "standard input"),
@@ -274,7 +277,9 @@ std::vector<OperationSpec> build() {
     runParams.push_back(b("boot_timeout", T::duration, "how long to wait for the guest agent (default 5m)"));
     runParams.push_back(b("remove", T::boolean, "delete the domain and its volumes afterwards (default true)"));
     add({"domain.run", "Launch a disposable domain from an image, run a command in it, return its output and exit "
-                       "code, and remove the domain (also when cancelled)",
+                       "code, and remove the domain (also when cancelled). The result has the fields of domain.exec's "
+                       "(stdout_b64/stderr_b64 only for output that is not UTF-8) plus domain and removed; "
+                       "operation.output events carry data, and data_b64 for a chunk that is not UTF-8",
          Access::write, true, true, "domains", runParams, HttpRoute{"POST", "/v1/run", "", 202}});
   }
   add({"domain.remove", "Destroy and undefine a domain and delete the volumes its launch made", Access::write, false,

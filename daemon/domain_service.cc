@@ -5,6 +5,7 @@
 
 #include "base/log.h"
 #include "base/process.h"
+#include "base/reverter.h"
 #include "base/strings.h"
 #include "model/units.h"
 
@@ -309,6 +310,7 @@ Status DomainService::persistRuntime(DomainObject& obj) {
 Result<DomainView> DomainService::create(model::Domain def) {
   if (auto* d = driver(def.type)) VMM_TRY(d->validate(def));
   auto obj = std::make_shared<DomainObject>(def.name);
+  Reverter revert;  // also runs when something below throws: no name stays reserved by a failure
   {
     // Reserve the name, uuid and MACs (an invisible object), then write outside the lock.
     std::lock_guard lock(createMu_);
@@ -318,13 +320,13 @@ Result<DomainView> DomainService::create(model::Domain def) {
     if (!domains_.insert(obj->name, obj)) return conflict("domain " + quote(obj->name) + " already exists");
     reindex(obj->name, obj->def.get(), nullptr);
   }
-  auto st = persistDefinition(obj->name, *obj->def, 1);
-  if (!st.ok()) {
+  revert.add([this, name = obj->name] {
     std::lock_guard lock(createMu_);
-    domains_.erase(obj->name);
-    reindex(obj->name, nullptr, nullptr);
-    return st.error();
-  }
+    domains_.erase(name);
+    reindex(name, nullptr, nullptr);
+  });
+  VMM_TRY(persistDefinition(obj->name, *obj->def, 1));
+  revert.success();
   {
     std::lock_guard lock(obj->mu);
     obj->visible = true;

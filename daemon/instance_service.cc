@@ -325,10 +325,8 @@ Result<json> InstanceService::run(const RunSpec& spec, const RunHooks& hooks) {
   }
   timings["exec_ms"] = elapsedMs(t2);
 
-  json out = {{"domain", name},          {"exit_code", r->exitCode},
-              {"signal", r->signal},     {"stdout", r->out},
-              {"stderr", r->err},        {"stdout_truncated", r->outTruncated},
-              {"stderr_truncated", r->errTruncated}, {"removed", spec.remove}};
+  json out = {{"domain", name}, {"exit_code", r->exitCode}, {"signal", r->signal}, {"removed", spec.remove}};
+  drivers::addExecOutput(out, *r);
   auto t3 = SteadyClock::now();
   *launched = false;
   if (spec.remove) {

@@ -17,7 +17,7 @@ Reply domainReply(const DomainView& v, bool full, int status = 200) {
   return r;
 }
 
-std::string nameOf(const json& p) { return p.value("name", ""); }
+std::string nameOf(const json& p) { return str(p, "name"); }
 
 // A JSON definition, or libvirt domain XML as a string (its warnings go into the reply).
 Result<model::Domain> definitionParam(const json& params, std::vector<std::string>* warnings = nullptr) {
@@ -75,9 +75,9 @@ Result<ListFilter> listFilter(const json& p) {
 }
 
 json execResultJson(const drivers::ExecResult& r) {
-  return {{"exit_code", r.exitCode},   {"signal", r.signal},
-          {"stdout", r.out},           {"stderr", r.err},
-          {"stdout_truncated", r.outTruncated}, {"stderr_truncated", r.errTruncated}};
+  json out = {{"exit_code", r.exitCode}, {"signal", r.signal}};
+  drivers::addExecOutput(out, r);
+  return out;
 }
 
 }  // namespace
@@ -126,7 +126,10 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     std::vector<std::string> warnings;
     VMM_ASSIGN(auto def, definitionParam(p, &warnings));
     std::optional<uint64_t> gen;
-    if (p.contains("generation") && p["generation"].is_number_integer()) gen = p["generation"].get<uint64_t>();
+    if (jsonMember(p, "generation")) {
+      VMM_ASSIGN(int64_t g, intParam(p, "generation", 0, 0, INT64_MAX));
+      gen = static_cast<uint64_t>(g);
+    }
     VMM_ASSIGN(auto v, s.domains.update(nameOf(p), std::move(def), gen));
     auto r = domainReply(v, true);
     addWarnings(r, warnings);
@@ -154,7 +157,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     VMM_TRY(precheck(s, name, false));
     StartParams sp;
     sp.paused = flag(p, "paused", false);
-    sp.restoreFrom = p.value("path", "");
+    sp.restoreFrom = str(p, "path");
     if (sp.restoreFrom.empty() || sp.restoreFrom.front() != '/') return invalidArgument("path: must be an absolute path");
     if (!fs::exists(sp.restoreFrom)) return notFound("path: " + sp.restoreFrom + " does not exist");
     return startWork(s, name, sp);
@@ -164,7 +167,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     std::string name = nameOf(p);
     VMM_TRY(precheck(s, name, true));
     SaveParams sp;
-    sp.path = p.value("path", "");
+    sp.path = str(p, "path");
     if (!sp.path.empty() && sp.path.front() != '/') return invalidArgument("path: must be an absolute path");
     VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(120000), Millis(24LL * 3600 * 1000)));
     sp.timeout = timeout;
@@ -241,7 +244,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
   });
   reg.bind("domain.detach_disk", [&s, liveFlag](const CallContext&, const json& p) -> Result<Reply> {
     VMM_ASSIGN(bool live, liveFlag(p));
-    VMM_ASSIGN(auto v, s.domains.detachDisk(nameOf(p), p.value("target", ""), flag(p, "config", true), live));
+    VMM_ASSIGN(auto v, s.domains.detachDisk(nameOf(p), str(p, "target"), flag(p, "config", true), live));
     return domainReply(v, true);
   });
   reg.bind("domain.attach_nic", [&s, liveFlag](const CallContext&, const json& p) -> Result<Reply> {
@@ -257,7 +260,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
   });
   reg.bind("domain.detach_nic", [&s, liveFlag](const CallContext&, const json& p) -> Result<Reply> {
     VMM_ASSIGN(bool live, liveFlag(p));
-    auto mac = model::normalizeMac(p.value("mac", ""));
+    auto mac = model::normalizeMac(str(p, "mac"));
     if (!mac.ok()) return mac.error().wrap("mac");
     VMM_ASSIGN(auto v, s.domains.detachNic(nameOf(p), *mac, flag(p, "config", true), live));
     return domainReply(v, true);
@@ -276,13 +279,12 @@ void bindDomainHandlers(Registry& reg, Services& s) {
 
   reg.bind("domain.guest", [&s](const CallContext&, const json& p) -> Result<Reply> {
     VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(10000), Millis(600000)));
-    VMM_ASSIGN(auto r, s.domains.guestCommand(nameOf(p), p.value("command", ""), json::object(), Deadline::after(timeout)));
+    VMM_ASSIGN(auto r, s.domains.guestCommand(nameOf(p), str(p, "command"), json::object(), Deadline::after(timeout)));
     return Reply(std::move(r));
   });
 
   reg.bind("domain.console_log", [&s](const CallContext&, const json& p) -> Result<Reply> {
-    int64_t bytes = p.value("bytes", int64_t{65536});
-    if (bytes < 1 || bytes > (16 << 20)) return invalidArgument("bytes: must be between 1 and 16777216");
+    VMM_ASSIGN(int64_t bytes, intParam(p, "bytes", 65536, 1, 16 << 20));
     VMM_ASSIGN(auto log, s.domains.consoleLog(nameOf(p), static_cast<size_t>(bytes)));
     return Reply(json{{"log", log}});
   });

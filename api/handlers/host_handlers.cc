@@ -5,22 +5,22 @@ namespace vmm::api {
 
 void bindOperationHandlers(Registry& reg, Services& s) {
   reg.bind("operation.list", [&s](const CallContext&, const json& p) -> Result<Reply> {
-    bool activeOnly = p.value("active", false);
+    bool activeOnly = flag(p, "active", false);
     json out = json::array();
     for (const auto& op : s.operations.list(!activeOnly)) out.push_back(model::formatOperation(op));
     return Reply(std::move(out));
   });
   reg.bind("operation.get", [&s](const CallContext&, const json& p) -> Result<Reply> {
-    VMM_ASSIGN(auto op, s.operations.get(p.value("id", "")));
+    VMM_ASSIGN(auto op, s.operations.get(str(p, "id")));
     return Reply(model::formatOperation(op));
   });
   reg.bind("operation.wait", [&s](const CallContext&, const json& p) -> Result<Reply> {
     VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(60000), Millis(3600000)));
-    VMM_ASSIGN(auto op, s.operations.wait(p.value("id", ""), Deadline::after(timeout)));
+    VMM_ASSIGN(auto op, s.operations.wait(str(p, "id"), Deadline::after(timeout)));
     return Reply(model::formatOperation(op));
   });
   reg.bind("operation.cancel", [&s](const CallContext&, const json& p) -> Result<Reply> {
-    std::string id = p.value("id", "");
+    std::string id = str(p, "id");
     VMM_TRY(s.operations.cancel(id));
     VMM_ASSIGN(auto op, s.operations.get(id));
     return Reply(model::formatOperation(op));
@@ -40,13 +40,13 @@ void bindHostHandlers(Registry& reg, Services& s) {
     return Reply(std::move(out));
   });
   reg.bind("token.create", [&s](const CallContext&, const json& p) -> Result<Reply> {
-    std::string name = p.value("name", ""), role = p.value("role", "");
+    std::string name = str(p, "name"), role = str(p, "role");
     VMM_ASSIGN(auto secret, s.tokens.create(name, role));
     s.events.publish("token", "tokens/" + name, {{"event", "created"}, {"name", name}, {"role", role}});
     return Reply(json{{"name", name}, {"role", role}, {"token", secret}}, 201);
   });
   reg.bind("token.delete", [&s](const CallContext&, const json& p) -> Result<Reply> {
-    std::string name = p.value("name", "");
+    std::string name = str(p, "name");
     VMM_TRY(s.tokens.remove(name));
     s.events.publish("token", "tokens/" + name, {{"event", "deleted"}, {"name", name}});
     return Reply(json::object());

@@ -2,6 +2,8 @@
 #include "api/handlers/exec_params.h"
 #include "api/registry.h"
 #include "api/services.h"
+#include "base/base64.h"
+#include "base/json_util.h"
 #include "model/image.h"
 
 namespace vmm::api {
@@ -34,8 +36,10 @@ RunHooks hooksOf(OperationContext& ctx, EventBus* events = nullptr) {
   // A run's output is published as it arrives: "operation.output" events on the operation.
   if (events)
     h.output = [events, &ctx](int stream, std::string_view data) {
-      events->publish("operation.output", "operations/" + ctx.id(),
-                      {{"operation", ctx.id()}, {"stream", stream == 2 ? "stderr" : "stdout"}, {"data", std::string(data)}});
+      // As in the result: text, and the exact bytes as base64 when they are not UTF-8.
+      json note = {{"operation", ctx.id()}, {"stream", stream == 2 ? "stderr" : "stdout"}, {"data", toValidUtf8(data)}};
+      if (!isValidUtf8(data)) note["data_b64"] = base64Encode(data);
+      events->publish("operation.output", "operations/" + ctx.id(), std::move(note));
     };
   h.progress = [&ctx](int pct, const std::string& msg) { ctx.setProgress(pct, msg); };
   h.cancelled = [&ctx] { return ctx.cancelled(); };

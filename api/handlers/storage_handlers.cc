@@ -11,12 +11,12 @@ namespace vmm::api {
 namespace {
 
 
-Result<uint64_t> sizeParam(const json& p, const char* key) {
-  const json& v = p[key];
-  if (v.is_number_unsigned()) return v.get<uint64_t>();
-  if (v.is_number_integer() && v.get<int64_t>() >= 0) return static_cast<uint64_t>(v.get<int64_t>());
-  if (!v.is_string()) return invalidArgument(std::string(key) + ": expected a size such as \"10G\"");
-  auto parsed = model::parseSize(v.get<std::string>());
+Result<uint64_t> sizeParam(const json& p, const std::string& key) {
+  const json* v = jsonMember(p, key);
+  if (auto bytes = v ? jsonUintValue(*v) : std::nullopt) return *bytes;
+  auto text = jsonString(p, key);
+  if (!text) return invalidArgument(key + ": expected a size such as \"10G\"");
+  auto parsed = model::parseSize(*text);
   if (!parsed.ok()) return parsed.error().wrap(key);
   return parsed;
 }

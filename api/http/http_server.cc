@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "api/wire.h"
+#include "base/json_util.h"
 #include "base/log.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
@@ -261,12 +262,10 @@ void HttpServer::route(const httplib::Request& req, httplib::Response& res) {
     if (xmlBody && !spec->http->bodyParam.empty()) {
       body = req.body;  // an XML document (libvirt domain XML) is handed to the handler as text
     } else {
-      // The parser's own message names the byte offset of the mistake.
-      try {
-        body = json::parse(req.body);
-      } catch (const json::parse_error& e) {
-        return sendError(res, invalidArgument(std::string("invalid JSON in the request body: ") + e.what()));
-      }
+      // Depth is capped while parsing; the parser's own message names the line and column.
+      auto parsed = parseJson(req.body, options_.maxBodyBytes, kJsonMaxDepth, "request body");
+      if (!parsed.ok()) return sendError(res, parsed.error());
+      body = std::move(*parsed);
     }
     if (!spec->http->bodyParam.empty()) {
       params[spec->http->bodyParam] = std::move(body);
@@ -274,7 +273,7 @@ void HttpServer::route(const httplib::Request& req, httplib::Response& res) {
       if (!body.is_object()) return sendError(res, invalidArgument("request body: expected a JSON object, got " + model::jsonTypeName(body)));
       for (auto it = body.begin(); it != body.end(); ++it) {
         if (params.contains(it.key())) return sendError(res, invalidArgument(it.key() + ": given both in the URL and in the body"));
-        params[it.key()] = it.value();
+        params[it.key()] = std::move(it.value());
       }
     }
   }

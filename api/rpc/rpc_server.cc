@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "api/wire.h"
+#include "base/json_util.h"
 #include "base/log.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
@@ -13,6 +14,11 @@
 namespace vmm::api {
 
 using json = nlohmann::json;
+
+namespace {
+// Members of one batch line; each may be answered by the worker pool.
+constexpr size_t kMaxBatch = 256;
+}  // namespace
 
 struct RpcServer::Connection {
   fs::UniqueFd fd;
@@ -123,8 +129,8 @@ void RpcServer::onReadable(const std::shared_ptr<Connection>& c) {
         std::string_view line(c->in.data() + start, nl - start);
         if (line.size() > options_.maxRequestBytes) {
           json err = {{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "request larger than " + std::to_string(options_.maxRequestBytes) + " bytes"}}}};
+          c->closeAfterFlush = true;  // before send(): a reply flushed at once closes right there
           send(c, toText(err));
-          c->closeAfterFlush = true;
           return;
         }
         if (!trim(line).empty()) handleLine(c, line);
@@ -136,8 +142,8 @@ void RpcServer::onReadable(const std::shared_ptr<Connection>& c) {
         // Nothing can be answered on a stream we can no longer frame: say why, then close.
         json err = {{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "request larger than " + std::to_string(options_.maxRequestBytes) + " bytes"}}}};
         c->in.clear();
-        send(c, toText(err));
         c->closeAfterFlush = true;
+        send(c, toText(err));
         return;
       }
       continue;
@@ -241,11 +247,13 @@ void RpcServer::becomeStream(const std::shared_ptr<Connection>& c, const std::st
 }
 
 void RpcServer::handleLine(const std::shared_ptr<Connection>& c, std::string_view line) {
-  auto parsed = json::parse(line, nullptr, false);
-  if (parsed.is_discarded()) {
-    send(c, toText({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcParseError}, {"message", "parse error: the request is not valid JSON"}}}}));
+  // Depth is capped while parsing: nothing below can recurse deeper than kJsonMaxDepth.
+  auto doc = parseJson(line, options_.maxRequestBytes, kJsonMaxDepth, "invalid JSON");
+  if (!doc.ok()) {
+    send(c, toText({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcParseError}, {"message", "parse error: " + doc.error().message}}}}));
     return;
   }
+  json parsed = std::move(*doc);
   std::weak_ptr<Connection> weak = c;
   auto respondOnLoop = [this, weak](std::string text) {
     if (loop_.inLoopThread()) {  // a quick call answered inline
@@ -261,6 +269,10 @@ void RpcServer::handleLine(const std::shared_ptr<Connection>& c, std::string_vie
   if (parsed.is_array()) {
     if (parsed.empty()) {
       send(c, toText({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "empty batch"}}}}));
+      return;
+    }
+    if (parsed.size() > kMaxBatch) {
+      send(c, toText({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "batch of " + std::to_string(parsed.size()) + " requests; at most " + std::to_string(kMaxBatch) + " are accepted"}}}}));
       return;
     }
     // A batch: answer with one array once every member has answered.
@@ -296,16 +308,20 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
     respond(toText({{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", kRpcInvalidRequest}, {"message", msg}}}}));
   };
   if (!req.is_object()) return invalid("invalid request: expected a JSON object", nullptr);
-  json id = req.contains("id") ? req["id"] : json();
-  bool notification = !req.contains("id");
+  // Members are type-checked before use and moved out, never copied.
+  auto idIt = req.find("id");
+  bool notification = idIt == req.end();
+  json id = notification ? json() : std::move(*idIt);
   if (!id.is_null() && !id.is_string() && !id.is_number_integer()) return invalid("invalid request: id must be a string or an integer", nullptr);
-  if (req.value("jsonrpc", "") != "2.0") return invalid("invalid request: \"jsonrpc\" must be \"2.0\"", id);
-  if (!req.contains("method") || !req["method"].is_string()) return invalid("invalid request: \"method\" must be a string", id);
+  if (jsonStringOr(req, "jsonrpc", "") != "2.0") return invalid("invalid request: \"jsonrpc\" must be \"2.0\"", id);
+  auto methodName = jsonString(req, "method");
+  if (!methodName) return invalid("invalid request: \"method\" must be a string", id);
   for (auto it = req.begin(); it != req.end(); ++it)
     if (it.key() != "jsonrpc" && it.key() != "id" && it.key() != "method" && it.key() != "params")
       return invalid("invalid request: unknown member " + quote(it.key()), id);
-  std::string method = req["method"].get<std::string>();
-  json params = req.contains("params") ? req["params"] : json::object();
+  std::string method = std::move(*methodName);
+  auto paramsIt = req.find("params");
+  json params = paramsIt == req.end() ? json::object() : std::move(*paramsIt);
   auto reply = [respond, id, notification](Result<Reply> r) {
     if (notification) return respond(std::string());
     if (r.ok()) return respond("{\"jsonrpc\":\"2.0\",\"id\":" + toText(id) + ",\"result\":" + replyText(*r) + "}");
@@ -321,8 +337,10 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
     if (!params.is_object()) return reply(invalidArgument("params: expected an object"));
     for (auto it = params.begin(); it != params.end(); ++it) {
       if (it.key() == "types" && it->is_array()) {
-        for (const auto& t : *it)
-          if (t.is_string()) filter.types.push_back(t.get<std::string>());
+        for (const auto& t : *it) {
+          if (!t.is_string()) return reply(invalidArgument("types: expected an array of event type names"));
+          filter.types.push_back(t.get<std::string>());
+        }
       } else if (it.key() == "object" && it->is_string()) {
         filter.object = it->get<std::string>();
       } else {
@@ -341,7 +359,10 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
     return reply(Reply(json{{"subscription", sub->id()}, {"last_seq", events_.lastSeq()}}));
   }
   if (method == "events.unsubscribe") {
-    uint64_t subId = params.is_object() ? params.value("subscription", uint64_t{0}) : 0;
+    if (!params.is_object()) return reply(invalidArgument("params: expected an object"));
+    auto given = jsonUint(params, "subscription");
+    if (!given) return reply(invalidArgument("subscription: expected the integer id events.subscribe returned"));
+    uint64_t subId = *given;
     auto it = c->subs.find(subId);
     if (it == c->subs.end()) return reply(notFound("no subscription " + std::to_string(subId) + " on this connection"));
     events_.unsubscribe(it->second);
