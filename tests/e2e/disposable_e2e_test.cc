@@ -1,7 +1,9 @@
 // Integration: images and disposable VMs for CI with real QEMU (TCG) guests. `vmctl run --rm`
 // prints the guest's output and passes its exit code through and leaves no domain, volume or
-// tap behind; TTL leases are enforced after a vmmd restart; several runs share the host
-// within a capacity budget; Ctrl-C and a killed client still clean up; the same over HTTP.
+// tap behind (nor a QEMU process or a lease record); TTL leases are enforced after a vmmd
+// restart, and a run cut by a restart is removed at the next start; several runs share the host
+// within a capacity budget (the default one shown and enforced); Ctrl-C and a killed client
+// still clean up; the same over HTTP; https imports verify the server's certificate.
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
