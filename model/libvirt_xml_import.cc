@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <set>
 
+#include "base/json_util.h"
 #include "base/strings.h"
 #include "model/libvirt_xml.h"
 #include "model/libvirt_xml_tree.h"
@@ -304,11 +305,10 @@ class Importer {
       std::string name = c.name();
       if (name.size() > 7 && name.substr(name.size() - 7) == ":domain" &&
           std::string_view(c.attribute(("xmlns:" + name.substr(0, name.size() - 7)).c_str()).value()) == kVmmNamespace) {
-        try {
-          vmm_ = json::parse(c.child_value());
-        } catch (const json::parse_error& e) {
-          return invalidArgument(std::string("libvirt XML: metadata/") + name + ": invalid JSON: " + e.what());
-        }
+        auto parsed = parseJson(c.child_value(), LibvirtXmlLimits::kMaxBytes, kJsonMaxDepth,
+                                std::string("libvirt XML: metadata/") + name + ": invalid JSON");
+        if (!parsed.ok()) return parsed.error();
+        vmm_ = std::move(*parsed);
         if (!vmm_.is_object()) return invalidArgument(std::string("libvirt XML: metadata/") + name + ": expected a JSON object");
       } else {
         libvirtXml.push_back(printNode(c, false));
@@ -489,10 +489,11 @@ class Importer {
       t_.done(bw);
     }
     // vmm-only NIC settings (forwards, ACLs, ...) travel in the vmm metadata, by MAC.
-    if (vmm_.contains("nics") && vmm_["nics"].contains(mac)) {
-      const json& extra = vmm_["nics"][mac];
-      for (auto it = extra.begin(); it != extra.end(); ++it) {
-        if (it.key() == "port") {
+    const json* nics = jsonMember(vmm_, "nics");
+    const json* extra = nics ? jsonMember(*nics, mac) : nullptr;
+    if (extra && extra->is_object()) {
+      for (auto it = extra->begin(); it != extra->end(); ++it) {
+        if (it.key() == "port" && it->is_object()) {
           for (auto p = it->begin(); p != it->end(); ++p) port[p.key()] = p.value();
         } else {
           j[it.key()] = it.value();
@@ -613,7 +614,7 @@ class Importer {
   void finishContainer() {
     if (libvirtType_ != "lxc") return;
     json c = container_.value_or(json::object());
-    if (vmm_.contains("container"))
+    if (vmm_.contains("container") && vmm_["container"].is_object())
       for (auto it = vmm_["container"].begin(); it != vmm_["container"].end(); ++it) c[it.key()] = it.value();
     if (auto idmap = root_.child("idmap")) {
       auto uid = idmap.child("uid"), gid = idmap.child("gid");

@@ -4,6 +4,7 @@
 #include <sstream>
 #include <vector>
 
+#include "base/json_util.h"
 #include "base/strings.h"
 #include "model/libvirt_xml.h"
 
@@ -40,10 +41,24 @@ Result<std::unique_ptr<pugi::xml_document>> parseLimited(std::string_view xml, s
     if (isText(n)) return invalidArgument(w + ": text outside the root element");
   }
   if (roots != 1) return invalidArgument(w + ": expected one root element, found " + std::to_string(roots));
-  // Depth, iteratively (the tree may be deep enough to overflow a recursive walk).
+  // Depth and text, iteratively (the tree may be deep enough to overflow a recursive walk).
+  // Every name and value must be UTF-8 once pugixml decoded it: the input bytes may not be, and a
+  // character reference such as &#xD800; decodes to a surrogate, which is not UTF-8 either.
+  auto badText = [&](const pugi::xml_node& node) -> std::optional<Error> {
+    auto element = node.type() == pugi::node_element ? node : node.parent();
+    auto bad = [&](const char* what) {
+      return invalidArgument(w + ": invalid UTF-8 in " + what + "<" + toValidUtf8(element.name()) + ">");
+    };
+    if (!isValidUtf8(node.name())) return bad("the name of ");
+    if (!isValidUtf8(node.value())) return bad("the text of ");
+    for (auto a : node.attributes())
+      if (!isValidUtf8(a.name()) || !isValidUtf8(a.value())) return bad("an attribute of ");
+    return std::nullopt;
+  };
   int depth = 0;
   pugi::xml_node n = doc->document_element();
   while (n) {
+    if (auto e = badText(n)) return *e;
     if (n.first_child()) {
       n = n.first_child();
       if (++depth > LibvirtXmlLimits::kMaxDepth)

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/json_util.h"
 #include "base/fs.h"
 #include "base/process.h"
 #include "base/strings.h"
@@ -58,14 +59,16 @@ Result<ImageInfo> imageInfo(const std::string& path, Deadline deadline, bool sha
   auto r = runCommand(argv, within(deadline));
   if (!r.ok()) return r.error().wrap("reading " + path);
   if (!r->success()) return Error{ErrorCode::invalid_argument, "reading " + path + ": " + std::string(trim(r->err))};
-  auto j = nlohmann::json::parse(r->out, nullptr, false);
-  if (!j.is_object()) return internalError("qemu-img info gave no JSON for " + path);
+  // The image is untrusted and its header fills this JSON: read by type, never by throw.
+  auto parsed = parseJson(r->out, kToolJsonMaxBytes, kJsonMaxDepth, "qemu-img info output");
+  if (!parsed.ok() || !parsed->is_object()) return internalError("qemu-img info gave no JSON for " + path);
+  const nlohmann::json& j = *parsed;
   ImageInfo info;
-  std::string format = j.value("format", "raw");
+  std::string format = jsonStringOr(j, "format", "raw");
   info.format = format == "qcow2" ? model::DiskFormat::qcow2 : model::DiskFormat::raw;
-  info.virtualSize = j.value("virtual-size", uint64_t{0});
-  info.actualSize = j.value("actual-size", uint64_t{0});
-  info.backingFile = j.value("full-backing-filename", j.value("backing-filename", ""));
+  info.virtualSize = jsonUint(j, "virtual-size").value_or(0);
+  info.actualSize = jsonUint(j, "actual-size").value_or(0);
+  info.backingFile = jsonStringOr(j, "full-backing-filename", jsonStringOr(j, "backing-filename", ""));
   return info;
 }
 

@@ -1,5 +1,6 @@
 #include "network/port/nft_exec.h"
 
+#include "base/json_util.h"
 #include "base/process.h"
 #include "base/strings.h"
 
@@ -22,22 +23,24 @@ Result<std::optional<nlohmann::json>> listBridgeTable(const std::string& table, 
     if (r.err.find("No such file or directory") != std::string::npos) return std::optional<nlohmann::json>();
     return internalError("nft list table bridge " + table + ": " + r.describe());
   }
-  auto doc = nlohmann::json::parse(r.out, nullptr, false);
-  if (doc.is_discarded() || !doc.contains("nftables") || !doc["nftables"].is_array())
-    return internalError("nft list table bridge " + table + ": unexpected JSON output");
-  return std::optional<nlohmann::json>(doc["nftables"]);
+  auto doc = parseJson(r.out, kToolJsonMaxBytes, kJsonMaxDepth, "output");
+  const nlohmann::json* items = doc.ok() ? jsonMember(*doc, "nftables") : nullptr;
+  if (!items || !items->is_array()) return internalError("nft list table bridge " + table + ": unexpected JSON output");
+  return std::optional<nlohmann::json>(*items);
 }
 
 Result<std::vector<std::string>> listBridgeTables(std::string_view prefix, Deadline deadline) {
   RunOptions opts;
   opts.deadline = deadline;
   VMM_ASSIGN(auto r, runChecked({"nft", "-j", "list", "tables", "bridge"}, opts));
-  auto doc = nlohmann::json::parse(r.out, nullptr, false);
-  if (doc.is_discarded() || !doc.contains("nftables")) return internalError("nft list tables: unexpected JSON output");
+  auto doc = parseJson(r.out, kToolJsonMaxBytes, kJsonMaxDepth, "output");
+  const nlohmann::json* items = doc.ok() ? jsonMember(*doc, "nftables") : nullptr;
+  if (!items || !items->is_array()) return internalError("nft list tables: unexpected JSON output");
   std::vector<std::string> names;
-  for (const auto& item : doc["nftables"]) {
-    if (!item.contains("table")) continue;
-    std::string name = item["table"].value("name", "");
+  for (const auto& item : *items) {
+    const nlohmann::json* table = jsonMember(item, "table");
+    if (!table) continue;
+    std::string name = jsonStringOr(*table, "name", "");
     if (startsWith(name, prefix)) names.push_back(name);
   }
   return names;

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <optional>
 
+#include "base/json_util.h"
 #include "base/process.h"
 #include "base/strings.h"
 #include "network/link.h"
@@ -142,14 +143,15 @@ Status resetFilteringVlans(const PortSpec& spec, Deadline deadline) {
   if (bridgeOf(spec.ifname).empty()) return {};
   VMM_ASSIGN(auto list, run({"bridge", "-j", "vlan", "show", "dev", spec.ifname}, deadline));
   if (!list.success()) return {};  // no VLAN support: nothing was set
-  auto doc = nlohmann::json::parse(list.out, nullptr, false);
+  auto doc = parseJson(list.out, kToolJsonMaxBytes, kJsonMaxDepth, "output");
   std::string batch;
-  if (doc.is_array()) {
-    for (const auto& port : doc) {
-      if (!port.contains("vlans")) continue;
-      for (const auto& v : port["vlans"]) {
-        int id = v.value("vlan", 0);
-        if (id > 0) batch += "vlan del dev " + spec.ifname + " vid " + std::to_string(id) + "\n";
+  if (doc.ok() && doc->is_array()) {
+    for (const auto& port : *doc) {
+      const nlohmann::json* vlans = jsonMember(port, "vlans");
+      if (!vlans || !vlans->is_array()) continue;
+      for (const auto& v : *vlans) {
+        int64_t id = jsonIntOr(v, "vlan", 0);
+        if (id > 0 && id < 4095) batch += "vlan del dev " + spec.ifname + " vid " + std::to_string(id) + "\n";
       }
     }
   }

@@ -1,5 +1,6 @@
 #include "network/virtual/nftables.h"
 
+#include "base/json_util.h"
 #include "base/process.h"
 #include "base/strings.h"
 #include "model/net_addr.h"
@@ -100,8 +101,9 @@ Result<json> listJson(const std::vector<std::string>& args, Deadline deadline) {
   opts.deadline = deadline;
   VMM_ASSIGN(auto res, runCommand(argv, opts));
   if (!res.success()) return internalError(join(argv, " ") + ": " + res.describe());
-  json j = json::parse(res.out, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return internalError(join(argv, " ") + ": output is not JSON");
+  auto j = parseJson(res.out, kToolJsonMaxBytes, kJsonMaxDepth, "output");
+  if (!j.ok()) return internalError(join(argv, " ") + ": " + j.error().message);
+  if (!j->is_object()) return internalError(join(argv, " ") + ": output is not a JSON object");
   return j;
 }
 

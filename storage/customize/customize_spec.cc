@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/base64.h"
+#include "base/json_util.h"
 #include "base/strings.h"
 
 namespace vmm::customize {
@@ -29,6 +30,9 @@ bool isGuestPath(std::string_view p) {
     if (part == "..") return false;
   return true;
 }
+
+// A request carries injected files (base64); a reply carries command outputs.
+constexpr size_t kMaxMessageBytes = 256 << 20;
 
 template <typename T>
 Result<T> field(const json& j, const char* key, T fallback) {
@@ -79,8 +83,9 @@ std::string customizeRequestToJson(const std::string& imagePath, const Customize
 }
 
 Result<std::pair<std::string, CustomizeSpec>> customizeRequestFromJson(std::string_view text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return invalidArgument("customize request: not a JSON object");
+  auto parsed = parseJson(text, kMaxMessageBytes);
+  if (!parsed.ok() || !parsed->is_object()) return invalidArgument("customize request: not a JSON object");
+  const json& j = *parsed;
   CustomizeSpec spec;
   VMM_ASSIGN(std::string image, field<std::string>(j, "image", ""));
   if (image.empty()) return invalidArgument("customize request: no image");
@@ -124,8 +129,10 @@ std::string customizeReplyToJson(const Result<CustomizeReport>& result) {
 }
 
 Result<CustomizeReport> customizeReplyFromJson(std::string_view text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return internalError("vmm-customize gave no reply");
+  // Command outputs from inside the image come back in the reply: parsed with the usual caps.
+  auto parsed = parseJson(text, kMaxMessageBytes);
+  if (!parsed.ok() || !parsed->is_object()) return internalError("vmm-customize gave no reply");
+  const json& j = *parsed;
   VMM_ASSIGN(bool ok, field<bool>(j, "ok", false));
   if (!ok) {
     VMM_ASSIGN(std::string code, field<std::string>(j, "code", "internal"));

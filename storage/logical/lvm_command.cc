@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/json_util.h"
 #include "base/process.h"
 #include "base/strings.h"
 
@@ -107,12 +108,17 @@ Result<LvmCommand::Output> LvmCommand::run(const std::string& tool, const std::v
   // A confirmation prompt (answered "n" from the closed stdin) may precede the JSON.
   size_t start = res.out.find('{');
   json doc;
-  if (start != std::string::npos) doc = json::parse(stripTrailingCommas(std::string_view(res.out).substr(start)), nullptr, false);
+  if (start != std::string::npos) {
+    auto parsed = parseJson(stripTrailingCommas(std::string_view(res.out).substr(start)), kToolJsonMaxBytes);
+    if (parsed.ok()) doc = std::move(*parsed);
+  }
   if (doc.is_object()) {
-    for (const auto& entry : doc.value("log", json::array())) {
-      if (entry.is_object() && entry.value("log_type", "") == "error") out.errors.push_back(entry.value("log_message", ""));
-    }
-    for (const auto& report : doc.value("report", json::array())) {
+    const json* log = jsonMember(doc, "log");
+    if (log && log->is_array())
+      for (const auto& entry : *log)
+        if (jsonStringOr(entry, "log_type", "") == "error") out.errors.push_back(jsonStringOr(entry, "log_message", ""));
+    const json* reports = jsonMember(doc, "report");
+    for (const auto& report : reports && reports->is_array() ? *reports : json::array()) {
       if (!report.is_object()) continue;
       for (const auto& [kind, rows] : report.items()) {
         if (!rows.is_array()) continue;
