@@ -382,8 +382,8 @@ void registerDomainCommands(CLI::App& app, Context& ctx, std::function<int()>& a
           if (jsonOutput()) {
             printJson(r);
           } else {
-            std::cout << r.value("stdout", "") << std::flush;
-            std::cerr << r.value("stderr", "") << std::flush;
+            std::cout << bytesOf(r, "stdout") << std::flush;
+            std::cerr << bytesOf(r, "stderr") << std::flush;
           }
           int signal = r.value("signal", 0);
           code = signal ? 128 + signal : r.value("exit_code", 1);

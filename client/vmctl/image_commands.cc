@@ -127,7 +127,7 @@ int runDisposable(Context& ctx, const RunOptions& o) {
           data.value("operation", "") != runs[0].op.value("id", ""))
         continue;
       int stream = data.value("stream", "") == "stderr" ? 2 : 1;
-      std::string chunk = data.value("data", "");
+      std::string chunk = bytesOf(data, "data");
       (stream == 2 ? std::cerr : std::cout) << chunk << std::flush;
       runs[0].streamed[stream] += chunk.size();
     }
@@ -206,8 +206,8 @@ int runDisposable(Context& ctx, const RunOptions& o) {
           }
           out.flush();
         };
-        emit(std::cout, res.value("stdout", ""));
-        emit(std::cerr, res.value("stderr", ""));
+        emit(std::cout, bytesOf(res, "stdout"));
+        emit(std::cerr, bytesOf(res, "stderr"));
       }
       int exitCode = res.value("exit_code", -1);
       int sig = res.value("signal", 0);

@@ -2,6 +2,8 @@
 
 #include "client/vmctl/commands.h"
 
+#include "base/base64.h"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -48,6 +50,17 @@ std::string text(const json& v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
   return v.dump();
+}
+
+std::string bytesOf(const json& obj, const std::string& key) {
+  if (!obj.is_object()) return "";
+  auto b64 = obj.find(key + "_b64");
+  if (b64 != obj.end() && b64->is_string()) {
+    auto bytes = base64Decode(b64->get<std::string>());
+    if (bytes.ok()) return *bytes;
+  }
+  auto t = obj.find(key);
+  return t != obj.end() && t->is_string() ? t->get<std::string>() : "";
 }
 
 static size_t displayWidth(const std::string& s) {

@@ -46,6 +46,9 @@ void printFields(const std::vector<std::pair<std::string, std::string>>& fields)
 void showProgress(const json& operation);
 void endProgress();
 std::string text(const json& v);  // a JSON scalar as plain text ("" for null)
+// Guest output in a result or event: the exact bytes of KEY_b64 when vmmd sent them (output
+// that is not UTF-8), else the text of KEY.
+std::string bytesOf(const json& obj, const std::string& key);
 // JSON with -o json, else the human form.
 void printResult(const json& r, void (*human)(const json&));
 // Paths are sent to vmmd, whose working directory is not the caller's.
