@@ -156,7 +156,8 @@ class QemuNetworkTest : public ::testing::Test {
     VMM_REQUIRE(guestReady(), "the test guest in " << guestDir() << " (run scripts/build-test-guest.sh)");
     t0 = SteadyClock::now();
     vmmd = std::make_unique<VmmdProcess>("", std::vector<std::string>{"--drivers", "qemu"});
-    ASSERT_TRUE(vmmd->start().ok()) << vmmd->log();
+    auto started = vmmd->start();
+    ASSERT_TRUE(started.ok()) << started.error().message << "\n" << vmmd->log();
     // As a real state directory (0755): dnsmasq re-reads its DHCP hosts file as user nobody,
     // which mkdtemp's 0700 would lock out.
     ASSERT_EQ(::chmod(vmmd->dir().c_str(), 0755), 0);

@@ -112,7 +112,8 @@ class QemuStorageTest : public ::testing::Test {
     auto made = makeBootableDisk(bootImage, bootMarker, dataMarker);
     ASSERT_TRUE(made.ok()) << made.error().message;
     vmmd = std::make_unique<VmmdProcess>("", std::vector<std::string>{"--drivers", "qemu"});
-    ASSERT_TRUE(vmmd->start().ok()) << vmmd->log();
+    auto started = vmmd->start();
+    ASSERT_TRUE(started.ok()) << started.error().message << "\n" << vmmd->log();
     auto c = vmmd->connect();
     ASSERT_TRUE(c.ok()) << c.error().message;
     rpc = std::move(*c);
@@ -397,7 +398,8 @@ TEST(NfsHang, HungServerPutsThePoolInErrorWithoutBlockingTheDaemon) {
   ASSERT_TRUE(nfs.start(tmp + "/export").ok()) << nfs.log();
   {
     VmmdProcess vmmd("", {"--drivers", "test", "--config", tmp + "/vmmd.toml"});
-    ASSERT_TRUE(vmmd.start().ok()) << vmmd.log();
+    auto started = vmmd.start();
+    ASSERT_TRUE(started.ok()) << started.error().message << "\n" << vmmd.log();
     auto rpc = vmmd.connect();
     ASSERT_TRUE(rpc.ok());
     auto& c = **rpc;
