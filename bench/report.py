@@ -91,8 +91,12 @@ LEGEND = ("Cells: **median** [interquartile range] (min–max) in ms, over the s
 def section_head(title, script, d, runs_text):
     p = d["provenance"]
     dirty = f", tree dirty ({p['dirty_files']} tracked files differ, diff {p['diff_sha']})" if p.get("dirty") else ""
-    load = p.get("machine", {}).get("loadavg")
-    load = f" (load average {load} when it ended)" if load else ""
+    m = p.get("machine", {})
+    load = m.get("loadavg")
+    busy = ""
+    if load and m.get("cpus") and float(load.split()[0]) > m["cpus"]:
+        busy = f", above the machine's {m['cpus']} CPUs: other work was running"
+    load = f" (load average {load} when it ended{busy})" if load else ""
     return [f"## {title} (`{script}`)", "",
             f"Commit `{p['commit'][:12]}`{dirty}, measured {p['date']}{load}; {runs_text}.", ""]
 
