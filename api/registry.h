@@ -27,6 +27,7 @@ struct CallContext {
   Access access = Access::read;  // what the caller may do
   std::string principal;         // "uid 0", "token ci"
   std::string transport;         // "rpc" or "http"
+  std::string peer;              // whom per-peer caps count: "uid 1000", "token ci" (principal when empty)
 };
 
 struct Reply {

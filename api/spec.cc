@@ -33,6 +33,7 @@ std::vector<OperationSpec> build() {
   auto add = [&](OperationSpec o) { s.push_back(std::move(o)); };
 
   // ---- host
+  // A call, not quick: a driver's first probe runs QEMU.
   add({"host.info", "Host, daemon and driver capabilities", Access::read, false, false, "host", {},
        HttpRoute{"GET", "/v1/host", "", 200}});
 
@@ -44,12 +45,14 @@ std::vector<OperationSpec> build() {
         q("active", T::boolean, "only running or paused domains"),
         q("type", T::string, "only domains of this driver type", {"qemu", "lxc", "xen", "test"}),
         q("label", T::string, "label selector: key or key=value, comma-separated; all must match")},
-       HttpRoute{"GET", "/v1/domains", "", 200}});
+       HttpRoute{"GET", "/v1/domains", "", 200}, Lane::quick});
   add({"domain.get", "Get one domain with its definition and runtime state", Access::read, false, false,
-       "domains/{name}", {pathName("domain")}, HttpRoute{"GET", "/v1/domains/{name}", "", 200}});
+       "domains/{name}", {pathName("domain")}, HttpRoute{"GET", "/v1/domains/{name}", "", 200}, Lane::quick});
   add({"domain.xml", "A domain's definition as libvirt domain XML: {name, xml}; over HTTP the XML itself with "
        "Accept: application/xml", Access::read, false, false, "domains/{name}", {pathName("domain")},
-       HttpRoute{"GET", "/v1/domains/{name}/xml", "", 200}});
+       HttpRoute{"GET", "/v1/domains/{name}/xml", "", 200}, Lane::quick});
+  // A call, not quick: it commits to the state store, an lxc definition stats host paths, and
+  // with start it boots the domain (a QEMU start waits for a QMP greeting only a loop can read).
   add({"domain.create", "Define a new domain", Access::write, false, false, "domains",
        {b("definition", T::object, "the domain definition (JSON), or libvirt domain XML as a string over HTTP with Content-Type application/xml", true),
         q("start", T::boolean, "start the domain once defined")},
@@ -148,12 +151,12 @@ std::vector<OperationSpec> build() {
         b("quiesce", T::boolean, "freeze guest filesystems through the agent while taking it (default true)")},
        HttpRoute{"POST", "/v1/domains/{name}/snapshots", "", 202}});
   add({"snapshot.list", "List a domain's snapshots (each with its parent)", Access::read, false, false, "domains/{name}",
-       {pathName("domain")}, HttpRoute{"GET", "/v1/domains/{name}/snapshots", "", 200}});
+       {pathName("domain")}, HttpRoute{"GET", "/v1/domains/{name}/snapshots", "", 200}, Lane::quick});
   add({"snapshot.get", "Get one snapshot", Access::read, false, false, "domains/{name}",
-       {pathName("domain"), snapParam}, HttpRoute{"GET", "/v1/domains/{name}/snapshots/{snapshot}", "", 200}});
+       {pathName("domain"), snapParam}, HttpRoute{"GET", "/v1/domains/{name}/snapshots/{snapshot}", "", 200}, Lane::quick});
   add({"snapshot.current", "The snapshot the domain's current state descends from (null if none)", Access::read,
        false, false, "domains/{name}", {pathName("domain")},
-       HttpRoute{"GET", "/v1/domains/{name}/current-snapshot", "", 200}});
+       HttpRoute{"GET", "/v1/domains/{name}/current-snapshot", "", 200}, Lane::quick});
   add({"snapshot.revert", "Revert a domain to a snapshot", Access::write, true, false, "domains/{name}",
        {pathName("domain"), snapParam}, HttpRoute{"POST", "/v1/domains/{name}/snapshots/{snapshot}/revert", "", 202}});
   add({"snapshot.delete", "Delete a snapshot (its children move to its parent)", Access::write, true, false,
@@ -163,9 +166,9 @@ std::vector<OperationSpec> build() {
 
   // ---- storage pools
   add({"pool.list", "List storage pools with their state and capacity", Access::read, false, false, "pools", {},
-       HttpRoute{"GET", "/v1/pools", "", 200}});
+       HttpRoute{"GET", "/v1/pools", "", 200}, Lane::quick});
   add({"pool.get", "Get one storage pool", Access::read, false, false, "pools/{name}", {pathName("pool")},
-       HttpRoute{"GET", "/v1/pools/{name}", "", 200}});
+       HttpRoute{"GET", "/v1/pools/{name}", "", 200}, Lane::quick});
   add({"pool.create", "Define a storage pool, optionally build its storage, and start it (all or nothing)",
        Access::write, false, false, "pools",
        {b("definition", T::object, "the pool: name, type (dir, logical, netfs, iscsi), path, source", true),
@@ -185,9 +188,9 @@ std::vector<OperationSpec> build() {
 
   // ---- networks
   add({"network.list", "List virtual networks", Access::read, false, false, "networks", {},
-       HttpRoute{"GET", "/v1/networks", "", 200}});
+       HttpRoute{"GET", "/v1/networks", "", 200}, Lane::quick});
   add({"network.get", "Get one network with its host resources while active", Access::read, false, false,
-       "networks/{name}", {pathName("network")}, HttpRoute{"GET", "/v1/networks/{name}", "", 200}});
+       "networks/{name}", {pathName("network")}, HttpRoute{"GET", "/v1/networks/{name}", "", 200}, Lane::quick});
   add({"network.create", "Define a network (nat, routed, isolated or bridge) and start it (all or nothing)",
        Access::write, false, false, "networks",
        {b("definition", T::object, "name, mode, bridge, ipv4 (gateway/prefix), dhcp, dhcp_start/end, dhcp_hosts, domain, uplink, mtu", true),
@@ -207,9 +210,9 @@ std::vector<OperationSpec> build() {
   // ---- volumes
   auto poolParam = P{"pool", T::string, true, "the pool's name", ParamIn::path, {}};
   add({"volume.list", "List the volumes of a pool", Access::read, false, false, "pools/{pool}", {poolParam},
-       HttpRoute{"GET", "/v1/pools/{pool}/volumes", "", 200}});
+       HttpRoute{"GET", "/v1/pools/{pool}/volumes", "", 200}, Lane::quick});
   add({"volume.get", "Get one volume", Access::read, false, false, "pools/{pool}/volumes/{name}",
-       {poolParam, pathName("volume")}, HttpRoute{"GET", "/v1/pools/{pool}/volumes/{name}", "", 200}});
+       {poolParam, pathName("volume")}, HttpRoute{"GET", "/v1/pools/{pool}/volumes/{name}", "", 200}, Lane::quick});
   add({"volume.create", "Create a volume (a linked clone with backing_volume)", Access::write, false, false,
        "pools/{pool}",
        {poolParam, b("volume", T::object, "name, capacity (\"10G\" or bytes), format (qcow2, raw), backing_volume, preallocate", true)},
@@ -231,9 +234,9 @@ std::vector<OperationSpec> build() {
        HttpRoute{"POST", "/v1/pools/{pool}/volumes/{name}/wipe", "", 202}});
 
   // ---- images and disposable domains
-  add({"image.list", "List images", Access::read, false, false, "images", {}, HttpRoute{"GET", "/v1/images", "", 200}});
+  add({"image.list", "List images", Access::read, false, false, "images", {}, HttpRoute{"GET", "/v1/images", "", 200}, Lane::quick});
   add({"image.get", "Get one image", Access::read, false, false, "images/{name}", {pathName("image")},
-       HttpRoute{"GET", "/v1/images/{name}", "", 200}});
+       HttpRoute{"GET", "/v1/images/{name}", "", 200}, Lane::quick});
   add({"image.import", "Import an image from a host file (qcow2, raw, ISO) or an http(s) URL", Access::write, true, true,
        "images",
        {b("name", T::string, "the image's name", true), b("file", T::string, "absolute path of a host file"),
@@ -286,23 +289,28 @@ std::vector<OperationSpec> build() {
        false, "domains/{name}", {pathName("domain")}, HttpRoute{"POST", "/v1/domains/{name}/remove", "", 200}});
 
   // ---- operations
-  add({"operation.list", "List operations", Access::read, false, false, "operations",
+  add({"operation.list", "List operations (each with result_bytes instead of its result: operation.get has it)", Access::read, false, false, "operations",
        {q("active", T::boolean, "only pending and running operations")},
-       HttpRoute{"GET", "/v1/operations", "", 200}});
+       HttpRoute{"GET", "/v1/operations", "", 200}, Lane::quick});
   add({"operation.get", "Get an operation", Access::read, false, false, "operations/{id}",
-       {P{"id", T::string, true, "operation id", ParamIn::path, {}}}, HttpRoute{"GET", "/v1/operations/{id}", "", 200}});
+       {P{"id", T::string, true, "operation id", ParamIn::path, {}}}, HttpRoute{"GET", "/v1/operations/{id}", "", 200}, Lane::quick});
   add({"operation.wait", "Wait for an operation to finish (or the timeout) and return it", Access::read, false, false,
        "operations/{id}",
        {P{"id", T::string, true, "operation id", ParamIn::path, {}},
         q("timeout", T::duration, "how long to wait (default 60s, at most 1h)")},
-       HttpRoute{"GET", "/v1/operations/{id}/wait", "", 200}});
+       HttpRoute{"GET", "/v1/operations/{id}/wait", "", 200}, Lane::wait});
+  add({"operation.result", "The whole result of a finished operation, also when operation.get shows it "
+                           "truncated (results over 1 MiB are kept whole for [operations] result_ttl, default 1h)",
+       Access::write, false, false, "operations/{id}",
+       {P{"id", T::string, true, "operation id", ParamIn::path, {}}},
+       HttpRoute{"GET", "/v1/operations/{id}/result", "", 200}});
   add({"operation.cancel", "Cancel an operation", Access::write, false, false, "operations/{id}",
        {P{"id", T::string, true, "operation id", ParamIn::path, {}}},
        HttpRoute{"DELETE", "/v1/operations/{id}", "", 200}});
 
-  // ---- access tokens for the HTTP API
+  // ---- access tokens for the HTTP API (create and delete are calls: each commits, an fsync)
   add({"token.list", "List API tokens (names and roles only)", Access::write, false, false, "tokens", {},
-       HttpRoute{"GET", "/v1/tokens", "", 200}});
+       HttpRoute{"GET", "/v1/tokens", "", 200}, Lane::quick});
   add({"token.create", "Create an API token; the secret is shown only in this reply", Access::write, false, false,
        "tokens",
        {b("name", T::string, "a name for the token", true), b("role", T::string, "read or admin", true, {"read", "admin"})},
@@ -310,11 +318,6 @@ std::vector<OperationSpec> build() {
   add({"token.delete", "Revoke an API token", Access::write, false, false, "tokens/{name}",
        {P{"name", T::string, true, "the token's name", ParamIn::path, {}}},
        HttpRoute{"DELETE", "/v1/tokens/{name}", "", 200}});
-  for (auto& o : s)
-    for (const char* q : {"host.info", "domain.list", "domain.get", "domain.create", "operation.list", "operation.get",
-                          "pool.list", "pool.get", "volume.list", "volume.get", "image.list", "image.get", "network.list", "network.get", "snapshot.list", "snapshot.get", "snapshot.current",
-                          "token.list", "token.create", "token.delete"})
-      if (o.name == q) o.quick = true;
   return s;
 }
 

@@ -32,6 +32,20 @@ struct HttpRoute {
   int status = 200;        // success status of a synchronous call (201 for creations)
 };
 
+// Where a transport runs a call's handler; set on each row of the table (spec.cc).
+//
+// The rule: a call is `quick` only when it does no I/O and takes no job. It reads in-memory
+// state under short mutexes and returns: no file, socket, child process, driver or guest call,
+// no state-store commit (sqlite with synchronous=FULL is an fsync), no stat of a host path, no
+// waiting for an object's job. Quick calls run inline on the transport's event loop (a thread
+// hand-off costs more than such a call), so breaking the rule freezes every client of that
+// loop - and deadlocks it when the handler waits for something only the loop can deliver (a
+// QMP greeting). Everything else is a `call` and runs on the call pool. A `wait` blocks until
+// something happens elsewhere (operation.wait, up to an hour): it runs on its own pool within
+// per-principal caps, so that waiting clients never hold the threads that calls and
+// operations need.
+enum class Lane { call, quick, wait };
+
 struct OperationSpec {
   std::string name;        // "domain.start"
   std::string summary;
@@ -41,10 +55,7 @@ struct OperationSpec {
   std::string object;      // object template for operations and events: "domains/{name}"
   std::vector<ParamSpec> params;
   std::optional<HttpRoute> http;
-  // Never waits for a job, a guest or the network: bounded by memory and at most one local
-  // state-store commit. The RPC transport runs these on its event loop instead of handing
-  // them to a worker (each thread hand-off costs more than the call itself).
-  bool quick = false;
+  Lane lane = Lane::call;  // see the rule above
 };
 
 const std::vector<OperationSpec>& operationSpecs();

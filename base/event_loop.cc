@@ -1,15 +1,84 @@
 #include "base/event_loop.h"
 
+#include <cxxabi.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <future>
+#include <memory>
 
 #include "base/log.h"
 
 namespace vmm {
+
+namespace {
+
+std::atomic<uint64_t> g_contractViolations{0};
+
+int64_t nowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now().time_since_epoch()).count();
+}
+
+// "vmm::api::RpcServer::accept(int, bool)::{lambda(unsigned int)#1}"
+std::string demangle(const std::type_info* type) {
+  if (!type) return "?";
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(type->name(), nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? std::string(name.get()) : std::string(type->name());
+}
+
+}  // namespace
+
+uint64_t EventLoop::contractViolations() { return g_contractViolations.load(); }
+
+void EventLoop::assertInLoopThread(const char* what) const {
+  auto owner = loopThread_.load();
+  if (owner == std::thread::id{} || owner == std::this_thread::get_id()) return;
+  ++g_contractViolations;
+  log::error("event-loop state used from another thread", {{"call", what}});
+#ifndef NDEBUG
+  std::abort();
+#endif
+}
+
+void EventLoop::annotate(std::string what) {
+  std::lock_guard lock(noteMu_);
+  note_ = std::move(what);
+}
+
+std::string EventLoop::describeRunning() {
+  std::lock_guard lock(noteMu_);
+  return note_;
+}
+
+void EventLoop::startWatchdog(Millis stall) {
+  if (watchdog_.joinable()) return;
+  watchdog_ = std::thread([this, stall] { watchdogLoop(stall); });
+}
+
+void EventLoop::watchdogLoop(Millis stall) {
+  uint64_t reportedSerial = 0;
+  int64_t reportedAt = 0;
+  std::unique_lock lock(watchdogMu_);
+  while (!watchdogStop_) {
+    watchdogCv_.wait_for(lock, Millis(100));
+    int64_t since = runningSinceUs_.load();
+    if (watchdogStop_ || since == 0) continue;
+    int64_t now = nowMicros();
+    uint64_t serial = runningSerial_.load();
+    if (now - since < stall.count() * 1000) continue;
+    // Once per stuck callback, then every 10 s while it stays stuck.
+    if (serial == reportedSerial && now - reportedAt < 10000000) continue;
+    reportedSerial = serial;
+    reportedAt = now;
+    log::error("event loop blocked", {{"callback", runningKind_.load()},
+                                      {"code", demangle(runningType_.load())},
+                                      {"doing", describeRunning()},
+                                      {"blocked_ms", (now - since) / 1000}});
+  }
+}
 
 EventLoop::EventLoop() {
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -27,6 +96,14 @@ EventLoop::EventLoop() {
 EventLoop::~EventLoop() {
   stop();
   join();
+  if (watchdog_.joinable()) {
+    {
+      std::lock_guard lock(watchdogMu_);
+      watchdogStop_ = true;
+    }
+    watchdogCv_.notify_all();
+    watchdog_.join();
+  }
   ::close(wakeFd_);
   ::close(epfd_);
 }
@@ -83,9 +160,14 @@ void EventLoop::runSync(const std::function<void()>& fn) {
 }
 
 // Nothing a callback throws may end the loop (std::terminate): it is logged with where it
-// came from and the loop goes on.
+// came from and the loop goes on. Every callback is timed for the watchdog.
 template <typename Fn>
-void EventLoop::guarded(const char* what, int fd, Fn&& fn) {
+void EventLoop::guarded(const char* what, int fd, const std::type_info& type, Fn&& fn) {
+  int64_t t0 = nowMicros();
+  runningType_ = &type;
+  runningKind_ = what;
+  ++runningSerial_;
+  runningSinceUs_ = t0;
   try {
     fn();
   } catch (const std::exception& e) {
@@ -93,9 +175,23 @@ void EventLoop::guarded(const char* what, int fd, Fn&& fn) {
   } catch (...) {
     log::error("event-loop callback threw", {{"callback", what}, {"fd", fd}, {"exception", "unknown"}});
   }
+  int64_t took = nowMicros() - t0;
+  runningSinceUs_ = 0;
+  if (took > longestMicros_.load()) longestMicros_ = took;
+  std::string doing;
+  {
+    std::lock_guard lock(noteMu_);
+    if (!note_.empty()) doing.swap(note_);
+  }
+  if (took >= slowThreshold().count() * 1000) {
+    ++slowCallbacks_;
+    log::warn("event-loop callback was slow",
+              {{"callback", what}, {"code", demangle(&type)}, {"doing", doing}, {"fd", fd}, {"ms", took / 1000}});
+  }
 }
 
 void EventLoop::watch(int fd, uint32_t events, FdCallback cb) {
+  assertInLoopThread("EventLoop::watch");
   uint64_t id = nextWatchId_++;
   auto old = watches_.find(fd);
   if (old != watches_.end()) {
@@ -111,6 +207,7 @@ void EventLoop::watch(int fd, uint32_t events, FdCallback cb) {
 }
 
 void EventLoop::modify(int fd, uint32_t events) {
+  assertInLoopThread("EventLoop::modify");
   auto it = watches_.find(fd);
   if (it == watches_.end()) return;
   epoll_event ev{};
@@ -120,6 +217,7 @@ void EventLoop::modify(int fd, uint32_t events) {
 }
 
 void EventLoop::unwatch(int fd) {
+  assertInLoopThread("EventLoop::unwatch");
   auto it = watches_.find(fd);
   if (it == watches_.end()) return;
   idToFd_.erase(it->second.id);
@@ -179,7 +277,7 @@ void EventLoop::runDueTimers() {
       fn = std::move(it->second.second);
       timers_.erase(it);
     }
-    guarded("timer", -1, fn);
+    guarded("timer", -1, fn.target_type(), fn);
   }
 }
 
@@ -189,7 +287,7 @@ void EventLoop::runPosted() {
     std::lock_guard lock(mu_);
     batch.swap(posted_);
   }
-  for (auto& fn : batch) guarded("posted task", -1, fn);
+  for (auto& fn : batch) guarded("posted task", -1, fn.target_type(), fn);
 }
 
 void EventLoop::run() {
@@ -218,7 +316,7 @@ void EventLoop::run() {
       auto w = watches_.find(fdIt->second);
       if (w == watches_.end()) continue;
       FdCallback cb = w->second.cb;  // copy: the callback may unwatch itself
-      guarded("fd watch", w->first, [&] { cb(events[i].events); });
+      guarded("fd watch", w->first, cb.target_type(), [&] { cb(events[i].events); });
     }
     runDueTimers();
     runPosted();

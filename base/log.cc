@@ -5,8 +5,8 @@
 
 #include <atomic>
 #include <cstdio>
-#include <mutex>
 
+#include "base/mutex.h"
 #include "base/time_util.h"
 
 namespace vmm::log {
@@ -14,8 +14,8 @@ namespace vmm::log {
 namespace {
 std::atomic<int> g_level{static_cast<int>(Level::info)};
 std::atomic<Format> g_format{Format::logfmt};
-std::mutex g_mu;
-int g_fd = 2;
+Mutex g_mu;
+int g_fd VMM_GUARDED_BY(g_mu) = 2;
 
 const char* levelName(Level l) {
   switch (l) {
@@ -81,7 +81,7 @@ bool setFile(const std::string& path) {
     fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (fd < 0) return false;
   }
-  std::lock_guard lock(g_mu);
+  MutexLock lock(g_mu);
   if (g_fd != 2) ::close(g_fd);
   g_fd = fd;
   return true;
@@ -129,7 +129,7 @@ void write(Level level, std::string_view msg, Fields fields) {
     }
     line += '\n';
   }
-  std::lock_guard lock(g_mu);
+  MutexLock lock(g_mu);
   const char* p = line.data();
   size_t left = line.size();
   while (left > 0) {

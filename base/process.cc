@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -22,6 +23,12 @@ namespace vmm {
 
 namespace {
 
+// Stale statuses: a status nobody claimed stays here under its pid, and a later child can get
+// the same pid. Children are therefore forked with the reaper's mutex held (ChildReaper::fork),
+// which also covers every waitpid(): at that moment any status kept for the new child's pid is
+// an earlier process's, and it is dropped. (pidfds would not help by themselves: as a child
+// subreaper vmmd must reap every child with waitpid(-1) anyway; the bookkeeping is what was
+// unsound.)
 struct ReaperState {
   std::mutex mu;
   std::condition_variable cv;
@@ -116,7 +123,7 @@ struct ChildSetup {
 
 Result<pid_t> forkExec(ChildSetup& s) {
   s.finalize();
-  pid_t pid = fork();
+  pid_t pid = ChildReaper::fork();
   if (pid < 0) return systemError("fork", errno);
   if (pid == 0) childExec(s);
   return pid;
@@ -245,13 +252,27 @@ bool ChildReaper::enabled() {
 
 void ChildReaper::reapAll() {
   auto& r = reaper();
+  // waitpid() under the mutex: a pid freed here cannot be handed to a fork() in between.
+  std::unique_lock lock(r.mu);
   while (true) {
     int status = 0;
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid <= 0) break;
-    std::unique_lock lock(r.mu);
     remember(r, pid, status);
   }
+}
+
+pid_t ChildReaper::fork() {
+  auto& r = reaper();
+  std::unique_lock lock(r.mu);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    lock.release();  // the child's copy of the mutex is never used again
+    return 0;
+  }
+  if (pid > 0 && r.unclaimed.erase(pid) > 0)
+    r.unclaimedOrder.erase(std::remove(r.unclaimedOrder.begin(), r.unclaimedOrder.end(), pid), r.unclaimedOrder.end());
+  return pid;
 }
 
 Result<int> ChildReaper::wait(pid_t pid, Deadline deadline) {

@@ -72,6 +72,10 @@ class ChildReaper {
   static Result<int> wait(pid_t pid, Deadline deadline);
   // Calls fn(waitStatus) once `pid` exits (from the reaping thread). Only for children.
   static void onExit(pid_t pid, std::function<void(int)> fn);
+  // fork() for every child vmmd makes: no status of an earlier process with the same pid is
+  // ever reported for the new one (process.cc says how). In the child, only async-signal-safe
+  // calls may follow, as after any fork() in a threaded program.
+  static pid_t fork();
 };
 
 // Human description of a wait status: "exited with status 1", "killed by signal 9".

@@ -6,7 +6,7 @@ namespace vmm {
 
 ThreadPool::ThreadPool(size_t minThreads, size_t maxThreads, Millis idleTimeout)
     : min_(minThreads), max_(maxThreads < 1 ? 1 : maxThreads), idle_(idleTimeout) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (size_t i = 0; i < min_; ++i) {
     ++threads_;
     std::thread(&ThreadPool::workerLoop, this).detach();
@@ -14,14 +14,14 @@ ThreadPool::ThreadPool(size_t minThreads, size_t maxThreads, Millis idleTimeout)
 }
 
 ThreadPool::~ThreadPool() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   stopping_ = true;
   cv_.notify_all();
-  exitCv_.wait(lock, [&] { return threads_ == 0; });
+  exitCv_.wait(lock, [&]() VMM_REQUIRES(mu_) { return threads_ == 0; });
 }
 
 void ThreadPool::submit(std::function<void()> task) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   tasks_.push_back(std::move(task));
   if (idleThreads_ >= tasks_.size() || threads_ >= max_) {
     cv_.notify_one();
@@ -32,22 +32,22 @@ void ThreadPool::submit(std::function<void()> task) {
 }
 
 size_t ThreadPool::threadCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return threads_;
 }
 
 size_t ThreadPool::queued() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return tasks_.size();
 }
 
 void ThreadPool::workerLoop() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
     if (tasks_.empty()) {
       if (stopping_) break;
       ++idleThreads_;
-      bool woke = cv_.wait_for(lock, idle_, [&] { return !tasks_.empty() || stopping_; });
+      bool woke = cv_.wait_for(lock, idle_, [&]() VMM_REQUIRES(mu_) { return !tasks_.empty() || stopping_; });
       --idleThreads_;
       if (!woke && threads_ > min_) break;
       continue;

@@ -4,14 +4,13 @@
 // Thread-safe.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/time_util.h"
 
 namespace vmm {
@@ -32,13 +31,13 @@ class ThreadPool {
 
   const size_t min_, max_;
   const Millis idle_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::condition_variable exitCv_;
-  std::deque<std::function<void()>> tasks_;
-  size_t threads_ = 0;
-  size_t idleThreads_ = 0;
-  bool stopping_ = false;
+  mutable Mutex mu_;
+  CondVar cv_;
+  CondVar exitCv_;
+  std::deque<std::function<void()>> tasks_ VMM_GUARDED_BY(mu_);
+  size_t threads_ VMM_GUARDED_BY(mu_) = 0;
+  size_t idleThreads_ VMM_GUARDED_BY(mu_) = 0;
+  bool stopping_ VMM_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace vmm

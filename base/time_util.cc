@@ -11,8 +11,14 @@ int64_t wallNowMicros() {
 }
 
 std::string formatTimestamp(int64_t micros) {
-  time_t secs = static_cast<time_t>(micros / 1000000);
-  int ms = static_cast<int>((micros % 1000000) / 1000);
+  // Floor division: a time before 1970 must not print a negative fraction ("04.-877Z").
+  int64_t secs64 = micros / 1000000, rem = micros % 1000000;
+  if (rem < 0) {
+    secs64 -= 1;
+    rem += 1000000;
+  }
+  time_t secs = static_cast<time_t>(secs64);
+  int ms = static_cast<int>(rem / 1000);
   struct tm tm;
   gmtime_r(&secs, &tm);
   char buf[64];
@@ -21,18 +27,38 @@ std::string formatTimestamp(int64_t micros) {
   return buf;
 }
 
+// Exactly "YYYY-MM-DDTHH:MM:SS[.mmm]Z" in digits, fields in range, 1970 to 9999: anything else
+// (signs, spaces, fewer digits) is refused rather than read the way sscanf would.
 std::optional<int64_t> parseTimestamp(std::string_view text) {
-  int y, mo, d, h, mi, s, ms = 0;
-  std::string t(text);
-  int n = std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &y, &mo, &d, &h, &mi, &s, &ms);
-  if (n < 6) return std::nullopt;
+  auto digits = [&](size_t at, size_t n) -> std::optional<int> {
+    if (at + n > text.size()) return std::nullopt;
+    int v = 0;
+    for (size_t i = at; i < at + n; ++i) {
+      if (text[i] < '0' || text[i] > '9') return std::nullopt;
+      v = v * 10 + (text[i] - '0');
+    }
+    return v;
+  };
+  auto sep = [&](size_t at, char c) { return at < text.size() && text[at] == c; };
+  if (!sep(4, '-') || !sep(7, '-') || !sep(10, 'T') || !sep(13, ':') || !sep(16, ':')) return std::nullopt;
+  auto y = digits(0, 4), mo = digits(5, 2), d = digits(8, 2), h = digits(11, 2), mi = digits(14, 2), s = digits(17, 2);
+  if (!y || !mo || !d || !h || !mi || !s) return std::nullopt;
+  int ms = 0;
+  if (text.size() == 24 && sep(19, '.') && sep(23, 'Z')) {
+    auto m = digits(20, 3);
+    if (!m) return std::nullopt;
+    ms = *m;
+  } else if (!(text.size() == 20 && sep(19, 'Z'))) {
+    return std::nullopt;
+  }
+  if (*y < 1970 || *mo < 1 || *mo > 12 || *d < 1 || *d > 31 || *h > 23 || *mi > 59 || *s > 60) return std::nullopt;
   struct tm tm {};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = s;
+  tm.tm_year = *y - 1900;
+  tm.tm_mon = *mo - 1;
+  tm.tm_mday = *d;
+  tm.tm_hour = *h;
+  tm.tm_min = *mi;
+  tm.tm_sec = *s;
   time_t secs = timegm(&tm);
   return static_cast<int64_t>(secs) * 1000000 + static_cast<int64_t>(ms) * 1000;
 }

@@ -8,7 +8,7 @@ namespace vmm {
 
 Status TokenStore::load() {
   VMM_ASSIGN(auto rows, store_.loadAll(Table::tokens));
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& row : rows) {
     TokenInfo info{row.key, row.value.value("role", "read"), row.value.value("created_us", int64_t{0})};
     byName_[row.key] = {row.value.value("sha256", ""), info};
@@ -23,13 +23,13 @@ Result<std::string> TokenStore::create(const std::string& name, const std::strin
   TokenInfo info{name, role, wallNowMicros()};
   std::string hash = sha256Hex(secret);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (byName_.count(name)) return conflict("a token named " + name + " already exists");
     byName_[name] = {hash, info};  // reserve; undone below if the write fails
   }
   auto st = store_.put(Table::tokens, name, {{"sha256", hash}, {"role", role}, {"created_us", info.createdUs}});
   if (!st.ok()) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     byName_.erase(name);
     return st.error();
   }
@@ -38,17 +38,17 @@ Result<std::string> TokenStore::create(const std::string& name, const std::strin
 
 Status TokenStore::remove(const std::string& name) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!byName_.count(name)) return notFound("no token named " + name);
   }
   VMM_TRY(store_.remove(Table::tokens, name));
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   byName_.erase(name);
   return {};
 }
 
 std::vector<TokenInfo> TokenStore::list() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<TokenInfo> out;
   for (const auto& [n, v] : byName_) out.push_back(v.second);
   return out;
@@ -57,7 +57,7 @@ std::vector<TokenInfo> TokenStore::list() const {
 std::optional<TokenInfo> TokenStore::verify(const std::string& secret) const {
   if (secret.empty() || secret.size() > 256) return std::nullopt;
   std::string hash = sha256Hex(secret);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::optional<TokenInfo> found;
   for (const auto& [n, v] : byName_)
     if (constantTimeEquals(v.first, hash)) found = v.second;
@@ -65,7 +65,7 @@ std::optional<TokenInfo> TokenStore::verify(const std::string& secret) const {
 }
 
 bool TokenStore::empty() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return byName_.empty();
 }
 

@@ -5,11 +5,11 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/result.h"
 #include "daemon/state_store.h"
 
@@ -35,8 +35,8 @@ class TokenStore {
 
  private:
   StateStore& store_;
-  mutable std::mutex mu_;
-  std::map<std::string, std::pair<std::string, TokenInfo>> byName_;  // name -> (hash, info)
+  mutable Mutex mu_;
+  std::map<std::string, std::pair<std::string, TokenInfo>> byName_ VMM_GUARDED_BY(mu_);  // name -> (hash, info)
 };
 
 }  // namespace vmm

@@ -26,7 +26,7 @@ void CapacityGate::Ticket::release() {
 
 void CapacityGate::give(const Capacity& c) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     reserved_.memory -= std::min(reserved_.memory, c.memory);
     reserved_.vcpus -= std::min(reserved_.vcpus, c.vcpus);
   }
@@ -38,12 +38,12 @@ Result<CapacityGate::Ticket> CapacityGate::admit(Capacity want, Deadline deadlin
     return invalidArgument("the domain needs " + model::formatSize(want.memory) + " and " + std::to_string(want.vcpus) +
                            " vCPUs; the host's budget is " + model::formatSize(budget_.memory) + " and " +
                            std::to_string(budget_.vcpus) + " vCPUs");
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   // First come, first served: only the head of the line may take capacity, so a large launch
   // is not starved by smaller ones that keep fitting.
   uint64_t me = nextInLine_++;
   line_.push_back(me);
-  auto leave = [&] {
+  auto leave = [&]() VMM_REQUIRES(mu_) {
     line_.erase(std::find(line_.begin(), line_.end(), me));
     cv_.notify_all();
   };

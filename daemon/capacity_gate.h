@@ -3,12 +3,11 @@
 // in line (bounded by its deadline) instead of overcommitting the host.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 
+#include "base/mutex.h"
 #include "base/result.h"
 #include "base/time_util.h"
 
@@ -52,11 +51,11 @@ class CapacityGate {
 
   const Capacity budget_;
   std::function<Capacity()> inUse_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  Capacity reserved_;
-  std::deque<uint64_t> line_;  // waiting admissions, oldest first
-  uint64_t nextInLine_ = 0;
+  Mutex mu_;
+  CondVar cv_;
+  Capacity reserved_ VMM_GUARDED_BY(mu_);
+  std::deque<uint64_t> line_ VMM_GUARDED_BY(mu_);  // waiting admissions, oldest first
+  uint64_t nextInLine_ VMM_GUARDED_BY(mu_) = 0;
 };
 
 // The default budget: the host's memory minus a reserve for itself, and vCPUs overcommitted

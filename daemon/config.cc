@@ -77,6 +77,8 @@ Status applyConfigFile(Config& c, const std::string& path) {
   r.object("storage", [&](model::JsonReader& st) {
     st.optional("default_pool", c.defaultPool);
     readDuration(st, "io_timeout", c.storageIoTimeout);
+    st.optionalSize("unpack_max_bytes", c.unpackMaxBytes);
+    readSizeT(st, "unpack_max_files", c.unpackMaxFiles, 1, int64_t{1} << 32);
   });
   r.object("network", [&](model::JsonReader& n) { n.optional("default_network", c.defaultNetwork); });
   r.object("images", [&](model::JsonReader& i) {

@@ -31,6 +31,8 @@ struct Config {
   bool syncFull = true;       // fsync every commit
   bool defaultPool = true;    // create the dir pool "default" under the state dir when no pool exists
   Millis storageIoTimeout = Millis(30000);  // each call to a storage server or tool
+  uint64_t unpackMaxBytes = uint64_t{64} << 30;  // files a rootfs tarball may unpack, in bytes
+  size_t unpackMaxFiles = 2000000;              // and in members
   bool defaultNetwork = true; // define (and autostart) the NAT network "default" when no network exists
   std::string imagePool = "images";  // the image store; created as a dir pool under the state dir
   std::string customizeHelper;  // vmm-customize; "" = looked for next to vmmd

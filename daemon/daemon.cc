@@ -54,7 +54,12 @@ void blockDaemonSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-Daemon::Daemon(Config config) : config_(std::move(config)), pool_(2, 256, Millis(30000)) {}
+Daemon::Daemon(Config config)
+    : config_(std::move(config)),
+      pool_(2, 256, Millis(30000)),
+      operationPool_(1, 256, Millis(30000)),
+      waitPool_(0, api::DispatchLimits{}.readWaits + api::DispatchLimits{}.writeWaits, Millis(30000)),
+      dispatcher_(std::make_unique<api::Dispatcher>(pool_, waitPool_)) {}
 
 Daemon::~Daemon() {
   requestStop();
@@ -136,13 +141,15 @@ Status Daemon::start() {
   signalFd_.reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!signalFd_.valid()) return systemError("signalfd", errno);
   loop_.runInThread();
+  loop_.startWatchdog();
   loop_.runSync([this] { loop_.watch(signalFd_.get(), EPOLLIN, [this](uint32_t) { onSignal(); }); });
 
   events_ = std::make_unique<EventBus>(config_.eventQueue);
   OperationOptions oo;
   oo.keepFinished = config_.operationsKeep;
   oo.maxAge = config_.operationsMaxAge;
-  operations_ = std::make_unique<OperationManager>(*store_, *events_, pool_, oo);
+  oo.resultDir = config_.stateDir + "/operations";
+  operations_ = std::make_unique<OperationManager>(*store_, *events_, operationPool_, oo);
   VMM_TRY(operations_->load());
   DomainServiceOptions dso;
   dso.jobWait = config_.jobWait;
@@ -152,7 +159,8 @@ Status Daemon::start() {
   tokens_ = std::make_unique<TokenStore>(*store_);
   VMM_TRY(tokens_->load());
   PoolServiceOptions pso;
-  pso.factory = storage::makeBackend;
+  storage::TarLimits unpack{config_.unpackMaxBytes, config_.unpackMaxFiles};
+  pso.factory = [unpack](const model::Pool& pool) { return storage::makeBackend(pool, unpack); };
   pso.jobWait = config_.jobWait;
   pso.ioTimeout = config_.storageIoTimeout;
   if (config_.defaultPool) pso.defaultPoolPath = config_.stateDir + "/pools/default";
@@ -198,6 +206,7 @@ Status Daemon::start() {
   ro.roSocketPath = config_.roSocketPath;
   ro.group = group;
   ro.maxRequestBytes = config_.maxRequestBytes;
+  ro.dispatcher = dispatcher_.get();
   ro.openStream = [this](const std::string& method, const nlohmann::json& params) { return openStream(method, params); };
   rpc_ = std::make_unique<api::RpcServer>(loop_, pool_, *registry_, *events_, ro);
   VMM_TRY(rpc_->start());
@@ -210,6 +219,8 @@ Status Daemon::start() {
     ho.maxBodyBytes = config_.maxRequestBytes;
     ho.openConsole = [this](const std::string& name) { return domains_->openConsole(name); };
     ho.pools = pools_.get();
+    ho.pool = &pool_;
+    ho.dispatcher = dispatcher_.get();
     http_ = std::make_unique<api::HttpServer>(*registry_, *events_, *tokens_, [this] { return metricsText(); }, ho);
     VMM_TRY(http_->start());
   }
@@ -279,6 +290,11 @@ void Daemon::scheduleMaintenance() {
     pool_.submit([this] {
       (void)store_->checkpoint();
       instances_->tick();
+      // Logs that guests can make grow (qemu.log, dnsmasq's) are cut back every 2 s.
+      if (maintenanceTicks_ % 2 == 0) {
+        for (auto* d : domains_->drivers()) d->maintain();
+        networks_->maintain();
+      }
       if (++maintenanceTicks_ % 600 == 0) {
         operations_->prune();
         malloc_trim(0);
@@ -326,7 +342,9 @@ void Daemon::run() {
 
 void Daemon::shutdownAll() {
   // Stop accepting requests, let running operations finish for a while, close subscriptions.
-  // Guests keep running: the next vmmd reconnects to them.
+  // Guests keep running: the next vmmd reconnects to them. Waiting calls return first, so
+  // that the transports need not wait for them.
+  if (operations_) operations_->releaseWaiters();
   if (http_) http_->stop();
   if (rpc_) rpc_->stop();
   if (events_) events_->closeAll();
@@ -376,8 +394,28 @@ std::string Daemon::metricsText() {
   out += "vmm_event_overflows_total " + std::to_string(events_->overflowCount()) + "\n";
   out += "# HELP vmm_rpc_connections Open JSON-RPC connections.\n# TYPE vmm_rpc_connections gauge\n";
   out += "vmm_rpc_connections " + std::to_string(rpc_ ? rpc_->connectionCount() : 0) + "\n";
-  out += "# HELP vmm_worker_threads Worker threads.\n# TYPE vmm_worker_threads gauge\n";
-  out += "vmm_worker_threads " + std::to_string(pool_.threadCount()) + "\n";
+  out += "# HELP vmm_http_connections Open HTTP connections.\n# TYPE vmm_http_connections gauge\n";
+  out += "vmm_http_connections " + std::to_string(http_ ? http_->connectionCount() : 0) + "\n";
+  out += "# HELP vmm_http_connections_refused_total HTTP connections refused at a limit.\n# TYPE vmm_http_connections_refused_total counter\n";
+  out += "vmm_http_connections_refused_total " + std::to_string(http_ ? http_->refusedConnections() : 0) + "\n";
+  out += "# HELP vmm_http_received_bytes_total Bytes read from HTTP clients (request heads and bodies).\n# TYPE vmm_http_received_bytes_total counter\n";
+  out += "vmm_http_received_bytes_total " + std::to_string(http_ ? http_->receivedBytes() : 0) + "\n";
+  out += "# HELP vmm_rpc_connections_refused_total RPC connections refused at a limit.\n# TYPE vmm_rpc_connections_refused_total counter\n";
+  out += "vmm_rpc_connections_refused_total " + std::to_string(rpc_ ? rpc_->refusedConnections() : 0) + "\n";
+  out += "# HELP vmm_worker_threads Worker threads by pool.\n# TYPE vmm_worker_threads gauge\n";
+  out += "vmm_worker_threads{pool=\"calls\"} " + std::to_string(pool_.threadCount()) + "\n";
+  out += "vmm_worker_threads{pool=\"operations\"} " + std::to_string(operationPool_.threadCount()) + "\n";
+  out += "vmm_worker_threads{pool=\"waits\"} " + std::to_string(waitPool_.threadCount()) + "\n";
+  out += "# HELP vmm_waiting_calls Calls waiting on the wait pool (operation.wait).\n# TYPE vmm_waiting_calls gauge\n";
+  out += "vmm_waiting_calls " + std::to_string(dispatcher_->waitsRunning()) + "\n";
+  out += "# HELP vmm_operation_result_bytes Bytes of operation results kept in memory.\n# TYPE vmm_operation_result_bytes gauge\n";
+  out += "vmm_operation_result_bytes " + std::to_string(operations_->resultBytes()) + "\n";
+  out += "# HELP vmm_event_loop_slow_callbacks_total Event-loop callbacks that ran 100 ms or longer.\n# TYPE vmm_event_loop_slow_callbacks_total counter\n";
+  out += "vmm_event_loop_slow_callbacks_total " + std::to_string(loop_.slowCallbacks()) + "\n";
+  out += "# HELP vmm_event_loop_longest_callback_seconds The longest event-loop callback so far.\n# TYPE vmm_event_loop_longest_callback_seconds gauge\n";
+  out += "vmm_event_loop_longest_callback_seconds " + std::to_string(static_cast<double>(loop_.longestCallbackMicros()) / 1e6) + "\n";
+  out += "# HELP vmm_thread_contract_violations_total Event-loop state used from another thread (logged).\n# TYPE vmm_thread_contract_violations_total counter\n";
+  out += "vmm_thread_contract_violations_total " + std::to_string(EventLoop::contractViolations()) + "\n";
   out += "# HELP process_resident_memory_bytes Resident memory of vmmd.\n# TYPE process_resident_memory_bytes gauge\n";
   out += "process_resident_memory_bytes " + std::to_string(residentBytes()) + "\n";
   out += "# HELP vmm_uptime_seconds Seconds since vmmd started.\n# TYPE vmm_uptime_seconds gauge\n";

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <memory>
 
+#include "api/dispatcher.h"
 #include "api/http/http_server.h"
 #include "api/registry.h"
 #include "api/rpc/rpc_server.h"
@@ -64,7 +65,13 @@ class Daemon {
   std::condition_variable stopCv_;
 
   EventLoop loop_;
+  // Three pools, so that no kind of work can starve another: calls and internal work (pool_),
+  // operations (operationPool_), and calls that wait for something (waitPool_, capped per
+  // peer by the dispatcher).
   ThreadPool pool_;
+  ThreadPool operationPool_;
+  ThreadPool waitPool_;
+  std::unique_ptr<api::Dispatcher> dispatcher_;
   std::unique_ptr<StateStore> store_;
   std::unique_ptr<EventBus> events_;
   std::unique_ptr<OperationManager> operations_;

@@ -19,6 +19,13 @@ namespace {
 
 std::string objectKey(const std::string& name) { return "domains/" + name; }
 
+// A copy, taken under the lock: a guest's pause or resume rewrites the record meanwhile
+// (persistRuntime), also while a stop holds the job.
+json driverRecord(const DomainObject& obj) {
+  MutexLock lock(obj.mu);
+  return obj.runtimeRecord.value("driver_record", json::object());
+}
+
 }  // namespace
 
 json formatDomainView(const DomainView& v, bool full) {
@@ -102,17 +109,20 @@ Status DomainService::load() {
       continue;
     }
     auto obj = std::make_shared<DomainObject>(def->name);
-    obj->def = std::make_shared<const model::Domain>(std::move(*def));
-    obj->generation = row.value.value("generation", uint64_t{1});
-    obj->visible = true;
-    obj->status.sinceUs = row.updatedUs;
-    obj->status.reason = "";
-    obj->managedSave = !options_.saveDir.empty() && fs::exists(managedSavePath(obj->name));
-    if (obj->managedSave) obj->status.reason = "saved";
-    auto rt = runtimeByName.find(obj->name);
-    if (rt != runtimeByName.end()) {
-      obj->runtimeRecord = rt->second;
-      toReconnect.push_back(obj);
+    bool managedSave = !options_.saveDir.empty() && fs::exists(managedSavePath(obj->name));
+    {
+      MutexLock lock(obj->mu);  // not shared yet: for the analysis, which cannot know
+      obj->def = std::make_shared<const model::Domain>(std::move(*def));
+      obj->generation = row.value.value("generation", uint64_t{1});
+      obj->visible = true;
+      obj->status.sinceUs = row.updatedUs;
+      obj->status.reason = managedSave ? "saved" : "";
+      obj->managedSave = managedSave;
+      auto rt = runtimeByName.find(obj->name);
+      if (rt != runtimeByName.end()) {
+        obj->runtimeRecord = rt->second;
+        toReconnect.push_back(obj);
+      }
     }
     domains_.insert(obj->name, obj);
     reindexObject(*obj);
@@ -129,16 +139,22 @@ Status DomainService::load() {
     auto promise = std::make_shared<std::promise<void>>();
     pending.push_back(promise->get_future());
     pool_.submit([this, obj, promise] {
-      const json& rec = obj->runtimeRecord;
+      json rec;
+      std::shared_ptr<const model::Domain> def;
+      {
+        MutexLock lock(obj->mu);
+        rec = obj->runtimeRecord;
+        def = obj->def;
+      }
       auto live = model::parseDomain(rec.value("live_definition", json::object()));
       std::shared_ptr<const model::Domain> liveDef =
-          live.ok() ? std::make_shared<const model::Domain>(std::move(*live)) : obj->def;
-      if (live.ok() && formatDomain(*liveDef, false) == formatDomain(*obj->def, false)) liveDef = obj->def;
+          live.ok() ? std::make_shared<const model::Domain>(std::move(*live)) : def;
+      if (live.ok() && formatDomain(*liveDef, false) == formatDomain(*def, false)) liveDef = def;
       auto* drv = driver(liveDef->type);
       Result<drivers::RunningDomain> running = unavailable("no driver");
       if (drv) running = drv->reconnect(*liveDef, rec.value("driver_record", json::object()));
       if (running.ok()) {
-        std::lock_guard lock(obj->mu);
+        MutexLock lock(obj->mu);
         obj->liveDef = liveDef;
         obj->status.state = running->state;
         obj->status.runId = running->runId;
@@ -156,7 +172,7 @@ Status DomainService::load() {
         if (drv) drv->release(*liveDef, rec.value("driver_record", json::object()));
         (void)store_.remove(Table::runtime, obj->name);
         {
-          std::lock_guard lock(obj->mu);
+          MutexLock lock(obj->mu);
           obj->runtimeRecord = json();
           obj->status = DomainStatus{DomainState::shutoff, "stopped while vmmd was down", wallNowMicros(), "", json::object()};
         }
@@ -173,7 +189,7 @@ void DomainService::autostart() {
   for (const auto& obj : domains_.all()) {
     bool want;
     {
-      std::lock_guard lock(obj->mu);
+      MutexLock lock(obj->mu);
       want = obj->visible && obj->def->autostart && !model::isActive(obj->status.state);
     }
     if (!want) continue;
@@ -191,7 +207,7 @@ void DomainService::autostart() {
 Result<std::shared_ptr<DomainObject>> DomainService::find(const std::string& name) const {
   auto obj = domains_.find(name);
   if (obj) {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (obj->visible) return obj;
   }
   return notFound("domain " + quote(name) + " not found");
@@ -199,7 +215,7 @@ Result<std::shared_ptr<DomainObject>> DomainService::find(const std::string& nam
 
 Result<JobGuard> DomainService::acquire(DomainObject& obj, const std::string& what) {
   VMM_ASSIGN(auto guard, obj.job.acquire(what, "domain " + obj.name, Deadline::after(options_.jobWait)));
-  std::lock_guard lock(obj.mu);
+  MutexLock lock(obj.mu);
   if (!obj.visible) return notFound("domain " + quote(obj.name) + " not found");
   return guard;
 }
@@ -207,7 +223,7 @@ Result<JobGuard> DomainService::acquire(DomainObject& obj, const std::string& wh
 DomainView DomainService::viewOf(const DomainObject& obj) const {
   DomainView v;
   {
-    std::lock_guard lock(obj.mu);
+    MutexLock lock(obj.mu);
     v.def = obj.def;
     v.liveDef = obj.liveDef;
     v.generation = obj.generation;
@@ -228,7 +244,7 @@ void DomainService::publish(const std::string& name, const std::string& event, c
 void DomainService::setStatus(DomainObject& obj, DomainStatus status, const std::string& event) {
   std::string state = stateName(status.state), reason = status.reason;
   {
-    std::lock_guard lock(obj.mu);
+    MutexLock lock(obj.mu);
     status.sinceUs = wallNowMicros();
     obj.status = std::move(status);
   }
@@ -266,11 +282,11 @@ void DomainService::reindex(const std::string& name, const model::Domain* def, c
 }
 
 void DomainService::reindexObject(DomainObject& obj) {
-  std::lock_guard lock(createMu_);
+  MutexLock lock(createMu_);
   std::shared_ptr<const model::Domain> def, live;
   bool visible;
   {
-    std::lock_guard objLock(obj.mu);
+    MutexLock objLock(obj.mu);
     def = obj.def;
     live = obj.liveDef;
     visible = obj.visible;
@@ -286,7 +302,7 @@ Status DomainService::persistDefinition(const std::string& name, const model::Do
 Status DomainService::persistRuntime(DomainObject& obj) {
   std::shared_ptr<const model::Domain> live;
   {
-    std::lock_guard lock(obj.mu);
+    MutexLock lock(obj.mu);
     live = obj.liveDef;
   }
   std::optional<json> fresh;
@@ -294,7 +310,7 @@ Status DomainService::persistRuntime(DomainObject& obj) {
     if (auto* drv = driver(live->type)) fresh = drv->currentRecord(*live);
   json rec;
   {
-    std::lock_guard lock(obj.mu);
+    MutexLock lock(obj.mu);
     if (fresh) obj.runtimeRecord["driver_record"] = *fresh;
     rec = obj.runtimeRecord;
     rec["state"] = stateName(obj.status.state);
@@ -309,26 +325,30 @@ Status DomainService::persistRuntime(DomainObject& obj) {
 
 Result<DomainView> DomainService::create(model::Domain def) {
   if (auto* d = driver(def.type)) VMM_TRY(d->validate(def));
-  auto obj = std::make_shared<DomainObject>(def.name);
+  auto newDef = std::make_shared<const model::Domain>(std::move(def));
+  auto obj = std::make_shared<DomainObject>(newDef->name);
+  {
+    MutexLock lock(obj->mu);  // not shared yet: for the analysis, which cannot know
+    obj->def = newDef;
+    obj->status.sinceUs = wallNowMicros();
+  }
   Reverter revert;  // also runs when something below throws: no name stays reserved by a failure
   {
     // Reserve the name, uuid and MACs (an invisible object), then write outside the lock.
-    std::lock_guard lock(createMu_);
-    VMM_TRY(checkUnique(def, ""));
-    obj->def = std::make_shared<const model::Domain>(std::move(def));
-    obj->status.sinceUs = wallNowMicros();
+    MutexLock lock(createMu_);
+    VMM_TRY(checkUnique(*newDef, ""));
     if (!domains_.insert(obj->name, obj)) return conflict("domain " + quote(obj->name) + " already exists");
-    reindex(obj->name, obj->def.get(), nullptr);
+    reindex(obj->name, newDef.get(), nullptr);
   }
   revert.add([this, name = obj->name] {
-    std::lock_guard lock(createMu_);
+    MutexLock lock(createMu_);
     domains_.erase(name);
     reindex(name, nullptr, nullptr);
   });
-  VMM_TRY(persistDefinition(obj->name, *obj->def, 1));
+  VMM_TRY(persistDefinition(obj->name, *newDef, 1));
   revert.success();
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     obj->visible = true;
   }
   publish(obj->name, "defined");
@@ -344,7 +364,7 @@ Result<DomainView> DomainService::update(const std::string& name, model::Domain 
   uint64_t gen;
   bool active;
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     old = obj->def;
     gen = obj->generation;
     active = model::isActive(obj->status.state);
@@ -358,13 +378,13 @@ Result<DomainView> DomainService::update(const std::string& name, model::Domain 
   for (size_t i = 0; i < def.graphics.size() && i < old->graphics.size(); ++i)
     if (def.graphics[i].password == "********") def.graphics[i].password = old->graphics[i].password;
   {
-    std::lock_guard lock(createMu_);
+    MutexLock lock(createMu_);
     VMM_TRY(checkUnique(def, name));
   }
   auto newDef = std::make_shared<const model::Domain>(std::move(def));
   VMM_TRY(persistDefinition(name, *newDef, gen + 1));
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     obj->def = newDef;
     obj->generation = gen + 1;
     if (obj->liveDef == old) obj->liveDef = active ? old : nullptr;  // the running instance keeps its config
@@ -378,7 +398,7 @@ Status DomainService::undefine(const std::string& name) {
   VMM_ASSIGN(auto obj, find(name));
   VMM_ASSIGN(auto guard, acquire(*obj, "undefine"));
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (model::isActive(obj->status.state))
       return conflict("domain " + name + " is " + stateName(obj->status.state) + "; destroy or shut it down first");
   }
@@ -388,11 +408,11 @@ Status DomainService::undefine(const std::string& name) {
     return t.removePrefix(Table::snapshots, name + "/");
   }));
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     obj->visible = false;
   }
   {
-    std::lock_guard lock(createMu_);
+    MutexLock lock(createMu_);
     domains_.erase(name);
     reindex(name, nullptr, nullptr);
   }
@@ -432,7 +452,7 @@ std::vector<DomainView> DomainService::list(const ListFilter& filter) const {
   for (const auto& obj : all) {
     DomainView v;
     {
-      std::lock_guard lock(obj->mu);
+      MutexLock lock(obj->mu);
       if (!obj->visible || !matches(filter, *obj->def, obj->status.state)) continue;
       v.def = obj->def;
       v.liveDef = obj->liveDef;
@@ -447,7 +467,7 @@ std::vector<DomainView> DomainService::list(const ListFilter& filter) const {
 std::string DomainService::listSummaryText(const ListFilter& filter) const {
   std::string out = "[";
   for (const auto& obj : domains_.all()) {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (!obj->visible || !matches(filter, *obj->def, obj->status.state)) continue;
     DomainObject::SummaryKey key{obj->def.get(), obj->liveDef.get(), obj->generation, obj->status.state,
                                  obj->status.sinceUs, obj->status.reason};
@@ -470,7 +490,7 @@ std::string DomainService::listSummaryText(const ListFilter& filter) const {
 std::vector<std::string> DomainService::names() const {
   std::vector<std::string> out;
   for (const auto& obj : domains_.all()) {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (obj->visible) out.push_back(obj->name);
   }
   return out;
@@ -479,7 +499,7 @@ std::vector<std::string> DomainService::names() const {
 std::map<std::string, std::vector<std::string>> DomainService::volumeUsers(const std::string& pool) const {
   std::map<std::string, std::vector<std::string>> out;
   for (const auto& obj : domains_.all()) {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (!obj->visible) continue;
     std::set<std::string> seen;
     for (const auto* def : {obj->def.get(), obj->liveDef.get()}) {
@@ -496,7 +516,7 @@ std::map<std::string, std::vector<std::string>> DomainService::volumeUsers(const
 NetworkUsers DomainService::networkUsers(const std::string& network) const {
   NetworkUsers out;
   for (const auto& obj : domains_.all()) {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (!obj->visible) continue;
     auto uses = [&](const model::Domain* def) {
       if (!def) return false;
@@ -514,7 +534,7 @@ std::map<std::string, int> DomainService::stateCounts() const {
   std::map<std::string, int> counts;
   for (const auto& [s, n] : model::kDomainStates) counts[std::string(n)] = 0;
   for (const auto& obj : domains_.all()) {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (obj->visible) counts[stateName(obj->status.state)]++;
   }
   return counts;
@@ -528,7 +548,7 @@ Result<DomainView> DomainService::start(const std::string& name, const StartPara
   std::shared_ptr<const model::Domain> def;
   DomainStatus before;
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     def = obj->def;
     before = obj->status;
   }
@@ -537,7 +557,7 @@ Result<DomainView> DomainService::start(const std::string& name, const StartPara
 
   bool managed;
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     managed = obj->managedSave;
   }
   drivers::StartOptions opts;
@@ -545,7 +565,7 @@ Result<DomainView> DomainService::start(const std::string& name, const StartPara
   opts.restoreFrom = params.restoreFrom;
   if (managed && params.forceBoot) {
     (void)fs::removeFile(managedSavePath(name));
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     obj->managedSave = managed = false;
   }
   bool restoringManaged = managed && opts.restoreFrom.empty();
@@ -564,11 +584,11 @@ Result<DomainView> DomainService::start(const std::string& name, const StartPara
   }
   if (restoringManaged) {
     (void)fs::removeFile(opts.restoreFrom);
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     obj->managedSave = false;
   }
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     obj->liveDef = def;
     obj->runtimeRecord = {{"driver", drv->typeName()}, {"driver_record", running->record}};
     obj->status = DomainStatus{running->state, !opts.restoreFrom.empty() ? "restored" : params.paused ? "started paused" : "booted", wallNowMicros(),
@@ -580,7 +600,7 @@ Result<DomainView> DomainService::start(const std::string& name, const StartPara
     (void)drv->destroy(*def, Deadline::after(Millis(10000)));
     drv->release(*def, running->record);
     {
-      std::lock_guard lock(obj->mu);
+      MutexLock lock(obj->mu);
       obj->liveDef = nullptr;
       obj->runtimeRecord = json();
     }
@@ -597,7 +617,7 @@ Result<std::pair<std::shared_ptr<const model::Domain>, drivers::HypervisorDriver
   std::shared_ptr<const model::Domain> live;
   DomainState state;
   {
-    std::lock_guard lock(obj.mu);
+    MutexLock lock(obj.mu);
     live = obj.liveDef ? obj.liveDef : obj.def;
     state = obj.status.state;
   }
@@ -611,7 +631,7 @@ void DomainService::markStopped(DomainObject& obj, const std::string& reason, co
   auto st = store_.remove(Table::runtime, obj.name);
   if (!st.ok()) log::error("cannot remove runtime record", {{"domain", obj.name}, {"error", st.error().message}});
   {
-    std::lock_guard lock(obj.mu);
+    MutexLock lock(obj.mu);
     obj.liveDef = nullptr;
     obj.runtimeRecord = json();
   }
@@ -626,11 +646,11 @@ Result<DomainView> DomainService::shutdown(const std::string& name, const Shutdo
   auto [def, drv] = active;
   DomainStatus prev;
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     prev = obj->status;
   }
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     obj->status.state = DomainState::stopping;
     obj->status.reason = "shutdown requested";
     obj->status.sinceUs = wallNowMicros();
@@ -642,13 +662,13 @@ Result<DomainView> DomainService::shutdown(const std::string& name, const Shutdo
   auto st = drv->shutdown(*def, opts);
   if (!st.ok()) {
     {
-      std::lock_guard lock(obj->mu);
+      MutexLock lock(obj->mu);
       obj->status = prev;
     }
     publish(name, "shutdown-failed", {{"error", st.error().message}});
     return st.error().wrap("shutdown of " + name);
   }
-  drv->release(*def, obj->runtimeRecord.value("driver_record", json::object()));
+  drv->release(*def, driverRecord(*obj));
   markStopped(*obj, "shutdown", "stopped");
   return viewOf(*obj);
 }
@@ -660,7 +680,7 @@ Result<DomainView> DomainService::destroy(const std::string& name) {
   auto [def, drv] = active;
   auto st = drv->destroy(*def, Deadline::after(Millis(30000)));
   if (!st.ok() && st.error().code != ErrorCode::conflict) return st.error().wrap("destroy of " + name);
-  drv->release(*def, obj->runtimeRecord.value("driver_record", json::object()));
+  drv->release(*def, driverRecord(*obj));
   markStopped(*obj, "destroyed", "stopped");
   return viewOf(*obj);
 }
@@ -695,9 +715,9 @@ Result<DomainView> DomainService::save(const std::string& name, const SaveParams
     // The guest is gone now: its state stays in the partial file, which can still be renamed.
     log::error("saved state could not be put in place", {{"domain", name}, {"file", partial}, {"errno", errno}});
   }
-  drv->release(*def, obj->runtimeRecord.value("driver_record", json::object()));
+  drv->release(*def, driverRecord(*obj));
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (managed) obj->managedSave = true;
   }
   markStopped(*obj, managed ? "saved (managed)" : "saved to " + path, "saved");
@@ -711,7 +731,7 @@ Result<DomainView> DomainService::reboot(const std::string& name) {
   VMM_TRY(active.second->reboot(*active.first, Deadline::after(Millis(30000))));
   // A reboot may replace the processes behind the run (containers): record the new ones.
   if (auto info = active.second->currentInfo(*active.first)) {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     obj->status.info = *info;
   }
   if (auto st = persistRuntime(*obj); !st.ok())
@@ -734,12 +754,12 @@ Result<DomainView> DomainService::suspend(const std::string& name) {
   VMM_ASSIGN(auto guard, acquire(*obj, "suspend"));
   VMM_ASSIGN(auto active, activeDef(*obj));
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (obj->status.state == DomainState::paused) return conflict("domain " + name + " is already paused");
   }
   VMM_TRY(active.second->suspend(*active.first, Deadline::after(Millis(30000))));
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     obj->status.state = DomainState::paused;
     obj->status.reason = "suspended";
     obj->status.sinceUs = wallNowMicros();
@@ -754,12 +774,12 @@ Result<DomainView> DomainService::resume(const std::string& name) {
   VMM_ASSIGN(auto guard, acquire(*obj, "resume"));
   VMM_ASSIGN(auto active, activeDef(*obj));
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (obj->status.state != DomainState::paused) return conflict("domain " + name + " is not paused");
   }
   VMM_TRY(active.second->resume(*active.first, Deadline::after(Millis(30000))));
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     obj->status.state = DomainState::running;
     obj->status.reason = "resumed";
     obj->status.sinceUs = wallNowMicros();
@@ -793,7 +813,7 @@ Result<DomainView> DomainService::changeDevices(const std::string& name, DeviceC
   bool active;
   uint64_t gen;
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     def = obj->def;
     liveDef = obj->liveDef;
     active = model::isActive(obj->status.state);
@@ -815,7 +835,7 @@ Result<DomainView> DomainService::changeDevices(const std::string& name, DeviceC
     VMM_TRY(persistDefinition(name, *newDef, gen + 1));
   }
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (newLive) obj->liveDef = newLive;
     if (newDef) {
       obj->def = newDef;
@@ -879,7 +899,7 @@ Result<DomainView> DomainService::attachNic(const std::string& name, model::Nic 
     model::Domain probe;
     probe.uuid = view.def->uuid;
     probe.nics.push_back(nic);
-    std::lock_guard lock(createMu_);
+    MutexLock lock(createMu_);
     VMM_TRY(checkUnique(probe, name));
   }
   DeviceChange c;
@@ -974,7 +994,7 @@ Result<std::string> DomainService::consoleLog(const std::string& name, size_t ma
   VMM_ASSIGN(auto obj, find(name));
   std::shared_ptr<const model::Domain> def;
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     def = obj->liveDef ? obj->liveDef : obj->def;
   }
   auto* drv = driver(def->type);
@@ -1003,7 +1023,7 @@ void DomainService::handleStopped(const std::string& name, const std::string& ru
   std::shared_ptr<const model::Domain> live;
   json record;
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (obj->status.runId != runId || !model::isActive(obj->status.state)) return;  // already handled
     live = obj->liveDef ? obj->liveDef : obj->def;
     record = obj->runtimeRecord.value("driver_record", json::object());
@@ -1016,7 +1036,7 @@ void DomainService::handleStopped(const std::string& name, const std::string& ru
   if (crashed && live->onCrash == model::LifecycleAction::preserve) {
     (void)store_.remove(Table::runtime, name);
     {
-      std::lock_guard lock(obj->mu);
+      MutexLock lock(obj->mu);
       obj->liveDef = nullptr;
       obj->runtimeRecord = json();
     }
@@ -1040,7 +1060,7 @@ void DomainService::domainStateChanged(const std::string& name, const std::strin
   auto obj = domains_.find(name);
   if (!obj) return;
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (obj->status.runId != runId || !model::isActive(obj->status.state)) return;
     // A lifecycle call in progress owns the transient states.
     if (obj->status.state == DomainState::starting || obj->status.state == DomainState::stopping) return;

@@ -9,12 +9,12 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/result.h"
 #include "base/thread_pool.h"
 #include "daemon/event_bus.h"
@@ -54,16 +54,16 @@ struct DomainObject {
   const std::string name;
   Job job;
 
-  mutable std::mutex mu;  // guards everything below; never held across I/O
-  bool visible = false;   // false while being created or after removal
-  std::shared_ptr<const model::Domain> def;
-  std::shared_ptr<const model::Domain> liveDef;
-  uint64_t generation = 1;
-  DomainStatus status;
-  nlohmann::json runtimeRecord;  // driver-private, persisted while active
-  bool managedSave = false;      // its managed save file exists
-  std::map<std::string, model::Snapshot> snapshots;  // the snapshot tree (parent links)
-  std::string currentSnapshot;   // the snapshot the domain's state descends from
+  mutable Mutex mu;  // guards everything below; never held across I/O
+  bool visible VMM_GUARDED_BY(mu) = false;  // false while being created or after removal
+  std::shared_ptr<const model::Domain> def VMM_GUARDED_BY(mu);
+  std::shared_ptr<const model::Domain> liveDef VMM_GUARDED_BY(mu);
+  uint64_t generation VMM_GUARDED_BY(mu) = 1;
+  DomainStatus status VMM_GUARDED_BY(mu);
+  nlohmann::json runtimeRecord VMM_GUARDED_BY(mu);  // driver-private, persisted while active
+  bool managedSave VMM_GUARDED_BY(mu) = false;      // its managed save file exists
+  std::map<std::string, model::Snapshot> snapshots VMM_GUARDED_BY(mu);  // the snapshot tree (parent links)
+  std::string currentSnapshot VMM_GUARDED_BY(mu);   // the snapshot the domain's state descends from
 
   // The summary JSON text shown by list, cached until anything it shows changes.
   struct SummaryKey {
@@ -75,8 +75,8 @@ struct DomainObject {
     std::string reason;
     bool operator==(const SummaryKey&) const = default;
   };
-  SummaryKey summaryKey;
-  std::string summaryText;
+  SummaryKey summaryKey VMM_GUARDED_BY(mu);
+  std::string summaryText VMM_GUARDED_BY(mu);
 };
 
 struct DomainServiceOptions {
@@ -198,8 +198,8 @@ class DomainService final : public drivers::DriverObserver {
   DomainView viewOf(const DomainObject& obj) const;
   // Identity index: which domain owns each uuid and MAC address (definition and running
   // instance). O(1) uniqueness checks; guarded by createMu_.
-  Status checkUnique(const model::Domain& def, const std::string& ignoreName) const;
-  void reindex(const std::string& name, const model::Domain* def, const model::Domain* live);
+  Status checkUnique(const model::Domain& def, const std::string& ignoreName) const VMM_REQUIRES(createMu_);
+  void reindex(const std::string& name, const model::Domain* def, const model::Domain* live) VMM_REQUIRES(createMu_);
   void reindexObject(DomainObject& obj);  // after its definition or running instance changed
   Status persistDefinition(const std::string& name, const model::Domain& def, uint64_t generation);
   Status persistRuntime(DomainObject& obj);
@@ -239,9 +239,9 @@ class DomainService final : public drivers::DriverObserver {
   const DomainServiceOptions options_;
   std::map<model::DriverType, std::unique_ptr<drivers::HypervisorDriver>> drivers_;
   ObjectTable<DomainObject> domains_;
-  mutable std::mutex createMu_;  // serialises uniqueness checks and guards the index below
-  std::unordered_map<std::string, std::string> uuidOwner_, macOwner_;
-  std::unordered_map<std::string, std::vector<std::string>> ownedKeys_;  // name -> its uuid and MACs
+  mutable Mutex createMu_;  // serialises uniqueness checks and guards the index below
+  std::unordered_map<std::string, std::string> uuidOwner_ VMM_GUARDED_BY(createMu_), macOwner_ VMM_GUARDED_BY(createMu_);
+  std::unordered_map<std::string, std::vector<std::string>> ownedKeys_ VMM_GUARDED_BY(createMu_);  // name -> its uuid and MACs
 };
 
 }  // namespace vmm

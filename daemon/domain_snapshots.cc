@@ -55,7 +55,7 @@ Status DomainService::loadSnapshots() {
     auto obj = domains_.find(row.key.substr(0, slash));
     if (!obj) continue;
     std::string rest = row.key.substr(slash + 1);
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     if (rest == kCurrentKey) {
       obj->currentSnapshot = row.value.value("name", "");
       continue;
@@ -86,7 +86,7 @@ void DomainService::sweepUnrecordedSnapshot(DomainObject& obj, const json& inten
   std::shared_ptr<const model::Domain> def;
   bool recorded;
   {
-    std::lock_guard lock(obj.mu);
+    MutexLock lock(obj.mu);
     recorded = obj.snapshots.count(snapshot) > 0;
     def = obj.liveDef ? obj.liveDef : obj.def;
   }
@@ -139,7 +139,7 @@ Status DomainService::moveDisks(DomainObject& obj, const json& driverResult) {
   std::shared_ptr<const model::Domain> def, live;
   uint64_t gen;
   {
-    std::lock_guard lock(obj.mu);
+    MutexLock lock(obj.mu);
     def = obj.def;
     live = obj.liveDef;
     gen = obj.generation;
@@ -147,7 +147,7 @@ Status DomainService::moveDisks(DomainObject& obj, const json& driverResult) {
   auto newDef = edit(*def);
   VMM_TRY(persistDefinition(obj.name, *newDef, gen + 1));
   {
-    std::lock_guard lock(obj.mu);
+    MutexLock lock(obj.mu);
     obj.def = newDef;
     obj.generation = gen + 1;
     if (live) obj.liveDef = edit(*live);
@@ -170,7 +170,7 @@ Result<model::Snapshot> DomainService::snapshotCreate(const std::string& name, c
   for (auto& c : snap.name)
     if (c == ':') c = '-';
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     def = obj->liveDef ? obj->liveDef : obj->def;
     state = obj->status.state;
     parent = obj->currentSnapshot;
@@ -222,7 +222,7 @@ Result<model::Snapshot> DomainService::snapshotCreate(const std::string& name, c
   VMM_TRY(persistSnapshot(snap, snap.name));
   faultPoint("snapshot.after-record");
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     obj->snapshots[snap.name] = snap;
     obj->currentSnapshot = snap.name;
   }
@@ -233,7 +233,7 @@ Result<model::Snapshot> DomainService::snapshotCreate(const std::string& name, c
 Result<std::vector<model::Snapshot>> DomainService::snapshotList(const std::string& name) const {
   VMM_ASSIGN(auto obj, find(name));
   std::vector<model::Snapshot> out;
-  std::lock_guard lock(obj->mu);
+  MutexLock lock(obj->mu);
   for (const auto& [n, s] : obj->snapshots) out.push_back(s);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.createdUs < b.createdUs; });
   return out;
@@ -241,7 +241,7 @@ Result<std::vector<model::Snapshot>> DomainService::snapshotList(const std::stri
 
 Result<model::Snapshot> DomainService::snapshotGet(const std::string& name, const std::string& snapshot) const {
   VMM_ASSIGN(auto obj, find(name));
-  std::lock_guard lock(obj->mu);
+  MutexLock lock(obj->mu);
   auto it = obj->snapshots.find(snapshot);
   if (it == obj->snapshots.end()) return notFound("domain " + name + " has no snapshot " + quote(snapshot));
   return it->second;
@@ -249,7 +249,7 @@ Result<model::Snapshot> DomainService::snapshotGet(const std::string& name, cons
 
 Result<std::optional<model::Snapshot>> DomainService::snapshotCurrent(const std::string& name) const {
   VMM_ASSIGN(auto obj, find(name));
-  std::lock_guard lock(obj->mu);
+  MutexLock lock(obj->mu);
   auto it = obj->snapshots.find(obj->currentSnapshot);
   if (it == obj->snapshots.end()) return std::optional<model::Snapshot>();
   return std::optional<model::Snapshot>(it->second);
@@ -260,7 +260,7 @@ Result<DomainView> DomainService::snapshotRevert(const std::string& name, const 
   model::Snapshot snap;
   bool running;
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     auto it = obj->snapshots.find(snapshot);
     if (it == obj->snapshots.end()) return notFound("domain " + name + " has no snapshot " + quote(snapshot));
     snap = it->second;
@@ -287,7 +287,7 @@ Result<DomainView> DomainService::snapshotRevert(const std::string& name, const 
     VMM_ASSIGN(auto guard, acquire(*obj, "snapshot revert"));
     std::shared_ptr<const model::Domain> def;
     {
-      std::lock_guard lock(obj->mu);
+      MutexLock lock(obj->mu);
       def = obj->liveDef ? obj->liveDef : obj->def;
     }
     VMM_ASSIGN(auto* drv, driverFor(*def));
@@ -299,7 +299,7 @@ Result<DomainView> DomainService::snapshotRevert(const std::string& name, const 
     std::string after = result.value("state", "");
     std::optional<model::DomainState> changed;
     {
-      std::lock_guard lock(obj->mu);
+      MutexLock lock(obj->mu);
       obj->currentSnapshot = snap.name;
       model::DomainState now = after == "running" ? model::DomainState::running : model::DomainState::paused;
       if ((after == "running" || after == "paused") && model::isActive(obj->status.state) && obj->status.state != now) {
@@ -335,7 +335,7 @@ Status DomainService::deleteOneSnapshot(DomainObject& obj, const model::Snapshot
   std::vector<model::Snapshot> reparented;
   std::string current;
   {
-    std::lock_guard lock(obj.mu);
+    MutexLock lock(obj.mu);
     for (auto& [n, s] : obj.snapshots)
       if (s.parent == snap.name) {
         s.parent = snap.parent;
@@ -349,7 +349,7 @@ Status DomainService::deleteOneSnapshot(DomainObject& obj, const model::Snapshot
     return txn.put(Table::snapshots, recordKey(snap.domain, kCurrentKey), json{{"name", current}});
   }));
   {
-    std::lock_guard lock(obj.mu);
+    MutexLock lock(obj.mu);
     obj.snapshots.erase(snap.name);
     obj.currentSnapshot = current;
   }
@@ -363,7 +363,7 @@ Status DomainService::snapshotDelete(const std::string& name, const std::string&
   std::vector<std::string> order;
   std::shared_ptr<const model::Domain> def;
   {
-    std::lock_guard lock(obj->mu);
+    MutexLock lock(obj->mu);
     auto it = obj->snapshots.find(snapshot);
     if (it == obj->snapshots.end()) return notFound("domain " + name + " has no snapshot " + quote(snapshot));
     if (children) {
@@ -382,7 +382,7 @@ Status DomainService::snapshotDelete(const std::string& name, const std::string&
   for (const auto& n : order) {
     model::Snapshot snap;
     {
-      std::lock_guard lock(obj->mu);
+      MutexLock lock(obj->mu);
       auto it = obj->snapshots.find(n);
       if (it == obj->snapshots.end()) continue;
       snap = it->second;

@@ -17,50 +17,78 @@ bool EventFilter::matches(const model::Event& e) const {
   return false;
 }
 
-Subscription::PushResult Subscription::push(const model::Event& e, std::function<void()>& notifyOut) {
+Status EventFilter::check() const {
+  if (types.size() > kMaxTypes)
+    return invalidArgument("types: at most " + std::to_string(kMaxTypes) + " event types, got " + std::to_string(types.size()));
+  for (const auto& t : types)
+    if (t.empty() || t.size() > kMaxTypeLength)
+      return invalidArgument("types: each event type has 1 to " + std::to_string(kMaxTypeLength) + " characters");
+  if (object.size() > kMaxObjectLength)
+    return invalidArgument("object: at most " + std::to_string(kMaxObjectLength) + " characters");
+  return {};
+}
+
+namespace {
+
+EventPtr makeQueued(model::Event e) {
+  auto q = std::make_shared<QueuedEvent>();
+  static_cast<model::Event&>(*q) = std::move(e);
+  q->text = model::formatEvent(*q).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return q;
+}
+
+}  // namespace
+
+Subscription::PushResult Subscription::push(const EventPtr& e, std::function<void()>& notifyOut) {
   std::lock_guard lock(mu_);
   if (closed_) return PushResult::closed;
   PushResult result = PushResult::queued;
   bool wasEmpty = queue_.empty();
-  if (queue_.size() >= limit_) {
+  bool tooMany = queue_.size() >= limit_;
+  if (tooMany || queuedBytes_ + e->text.size() > byteLimit_) {
     model::Event over;
-    over.seq = e.seq;
-    over.timeUs = e.timeUs;
+    over.seq = e->seq;
+    over.timeUs = e->timeUs;
     over.type = "events.overflow";
+    std::string bound = tooMany ? std::to_string(limit_) + " events" : std::to_string(byteLimit_) + " bytes of events";
     over.data = {{"last_delivered_seq", lastQueuedSeq_},
-                 {"message", "subscriber fell behind by more than " + std::to_string(limit_) +
-                                 " events and was disconnected; events after last_delivered_seq were not delivered"}};
-    queue_.push_back(std::move(over));
+                 {"reason", tooMany ? "events" : "bytes"},
+                 {"message", "subscriber fell behind by more than " + bound +
+                                 " and was disconnected; events after last_delivered_seq were not delivered"}};
+    queue_.push_back(makeQueued(std::move(over)));
     closed_ = true;
     result = PushResult::overflowed;
   } else {
     queue_.push_back(e);
-    lastQueuedSeq_ = e.seq;
+    queuedBytes_ += e->text.size();
+    lastQueuedSeq_ = e->seq;
   }
   cv_.notify_all();
   if ((wasEmpty || closed_) && notify_) notifyOut = notify_;
   return result;
 }
 
-Result<std::optional<model::Event>> Subscription::next(Deadline deadline) {
+Result<std::optional<EventPtr>> Subscription::next(Deadline deadline) {
   std::unique_lock lock(mu_);
   while (queue_.empty()) {
     if (closed_) return unavailable("event subscription closed");
     if (deadline.isNever()) cv_.wait(lock);
     else if (cv_.wait_until(lock, deadline.at()) == std::cv_status::timeout && queue_.empty()) {
       if (closed_) return unavailable("event subscription closed");
-      return std::optional<model::Event>();
+      return std::optional<EventPtr>();
     }
   }
   auto e = std::move(queue_.front());
   queue_.pop_front();
-  return std::optional<model::Event>(std::move(e));
+  queuedBytes_ -= std::min(queuedBytes_, e->text.size());
+  return std::optional<EventPtr>(std::move(e));
 }
 
-std::vector<model::Event> Subscription::drain(bool& closed) {
+std::vector<EventPtr> Subscription::drain(bool& closed) {
   std::lock_guard lock(mu_);
-  std::vector<model::Event> out(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+  std::vector<EventPtr> out(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
   queue_.clear();
+  queuedBytes_ = 0;
   closed = closed_;
   return out;
 }
@@ -82,9 +110,10 @@ void Subscription::close() {
   if (notify) notify();
 }
 
-std::shared_ptr<Subscription> EventBus::subscribe(EventFilter filter, size_t queueLimit) {
+std::shared_ptr<Subscription> EventBus::subscribe(EventFilter filter, size_t queueLimit, size_t queueBytes) {
   std::lock_guard lock(mu_);
-  std::shared_ptr<Subscription> sub(new Subscription(nextSubId_++, std::move(filter), queueLimit ? queueLimit : defaultLimit_));
+  std::shared_ptr<Subscription> sub(new Subscription(nextSubId_++, std::move(filter), queueLimit ? queueLimit : defaultLimit_,
+                                                     queueBytes ? queueBytes : defaultBytes_));
   subs_.push_back(sub);
   return sub;
 }
@@ -97,20 +126,24 @@ void EventBus::unsubscribe(const std::shared_ptr<Subscription>& sub) {
 }
 
 uint64_t EventBus::publish(std::string type, std::string object, nlohmann::json data) {
-  model::Event e;
-  e.timeUs = wallNowMicros();
-  e.type = std::move(type);
-  e.object = std::move(object);
-  e.data = std::move(data);
+  auto q = std::make_shared<QueuedEvent>();
+  q->timeUs = wallNowMicros();
+  q->type = std::move(type);
+  q->object = std::move(object);
+  q->data = std::move(data);
   std::vector<std::function<void()>> notifies;
+  uint64_t seq;
   {
     // The sequence number is taken under the lock so that every subscriber sees events in
-    // sequence order.
+    // sequence order; the text is written under it too (it holds the number).
     std::lock_guard lock(mu_);
-    e.seq = ++seq_;
+    q->seq = seq = ++seq_;
+    if (subs_.empty()) return seq;
+    q->text = model::formatEvent(*q).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    EventPtr e = std::move(q);
     for (auto it = subs_.begin(); it != subs_.end();) {
       auto& sub = *it;
-      if (!sub->filter_.matches(e)) {
+      if (!sub->filter_.matches(*e)) {
         ++it;
         continue;
       }
@@ -129,7 +162,7 @@ uint64_t EventBus::publish(std::string type, std::string object, nlohmann::json 
     }
   }
   for (auto& fn : notifies) fn();
-  return e.seq;
+  return seq;
 }
 
 void EventBus::closeAll() {

@@ -1,7 +1,9 @@
 // One bus for every event (lifecycle, device, job, operation, storage, network). Each
-// subscriber has a bounded queue; a subscriber that falls behind receives an
-// "events.overflow" event naming the last sequence number it got, and is then closed -
-// never silently skipped. Sequence numbers are global and increase by one per event.
+// subscriber has a queue bounded by a count of events and by their bytes; a subscriber that
+// falls behind receives an "events.overflow" event naming the last sequence number it got and
+// which bound it passed, and is then closed - never silently skipped. Sequence numbers are
+// global and increase by one per event. An event is made (and its JSON text written) once and
+// shared by every queue it is in, so N subscribers cost N pointers, not N copies.
 //
 // Thread-safety: all methods may be called from any thread. publish() never blocks on a
 // subscriber.
@@ -27,7 +29,16 @@ struct EventFilter {
   std::vector<std::string> types;  // prefixes: "domain" matches "domain.lifecycle"; empty = all
   std::string object;              // exact object ("domains/web1"); empty = all
   bool matches(const model::Event& e) const;
+  // Matching costs O(types) per event and subscriber: filters from clients are bounded.
+  static constexpr size_t kMaxTypes = 32, kMaxTypeLength = 128, kMaxObjectLength = 512;
+  Status check() const;
 };
+
+// An event as subscribers get it: shared, with its JSON text (formatEvent) made once.
+struct QueuedEvent : model::Event {
+  std::string text;
+};
+using EventPtr = std::shared_ptr<const QueuedEvent>;
 
 class EventBus;
 
@@ -35,9 +46,9 @@ class Subscription {
  public:
   // Waits for the next event. Returns nullopt at the deadline; an error once closed (after
   // the queued events and, on overflow, the overflow notice were delivered).
-  Result<std::optional<model::Event>> next(Deadline deadline);
+  Result<std::optional<EventPtr>> next(Deadline deadline);
   // Takes everything queued without waiting; sets `closed` when no more will come.
-  std::vector<model::Event> drain(bool& closed);
+  std::vector<EventPtr> drain(bool& closed);
   // Called from the publishing thread when the queue goes from empty to non-empty or the
   // subscription closes (event-loop transports post a wake-up from it).
   void setNotify(std::function<void()> fn);
@@ -46,16 +57,18 @@ class Subscription {
 
  private:
   friend class EventBus;
-  Subscription(uint64_t id, EventFilter f, size_t limit) : id_(id), filter_(std::move(f)), limit_(limit) {}
+  Subscription(uint64_t id, EventFilter f, size_t limit, size_t byteLimit)
+      : id_(id), filter_(std::move(f)), limit_(limit), byteLimit_(byteLimit) {}
   enum class PushResult { queued, overflowed, closed };
-  PushResult push(const model::Event& e, std::function<void()>& notifyOut);
+  PushResult push(const EventPtr& e, std::function<void()>& notifyOut);
 
   const uint64_t id_;
   const EventFilter filter_;
-  const size_t limit_;
+  const size_t limit_, byteLimit_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<model::Event> queue_;
+  std::deque<EventPtr> queue_;
+  size_t queuedBytes_ = 0;
   uint64_t lastQueuedSeq_ = 0;
   bool closed_ = false;      // no more events will be queued
   std::function<void()> notify_;
@@ -63,9 +76,12 @@ class Subscription {
 
 class EventBus {
  public:
-  explicit EventBus(size_t defaultQueueLimit = 4096) : defaultLimit_(defaultQueueLimit) {}
+  static constexpr size_t kDefaultQueueBytes = 16 << 20;
+  explicit EventBus(size_t defaultQueueLimit = 4096, size_t defaultQueueBytes = kDefaultQueueBytes)
+      : defaultLimit_(defaultQueueLimit), defaultBytes_(defaultQueueBytes) {}
 
-  std::shared_ptr<Subscription> subscribe(EventFilter filter, size_t queueLimit = 0);
+  // Limits of 0 take the bus's defaults.
+  std::shared_ptr<Subscription> subscribe(EventFilter filter, size_t queueLimit = 0, size_t queueBytes = 0);
   void unsubscribe(const std::shared_ptr<Subscription>& sub);
   uint64_t publish(std::string type, std::string object, nlohmann::json data);
   // Closes every subscription (daemon shutdown).
@@ -76,7 +92,7 @@ class EventBus {
   size_t subscriberCount() const;
 
  private:
-  const size_t defaultLimit_;
+  const size_t defaultLimit_, defaultBytes_;
   mutable std::mutex mu_;
   std::vector<std::shared_ptr<Subscription>> subs_;
   std::atomic<uint64_t> seq_{0};

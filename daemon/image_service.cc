@@ -42,7 +42,7 @@ ImageService::ImageService(StateStore& store, EventBus& events, PoolService& poo
 
 Status ImageService::load() {
   VMM_ASSIGN(auto rows, store_.loadAll(Table::images));
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& row : rows) {
     auto img = model::parseImageRecord(row.value);
     if (!img.ok()) {
@@ -60,14 +60,14 @@ Status ImageService::load() {
 }
 
 std::vector<model::Image> ImageService::list() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<model::Image> out;
   for (const auto& [_, i] : images_) out.push_back(i);
   return out;
 }
 
 Result<model::Image> ImageService::get(const std::string& name) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = images_.find(name);
   if (it == images_.end()) return notFound("no image named " + quote(name));
   return it->second;
@@ -92,14 +92,14 @@ Status ImageService::ensurePool() {
 }
 
 Status ImageService::reserve(const std::string& name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (images_.count(name) || reserved_.count(name)) return conflict("image " + quote(name) + " already exists");
   reserved_.insert(name);
   return {};
 }
 
 void ImageService::unreserve(const std::string& name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   reserved_.erase(name);
 }
 
@@ -175,7 +175,7 @@ Result<model::Image> ImageService::finishImport(model::Image image, const std::s
   VMM_TRY(store_.put(Table::images, image.name, formatImage(image)));
   undo.success();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     images_[image.name] = image;
   }
   publish("created", image.name);
@@ -277,7 +277,7 @@ Status ImageService::remove(const std::string& name) {
     if (!v.empty()) (void)pools_.deleteVolume(image.pool, v);
   VMM_TRY(store_.remove(Table::images, name));
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     images_.erase(name);
   }
   publish("deleted", name);

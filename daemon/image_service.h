@@ -7,11 +7,11 @@
 
 #include <functional>
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/result.h"
 #include "daemon/domain_service.h"
 #include "daemon/event_bus.h"
@@ -74,9 +74,9 @@ class ImageService {
   PoolService& pools_;
   DomainService& domains_;
   const ImageServiceOptions options_;
-  mutable std::mutex mu_;
-  std::map<std::string, model::Image> images_;
-  std::set<std::string> reserved_;
+  mutable Mutex mu_;
+  std::map<std::string, model::Image> images_ VMM_GUARDED_BY(mu_);
+  std::set<std::string> reserved_ VMM_GUARDED_BY(mu_);
 };
 
 }  // namespace vmm

@@ -58,20 +58,20 @@ InstanceService::Lease InstanceService::leaseFrom(const json& j) {
 
 Status InstanceService::load() {
   VMM_ASSIGN(auto rows, store_.loadAll(Table::leases));
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& row : rows) leases_[row.key] = leaseFrom(row.value);
   return {};
 }
 
 Status InstanceService::putLease(const Lease& l) {
   VMM_TRY(store_.put(Table::leases, l.domain, leaseJson(l)));
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   leases_[l.domain] = l;
   return {};
 }
 
 std::optional<json> InstanceService::lease(const std::string& name) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = leases_.find(name);
   if (it == leases_.end()) return std::nullopt;
   return leaseJson(it->second);
@@ -142,7 +142,7 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
   if (spec.removeOnStop && !spec.start)
     return invalidArgument("remove_on_stop: needs the domain to be started (it would be removed at once)");
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (leases_.count(name)) return conflict("domain " + quote(name) + " already exists (or is being removed)");
     if (names_.count(name)) return conflict("a domain named " + quote(name) + " is being launched");
     names_.insert(name);
@@ -150,7 +150,7 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
   }
   Reverter undo;
   undo.add([this, name] {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     names_.erase(name);
     busy_.erase(busy_.find(name));
   });
@@ -202,7 +202,7 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
     for (const auto& [pool, vol] : lease.volumes) leftovers = leftovers || pools_.getVolume(pool, vol).ok();
     if (leftovers) return;
     (void)store_.remove(Table::leases, name);
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     leases_.erase(name);
   });
 
@@ -245,7 +245,7 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
   VMM_TRY(putLease(lease));
   undo.success();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     names_.erase(name);
     busy_.erase(busy_.find(name));
   }
@@ -275,12 +275,12 @@ Result<json> InstanceService::run(const RunSpec& spec, const RunHooks& hooks) {
   ls.start = true;
   std::string name = ls.name;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     busy_.insert(name);
   }
   Reverter release;
   release.add([this, name] {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     busy_.erase(busy_.find(name));
   });
   auto launched = std::make_shared<std::atomic<bool>>(false);
@@ -344,13 +344,13 @@ Result<json> InstanceService::run(const RunSpec& spec, const RunHooks& hooks) {
 
 Status InstanceService::remove(const std::string& name, const std::string& why) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (busy_.count(name)) return conflict("domain " + name + " is being launched, run or removed");
     busy_.insert(name);
   }
   Reverter release;
   release.add([this, name] {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     busy_.erase(busy_.find(name));
   });
   bool known = lease(name).has_value();
@@ -370,7 +370,7 @@ Status InstanceService::removeImpl(const std::string& name, const std::string& w
   }
   std::optional<Lease> l;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto it = leases_.find(name); it != leases_.end()) l = it->second;
   }
   if (l) {
@@ -382,7 +382,7 @@ Status InstanceService::removeImpl(const std::string& name, const std::string& w
     // Kept for the next tick when a volume could not go yet.
     if (!failures.empty()) return unavailable("removing the volumes of " + name + ": " + failures);
     VMM_TRY(store_.remove(Table::leases, name));
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     leases_.erase(name);
   }
   gate_.changed();
@@ -395,7 +395,7 @@ void InstanceService::tick() {
   std::vector<std::pair<std::string, std::string>> due;
   std::vector<std::string> expiredRuns;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [name, l] : leases_) {
       if (busy_.count(name)) {
         // A run past its TTL is stopped; the run itself then removes what it launched.
@@ -426,7 +426,7 @@ void InstanceService::tick() {
       if (auto st = removeImpl(name, reason); !st.ok())
         log::warn("cannot remove a leased domain yet", {{"domain", name}, {"error", st.error().message}});
     }
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     busy_.erase(busy_.find(name));
   }
   gate_.changed();

@@ -14,11 +14,11 @@
 #include <functional>
 #include <map>
 #include <optional>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/result.h"
 #include "daemon/capacity_gate.h"
 #include "daemon/domain_service.h"
@@ -105,10 +105,10 @@ class InstanceService {
   ImageService& images_;
   const InstanceServiceOptions options_;
   CapacityGate gate_;
-  mutable std::mutex mu_;
-  std::map<std::string, Lease> leases_;
-  std::multiset<std::string> busy_;  // being launched, run or removed: tick() leaves them alone
-  std::set<std::string> names_;  // reserved names of launches in progress
+  mutable Mutex mu_;
+  std::map<std::string, Lease> leases_ VMM_GUARDED_BY(mu_);
+  std::multiset<std::string> busy_ VMM_GUARDED_BY(mu_);  // being launched, run or removed: tick() leaves them alone
+  std::set<std::string> names_ VMM_GUARDED_BY(mu_);  // reserved names of launches in progress
 };
 
 }  // namespace vmm

@@ -17,9 +17,9 @@ void JobGuard::release() {
 }
 
 Result<JobGuard> Job::acquire(const std::string& what, const std::string& objectDescription, Deadline deadline) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (busy_) {
-    bool got = cv_.wait_until(lock, deadline.at(), [&] { return !busy_; });
+    bool got = cv_.wait_until(lock, deadline.at(), [&]() VMM_REQUIRES(mu_) { return !busy_; });
     if (!got)
       return Error{ErrorCode::conflict, objectDescription + " is busy: " + what_ + " in progress since " +
                                             formatTimestamp(sinceUs_) + "; try again when it has finished"};
@@ -31,14 +31,14 @@ Result<JobGuard> Job::acquire(const std::string& what, const std::string& object
 }
 
 std::optional<std::string> Job::current() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!busy_) return std::nullopt;
   return what_ + " since " + formatTimestamp(sinceUs_);
 }
 
 void Job::release() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     busy_ = false;
     what_.clear();
   }

@@ -6,11 +6,10 @@
 // Thread-safety: all methods may be called from any thread.
 #pragma once
 
-#include <condition_variable>
-#include <mutex>
 #include <optional>
 #include <string>
 
+#include "base/mutex.h"
 #include "base/result.h"
 #include "base/time_util.h"
 
@@ -45,11 +44,11 @@ class Job {
  private:
   friend class JobGuard;
   void release();
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool busy_ = false;
-  std::string what_;
-  int64_t sinceUs_ = 0;
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool busy_ VMM_GUARDED_BY(mu_) = false;
+  std::string what_ VMM_GUARDED_BY(mu_);
+  int64_t sinceUs_ VMM_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace vmm

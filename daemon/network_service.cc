@@ -8,6 +8,7 @@
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/log_cap.h"
 #include "base/process.h"
 #include "base/reverter.h"
 #include "base/strings.h"
@@ -34,9 +35,9 @@ struct NetworkService::NetworkObject {
   explicit NetworkObject(model::Network d) : name(d.name), def(std::move(d)) {}
   const std::string name;
   Job job;
-  mutable std::mutex mu;  // guards below; never held across I/O
-  model::Network def;
-  std::optional<net::NetworkRuntime> runtime;  // set while active
+  mutable Mutex mu;  // guards below; never held across I/O
+  model::Network def VMM_GUARDED_BY(mu);
+  std::optional<net::NetworkRuntime> runtime VMM_GUARDED_BY(mu);  // set while active
 };
 
 NetworkService::NetworkService(StateStore& store, EventBus& events, NetworkServiceOptions options)
@@ -68,7 +69,7 @@ NetworkView NetworkService::viewOf(const NetworkObject& n) const {
   NetworkView v;
   v.job = n.job.current();
   v.vlanMethod = vlanMethod_;
-  std::lock_guard lock(n.mu);
+  MutexLock lock(n.mu);
   v.def = n.def;
   v.active = n.runtime.has_value();
   v.bridge = n.runtime ? n.runtime->bridge : net::effectiveBridgeName(n.def);
@@ -80,7 +81,7 @@ std::vector<net::NetworkRuntime> NetworkService::otherRuntimes(const std::string
   std::vector<net::NetworkRuntime> out;
   for (const auto& n : networks_.all()) {
     if (n->name == except) continue;
-    std::lock_guard lock(n->mu);
+    MutexLock lock(n->mu);
     if (n->runtime) out.push_back(*n->runtime);
   }
   return out;
@@ -95,7 +96,7 @@ Status NetworkService::checkAgainstOthers(const model::Network& def) const {
   std::string bridge = net::effectiveBridgeName(def);
   std::vector<model::Network> others;
   for (const auto& other : networks_.all()) {
-    std::lock_guard lock(other->mu);
+    MutexLock lock(other->mu);
     others.push_back(other->def);
   }
   for (const auto& [name, reserved] : creating_) others.push_back(reserved);
@@ -117,7 +118,7 @@ Status NetworkService::checkAgainstOthers(const model::Network& def) const {
 Status NetworkService::startLocked(NetworkObject& n) {
   model::Network def;
   {
-    std::lock_guard lock(n.mu);
+    MutexLock lock(n.mu);
     if (n.runtime) return conflict("network " + n.name + " is already active");
     def = n.def;
   }
@@ -130,7 +131,7 @@ Status NetworkService::startLocked(NetworkObject& n) {
     (void)net::stopNetwork(def, rt, ioDeadline(), opts);
     return st;
   }
-  std::lock_guard lock(n.mu);
+  MutexLock lock(n.mu);
   n.runtime = std::move(rt);
   return {};
 }
@@ -139,7 +140,7 @@ Status NetworkService::stopLocked(NetworkObject& n) {
   model::Network def;
   net::NetworkRuntime rt;
   {
-    std::lock_guard lock(n.mu);
+    MutexLock lock(n.mu);
     if (!n.runtime) return conflict("network " + n.name + " is not active");
     def = n.def;
     rt = *n.runtime;
@@ -150,7 +151,7 @@ Status NetworkService::stopLocked(NetworkObject& n) {
   auto st = net::stopNetwork(def, rt, ioDeadline(), opts);
   if (!st.ok()) log::warn("network stop reported an error", {{"network", n.name}, {"error", st.error().message}});
   VMM_TRY(store_.remove(Table::runtime, runtimeKey(n.name)));
-  std::lock_guard lock(n.mu);
+  MutexLock lock(n.mu);
   n.runtime.reset();
   return {};
 }
@@ -173,7 +174,7 @@ Result<model::Network> NetworkService::defaultNetwork() {
     }
     ::freeifaddrs(ifa);
   }
-  std::lock_guard createLock(createMu_);  // checkAgainstOthers reads creating_
+  MutexLock createLock(createMu_);  // checkAgainstOthers reads creating_
   for (int third = 122; third < 250; ++third) {
     std::string gw = "10.100." + std::to_string(third) + ".1/24";
     auto c = model::parseCidr(gw);
@@ -217,6 +218,11 @@ Status NetworkService::load() {
       (void)store_.remove(Table::runtime, row.key);
       continue;
     }
+    model::Network def;
+    {
+      MutexLock lock(n->mu);
+      def = n->def;
+    }
     // Still intact (vmmd restarted, the host did not): keep it; otherwise start it afresh.
     bool dnsmasqAlive = rt->dnsmasqPid == 0 || (processRunning(rt->dnsmasqPid) && processStartTime(rt->dnsmasqPid) == rt->dnsmasqStartTime);
     bool intact = net::linkExists(rt->bridge) && dnsmasqAlive;
@@ -225,17 +231,17 @@ Status NetworkService::load() {
                        std::find(tables->begin(), tables->end(), rt->nftTable) == tables->end();
       if (tableGone) {
         log::warn("network's nftables table vanished while vmmd was down; creating it again", {{"network", name}, {"table", rt->nftTable}});
-        if (auto st = net::restoreNetworkTable(n->def, *rt, ioDeadline()); !st.ok())
+        if (auto st = net::restoreNetworkTable(def, *rt, ioDeadline()); !st.ok())
           log::error("cannot restore the network's nftables table", {{"network", name}, {"error", st.error().message}});
       }
-      std::lock_guard lock(n->mu);
+      MutexLock lock(n->mu);
       n->runtime = *rt;
       if (!rt->nftTable.empty()) liveTables.insert(rt->nftTable);
       continue;
     }
     log::warn("network lost its host side while vmmd was down; restarting it", {{"network", name}});
-    std::lock_guard host(hostMu_);
-    (void)net::stopNetwork(n->def, *rt, ioDeadline(), {});
+    MutexLock host(hostMu_);
+    (void)net::stopNetwork(def, *rt, ioDeadline(), {});
     (void)store_.remove(Table::runtime, row.key);
   }
   // Tables of networks that no longer run (a crash between start and its record, a table
@@ -261,7 +267,7 @@ Status NetworkService::load() {
   for (const auto& n : networks_.all()) {
     bool wanted;
     {
-      std::lock_guard lock(n->mu);
+      MutexLock lock(n->mu);
       wanted = n->def.autostart && !n->runtime;
     }
     if (!wanted) continue;
@@ -277,21 +283,21 @@ Result<NetworkView> NetworkService::create(model::Network def, bool startNow) {
   // The name, bridge and subnet are reserved under createMu_; checking the host and writing
   // the definition run without it.
   {
-    std::lock_guard createLock(createMu_);
+    MutexLock createLock(createMu_);
     if (networks_.find(def.name) || creating_.count(def.name)) return conflict("network " + quote(def.name) + " already exists");
     VMM_TRY(checkAgainstOthers(def));
     creating_.emplace(def.name, def);
   }
   Reverter unreserve;
   unreserve.add([this, name = def.name] {
-    std::lock_guard createLock(createMu_);
+    MutexLock createLock(createMu_);
     creating_.erase(name);
   });
   VMM_TRY(net::validateNetworkAgainstHost(def));
   VMM_TRY(store_.put(Table::networks, def.name, model::formatNetwork(def)));
   auto obj = std::make_shared<NetworkObject>(def);
   {
-    std::lock_guard createLock(createMu_);
+    MutexLock createLock(createMu_);
     creating_.erase(def.name);
     networks_.insert(def.name, obj);
   }
@@ -312,6 +318,17 @@ Result<NetworkView> NetworkService::get(const std::string& name) const {
   return viewOf(*n);
 }
 
+void NetworkService::maintain() {
+  std::vector<std::string> logs;
+  for (const auto& n : networks_.all()) {
+    MutexLock lock(n->mu);
+    if (n->runtime) logs.push_back(n->runtime->logFile());
+  }
+  for (const auto& path : logs)
+    if (auto cut = capLogFile(path, kDnsmasqLogLimit); !cut.ok())
+      log::warn("cannot keep the dnsmasq log under its size", {{"path", path}, {"error", cut.error().message}});
+}
+
 std::vector<NetworkView> NetworkService::list() const {
   std::vector<NetworkView> out;
   for (const auto& n : networks_.all()) out.push_back(viewOf(*n));
@@ -322,7 +339,7 @@ Result<NetworkView> NetworkService::start(const std::string& name) {
   VMM_ASSIGN(auto n, find(name));
   VMM_ASSIGN(auto guard, acquire(*n, "start"));
   {
-    std::lock_guard host(hostMu_);
+    MutexLock host(hostMu_);
     VMM_TRY(startLocked(*n));
   }
   publish(name, "started");
@@ -338,7 +355,7 @@ Result<NetworkView> NetworkService::stop(const std::string& name, bool force) {
       return conflict("network " + name + " is used by running domain " + join(u.running, ", ") + " (force stops it anyway)");
   }
   {
-    std::lock_guard host(hostMu_);
+    MutexLock host(hostMu_);
     VMM_TRY(stopLocked(*n));
   }
   publish(name, "stopped");
@@ -354,11 +371,11 @@ Status NetworkService::remove(const std::string& name) {
   }
   bool active;
   {
-    std::lock_guard lock(n->mu);
+    MutexLock lock(n->mu);
     active = n->runtime.has_value();
   }
   if (active) {
-    std::lock_guard host(hostMu_);
+    MutexLock host(hostMu_);
     VMM_TRY(stopLocked(*n));
   }
   VMM_TRY(store_.remove(Table::networks, name));
@@ -372,7 +389,7 @@ Result<std::vector<net::Lease>> NetworkService::leases(const std::string& name) 
   VMM_ASSIGN(auto n, find(name));
   std::optional<net::NetworkRuntime> rt;
   {
-    std::lock_guard lock(n->mu);
+    MutexLock lock(n->mu);
     rt = n->runtime;
   }
   if (!rt) return conflict("network " + name + " is not active");
@@ -381,7 +398,7 @@ Result<std::vector<net::Lease>> NetworkService::leases(const std::string& name) 
 
 Result<std::string> NetworkService::bridgeFor(const std::string& network) const {
   VMM_ASSIGN(auto n, find(network));
-  std::lock_guard lock(n->mu);
+  MutexLock lock(n->mu);
   if (!n->runtime) return conflict("network " + network + " is not active; start it first");
   return n->runtime->bridge;
 }

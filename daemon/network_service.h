@@ -12,11 +12,11 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/result.h"
 #include "daemon/event_bus.h"
 #include "daemon/job.h"
@@ -73,6 +73,10 @@ class NetworkService {
   Result<NetworkView> stop(const std::string& name, bool force);
   Status remove(const std::string& name);
   Result<std::vector<net::Lease>> leases(const std::string& name) const;
+  // Keeps each running network's dnsmasq log under kDnsmasqLogLimit (a guest can make DHCP
+  // noise); called every few seconds from the daemon's maintenance worker.
+  void maintain();
+  static constexpr uint64_t kDnsmasqLogLimit = 1 << 20;
 
   // The bridge a NIC on `network` is plugged into; the network must be active.
   Result<std::string> bridgeFor(const std::string& network) const;
@@ -85,11 +89,10 @@ class NetworkService {
   Result<JobGuard> acquire(NetworkObject& n, const std::string& what);
   NetworkView viewOf(const NetworkObject& n) const;
   // Bridge name and subnet unique among defined networks and creations in progress.
-  // The caller holds createMu_.
-  Status checkAgainstOthers(const model::Network& def) const;
+  Status checkAgainstOthers(const model::Network& def) const VMM_REQUIRES(createMu_);
   // Under the job and hostMu_.
-  Status startLocked(NetworkObject& n);
-  Status stopLocked(NetworkObject& n);
+  Status startLocked(NetworkObject& n) VMM_REQUIRES(hostMu_);
+  Status stopLocked(NetworkObject& n) VMM_REQUIRES(hostMu_);
   std::vector<net::NetworkRuntime> otherRuntimes(const std::string& except) const;
   std::string stateDirOf(const std::string& name) const { return options_.stateDir + "/" + name; }
   Deadline ioDeadline() const { return Deadline::after(options_.ioTimeout); }
@@ -102,9 +105,9 @@ class NetworkService {
   NetworkUsersFn users_;
   ObjectTable<NetworkObject> networks_;
   std::string vlanMethod_;  // set by load(), read-only afterwards
-  std::mutex createMu_;  // guards creating_ and the uniqueness checks of definition
-  std::map<std::string, model::Network> creating_;  // reserved by creations in progress
-  std::mutex hostMu_;    // serialises start/stop (shared forwarding switches)
+  Mutex createMu_;  // guards creating_ and the uniqueness checks of definition
+  std::map<std::string, model::Network> creating_ VMM_GUARDED_BY(createMu_);  // reserved by creations in progress
+  Mutex hostMu_;    // serialises start/stop (shared forwarding switches)
 };
 
 }  // namespace vmm

@@ -6,9 +6,10 @@
 
 #include <map>
 #include <memory>
-#include <shared_mutex>
 #include <string>
 #include <vector>
+
+#include "base/mutex.h"
 
 namespace vmm {
 
@@ -16,42 +17,42 @@ template <typename T>
 class ObjectTable {
  public:
   std::shared_ptr<T> find(const std::string& name) const {
-    std::shared_lock lock(mu_);
+    ReaderLock lock(mu_);
     auto it = objects_.find(name);
     return it == objects_.end() ? nullptr : it->second;
   }
   // False if the name is taken.
   bool insert(const std::string& name, std::shared_ptr<T> obj) {
-    std::unique_lock lock(mu_);
+    WriterLock lock(mu_);
     return objects_.emplace(name, std::move(obj)).second;
   }
   void erase(const std::string& name) {
-    std::unique_lock lock(mu_);
+    WriterLock lock(mu_);
     objects_.erase(name);
   }
   // In name order.
   std::vector<std::shared_ptr<T>> all() const {
-    std::shared_lock lock(mu_);
+    ReaderLock lock(mu_);
     std::vector<std::shared_ptr<T>> out;
     out.reserve(objects_.size());
     for (const auto& [n, o] : objects_) out.push_back(o);
     return out;
   }
   std::vector<std::string> names() const {
-    std::shared_lock lock(mu_);
+    ReaderLock lock(mu_);
     std::vector<std::string> out;
     out.reserve(objects_.size());
     for (const auto& [n, o] : objects_) out.push_back(n);
     return out;
   }
   size_t size() const {
-    std::shared_lock lock(mu_);
+    ReaderLock lock(mu_);
     return objects_.size();
   }
 
  private:
-  mutable std::shared_mutex mu_;
-  std::map<std::string, std::shared_ptr<T>> objects_;
+  mutable SharedMutex mu_;
+  std::map<std::string, std::shared_ptr<T>> objects_ VMM_GUARDED_BY(mu_);
 };
 
 }  // namespace vmm

@@ -53,17 +53,18 @@ struct PoolService::PoolObject {
   // Backends are safe to call concurrently for reads; the job serialises mutations.
   const std::shared_ptr<storage::PoolBackend> backend;
 
-  mutable std::mutex mu;  // guards everything below; never held across I/O
-  model::Pool def;
-  PoolState state = PoolState::inactive;
-  std::string error;
-  storage::PoolCapacity capacity;
-  int64_t refreshedUs = 0;
-  std::map<std::string, model::Volume> volumes;
-  std::map<std::string, std::string> busy;  // volume -> the transfer using it
-  std::map<std::string, int> copying;       // volume -> full copies reading it (it stays busy meanwhile)
+  mutable Mutex mu;  // guards everything below; never held across I/O
+  model::Pool def VMM_GUARDED_BY(mu);
+  PoolState state VMM_GUARDED_BY(mu) = PoolState::inactive;
+  std::string error VMM_GUARDED_BY(mu);
+  storage::PoolCapacity capacity VMM_GUARDED_BY(mu);
+  int64_t refreshedUs VMM_GUARDED_BY(mu) = 0;
+  std::map<std::string, model::Volume> volumes VMM_GUARDED_BY(mu);
+  std::map<std::string, std::string> busy VMM_GUARDED_BY(mu);  // volume -> the transfer using it
+  // volume -> full copies reading it (it stays busy meanwhile)
+  std::map<std::string, int> copying VMM_GUARDED_BY(mu);
   // Each volume's format as recorded when vmm first saw it (see recordFormats).
-  std::map<std::string, model::DiskFormat> formats;
+  std::map<std::string, model::DiskFormat> formats VMM_GUARDED_BY(mu);
 };
 
 PoolService::PoolService(StateStore& store, EventBus& events, PoolServiceOptions options)
@@ -87,7 +88,7 @@ Result<std::shared_ptr<PoolService::PoolObject>> PoolService::find(const std::st
 
 Result<std::shared_ptr<PoolService::PoolObject>> PoolService::findActive(const std::string& name) const {
   VMM_ASSIGN(auto p, find(name));
-  std::lock_guard lock(p->mu);
+  MutexLock lock(p->mu);
   if (p->state == PoolState::error)
     return unavailable("pool " + name + " is in the error state (" + p->error + "); refresh or restart it");
   if (p->state != PoolState::active) return conflict("pool " + name + " is not active; start it first");
@@ -101,7 +102,7 @@ Result<JobGuard> PoolService::acquire(PoolObject& p, const std::string& what) {
 PoolView PoolService::viewOf(const PoolObject& p) const {
   PoolView v;
   v.job = p.job.current();
-  std::lock_guard lock(p.mu);
+  MutexLock lock(p.mu);
   v.def = p.def;
   v.state = p.state;
   v.error = p.error;
@@ -131,7 +132,7 @@ Error PoolService::noteFailure(PoolObject& p, Error e) {
   if (e.code == ErrorCode::timeout || e.code == ErrorCode::unavailable) {
     bool changed = false;
     {
-      std::lock_guard lock(p.mu);
+      MutexLock lock(p.mu);
       changed = p.state != PoolState::error;
       if (p.state != PoolState::inactive) p.state = PoolState::error;
       p.error = e.message;
@@ -152,7 +153,7 @@ Status PoolService::reload(PoolObject& p, Deadline deadline) {
   recordFormats(p, *vols);
   std::map<std::string, model::Volume> byName;
   for (auto& v : *vols) byName[v.name] = std::move(v);
-  std::lock_guard lock(p.mu);
+  MutexLock lock(p.mu);
   p.capacity = *cap;
   p.volumes = std::move(byName);
   p.state = PoolState::active;
@@ -169,7 +170,7 @@ void PoolService::refreshCapacity(PoolObject& p) {
     (void)noteFailure(p, cap.error().wrap("pool " + p.name));
     return;
   }
-  std::lock_guard lock(p.mu);
+  MutexLock lock(p.mu);
   p.capacity = *cap;
 }
 
@@ -177,7 +178,7 @@ Status PoolService::activate(PoolObject& p) {
   Deadline deadline = ioDeadline();
   if (auto st = p.backend->start(deadline); !st.ok()) {
     auto e = st.error().wrap("pool " + p.name + ": cannot start");
-    std::lock_guard lock(p.mu);
+    MutexLock lock(p.mu);
     p.state = e.code == ErrorCode::timeout || e.code == ErrorCode::unavailable ? PoolState::error : PoolState::inactive;
     p.error = e.code == ErrorCode::timeout || e.code == ErrorCode::unavailable ? e.message : "";
     return e;
@@ -196,7 +197,7 @@ Status PoolService::activate(PoolObject& p) {
 void PoolService::recordFormats(PoolObject& p, std::vector<model::Volume>& vols) {
   std::vector<std::pair<std::string, model::DiskFormat>> fresh;
   {
-    std::lock_guard lock(p.mu);
+    MutexLock lock(p.mu);
     for (auto& v : vols) {
       auto it = p.formats.find(v.name);
       if (it == p.formats.end()) {
@@ -219,7 +220,7 @@ void PoolService::recordFormats(PoolObject& p, std::vector<model::Volume>& vols)
 
 void PoolService::forgetFormat(PoolObject& p, const std::string& volume) {
   {
-    std::lock_guard lock(p.mu);
+    MutexLock lock(p.mu);
     p.formats.erase(volume);
   }
   (void)store_.remove(Table::volumes, p.name + "/" + volume);
@@ -229,13 +230,13 @@ void PoolService::setVolume(PoolObject& p, model::Volume v) {
   std::vector<model::Volume> one{std::move(v)};
   recordFormats(p, one);
   v = std::move(one[0]);
-  std::lock_guard lock(p.mu);
+  MutexLock lock(p.mu);
   std::string name = v.name;
   p.volumes[name] = std::move(v);
 }
 
 Status PoolService::reserve(PoolObject& p, const std::string& volume, const std::string& what) {
-  std::lock_guard lock(p.mu);
+  MutexLock lock(p.mu);
   auto it = p.busy.find(volume);
   if (it != p.busy.end()) return conflict("volume " + p.name + "/" + volume + " is busy (" + it->second + ")");
   p.busy[volume] = what;
@@ -243,7 +244,7 @@ Status PoolService::reserve(PoolObject& p, const std::string& volume, const std:
 }
 
 void PoolService::unreserve(PoolObject& p, const std::string& volume) {
-  std::lock_guard lock(p.mu);
+  MutexLock lock(p.mu);
   p.busy.erase(volume);
 }
 
@@ -270,7 +271,9 @@ Status PoolService::load() {
     auto slash = row.key.find('/');
     auto p = slash == std::string::npos ? nullptr : pools_.find(row.key.substr(0, slash));
     auto format = model::enumFromName(model::kDiskFormats, row.value.value("format", ""));
-    if (p && format) p->formats[row.key.substr(slash + 1)] = *format;
+    if (!p || !format) continue;
+    MutexLock lock(p->mu);
+    p->formats[row.key.substr(slash + 1)] = *format;
   }
   if (rows.empty() && !options_.defaultPoolPath.empty()) {
     model::Pool def;
@@ -291,7 +294,7 @@ Status PoolService::load() {
   for (const auto& p : pools_.all()) {
     bool wanted;
     {
-      std::lock_guard lock(p->mu);
+      MutexLock lock(p->mu);
       wanted = p->def.autostart && p->state == PoolState::inactive;
     }
     if (!wanted) continue;
@@ -326,10 +329,10 @@ Result<PoolView> PoolService::create(model::Pool def, const PoolCreateParams& pa
   // The name and the storage are reserved under createMu_; building and starting (network
   // and tools, up to the I/O timeout) run without it.
   {
-    std::lock_guard createLock(createMu_);
+    MutexLock createLock(createMu_);
     if (pools_.find(def.name) || creating_.count(def.name)) return conflict("pool " + quote(def.name) + " already exists");
     for (const auto& other : pools_.all()) {
-      std::lock_guard lock(other->mu);
+      MutexLock lock(other->mu);
       if (sameStorage(other->def, def)) return conflict("pool " + quote(other->name) + " already uses this storage");
     }
     for (const auto& [name, other] : creating_)
@@ -338,7 +341,7 @@ Result<PoolView> PoolService::create(model::Pool def, const PoolCreateParams& pa
   }
   Reverter revert;
   revert.add([this, name = def.name] {
-    std::lock_guard createLock(createMu_);
+    MutexLock createLock(createMu_);
     creating_.erase(name);
   });
   VMM_ASSIGN(auto backend, options_.factory(def));
@@ -356,13 +359,14 @@ Result<PoolView> PoolService::create(model::Pool def, const PoolCreateParams& pa
   }
   VMM_TRY(persist(def));
   {
-    std::lock_guard createLock(createMu_);
+    MutexLock createLock(createMu_);
     creating_.erase(def.name);
     pools_.insert(def.name, obj);
   }
   revert.success();
-  publish("storage.pool", def.name, {{"event", "defined"}, {"state", poolStateName(obj->state)}});
-  return viewOf(*obj);
+  auto view = viewOf(*obj);  // its state under its lock: a refresh may change it already
+  publish("storage.pool", def.name, {{"event", "defined"}, {"state", poolStateName(view.state)}});
+  return view;
 }
 
 Result<PoolView> PoolService::get(const std::string& name) const {
@@ -380,7 +384,7 @@ Result<PoolView> PoolService::start(const std::string& name) {
   VMM_ASSIGN(auto p, find(name));
   VMM_ASSIGN(auto guard, acquire(*p, "start"));
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     if (p->state == PoolState::active) return conflict("pool " + name + " is already active");
   }
   VMM_TRY(activate(*p));
@@ -392,7 +396,7 @@ Result<PoolView> PoolService::stop(const std::string& name) {
   VMM_ASSIGN(auto p, find(name));
   VMM_ASSIGN(auto guard, acquire(*p, "stop"));
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     if (p->state == PoolState::inactive) return conflict("pool " + name + " is not active");
     if (!p->busy.empty())
       return conflict("pool " + name + " has transfers in progress (" + p->busy.begin()->first + ": " + p->busy.begin()->second + ")");
@@ -400,7 +404,7 @@ Result<PoolView> PoolService::stop(const std::string& name) {
   auto st = p->backend->stop(ioDeadline());
   if (!st.ok()) log::warn("pool stop reported an error", {{"pool", name}, {"error", st.error().message}});
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     p->state = PoolState::inactive;
     p->error.clear();
     p->volumes.clear();
@@ -414,7 +418,7 @@ Result<PoolView> PoolService::refresh(const std::string& name) {
   VMM_ASSIGN(auto guard, acquire(*p, "refresh"));
   PoolState state;
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     state = p->state;
   }
   if (state == PoolState::inactive) return conflict("pool " + name + " is not active; start it first");
@@ -435,7 +439,7 @@ Status PoolService::remove(const std::string& name, bool deleteStorage) {
   PoolState state;
   std::vector<std::string> volumes;
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     state = p->state;
     if (!p->busy.empty()) return conflict("pool " + name + " has transfers in progress");
     for (const auto& [v, vol] : p->volumes) volumes.push_back(v);
@@ -468,7 +472,7 @@ Result<std::vector<model::Volume>> PoolService::listVolumes(const std::string& p
   VMM_ASSIGN(auto p, findActive(pool));
   std::vector<model::Volume> out;
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     out.reserve(p->volumes.size());
     for (const auto& [n, v] : p->volumes) out.push_back(v);
   }
@@ -482,7 +486,7 @@ Result<model::Volume> PoolService::getVolume(const std::string& pool, const std:
   VMM_ASSIGN(auto p, findActive(pool));
   model::Volume v;
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     auto it = p->volumes.find(name);
     if (it == p->volumes.end()) return notFound("pool " + pool + " has no volume " + quote(name));
     v = it->second;
@@ -494,7 +498,7 @@ Result<model::Volume> PoolService::createVolume(const std::string& pool, const m
   VMM_ASSIGN(auto p, findActive(pool));
   VMM_ASSIGN(auto guard, acquire(*p, "create volume " + spec.name));
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     if (p->volumes.count(spec.name) || p->busy.count(spec.name))
       return conflict("pool " + pool + " already has a volume " + quote(spec.name));
   }
@@ -520,7 +524,7 @@ Status PoolService::deleteVolume(const std::string& pool, const std::string& nam
   VMM_ASSIGN(auto guard, acquire(*p, "delete volume " + name));
   std::vector<std::string> clones;
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     if (!p->volumes.count(name)) return notFound("pool " + pool + " has no volume " + quote(name));
     if (auto it = p->busy.find(name); it != p->busy.end()) return conflict("volume " + pool + "/" + name + " is busy (" + it->second + ")");
     clones = clonesOf(p->volumes, name);
@@ -531,7 +535,7 @@ Status PoolService::deleteVolume(const std::string& pool, const std::string& nam
   if (auto st = p->backend->deleteVolume(name, ioDeadline()); !st.ok())
     return noteFailure(*p, st.error().wrap("deleting volume " + pool + "/" + name));
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     p->volumes.erase(name);
   }
   forgetFormat(*p, name);
@@ -544,7 +548,7 @@ Result<model::Volume> PoolService::resizeVolume(const std::string& pool, const s
   VMM_ASSIGN(auto p, findActive(pool));
   VMM_ASSIGN(auto guard, acquire(*p, "resize volume " + name));
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     if (!p->volumes.count(name)) return notFound("pool " + pool + " has no volume " + quote(name));
     if (auto it = p->busy.find(name); it != p->busy.end()) return conflict("volume " + pool + "/" + name + " is busy (" + it->second + ")");
   }
@@ -563,7 +567,7 @@ Result<model::Volume> PoolService::cloneVolume(const std::string& pool, const st
   bool directory = false;  // a directory volume is always copied in full
   VMM_ASSIGN(auto guard, acquire(*p, "clone volume " + source));
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     if (!p->volumes.count(source)) return notFound("pool " + pool + " has no volume " + quote(source));
     if (p->volumes.count(params.name) || p->busy.count(params.name))
       return conflict("pool " + pool + " already has a volume " + quote(params.name));
@@ -578,14 +582,14 @@ Result<model::Volume> PoolService::cloneVolume(const std::string& pool, const st
   Reverter release;
   if (!quick) {
     {
-      std::lock_guard lock(p->mu);
+      MutexLock lock(p->mu);
       p->copying[source]++;
       p->busy[source] = "being copied";
       p->busy[params.name] = "being cloned from " + source;
     }
     release.add([this, p, source, name = params.name] {
       {
-        std::lock_guard lock(p->mu);
+        MutexLock lock(p->mu);
         if (--p->copying[source] == 0) {
           p->copying.erase(source);
           p->busy.erase(source);
@@ -613,7 +617,7 @@ Result<model::Volume> PoolService::wipeVolume(const std::string& pool, const std
   {
     VMM_ASSIGN(auto guard, acquire(*p, "wipe volume " + name));
     {
-      std::lock_guard lock(p->mu);
+      MutexLock lock(p->mu);
       if (!p->volumes.count(name)) return notFound("pool " + pool + " has no volume " + quote(name));
       auto clones = clonesOf(p->volumes, name);
       if (!clones.empty()) return conflict("volume " + pool + "/" + name + " is the backing volume of " + join(clones, ", "));
@@ -664,7 +668,7 @@ Result<std::unique_ptr<storage::VolumeStream>> PoolService::openVolume(const std
                                                                        storage::StreamMode mode) {
   VMM_ASSIGN(auto p, findActive(pool));
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     if (!p->volumes.count(name)) return notFound("pool " + pool + " has no volume " + quote(name));
     auto clones = clonesOf(p->volumes, name);
     if (mode == storage::StreamMode::write && !clones.empty())
@@ -689,14 +693,14 @@ Result<std::unique_ptr<storage::VolumeStream>> PoolService::openVolume(const std
 Result<drivers::ResolvedDisk> PoolService::resolve(const std::string& pool, const std::string& volume) {
   VMM_ASSIGN(auto p, findActive(pool));
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     // A name reserved but not listed yet is a volume being made (cloned, unpacked).
     if (p->busy.count(volume) && !p->volumes.count(volume))
       return conflict("volume " + pool + "/" + volume + " is still being created");
   }
   auto r = p->backend->resolve(volume, ioDeadline());
   if (!r.ok()) return noteFailure(*p, r.error().wrap("volume " + pool + "/" + volume));
-  std::lock_guard lock(p->mu);
+  MutexLock lock(p->mu);
   if (auto it = p->formats.find(volume); it != p->formats.end()) r->format = it->second;
   if (auto it = p->volumes.find(volume); it != p->volumes.end() && r->format == model::DiskFormat::qcow2 &&
                                          startsWith(it->second.backingVolume, "/"))

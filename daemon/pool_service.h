@@ -13,11 +13,11 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/result.h"
 #include "daemon/event_bus.h"
 #include "daemon/job.h"
@@ -138,8 +138,9 @@ class PoolService {
   const PoolServiceOptions options_;
   VolumeUsers users_;
   ObjectTable<PoolObject> pools_;
-  std::mutex createMu_;  // guards creating_ and the uniqueness checks of pool creation
-  std::map<std::string, model::Pool> creating_;  // names and storage reserved by creations in progress
+  Mutex createMu_;  // guards creating_ and the uniqueness checks of pool creation
+  // Names and storage reserved by creations in progress.
+  std::map<std::string, model::Pool> creating_ VMM_GUARDED_BY(createMu_);
 };
 
 }  // namespace vmm

@@ -14,9 +14,6 @@ namespace {
 // row the writer could store; depth is what protects the reader.
 constexpr size_t kMaxRowBytes = 1000000000;
 
-constexpr Table kTables[] = {Table::domains,    Table::runtime, Table::pools, Table::networks, Table::snapshots,
-                             Table::operations, Table::tokens,  Table::meta,  Table::volumes};
-
 std::string kvTable(std::string_view name) {
   return "CREATE TABLE " + std::string(name) +
          " (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, updated_us INTEGER NOT NULL)";
@@ -65,6 +62,7 @@ Error StateStore::sqlError(std::string_view what) {
 
 Result<std::unique_ptr<StateStore>> StateStore::open(const std::string& path, StoreOptions options) {
   std::unique_ptr<StateStore> s(new StateStore);
+  MutexLock lock(s->mu_);  // not shared yet: for the analysis, which cannot know
   s->path_ = path;
   int rc = sqlite3_open_v2(path.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) return s->sqlError("cannot open state database " + path);
@@ -170,7 +168,7 @@ Status StateStore::Txn::remove(Table t, std::string_view key) { return s_.remove
 Status StateStore::Txn::removePrefix(Table t, std::string_view prefix) { return s_.removePrefixLocked(t, prefix); }
 
 Status StateStore::write(const std::function<Status(Txn&)>& fn) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   VMM_TRY(exec("BEGIN IMMEDIATE"));
   Txn txn(*this);
   // A throw must not leave the transaction open: every later write would fail.
@@ -197,7 +195,7 @@ Status StateStore::remove(Table t, std::string_view key) {
 }
 
 Result<std::vector<StoredRow>> StateStore::loadAll(Table t) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   VMM_ASSIGN(auto st, prepare("SELECT key, value, updated_us FROM " + std::string(tableName(t)) + " ORDER BY key"));
   std::vector<StoredRow> rows;
   int rc;
@@ -217,7 +215,7 @@ Result<std::vector<StoredRow>> StateStore::loadAll(Table t) {
 }
 
 Result<std::optional<nlohmann::json>> StateStore::get(Table t, std::string_view key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   VMM_ASSIGN(auto st, prepare("SELECT value FROM " + std::string(tableName(t)) + " WHERE key = ?1"));
   sqlite3_bind_text(st, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
   int rc = sqlite3_step(st);
@@ -230,12 +228,12 @@ Result<std::optional<nlohmann::json>> StateStore::get(Table t, std::string_view 
 }
 
 Status StateStore::checkpoint() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return exec("PRAGMA wal_checkpoint(PASSIVE)");
 }
 
 Result<int> StateStore::prune(Table t, size_t keep, int64_t olderThanUs) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::string name(tableName(t));
   VMM_ASSIGN(auto st, prepare("DELETE FROM " + name + " WHERE updated_us < ?1 OR key IN (SELECT key FROM " + name +
                               " ORDER BY updated_us DESC LIMIT -1 OFFSET ?2)"));

@@ -12,12 +12,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/result.h"
 
 struct sqlite3;
@@ -43,12 +43,13 @@ struct StoredRow {
 
 class StateStore {
  public:
+  // Exists only inside write(), which holds the store's lock for it (hence no analysis).
   class Txn {
    public:
-    Status put(Table t, std::string_view key, const nlohmann::json& value);
-    Status remove(Table t, std::string_view key);
+    Status put(Table t, std::string_view key, const nlohmann::json& value) VMM_NO_THREAD_SAFETY_ANALYSIS;
+    Status remove(Table t, std::string_view key) VMM_NO_THREAD_SAFETY_ANALYSIS;
     // Removes every key starting with prefix (e.g. all snapshots of a domain: "web1/").
-    Status removePrefix(Table t, std::string_view prefix);
+    Status removePrefix(Table t, std::string_view prefix) VMM_NO_THREAD_SAFETY_ANALYSIS;
 
    private:
     friend class StateStore;
@@ -79,19 +80,19 @@ class StateStore {
 
  private:
   StateStore() = default;
-  Status exec(const char* sql);
-  Result<sqlite3_stmt*> prepare(const std::string& sql);
-  Status migrate();
-  Status putLocked(Table t, std::string_view key, const nlohmann::json& value);
-  Status removeLocked(Table t, std::string_view key);
-  Status removePrefixLocked(Table t, std::string_view prefix);
-  Error sqlError(std::string_view what);
+  Status exec(const char* sql) VMM_REQUIRES(mu_);
+  Result<sqlite3_stmt*> prepare(const std::string& sql) VMM_REQUIRES(mu_);
+  Status migrate() VMM_REQUIRES(mu_);
+  Status putLocked(Table t, std::string_view key, const nlohmann::json& value) VMM_REQUIRES(mu_);
+  Status removeLocked(Table t, std::string_view key) VMM_REQUIRES(mu_);
+  Status removePrefixLocked(Table t, std::string_view prefix) VMM_REQUIRES(mu_);
+  Error sqlError(std::string_view what) VMM_REQUIRES(mu_);
 
-  std::mutex mu_;
-  sqlite3* db_ = nullptr;
+  Mutex mu_;
+  sqlite3* db_ VMM_GUARDED_BY(mu_) = nullptr;  // opened without sqlite's own mutex: mu_ serialises it
   std::string path_;
   int schemaVersion_ = 0;
-  std::vector<std::pair<std::string, sqlite3_stmt*>> stmts_;
+  std::vector<std::pair<std::string, sqlite3_stmt*>> stmts_ VMM_GUARDED_BY(mu_);
 };
 
 }  // namespace vmm

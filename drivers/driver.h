@@ -182,6 +182,9 @@ class HypervisorDriver {
   virtual Result<fs::UniqueFd> openConsole(const model::Domain& def);
   // The bounded log of console output, if the driver keeps one.
   virtual Result<std::string> consoleLog(const model::Domain& def, size_t maxBytes);
+  // Periodic upkeep from the daemon's maintenance worker (every few seconds, never on the
+  // event loop): keeps the logs its processes write under their size caps.
+  virtual void maintain() {}
 
   // Snapshots, for running and shut-off domains (the driver knows which: `def` is the running
   // instance's definition when it runs). The daemon keeps the tree and calls these under the

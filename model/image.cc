@@ -47,6 +47,7 @@ Result<Image> parseImageRecord(const json& j) {
   r.optional("created", created);
   r.optionalAny("template", i.domainTemplate);
   VMM_TRY(r.finish());
+  VMM_TRY(validateImageName(i.name));  // a record is read back only with a name import would accept
   if (auto t = parseTimestamp(created)) i.createdUs = *t;
   return i;
 }

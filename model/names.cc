@@ -35,7 +35,17 @@ Status validateVolumeName(std::string_view name) {
                              "; only letters, digits, '-', '_', '+' and '.' are allowed");
   }
   if (name.find("..") != std::string_view::npos) return invalidArgument("volume name " + quote(name) + " must not contain \"..\"");
+  for (std::string_view suffix : kTemporarySuffixes) {
+    if (name.ends_with(suffix))
+      return invalidArgument("volume name " + quote(name) + " must not end in " + quote(suffix) + ": vmm names its unfinished files so");
+  }
   return {};
+}
+
+bool hasTemporarySuffix(std::string_view fileName) {
+  for (std::string_view suffix : kTemporarySuffixes)
+    if (fileName.ends_with(suffix)) return true;
+  return false;
 }
 
 Status validateLabel(std::string_view key, std::string_view value) {
@@ -81,9 +91,11 @@ std::string generateMac() {
 Status validateIfName(std::string_view name) {
   if (name.empty() || name.size() > 15) return invalidArgument("interface name " + quote(name) + " must be 1-15 characters");
   if (name == "." || name == "..") return invalidArgument("invalid interface name " + quote(name));
+  // The port layer's charset: the name reaches ip, tc, nft and dnsmasq's command lines
+  // (dnsmasq splits --interface on commas).
   for (char c : name) {
-    if (c == '/' || c == ':' || c == ' ' || static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
-      return invalidArgument("interface name " + quote(name) + " contains an invalid character");
+    if (!isAlnum(c) && c != '_' && c != '.' && c != '-')
+      return invalidArgument("interface name " + quote(name) + " may only contain letters, digits, '_', '.' and '-'");
   }
   return {};
 }

@@ -22,6 +22,8 @@ IpAddress IpAddress::fromV4(uint32_t v) {
 }
 
 Result<IpAddress> parseIp(std::string_view text) {
+  // inet_pton reads a C string: a NUL inside `text` would end it early and hide what follows.
+  if (text.find('\0') != std::string_view::npos) return invalidArgument("invalid IP address " + quote(text));
   std::string s(text);
   IpAddress a;
   if (inet_pton(AF_INET, s.c_str(), a.bytes.data()) == 1) return a;

@@ -21,6 +21,10 @@ json formatOperation(const Operation& op) {
             {"created", formatTimestamp(op.createdUs)},
             {"updated", formatTimestamp(op.updatedUs)},
             {"cancellable", op.cancellable}};
+  if (op.truncated) {
+    j["truncated"] = true;
+    j["result_bytes"] = op.resultBytes;
+  }
   // The same shape as every other error on the wire.
   if (op.error)
     j["error"] = {{"code", httpStatusFor(op.error->code)}, {"kind", errorCodeName(op.error->code)}, {"message", op.error->message}};
@@ -51,6 +55,10 @@ Result<Operation> parseOperationRecord(const json& j) {
   r.optional("created", created);
   r.optional("updated", updated);
   r.optional("cancellable", op.cancellable);
+  r.optional("truncated", op.truncated);
+  int64_t resultBytes = 0;
+  r.optional("result_bytes", resultBytes, 0, INT64_MAX);
+  op.resultBytes = static_cast<uint64_t>(resultBytes);
   VMM_TRY(r.finish());
   op.createdUs = parseTimestamp(created).value_or(0);
   op.updatedUs = parseTimestamp(updated).value_or(0);

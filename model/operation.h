@@ -25,6 +25,10 @@ struct Operation {
   std::string progressMessage;
   std::optional<Error> error;
   json result;         // null until succeeded
+  // The result was larger than vmmd keeps with an operation: `result` holds a shortened copy
+  // (its longest strings cut), the whole one is in a file for a while (operation.result).
+  bool truncated = false;
+  uint64_t resultBytes = 0;  // size of the whole result's JSON text (on the wire when truncated)
   int64_t createdUs = 0;
   int64_t updatedUs = 0;
   bool cancellable = false;

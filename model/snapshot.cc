@@ -17,7 +17,8 @@ Result<SnapshotSpec> parseSnapshotSpec(const json& j) {
   r.optional("memory", s.memory);
   r.optional("quiesce", s.quiesce);
   VMM_TRY(r.finish());
-  if (!s.name.empty()) {
+  // Absent means "a timestamp"; an empty name given explicitly is refused like any bad name.
+  if (j.contains("name")) {
     if (auto st = validateName(s.name, "snapshot name"); !st.ok()) return st.error().wrap("name");
   }
   if (s.description.size() > 4096) return invalidArgument("description: longer than 4096 characters");

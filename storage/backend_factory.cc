@@ -7,10 +7,10 @@
 
 namespace vmm::storage {
 
-Result<std::unique_ptr<PoolBackend>> makeBackend(const model::Pool& pool) {
+Result<std::unique_ptr<PoolBackend>> makeBackend(const model::Pool& pool, const TarLimits& unpack) {
   switch (pool.type) {
     case model::PoolType::dir:
-      return std::unique_ptr<PoolBackend>(new DirBackend(pool));
+      return std::unique_ptr<PoolBackend>(new DirBackend(pool, unpack));
     case model::PoolType::logical:
       return std::unique_ptr<PoolBackend>(new LogicalBackend(pool));
     case model::PoolType::iscsi:

@@ -20,6 +20,8 @@ ImageHeader parseImageHeader(std::string_view head) {
   out.backingOffset = bigEndian(h + 8, 8);
   out.backingSize = static_cast<uint32_t>(bigEndian(h + 16, 4));
   out.virtualSize = bigEndian(h + 24, 8);
+  out.version = static_cast<uint32_t>(bigEndian(h + 4, 4));
+  if (out.version >= 3) out.externalDataFile = head.size() < 80 || (bigEndian(h + 72, 8) & 4) != 0;
   return out;
 }
 

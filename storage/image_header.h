@@ -12,9 +12,18 @@ struct ImageHeader {
   uint64_t virtualSize = 0;    // qcow2 only
   uint64_t backingOffset = 0;  // qcow2 only; 0: no backing file
   uint32_t backingSize = 0;    // bytes of the backing file name at backingOffset
+  uint32_t version = 0;        // qcow2 only: 2 or 3
+  // qcow2 v3 only: incompatible feature bit 2, the guest's data lives in an external file
+  // named by a header extension (QEMU opens it unless told otherwise).
+  bool externalDataFile = false;
 };
 
-// `head` is the start of the file; a qcow2 answer needs at least its first 32 bytes.
+// The largest backing file name QEMU writes or reads (qcow2 spec: less than 1024 bytes).
+constexpr uint32_t kMaxBackingNameBytes = 1023;
+
+// `head` is the start of the file; a qcow2 answer needs at least its first 32 bytes, the
+// external data file bit the first 80 (a shorter v3 header is reported as using one, since
+// the bit cannot be ruled out).
 ImageHeader parseImageHeader(std::string_view head);
 
 }  // namespace vmm::storage

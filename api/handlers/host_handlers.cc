@@ -7,7 +7,15 @@ void bindOperationHandlers(Registry& reg, Services& s) {
   reg.bind("operation.list", [&s](const CallContext&, const json& p) -> Result<Reply> {
     bool activeOnly = flag(p, "active", false);
     json out = json::array();
-    for (const auto& op : s.operations.list(!activeOnly)) out.push_back(model::formatOperation(op));
+    // Without results (operation.get has each): a list of a thousand would be megabytes.
+    for (const auto& op : s.operations.list(!activeOnly)) {
+      json j = model::formatOperation(op);
+      if (!op.result.is_null()) {
+        j["result_bytes"] = op.resultBytes;
+        j["result"] = nullptr;
+      }
+      out.push_back(std::move(j));
+    }
     return Reply(std::move(out));
   });
   reg.bind("operation.get", [&s](const CallContext&, const json& p) -> Result<Reply> {
@@ -18,6 +26,12 @@ void bindOperationHandlers(Registry& reg, Services& s) {
     VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(60000), Millis(3600000)));
     VMM_ASSIGN(auto op, s.operations.wait(str(p, "id"), Deadline::after(timeout)));
     return Reply(model::formatOperation(op));
+  });
+  reg.bind("operation.result", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    VMM_ASSIGN(auto text, s.operations.fullResult(str(p, "id")));
+    Reply r;
+    r.raw = std::move(text);
+    return r;
   });
   reg.bind("operation.cancel", [&s](const CallContext&, const json& p) -> Result<Reply> {
     std::string id = str(p, "id");

@@ -20,20 +20,39 @@ namespace {
 constexpr size_t kMaxBatch = 256;
 }  // namespace
 
+// Unread replies above which a connection's requests are not read.
+constexpr size_t kPauseOutput = 1 << 20;
+
 struct RpcServer::Connection {
   fs::UniqueFd fd;
   CallContext ctx;
+  std::string usageKey;   // "ro:1000"
+  bool readOnly = true;
+  size_t maxRequest = 0;  // bytes of one line
+  size_t maxPending = 0;  // bytes of unread replies before the peer is disconnected
   std::string in;
   std::string out;
   size_t outOffset = 0;
   bool closed = false;
   bool closeAfterFlush = false;
-  bool wantWrite = false;
+  uint32_t interest = 0;  // the epoll mask now set
+  size_t inFlight = 0;    // lines read and not answered yet
+  bool processing = false;
+  bool resumePosted = false;
+  bool delivering = false;  // deliverEvents() is on the stack
   std::map<uint64_t, std::shared_ptr<Subscription>> subs;
+  size_t pending() const { return out.size() - outOffset; }
 };
 
 RpcServer::RpcServer(EventLoop& loop, ThreadPool& pool, Registry& registry, EventBus& events, RpcOptions options)
-    : loop_(loop), pool_(pool), registry_(registry), events_(events), options_(std::move(options)) {}
+    : loop_(loop), pool_(pool), registry_(registry), events_(events), options_(std::move(options)) {
+  if (options_.dispatcher) {
+    dispatcher_ = options_.dispatcher;
+  } else {
+    ownDispatcher_ = std::make_unique<Dispatcher>(pool_, pool_);
+    dispatcher_ = ownDispatcher_.get();
+  }
+}
 
 RpcServer::~RpcServer() { stop(); }
 
@@ -88,15 +107,34 @@ void RpcServer::accept(int listenFd, bool readOnly) {
     auto cred = peerCredentials(fd);
     if (cred.ok()) {
       c->ctx.principal = "uid " + std::to_string(cred->uid) + " (pid " + std::to_string(cred->pid) + ")";
+      c->ctx.peer = "uid " + std::to_string(cred->uid);
       c->ctx.access = !readOnly && peerInGroup(*cred, options_.group) ? Access::write : Access::read;
     } else {
-      c->ctx.principal = "unknown peer";
+      c->ctx.principal = c->ctx.peer = "unknown peer";
       c->ctx.access = Access::read;
     }
+    c->readOnly = c->ctx.access != Access::write;
+    c->usageKey = std::string(c->readOnly ? "ro:" : "rw:") + (cred.ok() ? std::to_string(cred->uid) : "?");
+    c->maxRequest = c->readOnly ? std::min(options_.maxReadOnlyRequestBytes, options_.maxRequestBytes) : options_.maxRequestBytes;
+    c->maxPending = c->readOnly ? std::min(options_.maxReadOnlyPendingOutput, options_.maxPendingOutput) : options_.maxPendingOutput;
+    size_t perUid = c->readOnly ? options_.readOnlyConnectionsPerUid : options_.connectionsPerUid;
+    auto& usage = usage_[c->usageKey];
+    if (conns_.size() >= options_.maxConnections) {
+      refuse(c->fd.release(), c->usageKey, "vmmd has " + std::to_string(conns_.size()) + " RPC connections, its limit; retry later");
+      continue;
+    }
+    if (usage.connections >= perUid) {
+      refuse(c->fd.release(), c->usageKey,
+             c->ctx.peer + " already has " + std::to_string(usage.connections) + " " + (c->readOnly ? "read-only " : "") +
+                 "RPC connections, the limit per uid; close one first");
+      continue;
+    }
+    ++usage.connections;
     conns_[fd] = c;
     connCount_ = conns_.size();
     std::weak_ptr<Connection> weak = c;
-    loop_.watch(fd, EPOLLIN | EPOLLRDHUP, [this, weak](uint32_t ev) {
+    c->interest = EPOLLIN | EPOLLRDHUP;
+    loop_.watch(fd, c->interest, [this, weak](uint32_t ev) {
       auto conn = weak.lock();
       if (!conn || conn->closed) return;
       if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) onReadable(conn);
@@ -105,56 +143,123 @@ void RpcServer::accept(int listenFd, bool readOnly) {
   }
 }
 
+// The one line a refused connection gets; it is closed at once (nothing of it is read).
+void RpcServer::refuse(int fd, const std::string& key, const std::string& message) {
+  fs::UniqueFd owned(fd);
+  ++refused_;
+  std::string line = toText({{"jsonrpc", "2.0"}, {"id", nullptr},
+                             {"error", {{"code", httpStatusFor(ErrorCode::unavailable)}, {"message", message},
+                                        {"data", {{"kind", errorCodeName(ErrorCode::unavailable)}}}}}}) + "\n";
+  (void)!::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  // One log line per 10 s at most: refusals come in floods.
+  int64_t now = wallNowMicros();
+  if (now - lastRefusalLogUs_ >= 10000000) {
+    lastRefusalLogUs_ = now;
+    log::warn("RPC connection refused", {{"peer", key}, {"reason", message}, {"refused_total", refused_.load()}});
+  }
+}
+
+void RpcServer::dropSubscriptions(Connection& c) {
+  for (auto& [id, sub] : c.subs) events_.unsubscribe(sub);
+  auto it = usage_.find(c.usageKey);
+  if (it != usage_.end()) it->second.subscriptions -= std::min(it->second.subscriptions, c.subs.size());
+  c.subs.clear();
+}
+
 void RpcServer::close(const std::shared_ptr<Connection>& c) {
+  loop_.assertInLoopThread("RpcServer::close");
   if (c->closed) return;
   c->closed = true;
-  for (auto& [id, sub] : c->subs) events_.unsubscribe(sub);
-  c->subs.clear();
+  dropSubscriptions(*c);
+  auto it = usage_.find(c->usageKey);
+  if (it != usage_.end() && --it->second.connections == 0 && it->second.subscriptions == 0) usage_.erase(it);
   loop_.unwatch(c->fd.get());
   conns_.erase(c->fd.get());
   connCount_ = conns_.size();
   c->fd.reset();
 }
 
-void RpcServer::onReadable(const std::shared_ptr<Connection>& c) {
-  char buf[65536];
-  while (!c->closed) {
-    ssize_t n = ::read(c->fd.get(), buf, sizeof buf);
-    if (n > 0) {
-      c->in.append(buf, static_cast<size_t>(n));
-      size_t start = 0;
-      while (true) {
-        size_t nl = c->in.find('\n', start);
-        if (nl == std::string::npos) break;
-        std::string_view line(c->in.data() + start, nl - start);
-        if (line.size() > options_.maxRequestBytes) {
-          json err = {{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "request larger than " + std::to_string(options_.maxRequestBytes) + " bytes"}}}};
-          c->closeAfterFlush = true;  // before send(): a reply flushed at once closes right there
-          send(c, toText(err));
-          return;
-        }
-        if (!trim(line).empty()) handleLine(c, line);
-        start = nl + 1;
-        if (c->closed) return;
-      }
-      c->in.erase(0, start);
-      if (c->in.size() > options_.maxRequestBytes) {
-        // Nothing can be answered on a stream we can no longer frame: say why, then close.
-        json err = {{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "request larger than " + std::to_string(options_.maxRequestBytes) + " bytes"}}}};
-        c->in.clear();
-        c->closeAfterFlush = true;
-        send(c, toText(err));
-        return;
-      }
-      continue;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    close(c);  // EOF or error
-    return;
+bool RpcServer::overloaded(const Connection& c) const {
+  return c.inFlight >= options_.inFlightPerConnection || c.pending() > kPauseOutput;
+}
+
+void RpcServer::updateInterest(const std::shared_ptr<Connection>& c) {
+  if (c->closed) return;
+  bool reading = !overloaded(*c) && !c->closeAfterFlush;
+  uint32_t want = (reading ? static_cast<uint32_t>(EPOLLIN | EPOLLRDHUP) : 0u) | (c->pending() ? static_cast<uint32_t>(EPOLLOUT) : 0u);
+  if (want != c->interest) {
+    c->interest = want;
+    loop_.modify(c->fd.get(), want);
+  }
+  // Lines that arrived while it was paused are handled now, from a fresh loop turn (this may
+  // run inside processLines, through a quick call's reply).
+  if (reading && !c->processing && !c->resumePosted && c->in.find('\n') != std::string::npos) {
+    c->resumePosted = true;
+    std::weak_ptr<Connection> weak = c;
+    loop_.post([this, weak] {
+      auto conn = weak.lock();
+      if (!conn || conn->closed) return;
+      conn->resumePosted = false;
+      processLines(conn);
+    });
   }
 }
 
+void RpcServer::requestDone(const std::shared_ptr<Connection>& c) {
+  if (c->inFlight > 0) --c->inFlight;
+  updateInterest(c);
+}
+
+void RpcServer::onReadable(const std::shared_ptr<Connection>& c) {
+  loop_.assertInLoopThread("RpcServer::onReadable");
+  char buf[65536];
+  while (!c->closed && !overloaded(*c) && !c->closeAfterFlush) {
+    ssize_t n = ::read(c->fd.get(), buf, sizeof buf);
+    if (n > 0) {
+      c->in.append(buf, static_cast<size_t>(n));
+      processLines(c);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    close(c);  // EOF or error
+    return;
+  }
+  updateInterest(c);
+}
+
+void RpcServer::processLines(const std::shared_ptr<Connection>& c) {
+  auto tooLarge = [&] {
+    json err = {{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "request larger than " + std::to_string(c->maxRequest) + " bytes" + (c->readOnly ? " (the limit of read-only connections)" : "")}}}};
+    c->in.clear();
+    c->closeAfterFlush = true;  // before send(): a reply flushed at once closes right there
+    send(c, toText(err));
+  };
+  c->processing = true;
+  size_t start = 0;
+  while (!c->closed && !overloaded(*c)) {
+    size_t nl = c->in.find('\n', start);
+    if (nl == std::string::npos) break;
+    std::string_view line(c->in.data() + start, nl - start);
+    if (line.size() > c->maxRequest) {
+      c->processing = false;
+      return tooLarge();
+    }
+    start = nl + 1;
+    if (!trim(line).empty()) {
+      ++c->inFlight;
+      handleLine(c, line);
+    }
+  }
+  c->processing = false;
+  if (c->closed) return;
+  c->in.erase(0, start);
+  // Nothing can be answered on a stream we can no longer frame: say why, then close.
+  if (c->in.size() > c->maxRequest && c->in.find('\n') == std::string::npos) return tooLarge();
+  updateInterest(c);
+}
+
 void RpcServer::onWritable(const std::shared_ptr<Connection>& c) {
+  loop_.assertInLoopThread("RpcServer::onWritable");
   while (c->outOffset < c->out.size()) {
     ssize_t n = ::send(c->fd.get(), c->out.data() + c->outOffset, c->out.size() - c->outOffset, MSG_NOSIGNAL);
     if (n > 0) {
@@ -178,17 +283,14 @@ void RpcServer::onWritable(const std::shared_ptr<Connection>& c) {
     c->out.erase(0, c->outOffset);
     c->outOffset = 0;
   }
-  bool want = c->outOffset < c->out.size() || !c->out.empty();
-  if (want != c->wantWrite) {
-    c->wantWrite = want;
-    loop_.modify(c->fd.get(), EPOLLIN | EPOLLRDHUP | (want ? static_cast<uint32_t>(EPOLLOUT) : 0u));
-  }
+  updateInterest(c);
 }
 
 // Loop thread only.
 void RpcServer::send(const std::shared_ptr<Connection>& c, std::string text) {
+  loop_.assertInLoopThread("RpcServer::send");
   if (c->closed) return;
-  if (c->out.size() - c->outOffset > options_.maxPendingOutput) {
+  if (c->pending() > c->maxPending) {
     log::warn("RPC client is not reading its replies; disconnecting", {{"principal", c->ctx.principal}});
     close(c);
     return;
@@ -204,32 +306,42 @@ void RpcServer::send(const std::shared_ptr<Connection>& c, std::string text) {
 }
 
 void RpcServer::deliverEvents(const std::shared_ptr<Connection>& c) {
+  loop_.assertInLoopThread("RpcServer::deliverEvents");
   // Leave events in the subscription's bounded queue while the client is not reading.
-  if (c->out.size() - c->outOffset > (1 << 20)) return;
+  if (c->pending() > kPauseOutput) return;
+  // send() flushes, and a flush that empties the buffer delivers events: called again from
+  // there, this would erase from c->subs under the loop below (and reorder a subscription's
+  // events). The loop below delivers them; events queued after its drain() post a new call.
+  if (c->delivering) return;
+  c->delivering = true;
   for (auto it = c->subs.begin(); it != c->subs.end();) {
     bool closed = false;
     auto events = it->second->drain(closed);
     for (const auto& e : events) {
-      json note = {{"jsonrpc", "2.0"}, {"method", "event"}, {"params", {{"subscription", it->first}, {"event", model::formatEvent(e)}}}};
-      send(c, toText(note));
-      if (c->closed) return;
+      // The event's text was made once by the bus, for every subscriber.
+      send(c, "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"subscription\":" + std::to_string(it->first) +
+                  ",\"event\":" + e->text + "}}");
+      if (c->closed) break;
     }
+    if (c->closed) break;
     if (closed) {
       events_.unsubscribe(it->second);
+      if (auto u = usage_.find(c->usageKey); u != usage_.end() && u->second.subscriptions > 0) --u->second.subscriptions;
       it = c->subs.erase(it);
     } else {
       ++it;
     }
   }
+  c->delivering = false;
 }
 
 void RpcServer::becomeStream(const std::shared_ptr<Connection>& c, const std::string& replyText, fs::UniqueFd stream) {
   // Whatever the client sent after its request is already console input.
   std::string pendingOut = c->out.substr(c->outOffset) + replyText + "\n";
   std::string pendingIn = std::move(c->in);
-  for (auto& [id, sub] : c->subs) events_.unsubscribe(sub);
-  c->subs.clear();
+  dropSubscriptions(*c);
   c->closed = true;
+  if (auto u = usage_.find(c->usageKey); u != usage_.end() && u->second.connections > 0) --u->second.connections;
   loop_.unwatch(c->fd.get());
   conns_.erase(c->fd.get());
   connCount_ = conns_.size();
@@ -251,29 +363,29 @@ void RpcServer::handleLine(const std::shared_ptr<Connection>& c, std::string_vie
   auto doc = parseJson(line, options_.maxRequestBytes, kJsonMaxDepth, "invalid JSON");
   if (!doc.ok()) {
     send(c, toText({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcParseError}, {"message", "parse error: " + doc.error().message}}}}));
-    return;
+    return requestDone(c);
   }
   json parsed = std::move(*doc);
   std::weak_ptr<Connection> weak = c;
+  // Called once per line read ("" when nothing is to be sent): the line is answered.
   auto respondOnLoop = [this, weak](std::string text) {
-    if (loop_.inLoopThread()) {  // a quick call answered inline
+    auto deliver = [this, weak](std::string t) {
       auto conn = weak.lock();
-      if (conn && !conn->closed) send(conn, std::move(text));
-      return;
-    }
-    loop_.post([this, weak, text = std::move(text)]() mutable {
-      auto conn = weak.lock();
-      if (conn && !conn->closed) send(conn, std::move(text));
-    });
+      if (!conn || conn->closed) return;
+      if (!t.empty()) send(conn, std::move(t));
+      if (!conn->closed) requestDone(conn);
+    };
+    if (loop_.inLoopThread()) return deliver(std::move(text));  // a quick call answered inline
+    loop_.post([deliver, text = std::move(text)]() mutable { deliver(std::move(text)); });
   };
   if (parsed.is_array()) {
     if (parsed.empty()) {
       send(c, toText({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "empty batch"}}}}));
-      return;
+      return requestDone(c);
     }
     if (parsed.size() > kMaxBatch) {
       send(c, toText({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "batch of " + std::to_string(parsed.size()) + " requests; at most " + std::to_string(kMaxBatch) + " are accepted"}}}}));
-      return;
+      return requestDone(c);
     }
     // A batch: answer with one array once every member has answered.
     struct Batch {
@@ -292,14 +404,12 @@ void RpcServer::handleLine(const std::shared_ptr<Connection>& c, std::string_vie
           if (--batch->pending > 0) return;
           all = std::move(batch->replies);
         }
-        if (!all.empty()) respondOnLoop(toText(all));
+        respondOnLoop(all.empty() ? std::string() : toText(all));
       });
     }
     return;
   }
-  handleRequest(c, std::move(parsed), [respondOnLoop](std::string reply) {
-    if (!reply.empty()) respondOnLoop(std::move(reply));
-  });
+  handleRequest(c, std::move(parsed), respondOnLoop);
 }
 
 // Loop thread. `respond` may be called from any thread, with null for notifications.
@@ -347,7 +457,16 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
         return reply(invalidArgument(it.key() + ": unknown parameter of events.subscribe (types: array, object: string)"));
       }
     }
-    auto sub = events_.subscribe(filter);
+    if (auto st = filter.check(); !st.ok()) return reply(st.error());
+    auto& usage = usage_[c->usageKey];
+    size_t perUid = c->readOnly ? options_.readOnlySubscriptionsPerUid : options_.subscriptionsPerUid;
+    if (c->subs.size() >= options_.subscriptionsPerConnection)
+      return reply(unavailable("this connection already has " + std::to_string(c->subs.size()) + " subscriptions, the limit"));
+    if (usage.subscriptions >= perUid)
+      return reply(unavailable(c->ctx.peer + " already has " + std::to_string(usage.subscriptions) + " event subscriptions, the limit per uid"));
+    auto sub = c->readOnly ? events_.subscribe(filter, options_.readOnlyQueueEvents, options_.readOnlyQueueBytes)
+                           : events_.subscribe(filter);
+    ++usage.subscriptions;
     std::weak_ptr<Connection> weak = c;
     sub->setNotify([this, weak] {
       loop_.post([this, weak] {
@@ -367,6 +486,7 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
     if (it == c->subs.end()) return reply(notFound("no subscription " + std::to_string(subId) + " on this connection"));
     events_.unsubscribe(it->second);
     c->subs.erase(it);
+    if (auto u = usage_.find(c->usageKey); u != usage_.end() && u->second.subscriptions > 0) --u->second.subscriptions;
     return reply(Reply(json::object()));
   }
   if (isStreamMethod(method)) {
@@ -393,10 +513,14 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
     return respond(toText({{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", kRpcMethodNotFound}, {"message", "method not found: " + method}}}}));
   }
   CallContext ctx = c->ctx;
-  if (spec->quick) return reply(registry_.call(ctx, method, std::move(params)));
-  pool_.submit([this, ctx, method, params = std::move(params), reply]() mutable {
+  if (spec->lane == Lane::quick) {
+    loop_.annotate("rpc " + method);  // named by the loop's watchdog if it ever runs long
+    return reply(registry_.call(ctx, method, std::move(params)));
+  }
+  auto queued = dispatcher_->submit(*spec, ctx, [this, ctx, method, params = std::move(params), reply]() mutable {
     reply(registry_.call(ctx, method, std::move(params)));
   });
+  if (!queued.ok()) reply(queued.error());
 }
 
 }  // namespace vmm::api

@@ -3,8 +3,21 @@
 // one anyone may use. Requests on one connection run concurrently; responses carry their
 // ids. Event subscriptions ("events.subscribe") arrive as "event" notifications.
 //
-// Connections live on the event loop; calls run on the worker pool.
-// Thread-safety: start()/stop() from the owning thread; everything else is internal.
+// Connections live on the event loop; quick calls run there, the others through the
+// Dispatcher (spec.h has the rule).
+//
+// Bounds (a read-only peer is any local user): connections in all and per uid, subscriptions
+// per connection and per uid, filter sizes (EventFilter::check), the partial line a
+// connection may buffer, batch size, requests in flight per connection, and replies a peer
+// leaves unread. Read-only peers get lower bounds than the read-write group: their largest
+// legitimate line is a name, an id or a filter (well under 1 KiB), so 64 KiB of partial line
+// instead of 4 MiB (which definitions and XML need) keeps 64 connections of one uid under
+// 4 MiB. A connection whose replies pile up (more than 1 MiB unread) or that has too many
+// requests in flight is simply not read until that drains: a client that does not read its
+// replies cannot make vmmd buffer more for it.
+//
+// Thread-safety: start()/stop() from the owning thread; everything else is internal and runs
+// on the loop thread (checked with EventLoop::assertInLoopThread).
 #pragma once
 
 #include <sys/types.h>
@@ -13,6 +26,7 @@
 #include <memory>
 #include <string>
 
+#include "api/dispatcher.h"
 #include "api/registry.h"
 #include "base/byte_relay.h"
 #include "base/event_loop.h"
@@ -28,7 +42,20 @@ struct RpcOptions {
   std::string roSocketPath;
   gid_t group = static_cast<gid_t>(-1);  // may use the read-write socket
   size_t maxRequestBytes = 4 << 20;
+  size_t maxReadOnlyRequestBytes = 64 << 10;
   size_t maxPendingOutput = 64 << 20;    // a client that reads nothing is disconnected
+  size_t maxReadOnlyPendingOutput = 16 << 20;
+  size_t maxConnections = 4096;           // all peers together
+  size_t connectionsPerUid = 512;
+  size_t readOnlyConnectionsPerUid = 64;
+  size_t subscriptionsPerConnection = 64;
+  size_t subscriptionsPerUid = 1024;
+  size_t readOnlySubscriptionsPerUid = 128;
+  size_t readOnlyQueueEvents = 1024;      // event queue of a read-only subscription
+  size_t readOnlyQueueBytes = 4 << 20;
+  size_t inFlightPerConnection = 32;      // requests being answered; more are not read yet
+  // Runs calls that are not quick; null: one of the server's own on `pool`.
+  Dispatcher* dispatcher = nullptr;
   // Stream methods (domain.console, volume.upload, volume.download): the connection becomes
   // the returned fd's byte stream after the reply.
   std::function<Result<StreamStart>(const std::string& method, const nlohmann::json& params)> openStream;
@@ -41,11 +68,23 @@ class RpcServer {
   Status start();
   void stop();
   size_t connectionCount() const;
+  uint64_t refusedConnections() const { return refused_.load(); }
 
  private:
   struct Connection;
+  struct PeerUsage {
+    size_t connections = 0, subscriptions = 0;
+  };
   void accept(int listenFd, bool readOnly);
+  void refuse(int fd, const std::string& key, const std::string& message);
   void onReadable(const std::shared_ptr<Connection>& c);
+  // Handles the complete lines buffered while the connection takes requests.
+  void processLines(const std::shared_ptr<Connection>& c);
+  bool overloaded(const Connection& c) const;
+  // Stops or resumes reading a connection as its replies pile up or drain.
+  void updateInterest(const std::shared_ptr<Connection>& c);
+  void requestDone(const std::shared_ptr<Connection>& c);
+  void dropSubscriptions(Connection& c);
   void onWritable(const std::shared_ptr<Connection>& c);
   void handleLine(const std::shared_ptr<Connection>& c, std::string_view line);
   // `respond` takes the reply's JSON text ("" for notifications) and may run on any thread.
@@ -65,7 +104,12 @@ class RpcServer {
   fs::UniqueFd rwFd_, roFd_;
   std::map<int, std::shared_ptr<Connection>> conns_;  // loop thread only
   std::map<ByteRelay*, std::shared_ptr<ByteRelay>> relays_;  // loop thread only
+  std::map<std::string, PeerUsage> usage_;  // loop thread only; "ro:1000", "rw:0"
   std::atomic<size_t> connCount_{0};
+  std::atomic<uint64_t> refused_{0};
+  int64_t lastRefusalLogUs_ = 0;  // loop thread only
+  std::unique_ptr<Dispatcher> ownDispatcher_;
+  Dispatcher* dispatcher_;
 };
 
 }  // namespace vmm::api

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/process.h"
 #include "base/strings.h"
 
 namespace vmm::drivers::lxc {
@@ -271,7 +272,7 @@ Result<PendingContainer> spawnContainer(const ContainerSpec& spec, Deadline dead
   int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | SIGCHLD;
   if (spec.userns) flags |= CLONE_NEWUSER;
 
-  pid_t monitor = ::fork();
+  pid_t monitor = ChildReaper::fork();
   if (monitor < 0) return systemError("fork", errno);
   if (monitor == 0) {
     ::setsid();

@@ -56,19 +56,19 @@ RunOptions quick(Deadline deadline) {
 LxcDriver::~LxcDriver() {
   std::map<std::string, std::shared_ptr<Container>> all;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     all.swap(containers_);
   }
   // vmmd stops, containers keep running: only let go of the connections.
   for (auto& [name, c] : all) {
-    if (c->pidfd.valid()) ctx_.loop->runSync([&] { ctx_.loop->unwatch(c->pidfd.get()); });
+    if (c->pidfd.valid()) ctx_.loop->runSync([this, fd = c->pidfd.get()] { ctx_.loop->unwatch(fd); });
     if (c->console) c->console->stop();
   }
 }
 
 DriverInfo LxcDriver::probe() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (probed_) return *probed_;
   }
   DriverInfo info;
@@ -84,7 +84,7 @@ DriverInfo LxcDriver::probe() {
     info.available = info.reason.empty();
     info.details = {{"cgroup", cg->v2() ? "v2" : "v1"}, {"nsenter", fs::exists("/usr/bin/nsenter")}};
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!probed_) probed_ = info;
   return *probed_;
 }
@@ -161,7 +161,7 @@ Result<std::string> LxcDriver::rootfsDir(const model::Domain& def) const {
 }
 
 std::shared_ptr<LxcDriver::Container> LxcDriver::find(const std::string& name) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = containers_.find(name);
   return it == containers_.end() ? nullptr : it->second;
 }
@@ -169,7 +169,7 @@ std::shared_ptr<LxcDriver::Container> LxcDriver::find(const std::string& name) c
 Result<std::shared_ptr<LxcDriver::Container>> LxcDriver::running(const model::Domain& def) const {
   auto c = find(def.name);
   if (!c) return conflict("domain " + def.name + " is not running");
-  std::lock_guard lock(c->mu);
+  MutexLock lock(c->mu);
   if (c->exited) return conflict("domain " + def.name + " is not running");
   return c;
 }
@@ -290,7 +290,7 @@ Result<RunningDomain> LxcDriver::start(const model::Domain& def, const StartOpti
   if (options.paused) VMM_TRY(c->cgroups.freeze(true, deadline));
   VMM_TRY(watch(c));
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     containers_[def.name] = c;
   }
   revert.success();
@@ -319,7 +319,7 @@ Status LxcDriver::watch(const std::shared_ptr<Container>& c) {
 void LxcDriver::onExit(const std::shared_ptr<Container>& c) {
   bool requested;
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     c->exited = true;
     requested = c->stopRequested;
     c->cv.notify_all();
@@ -349,7 +349,7 @@ Result<RunningDomain> LxcDriver::reconnect(const model::Domain& def, const json&
     return unavailable("the container's init (pid " + std::to_string(c->initPid) + ") is no longer running");
   VMM_TRY(watch(c));
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     containers_[def.name] = c;
   }
   return runningOf(*c, c->cgroups.frozen() ? model::DomainState::paused : model::DomainState::running);
@@ -378,7 +378,7 @@ void LxcDriver::cleanup(const std::string& name, const ContainerCgroups& cgroups
 void LxcDriver::release(const model::Domain& def, const json& record) {
   std::shared_ptr<Container> c;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = containers_.find(def.name);
     if (it != containers_.end()) {
       c = it->second;
@@ -389,7 +389,7 @@ void LxcDriver::release(const model::Domain& def, const json& record) {
   std::vector<Veth> veths;
   for (const auto& v : record.value("veths", json::array())) veths.push_back({v.value("ifname", ""), v.value("mac", ""), v.value("bridge", "")});
   if (c) {
-    if (c->pidfd.valid()) ctx_.loop->runSync([&] { ctx_.loop->unwatch(c->pidfd.get()); });
+    if (c->pidfd.valid()) ctx_.loop->runSync([this, fd = c->pidfd.get()] { ctx_.loop->unwatch(fd); });
     if (c->console) c->console->stop();
     cg = c->cgroups;
     veths = c->veths;
@@ -402,7 +402,7 @@ void LxcDriver::release(const model::Domain& def, const json& record) {
 
 Status LxcDriver::killAll(const std::shared_ptr<Container>& c, Deadline deadline) {
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     c->stopRequested = true;
   }
   // The cgroup holds every process of the container: killing them all (and thawing a frozen
@@ -433,7 +433,7 @@ Status LxcDriver::reboot(const model::Domain& def, Deadline deadline) {
       });
     return started.error().wrap("reboot");
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = containers_.find(def.name); it != containers_.end()) it->second->runId = runId;
   return {};
 }
@@ -446,7 +446,7 @@ Status LxcDriver::destroy(const model::Domain& def, Deadline deadline) {
 Status LxcDriver::shutdown(const model::Domain& def, const ShutdownOptions& options) {
   VMM_ASSIGN(auto c, running(def));
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     c->stopRequested = true;
   }
   if (c->cgroups.frozen()) (void)c->cgroups.freeze(false, Deadline::after(Millis(2000)));
@@ -463,7 +463,7 @@ Status LxcDriver::shutdown(const model::Domain& def, const ShutdownOptions& opti
   if (c->waitExit(options.deadline)) return {};
   if (options.forceAtDeadline) return killAll(c, Deadline::after(Millis(10000)));
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     c->stopRequested = false;
   }
   return timeoutError("the container did not stop in time");

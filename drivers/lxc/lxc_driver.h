@@ -4,12 +4,11 @@
 // Thread-safety: all methods may be called from any thread.
 #pragma once
 
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 
+#include "base/mutex.h"
 #include "drivers/driver.h"
 #include "drivers/driver_context.h"
 #include "drivers/lxc/cgroups.h"
@@ -58,12 +57,13 @@ class LxcDriver final : public HypervisorDriver {
     std::vector<Veth> veths;
     fs::UniqueFd pidfd;
     std::shared_ptr<qemu::ConsoleMux> console;
-    std::mutex mu;
-    std::condition_variable cv;
-    bool exited = false, stopRequested = false;
+    Mutex mu;
+    CondVar cv;
+    bool exited VMM_GUARDED_BY(mu) = false;
+    bool stopRequested VMM_GUARDED_BY(mu) = false;
     bool waitExit(Deadline deadline) {
-      std::unique_lock lock(mu);
-      return cv.wait_until(lock, deadline.at(), [&] { return exited; });
+      MutexLock lock(mu);
+      return cv.wait_until(lock, deadline.at(), [&]() VMM_REQUIRES(mu) { return exited; });
     }
   };
 
@@ -84,9 +84,9 @@ class LxcDriver final : public HypervisorDriver {
   void cleanup(const std::string& name, const ContainerCgroups& cgroups, const std::vector<Veth>& veths);
 
   DriverContext ctx_;
-  mutable std::mutex mu_;
-  std::optional<DriverInfo> probed_;
-  std::map<std::string, std::shared_ptr<Container>> containers_;
+  mutable Mutex mu_;
+  std::optional<DriverInfo> probed_ VMM_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<Container>> containers_ VMM_GUARDED_BY(mu_);
 };
 
 }  // namespace vmm::drivers::lxc

@@ -36,7 +36,7 @@ Result<json> LxcDriver::snapshotCreate(const model::Domain& def, const json& spe
   VMM_TRY(fs::makeDirs(copy, 0755));
   std::shared_ptr<Container> c;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = containers_.find(def.name);
     if (it != containers_.end()) c = it->second;
   }
@@ -56,7 +56,7 @@ Result<json> LxcDriver::snapshotCreate(const model::Domain& def, const json& spe
 
 Result<json> LxcDriver::snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (containers_.count(def.name)) return conflict("container " + def.name + " is running; stop it before reverting its rootfs");
   }
   const json data = snapshot.value("driver_data", json::object());

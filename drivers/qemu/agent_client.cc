@@ -1,6 +1,5 @@
 #include "drivers/qemu/agent_client.h"
 
-#include <condition_variable>
 #include <thread>
 
 #include "base/base64.h"
@@ -11,12 +10,12 @@
 namespace vmm::drivers::qemu {
 
 struct AgentClient::Waiter {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::optional<json> reply;
-  std::optional<Error> malformed;  // a reply line that was not JSON within the limits
-  bool closed = false;
-  std::string reason;
+  Mutex mu;
+  CondVar cv;
+  std::optional<json> reply VMM_GUARDED_BY(mu);
+  std::optional<Error> malformed VMM_GUARDED_BY(mu);  // a reply line that was not JSON within the limits
+  bool closed VMM_GUARDED_BY(mu) = false;
+  std::string reason VMM_GUARDED_BY(mu);
 };
 
 namespace {
@@ -82,41 +81,57 @@ Result<ExecStatus> execStatusOf(const json& st) {
 AgentClient::~AgentClient() { disconnect(); }
 
 void AgentClient::disconnect() {
-  if (channel_) channel_->close("agent client closed");
-  channel_.reset();
+  std::shared_ptr<JsonChannel> channel;
+  {
+    MutexLock lock(mu_);
+    channel = std::move(channel_);
+  }
+  if (channel) channel->close("agent client closed");
+}
+
+std::shared_ptr<JsonChannel> AgentClient::channel() const {
+  MutexLock lock(mu_);
+  return channel_;
 }
 
 Status AgentClient::ensureConnected(Deadline deadline) {
-  if (channel_ && channel_->connected()) return {};
-  channel_.reset();
+  {
+    MutexLock lock(mu_);
+    if (channel_ && channel_->connected()) return {};
+    channel_.reset();
+  }
   auto fd = connectUnix(path_, deadline);
   if (!fd.ok()) return unavailable("the guest agent channel is not available: " + fd.error().message);
   VMM_TRY(setNonBlocking(fd->get()));
   auto waiter = std::make_shared<Waiter>();
-  waiter_ = waiter;
-  channel_ = JsonChannel::open(loop_, std::move(*fd),
-                               {[waiter](json msg) {
-                                  std::lock_guard lock(waiter->mu);
-                                  waiter->reply = std::move(msg);
-                                  waiter->cv.notify_all();
-                                },
-                                [waiter](const std::string& reason) {
-                                  std::lock_guard lock(waiter->mu);
-                                  waiter->closed = true;
-                                  waiter->reason = reason;
-                                  waiter->cv.notify_all();
-                                },
-                                [waiter](const Error& e) {
-                                  std::lock_guard lock(waiter->mu);
-                                  waiter->malformed = e;
-                                  waiter->cv.notify_all();
-                                }});
+  auto channel = JsonChannel::open(loop_, std::move(*fd),
+                                   {[waiter](json msg) {
+                                      MutexLock lock(waiter->mu);
+                                      waiter->reply = std::move(msg);
+                                      waiter->cv.notify_all();
+                                    },
+                                    [waiter](const std::string& reason) {
+                                      MutexLock lock(waiter->mu);
+                                      waiter->closed = true;
+                                      waiter->reason = reason;
+                                      waiter->cv.notify_all();
+                                    },
+                                    [waiter](const Error& e) {
+                                      MutexLock lock(waiter->mu);
+                                      waiter->malformed = e;
+                                      waiter->cv.notify_all();
+                                    }});
+  {
+    MutexLock lock(mu_);
+    waiter_ = waiter;
+    channel_ = channel;
+  }
   // Resynchronise: a 0xFF byte resets the agent's parser; it answers 0xFF + {"return": id}
   // and everything before that delimiter (stale replies to an earlier client) is dropped.
   uint64_t id = 0;
   randomBytes(&id, sizeof id);
   id &= 0x1fffffffffffffULL;  // exact in a JSON double
-  channel_->skipToDelimiter();
+  channel->skipToDelimiter();
   json sync = {{"execute", "guest-sync-delimited"}, {"arguments", {{"id", id}}}};
   auto r = roundTrip(std::string("\xff") + sync.dump(), deadline.earlier(Deadline::after(Millis(3000))), true);
   if (!r.ok()) {
@@ -133,15 +148,24 @@ Status AgentClient::ensureConnected(Deadline deadline) {
 }
 
 Result<json> AgentClient::roundTrip(const std::string& text, Deadline deadline, bool) {
-  auto waiter = waiter_;
+  std::shared_ptr<Waiter> waiter;
+  std::shared_ptr<JsonChannel> channel;
   {
-    std::lock_guard lock(waiter->mu);
+    MutexLock lock(mu_);
+    waiter = waiter_;
+    channel = channel_;
+  }
+  if (!channel) return unavailable("the guest agent channel closed: agent client closed");
+  {
+    MutexLock lock(waiter->mu);
     waiter->reply.reset();
     waiter->malformed.reset();
   }
-  channel_->send(text);
-  std::unique_lock lock(waiter->mu);
-  if (!waiter->cv.wait_until(lock, deadline.at(), [&] { return waiter->reply || waiter->malformed || waiter->closed; })) {
+  channel->send(text);
+  MutexLock lock(waiter->mu);
+  if (!waiter->cv.wait_until(lock, deadline.at(), [&]() VMM_REQUIRES(waiter->mu) {
+        return waiter->reply || waiter->malformed || waiter->closed;
+      })) {
     lock.unlock();
     disconnect();  // a late reply must not answer the next call
     return timeoutError("the guest agent did not answer before the deadline");
@@ -169,12 +193,14 @@ Result<json> AgentClient::roundTrip(const std::string& text, Deadline deadline, 
 }
 
 Result<json> AgentClient::call(const std::string& command, const json& arguments, Deadline deadline, bool expectReply) {
-  std::lock_guard lock(callMu_);
+  MutexLock lock(callMu_);
   VMM_TRY(ensureConnected(deadline));
   json cmd = {{"execute", command}};
   if (!arguments.empty()) cmd["arguments"] = arguments;
   if (!expectReply) {
-    channel_->send(cmd.dump());
+    auto channel = this->channel();
+    if (!channel) return unavailable("the guest agent channel closed: agent client closed");
+    channel->send(cmd.dump());
     return json::object();
   }
   return roundTrip(cmd.dump(), deadline, false);

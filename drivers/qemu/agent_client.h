@@ -10,11 +10,11 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "base/event_loop.h"
+#include "base/mutex.h"
 #include "base/result.h"
 #include "base/time_util.h"
 #include "drivers/driver.h"
@@ -45,15 +45,18 @@ class AgentClient {
   // as they grow (guest-file-read) and removed afterwards.
   Result<ExecResult> execStreaming(const ExecRequest& request, Deadline deadline);
   struct Waiter;
-  Status ensureConnected(Deadline deadline);
-  Result<json> roundTrip(const std::string& text, Deadline deadline, bool sync);
+  Status ensureConnected(Deadline deadline) VMM_REQUIRES(callMu_);
+  Result<json> roundTrip(const std::string& text, Deadline deadline, bool sync) VMM_REQUIRES(callMu_);
+  std::shared_ptr<JsonChannel> channel() const;
 
   EventLoop& loop_;
   const std::string path_;
-  std::mutex callMu_;  // one request at a time
-  std::shared_ptr<JsonChannel> channel_;
-  std::shared_ptr<Waiter> waiter_;
-  uint64_t syncId_ = 0;
+  Mutex callMu_;  // one request at a time
+  // Never held across a call: disconnect() comes from other threads (the domain stops) while
+  // a call waits for its reply.
+  mutable Mutex mu_;
+  std::shared_ptr<JsonChannel> channel_ VMM_GUARDED_BY(mu_);
+  std::shared_ptr<Waiter> waiter_ VMM_GUARDED_BY(mu_);
 };
 
 }  // namespace vmm::drivers::qemu

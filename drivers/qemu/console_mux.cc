@@ -44,7 +44,7 @@ void ConsoleMux::stop() {
 
 void ConsoleMux::stopOnLoop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopped_) return;
     stopped_ = true;
   }
@@ -134,7 +134,7 @@ Result<fs::UniqueFd> ConsoleMux::attach() {
   auto self = shared_from_this();
   loop_.runSync([&] {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (stopped_) {
         closed = true;
         return;

@@ -8,11 +8,11 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "base/event_loop.h"
 #include "base/fs.h"
+#include "base/mutex.h"
 #include "base/result.h"
 
 namespace vmm::drivers::qemu {
@@ -47,8 +47,8 @@ class ConsoleMux : public std::enable_shared_from_this<ConsoleMux> {
     std::string pending;
   };
   std::map<int, Viewer> viewers_;  // loop thread only
-  std::mutex mu_;
-  bool stopped_ = false;
+  Mutex mu_;
+  bool stopped_ VMM_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace vmm::drivers::qemu

@@ -39,7 +39,7 @@ void JsonChannel::start() {
 }
 
 bool JsonChannel::connected() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return !closed_;
 }
 
@@ -47,7 +47,7 @@ void JsonChannel::send(std::string text, int fdToPass) {
   text += '\n';
   int dupFd = fdToPass >= 0 ? ::fcntl(fdToPass, F_DUPFD_CLOEXEC, 3) : -1;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (closed_) {
       if (dupFd >= 0) ::close(dupFd);
       return;
@@ -79,7 +79,7 @@ void JsonChannel::close(const std::string& reason) {
 
 void JsonChannel::closeOnLoop(const std::string& reason) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (closed_) return;
     closed_ = true;
     for (auto& p : out_)
@@ -98,7 +98,7 @@ void JsonChannel::flush() {
   while (true) {
     Pending* p;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (closed_ || out_.empty()) break;
       p = &out_.front();
     }
@@ -136,7 +136,7 @@ void JsonChannel::flush() {
     }
     outOffset_ += static_cast<size_t>(n);
     if (outOffset_ == p->text.size()) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       out_.pop_front();
       outOffset_ = 0;
     }

@@ -7,7 +7,6 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <deque>
 #include <string>
@@ -15,6 +14,7 @@
 #include "base/event_loop.h"
 #include "base/fs.h"
 #include "base/json_util.h"
+#include "base/mutex.h"
 #include "base/result.h"
 
 namespace vmm::drivers::qemu {
@@ -66,10 +66,10 @@ class JsonChannel : public std::enable_shared_from_this<JsonChannel> {
     std::string text;
     int fd;
   };
-  mutable std::mutex mu_;  // guards out_ and closed_
-  std::deque<Pending> out_;  // deque: references stay valid while other threads append
+  mutable Mutex mu_;
+  std::deque<Pending> out_ VMM_GUARDED_BY(mu_);  // deque: references stay valid while other threads append
   size_t outOffset_ = 0;   // of out_.front().text
-  bool closed_ = false;
+  bool closed_ VMM_GUARDED_BY(mu_) = false;
   bool watching_ = false;
 };
 

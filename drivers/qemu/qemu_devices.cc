@@ -13,7 +13,7 @@
 namespace vmm::drivers::qemu {
 
 Result<int> QemuDriver::freePort(Instance& inst, const std::string& deviceId) {
-  std::lock_guard lock(inst.mu);
+  MutexLock lock(inst.mu);
   for (int p = 1; p <= inst.layout.rootPorts; ++p) {
     if (inst.usedPorts.count(p)) continue;
     inst.usedPorts.insert(p);
@@ -28,7 +28,7 @@ namespace {
 
 // Gives a root port back (after a failed plug or an unplug).
 void releasePort(QemuDriver::Instance& inst, const std::string& deviceId) {
-  std::lock_guard lock(inst.mu);
+  MutexLock lock(inst.mu);
   auto it = inst.layout.portOf.find(deviceId);
   if (it == inst.layout.portOf.end()) return;
   inst.usedPorts.erase(it->second);
@@ -43,8 +43,10 @@ Status hotplugPossible(const QemuDriver::Instance& inst, const std::string& what
 }  // namespace
 
 Status QemuDriver::waitDeviceDeleted(Instance& inst, const std::string& deviceId, Deadline deadline) {
-  std::unique_lock lock(inst.mu);
-  bool gone = inst.cv.wait_until(lock, deadline.at(), [&] { return inst.deletedDevices.count(deviceId) > 0 || inst.exited; });
+  MutexLock lock(inst.mu);
+  bool gone = inst.cv.wait_until(lock, deadline.at(), [&]() VMM_REQUIRES(inst.mu) {
+    return inst.deletedDevices.count(deviceId) > 0 || inst.exited;
+  });
   if (!gone)
     return timeoutError("the guest did not release " + deviceId +
                         " before the deadline (it may not support hot-unplug or still use the device); "
@@ -55,7 +57,7 @@ Status QemuDriver::waitDeviceDeleted(Instance& inst, const std::string& deviceId
 
 Status QemuDriver::unplugDevice(Instance& inst, const std::string& deviceId, Deadline deadline) {
   {
-    std::lock_guard lock(inst.mu);
+    MutexLock lock(inst.mu);
     inst.deletedDevices.erase(deviceId);
   }
   auto del = inst.qmp->execute("device_del", {{"id", deviceId}}, deadline);
@@ -143,11 +145,11 @@ Status QemuDriver::attachNic(const model::Domain& def, const model::Nic& nic, De
     revert.add([inst, fdName] { (void)inst->qmp->execute("closefd", {{"fdname", fdName}}, Deadline::after(Millis(5000))); });
     backend.kind = "tap";
     {
-      std::lock_guard lock(inst->mu);
+      MutexLock lock(inst->mu);
       inst->taps.push_back({port->ifname, nic.mac});
     }
     revert.add([inst, mac = nic.mac] {
-      std::lock_guard lock(inst->mu);
+      MutexLock lock(inst->mu);
       std::erase_if(inst->taps, [&](const Instance::Tap& t) { return t.mac == mac; });
     });
     // The netdev refers to the passed fd by name rather than by number.
@@ -180,7 +182,7 @@ Status QemuDriver::detachNic(const model::Domain& def, const model::Nic& nic, De
   releasePort(*inst, deviceId);
   std::string ifname;
   {
-    std::lock_guard lock(inst->mu);
+    MutexLock lock(inst->mu);
     for (const auto& t : inst->taps)
       if (t.mac == nic.mac) ifname = t.ifname;
     std::erase_if(inst->taps, [&](const Instance::Tap& t) { return t.mac == nic.mac; });

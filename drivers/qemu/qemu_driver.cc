@@ -11,6 +11,7 @@
 
 #include "base/json_util.h"
 #include "base/log.h"
+#include "base/log_cap.h"
 #include "base/process.h"
 #include "base/random.h"
 #include "base/reverter.h"
@@ -53,12 +54,12 @@ QemuDriver::QemuDriver(DriverContext ctx, QemuOptions options) : ctx_(std::move(
 QemuDriver::~QemuDriver() {
   std::map<std::string, std::shared_ptr<Instance>> all;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     all.swap(instances_);
   }
   // vmmd stops, guests keep running: only let go of the connections.
   for (auto& [name, inst] : all) {
-    if (inst->pidfd.valid()) ctx_.loop->runSync([&] { ctx_.loop->unwatch(inst->pidfd.get()); });
+    if (inst->pidfd.valid()) ctx_.loop->runSync([this, fd = inst->pidfd.get()] { ctx_.loop->unwatch(fd); });
     if (inst->console) inst->console->stop();
     if (inst->agent) inst->agent->disconnect();
     if (inst->qmp) inst->qmp->close();
@@ -88,9 +89,20 @@ std::string QemuDriver::kvmUnusableReason() const {
   return r->describe();
 }
 
+void QemuDriver::maintain() {
+  std::vector<std::string> logs;
+  {
+    MutexLock lock(mu_);
+    for (const auto& [name, inst] : instances_) logs.push_back(inst->qemuLogPath());
+  }
+  for (const auto& path : logs)
+    if (auto cut = capLogFile(path, options_.qemuLogLimit); !cut.ok())
+      log::warn("cannot keep qemu.log under its size", {{"path", path}, {"error", cut.error().message}});
+}
+
 DriverInfo QemuDriver::probe() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (probed_) return *probed_;
   }
   // Runs QEMU without the driver's lock (no lock across I/O); concurrent first callers may
@@ -132,7 +144,7 @@ DriverInfo QemuDriver::probe() {
       info.details["kvm_reason"] = fs::exists("/dev/kvm") ? "/dev/kvm is not accessible" : "no /dev/kvm on this host: guests run under TCG emulation";
     }
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!probed_) {
     probed_ = info;
     machines_ = std::move(machines);
@@ -145,7 +157,7 @@ Status QemuDriver::validate(const model::Domain& def) const {
   if (machineFamily(machine).empty())
     return invalidArgument("machine: unknown machine type " + quote(machine) + " (known: q35, pc, microvm and their versions)");
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!machines_.empty() && !machines_.count(machine))
       return invalidArgument("machine: " + quote(machine) + " is not offered by this QEMU");
   }
@@ -166,7 +178,7 @@ Status QemuDriver::validate(const model::Domain& def) const {
 }
 
 std::shared_ptr<QemuDriver::Instance> QemuDriver::find(const std::string& name) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = instances_.find(name);
   return it == instances_.end() ? nullptr : it->second;
 }
@@ -178,7 +190,7 @@ Result<std::shared_ptr<QemuDriver::Instance>> QemuDriver::running(const model::D
 }
 
 json QemuDriver::recordOf(const Instance& inst) const {
-  std::lock_guard lock(inst.mu);
+  MutexLock lock(inst.mu);
   json taps = json::array();
   for (const auto& t : inst.taps) taps.push_back({{"ifname", t.ifname}, {"mac", t.mac}});
   json ports = json::object();
@@ -306,7 +318,8 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
   inst->layout = cl.layout;
   for (const auto& [id, p] : cl.layout.portOf) inst->usedPorts.insert(p);
 
-  fs::UniqueFd logFd(::open(inst->qemuLogPath().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+  // O_APPEND: maintain() cuts the file while QEMU keeps writing to it.
+  fs::UniqueFd logFd(::open(inst->qemuLogPath().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640));
   if (!logFd.valid()) return systemError("cannot create " + inst->qemuLogPath(), errno);
   SpawnOptions so;
   so.passFds = passFds;
@@ -321,7 +334,7 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
     std::weak_ptr<Instance> weak = inst;
     ChildReaper::onExit(inst->pid, [weak](int status) {
       if (auto i = weak.lock()) {
-        std::lock_guard lock(i->mu);
+        MutexLock lock(i->mu);
         i->exitStatus = status;
       }
     });
@@ -356,7 +369,7 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
   }
   if (!options.paused) {
     {
-      std::lock_guard lock(inst->mu);
+      MutexLock lock(inst->mu);
       inst->pauseChangesRequested++;
     }
     auto r = inst->qmp->execute("cont", json::object(), deadline);
@@ -369,7 +382,7 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
       if (auto port = parseInt(jsonStringOr(*vnc, "service", ""))) result.info["vnc_port"] = *port;
   }
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     instances_[def.name] = inst;
   }
   revert.success();
@@ -407,7 +420,7 @@ Status QemuDriver::attach(const std::shared_ptr<Instance>& inst, fs::UniqueFd mo
 
 void QemuDriver::onMonitorEvent(const std::shared_ptr<Instance>& inst, const std::string& event, const json& data) {
   log::debug("QMP event", {{"domain", inst->name}, {"event", event}});
-  std::unique_lock lock(inst->mu);
+  MutexLock lock(inst->mu);
   if (event == "SHUTDOWN") {
     inst->shutdownReason = jsonStringOr(data, "reason", "");
   } else if (event == "DEVICE_DELETED") {
@@ -440,15 +453,17 @@ void QemuDriver::onMonitorEvent(const std::shared_ptr<Instance>& inst, const std
 }
 
 void QemuDriver::onProcessExit(const std::shared_ptr<Instance>& inst) {
+  std::optional<int> reaped;
   if (inst->child && !ChildReaper::enabled()) {
     int status = 0;
-    if (::waitpid(inst->pid, &status, WNOHANG) == inst->pid) inst->exitStatus = status;
+    if (::waitpid(inst->pid, &status, WNOHANG) == inst->pid) reaped = status;
   }
   bool requested;
   std::string reason;
   int status;
   {
-    std::lock_guard lock(inst->mu);
+    MutexLock lock(inst->mu);
+    if (reaped) inst->exitStatus = *reaped;
     inst->exited = true;
     requested = inst->stopRequested;
     reason = inst->shutdownReason;
@@ -528,7 +543,7 @@ Result<RunningDomain> QemuDriver::reconnect(const model::Domain& def, const json
     return unavailable("QEMU was left in state " + s + " and was stopped");
   }
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     instances_[def.name] = inst;
   }
   return runningOf(*inst, state);
@@ -537,7 +552,7 @@ Result<RunningDomain> QemuDriver::reconnect(const model::Domain& def, const json
 void QemuDriver::release(const model::Domain& def, const json& record) {
   std::shared_ptr<Instance> inst;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = instances_.find(def.name);
     if (it != instances_.end()) {
       inst = it->second;
@@ -570,7 +585,7 @@ void QemuDriver::release(const model::Domain& def, const json& record) {
 
 Status QemuDriver::terminate(const std::shared_ptr<Instance>& inst, Deadline deadline) {
   {
-    std::lock_guard lock(inst->mu);
+    MutexLock lock(inst->mu);
     inst->stopRequested = true;
     if (inst->exited) return {};
   }
@@ -591,11 +606,11 @@ Status QemuDriver::destroy(const model::Domain& def, Deadline deadline) {
 Status QemuDriver::shutdown(const model::Domain& def, const ShutdownOptions& options) {
   VMM_ASSIGN(auto inst, running(def));
   {
-    std::lock_guard lock(inst->mu);
+    MutexLock lock(inst->mu);
     inst->stopRequested = true;
   }
   auto undoRequest = [&] {
-    std::lock_guard lock(inst->mu);
+    MutexLock lock(inst->mu);
     inst->stopRequested = false;
   };
   // Each step taken is an event: which one stopped the guest is visible to API clients.
@@ -645,7 +660,7 @@ Status QemuDriver::reset(const model::Domain& def, Deadline deadline) {
 Status QemuDriver::suspend(const model::Domain& def, Deadline deadline) {
   VMM_ASSIGN(auto inst, running(def));
   {
-    std::lock_guard lock(inst->mu);
+    MutexLock lock(inst->mu);
     inst->pauseChangesRequested++;
   }
   auto r = inst->qmp->execute("stop", json::object(), deadline);
@@ -655,7 +670,7 @@ Status QemuDriver::suspend(const model::Domain& def, Deadline deadline) {
 Status QemuDriver::resume(const model::Domain& def, Deadline deadline) {
   VMM_ASSIGN(auto inst, running(def));
   {
-    std::lock_guard lock(inst->mu);
+    MutexLock lock(inst->mu);
     inst->pauseChangesRequested++;
   }
   auto r = inst->qmp->execute("cont", json::object(), deadline);

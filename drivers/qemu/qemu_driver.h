@@ -9,12 +9,11 @@
 // and agent calls never hold the driver's lock.
 #pragma once
 
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 
+#include "base/mutex.h"
 #include "drivers/driver.h"
 #include "drivers/driver_context.h"
 #include "drivers/qemu/agent_client.h"
@@ -27,6 +26,7 @@ namespace vmm::drivers::qemu {
 struct QemuOptions {
   std::string binary = "qemu-system-x86_64";
   size_t consoleLogLimit = 1 << 20;  // bytes per console log file (two are kept)
+  size_t qemuLogLimit = 1 << 20;     // qemu.log (QEMU's own messages), cut by maintain()
   int sparePorts = 4;                // empty hotplug slots on q35
   Millis startTimeout = Millis(30000);
 };
@@ -66,6 +66,7 @@ class QemuDriver final : public HypervisorDriver {
                             Deadline deadline) override;
   Result<fs::UniqueFd> openConsole(const model::Domain& def) override;
   Result<std::string> consoleLog(const model::Domain& def, size_t maxBytes) override;
+  void maintain() override;
 
   Result<json> snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) override;
   Result<json> snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) override;
@@ -98,10 +99,10 @@ class QemuDriver final : public HypervisorDriver {
 
   DriverContext ctx_;
   QemuOptions options_;
-  mutable std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Instance>> instances_;  // by domain name
-  std::optional<DriverInfo> probed_;
-  std::set<std::string> machines_;  // from `-machine help`
+  mutable Mutex mu_;
+  std::map<std::string, std::shared_ptr<Instance>> instances_ VMM_GUARDED_BY(mu_);  // by domain name
+  std::optional<DriverInfo> probed_ VMM_GUARDED_BY(mu_);
+  std::set<std::string> machines_ VMM_GUARDED_BY(mu_);  // from `-machine help`
 };
 
 }  // namespace vmm::drivers::qemu

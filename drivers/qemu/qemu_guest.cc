@@ -118,12 +118,12 @@ Result<json> QemuDriver::migrateToFile(Instance& inst, const std::string& path, 
   VMM_TRY(inst.qmp->execute("migrate-set-capabilities", {{"capabilities", {{{"capability", "events"}, {"state", true}}}}}, deadline));
   VMM_TRY(inst.qmp->execute("getfd", {{"fdname", "vmm-save"}}, deadline, file.get()));
   {
-    std::lock_guard lock(inst.mu);
+    MutexLock lock(inst.mu);
     inst.migrationStatus.clear();
   }
   VMM_TRY(inst.qmp->execute("migrate", {{"uri", "fd:vmm-save"}}, deadline));
-  std::unique_lock lock(inst.mu);
-  bool done = inst.cv.wait_until(lock, deadline.at(), [&] {
+  MutexLock lock(inst.mu);
+  bool done = inst.cv.wait_until(lock, deadline.at(), [&]() VMM_REQUIRES(inst.mu) {
     return inst.migrationStatus == "completed" || inst.migrationStatus == "failed" || inst.migrationStatus == "cancelled" || inst.exited;
   });
   if (!done) return timeoutError("saving the guest's state did not finish before the deadline");
@@ -137,8 +137,8 @@ Status QemuDriver::restoreFromFile(Instance& inst, const std::string& path, Dead
   VMM_TRY(inst.qmp->execute("migrate-set-capabilities", {{"capabilities", {{{"capability", "events"}, {"state", true}}}}}, deadline));
   VMM_TRY(inst.qmp->execute("getfd", {{"fdname", "vmm-restore"}}, deadline, file.get()));
   VMM_TRY(inst.qmp->execute("migrate-incoming", {{"uri", "fd:vmm-restore"}}, deadline));
-  std::unique_lock lock(inst.mu);
-  bool done = inst.cv.wait_until(lock, deadline.at(), [&] {
+  MutexLock lock(inst.mu);
+  bool done = inst.cv.wait_until(lock, deadline.at(), [&]() VMM_REQUIRES(inst.mu) {
     return inst.migrationStatus == "completed" || inst.migrationStatus == "failed" || inst.exited;
   });
   if (!done) return timeoutError("restoring the guest's state did not finish before the deadline");
@@ -149,7 +149,7 @@ Status QemuDriver::restoreFromFile(Instance& inst, const std::string& path, Dead
 Status QemuDriver::save(const model::Domain& def, const std::string& path, Deadline deadline) {
   VMM_ASSIGN(auto inst, running(def));
   {
-    std::lock_guard lock(inst->mu);
+    MutexLock lock(inst->mu);
     inst->stopRequested = true;  // the process ends after the save: not a crash
     inst->pauseChangesRequested++;
   }
@@ -158,7 +158,7 @@ Status QemuDriver::save(const model::Domain& def, const std::string& path, Deadl
   if (!saved.ok()) {
     (void)fs::removeFile(path);
     {
-      std::lock_guard lock(inst->mu);
+      MutexLock lock(inst->mu);
       inst->stopRequested = false;
       inst->pauseChangesRequested++;
     }

@@ -3,16 +3,15 @@
 
 #include <sys/types.h>
 
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "base/fs.h"
+#include "base/mutex.h"
 #include "drivers/qemu/qemu_driver.h"
 
 namespace vmm::drivers::qemu {
@@ -36,16 +35,16 @@ struct QemuDriver::Instance {
   std::unique_ptr<AgentClient> agent;
   std::shared_ptr<ConsoleMux> console;
 
-  mutable std::mutex mu;  // guards the fields below, and taps/usedPorts/layout.portOf after start
-  std::condition_variable cv;
-  bool exited = false;
-  int exitStatus = -1;            // wait status when known (children only)
-  bool stopRequested = false;     // destroy/shutdown/save by vmmd: not an unexpected stop
-  int pauseChangesRequested = 0;  // STOP/RESUME events caused by vmmd itself
-  std::string shutdownReason;     // from the last SHUTDOWN event
-  std::string pauseReason;        // from an I/O error before a STOP
-  std::set<std::string> deletedDevices;
-  std::string migrationStatus;
+  mutable Mutex mu;  // guards the fields below, and taps/usedPorts/layout.portOf after start
+  CondVar cv;
+  bool exited VMM_GUARDED_BY(mu) = false;
+  int exitStatus VMM_GUARDED_BY(mu) = -1;            // wait status when known (children only)
+  bool stopRequested VMM_GUARDED_BY(mu) = false;     // destroy/shutdown/save by vmmd: not an unexpected stop
+  int pauseChangesRequested VMM_GUARDED_BY(mu) = 0;  // STOP/RESUME events caused by vmmd itself
+  std::string shutdownReason VMM_GUARDED_BY(mu);     // from the last SHUTDOWN event
+  std::string pauseReason VMM_GUARDED_BY(mu);        // from an I/O error before a STOP
+  std::set<std::string> deletedDevices VMM_GUARDED_BY(mu);
+  std::string migrationStatus VMM_GUARDED_BY(mu);
 
   std::string qmpPath() const { return runDir + "/qmp.sock"; }
   std::string agentPath() const { return runDir + "/qga.sock"; }
@@ -55,11 +54,11 @@ struct QemuDriver::Instance {
 
   // Waits until the process has exited or the deadline passes; true if it exited.
   bool waitExit(Deadline deadline) {
-    std::unique_lock lock(mu);
-    return cv.wait_until(lock, deadline.at(), [&] { return exited; });
+    MutexLock lock(mu);
+    return cv.wait_until(lock, deadline.at(), [&]() VMM_REQUIRES(mu) { return exited; });
   }
   bool hasExited() {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     return exited;
   }
 };

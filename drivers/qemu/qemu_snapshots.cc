@@ -114,12 +114,12 @@ Error rawDiskError(const std::string& target, const std::string& format) {
 
 Status setRunning(QemuDriver::Instance& inst, bool run, Deadline deadline) {
   {
-    std::lock_guard lock(inst.mu);
+    MutexLock lock(inst.mu);
     inst.pauseChangesRequested++;
   }
   auto r = inst.qmp->execute(run ? "cont" : "stop", json::object(), deadline);
   if (r.ok()) return {};
-  std::lock_guard lock(inst.mu);
+  MutexLock lock(inst.mu);
   inst.pauseChangesRequested--;
   return r.error();
 }
@@ -298,7 +298,7 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
       // The job stops and restarts the guest itself (STOP, RESUME: both expected), so a vmmd
       // that dies meanwhile does not leave the guest paused.
       auto expectPauseEvents = [&](int n) {
-        std::lock_guard lock(inst->mu);
+        MutexLock lock(inst->mu);
         inst->pauseChangesRequested += n;
       };
       auto save = [&]() -> Status {
@@ -455,7 +455,7 @@ Result<json> QemuDriver::snapshotRevert(const model::Domain& def, const json& sn
       bool jobRestarts = running && wantRunning;
       if (running && !wantRunning) VMM_TRY(setRunning(*inst, false, deadline));
       if (jobRestarts) {
-        std::lock_guard lock(inst->mu);
+        MutexLock lock(inst->mu);
         inst->pauseChangesRequested += 2;
       }
       std::string id = jobId("load");
@@ -465,7 +465,7 @@ Result<json> QemuDriver::snapshotRevert(const model::Domain& def, const json& sn
         // A failed load leaves the guest stopped (restore-vm): give back what it was doing.
         if (running && nowRunning.ok() && !*nowRunning) {
           if (jobRestarts) {
-            std::lock_guard lock(inst->mu);
+            MutexLock lock(inst->mu);
             inst->pauseChangesRequested--;  // the RESUME the job did not send
           }
           (void)setRunning(*inst, true, Deadline::after(Millis(10000)));

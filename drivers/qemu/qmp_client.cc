@@ -30,7 +30,7 @@ Result<std::shared_ptr<QmpClient>> QmpClient::connect(EventLoop& loop, const std
 Result<std::shared_ptr<QmpClient>> QmpClient::connectFd(EventLoop& loop, fs::UniqueFd fd, Deadline deadline,
                                                         EventHandler onEvent, CloseHandler onClose) {
   VMM_TRY(setNonBlocking(fd.get()));
-  std::shared_ptr<QmpClient> c(new QmpClient(loop, std::move(onEvent), std::move(onClose)));
+  std::shared_ptr<QmpClient> c(new QmpClient(std::move(onEvent), std::move(onClose)));
   std::weak_ptr<QmpClient> weak = c;
   c->channel_ = JsonChannel::open(loop, std::move(fd),
                                   {[weak](json msg) {
@@ -51,8 +51,8 @@ QmpClient::~QmpClient() {
 
 Status QmpClient::negotiate(Deadline deadline) {
   {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_until(lock, deadline.at(), [&] { return greeted_ || closed_; }))
+    MutexLock lock(mu_);
+    if (!cv_.wait_until(lock, deadline.at(), [&]() VMM_REQUIRES(mu_) { return greeted_ || closed_; }))
       return timeoutError("QEMU monitor sent no greeting before the deadline");
     if (closed_) return unavailable("QEMU monitor closed before its greeting: " + closeReason_);
   }
@@ -62,7 +62,8 @@ Status QmpClient::negotiate(Deadline deadline) {
 }
 
 std::string QmpClient::qemuVersion() const {
-  const json* qmp = jsonMember(greeting_, "QMP");
+  json greeting = this->greeting();
+  const json* qmp = jsonMember(greeting, "QMP");
   const json* version = qmp ? jsonMember(*qmp, "version") : nullptr;
   const json* v = version ? jsonMember(*version, "qemu") : nullptr;
   if (!v || !v->is_object()) return "";
@@ -83,7 +84,7 @@ void QmpClient::onMessage(json msg) {
   }
   if (msg.contains("QMP")) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       greeting_ = std::move(msg);
       greeted_ = true;
     }
@@ -107,7 +108,7 @@ void QmpClient::onMessage(json msg) {
   if (!id) return;  // not ours
   std::pair<std::string, ReplyHandler> waiter;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = pending_.find(*id);
     if (it == pending_.end()) return;  // its caller gave up (deadline)
     waiter = std::move(it->second);
@@ -121,21 +122,23 @@ void QmpClient::onMessage(json msg) {
 void QmpClient::onClosed(const std::string& reason) {
   std::map<uint64_t, std::pair<std::string, ReplyHandler>> pending;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     closed_ = true;
     closeReason_ = reason;
     pending.swap(pending_);
   }
   cv_.notify_all();
-  for (auto& [id, w] : pending) w.second(unavailable("QEMU monitor closed during " + w.first + ": " + reason));
+  // The owner hears of the close first, so a caller whose command fails with it finds the
+  // owner's state already updated.
   if (onClose_) onClose_(reason);
+  for (auto& [id, w] : pending) w.second(unavailable("QEMU monitor closed during " + w.first + ": " + reason));
 }
 
 uint64_t QmpClient::executeAsync(const std::string& command, const json& arguments, ReplyHandler onReply, int fdToPass) {
   uint64_t id = 0;
   std::string reason;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (closed_ || !channel_) {
       reason = closeReason_.empty() ? "not connected" : closeReason_;
     } else {
@@ -158,7 +161,7 @@ Result<json> QmpClient::execute(const std::string& command, const json& argument
   auto future = promise->get_future();
   uint64_t id = executeAsync(command, arguments, [promise](Result<json> r) { promise->set_value(std::move(r)); }, fdToPass);
   if (future.wait_until(deadline.at()) != std::future_status::ready) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     pending_.erase(id);
     return timeoutError("QEMU did not answer " + command + " before the deadline");
   }

@@ -5,15 +5,14 @@
 // executeAsync() from any thread. Event and close callbacks run on the loop thread.
 #pragma once
 
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "base/event_loop.h"
+#include "base/mutex.h"
 #include "base/result.h"
 #include "base/time_util.h"
 #include "drivers/qemu/json_channel.h"
@@ -52,31 +51,32 @@ class QmpClient : public std::enable_shared_from_this<QmpClient> {
   Status startJob(const std::string& command, const json& arguments, Deadline deadline);
   Status waitJob(const std::string& command, const std::string& jobId, Deadline deadline, bool completeWhenReady = false);
 
-  const json& greeting() const { return greeting_; }
+  json greeting() const {
+    MutexLock lock(mu_);
+    return greeting_;
+  }
   std::string qemuVersion() const;
   bool connected() const;
   void close();
 
  private:
-  QmpClient(EventLoop& loop, EventHandler onEvent, CloseHandler onClose)
-      : loop_(loop), onEvent_(std::move(onEvent)), onClose_(std::move(onClose)) {}
+  QmpClient(EventHandler onEvent, CloseHandler onClose) : onEvent_(std::move(onEvent)), onClose_(std::move(onClose)) {}
   void onMessage(json msg);
   void onClosed(const std::string& reason);
   Status negotiate(Deadline deadline);
 
-  EventLoop& loop_;
   EventHandler onEvent_;
   CloseHandler onClose_;
   std::shared_ptr<JsonChannel> channel_;
-  json greeting_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool greeted_ = false;
-  bool closed_ = false;
-  std::string closeReason_;
-  uint64_t nextId_ = 1;
-  std::map<uint64_t, std::pair<std::string, ReplyHandler>> pending_;
+  mutable Mutex mu_;
+  CondVar cv_;
+  json greeting_ VMM_GUARDED_BY(mu_);
+  bool greeted_ VMM_GUARDED_BY(mu_) = false;
+  bool closed_ VMM_GUARDED_BY(mu_) = false;
+  std::string closeReason_ VMM_GUARDED_BY(mu_);
+  uint64_t nextId_ VMM_GUARDED_BY(mu_) = 1;
+  std::map<uint64_t, std::pair<std::string, ReplyHandler>> pending_ VMM_GUARDED_BY(mu_);
 };
 
 // Error for a QMP {"error": {"class", "desc"}} reply to `command`.

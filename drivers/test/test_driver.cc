@@ -33,13 +33,14 @@ DriverInfo TestDriver::probe() {
 Status TestDriver::validate(const model::Domain& def) const {
   auto b = behaviour(def);
   if (!b.is_object()) return invalidArgument("metadata.test_driver: expected an object");
-  static const std::vector<std::string> known = {"start_delay", "fail_start",   "shutdown_delay", "ignore_shutdown",
-                                                 "poweroff_after", "crash_after", "agent",          "fail_reconnect"};
+  static const std::vector<std::string> known = {"start_delay",    "fail_start",  "shutdown_delay", "ignore_shutdown",
+                                                 "poweroff_after", "crash_after", "agent",          "fail_reconnect",
+                                                 "destroy_delay"};
   for (auto it = b.begin(); it != b.end(); ++it) {
     if (std::find(known.begin(), known.end(), it.key()) == known.end())
       return invalidArgument("metadata.test_driver." + it.key() + ": unknown field");
   }
-  for (const char* key : {"start_delay", "shutdown_delay", "poweroff_after", "crash_after"}) {
+  for (const char* key : {"start_delay", "shutdown_delay", "poweroff_after", "crash_after", "destroy_delay"}) {
     if (b.contains(key) && (!b[key].is_string() || !parseDuration(b[key].get<std::string>())))
       return invalidArgument(std::string("metadata.test_driver.") + key + ": expected a duration such as \"500ms\"");
   }
@@ -100,7 +101,7 @@ void TestDriver::scheduleSelfStop(const model::Domain& def, Guest& g) {
 
 void TestDriver::stopGuest(const std::string& name, const std::string& runId, StopCause cause, const std::string& detail) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = guests_.find(name);
     if (it == guests_.end() || it->second.runId != runId) return;
     guests_.erase(it);
@@ -121,7 +122,7 @@ Result<RunningDomain> TestDriver::start(const model::Domain& def, const StartOpt
     auto resolved = services_->resolveDisk(disk);
     if (!resolved.ok()) return resolved.error().wrap("disk " + disk.target);
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (guests_.count(def.name)) return conflict("domain " + def.name + " is already running");
   Guest g;
   g.runId = newUuid();
@@ -141,7 +142,7 @@ Result<RunningDomain> TestDriver::start(const model::Domain& def, const StartOpt
 
 Result<RunningDomain> TestDriver::reconnect(const model::Domain& def, const json& record) {
   if (behaviour(def).value("fail_reconnect", false)) return unavailable("simulated guest is gone");
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Guest g;
   g.runId = record.value("run_id", "");
   if (g.runId.empty()) return unavailable("runtime record has no run id");
@@ -160,7 +161,7 @@ Result<RunningDomain> TestDriver::reconnect(const model::Domain& def, const json
 }
 
 void TestDriver::release(const model::Domain& def, const json&) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = guests_.find(def.name);
   if (it != guests_.end()) {
     if (it->second.timer && ctx_.loop) ctx_.loop->cancelTimer(it->second.timer);
@@ -169,7 +170,7 @@ void TestDriver::release(const model::Domain& def, const json&) {
 }
 
 std::optional<json> TestDriver::currentRecord(const model::Domain& def) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = guests_.find(def.name);
   if (it == guests_.end()) return std::nullopt;
   return recordOf(it->second);
@@ -179,7 +180,7 @@ Status TestDriver::shutdown(const model::Domain& def, const ShutdownOptions& opt
   auto b = behaviour(def);
   std::string runId;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     VMM_ASSIGN(auto* g, findLocked(def));
     runId = g->runId;
   }
@@ -195,7 +196,7 @@ Status TestDriver::shutdown(const model::Domain& def, const ShutdownOptions& opt
       return destroy(def, Deadline::after(Millis(5000)));
     }
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = guests_.find(def.name);
   if (it != guests_.end() && it->second.runId == runId) {
     if (it->second.timer && ctx_.loop) ctx_.loop->cancelTimer(it->second.timer);
@@ -204,8 +205,9 @@ Status TestDriver::shutdown(const model::Domain& def, const ShutdownOptions& opt
   return {};
 }
 
-Status TestDriver::destroy(const model::Domain& def, Deadline) {
-  std::lock_guard lock(mu_);
+Status TestDriver::destroy(const model::Domain& def, Deadline deadline) {
+  if (auto delay = behaviourDuration(def, "destroy_delay")) sleepUntil(deadline, *delay);
+  MutexLock lock(mu_);
   VMM_ASSIGN(auto* g, findLocked(def));
   if (g->timer && ctx_.loop) ctx_.loop->cancelTimer(g->timer);
   guests_.erase(def.name);
@@ -213,7 +215,7 @@ Status TestDriver::destroy(const model::Domain& def, Deadline) {
 }
 
 Status TestDriver::reboot(const model::Domain& def, Deadline) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   VMM_ASSIGN(auto* g, findLocked(def));
   if (g->paused) return conflict("domain " + def.name + " is paused; resume it first");
   g->console += "test guest " + def.name + " rebooted\r\n";
@@ -223,7 +225,7 @@ Status TestDriver::reboot(const model::Domain& def, Deadline) {
 Status TestDriver::reset(const model::Domain& def, Deadline d) { return reboot(def, d); }
 
 Status TestDriver::suspend(const model::Domain& def, Deadline) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   VMM_ASSIGN(auto* g, findLocked(def));
   if (g->paused) return conflict("domain " + def.name + " is already paused");
   g->paused = true;
@@ -232,7 +234,7 @@ Status TestDriver::suspend(const model::Domain& def, Deadline) {
 }
 
 Status TestDriver::resume(const model::Domain& def, Deadline) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   VMM_ASSIGN(auto* g, findLocked(def));
   if (!g->paused) return conflict("domain " + def.name + " is not paused");
   g->paused = false;
@@ -244,7 +246,7 @@ Status TestDriver::resume(const model::Domain& def, Deadline) {
 Status TestDriver::save(const model::Domain& def, const std::string& path, Deadline deadline) {
   json state;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     VMM_ASSIGN(auto* g, findLocked(def));
     state = recordOf(*g);
   }
@@ -253,7 +255,7 @@ Status TestDriver::save(const model::Domain& def, const std::string& path, Deadl
 }
 
 Result<json> TestDriver::stats(const model::Domain& def, Deadline) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   VMM_ASSIGN(auto* g, findLocked(def));
   int64_t now = wallNowMicros();
   int64_t paused = g->pausedUs + (g->paused ? now - g->pausedSinceUs : 0);
@@ -279,7 +281,7 @@ Result<json> TestDriver::stats(const model::Domain& def, Deadline) {
 }
 
 Status TestDriver::attachDisk(const model::Domain& def, const model::Disk& disk, Deadline) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   VMM_ASSIGN(auto* g, findLocked(def));
   if (std::find(g->disks.begin(), g->disks.end(), disk.target) != g->disks.end())
     return conflict("disk " + disk.target + " is already attached");
@@ -288,7 +290,7 @@ Status TestDriver::attachDisk(const model::Domain& def, const model::Disk& disk,
 }
 
 Status TestDriver::detachDisk(const model::Domain& def, const model::Disk& disk, Deadline) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   VMM_ASSIGN(auto* g, findLocked(def));
   auto it = std::find(g->disks.begin(), g->disks.end(), disk.target);
   if (it == g->disks.end()) return notFound("disk " + disk.target + " is not attached");
@@ -297,7 +299,7 @@ Status TestDriver::detachDisk(const model::Domain& def, const model::Disk& disk,
 }
 
 Status TestDriver::attachNic(const model::Domain& def, const model::Nic& nic, Deadline) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   VMM_ASSIGN(auto* g, findLocked(def));
   if (std::find(g->nics.begin(), g->nics.end(), nic.mac) != g->nics.end())
     return conflict("a NIC with MAC " + nic.mac + " is already attached");
@@ -306,7 +308,7 @@ Status TestDriver::attachNic(const model::Domain& def, const model::Nic& nic, De
 }
 
 Status TestDriver::detachNic(const model::Domain& def, const model::Nic& nic, Deadline) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   VMM_ASSIGN(auto* g, findLocked(def));
   auto it = std::find(g->nics.begin(), g->nics.end(), nic.mac);
   if (it == g->nics.end()) return notFound("no NIC with MAC " + nic.mac + " is attached");
@@ -317,7 +319,7 @@ Status TestDriver::detachNic(const model::Domain& def, const model::Nic& nic, De
 Result<ExecResult> TestDriver::guestExec(const model::Domain& def, const ExecRequest& req, Deadline deadline) {
   std::string agent = behaviour(def).value("agent", "ok");
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     VMM_ASSIGN(auto* g, findLocked(def));
     if (g->paused) return conflict("domain " + def.name + " is paused: the guest agent cannot answer");
   }
@@ -357,7 +359,7 @@ Result<json> TestDriver::guestCommand(const model::Domain& def, const std::strin
   std::string agent = behaviour(def).value("agent", "ok");
   std::vector<std::string> macs;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     VMM_ASSIGN(auto* g, findLocked(def));
     macs = g->nics;
   }
@@ -379,7 +381,7 @@ Result<json> TestDriver::guestCommand(const model::Domain& def, const std::strin
   if (command == "shutdown") {
     std::string runId;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       VMM_ASSIGN(auto* g, findLocked(def));
       runId = g->runId;
     }
@@ -391,14 +393,14 @@ Result<json> TestDriver::guestCommand(const model::Domain& def, const std::strin
 }
 
 Result<std::string> TestDriver::consoleLog(const model::Domain& def, size_t maxBytes) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   VMM_ASSIGN(auto* g, findLocked(def));
   if (g->console.size() > maxBytes) return g->console.substr(g->console.size() - maxBytes);
   return g->console;
 }
 
 Result<json> TestDriver::snapshotCreate(const model::Domain& def, const json& spec, Deadline) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = guests_.find(def.name);
   json data = {{"simulated", true}, {"spec", spec}};
   if (it != guests_.end()) data["paused"] = it->second.paused;

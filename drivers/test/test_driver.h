@@ -9,6 +9,7 @@
 //   "fail_start": "message"       start fails with this message
 //   "shutdown_delay": "1s"        the guest takes this long to power off on request
 //   "ignore_shutdown": true       the guest ignores shutdown requests
+//   "destroy_delay": "300ms"      destroy takes this long (the guest runs, and may pause, meanwhile)
 //   "poweroff_after": "2s"        the guest powers itself off this long after start
 //   "crash_after": "2s"           the guest crashes this long after start
 //   "agent": "ok" | "absent" | "hang"   guest agent behaviour (default ok)
@@ -18,8 +19,8 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 
+#include "base/mutex.h"
 #include "drivers/driver.h"
 #include "drivers/driver_context.h"
 
@@ -74,13 +75,13 @@ class TestDriver final : public HypervisorDriver {
   RunningDomain runningOf(const Guest& g) const;
   void scheduleSelfStop(const model::Domain& def, Guest& g);
   void stopGuest(const std::string& name, const std::string& runId, StopCause cause, const std::string& detail);
-  Result<Guest*> findLocked(const model::Domain& def);
+  Result<Guest*> findLocked(const model::Domain& def) VMM_REQUIRES(mu_);
   static json behaviour(const model::Domain& def);
   static std::optional<Millis> behaviourDuration(const model::Domain& def, const char* key);
 
   DriverContext ctx_;
-  std::mutex mu_;
-  std::map<std::string, Guest> guests_;  // by domain name
+  Mutex mu_;
+  std::map<std::string, Guest> guests_ VMM_GUARDED_BY(mu_);  // by domain name
 };
 
 }  // namespace vmm::drivers

@@ -3,7 +3,6 @@
 #include <poll.h>
 #include <sys/time.h>
 
-#include <condition_variable>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -33,7 +32,7 @@ Error libxlError(const std::string& what, int rc) {
 // on from another thread, which takes that lock only once libxl knows the pid.
 pid_t forkForLibxl(void* user) {
   auto* ctx = static_cast<libxl_ctx*>(user);
-  pid_t pid = fork();
+  pid_t pid = ChildReaper::fork();
   if (pid > 0)
     ChildReaper::onExit(pid, [ctx, pid](int status) {
       std::thread([ctx, pid, status] { libxl_childproc_reaped(ctx, pid, status); }).detach();
@@ -45,8 +44,8 @@ pid_t forkForLibxl(void* user) {
 // which becomes the reason shown when the context cannot be opened.
 struct CapturingLogger {
   xentoollog_logger base;
-  std::mutex mu;
-  std::string lastError;
+  Mutex mu;
+  std::string lastError VMM_GUARDED_BY(mu);
 };
 
 void loggerMessage(xentoollog_logger* lg, xentoollog_level level, int errnoval, const char* context,
@@ -60,7 +59,7 @@ void loggerMessage(xentoollog_logger* lg, xentoollog_level level, int errnoval, 
   if (errnoval > 0) msg += std::string(": ") + strerror(errnoval);
   if (level >= XTL_ERROR) {
     auto* self = reinterpret_cast<CapturingLogger*>(lg);
-    std::lock_guard lock(self->mu);
+    MutexLock lock(self->mu);
     self->lastError = msg;
   }
   if (level >= XTL_WARN) log::debug("libxl", {{"message", msg}});
@@ -70,15 +69,15 @@ void loggerDestroy(xentoollog_logger*) {}
 
 // One asynchronous operation waited for by its caller.
 struct AoWait {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  int rc = 0;
+  Mutex mu;
+  CondVar cv;
+  bool done VMM_GUARDED_BY(mu) = false;
+  int rc VMM_GUARDED_BY(mu) = 0;
 };
 
 void aoDone(libxl_ctx*, int rc, void* user) {
   auto* w = static_cast<AoWait*>(user);
-  std::lock_guard lock(w->mu);
+  MutexLock lock(w->mu);
   w->done = true;
   w->rc = rc;
   w->cv.notify_all();
@@ -96,7 +95,7 @@ Result<std::unique_ptr<LibxlHost>> LibxlHost::open() {
   if (rc != 0 || !ctx) {
     std::string detail;
     {
-      std::lock_guard lock(lg->mu);
+      MutexLock lock(lg->mu);
       detail = lg->lastError.empty() ? "libxl error " + std::to_string(rc) : lg->lastError;
     }
     return unavailable("no Xen hypervisor on this host (libxl_ctx_alloc failed: " + detail + ")");
@@ -156,7 +155,7 @@ void LibxlHost::onEvent(const void* event) {
   const auto* ev = static_cast<const libxl_event*>(event);
   DeathFn fn;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     fn = onDeath_;
   }
   if (!fn) return;
@@ -185,7 +184,7 @@ std::string LibxlHost::version() const {
 }
 
 void LibxlHost::setDeathHandler(DeathFn fn) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   onDeath_ = std::move(fn);
 }
 
@@ -196,13 +195,13 @@ Status LibxlHost::waitAo(const std::function<int(const void* how)>& start, Deadl
   how.u.for_callback = w.get();
   int rc = start(&how);
   if (rc != 0) return libxlError(what, rc);  // failed before it began: no callback comes
-  std::unique_lock lock(w->mu);
-  if (!w->cv.wait_until(lock, deadline.at(), [&] { return w->done; })) {
+  MutexLock lock(w->mu);
+  if (!w->cv.wait_until(lock, deadline.at(), [&]() VMM_REQUIRES(w->mu) { return w->done; })) {
     lock.unlock();
     libxl_ao_abort(ctx_, &how);
     lock.lock();
     // An aborted ao still completes (with ERROR_ABORTED); `w` must outlive the callback.
-    w->cv.wait(lock, [&] { return w->done; });
+    w->cv.wait(lock, [&]() VMM_REQUIRES(w->mu) { return w->done; });
     return timeoutError(what + ": did not finish by its deadline");
   }
   if (w->rc != 0) return libxlError(what, w->rc);
@@ -328,7 +327,7 @@ Result<std::string> LibxlHost::consoleTty(uint32_t domid, bool serial) {
 }
 
 Status LibxlHost::watch(uint32_t domid) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (watches_.count(domid)) return {};
   libxl_evgen_domain_death* gen = nullptr;
   int rc = libxl_evenable_domain_death(ctx_, domid, domid, &gen);
@@ -338,7 +337,7 @@ Status LibxlHost::watch(uint32_t domid) {
 }
 
 void LibxlHost::unwatch(uint32_t domid) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = watches_.find(domid);
   if (it == watches_.end()) return;
   libxl_evdisable_domain_death(ctx_, it->second);

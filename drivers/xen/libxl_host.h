@@ -14,10 +14,10 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "base/mutex.h"
 #include "base/result.h"
 #include "base/time_util.h"
 #include "model/domain.h"
@@ -75,9 +75,9 @@ class LibxlHost {
   void* logger_ = nullptr;
   std::thread thread_;
   std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  DeathFn onDeath_;
-  std::map<uint32_t, libxl__evgen_domain_death*> watches_;
+  Mutex mu_;
+  DeathFn onDeath_ VMM_GUARDED_BY(mu_);
+  std::map<uint32_t, libxl__evgen_domain_death*> watches_ VMM_GUARDED_BY(mu_);
 };
 
 }  // namespace vmm::drivers::xen

@@ -133,7 +133,7 @@ Result<RunningDomain> XenDriver::start(const model::Domain& def, const StartOpti
   VMM_ASSIGN(auto g, launch(def, options.paused, options.restoreFrom, options.deadline));
   g->runId = newUuid();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     guests_[def.name] = g;
   }
   log::info("xen domain started", {{"domain", def.name}, {"domid", g->domid}, {"type", std::string(guestTypeName(g->type))}});
@@ -157,7 +157,7 @@ RunningDomain XenDriver::runningOf(const Guest& g, model::DomainState state) con
 
 Result<std::shared_ptr<XenDriver::Guest>> XenDriver::running(const model::Domain& def) {
   VMM_TRY(requireHost());
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = guests_.find(def.name);
   if (it == guests_.end()) return conflict("Xen domain " + def.name + " is not running");
   return it->second;
@@ -179,7 +179,7 @@ Result<RunningDomain> XenDriver::reconnect(const model::Domain& def, const json&
   auto stats = h->stats(domid);
   bool paused = stats.ok() && stats->value("paused", false);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     guests_[def.name] = g;
   }
   return runningOf(*g, paused ? model::DomainState::paused : model::DomainState::running);
@@ -196,7 +196,7 @@ void XenDriver::unplugPorts(const model::Domain& def, const std::vector<std::pai
 void XenDriver::release(const model::Domain& def, const json& record) {
   std::shared_ptr<Guest> g;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto it = guests_.find(def.name); it != guests_.end()) {
       g = it->second;
       guests_.erase(it);
@@ -215,7 +215,7 @@ void XenDriver::release(const model::Domain& def, const json& record) {
 }
 
 std::optional<json> XenDriver::currentRecord(const model::Domain& def) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = guests_.find(def.name);
   if (it == guests_.end()) return std::nullopt;
   return recordOf(*it->second);
@@ -227,16 +227,16 @@ Status XenDriver::shutdown(const model::Domain& def, const ShutdownOptions& opti
   VMM_ASSIGN(auto g, running(def));
   VMM_ASSIGN(auto* h, host());
   {
-    std::lock_guard lock(g->mu);
+    MutexLock lock(g->mu);
     g->stopRequested = true;
   }
   auto st = h->shutdown(g->domid);
   if (st.ok()) {
-    std::unique_lock lock(g->mu);
-    if (g->cv.wait_until(lock, options.deadline.at(), [&] { return g->gone; })) return {};
+    MutexLock lock(g->mu);
+    if (g->cv.wait_until(lock, options.deadline.at(), [&]() VMM_REQUIRES(g->mu) { return g->gone; })) return {};
   }
   if (options.forceAtDeadline) return destroy(def, Deadline::after(Millis(30000)));
-  std::lock_guard lock(g->mu);
+  MutexLock lock(g->mu);
   g->stopRequested = false;
   return st.ok() ? Status(timeoutError("the Xen guest did not shut down in time")) : st;
 }
@@ -245,12 +245,12 @@ Status XenDriver::destroy(const model::Domain& def, Deadline deadline) {
   VMM_ASSIGN(auto g, running(def));
   VMM_ASSIGN(auto* h, host());
   {
-    std::lock_guard lock(g->mu);
+    MutexLock lock(g->mu);
     g->stopRequested = true;
   }
   auto st = h->destroy(g->domid, deadline);
   if (!st.ok() && st.error().code != ErrorCode::not_found) return st;
-  std::lock_guard lock(g->mu);
+  MutexLock lock(g->mu);
   g->gone = true;
   g->cv.notify_all();
   return {};
@@ -260,7 +260,7 @@ Status XenDriver::reboot(const model::Domain& def, Deadline) {
   VMM_ASSIGN(auto g, running(def));
   VMM_ASSIGN(auto* h, host());
   {
-    std::lock_guard lock(g->mu);
+    MutexLock lock(g->mu);
     g->rebootRequested = true;
   }
   return h->reboot(g->domid);  // the guest shuts down with reason "reboot": handleShutdown restarts it
@@ -284,14 +284,14 @@ Status XenDriver::save(const model::Domain& def, const std::string& path, Deadli
   fs::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd.valid()) return systemError("open " + path, errno);
   {
-    std::lock_guard lock(g->mu);
+    MutexLock lock(g->mu);
     g->stopRequested = true;
   }
   auto st = h->save(g->domid, fd.get(), deadline);
   if (!st.ok()) {
     (void)fs::removeFile(path);
     (void)h->resume(g->domid, Deadline::after(Millis(10000)));
-    std::lock_guard lock(g->mu);
+    MutexLock lock(g->mu);
     g->stopRequested = false;
     return st;
   }
@@ -309,7 +309,7 @@ Status XenDriver::reset(const model::Domain&, Deadline) {
 void XenDriver::onDomainEvent(uint32_t domid, XenShutdownReason reason, bool dead) {
   std::shared_ptr<Guest> g;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [name, guest] : guests_)
       if (guest->domid == domid) g = guest;
   }
@@ -317,7 +317,7 @@ void XenDriver::onDomainEvent(uint32_t domid, XenShutdownReason reason, bool dea
   if (dead) {
     bool requested;
     {
-      std::lock_guard lock(g->mu);
+      MutexLock lock(g->mu);
       requested = g->stopRequested;
       g->gone = true;
       g->cv.notify_all();
@@ -338,7 +338,7 @@ void XenDriver::handleShutdown(std::shared_ptr<Guest> g, XenShutdownReason reaso
   if (!h.ok()) return;
   bool requested, rebootRequested;
   {
-    std::lock_guard lock(g->mu);
+    MutexLock lock(g->mu);
     requested = g->stopRequested;
     rebootRequested = g->rebootRequested;
     g->rebootRequested = false;
@@ -354,14 +354,14 @@ void XenDriver::handleShutdown(std::shared_ptr<Guest> g, XenShutdownReason reaso
                                 (crash && def.onCrash == model::LifecycleAction::restart));
   uint32_t old = g->domid;
   {
-    std::lock_guard lock(g->mu);
+    MutexLock lock(g->mu);
     g->stopRequested = true;  // the death that follows is ours
   }
   (void)(*h)->destroy(old, Deadline::after(Millis(30000)));
   (*h)->unwatch(old);
   unplugPorts(def, g->ports);
   if (requested) {
-    std::lock_guard lock(g->mu);
+    MutexLock lock(g->mu);
     g->gone = true;
     g->cv.notify_all();
     return;
@@ -371,7 +371,7 @@ void XenDriver::handleShutdown(std::shared_ptr<Guest> g, XenShutdownReason reaso
     if (again.ok()) {
       (*again)->runId = g->runId;
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         guests_[def.name] = *again;
       }
       if (observer_) observer_->domainEvent(def.name, g->runId, "reboot", {{"domid", (*again)->domid}});

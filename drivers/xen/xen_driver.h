@@ -12,11 +12,11 @@
 // Thread-safety: all methods may be called from any thread.
 #pragma once
 
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 
+#include "base/mutex.h"
 #include "drivers/driver.h"
 #include "drivers/driver_context.h"
 #include "drivers/xen/libxl_config.h"
@@ -65,11 +65,11 @@ class XenDriver final : public HypervisorDriver {
     GuestType type = GuestType::hvm;
     uint32_t domid = 0;
     std::vector<std::pair<int, std::string>> ports;  // devid, host ifname
-    std::mutex mu;
-    std::condition_variable cv;
-    bool stopRequested = false;    // shutdown/destroy/save in progress: events are expected
-    bool rebootRequested = false;  // an API reboot restarts even with on_reboot = destroy
-    bool gone = false;
+    Mutex mu;
+    CondVar cv;
+    bool stopRequested VMM_GUARDED_BY(mu) = false;    // shutdown/destroy/save in progress: events are expected
+    bool rebootRequested VMM_GUARDED_BY(mu) = false;  // an API reboot restarts even with on_reboot = destroy
+    bool gone VMM_GUARDED_BY(mu) = false;
   };
 
   // The libxl host, or unavailable("Xen: <reason>").
@@ -91,8 +91,8 @@ class XenDriver final : public HypervisorDriver {
   std::once_flag probeOnce_;
   DriverInfo info_;
   std::unique_ptr<LibxlHost> host_;
-  mutable std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Guest>> guests_;  // by domain name
+  mutable Mutex mu_;
+  std::map<std::string, std::shared_ptr<Guest>> guests_ VMM_GUARDED_BY(mu_);  // by domain name
 };
 
 }  // namespace vmm::drivers::xen

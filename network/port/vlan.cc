@@ -2,10 +2,10 @@
 
 #include <unistd.h>
 
-#include <mutex>
 #include <optional>
 
 #include "base/json_util.h"
+#include "base/mutex.h"
 #include "base/process.h"
 #include "base/strings.h"
 #include "network/link.h"
@@ -17,8 +17,8 @@ namespace vmm::net {
 namespace {
 
 // Serialises read-modify-write edits of the per-bridge VLAN tables (one short nft call each).
-std::mutex& vlanTableMutex() {
-  static std::mutex m;
+Mutex& vlanTableMutex() {
+  static Mutex m;
   return m;
 }
 
@@ -112,7 +112,7 @@ std::string removeMembersScript(const std::string& table, const nlohmann::json& 
 
 Status removeFromPortSets(const std::string& bridge, const std::set<std::string>& ports, Deadline deadline) {
   std::string table = vlanTableName(bridge);
-  std::lock_guard<std::mutex> lock(vlanTableMutex());
+  MutexLock lock(vlanTableMutex());
   VMM_ASSIGN(auto listing, listBridgeTable(table, deadline));
   if (!listing) return {};
   std::string script = removeMembersScript(table, *listing, ports);
@@ -168,9 +168,9 @@ std::string_view vlanMethodName(VlanMethod method) {
 }
 
 Result<VlanMethod> detectVlanMethod(Deadline deadline) {
-  static std::mutex m;
-  static std::optional<VlanMethod> cached;
-  std::lock_guard<std::mutex> lock(m);  // callers of a first probe wait for its answer
+  static Mutex m;
+  static std::optional<VlanMethod> cached VMM_GUARDED_BY(m);
+  MutexLock lock(m);  // callers of a first probe wait for its answer
   if (cached) return *cached;
   VMM_ASSIGN(VlanMethod method, probeVlanFiltering(deadline));
   cached = method;
@@ -198,7 +198,7 @@ std::set<int> vlanMembership(const model::Vlan& vlan) {
 
 Status addPortVlan(VlanMethod method, const PortSpec& spec, Deadline deadline) {
   if (method == VlanMethod::bridgeVlanFiltering) return addFilteringVlans(spec, deadline);
-  std::lock_guard<std::mutex> lock(vlanTableMutex());
+  MutexLock lock(vlanTableMutex());
   return runNftScript(addPortSetsScript(spec), deadline);
 }
 

@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include "base/fs.h"
+#include "base/json_util.h"
 #include "base/reverter.h"
 #include "base/strings.h"
+#include "model/names.h"
 #include "model/units.h"
 #include "storage/dir/dir_volume.h"
 #include "storage/image_header.h"
@@ -20,6 +22,7 @@ namespace {
 // What the first bytes of an image say: qcow2 magic, virtual size and backing file name.
 struct Header {
   bool qcow2 = false;
+  bool externalDataFile = false;
   uint64_t virtualSize = 0;
   std::string backing;
 };
@@ -33,12 +36,19 @@ Result<Header> readHeader(const std::string& path) {
   Header out;
   if (image.qcow2) {
     out.qcow2 = true;
+    out.externalDataFile = image.externalDataFile;
     out.virtualSize = image.virtualSize;
-    if (image.backingOffset && image.backingSize && image.backingSize < 4096) {
+    // The header's numbers are the file's word: an offset past any file size (or one that
+    // would wrap with the size) names no backing file.
+    constexpr uint64_t kMaxOffset = uint64_t{1} << 62;
+    if (image.backingOffset && image.backingSize && image.backingSize <= kMaxBackingNameBytes &&
+        image.backingOffset < kMaxOffset) {
       std::string name(image.backingSize, '\0');
       if (::pread(fd.get(), name.data(), image.backingSize, static_cast<off_t>(image.backingOffset)) ==
           static_cast<ssize_t>(image.backingSize))
-        out.backing = name;
+        // Shown in JSON and compared with paths: bytes that are not UTF-8 (or a NUL, which
+        // would cut the name short for QEMU) are shown replaced and match no volume.
+        out.backing = name.find('\0') == std::string::npos ? toValidUtf8(name) : toValidUtf8(quote(name));
     }
   }
   return out;
@@ -115,7 +125,7 @@ Result<std::vector<model::Volume>> DirBackend::listVolumes(Deadline) {
   VMM_ASSIGN(auto names, fs::listDir(pool_.path));
   std::vector<model::Volume> out;
   for (const auto& n : names) {
-    if (!validateVolumeName(n).ok() || endsWith(n, ".partial")) continue;
+    if (!validateVolumeName(n).ok() || model::hasTemporarySuffix(n)) continue;
     auto v = describe(n, pool_.path + "/" + n);
     if (v.ok()) out.push_back(std::move(*v));
   }
@@ -166,10 +176,10 @@ Result<model::Volume> DirBackend::createVolume(const model::VolumeSpec& spec, De
 Result<model::Volume> DirBackend::createDirectoryVolume(const model::VolumeSpec& spec, const std::string& path, Deadline deadline) {
   std::string partial = path + ".partial";
   (void)fs::removeTree(partial);  // left by a crash
-  if (::mkdir(partial.c_str(), 0755) != 0) return systemError("creating " + partial, errno);
+  if (::mkdir(partial.c_str(), 0700) != 0) return systemError("creating " + partial, errno);
   Reverter revert;
   revert.add([partial] { (void)fs::removeTree(partial); });
-  if (!spec.fromTar.empty()) VMM_TRY(unpackTarball(spec.fromTar, partial, deadline));
+  if (!spec.fromTar.empty()) VMM_TRY(unpackTarball(spec.fromTar, partial, deadline, unpack_));
   if (::rename(partial.c_str(), path.c_str()) != 0) return systemError("rename " + partial, errno);
   revert.success();
   return describe(spec.name, path);
@@ -318,6 +328,12 @@ Result<std::unique_ptr<VolumeStream>> DirBackend::openVolume(const std::string& 
 
 Result<drivers::ResolvedDisk> DirBackend::resolve(const std::string& volume, Deadline) {
   VMM_ASSIGN(auto v, lookup(volume));
+  if (v.format == model::DiskFormat::qcow2 && !v.directory) {
+    VMM_ASSIGN(auto h, readHeader(v.path));
+    // QEMU would open whatever file the image's header extension names.
+    if (h.externalDataFile)
+      return invalidArgument("volume " + volume + " is a qcow2 image with an external data file, which vmm does not use");
+  }
   drivers::ResolvedDisk r;
   r.path = v.path;
   r.format = v.format;

@@ -4,13 +4,14 @@
 // container rootfs, see dir_volume.h): created empty or from a tarball, copied with cp.
 #pragma once
 
+#include "storage/dir/tar_scan.h"
 #include "storage/pool_backend.h"
 
 namespace vmm::storage {
 
 class DirBackend final : public PoolBackend {
  public:
-  explicit DirBackend(model::Pool pool) : pool_(std::move(pool)) {}
+  explicit DirBackend(model::Pool pool, TarLimits unpack = {}) : pool_(std::move(pool)), unpack_(unpack) {}
   model::PoolType type() const override { return model::PoolType::dir; }
 
   Status build(Deadline deadline) override;
@@ -40,6 +41,7 @@ class DirBackend final : public PoolBackend {
   Result<model::Volume> createDirectoryVolume(const model::VolumeSpec& spec, const std::string& path, Deadline deadline);
 
   model::Pool pool_;
+  TarLimits unpack_;
 };
 
 // Volume names are file names: 1-255 bytes, no '/', no leading '.', no control characters.

@@ -8,6 +8,7 @@
 
 #include "base/result.h"
 #include "base/time_util.h"
+#include "storage/dir/tar_scan.h"
 
 namespace vmm::storage {
 
@@ -26,11 +27,11 @@ Result<std::string> tarCompressionFlag(std::string_view head);
 // a ".." component.
 Status checkTarMemberName(std::string_view name);
 
-// Unpacks `tarball` into the existing empty directory `dest`, keeping owners, modes and
-// special files. Every member name is checked first (nothing is written when one escapes);
-// GNU tar itself defers symlinks that point outside, so no member is written through one.
-// On failure `dest` may hold a partial tree: the caller removes it.
-Status unpackTarball(const std::string& tarball, const std::string& dest, Deadline deadline);
+// Unpacks `tarball` into the existing empty directory `dest`, keeping owners and modes. Every
+// member is checked first (tar_scan.h; nothing is written when one is refused), then GNU tar
+// unpacks it; device nodes, fifos and sockets are then removed, set-id bits cleared and `dest`
+// made 0700. On failure `dest` may hold a partial tree: the caller removes it.
+Status unpackTarball(const std::string& tarball, const std::string& dest, Deadline deadline, const TarLimits& limits = {});
 
 // cp -a --reflink=auto: owners, modes, links, special files; shared blocks where the
 // filesystem can (btrfs, xfs). `to` must not exist.

@@ -73,6 +73,35 @@ std::string stripTrailingCommas(std::string_view text) {
   return out;
 }
 
+LvmReport parseLvmReport(std::string_view text) {
+  LvmReport out;
+  // A confirmation prompt (answered "n" from the closed stdin) may precede the JSON.
+  size_t start = text.find('{');
+  if (start == std::string_view::npos) return out;
+  auto parsed = parseJson(stripTrailingCommas(text.substr(start)), kToolJsonMaxBytes);
+  if (!parsed.ok() || !parsed->is_object()) return out;
+  const json& doc = *parsed;
+  out.parsed = true;
+  const json* log = jsonMember(doc, "log");
+  if (log && log->is_array())
+    for (const auto& entry : *log)
+      if (jsonStringOr(entry, "log_type", "") == "error") out.errors.push_back(jsonStringOr(entry, "log_message", ""));
+  const json* reports = jsonMember(doc, "report");
+  for (const auto& report : reports && reports->is_array() ? *reports : json::array()) {
+    if (!report.is_object()) continue;
+    for (const auto& [kind, rows] : report.items()) {
+      if (!rows.is_array()) continue;
+      for (const auto& r : rows) {
+        if (!r.is_object()) continue;
+        LvmRow row;
+        for (const auto& [k, v] : r.items()) row[k] = v.is_string() ? v.get<std::string>() : dumpJson(v);
+        out.rows.push_back(std::move(row));
+      }
+    }
+  }
+  return out;
+}
+
 Result<uint64_t> lvmNumber(const LvmRow& row, const std::string& field) {
   auto it = row.find(field);
   if (it == row.end() || it->second.empty()) return internalError("lvm2 report has no value for " + field);
@@ -105,38 +134,15 @@ Result<LvmCommand::Output> LvmCommand::run(const std::string& tool, const std::v
 
   Output out;
   out.exitCode = res.exitCode;
-  // A confirmation prompt (answered "n" from the closed stdin) may precede the JSON.
-  size_t start = res.out.find('{');
-  json doc;
-  if (start != std::string::npos) {
-    auto parsed = parseJson(stripTrailingCommas(std::string_view(res.out).substr(start)), kToolJsonMaxBytes);
-    if (parsed.ok()) doc = std::move(*parsed);
-  }
-  if (doc.is_object()) {
-    const json* log = jsonMember(doc, "log");
-    if (log && log->is_array())
-      for (const auto& entry : *log)
-        if (jsonStringOr(entry, "log_type", "") == "error") out.errors.push_back(jsonStringOr(entry, "log_message", ""));
-    const json* reports = jsonMember(doc, "report");
-    for (const auto& report : reports && reports->is_array() ? *reports : json::array()) {
-      if (!report.is_object()) continue;
-      for (const auto& [kind, rows] : report.items()) {
-        if (!rows.is_array()) continue;
-        for (const auto& r : rows) {
-          if (!r.is_object()) continue;
-          LvmRow row;
-          for (const auto& [k, v] : r.items()) row[k] = v.is_string() ? v.get<std::string>() : v.dump();
-          out.rows.push_back(std::move(row));
-        }
-      }
-    }
-  }
+  LvmReport report = parseLvmReport(res.out);
+  out.rows = std::move(report.rows);
+  out.errors = std::move(report.errors);
   if (res.exitCode != 0) {
     std::string message = !out.errors.empty() ? out.errors.front() : stderrMessage(res.err);
     if (message.empty()) message = res.describe();
     return classify(tool, res.exitCode, message);
   }
-  if (!doc.is_object()) return internalError(tool + ": unreadable JSON output from lvm2");
+  if (!report.parsed) return internalError(tool + ": unreadable JSON output from lvm2");
   return out;
 }
 

@@ -49,6 +49,16 @@ class LvmCommand {
 Result<uint64_t> lvmNumber(const LvmRow& row, const std::string& field);
 std::string lvmField(const LvmRow& row, const std::string& field);
 
+// What lvm2 prints with --reportformat json: the rows of every report and the "error" entries of
+// its command log, in order. `parsed` is false when no JSON object could be read (a prompt may
+// precede the JSON; it is skipped).
+struct LvmReport {
+  bool parsed = false;
+  std::vector<LvmRow> rows;
+  std::vector<std::string> errors;
+};
+LvmReport parseLvmReport(std::string_view out);
+
 // lvm2's JSON sometimes has a comma before a closing bracket (lvm2 2.03.16 command logs);
 // removes such commas outside strings so a strict parser accepts it.
 std::string stripTrailingCommas(std::string_view text);

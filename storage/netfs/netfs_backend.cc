@@ -66,7 +66,7 @@ std::string NetfsBackend::url(const std::string& file) const {
 }
 
 Result<std::shared_ptr<NfsClient>> NetfsBackend::client() const {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   if (!client_) return unavailable("pool " + pool_.name + " is not started");
   if (!client_->healthy()) return unavailable("pool " + pool_.name + ": the connection to " + pool_.source.host + " failed; stop and start the pool");
   return client_;
@@ -77,12 +77,12 @@ Status NetfsBackend::build(Deadline) { return checkSource(); }
 Status NetfsBackend::start(Deadline deadline) {
   VMM_TRY(checkSource());
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     if (client_ && client_->healthy()) return {};
   }
   auto mounted = NfsClient::mount(pool_.source.host, dir_, deadline);
   if (!mounted.ok()) return mounted.error().wrap("pool " + pool_.name);
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   client_ = std::move(*mounted);
   return {};
 }
@@ -90,7 +90,7 @@ Status NetfsBackend::start(Deadline deadline) {
 Status NetfsBackend::stop(Deadline deadline) {
   std::shared_ptr<NfsClient> nfs;
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     nfs.swap(client_);
   }
   if (!nfs) return {};
@@ -200,7 +200,7 @@ Status NetfsBackend::destroyStorage(Deadline deadline) {
   // The exported directory belongs to the server: nothing to remove, but never with volumes in it.
   std::shared_ptr<NfsClient> nfs;
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     nfs = client_;
   }
   if (!nfs) return {};

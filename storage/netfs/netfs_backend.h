@@ -9,8 +9,8 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 
+#include "base/mutex.h"
 #include "storage/netfs/nfs_client.h"
 #include "storage/pool_backend.h"
 
@@ -58,8 +58,8 @@ class NetfsBackend final : public PoolBackend {
 
   model::Pool pool_;
   std::string dir_;                  // source.dir without a trailing '/'
-  mutable std::mutex mu_;            // guards client_ only; never held across I/O
-  std::shared_ptr<NfsClient> client_;
+  mutable Mutex mu_;  // never held across I/O
+  std::shared_ptr<NfsClient> client_ VMM_GUARDED_BY(mu_);
 };
 
 // Netfs volume names also appear in nfs:// URLs: besides validateVolumeName's rules they are

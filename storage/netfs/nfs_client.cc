@@ -237,13 +237,13 @@ Error NfsClient::callError(const Call& call, const std::string& what) const {
 void NfsClient::flushDeferredCloses() {
   std::vector<nfsfh*> later;
   {
-    std::lock_guard g(deferredMu_);
+    MutexLock g(deferredMu_);
     later.swap(deferredCloses_);
   }
   for (nfsfh* fh : later) {
     bool busy = std::any_of(calls_.begin(), calls_.end(), [&](const auto& c) { return c->fh == fh && !c->done; });
     if (busy) {
-      std::lock_guard g(deferredMu_);
+      MutexLock g(deferredMu_);
       deferredCloses_.push_back(fh);
     } else {
       nfs_close_async(ctx_, fh, ignoreResult, nullptr);
@@ -253,7 +253,7 @@ void NfsClient::flushDeferredCloses() {
 
 void NfsClient::closeLater(nfsfh* fh) {
   {
-    std::lock_guard g(deferredMu_);
+    MutexLock g(deferredMu_);
     deferredCloses_.push_back(fh);
   }
   // Queue it now when nobody is using the context; otherwise the next call does.
@@ -377,7 +377,7 @@ Result<std::vector<std::string>> NfsClient::readPrefixes(const std::vector<std::
     }
     if (!files[i]) continue;
     if (readPending) {
-      std::lock_guard g(deferredMu_);
+      MutexLock g(deferredMu_);
       deferredCloses_.push_back(files[i]);  // closed once the abandoned read completes
     } else {
       nfs_close_async(ctx_, files[i], ignoreResult, nullptr);
@@ -444,7 +444,7 @@ Status NfsClient::close(nfsfh* fh, Deadline deadline) {
   for (const auto& c : calls_)
     if (c->fh == fh && !c->done) busy.push_back(c.get());
   if (auto st = wait(busy, deadline, what); !st.ok()) {
-    std::lock_guard g(deferredMu_);
+    MutexLock g(deferredMu_);
     deferredCloses_.push_back(fh);  // closed by a later call once those answers arrived
     return st;
   }

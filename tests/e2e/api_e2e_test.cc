@@ -286,7 +286,7 @@ TEST_F(E2E, BadInputGetsPreciseErrorsAndChangesNothing) {
     std::string message;
   };
   std::vector<Case> cases = {
-      {R"({"name":"x","type":"test",)", 400, "invalid JSON in the request body: [json.exception.parse_error.101] parse error at line 1, column 27"},
+      {R"({"name":"x","type":"test",)", 400, "request body: parse error at line 1, column 27"},
       {R"({"name":"x","colour":"red"})", 400, "colour: unknown field"},
       {R"({"name":"x","disks":[{"source":{"path":"/a"},"bsu":"virtio"}]})", 400, "disks[0].bsu: unknown field"},
       {R"({"name":"../etc","type":"test"})", 400, "name: domain name \"../etc\" must start with a letter or digit"},
@@ -322,8 +322,13 @@ TEST_F(E2E, BadInputGetsPreciseErrorsAndChangesNothing) {
   // The same on the RPC socket, at the protocol level.
   auto fd = connectUnix(vmmd->socketPath(), Deadline::after(Millis(2000)));
   ASSERT_TRUE(fd.ok());
-  auto exchange = [&](const std::string& line) {
-    EXPECT_TRUE(writeAllFd(fd->get(), line + "\n", Deadline::after(Millis(2000))).ok());
+  // A line over the limit is answered and then the connection is closed, so
+  // the rest of such a write may fail: only ordinary lines must go through.
+  auto exchange = [&](const std::string& line, bool mayBeCutOff = false) {
+    bool written = writeAllFd(fd->get(), line + "\n", Deadline::after(Millis(2000))).ok();
+    if (!mayBeCutOff) {
+      EXPECT_TRUE(written);
+    }
     std::string reply;
     char ch;
     while (::read(fd->get(), &ch, 1) == 1 && ch != '\n') reply += ch;
@@ -340,7 +345,7 @@ TEST_F(E2E, BadInputGetsPreciseErrorsAndChangesNothing) {
   auto batch = exchange(R"([{"jsonrpc":"2.0","id":1,"method":"domain.list"},{"jsonrpc":"2.0","id":2,"method":"domain.get","params":{"name":"keep"}}])");
   ASSERT_TRUE(batch.is_array());
   EXPECT_EQ(batch.size(), 2u);
-  auto oversized = exchange(R"({"jsonrpc":"2.0","id":1,"method":"domain.list","params":{"x":")" + std::string(5 << 20, 'y') + "\"}}");
+  auto oversized = exchange(R"({"jsonrpc":"2.0","id":1,"method":"domain.list","params":{"x":")" + std::string(5 << 20, 'y') + "\"}}", true);
   EXPECT_EQ(oversized["error"]["code"], -32600);
   EXPECT_EQ(json::parse(c.Get("/v1/domains?full=true")->body), before);
 }

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <thread>
 
 #include "base/fs.h"
@@ -12,7 +13,11 @@
 
 namespace vmm::testutil {
 
-std::string vmmdBinary() { return VMM_BINARY_DIR "/daemon/vmmd"; }
+// VMM_TEST_VMMD overrides the binary (e.g. to run a suite against an older build).
+std::string vmmdBinary() {
+  const char* env = std::getenv("VMM_TEST_VMMD");
+  return env && *env ? env : VMM_BINARY_DIR "/daemon/vmmd";
+}
 std::string vmctlBinary() { return VMM_BINARY_DIR "/client/vmctl"; }
 
 VmmdProcess::VmmdProcess(std::string dir, std::vector<std::string> extraArgs)
@@ -33,7 +38,11 @@ std::string VmmdProcess::log() const { return fs::readFile(dir_ + "/vmmd.log").v
 
 Status VmmdProcess::start() {
   if (pid_ > 0) return conflict("vmmd already running");
-  std::vector<std::string> argv = {vmmdBinary(), "--state-dir", dir_ + "/state", "--run-dir", dir_ + "/run",
+  // A test binary that crashes or is killed at its CTest timeout takes its vmmd with it
+  // (SIGTERM: vmmd stops cleanly) instead of leaving it running for the rest of the machine's
+  // life. The signal follows the thread that started vmmd: start() from the test's main thread.
+  std::vector<std::string> argv = {"/usr/bin/setpriv", "--pdeathsig", "TERM", "--",
+                                   vmmdBinary(), "--state-dir", dir_ + "/state", "--run-dir", dir_ + "/run",
                                    "--listen", "127.0.0.1:0", "--log-level", "debug"};
   bool driversGiven = false, networkGiven = false;
   for (const auto& a : extraArgs_) {

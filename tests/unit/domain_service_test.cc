@@ -73,7 +73,7 @@ TEST(DomainService, LifecycleAndEvents) {
   ASSERT_TRUE(h.service->undefine("web1").ok());
   std::vector<std::string> events;
   bool closed;
-  for (const auto& e : sub->drain(closed)) events.push_back(e.data.value("event", ""));
+  for (const auto& e : sub->drain(closed)) events.push_back(e->data.value("event", ""));
   EXPECT_EQ(events, (std::vector<std::string>{"defined", "starting", "started", "suspended", "resumed", "rebooted",
                                               "stopping", "stopped", "starting", "started", "stopped", "undefined"}));
 }
@@ -143,8 +143,8 @@ TEST(DomainService, GuestPoweroffAndCrashAreNoticed) {
   bool closed;
   int stopped = 0, crashed = 0;
   for (const auto& e : sub->drain(closed)) {
-    if (e.data["event"] == "stopped") ++stopped;
-    if (e.data["event"] == "crashed") ++crashed;
+    if (e->data["event"] == "stopped") ++stopped;
+    if (e->data["event"] == "crashed") ++crashed;
   }
   EXPECT_EQ(stopped, 1);
   EXPECT_EQ(crashed, 1);
@@ -176,6 +176,26 @@ TEST(DomainService, RestartKeepsDefinitionsAndReconnects) {
   // Reconnected domains are controllable.
   ASSERT_TRUE(h.service->resume("pause").ok());
   ASSERT_TRUE(h.service->destroy("run").ok());
+}
+
+// A guest that pauses while a destroy holds the job: the pause rewrites the runtime record
+// (persistRuntime, on a pool thread) while the destroy reads it to release the driver's
+// resources. The read takes the domain's lock; without it ThreadSanitizer reports the data
+// race here (tsan.unit.domain_service_test).
+TEST(DomainService, GuestPausesDuringDestroy) {
+  testutil::TempDir dir;
+  Harness h(dir / "vmm.db");
+  ASSERT_TRUE(h.service->create(h.def("web1", {{"metadata", {{"test_driver", {{"destroy_delay", "300ms"}}}}}})).ok());
+  auto started = h.service->start("web1");
+  ASSERT_TRUE(started.ok()) << started.error().message;
+  auto destroying = std::async(std::launch::async, [&] { return h.service->destroy("web1"); });
+  std::this_thread::sleep_for(Millis(100));
+  // As a driver reports a guest-initiated pause (QMP STOP), from its own thread.
+  h.service->domainStateChanged("web1", started->status.runId, model::DomainState::paused, "guest paused");
+  auto destroyed = destroying.get();
+  ASSERT_TRUE(destroyed.ok()) << destroyed.error().message;
+  EXPECT_EQ(destroyed->status.state, model::DomainState::shutoff);
+  EXPECT_FALSE(h.store->get(Table::runtime, "web1")->has_value());
 }
 
 TEST(DomainService, UpdateWithGenerationAndPendingChanges) {

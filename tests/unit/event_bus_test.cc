@@ -18,11 +18,11 @@ TEST(EventBus, DeliversInOrderWithFilters) {
   bool closed = false;
   auto got = all->drain(closed);
   ASSERT_EQ(got.size(), 4u);
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].seq, i + 1);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i]->seq, i + 1);
   auto d = domains->drain(closed);
   ASSERT_EQ(d.size(), 2u);
-  EXPECT_EQ(d[0].type, "domain.lifecycle");
-  EXPECT_EQ(d[1].type, "domain.device");
+  EXPECT_EQ(d[0]->type, "domain.lifecycle");
+  EXPECT_EQ(d[1]->type, "domain.device");
   auto w = web1->drain(closed);
   ASSERT_EQ(w.size(), 1u);
   EXPECT_FALSE(closed);
@@ -39,9 +39,9 @@ TEST(EventBus, SlowSubscriberIsToldAndDropped) {
   auto got = slow->drain(closed);
   EXPECT_TRUE(closed);
   ASSERT_EQ(got.size(), 4u);  // three events, then the overflow notice
-  EXPECT_EQ(got[2].seq, 3u);
-  EXPECT_EQ(got[3].type, "events.overflow");
-  EXPECT_EQ(got[3].data["last_delivered_seq"], 3);
+  EXPECT_EQ(got[2]->seq, 3u);
+  EXPECT_EQ(got[3]->type, "events.overflow");
+  EXPECT_EQ(got[3]->data["last_delivered_seq"], 3);
   auto next = slow->next(Deadline::after(Millis(10)));
   EXPECT_FALSE(next.ok());  // closed, never silently continued
   EXPECT_EQ(fast->drain(closed).size(), 10u);
@@ -63,7 +63,7 @@ TEST(EventBus, NextWaitsAndTimesOut) {
   auto one = sub->next(Deadline::after(Millis(2000)));
   t.join();
   ASSERT_TRUE(one.ok() && one->has_value());
-  EXPECT_EQ((*one)->type, "x");
+  EXPECT_EQ((**one)->type, "x");
   bus.unsubscribe(sub);
   EXPECT_FALSE(sub->next(Deadline::after(Millis(10))).ok());
 }

@@ -91,7 +91,10 @@ TEST(Operations, PruneKeepsTheNewest) {
   auto store = std::move(*StateStore::open(dir / "vmm.db", StoreOptions{false}));
   EventBus bus;
   ThreadPool pool(1, 8);
-  OperationManager ops(*store, bus, pool, OperationOptions{3, Millis(3600000)});
+  OperationOptions oo;
+  oo.keepFinished = 3;
+  oo.maxAge = Millis(3600000);
+  OperationManager ops(*store, bus, pool, oo);
   std::vector<std::string> ids;
   for (int i = 0; i < 6; ++i) {
     auto op = ops.submit("t", "x", false, [](OperationContext&) -> Result<json> { return json(); });
@@ -122,8 +125,10 @@ TEST(Registry, ValidatesParametersAndAccess) {
     ++calls;
     return api::Reply(json::object());
   });
-  api::CallContext reader{api::Access::read, "test", "rpc"};
-  api::CallContext writer{api::Access::write, "test", "rpc"};
+  api::CallContext reader, writer;
+  reader.principal = writer.principal = "test";
+  reader.transport = writer.transport = "rpc";
+  writer.access = api::Access::write;
   EXPECT_TRUE(reg.call(reader, "domain.get", {{"name", "a"}}).ok());
   EXPECT_EQ(reg.call(reader, "domain.get", json::object()).error().message, "name: required parameter is missing");
   EXPECT_EQ(reg.call(reader, "domain.get", {{"name", 3}}).error().message, "name: expected string, got integer");

@@ -1,6 +1,7 @@
 // QmpClient and AgentClient against scripted fake peers: the exact JSON QEMU and qemu-ga send
 // (../shared/facts/qemu.md), replies out of order, errors, silence and hang-ups.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -238,6 +239,9 @@ TEST_F(QmpTest, AgentResynchronisesAndRunsExec) {
   ASSERT_TRUE(listener.ok());
   std::unique_ptr<FakePeer> peer;
   std::thread acceptor([&] {
+    // The listening socket is non-blocking: wait for the client before accepting it.
+    pollfd pfd{listener->get(), POLLIN, 0};
+    (void)::poll(&pfd, 1, 3000);
     int fd = ::accept(listener->get(), nullptr, nullptr);
     peer = std::make_unique<FakePeer>(fd, [](FakePeer& f, const std::string& line) {
       auto req = json::parse(line, nullptr, false);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 
 #include "base/fs.h"
 #include "base/process.h"
@@ -207,6 +208,63 @@ TEST(DirVolumeHelpers, EscapingMemberNamesAreRefused) {
   EXPECT_FALSE(checkTarMemberName("/etc/passwd").ok());
   EXPECT_FALSE(checkTarMemberName("../etc/passwd").ok());
   EXPECT_FALSE(checkTarMemberName("./a/../../b").ok());
+}
+
+// GNU tar's own ways of writing names longer than 100 bytes (ustar prefix, GNU 'L'/'K' headers,
+// pax path/linkpath) reach the member checks: long names unpack, long escaping ones are refused.
+TEST_F(DirVolumeTest, LongNamesInEveryTarFormatAreChecked) {
+  std::string longDir(90, 'd'), longFile(90, 'f');
+  for (const char* format : {"ustar", "gnu", "pax"}) {
+    std::string src = root + "/long-" + format, tar = root + "/long-" + format + ".tar";
+    bool ustar = std::string(format) == "ustar";  // no link targets over 100 bytes, no 100-byte last component
+    std::string links = ustar ? "" : "; ln -s " + longDir + "/" + longFile + " " + src + "/l; ln " + src + "/" + longDir + "/" + longFile + " " + src + "/h";
+    ASSERT_EQ(std::system(("set -e; mkdir -p " + src + "/" + longDir + "; echo x > " + src + "/" + longDir + "/" + longFile + links +
+                           "; tar --format=" + format + " -cf " + tar + " -C " + src + " .")
+                              .c_str()),
+              0);
+    auto v = backend->createVolume(dirSpec(std::string("long-") + format, tar), dl());
+    ASSERT_TRUE(v.ok()) << format << ": " << v.error().message;
+    EXPECT_EQ(fs::readFile(root + "/pool/long-" + format + "/" + longDir + "/" + longFile).valueOr(""), "x\n") << format;
+    if (ustar) continue;
+    // A name whose ".." comes after byte 100: only the long-name header says it escapes.
+    std::string escape = root + "/escape-" + format + ".tar", deep(120, 'e');
+    ASSERT_EQ(std::system(("set -e; echo x > " + root + "/escaped; mkdir -p " + src + "/" + deep + "; cd " + src + " && tar -P --format=" +
+                           format + " -cf " + escape + " " + deep + "/../../escaped")
+                              .c_str()),
+              0);
+    auto bad = backend->createVolume(dirSpec(std::string("escape-") + format, escape), dl());
+    ASSERT_FALSE(bad.ok()) << format;
+    EXPECT_NE(bad.error().message.find("would be written outside the volume"), std::string::npos) << format << ": " << bad.error().message;
+  }
+}
+
+// Scanned in any chunking, the same archive gives the same answer.
+TEST(DirVolumeHelpers, TarScanIsIndependentOfChunking) {
+  std::string h(512, '\0');
+  std::memcpy(h.data(), "a/b", 3);
+  std::memcpy(&h[100], "0000644", 7);
+  std::memcpy(&h[124], "00000000005", 11);
+  h[156] = '0';
+  std::memcpy(&h[257], "ustar\0" "00", 8);
+  std::memset(&h[148], ' ', 8);
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  std::snprintf(&h[148], 8, "%06o", sum);
+  std::string archive = h + "hello" + std::string(507, '\0') + std::string(1024, '\0');
+  for (size_t chunk : {size_t{1}, size_t{7}, size_t{512}, archive.size()}) {
+    TarScan scan({});
+    for (size_t off = 0; off < archive.size(); off += chunk) ASSERT_TRUE(scan.feed(std::string_view(archive).substr(off, chunk)).ok()) << chunk;
+    EXPECT_TRUE(scan.finish().ok()) << chunk;
+    EXPECT_TRUE(scan.ended());
+    EXPECT_EQ(scan.members(), 1u);
+  }
+  TarScan capped({4, 10});
+  auto st = capped.feed(archive);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("unpack_max_bytes"), std::string::npos) << st.error().message;
+  TarScan cut({});
+  ASSERT_TRUE(cut.feed(std::string_view(archive).substr(0, 600)).ok());
+  EXPECT_FALSE(cut.finish().ok());
 }
 
 TEST_F(DirVolumeTest, EmptyAndUnpackedVolumesAreListedWithTheirSize) {
