@@ -5,7 +5,10 @@ set -eu
 
 BUILD="cmake g++ make pkg-config nlohmann-json3-dev libsqlite3-dev libssl-dev libcpp-httplib-dev
   libcli11-dev libedit-dev libgtest-dev libgmock-dev libbenchmark-dev libiscsi-dev libnfs-dev libnl-3-dev libnl-route-3-dev libguestfs-dev
-  libpugixml-dev libxen-dev"
+  libpugixml-dev libxen-dev
+  clang libfuzzer-14-dev libclang-rt-14-dev libyaml-dev"
+# clang, libFuzzer and the sanitizer runtimes build the fuzz targets (fuzz/), whose cloud-init
+# target reads the rendered YAML back with libyaml.
 # lvm2 for logical pools; qemu-block-extra holds QEMU's iscsi and nfs block drivers.
 # nftables and dnsmasq for virtual networks (NAT, ACLs, DHCP/DNS).
 RUNTIME="iproute2 procps qemu-system-x86 qemu-utils qemu-block-extra lvm2 nftables dnsmasq-base"
