@@ -1,5 +1,6 @@
 #include "model/libvirt_xml_tree.h"
 
+#include <cstdio>
 #include <cstring>
 #include <sstream>
 #include <vector>
@@ -53,6 +54,21 @@ Result<std::unique_ptr<pugi::xml_document>> parseLimited(std::string_view xml, s
     if (!isValidUtf8(node.value())) return bad("the text of ");
     for (auto a : node.attributes())
       if (!isValidUtf8(a.name()) || !isValidUtf8(a.value())) return bad("an attribute of ");
+    // XML 1.0 allows no C0 control but tab, newline and carriage return, raw or as a character
+    // reference (libvirt's parser refuses them too); pugixml would keep them.
+    auto control = [](const char* s) -> int {
+      for (; *s; ++s)
+        if (static_cast<unsigned char>(*s) < 0x20 && *s != '\t' && *s != '\n' && *s != '\r') return static_cast<unsigned char>(*s);
+      return -1;
+    };
+    int c = control(node.value());
+    for (auto a : node.attributes())
+      if (c < 0) c = control(a.value());
+    if (c >= 0) {
+      char code[8];
+      std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(c));
+      return invalidArgument(w + ": the character " + code + " is not allowed in XML (in <" + toValidUtf8(element.name()) + ">)");
+    }
     return std::nullopt;
   };
   int depth = 0;
