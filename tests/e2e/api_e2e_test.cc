@@ -24,11 +24,12 @@ class E2E : public ::testing::Test {
     auto c = vmmd->connect();
     ASSERT_TRUE(c.ok()) << c.error().message;
     rpc = std::move(*c);
-    auto admin = rpc->call("token.create", {{"name", "admin"}, {"role", "admin"}});
-    ASSERT_TRUE(admin.ok());
-    adminToken = (*admin)["token"];
-    auto reader = rpc->call("token.create", {{"name", "reader"}, {"role", "read"}});
-    readToken = (*reader)["token"];
+    auto admin = vmmd->createToken("admin", "admin");
+    ASSERT_TRUE(admin.ok()) << admin.error().message;
+    adminToken = *admin;
+    auto reader = vmmd->createToken("reader", "read");
+    ASSERT_TRUE(reader.ok()) << reader.error().message;
+    readToken = *reader;
   }
   void TearDown() override {
     rpc.reset();

@@ -116,8 +116,12 @@ class HostileLimits : public ::testing::Test {
     auto c = vmmd->connect();
     ASSERT_TRUE(c.ok()) << c.error().message;
     admin = std::move(*c);
-    adminToken = (*admin->call("token.create", {{"name", "admin"}, {"role", "admin"}}))["token"];
-    readToken = (*admin->call("token.create", {{"name", "reader"}, {"role", "read"}}))["token"];
+    auto adminTok = vmmd->createToken("admin", "admin");
+    ASSERT_TRUE(adminTok.ok()) << adminTok.error().message;
+    adminToken = *adminTok;
+    auto reader = vmmd->createToken("reader", "read");
+    ASSERT_TRUE(reader.ok()) << reader.error().message;
+    readToken = *reader;
     otherToken = (*admin->call("token.create", {{"name", "other"}, {"role", "read"}}))["token"];
   }
   void TearDown() override {

@@ -43,9 +43,9 @@ class HostileNames : public ::testing::Test {
     auto c = vmmd->connect();
     ASSERT_TRUE(c.ok()) << c.error().message;
     rpc = std::move(*c);
-    auto admin = rpc->call("token.create", {{"name", "admin"}, {"role", "admin"}});
+    auto admin = vmmd->createToken("admin", "admin");
     ASSERT_TRUE(admin.ok()) << admin.error().message;
-    adminToken = (*admin)["token"];
+    adminToken = *admin;
     ASSERT_TRUE(rpc->call("volume.create", {{"pool", "default"}, {"volume", {{"name", "base"}, {"capacity", "1M"}}}}).ok());
     ASSERT_TRUE(rpc->call("domain.create", {{"definition", domain("d1")}}).ok());
   }

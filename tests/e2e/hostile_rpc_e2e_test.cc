@@ -85,14 +85,12 @@ class Hostile : public ::testing::Test {
   void SetUp() override {
     vmmd = std::make_unique<VmmdProcess>();
     ASSERT_TRUE(vmmd->start().ok()) << vmmd->log();
-    auto c = vmmd->connect();
-    ASSERT_TRUE(c.ok()) << c.error().message;
-    auto admin = (*c)->call("token.create", {{"name", "admin"}, {"role", "admin"}});
-    ASSERT_TRUE(admin.ok());
-    adminToken = (*admin)["token"];
-    auto reader = (*c)->call("token.create", {{"name", "reader"}, {"role", "read"}});
-    ASSERT_TRUE(reader.ok());
-    readToken = (*reader)["token"];
+    auto admin = vmmd->createToken("admin", "admin");
+    ASSERT_TRUE(admin.ok()) << admin.error().message;
+    adminToken = *admin;
+    auto reader = vmmd->createToken("reader", "read");
+    ASSERT_TRUE(reader.ok()) << reader.error().message;
+    readToken = *reader;
   }
   void TearDown() override {
     if (HasFailure() && vmmd) std::cerr << "---- vmmd log (tail) ----\n" << tail(vmmd->log(), 4000) << "\n";

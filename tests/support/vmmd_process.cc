@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "base/fs.h"
+#include "base/json_util.h"
 #include "base/strings.h"
 
 namespace vmm::testutil {
@@ -116,6 +117,14 @@ Result<std::unique_ptr<client::Connection>> VmmdProcess::connect() const {
   o.uri = "unix://" + socketPath();
   o.timeout = Millis(30000);
   return client::connect(o);
+}
+
+Result<std::string> VmmdProcess::createToken(const std::string& name, const std::string& role) const {
+  VMM_ASSIGN(auto c, connect());
+  VMM_ASSIGN(nlohmann::json reply, c->call("token.create", {{"name", name}, {"role", role}}));
+  const nlohmann::json* token = jsonMember(reply, "token");
+  if (!token || !token->is_string()) return internalError("token.create answered without a token");
+  return token->get<std::string>();
 }
 
 VmctlResult VmmdProcess::vmctl(const std::vector<std::string>& args, const std::string& input,

@@ -39,6 +39,8 @@ class VmmdProcess {
   std::string log() const;
 
   Result<std::unique_ptr<client::Connection>> connect() const;
+  // Creates an API token (role "admin" or "read") over the RPC socket and returns its secret.
+  Result<std::string> createToken(const std::string& name, const std::string& role) const;
   // Runs vmctl with `args` against this vmmd (unix socket), optionally feeding stdin.
   VmctlResult vmctl(const std::vector<std::string>& args, const std::string& input = "",
                     const std::vector<std::pair<std::string, std::string>>& env = {}) const;
