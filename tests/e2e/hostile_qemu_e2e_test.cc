@@ -21,6 +21,7 @@
 #include "base/socket_util.h"
 #include "base/strings.h"
 #include "tests/support/host_tools.h"
+#include "tests/support/private_netns.h"
 #include "tests/support/require.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
@@ -194,15 +195,9 @@ int main(int argc, char** argv) {
     vmm::testutil::requireForAllTests(missing);
     return RUN_ALL_TESTS();
   }
-  if (::unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) {
-    std::perror("unshare(CLONE_NEWNET | CLONE_NEWNS)");
+  if (auto ns = vmm::testutil::enterPrivateNetworkNamespace(); !ns.ok()) {
+    std::fprintf(stderr, "%s\n", ns.error().message.c_str());
     return 1;
   }
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0 || ::umount2("/sys", MNT_DETACH) != 0 ||
-      ::mount("sysfs", "/sys", "sysfs", 0, nullptr) != 0) {
-    std::perror("remounting /sys for the test's network namespace");
-    return 1;
-  }
-  (void)std::system("ip link set lo up");
   return RUN_ALL_TESTS();
 }

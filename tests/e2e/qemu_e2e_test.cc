@@ -22,6 +22,7 @@
 #include "base/socket_util.h"
 #include "base/strings.h"
 #include "tests/support/host_tools.h"
+#include "tests/support/private_netns.h"
 #include "tests/support/require.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
@@ -687,17 +688,9 @@ int main(int argc, char** argv) {
     vmm::testutil::requireForAllTests(missing);
     return RUN_ALL_TESTS();
   }
-  // A private network namespace for the bridges and taps of these tests, with a sysfs that
-  // shows its links (as `ip netns exec` does) in a private mount namespace.
-  if (::unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) {
-    std::perror("unshare(CLONE_NEWNET | CLONE_NEWNS)");
+  if (auto ns = vmm::testutil::enterPrivateNetworkNamespace(); !ns.ok()) {
+    std::fprintf(stderr, "%s\n", ns.error().message.c_str());
     return 1;
   }
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0 || ::umount2("/sys", MNT_DETACH) != 0 ||
-      ::mount("sysfs", "/sys", "sysfs", 0, nullptr) != 0) {
-    std::perror("remounting /sys for the test's network namespace");
-    return 1;
-  }
-  (void)std::system("ip link set lo up");
   return RUN_ALL_TESTS();
 }

@@ -1,0 +1,35 @@
+#include "tests/support/private_netns.h"
+
+#include <sched.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+namespace vmm::testutil {
+
+Status enterPrivateNetworkNamespace(bool keepCgroups) {
+  if (::unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) return systemError("unshare(CLONE_NEWNET | CLONE_NEWNS)", errno);
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) return systemError("making / a slave mount", errno);
+  std::string keep;
+  if (keepCgroups) {
+    char dir[] = "/tmp/vmm-cgroup-keep-XXXXXX";
+    if (!::mkdtemp(dir)) return systemError("mkdtemp", errno);
+    keep = dir;
+    if (::mount("/sys/fs/cgroup", keep.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+      return systemError("keeping /sys/fs/cgroup", errno);
+  }
+  if (::umount2("/sys", MNT_DETACH) != 0 || ::mount("sysfs", "/sys", "sysfs", 0, nullptr) != 0)
+    return systemError("remounting /sys for the test's network namespace", errno);
+  if (keepCgroups) {
+    if (::mount(keep.c_str(), "/sys/fs/cgroup", nullptr, MS_MOVE, nullptr) != 0)
+      return systemError("moving the cgroup mounts back", errno);
+    ::rmdir(keep.c_str());
+  }
+  (void)std::system("ip link set lo up");
+  return {};
+}
+
+}  // namespace vmm::testutil

@@ -1,0 +1,14 @@
+// For test binaries whose vmmd makes bridges, taps and nft tables: a network namespace of the
+// test's own, with a sysfs that shows its links (as `ip netns exec` does) in a private mount
+// namespace, and loopback up. Nothing the tests create reaches the host's network.
+#pragma once
+
+#include "base/result.h"
+
+namespace vmm::testutil {
+
+// Call from main() before any thread starts. keepCgroups carries the cgroup mounts (under
+// /sys/fs/cgroup) over to the new sysfs, for container tests.
+Status enterPrivateNetworkNamespace(bool keepCgroups = false);
+
+}  // namespace vmm::testutil
