@@ -8,6 +8,7 @@
 #include "base/strings.h"
 #include "model/libvirt_xml.h"
 #include "model/libvirt_xml_tree.h"
+#include "model/names.h"
 #include "model/units.h"
 
 namespace vmm::model {
@@ -458,9 +459,12 @@ class Importer {
     std::string mac;
     if (auto m = n.child("mac")) {
       mac = t_.attr(m, "address");
-      j["mac"] = mac;
       t_.done(m);
     }
+    // A NIC without an address gets one now, as libvirt gives it at define, so that what the
+    // import kept of this <interface> stays keyed to the same NIC.
+    if (mac.empty()) mac = generateMac();
+    j["mac"] = mac;
     if (model) {
       j["model"] = t_.attr(model, "type");
       t_.done(model);
@@ -651,6 +655,8 @@ Result<LibvirtImport> importLibvirtXml(std::string_view xml) {
   if (std::string_view(root.name()) != "domain")
     return invalidArgument(std::string("libvirt XML: the root element must be <domain>, not <") + root.name() + ">");
   LibvirtImport out;
+  if (auto from = dropMixedText(root); !from.empty())
+    out.warnings.push_back("ignored text between the elements of <" + join(from, ">, <") + ">");
   Importer importer(root);
   VMM_ASSIGN(json def, importer.run(out.warnings));
   auto d = parseDomain(def);

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -91,6 +92,33 @@ Result<std::unique_ptr<pugi::xml_document>> parseLimited(std::string_view xml, s
   return doc;
 }
 
+std::vector<std::string> dropMixedText(pugi::xml_node root) {
+  std::set<std::string> from;
+  std::vector<pugi::xml_node> pending{root}, text;
+  while (!pending.empty()) {  // iterative: parseLimited bounds the depth, not the width
+    auto e = pending.back();
+    pending.pop_back();
+    bool hasElements = false;
+    text.clear();
+    for (auto c : e.children()) {
+      if (c.type() == pugi::node_element) {
+        hasElements = true;
+        pending.push_back(c);
+      } else if (isText(c)) {
+        text.push_back(c);
+      }
+    }
+    if (!hasElements) continue;
+    bool meaningful = false;
+    for (auto& t : text) {
+      meaningful = meaningful || trim(t.value()).size() > 0;
+      e.remove_child(t);
+    }
+    if (meaningful) from.insert(toValidUtf8(e.name()));
+  }
+  return {from.begin(), from.end()};
+}
+
 std::string printNode(const pugi::xml_node& n, bool indent) {
   std::ostringstream out;
   n.print(out, "  ", indent ? pugi::format_indent : pugi::format_raw);
@@ -131,9 +159,12 @@ void mergeChildren(pugi::xml_node generated, const pugi::xml_node& residue, cons
 }
 
 void mergeInto(pugi::xml_node g, const pugi::xml_node& r, const KeyedElements& keyed) {
+  // The remainder's attributes win too: one that export also writes (a default such as
+  // match="exact") is there because the original said something else, which vmm kept.
   for (auto a : r.attributes()) {
     if (std::strcmp(a.name(), kKeyAttr) == 0) continue;
-    if (!g.attribute(a.name())) g.append_attribute(a.name()).set_value(a.value());
+    auto existing = g.attribute(a.name());
+    (existing ? existing : g.append_attribute(a.name())).set_value(a.value());
   }
   bool residueText = false;
   for (auto c : r.children()) residueText = residueText || isText(c);

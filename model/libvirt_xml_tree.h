@@ -7,6 +7,7 @@
 #include <pugixml.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.h"
 
@@ -30,6 +31,11 @@ inline constexpr uint64_t kBurstUnitBytes = 1024;
 Result<std::unique_ptr<pugi::xml_document>> parseLimited(std::string_view xml, std::string_view what);
 
 std::string printNode(const pugi::xml_node& n, bool indent);
+
+// Removes text that stands between the child elements of an element (mixed content, which no
+// libvirt element has: libvirt's parser ignores such text) and returns the names of the
+// elements it was removed from. Whitespace-only text is formatting and is removed silently.
+std::vector<std::string> dropMixedText(pugi::xml_node root);
 
 // Merges `residue`'s attributes, text and children into `generated`. A child whose kKeyAttr
 // is ".NAME" merges into the generated child NAME, one with another key into the element

@@ -242,6 +242,64 @@ TEST(LibvirtXml, HostileInputsAreRefusedCleanly) {
   EXPECT_EQ(literal->domain.description, "&x;");
 }
 
+// Round-trip breakers the libvirt_xml fuzz target found: import -> export -> import must give
+// the same definition and the same XML.
+void expectStableRoundTrip(const LibvirtImport& first) {
+  auto x1 = exportLibvirtXml(first.domain, true);
+  ASSERT_TRUE(x1.ok()) << x1.error().message;
+  auto again = mustImport(*x1);
+  auto x2 = exportLibvirtXml(again.domain, true);
+  ASSERT_TRUE(x2.ok()) << x2.error().message;
+  EXPECT_EQ(*x1, *x2);
+  EXPECT_EQ(formatDomain(first.domain, false), formatDomain(again.domain, false));
+}
+
+TEST(LibvirtXml, InterfaceWithoutAddressGetsOneMacAndKeepsItsRemainder) {
+  // <mac> without address (a misspelt attribute): libvirt generates the address at define. The
+  // kept attribute must stay with that NIC, not come back as a second, unmodelled <interface>.
+  auto imported = mustImport(
+      "<domain type='kvm'><name>m</name><memory>1048576</memory><devices>"
+      "<interface type='network'><source network='default'/><mac addrers='52:54:00:00:00:0a'/></interface>"
+      "<interface type='network'><source network='default'/></interface>"
+      "</devices></domain>");
+  ASSERT_EQ(imported.domain.nics.size(), 2u);
+  EXPECT_FALSE(imported.domain.nics[0].mac.empty());
+  EXPECT_NE(imported.domain.nics[0].mac, imported.domain.nics[1].mac);
+  auto x = exportLibvirtXml(imported.domain, true);
+  ASSERT_TRUE(x.ok());
+  EXPECT_NE(x->find("addrers=\"52:54:00:00:00:0a\""), std::string::npos) << *x;
+  auto again = mustImport(*x);
+  EXPECT_EQ(again.domain.nics.size(), 2u) << *x;
+  expectStableRoundTrip(imported);
+}
+
+TEST(LibvirtXml, TextBetweenElementsIsIgnoredWithAWarning) {
+  auto imported = mustImport(
+      "<domain type='kvm'>?? <name>t</name>stray<memory>1048576</memory>"
+      "<devices>x<emulator>/usr/bin/qemu-system-x86_64</emulator></devices><description>kept text</description></domain>");
+  EXPECT_TRUE(contains(imported.warnings, "ignored text between the elements of <devices>, <domain>"))
+      << ::testing::PrintToString(imported.warnings);
+  EXPECT_EQ(imported.domain.description, "kept text");
+  auto x = exportLibvirtXml(imported.domain, true);
+  ASSERT_TRUE(x.ok());
+  EXPECT_EQ(x->find("stray"), std::string::npos) << *x;
+  EXPECT_EQ(x->find("??"), std::string::npos) << *x;
+  expectStableRoundTrip(imported);
+}
+
+TEST(LibvirtXml, KeptAttributeValuesWinOverExportDefaults) {
+  // Export writes match="exact"; an original with another value keeps its own.
+  auto imported = mustImport(
+      "<domain type='kvm'><name>c</name><memory>1048576</memory>"
+      "<cpu mode='custom' match='minimum'><model fallback='forbid'>Skylake-Client</model></cpu></domain>");
+  auto x = exportLibvirtXml(imported.domain, true);
+  ASSERT_TRUE(x.ok());
+  EXPECT_NE(x->find("match=\"minimum\""), std::string::npos) << *x;
+  EXPECT_EQ(x->find("match=\"exact\""), std::string::npos) << *x;
+  EXPECT_NE(x->find("fallback=\"forbid\""), std::string::npos) << *x;
+  expectStableRoundTrip(imported);
+}
+
 TEST(LibvirtXml, LooksLikeXml) {
   EXPECT_TRUE(looksLikeXml("  \n<domain/>"));
   EXPECT_FALSE(looksLikeXml("{\"name\":\"x\"}"));
