@@ -147,7 +147,7 @@ class Importer {
       }
     }
     VMM_TRY(readMetadata());
-    readDevices();
+    VMM_TRY(readDevices());
     t_.touch(root_);
     markPartial(root_);
     std::vector<std::string> kept;
@@ -325,7 +325,7 @@ class Importer {
     return {};
   }
 
-  void readDevices() {
+  Status readDevices() {
     auto devs = root_.child("devices");
     def_["disks"] = json::array();
     def_["nics"] = json::array();
@@ -333,7 +333,10 @@ class Importer {
     def_["graphics"] = json::array();
     // Export writes the agent channel for qemu and test domains: its absence means no agent.
     if (libvirtType_ != "lxc" && libvirtType_ != "xen") def_["guest_agent"] = false;
-    if (!devs) return finishContainer();
+    if (!devs) {
+      finishContainer();
+      return {};
+    }
     for (auto d : elements(devs, "disk")) readDisk(d);
     for (auto n : elements(devs, "interface")) readInterface(n);
     readConsoles(devs);
@@ -353,11 +356,12 @@ class Importer {
       }
       finishDevice(c, "channel:qemu-ga");
     }
-    for (auto g : elements(devs, "graphics")) readGraphics(g);
+    for (auto g : elements(devs, "graphics")) VMM_TRY(readGraphics(g));
     if (libvirtType_ == "lxc")
       for (auto f : elements(devs, "filesystem")) readContainerMount(f);
     finishContainer();
     t_.done(devs);
+    return {};
   }
 
   void finishDevice(pugi::xml_node n, const std::string& key) {
@@ -557,9 +561,9 @@ class Importer {
     t_.done(target);
   }
 
-  void readGraphics(pugi::xml_node g) {
+  Status readGraphics(pugi::xml_node g) {
     std::string type = t_.peek(g, "type");
-    if (!enumFromName(kGraphicsTypes, type) || def_["graphics"].size() >= 2) return;
+    if (!enumFromName(kGraphicsTypes, type) || def_["graphics"].size() >= 2) return {};
     json j = {{"type", t_.attr(g, "type")}};
     std::string port = t_.peek(g, "port");
     bool autoport = t_.peek(g, "autoport") == "yes" || port == "-1" || port.empty();
@@ -570,6 +574,8 @@ class Importer {
       j["port"] = *p;
       t_.attr(g, "port");
       t_.attrIf(g, "autoport", "no");
+    } else {
+      return invalidArgument("<graphics type='" + type + "'>: port " + quote(port) + " is not a number");
     }
     std::string listen = t_.attr(g, "listen");
     for (auto l : elements(g, "listen")) {
@@ -586,6 +592,7 @@ class Importer {
     size_t index = def_["graphics"].size();
     def_["graphics"].push_back(j);
     finishDevice(g, "graphics:" + std::to_string(index));
+    return {};
   }
 
   // lxc: the filesystem mounted on "/" is the root filesystem; others are bind mounts.

@@ -1,5 +1,6 @@
 #include "model/libvirt_xml_tree.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <set>
@@ -62,6 +63,13 @@ Result<std::unique_ptr<pugi::xml_document>> parseLimited(std::string_view xml, s
         if (static_cast<unsigned char>(*s) < 0x20 && *s != '\t' && *s != '\n' && *s != '\r') return static_cast<unsigned char>(*s);
       return -1;
     };
+    // Well-formed XML names each attribute once (pugixml does not check): a second "type"
+    // would otherwise stay in the kept remainder and contradict the first.
+    std::vector<std::string_view> names;
+    for (auto a : node.attributes()) names.emplace_back(a.name());
+    std::sort(names.begin(), names.end());
+    if (auto dup = std::adjacent_find(names.begin(), names.end()); dup != names.end())
+      return invalidArgument(w + ": attribute " + quote(toValidUtf8(*dup)) + " repeated in <" + toValidUtf8(element.name()) + ">");
     int c = control(node.value());
     for (auto a : node.attributes())
       if (c < 0) c = control(a.value());

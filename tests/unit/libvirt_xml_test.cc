@@ -230,6 +230,10 @@ TEST(LibvirtXml, HostileInputsAreRefusedCleanly) {
   deep += "</devices></domain>";
   expectRefused(deep, "nested deeper than");
   expectRefused("<network><name>n</name></network>", "root element must be <domain>");
+  expectRefused("<domain type='kvm'><name>g</name><memory>1048576</memory><devices><graphics type='vnc' type='-1'/></devices></domain>",
+                "attribute \"type\" repeated in <graphics>");
+  expectRefused("<domain type='kvm'><name>g</name><memory>1048576</memory><devices><graphics type='vnc' port='-$'/></devices></domain>",
+                "port \"-$\" is not a number");
   expectRefused("<domain type='kvm'><memory>1048576</memory></domain>", "<name> is required");
   expectRefused("<domain type='kvm'><name>bad name/</name><memory>1048576</memory></domain>", "name");
   expectRefused("<domain type='kvm'><name>m</name><memory unit='KiB'>lots</memory></domain>", "memory");
