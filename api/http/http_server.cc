@@ -376,7 +376,9 @@ void HttpServer::flush(const ConnPtr& c) {
 
 void HttpServer::onReadable(const ConnPtr& c) {
   loop_.assertInLoopThread("HttpServer::onReadable");
-  while (!c->closed) {
+  // At most 16 reads (256 KiB) per turn: a peer that keeps its socket full (a body, a stream)
+  // must not hold the event loop; epoll reports the rest on the next turn.
+  for (int reads = 0; reads < 16 && !c->closed; ++reads) {
     size_t room = 0;
     std::string* into = &c->in;
     switch (c->phase) {

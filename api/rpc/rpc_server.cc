@@ -22,6 +22,11 @@ constexpr size_t kMaxBatch = 256;
 
 // Unread replies above which a connection's requests are not read.
 constexpr size_t kPauseOutput = 1 << 20;
+// One loop turn serves a connection at most this much: a client that keeps its socket full
+// (a flood of bad lines) must not hold the event loop while every other client waits. Reading
+// stops while read lines wait; the rest are handled from the next turns.
+constexpr int kReadsPerTurn = 4;
+constexpr int kLinesPerTurn = 64;
 
 struct RpcServer::Connection {
   fs::UniqueFd fd;
@@ -31,6 +36,7 @@ struct RpcServer::Connection {
   size_t maxRequest = 0;  // bytes of one line
   size_t maxPending = 0;  // bytes of unread replies before the peer is disconnected
   std::string in;
+  size_t scanned = 0;  // in[0, scanned) holds no newline: each byte is searched once
   std::string out;
   size_t outOffset = 0;
   bool closed = false;
@@ -42,6 +48,7 @@ struct RpcServer::Connection {
   bool delivering = false;  // deliverEvents() is on the stack
   std::map<uint64_t, std::shared_ptr<Subscription>> subs;
   size_t pending() const { return out.size() - outOffset; }
+  bool lineWaiting() const { return in.find('\n', scanned) != std::string::npos; }
 };
 
 RpcServer::RpcServer(EventLoop& loop, ThreadPool& pool, Registry& registry, EventBus& events, RpcOptions options)
@@ -186,14 +193,16 @@ bool RpcServer::overloaded(const Connection& c) const {
 void RpcServer::updateInterest(const std::shared_ptr<Connection>& c) {
   if (c->closed) return;
   bool reading = !overloaded(*c) && !c->closeAfterFlush;
-  uint32_t want = (reading ? static_cast<uint32_t>(EPOLLIN | EPOLLRDHUP) : 0u) | (c->pending() ? static_cast<uint32_t>(EPOLLOUT) : 0u);
+  bool lineWaiting = c->lineWaiting();
+  uint32_t want = (reading && !lineWaiting ? static_cast<uint32_t>(EPOLLIN | EPOLLRDHUP) : 0u) |
+                  (c->pending() ? static_cast<uint32_t>(EPOLLOUT) : 0u);
   if (want != c->interest) {
     c->interest = want;
     loop_.modify(c->fd.get(), want);
   }
   // Lines that arrived while it was paused are handled now, from a fresh loop turn (this may
   // run inside processLines, through a quick call's reply).
-  if (reading && !c->processing && !c->resumePosted && c->in.find('\n') != std::string::npos) {
+  if (reading && !c->processing && !c->resumePosted && lineWaiting) {
     c->resumePosted = true;
     std::weak_ptr<Connection> weak = c;
     loop_.post([this, weak] {
@@ -213,7 +222,7 @@ void RpcServer::requestDone(const std::shared_ptr<Connection>& c) {
 void RpcServer::onReadable(const std::shared_ptr<Connection>& c) {
   loop_.assertInLoopThread("RpcServer::onReadable");
   char buf[65536];
-  while (!c->closed && !overloaded(*c) && !c->closeAfterFlush) {
+  for (int reads = 0; reads < kReadsPerTurn && !c->closed && !overloaded(*c) && !c->closeAfterFlush && !c->lineWaiting(); ++reads) {
     ssize_t n = ::read(c->fd.get(), buf, sizeof buf);
     if (n > 0) {
       c->in.append(buf, static_cast<size_t>(n));
@@ -231,14 +240,18 @@ void RpcServer::processLines(const std::shared_ptr<Connection>& c) {
   auto tooLarge = [&] {
     json err = {{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "request larger than " + std::to_string(c->maxRequest) + " bytes" + (c->readOnly ? " (the limit of read-only connections)" : "")}}}};
     c->in.clear();
+    c->scanned = 0;
     c->closeAfterFlush = true;  // before send(): a reply flushed at once closes right there
     send(c, toText(err));
   };
   c->processing = true;
   size_t start = 0;
-  while (!c->closed && !overloaded(*c)) {
-    size_t nl = c->in.find('\n', start);
-    if (nl == std::string::npos) break;
+  for (int lines = 0; lines < kLinesPerTurn && !c->closed && !overloaded(*c);) {
+    size_t nl = c->in.find('\n', std::max(start, c->scanned));
+    if (nl == std::string::npos) {
+      c->scanned = c->in.size();
+      break;
+    }
     std::string_view line(c->in.data() + start, nl - start);
     if (line.size() > c->maxRequest) {
       c->processing = false;
@@ -247,14 +260,16 @@ void RpcServer::processLines(const std::shared_ptr<Connection>& c) {
     start = nl + 1;
     if (!trim(line).empty()) {
       ++c->inFlight;
+      ++lines;
       handleLine(c, line);
     }
   }
   c->processing = false;
   if (c->closed) return;
   c->in.erase(0, start);
+  c->scanned = c->scanned > start ? c->scanned - start : 0;
   // Nothing can be answered on a stream we can no longer frame: say why, then close.
-  if (c->in.size() > c->maxRequest && c->in.find('\n') == std::string::npos) return tooLarge();
+  if (c->in.size() > c->maxRequest && c->in.find('\n', c->scanned) == std::string::npos) return tooLarge();
   updateInterest(c);
 }
 

@@ -66,6 +66,7 @@ void JsonChannel::skipToDelimiter() {
     if (auto self = weak.lock()) {
       self->skipping_ = true;
       self->in_.clear();
+      self->scanned_ = 0;
     }
   });
 }
@@ -169,8 +170,11 @@ void JsonChannel::onEvents(uint32_t events) {
     }
     size_t start = 0;
     while (true) {
-      size_t nl = in_.find('\n', start);
-      if (nl == std::string::npos) break;
+      size_t nl = in_.find('\n', std::max(start, scanned_));
+      if (nl == std::string::npos) {
+        scanned_ = in_.size();
+        break;
+      }
       std::string_view line(in_.data() + start, nl - start);
       start = nl + 1;
       while (!line.empty() && (line.back() == '\r' || line.front() == ' ')) line = line.back() == '\r' ? line.substr(0, line.size() - 1) : line.substr(1);
@@ -191,6 +195,7 @@ void JsonChannel::onEvents(uint32_t events) {
       if (!fd_.valid()) return;  // closed by the callback
     }
     in_.erase(0, start);
+    scanned_ = scanned_ > start ? scanned_ - start : 0;
   }
 }
 

@@ -61,6 +61,7 @@ class JsonChannel : public std::enable_shared_from_this<JsonChannel> {
   Callbacks cb_;
   const Limits limits_;
   std::string in_;
+  size_t scanned_ = 0;  // in_[0, scanned_) holds no newline: each byte is searched once
   bool skipping_ = false;
   struct Pending {
     std::string text;

@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <thread>
 
 #include "base/fs.h"
 #include "base/socket_util.h"
@@ -386,3 +388,47 @@ TEST_F(Hostile, NumbersThatOverflowAreRefused) {
 }
 
 }  // namespace
+
+// A client that keeps its socket full of bad lines (each answered with an error) must not hold
+// the event loop: other clients are answered within a second all along. Four flooding
+// connections on the read-only socket, which any local user can reach.
+TEST_F(Hostile, AFloodOfBadLinesDoesNotStarveOtherClients) {
+  std::string block;
+  while (block.size() < (256 << 10)) block += R"({"jsonrpc":2,"id":1,"method":"host.info"})" "\n{\n[]\n";
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> sent{0};
+  std::vector<std::thread> flood;
+  for (int i = 0; i < 4; ++i)
+    flood.emplace_back([&] {
+      auto fd = connectUnix(vmmd->roSocketPath(), Deadline::after(Millis(2000)));
+      if (!fd.ok()) return;
+      (void)setNonBlocking(fd->get());
+      size_t off = 0;
+      char buf[65536];
+      while (!stop) {
+        pollfd p{fd->get(), POLLIN | POLLOUT, 0};
+        if (::poll(&p, 1, 50) <= 0) continue;
+        if (p.revents & POLLIN) {
+          ssize_t n = ::recv(fd->get(), buf, sizeof buf, 0);
+          if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return;
+        }
+        if (p.revents & POLLOUT) {
+          ssize_t n = ::send(fd->get(), block.data() + off, block.size() - off, MSG_NOSIGNAL);
+          if (n > 0) {
+            sent += static_cast<uint64_t>(n);
+            off = (off + static_cast<size_t>(n)) % block.size();
+          }
+        }
+      }
+    });
+  std::this_thread::sleep_for(Millis(500));  // the flood under way
+  for (int i = 0; i < 5 && !HasFailure(); ++i) {
+    expectAlive("flooding for " + std::to_string(500 + i * 300) + " ms");
+    std::this_thread::sleep_for(Millis(200));
+  }
+  stop = true;
+  for (auto& t : flood) t.join();
+  EXPECT_GT(sent.load(), 1u << 20) << "the flood did not get going";
+  std::cerr << "flooded with " << (sent.load() >> 20) << " MiB of bad lines\n";
+  ALIVE("the flood");
+}
