@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <set>
 
+#include "base/json_util.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/log_cap.h"
@@ -125,7 +126,14 @@ Status NetworkService::startLocked(NetworkObject& n) {
   net::NetworkOptions opts;
   opts.dnsmasqBinary = options_.dnsmasqBinary;
   opts.running = otherRuntimes(n.name);
-  VMM_ASSIGN(auto rt, net::startNetwork(def, stateDirOf(n.name), ioDeadline(), opts));
+  // The intent first: a vmmd killed during the start finds it and removes what was made.
+  VMM_TRY(store_.put(Table::runtime, runtimeKey(n.name), json{{"network", n.name}, {"starting", true}}));
+  auto started = net::startNetwork(def, stateDirOf(n.name), ioDeadline(), opts);
+  if (!started.ok()) {
+    (void)store_.remove(Table::runtime, runtimeKey(n.name));
+    return started.error();
+  }
+  net::NetworkRuntime rt = std::move(*started);
   // Durable before visible: without the record a restarted vmmd could not undo this.
   if (auto st = store_.put(Table::runtime, runtimeKey(n.name), rt.toJson()); !st.ok()) {
     (void)net::stopNetwork(def, rt, ioDeadline(), opts);
@@ -212,8 +220,22 @@ Status NetworkService::load() {
   for (const auto& row : runtimes) {
     if (!startsWith(row.key, "networks/")) continue;
     std::string name = row.key.substr(9);
-    auto rt = net::NetworkRuntime::fromJson(row.value);
     auto n = networks_.find(name);
+    if (jsonBoolOr(row.value, "starting", false)) {  // vmmd died while starting it
+      if (n) {
+        model::Network def;
+        {
+          MutexLock lock(n->mu);
+          def = n->def;
+        }
+        MutexLock host(hostMu_);
+        if (auto st = net::cleanUpInterruptedStart(def, stateDirOf(name), ioDeadline()); !st.ok())
+          log::error("cannot remove what an interrupted network start left", {{"network", name}, {"error", st.error().message}});
+      }
+      (void)store_.remove(Table::runtime, row.key);
+      continue;
+    }
+    auto rt = net::NetworkRuntime::fromJson(row.value);
     if (!rt.ok() || !n) {
       (void)store_.remove(Table::runtime, row.key);
       continue;

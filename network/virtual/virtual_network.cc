@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <cstdio>
+#include <limits>
 #include <optional>
 
 #include "base/fs.h"
@@ -267,6 +268,32 @@ Status stopNetwork(const model::Network& n, const NetworkRuntime& rt, Deadline d
   for (auto it = rt.sysctls.rbegin(); it != rt.sysctls.rend(); ++it) keep(restoreSysctl(*it, others), "restoring forwarding");
   if (rt.createdBridge) keep(deleteBridge(rt.bridge, deadline), "deleting the bridge");
   return first;
+}
+
+Status cleanUpInterruptedStart(const model::Network& n, const std::string& stateDir, Deadline deadline) {
+  if (!createsBridge(n.mode)) return {};
+  NetworkRuntime rt;
+  rt.network = n.name;
+  rt.mode = n.mode;
+  rt.bridge = effectiveBridgeName(n);
+  rt.stateDir = stateDir;
+  if (auto text = fs::readFile(rt.pidFile(), 64); text.ok()) {
+    auto pid = parseInt(trim(*text));
+    if (pid && *pid > 0 && *pid <= std::numeric_limits<pid_t>::max()) {
+      auto p = static_cast<pid_t>(*pid);
+      std::string cmdline = fs::readFile("/proc/" + std::to_string(p) + "/cmdline", 1 << 16).valueOr("");
+      if (cmdline.find(stateDir + "/") != std::string::npos) {  // a reused pid belongs to someone else
+        rt.dnsmasqPid = p;
+        rt.dnsmasqStartTime = processStartTime(p).value_or(0);
+      }
+    }
+  }
+  // The bridge's name was free when this start checked it (validateNetworkAgainstHost).
+  rt.createdBridge = linkExists(rt.bridge);
+  if (rt.dnsmasqPid == 0 && !rt.createdBridge) return {};
+  log::warn("removing what an interrupted network start left", {{"network", n.name}, {"bridge", rt.createdBridge ? rt.bridge : ""},
+                                                                 {"dnsmasq_pid", static_cast<int64_t>(rt.dnsmasqPid)}});
+  return stopNetwork(n, rt, deadline, {});
 }
 
 Status restoreNetworkTable(const model::Network& n, const NetworkRuntime& rt, Deadline deadline) {

@@ -80,6 +80,12 @@ Result<NetworkRuntime> startNetwork(const model::Network& network, const std::st
 Status stopNetwork(const model::Network& network, const NetworkRuntime& runtime, Deadline deadline,
                    const NetworkOptions& options = {});
 
+// Removes what a startNetwork that never returned (vmmd killed during it) may have made: the
+// network's bridge and the dnsmasq its pid file names when that process runs with this
+// network's files. Forwarding changes are not known and stay; the nftables table is left to
+// the caller's sweep of tables no running network owns.
+Status cleanUpInterruptedStart(const model::Network& network, const std::string& stateDir, Deadline deadline);
+
 // Creates the network's nftables table again from its definition, for a network whose host side
 // is intact but whose table is gone (a ruleset flushed while vmmd was down). The caller checks
 // that the table is missing.

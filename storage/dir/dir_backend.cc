@@ -7,6 +7,7 @@
 
 #include "base/fs.h"
 #include "base/json_util.h"
+#include "base/log.h"
 #include "base/reverter.h"
 #include "base/strings.h"
 #include "model/names.h"
@@ -77,7 +78,24 @@ Status DirBackend::build(Deadline) {
 Status DirBackend::start(Deadline) {
   if (!fs::isDirectory(pool_.path)) return notFound("pool " + pool_.name + ": directory " + pool_.path + " does not exist (build the pool first)");
   if (::access(pool_.path.c_str(), R_OK | W_OK | X_OK) != 0) return systemError("pool " + pool_.name + ": " + pool_.path, errno);
+  sweepTemporaryFiles();
   return {};
+}
+
+// What a copy, upload or conversion that vmmd did not live to finish left behind. Volume names
+// can never end in these suffixes, and the pool starts before any operation runs in it.
+void DirBackend::sweepTemporaryFiles() {
+  auto names = fs::listDir(pool_.path);
+  if (!names.ok()) return;
+  for (const auto& n : *names) {
+    if (!model::hasTemporarySuffix(n)) continue;
+    std::string path = pool_.path + "/" + n;
+    struct stat lst{};
+    bool dir = ::lstat(path.c_str(), &lst) == 0 && S_ISDIR(lst.st_mode);  // a symlink is removed, never followed
+    auto st = dir ? fs::removeTree(path) : fs::removeFile(path);
+    if (st.ok()) log::info("removed an unfinished volume file", {{"pool", pool_.name}, {"file", n}});
+    else log::warn("cannot remove an unfinished volume file", {{"pool", pool_.name}, {"file", n}, {"error", st.error().message}});
+  }
 }
 
 Status DirBackend::stop(Deadline) { return {}; }
