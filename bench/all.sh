@@ -15,7 +15,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${VMM_BUILD_DIR:-$ROOT/build}
 RESULTS=${BENCH_RESULTS:-$BUILD/bench-results}
 export BENCH_RESULTS="$RESULTS"
-BENCHES=${BENCH_ONLY:-api storage network snapshot start run container}
+BENCHES=${BENCH_ONLY:-api storage network snapshot start run container flood}
 [ "$(id -u)" = 0 ] || { echo "bench/all.sh: run as root" >&2; exit 1; }
 
 T0=$(date +%s)

@@ -461,6 +461,100 @@ def container_section(d):
     return out + [""] + errors_lines(d)
 
 
+def flood_section(d):
+    if "stats_ms" not in d:
+        return [f"The run failed before any sample: {'; '.join(d.get('run_errors', []))}", ""]
+    n, pairs, fs, shape = d["count"], d["pairs"], d.get("flood", {}), d.get("flood_shape", {})
+    soak, rss, cap, factor = d.get("soak", {}), d.get("rss_kb", {}), d.get("rss_cap_kb"), d.get("latency_factor", 2)
+    out = [f"`vmctl list --all` (a whole vmctl process on the admin socket, output discarded) against a vmmd holding "
+           f"{n:,} defined `test` domains (vmmd ran as `{d.get('vmmd_command', '?')}`), quiet and while another process "
+           "(`bench/flood_load.py`, one thread) floods it:", "",
+           f"- on the read-only socket (any local user) and on the admin socket, {shape.get('rpc_connections_per_socket')} "
+           "connections each writing bad lines as fast as vmmd reads them (malformed JSON, `\"jsonrpc\":2`, ids and methods "
+           "of the wrong type, parameters of the wrong type, unknown methods, invalid UTF-8, NUL bytes, arrays and objects "
+           "nested 2,000 and 1,000 deep where vmmd's parser stops at 64) and reading the error replies; each line was checked to be refused before the "
+           "run (see the results file);",
+           f"- on each socket one connection writing a line over that socket's cap ({shape.get('ro_cap_bytes', 0) >> 10} KiB "
+           f"read-only, {shape.get('rw_cap_bytes', 0) >> 20} MiB admin), reopened whenever vmmd closes it;",
+           f"- {shape.get('idle_http')} connections to the HTTP port, {shape.get('idle_http_silent')} sending nothing and "
+           f"{shape.get('idle_http_slow')} a request head one byte per second, reopened whenever vmmd closes them.", "",
+           f"A flood sample is taken {d.get('settle_s')} s after the flood's connections are open; a quiet sample "
+           f"{d.get('settle_s')} s after vmmd has closed all of them. After the pairs, one sustained flood of "
+           f"{soak.get('seconds', '?')} s (past vmmd's 10 s HTTP head timeout) with a `vmctl list --all` every second "
+           "(consecutive samples, not paired). A list not done within "
+           f"{d.get('list_timeout_s', '?')} s is killed and counted as failed. vmmd's VmRSS was read every 100 ms throughout.", "",
+           method_line(d), "", LEGEND, ""]
+    s = d.get("stats_ms", {}).get("list", {})
+    q, f = s.get("quiet", {}), s.get("flood", {})
+    diff = d.get("differences_ms", {}).get("list", {}).get("flood - quiet")
+    soak_s = soak.get("stats_ms", {})
+    rows = [[f"`vmctl list --all`, {n:,} domains", runs_col(s, ["quiet", "flood"], pairs), cell(q, pairs), cell(f, pairs),
+             cell(diff, pairs), ratio(f, q).replace("faster", "lower").replace("slower", "higher")],
+            [f"... during the sustained {soak.get('seconds', '?')} s flood", f"{soak_s.get('n', 0)} of {len(soak.get('samples_ms', []))}",
+             "-", cell(soak_s), "-", ratio(soak_s, q).replace("faster", "lower").replace("slower", "higher")]]
+    out += table(["", "runs", "quiet", "under flood", "flood - quiet (per pair)", "flood vs quiet (medians)"], rows)
+    secs = fs.get("active_seconds")
+    cpu = d.get("cpu_while_flooded", {})
+    if secs:
+        out += ["", f"The flood's load (over the {secs:.1f} s it was open): **{fs.get('bad_lines_per_s', 0):,} bad lines/s** "
+                f"({fs.get('bad_mib_per_s')} MiB/s; {fs.get('bad_lines', 0):,} lines, {fs.get('replies', 0):,} error replies read back), "
+                f"{fs.get('over_cap_lines', 0)} lines over the cap ({fs.get('over_cap_bytes', 0) / (1 << 20):.0f} MiB sent; RPC "
+                f"connections closed by vmmd: {fs.get('rpc_closed_after_over_cap', 0)} after such a line, {fs.get('rpc_closed_other', 0)} "
+                "others), "
+                f"{fs.get('http_opened', 0)} HTTP connections opened, {fs.get('http_closed_by_vmmd', 0)} of them closed by vmmd "
+                f"({fs.get('http_408', 0)} with a `408`), {fs.get('connect_errors', 0)} connections that could not be opened. "
+                f"CPU while the flood was open: vmmd {cpu.get('vmmd_cpus')} CPUs, the flood process {cpu.get('flood_cpus')} CPUs "
+                f"(sustained flood: {soak.get('vmmd_cpus')} and {soak.get('flood_cpus')})."]
+    m = d.get("metrics", {})
+    before, after, during = m.get("before", {}), m.get("after", {}), m.get("during_soak", {})
+
+    def delta(k):
+        return f"{after[k] - before.get(k, 0):,.0f}" if k in after else "-"
+
+    def count(v):
+        return f"{v:,.0f}" if isinstance(v, (int, float)) else "-"
+    out += ["", "vmmd's `/metrics` over the whole run: connections refused: RPC "
+            f"{delta('vmm_rpc_connections_refused_total')}, HTTP {delta('vmm_http_connections_refused_total')}; HTTP bytes "
+            f"received {delta('vmm_http_received_bytes_total')}; call errors {delta('vmm_api_errors_total')}; event-loop "
+            f"callbacks over 100 ms {delta('vmm_event_loop_slow_callbacks_total')}, the longest "
+            f"{num((m.get('longest_loop_callback_s') or 0) * 1000)} ms. During the sustained flood vmmd counted "
+            f"{count(during.get('vmm_rpc_connections'))} RPC and {count(during.get('vmm_http_connections'))} HTTP connections "
+            f"and answered `/metrics` in {num(during.get('metrics_request_ms'))} ms. Its log grew by "
+            f"{d.get('vmmd_log_growth_bytes', 0):,} bytes." if during else
+            f"{delta('vmm_event_loop_slow_callbacks_total')} event-loop callbacks over 100 ms."]
+
+    def mib(k):
+        return f"{rss[k] / 1024:.1f} MiB" if isinstance(rss.get(k), (int, float)) else "-"
+    out += ["", f"Memory (VmRSS, {rss.get('readings', 0)} readings, 100 ms apart):", ""]
+    out += table(["before the flood (domains defined)", "peak in quiet rounds", "peak under the flood", "1 s after the last flood"],
+                 [[mib("before"), mib("peak_quiet"), mib("peak_flood"), mib("after")]])
+    alive = d.get("alive_after", {})
+    out += ["", f"After the flood: `vmctl host info` {'answered' if alive.get('host_info_ok') else '**failed**'} "
+            f"in {num(alive.get('host_info_ms'))} ms, `vmctl list --all` listed {alive.get('domains_listed', '-')} domains"
+            + (f"; {alive['error']}" if alive.get("error") else "") + ".", "", "Targets (issue 18):", ""]
+    failed = sum(1 for e in d.get("errors", []) if e["target"] == "flood") + len(soak.get("errors", []))
+    if failed:  # a call that never returned is slower than any bound
+        out.append(f"- `vmctl list` under the flood within {factor:g}x of the quiet figure: {failed} calls under the flood "
+                   f"failed (listed below), {met(False)}.")
+    elif q.get("n") and f.get("n") and soak_s.get("n"):
+        worst = max(f["median"], soak_s["median"])
+        out.append(f"- `vmctl list` under the flood within {factor:g}x of the quiet figure (medians): {num(f['median'])} ms in "
+                   f"the pairs, {num(soak_s['median'])} ms in the sustained flood, vs {num(q['median'])} ms quiet "
+                   f"({worst / q['median']:.1f}x at worst), {met(worst <= factor * q['median'])}.")
+    else:
+        out.append(f"- `vmctl list` under the flood within {factor:g}x of the quiet figure: not judged, no samples on one side.")
+    if cap and isinstance(rss.get("before"), int) and isinstance(rss.get("peak_flood"), int):
+        grow = rss["peak_flood"] - rss["before"]
+        out.append(f"- vmmd's RSS under the flood at most {cap / 1024:.0f} MiB above its RSS before it (the cap; its reasoning "
+                   f"is in `bench/flood_bench.py`): peak {mib('peak_flood')}, {grow / 1024:+.1f} MiB, {met(grow <= cap)}.")
+    out.append(f"- vmmd alive and answering after the flood: {met(alive.get('host_info_ok') and alive.get('domains_listed') == n)}.")
+    if d.get("run_errors"):
+        out += ["", f"Errors outside the samples: {'; '.join(d['run_errors'])}"]
+    if soak.get("errors"):
+        out += ["", "Failed samples during the sustained flood:", ""] + [f"- {e}" for e in soak["errors"][:10]]
+    return out + [""] + errors_lines(d)
+
+
 SECTIONS = [
     ("api", "API: define, list, get, undefine", "bench/api.sh", api_section,
      lambda d: f"pairs per cell: define and undefine {d['count']:,}, lists {d['ops'].get('list', {}).get('pairs')}, "
@@ -476,6 +570,8 @@ SECTIONS = [
      lambda d: f"{d['runs']} pairs"),
     ("container", "Containers: start -> first command, stop", "bench/container.sh", container_section,
      lambda d: f"{d.get('pairs')} pairs"),
+    ("flood", "Hostile load: `vmctl list` under a flood of bad input", "bench/flood.sh", flood_section,
+     lambda d: f"{d.get('pairs')} pairs, then a sustained flood"),
 ]
 
 
@@ -518,9 +614,9 @@ def page(results, commit):
              "```sh", "bench/all.sh   # installs what it needs (bench/deps.sh: libvirt, LXD, ...), builds, runs every",
              "               # benchmark at HEAD and renders this page", "```", "",
              "Run counts can be lowered for a quick look (e.g. `RUNS=3 BULK_RUNS=2 COUNT=100 LIST_PAIRS=5 "
-             "CALL_PAIRS=20 CLI_PAIRS=3 bench/all.sh`); "
+             "CALL_PAIRS=20 CLI_PAIRS=3 SOAK=12 bench/all.sh`); "
              "`BENCH_OUT=/tmp/page.md` writes the page elsewhere. Each benchmark compares vmm with its reference "
-             "(libvirt, LXD or a bare floor) in the same run: the clients are interleaved in pairs with a rotating "
+             "(libvirt, LXD, a bare floor, or vmm without the hostile load) in the same run: the clients are interleaved in pairs with a rotating "
              "order, every timed sample follows the same untimed warm-up, and every cell shows the median with its "
              "spread.", ""]
     if provs:
