@@ -26,7 +26,7 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr Millis kCallTime(400);
+constexpr Millis kCallTime(100);
 
 EventLoop& loop() {
   static EventLoop* l = [] {
@@ -116,7 +116,7 @@ void servePeer(int fd, Script& script, bool agent) {
     // With every reply sent, a client that asks nothing more is left waiting: hang up soon.
     if (script.done()) {
       pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) break;
+      if (::poll(&p, 1, 5) <= 0) break;
     }
     ssize_t n = ::read(fd, tmp, sizeof tmp);
     if (n <= 0) break;

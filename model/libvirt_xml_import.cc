@@ -58,7 +58,9 @@ class Taker {
     std::string v;
     std::vector<pugi::xml_node> texts;
     for (auto c : n.children())
-      if (isText(c)) {
+      if (c.type() == pugi::node_element && textWithElements_.empty()) {
+        textWithElements_ = toValidUtf8(n.name());
+      } else if (isText(c)) {
         v += c.value();
         texts.push_back(c);
       }
@@ -80,9 +82,12 @@ class Taker {
     return v;
   }
   bool wasTouched(const pugi::xml_node& n) const { return touched_.count(n) > 0; }
+  // An element read as a value (<uuid>, <memory>...) that holds elements: the first one seen.
+  const std::string& textWithElements() const { return textWithElements_; }
 
  private:
   std::set<pugi::xml_node> touched_;
+  std::string textWithElements_;
 };
 
 // Paths of what is left: an element nobody looked into is listed whole.
@@ -148,6 +153,8 @@ class Importer {
     }
     VMM_TRY(readMetadata());
     VMM_TRY(readDevices());
+    if (!t_.textWithElements().empty())
+      return invalidArgument("libvirt XML: <" + t_.textWithElements() + "> holds elements where a value belongs");
     t_.touch(root_);
     markPartial(root_);
     std::vector<std::string> kept;

@@ -116,10 +116,11 @@ std::vector<std::string> dropMixedText(pugi::xml_node root) {
         text.push_back(c);
       }
     }
-    if (!hasElements) continue;
     bool meaningful = false;
     for (auto& t : text) {
-      meaningful = meaningful || trim(t.value()).size() > 0;
+      bool blank = trim(t.value()).empty();  // also blank text made by character references (&#10;)
+      if (!blank && !hasElements) continue;
+      meaningful = meaningful || !blank;
       e.remove_child(t);
     }
     if (meaningful) from.insert(toValidUtf8(e.name()));

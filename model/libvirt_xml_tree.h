@@ -34,7 +34,8 @@ std::string printNode(const pugi::xml_node& n, bool indent);
 
 // Removes text that stands between the child elements of an element (mixed content, which no
 // libvirt element has: libvirt's parser ignores such text) and returns the names of the
-// elements it was removed from. Whitespace-only text is formatting and is removed silently.
+// elements it was removed from. Whitespace-only text is formatting and is removed silently,
+// from every element (what pugixml keeps of it, e.g. from &#10;, would not survive a re-parse).
 std::vector<std::string> dropMixedText(pugi::xml_node root);
 
 // Merges `residue`'s attributes, text and children into `generated`. A child whose kKeyAttr

@@ -230,6 +230,8 @@ TEST(LibvirtXml, HostileInputsAreRefusedCleanly) {
   deep += "</devices></domain>";
   expectRefused(deep, "nested deeper than");
   expectRefused("<network><name>n</name></network>", "root element must be <domain>");
+  expectRefused("<domain type='kvm'><name>u</name><uuid>1be1176c<name>x</name></uuid><memory>1048576</memory></domain>",
+                "<uuid> holds elements where a value belongs");
   expectRefused("<domain type='kvm'><name>g</name><memory>1048576</memory><devices><graphics type='vnc' type='-1'/></devices></domain>",
                 "attribute \"type\" repeated in <graphics>");
   expectRefused("<domain type='kvm'><name>g</name><memory>1048576</memory><devices><graphics type='vnc' port='-$'/></devices></domain>",
@@ -289,6 +291,9 @@ TEST(LibvirtXml, TextBetweenElementsIsIgnoredWithAWarning) {
   EXPECT_EQ(x->find("stray"), std::string::npos) << *x;
   EXPECT_EQ(x->find("??"), std::string::npos) << *x;
   expectStableRoundTrip(imported);
+  // Blank text from character references is formatting too.
+  expectStableRoundTrip(mustImport("<domain type='kvm'><name>b</name><memory>1048576</memory><devices>"
+                                   "<graphics type='vnc' tlsPort='-1'>&#10;   </graphics></devices></domain>"));
 }
 
 TEST(LibvirtXml, KeptAttributeValuesWinOverExportDefaults) {
