@@ -255,7 +255,6 @@ void OperationManager::finish(const std::shared_ptr<Entry>& entry, Result<nlohma
     entry->op = std::move(op);
     entry->resultBytes = kept;
     resultBytes_ += kept;
-    --active_;
     snapshot = entry->op;
     if (resultBytes_ > options_.maxTotalResultBytes) dropped = pruneBytesLocked();
   }
@@ -265,6 +264,11 @@ void OperationManager::finish(const std::shared_ptr<Entry>& entry, Result<nlohma
     (void)store_.remove(Table::operations, id);
     if (!options_.resultDir.empty()) (void)fs::removeFile(resultPath(id));
   }
+  // Last, and notified under the lock: drain() (and so the destructor) returns only once
+  // nothing here touches the manager any more.
+  std::lock_guard lock(mu_);
+  --active_;
+  cv_.notify_all();
 }
 
 std::vector<std::string> OperationManager::pruneBytesLocked() {
