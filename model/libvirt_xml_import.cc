@@ -669,8 +669,7 @@ Result<LibvirtImport> importLibvirtXml(std::string_view xml) {
   if (std::string_view(root.name()) != "domain")
     return invalidArgument(std::string("libvirt XML: the root element must be <domain>, not <") + root.name() + ">");
   LibvirtImport out;
-  if (auto from = dropMixedText(root); !from.empty())
-    out.warnings.push_back("ignored text between the elements of <" + join(from, ">, <") + ">");
+  normalizeText(root);
   Importer importer(root);
   VMM_ASSIGN(json def, importer.run(out.warnings));
   auto d = parseDomain(def);

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <set>
 #include <sstream>
 #include <vector>
 
@@ -100,8 +99,7 @@ Result<std::unique_ptr<pugi::xml_document>> parseLimited(std::string_view xml, s
   return doc;
 }
 
-std::vector<std::string> dropMixedText(pugi::xml_node root) {
-  std::set<std::string> from;
+void normalizeText(pugi::xml_node root) {
   std::vector<pugi::xml_node> pending{root}, text;
   while (!pending.empty()) {  // iterative: parseLimited bounds the depth, not the width
     auto e = pending.back();
@@ -116,16 +114,13 @@ std::vector<std::string> dropMixedText(pugi::xml_node root) {
         text.push_back(c);
       }
     }
-    bool meaningful = false;
+    std::string kept;
     for (auto& t : text) {
-      bool blank = trim(t.value()).empty();  // also blank text made by character references (&#10;)
-      if (!blank && !hasElements) continue;
-      meaningful = meaningful || !blank;
-      e.remove_child(t);
+      if (!trim(t.value()).empty()) kept += t.value();  // blank text also when made by &#10;
+      if (hasElements || trim(t.value()).empty()) e.remove_child(t);
     }
-    if (meaningful) from.insert(toValidUtf8(e.name()));
+    if (hasElements && !kept.empty()) e.prepend_child(pugi::node_pcdata).set_value(kept.c_str());
   }
-  return {from.begin(), from.end()};
 }
 
 std::string printNode(const pugi::xml_node& n, bool indent) {

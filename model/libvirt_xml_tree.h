@@ -32,11 +32,12 @@ Result<std::unique_ptr<pugi::xml_document>> parseLimited(std::string_view xml, s
 
 std::string printNode(const pugi::xml_node& n, bool indent);
 
-// Removes text that stands between the child elements of an element (mixed content, which no
-// libvirt element has: libvirt's parser ignores such text) and returns the names of the
-// elements it was removed from. Whitespace-only text is formatting and is removed silently,
-// from every element (what pugixml keeps of it, e.g. from &#10;, would not survive a re-parse).
-std::vector<std::string> dropMixedText(pugi::xml_node root);
+// Puts text into the one form that survives export and a re-parse: blank text (formatting, or
+// made by a character reference such as &#10;) is removed from every element, and the text of
+// an element that also holds elements (mixed content, which no libvirt element has and
+// libvirt's parser ignores) becomes one text node before them - where export puts the text
+// that vmm keeps of an element.
+void normalizeText(pugi::xml_node root);
 
 // Merges `residue`'s attributes, text and children into `generated`. A child whose kKeyAttr
 // is ".NAME" merges into the generated child NAME, one with another key into the element
