@@ -121,8 +121,7 @@ struct DaemonHarness {
     sigaddset(&set, SIGPIPE);
     sigaddset(&set, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    char tmpl[] = "/tmp/vmm-fuzz-daemon-XXXXXX";
-    dir = ::mkdtemp(tmpl);
+    dir = fuzz::tempDir("daemon");
     httpPort = freePort();
     Config c;
     c.stateDir = dir + "/state";

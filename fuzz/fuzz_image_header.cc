@@ -26,8 +26,7 @@ uint64_t be(const uint8_t* p, int n) {
 struct PoolDir {
   std::string path;
   PoolDir() {
-    char tmpl[] = "/tmp/vmm-fuzz-image-XXXXXX";
-    path = ::mkdtemp(tmpl);
+    path = fuzz::tempDir("image");
   }
 };
 

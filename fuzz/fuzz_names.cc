@@ -43,8 +43,7 @@ bool hasComponent(std::string_view path, std::string_view part) {
 struct Root {
   std::string path;
   Root() {
-    char tmpl[] = "/tmp/vmm-fuzz-names-XXXXXX";
-    path = ::mkdtemp(tmpl);
+    path = fuzz::tempDir("names");
     ::mkdir((path + "/sub").c_str(), 0700);
     (void)!::symlink("/", (path + "/out").c_str());
     (void)!::symlink(".", (path + "/sub/self").c_str());

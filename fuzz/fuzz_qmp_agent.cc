@@ -183,10 +183,7 @@ void fuzzQmp(FuzzedDataProvider& fdp) {
 }
 
 void fuzzAgent(FuzzedDataProvider& fdp) {
-  static std::string dir = [] {
-    char tmpl[] = "/tmp/vmm-fuzz-qga-XXXXXX";
-    return std::string(::mkdtemp(tmpl));
-  }();
+  static std::string dir = fuzz::tempDir("qga");
   std::string path = dir + "/qga.sock";
   ::unlink(path.c_str());
   auto listener = listenUnix(path, 0600);

@@ -58,8 +58,7 @@ size_t depthOf(const json& j) {
 
 StateStore& store() {
   static std::unique_ptr<StateStore> s = [] {
-    char tmpl[] = "/tmp/vmm-fuzz-store-XXXXXX";
-    std::string dir = ::mkdtemp(tmpl);
+    std::string dir = fuzz::tempDir("store");
     StoreOptions o;
     o.fullSync = false;
     auto r = StateStore::open(dir + "/vmm.db", o);

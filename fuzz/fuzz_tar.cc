@@ -29,8 +29,7 @@ constexpr uid_t kNobody = 65534;
 struct Sandbox {
   std::string top;  // 0777: parent of the destination, holds a canary and a sibling directory
   Sandbox() {
-    char tmpl[] = "/tmp/vmm-fuzz-tar-XXXXXX";
-    top = ::mkdtemp(tmpl);
+    top = fuzz::tempDir("tar");  // under run.sh's TMPDIR, which is 0711: nobody can reach it by path
     ::chmod(top.c_str(), 0777);
     std::string bin = top + "/bin";
     ::mkdir(bin.c_str(), 0755);

@@ -4,8 +4,10 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <unistd.h>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/json_util.h"
 
@@ -20,6 +22,27 @@
   } while (0)
 
 namespace vmm::fuzz {
+
+// A directory for the whole fuzzing process, under $TMPDIR (fuzz/run.sh points it at a
+// directory it removes afterwards, also when a finding aborts the process) and removed at a
+// normal exit. Dies when it cannot be made.
+inline std::string tempDir(const char* what) {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/vmm-fuzz-" + what + "-XXXXXX";
+  if (!::mkdtemp(tmpl.data())) {
+    std::perror("mkdtemp");
+    std::abort();
+  }
+  struct Remover {
+    std::vector<std::string> dirs;
+    ~Remover() {
+      for (const auto& d : dirs) (void)std::system(("rm -rf '" + d + "'").c_str());
+    }
+  };
+  static Remover remover;
+  remover.dirs.push_back(tmpl);
+  return tmpl;
+}
 
 inline std::string describe() { return ""; }
 inline std::string describe(std::string_view s) { return std::string(s); }
