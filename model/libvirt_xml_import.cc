@@ -165,7 +165,10 @@ class Importer {
     kept.swap(unique);
     if (!kept.empty() || libvirtType_ != def_["type"].get<std::string>()) {
       json ext = {{"type", libvirtType_}};
-      if (!kept.empty()) ext["xml"] = printNode(root_, false);
+      if (!kept.empty()) {
+        sortAttributes(root_);
+        ext["xml"] = printNode(root_, false);
+      }
       def_["extensions"][kExtensionKey] = ext;
     }
     kept_ = kept;

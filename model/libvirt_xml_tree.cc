@@ -123,6 +123,26 @@ void normalizeText(pugi::xml_node root) {
   }
 }
 
+void sortAttributes(pugi::xml_node root) {
+  std::vector<pugi::xml_node> pending{root};
+  std::vector<std::pair<std::string, std::string>> attrs;
+  while (!pending.empty()) {
+    auto e = pending.back();
+    pending.pop_back();
+    for (auto c : e.children())
+      if (c.type() == pugi::node_element) pending.push_back(c);
+    if (!e.attribute(kKeyAttr)) continue;  // kept whole: export copies it as it is
+    attrs.clear();
+    for (auto a : e.attributes()) attrs.emplace_back(a.name(), a.value());
+    std::sort(attrs.begin(), attrs.end(), [](const auto& a, const auto& b) {
+      bool ka = a.first == kKeyAttr, kb = b.first == kKeyAttr;
+      return ka != kb ? kb : a.first < b.first;
+    });
+    e.remove_attributes();
+    for (const auto& [name, value] : attrs) e.append_attribute(name.c_str()).set_value(value.c_str());
+  }
+}
+
 std::string printNode(const pugi::xml_node& n, bool indent) {
   std::ostringstream out;
   n.print(out, "  ", indent ? pugi::format_indent : pugi::format_raw);

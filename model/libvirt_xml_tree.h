@@ -39,6 +39,11 @@ std::string printNode(const pugi::xml_node& n, bool indent);
 // that vmm keeps of an element.
 void normalizeText(pugi::xml_node root);
 
+// Puts the attributes of every element vmm took part of (it has a vmm-key) in name order, the
+// key last: the kept remainder then reads the same however export ordered the attributes it
+// merged. Elements kept whole keep their order (export copies them as they are).
+void sortAttributes(pugi::xml_node root);
+
 // Merges `residue`'s attributes, text and children into `generated`. A child whose kKeyAttr
 // is ".NAME" merges into the generated child NAME, one with another key into the element
 // registered under it (a device), and one without a key (kept whole) is added.

@@ -310,6 +310,10 @@ TEST(LibvirtXml, KeptAttributeValuesWinOverExportDefaults) {
   EXPECT_EQ(x->find("match=\"exact\""), std::string::npos) << *x;
   EXPECT_NE(x->find("fallback=\"forbid\""), std::string::npos) << *x;
   expectStableRoundTrip(imported);
+  // An unknown attribute before the overridden one: the kept remainder must not depend on the
+  // order export merged them in.
+  expectStableRoundTrip(mustImport("<domain type='kvm'><name>c</name><memory>1048576</memory>"
+                                   "<cpu zzz='1' mode='custom' match='minimum'><model>Skylake-Client</model></cpu></domain>"));
 }
 
 TEST(LibvirtXml, LooksLikeXml) {
