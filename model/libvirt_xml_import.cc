@@ -85,6 +85,7 @@ class Taker {
   // An element read as a value (<uuid>, <memory>...) that holds elements: the first one seen.
   const std::string& textWithElements() const { return textWithElements_; }
 
+
  private:
   std::set<pugi::xml_node> touched_;
   std::string textWithElements_;
@@ -664,6 +665,33 @@ class Importer {
   std::vector<std::string> kept_;
 };
 
+// Elements libvirt's schema allows once in their parent and that vmm reads as the one there:
+// with a second one, which counts would depend on order (and the kept one would move).
+Status checkSingletons(pugi::xml_node domain) {
+  using Names = std::initializer_list<std::string_view>;
+  auto check = [](pugi::xml_node parent, Names names) -> Status {
+    for (auto name : names) {
+      std::string wanted(name);  // the range keeps a pointer to it
+      int n = 0;
+      for (auto c : parent.children(wanted.c_str())) n += c.type() == pugi::node_element;
+      if (n > 1)
+        return invalidArgument("libvirt XML: <" + std::string(name) + "> appears " + std::to_string(n) + " times in <" +
+                               toValidUtf8(parent.name()) + ">");
+    }
+    return {};
+  };
+  VMM_TRY(check(domain, {"name", "uuid", "title", "description", "memory", "currentMemory", "vcpu", "cpu", "os", "metadata",
+                         "devices", "on_poweroff", "on_reboot", "on_crash"}));
+  VMM_TRY(check(domain.child("os"), {"type", "kernel", "initrd", "cmdline", "loader"}));
+  VMM_TRY(check(domain.child("cpu"), {"model", "topology"}));
+  for (auto device : domain.child("devices").children()) {
+    if (device.type() != pugi::node_element) continue;
+    VMM_TRY(check(device, {"source", "target", "driver", "mac", "model", "readonly", "vlan", "bandwidth"}));
+    VMM_TRY(check(device.child("bandwidth"), {"inbound", "outbound"}));
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<LibvirtImport> importLibvirtXml(std::string_view xml) {
@@ -673,6 +701,7 @@ Result<LibvirtImport> importLibvirtXml(std::string_view xml) {
     return invalidArgument(std::string("libvirt XML: the root element must be <domain>, not <") + root.name() + ">");
   LibvirtImport out;
   normalizeText(root);
+  VMM_TRY(checkSingletons(root));
   Importer importer(root);
   VMM_ASSIGN(json def, importer.run(out.warnings));
   auto d = parseDomain(def);

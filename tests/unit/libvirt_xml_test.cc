@@ -230,6 +230,11 @@ TEST(LibvirtXml, HostileInputsAreRefusedCleanly) {
   deep += "</devices></domain>";
   expectRefused(deep, "nested deeper than");
   expectRefused("<network><name>n</name></network>", "root element must be <domain>");
+  expectRefused("<domain type='kvm'><name>d</name><memory>1048576</memory><devices/><devices><serial type='pty'/></devices></domain>",
+                "<devices> appears 2 times in <domain>");
+  expectRefused("<domain type='kvm'><name>d</name><memory>1048576</memory><devices><disk type='file' device='disk'>"
+                "<source file='/a.qcow2'/><source file='/b.qcow2'/><target dev='vda'/></disk></devices></domain>",
+                "<source> appears 2 times in <disk>");
   expectRefused("<domain type='kvm'><name>u</name><uuid>1be1176c<name>x</name></uuid><memory>1048576</memory></domain>",
                 "<uuid> holds elements where a value belongs");
   expectRefused("<domain type='kvm'><name>g</name><memory>1048576</memory><devices><graphics type='vnc' type='-1'/></devices></domain>",
