@@ -215,11 +215,12 @@ class Importer {
       // vmm gives the guest all of <memory>; a different balloon target is kept, not applied.
       std::string unit = t_.peek(cur, "unit");
       auto curBytes = parseSize(std::string(trim(cur.child_value())) + (unit.empty() ? "KiB" : unit));
-      if (curBytes.ok() && *curBytes == bytes) {
+      if (!curBytes.ok()) return curBytes.error().wrap("libvirt XML: <currentMemory>");
+      if (*curBytes == bytes) {
         t_.text(cur);
         t_.attr(cur, "unit");
         t_.done(cur);
-      } else if (curBytes.ok()) {
+      } else {
         // Kept in KiB, as export writes <currentMemory>, whose value it then replaces.
         warnings.push_back("currentMemory differs from memory: the guest gets " + formatSize(bytes));
         t_.text(cur);

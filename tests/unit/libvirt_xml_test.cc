@@ -244,6 +244,8 @@ TEST(LibvirtXml, HostileInputsAreRefusedCleanly) {
   expectRefused("<domain type='kvm'><memory>1048576</memory></domain>", "<name> is required");
   expectRefused("<domain type='kvm'><name>bad name/</name><memory>1048576</memory></domain>", "name");
   expectRefused("<domain type='kvm'><name>m</name><memory unit='KiB'>lots</memory></domain>", "memory");
+  expectRefused("<domain type='kvm'><name>m</name><memory>1048576</memory><currentMemory>104rrr8576</currentMemory></domain>",
+                "<currentMemory>");
   auto unsupportedType = importLibvirtXml("<domain type='vmware'><name>v</name><memory>1048576</memory></domain>");
   ASSERT_FALSE(unsupportedType.ok());
   EXPECT_EQ(unsupportedType.error().code, ErrorCode::unsupported);
