@@ -32,9 +32,16 @@ fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_stack_use_after_return=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# The harnesses' own directories go under TMPDIR, removed here also when a finding aborts the
+# target. 0711: the tar target's unprivileged tar must reach its sandbox inside by path.
+RUN_TMP=$(mktemp -d /tmp/vmm-fuzz-$TARGET-XXXXXX)
+trap 'rm -rf "$RUN_TMP"' EXIT
+chmod 0711 "$RUN_TMP"
+mkdir -m 0711 "$RUN_TMP/tmp"
+export TMPDIR="$RUN_TMP/tmp"
+
 if [ $CI_RUN = 1 ]; then
-	WORK=$(mktemp -d /tmp/vmm-fuzz-$TARGET-XXXXXX)
-	trap 'rm -rf "$WORK"' EXIT
+	WORK=$RUN_TMP
 	mkdir -p "$WORK/corpus" "$WORK/artifacts"
 	set +e
 	"$BIN" "$@" -artifact_prefix="$WORK/artifacts/" "$WORK/corpus" "$SEEDS" >"$WORK/log" 2>&1

@@ -701,6 +701,7 @@ Result<LibvirtImport> importLibvirtXml(std::string_view xml) {
   if (std::string_view(root.name()) != "domain")
     return invalidArgument(std::string("libvirt XML: the root element must be <domain>, not <") + root.name() + ">");
   LibvirtImport out;
+  if (hasKeyAttribute(root)) return invalidArgument(std::string("libvirt XML: the attribute ") + kKeyAttr + " is reserved for vmm");
   normalizeText(root);
   VMM_TRY(checkSingletons(root));
   Importer importer(root);

@@ -123,6 +123,18 @@ void normalizeText(pugi::xml_node root) {
   }
 }
 
+bool hasKeyAttribute(pugi::xml_node root) {
+  std::vector<pugi::xml_node> pending{root};
+  while (!pending.empty()) {
+    auto e = pending.back();
+    pending.pop_back();
+    if (e.attribute(kKeyAttr)) return true;
+    for (auto c : e.children())
+      if (c.type() == pugi::node_element) pending.push_back(c);
+  }
+  return false;
+}
+
 void sortAttributes(pugi::xml_node root) {
   std::vector<pugi::xml_node> pending{root};
   std::vector<std::pair<std::string, std::string>> attrs;

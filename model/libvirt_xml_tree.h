@@ -39,6 +39,9 @@ std::string printNode(const pugi::xml_node& n, bool indent);
 // that vmm keeps of an element.
 void normalizeText(pugi::xml_node root);
 
+// Whether any element carries kKeyAttr: vmm's own marker, never accepted from outside.
+bool hasKeyAttribute(pugi::xml_node root);
+
 // Puts the attributes of every element vmm took part of (it has a vmm-key) in name order, the
 // key last: the kept remainder then reads the same however export ordered the attributes it
 // merged. Elements kept whole keep their order (export copies them as they are).

@@ -67,6 +67,10 @@ Result<Snapshot> parseSnapshotRecord(const json& j) {
   });
   r.optionalAny("driver_data", s.driverData);
   VMM_TRY(r.finish());
+  // A record names files and QEMU tags by these: read back only what could have been written.
+  VMM_TRY(validateName(s.name, "snapshot name"));
+  VMM_TRY(validateName(s.domain, "domain name"));
+  if (!s.parent.empty()) VMM_TRY(validateName(s.parent, "parent snapshot name"));
   if (auto t = parseTimestamp(created)) s.createdUs = *t;
   return s;
 }

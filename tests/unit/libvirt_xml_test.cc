@@ -230,6 +230,9 @@ TEST(LibvirtXml, HostileInputsAreRefusedCleanly) {
   deep += "</devices></domain>";
   expectRefused(deep, "nested deeper than");
   expectRefused("<network><name>n</name></network>", "root element must be <domain>");
+  expectRefused("<domain type='kvm'><name>k</name><memory>1048576</memory><devices><interface type='network'>"
+                "<source vmm-key='default'/></interface></devices></domain>",
+                "the attribute vmm-key is reserved");
   expectRefused("<domain type='kvm'><name>d</name><memory>1048576</memory><devices/><devices><serial type='pty'/></devices></domain>",
                 "<devices> appears 2 times in <domain>");
   expectRefused("<domain type='kvm'><name>d</name><memory>1048576</memory><devices><disk type='file' device='disk'>"

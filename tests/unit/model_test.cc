@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "model/snapshot.h"
 #include "model/domain.h"
 #include "model/names.h"
 #include "model/net_addr.h"
@@ -223,4 +224,18 @@ TEST(Pool, Validation) {
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(formatPool(*p)["source"]["secret"], "********");
   EXPECT_EQ(parseVolumeSpec(json::parse(R"({"name":"v","capacity":0})")).error().message, "capacity: must be greater than 0");
+}
+
+// Stored snapshot records are read back only with names that creation would have allowed (a
+// snapshot name becomes a QEMU tag and part of overlay file names). Found by fuzz_model_json.
+TEST(Snapshot, RecordsWithNamesCreationRefusesAreRefused) {
+  json ok = {{"name", "snap-2026-12-03T15-00-00"}, {"domain", "web"}, {"parent", "s1"}};
+  EXPECT_TRUE(parseSnapshotRecord(ok).ok());
+  for (const char* key : {"name", "domain", "parent"}) {
+    json bad = ok;
+    bad[key] = "}1";
+    auto r = parseSnapshotRecord(bad);
+    ASSERT_FALSE(r.ok()) << key;
+    EXPECT_EQ(r.error().code, ErrorCode::invalid_argument);
+  }
 }
