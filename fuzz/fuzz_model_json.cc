@@ -156,7 +156,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     case 's': {
       auto s = parseSnapshotSpec(j);
-      if (s.ok()) nameOk(s->name, "snapshot name");
+      if (s.ok() && !s->name.empty()) nameOk(s->name, "snapshot name");  // absent: a timestamp
       auto r = parseSnapshotRecord(j);
       if (!r.ok()) break;
       nameOk(r->name, "snapshot name");
