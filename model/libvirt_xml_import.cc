@@ -577,17 +577,19 @@ class Importer {
     std::string type = t_.peek(g, "type");
     if (!enumFromName(kGraphicsTypes, type) || def_["graphics"].size() >= 2) return {};
     json j = {{"type", t_.attr(g, "type")}};
-    std::string port = t_.peek(g, "port");
-    bool autoport = t_.peek(g, "autoport") == "yes" || port == "-1" || port.empty();
+    std::string port = t_.peek(g, "port"), autoportValue = t_.peek(g, "autoport");
+    if (!autoportValue.empty() && autoportValue != "yes" && autoportValue != "no")
+      return invalidArgument("<graphics type='" + type + "'>: autoport " + quote(autoportValue) + " is neither yes nor no");
+    bool autoport = autoportValue == "yes" || port == "-1" || port.empty();
     if (autoport) {
       t_.attr(g, "port");
       t_.attr(g, "autoport");
-    } else if (auto p = parseInt(port)) {
+    } else if (auto p = parseInt(port); p && *p >= 1 && *p <= 65535) {
       j["port"] = *p;
       t_.attr(g, "port");
       t_.attrIf(g, "autoport", "no");
     } else {
-      return invalidArgument("<graphics type='" + type + "'>: port " + quote(port) + " is not a number");
+      return invalidArgument("<graphics type='" + type + "'>: port " + quote(port) + " is not a port number (1-65535, or -1 for any)");
     }
     std::string listen = t_.attr(g, "listen");
     for (auto l : elements(g, "listen")) {

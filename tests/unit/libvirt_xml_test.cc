@@ -243,7 +243,11 @@ TEST(LibvirtXml, HostileInputsAreRefusedCleanly) {
   expectRefused("<domain type='kvm'><name>g</name><memory>1048576</memory><devices><graphics type='vnc' type='-1'/></devices></domain>",
                 "attribute \"type\" repeated in <graphics>");
   expectRefused("<domain type='kvm'><name>g</name><memory>1048576</memory><devices><graphics type='vnc' port='-$'/></devices></domain>",
-                "port \"-$\" is not a number");
+                "port \"-$\" is not a port number");
+  expectRefused("<domain type='kvm'><name>g</name><memory>1048576</memory><devices><graphics type='vnc' port='-0'/></devices></domain>",
+                "port \"-0\" is not a port number");
+  expectRefused("<domain type='kvm'><name>g</name><memory>1048576</memory><devices><graphics type='vnc' port='-1' autoport='ye{'/></devices></domain>",
+                "autoport \"ye{\" is neither yes nor no");
   expectRefused("<domain type='kvm'><memory>1048576</memory></domain>", "<name> is required");
   expectRefused("<domain type='kvm'><name>bad name/</name><memory>1048576</memory></domain>", "name");
   expectRefused("<domain type='kvm'><name>m</name><memory unit='KiB'>lots</memory></domain>", "memory");
