@@ -9,6 +9,10 @@
 
 namespace vmm::drivers::qemu {
 
+// Cancelling or dismissing a job after its caller's deadline, or once it concluded: a QEMU that
+// answers nothing within this long is not waited for further (it would hold the caller).
+constexpr Millis kJobTidyTime(1000);
+
 Error qmpError(const std::string& command, const json& error) {
   std::string cls = jsonStringOr(error, "class", "GenericError");
   std::string desc = jsonStringOr(error, "desc", "unknown error (malformed error reply)");
@@ -195,7 +199,7 @@ Status QmpClient::waitJob(const std::string& command, const std::string& jobId, 
     std::string status = jsonStringOr(*job, "status", "");
     if (status == "concluded") {
       std::string error = jsonStringOr(*job, "error", "");
-      (void)execute("job-dismiss", {{"id", jobId}}, Deadline::after(Millis(5000)));
+      (void)execute("job-dismiss", {{"id", jobId}}, Deadline::after(kJobTidyTime));
       if (!error.empty()) return Error{ErrorCode::internal, command + " failed: " + error};
       return {};
     }
@@ -207,8 +211,9 @@ Status QmpClient::waitJob(const std::string& command, const std::string& jobId, 
     std::this_thread::sleep_for(std::min(pause, deadline.remaining()));
     pause = std::min(pause * 2, Millis(250));
   }
-  (void)execute("job-cancel", {{"id", jobId}, {"force", true}}, Deadline::after(Millis(5000)));
-  (void)execute("job-dismiss", {{"id", jobId}}, Deadline::after(Millis(5000)));
+  Deadline tidy = Deadline::after(kJobTidyTime);
+  (void)execute("job-cancel", {{"id", jobId}, {"force", true}}, tidy);
+  (void)execute("job-dismiss", {{"id", jobId}}, tidy);
   return timeoutError(command + " did not finish before the deadline (job cancelled)");
 }
 

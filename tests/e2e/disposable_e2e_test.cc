@@ -131,6 +131,9 @@ class DisposableTest : public ::testing::Test {
   // socket or monitor file under vmmd's run directory, no guest process and no lease record.
   void expectNothingLeft() {
     EXPECT_TRUE(domainNames().empty()) << join(domainNames(), ",");
+    // The domain leaves the list first; its volumes and then its lease go right after it (the
+    // removal's last steps, which a client that was killed does not wait for).
+    (void)waitFor([&] { return imageVolumes().size() == 3 && leaseRecords().empty(); }, Millis(10000));
     EXPECT_EQ(imageVolumes(), (std::vector<std::string>{"test-guest.initrd", "test-guest.kernel", "test-guest.qcow2"}))
         << join(imageVolumes(), ",");
     auto sockets = fs::listDir(vmmd->dir() + "/run/qemu");
