@@ -463,19 +463,10 @@ TEST_F(Torture, RandomOperationsSurviveSigkillAtRandomMoments) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
   for (int i = 1; i + 1 < argc; ++i) {
     std::string a = argv[i];
     if (a == "--rounds") gRounds = static_cast<int>(parseInt(argv[i + 1]).value_or(0));
     if (a == "--seed") gSeed = static_cast<uint64_t>(parseInt(argv[i + 1]).value_or(0));
   }
-  if (auto missing = vmm::testutil::missingRoot("network namespaces, bridges, nftables, dnsmasq"); !missing.empty()) {
-    vmm::testutil::requireForAllTests(missing);
-    return RUN_ALL_TESTS();
-  }
-  if (auto ns = vmm::testutil::enterPrivateNetworkNamespace(); !ns.ok()) {
-    std::fprintf(stderr, "%s\n", ns.error().message.c_str());
-    return 1;
-  }
-  return RUN_ALL_TESTS();
+  return vmm::testutil::runTestsInPrivateNetworkNamespace(argc, argv, "network namespaces, bridges, nftables, dnsmasq");
 }

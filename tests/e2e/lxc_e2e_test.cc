@@ -525,14 +525,5 @@ TEST_F(LxcTest, BadDefinitionsAreRefused) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  if (auto missing = vmm::testutil::missingRoot("containers need namespaces and cgroups"); !missing.empty()) {
-    vmm::testutil::requireForAllTests(missing);
-    return RUN_ALL_TESTS();
-  }
-  if (auto ns = vmm::testutil::enterPrivateNetworkNamespace(true); !ns.ok()) {
-    std::fprintf(stderr, "%s\n", ns.error().message.c_str());
-    return 1;
-  }
-  return RUN_ALL_TESTS();
+  return vmm::testutil::runTestsInPrivateNetworkNamespace(argc, argv, "containers need namespaces and cgroups", true);
 }

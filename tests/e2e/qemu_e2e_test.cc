@@ -683,14 +683,5 @@ TEST_F(QemuTest, UefiFirmwareIsRefusedAtDefine) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  if (auto missing = vmm::testutil::missingRoot("network and mount namespaces, QEMU with taps"); !missing.empty()) {
-    vmm::testutil::requireForAllTests(missing);
-    return RUN_ALL_TESTS();
-  }
-  if (auto ns = vmm::testutil::enterPrivateNetworkNamespace(); !ns.ok()) {
-    std::fprintf(stderr, "%s\n", ns.error().message.c_str());
-    return 1;
-  }
-  return RUN_ALL_TESTS();
+  return vmm::testutil::runTestsInPrivateNetworkNamespace(argc, argv, "network and mount namespaces, QEMU with taps");
 }

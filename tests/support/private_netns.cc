@@ -6,7 +6,11 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstdio>
 #include <string>
+
+#include "tests/support/host_tools.h"
+#include "tests/support/require.h"
 
 namespace vmm::testutil {
 
@@ -30,6 +34,19 @@ Status enterPrivateNetworkNamespace(bool keepCgroups) {
   }
   (void)std::system("ip link set lo up");
   return {};
+}
+
+int runTestsInPrivateNetworkNamespace(int argc, char** argv, const std::string& whyRoot, bool keepCgroups) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (auto missing = missingRoot(whyRoot); !missing.empty()) {
+    requireForAllTests(missing);
+    return RUN_ALL_TESTS();
+  }
+  if (auto ns = enterPrivateNetworkNamespace(keepCgroups); !ns.ok()) {
+    std::fprintf(stderr, "%s\n", ns.error().message.c_str());
+    return 1;
+  }
+  return RUN_ALL_TESTS();
 }
 
 }  // namespace vmm::testutil

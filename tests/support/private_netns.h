@@ -3,6 +3,8 @@
 // namespace, and loopback up. Nothing the tests create reaches the host's network.
 #pragma once
 
+#include <string>
+
 #include "base/result.h"
 
 namespace vmm::testutil {
@@ -10,5 +12,10 @@ namespace vmm::testutil {
 // Call from main() before any thread starts. keepCgroups carries the cgroup mounts (under
 // /sys/fs/cgroup) over to the new sysfs, for container tests.
 Status enterPrivateNetworkNamespace(bool keepCgroups = false);
+
+// The whole main() of a gtest binary whose tests need root and a network namespace of their
+// own: initialises gtest, and when not root every test fails (strict mode) or skips naming
+// `whyRoot`; otherwise enters the namespace and runs the tests.
+int runTestsInPrivateNetworkNamespace(int argc, char** argv, const std::string& whyRoot, bool keepCgroups = false);
 
 }  // namespace vmm::testutil
