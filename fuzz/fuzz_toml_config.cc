@@ -61,14 +61,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(again.ok(), "TOML result does not re-parse: " + (again.ok() ? std::string() : again.error().message));
   }
 
-  static std::string file = [] {
-    char tmpl[] = "/tmp/vmm-fuzz-config-XXXXXX";
-    int fd = ::mkstemp(tmpl);
-    ::close(fd);
-    return std::string(tmpl);
-  }();
+  static std::string file = fuzz::tempDir("config") + "/vmm.toml";
   {
-    fs::UniqueFd fd(::open(file.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+    fs::UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     FUZZ_CHECK(fd.valid() && ::write(fd.get(), data, size) == static_cast<ssize_t>(size), "write " + file);
   }
   Config c = defaultConfig();
