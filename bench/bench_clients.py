@@ -68,12 +68,19 @@ class VirshShell:
         return text
 
     def close(self):
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end_process(self.proc)
+
+
+def end_process(proc, grace=10):
+    """Closes a helper's stdin (its signal to stop) and waits; kills it after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.stdin.close()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def cli(argv, timeout):

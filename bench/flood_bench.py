@@ -136,13 +136,7 @@ class Flood:
             poller.phase = "quiet"
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        bench_clients.end_process(self.proc)
 
 
 def wait_calm(timeout=30):

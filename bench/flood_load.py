@@ -102,15 +102,22 @@ class Rpc:
             self.off = (self.off + n) % len(self.data)
 
     def readable(self):
-        try:
-            data = self.sock.recv(1 << 16)
-        except BlockingIOError:
+        data = receive(self.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             return self.close(True)
         stats["replies"] += data.count(b"\n")
+
+
+def receive(sock):
+    """What the socket has: None when nothing yet, b"" when vmmd closed it (or it failed)."""
+    try:
+        return sock.recv(1 << 16)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
 
 
 HEAD = b"GET /v1/domains HTTP/1.1\r\nHost: flood\r\nX-Slow: " + b"a" * 4096
@@ -144,12 +151,9 @@ class IdleHttp:
                 self.close(True)
 
     def readable(self):
-        try:
-            data = self.sock.recv(1 << 16)
-        except BlockingIOError:
+        data = receive(self.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if data:
             stats["http_408" if data.startswith(b"HTTP/1.1 408") else "http_other_answers"] += 1
             return

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/fs.h"
 #include "base/json_util.h"
 
 // A property the target must hold; a violation is a finding like a sanitizer report.
@@ -36,7 +37,7 @@ inline std::string tempDir(const char* what) {
   struct Remover {
     std::vector<std::string> dirs;
     ~Remover() {
-      for (const auto& d : dirs) (void)std::system(("rm -rf '" + d + "'").c_str());
+      for (const auto& d : dirs) (void)fs::removeTree(d);
     }
   };
   static Remover remover;
