@@ -179,8 +179,8 @@ def metric_sum(m, name):
     return sum(v for k, v in m.items() if k == name or k.startswith(name + "{"))
 
 
-COUNTERS = ("vmm_rpc_connections_refused_total", "vmm_http_connections_refused_total", "vmm_http_received_bytes_total",
-            "vmm_api_errors_total", "vmm_event_loop_slow_callbacks_total")
+COUNTERS = ("vmm_rpc_connections_refused_total", "vmm_rpc_connections_throttled_total", "vmm_http_connections_refused_total",
+            "vmm_http_received_bytes_total", "vmm_api_errors_total", "vmm_event_loop_slow_callbacks_total")
 
 rpc = bench_clients.Rpc(args.socket, TIMEOUT)
 for i in range(args.count):

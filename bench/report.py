@@ -473,7 +473,8 @@ def flood_section(d):
            "connections each writing bad lines as fast as vmmd reads them (malformed JSON, `\"jsonrpc\":2`, ids and methods "
            "of the wrong type, parameters of the wrong type, unknown methods, invalid UTF-8, NUL bytes, arrays and objects "
            "nested 2,000 and 1,000 deep where vmmd's parser stops at 64) and reading the error replies; each line was checked to be refused before the "
-           "run (see the results file);",
+           "run (see the results file); vmmd stops reading a connection whose last 64 lines were all refused for 50 ms, doubling to 2 s "
+           "while it goes on (the bad-line rate below is what that leaves);",
            f"- on each socket one connection writing a line over that socket's cap ({shape.get('ro_cap_bytes', 0) >> 10} KiB "
            f"read-only, {shape.get('rw_cap_bytes', 0) >> 20} MiB admin), reopened whenever vmmd closes it;",
            f"- {shape.get('idle_http')} connections to the HTTP port, {shape.get('idle_http_silent')} sending nothing and "
@@ -514,7 +515,8 @@ def flood_section(d):
     def count(v):
         return f"{v:,.0f}" if isinstance(v, (int, float)) else "-"
     out += ["", "vmmd's `/metrics` over the whole run: connections refused: RPC "
-            f"{delta('vmm_rpc_connections_refused_total')}, HTTP {delta('vmm_http_connections_refused_total')}; HTTP bytes "
+            f"{delta('vmm_rpc_connections_refused_total')}, HTTP {delta('vmm_http_connections_refused_total')}; RPC connections "
+            f"paused for bad lines {delta('vmm_rpc_connections_throttled_total')}; HTTP bytes "
             f"received {delta('vmm_http_received_bytes_total')}; call errors {delta('vmm_api_errors_total')}; event-loop "
             f"callbacks over 100 ms {delta('vmm_event_loop_slow_callbacks_total')}, the longest "
             f"{num((m.get('longest_loop_callback_s') or 0) * 1000)} ms. During the sustained flood vmmd counted "

@@ -402,6 +402,8 @@ std::string Daemon::metricsText() {
   out += "vmm_http_received_bytes_total " + std::to_string(http_ ? http_->receivedBytes() : 0) + "\n";
   out += "# HELP vmm_rpc_connections_refused_total RPC connections refused at a limit.\n# TYPE vmm_rpc_connections_refused_total counter\n";
   out += "vmm_rpc_connections_refused_total " + std::to_string(rpc_ ? rpc_->refusedConnections() : 0) + "\n";
+  out += "# HELP vmm_rpc_connections_throttled_total Times an RPC connection was paused for sending only bad lines.\n# TYPE vmm_rpc_connections_throttled_total counter\n";
+  out += "vmm_rpc_connections_throttled_total " + std::to_string(rpc_ ? rpc_->throttledConnections() : 0) + "\n";
   out += "# HELP vmm_worker_threads Worker threads by pool.\n# TYPE vmm_worker_threads gauge\n";
   out += "vmm_worker_threads{pool=\"calls\"} " + std::to_string(pool_.threadCount()) + "\n";
   out += "vmm_worker_threads{pool=\"operations\"} " + std::to_string(operationPool_.threadCount()) + "\n";

@@ -73,7 +73,7 @@ Result<std::unique_ptr<pugi::xml_document>> parseLimited(std::string_view xml, s
     for (auto a : node.attributes())
       if (c < 0) c = control(a.value());
     if (c >= 0) {
-      char code[8];
+      char code[12];
       std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(c));
       return invalidArgument(w + ": the character " + code + " is not allowed in XML (in <" + toValidUtf8(element.name()) + ">)");
     }

@@ -27,6 +27,10 @@ constexpr size_t kPauseOutput = 1 << 20;
 // stops while read lines wait; the rest are handled from the next turns.
 constexpr int kReadsPerTurn = 4;
 constexpr int kLinesPerTurn = 64;
+// The throttle of connections sending only bad lines (rpc_server.h).
+constexpr int kFaultsBeforePause = 64;
+constexpr Millis kFirstPause{50};
+constexpr Millis kLongestPause{2000};
 
 struct RpcServer::Connection {
   fs::UniqueFd fd;
@@ -46,6 +50,10 @@ struct RpcServer::Connection {
   bool processing = false;
   bool resumePosted = false;
   bool delivering = false;  // deliverEvents() is on the stack
+  int faultStreak = 0;      // lines refused in a row as the client's mistake
+  Millis nextPause = kFirstPause;
+  bool paused = false;      // not read until its pause timer fires
+  EventLoop::TimerId pauseTimer = 0;
   std::map<uint64_t, std::shared_ptr<Subscription>> subs;
   size_t pending() const { return out.size() - outOffset; }
   bool lineWaiting() const { return in.find('\n', scanned) != std::string::npos; }
@@ -184,6 +192,7 @@ void RpcServer::close(const std::shared_ptr<Connection>& c) {
   conns_.erase(c->fd.get());
   connCount_ = conns_.size();
   c->fd.reset();
+  if (c->pauseTimer) loop_.cancelTimer(c->pauseTimer);
 }
 
 bool RpcServer::overloaded(const Connection& c) const {
@@ -192,7 +201,7 @@ bool RpcServer::overloaded(const Connection& c) const {
 
 void RpcServer::updateInterest(const std::shared_ptr<Connection>& c) {
   if (c->closed) return;
-  bool reading = !overloaded(*c) && !c->closeAfterFlush;
+  bool reading = !overloaded(*c) && !c->closeAfterFlush && !c->paused;
   bool lineWaiting = c->lineWaiting();
   uint32_t want = (reading && !lineWaiting ? static_cast<uint32_t>(EPOLLIN | EPOLLRDHUP) : 0u) |
                   (c->pending() ? static_cast<uint32_t>(EPOLLOUT) : 0u);
@@ -214,15 +223,48 @@ void RpcServer::updateInterest(const std::shared_ptr<Connection>& c) {
   }
 }
 
-void RpcServer::requestDone(const std::shared_ptr<Connection>& c) {
+void RpcServer::requestDone(const std::shared_ptr<Connection>& c, bool fault) {
   if (c->inFlight > 0) --c->inFlight;
+  if (!fault) {
+    c->faultStreak = 0;
+    c->nextPause = kFirstPause;
+  } else if (++c->faultStreak >= kFaultsBeforePause) {
+    pauseFaultyConnection(c);
+  }
   updateInterest(c);
+}
+
+void RpcServer::pauseFaultyConnection(const std::shared_ptr<Connection>& c) {
+  c->faultStreak = 0;
+  if (c->paused || c->closed) return;
+  c->paused = true;
+  ++throttled_;
+  Millis pause = c->nextPause;
+  c->nextPause = std::min(pause * 2, kLongestPause);
+  std::weak_ptr<Connection> weak = c;
+  c->pauseTimer = loop_.addTimer(pause, [this, weak] {
+    auto conn = weak.lock();
+    if (!conn || conn->closed) return;
+    conn->paused = false;
+    conn->pauseTimer = 0;
+    updateInterest(conn);
+  });
+  // One log line per 10 s at most: a flood pauses its connections many times a second.
+  int64_t now = wallNowMicros();
+  if (now - lastThrottleLogUs_ >= 10000000) {
+    lastThrottleLogUs_ = now;
+    log::warn("RPC connection paused: its last lines were all refused",
+              {{"principal", c->ctx.principal}, {"lines", kFaultsBeforePause}, {"pause_ms", pause.count()},
+               {"throttled_total", throttled_.load()}});
+  }
 }
 
 void RpcServer::onReadable(const std::shared_ptr<Connection>& c) {
   loop_.assertInLoopThread("RpcServer::onReadable");
   char buf[65536];
-  for (int reads = 0; reads < kReadsPerTurn && !c->closed && !overloaded(*c) && !c->closeAfterFlush && !c->lineWaiting(); ++reads) {
+  for (int reads = 0; reads < kReadsPerTurn && !c->closed && !overloaded(*c) && !c->closeAfterFlush && !c->paused &&
+                       !c->lineWaiting();
+       ++reads) {
     ssize_t n = ::read(c->fd.get(), buf, sizeof buf);
     if (n > 0) {
       c->in.append(buf, static_cast<size_t>(n));
@@ -246,7 +288,7 @@ void RpcServer::processLines(const std::shared_ptr<Connection>& c) {
   };
   c->processing = true;
   size_t start = 0;
-  for (int lines = 0; lines < kLinesPerTurn && !c->closed && !overloaded(*c);) {
+  for (int lines = 0; lines < kLinesPerTurn && !c->closed && !c->paused && !overloaded(*c);) {
     size_t nl = c->in.find('\n', std::max(start, c->scanned));
     if (nl == std::string::npos) {
       c->scanned = c->in.size();
@@ -378,48 +420,52 @@ void RpcServer::handleLine(const std::shared_ptr<Connection>& c, std::string_vie
   auto doc = parseJson(line, options_.maxRequestBytes, kJsonMaxDepth, "invalid JSON");
   if (!doc.ok()) {
     send(c, toText({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcParseError}, {"message", "parse error: " + doc.error().message}}}}));
-    return requestDone(c);
+    return requestDone(c, true);
   }
   json parsed = std::move(*doc);
   std::weak_ptr<Connection> weak = c;
-  // Called once per line read ("" when nothing is to be sent): the line is answered.
-  auto respondOnLoop = [this, weak](std::string text) {
-    auto deliver = [this, weak](std::string t) {
+  // Called once per line read (text "" when nothing is to be sent): the line is answered.
+  auto respondOnLoop = [this, weak](Answer answer) {
+    auto deliver = [this, weak](Answer a) {
       auto conn = weak.lock();
       if (!conn || conn->closed) return;
-      if (!t.empty()) send(conn, std::move(t));
-      if (!conn->closed) requestDone(conn);
+      if (!a.text.empty()) send(conn, std::move(a.text));
+      if (!conn->closed) requestDone(conn, a.fault);
     };
-    if (loop_.inLoopThread()) return deliver(std::move(text));  // a quick call answered inline
-    loop_.post([deliver, text = std::move(text)]() mutable { deliver(std::move(text)); });
+    if (loop_.inLoopThread()) return deliver(std::move(answer));  // a quick call answered inline
+    loop_.post([deliver, answer = std::move(answer)]() mutable { deliver(std::move(answer)); });
   };
   if (parsed.is_array()) {
     if (parsed.empty()) {
       send(c, toText({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "empty batch"}}}}));
-      return requestDone(c);
+      return requestDone(c, true);
     }
     if (parsed.size() > kMaxBatch) {
       send(c, toText({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", kRpcInvalidRequest}, {"message", "batch of " + std::to_string(parsed.size()) + " requests; at most " + std::to_string(kMaxBatch) + " are accepted"}}}}));
-      return requestDone(c);
+      return requestDone(c, true);
     }
     // A batch: answer with one array once every member has answered.
     struct Batch {
       std::mutex mu;
       json replies = json::array();
       size_t pending;
+      bool allFaults = true;  // the batch counts as one bad line when every member was
     };
     auto batch = std::make_shared<Batch>();
     batch->pending = parsed.size();
     for (auto& req : parsed) {
-      handleRequest(c, std::move(req), [batch, respondOnLoop](std::string reply) {
+      handleRequest(c, std::move(req), [batch, respondOnLoop](Answer reply) {
         json all;
+        bool fault;
         {
           std::lock_guard lock(batch->mu);
-          if (!reply.empty()) batch->replies.push_back(json::parse(reply, nullptr, false));
+          if (!reply.text.empty()) batch->replies.push_back(json::parse(reply.text, nullptr, false));
+          batch->allFaults = batch->allFaults && reply.fault;
           if (--batch->pending > 0) return;
           all = std::move(batch->replies);
+          fault = batch->allFaults;
         }
-        respondOnLoop(all.empty() ? std::string() : toText(all));
+        respondOnLoop(Answer{all.empty() ? std::string() : toText(all), fault});
       });
     }
     return;
@@ -428,9 +474,9 @@ void RpcServer::handleLine(const std::shared_ptr<Connection>& c, std::string_vie
 }
 
 // Loop thread. `respond` may be called from any thread, with null for notifications.
-void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, std::function<void(std::string)> respond) {
+void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, std::function<void(Answer)> respond) {
   auto invalid = [&](const std::string& msg, json id) {
-    respond(toText({{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", kRpcInvalidRequest}, {"message", msg}}}}));
+    respond({toText({{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", kRpcInvalidRequest}, {"message", msg}}}}), true});
   };
   if (!req.is_object()) return invalid("invalid request: expected a JSON object", nullptr);
   // Members are type-checked before use and moved out, never copied.
@@ -448,12 +494,16 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
   auto paramsIt = req.find("params");
   json params = paramsIt == req.end() ? json::object() : std::move(*paramsIt);
   auto reply = [respond, id, notification](Result<Reply> r) {
-    if (notification) return respond(std::string());
-    if (r.ok()) return respond("{\"jsonrpc\":\"2.0\",\"id\":" + toText(id) + ",\"result\":" + replyText(*r) + "}");
+    // Refusals of what the request asked for, not of the state it met (not found, conflict).
+    bool fault = !r.ok() && (r.error().code == ErrorCode::invalid_argument ||
+                             r.error().code == ErrorCode::permission_denied);
+    if (notification) return respond({std::string(), fault});
+    if (r.ok()) return respond({"{\"jsonrpc\":\"2.0\",\"id\":" + toText(id) + ",\"result\":" + replyText(*r) + "}"});
     const Error& e = r.error();
-    respond(toText({{"jsonrpc", "2.0"},
-                    {"id", id},
-                    {"error", {{"code", httpStatusFor(e.code)}, {"message", e.message}, {"data", {{"kind", errorCodeName(e.code)}}}}}}));
+    respond({toText({{"jsonrpc", "2.0"},
+                     {"id", id},
+                     {"error", {{"code", httpStatusFor(e.code)}, {"message", e.message}, {"data", {{"kind", errorCodeName(e.code)}}}}}}),
+             fault});
   };
 
   // Transport-level methods: event subscriptions belong to the connection.
@@ -507,7 +557,7 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
   if (isStreamMethod(method)) {
     // Consoles take keyboard input and transfers change or reveal volumes: read-write access.
     if (c->ctx.access != Access::write) return reply(permissionDenied(method + " needs read-write access"));
-    if (notification) return respond(std::string());
+    if (notification) return respond({});
     if (!options_.openStream) return reply(unsupported(method + " is not available"));
     std::weak_ptr<Connection> weak = c;
     pool_.submit([this, weak, method, params, id, reply] {
@@ -524,14 +574,17 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
   }
   const OperationSpec* spec = findSpec(method);
   if (!spec) {
-    if (notification) return respond(std::string());
-    return respond(toText({{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", kRpcMethodNotFound}, {"message", "method not found: " + method}}}}));
+    if (notification) return respond({std::string(), true});
+    return respond({toText({{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", kRpcMethodNotFound}, {"message", "method not found: " + method}}}}), true});
   }
   CallContext ctx = c->ctx;
   if (spec->lane == Lane::quick) {
     loop_.annotate("rpc " + method);  // named by the loop's watchdog if it ever runs long
     return reply(registry_.call(ctx, method, std::move(params)));
   }
+  // A call for a worker is real work (bounded by the in-flight cap), and its answer comes after
+  // later lines: the throttle's count of bad lines in a row restarts here, in line order.
+  c->faultStreak = 0;
   auto queued = dispatcher_->submit(*spec, ctx, [this, ctx, method, params = std::move(params), reply]() mutable {
     reply(registry_.call(ctx, method, std::move(params)));
   });

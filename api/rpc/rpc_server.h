@@ -16,6 +16,13 @@
 // requests in flight is simply not read until that drains: a client that does not read its
 // replies cannot make vmmd buffer more for it.
 //
+// A connection whose last kFaultsBeforePause lines were all refused as the client's mistake
+// (unparseable, not a request, unknown method, invalid parameters, not allowed) is not read
+// for a while, longer each time it goes on (50 ms doubling to 2 s; one accepted call resets
+// it, as does a call that goes to a worker): a flood of bad lines costs vmmd a few hundred
+// lines a second per connection instead of a whole CPU. No working client sends 64 bad lines
+// in a row.
+//
 // Thread-safety: start()/stop() from the owning thread; everything else is internal and runs
 // on the loop thread (checked with EventLoop::assertInLoopThread).
 #pragma once
@@ -69,9 +76,17 @@ class RpcServer {
   void stop();
   size_t connectionCount() const;
   uint64_t refusedConnections() const { return refused_.load(); }
+  // Times a connection was paused for sending only bad lines.
+  uint64_t throttledConnections() const { return throttled_.load(); }
 
  private:
   struct Connection;
+  // A line's answer: its JSON text ("" for a notification) and whether the request was
+  // refused as the client's mistake (what the throttle counts).
+  struct Answer {
+    std::string text;
+    bool fault = false;
+  };
   struct PeerUsage {
     size_t connections = 0, subscriptions = 0;
   };
@@ -83,13 +98,13 @@ class RpcServer {
   bool overloaded(const Connection& c) const;
   // Stops or resumes reading a connection as its replies pile up or drain.
   void updateInterest(const std::shared_ptr<Connection>& c);
-  void requestDone(const std::shared_ptr<Connection>& c);
+  void requestDone(const std::shared_ptr<Connection>& c, bool fault);
+  void pauseFaultyConnection(const std::shared_ptr<Connection>& c);
   void dropSubscriptions(Connection& c);
   void onWritable(const std::shared_ptr<Connection>& c);
   void handleLine(const std::shared_ptr<Connection>& c, std::string_view line);
-  // `respond` takes the reply's JSON text ("" for notifications) and may run on any thread.
-  void handleRequest(const std::shared_ptr<Connection>& c, nlohmann::json req,
-                     std::function<void(std::string)> respond);
+  // `respond` may run on any thread.
+  void handleRequest(const std::shared_ptr<Connection>& c, nlohmann::json req, std::function<void(Answer)> respond);
   void send(const std::shared_ptr<Connection>& c, std::string text);
   void close(const std::shared_ptr<Connection>& c);
   void deliverEvents(const std::shared_ptr<Connection>& c);
@@ -107,7 +122,9 @@ class RpcServer {
   std::map<std::string, PeerUsage> usage_;  // loop thread only; "ro:1000", "rw:0"
   std::atomic<size_t> connCount_{0};
   std::atomic<uint64_t> refused_{0};
+  std::atomic<uint64_t> throttled_{0};
   int64_t lastRefusalLogUs_ = 0;  // loop thread only
+  int64_t lastThrottleLogUs_ = 0;  // loop thread only
   std::unique_ptr<Dispatcher> ownDispatcher_;
   Dispatcher* dispatcher_;
 };
