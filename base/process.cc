@@ -333,6 +333,13 @@ Result<pid_t> spawnProcess(const std::vector<std::string>& argv, const SpawnOpti
   return forkExec(s);
 }
 
+Result<CommandResult> runCommand(const std::vector<std::string>& argv, Deadline deadline, std::string stdinData) {
+  RunOptions o;
+  o.deadline = deadline;
+  o.stdinData = std::move(stdinData);
+  return runCommand(argv, o);
+}
+
 Result<CommandResult> runCommand(const std::vector<std::string>& argv, const RunOptions& o) {
   if (argv.empty()) return invalidArgument("empty command");
   int inPipe[2], outPipe[2], errPipe[2];

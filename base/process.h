@@ -45,6 +45,8 @@ std::string findExecutable(const std::string& name, const char* path = nullptr);
 // Runs argv[0] (looked up as findExecutable does) to completion. Errors only when it cannot be started or
 // the deadline passes (the child is then killed); a non-zero exit is a successful Result.
 Result<CommandResult> runCommand(const std::vector<std::string>& argv, const RunOptions& options = {});
+// The common case: a deadline and, optionally, standard input.
+Result<CommandResult> runCommand(const std::vector<std::string>& argv, Deadline deadline, std::string stdinData = {});
 // runCommand + non-zero exit turned into an error naming the command.
 Result<CommandResult> runChecked(const std::vector<std::string>& argv, const RunOptions& options = {});
 

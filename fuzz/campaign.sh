@@ -11,7 +11,7 @@ shift
 if [ $# -eq 0 ]; then
 	set -- $(sed -n '/set(VMM_FUZZ_TARGETS/,/)/p' "$HERE/targets.cmake" | tr -d '()' | sed 's/set//; s/VMM_FUZZ_TARGETS//')
 fi
-BUILD=${VMM_FUZZ_BUILD:-$ROOT/build/fuzz}
+BUILD=${VMM_FUZZ_BUILD:-$ROOT/build/asan}
 for t in "$@"; do
 	while ! flock -n /tmp/vmm-heavy.lock true; do sleep 10; done
 	start=$(date +%s)

@@ -1,12 +1,13 @@
 #!/bin/sh
 # Runs one fuzz target: fuzz/run.sh TARGET SECONDS [--ci] [libFuzzer flags...]
 #
-# Campaign (default): the working corpus build/fuzz/corpus/TARGET grows across runs (new inputs
+# Campaign (default): the working corpus build/asan/corpus/TARGET grows across runs (new inputs
 # go there; the checked-in seeds in fuzz/corpus/TARGET are read, never written); crashes land in
-# build/fuzz/artifacts/TARGET/; the log in build/fuzz/logs/TARGET.log.
+# build/asan/artifacts/TARGET/; the log in build/asan/logs/TARGET.log (build/asan: the
+# ASan+UBSan build that holds the fuzz targets and the asan.* unit tests).
 # --ci: the short run of the test suite: a fresh working corpus, every seed (regression inputs
 # included) run first, then SECONDS of fuzzing; the exit status is libFuzzer's.
-# VMM_FUZZ_BUILD overrides build/fuzz. Flags in fuzz/options/TARGET are added (one per line).
+# VMM_FUZZ_BUILD overrides build/asan. Flags in fuzz/options/TARGET are added (one per line).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -16,9 +17,9 @@ SECONDS_=$2
 shift 2
 CI_RUN=0
 if [ "${1:-}" = --ci ]; then CI_RUN=1; shift; fi
-BUILD=${VMM_FUZZ_BUILD:-$ROOT/build/fuzz}
+BUILD=${VMM_FUZZ_BUILD:-$ROOT/build/asan}
 BIN=$BUILD/fuzz/fuzz_$TARGET
-[ -x "$BIN" ] || { echo "run.sh: $BIN is not built (fuzz/build.sh $ROOT $BUILD)" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "run.sh: $BIN is not built (tests/sanitizers/build.sh $ROOT $BUILD asan)" >&2; exit 1; }
 SEEDS=$HERE/corpus/$TARGET
 [ -d "$SEEDS" ] || { echo "run.sh: no seed corpus $SEEDS" >&2; exit 1; }
 

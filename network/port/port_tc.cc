@@ -11,13 +11,6 @@ namespace {
 
 constexpr uint64_t kMinBurst = 2048;
 
-Result<CommandResult> run(const std::vector<std::string>& argv, Deadline deadline, std::string input = {}) {
-  RunOptions opts;
-  opts.deadline = deadline;
-  opts.stdinData = std::move(input);
-  return runCommand(argv, opts);
-}
-
 std::string tbfArgs(const model::Bandwidth& bw, unsigned mtu) {
   uint64_t burst = bw.burst != 0 ? bw.burst : std::max<uint64_t>(bw.average / 8 / 50, 16384);
   std::string s = "tbf rate " + std::to_string(bw.average) + "bit burst " + std::to_string(burst) + " latency 50ms";
@@ -49,7 +42,7 @@ Status applyPortTc(const PortSpec& spec, Deadline deadline) {
   if (p.outbound) {
     std::string batch = "link add name " + ifb + " type ifb\n" + "link set dev " + ifb + " alias " +
                         std::string(kIfbAliasPrefix) + dev + "\n" + "link set dev " + ifb + " up\n";
-    VMM_ASSIGN(auto r, run({"ip", "-batch", "-"}, deadline, batch));
+    VMM_ASSIGN(auto r, runCommand({"ip", "-batch", "-"}, deadline, batch));
     if (!r.success()) return internalError("creating ifb device " + ifb + ": " + r.describe());
   }
   std::string tc;
@@ -63,7 +56,7 @@ Status applyPortTc(const PortSpec& spec, Deadline deadline) {
     tc += "\n";
   }
   if (!p.mirrorTo.empty()) tc += matchAll(dev, "egress") + mirror + "\n";
-  VMM_ASSIGN(auto r, run({"tc", "-batch", "-"}, deadline, tc));
+  VMM_ASSIGN(auto r, runCommand({"tc", "-batch", "-"}, deadline, tc));
   if (!r.success()) return internalError("tc on " + dev + ": " + r.describe());
   return {};
 }
@@ -71,13 +64,13 @@ Status applyPortTc(const PortSpec& spec, Deadline deadline) {
 Status removePortTc(const std::string& ifname, Deadline deadline) {
   if (linkExists(ifname)) {
     // Errors only mean "there was none"; the link keeps its default qdisc.
-    VMM_ASSIGN(auto r, run({"tc", "-force", "-batch", "-"}, deadline,
+    VMM_ASSIGN(auto r, runCommand({"tc", "-force", "-batch", "-"}, deadline,
                            "qdisc del dev " + ifname + " root\nqdisc del dev " + ifname + " clsact\n"));
     (void)r;
   }
   std::string ifb = ifbNameFor(ifname);
   if (linkExists(ifb)) {
-    VMM_ASSIGN(auto r, run({"ip", "link", "del", "dev", ifb}, deadline));
+    VMM_ASSIGN(auto r, runCommand({"ip", "link", "del", "dev", ifb}, deadline));
     if (!r.success() && linkExists(ifb)) return internalError("deleting ifb device " + ifb + ": " + r.describe());
   }
   return {};

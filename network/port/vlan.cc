@@ -22,19 +22,12 @@ Mutex& vlanTableMutex() {
   return m;
 }
 
-Result<CommandResult> run(const std::vector<std::string>& argv, Deadline deadline, std::string input = {}) {
-  RunOptions opts;
-  opts.deadline = deadline;
-  opts.stdinData = std::move(input);
-  return runCommand(argv, opts);
-}
-
 Result<VlanMethod> probeVlanFiltering(Deadline deadline) {
   std::string scratch = "vmmvlp" + std::to_string(::getpid() % 10000000);
-  VMM_ASSIGN(auto add, run({"ip", "link", "add", "name", scratch, "type", "bridge", "vlan_filtering", "1"}, deadline));
+  VMM_ASSIGN(auto add, runCommand({"ip", "link", "add", "name", scratch, "type", "bridge", "vlan_filtering", "1"}, deadline));
   if (!add.success()) return VlanMethod::nftPortSets;
-  auto vlan = run({"bridge", "vlan", "add", "dev", scratch, "vid", "2", "self"}, deadline);
-  auto del = run({"ip", "link", "del", "dev", scratch}, deadline);
+  auto vlan = runCommand({"bridge", "vlan", "add", "dev", scratch, "vid", "2", "self"}, deadline);
+  auto del = runCommand({"ip", "link", "del", "dev", scratch}, deadline);
   if (!vlan.ok()) return vlan.error();
   if (!del.ok() || !del->success()) return internalError("deleting the VLAN probe bridge " + scratch);
   return vlan->success() ? VlanMethod::bridgeVlanFiltering : VlanMethod::nftPortSets;
@@ -123,7 +116,7 @@ Status removeFromPortSets(const std::string& bridge, const std::set<std::string>
 // ---- bridge VLAN filtering (hosts with 802.1Q; not available on the test machine)
 
 Status addFilteringVlans(const PortSpec& spec, Deadline deadline) {
-  VMM_ASSIGN(auto on, run({"ip", "link", "set", "dev", spec.bridge, "type", "bridge", "vlan_filtering", "1"}, deadline));
+  VMM_ASSIGN(auto on, runCommand({"ip", "link", "set", "dev", spec.bridge, "type", "bridge", "vlan_filtering", "1"}, deadline));
   if (!on.success()) return internalError("enabling vlan_filtering on " + spec.bridge + ": " + on.describe());
   const auto& v = *spec.profile.vlan;
   std::string batch = "vlan del dev " + spec.ifname + " vid 1\n";
@@ -134,14 +127,14 @@ Status addFilteringVlans(const PortSpec& spec, Deadline deadline) {
       if (!v.native || t != *v.native) batch += "vlan add dev " + spec.ifname + " vid " + std::to_string(t) + "\n";
     if (v.native) batch += "vlan add dev " + spec.ifname + " vid " + std::to_string(*v.native) + " pvid untagged\n";
   }
-  VMM_ASSIGN(auto r, run({"bridge", "-batch", "-"}, deadline, batch));
+  VMM_ASSIGN(auto r, runCommand({"bridge", "-batch", "-"}, deadline, batch));
   if (!r.success()) return internalError("bridge vlan on " + spec.ifname + ": " + r.describe());
   return {};
 }
 
 Status resetFilteringVlans(const PortSpec& spec, Deadline deadline) {
   if (bridgeOf(spec.ifname).empty()) return {};
-  VMM_ASSIGN(auto list, run({"bridge", "-j", "vlan", "show", "dev", spec.ifname}, deadline));
+  VMM_ASSIGN(auto list, runCommand({"bridge", "-j", "vlan", "show", "dev", spec.ifname}, deadline));
   if (!list.success()) return {};  // no VLAN support: nothing was set
   auto doc = parseJson(list.out, kToolJsonMaxBytes, kJsonMaxDepth, "output");
   std::string batch;
@@ -156,7 +149,7 @@ Status resetFilteringVlans(const PortSpec& spec, Deadline deadline) {
     }
   }
   batch += "vlan add dev " + spec.ifname + " vid 1 pvid untagged\n";
-  VMM_ASSIGN(auto r, run({"bridge", "-force", "-batch", "-"}, deadline, batch));
+  VMM_ASSIGN(auto r, runCommand({"bridge", "-force", "-batch", "-"}, deadline, batch));
   (void)r;  // best effort: the port keeps working in VLAN 1 either way
   return {};
 }
