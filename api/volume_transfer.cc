@@ -36,7 +36,7 @@ Status onlyParams(const json& p, const std::string& method, std::initializer_lis
 // Reads from a socket with an idle deadline.
 Result<size_t> readSome(int fd, char* buf, size_t len) {
   pollfd p{fd, POLLIN, 0};
-  int n = ::poll(&p, 1, static_cast<int>(kTransferIdle.count()));
+  int n = pollFor(&p, 1, Deadline::after(kTransferIdle));
   if (n == 0) return timeoutError("no data for " + std::to_string(kTransferIdle.count() / 1000) + " s");
   if (n < 0) return systemError("poll", errno);
   ssize_t got = ::read(fd, buf, len);

@@ -43,6 +43,14 @@ Result<fs::UniqueFd> listenUnix(const std::string& path, mode_t mode, gid_t gid)
   return fd;
 }
 
+int pollFor(pollfd* fds, size_t count, Deadline deadline) {
+  while (true) {
+    int rc = ::poll(fds, static_cast<nfds_t>(count), deadline.pollTimeoutMs());
+    if (rc >= 0 || errno != EINTR) return rc;
+    if (deadline.expired()) return 0;
+  }
+}
+
 Result<fs::UniqueFd> connectUnix(const std::string& path, Deadline deadline) {
   VMM_ASSIGN(auto addr, unixAddress(path));
   fs::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -50,8 +58,9 @@ Result<fs::UniqueFd> connectUnix(const std::string& path, Deadline deadline) {
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     if (errno != EINPROGRESS && errno != EAGAIN) return systemError("cannot connect to " + path, errno);
     pollfd p{fd.get(), POLLOUT, 0};
-    int rc = ::poll(&p, 1, deadline.pollTimeoutMs());
+    int rc = pollFor(&p, 1, deadline);
     if (rc == 0) return timeoutError("timed out connecting to " + path);
+    if (rc < 0) return systemError("cannot connect to " + path, errno);
     int err = 0;
     socklen_t len = sizeof err;
     ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
@@ -109,8 +118,9 @@ Status writeAllFd(int fd, std::string_view data, Deadline deadline) {
     if (errno == EINTR) continue;
     if (errno != EAGAIN) return systemError("write", errno);
     pollfd p{fd, POLLOUT, 0};
-    int rc = ::poll(&p, 1, deadline.pollTimeoutMs());
+    int rc = pollFor(&p, 1, deadline);
     if (rc == 0) return timeoutError("write timed out");
+    if (rc < 0) return systemError("poll", errno);
   }
   return {};
 }

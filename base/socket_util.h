@@ -9,7 +9,13 @@
 #include "base/result.h"
 #include "base/time_util.h"
 
+struct pollfd;
+
 namespace vmm {
+
+// poll() until something is ready or the deadline passes; a signal (EINTR) does not end the
+// wait early. > 0: ready, 0: the deadline passed, < 0: an error (errno set).
+int pollFor(pollfd* fds, size_t count, Deadline deadline);
 
 // Binds and listens on `path` (replacing a stale socket file), chmod `mode`, and chgrp `gid`
 // unless gid is -1. Non-blocking, close-on-exec.

@@ -44,6 +44,12 @@ class Daemon {
   nlohmann::json hostInfo();
   std::string metricsText();
   const Config& config() const { return config_; }
+  // The RPC server's connections, one line each (diagnostics).
+  std::string describeRpcConnections() {
+    return "pools: calls " + std::to_string(pool_.threadCount()) + " threads " + std::to_string(pool_.queued()) +
+           " queued; waits " + std::to_string(waitPool_.threadCount()) + " threads " + std::to_string(waitPool_.queued()) +
+           " queued\n" + (rpc_ ? rpc_->describeConnections() : std::string());
+  }
 
  private:
   Status prepareDirectories();

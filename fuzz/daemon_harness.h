@@ -35,7 +35,7 @@ class RpcConn {
     while (!data.empty() && !closed_) {
       // A peer that answers while we write must not block us both: read what it sends.
       pollfd p{fd_.get(), POLLOUT | POLLIN, 0};
-      if (::poll(&p, 1, deadline.pollTimeoutMs()) <= 0) return false;
+      if (pollFor(&p, 1, deadline) <= 0) return false;
       if (p.revents & (POLLIN | POLLHUP | POLLERR)) readAvailable();
       if (!(p.revents & POLLOUT)) continue;
       ssize_t n = ::send(fd_.get(), data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -59,7 +59,8 @@ class RpcConn {
       }
       if (closed_) return std::nullopt;
       pollfd p{fd_.get(), POLLIN, 0};
-      if (::poll(&p, 1, deadline.pollTimeoutMs()) <= 0) return std::nullopt;
+      // libFuzzer's SIGALRM (its -timeout check) interrupts poll(): that is not the deadline.
+      if (pollFor(&p, 1, deadline) <= 0) return std::nullopt;
       readAvailable();
     }
   }
@@ -107,10 +108,37 @@ struct DaemonHarness {
     return *h;
   }
 
+  // For the message of a failed check: the end of vmmd's log (level warn and above) and, for
+  // a stall, where every thread of the process is (gdb's backtraces, when gdb is installed).
+  std::string stallReport(size_t bytes = 4000) const {
+    std::string text = fs::readFile(dir + "/vmmd.log").valueOr("");
+    std::string out = "vmmd's log ends:\n" + (text.size() > bytes ? text.substr(text.size() - bytes) : text);
+    out += "\nRPC connections:\n" + daemon->describeRpcConnections();
+    std::string stacks = dir + "/stacks.txt";
+    std::string cmd = "gdb -p " + std::to_string(::getpid()) +
+                      " -batch -nx -ex 'set pagination off' -ex 'thread apply all bt 25' >" + stacks + " 2>&1";
+    (void)std::system(cmd.c_str());
+    out += "\nthreads:\n" + fs::readFile(stacks).valueOr("(gdb gave nothing)");
+    return out;
+  }
+
   // vmmd is alive: host.info answers on a new read-only connection.
+  // The report is taken with the connection still open.
   void checkAlive(const std::string& after) {
-    auto r = rpcCall(roSocket, "host.info", nlohmann::json::object(), Millis(15000));
-    FUZZ_CHECK(r && r->contains("result"), "vmmd does not answer host.info after " + after);
+    RpcConn c(roSocket);
+    Deadline d = Deadline::after(Millis(15000));
+    bool answered = false;
+    if (c.write(R"({"jsonrpc":"2.0","id":"alive","method":"host.info"})" "\n", d)) {
+      while (auto line = c.readLine(d)) {
+        auto j = parseJson(*line, 1 << 30, 1 << 20);
+        if (j.ok() && j->is_object() && jsonStringOr(*j, "id", "") == "alive" && j->contains("result")) {
+          answered = true;
+          break;
+        }
+      }
+    }
+    FUZZ_CHECK(answered, "vmmd does not answer host.info after " + after + (c.closed() ? " (it closed the connection)" : "") +
+                             "\n" + stallReport());
   }
 
  private:
@@ -133,7 +161,7 @@ struct DaemonHarness {
     c.defaultPool = false;
     c.defaultNetwork = false;
     c.syncFull = false;
-    c.logLevel = "error";
+    c.logLevel = "warn";
     c.logFile = dir + "/vmmd.log";
     c.customizeHelper = "/nonexistent";
     socket = c.socketPath;

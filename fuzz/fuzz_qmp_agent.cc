@@ -116,7 +116,7 @@ void servePeer(int fd, Script& script, bool agent) {
     // With every reply sent, a client that asks nothing more is left waiting: hang up soon.
     if (script.done()) {
       pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 5) <= 0) break;
+      if (pollFor(&p, 1, Deadline::after(Millis(5))) <= 0) break;
     }
     ssize_t n = ::read(fd, tmp, sizeof tmp);
     if (n <= 0) break;

@@ -77,12 +77,15 @@ void exchange(fuzz::RpcConn& c, const std::vector<std::string>& lines, size_t ma
   FUZZ_CHECK(open || c.closed(), std::string(which) + ": vmmd stopped reading the connection for " +
                                      std::to_string(kLimit.count()) + " ms");
   size_t answered = 0;
+  std::string received;  // the ids answered, in order (for the message of a failed check)
   while (open && (answered < sentinels || !expect.ids.empty() || expect.nullIds > 0)) {
     auto line = c.readLine(deadline);
     if (!line) {
       FUZZ_CHECK(c.closed(), std::string(which) + ": no reply within " + std::to_string(kLimit.count()) + " ms (" +
                                  std::to_string(answered) + " of " + std::to_string(sentinels) + " sentinels, " +
-                                 std::to_string(expect.ids.size()) + " ids, " + std::to_string(expect.nullIds) + " parse errors left)");
+                                 std::to_string(expect.ids.size()) + " ids, " + std::to_string(expect.nullIds) +
+                                 " parse errors left; ids answered in order:" + received + ")\n" +
+                                 fuzz::DaemonHarness::get().stallReport());
       break;
     }
     auto reply = parseJson(*line, 1 << 30, 1 << 20);
@@ -91,6 +94,7 @@ void exchange(fuzz::RpcConn& c, const std::vector<std::string>& lines, size_t ma
       const json* id = jsonMember(r, "id");
       if (!id) return;  // event notifications
       std::string text = dumpJson(*id);
+      received += " " + text;
       if (startsWith(jsonStringOr(r, "id", ""), "sentinel-")) {
         ++answered;
         return;

@@ -104,6 +104,23 @@ void RpcServer::stop() {
 
 size_t RpcServer::connectionCount() const { return connCount_.load(); }
 
+std::string RpcServer::describeConnections() {
+  std::string out = "dispatched " + std::to_string(dispatched_.load()) + " ran " + std::to_string(dispatchRan_.load()) +
+                    " replied " + std::to_string(dispatchReplied_.load()) + "\n";
+  loop_.runSync([&] {
+    for (const auto& [fd, c] : conns_) {
+      out += "fd " + std::to_string(fd) + " " + c->usageKey + ": in " + std::to_string(c->in.size()) + " scanned " +
+             std::to_string(c->scanned) + " line_waiting " + std::to_string(c->lineWaiting()) + " in_flight " +
+             std::to_string(c->inFlight) + " pending " + std::to_string(c->pending()) + " interest " +
+             std::to_string(c->interest) + " paused " + std::to_string(c->paused) + " processing " +
+             std::to_string(c->processing) + " resume_posted " + std::to_string(c->resumePosted) + " close_after_flush " +
+             std::to_string(c->closeAfterFlush) + " fault_streak " + std::to_string(c->faultStreak) + " subs " +
+             std::to_string(c->subs.size()) + "\n";
+    }
+  });
+  return out;
+}
+
 void RpcServer::accept(int listenFd, bool readOnly) {
   while (true) {
     int fd = ::accept4(listenFd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -585,8 +602,12 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
   // A call for a worker is real work (bounded by the in-flight cap), and its answer comes after
   // later lines: the throttle's count of bad lines in a row restarts here, in line order.
   c->faultStreak = 0;
+  ++dispatched_;
   auto queued = dispatcher_->submit(*spec, ctx, [this, ctx, method, params = std::move(params), reply]() mutable {
-    reply(registry_.call(ctx, method, std::move(params)));
+    ++dispatchRan_;
+    auto r = registry_.call(ctx, method, std::move(params));
+    ++dispatchReplied_;
+    reply(std::move(r));
   });
   if (!queued.ok()) reply(queued.error());
 }

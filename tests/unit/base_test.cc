@@ -1,4 +1,7 @@
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -241,6 +244,52 @@ job_wait = "5s"
 
 // A half-close travels through the relay after every byte queued before it, and the other
 // direction keeps working: an upload's result line comes back after the client's EOF.
+// A signal interrupts poll() (EINTR) whatever SA_RESTART says; pollFor keeps waiting until the
+// deadline or the data. (libFuzzer's -timeout SIGALRM made the RPC harness's reads give up at
+// once, which it reported as a stalled vmmd.)
+TEST(Socket, PollForIsNotEndedBySignals) {
+  struct sigaction quiet{}, old{};
+  quiet.sa_handler = [](int) {};
+  sigemptyset(&quiet.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR2, &quiet, &old), 0);
+  sigset_t usr2, oldMask;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  ASSERT_EQ(pthread_sigmask(SIG_UNBLOCK, &usr2, &oldMask), 0);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  fs::UniqueFd a(sv[0]), b(sv[1]);
+  pthread_t self = pthread_self();
+
+  std::thread signaller([self] {
+    for (int i = 0; i < 5; ++i) {
+      std::this_thread::sleep_for(Millis(40));
+      pthread_kill(self, SIGUSR2);
+    }
+  });
+  pollfd p{a.get(), POLLIN, 0};
+  auto t0 = SteadyClock::now();
+  int rc = pollFor(&p, 1, Deadline::after(Millis(400)));
+  auto waited = std::chrono::duration_cast<Millis>(SteadyClock::now() - t0).count();
+  signaller.join();
+  EXPECT_EQ(rc, 0);
+  EXPECT_GE(waited, 390) << "pollFor returned early, at a signal";
+
+  std::thread writer([self, fd = b.get()] {
+    std::this_thread::sleep_for(Millis(40));
+    pthread_kill(self, SIGUSR2);
+    std::this_thread::sleep_for(Millis(40));
+    (void)!::write(fd, "x", 1);
+  });
+  p.revents = 0;
+  rc = pollFor(&p, 1, Deadline::after(Millis(5000)));
+  writer.join();
+  EXPECT_EQ(rc, 1);
+  EXPECT_TRUE(p.revents & POLLIN);
+  pthread_sigmask(SIG_SETMASK, &oldMask, nullptr);
+  sigaction(SIGUSR2, &old, nullptr);
+}
+
 TEST(ByteRelay, PassesEofOnAfterTheQueuedBytes) {
   EventLoop loop;
   loop.runInThread();
