@@ -2,9 +2,9 @@
 # They are built in the nested ASan+UBSan build (build/asan, with the asan.* unit tests), whose
 # setup fixture asan.build (tests/sanitizers) builds them incrementally; each fuzz.NAME runs
 # every seed of fuzz/corpus/NAME, regression inputs included, then fuzzes for VMM_FUZZ_SECONDS
-# (5 by default).
+# (3 by default).
 include(${CMAKE_CURRENT_LIST_DIR}/targets.cmake)
-set(VMM_FUZZ_SECONDS 5 CACHE STRING "Seconds of fuzzing per target in the test suite")
+set(VMM_FUZZ_SECONDS 3 CACHE STRING "Seconds of fuzzing per target in the test suite")
 foreach(t ${VMM_FUZZ_TARGETS})
   vmm_add_script_test(fuzz.${t} ${CMAKE_CURRENT_LIST_DIR}/run.sh ${t} ${VMM_FUZZ_SECONDS} --ci)
   set_tests_properties(fuzz.${t} PROPERTIES FIXTURES_REQUIRED vmm_asan_build LABELS "fuzz;hostile" TIMEOUT 300
