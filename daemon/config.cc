@@ -69,6 +69,10 @@ Status applyConfigFile(Config& c, const std::string& path) {
     h.optional("tls_cert", c.tlsCert);
     h.optional("tls_key", c.tlsKey);
     h.optional("threads", c.httpThreads, 2, 1024);
+    readDuration(h, "header_timeout", c.httpHeaderTimeout);
+    readDuration(h, "idle_timeout", c.httpIdleTimeout);
+    for (auto [key, value] : {std::pair{"header_timeout", c.httpHeaderTimeout}, std::pair{"idle_timeout", c.httpIdleTimeout}})
+      if (value < Millis(1000) || value > Millis(3600 * 1000)) h.fail(key, "expected a duration from 1s to 1h");
   });
   r.object("operations", [&](model::JsonReader& o) {
     readSizeT(o, "keep", c.operationsKeep, 10, 1000000);

@@ -26,6 +26,8 @@ struct Config {
   std::string httpListen = "127.0.0.1:8470";  // "" disables HTTP
   std::string tlsCert, tlsKey;
   int httpThreads = 16;
+  Millis httpHeaderTimeout = Millis(10000);  // a request head (and TLS handshake) must arrive within this
+  Millis httpIdleTimeout = Millis(15000);    // a kept-alive connection may wait this long for its next request
 
   std::vector<std::string> drivers = {"qemu", "lxc", "xen", "test"};
   bool syncFull = true;       // fsync every commit

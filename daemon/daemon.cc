@@ -216,6 +216,8 @@ Status Daemon::start() {
     ho.tlsCert = config_.tlsCert;
     ho.tlsKey = config_.tlsKey;
     ho.threads = config_.httpThreads;
+    ho.headerTimeout = config_.httpHeaderTimeout;
+    ho.idleTimeout = config_.httpIdleTimeout;
     ho.maxBodyBytes = config_.maxRequestBytes;
     ho.openConsole = [this](const std::string& name) { return domains_->openConsole(name); };
     ho.pools = pools_.get();

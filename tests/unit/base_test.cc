@@ -209,6 +209,8 @@ log_level = "debug"
 [http]
 listen = "0.0.0.0:9000"
 threads = 4
+header_timeout = "3s"
+idle_timeout = "20s"
 [operations]
 keep = 50
 max_age = "2h"
@@ -224,6 +226,8 @@ job_wait = "5s"
   EXPECT_EQ(c->stateDir, "/srv/vmm");
   EXPECT_EQ(c->httpListen, "");  // the flag wins over the file
   EXPECT_EQ(c->httpThreads, 4);
+  EXPECT_EQ(c->httpHeaderTimeout, Millis(3000));
+  EXPECT_EQ(c->httpIdleTimeout, Millis(20000));
   EXPECT_EQ(c->operationsKeep, 50u);
   EXPECT_EQ(c->operationsMaxAge, Millis(7200000));
   EXPECT_EQ(c->jobWait, Millis(5000));
@@ -235,6 +239,11 @@ job_wait = "5s"
   auto b = loadConfig(3, const_cast<char**>(argv2), run);
   ASSERT_FALSE(b.ok());
   EXPECT_EQ(b.error().message, bad + ": http.port: unknown field");
+  // A zero timeout would close every connection at once.
+  ASSERT_TRUE(fs::writeFileAtomic(bad, "[http]\nheader_timeout = \"0s\"\n").ok());
+  b = loadConfig(3, const_cast<char**>(argv2), run);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().message, bad + ": http.header_timeout: expected a duration from 1s to 1h");
   const char* argv3[] = {"vmmd", "--frobnicate", "1"};
   EXPECT_EQ(loadConfig(3, const_cast<char**>(argv3), run).error().message, "unknown option --frobnicate (see --help)");
   const char* argv4[] = {"vmmd", "--drivers", "qemu,vbox"};
