@@ -11,7 +11,7 @@ BUILD=$2
 PRESET=$3
 . "$SRC/tests/support/require.sh"
 require_tool clang++ clang
-probe=$(mktemp -d)
+probe=$(mktemp -d /tmp/vmm-sanitizer-probe.XXXXXX)
 trap 'rm -rf "$probe"' EXIT
 case $PRESET in
 asan)
@@ -29,6 +29,10 @@ tsan)
 	;;
 *) echo "unknown preset $PRESET" >&2; exit 2 ;;
 esac
+
+# The probe is done; exec below would skip the EXIT trap.
+rm -rf "$probe"
+trap - EXIT
 
 # Configured every time (a few seconds, nothing rebuilt): a build directory made by an older
 # preset picks up the current one.
