@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "base/fs.h"
+#include "base/socket_util.h"
 #include "base/strings.h"
 
 extern char** environ;
@@ -375,8 +376,7 @@ Result<CommandResult> runCommand(const std::vector<std::string>& argv, const Run
     if (inW.valid()) pfds[n++] = {inW.get(), POLLOUT, 0};
     if (outR.valid()) pfds[n++] = {outR.get(), POLLIN, 0};
     if (errR.valid()) pfds[n++] = {errR.get(), POLLIN, 0};
-    int rc = poll(pfds, static_cast<nfds_t>(n), o.deadline.pollTimeoutMs());
-    if (rc < 0 && errno == EINTR) continue;
+    int rc = pollFor(pfds, static_cast<size_t>(n), o.deadline);
     if (rc == 0 || o.deadline.expired()) {
       timedOut = true;
       break;

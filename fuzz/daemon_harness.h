@@ -83,10 +83,9 @@ class RpcConn {
   bool closed_ = false;
 };
 
-// A call on a fresh connection: the reply's JSON, or nullopt.
-inline std::optional<nlohmann::json> rpcCall(const std::string& socket, const std::string& method, const nlohmann::json& params,
-                                             Millis timeout = Millis(10000)) {
-  RpcConn c(socket);
+// A call on connection `c`: the reply's JSON, or nullopt.
+inline std::optional<nlohmann::json> rpcCallOn(RpcConn& c, const std::string& method, const nlohmann::json& params,
+                                               Millis timeout) {
   nlohmann::json req = {{"jsonrpc", "2.0"}, {"id", "harness"}, {"method", method}, {"params", params}};
   Deadline d = Deadline::after(timeout);
   if (!c.write(dumpJson(req) + "\n", d)) return std::nullopt;
@@ -95,6 +94,13 @@ inline std::optional<nlohmann::json> rpcCall(const std::string& socket, const st
     if (j.ok() && j->is_object() && jsonStringOr(*j, "id", "") == "harness") return *j;
   }
   return std::nullopt;
+}
+
+// A call on a fresh connection.
+inline std::optional<nlohmann::json> rpcCall(const std::string& socket, const std::string& method, const nlohmann::json& params,
+                                             Millis timeout = Millis(10000)) {
+  RpcConn c(socket);
+  return rpcCallOn(c, method, params, timeout);
 }
 
 struct DaemonHarness {
@@ -126,18 +132,8 @@ struct DaemonHarness {
   // The report is taken with the connection still open.
   void checkAlive(const std::string& after) {
     RpcConn c(roSocket);
-    Deadline d = Deadline::after(Millis(15000));
-    bool answered = false;
-    if (c.write(R"({"jsonrpc":"2.0","id":"alive","method":"host.info"})" "\n", d)) {
-      while (auto line = c.readLine(d)) {
-        auto j = parseJson(*line, 1 << 30, 1 << 20);
-        if (j.ok() && j->is_object() && jsonStringOr(*j, "id", "") == "alive" && j->contains("result")) {
-          answered = true;
-          break;
-        }
-      }
-    }
-    FUZZ_CHECK(answered, "vmmd does not answer host.info after " + after + (c.closed() ? " (it closed the connection)" : "") +
+    auto r = rpcCallOn(c, "host.info", nlohmann::json::object(), Millis(15000));
+    FUZZ_CHECK(r && r->contains("result"), "vmmd does not answer host.info after " + after + (c.closed() ? " (it closed the connection)" : "") +
                              "\n" + stallReport());
   }
 

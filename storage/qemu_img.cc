@@ -10,6 +10,7 @@
 
 #include "base/json_util.h"
 #include "base/fs.h"
+#include "base/socket_util.h"
 #include "base/process.h"
 #include "base/strings.h"
 
@@ -99,9 +100,7 @@ Status convertImage(const std::string& from, model::DiskFormat fromFormat, const
   bool timedOut = false;
   while (true) {
     pollfd p{readEnd.get(), POLLIN, 0};
-    int n = ::poll(&p, 1, deadline.pollTimeoutMs());
-    if (n < 0 && errno == EINTR) continue;
-    if (n == 0) {
+    if (pollFor(&p, 1, deadline) == 0) {
       timedOut = true;
       break;
     }

@@ -105,8 +105,7 @@ void RpcServer::stop() {
 size_t RpcServer::connectionCount() const { return connCount_.load(); }
 
 std::string RpcServer::describeConnections() {
-  std::string out = "dispatched " + std::to_string(dispatched_.load()) + " ran " + std::to_string(dispatchRan_.load()) +
-                    " replied " + std::to_string(dispatchReplied_.load()) + "\n";
+  std::string out;
   loop_.runSync([&] {
     for (const auto& [fd, c] : conns_) {
       out += "fd " + std::to_string(fd) + " " + c->usageKey + ": in " + std::to_string(c->in.size()) + " scanned " +
@@ -602,12 +601,8 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
   // A call for a worker is real work (bounded by the in-flight cap), and its answer comes after
   // later lines: the throttle's count of bad lines in a row restarts here, in line order.
   c->faultStreak = 0;
-  ++dispatched_;
   auto queued = dispatcher_->submit(*spec, ctx, [this, ctx, method, params = std::move(params), reply]() mutable {
-    ++dispatchRan_;
-    auto r = registry_.call(ctx, method, std::move(params));
-    ++dispatchReplied_;
-    reply(std::move(r));
+    reply(registry_.call(ctx, method, std::move(params)));
   });
   if (!queued.ok()) reply(queued.error());
 }

@@ -79,7 +79,7 @@ class RpcServer {
   // Times a connection was paused for sending only bad lines.
   uint64_t throttledConnections() const { return throttled_.load(); }
   // Each connection's state, one line each (diagnostics: what a connection that stopped
-  // answering waits for). Any thread but the loop's.
+  // answering waits for). Any thread; runs on the loop.
   std::string describeConnections();
 
  private:
@@ -126,7 +126,6 @@ class RpcServer {
   std::atomic<size_t> connCount_{0};
   std::atomic<uint64_t> refused_{0};
   std::atomic<uint64_t> throttled_{0};
-  std::atomic<uint64_t> dispatched_{0}, dispatchRan_{0}, dispatchReplied_{0};  // diagnostics
   int64_t lastRefusalLogUs_ = 0;  // loop thread only
   int64_t lastThrottleLogUs_ = 0;  // loop thread only
   std::unique_ptr<Dispatcher> ownDispatcher_;

@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "base/process.h"
+#include "base/socket_util.h"
 #include "base/strings.h"
 
 namespace vmm::drivers::lxc {
@@ -176,13 +177,8 @@ Result<std::pair<fs::UniqueFd, fs::UniqueFd>> makePipe() {
 }
 
 bool waitReadable(int fd, Deadline deadline) {
-  for (;;) {
-    struct pollfd p{fd, POLLIN, 0};
-    int n = ::poll(&p, 1, deadline.pollTimeoutMs());
-    if (n > 0) return true;
-    if (n == 0) return false;
-    if (errno != EINTR) return false;
-  }
+  pollfd p{fd, POLLIN, 0};
+  return pollFor(&p, 1, deadline) > 0;
 }
 
 void addBind(ChildPlan& plan, const std::string& source, const std::string& target, MountOp::Kind kind, bool ro) {

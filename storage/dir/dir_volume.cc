@@ -13,6 +13,7 @@
 
 #include "base/fs.h"
 #include "base/process.h"
+#include "base/socket_util.h"
 #include "base/strings.h"
 
 namespace vmm::storage {
@@ -95,9 +96,7 @@ Status scanTarball(int fd, const std::string& compression, TarScan& scan, Deadli
   bool eof = false, timedOut = false;
   while (st.ok() && !scan.ended()) {
     pollfd p{input.get(), POLLIN, 0};
-    int n = ::poll(&p, 1, deadline.pollTimeoutMs());
-    if (n < 0 && errno == EINTR) continue;
-    if (n == 0) {
+    if (pollFor(&p, 1, deadline) == 0) {
       timedOut = true;
       break;
     }

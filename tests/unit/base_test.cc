@@ -251,8 +251,6 @@ job_wait = "5s"
   ASSERT_EQ(system(("rm -rf " + dir).c_str()), 0);
 }
 
-// A half-close travels through the relay after every byte queued before it, and the other
-// direction keeps working: an upload's result line comes back after the client's EOF.
 // A signal interrupts poll() (EINTR) whatever SA_RESTART says; pollFor keeps waiting until the
 // deadline or the data. (libFuzzer's -timeout SIGALRM made the RPC harness's reads give up at
 // once, which it reported as a stalled vmmd.)
@@ -299,6 +297,8 @@ TEST(Socket, PollForIsNotEndedBySignals) {
   sigaction(SIGUSR2, &old, nullptr);
 }
 
+// A half-close travels through the relay after every byte queued before it, and the other
+// direction keeps working: an upload's result line comes back after the client's EOF.
 TEST(ByteRelay, PassesEofOnAfterTheQueuedBytes) {
   EventLoop loop;
   loop.runInThread();
