@@ -35,7 +35,9 @@ case "${1:-}" in
     if [ "${VMM_TEST_INSTRUMENTED:-1}" = 0 ]; then
       set -- -LE '^(fuzz|asan|tsan)$' "$@"
     fi
-    exec ctest --output-on-failure --timeout 1200 "$@"
+    # -j2: only the fuzz targets' short runs share the machine, two at a time; every other
+    # test runs alone (RUN_SERIAL, tests/CMakeLists.txt).
+    exec ctest --output-on-failure --timeout 1200 -j2 "$@"
     ;;
   build)
     build
