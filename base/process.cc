@@ -2,7 +2,11 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -73,6 +77,7 @@ struct ChildSetup {
   int in = -1, out = -1, err = -1;
   bool newSession = true;
   std::string cwd;
+  Confinement confinement;
 
   void finalize() {
     if (!argvStore.empty() && argvStore[0].find('/') == std::string::npos) {
@@ -92,13 +97,58 @@ struct ChildSetup {
   }
 };
 
-[[noreturn]] void childExec(const ChildSetup& s) {
+// A step of the child's set-up that failed, sent to the parent over a close-on-exec pipe (end
+// of file there means the exec happened).
+enum class ChildStep : int { network_namespace = 1, limit, groups, gid, uid, no_new_privileges, cwd };
+struct ChildFailure {
+  ChildStep step;
+  int err;
+  int detail;  // the resource of a failed limit
+};
+
+std::string describeChildStep(const ChildFailure& f, const ChildSetup& s) {
+  switch (f.step) {
+    case ChildStep::network_namespace: return "unshare(CLONE_NEWNET)";
+    case ChildStep::limit: return "setrlimit(" + std::to_string(f.detail) + ")";
+    case ChildStep::groups: return "setgroups";
+    case ChildStep::gid: return "setresgid(" + std::to_string(s.confinement.gid.value_or(0)) + ")";
+    case ChildStep::uid: return "setresuid(" + std::to_string(s.confinement.uid.value_or(0)) + ")";
+    case ChildStep::no_new_privileges: return "prctl(PR_SET_NO_NEW_PRIVS)";
+    case ChildStep::cwd: return "chdir " + s.cwd;
+  }
+  return "set-up";
+}
+
+[[noreturn]] void childFail(int reportFd, ChildStep step, int detail = 0) {
+  ChildFailure f{step, errno, detail};
+  (void)!write(reportFd, &f, sizeof f);
+  _exit(126);
+}
+
+// Credentials change through the raw system calls: they act on the calling thread only, which
+// after fork() is the whole process, and unlike glibc's wrappers they do not signal threads
+// that no longer exist here.
+void applyConfinement(const Confinement& c, int reportFd) {
+  if (c.newNetworkNamespace && unshare(CLONE_NEWNET) != 0) childFail(reportFd, ChildStep::network_namespace);
+  for (const auto& [resource, value] : c.limits) {
+    rlimit rl{static_cast<rlim_t>(value), static_cast<rlim_t>(value)};
+    if (setrlimit(static_cast<__rlimit_resource_t>(resource), &rl) != 0) childFail(reportFd, ChildStep::limit, resource);
+  }
+  if (c.gid) {
+    if (syscall(SYS_setgroups, 0, nullptr) != 0) childFail(reportFd, ChildStep::groups);
+    if (syscall(SYS_setresgid, *c.gid, *c.gid, *c.gid) != 0) childFail(reportFd, ChildStep::gid);
+  }
+  if (c.uid && syscall(SYS_setresuid, *c.uid, *c.uid, *c.uid) != 0) childFail(reportFd, ChildStep::uid);
+  if (c.noNewPrivileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) childFail(reportFd, ChildStep::no_new_privileges);
+}
+
+[[noreturn]] void childExec(const ChildSetup& s, int reportFd) {
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);
   for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
   if (s.newSession) setsid();
-  // Move passed fds out of the way of 0..2 and of their targets first.
+  // Move passed fds (and the report pipe) out of the way of 0..2 and of their targets first.
   std::vector<int> high;
   int base = 1000;
   for (size_t i = 0; i < s.passFds.size(); ++i) {
@@ -106,13 +156,17 @@ struct ChildSetup {
     base = h + 1;
     high.push_back(h);
   }
+  int report = fcntl(reportFd, F_DUPFD_CLOEXEC, base);
   int nul = open("/dev/null", O_RDWR);
   dup2(s.in >= 0 ? s.in : nul, 0);
   dup2(s.out >= 0 ? s.out : nul, 1);
   dup2(s.err >= 0 ? s.err : (s.out >= 0 ? s.out : nul), 2);
   for (size_t i = 0; i < high.size(); ++i) dup2(high[i], static_cast<int>(3 + i));
-  close_range(static_cast<unsigned>(3 + high.size()), ~0U, 0);
-  if (!s.cwd.empty() && chdir(s.cwd.c_str()) != 0) _exit(126);
+  close_range(static_cast<unsigned>(3 + high.size()), static_cast<unsigned>(report - 1), 0);
+  close_range(static_cast<unsigned>(report + 1), ~0U, 0);
+  // After the fds: a limit on open files must not stop their placement.
+  applyConfinement(s.confinement, report);
+  if (!s.cwd.empty() && chdir(s.cwd.c_str()) != 0) childFail(report, ChildStep::cwd);
   if (s.exe.empty()) {
     execvpe(s.argv[0], s.argv.data(), s.envp.data());
   } else {
@@ -123,10 +177,26 @@ struct ChildSetup {
 }
 
 Result<pid_t> forkExec(ChildSetup& s) {
+  const Confinement& c = s.confinement;
+  if (c.uid.has_value() != c.gid.has_value()) return invalidArgument("a confined child needs both a uid and a gid");
   s.finalize();
+  int reportPipe[2];
+  if (pipe2(reportPipe, O_CLOEXEC) != 0) return systemError("pipe", errno);
+  fs::UniqueFd reportR(reportPipe[0]), reportW(reportPipe[1]);
   pid_t pid = ChildReaper::fork();
   if (pid < 0) return systemError("fork", errno);
-  if (pid == 0) childExec(s);
+  if (pid == 0) childExec(s, reportW.get());
+  reportW.reset();
+  // End of file as soon as the child execs (or exits): a few milliseconds at most.
+  ChildFailure failure{};
+  ssize_t n;
+  do {
+    n = read(reportR.get(), &failure, sizeof failure);
+  } while (n < 0 && errno == EINTR);
+  if (n == static_cast<ssize_t>(sizeof failure)) {
+    (void)ChildReaper::wait(pid, Deadline::after(Millis(5000)));
+    return systemError("cannot start " + s.argvStore[0] + ": " + describeChildStep(failure, s), failure.err);
+  }
   return pid;
 }
 
@@ -331,6 +401,7 @@ Result<pid_t> spawnProcess(const std::vector<std::string>& argv, const SpawnOpti
   s.err = o.stderrFd;
   s.newSession = o.newSession;
   s.cwd = o.cwd;
+  s.confinement = o.confinement;
   return forkExec(s);
 }
 
@@ -359,6 +430,7 @@ Result<CommandResult> runCommand(const std::vector<std::string>& argv, const Run
   s.err = errW.get();
   s.newSession = false;
   s.cwd = o.cwd;
+  s.confinement = o.confinement;
   auto pid = forkExec(s);
   if (!pid.ok()) return pid.takeError();
   inR.reset();

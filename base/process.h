@@ -8,9 +8,12 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -18,13 +21,33 @@
 
 namespace vmm {
 
+// What a child may do, applied between fork() and exec(): the default (nothing set) leaves it
+// root with every capability, as vmmd is. For programs that read untrusted bytes (qemu-img on
+// an imported image, a customisation helper) and, later, for QEMU itself. A step that fails
+// ends the start with an error naming it; the program never runs half-confined.
+struct Confinement {
+  // Both or neither: the child gets exactly this uid and gid and no supplementary groups. A
+  // uid other than 0 drops every capability (they are not kept across setresuid).
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  // PR_SET_NO_NEW_PRIVS: no setuid bit or file capability of any later exec gives anything back.
+  bool noNewPrivileges = false;
+  // A network namespace of its own: only a loopback that is down, no route anywhere.
+  bool newNetworkNamespace = false;
+  // setrlimit() soft and hard values, e.g. {RLIMIT_AS, 1 << 30}, {RLIMIT_CPU, 30}.
+  std::vector<std::pair<int, uint64_t>> limits;
+
+  bool empty() const { return !uid && !gid && !noNewPrivileges && !newNetworkNamespace && limits.empty(); }
+};
+
 struct RunOptions {
   Deadline deadline = Deadline::after(Millis(60000));
   std::string stdinData;
   size_t maxOutput = 16 << 20;                   // per stream; the rest is discarded
   std::map<std::string, std::string> env;       // added to / overriding the inherited environment
   bool clearEnv = false;                        // start from an empty environment (PATH kept)
-  std::string cwd;
+  std::string cwd;                              // changed to after the confinement (as its uid)
+  Confinement confinement;
 };
 
 struct CommandResult {
@@ -57,7 +80,8 @@ struct SpawnOptions {
   int stderrFd = -1;          // -1: same as stdout
   bool newSession = true;     // setsid(): not killed with vmmd's process group
   std::map<std::string, std::string> env;
-  std::string cwd;
+  std::string cwd;                            // changed to after the confinement (as its uid)
+  Confinement confinement;
 };
 
 Result<pid_t> spawnProcess(const std::vector<std::string>& argv, const SpawnOptions& options = {});

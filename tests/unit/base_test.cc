@@ -2,6 +2,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,9 +18,11 @@
 #include "base/random.h"
 #include "base/reverter.h"
 #include "base/socket_util.h"
+#include "base/strings.h"
 #include "base/thread_pool.h"
 #include "base/time_util.h"
 #include "base/toml_lite.h"
+#include "tests/support/require.h"
 
 using namespace vmm;
 
@@ -110,6 +113,99 @@ TEST(Process, DeadlineKillsChild) {
 TEST(Process, MissingCommand) {
   auto r = runCommand({"/nonexistent/cmd"});
   EXPECT_FALSE(r.ok());
+}
+
+static std::string procLine(const std::string& text, const std::string& prefix) {
+  for (const auto& line : split(text, '\n'))
+    if (startsWith(line, prefix)) return line;
+  return "(no " + prefix + " line)";
+}
+
+// A confined child (qemu-img on an untrusted image, a customisation helper): as /proc shows it
+// from inside, its own uid and gid, no supplementary groups, no capabilities, no new
+// privileges, its limits and a network namespace with nothing but a loopback.
+TEST(Process, ConfinedChildHasItsUidNoCapabilitiesAndItsLimits) {
+  VMM_REQUIRE(::geteuid() == 0, "root (to start a child as another uid)");
+  RunOptions o;
+  o.confinement.uid = 65534;
+  o.confinement.gid = 65534;
+  o.confinement.noNewPrivileges = true;
+  o.confinement.newNetworkNamespace = true;
+  o.confinement.limits = {{RLIMIT_AS, uint64_t{1} << 30}, {RLIMIT_CPU, 7}, {RLIMIT_NOFILE, 64}};
+  auto r = runCommand({"sh", "-c", "cat /proc/self/status /proc/self/limits; readlink /proc/self/ns/net; cat /proc/net/dev"}, o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->exitCode, 0) << r->describe();
+  EXPECT_EQ(procLine(r->out, "Uid:"), "Uid:\t65534\t65534\t65534\t65534");
+  EXPECT_EQ(procLine(r->out, "Gid:"), "Gid:\t65534\t65534\t65534\t65534");
+  EXPECT_EQ(std::string(trim(procLine(r->out, "Groups:"))), "Groups:");
+  for (const char* set : {"CapInh:", "CapPrm:", "CapEff:", "CapAmb:"})
+    EXPECT_EQ(procLine(r->out, set), std::string(set) + "\t0000000000000000");
+  EXPECT_EQ(procLine(r->out, "NoNewPrivs:"), "NoNewPrivs:\t1");
+  auto limit = [&](const std::string& name) { return split(procLine(r->out, name), ' ', true); };
+  EXPECT_EQ(limit("Max address space"), (std::vector<std::string>{"Max", "address", "space", "1073741824", "1073741824", "bytes"}));
+  EXPECT_EQ(limit("Max cpu time"), (std::vector<std::string>{"Max", "cpu", "time", "7", "7", "seconds"}));
+  EXPECT_EQ(limit("Max open files"), (std::vector<std::string>{"Max", "open", "files", "64", "64", "files"}));
+  char ownNet[64] = {};
+  ASSERT_GT(::readlink("/proc/self/ns/net", ownNet, sizeof ownNet - 1), 0);
+  EXPECT_EQ(r->out.find(ownNet), std::string::npos) << "the child shares vmmd's network namespace";
+  size_t interfaces = 0;
+  for (const auto& line : split(r->out.substr(r->out.find("Inter-|")), '\n', true))
+    if (line.find(':') != std::string::npos && line.find('|') == std::string::npos) ++interfaces;
+  EXPECT_EQ(interfaces, 1u) << "only lo:\n" << r->out;
+  EXPECT_NE(r->out.find(" lo:"), std::string::npos) << r->out;
+
+  // What that means: a root-only file is out of reach, and so is any setuid way back.
+  auto shadow = runCommand({"cat", "/etc/shadow"}, o);
+  ASSERT_TRUE(shadow.ok()) << shadow.error().message;
+  EXPECT_NE(shadow->exitCode, 0);
+  EXPECT_NE(shadow->err.find("Permission denied"), std::string::npos) << shadow->err;
+  // Unconfined children stay root (vmmd's own tools).
+  auto root = runCommand({"id", "-u"});
+  ASSERT_TRUE(root.ok());
+  EXPECT_EQ(root->out, "0\n");
+}
+
+TEST(Process, SpawnedChildIsConfinedToo) {
+  VMM_REQUIRE(::geteuid() == 0, "root (to start a child as another uid)");
+  SpawnOptions o;
+  o.confinement.uid = 65534;
+  o.confinement.gid = 65534;
+  auto pid = spawnProcess({"sleep", "30"}, o);
+  ASSERT_TRUE(pid.ok()) << pid.error().message;
+  auto status = fs::readFile("/proc/" + std::to_string(*pid) + "/status");
+  ::kill(*pid, SIGKILL);
+  (void)ChildReaper::wait(*pid, Deadline::after(Millis(5000)));
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(procLine(*status, "Uid:"), "Uid:\t65534\t65534\t65534\t65534");
+  EXPECT_EQ(procLine(*status, "CapEff:"), "CapEff:\t0000000000000000");
+}
+
+// A step that fails is an error naming it, and the program never runs half-confined.
+TEST(Process, ConfinementThatCannotBeAppliedIsAnError) {
+  VMM_REQUIRE(::geteuid() == 0, "root (to start a child as another uid)");
+  char tmpl[] = "/tmp/vmm-confined-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);  // 0700 root: not a directory uid 65534 may enter
+  std::string dir = tmpl;
+  RunOptions o;
+  o.confinement.uid = 65534;
+  o.confinement.gid = 65534;
+  o.cwd = dir;
+  auto r = runCommand({"touch", "ran"}, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("cannot start touch: chdir " + dir), std::string::npos) << r.error().message;
+  EXPECT_FALSE(fs::exists(dir + "/ran"));
+  o.confinement.limits = {{RLIMIT_NOFILE, uint64_t{1} << 40}};  // above the kernel's nr_open
+  o.cwd.clear();
+  r = runCommand({"true"}, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("setrlimit(" + std::to_string(RLIMIT_NOFILE) + ")"), std::string::npos) << r.error().message;
+  // A uid without a gid is refused before anything starts.
+  RunOptions half;
+  half.confinement.uid = 65534;
+  r = runCommand({"true"}, half);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::invalid_argument);
+  ::rmdir(tmpl);
 }
 
 // System tools are found in the sbin directories when the PATH lacks them (a daemon's or CI
