@@ -3,6 +3,8 @@
 // read out of range; a backing name is reported only when it lies inside the file and is shown
 // as UTF-8 without NUL; a file without the qcow2 magic is raw with no backing file; the
 // external data file bit (v3 incompatible feature bit 2) is reported and refused as a disk.
+// Then the verdict on the bytes as an untrusted image (storage::inspectImage): a qcow2 passes
+// only when its own bytes show no backing file, data file, encryption or refused feature bit.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include "model/pool.h"
 #include "storage/dir/dir_backend.h"
 #include "storage/image_header.h"
+#include "storage/image_inspect.h"
 
 using namespace vmm;
 
@@ -50,6 +53,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else {
     FUZZ_CHECK(!h.externalDataFile && h.backingOffset == 0 && h.backingSize == 0, "raw header fields");
   }
+
+  // The verdict on an untrusted image: a qcow2 that passes is self-contained by the header's
+  // own bytes (reference reads here, independent of the parser); nothing with the magic
+  // passes as raw.
+  auto verdict = storage::inspectImage(std::string_view(copy.data(), copy.size()), size, uint64_t{1} << 40);
+  if (verdict.ok() && verdict.kind == storage::ImageKind::qcow2) {
+    uint32_t version = static_cast<uint32_t>(be(data + 4, 4));
+    FUZZ_CHECK(magic && (version == 2 || version == 3) && size >= (version == 2 ? 72u : 104u), "accepted qcow2 header");
+    FUZZ_CHECK(be(data + 8, 8) == 0 && be(data + 16, 4) == 0 && !h.backingFormat, "accepted qcow2 with a backing file");
+    FUZZ_CHECK(be(data + 32, 4) == 0 && !h.encryptionExtension, "accepted encrypted qcow2");
+    FUZZ_CHECK(version == 2 || (be(data + 72, 8) & ~uint64_t{0x19}) == 0, "accepted qcow2 with refused incompatible bits");
+    FUZZ_CHECK(!h.dataFileName && h.extensionsComplete, "accepted qcow2 with a data file name or unended extensions");
+    FUZZ_CHECK(verdict.virtualSize == be(data + 24, 8) && verdict.virtualSize > 0 && verdict.virtualSize <= uint64_t{1} << 40,
+               "accepted qcow2 size");
+  }
+  if (verdict.ok() && verdict.kind != storage::ImageKind::qcow2) FUZZ_CHECK(!magic, "qcow2 magic accepted as raw");
+  FUZZ_CHECK(verdict.ok() || !verdict.refused.empty(), "a refusal without a reason");
 
   std::string file = dir.path + "/vol";
   {

@@ -10,6 +10,7 @@
 #include "base/process.h"
 #include "storage/dir/dir_backend.h"
 #include "storage/dir/dir_volume.h"
+#include "storage/image_inspect.h"
 #include "storage/qemu_img.h"
 
 using namespace vmm;
@@ -340,6 +341,96 @@ TEST_F(DirVolumeTest, BadTarballsCreateNothing) {
   EXPECT_FALSE(truncated.ok());
   EXPECT_EQ(names(), std::vector<std::string>{});
   EXPECT_EQ(fs::listDir(root + "/pool").valueOr({"?"}), std::vector<std::string>{});
+}
+
+// The verdict on untrusted image files, made by the real qemu-img: only self-contained raw,
+// ISO and qcow2 images pass; each refusal says why.
+class ImageInspectTest : public DirPoolTest {
+ protected:
+  // qemu-img create ARGS... FILE SIZE in the test's directory; the verdict on the result.
+  storage::ImageVerdict made(const std::string& name, const std::vector<std::string>& args, const std::string& size = "1M",
+                             uint64_t maxVirtualSize = uint64_t{1} << 40) {
+    std::vector<std::string> argv = {"qemu-img", "create", "-q"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back(root + "/" + name);
+    argv.push_back(size);
+    auto r = runCommand(argv, dl());
+    EXPECT_TRUE(r.ok() && r->success()) << (r.ok() ? r->describe() : r.error().message);
+    return verdict(root + "/" + name, maxVirtualSize);
+  }
+  storage::ImageVerdict verdict(const std::string& path, uint64_t maxVirtualSize = uint64_t{1} << 40) {
+    struct stat st{};
+    EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+    return storage::inspectImage(firstBytes(path, storage::kInspectHeadBytes), static_cast<uint64_t>(st.st_size), maxVirtualSize);
+  }
+  // Sets bits of a qcow2 v3 file's incompatible features (bytes 72-79, big-endian).
+  void setIncompatibleBits(const std::string& path, uint8_t lowByte) {
+    auto bytes = fs::readFile(path);
+    ASSERT_TRUE(bytes.ok());
+    (*bytes)[79] = static_cast<char>((*bytes)[79] | lowByte);
+    ASSERT_TRUE(fs::writeFileAtomic(path, *bytes, 0600).ok());
+  }
+};
+
+TEST_F(ImageInspectTest, SelfContainedImagesPass) {
+  auto v3 = made("plain.qcow2", {"-f", "qcow2"}, "3M");
+  EXPECT_TRUE(v3.ok()) << v3.refused;
+  EXPECT_EQ(v3.kind, ImageKind::qcow2);
+  EXPECT_EQ(v3.virtualSize, 3u << 20);
+  auto v2 = made("v2.qcow2", {"-f", "qcow2", "-o", "compat=0.10"});
+  EXPECT_TRUE(v2.ok()) << v2.refused;
+  // Incompatible features QEMU opens without anything outside the file.
+  auto zstd = made("zstd.qcow2", {"-f", "qcow2", "-o", "compression_type=zstd"});
+  EXPECT_TRUE(zstd.ok()) << zstd.refused;
+  auto l2 = made("l2.qcow2", {"-f", "qcow2", "-o", "extended_l2=on"});
+  EXPECT_TRUE(l2.ok()) << l2.refused;
+  auto big = made("big.qcow2", {"-f", "qcow2", "-o", "cluster_size=2M"});
+  EXPECT_TRUE(big.ok()) << big.refused;
+  auto raw = made("disk.img", {"-f", "raw"}, "2M");
+  EXPECT_TRUE(raw.ok()) << raw.refused;
+  EXPECT_EQ(raw.kind, ImageKind::raw);
+  EXPECT_EQ(raw.virtualSize, 2u << 20);
+  std::string iso = std::string(32769, '\0') + "CD001" + std::string(4000, '\0');
+  ASSERT_TRUE(fs::writeFileAtomic(root + "/cd.iso", iso, 0600).ok());
+  EXPECT_EQ(verdict(root + "/cd.iso").kind, ImageKind::iso);
+}
+
+TEST_F(ImageInspectTest, AnythingQemuWouldOpenBesidesTheFileIsRefused) {
+  ASSERT_EQ(runCommand({"qemu-img", "create", "-q", "-f", "raw", root + "/base.img", "1M"}, dl())->exitCode, 0);
+  auto backed = made("backed.qcow2", {"-f", "qcow2", "-b", root + "/base.img", "-F", "raw"});
+  EXPECT_NE(backed.refused.find("backing file"), std::string::npos) << backed.refused;
+  auto relative = made("relative.qcow2", {"-f", "qcow2", "-u", "-b", "../../etc/shadow", "-F", "raw"});
+  EXPECT_NE(relative.refused.find("backing file"), std::string::npos) << relative.refused;
+  auto jsonName = made("json.qcow2", {"-f", "qcow2", "-u", "-b", "json:{\"driver\":\"file\",\"filename\":\"/etc/shadow\"}", "-F", "raw"});
+  EXPECT_NE(jsonName.refused.find("backing file"), std::string::npos) << jsonName.refused;
+  // The review's C2: the guest's data in a host file.
+  ASSERT_TRUE(fs::writeFileAtomic(root + "/host-file", std::string(1 << 20, 'h'), 0600).ok());
+  auto dataFile = made("data.qcow2", {"-f", "qcow2", "-o", "data_file=" + root + "/host-file,data_file_raw=on"});
+  EXPECT_NE(dataFile.refused.find("external data file"), std::string::npos) << dataFile.refused;
+  auto luks = made("secret.qcow2", {"--object", "secret,id=s0,data=pass", "-f", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10"});
+  EXPECT_NE(luks.refused.find("encrypted"), std::string::npos) << luks.refused;
+  // Bits QEMU's own tools set: corrupt, and one no QEMU knows.
+  made("corrupt.qcow2", {"-f", "qcow2"});
+  setIncompatibleBits(root + "/corrupt.qcow2", 2);
+  EXPECT_NE(verdict(root + "/corrupt.qcow2").refused.find("corrupt"), std::string::npos);
+  made("unknown.qcow2", {"-f", "qcow2"});
+  setIncompatibleBits(root + "/unknown.qcow2", 0x40);
+  EXPECT_NE(verdict(root + "/unknown.qcow2").refused.find("unknown incompatible qcow2 features (0x40)"), std::string::npos);
+  // A header cut short, and a virtual size over the limit.
+  ASSERT_TRUE(fs::writeFileAtomic(root + "/short.qcow2", firstBytes(root + "/corrupt.qcow2", 90), 0600).ok());
+  EXPECT_NE(verdict(root + "/short.qcow2").refused.find("incomplete"), std::string::npos);
+  auto huge = made("huge.qcow2", {"-f", "qcow2"}, "2G", uint64_t{1} << 30);
+  EXPECT_NE(huge.refused.find("over the limit"), std::string::npos) << huge.refused;
+}
+
+TEST_F(ImageInspectTest, OtherFormatsAreRefusedByNameNotTakenForRaw) {
+  for (const char* format : {"vmdk", "vhdx", "vdi", "qed", "vpc", "parallels"}) {
+    auto v = made(std::string("disk.") + format, {"-f", format});
+    EXPECT_FALSE(v.ok()) << format;
+    EXPECT_NE(v.refused.find("only raw, qcow2 and ISO"), std::string::npos) << format << ": " << v.refused;
+  }
+  EXPECT_NE(made("disk.luks", {"--object", "secret,id=s0,data=pass", "-f", "luks", "-o", "key-secret=s0,iter-time=10"}).refused.find("LUKS"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -1,0 +1,90 @@
+#include "storage/image_inspect.h"
+
+#include <cstdio>
+
+#include "storage/image_header.h"
+
+namespace vmm::storage {
+
+namespace {
+
+bool hasMagicAt(std::string_view head, size_t offset, std::string_view magic) {
+  return head.size() >= offset + magic.size() && head.substr(offset, magic.size()) == magic;
+}
+
+// Formats QEMU would recognise by these bytes (its probe functions), which vmm takes only as
+// raw or qcow2: named so that the refusal says what the file is.
+const char* foreignFormat(std::string_view head) {
+  using namespace std::string_view_literals;
+  if (hasMagicAt(head, 0, "QFI\xfb"sv)) return "qcow (version 1)";
+  if (hasMagicAt(head, 0, "KDMV"sv) || hasMagicAt(head, 0, "COWD"sv)) return "vmdk";
+  if (hasMagicAt(head, 0, "# Disk DescriptorFile"sv)) return "vmdk (descriptor)";
+  if (hasMagicAt(head, 0, "vhdxfile"sv)) return "vhdx";
+  if (hasMagicAt(head, 0x40, "\x7f\x10\xda\xbe"sv)) return "vdi";
+  if (hasMagicAt(head, 0, "QED\0"sv)) return "qed";
+  if (hasMagicAt(head, 0, "conectix"sv)) return "vpc (vhd)";
+  if (hasMagicAt(head, 0, "LUKS\xba\xbe"sv)) return "LUKS";
+  if (hasMagicAt(head, 0, "WithoutFreeSpace"sv) || hasMagicAt(head, 0, "WithouFreSpacExt"sv)) return "parallels";
+  if (hasMagicAt(head, 0, "Bochs Virtual HD Image"sv)) return "bochs";
+  if (hasMagicAt(head, 0, "#!/bin/sh\n#V2.0 Format\n"sv)) return "cloop";
+  return nullptr;
+}
+
+std::string hexNumber(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// Incompatible features QEMU can open without anything outside the file: dirty (0),
+// compression type (3), extended L2 entries (4). Corrupt (1) and external data file (2) are
+// refused on their own; every other bit is unknown.
+constexpr uint64_t kHarmlessIncompatible = (1u << 0) | (1u << 3) | (1u << 4);
+
+std::string qcow2Refusal(const ImageHeader& h, uint64_t maxVirtualSize) {
+  if (h.version != 2 && h.version != 3) return "qcow2 version " + std::to_string(h.version) + " (only 2 and 3 are read)";
+  if (!h.headerComplete) return "its qcow2 header is incomplete or malformed";
+  if (h.backingOffset != 0 || h.backingSize != 0 || h.backingFormat)
+    return "it has a backing file (an image must be self-contained)";
+  if (h.externalDataFile || h.dataFileName) return "it names an external data file";
+  if (h.cryptMethod != 0 || h.encryptionExtension) return "it is encrypted";
+  if (h.incompatibleFeatures & 2) return "it is marked corrupt";
+  if (uint64_t unknown = h.incompatibleFeatures & ~kHarmlessIncompatible & ~uint64_t{6})
+    return "it uses unknown incompatible qcow2 features (" + hexNumber(unknown) + ")";
+  if (!h.extensionsComplete) return "its qcow2 header extensions do not end inside its first cluster";
+  if (h.virtualSize == 0) return "its virtual size is 0";
+  if (h.virtualSize > maxVirtualSize) return "its virtual size " + std::to_string(h.virtualSize) + " is over the limit of " + std::to_string(maxVirtualSize) + " bytes";
+  return "";
+}
+
+}  // namespace
+
+ImageVerdict inspectImage(std::string_view head, uint64_t fileSize, uint64_t maxVirtualSize) {
+  ImageVerdict v;
+  ImageHeader h = parseImageHeader(head);
+  if (h.qcow2 && h.version != 1) {
+    v.kind = ImageKind::qcow2;
+    v.virtualSize = h.virtualSize;
+    v.refused = qcow2Refusal(h, maxVirtualSize);
+    return v;
+  }
+  v.virtualSize = fileSize;
+  if (const char* other = foreignFormat(head)) {
+    v.refused = std::string("it is a ") + other + " image (only raw, qcow2 and ISO images are taken)";
+    return v;
+  }
+  if (hasMagicAt(head, 32769, "CD001")) v.kind = ImageKind::iso;
+  if (fileSize > maxVirtualSize) v.refused = "its size " + std::to_string(fileSize) + " is over the limit of " + std::to_string(maxVirtualSize) + " bytes";
+  return v;
+}
+
+const char* imageKindName(ImageKind kind) {
+  switch (kind) {
+    case ImageKind::raw: return "raw";
+    case ImageKind::iso: return "iso";
+    case ImageKind::qcow2: return "qcow2";
+  }
+  return "raw";
+}
+
+}  // namespace vmm::storage
