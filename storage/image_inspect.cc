@@ -36,10 +36,10 @@ std::string hexNumber(uint64_t v) {
   return buf;
 }
 
-// Incompatible features QEMU can open without anything outside the file: dirty (0),
-// compression type (3), extended L2 entries (4). Corrupt (1) and external data file (2) are
-// refused on their own; every other bit is unknown.
-constexpr uint64_t kHarmlessIncompatible = (1u << 0) | (1u << 3) | (1u << 4);
+// Incompatible features the qcow2 specification defines: dirty (0), corrupt (1), external
+// data file (2), compression type (3), extended L2 entries (4). Corrupt and external data
+// file are refused on their own; the others QEMU opens without anything outside the file.
+constexpr uint64_t kKnownIncompatible = 0x1f;
 
 std::string qcow2Refusal(const ImageHeader& h, uint64_t maxVirtualSize) {
   if (h.version != 2 && h.version != 3) return "qcow2 version " + std::to_string(h.version) + " (only 2 and 3 are read)";
@@ -49,7 +49,7 @@ std::string qcow2Refusal(const ImageHeader& h, uint64_t maxVirtualSize) {
   if (h.externalDataFile || h.dataFileName) return "it names an external data file";
   if (h.cryptMethod != 0 || h.encryptionExtension) return "it is encrypted";
   if (h.incompatibleFeatures & 2) return "it is marked corrupt";
-  if (uint64_t unknown = h.incompatibleFeatures & ~kHarmlessIncompatible & ~uint64_t{6})
+  if (uint64_t unknown = h.incompatibleFeatures & ~kKnownIncompatible)
     return "it uses unknown incompatible qcow2 features (" + hexNumber(unknown) + ")";
   if (!h.extensionsComplete) return "its qcow2 header extensions do not end inside its first cluster";
   if (h.virtualSize == 0) return "its virtual size is 0";
@@ -76,15 +76,6 @@ ImageVerdict inspectImage(std::string_view head, uint64_t fileSize, uint64_t max
   if (hasMagicAt(head, 32769, "CD001")) v.kind = ImageKind::iso;
   if (fileSize > maxVirtualSize) v.refused = "its size " + std::to_string(fileSize) + " is over the limit of " + std::to_string(maxVirtualSize) + " bytes";
   return v;
-}
-
-const char* imageKindName(ImageKind kind) {
-  switch (kind) {
-    case ImageKind::raw: return "raw";
-    case ImageKind::iso: return "iso";
-    case ImageKind::qcow2: return "qcow2";
-  }
-  return "raw";
 }
 
 }  // namespace vmm::storage

@@ -29,6 +29,4 @@ constexpr size_t kInspectHeadBytes = 2 << 20;
 // disk an image may claim (its virtual size is refused above it).
 ImageVerdict inspectImage(std::string_view head, uint64_t fileSize, uint64_t maxVirtualSize);
 
-const char* imageKindName(ImageKind kind);
-
 }  // namespace vmm::storage

@@ -186,6 +186,8 @@ TEST(Process, ConfinementThatCannotBeAppliedIsAnError) {
   char tmpl[] = "/tmp/vmm-confined-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);  // 0700 root: not a directory uid 65534 may enter
   std::string dir = tmpl;
+  Reverter removeDir;
+  removeDir.add([&] { (void)runCommand({"rm", "-rf", dir}); });
   RunOptions o;
   o.confinement.uid = 65534;
   o.confinement.gid = 65534;
@@ -205,7 +207,6 @@ TEST(Process, ConfinementThatCannotBeAppliedIsAnError) {
   r = runCommand({"true"}, half);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::invalid_argument);
-  ::rmdir(tmpl);
 }
 
 // System tools are found in the sbin directories when the PATH lacks them (a daemon's or CI
