@@ -61,6 +61,25 @@ std::string sha256Hex(std::string_view data) {
   return hexEncode(md, len);
 }
 
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) std::abort();  // only out of memory
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+
+void Sha256::update(const void* data, size_t len) {
+  if (EVP_DigestUpdate(ctx_, data, len) != 1) std::abort();
+}
+
+std::string Sha256::hexDigest() const {
+  EVP_MD_CTX* copy = EVP_MD_CTX_new();
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (!copy || EVP_MD_CTX_copy_ex(copy, ctx_) != 1 || EVP_DigestFinal_ex(copy, md, &len) != 1) std::abort();
+  EVP_MD_CTX_free(copy);
+  return hexEncode(md, len);
+}
+
 bool constantTimeEquals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   unsigned char diff = 0;

@@ -68,6 +68,14 @@ TEST(Random, Uuid) {
   EXPECT_EQ(u[14], '4');
   EXPECT_FALSE(isUuid("not-a-uuid"));
   EXPECT_EQ(sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  // In pieces, the same digest; reading it does not end the hash.
+  Sha256 h;
+  h.update("a", 1);
+  h.update("bc", 2);
+  EXPECT_EQ(h.hexDigest(), sha256Hex("abc"));
+  h.update("d", 1);
+  EXPECT_EQ(h.hexDigest(), sha256Hex("abcd"));
+  EXPECT_EQ(Sha256().hexDigest(), sha256Hex(""));
 }
 
 TEST(Reverter, UndoesInReverseUnlessSuccess) {
