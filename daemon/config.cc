@@ -90,6 +90,7 @@ Status applyConfigFile(Config& c, const std::string& path) {
     i.optional("customize_helper", c.customizeHelper);
     i.optional("guestfs_env", c.guestfsEnv);
     i.optional("ca_file", c.imageCaFile);
+    i.optional("allow_http", c.imageAllowHttp);
   });
   r.object("capacity", [&](model::JsonReader& k) {
     k.optionalSize("memory", c.capacityMemory);
@@ -131,6 +132,7 @@ Options:
   --capacity-memory SIZE    memory that launched domains may use in all (default: host memory - 1 GiB)
   --capacity-vcpus N        vCPUs that launched domains may use in all (default: 8 per host CPU)
   --image-ca-file FILE      CA certificates (PEM) that https image downloads trust instead of the system's
+  --image-allow-http yes|no image downloads over plain http:// (default no: https only)
   --version            print the version and exit
   -h, --help           print this help and exit
 
@@ -183,9 +185,9 @@ Result<Config> loadConfig(int argc, char** argv, bool& run) {
     else if (key == "log-level") c.logLevel = value;
     else if (key == "log-format") c.logFormat = value;
     else if (key == "log-file") c.logFile = value;
-    else if (key == "default-network" || key == "default-pool") {
+    else if (key == "default-network" || key == "default-pool" || key == "image-allow-http") {
       if (value != "yes" && value != "no") return invalidArgument("--" + key + " takes yes or no");
-      (key == "default-network" ? c.defaultNetwork : c.defaultPool) = value == "yes";
+      (key == "default-network" ? c.defaultNetwork : key == "default-pool" ? c.defaultPool : c.imageAllowHttp) = value == "yes";
     }
     else if (key == "capacity-memory") {
       auto size = model::parseSize(value);

@@ -40,6 +40,7 @@ struct Config {
   std::string customizeHelper;  // vmm-customize; "" = looked for next to vmmd
   std::string guestfsEnv;       // the appliance settings scripts/setup-guestfs.sh writes; "" = looked for
   std::string imageCaFile;      // PEM CA certificates for https image downloads; "" = the system's
+  bool imageAllowHttp = false;  // image downloads over plain http:// (no integrity); https -> http redirects never
   uint64_t capacityMemory = 0;  // memory launches may use in all; 0 = the host's memory minus 1 GiB
   int64_t capacityVcpus = 0;    // vCPUs launches may use in all; 0 = 8 per host CPU
 

@@ -185,6 +185,7 @@ Status Daemon::start() {
   iso.poolPath = config_.stateDir + "/pools/" + config_.imagePool;
   iso.tempDir = config_.stateDir + "/tmp/images";
   iso.caFile = config_.imageCaFile;
+  iso.allowHttp = config_.imageAllowHttp;
   images_ = std::make_unique<ImageService>(*store_, *events_, *pools_, *domains_, iso);
   VMM_TRY(images_->load());
   InstanceServiceOptions inso;

@@ -105,7 +105,7 @@ void ImageService::unreserve(const std::string& name) {
 
 Result<model::Volume> ImageService::copyIntoPool(const std::string& pool, const std::string& file,
                                                  const std::string& volume, model::DiskFormat format, uint64_t capacity,
-                                                 const ImageProgress& progress, int from, int to) {
+                                                 const ImageProgress& progress, int from, int to, Sha256* hash) {
   fs::UniqueFd in(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in.valid()) return systemError("opening " + file, errno);
   struct stat st{};
@@ -130,6 +130,7 @@ Result<model::Volume> ImageService::copyIntoPool(const std::string& pool, const 
       if (n < 0) return systemError("reading " + file, errno);
       if (n == 0) return internalError(file + " shrank while being copied");
       VMM_TRY(out->write(done, buf.data(), static_cast<size_t>(n), deadline));
+      if (hash) hash->update(buf.data(), static_cast<size_t>(n));
       done += static_cast<uint64_t>(n);
       int percent = from + static_cast<int>((to - from) * done / std::max<uint64_t>(total, 1));
       if (percent != lastPercent && progress.report) progress.report(percent, "copying " + fs::baseName(file));
@@ -144,7 +145,7 @@ Result<model::Volume> ImageService::copyIntoPool(const std::string& pool, const 
 
 Result<model::Image> ImageService::finishImport(model::Image image, const std::string& diskFile,
                                                 const std::string& kernelFile, const std::string& initrdFile,
-                                                const ImageProgress& progress) {
+                                                const ImageProgress& progress, const std::string& expectedSha256) {
   VMM_TRY(ensurePool());
   VMM_ASSIGN(auto info, storage::imageInfo(diskFile, Deadline::after(Millis(30000))));
   // A backing file named inside an image could point anywhere on the host.
@@ -158,12 +159,17 @@ Result<model::Image> ImageService::finishImport(model::Image image, const std::s
   if (iso) image.media = "cdrom";
 
   Reverter undo;
-  auto copy = [&](const std::string& file, const std::string& volume, model::DiskFormat fmt, uint64_t cap, int from, int to) -> Status {
-    VMM_TRY(copyIntoPool(options_.pool, file, volume, fmt, cap, progress, from, to));
+  auto copy = [&](const std::string& file, const std::string& volume, model::DiskFormat fmt, uint64_t cap, int from, int to,
+                  Sha256* hash = nullptr) -> Status {
+    VMM_TRY(copyIntoPool(options_.pool, file, volume, fmt, cap, progress, from, to, hash));
     undo.add([this, volume] { (void)pools_.deleteVolume(options_.pool, volume); });
     return {};
   };
-  VMM_TRY(copy(diskFile, image.volume, info.format, info.virtualSize, 5, 90));
+  Sha256 hash;
+  VMM_TRY(copy(diskFile, image.volume, info.format, info.virtualSize, 5, 90, &hash));
+  image.sha256 = hash.hexDigest();
+  if (!expectedSha256.empty() && image.sha256 != expectedSha256)
+    return invalidArgument("sha256 mismatch for " + image.source + ": expected " + expectedSha256 + ", got " + image.sha256);
   for (auto [file, field, suffix] : {std::tuple{kernelFile, &image.kernel, ".kernel"}, std::tuple{initrdFile, &image.initrd, ".initrd"}}) {
     if (file.empty()) continue;
     struct stat st{};
@@ -196,6 +202,8 @@ Result<model::Image> ImageService::import(const model::ImageImportSpec& spec, co
     FetchOptions fo;
     fo.maxBytes = options_.maxDownloadBytes;
     fo.caFile = options_.caFile;
+    fo.allowHttp = options_.allowHttp;
+    fo.sha256 = spec.sha256;  // checked before anything reads the file
     fo.cancelled = progress.cancelled;
     fo.progress = [&](uint64_t done, uint64_t total) {
       if (progress.report && total) progress.report(static_cast<int>(5 * done / total), "downloading");
@@ -210,7 +218,7 @@ Result<model::Image> ImageService::import(const model::ImageImportSpec& spec, co
   image.description = spec.description;
   image.source = spec.url.empty() ? spec.file : spec.url;
   image.domainTemplate = spec.domainTemplate;
-  return finishImport(std::move(image), disk, spec.kernelFile, spec.initrdFile, progress);
+  return finishImport(std::move(image), disk, spec.kernelFile, spec.initrdFile, progress, spec.sha256);
 }
 
 Result<model::Image> ImageService::fromDomain(const TemplateFromDomainSpec& spec, const ImageProgress& progress) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/mutex.h"
+#include "base/random.h"
 #include "base/result.h"
 #include "daemon/domain_service.h"
 #include "daemon/event_bus.h"
@@ -28,6 +29,7 @@ struct ImageServiceOptions {
   std::string tempDir;           // downloads and conversions in progress
   uint64_t maxDownloadBytes = 64ULL << 30;
   std::string caFile;            // PEM CA certificates https downloads trust; "" = the system's
+  bool allowHttp = false;        // downloads over plain http://
   Millis ioTimeout = Millis(6 * 3600 * 1000);
 };
 
@@ -55,18 +57,21 @@ class ImageService {
   Status remove(const std::string& name);
   const std::string& poolName() const { return options_.pool; }
   // Copies a local file into a new volume of the image pool (a stream of the file's bytes),
-  // reporting progress between `from` and `to` percent.
+  // reporting progress between `from` and `to` percent; `hash`, when given, sees every byte copied.
   Result<model::Volume> copyIntoPool(const std::string& pool, const std::string& file, const std::string& volume,
                                      model::DiskFormat format,
-                                     uint64_t capacity, const ImageProgress& progress, int from = 0, int to = 100);
+                                     uint64_t capacity, const ImageProgress& progress, int from = 0, int to = 100,
+                                     Sha256* hash = nullptr);
 
  private:
   Status ensurePool();
   // Reserves an image name for the duration of an import.
   Status reserve(const std::string& name);
   void unreserve(const std::string& name);
+  // Records the sha256 of the disk's bytes as copied; with `expectedSha256` a mismatch keeps nothing.
   Result<model::Image> finishImport(model::Image image, const std::string& diskFile, const std::string& kernelFile,
-                                    const std::string& initrdFile, const ImageProgress& progress);
+                                    const std::string& initrdFile, const ImageProgress& progress,
+                                    const std::string& expectedSha256 = "");
   void publish(const std::string& type, const std::string& name);
 
   StateStore& store_;

@@ -4,10 +4,14 @@
 #include <openssl/x509.h>
 
 #include <fcntl.h>
+#include <cctype>
 #include <cstring>
 #include <unistd.h>
 
+#include <vector>
+
 #include "base/fs.h"
+#include "base/random.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
 
@@ -15,81 +19,218 @@ namespace vmm {
 
 namespace {
 
-// Splits "http://host:port/path?q" into the scheme+authority and the rest.
-bool splitUrl(const std::string& url, std::string& origin, std::string& target) {
-  auto scheme = url.find("://");
-  if (scheme == std::string::npos) return false;
-  auto slash = url.find('/', scheme + 3);
-  origin = url.substr(0, slash);
-  target = slash == std::string::npos ? "/" : url.substr(slash);
-  return origin.size() > scheme + 3;
+struct Url {
+  std::string scheme;  // "http" or "https"
+  std::string host;    // a name, an IPv4 address or a bracketed IPv6 address
+  int port = 0;
+  std::string target;  // path and query, starting with '/'
+
+  std::string origin() const { return scheme + "://" + host + ":" + std::to_string(port); }
+  std::string str() const { return scheme + "://" + host + ":" + std::to_string(port) + target; }
+};
+
+bool isSchemeChar(char c, bool first) {
+  return std::isalpha(static_cast<unsigned char>(c)) || (!first && (std::isdigit(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.'));
+}
+
+// The scheme of an absolute reference ("HTTPS" -> "https"), or "" for a relative one.
+std::string schemeOf(const std::string& ref) {
+  size_t i = 0;
+  while (i < ref.size() && isSchemeChar(ref[i], i == 0)) ++i;
+  if (i == 0 || i >= ref.size() || ref[i] != ':') return "";
+  return toLower(ref.substr(0, i));
+}
+
+std::string withoutFragment(const std::string& s) { return s.substr(0, s.find('#')); }
+
+Result<Url> parseUrl(const std::string& text) {
+  auto bad = [&](const std::string& why) { return invalidArgument("url: cannot use " + quote(text) + ": " + why); };
+  for (char c : text)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return bad("it contains a space or a control character");
+  Url u;
+  u.scheme = schemeOf(text);
+  if (u.scheme != "http" && u.scheme != "https") return bad("only http:// and https:// URLs are supported");
+  if (text.compare(u.scheme.size(), 3, "://") != 0) return bad("expected " + u.scheme + "://HOST/...");
+  std::string rest = withoutFragment(text.substr(u.scheme.size() + 3));
+  size_t end = rest.find_first_of("/?");
+  std::string authority = rest.substr(0, end);
+  u.target = end == std::string::npos ? "/" : rest.substr(end);
+  if (u.target[0] == '?') u.target = "/" + u.target;
+  if (authority.find('@') != std::string::npos) return bad("user names in URLs are not supported");
+  std::string port;
+  if (!authority.empty() && authority[0] == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string::npos) return bad("unterminated IPv6 address");
+    u.host = authority.substr(0, close + 1);
+    for (char c : u.host.substr(1, close - 1))
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return bad("invalid IPv6 address");
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') return bad("invalid host");
+      port = authority.substr(close + 2);
+    }
+  } else {
+    size_t colon = authority.find(':');
+    u.host = authority.substr(0, colon);
+    if (colon != std::string::npos) port = authority.substr(colon + 1);
+    for (char c : u.host)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') return bad("invalid host");
+  }
+  if (u.host.empty() || u.host == "[]") return bad("no host");
+  u.port = u.scheme == "https" ? 443 : 80;
+  if (!port.empty()) {
+    auto p = parseUint(port);
+    if (!p || *p < 1 || *p > 65535) return bad("invalid port");
+    u.port = static_cast<int>(*p);
+  }
+  return u;
+}
+
+// RFC 3986 5.2.4 on a path without its query.
+std::string removeDotSegments(const std::string& path) {
+  std::vector<std::string> out;
+  auto parts = split(path, '/', false);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const auto& p = parts[i];
+    bool last = i + 1 == parts.size();
+    if (p == ".") {
+      if (last) out.emplace_back();
+    } else if (p == "..") {
+      if (out.size() > 1) out.pop_back();
+      if (last) out.emplace_back();
+    } else {
+      out.push_back(p);
+    }
+  }
+  std::string joined = join(out, "/");
+  return joined.empty() || joined[0] != '/' ? "/" + joined : joined;
 }
 
 }  // namespace
 
-Status fetchUrl(const std::string& url, const std::string& path, const FetchOptions& options) {
-  std::string origin, target;
-  if (!splitUrl(url, origin, target)) return invalidArgument("url: cannot parse " + quote(url));
-  httplib::Client client(origin);
-  if (!client.is_valid()) return invalidArgument("url: unsupported URL " + quote(url));
-  auto left = [&] { return std::max<int64_t>(1, options.deadline.remaining().count()); };
-  client.set_connection_timeout(std::chrono::milliseconds(std::min<int64_t>(left(), 30000)));
-  client.set_read_timeout(std::chrono::milliseconds(std::min<int64_t>(left(), 60000)));
-  client.set_follow_location(true);
-  if (!options.caFile.empty()) client.set_ca_cert_path(options.caFile);
+Result<std::string> resolveUrlReference(const std::string& base, const std::string& reference) {
+  VMM_ASSIGN(auto b, parseUrl(base));
+  std::string ref = withoutFragment(reference);
+  auto bad = [&](const std::string& why) { return invalidArgument("a malformed redirect to " + quote(reference) + ": " + why); };
+  if (reference.empty()) return bad("no location");
+  for (char c : ref)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return bad("it contains a space or a control character");
+  std::string resolved;
+  if (!schemeOf(ref).empty()) {
+    resolved = ref;
+  } else if (startsWith(ref, "//")) {
+    resolved = b.scheme + ":" + ref;
+  } else {
+    std::string basePath = b.target.substr(0, b.target.find('?'));
+    std::string baseQuery = b.target.substr(basePath.size());
+    std::string path = ref.substr(0, ref.find('?')), query = ref.substr(path.size());
+    if (path.empty()) {
+      path = basePath;
+      if (query.empty()) query = baseQuery;
+    } else if (path[0] != '/') {
+      path = basePath.substr(0, basePath.rfind('/') + 1) + path;
+    }
+    resolved = b.origin() + removeDotSegments(path) + query;
+  }
+  auto u = parseUrl(resolved);
+  if (!u.ok()) return bad(u.error().message);
+  return u->str();
+}
+
+Result<std::string> fetchUrl(const std::string& url, const std::string& path, const FetchOptions& options) {
+  VMM_ASSIGN(auto current, parseUrl(url));
+  const std::string httpRefused =
+      "plain http:// is refused (anyone on the path could change the image): use https://, or allow it with "
+      "[images] allow_http = true";
+  if (current.scheme == "http" && !options.allowHttp) return invalidArgument("url: " + quote(url) + ": " + httpRefused);
 
   std::string temp = path + ".partial";
   fs::UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd.valid()) return systemError("creating " + temp, errno);
-  uint64_t done = 0, total = 0;
-  std::string failure;
-  int status = 0;
-  auto res = client.Get(
-      target.c_str(),
-      [&](const httplib::Response& r) {
-        status = r.status;
-        if (r.status != 200) return false;  // reported from `status` below
-        if (r.has_header("Content-Length")) total = parseUint(r.get_header_value("Content-Length")).value_or(0);
-        if (total > options.maxBytes) {
-          failure = "the file is larger than the limit of " + std::to_string(options.maxBytes) + " bytes";
-          return false;
-        }
-        return true;
-      },
-      [&](const char* data, size_t len) {
-        if (options.deadline.expired()) failure = "timed out";
-        else if (options.cancelled && options.cancelled()) failure = "cancelled";
-        else if (done + len > options.maxBytes) failure = "the file is larger than the limit of " + std::to_string(options.maxBytes) + " bytes";
-        if (!failure.empty()) return false;
-        if (auto st = writeAllFd(fd.get(), std::string_view(data, len), options.deadline); !st.ok()) {
-          failure = "writing " + temp + ": " + st.error().message;
-          return false;
-        }
-        done += len;
-        if (options.progress) options.progress(done, total);
-        return true;
-      });
   auto discard = [&](Error e) {
     ::unlink(temp.c_str());
     return e;
   };
-  if (!failure.empty()) {
-    if (failure == "timed out") return discard(timeoutError("downloading " + url + ": timed out"));
-    return discard(unavailable("downloading " + url + ": " + failure));
+  bool secure = current.scheme == "https";  // once https, every later hop stays https
+  Sha256 digest;
+  uint64_t done = 0, total = 0;
+  for (int redirects = 0;; ++redirects) {
+    std::string where = current.str();
+    httplib::Client client(current.origin());
+    if (!client.is_valid()) return discard(invalidArgument("url: unsupported URL " + quote(where)));
+    auto left = [&] { return std::max<int64_t>(1, options.deadline.remaining().count()); };
+    client.set_connection_timeout(std::chrono::milliseconds(std::min<int64_t>(left(), 30000)));
+    client.set_read_timeout(std::chrono::milliseconds(std::min<int64_t>(left(), 60000)));
+    client.set_follow_location(false);  // httplib would follow https -> http; the loop below does not
+    if (!options.caFile.empty()) client.set_ca_cert_path(options.caFile);
+
+    std::string failure, location;
+    int status = 0;
+    auto res = client.Get(
+        current.target.c_str(),
+        [&](const httplib::Response& r) {
+          status = r.status;
+          location = r.get_header_value("Location");
+          if (r.status != 200) return false;  // reported from `status` below
+          if (r.has_header("Content-Length")) total = parseUint(r.get_header_value("Content-Length")).value_or(0);
+          if (total > options.maxBytes) {
+            failure = "the file is larger than the limit of " + std::to_string(options.maxBytes) + " bytes";
+            return false;
+          }
+          return true;
+        },
+        [&](const char* data, size_t len) {
+          if (options.deadline.expired()) failure = "timed out";
+          else if (options.cancelled && options.cancelled()) failure = "cancelled";
+          else if (done + len > options.maxBytes) failure = "the file is larger than the limit of " + std::to_string(options.maxBytes) + " bytes";
+          if (!failure.empty()) return false;
+          if (auto st = writeAllFd(fd.get(), std::string_view(data, len), options.deadline); !st.ok()) {
+            failure = "writing " + temp + ": " + st.error().message;
+            return false;
+          }
+          digest.update(data, len);
+          done += len;
+          if (options.progress) options.progress(done, total);
+          return true;
+        });
+    if (res) status = res->status;
+    if (!failure.empty()) {
+      if (failure == "timed out") return discard(timeoutError("downloading " + url + ": timed out"));
+      return discard(unavailable("downloading " + url + ": " + failure));
+    }
+    if (status == 301 || status == 302 || status == 303 || status == 307 || status == 308) {
+      if (redirects >= options.maxRedirects)
+        return discard(unavailable("downloading " + url + ": more than " + std::to_string(options.maxRedirects) +
+                                   " redirects (the last to " + quote(location) + ")"));
+      auto next = resolveUrlReference(where, location);
+      if (!next.ok()) return discard(unavailable("downloading " + url + ": " + where + " answered with " + next.error().message));
+      VMM_ASSIGN(current, parseUrl(*next));
+      if (secure && current.scheme != "https")
+        return discard(unavailable("downloading " + url + ": refused the redirect from " + where + " to " + *next +
+                                   " (from https to plain http)"));
+      if (current.scheme == "http" && !options.allowHttp)
+        return discard(unavailable("downloading " + url + ": refused the redirect to " + *next + ": " + httpRefused));
+      secure = secure || current.scheme == "https";
+      continue;
+    }
+    if (status != 0 && status != 200) {
+      if (status == 404) return discard(notFound("downloading " + url + ": the server answered HTTP 404 (not found)"));
+      return discard(unavailable("downloading " + url + ": the server answered HTTP " + std::to_string(status)));
+    }
+    if (!res && res.error() == httplib::Error::SSLServerVerification) {
+      std::string why = X509_verify_cert_error_string(client.get_openssl_verify_result());
+      return discard(unavailable("downloading " + url + ": the server's certificate" +
+                                 (redirects ? " at " + where : std::string()) +
+                                 " is not trusted (" + why + "); a private CA is trusted with [images] ca_file or --image-ca-file"));
+    }
+    if (!res) return discard(unavailable("downloading " + url + ": " + httplib::to_string(res.error())));
+    break;
   }
-  if (status != 0 && status != 200) {
-    if (status == 404) return discard(notFound("downloading " + url + ": the server answered HTTP 404 (not found)"));
-    return discard(unavailable("downloading " + url + ": the server answered HTTP " + std::to_string(status)));
-  }
-  if (!res && res.error() == httplib::Error::SSLServerVerification) {
-    std::string why = X509_verify_cert_error_string(client.get_openssl_verify_result());
-    return discard(unavailable("downloading " + url + ": the server's certificate is not trusted (" + why +
-                               "); a private CA is trusted with [images] ca_file or --image-ca-file"));
-  }
-  if (!res) return discard(unavailable("downloading " + url + ": " + httplib::to_string(res.error())));
   if (total && done != total) return discard(unavailable("downloading " + url + ": the transfer ended early"));
+  std::string actual = digest.hexDigest();
+  if (!options.sha256.empty() && actual != options.sha256)
+    return discard(invalidArgument("downloading " + url + ": sha256 mismatch: expected " + options.sha256 + ", got " + actual));
   if (::fsync(fd.get()) != 0 || ::rename(temp.c_str(), path.c_str()) != 0) return discard(systemError("saving " + path, errno));
-  return {};
+  return actual;
 }
 
 }  // namespace vmm

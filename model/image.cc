@@ -18,6 +18,7 @@ json formatImage(const Image& i) {
             {"default_user", i.defaultUser},
             {"description", i.description},
             {"source", i.source},
+            {"sha256", i.sha256},
             {"created", formatTimestamp(i.createdUs)},
             {"template", i.domainTemplate}};
   if (!i.kernel.empty()) j["kernel"] = i.kernel;
@@ -43,6 +44,7 @@ Result<Image> parseImageRecord(const json& j) {
   r.optional("default_user", i.defaultUser);
   r.optional("description", i.description);
   r.optional("source", i.source);
+  r.optional("sha256", i.sha256);
   std::string created;
   r.optional("created", created);
   r.optionalAny("template", i.domainTemplate);
@@ -79,6 +81,7 @@ Result<ImageImportSpec> parseImageImportSpec(const json& j) {
   r.required("name", s.name);
   r.optional("file", s.file);
   r.optional("url", s.url);
+  r.optional("sha256", s.sha256);
   r.optional("kernel", s.kernelFile);
   r.optional("initrd", s.initrdFile);
   r.optional("os", s.os);
@@ -93,8 +96,12 @@ Result<ImageImportSpec> parseImageImportSpec(const json& j) {
     if (!path->empty()) {
       VMM_TRY(validateAbsolutePath(*path, what));
     }
+  // Whether plain http:// may be used is vmmd's configuration ([images] allow_http), checked at download.
   if (!s.url.empty() && !startsWith(s.url, "http://") && !startsWith(s.url, "https://"))
     return invalidArgument("url: only http:// and https:// URLs are supported");
+  s.sha256 = toLower(s.sha256);
+  if (!s.sha256.empty() && (s.sha256.size() != 64 || s.sha256.find_first_not_of("0123456789abcdef") != std::string::npos))
+    return invalidArgument("sha256: expected 64 hexadecimal digits, got " + quote(s.sha256));
   if (!s.initrdFile.empty() && s.kernelFile.empty()) return invalidArgument("initrd: needs a kernel");
   if (s.description.size() > 4096) return invalidArgument("description: longer than 4096 characters");
   if (s.domainTemplate.is_null()) s.domainTemplate = json::object();

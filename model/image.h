@@ -29,6 +29,7 @@ struct Image {
   std::string defaultUser;
   std::string description;
   std::string source;        // where it came from: a file, a URL, "domain:NAME"
+  std::string sha256;        // of the imported file's bytes as they arrived (lower-case hex)
   int64_t createdUs = 0;
   // Domain settings a launched domain starts from: memory, vcpus, boot.cmdline, disks' bus,
   // nics, guest_agent, machine... (a partial definition without name, uuid or disk sources).
@@ -45,6 +46,7 @@ struct ImageImportSpec {
   std::string name;
   std::string file;          // a host file (qcow2, raw or ISO), or
   std::string url;           // an http(s) URL reachable by the host
+  std::string sha256;        // "" or the lower-case hex the file (or download) must hash to
   std::string kernelFile, initrdFile;  // optional, for direct kernel boot
   std::string os, arch = "x86_64", defaultUser, description;
   json domainTemplate = json::object();

@@ -32,7 +32,8 @@ void printImageInfo(const json& i) {
       {"OS", text(i["os"])},             {"Arch", text(i["arch"])},
       {"Default user", text(i["default_user"])},
       {"Description", text(i["description"])},
-      {"Source", text(i["source"])},     {"Created", text(i["created"])}};
+      {"Source", text(i["source"])},     {"SHA-256", text(i.value("sha256", json("")))},
+      {"Created", text(i["created"])}};
   if (i.contains("kernel")) f.emplace_back("Kernel", text(i["kernel"]));
   if (i.contains("initrd")) f.emplace_back("Initrd", text(i["initrd"]));
   if (i.contains("template") && !i["template"].empty()) f.emplace_back("Template", i["template"].dump());
@@ -242,7 +243,7 @@ void registerImageCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
   {
     auto* c = img->add_subcommand("import", "Import an image from a host file (qcow2, raw, ISO) or an http(s) URL");
     struct Opts {
-      std::string name, source, kernel, initrd, os, arch, user, description, templateFile;
+      std::string name, source, kernel, initrd, os, arch, user, description, templateFile, sha256;
     };
     auto o = std::make_shared<Opts>();
     c->add_option("name", o->name, "the image's name")->required();
@@ -254,6 +255,7 @@ void registerImageCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
     c->add_option("--default-user", o->user, "the user to log in as");
     c->add_option("--description", o->description, "free text");
     c->add_option("--template", o->templateFile, "a JSON file of domain settings launched domains start from");
+    c->add_option("--sha256", o->sha256, "the file's SHA-256: the import is refused (and nothing kept) when it differs");
     c->callback([&, o] {
       action = [&, o]() -> int {
         json p = {{"name", o->name}};
@@ -262,7 +264,7 @@ void registerImageCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
         for (auto [k, v] : {std::pair{"kernel", &o->kernel}, std::pair{"initrd", &o->initrd}})
           if (!v->empty()) p[k] = absolutePath(*v);
         for (auto [k, v] : {std::pair{"os", &o->os}, std::pair{"arch", &o->arch}, std::pair{"default_user", &o->user},
-                            std::pair{"description", &o->description}})
+                            std::pair{"description", &o->description}, std::pair{"sha256", &o->sha256}})
           if (!v->empty()) p[k] = *v;
         if (!o->templateFile.empty()) {
           auto t = fs::readFile(o->templateFile, 1 << 20);

@@ -389,7 +389,10 @@ TEST_F(DisposableTest, LaunchExecAndRemoveOverHttp) {
 }
 
 TEST_F(DisposableTest, ImagesFromUrlAndFromAStoppedDomain) {
-  // A URL served on loopback by a child HTTP server.
+  // A URL served on loopback by a child plain-HTTP server, which vmmd refuses unless allowed.
+  vmmd.reset();
+  startVmmd({"--image-allow-http", "yes"});
+  importTestGuest("test-guest");
   ASSERT_EQ(run({"cp", tmp + "/disk.qcow2", tmp + "/served.qcow2"}), 0);
   uint16_t r16 = 0;
   randomBytes(&r16, sizeof r16);
