@@ -46,7 +46,10 @@ std::vector<OperationSpec> build() {
         q("type", T::string, "only domains of this driver type", {"qemu", "lxc", "xen", "test"}),
         q("label", T::string, "label selector: key or key=value, comma-separated; all must match")},
        HttpRoute{"GET", "/v1/domains", "", 200}, Lane::quick});
-  add({"domain.get", "Get one domain with its definition and runtime state", Access::read, false, false,
+  add({"domain.get", "Get one domain with its definition and runtime state; runtime.graphics says where each display "
+       "listens: a unix socket in the domain's private runtime directory (the default: root only), or a TCP address "
+       "and port whose password (generated when the definition gave none) only an admin caller sees",
+       Access::read, false, false,
        "domains/{name}", {pathName("domain")}, HttpRoute{"GET", "/v1/domains/{name}", "", 200}, Lane::quick});
   add({"domain.xml", "A domain's definition as libvirt domain XML: {name, xml}; over HTTP the XML itself with "
        "Accept: application/xml", Access::read, false, false, "domains/{name}", {pathName("domain")},
@@ -109,7 +112,8 @@ std::vector<OperationSpec> build() {
         q("config", T::boolean, "also remove it from the definition (default true)")},
        HttpRoute{"DELETE", "/v1/domains/{name}/disks/{target}", "", 200}});
   add({"domain.attach_nic", "Attach a network interface", Access::write, false, false, "domains/{name}",
-       {pathName("domain"), b("nic", T::object, "the NIC, as in a definition", true),
+       {pathName("domain"), b("nic", T::object, "the NIC, as in a definition (type user: restricted to its forwards "
+                                                "unless host_loopback is true, which also opens the host's loopback to the guest)", true),
         q("live", T::boolean, "hot-plug into the running domain (default: when running)"),
         q("config", T::boolean, "also save it in the definition (default true)")},
        HttpRoute{"POST", "/v1/domains/{name}/nics", "nic", 200}});

@@ -108,6 +108,13 @@ Status DomainService::load() {
       log::error("stored domain definition is invalid; skipping it", {{"domain", row.key}, {"error", def.error().message}});
       continue;
     }
+    // Definitions stored before TCP graphics needed a password (the old default listened on
+    // 127.0.0.1 without one) get one now, kept like a password the user gave.
+    if (model::generateGraphicsPasswords(*def)) {
+      auto st = persistDefinition(def->name, *def, row.value.value("generation", uint64_t{1}));
+      log::warn("generated a password for the domain's TCP graphics (see domain.get as an admin)",
+                {{"domain", def->name}, {"stored", st.ok()}});
+    }
     auto obj = std::make_shared<DomainObject>(def->name);
     bool managedSave = !options_.saveDir.empty() && fs::exists(managedSavePath(obj->name));
     {
@@ -324,6 +331,7 @@ Status DomainService::persistRuntime(DomainObject& obj) {
 // ---------------------------------------------------------------- definitions
 
 Result<DomainView> DomainService::create(model::Domain def) {
+  model::generateGraphicsPasswords(def);
   if (auto* d = driver(def.type)) VMM_TRY(d->validate(def));
   auto newDef = std::make_shared<const model::Domain>(std::move(def));
   auto obj = std::make_shared<DomainObject>(newDef->name);
@@ -358,6 +366,7 @@ Result<DomainView> DomainService::create(model::Domain def) {
 Result<DomainView> DomainService::update(const std::string& name, model::Domain def, std::optional<uint64_t> ifGeneration) {
   VMM_ASSIGN(auto obj, find(name));
   if (def.name != name) return invalidArgument("name: cannot rename domain " + quote(name) + " to " + quote(def.name));
+  model::generateGraphicsPasswords(def);  // a redacted "********" is kept: it stands for the stored password
   if (auto* d = driver(def.type)) VMM_TRY(d->validate(def));
   VMM_ASSIGN(auto guard, acquire(*obj, "update"));
   std::shared_ptr<const model::Domain> old;

@@ -290,6 +290,7 @@ void readNic(JsonReader& r, Nic& n) {
   r.optional("mac", n.mac);
   r.optionalEnum("model", n.model, kNicModels);
   r.optional("ifname", n.ifname);
+  r.optional("host_loopback", n.hostLoopback);
   r.objectArray("forwards", 64, [&](JsonReader& f, size_t) {
     PortForward fw;
     readForward(f, fw);
@@ -324,6 +325,7 @@ void readNic(JsonReader& r, Nic& n) {
   if (n.type != NicType::bridge && !n.bridge.empty()) return r.fail("bridge", "only for NICs of type bridge");
   if (n.type != NicType::direct && !n.device.empty()) return r.fail("device", "only for NICs of type direct");
   if (n.type != NicType::user && !n.forwards.empty()) return r.fail("forwards", "only for NICs of type user");
+  if (n.type != NicType::user && n.hostLoopback) return r.fail("host_loopback", "only for NICs of type user");
   if (n.type == NicType::user && !n.port.empty()) return r.fail("port", "a user-mode NIC has no host port to configure");
   if (!n.mac.empty()) {
     auto m = normalizeMac(n.mac);
@@ -346,7 +348,7 @@ json formatNic(const Nic& n) {
       j["device"] = n.device;
       j["mode"] = enumName(kDirectModes, n.directMode);
       break;
-    case NicType::user: break;
+    case NicType::user: j["host_loopback"] = n.hostLoopback; break;
   }
   j["mac"] = n.mac;
   j["model"] = enumName(kNicModels, n.model);
@@ -530,8 +532,11 @@ Result<Domain> parseDomain(const json& j) {
     gr.optional("listen", g.listen);
     gr.optional("port", g.port, 0, 65535);
     gr.optional("password", g.password);
+    if (g.listen == "unix") g.listen.clear();
     if (gr.ok()) {
-      if (auto ip = parseIp(g.listen); !ip.ok()) gr.fail("listen", ip.error().message);
+      if (!g.tcp() && g.port != 0) gr.fail("port", "only with a TCP listen address (the default is a unix socket)");
+      if (g.tcp())
+        if (auto ip = parseIp(g.listen); !ip.ok()) gr.fail("listen", ip.error().message + " (or \"unix\")");
       if (g.port != 0 && g.port < 5900 && g.type == GraphicsType::vnc) gr.fail("port", "VNC ports start at 5900");
       if (g.password.size() > 64) gr.fail("password", "at most 64 characters");
     }
@@ -623,6 +628,24 @@ Result<Domain> parseDomain(const json& j) {
   return d;
 }
 
+bool generateGraphicsPasswords(Domain& d) {
+  static constexpr std::string_view kAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+  bool generated = false;
+  for (auto& g : d.graphics) {
+    if (!g.tcp() || !g.password.empty()) continue;
+    size_t length = g.type == GraphicsType::vnc ? 8 : 16;
+    // Bytes past the largest multiple of the alphabet size are drawn again: every character is equally likely.
+    while (g.password.size() < length) {
+      unsigned char b[32];
+      randomBytes(b, sizeof b);
+      for (unsigned char c : b)
+        if (c < 256 / kAlphabet.size() * kAlphabet.size() && g.password.size() < length) g.password += kAlphabet[c % kAlphabet.size()];
+    }
+    generated = true;
+  }
+  return generated;
+}
+
 json formatDomain(const Domain& d, bool redactSecrets) {
   json j;
   j["name"] = d.name;
@@ -649,7 +672,8 @@ json formatDomain(const Domain& d, bool redactSecrets) {
   for (const auto& c : d.consoles) j["consoles"].push_back({{"type", enumName(kConsoleTypes, c.type)}, {"log", c.log}});
   j["graphics"] = json::array();
   for (const auto& g : d.graphics) {
-    json gj = {{"type", enumName(kGraphicsTypes, g.type)}, {"listen", g.listen}, {"port", g.port}};
+    json gj = {{"type", enumName(kGraphicsTypes, g.type)}, {"listen", g.tcp() ? g.listen : "unix"}};
+    if (g.tcp()) gj["port"] = g.port;
     if (!g.password.empty()) gj["password"] = redactSecrets ? std::string("********") : g.password;
     j["graphics"].push_back(gj);
   }

@@ -118,6 +118,10 @@ struct Nic {
   NicModel model = NicModel::virtio;
   std::string ifname;      // host-side name; generated when omitted
   std::vector<PortForward> forwards;  // type user
+  // Type user: QEMU's slirp without restrict=on. The guest then opens connections to anywhere the
+  // host reaches, including the host's own loopback (slirp's 10.0.2.2 is host 127.0.0.1, where
+  // vmmd's API listens). QEMU 7.2 has no switch for outbound traffic without the loopback.
+  bool hostLoopback = false;
   PortProfile port;
 };
 
@@ -134,9 +138,10 @@ struct Console {
 
 struct Graphics {
   GraphicsType type = GraphicsType::vnc;
-  std::string listen = "127.0.0.1";
-  int port = 0;  // 0 = first free port
-  std::string password;  // never returned by the API: formatted as "********"
+  std::string listen;    // empty ("unix"): a socket in the domain's private runtime directory; else a TCP address
+  int port = 0;          // TCP only; 0 = first free port
+  std::string password;  // redacted ("********") in definitions; generated for TCP when none is given
+  bool tcp() const { return !listen.empty(); }
 };
 
 // ---- boot, cpu
@@ -229,6 +234,9 @@ struct DomainLimits {
 // result is complete. Unknown fields are rejected with their path.
 Result<Domain> parseDomain(const json& j);
 json formatDomain(const Domain& d, bool redactSecrets = true);
+// Gives every graphics device listening on TCP without a password a random one (VNC's
+// authentication uses 8 characters, SPICE gets 16). True when something was generated.
+bool generateGraphicsPasswords(Domain& d);
 
 // Assigns missing disk targets ("vda", "sdb", ...) by bus; fails on duplicates.
 Status assignDiskTargets(Domain& d);

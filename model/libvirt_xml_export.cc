@@ -202,13 +202,15 @@ class Exporter {
       const auto& g = d_.graphics[i];
       auto n = add(devs, "graphics");
       set(n, "type", std::string(enumName(kGraphicsTypes, g.type)));
-      set(n, "port", g.port ? std::to_string(g.port) : "-1");
-      set(n, "autoport", g.port ? "no" : "yes");
-      set(n, "listen", g.listen);
+      if (g.tcp()) {
+        set(n, "port", g.port ? std::to_string(g.port) : "-1");
+        set(n, "autoport", g.port ? "no" : "yes");
+        set(n, "listen", g.listen);
+      }
       if (withSecrets_ && !g.password.empty()) set(n, "passwd", g.password);
       auto l = add(n, "listen");
-      set(l, "type", "address");
-      set(l, "address", g.listen);
+      set(l, "type", g.tcp() ? "address" : "socket");
+      if (g.tcp()) set(l, "address", g.listen);
       keyed_["graphics:" + std::to_string(i)] = n;
     }
   }

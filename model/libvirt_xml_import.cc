@@ -591,9 +591,18 @@ class Importer {
     } else {
       return invalidArgument("<graphics type='" + type + "'>: port " + quote(port) + " is not a port number (1-65535, or -1 for any)");
     }
+    // No address (libvirt's autoport default) is vmm's default, a unix socket in the domain's
+    // private runtime directory; so is <listen type='socket'>, whose path vmm chooses itself.
     std::string listen = t_.attr(g, "listen");
     for (auto l : elements(g, "listen")) {
-      if (t_.peek(l, "type") != "address") continue;
+      std::string kind = t_.peek(l, "type");
+      if (kind == "socket" && listen.empty()) {
+        t_.attr(l, "type");
+        t_.attr(l, "socket");
+        t_.done(l);
+        continue;
+      }
+      if (kind != "address") continue;
       std::string address = t_.peek(l, "address");
       if (!listen.empty() && address != listen) continue;
       listen = address;
@@ -601,6 +610,7 @@ class Importer {
       t_.attr(l, "address");
       t_.done(l);
     }
+    if (listen.empty() && j.contains("port")) listen = "127.0.0.1";  // a fixed port: TCP where libvirt listens by default
     if (!listen.empty()) j["listen"] = listen;
     if (auto pw = t_.attr(g, "passwd"); !pw.empty()) j["password"] = pw;
     size_t index = def_["graphics"].size();

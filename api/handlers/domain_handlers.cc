@@ -95,9 +95,18 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     return Reply(std::move(out));
   });
 
-  reg.bind("domain.get", [&s](const CallContext&, const json& p) -> Result<Reply> {
+  reg.bind("domain.get", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
     VMM_ASSIGN(auto v, s.domains.get(nameOf(p)));
-    return domainReply(v, true);
+    auto r = domainReply(v, true);
+    // The password of a TCP display: for admins only (in definitions it is always redacted).
+    json& runtime = r.body["runtime"];
+    if (ctx.access == Access::write && runtime.is_object() && runtime.contains("graphics") && runtime["graphics"].is_array()) {
+      json& graphics = runtime["graphics"];
+      const auto& live = v.liveDef ? v.liveDef : v.def;
+      for (size_t i = 0; i < graphics.size() && i < live->graphics.size(); ++i)
+        if (live->graphics[i].tcp() && !live->graphics[i].password.empty()) graphics[i]["password"] = live->graphics[i].password;
+    }
+    return r;
   });
 
   reg.bind("domain.create", [&s](const CallContext&, const json& p) -> Result<Reply> {

@@ -493,20 +493,24 @@ void registerDomainCommands(CLI::App& app, Context& ctx, std::function<int()>& a
     auto name = std::make_shared<std::string>(), network = std::make_shared<std::string>(), bridge = std::make_shared<std::string>();
     auto mac = std::make_shared<std::string>(), model = std::make_shared<std::string>();
     auto user = std::make_shared<bool>(false), live = std::make_shared<bool>(false), config = std::make_shared<bool>(false);
+    auto hostLoopback = std::make_shared<bool>(false);
     c->add_option("name", *name, "domain")->required();
     c->add_option("--network", *network, "a vmm network");
     c->add_option("--bridge", *bridge, "a host bridge");
-    c->add_flag("--user", *user, "user-mode networking");
+    c->add_flag("--user", *user, "user-mode networking (restricted: no connections out, forwards in only)");
+    c->add_flag("--host-loopback", *hostLoopback,
+                "with --user: let the guest connect out through slirp, to the internet and to the host's own loopback services");
     c->add_option("--mac", *mac, "MAC address (generated when omitted)");
     c->add_option("--model", *model, "virtio, e1000, e1000e, rtl8139");
     c->add_flag("--live", *live, "only the running domain");
     c->add_flag("--config", *config, "only the definition");
-    c->callback([&, name, network, bridge, mac, model, user, live, config] {
-      action = [&, name, network, bridge, mac, model, user, live, config] {
+    c->callback([&, name, network, bridge, mac, model, user, hostLoopback, live, config] {
+      action = [&, name, network, bridge, mac, model, user, hostLoopback, live, config] {
         json nic = json::object();
         if (!network->empty()) nic["network"] = *network;
         if (!bridge->empty()) nic["bridge"] = *bridge;
         if (*user) nic["type"] = "user";
+        if (*hostLoopback) nic["host_loopback"] = true;
         if (!mac->empty()) nic["mac"] = *mac;
         if (!model->empty()) nic["model"] = *model;
         json p = hotplugFlags(*live, *config);

@@ -121,6 +121,8 @@ json netdevJson(const model::Nic& n, const NicBackend& b) {
   json nd = {{"id", nicNetdevId(n)}};
   if (b.kind == "user") {
     nd["type"] = "user";
+    // restrict=on: no connection out of slirp (host loopback included), only the forwards in.
+    if (!n.hostLoopback) nd["restrict"] = true;
     if (!n.forwards.empty()) {
       json fwds = json::array();
       for (const auto& f : n.forwards)
@@ -303,24 +305,43 @@ Result<CommandLine> buildCommandLine(const LaunchSpec& spec) {
   }
 
   // ---- graphics
+  // A unix socket in the private runtime directory (0700) by default: only root reaches it. A TCP
+  // address always has a password (DomainService generates one), which goes over QMP, never argv.
+  auto optValue = [](const std::string& v) {  // QemuOpts: a comma inside a value is doubled
+    std::string out;
+    for (char c : v) out += c == ',' ? std::string(",,") : std::string(1, c);
+    return out;
+  };
   for (size_t i = 0; i < d.graphics.size(); ++i) {
     const auto& g = d.graphics[i];
+    std::string at = "graphics[" + std::to_string(i) + "]: ";
+    if (g.tcp() && g.password.empty()) return invalidArgument(at + "a TCP listen address needs a password");
+    if (!g.tcp() && spec.runDir.empty()) return internalError(at + "no runtime directory for its socket");
     if (g.type == model::GraphicsType::vnc) {
-      // to=100: the first free display from the requested one; the port is read back over QMP.
-      int display = g.port ? g.port - 5900 : 0;
-      std::string vnc = g.listen + ":" + std::to_string(display);
-      if (!g.port) vnc += ",to=100";
-      if (!g.password.empty()) vnc += ",password=on";  // the password itself goes over QMP
+      std::string vnc;
+      if (g.tcp()) {
+        // to=100: the first free display from the requested one; the port is read back over QMP.
+        vnc = g.listen + ":" + std::to_string(g.port ? g.port - 5900 : 0);
+        if (!g.port) vnc += ",to=100";
+      } else {
+        vnc = "unix:" + optValue(graphicsSocketPath(spec.runDir, d, i));
+      }
+      if (!g.password.empty()) vnc += ",password=on";
       a.insert(a.end(), {"-vnc", vnc});
     } else {
-      std::string s = "addr=" + g.listen + ",port=" + std::to_string(g.port ? g.port : 5900);
-      s += g.password.empty() ? ",disable-ticketing=on" : "";
+      std::string s;
+      if (g.tcp()) s = "addr=" + g.listen + ",port=" + std::to_string(g.port ? g.port : 5900);
+      else s = "unix=on,addr=" + optValue(graphicsSocketPath(spec.runDir, d, i)) + (g.password.empty() ? ",disable-ticketing=on" : "");
       a.insert(a.end(), {"-spice", s});
     }
   }
   if (!d.graphics.empty()) a.insert(a.end(), {"-device", dump(json{{"driver", "VGA"}, {"id", "video0"}, {"bus", family == "q35" ? "pcie.0" : "pci.0"}})});
   if (spec.incoming) a.insert(a.end(), {"-incoming", "defer"});
   return cl;
+}
+
+std::string graphicsSocketPath(const std::string& runDir, const model::Domain& d, size_t index) {
+  return runDir + "/" + std::string(model::enumName(model::kGraphicsTypes, d.graphics[index].type)) + std::to_string(index) + ".sock";
 }
 
 }  // namespace vmm::drivers::qemu

@@ -33,6 +33,7 @@ struct LaunchSpec {
   std::map<std::string, std::string> secretFiles;  // secret id -> file holding it
   int sparePorts = 4;                     // empty hotplug slots (q35)
   bool incoming = false;                  // -incoming defer (restoring a saved state)
+  std::string runDir;                     // the domain's private runtime directory (graphics sockets)
 };
 
 // Where devices sit, so that hotplug can find free slots later.
@@ -64,6 +65,8 @@ json diskDeviceJson(const model::Disk& d, const std::string& machine, const std:
 json nicDeviceJson(const model::Nic& n, const std::string& machine, const std::string& bus);
 // -netdev JSON.
 json netdevJson(const model::Nic& n, const NicBackend& b);
+// The unix socket of graphics device `index` listening on no TCP address: "RUNDIR/vnc0.sock".
+std::string graphicsSocketPath(const std::string& runDir, const model::Domain& d, size_t index);
 // Machine families the driver knows: q35, pc (and their versioned names), microvm.
 std::string machineFamily(const std::string& machine);
 

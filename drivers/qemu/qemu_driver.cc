@@ -165,6 +165,7 @@ Status QemuDriver::validate(const model::Domain& def) const {
   // The command-line builder knows which buses each machine has: run it on placeholders.
   LaunchSpec spec;
   spec.def = &def;
+  spec.runDir = runDir(def.name);
   for (const auto& d : def.disks) {
     ResolvedDisk r;
     r.path = "/dev/null";
@@ -211,7 +212,41 @@ RunningDomain QemuDriver::runningOf(const Instance& inst, model::DomainState sta
   r.state = state;
   r.record = recordOf(inst);
   r.info = {{"pid", inst.pid}, {"accelerator", inst.accel}, {"machine", inst.layout.machine}};
+  if (!inst.graphics.empty()) {
+    r.info["graphics"] = inst.graphics;
+    for (const auto& g : inst.graphics)
+      if (g.value("type", "") == "vnc" && g.contains("port")) {
+        r.info["vnc_port"] = g["port"];
+        break;
+      }
+  }
   return r;
+}
+
+json QemuDriver::graphicsInfo(Instance& inst, const model::Domain& def, Deadline deadline) const {
+  json out = json::array();
+  std::optional<int64_t> vncPort;
+  for (size_t i = 0; i < def.graphics.size(); ++i) {
+    const auto& g = def.graphics[i];
+    json gi = {{"type", model::enumName(model::kGraphicsTypes, g.type)}};
+    if (!g.tcp()) {
+      gi["listen"] = "unix";
+      gi["socket"] = graphicsSocketPath(inst.runDir, def, i);
+    } else {
+      gi["listen"] = g.listen;
+      if (g.type == model::GraphicsType::spice) {
+        gi["port"] = g.port ? g.port : 5900;
+      } else {
+        if (!vncPort) {
+          auto vnc = inst.qmp->execute("query-vnc", json::object(), deadline);
+          if (vnc.ok() && jsonBoolOr(*vnc, "enabled", false)) vncPort = parseInt(jsonStringOr(*vnc, "service", ""));
+        }
+        if (vncPort) gi["port"] = *vncPort;
+      }
+    }
+    out.push_back(gi);
+  }
+  return out;
 }
 
 Result<ResolvedDisk> QemuDriver::resolveDisk(const model::Disk& disk) const {
@@ -269,6 +304,7 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
   spec.accel = inst->accel;
   spec.sparePorts = options_.sparePorts;
   spec.incoming = !options.restoreFrom.empty();
+  spec.runDir = inst->runDir;
   for (const auto& disk : def.disks) {
     VMM_ASSIGN(ResolvedDisk r, resolveDisk(disk));
     if (!r.secret.empty()) {
@@ -375,12 +411,8 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
     auto r = inst->qmp->execute("cont", json::object(), deadline);
     if (!r.ok()) return r.error().wrap("cannot start the guest's CPUs");
   }
+  inst->graphics = graphicsInfo(*inst, def, deadline);
   RunningDomain result = runningOf(*inst, options.paused ? model::DomainState::paused : model::DomainState::running);
-  if (!def.graphics.empty()) {
-    auto vnc = inst->qmp->execute("query-vnc", json::object(), deadline);
-    if (vnc.ok() && jsonBoolOr(*vnc, "enabled", false))
-      if (auto port = parseInt(jsonStringOr(*vnc, "service", ""))) result.info["vnc_port"] = *port;
-  }
   {
     MutexLock lock(mu_);
     instances_[def.name] = inst;
@@ -542,6 +574,7 @@ Result<RunningDomain> QemuDriver::reconnect(const model::Domain& def, const json
     (void)terminate(inst, Deadline::after(Millis(5000)));
     return unavailable("QEMU was left in state " + s + " and was stopped");
   }
+  inst->graphics = graphicsInfo(*inst, def, Deadline::after(Millis(5000)));
   {
     MutexLock lock(mu_);
     instances_[def.name] = inst;

@@ -87,6 +87,8 @@ class QemuDriver final : public HypervisorDriver {
   Status terminate(const std::shared_ptr<Instance>& inst, Deadline deadline);
   json recordOf(const Instance& inst) const;
   RunningDomain runningOf(const Instance& inst, model::DomainState state) const;
+  // Where each graphics device listens (the socket path, or the TCP address and port QEMU took).
+  json graphicsInfo(Instance& inst, const model::Domain& def, Deadline deadline) const;
   Result<ResolvedDisk> resolveDisk(const model::Disk& disk) const;  // through the host services
   Result<int> freePort(Instance& inst, const std::string& deviceId);
   // device_del and the wait for the guest to let go of the device.

@@ -31,6 +31,7 @@ struct QemuDriver::Instance {
     std::string ifname, mac;
   };
   std::vector<Tap> taps;
+  json graphics = json::array();  // runtime info: per device its socket, or TCP address and port
   std::shared_ptr<QmpClient> qmp;
   std::unique_ptr<AgentClient> agent;
   std::shared_ptr<ConsoleMux> console;

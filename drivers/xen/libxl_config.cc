@@ -201,6 +201,8 @@ Status checkXenDomain(const model::Domain& def) {
   if (pvFamily && !def.graphics.empty())
     return unsupported("graphics: VNC and SPICE need an HVM guest (machine \"hvm\")");
   if (def.graphics.size() > 1) return unsupported("graphics: a Xen HVM guest has one display");
+  if (!def.graphics.empty() && !def.graphics[0].tcp())
+    return unsupported("graphics: vmm gives libxl no unix socket for the display: give a TCP listen address (a password is generated)");
   return {};
 }
 

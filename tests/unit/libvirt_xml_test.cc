@@ -337,3 +337,30 @@ TEST(LibvirtXml, LooksLikeXml) {
 }
 
 }  // namespace
+
+TEST(LibvirtXml, GraphicsWithoutAnAddressBecomeAUnixSocket) {
+  auto imported = mustImport(
+      "<domain type='kvm'><name>g</name><memory>1048576</memory><devices>"
+      "<graphics type='vnc' autoport='yes'/>"
+      "<graphics type='spice'><listen type='socket' socket='/somewhere/else.sock'/></graphics>"
+      "</devices></domain>");
+  ASSERT_EQ(imported.domain.graphics.size(), 2u);
+  EXPECT_FALSE(imported.domain.graphics[0].tcp());
+  EXPECT_FALSE(imported.domain.graphics[1].tcp());
+  auto x = exportLibvirtXml(imported.domain, true);
+  ASSERT_TRUE(x.ok());
+  EXPECT_NE(x->find("<graphics type=\"vnc\">\n      <listen type=\"socket\" />"), std::string::npos) << *x;
+  EXPECT_EQ(x->find("autoport"), std::string::npos) << *x;
+  EXPECT_EQ(x->find("/somewhere"), std::string::npos) << *x;  // vmm puts the socket in the domain's runtime directory
+  expectStableRoundTrip(imported);
+
+  // An address, or a fixed port (where libvirt listens on 127.0.0.1 by default), is TCP.
+  auto tcp = mustImport(
+      "<domain type='kvm'><name>t</name><memory>1048576</memory><devices>"
+      "<graphics type='vnc' port='5905'/><graphics type='spice' autoport='yes'><listen type='address' address='0.0.0.0'/></graphics>"
+      "</devices></domain>");
+  ASSERT_EQ(tcp.domain.graphics.size(), 2u);
+  EXPECT_EQ(tcp.domain.graphics[0].listen, "127.0.0.1");
+  EXPECT_EQ(tcp.domain.graphics[0].port, 5905);
+  EXPECT_EQ(tcp.domain.graphics[1].listen, "0.0.0.0");
+}

@@ -239,3 +239,44 @@ TEST(Snapshot, RecordsWithNamesCreationRefusesAreRefused) {
     EXPECT_EQ(r.error().code, ErrorCode::invalid_argument);
   }
 }
+
+TEST(Domain, GraphicsDefaultToAUnixSocketAndTcpGetsAGeneratedPassword) {
+  auto d = parseDomain(json::parse(R"({"name":"g","graphics":[{"type":"vnc"},{"type":"spice","listen":"unix"}]})"));
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_FALSE(d->graphics[0].tcp());
+  EXPECT_FALSE(d->graphics[1].tcp());
+  EXPECT_EQ(formatDomain(*d)["graphics"][0], json::parse(R"({"type":"vnc","listen":"unix"})"));
+  EXPECT_FALSE(generateGraphicsPasswords(*d));  // a socket only root reaches needs none
+  EXPECT_TRUE(d->graphics[0].password.empty());
+  EXPECT_EQ(errorOf(json::parse(R"({"name":"g","graphics":[{"type":"vnc","port":5901}]})")),
+            "graphics[0].port: only with a TCP listen address (the default is a unix socket)");
+  EXPECT_EQ(errorOf(json::parse(R"({"name":"g","graphics":[{"type":"vnc","listen":"sock"}]})")).rfind("graphics[0].listen: ", 0), 0u);
+
+  auto tcp = parseDomain(json::parse(
+      R"({"name":"t","graphics":[{"type":"vnc","listen":"127.0.0.1"},{"type":"spice","listen":"0.0.0.0","port":5930}]})"));
+  ASSERT_TRUE(tcp.ok()) << tcp.error().message;
+  EXPECT_TRUE(generateGraphicsPasswords(*tcp));
+  EXPECT_EQ(tcp->graphics[0].password.size(), 8u);   // what VNC authentication uses
+  EXPECT_EQ(tcp->graphics[1].password.size(), 16u);
+  for (const auto& g : tcp->graphics)
+    for (char c : g.password) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c))) << g.password;
+  std::string first = tcp->graphics[0].password;
+  EXPECT_FALSE(generateGraphicsPasswords(*tcp));  // a password, given or generated, is kept
+  EXPECT_EQ(tcp->graphics[0].password, first);
+  auto other = parseDomain(json::parse(R"({"name":"t","graphics":[{"type":"vnc","listen":"127.0.0.1"}]})"));
+  ASSERT_TRUE(generateGraphicsPasswords(*other));
+  EXPECT_NE(other->graphics[0].password, first);
+  EXPECT_EQ(formatDomain(*tcp)["graphics"][0]["password"], "********");
+}
+
+TEST(Domain, UserNicsKeepOffTheHostLoopbackUnlessAsked) {
+  auto d = parseDomain(json::parse(R"({"name":"n","nics":[{"type":"user"},{"type":"user","host_loopback":true}]})"));
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_FALSE(d->nics[0].hostLoopback);
+  EXPECT_TRUE(d->nics[1].hostLoopback);
+  auto out = formatDomain(*d);
+  EXPECT_EQ(out["nics"][0]["host_loopback"], false);
+  EXPECT_EQ(out["nics"][1]["host_loopback"], true);
+  EXPECT_EQ(errorOf(json::parse(R"({"name":"n","nics":[{"network":"default","host_loopback":true}]})")),
+            "nics[0].host_loopback: only for NICs of type user");
+}

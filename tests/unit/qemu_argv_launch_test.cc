@@ -216,6 +216,14 @@ class GoldenLaunch : public ::testing::TestWithParam<std::string> {
           if (HasFatalFailure() || IsSkipped()) return;
         }
         next = j.dump();
+      } else if (argv[i] == "-vnc" && startsWith(next, "unix:")) {
+        auto comma = next.find(',');
+        std::string path = next.substr(5, comma == std::string::npos ? std::string::npos : comma - 5);
+        next = "unix:" + standIn(path) + (comma == std::string::npos ? "" : next.substr(comma));
+      } else if (argv[i] == "-spice" && next.find("unix=on") != std::string::npos) {
+        std::vector<std::string> opts;
+        for (auto& kv : split(next, ',', true)) opts.push_back(startsWith(kv, "addr=") ? "addr=" + standIn(kv.substr(5)) : kv);
+        next = join(opts, ",");
       } else if (argv[i] == "-chardev" || argv[i] == "-netdev") {
         bool tap = startsWith(next, "{");
         int fd = -1;

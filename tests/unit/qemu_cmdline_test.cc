@@ -29,6 +29,7 @@ Result<std::string> render(const json& in) {
   spec.accel = in.value("accel", "tcg");
   spec.sparePorts = in.value("spare_ports", 4);
   spec.incoming = in.value("incoming", false);
+  spec.runDir = in.value("run_dir", "/run/vmm/qemu/" + def->name);
   auto fds = in.value("fds", json{{"qmp", 3}, {"agent", 4}, {"console", 5}});
   spec.qmpFd = fds.value("qmp", -1);
   spec.agentFd = fds.value("agent", -1);
