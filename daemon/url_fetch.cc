@@ -203,7 +203,9 @@ Result<std::string> fetchUrl(const std::string& url, const std::string& path, co
                                    " redirects (the last to " + quote(location) + ")"));
       auto next = resolveUrlReference(where, location);
       if (!next.ok()) return discard(unavailable("downloading " + url + ": " + where + " answered with " + next.error().message));
-      VMM_ASSIGN(current, parseUrl(*next));
+      auto parsed = parseUrl(*next);
+      if (!parsed.ok()) return discard(parsed.error());
+      current = *parsed;
       if (secure && current.scheme != "https")
         return discard(unavailable("downloading " + url + ": refused the redirect from " + where + " to " + *next +
                                    " (from https to plain http)"));
