@@ -252,3 +252,37 @@ TEST(DomainService, StatsAllDoesNotWaitForAStuckGuest) {
   ASSERT_EQ(all.size(), 1u);
   EXPECT_GT(all[0]["memory"]["max_bytes"].get<uint64_t>(), 0u);
 }
+
+// A display on a TCP address always has a password: generated at create, kept through an
+// update that sends the redacted "********" back, and given at load to a definition stored
+// before the rule (the old default listened on 127.0.0.1 without one), without a new generation.
+TEST(DomainService, TcpGraphicsGetAGeneratedPasswordThatIsKept) {
+  testutil::TempDir dir;
+  {
+    Harness h(dir / "vmm.db");
+    ASSERT_TRUE(h.service->create(h.def("tcp", {{"graphics", {{{"type", "vnc"}, {"listen", "127.0.0.1"}}}}})).ok());
+    ASSERT_TRUE(h.service->create(h.def("sock", {{"graphics", {{{"type", "vnc"}}}}})).ok());
+    std::string pw = h.service->get("tcp")->def->graphics[0].password;
+    EXPECT_EQ(pw.size(), 8u);
+    EXPECT_TRUE(h.service->get("sock")->def->graphics[0].password.empty());
+    auto redacted = model::parseDomain(model::formatDomain(*h.service->get("tcp")->def));
+    ASSERT_TRUE(redacted.ok());
+    EXPECT_EQ(redacted->graphics[0].password, "********");
+    ASSERT_TRUE(h.service->update("tcp", *redacted, std::nullopt).ok());
+    EXPECT_EQ(h.service->get("tcp")->def->graphics[0].password, pw);
+    json old = {{"name", "old"}, {"uuid", "11111111-2222-4333-8444-555555555501"}, {"type", "test"},
+                {"graphics", {{{"type", "spice"}, {"listen", "127.0.0.1"}, {"port", 5930}}}}};
+    ASSERT_TRUE(h.store->put(Table::domains, "old", json{{"definition", old}, {"generation", 3}}).ok());
+  }
+  Harness h(dir / "vmm.db");
+  ASSERT_TRUE(h.service->load().ok());
+  auto v = h.service->get("old");
+  ASSERT_TRUE(v.ok());
+  std::string pw = v->def->graphics[0].password;
+  EXPECT_EQ(pw.size(), 16u);
+  EXPECT_EQ(v->generation, 3u);
+  auto row = h.store->get(Table::domains, "old");
+  ASSERT_TRUE(row.ok() && row->has_value());
+  EXPECT_EQ((**row)["definition"]["graphics"][0].value("password", ""), pw);
+  EXPECT_EQ((**row).value("generation", 0), 3);
+}
