@@ -63,8 +63,8 @@ struct PoolService::PoolObject {
   std::map<std::string, std::string> busy VMM_GUARDED_BY(mu);  // volume -> the transfer using it
   // volume -> full copies reading it (it stays busy meanwhile)
   std::map<std::string, int> copying VMM_GUARDED_BY(mu);
-  // Each volume's format as recorded when vmm first saw it (see recordFormats).
-  std::map<std::string, model::DiskFormat> formats VMM_GUARDED_BY(mu);
+  // What vmm recorded about each volume (volume_records.h).
+  std::map<std::string, VolumeRecord> records VMM_GUARDED_BY(mu);
 };
 
 PoolService::PoolService(StateStore& store, EventBus& events, PoolServiceOptions options)
@@ -150,7 +150,7 @@ Status PoolService::reload(PoolObject& p, Deadline deadline) {
   if (!cap.ok()) return noteFailure(p, cap.error().wrap("pool " + p.name));
   auto vols = p.backend->listVolumes(deadline);
   if (!vols.ok()) return noteFailure(p, vols.error().wrap("pool " + p.name));
-  recordFormats(p, *vols);
+  applyRecords(p, *vols);
   std::map<std::string, model::Volume> byName;
   for (auto& v : *vols) byName[v.name] = std::move(v);
   MutexLock lock(p.mu);
@@ -190,49 +190,91 @@ Status PoolService::activate(PoolObject& p) {
   return {};
 }
 
-// A volume's format is recorded when vmm first sees it - at creation, or at the first listing
-// of a volume made outside vmm - and never detected again. Otherwise a guest writing a qcow2
-// header into its raw disk would turn it, at the next start, into an image whose backing file
-// is any file of the host.
-void PoolService::recordFormats(PoolObject& p, std::vector<model::Volume>& vols) {
-  std::vector<std::pair<std::string, model::DiskFormat>> fresh;
+// A volume's format and backing are recorded when vmm makes it or first sees it, and never
+// detected again. Otherwise a guest writing a qcow2 header into its raw disk would turn it, at
+// the next start or clone, into an image whose backing file is any file of the host.
+void PoolService::applyRecords(PoolObject& p, std::vector<model::Volume>& vols) {
+  std::vector<std::string> changed;
   {
     MutexLock lock(p.mu);
-    for (auto& v : vols) {
-      auto it = p.formats.find(v.name);
-      if (it == p.formats.end()) {
-        p.formats[v.name] = v.format;
-        fresh.emplace_back(v.name, v.format);
-      } else if (it->second != v.format) {
-        v.format = it->second;
-        v.backingVolume.clear();  // a raw volume has no backing file, whatever its bytes say
-      }
-    }
+    changed = applyVolumeRecords(p.records, vols);
   }
-  if (fresh.empty()) return;
-  auto st = store_.write([&](StateStore::Txn& txn) -> Status {
-    for (const auto& [name, format] : fresh)
-      VMM_TRY(txn.put(Table::volumes, p.name + "/" + name, json{{"format", model::enumName(model::kDiskFormats, format)}}));
-    return {};
-  });
-  if (!st.ok()) log::warn("cannot record volume formats", {{"pool", p.name}, {"error", st.error().message}});
+  persistRecords(p, changed);
 }
 
-void PoolService::forgetFormat(PoolObject& p, const std::string& volume) {
+void PoolService::persistRecords(PoolObject& p, const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  std::vector<std::pair<std::string, json>> rows;
   {
     MutexLock lock(p.mu);
-    p.formats.erase(volume);
+    for (const auto& name : names)
+      if (auto it = p.records.find(name); it != p.records.end()) rows.emplace_back(name, formatVolumeRecord(it->second));
+  }
+  auto st = store_.write([&](StateStore::Txn& txn) -> Status {
+    for (const auto& [name, row] : rows) VMM_TRY(txn.put(Table::volumes, p.name + "/" + name, row));
+    return {};
+  });
+  if (!st.ok()) log::warn("cannot record volumes", {{"pool", p.name}, {"error", st.error().message}});
+}
+
+void PoolService::forgetRecord(PoolObject& p, const std::string& volume) {
+  {
+    MutexLock lock(p.mu);
+    p.records.erase(volume);
   }
   (void)store_.remove(Table::volumes, p.name + "/" + volume);
 }
 
-void PoolService::setVolume(PoolObject& p, model::Volume v) {
+model::Volume PoolService::setVolume(PoolObject& p, model::Volume v, const std::optional<VolumeRecord>& record) {
+  if (record) {
+    {
+      MutexLock lock(p.mu);
+      p.records[v.name] = *record;
+    }
+    persistRecords(p, {v.name});
+  }
   std::vector<model::Volume> one{std::move(v)};
-  recordFormats(p, one);
-  v = std::move(one[0]);
+  applyRecords(p, one);
   MutexLock lock(p.mu);
-  std::string name = v.name;
-  p.volumes[name] = std::move(v);
+  p.volumes[one[0].name] = one[0];
+  return std::move(one[0]);
+}
+
+Result<model::Volume> PoolService::usableVolume(PoolObject& p, const std::string& name, Deadline deadline) {
+  std::vector<std::string> chain;  // the volume, then each backing (qcow2 layers are read again)
+  model::Volume top;
+  {
+    MutexLock lock(p.mu);
+    auto it = p.volumes.find(name);
+    if (it == p.volumes.end()) {
+      // A name reserved but not listed yet is a volume being made (cloned, unpacked).
+      if (p.busy.count(name)) return conflict("volume " + p.name + "/" + name + " is still being created");
+      return notFound("pool " + p.name + " has no volume " + quote(name));
+    }
+    top = it->second;
+    for (std::string cur = name; !cur.empty();) {
+      auto r = p.records.find(cur);
+      if (r == p.records.end()) return notFound("volume " + p.name + "/" + cur + " has no record; refresh the pool");
+      if (chain.size() > kMaxBackingDepth) return invalidArgument("volume " + p.name + "/" + name + ": its backing chain is too deep");
+      chain.push_back(cur);
+      cur = r->second.format == model::DiskFormat::qcow2 ? r->second.backing : "";
+    }
+  }
+  for (const auto& layer : chain) {
+    VolumeRecord record;
+    {
+      MutexLock lock(p.mu);
+      record = p.records[layer];
+    }
+    if (!record.refused.empty()) return invalidArgument("volume " + p.name + "/" + layer + " is refused: " + record.refused);
+    if (record.format != model::DiskFormat::qcow2) continue;  // raw: nothing in its bytes is read
+    auto fresh = p.backend->volumeInfo(layer, deadline);
+    if (!fresh.ok()) return noteFailure(p, fresh.error().wrap("volume " + p.name + "/" + layer));
+    MutexLock lock(p.mu);
+    applyVolumeRecord(p.records, record, *fresh);
+    if (!fresh->refused.empty()) return invalidArgument("volume " + p.name + "/" + layer + " is refused: " + fresh->refused);
+  }
+  return top;
 }
 
 Status PoolService::reserve(PoolObject& p, const std::string& volume, const std::string& what) {
@@ -266,14 +308,14 @@ Status PoolService::load() {
     std::string name = def->name;  // read before the definition is moved into the object
     pools_.insert(name, std::make_shared<PoolObject>(std::move(*def), std::move(*backend)));
   }
-  VMM_ASSIGN(auto formats, store_.loadAll(Table::volumes));
-  for (const auto& row : formats) {
+  VMM_ASSIGN(auto records, store_.loadAll(Table::volumes));
+  for (const auto& row : records) {
     auto slash = row.key.find('/');
     auto p = slash == std::string::npos ? nullptr : pools_.find(row.key.substr(0, slash));
-    auto format = model::enumFromName(model::kDiskFormats, row.value.value("format", ""));
-    if (!p || !format) continue;
+    auto record = parseVolumeRecord(row.value);
+    if (!p || !record) continue;
     MutexLock lock(p->mu);
-    p->formats[row.key.substr(slash + 1)] = *format;
+    p->records[row.key.substr(slash + 1)] = std::move(*record);
   }
   if (rows.empty() && !options_.defaultPoolPath.empty()) {
     model::Pool def;
@@ -503,6 +545,11 @@ Result<model::Volume> PoolService::createVolume(const std::string& pool, const m
       return conflict("pool " + pool + " already has a volume " + quote(spec.name));
   }
   Deadline deadline = ioDeadline();
+  std::optional<model::Volume> base;
+  if (!spec.backingVolume.empty()) {
+    VMM_ASSIGN(auto b, usableVolume(*p, spec.backingVolume, deadline));
+    base = std::move(b);
+  }
   Reverter release;
   if (!spec.fromTar.empty()) {
     // Unpacking takes as long as the tarball does: the job only reserves the name.
@@ -511,12 +558,15 @@ Result<model::Volume> PoolService::createVolume(const std::string& pool, const m
     guard.release();
     deadline = Deadline::after(options_.transferTimeout);
   }
-  auto v = p->backend->createVolume(spec, deadline);
+  auto v = p->backend->createVolume(spec, base ? &*base : nullptr, deadline);
   if (!v.ok()) return noteFailure(*p, v.error().wrap("creating volume " + pool + "/" + spec.name));
-  setVolume(*p, *v);
+  VolumeRecord made;
+  made.format = spec.directory ? model::DiskFormat::raw : spec.format;
+  made.backing = base ? base->name : "";
+  auto stored = setVolume(*p, *v, made);
   refreshCapacity(*p);
   publish("storage.volume", pool, {{"event", "created"}, {"volume", spec.name}});
-  return withUsers(*v);
+  return withUsers(std::move(stored));
 }
 
 Status PoolService::deleteVolume(const std::string& pool, const std::string& name) {
@@ -538,7 +588,7 @@ Status PoolService::deleteVolume(const std::string& pool, const std::string& nam
     MutexLock lock(p->mu);
     p->volumes.erase(name);
   }
-  forgetFormat(*p, name);
+  forgetRecord(*p, name);
   refreshCapacity(*p);
   publish("storage.volume", pool, {{"event", "deleted"}, {"volume", name}});
   return {};
@@ -552,14 +602,15 @@ Result<model::Volume> PoolService::resizeVolume(const std::string& pool, const s
     if (!p->volumes.count(name)) return notFound("pool " + pool + " has no volume " + quote(name));
     if (auto it = p->busy.find(name); it != p->busy.end()) return conflict("volume " + pool + "/" + name + " is busy (" + it->second + ")");
   }
-  if (auto st = p->backend->resizeVolume(name, capacity, shrink, ioDeadline()); !st.ok())
+  VMM_ASSIGN(auto current, usableVolume(*p, name, ioDeadline()));
+  if (auto st = p->backend->resizeVolume(current, capacity, shrink, ioDeadline()); !st.ok())
     return noteFailure(*p, st.error().wrap("resizing volume " + pool + "/" + name));
   auto v = p->backend->volumeInfo(name, ioDeadline());
   if (!v.ok()) return noteFailure(*p, v.error());
-  setVolume(*p, *v);
+  auto stored = setVolume(*p, *v);
   refreshCapacity(*p);
-  publish("storage.volume", pool, {{"event", "resized"}, {"volume", name}, {"capacity", v->capacity}});
-  return withUsers(*v);
+  publish("storage.volume", pool, {{"event", "resized"}, {"volume", name}, {"capacity", stored.capacity}});
+  return withUsers(std::move(stored));
 }
 
 Result<model::Volume> PoolService::cloneVolume(const std::string& pool, const std::string& source, const VolumeCloneParams& params) {
@@ -600,16 +651,20 @@ Result<model::Volume> PoolService::cloneVolume(const std::string& pool, const st
     guard.release();
   }
   if (params.cancelled && params.cancelled()) return Error{ErrorCode::cancelled, "clone of " + pool + "/" + source + " cancelled"};
+  VMM_ASSIGN(auto from, usableVolume(*p, source, ioDeadline()));
   storage::CloneOptions opts;
   opts.linked = params.linked;
   opts.progress = params.progress;
-  auto v = p->backend->cloneVolume(source, params.name, opts, quick ? ioDeadline() : Deadline::after(options_.transferTimeout));
+  auto v = p->backend->cloneVolume(from, params.name, opts, quick ? ioDeadline() : Deadline::after(options_.transferTimeout));
   if (!v.ok()) return noteFailure(*p, v.error().wrap("cloning volume " + pool + "/" + source));
-  setVolume(*p, *v);
+  VolumeRecord made;  // a full copy stands alone: qemu-img copies the whole chain into it
+  made.format = quick ? model::DiskFormat::qcow2 : from.format;
+  made.backing = quick ? source : "";
+  auto stored = setVolume(*p, *v, made);
   release.fail();
   refreshCapacity(*p);
   publish("storage.volume", pool, {{"event", "created"}, {"volume", params.name}, {"source", source}, {"linked", params.linked}});
-  return withUsers(*v);
+  return withUsers(std::move(stored));
 }
 
 Result<model::Volume> PoolService::wipeVolume(const std::string& pool, const std::string& name) {
@@ -628,13 +683,22 @@ Result<model::Volume> PoolService::wipeVolume(const std::string& pool, const std
   }
   Reverter release;
   release.add([this, p, name] { unreserve(*p, name); });
-  if (auto st = p->backend->wipeVolume(name, Deadline::after(options_.transferTimeout)); !st.ok())
+  model::Volume current, base;
+  {
+    MutexLock lock(p->mu);
+    if (auto it = p->volumes.find(name); it != p->volumes.end()) current = it->second;
+    if (auto it = p->volumes.find(current.backingVolume); !current.backingVolume.empty() && it != p->volumes.end()) base = it->second;
+  }
+  // Wiping reads nothing of the volume: a refused one can be emptied (and stays refused).
+  if (!current.backingVolume.empty() && base.name.empty())
+    return notFound("volume " + pool + "/" + name + ": its backing volume " + current.backingVolume + " is gone");
+  if (auto st = p->backend->wipeVolume(current, base.name.empty() ? nullptr : &base, Deadline::after(options_.transferTimeout)); !st.ok())
     return noteFailure(*p, st.error().wrap("wiping volume " + pool + "/" + name));
   auto v = p->backend->volumeInfo(name, ioDeadline());
   if (!v.ok()) return noteFailure(*p, v.error());
-  setVolume(*p, *v);
+  auto stored = setVolume(*p, *v);
   publish("storage.volume", pool, {{"event", "wiped"}, {"volume", name}});
-  return withUsers(*v);
+  return withUsers(std::move(stored));
 }
 
 // Keeps the volume reserved while a writer is open and refreshes its metadata when done.
@@ -692,20 +756,9 @@ Result<std::unique_ptr<storage::VolumeStream>> PoolService::openVolume(const std
 
 Result<drivers::ResolvedDisk> PoolService::resolve(const std::string& pool, const std::string& volume) {
   VMM_ASSIGN(auto p, findActive(pool));
-  {
-    MutexLock lock(p->mu);
-    // A name reserved but not listed yet is a volume being made (cloned, unpacked).
-    if (p->busy.count(volume) && !p->volumes.count(volume))
-      return conflict("volume " + pool + "/" + volume + " is still being created");
-  }
-  auto r = p->backend->resolve(volume, ioDeadline());
+  VMM_ASSIGN(auto v, usableVolume(*p, volume, ioDeadline()));
+  auto r = p->backend->resolve(v, ioDeadline());
   if (!r.ok()) return noteFailure(*p, r.error().wrap("volume " + pool + "/" + volume));
-  MutexLock lock(p->mu);
-  if (auto it = p->formats.find(volume); it != p->formats.end()) r->format = it->second;
-  if (auto it = p->volumes.find(volume); it != p->volumes.end() && r->format == model::DiskFormat::qcow2 &&
-                                         startsWith(it->second.backingVolume, "/"))
-    return invalidArgument("volume " + pool + "/" + volume + " has a backing file outside its pool (" +
-                           it->second.backingVolume + "); it cannot be given to a guest");
   return r;
 }
 

@@ -23,6 +23,7 @@
 #include "daemon/job.h"
 #include "daemon/object_table.h"
 #include "daemon/state_store.h"
+#include "daemon/volume_records.h"
 #include "drivers/driver.h"
 #include "model/pool.h"
 #include "storage/pool_backend.h"
@@ -125,9 +126,15 @@ class PoolService {
   void refreshCapacity(PoolObject& p);
   // Records a failed backend call: timeouts and unreachable servers put the pool in error.
   Error noteFailure(PoolObject& p, Error e);
-  void setVolume(PoolObject& p, model::Volume v);
-  void recordFormats(PoolObject& p, std::vector<model::Volume>& vols);
-  void forgetFormat(PoolObject& p, const std::string& volume);
+  // Caches a volume as a backend described it after vmm changed it; `record`: what vmm made
+  // (a new volume), otherwise the volume keeps its record. Returns it as cached.
+  model::Volume setVolume(PoolObject& p, model::Volume v, const std::optional<VolumeRecord>& record = std::nullopt);
+  void applyRecords(PoolObject& p, std::vector<model::Volume>& vols);
+  void persistRecords(PoolObject& p, const std::vector<std::string>& names);
+  void forgetRecord(PoolObject& p, const std::string& volume);
+  // The cached volume, checked usable: it exists, is not refused, and (a qcow2 chain) every
+  // layer's header, read again now, still matches its record.
+  Result<model::Volume> usableVolume(PoolObject& p, const std::string& name, Deadline deadline);
   Status reserve(PoolObject& p, const std::string& volume, const std::string& what);
   void unreserve(PoolObject& p, const std::string& volume);
   void publish(const std::string& type, const std::string& pool, const nlohmann::json& data);

@@ -136,6 +136,7 @@ json formatVolume(const Volume& v) {
             {"allocation", v.allocation},
             {"path", v.path}};
   if (!v.backingVolume.empty()) j["backing_volume"] = v.backingVolume;
+  if (!v.refused.empty()) j["refused"] = v.refused;
   j["used_by"] = v.usedBy;
   return j;
 }

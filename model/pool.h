@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,20 @@ struct Volume {
   std::string backingVolume;  // name in the same pool, if a linked clone
   bool directory = false;     // format "dir": a directory (a container rootfs); capacity = bytes in it
   std::vector<std::string> usedBy;  // domains referencing it (filled by the service)
+  // Why vmm will not start, clone, wipe, resize or build an image from it (a header vmm did
+  // not write, or one changed since it was recorded); empty: usable. Filled by the service.
+  std::string refused;
+
+  // What the volume's bytes say, read by the backend for the pool service. `format`,
+  // `capacity` and `backingVolume` above start as the bytes say too; the service replaces them
+  // by what it recorded when it first saw the volume, and uses these only to decide that first
+  // record and to notice a header that no longer matches it. Never shown.
+  struct Probe {
+    uint64_t fileSize = 0;    // bytes of the file or device (a raw volume's capacity)
+    std::string problem;      // a qcow2 header vmm does not open as it is (external data file,
+                              // encryption, unknown features, a backing file outside the pool)
+    std::optional<DiskFormat> backingFormat;  // a qcow2 header's backing-format extension
+  } probe;
 };
 json formatVolume(const Volume& v);
 

@@ -41,17 +41,29 @@ std::string hexNumber(uint64_t v) {
 // file are refused on their own; the others QEMU opens without anything outside the file.
 constexpr uint64_t kKnownIncompatible = 0x1f;
 
-std::string qcow2Refusal(const ImageHeader& h, uint64_t maxVirtualSize) {
+}  // namespace
+
+std::string qcow2LayerProblem(const ImageHeader& h) {
+  if (!h.qcow2) return "it is not a qcow2 image";
   if (h.version != 2 && h.version != 3) return "qcow2 version " + std::to_string(h.version) + " (only 2 and 3 are read)";
   if (!h.headerComplete) return "its qcow2 header is incomplete or malformed";
-  if (h.backingOffset != 0 || h.backingSize != 0 || h.backingFormat)
-    return "it has a backing file (an image must be self-contained)";
   if (h.externalDataFile || h.dataFileName) return "it names an external data file";
   if (h.cryptMethod != 0 || h.encryptionExtension) return "it is encrypted";
   if (h.incompatibleFeatures & 2) return "it is marked corrupt";
   if (uint64_t unknown = h.incompatibleFeatures & ~kKnownIncompatible)
     return "it uses unknown incompatible qcow2 features (" + hexNumber(unknown) + ")";
   if (!h.extensionsComplete) return "its qcow2 header extensions do not end inside its first cluster";
+  return "";
+}
+
+namespace {
+
+std::string qcow2Refusal(const ImageHeader& h, uint64_t maxVirtualSize) {
+  // The backing file is named first: it is the most common reason and says the most.
+  bool readable = (h.version == 2 || h.version == 3) && h.headerComplete;
+  if (readable && (h.backingOffset != 0 || h.backingSize != 0 || h.backingFormat))
+    return "it has a backing file (an image must be self-contained)";
+  if (auto problem = qcow2LayerProblem(h); !problem.empty()) return problem;
   if (h.virtualSize == 0) return "its virtual size is 0";
   if (h.virtualSize > maxVirtualSize) return "its virtual size " + std::to_string(h.virtualSize) + " is over the limit of " + std::to_string(maxVirtualSize) + " bytes";
   return "";

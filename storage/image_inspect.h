@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "storage/image_header.h"
+
 namespace vmm::storage {
 
 enum class ImageKind { raw, iso, qcow2 };
@@ -20,6 +22,12 @@ struct ImageVerdict {
   std::string refused;       // empty: acceptable; otherwise why not, for the error message
   bool ok() const { return refused.empty(); }
 };
+
+// Why vmm cannot open this qcow2 layer as nothing but itself and the backing it recorded: an
+// unknown version, a header that does not parse whole, an external data file, encryption, the
+// corrupt bit or an unknown incompatible feature. Empty: none. A backing file and the virtual
+// size are for the caller to judge.
+std::string qcow2LayerProblem(const ImageHeader& h);
 
 // Bytes an inspection reads from the start of the file: a qcow2 header and its extensions
 // lie in the first cluster (at most 2 MiB, 64 KiB by default), the ISO 9660 mark at 32769.

@@ -62,17 +62,22 @@ class PoolBackend {
   // Removes the pool's storage (only when it has no volumes).
   virtual Status destroyStorage(Deadline deadline) = 0;
 
-  virtual Result<model::Volume> createVolume(const model::VolumeSpec& spec, Deadline deadline) = 0;
+  // Volumes are described as their bytes say (`Volume::probe`); the pool service keeps what it
+  // recorded about each one and hands those records back: every call below that reads or makes
+  // an image takes the format and backing from them, never from the volume's current bytes,
+  // which a guest may have written. `base` is the recorded volume a new one reads through.
+  virtual Result<model::Volume> createVolume(const model::VolumeSpec& spec, const model::Volume* base, Deadline deadline) = 0;
   virtual Result<model::Volume> volumeInfo(const std::string& name, Deadline deadline) = 0;
   virtual Status deleteVolume(const std::string& name, Deadline deadline) = 0;
-  virtual Status resizeVolume(const std::string& name, uint64_t capacity, bool allowShrink, Deadline deadline) = 0;
-  virtual Result<model::Volume> cloneVolume(const std::string& source, const std::string& name, const CloneOptions& options,
+  virtual Status resizeVolume(const model::Volume& volume, uint64_t capacity, bool allowShrink, Deadline deadline) = 0;
+  virtual Result<model::Volume> cloneVolume(const model::Volume& source, const std::string& name, const CloneOptions& options,
                                             Deadline deadline) = 0;
-  virtual Status wipeVolume(const std::string& name, Deadline deadline) = 0;
+  // Empties a volume; a linked clone stays one, on `base`.
+  virtual Status wipeVolume(const model::Volume& volume, const model::Volume* base, Deadline deadline) = 0;
   virtual Result<std::unique_ptr<VolumeStream>> openVolume(const std::string& name, StreamMode mode, Deadline deadline) = 0;
 
-  // How a hypervisor reaches the volume (a path, or a network blockdev).
-  virtual Result<drivers::ResolvedDisk> resolve(const std::string& volume, Deadline deadline) = 0;
+  // How a hypervisor reaches the volume (a path, or a network blockdev), in its recorded format.
+  virtual Result<drivers::ResolvedDisk> resolve(const model::Volume& volume, Deadline deadline) = 0;
 };
 
 }  // namespace vmm::storage

@@ -44,12 +44,15 @@ Status createImage(const CreateImage& c, Deadline deadline) {
   std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", fmt(c.format)};
   std::vector<std::string> opts;
   if (!c.backingFile.empty()) {
-    argv.insert(argv.end(), {"-b", c.backingFile, "-F", fmt(c.backingFormat)});
+    // -u with an explicit size: qemu-img never opens the backing file, whose header (a guest
+    // may have written it) would otherwise be read; its format is the one vmm recorded.
+    if (c.size == 0) return invalidArgument("creating " + c.path + ": an image on a backing file needs its size");
+    argv.insert(argv.end(), {"-u", "-b", c.backingFile, "-F", fmt(c.backingFormat)});
   }
   if (c.preallocate) opts.push_back(c.format == model::DiskFormat::qcow2 ? "preallocation=metadata" : "preallocation=falloc");
   if (!opts.empty()) argv.insert(argv.end(), {"-o", join(opts, ",")});
   argv.push_back(c.path);
-  if (c.size || c.backingFile.empty()) argv.push_back(std::to_string(c.size));
+  argv.push_back(std::to_string(c.size));
   return checked(argv, deadline, "creating " + c.path);
 }
 

@@ -21,9 +21,9 @@ struct ImageInfo {
 struct CreateImage {
   std::string path;
   model::DiskFormat format = model::DiskFormat::qcow2;
-  uint64_t size = 0;               // 0 with a backing file: the backing file's size
+  uint64_t size = 0;               // required, also with a backing file (which is never opened)
   std::string backingFile;         // linked clone
-  model::DiskFormat backingFormat = model::DiskFormat::qcow2;
+  model::DiskFormat backingFormat = model::DiskFormat::qcow2;  // as recorded, never probed
   bool preallocate = false;
 };
 

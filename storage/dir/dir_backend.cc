@@ -14,43 +14,51 @@
 #include "model/units.h"
 #include "storage/dir/dir_volume.h"
 #include "storage/image_header.h"
+#include "storage/image_inspect.h"
 #include "storage/qemu_img.h"
 
 namespace vmm::storage {
 
 namespace {
 
-// What the first bytes of an image say: qcow2 magic, virtual size and backing file name.
+// What the first bytes of an image say: qcow2 or not, its virtual size, its backing file name
+// and whether vmm could open it as nothing but itself and that backing.
 struct Header {
-  bool qcow2 = false;
-  bool externalDataFile = false;
-  uint64_t virtualSize = 0;
-  std::string backing;
+  ImageHeader image;
+  std::string backing;  // the backing file name as written (shown as UTF-8)
+  std::string problem;  // qcow2LayerProblem
 };
 
 Result<Header> readHeader(const std::string& path) {
   fs::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd.valid()) return systemError("cannot open " + path, errno);
-  char h[104] = {};
-  ssize_t n = ::pread(fd.get(), h, sizeof h, 0);
-  ImageHeader image = parseImageHeader(std::string_view(h, n > 0 ? static_cast<size_t>(n) : 0));
+  // The extensions lie in the first cluster: 64 KiB unless the image chose bigger ones.
+  std::string head(64 << 10, '\0');
+  ssize_t n = ::pread(fd.get(), head.data(), head.size(), 0);
+  head.resize(n > 0 ? static_cast<size_t>(n) : 0);
   Header out;
-  if (image.qcow2) {
-    out.qcow2 = true;
-    out.externalDataFile = image.externalDataFile;
-    out.virtualSize = image.virtualSize;
-    // The header's numbers are the file's word: an offset past any file size (or one that
-    // would wrap with the size) names no backing file.
-    constexpr uint64_t kMaxOffset = uint64_t{1} << 62;
-    if (image.backingOffset && image.backingSize && image.backingSize <= kMaxBackingNameBytes &&
-        image.backingOffset < kMaxOffset) {
-      std::string name(image.backingSize, '\0');
-      if (::pread(fd.get(), name.data(), image.backingSize, static_cast<off_t>(image.backingOffset)) ==
-          static_cast<ssize_t>(image.backingSize))
-        // Shown in JSON and compared with paths: bytes that are not UTF-8 (or a NUL, which
-        // would cut the name short for QEMU) are shown replaced and match no volume.
-        out.backing = name.find('\0') == std::string::npos ? toValidUtf8(name) : toValidUtf8(quote(name));
-    }
+  out.image = parseImageHeader(head);
+  if (out.image.qcow2 && !out.image.extensionsComplete && out.image.clusterBits > 16 && head.size() == (64u << 10)) {
+    head.assign(std::min<size_t>(size_t{1} << std::min(out.image.clusterBits, 21u), kInspectHeadBytes), '\0');
+    n = ::pread(fd.get(), head.data(), head.size(), 0);
+    head.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    out.image = parseImageHeader(head);
+  }
+  const ImageHeader& image = out.image;
+  if (!image.qcow2) return out;
+  out.problem = qcow2LayerProblem(image);
+  // The header's numbers are the file's word: an offset past any file size (or one that
+  // would wrap with the size) names no backing file.
+  constexpr uint64_t kMaxOffset = uint64_t{1} << 62;
+  if (image.backingOffset && image.backingSize && image.backingSize <= kMaxBackingNameBytes && image.backingOffset < kMaxOffset) {
+    std::string name(image.backingSize, '\0');
+    if (::pread(fd.get(), name.data(), image.backingSize, static_cast<off_t>(image.backingOffset)) ==
+        static_cast<ssize_t>(image.backingSize))
+      // Shown in JSON and compared with paths: bytes that are not UTF-8 (or a NUL, which
+      // would cut the name short for QEMU) are shown replaced and match no volume.
+      out.backing = name.find('\0') == std::string::npos ? toValidUtf8(name) : toValidUtf8(quote(name));
+    else if (out.problem.empty())
+      out.problem = "its backing file name lies outside the file";
   }
   return out;
 }
@@ -132,10 +140,19 @@ Result<model::Volume> DirBackend::describe(const std::string& name, const std::s
   // A symlink could point anywhere on the host: never a volume.
   if (!S_ISREG(st.st_mode)) return notFound("pool " + pool_.name + " has no volume " + name + " (not a regular file or directory)");
   VMM_ASSIGN(auto h, readHeader(path));
-  v.format = h.qcow2 ? model::DiskFormat::qcow2 : model::DiskFormat::raw;
-  v.capacity = h.qcow2 ? h.virtualSize : static_cast<uint64_t>(st.st_size);
+  v.format = h.image.qcow2 ? model::DiskFormat::qcow2 : model::DiskFormat::raw;
+  v.probe.fileSize = static_cast<uint64_t>(st.st_size);
+  v.capacity = h.image.qcow2 ? h.image.virtualSize : v.probe.fileSize;
   v.allocation = static_cast<uint64_t>(st.st_blocks) * 512;
-  if (!h.backing.empty()) v.backingVolume = fs::dirName(h.backing) == pool_.path ? h.backing.substr(pool_.path.size() + 1) : h.backing;
+  v.probe.problem = h.problem;
+  if (h.image.backingFormat) v.probe.backingFormat = model::enumFromName(model::kDiskFormats, *h.image.backingFormat);
+  if (!h.backing.empty()) {
+    // Only a volume of this pool can be a backing: named plainly (QEMU resolves it against the
+    // image's directory) or by its path in the pool directory.
+    std::string name = fs::dirName(h.backing) == pool_.path ? h.backing.substr(pool_.path.size() + 1) : h.backing;
+    if (validateVolumeName(name).ok() && !model::hasTemporarySuffix(name)) v.backingVolume = name;
+    else if (v.probe.problem.empty()) v.probe.problem = "its backing file " + quote(h.backing) + " is not a volume of pool " + pool_.name;
+  }
   return v;
 }
 
@@ -157,7 +174,7 @@ Status DirBackend::destroyStorage(Deadline) {
   return {};
 }
 
-Result<model::Volume> DirBackend::createVolume(const model::VolumeSpec& spec, Deadline deadline) {
+Result<model::Volume> DirBackend::createVolume(const model::VolumeSpec& spec, const model::Volume* base, Deadline deadline) {
   VMM_ASSIGN(auto path, volumePath(spec.name));
   if (fs::exists(path)) return conflict("pool " + pool_.name + " already has a volume " + spec.name);
   if (spec.directory) return createDirectoryVolume(spec, path, deadline);
@@ -167,16 +184,16 @@ Result<model::Volume> DirBackend::createVolume(const model::VolumeSpec& spec, De
   c.format = spec.format;
   c.size = spec.capacity;
   c.preallocate = spec.preallocate;
-  if (!spec.backingVolume.empty()) {
-    VMM_ASSIGN(auto base, lookup(spec.backingVolume));
+  if (base) {
     if (spec.format != model::DiskFormat::qcow2) return invalidArgument("format: a volume on a backing volume must be qcow2");
-    c.backingFile = base.path;
-    c.backingFormat = base.format;
-    if (c.size && c.size < base.capacity) return invalidArgument("capacity: smaller than the backing volume " + spec.backingVolume);
+    if (base->directory) return invalidArgument("backing_volume: " + base->name + " is a directory volume");
+    VMM_ASSIGN(c.backingFile, volumePath(base->name));
+    c.backingFormat = base->format;
+    if (c.size && c.size < base->capacity) return invalidArgument("capacity: smaller than the backing volume " + base->name);
+    if (!c.size) c.size = base->capacity;
   } else if (spec.capacity == 0) {
     return invalidArgument("capacity: must be greater than 0");
-  }
-  if (spec.backingVolume.empty()) {
+  } else {
     // Thin images could overcommit, but a volume that can never be filled is a mistake.
     VMM_ASSIGN(auto cap, capacity(deadline));
     if (spec.capacity > cap.available)
@@ -220,26 +237,26 @@ Status DirBackend::deleteVolume(const std::string& name, Deadline) {
   return {};
 }
 
-Status DirBackend::resizeVolume(const std::string& name, uint64_t capacity, bool allowShrink, Deadline deadline) {
-  VMM_ASSIGN(auto v, lookup(name));
-  if (v.directory) return invalidArgument("volume " + name + " is a directory volume: it has no fixed size to change");
+Status DirBackend::resizeVolume(const model::Volume& v, uint64_t capacity, bool allowShrink, Deadline deadline) {
+  if (v.directory) return invalidArgument("volume " + v.name + " is a directory volume: it has no fixed size to change");
   if (capacity == 0) return invalidArgument("capacity: must be greater than 0");
   if (capacity < v.capacity && !allowShrink)
     return invalidArgument("capacity: " + model::formatSize(capacity) + " is smaller than the volume (" + model::formatSize(v.capacity) + "); shrinking loses data and must be asked for");
-  return resizeImage(v.path, v.format, capacity, allowShrink, deadline);
+  VMM_ASSIGN(auto path, volumePath(v.name));
+  return resizeImage(path, v.format, capacity, allowShrink, deadline);
 }
 
-Result<model::Volume> DirBackend::cloneVolume(const std::string& source, const std::string& name, const CloneOptions& options,
+Result<model::Volume> DirBackend::cloneVolume(const model::Volume& src, const std::string& name, const CloneOptions& options,
                                               Deadline deadline) {
-  VMM_ASSIGN(auto src, lookup(source));
+  VMM_ASSIGN(auto srcPath, volumePath(src.name));
   VMM_ASSIGN(auto path, volumePath(name));
   if (fs::exists(path)) return conflict("pool " + pool_.name + " already has a volume " + name);
   if (options.linked && !src.directory) {
     model::VolumeSpec spec;
     spec.name = name;
     spec.format = model::DiskFormat::qcow2;
-    spec.backingVolume = source;
-    return createVolume(spec, deadline);
+    spec.backingVolume = src.name;
+    return createVolume(spec, &src, deadline);
   }
   auto cap = capacity(deadline);
   if (cap.ok() && src.allocation > cap->available)
@@ -251,32 +268,33 @@ Result<model::Volume> DirBackend::cloneVolume(const std::string& source, const s
     // A directory is always copied (reflinked where the filesystem can): there is no overlay.
     (void)fs::removeTree(partial);
     revert.add([partial] { (void)fs::removeTree(partial); });
-    VMM_TRY(copyDirectory(src.path, partial, deadline));
+    VMM_TRY(copyDirectory(srcPath, partial, deadline));
   } else {
     revert.add([partial] { (void)fs::removeFile(partial); });
-    VMM_TRY(convertImage(src.path, src.format, partial, src.format, options.progress, deadline));
+    // The recorded format: a raw volume is copied byte for byte whatever its first bytes say.
+    VMM_TRY(convertImage(srcPath, src.format, partial, src.format, options.progress, deadline));
   }
   if (::rename(partial.c_str(), path.c_str()) != 0) return systemError("rename " + partial, errno);
   revert.success();
   return describe(name, path);
 }
 
-Status DirBackend::wipeVolume(const std::string& name, Deadline deadline) {
-  VMM_ASSIGN(auto v, lookup(name));
-  if (v.directory) return invalidArgument("volume " + name + " is a directory volume: delete it and create it again to empty it");
+Status DirBackend::wipeVolume(const model::Volume& v, const model::Volume* base, Deadline deadline) {
+  if (v.directory) return invalidArgument("volume " + v.name + " is a directory volume: delete it and create it again to empty it");
+  VMM_ASSIGN(auto path, volumePath(v.name));
   // Recreate the image empty with the same format and size (a qcow2 wipe drops its clusters).
-  std::string fresh = v.path + ".partial";
+  std::string fresh = path + ".partial";
   CreateImage c;
   c.path = fresh;
   c.format = v.format;
   c.size = v.capacity;
-  if (!v.backingVolume.empty()) {  // a linked clone stays one, on the same base
-    c.backingFile = v.backingVolume[0] == '/' ? v.backingVolume : pool_.path + "/" + v.backingVolume;
-    auto base = readHeader(c.backingFile);
-    c.backingFormat = base.ok() && base->qcow2 ? model::DiskFormat::qcow2 : model::DiskFormat::raw;
+  if (base) {  // a linked clone stays one, on the same base, in the base's recorded format
+    VMM_ASSIGN(c.backingFile, volumePath(base->name));
+    c.backingFormat = base->format;
   }
+  (void)fs::removeFile(fresh);
   VMM_TRY(createImage(c, deadline));
-  if (::rename(fresh.c_str(), v.path.c_str()) != 0) {
+  if (::rename(fresh.c_str(), path.c_str()) != 0) {
     (void)fs::removeFile(fresh);
     return systemError("rename " + fresh, errno);
   }
@@ -344,16 +362,9 @@ Result<std::unique_ptr<VolumeStream>> DirBackend::openVolume(const std::string& 
   return std::unique_ptr<VolumeStream>(new FileStream(std::move(fd), 0, temp, v.path));
 }
 
-Result<drivers::ResolvedDisk> DirBackend::resolve(const std::string& volume, Deadline) {
-  VMM_ASSIGN(auto v, lookup(volume));
-  if (v.format == model::DiskFormat::qcow2 && !v.directory) {
-    VMM_ASSIGN(auto h, readHeader(v.path));
-    // QEMU would open whatever file the image's header extension names.
-    if (h.externalDataFile)
-      return invalidArgument("volume " + volume + " is a qcow2 image with an external data file, which vmm does not use");
-  }
+Result<drivers::ResolvedDisk> DirBackend::resolve(const model::Volume& v, Deadline) {
   drivers::ResolvedDisk r;
-  r.path = v.path;
+  VMM_ASSIGN(r.path, volumePath(v.name));
   r.format = v.format;
   r.directory = v.directory;
   return r;

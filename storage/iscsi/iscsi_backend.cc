@@ -103,6 +103,7 @@ model::Volume IscsiBackend::describe(const Lun& lun) const {
   v.format = model::DiskFormat::raw;
   v.capacity = lun.capacity.bytes();
   v.allocation = v.capacity;
+  v.probe.fileSize = v.capacity;
   v.path = "iscsi://" + iscsi::portalAddress(options_.host, options_.port) + "/" + options_.target + "/" +
            std::to_string(lun.number);
   return v;
@@ -139,7 +140,7 @@ Result<std::vector<model::Volume>> IscsiBackend::listVolumes(Deadline deadline) 
 
 Status IscsiBackend::destroyStorage(Deadline) { return unsupported(kManagedOnTarget); }
 
-Result<model::Volume> IscsiBackend::createVolume(const model::VolumeSpec&, Deadline) { return unsupported(kManagedOnTarget); }
+Result<model::Volume> IscsiBackend::createVolume(const model::VolumeSpec&, const model::Volume*, Deadline) { return unsupported(kManagedOnTarget); }
 
 Result<model::Volume> IscsiBackend::volumeInfo(const std::string& name, Deadline deadline) {
   VMM_ASSIGN(auto session, connect(deadline));
@@ -150,15 +151,15 @@ Result<model::Volume> IscsiBackend::volumeInfo(const std::string& name, Deadline
 
 Status IscsiBackend::deleteVolume(const std::string&, Deadline) { return unsupported(kManagedOnTarget); }
 
-Status IscsiBackend::resizeVolume(const std::string&, uint64_t, bool, Deadline) { return unsupported(kManagedOnTarget); }
+Status IscsiBackend::resizeVolume(const model::Volume&, uint64_t, bool, Deadline) { return unsupported(kManagedOnTarget); }
 
-Result<model::Volume> IscsiBackend::cloneVolume(const std::string&, const std::string&, const CloneOptions&, Deadline) {
+Result<model::Volume> IscsiBackend::cloneVolume(const model::Volume&, const std::string&, const CloneOptions&, Deadline) {
   return unsupported(kManagedOnTarget);
 }
 
-Status IscsiBackend::wipeVolume(const std::string& name, Deadline deadline) {
+Status IscsiBackend::wipeVolume(const model::Volume& volume, const model::Volume*, Deadline deadline) {
   VMM_ASSIGN(auto session, connect(deadline));
-  VMM_ASSIGN(auto lun, findLun(*session, name, deadline));
+  VMM_ASSIGN(auto lun, findLun(*session, volume.name, deadline));
   const uint32_t bs = lun.capacity.blockSize;
   const uint64_t chunkBlocks = std::max<uint64_t>(1, kWipeChunk / bs);
   std::vector<char> zeros(chunkBlocks * bs, 0);
@@ -176,8 +177,8 @@ Result<std::unique_ptr<VolumeStream>> IscsiBackend::openVolume(const std::string
   return std::unique_ptr<VolumeStream>(new iscsi::LunStream(std::move(session), lun.number, lun.capacity, mode));
 }
 
-Result<drivers::ResolvedDisk> IscsiBackend::resolve(const std::string& volume, Deadline deadline) {
-  VMM_ASSIGN(auto v, volumeInfo(volume, deadline));
+Result<drivers::ResolvedDisk> IscsiBackend::resolve(const model::Volume& volume, Deadline deadline) {
+  VMM_ASSIGN(auto v, volumeInfo(volume.name, deadline));
   drivers::ResolvedDisk r;
   r.protocol = "iscsi";
   r.format = model::DiskFormat::raw;

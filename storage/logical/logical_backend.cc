@@ -71,6 +71,7 @@ model::Volume LogicalBackend::describe(const std::string& name, uint64_t size) c
   v.format = model::DiskFormat::raw;
   v.capacity = size;
   v.allocation = size;
+  v.probe.fileSize = size;
   v.path = "/dev/" + vg_ + "/" + name;  // nominal: without device-mapper it does not exist
   return v;
 }
@@ -221,9 +222,9 @@ Status LogicalBackend::allocate(const std::string& tool, const std::string& name
   return lvm_.change(tool, base, deadline);
 }
 
-Result<model::Volume> LogicalBackend::createVolume(const model::VolumeSpec& spec, Deadline deadline) {
+Result<model::Volume> LogicalBackend::createVolume(const model::VolumeSpec& spec, const model::Volume* base, Deadline deadline) {
   VMM_TRY(validateLvmName(spec.name, "volume name", true));
-  if (!spec.backingVolume.empty())
+  if (base || !spec.backingVolume.empty())
     return unavailable("a volume on a backing volume needs LVM snapshots, and device-mapper not available on this host");
   if (spec.format != model::DiskFormat::raw) return invalidArgument("format: logical pools hold raw volumes");
   if (spec.capacity == 0) return invalidArgument("capacity: must be greater than 0");
@@ -281,7 +282,8 @@ Status LogicalBackend::deleteVolume(const std::string& name, Deadline deadline) 
   return removed;
 }
 
-Status LogicalBackend::resizeVolume(const std::string& name, uint64_t capacity, bool allowShrink, Deadline deadline) {
+Status LogicalBackend::resizeVolume(const model::Volume& volume, uint64_t capacity, bool allowShrink, Deadline deadline) {
+  const std::string& name = volume.name;
   VMM_TRY(validateLvmName(name, "volume name", true));
   if (capacity == 0) return invalidArgument("capacity: must be greater than 0");
   auto rows = lvm_.report("lvs", "lv_name,lv_size,vg_extent_size,vg_free", {vg_ + "/" + name}, deadline);
@@ -307,8 +309,9 @@ Status LogicalBackend::resizeVolume(const std::string& name, uint64_t capacity, 
   return allocate("lvextend", name, extents, "", deadline);
 }
 
-Result<model::Volume> LogicalBackend::cloneVolume(const std::string& source, const std::string& name, const CloneOptions& options,
+Result<model::Volume> LogicalBackend::cloneVolume(const model::Volume& sourceVolume, const std::string& name, const CloneOptions& options,
                                                   Deadline deadline) {
+  const std::string& source = sourceVolume.name;
   if (options.linked)
     return unavailable("a linked clone of a logical volume needs an LVM snapshot or thin pool, and device-mapper not available on this host");
   VMM_TRY(validateLvmName(name, "volume name", true));
@@ -317,7 +320,7 @@ Result<model::Volume> LogicalBackend::cloneVolume(const std::string& source, con
   spec.name = name;
   spec.format = model::DiskFormat::raw;
   spec.capacity = from->size();
-  VMM_ASSIGN(auto volume, createVolume(spec, deadline));
+  VMM_ASSIGN(auto volume, createVolume(spec, nullptr, deadline));
   Reverter revert;
   revert.add([this, name] { (void)lvm_.change("lvremove", {"--yes", vg_ + "/" + name}, Deadline::after(Millis(30000))); });
   VMM_ASSIGN(auto to, openStream(name, StreamMode::write, deadline));
@@ -340,8 +343,8 @@ Result<model::Volume> LogicalBackend::cloneVolume(const std::string& source, con
   return volume;
 }
 
-Status LogicalBackend::wipeVolume(const std::string& name, Deadline deadline) {
-  VMM_ASSIGN(auto stream, openStream(name, StreamMode::write, deadline));
+Status LogicalBackend::wipeVolume(const model::Volume& volume, const model::Volume*, Deadline deadline) {
+  VMM_ASSIGN(auto stream, openStream(volume.name, StreamMode::write, deadline));
   VMM_TRY(stream->zero(0, stream->size(), deadline));
   return stream->finish(deadline);
 }
@@ -358,7 +361,8 @@ Result<std::unique_ptr<VolumeStream>> LogicalBackend::openVolume(const std::stri
   return std::unique_ptr<VolumeStream>(std::move(stream));
 }
 
-Result<drivers::ResolvedDisk> LogicalBackend::resolve(const std::string& volume, Deadline deadline) {
+Result<drivers::ResolvedDisk> LogicalBackend::resolve(const model::Volume& lv, Deadline deadline) {
+  const std::string& volume = lv.name;
   VMM_TRY(validateLvmName(volume, "volume name", true));
   auto layout = queryLayout(lvm_, vg_, volume, deadline);
   if (!layout.ok() && layout.error().code == ErrorCode::not_found) return noVolume(volume);

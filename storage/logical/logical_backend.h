@@ -32,18 +32,18 @@ class LogicalBackend final : public PoolBackend {
 
   // Raw volumes only, rounded up to whole extents, placed in one range of one PV when possible
   // (so resolve() can hand it to a hypervisor). The first MiB is zeroed.
-  Result<model::Volume> createVolume(const model::VolumeSpec& spec, Deadline deadline) override;
+  Result<model::Volume> createVolume(const model::VolumeSpec& spec, const model::Volume* base, Deadline deadline) override;
   Result<model::Volume> volumeInfo(const std::string& name, Deadline deadline) override;
   Status deleteVolume(const std::string& name, Deadline deadline) override;
-  Status resizeVolume(const std::string& name, uint64_t capacity, bool allowShrink, Deadline deadline) override;
+  Status resizeVolume(const model::Volume& volume, uint64_t capacity, bool allowShrink, Deadline deadline) override;
   // Full clones copy the bytes; linked clones need device-mapper (unavailable).
-  Result<model::Volume> cloneVolume(const std::string& source, const std::string& name, const CloneOptions& options,
+  Result<model::Volume> cloneVolume(const model::Volume& source, const std::string& name, const CloneOptions& options,
                                     Deadline deadline) override;
-  Status wipeVolume(const std::string& name, Deadline deadline) override;
+  Status wipeVolume(const model::Volume& volume, const model::Volume* base, Deadline deadline) override;
   Result<std::unique_ptr<VolumeStream>> openVolume(const std::string& name, StreamMode mode, Deadline deadline) override;
   // The PV device with the LV's byte window (offset, size); unavailable unless the LV is one
   // contiguous range of one PV.
-  Result<drivers::ResolvedDisk> resolve(const std::string& volume, Deadline deadline) override;
+  Result<drivers::ResolvedDisk> resolve(const model::Volume& volume, Deadline deadline) override;
 
   const std::string& vgName() const { return vg_; }
 

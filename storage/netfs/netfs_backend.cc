@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "base/json_util.h"
 #include "base/log.h"
 #include "base/process.h"
 #include "base/reverter.h"
@@ -9,6 +10,7 @@
 #include "model/units.h"
 #include "storage/dir/dir_backend.h"
 #include "storage/image_header.h"
+#include "storage/image_inspect.h"
 #include "storage/netfs/netfs_volume_stream.h"
 #include "storage/qemu_img.h"
 
@@ -117,18 +119,23 @@ model::Volume NetfsBackend::describe(const std::string& name, const NfsAttribute
   v.path = url(name);
   v.allocation = attrs.used;
   v.capacity = attrs.size;
+  v.probe.fileSize = attrs.size;
   ImageHeader h = parseImageHeader(head);
   if (h.qcow2) {
     v.format = model::DiskFormat::qcow2;
     v.capacity = h.virtualSize;
+    v.probe.problem = qcow2LayerProblem(h);
+    if (h.backingFormat) v.probe.backingFormat = model::enumFromName(model::kDiskFormats, *h.backingFormat);
     uint64_t offset = h.backingOffset;
     uint64_t size = h.backingSize;
-    if (offset && size && offset + size <= head.size()) {
-      std::string backing = head.substr(offset, size);
+    if (offset && size) {
+      // Only a volume of this pool can be a backing: named plainly or by its nfs:// URL.
+      std::string backing = offset < head.size() && size <= head.size() - offset ? head.substr(offset, size) : "";
       std::string prefix = url("");
-      if (backing.find('/') == std::string::npos) v.backingVolume = backing;  // relative: same directory
-      else if (startsWith(backing, prefix)) v.backingVolume = backing.substr(prefix.size());
-      else v.backingVolume = backing;
+      std::string name = startsWith(backing, prefix) ? backing.substr(prefix.size()) : backing;
+      if (!backing.empty() && validateNetfsVolumeName(name).ok()) v.backingVolume = name;
+      else if (v.probe.problem.empty())
+        v.probe.problem = "its backing file " + quote(toValidUtf8(backing)) + " is not a volume of pool " + pool_.name;
     }
   }
   return v;
@@ -210,7 +217,7 @@ Status NetfsBackend::destroyStorage(Deadline deadline) {
   return {};
 }
 
-Result<model::Volume> NetfsBackend::createVolume(const model::VolumeSpec& spec, Deadline deadline) {
+Result<model::Volume> NetfsBackend::createVolume(const model::VolumeSpec& spec, const model::Volume* base, Deadline deadline) {
   VMM_TRY(validateNetfsVolumeName(spec.name));
   VMM_ASSIGN(auto nfs, client());
   VMM_TRY(ensureAbsent(*nfs, spec.name, deadline));
@@ -218,18 +225,19 @@ Result<model::Volume> NetfsBackend::createVolume(const model::VolumeSpec& spec, 
   c.format = spec.format;
   c.size = spec.capacity;
   c.preallocate = spec.preallocate;
-  if (!spec.backingVolume.empty()) {
+  if (base) {
     if (spec.format != model::DiskFormat::qcow2) return invalidArgument("format: a volume on a backing volume must be qcow2");
-    VMM_ASSIGN(auto base, find(*nfs, spec.backingVolume, deadline));
-    if (c.size && c.size < base.volume.capacity) return invalidArgument("capacity: smaller than the backing volume " + spec.backingVolume);
+    VMM_TRY(validateNetfsVolumeName(base->name));
+    if (c.size && c.size < base->capacity) return invalidArgument("capacity: smaller than the backing volume " + base->name);
+    if (!c.size) c.size = base->capacity;
     // The base's full nfs:// URL: QEMU's nfs driver resolves a relative backing name against the
     // overlay's own path as if it were a directory ("nfs://h/export/vm.qcow2/base.qcow2").
-    c.backingFile = url(spec.backingVolume);
-    c.backingFormat = base.volume.format;
+    c.backingFile = url(base->name);
+    c.backingFormat = base->format;  // as recorded, never read from the base's bytes
   } else if (spec.capacity == 0) {
     return invalidArgument("capacity: must be greater than 0");
   }
-  if (c.size) VMM_TRY(ensureSpace(*nfs, c.size, deadline));
+  if (!base) VMM_TRY(ensureSpace(*nfs, c.size, deadline));
   bool viaLibnfs = spec.format == model::DiskFormat::raw && !spec.preallocate;
   return buildVolume(*nfs, spec.name, [&](const std::string& temp) -> Status {
     if (!viaLibnfs) {
@@ -256,57 +264,54 @@ Status NetfsBackend::deleteVolume(const std::string& name, Deadline deadline) {
   return nfs->unlink(inExport(name), deadline);
 }
 
-Status NetfsBackend::resizeVolume(const std::string& name, uint64_t capacity, bool allowShrink, Deadline deadline) {
-  VMM_TRY(validateNetfsVolumeName(name));
+Status NetfsBackend::resizeVolume(const model::Volume& v, uint64_t capacity, bool allowShrink, Deadline deadline) {
+  VMM_TRY(validateNetfsVolumeName(v.name));
   VMM_ASSIGN(auto nfs, client());
-  VMM_ASSIGN(auto f, find(*nfs, name, deadline));
-  const auto& v = f.volume;
   if (capacity == 0) return invalidArgument("capacity: must be greater than 0");
   if (capacity < v.capacity && !allowShrink)
     return invalidArgument("capacity: " + model::formatSize(capacity) + " is smaller than the volume (" +
                            model::formatSize(v.capacity) + "); shrinking loses data and must be asked for");
-  if (v.format == model::DiskFormat::qcow2) return resizeImage(url(name), v.format, capacity, allowShrink, deadline);
-  VMM_ASSIGN(auto file, nfs->open(inExport(name), true, deadline));
+  if (v.format == model::DiskFormat::qcow2) return resizeImage(url(v.name), v.format, capacity, allowShrink, deadline);
+  VMM_ASSIGN(auto file, nfs->open(inExport(v.name), true, deadline));
   VMM_TRY(file.truncate(capacity, deadline));
   return file.close(deadline);
 }
 
-Result<model::Volume> NetfsBackend::cloneVolume(const std::string& source, const std::string& name,
+Result<model::Volume> NetfsBackend::cloneVolume(const model::Volume& src, const std::string& name,
                                                 const CloneOptions& options, Deadline deadline) {
   VMM_TRY(validateNetfsVolumeName(name));
+  VMM_TRY(validateNetfsVolumeName(src.name));
   VMM_ASSIGN(auto nfs, client());
-  VMM_ASSIGN(auto src, find(*nfs, source, deadline));
   VMM_TRY(ensureAbsent(*nfs, name, deadline));
   if (options.linked) {
     model::VolumeSpec spec;
     spec.name = name;
     spec.format = model::DiskFormat::qcow2;
-    spec.backingVolume = source;
-    return createVolume(spec, deadline);
+    spec.backingVolume = src.name;
+    return createVolume(spec, &src, deadline);
   }
-  VMM_TRY(ensureSpace(*nfs, src.volume.allocation, deadline));
-  // qemu-img copies only the data (a linked clone's copy includes its base: it is independent).
+  VMM_TRY(ensureSpace(*nfs, src.allocation, deadline));
+  // qemu-img copies only the data (a linked clone's copy includes its base: it is independent),
+  // reading the source in its recorded format.
   auto copied = buildVolume(*nfs, name, [&](const std::string& temp) -> Status {
     RunOptions opts;
     opts.deadline = deadline;
-    std::string f = fmt(src.volume.format);
-    auto r = runCommand({"qemu-img", "convert", "-f", f, "-O", f, url(source), url(temp)}, opts);
-    if (!r.ok()) return r.error().wrap("copying volume " + source);
-    if (!r->success()) return Error{ErrorCode::invalid_argument, "copying volume " + source + ": " + std::string(trim(r->err))};
+    std::string f = fmt(src.format);
+    auto r = runCommand({"qemu-img", "convert", "-f", f, "-O", f, url(src.name), url(temp)}, opts);
+    if (!r.ok()) return r.error().wrap("copying volume " + src.name);
+    if (!r->success()) return Error{ErrorCode::invalid_argument, "copying volume " + src.name + ": " + std::string(trim(r->err))};
     return {};
   }, deadline);
   if (copied.ok() && options.progress) options.progress(1.0);
   return copied;
 }
 
-Status NetfsBackend::wipeVolume(const std::string& name, Deadline deadline) {
-  VMM_TRY(validateNetfsVolumeName(name));
+Status NetfsBackend::wipeVolume(const model::Volume& v, const model::Volume* base, Deadline deadline) {
+  VMM_TRY(validateNetfsVolumeName(v.name));
   VMM_ASSIGN(auto nfs, client());
-  VMM_ASSIGN(auto f, find(*nfs, name, deadline));
-  const auto& v = f.volume;
   if (v.format == model::DiskFormat::raw) {
     // Truncating to nothing frees every block on the server; the size then comes back as zeros.
-    VMM_ASSIGN(auto file, nfs->open(inExport(name), true, deadline));
+    VMM_ASSIGN(auto file, nfs->open(inExport(v.name), true, deadline));
     VMM_TRY(file.truncate(0, deadline));
     VMM_TRY(file.truncate(v.capacity, deadline));
     return file.close(deadline);
@@ -315,15 +320,15 @@ Status NetfsBackend::wipeVolume(const std::string& name, Deadline deadline) {
   CreateImage c;
   c.format = v.format;
   c.size = v.capacity;
-  if (!v.backingVolume.empty()) {
-    auto base = find(*nfs, v.backingVolume, deadline);
-    c.backingFile = v.backingVolume.find('/') == std::string::npos ? url(v.backingVolume) : v.backingVolume;
-    c.backingFormat = base.ok() ? base->volume.format : model::DiskFormat::raw;
+  if (base) {
+    VMM_TRY(validateNetfsVolumeName(base->name));
+    c.backingFile = url(base->name);
+    c.backingFormat = base->format;
   }
-  std::string temp = partialName(name);
+  std::string temp = partialName(v.name);
   c.path = url(temp);
   auto made = createImage(c, deadline);
-  if (made.ok()) made = nfs->rename(inExport(temp), inExport(name), deadline);
+  if (made.ok()) made = nfs->rename(inExport(temp), inExport(v.name), deadline);
   if (!made.ok()) (void)nfs->unlink(inExport(temp), Deadline::after(Millis(3000)));
   return made;
 }
@@ -344,8 +349,8 @@ Result<std::unique_ptr<VolumeStream>> NetfsBackend::openVolume(const std::string
   return NetfsVolumeStream::writer(nfs, std::move(file), temp, inExport(name));
 }
 
-Result<drivers::ResolvedDisk> NetfsBackend::resolve(const std::string& volume, Deadline deadline) {
-  VMM_ASSIGN(auto v, volumeInfo(volume, deadline));
+Result<drivers::ResolvedDisk> NetfsBackend::resolve(const model::Volume& v, Deadline) {
+  VMM_TRY(validateNetfsVolumeName(v.name));
   drivers::ResolvedDisk r;
   r.protocol = "nfs";
   r.format = v.format;

@@ -28,15 +28,15 @@ class NetfsBackend final : public PoolBackend {
   Result<std::vector<model::Volume>> listVolumes(Deadline deadline) override;
   Status destroyStorage(Deadline deadline) override;
 
-  Result<model::Volume> createVolume(const model::VolumeSpec& spec, Deadline deadline) override;
+  Result<model::Volume> createVolume(const model::VolumeSpec& spec, const model::Volume* base, Deadline deadline) override;
   Result<model::Volume> volumeInfo(const std::string& name, Deadline deadline) override;
   Status deleteVolume(const std::string& name, Deadline deadline) override;
-  Status resizeVolume(const std::string& name, uint64_t capacity, bool allowShrink, Deadline deadline) override;
-  Result<model::Volume> cloneVolume(const std::string& source, const std::string& name, const CloneOptions& options,
+  Status resizeVolume(const model::Volume& volume, uint64_t capacity, bool allowShrink, Deadline deadline) override;
+  Result<model::Volume> cloneVolume(const model::Volume& source, const std::string& name, const CloneOptions& options,
                                     Deadline deadline) override;
-  Status wipeVolume(const std::string& name, Deadline deadline) override;
+  Status wipeVolume(const model::Volume& volume, const model::Volume* base, Deadline deadline) override;
   Result<std::unique_ptr<VolumeStream>> openVolume(const std::string& name, StreamMode mode, Deadline deadline) override;
-  Result<drivers::ResolvedDisk> resolve(const std::string& volume, Deadline deadline) override;
+  Result<drivers::ResolvedDisk> resolve(const model::Volume& volume, Deadline deadline) override;
 
  private:
   struct Found {

@@ -893,24 +893,117 @@ TEST_F(IscsiE2E, WrongChapSecretDefinesNothing) {
 
 // A volume's format is fixed when vmm first sees it: bytes that look like a qcow2 header
 // (written by a guest into its raw disk, or uploaded) never turn a raw volume into an image
-// with a backing file elsewhere on the host - not after a refresh, not after a restart.
+// with a backing file elsewhere on the host - not after a refresh, not after a restart, and not
+// through a clone, a full copy, a volume created on it, a wipe or a resize (finding C1). The
+// victim is named like a qcow2 image so that no name-based guess can pass for the record.
 TEST_F(StorageE2E, VolumeFormatIsRecordedNotRedetected) {
-  createVolume("default", {{"name", "guest.raw"}, {"capacity", "1MiB"}, {"format", "raw"}});
+  const std::string secret = vmmd->dir() + "/secret";
+  ASSERT_TRUE(fs::writeFileAtomic(secret, "TOPSECRET-host-file\n" + std::string(64 << 10, 'S'), 0600).ok());
+  createVolume("default", {{"name", "victim.qcow2"}, {"capacity", "1MiB"}, {"format", "raw"}});
   std::string evil = vmmd->dir() + "/evil.qcow2";
-  RunOptions opts;
-  auto made = runCommand({"qemu-img", "create", "-f", "qcow2", "-b", "/etc/hostname", "-F", "raw", evil, "1M"}, opts);
+  auto made = runCommand({"qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", secret, "-F", "raw", evil, "1G"});
   ASSERT_TRUE(made.ok() && made->success()) << (made.ok() ? made->err : made.error().message);
-  auto bytes = fs::readFile(evil, 16 << 20);
-  ASSERT_TRUE(bytes.ok());
-  rpcUpload("default", "guest.raw", *bytes);
+  auto header = fs::readFile(evil, 16 << 20);
+  ASSERT_TRUE(header.ok());
+  std::string forged = *header + std::string((1 << 20) - header->size(), '\0');
+  rpcUpload("default", "victim.qcow2", forged);
   auto check = [&] {
-    auto v = must("volume.get", {{"pool", "default"}, {"name", "guest.raw"}});
+    auto v = must("volume.get", {{"pool", "default"}, {"name", "victim.qcow2"}});
     EXPECT_EQ(v["format"], "raw") << v.dump();
+    EXPECT_EQ(v["capacity"], MiB) << v.dump();
     EXPECT_FALSE(v.contains("backing_volume")) << v.dump();
+    EXPECT_FALSE(v.contains("refused")) << v.dump();
   };
   check();
   must("pool.refresh", {{"name", "default"}});
   check();
   restartDaemon();
   check();
+
+  // What a guest of each resulting volume would read: QEMU opens it in its recorded format.
+  auto guestView = [&](const std::string& name) {
+    json v = must("volume.get", {{"pool", "default"}, {"name", name}});
+    std::string out = vmmd->dir() + "/view.raw";
+    auto r = runCommand({"qemu-img", "convert", "-f", v.value("format", "raw"), "-O", "raw", v.value("path", ""), out});
+    EXPECT_TRUE(r.ok() && r->success()) << name << ": " << (r.ok() ? r->err : r.error().message);
+    std::string bytes = readAll(out);
+    (void)fs::removeFile(out);
+    EXPECT_EQ(bytes.find("TOPSECRET"), std::string::npos) << name << " reads the host file";
+    EXPECT_EQ(bytes.substr(0, header->size()), *header) << name << " does not read the victim's bytes";
+    return bytes;
+  };
+  auto linked = rpc->callAndWait("volume.clone", {{"pool", "default"}, {"name", "victim.qcow2"}, {"target", "linked"}}, dl());
+  ASSERT_TRUE(linked.ok()) << linked.error().message;
+  EXPECT_EQ((*linked)["capacity"], MiB);
+  EXPECT_EQ((*linked)["backing_volume"], "victim.qcow2");
+  guestView("linked");
+  auto full = rpc->callAndWait("volume.clone", {{"pool", "default"}, {"name", "victim.qcow2"}, {"target", "full"}, {"linked", false}}, dl());
+  ASSERT_TRUE(full.ok()) << full.error().message;
+  EXPECT_EQ((*full)["format"], "raw");
+  EXPECT_EQ(rpcDownload("default", "full"), forged);
+  createVolume("default", {{"name", "on-victim"}, {"format", "qcow2"}, {"backing_volume", "victim.qcow2"}});
+  guestView("on-victim");
+  auto wiped = rpc->callAndWait("volume.wipe", {{"pool", "default"}, {"name", "linked"}}, dl());
+  ASSERT_TRUE(wiped.ok()) << wiped.error().message;
+  EXPECT_EQ((*wiped)["backing_volume"], "victim.qcow2");
+  guestView("linked");
+  restartDaemon();
+  guestView("linked");
+  guestView("on-victim");
+  must("volume.delete", {{"pool", "default"}, {"name", "linked"}});
+  must("volume.delete", {{"pool", "default"}, {"name", "on-victim"}});
+  json resized = must("volume.resize", {{"pool", "default"}, {"name", "victim.qcow2"}, {"capacity", "2MiB"}});
+  EXPECT_EQ(resized["capacity"], 2 * MiB);
+  EXPECT_EQ(rpcDownload("default", "victim.qcow2").substr(0, header->size()), *header);
+}
+
+// Files planted in a pool directory are taken only when nothing in their header reaches outside
+// the pool: a backing by absolute path, relative path or json: name, an external data file, or
+// a backing without a format are listed as refused, and cannot be cloned, used as a backing or
+// resized (finding C2 and the adoption rule).
+TEST_F(StorageE2E, PlantedImagesThatReachOutsideThePoolAreRefused) {
+  const std::string secret = vmmd->dir() + "/secret";
+  ASSERT_TRUE(fs::writeFileAtomic(secret, "TOPSECRET-host-file\n", 0600).ok());
+  auto plant = [&](const std::string& name, std::vector<std::string> args) {
+    std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", "qcow2"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {defaultDir() + "/" + name, "1M"});
+    auto r = runCommand(argv);
+    ASSERT_TRUE(r.ok() && r->success()) << name << ": " << (r.ok() ? r->err : r.error().message);
+  };
+  plant("abs", {"-u", "-b", secret, "-F", "raw"});
+  plant("rel", {"-u", "-b", "../../secret", "-F", "raw"});
+  plant("json", {"-u", "-b", "json:{\"driver\":\"file\",\"filename\":\"" + secret + "\"}", "-F", "raw"});
+  plant("datafile", {"-o", "data_file=" + secret + ",data_file_raw=on"});
+  plant("base", {});
+  plant("good", {"-u", "-b", "base", "-F", "qcow2"});
+  plant("noformat", {"-u", "-b", "base", "-F", "raw"});  // names the wrong format for its base
+  must("pool.refresh", {{"name", "default"}});
+  for (const char* name : {"abs", "rel", "json", "datafile", "noformat"}) {
+    json v = must("volume.get", {{"pool", "default"}, {"name", name}});
+    EXPECT_TRUE(v.contains("refused")) << v.dump();
+    EXPECT_FALSE(v.contains("backing_volume")) << v.dump();
+    auto clone = rpc->callAndWait("volume.clone", {{"pool", "default"}, {"name", name}, {"target", std::string(name) + "-clone"}, {"linked", false}}, dl());
+    ASSERT_FALSE(clone.ok()) << name;
+    EXPECT_NE(clone.error().message.find("refused"), std::string::npos) << clone.error().message;
+    Error e = fails("volume.create", {{"pool", "default"}, {"volume", {{"name", std::string(name) + "-on"}, {"backing_volume", name}}}});
+    EXPECT_NE(e.message.find("refused"), std::string::npos) << e.message;
+    e = fails("volume.resize", {{"pool", "default"}, {"name", name}, {"capacity", "2M"}});
+    EXPECT_NE(e.message.find("refused"), std::string::npos) << e.message;
+  }
+  json good = must("volume.get", {{"pool", "default"}, {"name", "good"}});
+  EXPECT_FALSE(good.contains("refused")) << good.dump();
+  EXPECT_EQ(good["backing_volume"], "base");
+  // Recorded: a restart does not give a refused volume a second chance.
+  restartDaemon();
+  EXPECT_TRUE(must("volume.get", {{"pool", "default"}, {"name", "abs"}}).contains("refused"));
+  // A recorded standalone image whose header is later changed to name a host file is refused.
+  plant("later", {});
+  must("pool.refresh", {{"name", "default"}});
+  ASSERT_EQ(::unlink((defaultDir() + "/later").c_str()), 0);
+  plant("later", {"-u", "-b", secret, "-F", "raw"});
+  must("pool.refresh", {{"name", "default"}});
+  json later = must("volume.get", {{"pool", "default"}, {"name", "later"}});
+  EXPECT_NE(later.value("refused", "").find("changed outside vmm"), std::string::npos) << later.dump();
+  EXPECT_FALSE(rpc->callAndWait("volume.clone", {{"pool", "default"}, {"name", "later"}, {"target", "later-clone"}}, dl()).ok());
 }

@@ -26,6 +26,14 @@ using namespace vmm::storage;
 
 namespace {
 
+// The volume as the pool service hands it to the backend: only its name matters to a pool of
+// raw volumes.
+model::Volume named(const std::string& name) {
+  model::Volume v;
+  v.name = name;
+  return v;
+}
+
 constexpr const char* kIqn = "iqn.2024-01.io.vmm.test:disks";
 constexpr const char* kChapIqn = "iqn.2024-01.io.vmm.test:chap";
 constexpr const char* kChapUser = "vmmuser";
@@ -219,20 +227,20 @@ TEST_F(IscsiPoolTest, WipeZeroesTheLun) {
   writeAt(disk2(), 0, std::string(4096, 'x'));
   writeAt(disk2(), 32 * kMiB - 4096, std::string(4096, 'y'));
   auto t0 = SteadyClock::now();
-  auto st = b.wipeVolume("lun-2", dl(60000));
+  auto st = b.wipeVolume(named("lun-2"), nullptr, dl(60000));
   double wipeMs = msSince(t0);
   ASSERT_TRUE(st.ok()) << st.error().message;
   std::cout << "[timing] wipe of a 32 MiB LUN: " << wipeMs << " ms\n";
   std::string all = readAt(disk2(), 0, 32 * kMiB);
   ASSERT_EQ(all.size(), 32 * kMiB);
   EXPECT_EQ(all.find_first_not_of('\0'), std::string::npos);
-  EXPECT_FALSE(b.wipeVolume("lun-9", dl()).ok());
+  EXPECT_FALSE(b.wipeVolume(named("lun-9"), nullptr, dl()).ok());
 }
 
 TEST_F(IscsiPoolTest, WipeHonoursTheDeadline) {
   IscsiBackend b(pool());
   auto t0 = SteadyClock::now();
-  auto st = b.wipeVolume("lun-1", Deadline::after(Millis(30)));
+  auto st = b.wipeVolume(named("lun-1"), nullptr, Deadline::after(Millis(30)));
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.error().code, ErrorCode::timeout) << st.error().message;
   EXPECT_LT(msSince(t0), 1000);
@@ -262,7 +270,7 @@ TEST_F(IscsiPoolTest, HungTargetTimesOutMidSession) {
 
 TEST_F(IscsiPoolTest, ResolveGivesQemuBlockdevOptions) {
   IscsiBackend b(pool());
-  auto r = b.resolve("lun-2", dl());
+  auto r = b.resolve(named("lun-2"), dl());
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->protocol, "iscsi");
   EXPECT_EQ(r->format, model::DiskFormat::raw);
@@ -275,7 +283,7 @@ TEST_F(IscsiPoolTest, ResolveGivesQemuBlockdevOptions) {
   EXPECT_TRUE(r->secret.empty());
 
   IscsiBackend c(chapPool(kChapSecret));
-  auto rc = c.resolve("lun-1", dl());
+  auto rc = c.resolve(named("lun-1"), dl());
   ASSERT_TRUE(rc.ok()) << rc.error().message;
   EXPECT_EQ(rc->blockdev["user"], kChapUser);
   EXPECT_EQ(rc->username, kChapUser);
@@ -368,12 +376,12 @@ TEST_F(IscsiPoolTest, LunManagementIsUnsupported) {
   model::VolumeSpec spec;
   spec.name = "new";
   spec.capacity = kMiB;
-  auto c = b.createVolume(spec, dl());
+  auto c = b.createVolume(spec, nullptr, dl());
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code, ErrorCode::unsupported);
   EXPECT_EQ(b.deleteVolume("lun-1", dl()).error().code, ErrorCode::unsupported);
-  EXPECT_EQ(b.resizeVolume("lun-1", 2 * kMiB, false, dl()).error().code, ErrorCode::unsupported);
-  EXPECT_EQ(b.cloneVolume("lun-1", "copy", {}, dl()).error().code, ErrorCode::unsupported);
+  EXPECT_EQ(b.resizeVolume(named("lun-1"), 2 * kMiB, false, dl()).error().code, ErrorCode::unsupported);
+  EXPECT_EQ(b.cloneVolume(named("lun-1"), "copy", {}, dl()).error().code, ErrorCode::unsupported);
   EXPECT_TRUE(b.build(dl()).ok());
   EXPECT_EQ(b.type(), model::PoolType::iscsi);
 }
@@ -418,7 +426,7 @@ TEST_F(IscsiPoolTest, QemuImgOpensTheResolvedBlockdev) {
   ASSERT_TRUE(fs::writeFileAtomic(secretFile, kChapSecret, 0600).ok());
   for (bool chap : {false, true}) {
     IscsiBackend b(chap ? chapPool(kChapSecret) : pool());
-    auto r = b.resolve(chap ? "lun-1" : "lun-2", dl());
+    auto r = b.resolve(named(chap ? "lun-1" : "lun-2"), dl());
     ASSERT_TRUE(r.ok()) << r.error().message;
     model::json file = r->blockdev;
     file["driver"] = "iscsi";

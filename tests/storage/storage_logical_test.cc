@@ -24,6 +24,14 @@ using namespace vmm::storage;
 
 namespace {
 
+// The volume as the pool service hands it to the backend: only its name matters to a pool of
+// raw volumes.
+model::Volume named(const std::string& name) {
+  model::Volume v;
+  v.name = name;
+  return v;
+}
+
 constexpr uint64_t MiB = 1 << 20;
 constexpr uint64_t kDeviceSize = 64 * MiB;  // 15 extents of 4 MiB after the 1 MiB header
 constexpr uint64_t kExtent = 4 * MiB;
@@ -141,7 +149,7 @@ class LogicalPoolTest : public ::testing::Test {
     s.name = name;
     s.capacity = size;
     s.format = model::DiskFormat::raw;
-    auto v = backend_->createVolume(s, dl());
+    auto v = backend_->createVolume(s, nullptr, dl());
     EXPECT_TRUE(v.ok()) << v.error().message;
     return v.ok() ? *v : model::Volume{};
   }
@@ -266,20 +274,20 @@ TEST_F(LogicalPoolTest, CreateListInfoResizeDelete) {
   dup.name = "vol1";
   dup.capacity = MiB;
   dup.format = model::DiskFormat::raw;
-  auto again = backend_->createVolume(dup, dl());
+  auto again = backend_->createVolume(dup, nullptr, dl());
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.error().code, ErrorCode::conflict) << again.error().message;
 
-  ASSERT_TRUE(backend_->resizeVolume("vol1", 20 * MiB, false, dl()).ok());
+  ASSERT_TRUE(backend_->resizeVolume(named("vol1"), 20 * MiB, false, dl()).ok());
   EXPECT_EQ(backend_->volumeInfo("vol1", dl())->capacity, 20 * MiB);
-  auto shrink = backend_->resizeVolume("vol1", 8 * MiB, false, dl());
+  auto shrink = backend_->resizeVolume(named("vol1"), 8 * MiB, false, dl());
   ASSERT_FALSE(shrink.ok());
   EXPECT_EQ(shrink.error().code, ErrorCode::invalid_argument);
   EXPECT_EQ(backend_->volumeInfo("vol1", dl())->capacity, 20 * MiB);
-  auto shrunk = backend_->resizeVolume("vol1", 8 * MiB, true, dl());
+  auto shrunk = backend_->resizeVolume(named("vol1"), 8 * MiB, true, dl());
   ASSERT_TRUE(shrunk.ok()) << shrunk.error().message;
   EXPECT_EQ(backend_->volumeInfo("vol1", dl())->capacity, 8 * MiB);
-  auto huge = backend_->resizeVolume("vol1", 1ull << 30, false, dl());
+  auto huge = backend_->resizeVolume(named("vol1"), 1ull << 30, false, dl());
   ASSERT_FALSE(huge.ok());
   EXPECT_EQ(huge.error().code, ErrorCode::invalid_argument);
   EXPECT_NE(huge.error().message.find("free"), std::string::npos) << huge.error().message;
@@ -307,11 +315,11 @@ TEST_F(LogicalPoolTest, BadSizesChangeNothing) {
   s.name = "v";
   s.format = model::DiskFormat::raw;
   s.capacity = 0;
-  auto zero = backend_->createVolume(s, dl());
+  auto zero = backend_->createVolume(s, nullptr, dl());
   ASSERT_FALSE(zero.ok());
   EXPECT_EQ(zero.error().code, ErrorCode::invalid_argument);
   s.capacity = 1ull << 30;
-  auto big = backend_->createVolume(s, dl());
+  auto big = backend_->createVolume(s, nullptr, dl());
   ASSERT_FALSE(big.ok());
   EXPECT_EQ(big.error().code, ErrorCode::invalid_argument);
   EXPECT_NE(big.error().message.find("1GiB"), std::string::npos) << big.error().message;
@@ -326,7 +334,7 @@ TEST_F(LogicalPoolTest, BadNamesAndFormatsRefused) {
     s.name = name;
     s.capacity = MiB;
     s.format = model::DiskFormat::raw;
-    auto v = backend_->createVolume(s, dl());
+    auto v = backend_->createVolume(s, nullptr, dl());
     ASSERT_FALSE(v.ok()) << quote(name);
     EXPECT_EQ(v.error().code, ErrorCode::invalid_argument) << quote(name) << ": " << v.error().message;
     EXPECT_FALSE(backend_->volumeInfo(name, dl()).ok());
@@ -335,7 +343,7 @@ TEST_F(LogicalPoolTest, BadNamesAndFormatsRefused) {
   q.name = "disk";
   q.capacity = MiB;
   q.format = model::DiskFormat::qcow2;
-  auto v = backend_->createVolume(q, dl());
+  auto v = backend_->createVolume(q, nullptr, dl());
   ASSERT_FALSE(v.ok());
   EXPECT_EQ(v.error().code, ErrorCode::invalid_argument);
   EXPECT_EQ(v.error().message, "format: logical pools hold raw volumes");
@@ -375,23 +383,23 @@ TEST_F(LogicalPoolTest, UploadLandsAtThePvOffsetAndReadsBack) {
   EXPECT_GT(firstExtent, 0u);
   EXPECT_EQ(readDevice(device, offset, bytes.size()), bytes);
 
-  auto resolved = backend_->resolve("data", dl());
+  auto resolved = backend_->resolve(named("data"), dl());
   ASSERT_TRUE(resolved.ok()) << resolved.error().message;
   EXPECT_EQ(resolved->path, device);
   EXPECT_EQ(resolved->offset, offset);
   EXPECT_EQ(resolved->size, 8 * MiB);
   EXPECT_EQ(resolved->format, model::DiskFormat::raw);
-  EXPECT_EQ(backend_->resolve("nothere", dl()).error().code, ErrorCode::not_found);
+  EXPECT_EQ(backend_->resolve(named("nothere"), dl()).error().code, ErrorCode::not_found);
 }
 
 TEST_F(LogicalPoolTest, WipeZeroes) {
   buildPool();
   create("w", 8 * MiB);
   upload("w", pattern(8 * MiB, 2));
-  auto wiped = backend_->wipeVolume("w", dl());
+  auto wiped = backend_->wipeVolume(named("w"), nullptr, dl());
   ASSERT_TRUE(wiped.ok()) << wiped.error().message;
   EXPECT_EQ(download("w"), std::string(8 * MiB, '\0'));
-  auto where = backend_->resolve("w", dl());
+  auto where = backend_->resolve(named("w"), dl());
   ASSERT_TRUE(where.ok());
   EXPECT_EQ(readDevice(where->path, where->offset, 8 * MiB), std::string(8 * MiB, '\0'));
 }
@@ -407,7 +415,7 @@ TEST_F(LogicalPoolTest, FullCloneCopiesLinkedCloneNeedsDeviceMapper) {
   full.linked = false;
   full.progress = [&](double f) { lastProgress = f; };
   auto t0 = std::chrono::steady_clock::now();
-  auto copy = backend_->cloneVolume("src", "copy", full, dl());
+  auto copy = backend_->cloneVolume(named("src"), "copy", full, dl());
   double cloneSeconds = secondsSince(t0);
   ASSERT_TRUE(copy.ok()) << copy.error().message;
   EXPECT_EQ(copy->capacity, 12 * MiB);
@@ -416,11 +424,11 @@ TEST_F(LogicalPoolTest, FullCloneCopiesLinkedCloneNeedsDeviceMapper) {
   std::printf("[ timing ] full clone of 12 MiB %.3f s\n", cloneSeconds);
 
   CloneOptions linked;
-  auto l = backend_->cloneVolume("src", "linked", linked, dl());
+  auto l = backend_->cloneVolume(named("src"), "linked", linked, dl());
   ASSERT_FALSE(l.ok());
   EXPECT_EQ(l.error().code, ErrorCode::unavailable);
   EXPECT_NE(l.error().message.find("device-mapper not available"), std::string::npos) << l.error().message;
-  EXPECT_FALSE(backend_->cloneVolume("missing", "c2", full, dl()).ok());
+  EXPECT_FALSE(backend_->cloneVolume(named("missing"), "c2", full, dl()).ok());
   EXPECT_EQ(volumeCount(), 2u);
 }
 
@@ -430,7 +438,7 @@ TEST_F(LogicalPoolTest, VolumeAcrossPvsStreamsButCannotBeResolved) {
   std::string bytes = pattern(80 * MiB, 4);
   upload("big", bytes);
   EXPECT_EQ(download("big"), bytes);
-  auto r = backend_->resolve("big", dl());
+  auto r = backend_->resolve(named("big"), dl());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::unavailable);
   EXPECT_NE(r.error().message.find("device-mapper not available"), std::string::npos) << r.error().message;
@@ -442,7 +450,7 @@ TEST_F(LogicalPoolTest, StreamNoticesALayoutChange) {
   auto w = backend_->openVolume("moving", StreamMode::write, dl());
   ASSERT_TRUE(w.ok());
   ASSERT_TRUE((*w)->write(0, "abc", 3, dl()).ok());
-  ASSERT_TRUE(backend_->resizeVolume("moving", 12 * MiB, false, dl()).ok());
+  ASSERT_TRUE(backend_->resizeVolume(named("moving"), 12 * MiB, false, dl()).ok());
   EXPECT_FALSE((*w)->finish(dl()).ok());
 }
 

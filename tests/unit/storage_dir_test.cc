@@ -46,6 +46,12 @@ class DirPoolTest : public ::testing::Test {
     s.format = f;
     return s;
   }
+  // A volume as the backend describes it (the pool service would put its record over it).
+  model::Volume vol(const std::string& name) {
+    auto v = backend->volumeInfo(name, dl());
+    EXPECT_TRUE(v.ok()) << name;
+    return v.ok() ? *v : model::Volume{};
+  }
   std::vector<std::string> names() {
     std::vector<std::string> out;
     for (const auto& v : backend->listVolumes(dl()).valueOr({})) out.push_back(v.name);
@@ -57,12 +63,12 @@ class DirPoolTest : public ::testing::Test {
 };
 
 TEST_F(DirPoolTest, CreateListInfoResizeDelete) {
-  auto q = backend->createVolume(spec("a.qcow2", 1ULL << 30), dl());
+  auto q = backend->createVolume(spec("a.qcow2", 1ULL << 30), nullptr, dl());
   ASSERT_TRUE(q.ok()) << q.error().message;
   EXPECT_EQ(q->format, model::DiskFormat::qcow2);
   EXPECT_EQ(q->capacity, 1ULL << 30);
   EXPECT_LT(q->allocation, 1ULL << 20);  // sparse
-  auto r = backend->createVolume(spec("b.raw", 64 << 20, model::DiskFormat::raw), dl());
+  auto r = backend->createVolume(spec("b.raw", 64 << 20, model::DiskFormat::raw), nullptr, dl());
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->format, model::DiskFormat::raw);
   EXPECT_EQ(names(), (std::vector<std::string>{"a.qcow2", "b.raw"}));
@@ -71,9 +77,9 @@ TEST_F(DirPoolTest, CreateListInfoResizeDelete) {
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->virtualSize, q->capacity);
 
-  ASSERT_TRUE(backend->resizeVolume("a.qcow2", 2ULL << 30, false, dl()).ok());
+  ASSERT_TRUE(backend->resizeVolume(vol("a.qcow2"), 2ULL << 30, false, dl()).ok());
   EXPECT_EQ(backend->volumeInfo("a.qcow2", dl())->capacity, 2ULL << 30);
-  auto shrink = backend->resizeVolume("a.qcow2", 1ULL << 20, false, dl());
+  auto shrink = backend->resizeVolume(vol("a.qcow2"), 1ULL << 20, false, dl());
   ASSERT_FALSE(shrink.ok());
   EXPECT_NE(shrink.error().message.find("shrinking"), std::string::npos);
   EXPECT_EQ(backend->volumeInfo("a.qcow2", dl())->capacity, 2ULL << 30);
@@ -88,10 +94,10 @@ TEST_F(DirPoolTest, CreateListInfoResizeDelete) {
 }
 
 TEST_F(DirPoolTest, LinkedCloneOfTenGiBIsFastAndFullCopyIsIndependent) {
-  ASSERT_TRUE(backend->createVolume(spec("base.qcow2", 10ULL << 30), dl()).ok());
+  ASSERT_TRUE(backend->createVolume(spec("base.qcow2", 10ULL << 30), nullptr, dl()).ok());
   auto t0 = SteadyClock::now();
   CloneOptions linked;
-  auto clone = backend->cloneVolume("base.qcow2", "vm1.qcow2", linked, dl());
+  auto clone = backend->cloneVolume(vol("base.qcow2"), "vm1.qcow2", linked, dl());
   auto took = SteadyClock::now() - t0;
   ASSERT_TRUE(clone.ok()) << clone.error().message;
   EXPECT_LT(took, Millis(1000));
@@ -101,13 +107,13 @@ TEST_F(DirPoolTest, LinkedCloneOfTenGiBIsFastAndFullCopyIsIndependent) {
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->backingFile, root + "/pool/base.qcow2");
 
-  ASSERT_TRUE(backend->createVolume(spec("small.raw", 8 << 20, model::DiskFormat::raw), dl()).ok());
+  ASSERT_TRUE(backend->createVolume(spec("small.raw", 8 << 20, model::DiskFormat::raw), nullptr, dl()).ok());
   ASSERT_EQ(std::system(("printf hello | dd of=" + root + "/pool/small.raw conv=notrunc status=none").c_str()), 0);
   CloneOptions full;
   full.linked = false;
   std::vector<double> progress;
   full.progress = [&](double f) { progress.push_back(f); };
-  auto copy = backend->cloneVolume("small.raw", "copy.raw", full, dl());
+  auto copy = backend->cloneVolume(vol("small.raw"), "copy.raw", full, dl());
   ASSERT_TRUE(copy.ok()) << copy.error().message;
   EXPECT_TRUE(copy->backingVolume.empty());
   ASSERT_FALSE(progress.empty());
@@ -115,30 +121,29 @@ TEST_F(DirPoolTest, LinkedCloneOfTenGiBIsFastAndFullCopyIsIndependent) {
   EXPECT_EQ(firstBytes(copy->path, 5), "hello");
 
   // Wiping keeps format, size and (for a linked clone) the base.
-  ASSERT_TRUE(backend->wipeVolume("copy.raw", dl()).ok());
+  ASSERT_TRUE(backend->wipeVolume(vol("copy.raw"), nullptr, dl()).ok());
   EXPECT_NE(firstBytes(copy->path, 5), "hello");
-  ASSERT_TRUE(backend->wipeVolume("vm1.qcow2", dl()).ok());
+  model::Volume base = vol("base.qcow2");
+  ASSERT_TRUE(backend->wipeVolume(vol("vm1.qcow2"), &base, dl()).ok());
   EXPECT_EQ(backend->volumeInfo("vm1.qcow2", dl())->backingVolume, "base.qcow2");
 }
 
 TEST_F(DirPoolTest, BadInputIsRefusedAndCreatesNothing) {
   for (const std::string& bad : std::vector<std::string>{"../escape", "a/b", ".hidden", "", std::string(256, 'x'), "tab\there"}) {
-    auto r = backend->createVolume(spec(bad, 1 << 20), dl());
+    auto r = backend->createVolume(spec(bad, 1 << 20), nullptr, dl());
     EXPECT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().code, ErrorCode::invalid_argument) << bad;
   }
-  auto zero = backend->createVolume(spec("zero.qcow2", 0), dl());
+  auto zero = backend->createVolume(spec("zero.qcow2", 0), nullptr, dl());
   ASSERT_FALSE(zero.ok());
   EXPECT_NE(zero.error().message.find("greater than 0"), std::string::npos);
   auto huge = spec("huge.raw", 1ULL << 60, model::DiskFormat::raw);
   huge.preallocate = true;
-  auto h = backend->createVolume(huge, dl());
+  auto h = backend->createVolume(huge, nullptr, dl());
   ASSERT_FALSE(h.ok());
   EXPECT_NE(h.error().message.find("free space"), std::string::npos) << h.error().message;
-  auto noBase = backend->cloneVolume("missing.qcow2", "x.qcow2", CloneOptions{}, dl());
-  EXPECT_EQ(noBase.error().code, ErrorCode::not_found);
-  ASSERT_TRUE(backend->createVolume(spec("dup.qcow2", 1 << 20), dl()).ok());
-  EXPECT_EQ(backend->createVolume(spec("dup.qcow2", 1 << 20), dl()).error().code, ErrorCode::conflict);
+  ASSERT_TRUE(backend->createVolume(spec("dup.qcow2", 1 << 20), nullptr, dl()).ok());
+  EXPECT_EQ(backend->createVolume(spec("dup.qcow2", 1 << 20), nullptr, dl()).error().code, ErrorCode::conflict);
   // A symlink planted in the pool is not a volume and cannot be used to reach outside it.
   ASSERT_EQ(::symlink("/etc/passwd", (root + "/pool/link").c_str()), 0);
   EXPECT_EQ(backend->volumeInfo("link", dl()).error().code, ErrorCode::not_found);
@@ -223,7 +228,7 @@ TEST_F(DirVolumeTest, LongNamesInEveryTarFormatAreChecked) {
                            "; tar --format=" + format + " -cf " + tar + " -C " + src + " .")
                               .c_str()),
               0);
-    auto v = backend->createVolume(dirSpec(std::string("long-") + format, tar), dl());
+    auto v = backend->createVolume(dirSpec(std::string("long-") + format, tar), nullptr, dl());
     ASSERT_TRUE(v.ok()) << format << ": " << v.error().message;
     EXPECT_EQ(fs::readFile(root + "/pool/long-" + format + "/" + longDir + "/" + longFile).valueOr(""), "x\n") << format;
     if (ustar) continue;
@@ -233,7 +238,7 @@ TEST_F(DirVolumeTest, LongNamesInEveryTarFormatAreChecked) {
                            format + " -cf " + escape + " " + deep + "/../../escaped")
                               .c_str()),
               0);
-    auto bad = backend->createVolume(dirSpec(std::string("escape-") + format, escape), dl());
+    auto bad = backend->createVolume(dirSpec(std::string("escape-") + format, escape), nullptr, dl());
     ASSERT_FALSE(bad.ok()) << format;
     EXPECT_NE(bad.error().message.find("would be written outside the volume"), std::string::npos) << format << ": " << bad.error().message;
   }
@@ -269,13 +274,13 @@ TEST(DirVolumeHelpers, TarScanIsIndependentOfChunking) {
 }
 
 TEST_F(DirVolumeTest, EmptyAndUnpackedVolumesAreListedWithTheirSize) {
-  auto empty = backend->createVolume(dirSpec("empty"), dl());
+  auto empty = backend->createVolume(dirSpec("empty"), nullptr, dl());
   ASSERT_TRUE(empty.ok()) << empty.error().message;
   EXPECT_TRUE(empty->directory);
   EXPECT_TRUE(fs::isDirectory(root + "/pool/empty"));
   for (const char* flags : {"", "-z", "-J", "--zstd"}) {
     std::string name = std::string("r") + (flags[0] ? flags + 1 : "plain");
-    auto v = backend->createVolume(dirSpec(name, makeTarball(name + ".tar", flags)), dl());
+    auto v = backend->createVolume(dirSpec(name, makeTarball(name + ".tar", flags)), nullptr, dl());
     ASSERT_TRUE(v.ok()) << flags << ": " << v.error().message;
     EXPECT_EQ(fs::readFile(root + "/pool/" + name + "/etc/motd").valueOr(""), "hello");
     EXPECT_GE(v->capacity, 100005u);
@@ -288,15 +293,15 @@ TEST_F(DirVolumeTest, EmptyAndUnpackedVolumesAreListedWithTheirSize) {
   for (const auto& v : backend->listVolumes(dl()).valueOr({}))
     if (v.name == "rplain") listed = v.directory && v.capacity >= 100005;
   EXPECT_TRUE(listed);
-  auto resolved = backend->resolve("rplain", dl());
+  auto resolved = backend->resolve(vol("rplain"), dl());
   ASSERT_TRUE(resolved.ok());
   EXPECT_EQ(resolved->path, root + "/pool/rplain");
 }
 
 TEST_F(DirVolumeTest, CloneCopiesAndDeleteRemovesTheTree) {
-  ASSERT_TRUE(backend->createVolume(dirSpec("base", makeTarball("b.tar", "-z")), dl()).ok());
+  ASSERT_TRUE(backend->createVolume(dirSpec("base", makeTarball("b.tar", "-z")), nullptr, dl()).ok());
   CloneOptions linked;  // linked is the default: a directory is copied anyway
-  auto c = backend->cloneVolume("base", "copy", linked, dl());
+  auto c = backend->cloneVolume(vol("base"), "copy", linked, dl());
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_TRUE(c->directory);
   ASSERT_TRUE(fs::writeFileAtomic(root + "/pool/copy/etc/motd", "changed").ok());
@@ -307,23 +312,23 @@ TEST_F(DirVolumeTest, CloneCopiesAndDeleteRemovesTheTree) {
 }
 
 TEST_F(DirVolumeTest, OperationsWithoutMeaningAreRefused) {
-  ASSERT_TRUE(backend->createVolume(dirSpec("d"), dl()).ok());
-  auto resize = backend->resizeVolume("d", 1 << 30, false, dl());
+  ASSERT_TRUE(backend->createVolume(dirSpec("d"), nullptr, dl()).ok());
+  auto resize = backend->resizeVolume(vol("d"), 1 << 30, false, dl());
   ASSERT_FALSE(resize.ok());
   EXPECT_NE(resize.error().message.find("directory volume"), std::string::npos);
   EXPECT_FALSE(backend->openVolume("d", StreamMode::read, dl()).ok());
   EXPECT_FALSE(backend->openVolume("d", StreamMode::write, dl()).ok());
-  EXPECT_FALSE(backend->wipeVolume("d", dl()).ok());
+  EXPECT_FALSE(backend->wipeVolume(vol("d"), nullptr, dl()).ok());
   EXPECT_TRUE(fs::isDirectory(root + "/pool/d"));
 }
 
 TEST_F(DirVolumeTest, BadTarballsCreateNothing) {
   std::string notTar = root + "/not.tar";
   ASSERT_TRUE(fs::writeFileAtomic(notTar, "just some text, not an archive").ok());
-  auto bad = backend->createVolume(dirSpec("v1", notTar), dl());
+  auto bad = backend->createVolume(dirSpec("v1", notTar), nullptr, dl());
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("not a tar archive"), std::string::npos) << bad.error().message;
-  auto missing = backend->createVolume(dirSpec("v2", root + "/nothing.tar"), dl());
+  auto missing = backend->createVolume(dirSpec("v2", root + "/nothing.tar"), nullptr, dl());
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message.find("does not exist"), std::string::npos);
   // A member named ../escaped (GNU tar keeps it with -P): refused before anything is written.
@@ -331,13 +336,13 @@ TEST_F(DirVolumeTest, BadTarballsCreateNothing) {
                          "/e/in && tar -P -cf " + root + "/escape.tar ../escaped")
                             .c_str()),
             0);
-  auto escape = backend->createVolume(dirSpec("v3", root + "/escape.tar"), dl());
+  auto escape = backend->createVolume(dirSpec("v3", root + "/escape.tar"), nullptr, dl());
   ASSERT_FALSE(escape.ok());
   EXPECT_NE(escape.error().message.find("outside the volume"), std::string::npos) << escape.error().message;
   // A truncated gzip archive fails while unpacking: the partial tree goes too.
   std::string good = makeTarball("t.tar.gz", "-z");
   ASSERT_EQ(::truncate(good.c_str(), 2000), 0);
-  auto truncated = backend->createVolume(dirSpec("v4", good), dl());
+  auto truncated = backend->createVolume(dirSpec("v4", good), nullptr, dl());
   EXPECT_FALSE(truncated.ok());
   EXPECT_EQ(names(), std::vector<std::string>{});
   EXPECT_EQ(fs::listDir(root + "/pool").valueOr({"?"}), std::vector<std::string>{});
@@ -434,3 +439,105 @@ TEST_F(ImageInspectTest, OtherFormatsAreRefusedByNameNotTakenForRaw) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- a forged header (finding C1)
+
+// A guest writes a qcow2 header naming a host file into its raw disk. Given the volume's record
+// (raw), every backend operation treats those bytes as bytes: nothing opens the host file.
+TEST_F(DirPoolTest, ForgedQcow2HeaderInARawVolumeIsNeverFollowed) {
+  const std::string secret = root + "/secret";
+  ASSERT_TRUE(fs::writeFileAtomic(secret, std::string("TOPSECRET-host-file\n") + std::string(4096, 'S'), 0600).ok());
+  ASSERT_TRUE(backend->createVolume(spec("victim.qcow2", 8 << 20, model::DiskFormat::raw), nullptr, dl()).ok());
+  const std::string victimPath = root + "/pool/victim.qcow2";
+  const std::string forged = root + "/forged.qcow2";
+  auto made = runCommand({"qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", secret, "-F", "raw", forged, "1G"});
+  ASSERT_TRUE(made.ok() && made->success());
+  ASSERT_EQ(std::system(("dd if=" + forged + " of=" + victimPath + " conv=notrunc status=none").c_str()), 0);
+  const std::string header = firstBytes(victimPath, 512);
+
+  // What the bytes say, and what the pool service recorded.
+  model::Volume victim = vol("victim.qcow2");
+  EXPECT_EQ(victim.format, model::DiskFormat::qcow2);
+  EXPECT_TRUE(victim.backingVolume.empty());
+  EXPECT_NE(victim.probe.problem.find("not a volume of pool"), std::string::npos) << victim.probe.problem;
+  EXPECT_EQ(victim.probe.fileSize, 8u << 20);
+  victim.format = model::DiskFormat::raw;
+  victim.capacity = victim.probe.fileSize;
+
+  // Reads an image the way a guest would, in the format vmm gives QEMU.
+  auto guestView = [&](const std::string& path, const char* format) {
+    std::string out = root + "/view.raw";
+    auto r = runCommand({"qemu-img", "convert", "-f", format, "-O", "raw", path, out});
+    EXPECT_TRUE(r.ok() && r->success()) << (r.ok() ? r->err : r.error().message);
+    auto bytes = fs::readFile(out, 64 << 20);
+    (void)fs::removeFile(out);
+    return bytes.ok() ? *bytes : std::string();
+  };
+
+  // Linked clone: the overlay names the base as raw, and is the base's size.
+  CloneOptions linked;
+  auto clone = backend->cloneVolume(victim, "clone", linked, dl());
+  ASSERT_TRUE(clone.ok()) << clone.error().message;
+  EXPECT_EQ(clone->capacity, 8u << 20);
+  EXPECT_EQ(clone->probe.backingFormat, model::DiskFormat::raw);
+  std::string seen = guestView(clone->path, "qcow2");
+  EXPECT_EQ(seen.find("TOPSECRET"), std::string::npos);
+  EXPECT_EQ(seen.substr(0, 512), header);
+
+  // Full clone: a byte-for-byte copy.
+  CloneOptions full;
+  full.linked = false;
+  auto copy = backend->cloneVolume(victim, "copy", full, dl());
+  ASSERT_TRUE(copy.ok()) << copy.error().message;
+  EXPECT_EQ(fs::readFile(copy->path, 64 << 20).valueOr(""), fs::readFile(victimPath, 64 << 20).valueOr("x"));
+
+  // Resize: only the size changes.
+  ASSERT_TRUE(backend->resizeVolume(victim, 16 << 20, false, dl()).ok());
+  struct stat st{};
+  ASSERT_EQ(::stat(victimPath.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 16 << 20);
+  EXPECT_EQ(firstBytes(victimPath, 512), header);
+  victim.capacity = 16 << 20;
+
+  // Wipe of the linked clone keeps it on the raw base; wipe of the victim gives zeros.
+  model::Volume cloneRecord = *clone;
+  cloneRecord.backingVolume = "victim.qcow2";
+  ASSERT_TRUE(backend->wipeVolume(cloneRecord, &victim, dl()).ok());
+  EXPECT_EQ(vol("clone").probe.backingFormat, model::DiskFormat::raw);
+  EXPECT_EQ(guestView(clone->path, "qcow2").find("TOPSECRET"), std::string::npos);
+  ASSERT_TRUE(backend->wipeVolume(victim, nullptr, dl()).ok());
+  EXPECT_EQ(fs::readFile(victimPath, 64 << 20).valueOr("x"), std::string(16 << 20, '\0'));
+
+  // Resolving gives the recorded format.
+  auto disk = backend->resolve(victim, dl());
+  ASSERT_TRUE(disk.ok());
+  EXPECT_EQ(disk->format, model::DiskFormat::raw);
+}
+
+// Headers vmm cannot open as nothing but the file and a backing volume of the pool.
+TEST_F(DirPoolTest, HeadersThatReachOutsideThePoolAreDescribedAsProblems) {
+  auto plant = [&](const std::string& name, std::vector<std::string> args) {
+    std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", "qcow2"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {root + "/pool/" + name, "1M"});
+    auto r = runCommand(argv);
+    ASSERT_TRUE(r.ok() && r->success()) << name << ": " << (r.ok() ? r->err : r.error().message);
+  };
+  ASSERT_TRUE(fs::writeFileAtomic(root + "/outside", std::string(1 << 20, 'o'), 0600).ok());
+  plant("abs", {"-u", "-b", root + "/outside", "-F", "raw"});
+  plant("rel", {"-u", "-b", "../outside", "-F", "raw"});
+  plant("json", {"-u", "-b", "json:{\"driver\":\"file\",\"filename\":\"" + root + "/outside\"}", "-F", "raw"});
+  plant("datafile", {"-o", "data_file=" + root + "/outside,data_file_raw=on"});
+  plant("plain", {});
+  plant("inpool", {"-u", "-b", "plain", "-F", "qcow2"});
+  for (const char* name : {"abs", "rel", "json", "datafile"}) {
+    auto v = vol(name);
+    EXPECT_FALSE(v.probe.problem.empty()) << name;
+    EXPECT_TRUE(v.backingVolume.empty()) << name;
+  }
+  EXPECT_TRUE(vol("plain").probe.problem.empty()) << vol("plain").probe.problem;
+  auto inpool = vol("inpool");
+  EXPECT_TRUE(inpool.probe.problem.empty()) << inpool.probe.problem;
+  EXPECT_EQ(inpool.backingVolume, "plain");
+  EXPECT_EQ(inpool.probe.backingFormat, model::DiskFormat::qcow2);
+}
