@@ -115,6 +115,10 @@ Status DomainService::load() {
       log::warn("generated a password for the domain's TCP graphics (see domain.get as an admin)",
                 {{"domain", def->name}, {"stored", st.ok()}});
     }
+    // Definitions stored before a volume's format came from its pool's record carry one guessed
+    // from the volume's name; the record decides now (a raw volume named "x.qcow2" stays raw).
+    for (auto& disk : def->disks)
+      if (disk.source.isVolume()) disk.format.reset();
     auto obj = std::make_shared<DomainObject>(def->name);
     bool managedSave = !options_.saveDir.empty() && fs::exists(managedSavePath(obj->name));
     {

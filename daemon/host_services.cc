@@ -22,8 +22,10 @@ Result<drivers::ResolvedDisk> DaemonHostServices::resolveDisk(const model::Disk&
       return invalidArgument("disk " + disk.target + ": volume " + disk.source.describe() + " is a directory volume (a container rootfs), not a disk image");
     if (rootfs && !directory)
       return invalidArgument("container.rootfs: volume " + disk.source.describe() + " is not a directory volume (create one with format \"dir\")");
-    // The volume's own format unless the disk overrides it.
-    if (disk.format) r->format = *disk.format;
+    // The format vmm recorded for the volume: a disk cannot open it as something else.
+    if (disk.format && *disk.format != r->format)
+      return invalidArgument("disk " + disk.target + ": format " + std::string(model::enumName(model::kDiskFormats, *disk.format)) +
+                             ", but volume " + disk.source.describe() + " is " + std::string(model::enumName(model::kDiskFormats, r->format)));
     return r;
   }
   drivers::ResolvedDisk r;

@@ -107,7 +107,7 @@ Result<model::Domain> InstanceService::buildDefinition(const model::LaunchSpec& 
     disks.push_back({{"device", "cdrom"}, {"bus", "sata"}, {"readonly", true}, {"source", {{"pool", image.pool}, {"volume", image.volume}}}});
     def["boot"]["order"] = json::array({"cdrom", "disk"});
   } else {
-    disks.push_back({{"source", {{"pool", image.pool}, {"volume", rootVolume}}}, {"format", "qcow2"}});
+    disks.push_back({{"source", {{"pool", image.pool}, {"volume", rootVolume}}}});  // in the volume's recorded format
   }
   if (!seedVolume.empty())
     disks.push_back({{"device", "cdrom"}, {"bus", "sata"}, {"readonly", true}, {"source", {{"pool", image.pool}, {"volume", seedVolume}}}});
@@ -171,7 +171,6 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
     if (rootVolume.empty()) return invalidArgument("customize: image " + image.name + " is an ISO");
     if (!options_.guestfs) return unavailable("customize: " + options_.guestfsUnavailable);
     VMM_ASSIGN(customization, customizeFromJson(spec.customize));
-    customization->format = "qcow2";
   }
   VMM_ASSIGN(auto def, buildDefinition(spec, image, name, rootVolume, seedVolume));
 
@@ -219,6 +218,7 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
     report(20, "customising the disk");
     VMM_ASSIGN(auto r, pools_.resolve(image.pool, rootVolume));
     if (r.path.empty() || r.size) return unsupported("customize: the disk is not a local file");
+    customization->format = std::string(model::enumName(model::kDiskFormats, r.format));  // a full copy of a raw image is raw
     VMM_TRY(customize::customizeImage(r.path, *customization, *options_.guestfs, Deadline::after(options_.customizeTimeout)));
   }
   if (cloudInit) {

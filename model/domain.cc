@@ -110,10 +110,12 @@ json formatDisk(const Disk& d) {
   json j = {{"target", d.target},
             {"device", enumName(kDiskDevices, d.device)},
             {"bus", enumName(kDiskBuses, d.bus)},
-            {"format", enumName(kDiskFormats, d.format.value_or(defaultDiskFormat(d)))},
             {"cache", enumName(kDiskCaches, d.cache)},
             {"source", formatDiskSource(d.source)},
             {"readonly", d.readonly}};
+  // A volume's format is the one its pool recorded: a definition names it only when it was given
+  // (and it must then agree). A file's is given, or guessed from its name.
+  if (d.format || !d.source.isVolume()) j["format"] = enumName(kDiskFormats, d.format.value_or(defaultDiskFormat(d)));
   if (d.bootOrder) j["boot_order"] = *d.bootOrder;
   if (!d.serial.empty()) j["serial"] = d.serial;
   return j;

@@ -28,7 +28,7 @@ struct AuthorizedKeys {
 };
 
 struct CustomizeSpec {
-  std::string format;                  // "raw" or "qcow2"; "" = detected from the header
+  std::string format;                  // "raw" or "qcow2", as recorded; required to customise (never detected)
   std::vector<InjectedFile> files;     // applied in this order, then keys, hostname, commands
   std::vector<AuthorizedKeys> sshKeys;
   std::string hostname;                // written to /etc/hostname (and /etc/hosts' 127.0.1.1 line)

@@ -51,14 +51,6 @@ std::string tailLines(const std::string& text, size_t n) {
   return join(std::vector<std::string>(lines.begin() + static_cast<long>(from), lines.end()), " | ");
 }
 
-Result<std::string> detectFormat(const std::string& path) {
-  fs::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return systemError("open " + path, errno);
-  char magic[4] = {};
-  ssize_t n = pread(fd.get(), magic, sizeof magic, 0);
-  return std::string(n == 4 && std::string_view(magic, 4) == std::string_view("QFI\xfb", 4) ? "qcow2" : "raw");
-}
-
 // Kills everything of the helper's session - the helper, supermin, libguestfs's recovery
 // process and QEMU, also any of them that moved to a process group of its own - and waits
 // until nothing of it runs any more (zombies aside: their parent or init reaps them).
@@ -89,18 +81,17 @@ Result<GuestfsRuntime> GuestfsRuntime::fromEnvFile(const std::string& envFile, c
   return rt;
 }
 
-Result<CustomizeReport> customizeImage(const std::string& imagePath, const CustomizeSpec& specIn,
+Result<CustomizeReport> customizeImage(const std::string& imagePath, const CustomizeSpec& spec,
                                        const GuestfsRuntime& runtime, Deadline deadline) {
-  VMM_TRY(validateCustomizeSpec(specIn));
+  VMM_TRY(validateCustomizeSpec(spec));
+  // The format the image's pool recorded: never detected from its header, which a guest may
+  // have written (a qcow2 header naming a host file would be opened by the appliance's QEMU).
+  if (spec.format.empty()) return invalidArgument("format: the image's recorded format (raw or qcow2) is required");
   struct stat st {};
   if (stat(imagePath.c_str(), &st) != 0) return errno == ENOENT ? notFound("no such image: " + imagePath) : systemError("stat " + imagePath, errno);
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return invalidArgument("not an image file: " + imagePath);
   if (runtime.helperPath.empty() || access(runtime.helperPath.c_str(), X_OK) != 0)
     return unavailable("image customisation helper not found: " + quote(runtime.helperPath));
-  CustomizeSpec spec = specIn;
-  if (spec.format.empty()) {
-    VMM_ASSIGN(spec.format, detectFormat(imagePath));
-  }
   char* abs = realpath(imagePath.c_str(), nullptr);
   if (!abs) return systemError("realpath " + imagePath, errno);
   std::string absPath(abs);

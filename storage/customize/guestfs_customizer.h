@@ -32,10 +32,10 @@ struct GuestfsRuntime {
   static Result<GuestfsRuntime> fromEnvFile(const std::string& envFile, const std::string& helperPath);
 };
 
-// Opens `imagePath` (raw or qcow2) read-write, mounts its root filesystem (found by
-// inspection, else the first filesystem that mounts) and applies `spec`. Errors carry
-// libguestfs's message; timeout when the deadline passes (the appliance is then killed and the
-// image may be half-customised).
+// Opens `imagePath` read-write in `spec.format` (required: never detected), mounts its root
+// filesystem (found by inspection, else the first filesystem that mounts) and applies `spec`.
+// Errors carry libguestfs's message; timeout when the deadline passes (the appliance is then
+// killed and the image may be half-customised).
 Result<CustomizeReport> customizeImage(const std::string& imagePath, const CustomizeSpec& spec,
                                        const GuestfsRuntime& runtime, Deadline deadline);
 

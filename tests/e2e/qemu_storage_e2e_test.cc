@@ -369,6 +369,79 @@ TEST_F(QemuStorageTest, GuestBootsFromLinkedCloneInDirPoolAndVolumeInUseIsKept) 
   EXPECT_EQ(golden.substr(kGuestWriteOffset, 14), std::string(14, '\0'));
 }
 
+// A guest's raw disk holding a qcow2 header that names a host file (what a guest writes into
+// its own disk to reach the host, finding C1), named like a qcow2 image so that no guess from
+// the name can stand in for the recorded format. Neither the guest using it - before and after
+// vmmd restarts - nor a guest of its linked clone ever reads the host file: QEMU opens the volume
+// as the raw bytes it is.
+TEST_F(QemuStorageTest, AForgedQcow2HeaderInARawVolumeNeverReachesTheHostFile) {
+  const std::string secret = tmp + "/secret";
+  ASSERT_TRUE(fs::writeFileAtomic(secret, "TOPSECRET-host-file\n" + std::string(64 << 10, 'S'), 0600).ok());
+  const std::string forged = tmp + "/forged.qcow2";
+  ASSERT_TRUE(runStep({"qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", secret, "-F", "raw", forged, "64M"}).ok());
+  call("volume.create", {{"pool", "default"}, {"volume", {{"name", "victim.qcow2"}, {"capacity", "4MiB"}, {"format", "raw"}}}});
+  fs::UniqueFd fd(::open(forged.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st{};
+  ASSERT_TRUE(fd.valid() && ::fstat(fd.get(), &st) == 0);
+  auto up = rpc->uploadVolume("default", "victim.qcow2", fd.get(), static_cast<uint64_t>(st.st_size), nullptr);
+  ASSERT_TRUE(up.ok()) << up.error().message;
+  call("volume.create", {{"pool", "default"}, {"volume", {{"name", "golden.raw"}, {"capacity", kDiskSize}, {"format", "raw"}}}});
+  uploadBootImage("default", "golden.raw");
+
+  // Defines and starts a guest booting a clone of the golden image, with `data` as vdb.
+  auto startWithData = [&](const std::string& name, const std::string& data) {
+    call("volume.clone", {{"pool", "default"}, {"name", "golden.raw"}, {"target", name + "-root"}, {"linked", true}});
+    json def = {{"name", name}, {"type", "qemu"}, {"vcpus", 1}, {"memory", "256MiB"},
+                {"disks", {{{"source", {{"pool", "default"}, {"volume", name + "-root"}}}, {"boot_order", 1}},
+                           {{"source", {{"pool", "default"}, {"volume", data}}}}}}};
+    auto created = rpc->call("domain.create", {{"definition", def}});
+    ASSERT_TRUE(created.ok()) << created.error().message;
+    domains.push_back(name);
+    EXPECT_FALSE((*created)["definition"]["disks"][1].contains("format")) << created->dump();
+  };
+  auto guestReadsItsDataDisk = [&](const std::string& name) {
+    auto started = rpc->callAndWait("domain.start", {{"name", name}}, Deadline::after(Millis(60000)));
+    ASSERT_TRUE(started.ok()) << started.error().message;
+    auto info = rpc->call("domain.get", {{"name", name}});
+    if (info.ok()) qemuPids.insert((*info)["runtime"].value("pid", -1));
+    auto r = guestShell(name, "head -c 3 /dev/vdb; echo; dd if=/dev/vdb bs=64k count=2 2>/dev/null | grep -c TOPSECRET; true");
+    ASSERT_EQ(r.exitCode, 0) << r.err;
+    EXPECT_EQ(r.out, "QFI\n0\n") << "the guest must read the volume's own bytes";
+    auto destroyed = rpc->call("domain.destroy", {{"name", name}});
+    ASSERT_TRUE(destroyed.ok()) << destroyed.error().message;
+  };
+  startWithData("victim-user", "victim.qcow2");
+  guestReadsItsDataDisk("victim-user");
+
+  // After a restart the stored definition still names no format: the pool's record decides.
+  rpc.reset();
+  ASSERT_TRUE(vmmd->stop().ok());
+  auto restarted = vmmd->start();
+  ASSERT_TRUE(restarted.ok()) << restarted.error().message;
+  auto c = vmmd->connect();
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  rpc = std::move(*c);
+  guestReadsItsDataDisk("victim-user");
+
+  // A linked clone of the victim reads through it as raw.
+  call("volume.clone", {{"pool", "default"}, {"name", "victim.qcow2"}, {"target", "victim-clone"}, {"linked", true}});
+  startWithData("clone-user", "victim-clone");
+  guestReadsItsDataDisk("clone-user");
+
+  // A disk cannot ask for the volume to be opened as something else.
+  json def = {{"name", "asks-qcow2"}, {"type", "qemu"}, {"vcpus", 1}, {"memory", "256MiB"},
+              {"disks", {{{"source", {{"pool", "default"}, {"volume", "victim.qcow2"}}}, {"format", "qcow2"}}}}};
+  auto created = rpc->call("domain.create", {{"definition", def}});
+  if (created.ok()) {
+    domains.push_back("asks-qcow2");
+    auto started = rpc->callAndWait("domain.start", {{"name", "asks-qcow2"}}, Deadline::after(Millis(60000)));
+    ASSERT_FALSE(started.ok()) << "a raw volume opened as qcow2";
+    EXPECT_NE(started.error().message.find("is raw"), std::string::npos) << started.error().message;
+  } else {
+    EXPECT_NE(created.error().message.find("is raw"), std::string::npos) << created.error().message;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -141,7 +141,8 @@ class GuestfsTest : public ::testing::Test {
 TEST_F(GuestfsTest, CustomisesRawImageAndReadsBackWithDebugfs) {
   TempDir dir;
   std::string img = makeImage(dir);
-  CustomizeSpec spec;  // format detected: raw
+  CustomizeSpec spec;
+  spec.format = "raw";
   spec.files.push_back({"/etc/vmm-test", "known content\nline two\n", 0640, "alice:web"});
   spec.files.push_back({"/opt/app/deep/config.bin", std::string("\0\x01\xff binary", 10), 0600, "1000:1000"});
   spec.sshKeys.push_back({"root", {"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI vmm-test"}});
@@ -182,6 +183,7 @@ TEST_F(GuestfsTest, DeadlineKillsTheApplianceAndItsProcessGroup) {
   TempDir dir;
   std::string img = makeImage(dir);
   CustomizeSpec spec;
+  spec.format = "raw";
   spec.hostname = "never";
   pid_t group = 0;
   auto record = runtime_.onSpawn;
@@ -208,6 +210,7 @@ TEST_F(GuestfsTest, NotAnImageGivesAClearError) {
   std::string text = dir / "notes.txt";
   ASSERT_TRUE(fs::writeFileAtomic(text, std::string(1 << 20, 'x')).ok());
   CustomizeSpec spec;
+  spec.format = "raw";
   spec.hostname = "web1";
   auto r = customizeImage(text, spec, runtime_, dl());
   ASSERT_FALSE(r.ok());
@@ -226,6 +229,10 @@ TEST_F(GuestfsTest, BadRequestsFailBeforeAnyLaunch) {
   TempDir dir;
   CustomizeSpec spec;
   auto r = customizeImage(dir / "missing.raw", spec, runtime_, dl());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("format"), std::string::npos) << r.error().message;  // never detected
+  spec.format = "raw";
+  r = customizeImage(dir / "missing.raw", spec, runtime_, dl());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::not_found);
   spec.files.push_back({"relative/path", "x", 0644, ""});
