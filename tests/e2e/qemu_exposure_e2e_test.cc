@@ -4,6 +4,7 @@
 //     uid cannot connect;
 //   - a display on a TCP address offers VNC authentication (not None) with a password that
 //     domain.get shows to admins only (read-only callers and definitions see no password);
+//     a vmmd restarted while the guests run reports both displays as before;
 //   - a guest with a user-mode NIC (restrict=on, defined or hot-plugged) cannot connect to a
 //     listener on the host's 127.0.0.1 through slirp's 10.0.2.2; with host_loopback it can.
 //
@@ -315,6 +316,17 @@ TEST_F(QemuExposure, DefaultVncIsARootOnlyUnixSocketAndTcpHasAPasswordForAdminsO
   EXPECT_EQ((*roInfo)["runtime"]["graphics"][0].value("port", 0), port);
   EXPECT_FALSE((*roInfo)["runtime"]["graphics"][0].contains("password")) << roInfo->dump();
   EXPECT_EQ(roInfo->dump().find(password), std::string::npos);
+  ro->reset();
+
+  // A vmmd that reconnects to the running guests reports the same.
+  rpc.reset();
+  vmmd->kill9();
+  ASSERT_TRUE(vmmd->start().ok()) << vmmd->log();
+  auto again = vmmd->connect();
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  rpc = std::move(*again);
+  EXPECT_EQ(info("vncsock")["runtime"]["graphics"], si["runtime"]["graphics"]);
+  EXPECT_EQ(info("vnctcp")["runtime"]["graphics"], ti["runtime"]["graphics"]);
 }
 
 TEST_F(QemuExposure, UserModeNicReachesTheHostLoopbackOnlyWithHostLoopback) {
