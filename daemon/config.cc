@@ -96,6 +96,7 @@ Status applyConfigFile(Config& c, const std::string& path) {
     k.optionalSize("memory", c.capacityMemory);
     k.optional("vcpus", c.capacityVcpus, 0, 1 << 20);
   });
+  r.object("containers", [&](model::JsonReader& k) { k.optional("pids_max", c.containerPidsMax, 0, int64_t{1} << 22); });
   r.object("events", [&](model::JsonReader& e) { readSizeT(e, "queue", c.eventQueue, 16, 1 << 20); });
   r.object("domains", [&](model::JsonReader& d) {
     readDuration(d, "job_wait", c.jobWait);

@@ -43,6 +43,7 @@ struct Config {
   bool imageAllowHttp = false;  // image downloads over plain http:// (no integrity); https -> http redirects never
   uint64_t capacityMemory = 0;  // memory launches may use in all; 0 = the host's memory minus 1 GiB
   int64_t capacityVcpus = 0;    // vCPUs launches may use in all; 0 = 8 per host CPU
+  int64_t containerPidsMax = 4096;  // pids.max of a container without limits.pids; 0 = none
 
   size_t operationsKeep = 1000;
   Millis operationsMaxAge = Millis(24LL * 3600 * 1000);

@@ -91,6 +91,7 @@ void Daemon::createDrivers() {
   ctx.pool = &pool_;
   ctx.runDir = config_.runDir;
   ctx.stateDir = config_.stateDir;
+  ctx.containerPidsMax = config_.containerPidsMax;
   for (const auto& name : config_.drivers) {
     std::unique_ptr<drivers::HypervisorDriver> drv;
     // The test driver simulates its disks and NICs: it gets no host services.

@@ -27,6 +27,8 @@ install -d -m 0755 "$dest/usr/sbin" "$dest/usr/bin" "$dest/etc/vmm" "$dest/lib/s
 	"$dest/usr/share/doc/vmm"
 install -m 0755 "$build/daemon/vmmd" "$dest/usr/sbin/vmmd"
 install -m 0755 "$build/client/vmctl" "$dest/usr/bin/vmctl"
+# Container exec (joins a container with its capabilities and seccomp filter); vmmd looks for it here.
+install -D -m 0755 "$build/drivers/vmm-nsexec" "$dest/usr/lib/vmm/vmm-nsexec"
 # Offline image customisation (libguestfs), when built; vmmd looks for it here.
 if [ -x "$build/storage/customize/vmm-customize" ]; then
 	install -D -m 0755 "$build/storage/customize/vmm-customize" "$dest/usr/lib/vmm/vmm-customize"

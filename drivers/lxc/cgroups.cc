@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,7 +16,12 @@ namespace vmm::drivers::lxc {
 
 namespace {
 
-const std::vector<std::string> kV1Controllers = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+const std::vector<std::string> kV1Controllers = {"memory", "cpu", "cpuacct", "pids", "freezer", "devices"};
+
+// LXC's allow-list (common.conf) without "b *:* m": char nodes may be made, only these opened:
+// null, zero, full, random, urandom, tty, console, ptmx, the ptys, fuse.
+const std::vector<std::string> kAllowedDevices = {"c *:* m",   "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",   "c 1:8 rwm", "c 1:9 rwm",
+                                                  "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:229 rwm"};
 
 Status writeValue(const std::string& file, const std::string& value) {
   int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
@@ -43,7 +49,7 @@ Result<ContainerCgroups> ContainerCgroups::forDomain(const std::string& name, co
     for (const auto& c : kV1Controllers) {
       std::string base = root + "/" + c;
       if (!fs::exists(base + "/cgroup.procs")) {
-        if (c == "cpuacct" || c == "freezer") continue;  // optional
+        if (c == "cpuacct" || c == "freezer" || c == "devices") continue;  // optional
         return unavailable("cgroup v1 controller " + c + " is not mounted at " + base);
       }
       cg.paths_.push_back(base + "/vmm/" + name);
@@ -74,7 +80,7 @@ std::string ContainerCgroups::controller(const std::string& name) const {
   return "";
 }
 
-Status ContainerCgroups::create(const model::Domain& def) {
+Status ContainerCgroups::create(const model::Domain& def, int64_t defaultPids) {
   std::vector<std::string> made;
   auto undo = [&] {
     for (const auto& p : made) ::rmdir(p.c_str());
@@ -97,7 +103,7 @@ Status ContainerCgroups::create(const model::Domain& def) {
     }
     made.push_back(p);
   }
-  for (const auto& [file, value] : limitFiles(def)) {
+  for (const auto& [file, value] : limitFiles(def, defaultPids)) {
     if ((file.find("swap") != std::string::npos || file.find("memsw") != std::string::npos) && !fs::exists(file)) continue;
     Status s = writeValue(file, value);
     if (!s.ok()) {
@@ -108,16 +114,17 @@ Status ContainerCgroups::create(const model::Domain& def) {
   return {};
 }
 
-std::vector<std::pair<std::string, std::string>> ContainerCgroups::limitFiles(const model::Domain& def) const {
+std::vector<std::pair<std::string, std::string>> ContainerCgroups::limitFiles(const model::Domain& def, int64_t defaultPids) const {
   std::vector<std::pair<std::string, std::string>> settings;
   const auto& l = def.limits;
+  int64_t pidsMax = l.pids > 0 ? l.pids : defaultPids;
   if (v2_) {
     const std::string& g = paths_[0];
     settings.push_back({g + "/memory.max", std::to_string(def.memory)});
     settings.push_back({g + "/memory.swap.max", "0"});
     if (l.cpuShares > 0) settings.push_back({g + "/cpu.weight", std::to_string(std::clamp(l.cpuShares * 100 / 1024, 1, 10000))});
     if (l.cpuQuotaPercent > 0) settings.push_back({g + "/cpu.max", std::to_string(l.cpuQuotaPercent * 1000) + " 100000"});
-    if (l.pids > 0) settings.push_back({g + "/pids.max", std::to_string(l.pids)});
+    if (pidsMax > 0) settings.push_back({g + "/pids.max", std::to_string(pidsMax)});
   } else {
     std::string mem = controller("memory"), cpu = controller("cpu"), pids = controller("pids");
     settings.push_back({mem + "/memory.limit_in_bytes", std::to_string(def.memory)});
@@ -127,7 +134,19 @@ std::vector<std::pair<std::string, std::string>> ContainerCgroups::limitFiles(co
       settings.push_back({cpu + "/cpu.cfs_period_us", "100000"});
       settings.push_back({cpu + "/cpu.cfs_quota_us", std::to_string(l.cpuQuotaPercent * 1000)});
     }
-    if (l.pids > 0) settings.push_back({pids + "/pids.max", std::to_string(l.pids)});
+    if (pidsMax > 0) settings.push_back({pids + "/pids.max", std::to_string(pidsMax)});
+    if (std::string dev = controller("devices"); !dev.empty()) {
+      settings.push_back({dev + "/devices.deny", "a"});
+      for (const auto& rule : kAllowedDevices) settings.push_back({dev + "/devices.allow", rule});
+      // Devices the definition mounts on purpose.
+      if (def.container)
+        for (const auto& m : def.container->mounts) {
+          struct stat st{};
+          if (::stat(m.source.c_str(), &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
+            settings.push_back({dev + "/devices.allow", std::string(S_ISCHR(st.st_mode) ? "c " : "b ") + std::to_string(major(st.st_rdev)) +
+                                                            ":" + std::to_string(minor(st.st_rdev)) + " rwm"});
+        }
+    }
   }
   return settings;
 }

@@ -26,11 +26,16 @@ class ContainerCgroups {
   bool v2() const { return v2_; }
   const std::vector<std::string>& paths() const { return paths_; }
 
+  // Whether the container's devices are restricted by an allow-list (v1 devices controller; the
+  // v2 equivalent, a BPF program, is not done).
+  bool hasDevices() const { return !controller("devices").empty(); }
+
   // Creates the groups and applies the limits; on failure removes what it created.
-  Status create(const model::Domain& def);
+  // `defaultPids` is pids.max for a definition without limits.pids (0: none).
+  Status create(const model::Domain& def, int64_t defaultPids = 0);
   // The control files create() writes and their values, in order (files a kernel may lack -
   // memsw, swap - are skipped by create() when absent).
-  std::vector<std::pair<std::string, std::string>> limitFiles(const model::Domain& def) const;
+  std::vector<std::pair<std::string, std::string>> limitFiles(const model::Domain& def, int64_t defaultPids = 0) const;
   // Sub-groups `sub` of these groups (v1 only: limits apply hierarchically there; v2 forbids
   // processes in a group with children), so the processes of one exec can be killed together.
   std::optional<ContainerCgroups> makeChild(const std::string& sub) const;

@@ -9,6 +9,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,7 +30,9 @@ struct MountOp {
   std::string source, target, fstype, data;
   unsigned long flags = 0;
   enum Kind { dir, file, none } kind = dir;  // what to create at target first
-  bool remountReadonly = false;
+  bool remount = false;              // then MS_BIND|MS_REMOUNT with remountFlags
+  unsigned long remountFlags = 0;
+  bool optional = false;             // a target that does not exist is skipped (masks)
 };
 
 struct ChildPlan {
@@ -39,6 +42,7 @@ struct ChildPlan {
   std::vector<std::string> argvStore, envStore;
   std::vector<char*> argv, envp;
   bool userns = false;
+  Confinement confinement;
   int goFd = -1, errFd = -1, slaveFd = -1;
   int closeInChild[2] = {-1, -1};  // the console's master and listening socket
 };
@@ -78,6 +82,7 @@ int childMain(void* arg) {
   if (plan.userns && (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0)) childFail(plan, "setresuid", "0");
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) childFail(plan, "make / private", "");
   for (const auto& m : plan.mounts) {
+    if (m.optional && ::access(m.target.c_str(), F_OK) != 0) continue;
     if (m.kind == MountOp::dir) ::mkdir(m.target.c_str(), 0755);
     if (m.kind == MountOp::file) {
       int fd = ::open(m.target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -86,9 +91,8 @@ int childMain(void* arg) {
     if (::mount(m.source.empty() ? nullptr : m.source.c_str(), m.target.c_str(), m.fstype.empty() ? nullptr : m.fstype.c_str(),
                 m.flags, m.data.empty() ? nullptr : m.data.c_str()) != 0)
       childFail(plan, "mount", m.target.c_str());
-    if (m.remountReadonly &&
-        ::mount(nullptr, m.target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | (m.flags & MS_REC), nullptr) != 0)
-      childFail(plan, "remount read-only", m.target.c_str());
+    if (m.remount && ::mount(nullptr, m.target.c_str(), nullptr, MS_BIND | MS_REMOUNT | m.remountFlags, nullptr) != 0)
+      childFail(plan, (m.remountFlags & MS_RDONLY) ? "remount read-only" : "remount nodev", m.target.c_str());
   }
   for (const auto& [target, link] : plan.symlinks) (void)::symlink(target.c_str(), link.c_str());
   if (::chdir(plan.rootfs.c_str()) != 0) childFail(plan, "chdir", plan.rootfs.c_str());
@@ -106,6 +110,8 @@ int childMain(void* arg) {
   sigemptyset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
   for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+  const char* step = "";
+  if (!applyConfinement(plan.confinement, &step)) childFail(plan, step, "");
   ::execve(plan.argv[0], plan.argv.data(), plan.envp.data());
   childFail(plan, "cannot execute", plan.argv[0]);
 }
@@ -181,14 +187,42 @@ bool waitReadable(int fd, Deadline deadline) {
   return pollFor(&p, 1, deadline) > 0;
 }
 
-void addBind(ChildPlan& plan, const std::string& source, const std::string& target, MountOp::Kind kind, bool ro) {
+// A recursive bind; `remount` flags (MS_RDONLY, MS_NODEV...) are applied to its top mount.
+MountOp& addBind(ChildPlan& plan, const std::string& source, const std::string& target, MountOp::Kind kind, unsigned long remount = 0) {
   MountOp m;
   m.source = source;
   m.target = target;
   m.flags = MS_BIND | MS_REC;
   m.kind = kind;
-  m.remountReadonly = ro;
+  m.remount = remount != 0;
+  m.remountFlags = remount;
   plan.mounts.push_back(m);
+  return plan.mounts.back();
+}
+
+// The flags a bind of `path` must keep when remounted: in a user namespace the kernel refuses
+// to clear the ones the host's mount has (locked), outside it clearing them would loosen it.
+unsigned long lockedFlags(const std::string& path) {
+  struct statvfs sv{};
+  if (::statvfs(path.c_str(), &sv) != 0) return 0;
+  unsigned long f = 0;
+  if (sv.f_flag & ST_NOSUID) f |= MS_NOSUID;
+  if (sv.f_flag & ST_NODEV) f |= MS_NODEV;
+  if (sv.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+  if (sv.f_flag & ST_RDONLY) f |= MS_RDONLY;
+  return f;
+}
+
+// LXC's proc:mixed: the host-wide knobs of /proc/sys read-only (its net/ stays writable: it is
+// the container's own network namespace), sysrq-trigger read-only, and the files that show
+// host kernel memory, keys and timers masked by /dev/null.
+void addProcMixed(ChildPlan& plan, const std::string& proc) {
+  constexpr unsigned long kProcFlags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  addBind(plan, proc + "/sys/net", proc + "/sys/net", MountOp::none, kProcFlags).optional = true;
+  addBind(plan, proc + "/sys", proc + "/sys", MountOp::none, MS_RDONLY | kProcFlags);
+  addBind(plan, proc + "/sysrq-trigger", proc + "/sysrq-trigger", MountOp::none, MS_RDONLY | kProcFlags).optional = true;
+  for (const char* f : {"kcore", "keys", "timer_list", "sched_debug", "kallsyms", "latency_stats"})
+    addBind(plan, "/dev/null", proc + "/" + f, MountOp::none).optional = true;
 }
 
 void addFs(ChildPlan& plan, const std::string& fstype, const std::string& target, unsigned long flags, const std::string& data) {
@@ -223,12 +257,16 @@ Result<PendingContainer> spawnContainer(const ContainerSpec& spec, Deadline dead
   plan->rootfs = r;
   plan->hostname = spec.hostname;
   plan->userns = spec.userns;
-  addBind(*plan, r, r, MountOp::none, false);
+  plan->confinement = spec.confinement;
+  // No device node of the rootfs opens (a privileged container's root could mknod one).
+  addBind(*plan, r, r, MountOp::none, MS_NODEV | lockedFlags(r));
   addFs(*plan, "proc", r + "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "");
+  addProcMixed(*plan, r + "/proc");
   addFs(*plan, "sysfs", r + "/sys", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "");
-  addFs(*plan, "tmpfs", r + "/dev", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+  // nodev: the nodes below are separate binds of the host's /dev, which keep working.
+  addFs(*plan, "tmpfs", r + "/dev", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=755,size=65536k");
   for (const char* node : {"null", "zero", "full", "random", "urandom", "tty"})
-    addBind(*plan, std::string("/dev/") + node, r + "/dev/" + node, MountOp::file, false);
+    addBind(*plan, std::string("/dev/") + node, r + "/dev/" + node, MountOp::file);
   addFs(*plan, "devpts", r + "/dev/pts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
   addFs(*plan, "tmpfs", r + "/dev/shm", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k");
   plan->symlinks = {{"pts/ptmx", r + "/dev/ptmx"},
@@ -239,7 +277,9 @@ Result<PendingContainer> spawnContainer(const ContainerSpec& spec, Deadline dead
   for (const auto& m : spec.mounts) {
     struct stat st{};
     if (::stat(m.source.c_str(), &st) != 0) return invalidArgument("mount: " + m.source + " does not exist");
-    addBind(*plan, m.source, r + m.target, S_ISDIR(st.st_mode) ? MountOp::dir : MountOp::file, m.readonly);
+    // A device given on purpose keeps working; any other mount gets nosuid and nodev.
+    unsigned long flags = (m.readonly ? MS_RDONLY : 0) | (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? 0 : MS_NOSUID | MS_NODEV);
+    addBind(*plan, m.source, r + m.target, S_ISDIR(st.st_mode) ? MountOp::dir : MountOp::file, flags | lockedFlags(m.source));
   }
   plan->argvStore = spec.argv;
   for (const auto& [k, v] : spec.env) plan->envStore.push_back(k + "=" + v);
@@ -256,7 +296,7 @@ Result<PendingContainer> spawnContainer(const ContainerSpec& spec, Deadline dead
   plan->slavePath = name;
   fs::UniqueFd slave(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
   if (!slave.valid()) return systemError(std::string("cannot open ") + name, errno);
-  addBind(*plan, plan->slavePath, r + "/dev/console", MountOp::file, false);
+  addBind(*plan, plan->slavePath, r + "/dev/console", MountOp::file);
   plan->slaveFd = slave.get();
 
   VMM_ASSIGN(auto pidPipe, makePipe());

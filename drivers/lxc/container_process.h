@@ -14,6 +14,7 @@
 #include "base/fs.h"
 #include "base/result.h"
 #include "base/time_util.h"
+#include "drivers/lxc/confinement.h"
 #include "model/domain.h"
 
 namespace vmm::drivers::lxc {
@@ -25,6 +26,7 @@ struct ContainerSpec {
   std::map<std::string, std::string> env;
   std::vector<model::Mount> mounts;
   bool userns = false;                   // uid/gid 0 map to idmapBase (written by the caller)
+  Confinement confinement;               // applied by init just before execve
   int consoleListenFd = -1;              // the monitor accepts console clients here
 };
 

@@ -14,6 +14,7 @@
 #include "base/reverter.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
+#include "drivers/lxc/confinement.h"
 #include "drivers/lxc/container_process.h"
 #include "model/pool.h"
 #include "network/link.h"
@@ -82,7 +83,7 @@ DriverInfo LxcDriver::probe() {
     for (const char* ns : {"mnt", "uts", "ipc", "pid", "net", "user"})
       if (!fs::exists(std::string("/proc/self/ns/") + ns)) info.reason = std::string("the kernel lacks ") + ns + " namespaces";
     info.available = info.reason.empty();
-    info.details = {{"cgroup", cg->v2() ? "v2" : "v1"}, {"nsenter", fs::exists("/usr/bin/nsenter")}};
+    info.details = {{"cgroup", cg->v2() ? "v2" : "v1"}, {"devices_cgroup", cg->hasDevices()}, {"nsexec", nsexecHelper()}};
   }
   MutexLock lock(mu_);
   if (!probed_) probed_ = info;
@@ -251,7 +252,7 @@ Result<RunningDomain> LxcDriver::start(const model::Domain& def, const StartOpti
   c->runId = newUuid();
   c->userns = !cfg.privileged;
   VMM_ASSIGN(c->cgroups, ContainerCgroups::forDomain(def.name));
-  VMM_TRY(c->cgroups.create(def));
+  VMM_TRY(c->cgroups.create(def, ctx_.containerPidsMax));
   revert.add([cg = c->cgroups] { (void)cg.remove(Deadline::after(Millis(5000))); });
 
   std::string dir = runDir(def.name);
@@ -269,6 +270,7 @@ Result<RunningDomain> LxcDriver::start(const model::Domain& def, const StartOpti
   for (const auto& [k, v] : cfg.env) spec.env[k] = v;
   spec.mounts = cfg.mounts;
   spec.userns = c->userns;
+  VMM_ASSIGN(spec.confinement, makeConfinement(cfg.privileged, c->cgroups.hasDevices()));
   spec.consoleListenFd = listenFd.get();
   VMM_ASSIGN(auto pending, spawnContainer(spec, deadline));
   listenFd.reset();  // the monitor holds it
@@ -488,22 +490,35 @@ Result<json> LxcDriver::stats(const model::Domain& def, Deadline) {
 
 // ---------------------------------------------------------------- exec, console
 
+std::string LxcDriver::nsexecHelper() {
+  char exe[4096] = {};
+  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  std::string exeDir = n > 0 ? fs::dirName(std::string(exe, static_cast<size_t>(n))) : ".";
+  for (const auto& p : {exeDir + "/vmm-nsexec", exeDir + "/../drivers/vmm-nsexec", std::string("/usr/lib/vmm/vmm-nsexec")})
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  return "";
+}
+
 Result<ExecResult> LxcDriver::guestExec(const model::Domain& def, const ExecRequest& req, Deadline deadline) {
   VMM_ASSIGN(auto c, running(def));
   if (req.argv.empty()) return invalidArgument("exec: a command is required");
   if (c->cgroups.frozen()) return conflict("domain " + def.name + " is paused");
-  // The shell joins the container's cgroups (so limits apply to the command) and nsenter
-  // joins its namespaces; the command runs as a child of nsenter inside the pid namespace.
-  // Each exec gets sub-groups (v1) so that at its deadline the command (which nsenter forked,
+  std::string helper = nsexecHelper();
+  if (helper.empty()) return unavailable("exec: the vmm-nsexec helper is not installed (next to vmmd or in /usr/lib/vmm)");
+  // The shell joins the container's cgroups (so limits apply to the command) and vmm-nsexec
+  // joins its namespaces with init's capability bounding set and seccomp filter; the command
+  // runs as a child of vmm-nsexec inside the pid namespace.
+  // Each exec gets sub-groups (v1) so that at its deadline the command (which vmm-nsexec forked,
   // out of runCommand's reach) is killed with them; what a finished exec started in the
   // background stays, moved to the container's groups.
   auto own = c->cgroups.makeChild("exec-" + newUuid().substr(0, 8));
   const auto& groups = own ? own->paths() : c->cgroups.paths();
   std::string joins;
   for (const auto& p : groups) joins += "echo $$ > " + quote(p + "/cgroup.procs") + " || exit 125; ";
-  std::vector<std::string> argv = {"/bin/sh", "-c", joins + "exec nsenter -t " + std::to_string(c->initPid) +
-                                                        (c->userns ? " -U" : "") + " -m -u -i -n -p -- \"$@\"",
-                                   "sh"};
+  std::vector<std::string> argv = {"/bin/sh", "-c", joins + "exec \"$@\"", "sh", helper};
+  if (c->userns) argv.push_back("--userns");
+  argv.push_back(std::to_string(c->initPid));
+  argv.push_back("--");
   argv.insert(argv.end(), req.argv.begin(), req.argv.end());
   RunOptions opts;
   opts.deadline = deadline;

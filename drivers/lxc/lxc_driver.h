@@ -71,6 +71,8 @@ class LxcDriver final : public HypervisorDriver {
   Result<std::string> rootfsDir(const model::Domain& def) const;
   // What can only be checked once the rootfs is known: init exists, /proc /sys /dev.
   Status validateRootfs(const model::Domain& def, const std::string& rootfs) const;
+  // vmm-nsexec (drivers/lxc/nsexec_main.cc): next to vmmd (or in the build tree), else /usr/lib/vmm.
+  static std::string nsexecHelper();
   std::string runDir(const std::string& name) const { return ctx_.runDir + "/lxc/" + name; }
   std::string consoleLogPath(const std::string& name) const { return ctx_.stateDir + "/lxc/" + name + "/console.log"; }
   std::shared_ptr<Container> find(const std::string& name) const;

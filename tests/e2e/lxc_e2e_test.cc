@@ -36,7 +36,7 @@ namespace {
 int run(const std::string& cmd) { return std::system(cmd.c_str()); }
 
 // The cgroup v1 controllers the driver makes a group in for each container (drivers/lxc/cgroups.cc).
-const std::vector<std::string> kControllers = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+const std::vector<std::string> kControllers = {"memory", "cpu", "cpuacct", "pids", "freezer", "devices"};
 
 // The controllers (and "unified" for a v2 group) in which container `name` has a cgroup.
 std::vector<std::string> cgroupsOf(const std::string& name) {

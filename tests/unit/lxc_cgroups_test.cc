@@ -3,6 +3,7 @@
 // only here: this host mounts v1 (its cgroup2 hierarchy has only hugetlb).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "base/fs.h"
@@ -82,6 +83,42 @@ TEST_F(FakeCgroupTree, V1ControllersAndFiles) {
       {root + "/cpu/vmm/c1/cpu.cfs_quota_us", "150000"},
       {root + "/pids/vmm/c1/pids.max", "20"}};
   EXPECT_EQ(files, want);
+}
+
+// Without limits.pids the configured default ([containers] pids_max, 4096 unless set) applies;
+// with a devices controller the group gets "deny all" and then the allow-list, no block device.
+TEST_F(FakeCgroupTree, V1DefaultPidsAndDevicesAllowList) {
+  file("memory/memory.limit_in_bytes", "9223372036854771712\n");
+  for (const char* c : {"memory", "cpu", "pids", "devices"}) file(std::string(c) + "/cgroup.procs", "");
+  auto cg = ContainerCgroups::forDomain("c1", root);
+  ASSERT_TRUE(cg.ok()) << cg.error().message;
+  EXPECT_TRUE(cg->hasDevices());
+  model::Domain d = limited();
+  d.limits.pids = 0;
+  auto files = cg->limitFiles(d, 4096);
+  auto at = [&](const std::string& f) {
+    for (size_t i = 0; i < files.size(); ++i)
+      if (files[i].first == f) return i;
+    return files.size();
+  };
+  ASSERT_LT(at(root + "/pids/vmm/c1/pids.max"), files.size());
+  EXPECT_EQ(files[at(root + "/pids/vmm/c1/pids.max")].second, "4096");
+  size_t deny = at(root + "/devices/vmm/c1/devices.deny");
+  ASSERT_LT(deny, files.size());
+  EXPECT_EQ(files[deny].second, "a");
+  std::vector<std::string> allowed;
+  for (size_t i = deny + 1; i < files.size(); ++i) {
+    EXPECT_EQ(files[i].first, root + "/devices/vmm/c1/devices.allow");
+    allowed.push_back(files[i].second);
+  }
+  EXPECT_NE(std::find(allowed.begin(), allowed.end(), "c 1:3 rwm"), allowed.end());
+  EXPECT_NE(std::find(allowed.begin(), allowed.end(), "c 136:* rwm"), allowed.end());
+  for (const auto& a : allowed) EXPECT_NE(a[0], 'b') << a;
+  // An explicit limit wins; 0 as the default means no pids.max at all.
+  d.limits.pids = 20;
+  EXPECT_EQ(cg->limitFiles(d, 4096)[at(root + "/pids/vmm/c1/pids.max")].second, "20");
+  d.limits.pids = 0;
+  for (const auto& [f, v] : cg->limitFiles(d, 0)) EXPECT_EQ(f.find("pids.max"), std::string::npos);
 }
 
 // Freezing writes cgroup.freeze and waits for cgroup.events to say so; stats read the v2 files.
