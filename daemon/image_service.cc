@@ -13,6 +13,7 @@
 #include "base/strings.h"
 #include "daemon/url_fetch.h"
 #include "model/names.h"
+#include "storage/image_inspect.h"
 #include "storage/qemu_img.h"
 
 namespace vmm {
@@ -22,13 +23,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr size_t kChunk = 1 << 20;
-
-// ISO 9660 images carry "CD001" at byte 32769.
-bool isIso(const std::string& file) {
-  fs::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  char magic[5] = {};
-  return fd.valid() && ::pread(fd.get(), magic, 5, 32769) == 5 && std::string(magic, 5) == "CD001";
-}
 
 std::string diskVolumeName(const std::string& image, model::DiskFormat format, bool iso) {
   return image + (iso ? ".iso" : format == model::DiskFormat::qcow2 ? ".qcow2" : ".img");
@@ -108,8 +102,14 @@ Result<model::Volume> ImageService::copyIntoPool(const std::string& pool, const 
                                                  const ImageProgress& progress, int from, int to, Sha256* hash) {
   fs::UniqueFd in(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in.valid()) return systemError("opening " + file, errno);
+  return copyIntoPool(pool, in.get(), file, volume, format, capacity, progress, from, to, hash);
+}
+
+Result<model::Volume> ImageService::copyIntoPool(const std::string& pool, int fd, const std::string& file,
+                                                 const std::string& volume, model::DiskFormat format, uint64_t capacity,
+                                                 const ImageProgress& progress, int from, int to, Sha256* hash) {
   struct stat st{};
-  if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) return invalidArgument(file + " is not a regular file");
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return invalidArgument(file + " is not a regular file");
   model::VolumeSpec spec;
   spec.name = volume;
   spec.format = format;
@@ -125,7 +125,7 @@ Result<model::Volume> ImageService::copyIntoPool(const std::string& pool, const 
     int lastPercent = -1;
     while (done < total) {
       if (progress.cancelled && progress.cancelled()) return cancelledError("import cancelled");
-      ssize_t n = ::pread(in.get(), buf.data(), kChunk, static_cast<off_t>(done));
+      ssize_t n = ::pread(fd, buf.data(), kChunk, static_cast<off_t>(done));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return systemError("reading " + file, errno);
       if (n == 0) return internalError(file + " shrank while being copied");
@@ -147,35 +147,45 @@ Result<model::Image> ImageService::finishImport(model::Image image, const std::s
                                                 const std::string& kernelFile, const std::string& initrdFile,
                                                 const ImageProgress& progress, const std::string& expectedSha256) {
   VMM_TRY(ensurePool());
-  VMM_ASSIGN(auto info, storage::imageInfo(diskFile, Deadline::after(Millis(30000))));
-  // A backing file named inside an image could point anywhere on the host.
-  if (!info.backingFile.empty())
-    return invalidArgument(diskFile + " has a backing file (" + info.backingFile + "): flatten it first (qemu-img convert)");
-  bool iso = info.format == model::DiskFormat::raw && isIso(diskFile);
+  // The image is judged by its header alone, read here (no qemu-img runs on it): only raw
+  // bytes, an ISO or a self-contained qcow2 pass - a backing file or an external data file
+  // could name any file of the host. The bytes judged are the bytes copied (one descriptor).
+  fs::UniqueFd disk(::open(diskFile.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!disk.valid()) return systemError("opening " + diskFile, errno);
+  struct stat st{};
+  if (::fstat(disk.get(), &st) != 0 || !S_ISREG(st.st_mode)) return invalidArgument(diskFile + " is not a regular file");
+  std::string head(std::min<uint64_t>(static_cast<uint64_t>(st.st_size), storage::kInspectHeadBytes), '\0');
+  if (!head.empty() && ::pread(disk.get(), head.data(), head.size(), 0) != static_cast<ssize_t>(head.size()))
+    return systemError("reading " + diskFile, errno);
+  auto verdict = storage::inspectImage(head, static_cast<uint64_t>(st.st_size), options_.maxVirtualSize);
+  if (!verdict.ok()) return invalidArgument("image " + image.name + " is refused: " + verdict.refused);
+  model::DiskFormat format = verdict.kind == storage::ImageKind::qcow2 ? model::DiskFormat::qcow2 : model::DiskFormat::raw;
+  bool iso = verdict.kind == storage::ImageKind::iso;
   image.pool = options_.pool;
-  image.format = info.format;
-  image.size = info.virtualSize;
-  image.volume = diskVolumeName(image.name, info.format, iso);
+  image.format = format;
+  image.size = verdict.virtualSize;
+  image.volume = diskVolumeName(image.name, format, iso);
   if (iso) image.media = "cdrom";
 
   Reverter undo;
-  auto copy = [&](const std::string& file, const std::string& volume, model::DiskFormat fmt, uint64_t cap, int from, int to,
-                  Sha256* hash = nullptr) -> Status {
-    VMM_TRY(copyIntoPool(options_.pool, file, volume, fmt, cap, progress, from, to, hash));
+  auto copy = [&](int fd, const std::string& file, const std::string& volume, model::DiskFormat fmt, uint64_t cap, int from,
+                  int to, Sha256* hash = nullptr) -> Status {
+    VMM_TRY(copyIntoPool(options_.pool, fd, file, volume, fmt, cap, progress, from, to, hash));
     undo.add([this, volume] { (void)pools_.deleteVolume(options_.pool, volume); });
     return {};
   };
   Sha256 hash;
-  VMM_TRY(copy(diskFile, image.volume, info.format, info.virtualSize, 5, 90, &hash));
+  VMM_TRY(copy(disk.get(), diskFile, image.volume, format, verdict.virtualSize, 5, 90, &hash));
   image.sha256 = hash.hexDigest();
   if (!expectedSha256.empty() && image.sha256 != expectedSha256)
     return invalidArgument("sha256 mismatch for " + image.source + ": expected " + expectedSha256 + ", got " + image.sha256);
   for (auto [file, field, suffix] : {std::tuple{kernelFile, &image.kernel, ".kernel"}, std::tuple{initrdFile, &image.initrd, ".initrd"}}) {
     if (file.empty()) continue;
-    struct stat st{};
-    if (::stat(file.c_str(), &st) != 0) return notFound(file + ": " + strerror(errno));
+    fs::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat fst{};
+    if (!fd.valid() || ::fstat(fd.get(), &fst) != 0) return notFound(file + ": " + strerror(errno));
     *field = image.name + suffix;
-    VMM_TRY(copy(file, *field, model::DiskFormat::raw, static_cast<uint64_t>(st.st_size), 90, 98));
+    VMM_TRY(copy(fd.get(), file, *field, model::DiskFormat::raw, static_cast<uint64_t>(fst.st_size), 90, 98));
   }
   image.createdUs = wallNowMicros();
   VMM_TRY(store_.put(Table::images, image.name, formatImage(image)));

@@ -30,6 +30,7 @@ struct ImageServiceOptions {
   uint64_t maxDownloadBytes = 64ULL << 30;
   std::string caFile;            // PEM CA certificates https downloads trust; "" = the system's
   bool allowHttp = false;        // downloads over plain http://
+  uint64_t maxVirtualSize = 2ULL << 40;  // the largest disk an imported image may claim
   Millis ioTimeout = Millis(6 * 3600 * 1000);
 };
 
@@ -62,6 +63,11 @@ class ImageService {
                                      model::DiskFormat format,
                                      uint64_t capacity, const ImageProgress& progress, int from = 0, int to = 100,
                                      Sha256* hash = nullptr);
+  // The same from a descriptor already open on `file` (the bytes that were inspected are the
+  // bytes copied).
+  Result<model::Volume> copyIntoPool(const std::string& pool, int fd, const std::string& file, const std::string& volume,
+                                     model::DiskFormat format, uint64_t capacity, const ImageProgress& progress, int from,
+                                     int to, Sha256* hash);
 
  private:
   Status ensurePool();

@@ -1007,3 +1007,53 @@ TEST_F(StorageE2E, PlantedImagesThatReachOutsideThePoolAreRefused) {
   EXPECT_NE(later.value("refused", "").find("changed outside vmm"), std::string::npos) << later.dump();
   EXPECT_FALSE(rpc->callAndWait("volume.clone", {{"pool", "default"}, {"name", "later"}, {"target", "later-clone"}}, dl()).ok());
 }
+
+// An image vmm did not make is judged by its header, read by vmmd itself: anything QEMU would
+// open besides the file (a backing file by any name, an external data file), an encrypted or
+// foreign format, or a disk claiming more than the size limit is refused before a byte is
+// copied, and leaves no image, volume or temporary file (findings C2 and M5).
+TEST_F(StorageE2E, ImportedImagesThatReachOutsideTheFileAreRefused) {
+  const std::string secret = vmmd->dir() + "/secret";
+  ASSERT_TRUE(fs::writeFileAtomic(secret, "TOPSECRET-host-file\n", 0600).ok());
+  // qemu-img ARGS... PATH [SIZE]
+  auto make = [&](const std::string& name, std::vector<std::string> argv, const std::string& size = "1M") {
+    std::string path = vmmd->dir() + "/" + name;
+    argv.insert(argv.begin(), "qemu-img");
+    argv.push_back(path);
+    if (!size.empty()) argv.push_back(size);
+    auto r = runCommand(argv);
+    EXPECT_TRUE(r.ok() && r->success()) << name << ": " << (r.ok() ? r->err : r.error().message);
+    return path;
+  };
+  std::vector<std::pair<std::string, std::string>> refused = {
+      {make("datafile.qcow2", {"create", "-q", "-f", "qcow2", "-o", "data_file=" + secret + ",data_file_raw=on"}), "data file"},
+      {make("absolute.qcow2", {"create", "-q", "-f", "qcow2", "-u", "-b", secret, "-F", "raw"}), "backing file"},
+      {make("relative.qcow2", {"create", "-q", "-f", "qcow2", "-u", "-b", "../../secret", "-F", "raw"}), "backing file"},
+      {make("json.qcow2", {"create", "-q", "-f", "qcow2", "-u", "-b", "json:{\"driver\":\"file\",\"filename\":\"" + secret + "\"}",
+                           "-F", "raw"}), "backing file"},
+      {make("disk.vmdk", {"create", "-q", "-f", "vmdk"}), "vmdk"},
+      {make("huge.qcow2", {"create", "-q", "-f", "qcow2"}, "3T"), "over the limit"},
+  };
+  for (const auto& [file, reason] : refused) {
+    auto r = rpc->callAndWait("image.import", {{"name", "bad"}, {"file", file}}, dl());
+    ASSERT_FALSE(r.ok()) << file;
+    EXPECT_NE(r.error().message.find("refused"), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find(reason), std::string::npos) << r.error().message;
+    EXPECT_EQ(must("image.list"), json::array());
+    auto vols = rpc->call("volume.list", {{"pool", "images"}});
+    if (vols.ok()) {
+      EXPECT_EQ(*vols, json::array()) << file;
+    }
+  }
+  // A self-contained compressed qcow2 is taken as it is.
+  std::string raw = vmmd->dir() + "/plain.raw";
+  ASSERT_TRUE(fs::writeFileAtomic(raw, randomData(4 * MiB)).ok());
+  std::string good = make("good.qcow2", {"convert", "-q", "-c", "-f", "raw", "-O", "qcow2", raw}, "");
+  auto ok = rpc->callAndWait("image.import", {{"name", "good"}, {"file", good}}, dl());
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ((*ok)["format"], "qcow2");
+  EXPECT_EQ((*ok)["size"], 4 * MiB);
+  json v = must("volume.get", {{"pool", "images"}, {"name", (*ok)["volume"]}});
+  EXPECT_FALSE(v.contains("refused")) << v.dump();
+  EXPECT_FALSE(v.contains("backing_volume")) << v.dump();
+}
