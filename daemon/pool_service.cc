@@ -241,8 +241,13 @@ model::Volume PoolService::setVolume(PoolObject& p, model::Volume v, const std::
 }
 
 Result<model::Volume> PoolService::usableVolume(PoolObject& p, const std::string& name, Deadline deadline) {
+  VMM_ASSIGN(auto chain, usableChain(p, name, deadline));
+  return std::move(chain.front());
+}
+
+Result<std::vector<model::Volume>> PoolService::usableChain(PoolObject& p, const std::string& name, Deadline deadline) {
   std::vector<std::string> chain;  // the volume, then each backing (qcow2 layers are read again)
-  model::Volume top;
+  std::vector<model::Volume> layers;
   {
     MutexLock lock(p.mu);
     auto it = p.volumes.find(name);
@@ -251,12 +256,14 @@ Result<model::Volume> PoolService::usableVolume(PoolObject& p, const std::string
       if (p.busy.count(name)) return conflict("volume " + p.name + "/" + name + " is still being created");
       return notFound("pool " + p.name + " has no volume " + quote(name));
     }
-    top = it->second;
     for (std::string cur = name; !cur.empty();) {
       auto r = p.records.find(cur);
-      if (r == p.records.end()) return notFound("volume " + p.name + "/" + cur + " has no record; refresh the pool");
+      auto v = p.volumes.find(cur);
+      if (r == p.records.end() || v == p.volumes.end())
+        return notFound("volume " + p.name + "/" + cur + " has no record; refresh the pool");
       if (chain.size() > kMaxBackingDepth) return invalidArgument("volume " + p.name + "/" + name + ": its backing chain is too deep");
       chain.push_back(cur);
+      layers.push_back(v->second);
       cur = r->second.format == model::DiskFormat::qcow2 ? r->second.backing : "";
     }
   }
@@ -274,7 +281,7 @@ Result<model::Volume> PoolService::usableVolume(PoolObject& p, const std::string
     applyVolumeRecord(p.records, record, *fresh);
     if (!fresh->refused.empty()) return invalidArgument("volume " + p.name + "/" + layer + " is refused: " + fresh->refused);
   }
-  return top;
+  return layers;
 }
 
 Status PoolService::reserve(PoolObject& p, const std::string& volume, const std::string& what) {
@@ -756,10 +763,16 @@ Result<std::unique_ptr<storage::VolumeStream>> PoolService::openVolume(const std
 
 Result<drivers::ResolvedDisk> PoolService::resolve(const std::string& pool, const std::string& volume) {
   VMM_ASSIGN(auto p, findActive(pool));
-  VMM_ASSIGN(auto v, usableVolume(*p, volume, ioDeadline()));
-  auto r = p->backend->resolve(v, ioDeadline());
-  if (!r.ok()) return noteFailure(*p, r.error().wrap("volume " + pool + "/" + volume));
-  return r;
+  VMM_ASSIGN(auto chain, usableChain(*p, volume, ioDeadline()));
+  drivers::ResolvedDisk top;
+  for (size_t i = 0; i < chain.size(); ++i) {
+    auto r = p->backend->resolve(chain[i], ioDeadline());
+    if (!r.ok()) return noteFailure(*p, r.error().wrap("volume " + pool + "/" + chain[i].name));
+    if (i == 0) top = std::move(*r);
+    else top.backing.push_back(std::move(*r));
+  }
+  top.chainPinned = true;
+  return top;
 }
 
 }  // namespace vmm

@@ -107,7 +107,7 @@ class PoolService {
   Result<std::unique_ptr<storage::VolumeStream>> openVolume(const std::string& pool, const std::string& name,
                                                             storage::StreamMode mode);
 
-  // How a hypervisor reaches a volume (for domain disks).
+  // How a hypervisor reaches a volume (for domain disks), with the layers below it as recorded.
   Result<drivers::ResolvedDisk> resolve(const std::string& pool, const std::string& volume);
 
  private:
@@ -135,6 +135,8 @@ class PoolService {
   // The cached volume, checked usable: it exists, is not refused, and (a qcow2 chain) every
   // layer's header, read again now, still matches its record.
   Result<model::Volume> usableVolume(PoolObject& p, const std::string& name, Deadline deadline);
+  // The same for the volume and each volume below it, the volume first.
+  Result<std::vector<model::Volume>> usableChain(PoolObject& p, const std::string& name, Deadline deadline);
   Status reserve(PoolObject& p, const std::string& volume, const std::string& what);
   void unreserve(PoolObject& p, const std::string& volume);
   void publish(const std::string& type, const std::string& pool, const nlohmann::json& data);

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "drivers/driver.h"
 #include "model/pool.h"
 
 namespace vmm {
@@ -26,9 +27,8 @@ struct VolumeRecord {
 nlohmann::json formatVolumeRecord(const VolumeRecord& r);
 std::optional<VolumeRecord> parseVolumeRecord(const nlohmann::json& j);
 
-// The deepest chain of backing volumes vmm follows (QEMU's own limit is far deeper; libvirt's
-// is 200): deeper ones are refused rather than walked.
-inline constexpr size_t kMaxBackingDepth = 16;
+// The deepest chain of backing volumes vmm follows.
+inline constexpr size_t kMaxBackingDepth = drivers::kMaxBackingLayers;
 
 // Puts `records` over `volumes` (as their bytes describe them): format, backing and, for raw
 // volumes, capacity come from the record; a qcow2 volume whose header no longer matches its

@@ -56,7 +56,16 @@ struct ResolvedDisk {
   uint64_t size = 0;
   bool blockDevice = false;  // `path` is a block device (QEMU's host_device driver, not file)
   bool directory = false;    // `path` is a directory (a container rootfs volume)
+  // The layers below this one, its backing first, exactly as the pool recorded them: a
+  // hypervisor is given these and told there is nothing further (`chainPinned`). Without it (a
+  // disk given by path) the image's own header names its backing.
+  std::vector<ResolvedDisk> backing;
+  bool chainPinned = false;
 };
+
+// The deepest chain of backing layers vmm gives a hypervisor (QEMU's own limit is far deeper,
+// libvirt's 200): deeper ones are refused rather than walked.
+inline constexpr size_t kMaxBackingLayers = 16;
 
 // A host-side network port prepared for a NIC by the network layer.
 struct PreparedPort {

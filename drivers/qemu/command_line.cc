@@ -40,12 +40,18 @@ std::string machineFamily(const std::string& machine) {
 }
 
 std::string diskDeviceId(const model::Disk& d) { return "disk-" + d.target; }
-std::string diskFileNode(const model::Disk& d) { return "file-" + d.target; }
-std::string diskFormatNode(const model::Disk& d) { return "fmt-" + d.target; }
+std::string diskFileNode(const model::Disk& d, size_t layer) {
+  return "file-" + d.target + (layer ? "-" + std::to_string(layer) : "");
+}
+std::string diskFormatNode(const model::Disk& d, size_t layer) {
+  return "fmt-" + d.target + (layer ? "-" + std::to_string(layer) : "");
+}
 std::string nicDeviceId(const model::Nic& n) { return "net-" + macHex(n.mac); }
 std::string nicNetdevId(const model::Nic& n) { return "netdev-" + macHex(n.mac); }
 
-json fileNodeJson(const model::Disk& d, const ResolvedDisk& r) {
+namespace {
+
+json fileNodeJson(const model::Disk& d, const ResolvedDisk& r, size_t layer) {
   json node;
   if (r.protocol.empty()) {
     node = {{"driver", r.blockDevice ? "host_device" : "file"}, {"filename", r.path}};
@@ -53,28 +59,50 @@ json fileNodeJson(const model::Disk& d, const ResolvedDisk& r) {
     node = r.blockdev;
     node["driver"] = r.protocol;
   }
-  node["node-name"] = diskFileNode(d);
-  node["read-only"] = d.readonly;
+  // Layers below the top are only ever read (writes go to the top).
+  bool readOnly = d.readonly || layer > 0;
+  node["node-name"] = diskFileNode(d, layer);
+  node["read-only"] = readOnly;
   bool direct = d.cache == model::DiskCache::none || d.cache == model::DiskCache::directsync;
   bool noFlush = d.cache == model::DiskCache::unsafe;
   if (r.protocol.empty()) node["cache"] = {{"direct", direct}, {"no-flush", noFlush}};
-  if (!d.readonly && r.protocol.empty()) node["discard"] = "unmap";
+  if (!readOnly && r.protocol.empty()) node["discard"] = "unmap";
   return node;
 }
 
-json formatNodeJson(const model::Disk& d, const ResolvedDisk& r) {
-  model::DiskFormat fmt = d.format.value_or(r.format);
+json formatNodeJson(const model::Disk& d, const ResolvedDisk& r, size_t layer, const ResolvedDisk* below) {
+  model::DiskFormat fmt = layer ? r.format : d.format.value_or(r.format);
   json node = {{"driver", model::enumName(model::kDiskFormats, fmt)},
-               {"file", diskFileNode(d)},
-               {"node-name", diskFormatNode(d)},
-               {"read-only", d.readonly}};
+               {"file", diskFileNode(d, layer)},
+               {"node-name", diskFormatNode(d, layer)},
+               {"read-only", d.readonly || layer > 0}};
   // A window of the file (a linear LV on its PV without device-mapper): the raw driver
   // exposes only that range, and the guest cannot reach the bytes around it.
   if (r.size) {
     node["offset"] = r.offset;
     node["size"] = r.size;
   }
+  // The chain the pool recorded, ended explicitly: QEMU opens no backing file the image's
+  // header names (a null backing is QEMU's "no detection"). Raw has no backing to name.
+  if (fmt == model::DiskFormat::qcow2 && r.chainPinned)
+    node["backing"] = below ? json(diskFormatNode(d, layer + 1)) : json(nullptr);
   return node;
+}
+
+}  // namespace
+
+std::vector<json> diskNodesJson(const model::Disk& d, const ResolvedDisk& r) {
+  std::vector<json> nodes;
+  for (size_t i = r.backing.size(); i > 0; --i) {
+    ResolvedDisk layer = r.backing[i - 1];
+    layer.chainPinned = r.chainPinned;
+    const ResolvedDisk* below = i < r.backing.size() ? &r.backing[i] : nullptr;
+    nodes.push_back(fileNodeJson(d, layer, i));
+    nodes.push_back(formatNodeJson(d, layer, i, below));
+  }
+  nodes.push_back(fileNodeJson(d, r, 0));
+  nodes.push_back(formatNodeJson(d, r, 0, r.backing.empty() ? nullptr : &r.backing.front()));
+  return nodes;
 }
 
 json diskDeviceJson(const model::Disk& d, const std::string& machine, const std::string& bus) {
@@ -254,8 +282,7 @@ Result<CommandLine> buildCommandLine(const LaunchSpec& spec) {
     const auto& disk = d.disks[i];
     const auto& r = spec.disks[i];
     std::string bus = disk.bus == DiskBus::virtio ? portFor(diskDeviceId(disk)) : "";
-    a.insert(a.end(), {"-blockdev", dump(fileNodeJson(disk, r))});
-    a.insert(a.end(), {"-blockdev", dump(formatNodeJson(disk, r))});
+    for (const auto& node : diskNodesJson(disk, r)) a.insert(a.end(), {"-blockdev", dump(node)});
     devices.push_back(dump(diskDeviceJson(disk, layout.machine, bus)));
   }
   std::vector<std::string> netdevs;

@@ -53,13 +53,14 @@ Result<CommandLine> buildCommandLine(const LaunchSpec& spec);
 
 // Identifiers shared by the command line and hotplug.
 std::string diskDeviceId(const model::Disk& d);   // "disk-vda"
-std::string diskFileNode(const model::Disk& d);   // "file-vda"
-std::string diskFormatNode(const model::Disk& d); // "fmt-vda"
+// `layer` 0 is the disk's own image; 1, 2, ... the layers below it ("fmt-vda-1").
+std::string diskFileNode(const model::Disk& d, size_t layer = 0);   // "file-vda"
+std::string diskFormatNode(const model::Disk& d, size_t layer = 0); // "fmt-vda"
 std::string nicDeviceId(const model::Nic& n);     // "net-525400aabbcc"
 std::string nicNetdevId(const model::Nic& n);     // "netdev-525400aabbcc"
-// Blockdev JSON for a disk's protocol and format nodes.
-json fileNodeJson(const model::Disk& d, const ResolvedDisk& r);
-json formatNodeJson(const model::Disk& d, const ResolvedDisk& r);
+// Blockdev JSON for a disk's protocol and format nodes, one pair per layer, bottom layer first
+// (the order they are added in); the top pair is "file-<target>" and "fmt-<target>".
+std::vector<json> diskNodesJson(const model::Disk& d, const ResolvedDisk& r);
 // The -device JSON of a disk / NIC; `bus` is its root port (q35) or "" (pc/microvm).
 json diskDeviceJson(const model::Disk& d, const std::string& machine, const std::string& bus);
 json nicDeviceJson(const model::Nic& n, const std::string& machine, const std::string& bus);

@@ -92,14 +92,13 @@ Status QemuDriver::attachDisk(const model::Domain& def, const model::Disk& disk,
     bus = "rp" + std::to_string(port);
     revert.add([inst, deviceId] { releasePort(*inst, deviceId); });
   }
-  VMM_TRY(inst->qmp->execute("blockdev-add", fileNodeJson(disk, r), deadline));
-  revert.add([inst, node = diskFileNode(disk)] {
-    (void)inst->qmp->execute("blockdev-del", {{"node-name", node}}, Deadline::after(Millis(5000)));
-  });
-  VMM_TRY(inst->qmp->execute("blockdev-add", formatNodeJson(disk, r), deadline));
-  revert.add([inst, node = diskFormatNode(disk)] {
-    (void)inst->qmp->execute("blockdev-del", {{"node-name", node}}, Deadline::after(Millis(5000)));
-  });
+  // Bottom layer first; a failure removes the nodes added, top first.
+  for (const auto& node : diskNodesJson(disk, r)) {
+    VMM_TRY(inst->qmp->execute("blockdev-add", node, deadline));
+    revert.add([inst, name = node["node-name"].get<std::string>()] {
+      (void)inst->qmp->execute("blockdev-del", {{"node-name", name}}, Deadline::after(Millis(5000)));
+    });
+  }
   VMM_TRY(inst->qmp->execute("device_add", diskDeviceJson(disk, inst->layout.machine, bus), deadline));
   revert.success();
   log::info("disk hot-plugged", {{"domain", def.name}, {"target", disk.target}, {"bus", bus}});
@@ -116,6 +115,11 @@ Status QemuDriver::detachDisk(const model::Domain& def, const model::Disk& disk,
   for (const auto& node : {diskFormatNode(disk), diskFileNode(disk)}) {
     auto r = inst->qmp->execute("blockdev-del", {{"node-name", node}}, deadline);
     if (!r.ok()) log::warn("blockdev-del failed", {{"domain", def.name}, {"node", node}, {"error", r.error().message}});
+  }
+  // The layers below it, top down, until the first that was never added (a disk without one).
+  for (size_t layer = 1; layer <= kMaxBackingLayers; ++layer) {
+    if (!inst->qmp->execute("blockdev-del", {{"node-name", diskFormatNode(disk, layer)}}, deadline).ok()) break;
+    (void)inst->qmp->execute("blockdev-del", {{"node-name", diskFileNode(disk, layer)}}, deadline);
   }
   releasePort(*inst, deviceId);
   log::info("disk hot-unplugged", {{"domain", def.name}, {"target", disk.target}});

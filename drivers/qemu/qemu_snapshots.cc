@@ -532,8 +532,11 @@ Result<json> QemuDriver::removeExternalOrphan(const model::Domain& def, const st
   auto backingOf = [&](const std::string& file) -> std::pair<std::string, std::string> {
     auto c = backingChain(file, deadline, false);
     if (!c.ok() || c->empty()) return {"", ""};
+    // vmm's overlays always record their backing's format: a file without one is not ours, and
+    // its backing is never opened in a format guessed for it.
     std::string fmt = str((*c)[0], "backing-filename-format");
-    return {str((*c)[0], "full-backing-filename"), fmt.empty() ? "qcow2" : fmt};
+    if (fmt != "raw" && fmt != "qcow2") return {"", ""};
+    return {str((*c)[0], "full-backing-filename"), fmt};
   };
   // The overlay this snapshot put on a disk whose definition says `defPath`, if `file` is it.
   auto ours = [&](const std::string& file, const std::string& defPath, const std::string& backing) {

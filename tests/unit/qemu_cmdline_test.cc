@@ -44,6 +44,17 @@ Result<std::string> render(const json& in) {
     rd.size = r.value("size", uint64_t{0});
     rd.blockDevice = r.value("block_device", false);
     rd.format = def->disks[i].format.value_or(model::defaultDiskFormat(def->disks[i]));
+    if (r.contains("format")) rd.format = *model::enumFromName(model::kDiskFormats, r["format"].get<std::string>());
+    // A volume's chain as its pool recorded it: the layers below, backing first.
+    if (r.contains("backing")) {
+      rd.chainPinned = true;
+      for (const auto& layer : r["backing"]) {
+        ResolvedDisk l;
+        l.path = layer.value("path", "");
+        l.format = *model::enumFromName(model::kDiskFormats, layer.value("format", "raw"));
+        rd.backing.push_back(l);
+      }
+    }
     spec.disks.push_back(rd);
   }
   int nextFd = 6;
