@@ -7,6 +7,7 @@
 #include "base/strings.h"
 #include "base/time_util.h"
 #include "model/units.h"
+#include "storage/image_inspect.h"
 
 namespace vmm {
 
@@ -708,19 +709,42 @@ Result<model::Volume> PoolService::wipeVolume(const std::string& pool, const std
   return withUsers(std::move(stored));
 }
 
-// Keeps the volume reserved while a writer is open and refreshes its metadata when done.
+// Keeps the volume reserved while a writer is open and refreshes its metadata when done. The
+// new bytes of a qcow2 volume are judged before they replace the old ones (`checkQcow2`): only
+// a self-contained qcow2 image is taken, since its header would decide what QEMU opens.
 class PoolService::BusyVolume final : public storage::VolumeStream {
  public:
-  BusyVolume(PoolService& s, std::shared_ptr<PoolObject> p, std::string name, std::unique_ptr<storage::VolumeStream> inner)
-      : s_(s), p_(std::move(p)), name_(std::move(name)), inner_(std::move(inner)) {}
+  BusyVolume(PoolService& s, std::shared_ptr<PoolObject> p, std::string name, std::unique_ptr<storage::VolumeStream> inner,
+             bool checkQcow2)
+      : s_(s), p_(std::move(p)), name_(std::move(name)), inner_(std::move(inner)), checkQcow2_(checkQcow2) {}
   ~BusyVolume() override {
     inner_.reset();  // an unfinished upload is abandoned before the name is released
     s_.unreserve(*p_, name_);
   }
   uint64_t size() const override { return inner_->size(); }
   Result<size_t> read(uint64_t offset, char* buf, size_t len, Deadline d) override { return inner_->read(offset, buf, len, d); }
-  Status write(uint64_t offset, const char* buf, size_t len, Deadline d) override { return inner_->write(offset, buf, len, d); }
+  Status write(uint64_t offset, const char* buf, size_t len, Deadline d) override {
+    VMM_TRY(inner_->write(offset, buf, len, d));
+    if (checkQcow2_) {
+      end_ = std::max(end_, offset + len);
+      // What lands in the first bytes (the header and its extensions); holes stay zeros.
+      if (offset < storage::kInspectHeadBytes) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(len, storage::kInspectHeadBytes - offset));
+        if (head_.size() < offset + n) head_.resize(offset + n, '\0');
+        std::copy(buf, buf + n, head_.begin() + static_cast<long>(offset));
+      }
+    }
+    return {};
+  }
   Status finish(Deadline d) override {
+    if (checkQcow2_) {
+      head_.resize(std::min<uint64_t>(end_, storage::kInspectHeadBytes), '\0');
+      auto verdict = storage::inspectImage(head_, end_, kNoVirtualSizeLimit);
+      std::string why = !verdict.ok() ? verdict.refused : verdict.kind != storage::ImageKind::qcow2 ? "it is not a qcow2 image" : "";
+      if (!why.empty())
+        return invalidArgument("upload to volume " + p_->name + "/" + name_ + " refused (the volume is qcow2): " + why +
+                               "; the volume is unchanged");
+    }
     VMM_TRY(inner_->finish(d));
     auto v = p_->backend->volumeInfo(name_, d);
     if (v.ok()) s_.setVolume(*p_, *v);
@@ -729,10 +753,14 @@ class PoolService::BusyVolume final : public storage::VolumeStream {
   }
 
  private:
+  static constexpr uint64_t kNoVirtualSizeLimit = uint64_t{1} << 62;
   PoolService& s_;
   std::shared_ptr<PoolObject> p_;
   std::string name_;
   std::unique_ptr<storage::VolumeStream> inner_;
+  const bool checkQcow2_;
+  std::string head_;
+  uint64_t end_ = 0;
 };
 
 Result<std::unique_ptr<storage::VolumeStream>> PoolService::openVolume(const std::string& pool, const std::string& name,
@@ -752,13 +780,22 @@ Result<std::unique_ptr<storage::VolumeStream>> PoolService::openVolume(const std
   }
   auto users = usersOf(pool, name);
   if (!users.empty()) return conflict("volume " + pool + "/" + name + " is used by domain " + join(users, ", ") + "; detach it before uploading");
+  VolumeRecord record;
+  {
+    MutexLock lock(p->mu);
+    if (auto it = p->records.find(name); it != p->records.end()) record = it->second;
+  }
+  if (record.format == model::DiskFormat::qcow2 && !record.backing.empty())
+    return conflict("volume " + pool + "/" + name + " reads through volume " + record.backing +
+                    ": a linked clone's content cannot be replaced by an upload (wipe it, or delete and create it)");
   VMM_TRY(reserve(*p, name, "upload"));
   auto s = p->backend->openVolume(name, mode, ioDeadline());
   if (!s.ok()) {
     unreserve(*p, name);
     return noteFailure(*p, s.error().wrap("writing volume " + pool + "/" + name));
   }
-  return std::unique_ptr<storage::VolumeStream>(new BusyVolume(*this, p, name, std::move(*s)));
+  bool checkQcow2 = record.format == model::DiskFormat::qcow2;
+  return std::unique_ptr<storage::VolumeStream>(new BusyVolume(*this, p, name, std::move(*s), checkQcow2));
 }
 
 Result<drivers::ResolvedDisk> PoolService::resolve(const std::string& pool, const std::string& volume) {

@@ -188,6 +188,17 @@ class StorageE2E : public ::testing::Test {
 
   std::string defaultDir() const { return vmmd->dir() + "/state/pools/default"; }
 
+  // Runs qemu-img ARGS... PATH [SIZE] for a file NAME in the test's directory; its path.
+  std::string qemuImg(const std::string& name, std::vector<std::string> argv, const std::string& size = "1M") {
+    std::string path = vmmd->dir() + "/" + name;
+    argv.insert(argv.begin(), "qemu-img");
+    argv.push_back(path);
+    if (!size.empty()) argv.push_back(size);
+    auto r = runCommand(argv);
+    EXPECT_TRUE(r.ok() && r->success()) << name << ": " << (r.ok() ? r->err : r.error().message);
+    return path;
+  }
+
   std::unique_ptr<VmmdProcess> vmmd;
   std::unique_ptr<client::Connection> rpc;
   std::string adminToken, readToken;
@@ -1015,15 +1026,8 @@ TEST_F(StorageE2E, PlantedImagesThatReachOutsideThePoolAreRefused) {
 TEST_F(StorageE2E, ImportedImagesThatReachOutsideTheFileAreRefused) {
   const std::string secret = vmmd->dir() + "/secret";
   ASSERT_TRUE(fs::writeFileAtomic(secret, "TOPSECRET-host-file\n", 0600).ok());
-  // qemu-img ARGS... PATH [SIZE]
-  auto make = [&](const std::string& name, std::vector<std::string> argv, const std::string& size = "1M") {
-    std::string path = vmmd->dir() + "/" + name;
-    argv.insert(argv.begin(), "qemu-img");
-    argv.push_back(path);
-    if (!size.empty()) argv.push_back(size);
-    auto r = runCommand(argv);
-    EXPECT_TRUE(r.ok() && r->success()) << name << ": " << (r.ok() ? r->err : r.error().message);
-    return path;
+  auto make = [&](const std::string& name, const std::vector<std::string>& args, const std::string& size = "1M") {
+    return qemuImg(name, args, size);
   };
   std::vector<std::pair<std::string, std::string>> refused = {
       {make("datafile.qcow2", {"create", "-q", "-f", "qcow2", "-o", "data_file=" + secret + ",data_file_raw=on"}), "data file"},
@@ -1056,4 +1060,47 @@ TEST_F(StorageE2E, ImportedImagesThatReachOutsideTheFileAreRefused) {
   json v = must("volume.get", {{"pool", "images"}, {"name", (*ok)["volume"]}});
   EXPECT_FALSE(v.contains("refused")) << v.dump();
   EXPECT_FALSE(v.contains("backing_volume")) << v.dump();
+}
+
+// The new bytes of a qcow2 volume are judged before they replace the old ones: an upload of an
+// image naming a data file or a backing file, or of bytes that are not qcow2, is refused and
+// the volume keeps its content; a linked clone's content cannot be replaced by an upload at all
+// (finding C2 for uploads).
+TEST_F(StorageE2E, UploadsOntoAQcow2VolumeAreJudgedBeforeTheyReplaceIt) {
+  const std::string secret = vmmd->dir() + "/secret";
+  ASSERT_TRUE(fs::writeFileAtomic(secret, "TOPSECRET-host-file\n", 0600).ok());
+  createVolume("default", {{"name", "q"}, {"capacity", "1MiB"}});
+  const std::string before = rpcDownload("default", "q");
+  auto upload = [&](const std::string& file) {
+    auto bytes = fs::readFile(file, 64 << 20);
+    EXPECT_TRUE(bytes.ok()) << file;
+    fs::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    return rpc->uploadVolume("default", "q", fd.get(), bytes.ok() ? bytes->size() : 0, nullptr);
+  };
+  std::vector<std::string> refused = {
+      qemuImg("datafile.qcow2", {"create", "-q", "-f", "qcow2", "-o", "data_file=" + secret + ",data_file_raw=on"}),
+      qemuImg("absolute.qcow2", {"create", "-q", "-f", "qcow2", "-u", "-b", secret, "-F", "raw"}),
+      qemuImg("json.qcow2", {"create", "-q", "-f", "qcow2", "-u", "-b", "json:{\"driver\":\"file\",\"filename\":\"" + secret + "\"}", "-F", "raw"}),
+      qemuImg("raw.img", {"create", "-q", "-f", "raw"}),
+  };
+  for (const auto& file : refused) {
+    auto r = upload(file);
+    ASSERT_FALSE(r.ok()) << file;
+    EXPECT_NE(r.error().message.find("refused"), std::string::npos) << r.error().message;
+    EXPECT_EQ(rpcDownload("default", "q"), before) << file;
+    json v = must("volume.get", {{"pool", "default"}, {"name", "q"}});
+    EXPECT_FALSE(v.contains("refused")) << v.dump();
+    EXPECT_FALSE(v.contains("backing_volume")) << v.dump();
+  }
+  EXPECT_TRUE(partialFiles(defaultDir()).empty());
+  // A self-contained image is taken.
+  std::string good = qemuImg("good.qcow2", {"create", "-q", "-f", "qcow2"}, "2M");
+  ASSERT_TRUE(upload(good).ok());
+  EXPECT_EQ(must("volume.get", {{"pool", "default"}, {"name", "q"}})["capacity"], 2 * MiB);
+  // A linked clone's content is its overlay on the base: never replaced by an upload.
+  ASSERT_TRUE(rpc->callAndWait("volume.clone", {{"pool", "default"}, {"name", "q"}, {"target", "c"}}, dl()).ok());
+  fs::UniqueFd fd(::open(good.c_str(), O_RDONLY | O_CLOEXEC));
+  auto onClone = rpc->uploadVolume("default", "c", fd.get(), 4096, nullptr);
+  ASSERT_FALSE(onClone.ok());
+  EXPECT_EQ(onClone.error().code, ErrorCode::conflict) << onClone.error().message;
 }
