@@ -60,7 +60,9 @@ Status writeFileAtomic(const std::string& path, std::string_view content, mode_t
   std::string tmp = path + ".tmp." + randomHex(4);
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
   if (!fd.valid()) return systemError("cannot create " + tmp, errno);
-  auto st = writeAll(fd.get(), content);
+  // The umask (077 in vmmd) must not narrow a mode that others rely on (dnsmasq's hosts file).
+  Status st = ::fchmod(fd.get(), mode) == 0 ? Status{} : systemError("chmod " + tmp, errno);
+  if (st.ok()) st = writeAll(fd.get(), content);
   if (st.ok() && ::fsync(fd.get()) != 0) st = systemError("fsync " + tmp, errno);
   fd.reset();
   if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) st = systemError("rename to " + path, errno);
@@ -68,14 +70,68 @@ Status writeFileAtomic(const std::string& path, std::string_view content, mode_t
   return st;
 }
 
-Status makeDirs(const std::string& path, mode_t mode) {
+static Status makeDirs(const std::string& path, mode_t mode, bool setLeafMode) {
   if (path.empty()) return invalidArgument("empty directory path");
   std::string cur;
   for (const auto& part : split(path, '/', true)) {
     cur += "/" + part;
-    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) return systemError("cannot create directory " + cur, errno);
+    if (::mkdir(cur.c_str(), mode) == 0) {
+      // mkdir applies the umask: what is created gets exactly the requested mode.
+      if (::chmod(cur.c_str(), mode) != 0) return systemError("chmod " + cur, errno);
+    } else if (errno != EEXIST) {
+      return systemError("cannot create directory " + cur, errno);
+    }
   }
-  if (!isDirectory(path)) return invalidArgument(path + " exists and is not a directory");
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    if (!isDirectory(path)) return invalidArgument(path + " exists and is not a directory");
+    return {};  // a symlink to a directory: its target's mode is not ours to set
+  }
+  if (setLeafMode && (st.st_mode & 07777) != mode && ::chmod(path.c_str(), mode) != 0) return systemError("chmod " + path, errno);
+  return {};
+}
+
+Status makeDirs(const std::string& path) { return makeDirs(path, 0755, false); }
+
+Status makeDirs(const std::string& path, mode_t mode) { return makeDirs(path, mode, true); }
+
+Result<UniqueFd> createExclusive(const std::string& path, mode_t mode) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (!fd.valid()) return systemError("cannot create " + path, errno);
+  if (::fchmod(fd.get(), mode) != 0) {
+    int e = errno;
+    ::unlink(path.c_str());
+    return systemError("chmod " + path, e);
+  }
+  return fd;
+}
+
+Status checkPrivateDirectory(const std::string& dir) {
+  struct stat st{};
+  if (::lstat(dir.c_str(), &st) != 0) return systemError("cannot inspect " + dir, errno);
+  if (!S_ISDIR(st.st_mode)) return invalidArgument(dir + " is not a directory");
+  if (st.st_uid != 0 && st.st_uid != ::geteuid())
+    return permissionDenied("directory " + dir + " is owned by uid " + std::to_string(st.st_uid) + ", not root: another user could swap the file");
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return permissionDenied("directory " + dir + " is writable by group or others: another user could swap the file");
+  return {};
+}
+
+Result<UniqueFd> openPrivateFile(const std::string& path) {
+  VMM_TRY(checkPrivateDirectory(dirName(path)));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return systemError(errno == ELOOP ? path + " is a symbolic link" : "cannot open " + path, errno);
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0) return systemError("cannot inspect " + path, errno);
+  if (!S_ISREG(st.st_mode)) return invalidArgument(path + " is not a regular file");
+  if (st.st_uid != 0 && st.st_uid != ::geteuid())
+    return permissionDenied(path + " is owned by uid " + std::to_string(st.st_uid) + ", not root");
+  return fd;
+}
+
+Status refuseSymlink(const std::string& path) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) return permissionDenied(path + " is a symbolic link");
   return {};
 }
 

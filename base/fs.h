@@ -14,8 +14,18 @@ namespace vmm::fs {
 // Reads a whole file; refuses files larger than maxBytes.
 Result<std::string> readFile(const std::string& path, size_t maxBytes = 64 << 20);
 // Writes via a temporary file + fsync + rename, so readers see the old or the new content.
+// The file gets exactly `mode`, whatever the umask.
 Status writeFileAtomic(const std::string& path, std::string_view content, mode_t mode = 0644);
-Status makeDirs(const std::string& path, mode_t mode = 0755);
+// Creates missing directories with exactly `mode` (umask or not); with a mode, also sets the
+// last component's mode when it already exists. Without one, new directories are 0755 and
+// existing ones are left alone.
+Status makeDirs(const std::string& path);
+Status makeDirs(const std::string& path, mode_t mode);
+// A directory (not a symlink) owned by root or vmmd's user and writable by nobody else, so that
+// no other user can replace a file in it between a check and an open.
+Status checkPrivateDirectory(const std::string& dir);
+// permission_denied if path is a symbolic link; ok if it does not exist.
+Status refuseSymlink(const std::string& path);
 bool exists(const std::string& path);
 bool isDirectory(const std::string& path);
 Status removeFile(const std::string& path);  // ok if it did not exist
@@ -54,5 +64,11 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// A new file, never an existing one or a symlink's target (O_EXCL|O_NOFOLLOW), with exactly `mode`.
+Result<UniqueFd> createExclusive(const std::string& path, mode_t mode);
+// Opens for reading a regular file owned by root (or vmmd's user), not through a symlink, in a
+// directory that passes checkPrivateDirectory: a saved state that no other user could have planted.
+Result<UniqueFd> openPrivateFile(const std::string& path);
 
 }  // namespace vmm::fs

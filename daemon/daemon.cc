@@ -6,10 +6,12 @@
 
 #include <grp.h>
 #include <malloc.h>
+#include <cstdio>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -66,16 +68,51 @@ Daemon::~Daemon() {
   shutdownAll();
 }
 
+namespace {
+
+std::string octal(mode_t mode) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+// Sets `mode` on path if it exists and differs (a symlink is left alone), logging the change.
+void repairMode(const std::string& path, mode_t mode) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0 || S_ISLNK(st.st_mode) || (st.st_mode & 07777) == mode) return;
+  if (::chmod(path.c_str(), mode) == 0)
+    log::info("corrected the mode of a state file", {{"path", path}, {"was", octal(st.st_mode)}, {"now", octal(mode)}});
+  else
+    log::warn("cannot correct the mode of a state file", {{"path", path}, {"errno", errno}});
+}
+
+// What older vmmds (umask 022) left readable by every local user: the database holds CHAP and
+// display passwords, saved states hold guest memory. Repaired at every start.
+void repairStateModes(const std::string& stateDir, const std::string& dbPath) {
+  repairMode(stateDir, 0711);  // pools below it must stay reachable by path
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+    struct stat st{};
+    std::string p = dbPath + suffix;
+    if (::lstat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode)) repairMode(p, st.st_mode & 07700);  // go-rwx
+  }
+  repairMode(stateDir + "/vmmd.lock", 0600);
+  for (const char* dir : {"operations", "save", "tmp", "qemu", "lxc"}) repairMode(stateDir + "/" + dir, 0700);
+  repairMode(stateDir + "/pools", 0711);
+}
+
+}  // namespace
+
 Status Daemon::prepareDirectories() {
-  VMM_TRY(fs::makeDirs(config_.stateDir, 0755));
+  VMM_TRY(fs::makeDirs(config_.stateDir, 0711));
   VMM_TRY(fs::makeDirs(config_.runDir, 0755));
-  VMM_TRY(fs::makeDirs(fs::dirName(config_.socketPath), 0755));
+  // Not chmodded when it exists: it may be a shared directory such as /run or /tmp.
+  VMM_TRY(fs::makeDirs(fs::dirName(config_.socketPath)));
   return {};
 }
 
 Status Daemon::lockStateDir() {
   std::string path = config_.stateDir + "/vmmd.lock";
-  lockFd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  lockFd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!lockFd_.valid()) return systemError("cannot open " + path, errno);
   if (::flock(lockFd_.get(), LOCK_EX | LOCK_NB) != 0)
     return conflict("another vmmd is already using " + config_.stateDir + " (" + path + " is locked)");
@@ -111,6 +148,9 @@ void Daemon::createDrivers() {
 }
 
 Status Daemon::start() {
+  // Before anything is created: files and directories of vmmd and of the children that inherit
+  // the umask (QEMU, qemu-img, tar) are private unless a mode is set explicitly.
+  ::umask(077);
   startedUs_ = wallNowMicros();
   auto t0 = SteadyClock::now();
   if (!log::setLevel(config_.logLevel)) return invalidArgument("unknown log level " + quote(config_.logLevel));
@@ -124,6 +164,7 @@ Status Daemon::start() {
 
   VMM_TRY(prepareDirectories());
   VMM_TRY(lockStateDir());
+  repairStateModes(config_.stateDir, config_.dbPath());
   gid_t group = static_cast<gid_t>(-1);
   if (!config_.socketGroup.empty()) {
     struct group* g = getgrnam(config_.socketGroup.c_str());

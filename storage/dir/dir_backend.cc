@@ -87,7 +87,21 @@ Status DirBackend::start(Deadline) {
   if (!fs::isDirectory(pool_.path)) return notFound("pool " + pool_.name + ": directory " + pool_.path + " does not exist (build the pool first)");
   if (::access(pool_.path.c_str(), R_OK | W_OK | X_OK) != 0) return systemError("pool " + pool_.name + ": " + pool_.path, errno);
   sweepTemporaryFiles();
+  repairVolumeModes();
   return {};
+}
+
+// Volumes made before vmmd ran with umask 077 were 0644: guest disks readable by every local user.
+void DirBackend::repairVolumeModes() {
+  auto names = fs::listDir(pool_.path);
+  if (!names.ok()) return;
+  for (const auto& n : *names) {
+    std::string path = pool_.path + "/" + n;
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) == 0) continue;
+    if (::chmod(path.c_str(), st.st_mode & 07700) == 0) log::info("made a volume file private (go-rwx)", {{"pool", pool_.name}, {"file", n}});
+    else log::warn("cannot make a volume file private", {{"pool", pool_.name}, {"file", n}, {"errno", errno}});
+  }
 }
 
 // What a copy, upload or conversion that vmmd did not live to finish left behind. Volume names

@@ -38,6 +38,7 @@ class DirBackend final : public PoolBackend {
   // when `measure` is set - lookups on the way to an operation do not need it.
   Result<model::Volume> describe(const std::string& name, const std::string& path, bool measure = true) const;
   void sweepTemporaryFiles();
+  void repairVolumeModes();
   Result<model::Volume> lookup(const std::string& name) const;
   Result<model::Volume> createDirectoryVolume(const model::VolumeSpec& spec, const std::string& path, Deadline deadline);
 

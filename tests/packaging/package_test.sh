@@ -105,6 +105,8 @@ sed "s|=/usr/sbin/vmmd|=$staged/usr/sbin/vmmd|" "$staged/lib/systemd/system/vmmd
 grep -q "^ExecStart=$staged/usr/sbin/vmmd" "$work/vmmd.service" || fail "the unit has no ExecStart=/usr/sbin/vmmd"
 out=$(systemd-analyze verify --man=no "$work/vmmd.service" 2>&1) || fail "systemd-analyze verify: $out"
 [ -z "$out" ] || fail "systemd-analyze verify: $out"
+expect_line "UMask=0077" "$(cat "$work/vmmd.service")"
+expect_line "StateDirectoryMode=0711" "$(cat "$work/vmmd.service")"
 
 step "install A into a fresh root"
 mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates" "$root/var/lib/dpkg/triggers" "$root/etc" "$run"
@@ -172,9 +174,17 @@ new.commit()
 PY
 [ "$(schema_version "$db")" = 1 ] || fail "could not rewrite the schema"
 
-step "upgrade to B (a locally edited conffile is kept)"
+step "upgrade to B (a locally edited conffile is kept; modes an older vmm left are made private)"
 echo "# edited by the administrator" >>"$root/etc/vmm/vmmd.toml"
+# As versions before umask 077 left them: the database with its passwords readable by everyone.
+chmod 0755 "$root/var/lib/vmm"
+touch "$db-wal"
+chmod 0644 "$db" "$db-wal"
 dpkg_root -i "$deb_b" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; fail "dpkg -i B"; }
+expect_eq "state directory mode after the upgrade" "$(stat -c %a "$root/var/lib/vmm")" "711"
+expect_eq "database mode after the upgrade" "$(stat -c %a "$db")" "600"
+expect_eq "WAL mode after the upgrade" "$(stat -c %a "$db-wal")" "600"
+rm -f "$db-wal"
 expect_eq "upgraded version" "$(dpkg-query --admindir="$root/var/lib/dpkg" -W -f '${Version} ${db:Status-Status}' vmm)" "0.1.0~pkgtest2-1 installed"
 expect_line "# edited by the administrator" "$(cat "$root/etc/vmm/vmmd.toml")"
 [ "$(grep -c '^vmm:' "$root/etc/group")" = 1 ] || fail "the vmm group was added twice"

@@ -259,6 +259,48 @@ TEST(Fs, ConfinedPath) {
   ASSERT_EQ(system(("rm -rf " + root).c_str()), 0);
 }
 
+// vmmd runs with umask 077: a mode asked for explicitly is the mode a file or directory gets.
+TEST(Fs, RequestedModeIsTheRealModeUnderUmask077) {
+  char tmpl[] = "/tmp/vmm-fs-XXXXXX";
+  std::string root = mkdtemp(tmpl);
+  mode_t old = ::umask(077);
+  auto mode = [](const std::string& p) {
+    struct stat st{};
+    return ::lstat(p.c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 07777) : -1;
+  };
+  ASSERT_TRUE(fs::makeDirs(root + "/a/b", 0711).ok());
+  EXPECT_EQ(mode(root + "/a"), 0711);
+  EXPECT_EQ(mode(root + "/a/b"), 0711);
+  ASSERT_EQ(::chmod((root + "/a/b").c_str(), 0755), 0);
+  ASSERT_TRUE(fs::makeDirs(root + "/a/b", 0700).ok());  // an existing leaf gets the mode
+  EXPECT_EQ(mode(root + "/a/b"), 0700);
+  EXPECT_EQ(mode(root + "/a"), 0711);  // its parents are left alone
+  ASSERT_EQ(::chmod(root.c_str(), 01777), 0);
+  ASSERT_TRUE(fs::makeDirs(root + "/c").ok());  // no mode: new ones 0755, existing ones kept
+  EXPECT_EQ(mode(root + "/c"), 0755);
+  EXPECT_EQ(mode(root), 01777);
+  ASSERT_TRUE(fs::writeFileAtomic(root + "/hosts", "x", 0644).ok());
+  EXPECT_EQ(mode(root + "/hosts"), 0644);
+
+  auto fd = fs::createExclusive(root + "/new", 0640);
+  ASSERT_TRUE(fd.ok()) << fd.error().message;
+  EXPECT_EQ(mode(root + "/new"), 0640);
+  EXPECT_FALSE(fs::createExclusive(root + "/new", 0600).ok());  // never an existing file
+  ASSERT_EQ(::symlink((root + "/hosts").c_str(), (root + "/link").c_str()), 0);
+  EXPECT_FALSE(fs::createExclusive(root + "/link", 0600).ok());  // nor a symlink's target
+  EXPECT_EQ(*fs::readFile(root + "/hosts"), "x");
+  EXPECT_EQ(fs::refuseSymlink(root + "/link").error().code, ErrorCode::permission_denied);
+  EXPECT_TRUE(fs::refuseSymlink(root + "/hosts").ok());
+  EXPECT_TRUE(fs::refuseSymlink(root + "/none").ok());
+
+  EXPECT_TRUE(fs::checkPrivateDirectory(root + "/a/b").ok());
+  EXPECT_FALSE(fs::checkPrivateDirectory(root).ok());  // 1777
+  ASSERT_EQ(::chmod((root + "/a/b").c_str(), 0770), 0);
+  EXPECT_FALSE(fs::checkPrivateDirectory(root + "/a/b").ok());
+  ::umask(old);
+  ASSERT_EQ(system(("rm -rf " + root).c_str()), 0);
+}
+
 TEST(ThreadPool, GrowsForBlockingTasks) {
   ThreadPool pool(0, 8, Millis(100));
   std::promise<void> release;
