@@ -585,6 +585,11 @@ Result<DomainView> DomainService::start(const std::string& name, const StartPara
   if (restoringManaged) opts.restoreFrom = managedSavePath(name);
   if (!opts.restoreFrom.empty() && !fs::exists(opts.restoreFrom))
     return notFound("saved state " + opts.restoreFrom + " does not exist");
+  if (!opts.restoreFrom.empty()) {
+    // Refused before the domain changes state: a symlink, or a file another user could plant.
+    auto checked = fs::openPrivateFile(opts.restoreFrom);
+    if (!checked.ok()) return checked.error().wrap("saved state");
+  }
 
   setStatus(*obj, DomainStatus{DomainState::starting, opts.restoreFrom.empty() ? "start requested" : "restore requested", 0, "", json::object()}, "starting");
   auto running = drv->start(*def, opts);
@@ -714,6 +719,11 @@ Result<DomainView> DomainService::save(const std::string& name, const SaveParams
   } else {
     VMM_TRY(fs::makeDirs(options_.saveDir, 0700));
   }
+  // The state holds guest memory: never written through a symlink, nor in a directory where
+  // another user could swap the file between the save and the rename.
+  VMM_TRY(fs::checkPrivateDirectory(fs::dirName(path)));
+  VMM_TRY(fs::refuseSymlink(path));
+  VMM_TRY(fs::refuseSymlink(path + ".partial"));
   VMM_ASSIGN(auto guard, acquire(*obj, "save"));
   VMM_ASSIGN(auto active, activeDef(*obj));
   auto [def, drv] = active;

@@ -144,8 +144,8 @@ Result<std::string> fetchUrl(const std::string& url, const std::string& path, co
   if (current.scheme == "http" && !options.allowHttp) return invalidArgument("url: " + quote(url) + ": " + httpRefused);
 
   std::string temp = path + ".partial";
-  fs::UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd.valid()) return systemError("creating " + temp, errno);
+  VMM_TRY(fs::removeFile(temp));  // a leftover, or a planted symlink: removed, never written through
+  VMM_ASSIGN(auto fd, fs::createExclusive(temp, 0600));
   auto discard = [&](Error e) {
     ::unlink(temp.c_str());
     return e;

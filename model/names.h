@@ -19,8 +19,9 @@ Status validateName(std::string_view name, std::string_view what);
 // or deleted as, the leftover of an unfinished one.
 Status validateVolumeName(std::string_view name);
 // Suffixes of the files vmm writes next to a volume while making it (".upload.partial" ends in
-// ".partial"; ".err" is qemu-img's captured stderr).
-inline constexpr std::string_view kTemporarySuffixes[] = {".partial", ".err"};
+// ".partial"; ".err" is qemu-img's captured stderr; ".revert-old" is a container rootfs being
+// replaced by a snapshot revert, which removes any such name first).
+inline constexpr std::string_view kTemporarySuffixes[] = {".partial", ".err", ".revert-old"};
 bool hasTemporarySuffix(std::string_view fileName);
 // Label keys: [a-z0-9] start, then [a-z0-9._/-], at most 63; values at most 255 printable.
 Status validateLabel(std::string_view key, std::string_view value);

@@ -91,8 +91,11 @@ Status convertImage(const std::string& from, model::DiskFormat fromFormat, const
   fs::UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
   SpawnOptions so;
   so.stdoutFd = writeEnd.get();
+  // qemu-img would write through a symlink left at the target or at its stderr file.
+  VMM_TRY(fs::removeFile(to));
   std::string errFile = to + ".err";
-  fs::UniqueFd errFd(::open(errFile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  VMM_TRY(fs::removeFile(errFile));
+  VMM_ASSIGN(auto errFd, fs::createExclusive(errFile, 0600));
   so.stderrFd = errFd.get();
   auto pid = spawnProcess({"qemu-img", "convert", "-p", "-f", fmt(fromFormat), "-O", fmt(format), from, to}, so);
   writeEnd.reset();

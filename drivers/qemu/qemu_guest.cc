@@ -113,8 +113,8 @@ Result<std::string> QemuDriver::consoleLog(const model::Domain& def, size_t maxB
 }
 
 Result<json> QemuDriver::migrateToFile(Instance& inst, const std::string& path, Deadline deadline) {
-  fs::UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!file.valid()) return systemError("cannot create " + path, errno);
+  VMM_TRY(fs::removeFile(path));  // a leftover, or a planted symlink: removed, never written through
+  VMM_ASSIGN(auto file, fs::createExclusive(path, 0600));
   VMM_TRY(inst.qmp->execute("migrate-set-capabilities", {{"capabilities", {{{"capability", "events"}, {"state", true}}}}}, deadline));
   VMM_TRY(inst.qmp->execute("getfd", {{"fdname", "vmm-save"}}, deadline, file.get()));
   {
@@ -132,8 +132,9 @@ Result<json> QemuDriver::migrateToFile(Instance& inst, const std::string& path, 
 }
 
 Status QemuDriver::restoreFromFile(Instance& inst, const std::string& path, Deadline deadline) {
-  fs::UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!file.valid()) return systemError("cannot open saved state " + path, errno);
+  auto opened = fs::openPrivateFile(path);
+  if (!opened.ok()) return opened.error().wrap("cannot open saved state " + path);
+  fs::UniqueFd file = std::move(*opened);
   VMM_TRY(inst.qmp->execute("migrate-set-capabilities", {{"capabilities", {{{"capability", "events"}, {"state", true}}}}}, deadline));
   VMM_TRY(inst.qmp->execute("getfd", {{"fdname", "vmm-restore"}}, deadline, file.get()));
   VMM_TRY(inst.qmp->execute("migrate-incoming", {{"uri", "fd:vmm-restore"}}, deadline));

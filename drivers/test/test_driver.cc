@@ -250,7 +250,7 @@ Status TestDriver::save(const model::Domain& def, const std::string& path, Deadl
     VMM_ASSIGN(auto* g, findLocked(def));
     state = recordOf(*g);
   }
-  VMM_TRY(fs::writeFileAtomic(path, state.dump()));
+  VMM_TRY(fs::writeFileAtomic(path, state.dump(), 0600));
   return destroy(def, deadline);
 }
 

@@ -100,8 +100,7 @@ Result<std::shared_ptr<XenDriver::Guest>> XenDriver::launch(const model::Domain&
 
   fs::UniqueFd restoreFd;
   if (!restoreFrom.empty()) {
-    restoreFd = fs::UniqueFd(::open(restoreFrom.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!restoreFd.valid()) return systemError("open " + restoreFrom, errno);
+    VMM_ASSIGN(restoreFd, fs::openPrivateFile(restoreFrom));
   }
   Reverter revert;
   VMM_ASSIGN(uint32_t domid, h->create(cfg.libxl, restoreFd.valid() ? restoreFd.get() : -1, true, deadline));
@@ -281,8 +280,8 @@ Status XenDriver::resume(const model::Domain& def, Deadline deadline) {
 Status XenDriver::save(const model::Domain& def, const std::string& path, Deadline deadline) {
   VMM_ASSIGN(auto g, running(def));
   VMM_ASSIGN(auto* h, host());
-  fs::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd.valid()) return systemError("open " + path, errno);
+  VMM_TRY(fs::removeFile(path));  // a leftover, or a planted symlink: removed, never written through
+  VMM_ASSIGN(auto fd, fs::createExclusive(path, 0600));
   {
     MutexLock lock(g->mu);
     g->stopRequested = true;

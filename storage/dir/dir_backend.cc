@@ -371,8 +371,8 @@ Result<std::unique_ptr<VolumeStream>> DirBackend::openVolume(const std::string& 
     return std::unique_ptr<VolumeStream>(new FileStream(std::move(fd), static_cast<uint64_t>(st.st_size), "", v.path));
   }
   std::string temp = v.path + ".upload.partial";
-  fs::UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd.valid()) return systemError("creating " + temp, errno);
+  VMM_TRY(fs::removeFile(temp));  // a leftover, or a planted symlink: removed, never written through
+  VMM_ASSIGN(auto fd, fs::createExclusive(temp, 0600));
   return std::unique_ptr<VolumeStream>(new FileStream(std::move(fd), 0, temp, v.path));
 }
 

@@ -1,7 +1,9 @@
-// Private files against a real vmmd (the security review's test plan item 8, finding H4): vmmd
-// runs with umask 077; the state directory is 0711, the database and lock 0600, the private
-// state directories 0700 and volumes 0600, and what an older vmmd left readable is repaired at
-// the next start.
+// Private files against a real vmmd (the security review's test plan item 8, findings H4, L5 and
+// L6): vmmd runs with umask 077; the state directory is 0711, the database and lock 0600, the
+// private state directories 0700 and volumes 0600, and what an older vmmd left readable is
+// repaired at the next start. Save files are 0600 and never written or read through a symlink or
+// in a directory another user could write; temporary names are reserved and a symlink planted at
+// one is replaced, never written through.
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -73,6 +75,10 @@ class PrivateFiles : public ::testing::Test {
     auto st = wait("domain.start", {{"name", name}});
     ASSERT_TRUE(st.ok()) << st.error().message;
   }
+  std::string domainState(const std::string& name) {
+    auto r = call("domain.get", {{"name", name}});
+    return r.ok() ? r->value("state", "") : "error: " + r.error().message;
+  }
 
   std::unique_ptr<VmmdProcess> vmmd;
   std::unique_ptr<client::Connection> rpc;
@@ -134,4 +140,93 @@ TEST_F(PrivateFiles, ModesAfterFirstStart) {
   ASSERT_TRUE(call("pool.stop", {{"name", "default"}}).ok());
   ASSERT_TRUE(call("pool.start", {{"name", "default"}}).ok());
   EXPECT_EQ(modeOf(pool() + "/late.img"), "0600");
+}
+
+TEST_F(PrivateFiles, SaveAndRestoreRefuseSymlinksAndOpenDirectories) {
+  std::string dir = vmmd->dir() + "/saves";
+  ASSERT_TRUE(fs::makeDirs(dir, 0700).ok());
+  std::string victim = vmmd->dir() + "/victim";
+  ASSERT_TRUE(fs::writeFileAtomic(victim, "precious", 0644).ok());
+  runningDomain("s");
+
+  // A symlink at the state file or at its temporary name.
+  ASSERT_EQ(::symlink(victim.c_str(), (dir + "/a.partial").c_str()), 0);
+  auto r = wait("domain.save", {{"name", "s"}, {"path", dir + "/a"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::permission_denied) << r.error().message;
+  ASSERT_EQ(::symlink(victim.c_str(), (dir + "/b").c_str()), 0);
+  r = wait("domain.save", {{"name", "s"}, {"path", dir + "/b"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::permission_denied) << r.error().message;
+  // A directory others may write to, or that another user owns.
+  std::string open = vmmd->dir() + "/open";
+  ASSERT_TRUE(fs::makeDirs(open, 0777).ok());
+  r = wait("domain.save", {{"name", "s"}, {"path", open + "/c"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("writable by group or others"), std::string::npos) << r.error().message;
+  std::string foreign = vmmd->dir() + "/foreign";
+  ASSERT_TRUE(fs::makeDirs(foreign, 0755).ok());
+  ASSERT_EQ(::chown(foreign.c_str(), 65534, 65534), 0);
+  r = wait("domain.save", {{"name", "s"}, {"path", foreign + "/c"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("not root"), std::string::npos) << r.error().message;
+  EXPECT_EQ(fs::readFile(victim).valueOr(""), "precious");
+  EXPECT_EQ(domainState("s"), "running");
+
+  // A good save is 0600.
+  r = wait("domain.save", {{"name", "s"}, {"path", dir + "/good"}});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(modeOf(dir + "/good"), "0600");
+  EXPECT_FALSE(fs::exists(dir + "/good.partial"));
+
+  // Restore: never through a symlink, nor a file or directory another user could have planted.
+  ASSERT_EQ(::symlink((dir + "/good").c_str(), (dir + "/link").c_str()), 0);
+  r = wait("domain.restore", {{"name", "s"}, {"path", dir + "/link"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("symbolic link"), std::string::npos) << r.error().message;
+  ASSERT_TRUE(fs::writeFileAtomic(dir + "/theirs", fs::readFile(dir + "/good").valueOr(""), 0600).ok());
+  ASSERT_EQ(::chown((dir + "/theirs").c_str(), 65534, 65534), 0);
+  r = wait("domain.restore", {{"name", "s"}, {"path", dir + "/theirs"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("not root"), std::string::npos) << r.error().message;
+  ASSERT_TRUE(fs::writeFileAtomic(open + "/copy", fs::readFile(dir + "/good").valueOr(""), 0600).ok());
+  r = wait("domain.restore", {{"name", "s"}, {"path", open + "/copy"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("writable by group or others"), std::string::npos) << r.error().message;
+  EXPECT_EQ(domainState("s"), "shutoff");
+  r = wait("domain.restore", {{"name", "s"}, {"path", dir + "/good"}});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(domainState("s"), "running");
+}
+
+TEST_F(PrivateFiles, TemporaryNamesAreReservedAndNeverWrittenThrough) {
+  for (const char* bad : {"x.revert-old", "x.err", "x.upload.partial"}) {
+    auto r = call("volume.create", {{"pool", "default"}, {"volume", {{"name", bad}, {"capacity", "1M"}}}});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::invalid_argument) << bad << ": " << r.error().message;
+  }
+  std::string victim = vmmd->dir() + "/victim";
+  ASSERT_TRUE(fs::writeFileAtomic(victim, "precious", 0644).ok());
+
+  // An upload's temporary file.
+  ASSERT_TRUE(call("volume.create", {{"pool", "default"}, {"volume", {{"name", "x"}, {"capacity", "4096"}, {"format", "raw"}}}}).ok());
+  ASSERT_EQ(::symlink(victim.c_str(), (pool() + "/x.upload.partial").c_str()), 0);
+  upload("x", std::string(4096, 'x'));
+  EXPECT_EQ(fs::readFile(victim).valueOr(""), "precious");
+  EXPECT_EQ(fs::readFile(pool() + "/x").valueOr(""), std::string(4096, 'x'));
+  EXPECT_FALSE(fs::exists(pool() + "/x.upload.partial"));
+  EXPECT_EQ(modeOf(pool() + "/x"), "0600");
+
+  // A full copy's target and qemu-img's captured stderr.
+  ASSERT_EQ(::symlink(victim.c_str(), (pool() + "/y.partial").c_str()), 0);
+  std::string victim2 = vmmd->dir() + "/victim2";
+  ASSERT_TRUE(fs::writeFileAtomic(victim2, "precious too", 0644).ok());
+  ASSERT_EQ(::symlink(victim2.c_str(), (pool() + "/y.partial.err").c_str()), 0);
+  auto full = wait("volume.clone", {{"pool", "default"}, {"name", "x"}, {"target", "y"}, {"linked", false}});
+  EXPECT_EQ(fs::readFile(victim).valueOr(""), "precious");
+  EXPECT_EQ(fs::readFile(victim2).valueOr(""), "precious too");
+  ASSERT_TRUE(full.ok()) << full.error().message;
+  EXPECT_EQ(fs::readFile(pool() + "/y").valueOr(""), std::string(4096, 'x'));
+  EXPECT_FALSE(fs::exists(pool() + "/y.partial.err"));
+  EXPECT_EQ(modeOf(victim), "0644");
 }
