@@ -96,7 +96,10 @@ Status applyConfigFile(Config& c, const std::string& path) {
     k.optionalSize("memory", c.capacityMemory);
     k.optional("vcpus", c.capacityVcpus, 0, 1 << 20);
   });
-  r.object("containers", [&](model::JsonReader& k) { k.optional("pids_max", c.containerPidsMax, 0, int64_t{1} << 22); });
+  r.object("containers", [&](model::JsonReader& k) {
+    k.optional("pids_max", c.containerPidsMax, 0, int64_t{1} << 22);
+    k.optional("idmap_range", c.containerIdmapRange);
+  });
   r.object("events", [&](model::JsonReader& e) { readSizeT(e, "queue", c.eventQueue, 16, 1 << 20); });
   r.object("domains", [&](model::JsonReader& d) {
     readDuration(d, "job_wait", c.jobWait);
@@ -104,8 +107,32 @@ Status applyConfigFile(Config& c, const std::string& path) {
   });
   auto st = r.finish();
   if (!st.ok()) return st.error().wrap(path);
+  if (auto range = containerIdmapRange(c); !range.ok()) return range.error().wrap(path);
   c.configFile = path;
   return {};
+}
+
+Result<std::pair<uint64_t, uint64_t>> containerIdmapRange(const Config& config, const std::string& subuidFile) {
+  auto parse = [](std::string_view start, std::string_view count) -> std::optional<std::pair<uint64_t, uint64_t>> {
+    auto s = parseInt(std::string(start)), n = parseInt(std::string(count));
+    if (!s || !n || *s < 1 || *n < 65536 || *s + *n > (int64_t{1} << 32) - 1) return std::nullopt;
+    return std::make_pair(static_cast<uint64_t>(*s), static_cast<uint64_t>(*n));
+  };
+  if (!config.containerIdmapRange.empty()) {
+    auto colon = config.containerIdmapRange.find(':');
+    auto r = colon == std::string::npos ? std::nullopt
+                                        : parse(std::string_view(config.containerIdmapRange).substr(0, colon),
+                                                std::string_view(config.containerIdmapRange).substr(colon + 1));
+    if (!r) return invalidArgument("containers.idmap_range: expected \"START:COUNT\" with START >= 1, COUNT >= 65536, below 2^32");
+    return *r;
+  }
+  // Like Incus: the ids delegated to root in /etc/subuid, else a billion ids above a million.
+  for (const auto& line : split(fs::readFile(subuidFile, 1 << 20).valueOr(""), '\n', true)) {
+    auto f = split(std::string(trim(line)), ':', false);
+    if (f.size() == 3 && (f[0] == "root" || f[0] == "0"))
+      if (auto r = parse(f[1], f[2])) return *r;
+  }
+  return std::make_pair(uint64_t{1000000}, uint64_t{1000000000});
 }
 
 std::string configUsage() {

@@ -44,6 +44,9 @@ struct Config {
   uint64_t capacityMemory = 0;  // memory launches may use in all; 0 = the host's memory minus 1 GiB
   int64_t capacityVcpus = 0;    // vCPUs launches may use in all; 0 = 8 per host CPU
   int64_t containerPidsMax = 4096;  // pids.max of a container without limits.pids; 0 = none
+  // Host ids that unprivileged containers get 65536-id ranges from ("START:COUNT"); "" = root's
+  // /etc/subuid entry, else 1000000:1000000000.
+  std::string containerIdmapRange;
 
   size_t operationsKeep = 1000;
   Millis operationsMaxAge = Millis(24LL * 3600 * 1000);
@@ -53,6 +56,9 @@ struct Config {
 
   std::string dbPath() const { return stateDir + "/vmm.db"; }
 };
+
+// [containers] idmap_range resolved: {start, count}.
+Result<std::pair<uint64_t, uint64_t>> containerIdmapRange(const Config& config, const std::string& subuidFile = "/etc/subuid");
 
 // Defaults for the current user: root uses /var/lib/vmm and /run/vmm.
 Config defaultConfig();

@@ -197,6 +197,9 @@ Status Daemon::start() {
   dso.jobWait = config_.jobWait;
   dso.defaultShutdownTimeout = config_.shutdownTimeout;
   dso.saveDir = config_.stateDir + "/save";
+  VMM_ASSIGN(auto idmapRange, containerIdmapRange(config_));
+  dso.idmapStart = idmapRange.first;
+  dso.idmapCount = idmapRange.second;
   domains_ = std::make_unique<DomainService>(*store_, *events_, pool_, dso);
   tokens_ = std::make_unique<TokenStore>(*store_);
   VMM_TRY(tokens_->load());

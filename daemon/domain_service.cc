@@ -276,7 +276,42 @@ Status DomainService::checkUnique(const model::Domain& def, const std::string& i
   return {};
 }
 
+Status DomainService::assignIdmap(model::Domain& def, const std::string& ignoreName) {
+  if (!def.container || def.container->privileged) return {};
+  auto& c = *def.container;
+  std::vector<std::pair<uint64_t, uint64_t>> taken;
+  for (const auto& [name, ranges] : idmaps_)
+    if (name != ignoreName && name != def.name) taken.insert(taken.end(), ranges.begin(), ranges.end());
+  if (c.idmapBase != 0) {
+    uint64_t first = c.idmapBase, end = first + c.idmapSize;
+    for (const auto& [name, ranges] : idmaps_)
+      if (name != ignoreName && name != def.name)
+        for (const auto& [f, e] : ranges)
+          if (first < e && f < end)
+            return conflict("container.idmap_base: host ids " + std::to_string(first) + "-" + std::to_string(end - 1) +
+                            " overlap those of container " + name);
+    return {};
+  }
+  // First fit, in steps of the size, over the configured range.
+  auto overlaps = [&](uint64_t first, uint64_t end) {
+    for (const auto& [f, e] : taken)
+      if (first < e && f < end) return true;
+    return false;
+  };
+  uint64_t size = c.idmapSize;
+  for (uint64_t first = options_.idmapStart; first + size <= options_.idmapStart + options_.idmapCount; first += size) {
+    if (overlaps(first, first + size)) continue;
+    c.idmapBase = static_cast<uint32_t>(first);
+    return {};
+  }
+  return conflict("container: no free range of " + std::to_string(size) + " host ids left in [containers] idmap_range");
+}
+
 void DomainService::reindex(const std::string& name, const model::Domain* def, const model::Domain* live) {
+  idmaps_.erase(name);
+  for (const auto* d : {def, live})
+    if (d && d->container && !d->container->privileged && d->container->idmapBase != 0)
+      idmaps_[name].push_back({d->container->idmapBase, uint64_t{d->container->idmapBase} + d->container->idmapSize});
   auto& owned = ownedKeys_[name];
   for (const auto& key : owned) {
     if (key.rfind("uuid:", 0) == 0) uuidOwner_.erase(key.substr(5));
@@ -337,17 +372,20 @@ Status DomainService::persistRuntime(DomainObject& obj) {
 Result<DomainView> DomainService::create(model::Domain def) {
   model::generateGraphicsPasswords(def);
   if (auto* d = driver(def.type)) VMM_TRY(d->validate(def));
-  auto newDef = std::make_shared<const model::Domain>(std::move(def));
-  auto obj = std::make_shared<DomainObject>(newDef->name);
-  {
-    MutexLock lock(obj->mu);  // not shared yet: for the analysis, which cannot know
-    obj->def = newDef;
-    obj->status.sinceUs = wallNowMicros();
-  }
+  std::shared_ptr<const model::Domain> newDef;
+  std::shared_ptr<DomainObject> obj;
   Reverter revert;  // also runs when something below throws: no name stays reserved by a failure
   {
-    // Reserve the name, uuid and MACs (an invisible object), then write outside the lock.
+    // Reserve the name, uuid, MACs and host id range (an invisible object), then write outside the lock.
     MutexLock lock(createMu_);
+    VMM_TRY(assignIdmap(def, ""));
+    newDef = std::make_shared<const model::Domain>(std::move(def));
+    obj = std::make_shared<DomainObject>(newDef->name);
+    {
+      MutexLock objLock(obj->mu);  // not shared yet: for the analysis, which cannot know
+      obj->def = newDef;
+      obj->status.sinceUs = wallNowMicros();
+    }
     VMM_TRY(checkUnique(*newDef, ""));
     if (!domains_.insert(obj->name, obj)) return conflict("domain " + quote(obj->name) + " already exists");
     reindex(obj->name, newDef.get(), nullptr);
@@ -392,7 +430,14 @@ Result<DomainView> DomainService::update(const std::string& name, model::Domain 
     if (def.graphics[i].password == "********") def.graphics[i].password = old->graphics[i].password;
   {
     MutexLock lock(createMu_);
+    // A container that had a range keeps it unless the update names another.
+    if (def.container && old->container && def.container->idmapBase == 0 && !old->container->privileged &&
+        def.container->idmapSize == old->container->idmapSize)
+      def.container->idmapBase = old->container->idmapBase;
+    VMM_TRY(assignIdmap(def, name));
     VMM_TRY(checkUnique(def, name));
+    if (def.container && !def.container->privileged)  // held until reindexObject below
+      idmaps_[name].push_back({def.container->idmapBase, uint64_t{def.container->idmapBase} + def.container->idmapSize});
   }
   auto newDef = std::make_shared<const model::Domain>(std::move(def));
   VMM_TRY(persistDefinition(name, *newDef, gen + 1));

@@ -84,6 +84,8 @@ struct DomainServiceOptions {
   Millis defaultShutdownTimeout = Millis(60000);
   Millis reconnectTimeout = Millis(15000);
   std::string saveDir;                   // managed save files (NAME.save); empty: no managed save
+  // Host ids an unprivileged container's range is allocated from ([containers] idmap_range).
+  uint64_t idmapStart = 1000000, idmapCount = 1000000000;
 };
 
 struct ListFilter {
@@ -242,6 +244,11 @@ class DomainService final : public drivers::DriverObserver {
   mutable Mutex createMu_;  // serialises uniqueness checks and guards the index below
   std::unordered_map<std::string, std::string> uuidOwner_ VMM_GUARDED_BY(createMu_), macOwner_ VMM_GUARDED_BY(createMu_);
   std::unordered_map<std::string, std::vector<std::string>> ownedKeys_ VMM_GUARDED_BY(createMu_);  // name -> its uuid and MACs
+  // Host id ranges [first, end) of unprivileged containers, by domain (definition and live one).
+  std::unordered_map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> idmaps_ VMM_GUARDED_BY(createMu_);
+  // Gives an unprivileged container without idmap_base the first free range of 65536 ids (size
+  // idmap_size) and refuses an explicit range that overlaps another container's.
+  Status assignIdmap(model::Domain& def, const std::string& ignoreName) VMM_REQUIRES(createMu_);
 };
 
 }  // namespace vmm

@@ -448,7 +448,7 @@ json formatContainer(const ContainerConfig& c) {
     j["mounts"].push_back({{"source", m.source}, {"target", m.target}, {"readonly", m.readonly}});
   j["privileged"] = c.privileged;
   if (!c.privileged) {
-    j["idmap_base"] = c.idmapBase;
+    if (c.idmapBase != 0) j["idmap_base"] = c.idmapBase;
     j["idmap_size"] = c.idmapSize;
   }
   return j;

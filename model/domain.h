@@ -179,7 +179,7 @@ struct ContainerConfig {
   std::string hostname;                     // default: the domain name
   std::vector<Mount> mounts;
   bool privileged = true;                   // false: user namespace (uid 0 -> idmapBase)
-  uint32_t idmapBase = 100000;
+  uint32_t idmapBase = 0;                  // 0: allocated at define from [containers] idmap_range
   uint32_t idmapSize = 65536;
 };
 

@@ -108,7 +108,8 @@ Status LxcDriver::validate(const model::Domain& def) const {
       return invalidArgument("container.mounts: target " + quote(m.target) + " must be an absolute path without ..");
     if (!fs::exists(m.source)) return invalidArgument("container.mounts: source " + m.source + " does not exist");
   }
-  if (!c.privileged && (c.idmapSize == 0 || c.idmapBase == 0)) return invalidArgument("container: idmap base and size must be positive");
+  // idmap_base 0 is allocated by the daemon at define (each unprivileged container its own range).
+  if (!c.privileged && c.idmapSize == 0) return invalidArgument("container: idmap_size must be positive");
   if (def.limits.cpuQuotaPercent < 0 || def.limits.cpuQuotaPercent > 100 * 1024)
     return invalidArgument("limits.cpu_quota_percent: must be between 0 and 102400");
   if (def.limits.cpuShares < 0 || def.limits.cpuShares > 262144) return invalidArgument("limits.cpu_shares: must be between 0 and 262144");
@@ -242,6 +243,8 @@ Result<RunningDomain> LxcDriver::start(const model::Domain& def, const StartOpti
   if (def.container->rootfs.isVolume()) VMM_TRY(validateRootfs(def, rootfs));
   if (!options.restoreFrom.empty()) return unsupported("containers cannot be restored from a saved state");
   if (find(def.name)) return conflict("domain " + def.name + " is already running");
+  if (!def.container->privileged && def.container->idmapBase == 0)
+    return invalidArgument("container: no idmap range was allocated (define the container again)");
   Deadline deadline = options.deadline;
   const auto& cfg = *def.container;
   auto began = std::chrono::steady_clock::now();

@@ -249,6 +249,53 @@ TEST_F(LxcConfinementTest, ForkBombStopsAtDefaultPidsMax) {
   EXPECT_EQ(vmmd->vmctl({"destroy", "bomb"}).exitCode, 0);
 }
 
+// T5: unprivileged containers get disjoint host id ranges from [containers] idmap_range, kept
+// in their definitions across a vmmd restart; an explicit range overlapping another is refused.
+TEST_F(LxcConfinementTest, UnprivilegedContainersGetDisjointIdmaps) {
+  startVmmd("[containers]\nidmap_range = \"3000000:1000000\"\n");
+  auto baseOf = [&](const std::string& name) {
+    auto d = json::parse(vmmd->vmctl({"info", name, "-o", "json"}).out, nullptr, false);
+    return d.is_object() ? d["definition"]["container"].value("idmap_base", int64_t{0}) : int64_t{-1};
+  };
+  auto hostUid = [](pid_t pid) {
+    auto f = statusFields(fs::readFile("/proc/" + std::to_string(pid) + "/status").valueOr(""));
+    return parseInt(split(f["Uid"], '\t', true).empty() ? "" : split(f["Uid"], '\t', true)[0]).value_or(-1);
+  };
+  pid_t a = start("ua", {{"container", {{"privileged", false}}}});
+  pid_t b = start("ub", {{"container", {{"privileged", false}}}});
+  ASSERT_GT(a, 0);
+  ASSERT_GT(b, 0);
+  int64_t baseA = baseOf("ua"), baseB = baseOf("ub");
+  EXPECT_EQ(baseA, 3000000);
+  EXPECT_EQ(baseB, 3000000 + 65536);
+  EXPECT_EQ(hostUid(a), baseA);
+  EXPECT_EQ(hostUid(b), baseB);
+  auto map = exec("ub", {"cat", "/proc/self/uid_map"});
+  EXPECT_EQ(split(std::string(trim(map.out)), ' ', true), (std::vector<std::string>{"0", std::to_string(baseB), "65536"})) << map.out;
+  // An explicit base inside ua's range is refused; one outside every range is taken as given.
+  std::string path = vmmd->dir() + "/uc.json";
+  json uc = {{"name", "uc"},
+             {"type", "lxc"},
+             {"memory", "64MiB"},
+             {"container", {{"rootfs", {{"path", rootfs}}}, {"init", {"/bin/sh"}}, {"privileged", false}, {"idmap_base", baseA + 1000}}}};
+  ASSERT_TRUE(fs::writeFileAtomic(path, uc.dump()).ok());
+  auto refused = vmmd->vmctl({"define", path});
+  EXPECT_NE(refused.exitCode, 0);
+  EXPECT_NE(refused.err.find("overlap those of container u"), std::string::npos) << refused.err;
+  // The ranges are in the stored definitions: the same after a restart, and a new container
+  // gets the next free one.
+  ASSERT_TRUE(vmmd->stop().ok());
+  ASSERT_TRUE(vmmd->start().ok()) << vmmd->log();
+  EXPECT_EQ(baseOf("ua"), baseA);
+  EXPECT_EQ(baseOf("ub"), baseB);
+  EXPECT_EQ(vmmd->vmctl({"destroy", "ua"}).exitCode, 0);
+  EXPECT_EQ(vmmd->vmctl({"undefine", "ua"}).exitCode, 0);
+  pid_t d = start("ud", {{"container", {{"privileged", false}}}});
+  ASSERT_GT(d, 0);
+  EXPECT_EQ(baseOf("ud"), baseA) << "the freed range is reused first";
+  EXPECT_EQ(hostUid(d), baseA);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -488,7 +488,10 @@ TEST_F(LxcTest, UserNamespace) {
   initPid("u1");
   auto map = exec("u1", {"cat", "/proc/self/uid_map"});
   EXPECT_EQ(map.exitCode, 0) << map.err;
-  EXPECT_NE(map.out.find("100000"), std::string::npos) << map.out;
+  // The range allocated at define (from root's /etc/subuid entry by default).
+  auto base = info("u1")["definition"]["container"].value("idmap_base", int64_t{0});
+  EXPECT_GT(base, 0);
+  EXPECT_NE(map.out.find(" " + std::to_string(base) + " "), std::string::npos) << map.out;
   EXPECT_EQ(trim(exec("u1", {"id", "-u"}).out), "0");
   EXPECT_EQ(vmctl({"destroy", "u1"}).exitCode, 0);
   EXPECT_EQ(cgroupsOf("u1"), kNone);

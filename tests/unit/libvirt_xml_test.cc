@@ -187,7 +187,7 @@ TEST(LibvirtXml, VmmOnlyFieldsTravelInMetadata) {
 
 TEST(LibvirtXml, ContainersMapToLxcXml) {
   auto parsed = parseDomain(json::parse(R"({"name":"c1","type":"lxc","memory":"128MiB",
-    "container":{"rootfs":{"path":"/srv/c1"},"init":["/bin/sh","-c","sleep 1"],"env":{"A":"1"},"privileged":false,
+    "container":{"rootfs":{"path":"/srv/c1"},"init":["/bin/sh","-c","sleep 1"],"env":{"A":"1"},"privileged":false,"idmap_base":200000,
     "mounts":[{"source":"/srv/data","target":"/data"}]}})"));
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   auto xml = exportLibvirtXml(*parsed);
