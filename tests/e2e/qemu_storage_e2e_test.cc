@@ -372,8 +372,8 @@ TEST_F(QemuStorageTest, GuestBootsFromLinkedCloneInDirPoolAndVolumeInUseIsKept) 
 // A guest's raw disk holding a qcow2 header that names a host file (what a guest writes into
 // its own disk to reach the host, finding C1), named like a qcow2 image so that no guess from
 // the name can stand in for the recorded format. Neither the guest using it - before and after
-// vmmd restarts - nor a guest of its linked clone ever reads the host file: QEMU opens the volume
-// as the raw bytes it is.
+// vmmd restarts, through an external snapshot and its revert - nor a guest of its linked clone
+// ever reads the host file: QEMU opens the volume as the raw bytes it is.
 TEST_F(QemuStorageTest, AForgedQcow2HeaderInARawVolumeNeverReachesTheHostFile) {
   const std::string secret = tmp + "/secret";
   ASSERT_TRUE(fs::writeFileAtomic(secret, "TOPSECRET-host-file\n" + std::string(64 << 10, 'S'), 0600).ok());
@@ -421,6 +421,16 @@ TEST_F(QemuStorageTest, AForgedQcow2HeaderInARawVolumeNeverReachesTheHostFile) {
   auto c = vmmd->connect();
   ASSERT_TRUE(c.ok()) << c.error().message;
   rpc = std::move(*c);
+  guestReadsItsDataDisk("victim-user");
+
+  // An external snapshot puts an overlay over the victim, naming it as raw; after a revert to
+  // it the guest still reads the victim's own bytes.
+  auto snap = rpc->callAndWait("snapshot.create", {{"name", "victim-user"}, {"snapshot", "s1"}, {"external", true}},
+                               Deadline::after(Millis(60000)));
+  ASSERT_TRUE(snap.ok()) << snap.error().message;
+  guestReadsItsDataDisk("victim-user");
+  auto reverted = rpc->callAndWait("snapshot.revert", {{"name", "victim-user"}, {"snapshot", "s1"}}, Deadline::after(Millis(60000)));
+  ASSERT_TRUE(reverted.ok()) << reverted.error().message;
   guestReadsItsDataDisk("victim-user");
 
   // A linked clone of the victim reads through it as raw.

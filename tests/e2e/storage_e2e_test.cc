@@ -966,6 +966,20 @@ TEST_F(StorageE2E, VolumeFormatIsRecordedNotRedetected) {
   json resized = must("volume.resize", {{"pool", "default"}, {"name", "victim.qcow2"}, {"capacity", "2MiB"}});
   EXPECT_EQ(resized["capacity"], 2 * MiB);
   EXPECT_EQ(rpcDownload("default", "victim.qcow2").substr(0, header->size()), *header);
+
+  // An image made from a domain whose disk is the victim holds the victim's bytes.
+  json def = {{"name", "holder"}, {"type", "test"}, {"disks", {{{"source", {{"pool", "default"}, {"volume", "victim.qcow2"}}}}}}};
+  must("domain.create", {{"definition", def}});
+  auto image = rpc->callAndWait("image.from_domain", {{"name", "tmpl"}, {"domain", "holder"}}, dl());
+  ASSERT_TRUE(image.ok()) << image.error().message;
+  json tv = must("volume.get", {{"pool", (*image)["pool"]}, {"name", (*image)["volume"]}});
+  std::string out = vmmd->dir() + "/tmpl.raw";
+  auto r = runCommand({"qemu-img", "convert", "-f", tv.value("format", "raw"), "-O", "raw", tv.value("path", ""), out});
+  ASSERT_TRUE(r.ok() && r->success()) << (r.ok() ? r->err : r.error().message);
+  std::string bytes = readAll(out);
+  EXPECT_EQ(bytes.find("TOPSECRET"), std::string::npos) << "the template reads the host file";
+  EXPECT_EQ(bytes.substr(0, header->size()), *header);
+  EXPECT_EQ(bytes.size(), 2 * MiB);
 }
 
 // Files planted in a pool directory are taken only when nothing in their header reaches outside
