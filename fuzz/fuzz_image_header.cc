@@ -1,8 +1,9 @@
 // The qcow2 header reader: storage::parseImageHeader on the bytes, then DirBackend's volume
-// description and disk resolution of the same bytes as a file in a pool directory. Nothing is
-// read out of range; a backing name is reported only when it lies inside the file and is shown
-// as UTF-8 without NUL; a file without the qcow2 magic is raw with no backing file; the
-// external data file bit (v3 incompatible feature bit 2) is reported and refused as a disk.
+// description of the same bytes as a file in a pool directory. Nothing is read out of range; a
+// backing name is reported only when it lies inside the file and is shown as UTF-8 without
+// NUL; a file without the qcow2 magic is raw with no backing file; the external data file bit
+// (v3 incompatible feature bit 2) is reported as a problem, and the pool service's adoption rule
+// refuses any header with a problem or a backing outside the pool.
 // Then the verdict on the bytes as an untrusted image (storage::inspectImage): a qcow2 passes
 // only when its own bytes show no backing file, data file, encryption or refused feature bit.
 #include <fcntl.h>
@@ -10,6 +11,7 @@
 
 #include "base/fs.h"
 #include "base/json_util.h"
+#include "daemon/volume_records.h"
 #include "fuzz/fuzz_util.h"
 #include "model/pool.h"
 #include "storage/dir/dir_backend.h"
@@ -98,6 +100,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   if (magic && h.externalDataFile) FUZZ_CHECK(!v->probe.problem.empty(), "an external data file must be described as a problem");
+  // The pool service's adoption rule on a pool holding only this file: whatever its header
+  // names, it gets no backing (there is no other volume to read through, and itself would be a
+  // loop), and a header with a problem is refused.
+  std::map<std::string, VolumeRecord> records;
+  std::vector<model::Volume> seen{*v};
+  (void)applyVolumeRecords(records, seen);
+  FUZZ_CHECK(seen[0].backingVolume.empty() && records["vol"].backing.empty(), "adopted a backing outside the pool: " + fuzz::show(v->backingVolume));
+  FUZZ_CHECK(v->probe.problem.empty() || !seen[0].refused.empty(), "adopted a header with a problem: " + v->probe.problem);
+  FUZZ_CHECK(v->backingVolume.empty() || !seen[0].refused.empty(), "a header naming a backing that is not in the pool was not refused");
   if (!magic) FUZZ_CHECK(v->probe.problem.empty() && v->probe.fileSize == size, "raw volume described with a problem");
   return 0;
 }
