@@ -110,6 +110,7 @@ int childMain(void* arg) {
   sigemptyset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
   for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+  ::umask(022);  // a system's init expects the usual mask, not vmmd's 077
   const char* step = "";
   if (!applyConfinement(plan.confinement, &step)) childFail(plan, step, "");
   ::execve(plan.argv[0], plan.argv.data(), plan.envp.data());

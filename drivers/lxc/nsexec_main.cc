@@ -9,6 +9,7 @@
 #include <grp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -94,6 +95,7 @@ int main(int argc, char** argv) {
     if (::setgroups(0, nullptr) != 0 && errno != EPERM) die("setgroups");
     if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) die("cannot become the container's root");
     if (::chdir("/") != 0) die("chdir /");
+    ::umask(022);  // as in the container's init, not vmmd's 077
     const char* step = "";
     if (!applyConfinement(conf, &step)) die(step);
     ::execvp(command[0], command);

@@ -148,6 +148,9 @@ class LxcConfinementTest : public ::testing::Test {
     EXPECT_EQ(droppedButHeld(hex(execStatus["CapEff"])), "") << name << " exec CapEff " << execStatus["CapEff"];
     EXPECT_EQ(execStatus["Seccomp"], "2") << name << " exec";
     EXPECT_EQ(execStatus["Uid"].substr(0, 1), "0") << name << " exec runs as the container's root";
+    // vmmd runs with umask 077; the container's processes get the usual 022.
+    EXPECT_EQ(initStatus["Umask"], "0022") << name << " init";
+    EXPECT_EQ(execStatus["Umask"], "0022") << name << " exec";
   }
 
   // T2: /proc/sys read-only (the host's core_pattern cannot be rewritten, even with its own
