@@ -46,11 +46,13 @@ trap 'rm -rf "$work"' EXIT
 root=$work/root
 "$src/packaging/stage.sh" "$build" "$root"
 
-# As dh_strip does (no -dbgsym package from this path).
-for bin in "$root/usr/sbin/vmmd" "$root/usr/bin/vmctl" "$root/usr/lib/vmm/vmm-customize"; do
-	[ -f "$bin" ] || continue
-	strip --remove-section=.comment --remove-section=.note --strip-unneeded "$bin"
-done
+# As dh_strip does (no -dbgsym package from this path): every ELF file staged, so a new
+# helper program cannot ship unstripped.
+find "$root" -type f -perm -u+x -exec sh -c '
+	for bin; do
+		[ "$(head -c 4 "$bin" | od -An -c | tr -d " ")" = 177ELF ] || continue
+		strip --remove-section=.comment --remove-section=.note --strip-unneeded "$bin"
+	done' strip-elf {} +
 
 install -d -m 0755 "$root/DEBIAN"
 for script in postinst prerm postrm; do
