@@ -77,6 +77,7 @@ struct ChildSetup {
   int in = -1, out = -1, err = -1;
   bool newSession = true;
   std::string cwd;
+  bool cwdBeforeConfinement = false;
   Confinement confinement;
 
   void finalize() {
@@ -135,7 +136,7 @@ void applyConfinement(const Confinement& c, int reportFd) {
     if (setrlimit(static_cast<__rlimit_resource_t>(resource), &rl) != 0) childFail(reportFd, ChildStep::limit, resource);
   }
   if (c.gid) {
-    if (syscall(SYS_setgroups, 0, nullptr) != 0) childFail(reportFd, ChildStep::groups);
+    if (syscall(SYS_setgroups, c.groups.size(), c.groups.data()) != 0) childFail(reportFd, ChildStep::groups);
     if (syscall(SYS_setresgid, *c.gid, *c.gid, *c.gid) != 0) childFail(reportFd, ChildStep::gid);
   }
   if (c.uid && syscall(SYS_setresuid, *c.uid, *c.uid, *c.uid) != 0) childFail(reportFd, ChildStep::uid);
@@ -165,8 +166,9 @@ void applyConfinement(const Confinement& c, int reportFd) {
   close_range(static_cast<unsigned>(3 + high.size()), static_cast<unsigned>(report - 1), 0);
   close_range(static_cast<unsigned>(report + 1), ~0U, 0);
   // After the fds: a limit on open files must not stop their placement.
+  if (s.cwdBeforeConfinement && !s.cwd.empty() && chdir(s.cwd.c_str()) != 0) childFail(report, ChildStep::cwd);
   applyConfinement(s.confinement, report);
-  if (!s.cwd.empty() && chdir(s.cwd.c_str()) != 0) childFail(report, ChildStep::cwd);
+  if (!s.cwdBeforeConfinement && !s.cwd.empty() && chdir(s.cwd.c_str()) != 0) childFail(report, ChildStep::cwd);
   if (s.exe.empty()) {
     execvpe(s.argv[0], s.argv.data(), s.envp.data());
   } else {
@@ -179,6 +181,7 @@ void applyConfinement(const Confinement& c, int reportFd) {
 Result<pid_t> forkExec(ChildSetup& s) {
   const Confinement& c = s.confinement;
   if (c.uid.has_value() != c.gid.has_value()) return invalidArgument("a confined child needs both a uid and a gid");
+  if (!c.groups.empty() && !c.gid) return invalidArgument("supplementary groups come with a gid");
   s.finalize();
   int reportPipe[2];
   if (pipe2(reportPipe, O_CLOEXEC) != 0) return systemError("pipe", errno);
@@ -401,6 +404,7 @@ Result<pid_t> spawnProcess(const std::vector<std::string>& argv, const SpawnOpti
   s.err = o.stderrFd;
   s.newSession = o.newSession;
   s.cwd = o.cwd;
+  s.cwdBeforeConfinement = o.cwdBeforeConfinement;
   s.confinement = o.confinement;
   return forkExec(s);
 }

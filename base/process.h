@@ -30,6 +30,8 @@ struct Confinement {
   // uid other than 0 drops every capability (they are not kept across setresuid).
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;
+  // Supplementary groups given with the gid (e.g. kvm for /dev/kvm); none by default.
+  std::vector<gid_t> groups;
   // PR_SET_NO_NEW_PRIVS: no setuid bit or file capability of any later exec gives anything back.
   bool noNewPrivileges = false;
   // A network namespace of its own: only a loopback that is down, no route anywhere.
@@ -37,7 +39,7 @@ struct Confinement {
   // setrlimit() soft and hard values, e.g. {RLIMIT_AS, 1 << 30}, {RLIMIT_CPU, 30}.
   std::vector<std::pair<int, uint64_t>> limits;
 
-  bool empty() const { return !uid && !gid && !noNewPrivileges && !newNetworkNamespace && limits.empty(); }
+  bool empty() const { return !uid && !gid && groups.empty() && !noNewPrivileges && !newNetworkNamespace && limits.empty(); }
 };
 
 struct RunOptions {
@@ -81,6 +83,9 @@ struct SpawnOptions {
   bool newSession = true;     // setsid(): not killed with vmmd's process group
   std::map<std::string, std::string> env;
   std::string cwd;                            // changed to after the confinement (as its uid)
+  // ... or before it, as root: the child then works in a directory its uid owns but could not
+  // reach by path (its parents are private), with relative names.
+  bool cwdBeforeConfinement = false;
   Confinement confinement;
 };
 

@@ -178,6 +178,7 @@ TEST(Process, SpawnedChildIsConfinedToo) {
   SpawnOptions o;
   o.confinement.uid = 65534;
   o.confinement.gid = 65534;
+  o.confinement.groups = {65533, 100};  // as QEMU gets kvm's
   auto pid = spawnProcess({"sleep", "30"}, o);
   ASSERT_TRUE(pid.ok()) << pid.error().message;
   auto status = fs::readFile("/proc/" + std::to_string(*pid) + "/status");
@@ -186,6 +187,7 @@ TEST(Process, SpawnedChildIsConfinedToo) {
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(procLine(*status, "Uid:"), "Uid:\t65534\t65534\t65534\t65534");
   EXPECT_EQ(procLine(*status, "CapEff:"), "CapEff:\t0000000000000000");
+  EXPECT_EQ(std::string(trim(procLine(*status, "Groups:"))), "Groups:\t100 65533");
 }
 
 // A step that fails is an error naming it, and the program never runs half-confined.
