@@ -1,7 +1,14 @@
 #include "storage/image_inspect.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
 
+#include "base/fs.h"
+#include "base/json_util.h"
+#include "base/strings.h"
 #include "storage/image_header.h"
 
 namespace vmm::storage {
@@ -88,6 +95,40 @@ ImageVerdict inspectImage(std::string_view head, uint64_t fileSize, uint64_t max
   if (hasMagicAt(head, 32769, "CD001")) v.kind = ImageKind::iso;
   if (fileSize > maxVirtualSize) v.refused = "its size " + std::to_string(fileSize) + " is over the limit of " + std::to_string(maxVirtualSize) + " bytes";
   return v;
+}
+
+Result<ImageFileHeader> readImageFileHeader(const std::string& path) {
+  fs::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return systemError("cannot open " + path, errno);
+  // The extensions lie in the first cluster: 64 KiB unless the image chose bigger ones.
+  std::string head(64 << 10, '\0');
+  ssize_t n = ::pread(fd.get(), head.data(), head.size(), 0);
+  head.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  ImageFileHeader out;
+  out.image = parseImageHeader(head);
+  if (out.image.qcow2 && !out.image.extensionsComplete && out.image.clusterBits > 16 && head.size() == (64u << 10)) {
+    head.assign(std::min<size_t>(size_t{1} << std::min(out.image.clusterBits, 21u), kInspectHeadBytes), '\0');
+    n = ::pread(fd.get(), head.data(), head.size(), 0);
+    head.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    out.image = parseImageHeader(head);
+  }
+  const ImageHeader& image = out.image;
+  if (!image.qcow2) return out;
+  out.problem = qcow2LayerProblem(image);
+  // The header's numbers are the file's word: an offset past any file size (or one that
+  // would wrap with the size) names no backing file.
+  constexpr uint64_t kMaxOffset = uint64_t{1} << 62;
+  if (image.backingOffset && image.backingSize && image.backingSize <= kMaxBackingNameBytes && image.backingOffset < kMaxOffset) {
+    std::string name(image.backingSize, '\0');
+    if (::pread(fd.get(), name.data(), image.backingSize, static_cast<off_t>(image.backingOffset)) ==
+        static_cast<ssize_t>(image.backingSize))
+      // Shown in JSON and compared with paths: bytes that are not UTF-8 (or a NUL, which
+      // would cut the name short for QEMU) are shown replaced and match no volume.
+      out.backing = name.find('\0') == std::string::npos ? toValidUtf8(name) : toValidUtf8(quote(name));
+    else if (out.problem.empty())
+      out.problem = "its backing file name lies outside the file";
+  }
+  return out;
 }
 
 }  // namespace vmm::storage

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/result.h"
 #include "storage/image_header.h"
 
 namespace vmm::storage {
@@ -36,5 +37,15 @@ constexpr size_t kInspectHeadBytes = 2 << 20;
 // `head`: the first min(fileSize, kInspectHeadBytes) bytes. `maxVirtualSize`: the largest
 // disk an image may claim (its virtual size is refused above it).
 ImageVerdict inspectImage(std::string_view head, uint64_t fileSize, uint64_t maxVirtualSize);
+
+// What the first bytes of an image file say: qcow2 or not, its virtual size, its backing file
+// name and whether vmm could open it as nothing but itself and that backing. Opened without
+// following a final symlink.
+struct ImageFileHeader {
+  ImageHeader image;
+  std::string backing;  // the backing file name as written (shown as UTF-8)
+  std::string problem;  // qcow2LayerProblem
+};
+Result<ImageFileHeader> readImageFileHeader(const std::string& path);
 
 }  // namespace vmm::storage

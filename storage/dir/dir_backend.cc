@@ -21,48 +21,6 @@ namespace vmm::storage {
 
 namespace {
 
-// What the first bytes of an image say: qcow2 or not, its virtual size, its backing file name
-// and whether vmm could open it as nothing but itself and that backing.
-struct Header {
-  ImageHeader image;
-  std::string backing;  // the backing file name as written (shown as UTF-8)
-  std::string problem;  // qcow2LayerProblem
-};
-
-Result<Header> readHeader(const std::string& path) {
-  fs::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd.valid()) return systemError("cannot open " + path, errno);
-  // The extensions lie in the first cluster: 64 KiB unless the image chose bigger ones.
-  std::string head(64 << 10, '\0');
-  ssize_t n = ::pread(fd.get(), head.data(), head.size(), 0);
-  head.resize(n > 0 ? static_cast<size_t>(n) : 0);
-  Header out;
-  out.image = parseImageHeader(head);
-  if (out.image.qcow2 && !out.image.extensionsComplete && out.image.clusterBits > 16 && head.size() == (64u << 10)) {
-    head.assign(std::min<size_t>(size_t{1} << std::min(out.image.clusterBits, 21u), kInspectHeadBytes), '\0');
-    n = ::pread(fd.get(), head.data(), head.size(), 0);
-    head.resize(n > 0 ? static_cast<size_t>(n) : 0);
-    out.image = parseImageHeader(head);
-  }
-  const ImageHeader& image = out.image;
-  if (!image.qcow2) return out;
-  out.problem = qcow2LayerProblem(image);
-  // The header's numbers are the file's word: an offset past any file size (or one that
-  // would wrap with the size) names no backing file.
-  constexpr uint64_t kMaxOffset = uint64_t{1} << 62;
-  if (image.backingOffset && image.backingSize && image.backingSize <= kMaxBackingNameBytes && image.backingOffset < kMaxOffset) {
-    std::string name(image.backingSize, '\0');
-    if (::pread(fd.get(), name.data(), image.backingSize, static_cast<off_t>(image.backingOffset)) ==
-        static_cast<ssize_t>(image.backingSize))
-      // Shown in JSON and compared with paths: bytes that are not UTF-8 (or a NUL, which
-      // would cut the name short for QEMU) are shown replaced and match no volume.
-      out.backing = name.find('\0') == std::string::npos ? toValidUtf8(name) : toValidUtf8(quote(name));
-    else if (out.problem.empty())
-      out.problem = "its backing file name lies outside the file";
-  }
-  return out;
-}
-
 }  // namespace
 
 Status validateVolumeName(const std::string& name) {
@@ -153,7 +111,7 @@ Result<model::Volume> DirBackend::describe(const std::string& name, const std::s
   }
   // A symlink could point anywhere on the host: never a volume.
   if (!S_ISREG(st.st_mode)) return notFound("pool " + pool_.name + " has no volume " + name + " (not a regular file or directory)");
-  VMM_ASSIGN(auto h, readHeader(path));
+  VMM_ASSIGN(auto h, readImageFileHeader(path));
   v.format = h.image.qcow2 ? model::DiskFormat::qcow2 : model::DiskFormat::raw;
   v.probe.fileSize = static_cast<uint64_t>(st.st_size);
   v.capacity = h.image.qcow2 ? h.image.virtualSize : v.probe.fileSize;
