@@ -191,6 +191,21 @@ Status NfsServer::pause() {
   if (!running()) return internalError("the NFS server is not running");
   if (::kill(ganesha_, SIGSTOP) != 0) return systemError("SIGSTOP ganesha", errno);
   paused_ = true;
+  // kill() returns before every thread has stopped: one still running could answer the
+  // request a test sends next. Wait until /proc shows each thread stopped ('T').
+  std::string tasks = "/proc/" + std::to_string(ganesha_) + "/task";
+  auto allStopped = [&] {
+    auto names = fs::listDir(tasks);
+    if (!names.ok() || names->empty()) return false;
+    for (const auto& t : *names) {
+      auto stat = fs::readFile(tasks + "/" + t + "/stat", 4096).valueOr("");
+      auto close = stat.rfind(')');
+      if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'T') return false;
+    }
+    return true;
+  };
+  for (int i = 0; i < 200 && !allStopped(); ++i) ::usleep(10000);
+  if (!allStopped()) return internalError("ganesha's threads did not all stop after SIGSTOP");
   return {};
 }
 
