@@ -354,9 +354,13 @@ Result<drivers::ResolvedDisk> NetfsBackend::resolve(const model::Volume& v, Dead
   drivers::ResolvedDisk r;
   r.protocol = "nfs";
   r.format = v.format;
-  // QEMU's BlockdevOptionsNfs: the server and the file's full path on it.
+  // QEMU's BlockdevOptionsNfs: the server and the file's full path on it. AUTH_SYS carries
+  // whatever ids the client states: QEMU states the ones vmmd's own NFS client uses for the
+  // pool (0), not the uid it runs as, which owns nothing on the server.
   r.blockdev = {{"server", {{"type", "inet"}, {"host", pool_.source.host}}},
-                {"path", (dir_ == "/" ? "" : dir_) + "/" + v.name}};
+                {"path", (dir_ == "/" ? "" : dir_) + "/" + v.name},
+                {"user", 0},
+                {"group", 0}};
   return r;
 }
 

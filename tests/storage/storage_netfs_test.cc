@@ -399,7 +399,9 @@ TEST_F(NetfsPoolTest, ResolveGivesQemuBlockdev) {
   EXPECT_EQ(r->format, model::DiskFormat::qcow2);
   EXPECT_TRUE(r->path.empty());
   EXPECT_EQ(r->blockdev, (nlohmann::json{{"server", {{"type", "inet"}, {"host", "127.0.0.1"}}},
-                                         {"path", "/export/guest.qcow2"}}));
+                                         {"path", "/export/guest.qcow2"},
+                                         {"user", 0},
+                                         {"group", 0}}));
   // QEMU opens exactly these options (the driver adds driver=nfs like the command line does).
   nlohmann::json file = r->blockdev;
   file["driver"] = r->protocol;
