@@ -48,14 +48,9 @@ class HostileQemu : public ::testing::Test {
     token = (*rpc->call("token.create", {{"name", "admin"}, {"role", "admin"}}))["token"];
   }
   void TearDown() override {
-    if (HasFailure() && vmmd) {
-      std::string log = vmmd->log();
-      std::cerr << "---- vmmd log (tail) ----\n" << (log.size() > 8000 ? log.substr(log.size() - 8000) : log) << "\n";
-    }
+    if (HasFailure() && vmmd) std::cerr << "---- vmmd log (tail) ----\n" << vmmd->logTail() << "\n";
     if (vmmd && vmmd->pid() > 0) {
-      auto doms = json::parse(vmmd->vmctl({"list", "-o", "json"}).out, nullptr, false);
-      if (doms.is_array())
-        for (const auto& d : doms) (void)vmmd->vmctl({"destroy", d["name"]});
+      vmmd->destroyAllDomains();
       for (const auto& n : networks) (void)rpc->call("network.stop", {{"name", n}, {"force", true}});
     }
     rpc.reset();

@@ -52,12 +52,7 @@ class QemuTest : public ::testing::Test {
 
   void TearDown() override {
     if (HasFailure() && vmmd) std::cerr << "---- vmmd log ----\n" << vmmd->log() << "\n";
-    if (vmmd && vmmd->pid() > 0) {
-      auto list = vmmd->vmctl({"list", "-o", "json"});
-      auto doms = json::parse(list.out, nullptr, false);
-      if (doms.is_array())
-        for (const auto& d : doms) (void)vmmd->vmctl({"destroy", d["name"]});
-    }
+    if (vmmd) vmmd->destroyAllDomains();
     // Guests that outlived a killed vmmd: stop them by the pids the tests recorded.
     for (pid_t pid : qemuPids)
       if (processAlive(pid)) ::kill(pid, SIGKILL);

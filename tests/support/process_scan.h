@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -39,6 +40,20 @@ inline std::vector<ProcessEntry> listProcesses() {
     e.cmdline = std::string(trim(raw));
     if (e.ppid == 0 && e.sid == 0) continue;  // exited while being read
     out.push_back(std::move(e));
+  }
+  return out;
+}
+
+// What `pid`'s open descriptors point at (readlink of /proc/PID/fd/*: paths, "socket:[N]", ...).
+inline std::vector<std::string> openDescriptors(pid_t pid) {
+  std::vector<std::string> out;
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  auto names = fs::listDir(dir);
+  if (!names.ok()) return out;
+  for (const auto& n : *names) {
+    char target[4096];
+    ssize_t len = ::readlink((dir + "/" + n).c_str(), target, sizeof target - 1);
+    if (len > 0) out.emplace_back(target, static_cast<size_t>(len));
   }
   return out;
 }

@@ -149,4 +149,38 @@ VmctlResult VmmdProcess::vmctl(const std::vector<std::string>& args, const std::
   return out;
 }
 
+std::string VmmdProcess::logTail(size_t bytes) const {
+  std::string text = log();
+  return text.size() > bytes ? text.substr(text.size() - bytes) : text;
+}
+
+void VmmdProcess::destroyAllDomains() const {
+  if (pid_ <= 0) return;
+  auto doms = nlohmann::json::parse(vmctl({"list", "-o", "json"}).out, nullptr, false);
+  if (!doms.is_array()) return;
+  for (const auto& d : doms)
+    if (d.is_object() && d.contains("name") && d["name"].is_string()) (void)vmctl({"destroy", d["name"].get<std::string>()});
+}
+
+std::string VmmdProcess::consoleLog(const std::string& domain) const {
+  auto r = vmctl({"console-log", domain});
+  return r.exitCode == 0 ? r.out : std::string();
+}
+
+Status VmmdProcess::waitForAgent(const std::string& domain) const {
+  auto until = [](auto pred, Millis timeout, Millis step) {
+    auto end = SteadyClock::now() + timeout;
+    while (!pred()) {
+      if (SteadyClock::now() >= end) return false;
+      std::this_thread::sleep_for(step);
+    }
+    return true;
+  };
+  if (!until([&] { return consoleLog(domain).find("AGENT-STARTED") != std::string::npos; }, Millis(60000), Millis(100)))
+    return timeoutError("the guest agent of " + domain + " did not start; console:\n" + consoleLog(domain));
+  if (!until([&] { return vmctl({"exec", domain, "--", "true"}).exitCode == 0; }, Millis(30000), Millis(300)))
+    return timeoutError("the guest agent of " + domain + " does not answer");
+  return {};
+}
+
 }  // namespace vmm::testutil

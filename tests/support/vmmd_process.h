@@ -37,6 +37,13 @@ class VmmdProcess {
   std::string httpUrl() const { return httpUrl_; }
   int httpPort() const { return httpPort_; }
   std::string log() const;
+  std::string logTail(size_t bytes = 8000) const;
+  // Test teardown: destroys every domain this vmmd runs.
+  void destroyAllDomains() const;
+  // What a domain's console printed (vmctl console-log); "" when it cannot be read.
+  std::string consoleLog(const std::string& domain) const;
+  // Waits until a test guest's agent started (its console says AGENT-STARTED) and answers.
+  Status waitForAgent(const std::string& domain) const;
 
   Result<std::unique_ptr<client::Connection>> connect() const;
   // Creates an API token (role "admin" or "read") over the RPC socket and returns its secret.
