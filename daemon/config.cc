@@ -100,6 +100,10 @@ Status applyConfigFile(Config& c, const std::string& path) {
     k.optional("pids_max", c.containerPidsMax, 0, int64_t{1} << 22);
     k.optional("idmap_range", c.containerIdmapRange);
   });
+  r.object("qemu", [&](model::JsonReader& q) {
+    q.optional("unprivileged", c.qemuUnprivileged);
+    q.optional("uid_range", c.qemuUidRange);
+  });
   r.object("events", [&](model::JsonReader& e) { readSizeT(e, "queue", c.eventQueue, 16, 1 << 20); });
   r.object("domains", [&](model::JsonReader& d) {
     readDuration(d, "job_wait", c.jobWait);
@@ -108,6 +112,7 @@ Status applyConfigFile(Config& c, const std::string& path) {
   auto st = r.finish();
   if (!st.ok()) return st.error().wrap(path);
   if (auto range = containerIdmapRange(c); !range.ok()) return range.error().wrap(path);
+  if (auto range = qemuUidRange(c); !range.ok()) return range.error().wrap(path);
   c.configFile = path;
   return {};
 }
@@ -133,6 +138,22 @@ Result<std::pair<uint64_t, uint64_t>> containerIdmapRange(const Config& config, 
       if (auto r = parse(f[1], f[2])) return *r;
   }
   return std::make_pair(uint64_t{1000000}, uint64_t{1000000000});
+}
+
+Result<std::pair<uint64_t, uint64_t>> qemuUidRange(const Config& config, const std::string& subuidFile) {
+  auto colon = config.qemuUidRange.find(':');
+  auto start = parseInt(config.qemuUidRange.substr(0, colon));
+  auto count = colon == std::string::npos ? std::nullopt : parseInt(config.qemuUidRange.substr(colon + 1));
+  // Not 0 (root) nor the 16-bit nobody/ overflow ids; below 2^32 - 1 ((uid_t)-1 means "unchanged").
+  if (!start || !count || *start < 1000 || *count < 1 || *start + *count > (int64_t{1} << 32) - 1 ||
+      (*start <= 65535 && *start + *count > 65534))
+    return invalidArgument("qemu.uid_range: expected \"START:COUNT\" with START >= 1000, COUNT >= 1, not reaching 65534 nor 2^32 - 1");
+  VMM_ASSIGN(auto containers, containerIdmapRange(config, subuidFile));
+  uint64_t first = static_cast<uint64_t>(*start), end = first + static_cast<uint64_t>(*count);
+  if (first < containers.first + containers.second && containers.first < end)
+    return invalidArgument("qemu.uid_range " + config.qemuUidRange + " overlaps the containers' host ids (" +
+                           std::to_string(containers.first) + ":" + std::to_string(containers.second) + ")");
+  return std::make_pair(first, end - first);
 }
 
 std::string configUsage() {
@@ -161,6 +182,7 @@ Options:
   --capacity-vcpus N        vCPUs that launched domains may use in all (default: 8 per host CPU)
   --image-ca-file FILE      CA certificates (PEM) that https image downloads trust instead of the system's
   --image-allow-http yes|no image downloads over plain http:// (default no: https only)
+  --qemu-unprivileged yes|no each QEMU as a uid of its own without capabilities (default yes)
   --version            print the version and exit
   -h, --help           print this help and exit
 
@@ -213,9 +235,12 @@ Result<Config> loadConfig(int argc, char** argv, bool& run) {
     else if (key == "log-level") c.logLevel = value;
     else if (key == "log-format") c.logFormat = value;
     else if (key == "log-file") c.logFile = value;
-    else if (key == "default-network" || key == "default-pool" || key == "image-allow-http") {
+    else if (key == "default-network" || key == "default-pool" || key == "image-allow-http" || key == "qemu-unprivileged") {
       if (value != "yes" && value != "no") return invalidArgument("--" + key + " takes yes or no");
-      (key == "default-network" ? c.defaultNetwork : key == "default-pool" ? c.defaultPool : c.imageAllowHttp) = value == "yes";
+      (key == "default-network"    ? c.defaultNetwork
+       : key == "default-pool"     ? c.defaultPool
+       : key == "image-allow-http" ? c.imageAllowHttp
+                                   : c.qemuUnprivileged) = value == "yes";
     }
     else if (key == "capacity-memory") {
       auto size = model::parseSize(value);
@@ -239,6 +264,7 @@ Result<Config> loadConfig(int argc, char** argv, bool& run) {
     if (d != "qemu" && d != "lxc" && d != "xen" && d != "test")
       return invalidArgument("unknown driver " + quote(d) + " (known: qemu, lxc, xen, test)");
   }
+  VMM_TRY(qemuUidRange(c));  // also when no file was read: root's /etc/subuid may meet it
   return c;
 }
 

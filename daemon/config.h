@@ -47,6 +47,10 @@ struct Config {
   // Host ids that unprivileged containers get 65536-id ranges from ("START:COUNT"); "" = root's
   // /etc/subuid entry, else 1000000:1000000000.
   std::string containerIdmapRange;
+  // Each QEMU runs as a uid (and gid) of its own, from this range, with no capabilities
+  // ("START:COUNT"); false runs QEMU as root, as vmmd is (drivers/qemu/README.md).
+  bool qemuUnprivileged = true;
+  std::string qemuUidRange = "1001000000:65536";
 
   size_t operationsKeep = 1000;
   Millis operationsMaxAge = Millis(24LL * 3600 * 1000);
@@ -59,6 +63,9 @@ struct Config {
 
 // [containers] idmap_range resolved: {start, count}.
 Result<std::pair<uint64_t, uint64_t>> containerIdmapRange(const Config& config, const std::string& subuidFile = "/etc/subuid");
+
+// [qemu] uid_range resolved: {start, count}; it must not meet the containers' range.
+Result<std::pair<uint64_t, uint64_t>> qemuUidRange(const Config& config, const std::string& subuidFile = "/etc/subuid");
 
 // Defaults for the current user: root uses /var/lib/vmm and /run/vmm.
 Config defaultConfig();

@@ -121,6 +121,21 @@ Status Daemon::lockStateDir() {
   return {};
 }
 
+namespace {
+
+drivers::qemu::QemuOptions qemuOptions(const Config& config) {
+  drivers::qemu::QemuOptions o;
+  o.unprivileged = config.qemuUnprivileged;
+  auto range = qemuUidRange(config);  // checked when the configuration was loaded
+  if (range.ok()) {
+    o.uidStart = static_cast<uint32_t>(range->first);
+    o.uidCount = static_cast<uint32_t>(range->second);
+  }
+  return o;
+}
+
+}  // namespace
+
 void Daemon::createDrivers() {
   hostServices_ = std::make_unique<DaemonHostServices>(*pools_, *networks_);
   drivers::DriverContext ctx;
@@ -133,7 +148,7 @@ void Daemon::createDrivers() {
     std::unique_ptr<drivers::HypervisorDriver> drv;
     // The test driver simulates its disks and NICs: it gets no host services.
     if (name == "test") drv = std::make_unique<drivers::TestDriver>(ctx);
-    else if (name == "qemu") drv = std::make_unique<drivers::qemu::QemuDriver>(ctx);
+    else if (name == "qemu") drv = std::make_unique<drivers::qemu::QemuDriver>(ctx, qemuOptions(config_));
     else if (name == "lxc") drv = std::make_unique<drivers::lxc::LxcDriver>(ctx);
 #ifdef VMM_HAVE_XEN
     else if (name == "xen") drv = std::make_unique<drivers::xen::XenDriver>(ctx);

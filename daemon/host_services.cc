@@ -2,14 +2,69 @@
 
 #include <sys/stat.h>
 
+#include "base/fs.h"
 #include "base/log.h"
 #include "base/strings.h"
 #include "model/pool.h"
 #include "network/direct/macvtap.h"
 #include "network/link.h"
 #include "network/port/port_profile.h"
+#include "storage/image_inspect.h"
 
 namespace vmm {
+
+namespace {
+
+std::optional<model::DiskFormat> layerFormat(const std::optional<std::string>& name) {
+  if (name == "qcow2") return model::DiskFormat::qcow2;
+  if (name == "raw") return model::DiskFormat::raw;
+  return std::nullopt;
+}
+
+}  // namespace
+
+// A disk given by path is the admin's file. Its qcow2 backing chain is followed, so that QEMU
+// gets every layer as a descriptor, only through files vmm can vouch for: a volume of an
+// active pool (from there on the pool's record decides), or a file in the same directory
+// whose header names its format (external snapshot overlays sit next to the image they
+// cover). Anything else leaves the chain to QEMU, which then opens those files itself with
+// nothing but its own uid's rights.
+void DaemonHostServices::pinPathChain(drivers::ResolvedDisk& top) {
+  std::vector<drivers::ResolvedDisk> layers;
+  std::string path = top.path;
+  model::DiskFormat format = top.format;
+  for (size_t depth = 0; depth <= drivers::kMaxBackingLayers; ++depth) {
+    if (format != model::DiskFormat::qcow2) break;
+    auto h = storage::readImageFileHeader(path);
+    if (!h.ok() || !h->problem.empty() || !h->image.qcow2) return;
+    if (h->backing.empty()) break;
+    std::string backing = h->backing[0] == '/' ? h->backing : fs::dirName(path) + "/" + h->backing;
+    auto volume = pools_.resolvePath(backing);
+    if (!volume.ok()) return;
+    if (*volume) {
+      auto named = layerFormat(h->image.backingFormat);
+      if (named && *named != (*volume)->format) return;  // the header and the pool disagree: QEMU's problem
+      drivers::ResolvedDisk v = std::move(**volume);
+      auto below = std::move(v.backing);
+      v.backing.clear();
+      layers.push_back(std::move(v));
+      for (auto& l : below) layers.push_back(std::move(l));
+      break;
+    }
+    auto named = layerFormat(h->image.backingFormat);
+    struct stat st{};
+    if (!named || fs::dirName(backing) != fs::dirName(path) || ::lstat(backing.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+    drivers::ResolvedDisk layer;
+    layer.path = backing;
+    layer.format = *named;
+    layers.push_back(layer);
+    path = backing;
+    format = *named;
+  }
+  if (layers.size() > drivers::kMaxBackingLayers) return;
+  top.backing = std::move(layers);
+  top.chainPinned = true;
+}
 
 Result<drivers::ResolvedDisk> DaemonHostServices::resolveDisk(const model::Disk& disk) {
   if (disk.source.isVolume()) {
@@ -35,6 +90,7 @@ Result<drivers::ResolvedDisk> DaemonHostServices::resolveDisk(const model::Disk&
   if (::stat(r.path.c_str(), &st) != 0) return invalidArgument("disk " + disk.target + ": " + r.path + " does not exist");
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
     return invalidArgument("disk " + disk.target + ": " + r.path + " is neither a file nor a block device");
+  if (S_ISREG(st.st_mode)) pinPathChain(r);
   return r;
 }
 

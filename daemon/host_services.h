@@ -17,6 +17,8 @@ class DaemonHostServices final : public drivers::HostServices {
   Result<std::string> attachPort(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) override;
 
  private:
+  // The layers under a qcow2 disk given by path that vmm vouches for (host_services.cc).
+  void pinPathChain(drivers::ResolvedDisk& top);
   Result<std::string> bridgeOf(const model::Nic& nic) const;
   void releasePort(const model::Nic& nic, const std::string& ifname);
   PoolService& pools_;

@@ -798,6 +798,23 @@ Result<std::unique_ptr<storage::VolumeStream>> PoolService::openVolume(const std
   return std::unique_ptr<storage::VolumeStream>(new BusyVolume(*this, p, name, std::move(*s), checkQcow2));
 }
 
+Result<std::optional<drivers::ResolvedDisk>> PoolService::resolvePath(const std::string& path) {
+  for (const auto& p : pools_.all()) {
+    std::string volume;
+    {
+      MutexLock lock(p->mu);
+      if (p->state != PoolState::active) continue;
+      for (const auto& [name, v] : p->volumes)
+        if (!v.directory && v.path == path) volume = name;
+    }
+    if (!volume.empty()) {
+      VMM_ASSIGN(auto r, resolve(p->name, volume));
+      return std::optional<drivers::ResolvedDisk>(std::move(r));
+    }
+  }
+  return std::optional<drivers::ResolvedDisk>();
+}
+
 Result<drivers::ResolvedDisk> PoolService::resolve(const std::string& pool, const std::string& volume) {
   VMM_ASSIGN(auto p, findActive(pool));
   VMM_ASSIGN(auto chain, usableChain(*p, volume, ioDeadline()));

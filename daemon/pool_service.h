@@ -109,6 +109,8 @@ class PoolService {
 
   // How a hypervisor reaches a volume (for domain disks), with the layers below it as recorded.
   Result<drivers::ResolvedDisk> resolve(const std::string& pool, const std::string& volume);
+  // The same for the volume of an active pool whose file is `path`; nullopt when no volume is.
+  Result<std::optional<drivers::ResolvedDisk>> resolvePath(const std::string& path);
 
  private:
   struct PoolObject;

@@ -234,10 +234,17 @@ Result<CommandLine> buildCommandLine(const LaunchSpec& spec) {
   }
   if (d.graphics.empty()) a.insert(a.end(), {"-display", "none"});
 
+  // Images handed over as descriptors, one fd set each; `-add-fd` is read before any -blockdev.
+  for (const auto& f : spec.fdSets) {
+    std::string opaque;
+    for (char c : f.path) opaque += c == ',' ? std::string(",,") : std::string(1, c);
+    a.insert(a.end(), {"-add-fd", "fd=" + std::to_string(f.fd) + ",set=" + std::to_string(f.set) + ",opaque=" + opaque});
+  }
+
   // ---- boot
   if (!d.boot.kernel.empty()) {
-    a.insert(a.end(), {"-kernel", d.boot.kernel});
-    if (!d.boot.initrd.empty()) a.insert(a.end(), {"-initrd", d.boot.initrd});
+    a.insert(a.end(), {"-kernel", spec.kernel.empty() ? d.boot.kernel : spec.kernel});
+    if (!d.boot.initrd.empty()) a.insert(a.end(), {"-initrd", spec.initrd.empty() ? d.boot.initrd : spec.initrd});
     if (!d.boot.cmdline.empty()) a.insert(a.end(), {"-append", d.boot.cmdline});
   }
   bool anyBootIndex = false;

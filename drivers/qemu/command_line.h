@@ -33,7 +33,14 @@ struct LaunchSpec {
   std::map<std::string, std::string> secretFiles;  // secret id -> file holding it
   int sparePorts = 4;                     // empty hotplug slots (q35)
   bool incoming = false;                  // -incoming defer (restoring a saved state)
-  std::string runDir;                     // the domain's private runtime directory (graphics sockets)
+  std::string runDir;                     // where QEMU makes its graphics sockets (relative: to its cwd)
+  struct FdSet {
+    int fd = -1;       // child-side fd number
+    int set = 0;       // fd set id; a disk layer's path is then "/dev/fdset/<set>"
+    std::string path;  // the file vmmd opened (the set's opaque)
+  };
+  std::vector<FdSet> fdSets;
+  std::string kernel, initrd;             // what QEMU opens instead of def->boot's paths ("" = those)
 };
 
 // Where devices sit, so that hotplug can find free slots later.

@@ -6,7 +6,9 @@
 // then are the block nodes or the netdev removed.
 #include <unistd.h>
 
+#include "base/json_util.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "base/reverter.h"
 #include "drivers/qemu/qemu_instance.h"
 
@@ -92,6 +94,16 @@ Status QemuDriver::attachDisk(const model::Domain& def, const model::Disk& disk,
     bus = "rp" + std::to_string(port);
     revert.add([inst, deviceId] { releasePort(*inst, deviceId); });
   }
+  // Each local layer as a descriptor (qemu_files.cc), before the nodes that open it.
+  auto giveLayer = [&](ResolvedDisk& layer, bool writable) -> Status {
+    if (!layer.protocol.empty() || layer.path.empty()) return {};
+    VMM_ASSIGN(int set, passImage(*inst, layer.path, writable, deadline));
+    revert.add([inst, set] { removeFdset(*inst, set); });
+    layer.path = kFdsetPrefix + std::to_string(set);
+    return {};
+  };
+  VMM_TRY(giveLayer(r, !disk.readonly));
+  for (auto& layer : r.backing) VMM_TRY(giveLayer(layer, false));
   // Bottom layer first; a failure removes the nodes added, top first.
   for (const auto& node : diskNodesJson(disk, r)) {
     VMM_TRY(inst->qmp->execute("blockdev-add", node, deadline));
@@ -112,6 +124,17 @@ Status QemuDriver::detachDisk(const model::Domain& def, const model::Disk& disk,
   if (disk.bus == model::DiskBus::virtio) VMM_TRY(hotplugPossible(*inst, "virtio disks"));
   std::string deviceId = diskDeviceId(disk);
   VMM_TRY(unplugDevice(*inst, deviceId, deadline));
+  // The fd sets behind the disk's protocol nodes, given back once the nodes are gone.
+  std::vector<int> sets;
+  if (auto nodes = inst->qmp->execute("query-named-block-nodes", {{"flat", true}}, deadline); nodes.ok() && nodes->is_array()) {
+    std::string own = diskFileNode(disk);
+    for (const auto& n : *nodes) {
+      std::string name = jsonStringOr(n, "node-name", ""), file = jsonStringOr(n, "file", "");
+      bool ours = name == own || (startsWith(name, own + "-") && parseInt(name.substr(own.size() + 1)).has_value());
+      if (ours && startsWith(file, kFdsetPrefix))
+        if (auto id = parseInt(file.substr(std::string_view(kFdsetPrefix).size()))) sets.push_back(static_cast<int>(*id));
+    }
+  }
   for (const auto& node : {diskFormatNode(disk), diskFileNode(disk)}) {
     auto r = inst->qmp->execute("blockdev-del", {{"node-name", node}}, deadline);
     if (!r.ok()) log::warn("blockdev-del failed", {{"domain", def.name}, {"node", node}, {"error", r.error().message}});
@@ -121,6 +144,7 @@ Status QemuDriver::detachDisk(const model::Domain& def, const model::Disk& disk,
     if (!inst->qmp->execute("blockdev-del", {{"node-name", diskFormatNode(disk, layer)}}, deadline).ok()) break;
     (void)inst->qmp->execute("blockdev-del", {{"node-name", diskFileNode(disk, layer)}}, deadline);
   }
+  for (int set : sets) removeFdset(*inst, set);
   releasePort(*inst, deviceId);
   log::info("disk hot-unplugged", {{"domain", def.name}, {"target", disk.target}});
   return {};

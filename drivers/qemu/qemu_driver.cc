@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <tuple>
+
 #include "base/json_util.h"
 #include "base/log.h"
 #include "base/log_cap.h"
@@ -197,6 +199,8 @@ json QemuDriver::recordOf(const Instance& inst) const {
   json ports = json::object();
   for (const auto& [id, p] : inst.layout.portOf) ports[id] = p;
   return {{"pid", inst.pid},
+          {"uid", inst.uid},
+          {"gid", inst.gid},
           {"start_time", inst.startTime},
           {"run_id", inst.runId},
           {"accel", inst.accel},
@@ -211,7 +215,7 @@ RunningDomain QemuDriver::runningOf(const Instance& inst, model::DomainState sta
   r.runId = inst.runId;
   r.state = state;
   r.record = recordOf(inst);
-  r.info = {{"pid", inst.pid}, {"accelerator", inst.accel}, {"machine", inst.layout.machine}};
+  r.info = {{"pid", inst.pid}, {"uid", inst.uid}, {"accelerator", inst.accel}, {"machine", inst.layout.machine}};
   if (!inst.graphics.empty()) {
     r.info["graphics"] = inst.graphics;
     for (const auto& g : inst.graphics)
@@ -231,7 +235,7 @@ json QemuDriver::graphicsInfo(Instance& inst, const model::Domain& def, Deadline
     json gi = {{"type", model::enumName(model::kGraphicsTypes, g.type)}};
     if (!g.tcp()) {
       gi["listen"] = "unix";
-      gi["socket"] = graphicsSocketPath(inst.runDir, def, i);
+      gi["socket"] = graphicsSocketPath(inst.guestDir(), def, i);
     } else {
       gi["listen"] = g.listen;
       if (g.type == model::GraphicsType::spice) {
@@ -277,6 +281,20 @@ std::optional<json> QemuDriver::currentRecord(const model::Domain& def) {
 
 // ---------------------------------------------------------------- start
 
+Result<uid_t> QemuDriver::reserveUid() {
+  MutexLock lock(mu_);
+  for (uint32_t i = 0; i < options_.uidCount; ++i) {
+    uid_t uid = options_.uidStart + i;
+    if (uidsInUse_.insert(uid).second) return uid;
+  }
+  return conflict("every uid of [qemu] uid_range is taken by a running QEMU");
+}
+
+void QemuDriver::releaseUid(uid_t uid) {
+  MutexLock lock(mu_);
+  uidsInUse_.erase(uid);
+}
+
 Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOptions& options) {
   DriverInfo info = probe();
   if (!info.available) return unavailable(info.reason);
@@ -297,6 +315,21 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
   VMM_TRY(fs::makeDirs(inst->runDir, 0700));
   revert.add([dir = inst->runDir] { (void)fs::removeTree(dir); });
   VMM_TRY(fs::makeDirs(inst->stateDir, 0700));
+  if (options_.unprivileged) {
+    VMM_ASSIGN(inst->uid, reserveUid());
+    inst->gid = inst->uid;
+    revert.add([this, uid = inst->uid] { releaseUid(uid); });
+  }
+  // QEMU's working directory and the only place it may create files; it is entered as root,
+  // so QEMU needs no way through the private directories above it (relative names).
+  VMM_TRY(fs::makeDirs(inst->guestDir(), 0700));
+  if (::chown(inst->guestDir().c_str(), inst->uid, inst->gid) != 0) return systemError("chown " + inst->guestDir(), errno);
+  auto giveQemu = [&](const std::string& name, const std::string& content) -> Status {
+    std::string file = inst->guestDir() + "/" + name;
+    VMM_TRY(fs::writeFileAtomic(file, content, 0400));
+    if (::chown(file.c_str(), inst->uid, inst->gid) != 0) return systemError("chown " + file, errno);
+    return {};
+  };
 
   LaunchSpec spec;
   spec.def = &def;
@@ -304,21 +337,27 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
   spec.accel = inst->accel;
   spec.sparePorts = options_.sparePorts;
   spec.incoming = !options.restoreFrom.empty();
-  spec.runDir = inst->runDir;
+  spec.runDir = ".";  // QEMU's working directory, the guest directory
   for (const auto& disk : def.disks) {
     VMM_ASSIGN(ResolvedDisk r, resolveDisk(disk));
     if (!r.secret.empty()) {
-      std::string id = "sec-" + disk.target, file = inst->runDir + "/" + id;
-      VMM_TRY(fs::writeFileAtomic(file, r.secret, 0600));
-      spec.secretFiles[id] = file;
+      std::string id = "sec-" + disk.target;
+      VMM_TRY(giveQemu(id, r.secret));
+      spec.secretFiles[id] = id;
       r.blockdev["password-secret"] = id;
     }
     spec.disks.push_back(std::move(r));
   }
 
-  // File descriptors QEMU inherits, in order from 3: monitor, agent, console, taps.
+  // File descriptors QEMU inherits, in order from 3: monitor, agent, console, taps, then the
+  // images and boot files.
   std::vector<fs::UniqueFd> keep;
   std::vector<int> passFds;
+  auto pass = [&](fs::UniqueFd fd) {
+    passFds.push_back(fd.get());
+    keep.push_back(std::move(fd));
+    return 2 + static_cast<int>(passFds.size());
+  };
   auto listen = [&](const std::string& path) -> Result<int> {
     VMM_ASSIGN(auto fd, listenUnix(path, 0600));
     VMM_TRY(setNonBlocking(fd.get(), false));
@@ -350,6 +389,40 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
     }
     spec.nics.push_back(b);
   }
+  // Every local image layer as a descriptor in an fd set of its own (its path stays the set's
+  // opaque, for query-fdsets and for reading QEMU's answers back).
+  for (size_t i = 0; i < spec.disks.size(); ++i) {
+    auto giveLayer = [&](ResolvedDisk& layer, bool writable) -> Status {
+      if (!layer.protocol.empty() || layer.path.empty()) return {};
+      VMM_ASSIGN(auto fd, openImageFor(layer.path, writable));
+      int set = static_cast<int>(spec.fdSets.size()) + 1;
+      spec.fdSets.push_back({pass(std::move(fd)), set, layer.path});
+      std::string name = kFdsetPrefix + std::to_string(set);
+      MutexLock lock(inst->mu);
+      inst->fdsetFiles[name] = layer.path;
+      layer.path = name;
+      return {};
+    };
+    auto& top = spec.disks[i];
+    if (auto st = giveLayer(top, !def.disks[i].readonly); !st.ok()) return st.error().wrap("disk " + def.disks[i].target);
+    for (auto& layer : top.backing)
+      if (auto st = giveLayer(layer, false); !st.ok()) return st.error().wrap("disk " + def.disks[i].target);
+  }
+  // The kernel and initrd: a world-readable file as the descriptor vmmd opened (QEMU reads it
+  // through /proc/self/fd, whatever directories it is in), any other as a private copy.
+  for (auto [file, name, out] : {std::tuple{&def.boot.kernel, "kernel", &spec.kernel}, std::tuple{&def.boot.initrd, "initrd", &spec.initrd}}) {
+    if (file->empty()) continue;
+    VMM_ASSIGN(auto fd, openImageFor(*file, false));
+    struct stat st{};
+    if (::fstat(fd.get(), &st) != 0) return systemError("boot: cannot stat " + *file, errno);
+    if ((st.st_mode & S_IROTH) || inst->uid == 0) {
+      *out = "/proc/self/fd/" + std::to_string(pass(std::move(fd)));
+    } else {
+      VMM_ASSIGN(auto content, fs::readFile(*file, uint64_t{1} << 31));
+      VMM_TRY(giveQemu(name, content));
+      *out = name;
+    }
+  }
   VMM_ASSIGN(auto cl, buildCommandLine(spec));
   inst->layout = cl.layout;
   for (const auto& [id, p] : cl.layout.portOf) inst->usedPorts.insert(p);
@@ -361,6 +434,16 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
   so.passFds = passFds;
   so.stdoutFd = logFd.get();
   so.newSession = true;  // QEMU must outlive vmmd
+  so.cwd = inst->guestDir();
+  so.cwdBeforeConfinement = true;
+  if (inst->uid != 0) {
+    so.confinement.uid = inst->uid;
+    so.confinement.gid = inst->gid;
+    // /dev/kvm is the only device node QEMU opens itself; its group grants it.
+    struct stat kvm{};
+    if (::stat("/dev/kvm", &kvm) == 0 && (kvm.st_mode & S_IRGRP) && (kvm.st_mode & S_IWGRP)) so.confinement.groups = {kvm.st_gid};
+    so.confinement.noNewPrivileges = true;
+  }
   auto pid = spawnProcess(cl.argv, so);
   if (!pid.ok()) return pid.error().wrap("cannot run " + options_.binary);
   inst->pid = *pid;
@@ -415,7 +498,7 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
   RunningDomain result = runningOf(*inst, options.paused ? model::DomainState::paused : model::DomainState::running);
   {
     MutexLock lock(mu_);
-    instances_[def.name] = inst;
+    instances_[def.name] = inst;  // its uid stays reserved until release()
   }
   revert.success();
   log::info("QEMU started", {{"domain", def.name}, {"pid", static_cast<int64_t>(inst->pid)}, {"accel", inst->accel}});
@@ -542,6 +625,8 @@ Result<RunningDomain> QemuDriver::reconnect(const model::Domain& def, const json
   inst->accel = record.value("accel", "tcg");
   inst->runDir = runDir(def.name);
   inst->stateDir = stateDir(def.name);
+  inst->uid = record.value("uid", uid_t{0});
+  inst->gid = record.value("gid", gid_t{0});
   inst->layout.machine = record.value("machine", "q35");
   inst->layout.rootPorts = record.value("root_ports", 0);
   inst->layout.hotplug = machineFamily(inst->layout.machine) != "microvm";
@@ -574,10 +659,12 @@ Result<RunningDomain> QemuDriver::reconnect(const model::Domain& def, const json
     (void)terminate(inst, Deadline::after(Millis(5000)));
     return unavailable("QEMU was left in state " + s + " and was stopped");
   }
+  loadFdsets(*inst, Deadline::after(Millis(5000)));
   inst->graphics = graphicsInfo(*inst, def, Deadline::after(Millis(5000)));
   {
     MutexLock lock(mu_);
     instances_[def.name] = inst;
+    if (inst->uid != 0) uidsInUse_.insert(inst->uid);
   }
   return runningOf(*inst, state);
 }
@@ -590,6 +677,7 @@ void QemuDriver::release(const model::Domain& def, const json& record) {
     if (it != instances_.end()) {
       inst = it->second;
       instances_.erase(it);
+      if (inst->uid != 0) uidsInUse_.erase(inst->uid);
     }
   }
   std::vector<Instance::Tap> taps;

@@ -29,6 +29,11 @@ struct QemuOptions {
   size_t qemuLogLimit = 1 << 20;     // qemu.log (QEMU's own messages), cut by maintain()
   int sparePorts = 4;                // empty hotplug slots on q35
   Millis startTimeout = Millis(30000);
+  // QEMU without root: each run gets a uid (= gid) of its own from [uidStart, uidStart +
+  // uidCount), no capabilities and its images as descriptors (README.md, "Unprivileged QEMU").
+  bool unprivileged = true;
+  uint32_t uidStart = 1001000000;
+  uint32_t uidCount = 65536;
 };
 
 class QemuDriver final : public HypervisorDriver {
@@ -98,6 +103,9 @@ class QemuDriver final : public HypervisorDriver {
   Status restoreFromFile(Instance& inst, const std::string& path, Deadline deadline);
   // snapshotDelete of an external snapshot a killed vmmd did not record (qemu_snapshots.cc).
   Result<json> removeExternalOrphan(const model::Domain& def, const std::string& name, const json& data, Deadline deadline);
+  // A uid no other QEMU of this vmmd runs as (reserved until releaseUid or the instance ends).
+  Result<uid_t> reserveUid();
+  void releaseUid(uid_t uid);
 
   DriverContext ctx_;
   QemuOptions options_;
@@ -105,6 +113,7 @@ class QemuDriver final : public HypervisorDriver {
   std::map<std::string, std::shared_ptr<Instance>> instances_ VMM_GUARDED_BY(mu_);  // by domain name
   std::optional<DriverInfo> probed_ VMM_GUARDED_BY(mu_);
   std::set<std::string> machines_ VMM_GUARDED_BY(mu_);  // from `-machine help`
+  std::set<uid_t> uidsInUse_ VMM_GUARDED_BY(mu_);       // by starting and running QEMUs
 };
 
 }  // namespace vmm::drivers::qemu

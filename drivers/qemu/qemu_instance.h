@@ -12,6 +12,7 @@
 
 #include "base/fs.h"
 #include "base/mutex.h"
+#include "base/strings.h"
 #include "drivers/qemu/qemu_driver.h"
 
 namespace vmm::drivers::qemu {
@@ -31,6 +32,9 @@ struct QemuDriver::Instance {
     std::string ifname, mac;
   };
   std::vector<Tap> taps;
+  // The uid and gid QEMU runs as (0: root, [qemu] unprivileged = false); one per run.
+  uid_t uid = 0;
+  gid_t gid = 0;
   json graphics = json::array();  // runtime info: per device its socket, or TCP address and port
   std::shared_ptr<QmpClient> qmp;
   std::unique_ptr<AgentClient> agent;
@@ -46,12 +50,28 @@ struct QemuDriver::Instance {
   std::string pauseReason VMM_GUARDED_BY(mu);        // from an I/O error before a STOP
   std::set<std::string> deletedDevices VMM_GUARDED_BY(mu);
   std::string migrationStatus VMM_GUARDED_BY(mu);
+  // The files QEMU was given as descriptors: "/dev/fdset/N" -> the path vmmd opened.
+  std::map<std::string, std::string> fdsetFiles VMM_GUARDED_BY(mu);
 
   std::string qmpPath() const { return runDir + "/qmp.sock"; }
   std::string agentPath() const { return runDir + "/qga.sock"; }
   std::string consolePath() const { return runDir + "/console.sock"; }
   std::string consoleLogPath() const { return stateDir + "/console.log"; }
   std::string qemuLogPath() const { return stateDir + "/qemu.log"; }
+  // QEMU's working directory, the only one it may write: its uid's, 0700, inside runDir
+  // (root's). Display sockets, secrets and private copies of boot files are made here.
+  std::string guestDir() const { return runDir + "/guest"; }
+
+  // The image file behind a node's filename as QEMU reports it: a path, "/dev/fdset/N", or
+  // "json:{...}" (qemu_files.cc).
+  std::string realFile(const std::string& qemuName) const;
+  // The fd set QEMU holds `path` in, or -1.
+  int fdsetOf(const std::string& path) const {
+    MutexLock lock(mu);
+    for (const auto& [name, file] : fdsetFiles)
+      if (file == path) return static_cast<int>(parseInt(name.substr(sizeof "/dev/fdset/" - 1)).value_or(-1));
+    return -1;
+  }
 
   // Waits until the process has exited or the deadline passes; true if it exited.
   bool waitExit(Deadline deadline) {
@@ -68,5 +88,17 @@ struct QemuDriver::Instance {
 // killed before seeing end - a snapshot-save job keeps the guest stopped while it runs - and
 // dismisses them. Defined in qemu_snapshots.cc.
 Status settleSnapshotJobs(QemuDriver::Instance& inst, Deadline deadline);
+
+// Descriptors instead of paths (qemu_files.cc): an unprivileged QEMU opens no image itself.
+inline constexpr const char* kFdsetPrefix = "/dev/fdset/";
+// Opens a disk layer for QEMU: read-write for a writable top, read-only otherwise.
+Result<fs::UniqueFd> openImageFor(const std::string& path, bool writable);
+// Hands `path` to a running QEMU (QMP add-fd), into fd set `set` or a new one; returns the
+// set and remembers it in inst.fdsetFiles.
+Result<int> passImage(QemuDriver::Instance& inst, const std::string& path, bool writable, Deadline deadline, int set = -1);
+// Lets QEMU close fd set `set` (once no node uses it) and forgets its file.
+void removeFdset(QemuDriver::Instance& inst, int set);
+// After a reconnect: which file each fd set holds (QEMU keeps the path as the set's opaque).
+void loadFdsets(QemuDriver::Instance& inst, Deadline deadline);
 
 }  // namespace vmm::drivers::qemu

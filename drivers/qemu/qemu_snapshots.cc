@@ -27,7 +27,8 @@ namespace {
 
 // A writable disk as the running QEMU sees it: its top (root) node and image.
 struct LiveDisk {
-  std::string target, node, file, format;
+  std::string target, node, file, format;  // file: the image's path, also when QEMU got a descriptor
+  uint64_t size = 0;                       // virtual size
 };
 
 // A writable disk of a shut-off domain, resolved by the storage layer.
@@ -50,7 +51,8 @@ Result<std::vector<LiveDisk>> liveDisks(QemuDriver::Instance& inst, const model:
       bool match = qdev == id || qdev.find("/" + id + "/") != std::string::npos || endsWith(qdev, "/" + id);
       if (!match || !b.contains("inserted")) continue;
       const auto& in = b["inserted"];
-      out.push_back({d.target, in.value("node-name", ""), in.value("file", ""), in.value("drv", "")});
+      uint64_t size = in.contains("image") && in["image"].is_object() ? in["image"].value("virtual-size", uint64_t{0}) : 0;
+      out.push_back({d.target, in.value("node-name", ""), inst.realFile(in.value("file", "")), in.value("drv", ""), size});
     }
   }
   return out;
@@ -63,7 +65,7 @@ Result<std::map<std::string, std::string>> formatNodesByFile(QemuDriver::Instanc
   for (const auto& n : nodes) {
     std::string drv = n.value("drv", "");
     if (drv == "file" || drv == "host_device" || drv == "iscsi" || drv == "nfs") continue;
-    out[n.value("file", "")] = n.value("node-name", "");
+    out[inst.realFile(n.value("file", ""))] = n.value("node-name", "");
   }
   return out;
 }
@@ -160,11 +162,18 @@ std::string jobId(const std::string& what) { return "vmm-" + what + "-" + random
 
 // Merges `overlay` (a node of the running chain of disk `device`) into `base`: an active commit
 // when it is the top, otherwise an intermediate one (QEMU rewrites the child's backing file).
+// QEMU reopens the base, and the child whose header it rewrites, read-write: files it holds
+// as read-only descriptors get a writable one in the same fd set first.
 Status commitLive(QemuDriver::Instance& inst, const std::string& deviceNode, const std::string& overlayNode,
-                  const std::string& baseNode, Deadline deadline) {
+                  const std::string& baseNode, const std::string& baseFile, const std::string& childFile, Deadline deadline) {
+  for (const auto& file : {baseFile, childFile})
+    if (int set = file.empty() ? -1 : inst.fdsetOf(file); set >= 0) VMM_TRY(passImage(inst, file, true, deadline, set));
   bool active = overlayNode == deviceNode;
   json args = {{"device", deviceNode}, {"base-node", baseNode}, {"auto-dismiss", false}};
-  if (!active) args["top-node"] = overlayNode;
+  if (!active) {
+    args["top-node"] = overlayNode;
+    args["backing-file"] = baseFile;  // the path, not the "/dev/fdset/N" QEMU knows it by
+  }
   std::string id = jobId("commit");
   args["job-id"] = id;
   return inst.qmp->runJob("block-commit", args, id, deadline, active);
@@ -345,23 +354,34 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
   json actions = json::array();
   json sources = json::object();
   std::vector<std::string> created;
+  std::vector<int> createdSets;
+  auto removeCreated = [&] {
+    for (int set : createdSets) removeFdset(*inst, set);
+    for (const auto& f : created) (void)fs::removeFile(f);
+  };
   for (const auto& img : images) {
     if (!startsWith(img.file, "/"))
       return invalidArgument("disk " + img.target + " is a network volume: an external snapshot needs a local image to put an overlay next to");
     std::string overlay = overlayDir(img.file, overlayFallback) + "/" + imageStem(img.file) + "." + name + ".qcow2";
     if (fs::exists(overlay)) return conflict("disk " + img.target + ": " + overlay + " already exists");
+    // vmmd makes the overlay (QEMU may not create files) naming its backing by path and format,
+    // without opening it (-u: QEMU holds it), and hands it over as a descriptor.
+    Status made = qemuImg({"create", "-q", "-f", "qcow2", "-u", "-b", img.file, "-F", img.format, overlay, std::to_string(img.size)}, deadline);
+    if (made.ok()) created.push_back(overlay);
+    auto set = made.ok() ? passImage(*inst, overlay, true, deadline) : Result<int>(made.error());
+    if (!set.ok()) {
+      removeCreated();
+      return set.error().wrap("disk " + img.target);
+    }
+    createdSets.push_back(*set);
     actions.push_back({{"type", "blockdev-snapshot-sync"},
-                       {"data", {{"node-name", img.node}, {"snapshot-file", overlay}, {"snapshot-node-name", "ov-" + randomHex(4) + "-" + img.target},
-                                 {"format", "qcow2"}, {"mode", "absolute-paths"}}}});
-    created.push_back(overlay);
+                       {"data", {{"node-name", img.node}, {"snapshot-file", kFdsetPrefix + std::to_string(*set)},
+                                 {"snapshot-node-name", "ov-" + randomHex(4) + "-" + img.target}, {"format", "qcow2"}, {"mode", "existing"}}}});
     disks.push_back({{"target", img.target}, {"file", overlay}, {"backing", img.file}, {"backing_format", img.format}, {"format", "qcow2"}});
     sources[img.target] = overlay;
   }
   if (memory && !ownDir.empty()) VMM_TRY(fs::makeDirs(ownDir, 0700));
   if (memory && ownDir.empty()) return invalidArgument("snapshot: state_dir is needed for an external snapshot with memory");
-  auto removeCreated = [&] {
-    for (const auto& f : created) (void)fs::removeFile(f);
-  };
   {
     Quiesce frozen(*inst, def, quiesce && !memory, deadline);
     // With memory the guest stays stopped from the overlays to the end of the state's save.
@@ -402,7 +422,8 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
         if (!sources.contains(cur.target) || cur.file != sources[cur.target].get<std::string>()) continue;
         for (const auto& d : disks)
           if (d["target"] == cur.target && nodes->count(d["backing"].get<std::string>()))
-            (void)commitLive(*inst, cur.node, cur.node, nodes->at(d["backing"].get<std::string>()), Deadline::after(Millis(30000)));
+            (void)commitLive(*inst, cur.node, cur.node, nodes->at(d["backing"].get<std::string>()), d["backing"].get<std::string>(), "",
+                             Deadline::after(Millis(30000)));
       }
     }
     auto after = liveDisks(*inst, def, Deadline::after(Millis(10000)));
@@ -561,7 +582,7 @@ Result<json> QemuDriver::removeExternalOrphan(const model::Domain& def, const st
       if (!ours(cur.file, r.path, backing)) continue;
       VMM_ASSIGN(auto nodes, formatNodesByFile(*inst, deadline));
       if (!nodes.count(backing)) return conflict("snapshot " + name + ": " + backing + " is not in the running chain of disk " + cur.target);
-      VMM_TRY(commitLive(*inst, cur.node, cur.node, nodes.at(backing), deadline));
+      VMM_TRY(commitLive(*inst, cur.node, cur.node, nodes.at(backing), backing, "", deadline));
       VMM_TRY(fs::removeFile(cur.file));
       if (cur.file == r.path) {
         sources[cur.target] = backing;
@@ -676,7 +697,7 @@ Result<json> QemuDriver::snapshotDelete(const model::Domain& def, const json& sn
       }
       VMM_ASSIGN(auto other, otherChild(fs::dirName(overlay), {overlay, backing}, {overlay, child, it->file}, deadline));
       if (!other.empty()) return conflict("snapshot " + name + ": " + other + " also depends on " + overlay + " or " + backing + " (a branch left by a revert); merging would break it");
-      VMM_TRY(commitLive(*inst, it->node, nodes.at(overlay), nodes.at(backing), deadline));
+      VMM_TRY(commitLive(*inst, it->node, nodes.at(overlay), nodes.at(backing), backing, child, deadline));
       if (it->file == overlay) {
         sources[target] = backing;
         formats[target] = bfmt;

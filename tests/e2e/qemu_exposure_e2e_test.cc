@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <dirent.h>
 #include <set>
 #include <thread>
 
@@ -32,6 +31,7 @@
 #include "base/socket_util.h"
 #include "base/strings.h"
 #include "tests/support/private_netns.h"
+#include "tests/support/process_scan.h"
 #include "tests/support/require.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmmd_process.h"
@@ -63,17 +63,8 @@ std::set<std::string> listeningTcpInodes(pid_t pid) {
 // Inodes of the sockets PID holds open.
 std::set<std::string> socketInodes(pid_t pid) {
   std::set<std::string> out;
-  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return out;
-  while (auto* e = ::readdir(d)) {
-    char target[256];
-    ssize_t n = ::readlink((dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
-    if (n <= 0) continue;
-    std::string t(target, static_cast<size_t>(n));
+  for (const auto& t : testutil::openDescriptors(pid))
     if (startsWith(t, "socket:[")) out.insert(t.substr(8, t.size() - 9));
-  }
-  ::closedir(d);
   return out;
 }
 
@@ -200,15 +191,8 @@ class QemuExposure : public ::testing::Test {
     rpc = std::move(*c);
   }
   void TearDown() override {
-    if (HasFailure() && vmmd) {
-      std::string log = vmmd->log();
-      std::cerr << "---- vmmd log (tail) ----\n" << (log.size() > 8000 ? log.substr(log.size() - 8000) : log) << "\n";
-    }
-    if (vmmd && vmmd->pid() > 0) {
-      auto doms = json::parse(vmmd->vmctl({"list", "-o", "json"}).out, nullptr, false);
-      if (doms.is_array())
-        for (const auto& d : doms) (void)vmmd->vmctl({"destroy", d["name"]});
-    }
+    if (HasFailure() && vmmd) std::cerr << "---- vmmd log (tail) ----\n" << vmmd->logTail() << "\n";
+    if (vmmd) vmmd->destroyAllDomains();
     rpc.reset();
     vmmd.reset();
   }
@@ -228,14 +212,9 @@ class QemuExposure : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
     return r.ok() ? *r : json::object();
   }
-  std::string consoleLog(const std::string& name) {
-    auto r = rpc->call("domain.console_log", {{"name", name}});
-    return r.ok() ? (*r)["log"].get<std::string>() : std::string();
-  }
   void waitForAgent(const std::string& name) {
-    ASSERT_TRUE(waitFor([&] { return consoleLog(name).find("AGENT-STARTED") != std::string::npos; }, Millis(60000)))
-        << consoleLog(name);
-    ASSERT_TRUE(waitFor([&] { return vmmd->vmctl({"exec", name, "--", "true"}).exitCode == 0; }, Millis(30000), Millis(300)));
+    auto up = vmmd->waitForAgent(name);
+    ASSERT_TRUE(up.ok()) << up.error().message;
   }
   // The guest sends a line to 10.0.2.2:port (slirp's name for the host); its nc's exit code.
   VmctlResult sendToHost(const std::string& name, int port) {
@@ -265,20 +244,28 @@ TEST_F(QemuExposure, DefaultVncIsARootOnlyUnixSocketAndTcpHasAPasswordForAdminsO
   EXPECT_FALSE(g.contains("port")) << g.dump();
   EXPECT_FALSE(si["runtime"].contains("vnc_port"));
   std::string path = g.value("socket", "");
-  EXPECT_EQ(path, vmmd->dir() + "/run/qemu/vncsock/vnc0.sock");
+  EXPECT_EQ(path, vmmd->dir() + "/run/qemu/vncsock/guest/vnc0.sock");
   EXPECT_EQ(si["definition"]["graphics"][0], json::parse(R"({"type":"vnc","listen":"unix"})"));
   EXPECT_TRUE(tcpListenersOf(pid).empty()) << "QEMU " << pid << " listens on TCP";
   struct stat st{}, dirSt{};
   ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
-  EXPECT_EQ(st.st_uid, 0u);
+  // QEMU's own (unprivileged: a uid of its own) in its 0700 working directory, itself in the
+  // domain's runtime directory, 0700 root.
+  uid_t qemuUid = si["runtime"].value("uid", uid_t{0});
+  EXPECT_NE(qemuUid, 0u) << si.dump();
+  EXPECT_EQ(st.st_uid, qemuUid);
   EXPECT_EQ(st.st_mode & 0002, 0u) << std::oct << st.st_mode;  // connecting needs write permission
-  ASSERT_EQ(::stat(path.substr(0, path.rfind('/')).c_str(), &dirSt), 0);
+  std::string guestDir = path.substr(0, path.rfind('/')), domainDir = guestDir.substr(0, guestDir.rfind('/'));
+  ASSERT_EQ(::stat(guestDir.c_str(), &dirSt), 0);
+  EXPECT_EQ(dirSt.st_mode & 0777, 0700u) << std::oct << dirSt.st_mode;
+  EXPECT_EQ(dirSt.st_uid, qemuUid);
+  ASSERT_EQ(::stat(domainDir.c_str(), &dirSt), 0);
   EXPECT_EQ(dirSt.st_mode & 0777, 0700u) << std::oct << dirSt.st_mode;
   EXPECT_EQ(dirSt.st_uid, 0u);
-  // The test's state directory is 0700 (mkdtemp): open the way down to the domain's directory as
-  // /run/vmm is on a host, so that only the domain's directory and socket stand in the way.
-  for (const std::string& d : {vmmd->dir(), vmmd->dir() + "/run", vmmd->dir() + "/run/qemu"}) ASSERT_EQ(::chmod(d.c_str(), 0711), 0) << d;
+  // The test's state directory is 0700 (mkdtemp): open the way down to QEMU's directory, so
+  // that only its own directory and socket stand in the way.
+  for (const std::string& d : {vmmd->dir(), vmmd->dir() + "/run", vmmd->dir() + "/run/qemu", domainDir}) ASSERT_EQ(::chmod(d.c_str(), 0711), 0) << d;
   EXPECT_EQ(connectAsNobody(path), EACCES);
   auto conn = connectUnix(path, Deadline::after(Millis(5000)));
   ASSERT_TRUE(conn.ok()) << conn.error().message;

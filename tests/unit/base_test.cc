@@ -400,6 +400,30 @@ job_wait = "5s"
   ASSERT_EQ(system(("rm -rf " + dir).c_str()), 0);
 }
 
+// QEMU's uids: their own range, never root's nor nobody's, never the containers' host ids.
+TEST(Config, QemuUidRange) {
+  Config c;
+  c.containerIdmapRange = "1000000:1000000000";
+  EXPECT_TRUE(c.qemuUnprivileged);
+  auto r = qemuUidRange(c, "/nonexistent");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(*r, std::make_pair(uint64_t{1001000000}, uint64_t{65536}));
+  c.qemuUidRange = "1000500000:10";
+  EXPECT_EQ(qemuUidRange(c, "/nonexistent").error().message,
+            "qemu.uid_range 1000500000:10 overlaps the containers' host ids (1000000:1000000000)");
+  for (const char* bad : {"0:100", "60000:6000", "5000", "x:1", "4294967290:100", "2000:0"}) {
+    c.qemuUidRange = bad;
+    EXPECT_FALSE(qemuUidRange(c, "/nonexistent").ok()) << bad;
+  }
+  c.qemuUidRange = "70000:100";
+  EXPECT_TRUE(qemuUidRange(c, "/nonexistent").ok());
+  const char* argv[] = {"vmmd", "--qemu-unprivileged", "no"};
+  bool run = false;
+  auto loaded = loadConfig(3, const_cast<char**>(argv), run);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  EXPECT_FALSE(loaded->qemuUnprivileged);
+}
+
 // A signal interrupts poll() (EINTR) whatever SA_RESTART says; pollFor keeps waiting until the
 // deadline or the data. (libFuzzer's -timeout SIGALRM made the RPC harness's reads give up at
 // once, which it reported as a stalled vmmd.)

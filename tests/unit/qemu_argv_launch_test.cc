@@ -179,14 +179,51 @@ class GoldenLaunch : public ::testing::TestWithParam<std::string> {
         if (j.value("file", "") == fileNode) return j.value("driver", "raw");
       return std::string("raw");
     };
+    // QEMU's working directory: relative names in the golden are made there.
+    ASSERT_TRUE(fs::makeDirs(cwd(), 0755).ok());
+    auto place = [&](const std::string& name) { return name[0] == '/' ? standIn(name) : cwd() + "/" + name; };
+    // A file QEMU gets as an inherited descriptor ("/proc/self/fd/N"): made and opened here.
+    auto inherited = [&](const std::string& name) -> std::string {
+      std::string procFd = "/proc/self/fd/";
+      return startsWith(name, procFd) ? tmp_ + "/fd" + name.substr(procFd.size()) : "";
+    };
     for (size_t i = 0; i + 1 < argv.size(); ++i) {
       std::string& next = argv[i + 1];
-      if (argv[i] == "-kernel") {
-        next = standIn(next);
+      if ((argv[i] == "-kernel" || argv[i] == "-initrd") && !inherited(next).empty()) {
+        std::string file = inherited(next);
+        ASSERT_TRUE((argv[i] == "-kernel" ? writeStandInKernel(file) : fs::writeFileAtomic(file, std::string(4096, 'i'))).ok());
+        fds_[std::stoi(next.substr(sizeof "/proc/self/fd/" - 1))] = fs::UniqueFd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+      } else if (argv[i] == "-kernel") {
+        next = place(next);
         ASSERT_TRUE(writeStandInKernel(next).ok());
       } else if (argv[i] == "-initrd") {
-        next = standIn(next);
+        next = place(next);
         ASSERT_TRUE(fs::writeFileAtomic(next, std::string(4096, 'i')).ok());
+      } else if (argv[i] == "-add-fd") {
+        // An image layer as a descriptor: a stand-in image (or loop device) for the node that
+        // opens "/dev/fdset/SET", opened as that node opens it.
+        int fd = -1;
+        std::string set;
+        for (const auto& kv : split(next, ',', true)) {
+          if (startsWith(kv, "fd=")) fd = std::stoi(kv.substr(3));
+          if (startsWith(kv, "set=")) set = kv.substr(4);
+        }
+        ASSERT_GE(fd, 3) << next;
+        json node;
+        for (const auto& [name, j] : nodes)
+          if (j.value("filename", "") == "/dev/fdset/" + set) node = j;
+        ASSERT_TRUE(node.is_object()) << "no -blockdev opens /dev/fdset/" << set;
+        std::string file = tmp_ + "/fdset" + set;
+        if (node.value("driver", "") == "host_device") {
+          auto loop = testutil::LoopDevice::create(tmp_ + "/pv.img", 16 << 20);
+          ASSERT_TRUE(loop.ok()) << loop.error().message;
+          loop_ = std::move(*loop);
+          file = loop_->device();
+        } else {
+          ASSERT_TRUE(makeImage(file, formatOf(node.value("node-name", ""))).ok());
+        }
+        fds_[fd] = fs::UniqueFd(::open(file.c_str(), (node.value("read-only", false) ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+        ASSERT_TRUE(fds_[fd].valid()) << file;
       } else if (argv[i] == "-object") {
         auto j = json::parse(next);
         if (j.value("qom-type", "") == "secret" && j.contains("file")) {
@@ -197,7 +234,9 @@ class GoldenLaunch : public ::testing::TestWithParam<std::string> {
       } else if (argv[i] == "-blockdev") {
         auto j = json::parse(next);
         std::string driver = j.value("driver", "");
-        if (driver == "file") {
+        if (startsWith(j.value("filename", ""), "/dev/fdset/")) {
+          // made by its -add-fd
+        } else if (driver == "file") {
           j["filename"] = standIn(j["filename"].get<std::string>());
           ASSERT_TRUE(makeImage(j["filename"].get<std::string>(), formatOf(j["node-name"].get<std::string>())).ok());
         } else if (driver == "host_device") {
@@ -219,10 +258,10 @@ class GoldenLaunch : public ::testing::TestWithParam<std::string> {
       } else if (argv[i] == "-vnc" && startsWith(next, "unix:")) {
         auto comma = next.find(',');
         std::string path = next.substr(5, comma == std::string::npos ? std::string::npos : comma - 5);
-        next = "unix:" + standIn(path) + (comma == std::string::npos ? "" : next.substr(comma));
+        next = "unix:" + place(path) + (comma == std::string::npos ? "" : next.substr(comma));
       } else if (argv[i] == "-spice" && next.find("unix=on") != std::string::npos) {
         std::vector<std::string> opts;
-        for (auto& kv : split(next, ',', true)) opts.push_back(startsWith(kv, "addr=") ? "addr=" + standIn(kv.substr(5)) : kv);
+        for (auto& kv : split(next, ',', true)) opts.push_back(startsWith(kv, "addr=") ? "addr=" + place(kv.substr(5)) : kv);
         next = join(opts, ",");
       } else if (argv[i] == "-chardev" || argv[i] == "-netdev") {
         bool tap = startsWith(next, "{");
@@ -283,6 +322,7 @@ class GoldenLaunch : public ::testing::TestWithParam<std::string> {
     ASSERT_TRUE(st.ok()) << st.error().message;
   }
 
+  std::string cwd() const { return tmp_ + "/cwd"; }
   std::string qemuLog() const { return fs::readFile(tmp_ + "/qemu.log", 1 << 16).valueOr(""); }
 
   std::string tmp_;
@@ -339,6 +379,7 @@ TEST_P(GoldenLaunch, QemuAcceptsTheArgv) {
   }
   fs::UniqueFd log(::open((tmp_ + "/qemu.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   so.stdoutFd = log.get();
+  so.cwd = cwd();
   auto t0 = SteadyClock::now();
   auto pid = spawnProcess(argv, so);
   ASSERT_TRUE(pid.ok()) << pid.error().message;

@@ -64,6 +64,12 @@ Result<std::string> render(const json& in) {
     if (b.kind == "tap") b.fd = nextFd++;
     spec.nics.push_back(b);
   }
+  // Images handed over as descriptors (disk paths "/dev/fdset/N") and boot files QEMU reads
+  // from vmmd's descriptors.
+  for (const auto& f : in.value("fd_sets", json::array()))
+    spec.fdSets.push_back({f.value("fd", -1), f.value("set", 0), f.value("path", "")});
+  spec.kernel = in.value("kernel", "");
+  spec.initrd = in.value("initrd", "");
   if (in.contains("secrets"))
     for (auto it = in["secrets"].begin(); it != in["secrets"].end(); ++it) spec.secretFiles[it.key()] = it.value();
   auto cl = qemu::buildCommandLine(spec);
