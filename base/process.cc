@@ -79,6 +79,7 @@ struct ChildSetup {
   std::string cwd;
   bool cwdBeforeConfinement = false;
   Confinement confinement;
+  std::optional<PreparedRoot> root;  // confinement.root, every path prepared before the fork
 
   void finalize() {
     if (!argvStore.empty() && argvStore[0].find('/') == std::string::npos) {
@@ -100,7 +101,7 @@ struct ChildSetup {
 
 // A step of the child's set-up that failed, sent to the parent over a close-on-exec pipe (end
 // of file there means the exec happened).
-enum class ChildStep : int { network_namespace = 1, limit, groups, gid, uid, no_new_privileges, cwd };
+enum class ChildStep : int { network_namespace = 1, limit, private_root, groups, gid, uid, no_new_privileges, cwd };
 struct ChildFailure {
   ChildStep step;
   int err;
@@ -111,6 +112,7 @@ std::string describeChildStep(const ChildFailure& f, const ChildSetup& s) {
   switch (f.step) {
     case ChildStep::network_namespace: return "unshare(CLONE_NEWNET)";
     case ChildStep::limit: return "setrlimit(" + std::to_string(f.detail) + ")";
+    case ChildStep::private_root: return "private root: " + rootStepName(f.detail);
     case ChildStep::groups: return "setgroups";
     case ChildStep::gid: return "setresgid(" + std::to_string(s.confinement.gid.value_or(0)) + ")";
     case ChildStep::uid: return "setresuid(" + std::to_string(s.confinement.uid.value_or(0)) + ")";
@@ -129,11 +131,18 @@ std::string describeChildStep(const ChildFailure& f, const ChildSetup& s) {
 // Credentials change through the raw system calls: they act on the calling thread only, which
 // after fork() is the whole process, and unlike glibc's wrappers they do not signal threads
 // that no longer exist here.
-void applyConfinement(const Confinement& c, int reportFd) {
+void applyConfinement(const Confinement& c, const std::optional<PreparedRoot>& root, int reportFd) {
   if (c.newNetworkNamespace && unshare(CLONE_NEWNET) != 0) childFail(reportFd, ChildStep::network_namespace);
   for (const auto& [resource, value] : c.limits) {
     rlimit rl{static_cast<rlim_t>(value), static_cast<rlim_t>(value)};
     if (setrlimit(static_cast<__rlimit_resource_t>(resource), &rl) != 0) childFail(reportFd, ChildStep::limit, resource);
+  }
+  if (root) {
+    int step = 0;
+    if (int err = enterRoot(*root, &step); err != 0) {
+      errno = err;
+      childFail(reportFd, ChildStep::private_root, step);
+    }
   }
   if (c.gid) {
     if (syscall(SYS_setgroups, c.groups.size(), c.groups.data()) != 0) childFail(reportFd, ChildStep::groups);
@@ -167,7 +176,7 @@ void applyConfinement(const Confinement& c, int reportFd) {
   close_range(static_cast<unsigned>(report + 1), ~0U, 0);
   // After the fds: a limit on open files must not stop their placement.
   if (s.cwdBeforeConfinement && !s.cwd.empty() && chdir(s.cwd.c_str()) != 0) childFail(report, ChildStep::cwd);
-  applyConfinement(s.confinement, report);
+  applyConfinement(s.confinement, s.root, report);
   if (!s.cwdBeforeConfinement && !s.cwd.empty() && chdir(s.cwd.c_str()) != 0) childFail(report, ChildStep::cwd);
   if (s.exe.empty()) {
     execvpe(s.argv[0], s.argv.data(), s.envp.data());
@@ -182,6 +191,10 @@ Result<pid_t> forkExec(ChildSetup& s) {
   const Confinement& c = s.confinement;
   if (c.uid.has_value() != c.gid.has_value()) return invalidArgument("a confined child needs both a uid and a gid");
   if (!c.groups.empty() && !c.gid) return invalidArgument("supplementary groups come with a gid");
+  if (c.root) {
+    VMM_ASSIGN(auto prepared, prepareRoot(*c.root));
+    s.root = std::move(prepared);
+  }
   s.finalize();
   int reportPipe[2];
   if (pipe2(reportPipe, O_CLOEXEC) != 0) return systemError("pipe", errno);

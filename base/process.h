@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/private_root.h"
 #include "base/result.h"
 #include "base/time_util.h"
 
@@ -38,8 +39,11 @@ struct Confinement {
   bool newNetworkNamespace = false;
   // setrlimit() soft and hard values, e.g. {RLIMIT_AS, 1 << 30}, {RLIMIT_CPU, 30}.
   std::vector<std::pair<int, uint64_t>> limits;
+  // A mount namespace whose root holds only what this names (base/private_root.h); its cwd
+  // replaces the spawn's.
+  std::optional<PrivateRoot> root;
 
-  bool empty() const { return !uid && !gid && groups.empty() && !noNewPrivileges && !newNetworkNamespace && limits.empty(); }
+  bool empty() const { return !uid && !gid && groups.empty() && !root && !noNewPrivileges && !newNetworkNamespace && limits.empty(); }
 };
 
 struct RunOptions {

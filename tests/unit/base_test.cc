@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <thread>
@@ -188,6 +189,62 @@ TEST(Process, SpawnedChildIsConfinedToo) {
   EXPECT_EQ(procLine(*status, "Uid:"), "Uid:\t65534\t65534\t65534\t65534");
   EXPECT_EQ(procLine(*status, "CapEff:"), "CapEff:\t0000000000000000");
   EXPECT_EQ(std::string(trim(procLine(*status, "Groups:"))), "Groups:\t100 65533");
+}
+
+// A private root: the child sees only what it was given (read-only unless writable), its own
+// /proc and working directory, as a uid that cannot change any of it; the host's mounts are
+// untouched.
+TEST(Process, PrivateRootShowsOnlyWhatItWasGiven) {
+  VMM_REQUIRE(::geteuid() == 0, "root (mount namespaces)");
+  char tmpl[] = "/tmp/vmm-root-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  Reverter removeDir;
+  removeDir.add([&] { (void)runCommand({"rm", "-rf", dir}); });
+  ASSERT_TRUE(fs::makeDirs(dir + "/mnt", 0700).ok());
+  ASSERT_TRUE(fs::makeDirs(dir + "/work", 0700).ok());
+  ASSERT_EQ(::chown((dir + "/work").c_str(), 65534, 65534), 0);
+
+  RunOptions o;
+  o.confinement.uid = 65534;
+  o.confinement.gid = 65534;
+  PrivateRoot root;
+  root.mountPoint = dir + "/mnt";
+  for (const char* p : {"/usr", "/bin", "/sbin", "/lib", "/lib64"}) addHostPath(root, p);
+  root.binds.push_back({"/etc/ld.so.cache", "/etc/ld.so.cache", false});
+  root.binds.push_back({"/dev/null", "/dev/null", true});
+  root.binds.push_back({dir + "/work", "/work", true});
+  root.cwd = "/work";
+  o.confinement.root = root;
+  auto r = runCommand({"sh", "-c",
+                       "ls -A /; ls -A /etc; pwd; echo made > here && echo wrote-work; touch /usr/x 2>/dev/null || echo usr-ro; "
+                       "touch /new 2>/dev/null || echo root-ro; cat /etc/passwd 2>/dev/null || echo no-passwd; "
+                       "test -e /proc/self/status && echo own-proc; echo x > /dev/null && echo null-ok"},
+                      o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->exitCode, 0) << r->describe();
+  auto lines = split(r->out, '\n', true);
+  std::string expectRoot;
+  for (const char* e : {"bin", "dev", "etc", "lib", "lib64", "proc", "sbin", "usr", "work"})
+    if (std::string(e) == "dev" || std::string(e) == "etc" || std::string(e) == "proc" || std::string(e) == "work" ||
+        fs::exists(std::string("/") + e))
+      expectRoot += std::string(expectRoot.empty() ? "" : " ") + e;
+  std::string gotRoot;
+  for (const auto& l : lines) {
+    if (l == "ld.so.cache") break;
+    gotRoot += std::string(gotRoot.empty() ? "" : " ") + l;
+  }
+  EXPECT_EQ(gotRoot, expectRoot) << r->out;
+  for (const char* want : {"ld.so.cache", "/work", "wrote-work", "usr-ro", "root-ro", "no-passwd", "own-proc", "null-ok"})
+    EXPECT_NE(std::find(lines.begin(), lines.end(), want), lines.end()) << want << " in:\n" << r->out;
+  EXPECT_EQ(fs::readFile(dir + "/work/here").valueOr(""), "made\n");
+  EXPECT_EQ(fs::readFile("/proc/self/mountinfo", 1 << 20).valueOr("").find(dir), std::string::npos) << "a mount leaked to the host";
+
+  // A source that does not exist is an error before anything runs.
+  o.confinement.root->binds.push_back({dir + "/missing", "/missing", false});
+  auto bad = runCommand({"true"}, o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find(dir + "/missing"), std::string::npos) << bad.error().message;
 }
 
 // A step that fails is an error naming it, and the program never runs half-confined.

@@ -1,0 +1,128 @@
+#include "base/private_root.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <set>
+
+#include "base/strings.h"
+
+namespace vmm {
+
+void addHostPath(PrivateRoot& root, const std::string& path, bool writable) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (S_ISLNK(st.st_mode)) {
+    char target[4096];
+    ssize_t n = ::readlink(path.c_str(), target, sizeof target - 1);
+    if (n > 0) root.symlinks.emplace_back(path, std::string(target, static_cast<size_t>(n)));
+    return;
+  }
+  root.binds.push_back({path, path, writable});
+}
+
+Result<PreparedRoot> prepareRoot(const PrivateRoot& root) {
+  if (root.mountPoint.empty() || root.mountPoint[0] != '/') return invalidArgument("a private root needs an absolute mount point");
+  PreparedRoot out;
+  out.mountPoint = root.mountPoint;
+  out.oldRoot = root.mountPoint + "/.old-root";
+  out.cwd = root.cwd;
+  std::set<std::string> made;
+  // Every directory above `inside` (and it, when `self`), in the new root, parents first.
+  auto makeDirs = [&](const std::string& inside, bool self) {
+    std::string path;
+    auto parts = split(inside, '/', true);
+    for (size_t i = 0; i < parts.size(); ++i) {
+      if (i + 1 == parts.size() && !self) break;
+      path += "/" + parts[i];
+      if (made.insert(path).second) out.directories.push_back(root.mountPoint + path);
+    }
+  };
+  for (const auto& b : root.binds) {
+    if (b.target.empty() || b.target[0] != '/' || b.target.find("/..") != std::string::npos)
+      return invalidArgument("private root: " + quote(b.target) + " is not an absolute path");
+    struct stat st{};
+    if (::stat(b.source.c_str(), &st) != 0) return systemError("private root: " + b.source, errno);
+    bool file = !S_ISDIR(st.st_mode);
+    makeDirs(b.target, !file);
+    // A read-only remount states every flag: the source's nodev/noexec are kept, never cleared.
+    struct statvfs vfs{};
+    if (::statvfs(b.source.c_str(), &vfs) != 0) return systemError("private root: statvfs " + b.source, errno);
+    unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID;
+    if (vfs.f_flag & ST_NODEV) flags |= MS_NODEV;
+    if (vfs.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+    out.mounts.push_back({b.source, root.mountPoint + b.target, b.writable, file, flags});
+  }
+  for (const auto& [path, text] : root.symlinks) {
+    makeDirs(path, false);
+    out.symlinks.emplace_back(root.mountPoint + path, text);
+  }
+  if (root.proc) {
+    makeDirs("/proc", true);
+    out.proc = root.mountPoint + "/proc";
+  }
+  makeDirs("/.old-root", true);
+  return out;
+}
+
+namespace {
+
+constexpr const char* kSteps[] = {
+    "unshare(CLONE_NEWNS)", "make / private", "mount the root tmpfs", "mkdir in the new root", "create a bind target",
+    "bind mount", "make a bind mount read-only", "symlink in the new root", "mount proc", "pivot_root", "chdir /",
+    "detach the old root", "rmdir the old root's mount point", "make the new root read-only", "chdir in the new root"};
+
+enum Step { kUnshare, kMakePrivate, kMountTmpfs, kMkdir, kCreateTarget, kBind, kReadOnlyBind, kSymlink, kMountProc,
+            kPivotRoot, kChdirSlash, kDetachOld, kRemoveOld, kReadOnlyRoot, kChdir };
+
+int fail(int* step, Step what) {
+  *step = what;
+  return errno ? errno : EINVAL;
+}
+
+}  // namespace
+
+int enterRoot(const PreparedRoot& r, int* step) {
+  if (::unshare(CLONE_NEWNS) != 0) return fail(step, kUnshare);
+  // Nothing done here propagates back to the host's mounts.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return fail(step, kMakePrivate);
+  if (::mount("tmpfs", r.mountPoint.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") != 0)
+    return fail(step, kMountTmpfs);
+  for (const auto& d : r.directories)
+    if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) return fail(step, kMkdir);
+  for (const auto& m : r.mounts) {
+    if (m.file) {
+      int fd = ::open(m.target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (fd < 0) return fail(step, kCreateTarget);
+      ::close(fd);
+    }
+    if (::mount(m.source.c_str(), m.target.c_str(), nullptr, MS_BIND, nullptr) != 0) return fail(step, kBind);
+    if (!m.writable && ::mount(nullptr, m.target.c_str(), nullptr, m.readOnlyFlags, nullptr) != 0)
+      return fail(step, kReadOnlyBind);
+  }
+  for (const auto& [path, text] : r.symlinks)
+    if (::symlink(text.c_str(), path.c_str()) != 0) return fail(step, kSymlink);
+  if (!r.proc.empty() && ::mount("proc", r.proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    return fail(step, kMountProc);
+  if (::syscall(SYS_pivot_root, r.mountPoint.c_str(), r.oldRoot.c_str()) != 0) return fail(step, kPivotRoot);
+  if (::chdir("/") != 0) return fail(step, kChdirSlash);
+  if (::umount2("/.old-root", MNT_DETACH) != 0) return fail(step, kDetachOld);
+  if (::rmdir("/.old-root") != 0) return fail(step, kRemoveOld);
+  if (::mount(nullptr, "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
+    return fail(step, kReadOnlyRoot);
+  if (::chdir(r.cwd.c_str()) != 0) return fail(step, kChdir);
+  return 0;
+}
+
+std::string rootStepName(int step) {
+  if (step < 0 || step >= static_cast<int>(sizeof kSteps / sizeof *kSteps)) return "enter the private root";
+  return kSteps[step];
+}
+
+}  // namespace vmm
