@@ -137,7 +137,7 @@ drivers::qemu::QemuOptions qemuOptions(const Config& config) {
 }  // namespace
 
 void Daemon::createDrivers() {
-  hostServices_ = std::make_unique<DaemonHostServices>(*pools_, *networks_);
+  hostServices_ = std::make_unique<DaemonHostServices>(*pools_, *networks_, config_.stateDir);
   drivers::DriverContext ctx;
   ctx.loop = &loop_;
   ctx.pool = &pool_;

@@ -23,47 +23,57 @@ std::optional<model::DiskFormat> layerFormat(const std::optional<std::string>& n
 
 }  // namespace
 
-// A disk given by path is the admin's file. Its qcow2 backing chain is followed, so that QEMU
-// gets every layer as a descriptor, only through files vmm can vouch for: a volume of an
-// active pool (from there on the pool's record decides), or a file in the same directory
-// whose header names its format (external snapshot overlays sit next to the image they
-// cover). Anything else leaves the chain to QEMU, which then opens those files itself with
-// nothing but its own uid's rights.
-void DaemonHostServices::pinPathChain(drivers::ResolvedDisk& top) {
+// A disk given by path is the admin's file. QEMU gets every layer of a qcow2 chain as a
+// descriptor and has no view of the host's files, so vmmd follows the chain, but only through
+// files it can vouch for: a volume of an active pool (from there on the pool's record
+// decides), a file in the same directory whose header names its format (external snapshot
+// overlays sit next to the image they cover), or a block device named by an overlay in vmmd's
+// state directory (where overlays of block devices go). A header naming anything else, or
+// one vmm does not open as it is, refuses the disk: nothing of it reaches QEMU.
+Status DaemonHostServices::pinPathChain(drivers::ResolvedDisk& top) {
   std::vector<drivers::ResolvedDisk> layers;
   std::string path = top.path;
   model::DiskFormat format = top.format;
-  for (size_t depth = 0; depth <= drivers::kMaxBackingLayers; ++depth) {
+  auto refuse = [&](const std::string& why) { return invalidArgument(path + ": " + why); };
+  for (size_t depth = 0;; ++depth) {
     if (format != model::DiskFormat::qcow2) break;
+    if (depth >= drivers::kMaxBackingLayers) return refuse("its backing chain is deeper than " + std::to_string(drivers::kMaxBackingLayers) + " layers");
     auto h = storage::readImageFileHeader(path);
-    if (!h.ok() || !h->problem.empty() || !h->image.qcow2) return;
+    if (!h.ok()) return h.error();
+    if (!h->image.qcow2) return refuse("the image is not qcow2");
+    if (!h->problem.empty()) return refuse(h->problem);
     if (h->backing.empty()) break;
     std::string backing = h->backing[0] == '/' ? h->backing : fs::dirName(path) + "/" + h->backing;
-    auto volume = pools_.resolvePath(backing);
-    if (!volume.ok()) return;
-    if (*volume) {
-      auto named = layerFormat(h->image.backingFormat);
-      if (named && *named != (*volume)->format) return;  // the header and the pool disagree: QEMU's problem
-      drivers::ResolvedDisk v = std::move(**volume);
+    auto named = layerFormat(h->image.backingFormat);
+    VMM_ASSIGN(auto volume, pools_.resolvePath(backing));
+    if (volume) {
+      if (named && *named != volume->format) return refuse("its header says its backing " + backing + " is not the format its pool recorded");
+      drivers::ResolvedDisk v = std::move(*volume);
       auto below = std::move(v.backing);
       v.backing.clear();
       layers.push_back(std::move(v));
       for (auto& l : below) layers.push_back(std::move(l));
       break;
     }
-    auto named = layerFormat(h->image.backingFormat);
     struct stat st{};
-    if (!named || fs::dirName(backing) != fs::dirName(path) || ::lstat(backing.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+    bool exists = ::lstat(backing.c_str(), &st) == 0;
+    bool nextToIt = exists && S_ISREG(st.st_mode) && fs::dirName(backing) == fs::dirName(path);
+    bool overlaidDevice = exists && S_ISBLK(st.st_mode) && startsWith(path, stateDir_ + "/");
+    if (!nextToIt && !overlaidDevice)
+      return refuse("its header names the backing file " + quote(backing) +
+                    ", which is neither a volume of an active pool nor a file next to it; vmm gives QEMU no other file");
+    if (!named) return refuse("its header names the backing file " + quote(backing) + " without its format");
     drivers::ResolvedDisk layer;
     layer.path = backing;
     layer.format = *named;
+    layer.blockDevice = S_ISBLK(st.st_mode);
     layers.push_back(layer);
     path = backing;
     format = *named;
   }
-  if (layers.size() > drivers::kMaxBackingLayers) return;
   top.backing = std::move(layers);
   top.chainPinned = true;
+  return {};
 }
 
 Result<drivers::ResolvedDisk> DaemonHostServices::resolveDisk(const model::Disk& disk) {
@@ -90,7 +100,8 @@ Result<drivers::ResolvedDisk> DaemonHostServices::resolveDisk(const model::Disk&
   if (::stat(r.path.c_str(), &st) != 0) return invalidArgument("disk " + disk.target + ": " + r.path + " does not exist");
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
     return invalidArgument("disk " + disk.target + ": " + r.path + " is neither a file nor a block device");
-  if (S_ISREG(st.st_mode)) pinPathChain(r);
+  if (S_ISREG(st.st_mode))
+    if (auto pinned = pinPathChain(r); !pinned.ok()) return pinned.error().wrap("disk " + disk.target);
   return r;
 }
 

@@ -10,19 +10,21 @@ namespace vmm {
 
 class DaemonHostServices final : public drivers::HostServices {
  public:
-  DaemonHostServices(PoolService& pools, NetworkService& networks) : pools_(pools), networks_(networks) {}
+  DaemonHostServices(PoolService& pools, NetworkService& networks, std::string stateDir)
+      : pools_(pools), networks_(networks), stateDir_(std::move(stateDir)) {}
   Result<drivers::ResolvedDisk> resolveDisk(const model::Disk& disk) override;
   Result<drivers::PreparedPort> plugNic(const model::Domain& dom, const model::Nic& nic, const std::string& kind) override;
   void unplugNic(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) override;
   Result<std::string> attachPort(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) override;
 
  private:
-  // The layers under a qcow2 disk given by path that vmm vouches for (host_services.cc).
-  void pinPathChain(drivers::ResolvedDisk& top);
+  // The layers under a qcow2 disk given by path, each one vmm vouches for (host_services.cc).
+  Status pinPathChain(drivers::ResolvedDisk& top);
   Result<std::string> bridgeOf(const model::Nic& nic) const;
   void releasePort(const model::Nic& nic, const std::string& ifname);
   PoolService& pools_;
   NetworkService& networks_;
+  const std::string stateDir_;
 };
 
 }  // namespace vmm

@@ -281,6 +281,27 @@ std::optional<json> QemuDriver::currentRecord(const model::Domain& def) {
 
 // ---------------------------------------------------------------- start
 
+namespace {
+
+// What an unprivileged QEMU sees of the host's files (base/private_root.h): its programs and
+// libraries (firmware included, under /usr), the few /etc files name resolution and the
+// dynamic linker read, the device nodes it opens itself, a read-only /sys, its own /proc, and
+// its working directory as /guest. Images, sockets and taps arrive as descriptors.
+PrivateRoot qemuRoot(const std::string& mountPoint, const std::string& guestDir) {
+  PrivateRoot root;
+  root.mountPoint = mountPoint;
+  for (const char* dir : {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/sys"}) addHostPath(root, dir);
+  for (const char* file : {"/etc/ld.so.cache", "/etc/localtime", "/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/gai.conf"})
+    if (fs::exists(file)) root.binds.push_back({file, file, false});  // the file a symlink names, not the link
+  for (const char* node : {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/kvm"})
+    if (fs::exists(node)) root.binds.push_back({node, node, true});
+  root.binds.push_back({guestDir, "/guest", true});
+  root.cwd = "/guest";
+  return root;
+}
+
+}  // namespace
+
 Result<uid_t> QemuDriver::reserveUid() {
   MutexLock lock(mu_);
   for (uint32_t i = 0; i < options_.uidCount; ++i) {
@@ -443,6 +464,9 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
     struct stat kvm{};
     if (::stat("/dev/kvm", &kvm) == 0 && (kvm.st_mode & S_IRGRP) && (kvm.st_mode & S_IWGRP)) so.confinement.groups = {kvm.st_gid};
     so.confinement.noNewPrivileges = true;
+    VMM_TRY(fs::makeDirs(inst->runDir + "/root", 0700));
+    so.confinement.root = qemuRoot(inst->runDir + "/root", inst->guestDir());
+    so.cwd.clear();  // the root's: /guest
   }
   auto pid = spawnProcess(cl.argv, so);
   if (!pid.ok()) return pid.error().wrap("cannot run " + options_.binary);

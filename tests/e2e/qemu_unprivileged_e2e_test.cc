@@ -1,13 +1,14 @@
 // QEMU without root (vmmd's default, [qemu] unprivileged), on real TCG guests:
 //   - each running QEMU has a uid and gid of its own from [qemu] uid_range (two guests, two
-//     uids), no capabilities in any set, no_new_privs, and its working directory is the only
-//     one it owns;
+//     uids), no capabilities in any set, no_new_privs, and a mount namespace of its own whose
+//     read-only root holds only its programs, a few /etc files, its device nodes, /sys, its
+//     /proc and its working directory (/guest, the only directory it owns);
 //   - its images are descriptors vmmd opened: the volume files stay root's and 0600, QEMU's
 //     argv gives their paths only as fd set labels, /proc/PID/fd shows them; a hot-plugged volume arrives the same
 //     way and its descriptor goes with the detach; the guest reads what the host wrote;
-//   - a backing file named only by the header of a disk given by path is opened by QEMU
-//     itself, with its own rights: a root-only file makes the start fail with "Permission
-//     denied" (the guest never sees its bytes), a world-readable one is read by the guest.
+//   - a backing file the header of a disk given by path names reaches QEMU only when vmm
+//     vouches for it (next to the image, or a pool volume): one elsewhere - root-only or
+//     world-readable - refuses the start; one next to it is handed over and the guest reads it.
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -137,11 +138,30 @@ TEST_F(QemuUnprivileged, EachQemuHasAUidOfItsOwnNoCapabilitiesAndItsImagesAsDesc
   for (const char* set : {"CapInh:", "CapPrm:", "CapEff:", "CapAmb:"})
     EXPECT_EQ(statusLine(*status, set), std::string(set) + "\t0000000000000000");
   EXPECT_EQ(statusLine(*status, "NoNewPrivs:"), "NoNewPrivs:\t1");
+  // Its own mount namespace: a read-only root holding its programs, a few /etc files, the
+  // device nodes it opens, /sys, its /proc and its working directory as /guest - no /home,
+  // /root, /var, /run, /tmp, no /etc/shadow, none of vmmd's state.
+  std::string proc = "/proc/" + std::to_string(pid);
+  char ownNs[64] = {}, qemuNs[64] = {};
+  ASSERT_GT(::readlink("/proc/self/ns/mnt", ownNs, sizeof ownNs - 1), 0);
+  ASSERT_GT(::readlink((proc + "/ns/mnt").c_str(), qemuNs, sizeof qemuNs - 1), 0);
+  EXPECT_STRNE(ownNs, qemuNs);
+  auto top = fs::listDir(proc + "/root");
+  ASSERT_TRUE(top.ok());
+  std::set<std::string> seen(top->begin(), top->end()), allowed = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32",
+                                                                    "etc", "dev", "sys", "proc", "guest"};
+  for (const auto& name : seen) EXPECT_TRUE(allowed.count(name)) << "QEMU sees /" << name;
+  for (const char* need : {"usr", "etc", "dev", "proc", "guest"}) EXPECT_TRUE(seen.count(need)) << need;
+  EXPECT_FALSE(fs::exists(proc + "/root/etc/shadow"));
+  EXPECT_FALSE(fs::exists(proc + "/root/etc/passwd"));
+  EXPECT_FALSE(fs::exists(proc + "/root" + vmmd->dir()));
+  EXPECT_TRUE(fs::exists(proc + "/root/usr/bin/qemu-system-x86_64"));
   char cwd[4096] = {};
-  ASSERT_GT(::readlink(("/proc/" + std::to_string(pid) + "/cwd").c_str(), cwd, sizeof cwd - 1), 0);
+  ASSERT_GT(::readlink((proc + "/cwd").c_str(), cwd, sizeof cwd - 1), 0);
+  EXPECT_STREQ(cwd, "/guest");
   struct stat st{};
-  ASSERT_EQ(::stat(cwd, &st), 0) << cwd;
-  EXPECT_EQ(st.st_uid, uid) << cwd;
+  ASSERT_EQ(::stat((proc + "/cwd").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, uid);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
 
   // The volume stays root's and private; QEMU holds it without having been told its path.
@@ -172,14 +192,13 @@ TEST_F(QemuUnprivileged, EachQemuHasAUidOfItsOwnNoCapabilitiesAndItsImagesAsDesc
   EXPECT_EQ(info("unb")["runtime"].value("uid", uid_t{0}), uidB);
 }
 
-TEST_F(QemuUnprivileged, ABackingFileNamedOnlyByAHeaderIsOpenedWithQemusOwnRights) {
-  // Outside any pool and outside the disk's directory: vmm does not vouch for these files, so
-  // QEMU opens them itself.
+TEST_F(QemuUnprivileged, OnlyBackingFilesVmmVouchesForReachQemu) {
   ASSERT_TRUE(fs::makeDirs(tmp + "/other", 0755).ok());
   ASSERT_TRUE(fs::makeDirs(tmp + "/disks", 0755).ok());
-  std::string secret = tmp + "/other/root-only.raw", open = tmp + "/other/world-readable.raw";
+  std::string secret = tmp + "/other/root-only.raw", open = tmp + "/other/world-readable.raw", base = tmp + "/disks/base.raw";
   ASSERT_TRUE(fs::writeFileAtomic(secret, "ROOT-ONLY-SECRET" + std::string(1 << 20, '\0'), 0600).ok());
   ASSERT_TRUE(fs::writeFileAtomic(open, "WORLD-READABLE" + std::string(1 << 20, '\0'), 0644).ok());
+  ASSERT_TRUE(fs::writeFileAtomic(base, "BASE-NEXT-TO-IT" + std::string(1 << 20, '\0'), 0600).ok());
   auto overlay = [&](const std::string& name, const std::string& backing) {
     std::string path = tmp + "/disks/" + name;
     auto r = runCommand({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", backing, path}, RunOptions());
@@ -187,21 +206,30 @@ TEST_F(QemuUnprivileged, ABackingFileNamedOnlyByAHeaderIsOpenedWithQemusOwnRight
     EXPECT_EQ(::chmod(path.c_str(), 0600), 0);
     return path;
   };
-  std::string toSecret = overlay("to-secret.qcow2", secret), toOpen = overlay("to-open.qcow2", open);
+  auto defineOn = [&](const std::string& name, const std::string& disk) {
+    json d = guest(name);
+    d["disks"] = {{{"target", "vda"}, {"source", {{"path", disk}}}, {"format", "qcow2"}}};
+    ASSERT_TRUE(call("domain.create", {{"definition", d}}).ok());
+  };
 
-  json d = guest("unsecret");
-  d["disks"] = {{{"target", "vda"}, {"source", {{"path", toSecret}}}, {"format", "qcow2"}}};
-  ASSERT_TRUE(call("domain.create", {{"definition", d}}).ok());
-  auto refused = vmmd->vmctl({"start", "unsecret"});  // waits for the start to end
-  ASSERT_NE(refused.exitCode, 0) << refused.out;
-  EXPECT_NE(refused.err.find("Permission denied"), std::string::npos) << refused.err;
-  EXPECT_EQ(info("unsecret")["state"], "shutoff");
+  // Named by a header, elsewhere than next to the image and outside any pool: refused before
+  // QEMU starts, whoever may read the file (QEMU could not see it in its namespace anyway).
+  for (const auto& [name, target] : {std::pair{"unsecret", secret}, std::pair{"unopen", open}}) {
+    SCOPED_TRACE(name);
+    defineOn(name, overlay(std::string(name) + ".qcow2", target));
+    auto refused = vmmd->vmctl({"start", name});  // waits for the start to end
+    ASSERT_NE(refused.exitCode, 0) << refused.out;
+    EXPECT_NE(refused.err.find("names the backing file \"" + target + "\""), std::string::npos) << refused.err;
+    EXPECT_EQ(info(name)["state"], "shutoff");
+  }
 
-  json o = guest("unopen");
-  o["disks"] = {{{"target", "vda"}, {"source", {{"path", toOpen}}}, {"format", "qcow2"}}};
-  ASSERT_TRUE(call("domain.create", {{"definition", o}, {"start", true}}).ok());
-  ASSERT_NO_FATAL_FAILURE(waitForAgent("unopen"));
-  EXPECT_EQ(guestRead("unopen", "vda", 14), "WORLD-READABLE");
+  // Next to it: vmm vouches for it and hands it over, root-only as it is; the guest reads it.
+  defineOn("unbase", overlay("unbase.qcow2", base));
+  ASSERT_EQ(vmmd->vmctl({"start", "unbase"}).exitCode, 0);
+  ASSERT_NO_FATAL_FAILURE(waitForAgent("unbase"));
+  EXPECT_EQ(guestRead("unbase", "vda", 15), "BASE-NEXT-TO-IT");
+  pid_t pid = info("unbase")["runtime"].value("pid", -1);
+  EXPECT_TRUE(openFiles(pid).count(base));
 }
 
 }  // namespace
