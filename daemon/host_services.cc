@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <cstdlib>
+
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/strings.h"
@@ -32,7 +34,11 @@ std::optional<model::DiskFormat> layerFormat(const std::optional<std::string>& n
 // one vmm does not open as it is, refuses the disk: nothing of it reaches QEMU.
 Status DaemonHostServices::pinPathChain(drivers::ResolvedDisk& top) {
   std::vector<drivers::ResolvedDisk> layers;
-  std::string path = top.path;
+  // The admin named the top, through symlinks or not: the chain starts at the file itself.
+  char* real = ::realpath(top.path.c_str(), nullptr);
+  if (!real) return systemError("cannot resolve " + top.path, errno);
+  std::string path = real;
+  ::free(real);
   model::DiskFormat format = top.format;
   auto refuse = [&](const std::string& why) { return invalidArgument(path + ": " + why); };
   for (size_t depth = 0;; ++depth) {

@@ -224,7 +224,10 @@ TEST_F(QemuUnprivileged, OnlyBackingFilesVmmVouchesForReachQemu) {
   }
 
   // Next to it: vmm vouches for it and hands it over, root-only as it is; the guest reads it.
-  defineOn("unbase", overlay("unbase.qcow2", base));
+  // The disk is named through a symlink elsewhere: "next to it" means next to the image itself.
+  std::string image = overlay("unbase.qcow2", base), link = tmp + "/other/link.qcow2";
+  ASSERT_EQ(::symlink(image.c_str(), link.c_str()), 0);
+  defineOn("unbase", link);
   ASSERT_EQ(vmmd->vmctl({"start", "unbase"}).exitCode, 0);
   ASSERT_NO_FATAL_FAILURE(waitForAgent("unbase"));
   EXPECT_EQ(guestRead("unbase", "vda", 15), "BASE-NEXT-TO-IT");
