@@ -131,8 +131,7 @@ Status QemuDriver::detachDisk(const model::Domain& def, const model::Disk& disk,
     for (const auto& n : *nodes) {
       std::string name = jsonStringOr(n, "node-name", ""), file = jsonStringOr(n, "file", "");
       bool ours = name == own || (startsWith(name, own + "-") && parseInt(name.substr(own.size() + 1)).has_value());
-      if (ours && startsWith(file, kFdsetPrefix))
-        if (auto id = parseInt(file.substr(std::string_view(kFdsetPrefix).size()))) sets.push_back(static_cast<int>(*id));
+      if (auto id = ours ? fdsetId(file) : std::nullopt) sets.push_back(*id);
     }
   }
   for (const auto& node : {diskFormatNode(disk), diskFileNode(disk)}) {

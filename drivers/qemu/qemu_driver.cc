@@ -439,8 +439,7 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
     if ((st.st_mode & S_IROTH) || inst->uid == 0) {
       *out = "/proc/self/fd/" + std::to_string(pass(std::move(fd)));
     } else {
-      VMM_ASSIGN(auto content, fs::readFile(*file, uint64_t{1} << 31));
-      VMM_TRY(giveQemu(name, content));
+      VMM_TRY(copyForQemu(fd.get(), inst->guestDir() + "/" + name, inst->uid, inst->gid));
       *out = name;
     }
   }

@@ -1,10 +1,11 @@
 // QEMU driver: the images QEMU works on are opened by vmmd and handed over as descriptors
 // (QEMU's fd sets: `-add-fd` at start, QMP `add-fd` later), so a QEMU without privileges
-// never opens an image by path - except the backing files a disk given by path names in its
-// own header, which QEMU then opens with its own uid's rights (drivers/qemu/README.md).
+// never opens an image by path (drivers/qemu/README.md, "Unprivileged QEMU").
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cstdint>
 
 #include "base/json_util.h"
 #include "base/log.h"
@@ -18,8 +19,10 @@ namespace vmm::drivers::qemu {
 std::string QemuDriver::Instance::realFile(const std::string& qemuName) const {
   std::string name = qemuName;
   if (startsWith(name, "json:")) {
-    json j = json::parse(name.substr(5), nullptr, false);
-    if (j.is_object() && j.contains("file") && j["file"].is_object()) name = jsonStringOr(j["file"], "filename", name);
+    // QEMU's words: parsed with the same size and depth limits as any other QMP answer.
+    auto j = parseJson(std::string_view(name).substr(5), 1 << 20, kJsonMaxDepth, "QEMU's file name");
+    const json* file = j.ok() ? jsonMember(*j, "file") : nullptr;
+    if (file && file->is_object()) name = jsonStringOr(*file, "filename", name);
   }
   MutexLock lock(mu);
   auto it = fdsetFiles.find(name);
@@ -44,11 +47,32 @@ Result<int> passImage(QemuDriver::Instance& inst, const std::string& path, bool 
   json args = {{"opaque", path}};
   if (set >= 0) args["fdset-id"] = set;
   VMM_ASSIGN(auto added, inst.qmp->execute("add-fd", args, deadline, fd.get()));
-  int id = added.value("fdset-id", -1);
-  if (id < 0) return internalError("QEMU's add-fd answered without an fd set");
+  auto id = jsonInt(added, "fdset-id");
+  if (!id || *id < 0 || *id > INT32_MAX) return internalError("QEMU's add-fd answered without an fd set");
   MutexLock lock(inst.mu);
-  inst.fdsetFiles[kFdsetPrefix + std::to_string(id)] = path;
-  return id;
+  inst.fdsetFiles[kFdsetPrefix + std::to_string(*id)] = path;
+  return static_cast<int>(*id);
+}
+
+Status copyForQemu(int from, const std::string& dest, uid_t uid, gid_t gid) {
+  fs::UniqueFd to(::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400));
+  if (!to.valid()) return systemError("cannot create " + dest, errno);
+  off_t offset = 0;
+  while (true) {
+    ssize_t n = ::copy_file_range(from, &offset, to.get(), nullptr, size_t{1} << 30, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return systemError("cannot copy into " + dest, errno);
+    if (n == 0) break;
+  }
+  if (::fchown(to.get(), uid, gid) != 0) return systemError("chown " + dest, errno);
+  return {};
+}
+
+std::optional<int> fdsetId(const std::string& qemuName) {
+  if (!startsWith(qemuName, kFdsetPrefix)) return std::nullopt;
+  auto id = parseInt(qemuName.substr(std::string_view(kFdsetPrefix).size()));
+  if (!id || *id < 0 || *id > INT32_MAX) return std::nullopt;
+  return static_cast<int>(*id);
 }
 
 void removeFdset(QemuDriver::Instance& inst, int set) {
@@ -66,11 +90,12 @@ void loadFdsets(QemuDriver::Instance& inst, Deadline deadline) {
   }
   MutexLock lock(inst.mu);
   for (const auto& s : *sets) {
-    int id = s.is_object() ? s.value("fdset-id", -1) : -1;
-    if (id < 0 || !s.contains("fds") || !s["fds"].is_array()) continue;
-    for (const auto& f : s["fds"])
-      if (f.is_object() && f.contains("opaque") && f["opaque"].is_string())
-        inst.fdsetFiles[kFdsetPrefix + std::to_string(id)] = f["opaque"].get<std::string>();
+    auto id = s.is_object() ? jsonInt(s, "fdset-id") : std::nullopt;
+    const json* fds = s.is_object() ? jsonMember(s, "fds") : nullptr;
+    if (!id || *id < 0 || !fds || !fds->is_array()) continue;
+    for (const auto& f : *fds)
+      if (auto opaque = f.is_object() ? jsonString(f, "opaque") : std::nullopt)
+        inst.fdsetFiles[kFdsetPrefix + std::to_string(*id)] = *opaque;
   }
 }
 

@@ -17,6 +17,9 @@
 
 namespace vmm::drivers::qemu {
 
+// N of a "/dev/fdset/N" file name QEMU uses or reports (qemu_files.cc).
+std::optional<int> fdsetId(const std::string& qemuName);
+
 struct QemuDriver::Instance {
   std::string name;
   std::string runId;
@@ -69,7 +72,7 @@ struct QemuDriver::Instance {
   int fdsetOf(const std::string& path) const {
     MutexLock lock(mu);
     for (const auto& [name, file] : fdsetFiles)
-      if (file == path) return static_cast<int>(parseInt(name.substr(sizeof "/dev/fdset/" - 1)).value_or(-1));
+      if (file == path) return fdsetId(name).value_or(-1);
     return -1;
   }
 
@@ -96,6 +99,9 @@ Result<fs::UniqueFd> openImageFor(const std::string& path, bool writable);
 // Hands `path` to a running QEMU (QMP add-fd), into fd set `set` or a new one; returns the
 // set and remembers it in inst.fdsetFiles.
 Result<int> passImage(QemuDriver::Instance& inst, const std::string& path, bool writable, Deadline deadline, int set = -1);
+// A private copy of an open file in QEMU's working directory (a boot file it may not read):
+// created, never replaced, 0400 and QEMU's; streamed, not read into memory.
+Status copyForQemu(int from, const std::string& dest, uid_t uid, gid_t gid);
 // Lets QEMU close fd set `set` (once no node uses it) and forgets its file.
 void removeFdset(QemuDriver::Instance& inst, int set);
 // After a reconnect: which file each fd set holds (QEMU keeps the path as the set's opaque).

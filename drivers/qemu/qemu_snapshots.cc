@@ -17,6 +17,7 @@
 #include "base/fault_point.h"
 #include "base/log.h"
 #include "base/process.h"
+#include "base/json_util.h"
 #include "base/random.h"
 #include "base/strings.h"
 #include "drivers/qemu/qemu_instance.h"
@@ -51,7 +52,8 @@ Result<std::vector<LiveDisk>> liveDisks(QemuDriver::Instance& inst, const model:
       bool match = qdev == id || qdev.find("/" + id + "/") != std::string::npos || endsWith(qdev, "/" + id);
       if (!match || !b.contains("inserted")) continue;
       const auto& in = b["inserted"];
-      uint64_t size = in.contains("image") && in["image"].is_object() ? in["image"].value("virtual-size", uint64_t{0}) : 0;
+      const json* image = jsonMember(in, "image");
+      uint64_t size = image && image->is_object() ? jsonUint(*image, "virtual-size").value_or(0) : 0;
       out.push_back({d.target, in.value("node-name", ""), inst.realFile(in.value("file", "")), in.value("drv", ""), size});
     }
   }
@@ -360,10 +362,19 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
     for (const auto& f : created) (void)fs::removeFile(f);
   };
   for (const auto& img : images) {
-    if (!startsWith(img.file, "/"))
-      return invalidArgument("disk " + img.target + " is a network volume: an external snapshot needs a local image to put an overlay next to");
+    // Each refusal undoes the overlays of the disks before it.
+    Error refused{ErrorCode::internal, ""};
     std::string overlay = overlayDir(img.file, overlayFallback) + "/" + imageStem(img.file) + "." + name + ".qcow2";
-    if (fs::exists(overlay)) return conflict("disk " + img.target + ": " + overlay + " already exists");
+    if (!startsWith(img.file, "/"))
+      refused = invalidArgument("disk " + img.target + " is a network volume: an external snapshot needs a local image to put an overlay next to");
+    else if (fs::exists(overlay))
+      refused = conflict("disk " + img.target + ": " + overlay + " already exists");
+    else if (img.size == 0)
+      refused = internalError("disk " + img.target + ": QEMU did not say the size of " + img.file);
+    if (!refused.message.empty()) {
+      removeCreated();
+      return refused;
+    }
     // vmmd makes the overlay (QEMU may not create files) naming its backing by path and format,
     // without opening it (-u: QEMU holds it), and hands it over as a descriptor.
     Status made = qemuImg({"create", "-q", "-f", "qcow2", "-u", "-b", img.file, "-F", img.format, overlay, std::to_string(img.size)}, deadline);

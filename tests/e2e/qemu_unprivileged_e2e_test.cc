@@ -227,12 +227,26 @@ TEST_F(QemuUnprivileged, OnlyBackingFilesVmmVouchesForReachQemu) {
   // The disk is named through a symlink elsewhere: "next to it" means next to the image itself.
   std::string image = overlay("unbase.qcow2", base), link = tmp + "/other/link.qcow2";
   ASSERT_EQ(::symlink(image.c_str(), link.c_str()), 0);
-  defineOn("unbase", link);
+  // Its initrd is root-only: QEMU gets a private copy in its working directory.
+  std::string initrd = tmp + "/other/initrd.cpio";
+  auto cpio = fs::readFile(guestDir() + "/full.cpio", 64 << 20);
+  ASSERT_TRUE(cpio.ok());
+  ASSERT_TRUE(fs::writeFileAtomic(initrd, *cpio, 0600).ok());
+  json d = guest("unbase");
+  d["boot"]["initrd"] = initrd;
+  d["disks"] = {{{"target", "vda"}, {"source", {{"path", link}}}, {"format", "qcow2"}}};
+  ASSERT_TRUE(call("domain.create", {{"definition", d}}).ok());
   ASSERT_EQ(vmmd->vmctl({"start", "unbase"}).exitCode, 0);
   ASSERT_NO_FATAL_FAILURE(waitForAgent("unbase"));
   EXPECT_EQ(guestRead("unbase", "vda", 15), "BASE-NEXT-TO-IT");
   pid_t pid = info("unbase")["runtime"].value("pid", -1);
   EXPECT_TRUE(openFiles(pid).count(base));
+  struct stat st{};
+  std::string copy = "/proc/" + std::to_string(pid) + "/root/guest/initrd";
+  ASSERT_EQ(::stat(copy.c_str(), &st), 0) << copy;
+  EXPECT_EQ(st.st_mode & 0777, 0400u);
+  EXPECT_EQ(st.st_uid, info("unbase")["runtime"].value("uid", uid_t{0}));
+  EXPECT_EQ(static_cast<size_t>(st.st_size), cpio->size());
 }
 
 }  // namespace
