@@ -104,6 +104,7 @@ void repairStateModes(const std::string& stateDir, const std::string& dbPath) {
 
 Status Daemon::prepareDirectories() {
   VMM_TRY(fs::makeDirs(config_.stateDir, 0711));
+  VMM_TRY(fs::makeDirs(config_.stateDir + "/pools", 0711));  // before a pool's 0700 directory is built in it
   VMM_TRY(fs::makeDirs(config_.runDir, 0755));
   // Not chmodded when it exists: it may be a shared directory such as /run or /tmp.
   VMM_TRY(fs::makeDirs(fs::dirName(config_.socketPath)));

@@ -38,7 +38,9 @@ Result<std::string> DirBackend::volumePath(const std::string& name) const {
 
 Status DirBackend::build(Deadline) {
   if (pool_.path.empty() || pool_.path[0] != '/') return invalidArgument("path: a dir pool needs an absolute directory");
-  return fs::makeDirs(pool_.path, 0711);
+  // Closed to host users: nothing in it is theirs (QEMU gets descriptors), and a directory
+  // volume's tree (a container's rootfs, written as the host's root) stays out of their reach.
+  return fs::makeDirs(pool_.path, 0700);
 }
 
 Status DirBackend::start(Deadline) {
@@ -46,6 +48,11 @@ Status DirBackend::start(Deadline) {
   if (::access(pool_.path.c_str(), R_OK | W_OK | X_OK) != 0) return systemError("pool " + pool_.name + ": " + pool_.path, errno);
   sweepTemporaryFiles();
   repairVolumeModes();
+  // Older versions made pool directories 0711, which let host users reach a directory volume's tree by name.
+  struct stat st{};
+  if (::lstat(pool_.path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == 0 && (st.st_mode & 07777) == 0711) {
+    if (::chmod(pool_.path.c_str(), 0700) == 0) log::info("closed the pool's directory to host users (0700)", {{"pool", pool_.name}});
+  }
   return {};
 }
 
@@ -187,6 +194,11 @@ Result<model::Volume> DirBackend::createDirectoryVolume(const model::VolumeSpec&
   Reverter revert;
   revert.add([partial] { (void)fs::removeTree(partial); });
   if (!spec.fromTar.empty()) VMM_TRY(unpackTarball(spec.fromTar, partial, deadline, unpack_));
+  // The tree's top is the container's "/", which its users other than root must be able to
+  // enter: 0755 where the pool's directory keeps host users out, else 0700.
+  struct stat pool{};
+  if (::stat(pool_.path.c_str(), &pool) == 0 && pool.st_uid == 0 && !(pool.st_mode & 0011) && ::chmod(partial.c_str(), 0755) != 0)
+    return systemError("chmod " + partial, errno);
   if (::rename(partial.c_str(), path.c_str()) != 0) return systemError("rename " + partial, errno);
   revert.success();
   return describe(spec.name, path);

@@ -103,7 +103,7 @@ TEST_F(PrivateFiles, ModesAfterFirstStart) {
 
   EXPECT_EQ(modeOf(state()), "0711");
   EXPECT_EQ(modeOf(state() + "/pools"), "0711");
-  EXPECT_EQ(modeOf(pool()), "0711");
+  EXPECT_EQ(modeOf(pool()), "0700");
   EXPECT_EQ(modeOf(state() + "/vmm.db"), "0600");
   for (const char* side : {"-wal", "-shm"}) {
     if (fs::exists(state() + "/vmm.db" + side)) {
@@ -115,7 +115,7 @@ TEST_F(PrivateFiles, ModesAfterFirstStart) {
   EXPECT_EQ(modeOf(state() + "/save"), "0700");
   EXPECT_EQ(modeOf(state() + "/save/m.save"), "0600");
   for (const char* v : {"q", "r", "q-linked", "r-full", "up"}) EXPECT_EQ(modeOf(pool() + "/" + v), "0600") << v;
-  EXPECT_EQ(modeOf(pool() + "/tree"), "0700");
+  EXPECT_EQ(modeOf(pool() + "/tree"), "0755");  // a container's "/", out of reach behind the pool's 0700
   EXPECT_EQ(modeOf(vmmd->socketPath()), "0600");  // no socket group given: root only
   EXPECT_EQ(modeOf(vmmd->roSocketPath()), "0666");
 
@@ -135,11 +135,14 @@ TEST_F(PrivateFiles, ModesAfterFirstStart) {
   EXPECT_EQ(modeOf(pool() + "/planted.img"), "0600");
   EXPECT_NE(vmmd->log().find("corrected the mode of a state file"), std::string::npos);
 
-  // A pool restart repairs a file put there while vmmd ran.
+  // A pool restart repairs a file put there while vmmd ran, and closes a pool directory that
+  // older versions made 0711.
   ASSERT_TRUE(fs::writeFileAtomic(pool() + "/late.img", "old", 0644).ok());
+  ASSERT_EQ(::chmod(pool().c_str(), 0711), 0);
   ASSERT_TRUE(call("pool.stop", {{"name", "default"}}).ok());
   ASSERT_TRUE(call("pool.start", {{"name", "default"}}).ok());
   EXPECT_EQ(modeOf(pool() + "/late.img"), "0600");
+  EXPECT_EQ(modeOf(pool()), "0700");
 }
 
 TEST_F(PrivateFiles, SaveAndRestoreRefuseSymlinksAndOpenDirectories) {

@@ -298,6 +298,27 @@ TEST_F(DirVolumeTest, EmptyAndUnpackedVolumesAreListedWithTheirSize) {
   EXPECT_EQ(resolved->path, root + "/pool/rplain");
 }
 
+// A tree's top is the container's "/": 0755 inside a pool directory that keeps host users out
+// (built 0700), 0700 in one they can enter.
+TEST_F(DirVolumeTest, TreeTopIsOpenOnlyBehindAClosedPoolDirectory) {
+  auto mode = [](const std::string& p) {
+    struct stat st{};
+    return ::stat(p.c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 07777) : -1;
+  };
+  EXPECT_EQ(mode(root + "/pool"), 0700);
+  ASSERT_TRUE(backend->createVolume(dirSpec("closed", makeTarball("c.tar", "")), nullptr, dl()).ok());
+  EXPECT_EQ(mode(root + "/pool/closed"), 0755);
+  ASSERT_EQ(::chmod((root + "/pool").c_str(), 0755), 0);
+  ASSERT_TRUE(backend->createVolume(dirSpec("open", makeTarball("o.tar", "")), nullptr, dl()).ok());
+  ASSERT_TRUE(backend->createVolume(dirSpec("open-empty"), nullptr, dl()).ok());
+  EXPECT_EQ(mode(root + "/pool/open"), 0700);
+  EXPECT_EQ(mode(root + "/pool/open-empty"), 0700);
+  // A pool directory older versions made 0711 is closed when the pool starts.
+  ASSERT_EQ(::chmod((root + "/pool").c_str(), 0711), 0);
+  ASSERT_TRUE(backend->start(dl()).ok());
+  EXPECT_EQ(mode(root + "/pool"), 0700);
+}
+
 TEST_F(DirVolumeTest, CloneCopiesAndDeleteRemovesTheTree) {
   ASSERT_TRUE(backend->createVolume(dirSpec("base", makeTarball("b.tar", "-z")), nullptr, dl()).ok());
   CloneOptions linked;  // linked is the default: a directory is copied anyway
