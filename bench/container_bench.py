@@ -39,7 +39,7 @@ def measure():
     rpc = Rpc(args.socket, TIMEOUT)
     for name in ("bench-rpc", "bench-cli"):
         d = {"name": name, "type": "lxc", "memory": "128MiB",
-             "container": {"rootfs": {"path": args.rootfs}, "init": ["/sbin/init"]}}
+             "container": {"rootfs": {"path": args.rootfs}, "init": ["/sbin/init"], "privileged": True}}
         rpc.call("domain.create", {"definition": d})
     lxc = ["lxc"]
     if args.lxd:

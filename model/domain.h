@@ -178,7 +178,7 @@ struct ContainerConfig {
   std::map<std::string, std::string> env;
   std::string hostname;                     // default: the domain name
   std::vector<Mount> mounts;
-  bool privileged = true;                   // false: user namespace (uid 0 -> idmapBase)
+  bool privileged = false;                  // false: user namespace (uid 0 -> idmapBase)
   uint32_t idmapBase = 0;                  // 0: allocated at define from [containers] idmap_range
   uint32_t idmapSize = 65536;
 };

@@ -651,6 +651,8 @@ class Importer {
     json c = container_.value_or(json::object());
     if (vmm_.contains("container") && vmm_["container"].is_object())
       for (auto it = vmm_["container"].begin(); it != vmm_["container"].end(); ++it) c[it.key()] = it.value();
+    // libvirt runs a container without <idmap> as the host's root: so does the import.
+    if (!c.contains("privileged")) c["privileged"] = !root_.child("idmap");
     if (auto idmap = root_.child("idmap")) {
       auto uid = idmap.child("uid"), gid = idmap.child("gid");
       std::string target = t_.peek(uid, "target"), count = t_.peek(uid, "count");

@@ -25,6 +25,16 @@ namespace vmm::drivers::lxc {
 
 namespace {
 
+// The new mount API (Linux 5.12+); glibc 2.36's <sys/mount.h> and <linux/mount.h> clash.
+constexpr unsigned kOpenTreeClone = 1;
+constexpr unsigned kAtRecursive = 0x8000;
+constexpr unsigned kMoveMountFromEmptyPath = 0x04;
+constexpr uint64_t kMountAttrNodev = 0x4;
+constexpr uint64_t kMountAttrIdmap = 0x00100000;
+struct MountAttr {
+  uint64_t attrSet, attrClear, propagation, usernsFd;
+};
+
 // Everything init needs, prepared before fork(): after it, only system calls (vmmd has threads).
 struct MountOp {
   std::string source, target, fstype, data;
@@ -36,7 +46,7 @@ struct MountOp {
 };
 
 struct ChildPlan {
-  std::string rootfs, hostname, slavePath;
+  std::string rootfs, hostname, slavePath;  // mount targets are relative to the attached rootfs
   std::vector<MountOp> mounts;
   std::vector<std::pair<std::string, std::string>> symlinks;  // target, link path
   std::vector<std::string> argvStore, envStore;
@@ -74,13 +84,37 @@ void setLinkUp(const char* name) {
   ::close(s);
 }
 
+// The go byte, carrying the rootfs's detached mount (rootTree); -1 when the caller gave up.
+int receiveRootTree(int sock) {
+  char go = 0;
+  struct iovec iov{&go, 1};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  struct msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  if (::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1) return -1;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (c == nullptr || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) return -1;
+  int fd = -1;
+  std::memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+  return fd;
+}
+
 int childMain(void* arg) {
   const ChildPlan& plan = *static_cast<ChildPlan*>(arg);
   for (int fd : plan.closeInChild) ::close(fd);
-  char go = 0;
-  if (::read(plan.goFd, &go, 1) != 1) _exit(126);  // the caller gave up
-  if (plan.userns && (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0)) childFail(plan, "setresuid", "0");
+  int tree = receiveRootTree(plan.goFd);
+  if (tree < 0) _exit(126);  // the caller gave up
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) childFail(plan, "make / private", "");
+  // Still host uid 0 here (the namespace's ids take effect with setresuid): the path to the
+  // rootfs may cross root-only directories, which the container's root could not enter.
+  if (::syscall(SYS_move_mount, tree, "", AT_FDCWD, plan.rootfs.c_str(), kMoveMountFromEmptyPath) != 0)
+    childFail(plan, "attach the root", plan.rootfs.c_str());
+  if (::fchdir(tree) != 0) childFail(plan, "chdir", plan.rootfs.c_str());
+  ::close(tree);
+  if (plan.userns && (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0)) childFail(plan, "setresuid", "0");
   for (const auto& m : plan.mounts) {
     if (m.optional && ::access(m.target.c_str(), F_OK) != 0) continue;
     if (m.kind == MountOp::dir) ::mkdir(m.target.c_str(), 0755);
@@ -95,7 +129,6 @@ int childMain(void* arg) {
       childFail(plan, (m.remountFlags & MS_RDONLY) ? "remount read-only" : "remount nodev", m.target.c_str());
   }
   for (const auto& [target, link] : plan.symlinks) (void)::symlink(target.c_str(), link.c_str());
-  if (::chdir(plan.rootfs.c_str()) != 0) childFail(plan, "chdir", plan.rootfs.c_str());
   if (::syscall(SYS_pivot_root, ".", ".") != 0) childFail(plan, "pivot_root", plan.rootfs.c_str());
   if (::umount2(".", MNT_DETACH) != 0) childFail(plan, "detach the old root", "");
   if (::chdir("/") != 0) childFail(plan, "chdir", "/");
@@ -236,6 +269,40 @@ void addFs(ChildPlan& plan, const std::string& fstype, const std::string& target
   plan.mounts.push_back(m);
 }
 
+// The rootfs as a detached copy of its mounts, nodev (the container's root could mknod), and
+// with a user namespace given, idmapped through it: the host's uid 0 on disk is the
+// container's root, so the rootfs keeps host ids whether the container is privileged or not.
+Result<fs::UniqueFd> rootTree(const std::string& rootfs, int usernsFd) {
+  fs::UniqueFd tree(static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, rootfs.c_str(), kOpenTreeClone | O_CLOEXEC | kAtRecursive | AT_SYMLINK_NOFOLLOW)));
+  if (!tree.valid()) return systemError("cannot copy the mount of " + rootfs, errno);
+  MountAttr attr{kMountAttrNodev | (usernsFd >= 0 ? kMountAttrIdmap : 0), 0, 0, static_cast<uint64_t>(usernsFd >= 0 ? usernsFd : 0)};
+  if (::syscall(SYS_mount_setattr, tree.get(), "", AT_EMPTY_PATH | kAtRecursive, &attr, sizeof(attr)) != 0) {
+    int err = errno;
+    if (usernsFd >= 0 && (err == EINVAL || err == EPERM))
+      return systemError("cannot map the ids of " + rootfs + " for an unprivileged container (its filesystem needs idmapped mounts: ext4, xfs, btrfs, tmpfs 6.3+)", err);
+    return systemError("cannot make the mount of " + rootfs + " nodev", err);
+  }
+  return tree;
+}
+
+Status sendGo(int sock, int fd) {
+  char go = 1;
+  struct iovec iov{&go, 1};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  struct msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof(fd));
+  if (::sendmsg(sock, &msg, MSG_NOSIGNAL) != 1) return systemError("cannot release the container's init", errno);
+  return {};
+}
+
 }  // namespace
 
 Status writeIdMaps(pid_t pid, uint32_t base, uint32_t size) {
@@ -254,13 +321,11 @@ Status writeIdMaps(pid_t pid, uint32_t base, uint32_t size) {
 
 Result<PendingContainer> spawnContainer(const ContainerSpec& spec, Deadline deadline) {
   auto plan = std::make_unique<ChildPlan>();
-  const std::string& r = spec.rootfs;
-  plan->rootfs = r;
+  const std::string r = ".";  // init works inside the attached rootfs
+  plan->rootfs = spec.rootfs;
   plan->hostname = spec.hostname;
   plan->userns = spec.userns;
   plan->confinement = spec.confinement;
-  // No device node of the rootfs opens (a privileged container's root could mknod one).
-  addBind(*plan, r, r, MountOp::none, MS_NODEV | lockedFlags(r));
   addFs(*plan, "proc", r + "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "");
   addProcMixed(*plan, r + "/proc");
   addFs(*plan, "sysfs", r + "/sys", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "");
@@ -301,9 +366,11 @@ Result<PendingContainer> spawnContainer(const ContainerSpec& spec, Deadline dead
   plan->slaveFd = slave.get();
 
   VMM_ASSIGN(auto pidPipe, makePipe());
-  VMM_ASSIGN(auto goPipe, makePipe());
+  int goPair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, goPair) != 0) return systemError("socketpair", errno);
+  std::pair<fs::UniqueFd, fs::UniqueFd> goChannel{fs::UniqueFd(goPair[0]), fs::UniqueFd(goPair[1])};
   VMM_ASSIGN(auto errPipe, makePipe());
-  plan->goFd = goPipe.first.get();
+  plan->goFd = goChannel.first.get();
   plan->errFd = errPipe.second.get();
   std::vector<char> stack(512 << 10);
   int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | SIGCHLD;
@@ -317,7 +384,7 @@ Result<PendingContainer> spawnContainer(const ContainerSpec& spec, Deadline dead
     // epoll) except its own, or a restarted vmmd would find them held.
     int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     for (int fd = 0; fd < 3; ++fd) ::dup2(devnull, fd);
-    int keep[] = {master.get(), spec.consoleListenFd, pidPipe.second.get(), goPipe.first.get(), errPipe.second.get(), slave.get()};
+    int keep[] = {master.get(), spec.consoleListenFd, pidPipe.second.get(), goChannel.first.get(), errPipe.second.get(), slave.get()};
     constexpr int kKeep = sizeof(keep) / sizeof(keep[0]);
     for (int i = 1; i < kKeep; ++i)
       for (int j = i; j > 0 && keep[j - 1] > keep[j]; --j) std::swap(keep[j - 1], keep[j]);
@@ -335,17 +402,19 @@ Result<PendingContainer> spawnContainer(const ContainerSpec& spec, Deadline dead
     (void)!::write(pidPipe.second.get(), &report, sizeof(report));
     if (init <= 0) _exit(1);
     ::close(pidPipe.second.get());
-    ::close(goPipe.first.get());
+    ::close(goChannel.first.get());
     ::close(errPipe.second.get());
     ::close(slave.get());
     monitorMain(master.get(), spec.consoleListenFd, init);
   }
   PendingContainer pc;
   pc.monitorPid = monitor;
+  pc.rootfs = spec.rootfs;
+  pc.userns = spec.userns;
   pidPipe.second.reset();
-  goPipe.first.reset();
+  goChannel.first.reset();
   errPipe.second.reset();
-  pc.goFd = std::move(goPipe.second);
+  pc.goFd = std::move(goChannel.second);
   pc.errFd = std::move(errPipe.first);
   pid_t init = -1;
   if (!waitReadable(pidPipe.first.get(), deadline) || ::read(pidPipe.first.get(), &init, sizeof(init)) != sizeof(init) || init <= 0) {
@@ -358,8 +427,14 @@ Result<PendingContainer> spawnContainer(const ContainerSpec& spec, Deadline dead
 }
 
 Status PendingContainer::release(Deadline deadline) {
-  char go = 1;
-  if (::write(goFd.get(), &go, 1) != 1) return systemError("cannot release the container's init", errno);
+  fs::UniqueFd userNamespace;
+  if (userns) {
+    std::string path = "/proc/" + std::to_string(initPid) + "/ns/user";
+    userNamespace = fs::UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!userNamespace.valid()) return systemError("cannot open " + path, errno);
+  }
+  VMM_ASSIGN(auto tree, rootTree(rootfs, userNamespace.get()));
+  if (Status s = sendGo(goFd.get(), tree.get()); !s.ok()) return s;
   goFd.reset();
   if (!waitReadable(errFd.get(), deadline)) return timeoutError("the container's init did not start in time");
   ChildError e{};

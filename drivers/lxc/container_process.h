@@ -35,12 +35,15 @@ class PendingContainer {
  public:
   pid_t monitorPid = -1;
   pid_t initPid = -1;   // in vmmd's pid namespace
-  // Lets init continue; returns once it has exec'd its command or failed (the reason).
+  // Gives init its rootfs (idmapped through init's user namespace when it has one, so call it
+  // after writeIdMaps) and lets it continue; returns once it has exec'd its command or failed (the reason).
   Status release(Deadline deadline);
   // Kills init and the monitor (start failed half-way).
   void abort();
 
-  fs::UniqueFd goFd;   // write end: one byte lets init continue
+  std::string rootfs;
+  bool userns = false;
+  fs::UniqueFd goFd;   // one byte lets init continue; it carries the rootfs's mount
   fs::UniqueFd errFd;  // read end: EOF when init exec'd, a message when it failed
 };
 

@@ -1,6 +1,8 @@
 #include "drivers/lxc/lxc_driver.h"
 
+#include <limits.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -121,11 +123,36 @@ Status LxcDriver::validate(const model::Domain& def) const {
   return {};
 }
 
+namespace {
+
+// Whatever the container's root writes to its rootfs is the host root's on disk (set-user-ID
+// programs too, privileged or idmapped): no host user may reach it. Some directory on the way
+// (the rootfs included) must be root's and closed to others.
+Status checkOutOfHostUsersReach(const std::string& rootfs, const std::string& what) {
+  char resolved[PATH_MAX];
+  if (::realpath(rootfs.c_str(), resolved) == nullptr) return systemError(what, errno);
+  std::string path = resolved;
+  for (;;) {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0) return systemError(what + ": " + path, errno);
+    bool othersKept = !(st.st_mode & S_IXOTH) && (!(st.st_mode & S_IXGRP) || st.st_gid == 0);
+    if (st.st_uid == 0 && othersKept) return {};
+    if (path == "/") break;
+    size_t slash = path.rfind('/');
+    path = slash == 0 ? "/" : path.substr(0, slash);
+  }
+  return invalidArgument(what + " can be reached by host users, and what the container's root writes there is owned by the host's root: " +
+                         "keep it under a directory only root can enter (chmod 0700)");
+}
+
+}  // namespace
+
 Status LxcDriver::validateRootfs(const model::Domain& def, const std::string& rootfs) const {
   const std::string what = def.container->rootfs.isVolume() ? "container.rootfs: volume " + def.container->rootfs.describe() + " (" + rootfs + ")"
                                                             : "container.rootfs.path: " + rootfs;
   struct stat st{};
   if (::stat(rootfs.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return invalidArgument(what + " is not a directory");
+  VMM_TRY(checkOutOfHostUsersReach(rootfs, what));
   auto init = initOf(def);
   if (init[0].empty() || init[0][0] != '/') return invalidArgument("container.init: the command must be an absolute path inside the rootfs");
   // The command is looked up inside the rootfs; absolute symlinks resolve there too.

@@ -1,5 +1,5 @@
 // Integration: what confines a native container beyond its namespaces, for a privileged one
-// (the default) and an unprivileged one, in init and in exec: capabilities gone from the
+// and an unprivileged one (the default), in init and in exec: capabilities gone from the
 // bounding set, a seccomp deny-list answering EPERM, /proc/sys and sysrq-trigger read-only with
 // /proc/kcore and friends masked, no block devices (devices cgroup, nodev), and a default
 // pids.max that stops a fork bomb while vmmd keeps answering.
@@ -56,10 +56,13 @@ class LxcConfinementTest : public ::testing::Test {
  protected:
   void SetUp() override {
     VMM_REQUIRE(::geteuid() == 0, "root (containers need namespaces and cgroups)");
-    char tmpl[] = "/tmp/vmm-lxcconf-rootfs-XXXXXX";
+    // The rootfs inside a root-only directory, as vmm requires: files the container's root
+    // writes are the host root's on disk.
+    char tmpl[] = "/tmp/vmm-lxcconf-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    rootfs = tmpl;
-    ASSERT_EQ(::chmod(tmpl, 0755), 0);  // searchable by a user namespace's root
+    top = tmpl;
+    rootfs = top + "/rootfs";
+    ASSERT_EQ(::mkdir(rootfs.c_str(), 0755), 0);
     ASSERT_EQ(run("set -e; cd " + rootfs + "; mkdir -p bin sbin etc proc sys dev tmp root; cp /bin/busybox bin/; "
                   "for a in $(bin/busybox --list); do [ -e bin/$a ] || ln -s busybox bin/$a; done; "
                   "cp " VMM_SYSCALL_PROBE " bin/probe; chmod 0755 bin/probe; "
@@ -95,7 +98,7 @@ class LxcConfinementTest : public ::testing::Test {
         (void)::rmdir(group.c_str());
       }
     for (const auto& c : kControllers) (void)::rmdir(("/sys/fs/cgroup/" + c + "/vmm").c_str());
-    if (!rootfs.empty()) (void)run("rm -rf " + rootfs);
+    if (!top.empty()) (void)run("rm -rf " + top);
     if (!config.empty()) (void)::unlink(config.c_str());
   }
 
@@ -188,7 +191,7 @@ class LxcConfinementTest : public ::testing::Test {
     EXPECT_EQ(trim(exec(name, {"sh", "-c", "echo x > /dev/null && head -c 4 /dev/zero | wc -c"}).out), "4") << name;
   }
 
-  std::string rootfs, config;
+  std::string top, rootfs, config;
   std::unique_ptr<VmmdProcess> vmmd;
   std::vector<pid_t> initPids;
   std::vector<std::string> names;
@@ -217,15 +220,57 @@ TEST_F(LxcConfinementTest, PrivilegedContainerIsConfined) {
   }
 }
 
-TEST_F(LxcConfinementTest, UnprivilegedContainerIsConfined) {
+// A container defined without "privileged" has a user namespace of its own; its rootfs is
+// idmapped, so its root owns the files the host's root owns on disk and what it writes stays
+// the host root's there.
+TEST_F(LxcConfinementTest, DefaultContainerIsUnprivilegedAndConfined) {
   startVmmd();
-  pid_t init = start("u1", {{"container", {{"privileged", false}}}});
+  pid_t init = start("u1");
   ASSERT_GT(init, 0);
+  auto info = json::parse(vmmd->vmctl({"info", "u1", "-o", "json"}).out, nullptr, false);
+  ASSERT_TRUE(info.is_object());
+  EXPECT_EQ(info["definition"]["container"].value("privileged", true), false);
+  int64_t base = info["definition"]["container"].value("idmap_base", int64_t{0});
+  EXPECT_GT(base, 0);
+  auto initStatus = statusFields(fs::readFile("/proc/" + std::to_string(init) + "/status").valueOr(""));
+  EXPECT_EQ(split(initStatus["Uid"], '\t', true).at(0), std::to_string(base)) << "init runs as the range's first host uid";
   expectConfinedCapabilities("u1", init);
   expectProcMixed("u1");
   expectNoDevices("u1");
   auto p = probe("u1");
   for (const char* call : {"init_module", "finit_module", "open_by_handle_at", "umount2_force"}) EXPECT_EQ(p[call], std::to_string(EPERM)) << call;
+
+  auto owner = exec("u1", {"stat", "-c", "%u %g", "/", "/root"});
+  EXPECT_EQ(owner.out, "0 0\n0 0\n") << owner.err;
+  auto made = exec("u1", {"sh", "-c", "echo inside > /root/made && chown 1000:1000 /root/made && ls -ln /root/made"});
+  ASSERT_EQ(made.exitCode, 0) << made.err;
+  EXPECT_NE(made.out.find(" 1000 "), std::string::npos) << made.out;
+  struct stat st{};
+  ASSERT_EQ(::stat((rootfs + "/root/made").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u) << "ids on disk are the container's, not shifted by the range";
+  EXPECT_EQ(fs::readFile(rootfs + "/root/made").valueOr(""), "inside\n");
+}
+
+// Files the container's root writes are the host root's on disk (set-user-ID programs too), so
+// a rootfs that every host user can reach is refused at define and at start.
+TEST_F(LxcConfinementTest, RootfsWithinHostUsersReachIsRefused) {
+  startVmmd();
+  ASSERT_EQ(::chmod(top.c_str(), 0755), 0);
+  std::string path = vmmd->dir() + "/open.json";
+  json d = {{"name", "open"}, {"type", "lxc"}, {"memory", "64MiB"}, {"container", {{"rootfs", {{"path", rootfs}}}, {"init", {"/bin/sh"}}}}};
+  ASSERT_TRUE(fs::writeFileAtomic(path, d.dump()).ok());
+  auto refused = vmmd->vmctl({"define", path});
+  EXPECT_NE(refused.exitCode, 0);
+  EXPECT_NE(refused.err.find("can be reached by host users"), std::string::npos) << refused.err;
+  ASSERT_EQ(::chmod(top.c_str(), 0700), 0);
+  names.push_back("open");
+  auto defined = vmmd->vmctl({"define", path});
+  ASSERT_EQ(defined.exitCode, 0) << defined.err;
+  ASSERT_EQ(::chmod(top.c_str(), 0755), 0);
+  auto notStarted = vmmd->vmctl({"start", "open"});
+  EXPECT_NE(notStarted.exitCode, 0);
+  EXPECT_NE(notStarted.err.find("can be reached by host users"), std::string::npos) << notStarted.err;
+  ASSERT_EQ(::chmod(top.c_str(), 0700), 0);
 }
 
 // T4: without limits.pids a container gets [containers] pids_max; a fork bomb stops there and

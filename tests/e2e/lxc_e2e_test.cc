@@ -59,10 +59,13 @@ class LxcTest : public ::testing::Test {
  protected:
   void SetUp() override {
     VMM_REQUIRE(::geteuid() == 0, "root (containers need namespaces and cgroups)");
-    char tmpl[] = "/tmp/vmm-lxc-rootfs-XXXXXX";
+    // The rootfs inside a root-only directory, as vmm requires: files the container's root
+    // writes are the host root's on disk.
+    char tmpl[] = "/tmp/vmm-lxc-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    rootfs = tmpl;
-    ASSERT_EQ(::chmod(tmpl, 0755), 0);  // searchable by a user namespace's root (uid 100000 on the host)
+    top = tmpl;
+    rootfs = top + "/rootfs";
+    ASSERT_EQ(::mkdir(rootfs.c_str(), 0755), 0);
     ASSERT_EQ(run("set -e; cd " + rootfs + "; mkdir -p bin sbin etc proc sys dev tmp root; cp /bin/busybox bin/; "
                   "for a in $(bin/busybox --list); do [ -e bin/$a ] || ln -s busybox bin/$a; done; "
                   "echo 'root:x:0:0:root:/root:/bin/sh' > etc/passwd; echo 'root:x:0:' > etc/group"),
@@ -95,7 +98,7 @@ class LxcTest : public ::testing::Test {
       }
     for (const auto& c : kControllers) (void)::rmdir(("/sys/fs/cgroup/" + c + "/vmm").c_str());
     (void)run("ip link del lxcbr0 2>/dev/null");
-    if (!rootfs.empty()) (void)run("rm -rf " + rootfs);
+    if (!top.empty()) (void)run("rm -rf " + top);
     for (const auto& d : scratch) (void)fs::removeTree(d);
   }
 
@@ -137,7 +140,7 @@ class LxcTest : public ::testing::Test {
     return pid;
   }
 
-  std::string rootfs;
+  std::string top, rootfs;
   std::unique_ptr<VmmdProcess> vmmd;
   std::vector<pid_t> initPids;
   std::vector<std::string> names;
@@ -391,7 +394,9 @@ TEST_F(LxcTest, SurvivesVmmdKill) {
 TEST_F(LxcTest, RootfsOnADirectoryVolume) {
   std::string pool = tempDir("pool"), files = tempDir("tar");
   ASSERT_FALSE(pool.empty() || files.empty());
-  ASSERT_EQ(run("echo ON-A-VOLUME > " + rootfs + "/etc/marker && tar -czf " + files + "/busybox.tar.gz -C " + rootfs + " ."), 0);
+  ASSERT_EQ(run("echo ON-A-VOLUME > " + rootfs + "/etc/marker && echo 'user:x:1000:1000::/:/bin/sh' >> " + rootfs + "/etc/passwd && tar -czf " +
+                files + "/busybox.tar.gz -C " + rootfs + " ."),
+            0);
   auto defined = vmctl({"pool", "define", "rpool", "--path", pool + "/p", "--build"});
   ASSERT_EQ(defined.exitCode, 0) << defined.err;
   auto t0 = std::chrono::steady_clock::now();
@@ -412,6 +417,15 @@ TEST_F(LxcTest, RootfsOnADirectoryVolume) {
   initPid("volc");
   EXPECT_EQ(trim(exec("volc", {"cat", "/etc/marker"}).out), "ON-A-VOLUME");
   EXPECT_EQ(trim(exec("volc", {"hostname"}).out), "volc");
+  // The pool's directory keeps host users out, so the tree's top is 0755: the container's
+  // users other than root reach its files too.
+  struct stat st{};
+  ASSERT_EQ(::stat((pool + "/p").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  ASSERT_EQ(::stat((pool + "/p/rfs").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  auto asUser = exec("volc", {"su", "-s", "/bin/sh", "user", "-c", "id -u; cat /etc/marker"});
+  EXPECT_EQ(asUser.out, "1000\nON-A-VOLUME\n") << asUser.err;
 
   // In use: deleting it is a conflict (409), and it stays.
   auto conn = vmmd->connect();

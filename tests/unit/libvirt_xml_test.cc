@@ -195,6 +195,18 @@ TEST(LibvirtXml, ContainersMapToLxcXml) {
   auto back = mustImport(*xml);
   EXPECT_EQ(formatDomain(*parsed, false), formatDomain(back.domain, false)) << *xml;
   EXPECT_TRUE(back.kept.empty());
+
+  // vmm's containers are unprivileged by default, libvirt's run as the host's root without
+  // <idmap>: a definition keeps its meaning both ways.
+  auto defaulted = parseDomain(json::parse(R"({"name":"c2","type":"lxc","memory":"128MiB","container":{"rootfs":{"path":"/srv/c2"}}})"));
+  ASSERT_TRUE(defaulted.ok()) << defaulted.error().message;
+  EXPECT_FALSE(defaulted->container->privileged);
+  auto privileged = defaulted.value();
+  privileged.container->privileged = true;
+  auto rootXml = exportLibvirtXml(privileged);
+  ASSERT_TRUE(rootXml.ok());
+  EXPECT_EQ(rootXml->find("<idmap"), std::string::npos) << *rootXml;
+  EXPECT_TRUE(mustImport(*rootXml).domain.container->privileged);
 }
 
 void expectRefused(const std::string& xml, const std::string& words) {
