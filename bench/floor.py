@@ -3,15 +3,20 @@ the way vmmd launches it, by the least code that can.
 
 Like vmmd (drivers/qemu/qemu_driver.cc, start and attach): make the run directory (0700), create a
 listening unix socket (0600) for every chardev vmmd passes as an inherited descriptor (monitor,
-guest agent, console), spawn QEMU in a new session with those sockets as the same descriptor
-numbers and its stdout/stderr in a log file, connect to the monitor and negotiate
+guest agent, console), open every image, kernel and initrd vmmd passes as a descriptor (`-add-fd`,
+`/proc/self/fd/N`) with the access vmmd gave it, spawn QEMU in a new session with all of them as
+the same descriptor numbers, its working directory holding the files vmmd copied there, and its
+stdout/stderr in a log file, connect to the monitor and negotiate
 (`qmp_capabilities`), connect to the console socket, send `cont` (the argv keeps `-S`). The
 console is then read from its socket. What vmmd does besides (its RPC, validation, the runtime
-record, the console relay into console.log, the vmctl process) is what the benchmark measures as
-its overhead."""
+record, the console relay into console.log, the vmctl process) and what confines its QEMU (a uid
+of its own, no capabilities, a mount namespace: the floor runs QEMU as root in the host's) is what
+the benchmark measures as its overhead."""
 import json, os, re, select, shutil, signal, socket, subprocess, time
 
 CHARDEV_FD = re.compile(r"^socket,id=([^,]+),fd=(\d+)(,|$)")
+ADD_FD = re.compile(r"^fd=(\d+),set=(\d+),opaque=(.*)$")
+PROC_FD = re.compile(r"^/proc/self/fd/(\d+)$")
 PIDS_FILE = os.environ.get("VMM_BENCH_PIDS", "")  # every QEMU pid is noted here (bench/lib.sh stops leftovers)
 
 
@@ -23,6 +28,50 @@ def chardev_fds(argv):
         if m:
             out[m.group(1)] = int(m.group(2))
     return out
+
+
+def fdset_files(argv):
+    """{descriptor: (path, access)} for the images vmmd passes as fd sets: `-add-fd
+    fd=N,set=M,opaque=PATH` (vmmd names the file in opaque); read-write when a -blockdev using
+    /dev/fdset/M is. (QEMU dups and closes N, so the path cannot be read from /proc afterwards.)"""
+    writable = set()
+    for prev, a in zip([""] + argv, argv):
+        if prev == "-blockdev" and a.startswith("{"):
+            node = json.loads(a)
+            if str(node.get("filename", "")).startswith("/dev/fdset/") and not node.get("read-only", False):
+                writable.add(int(node["filename"].rsplit("/", 1)[1]))
+    out = {}
+    for prev, a in zip([""] + argv, argv):
+        m = ADD_FD.match(a) if prev == "-add-fd" else None
+        if m:
+            out[int(m.group(1))] = (m.group(3).replace(",,", ","), os.O_RDWR if int(m.group(2)) in writable else os.O_RDONLY)
+    return out
+
+
+class Captured:
+    """What a running QEMU of vmmd's got: its argv, the file behind each passed descriptor (path,
+    access mode) and copies of the files in its working directory."""
+
+    def __init__(self, pid, keep_dir):
+        self.argv = capture_argv(pid)
+        self.files = fdset_files(self.argv)
+        for a in self.argv:  # the kernel and initrd, read by QEMU through its inherited descriptor
+            m = PROC_FD.match(a)
+            if m:
+                fd = int(m.group(1))
+                self.files[fd] = (os.readlink(f"/proc/{pid}/fd/{fd}"), os.O_RDONLY)
+        self.keep_dir = keep_dir
+        shutil.rmtree(keep_dir, ignore_errors=True)
+        os.makedirs(keep_dir, 0o700)
+        cwd = f"/proc/{pid}/cwd"
+        for name in os.listdir(cwd):
+            if name in self.argv and os.path.isfile(os.path.join(cwd, name)):
+                shutil.copyfile(os.path.join(cwd, name), os.path.join(keep_dir, name))
+
+    def substitute(self, old, new):
+        """Another file where vmmd passed `old` (in the argv and behind descriptors)."""
+        self.argv = [a.replace(old, new) for a in self.argv]
+        self.files = {fd: (new if p == old else p, mode) for fd, (p, mode) in self.files.items()}
 
 
 class Channel:
@@ -73,10 +122,12 @@ class Channel:
 
 
 class QemuFloor:
-    def __init__(self, argv, run_dir):
-        self.argv = list(argv)
+    def __init__(self, captured, run_dir):
+        self.argv = list(captured.argv)
+        self.files = dict(captured.files)
+        self.keep_dir = captured.keep_dir
         self.run_dir = run_dir
-        self.fds = chardev_fds(argv)
+        self.fds = chardev_fds(self.argv)
         if "qmp" not in self.fds:
             raise ValueError("the captured argv has no monitor passed as a descriptor (socket,id=qmp,fd=N)")
         self.proc_pid = None
@@ -100,16 +151,24 @@ class QemuFloor:
                 os.chmod(self.path(chardev), 0o600)
                 s.listen(128)
                 listening[chardev] = s
+            for name in os.listdir(self.keep_dir):
+                os.link(os.path.join(self.keep_dir, name), os.path.join(self.run_dir, name))
             log = os.open(os.path.join(self.run_dir, "qemu.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
             nul = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
             # Copies above any target number first, then dup2 onto the numbers vmmd used.
             high = {c: os.dup2(s.fileno(), 200 + n, inheritable=False) for n, (c, s) in enumerate(listening.items())}
+            opened = {fd: os.open(path, mode | os.O_CLOEXEC) for fd, (path, mode) in self.files.items()}
+            high_files = {fd: os.dup2(f, 300 + n, inheritable=False) for n, (fd, f) in enumerate(opened.items())}
             actions = [(os.POSIX_SPAWN_DUP2, nul, 0), (os.POSIX_SPAWN_DUP2, log, 1), (os.POSIX_SPAWN_DUP2, log, 2)]
             actions += [(os.POSIX_SPAWN_DUP2, high[c], fd) for c, fd in self.fds.items()]
+            actions += [(os.POSIX_SPAWN_DUP2, h, fd) for fd, h in high_files.items()]
+            here = os.getcwd()
+            os.chdir(self.run_dir)  # relative names in the argv (copies, display sockets) are QEMU's cwd's
             try:
                 self.proc_pid = os.posix_spawnp(self.argv[0], self.argv, os.environ, file_actions=actions, setsid=True)
             finally:
-                for fd in list(high.values()) + [log, nul]:
+                os.chdir(here)
+                for fd in list(high.values()) + list(opened.values()) + list(high_files.values()) + [log, nul]:
                     os.close(fd)
             if PIDS_FILE:
                 with open(PIDS_FILE, "a") as f:

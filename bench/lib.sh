@@ -11,6 +11,7 @@ mkdir -p "$RESULTS"
 PIDS=""
 DIRS=""
 VMMD_SOCK=""
+VMMD_SOCKS=""
 LIBVIRT_USED=""
 VMM_BENCH_PIDS=$(mktemp /tmp/vmm-bench-pids-XXXXXX)
 export VMM_BENCH_PIDS
@@ -18,10 +19,12 @@ export PYTHONDONTWRITEBYTECODE=1
 
 # vmmd's guests and containers outlive vmmd (their own sessions): destroy them through it first.
 stop_vmm_domains() {
-  [ -n "$VMMD_SOCK" ] && [ -S "$VMMD_SOCK" ] || return 0
-  for d in $("$BUILD/client/vmctl" --connect "$VMMD_SOCK" list --all -o json 2>/dev/null |
-             python3 -c 'import json,sys; print(" ".join(d["name"] for d in json.load(sys.stdin) if d.get("state") not in ("shutoff", None)))' 2>/dev/null); do
-    timeout 60 "$BUILD/client/vmctl" --connect "$VMMD_SOCK" destroy "$d" >/dev/null 2>&1 || true
+  for sock in $VMMD_SOCKS; do
+    [ -S "$sock" ] || continue
+    for d in $("$BUILD/client/vmctl" --connect "$sock" list --all -o json 2>/dev/null |
+               python3 -c 'import json,sys; print(" ".join(d["name"] for d in json.load(sys.stdin) if d.get("state") not in ("shutoff", None)))' 2>/dev/null); do
+      timeout 60 "$BUILD/client/vmctl" --connect "$sock" destroy "$d" >/dev/null 2>&1 || true
+    done
   done
 }
 
@@ -73,6 +76,7 @@ start_vmmd() {
   VMMD_PID=$!
   PIDS="$PIDS $VMMD_PID"
   VMMD_SOCK=$VMMD_DIR/run/vmmd.sock
+  VMMD_SOCKS="$VMMD_SOCKS $VMMD_SOCK"
   for _ in $(seq 1500); do grep -qs 'vmmd ready' "$VMMD_DIR/log" && break; sleep 0.02; done
   grep -qs 'vmmd ready' "$VMMD_DIR/log" || { echo "vmmd did not start:" >&2; cat "$VMMD_DIR/log" >&2; exit 1; }
   VMMD_HTTP=$(sed -n 's/.*vmmd ready.* http=\([^ ]*\).*/\1/p' "$VMMD_DIR/log")

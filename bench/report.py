@@ -218,43 +218,73 @@ def api_section(d):
     return out + [""]
 
 
+def floor_confinement_text(d):
+    """What the floor passes besides sockets, and how its QEMU runs next to vmm's."""
+    files = d.get("floor_files", {})
+    passed = ", ".join(f"{fd}={os.path.basename(f[0])}" for fd, f in sorted(files.items(), key=lambda kv: int(kv[0])))
+    return ((f"the images, kernel and initrd reach QEMU as descriptors as vmmd passes them (same numbers, same access: {passed}); "
+             if passed else "") +
+            "QEMU runs as root in the host's namespaces while vmm's runs confined (a uid of its own, no capabilities, "
+            "no_new_privs, a mount namespace with a read-only root: `drivers/qemu/README.md`), so vmm's overhead includes "
+            "what the confinement costs.")
+
+
 def start_section(d):
     s, diffs, pairs = d["stats_ms"], d["differences_ms"].get("marker", {}), d["pairs"]
     rdiffs = d["differences_ms"].get("returned", {})
     g = d.get("guest", {})
     fds = d.get("floor_descriptors", {})
+    targets = [t for t in ("floor", "vmm", "vmm-root", "libvirt") if t in s["marker"] or t in s["returned"]]
     out = [f"Time from issuing a start to the test guest's marker on its serial console (kernel `{os.path.basename(g.get('kernel', '?'))}`, "
-           f"initrd `{os.path.basename(g.get('initrd', '?'))}`, {g.get('vcpus')} vCPU, {g.get('memory')}, TCG), three ways:",
+           f"initrd `{os.path.basename(g.get('initrd', '?'))}`, {g.get('vcpus')} vCPU, {g.get('memory')}, TCG), {len(targets)} ways:",
            "",
            "- **floor**: vmmd's exact QEMU argv for this guest (captured from `/proc/PID/cmdline` of a guest vmmd started), "
            "launched by `bench/floor.py` the way vmmd launches it: listening unix sockets passed as the same descriptors "
            f"({', '.join(f'{k}={v}' for k, v in fds.items())}), a new session, `-S` kept, QMP negotiated, the console socket "
-           "connected, `cont` sent; the marker read from the console socket.",
+           "connected, `cont` sent; the marker read from the console socket; " + floor_confinement_text(d),
            "- **vmm**: `vmctl start` (a CLI process, one RPC; vmmd validates, makes the sockets, spawns the same argv, "
            "negotiates QMP, sends `cont`, records the runtime state); the marker read from vmmd's `console.log` "
-           "(woken by inotify).",
+           "(woken by inotify). QEMU confined (the default).",
+           "- **vmm-root**: the same through a second vmmd started with `--qemu-unprivileged no` (QEMU as root in the "
+           "host's namespaces, the images still passed as descriptors): vmm minus vmm-root is what the confinement costs.",
            "- **libvirt**: `virsh start` of an equivalent domain through libvirtd; the marker read from the serial "
            "file libvirt gives QEMU (woken by inotify).",
            "", method_line(d), "", LEGEND, ""]
-    rows = [["start issued -> console marker", runs_col(s["marker"], ["floor", "vmm", "libvirt"], pairs)] +
-            [cell(s["marker"].get(t), pairs) for t in ("floor", "vmm", "libvirt")],
-            ["start issued -> start call returned (floor: `cont` answered)", runs_col(s["returned"], ["floor", "vmm", "libvirt"], pairs)] +
-            [cell(s["returned"].get(t), pairs) for t in ("floor", "vmm", "libvirt")],
-            ["overhead over the floor at the marker (per-pair differences)",
-             ", ".join(f"{k.split(' ')[0]} {v['n']}" for k, v in diffs.items()), "0"] +
-            [cell(diffs.get(f"{t} - floor"), pairs) for t in ("vmm", "libvirt")],
-            ["overhead over the floor when the start call returned (per-pair differences)",
-             ", ".join(f"{k.split(' ')[0]} {v['n']}" for k, v in rdiffs.items()), "0"] +
-            [cell(rdiffs.get(f"{t} - floor"), pairs) for t in ("vmm", "libvirt")]]
-    out += table(["", "runs", "floor", "vmm", "libvirt"], rows)
+    others = [t for t in targets if t != "floor"]
+    confined = {"marker": diffs.get("vmm - vmm-root"), "returned": rdiffs.get("vmm - vmm-root")}
+    rows = [["start issued -> console marker", runs_col(s["marker"], targets, pairs)] + [cell(s["marker"].get(t), pairs) for t in targets],
+            ["start issued -> start call returned (floor: `cont` answered)", runs_col(s["returned"], targets, pairs)] +
+            [cell(s["returned"].get(t), pairs) for t in targets]]
+    for label, by in (("overhead over the floor at the marker (per-pair differences)", diffs),
+                      ("overhead over the floor when the start call returned (per-pair differences)", rdiffs)):
+        mine = {k: v for k, v in by.items() if k.endswith(" - floor")}
+        rows.append([label, ", ".join(f"{k.split(' ')[0]} {v['n']}" for k, v in mine.items()), "0"] +
+                    [cell(by.get(f"{t} - floor"), pairs) for t in others])
+    if "vmm-root" in targets:
+        for label, op in (("confinement's cost: vmm - vmm-root at the marker (per-pair differences)", "marker"),
+                          ("confinement's cost: vmm - vmm-root when the start call returned (per-pair differences)", "returned")):
+            c = confined[op]
+            rows.append([label, str(c["n"]) if c else "0", ""] + [cell(c, pairs) if t == "vmm" else "" for t in others])
+    out += table(["", "runs"] + targets, rows)
     vm, lv = diffs.get("vmm - floor"), diffs.get("libvirt - floor")
     out += ["", "- " + diff_sentence("vmm's overhead over the floor at the marker", vm),
             "- " + diff_sentence("libvirt's overhead over the floor at the marker", lv),
             "- " + diff_sentence("vmm's overhead over the floor when the start call returned", rdiffs.get("vmm - floor")),
             "- " + diff_sentence("libvirt's overhead over the floor when the start call returned", rdiffs.get("libvirt - floor"))]
+    for op, what in (("returned", "when the start call returned"), ("marker", "at the marker")):
+        c = confined[op]
+        a, b = s[op].get("vmm"), s[op].get("vmm-root")
+        if c and c.get("n") and a and b and a.get("n") and b.get("n"):
+            out.append("- " + diff_sentence(f"what confining QEMU costs {what} (vmm - vmm-root)", c) +
+                       f" Ratio of the medians vmm / vmm-root: **{a['median'] / b['median']:.3f}**.")
     if vm and vm.get("n"):
         out.append(f"- Target (issue 3): vmm under 50 ms over the floor: {met(vm['median'] < 50)} by the median "
                    f"({num(vm['median'])} ms); upper quartile {num(vm['q3'])} ms.")
+    c = confined["returned"]
+    if c and c.get("n"):
+        out.append(f"- Target (issue 19): confining QEMU adds no measurable time: {met(c['q1'] <= 0)} "
+                   f"(median {num(c['median'])} ms when the start call returned, IQR {num(c['q1'])} to {num(c['q3'])}; "
+                   "met unless it is above zero across its interquartile range).")
     return out + [""] + errors_lines(d)
 
 
@@ -266,7 +296,7 @@ def run_section(d):
            "test-guest domain with that overlay in place of vmmd's clone, launched by `bench/floor.py` as vmmd launches "
            "it (inherited sockets, `-S`, QMP, `cont`), one guest-agent connection (`guest-sync-delimited` once, then "
            "`guest-ping`, `guest-exec true`, `guest-exec-status` asked back to back), QEMU killed and reaped, the "
-           "overlay deleted. All of it timed.",
+           "overlay deleted. All of it timed. In the floor " + floor_confinement_text(d),
            "- **vmm**: one `vmctl run --rm` process: linked clone, define, start, wait for the agent, run `true` with "
            "streamed output, destroy, undefine, delete the clone, every record committed. Its phases are vmmd's own "
            "timings from the run's JSON result (`vmctl -o json run`): they leave out the vmctl process and its RPC. "

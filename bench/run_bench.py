@@ -36,9 +36,9 @@ def capture():
     run(VMCTL + ["launch", "test-guest", CAPTURE])
     try:
         dom = rpc.call("domain.get", {"name": CAPTURE})
-        argv = floor.capture_argv(dom["runtime"]["pid"])
+        captured = floor.Captured(dom["runtime"]["pid"], os.path.join(args.work, "floor-files"))
         clones = {}
-        for a in argv:
+        for a in captured.argv:
             for part in a.replace('"', ",").split(","):
                 path = part.split("=", 1)[-1]
                 if path.startswith("/") and CAPTURE in os.path.basename(path) and path not in clones:
@@ -48,24 +48,22 @@ def capture():
                         raise RuntimeError(f"{path}: vmmd's clone has no backing file")
                     clones[path] = backing
         if not clones:
-            raise RuntimeError("no clone of the image found in vmmd's QEMU argv: " + " ".join(argv))
-        return argv, clones
+            raise RuntimeError("no clone of the image found in vmmd's QEMU argv: " + " ".join(captured.argv))
+        return captured, clones
     finally:
         run(VMCTL + ["rm", CAPTURE])
 
 
-ARGV, CLONES = capture()
+CAPTURED, CLONES = capture()
 OVERLAY = os.path.join(args.work, "floor-overlay.qcow2")
-FLOOR_ARGV = []
-for a in ARGV:
-    for clone in CLONES:
-        a = a.replace(clone, OVERLAY)
-    FLOOR_ARGV.append(a)
-missing = [a for a in FLOOR_ARGV if a.startswith("/") and not os.path.exists(a) and a != FLOOR_ARGV[0]]
+for clone in CLONES:
+    CAPTURED.substitute(clone, OVERLAY)
+FLOOR_ARGV = CAPTURED.argv
+missing = [p for p, _ in CAPTURED.files.values() if p != OVERLAY and not os.path.exists(p)]
 if missing:
-    raise SystemExit(f"files in vmmd's argv that no longer exist: {missing}")
+    raise SystemExit(f"files vmmd passed to QEMU that no longer exist: {missing}")
 BACKING = next(iter(CLONES.values()))
-FLOOR = floor.QemuFloor(FLOOR_ARGV, os.path.join(args.work, "floor"))
+FLOOR = floor.QemuFloor(CAPTURED, os.path.join(args.work, "floor"))
 
 
 BOOT_MARKS = (b"GUEST-BOOTED", b"AGENT-STARTED")  # what the test guest's init prints on its console
@@ -170,4 +168,4 @@ finally:
 left = rpc.call("domain.list", {})
 sampling.write_result(args.out, runner.result(
     diffs=[(op, "vmm", "floor") for op in ("total", "launch", "agent", "exec", "remove", "booted", "agent_started")], domains_left=len(left), floor_argv=FLOOR_ARGV,
-    floor_descriptors=floor.chardev_fds(FLOOR_ARGV), vmm_clones_replaced=list(CLONES)))
+    floor_descriptors=floor.chardev_fds(FLOOR_ARGV), floor_files=FLOOR.files, vmm_clones_replaced=list(CLONES)))

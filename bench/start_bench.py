@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Times issuing a start -> the test guest's marker on its serial console, three ways in pairs:
+"""Times issuing a start -> the test guest's marker on its serial console, four ways in pairs:
 the floor (vmmd's exact QEMU argv and descriptors, launched by floor.py), vmm (`vmctl start`
-through vmmd) and libvirt (`virsh start` through libvirtd). Same kernel, initrd, memory, vCPUs,
+through vmmd, QEMU confined), vmm-root (the same through a second vmmd run with
+`--qemu-unprivileged no`: the difference is what the confinement costs) and libvirt (`virsh start`
+through libvirtd). Same kernel, initrd, memory, vCPUs,
 TCG. Writes JSON with every sample (see sampling.py for the pairing)."""
 import argparse, json, os, subprocess, sys
 
@@ -9,7 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_clients, floor, sampling  # noqa: E402
 
 p = argparse.ArgumentParser()
-for a in ("--guest", "--work", "--vmctl", "--socket", "--vmmd-state", "--out"):
+for a in ("--guest", "--work", "--vmctl", "--socket", "--vmmd-state", "--root-socket", "--root-vmmd-state", "--out"):
     p.add_argument(a, required=True)
 p.add_argument("--runs", type=int, default=20)
 p.add_argument("--libvirt-uri", default="qemu:///system")
@@ -18,16 +20,49 @@ args = p.parse_args()
 KERNEL, INITRD = f"{args.guest}/vmlinux", f"{args.guest}/full.cpio"
 CMDLINE = "console=ttyS0 panic=-1 quiet tg.marker=BENCH-MARKER"
 MARKER = b"BENCH-MARKER"
-VMCTL = [args.vmctl, "--connect", args.socket]
 VIRSH = ["virsh", "-q", "-c", args.libvirt_uri]
 VM_DOM, LV_DOM = "vmmbench-start", "vmmbench-start-lv"
-VM_LOG = f"{args.vmmd_state}/qemu/{VM_DOM}/console.log"
 LV_LOG = f"{args.work}/libvirt-console.log"
-rpc = bench_clients.Rpc(args.socket, 120)
 
 
 def run(argv):
     return bench_clients.cli(argv, 120)
+
+
+class Vmm:
+    """One vmmd and the benchmark's domain in it: `vmctl start`, the marker from its console.log."""
+
+    def __init__(self, socket, state):
+        self.vmctl = [args.vmctl, "--connect", socket]
+        self.rpc = bench_clients.Rpc(socket, 120)
+        self.log = f"{state}/qemu/{VM_DOM}/console.log"
+
+    def pid(self):
+        return self.rpc.call("domain.get", {"name": VM_DOM}).get("runtime", {}).get("pid")
+
+    def prepare(self, _):
+        if os.path.exists(self.log):
+            os.remove(self.log)
+
+    def sample(self, _):
+        t0 = sampling.now_ms()
+        run(self.vmctl + ["start", VM_DOM])
+        returned = sampling.now_ms() - t0
+        return {"marker": sampling.wait_for_text(self.log, MARKER, t0), "returned": returned}
+
+    def cleanup(self, _):
+        pid = self.pid()
+        subprocess.run(self.vmctl + ["destroy", VM_DOM], capture_output=True)
+        if pid:
+            floor.wait_gone(pid)
+
+    def undefine(self):
+        subprocess.run(self.vmctl + ["destroy", VM_DOM], capture_output=True)
+        subprocess.run(self.vmctl + ["undefine", VM_DOM], capture_output=True)
+
+
+VMM = Vmm(args.socket, args.vmmd_state)
+VMM_ROOT = Vmm(args.root_socket, args.root_vmmd_state)
 
 
 def define():
@@ -35,7 +70,8 @@ def define():
          "boot": {"kernel": KERNEL, "initrd": INITRD, "cmdline": CMDLINE}}
     path = f"{args.work}/{VM_DOM}.json"
     json.dump(d, open(path, "w"))
-    run(VMCTL + ["define", path])
+    for v in (VMM, VMM_ROOT):
+        run(v.vmctl + ["define", path])
     xml = f"""<domain type='qemu'><name>{LV_DOM}</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>
 <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{KERNEL}</kernel><initrd>{INITRD}</initrd><cmdline>{CMDLINE}</cmdline></os>
 <cpu mode='maximum'/><features><acpi/></features>
@@ -48,14 +84,10 @@ def define():
 
 
 def undefine():
-    subprocess.run(VMCTL + ["destroy", VM_DOM], capture_output=True)
-    subprocess.run(VMCTL + ["undefine", VM_DOM], capture_output=True)
+    for v in (VMM, VMM_ROOT):
+        v.undefine()
     subprocess.run(VIRSH + ["destroy", LV_DOM], capture_output=True)
     subprocess.run(VIRSH + ["undefine", LV_DOM], capture_output=True)
-
-
-def vmm_pid():
-    return rpc.call("domain.get", {"name": VM_DOM}).get("runtime", {}).get("pid")
 
 
 def libvirt_pid():
@@ -74,25 +106,6 @@ def floor_sample(_):
     returned = sampling.now_ms() - t0
     FLOOR.wait_console(MARKER)
     return {"marker": sampling.now_ms() - t0, "returned": returned}
-
-
-def vmm_prepare(_):
-    if os.path.exists(VM_LOG):
-        os.remove(VM_LOG)
-
-
-def vmm_sample(_):
-    t0 = sampling.now_ms()
-    run(VMCTL + ["start", VM_DOM])
-    returned = sampling.now_ms() - t0
-    return {"marker": sampling.wait_for_text(VM_LOG, MARKER, t0), "returned": returned}
-
-
-def vmm_cleanup(_):
-    pid = vmm_pid()
-    subprocess.run(VMCTL + ["destroy", VM_DOM], capture_output=True)
-    if pid:
-        floor.wait_gone(pid)
 
 
 def libvirt_prepare(_):
@@ -125,7 +138,8 @@ def warm_boot(*_):
 
 targets = {
     "floor": sampling.Target(floor_sample, cleanup=lambda _: FLOOR.kill()),
-    "vmm": sampling.Target(vmm_sample, prepare=vmm_prepare, cleanup=vmm_cleanup),
+    "vmm": sampling.Target(VMM.sample, prepare=VMM.prepare, cleanup=VMM.cleanup),
+    "vmm-root": sampling.Target(VMM_ROOT.sample, prepare=VMM_ROOT.prepare, cleanup=VMM_ROOT.cleanup),
     "libvirt": sampling.Target(libvirt_sample, prepare=libvirt_prepare, cleanup=libvirt_cleanup),
 }
 PRECEDING = ("right before every timed boot, one untimed floor boot to the marker, killed (SIGKILL, reaped); "
@@ -135,10 +149,11 @@ try:
     define()
     # vmmd's own command line for this guest, and a first boot of each kind (caches, libvirt's
     # capabilities) before anything is timed.
-    run(VMCTL + ["start", VM_DOM])
-    argv = floor.capture_argv(vmm_pid())
-    vmm_cleanup(0)
-    FLOOR = floor.QemuFloor(argv, f"{args.work}/floor")
+    run(VMM.vmctl + ["start", VM_DOM])
+    captured = floor.Captured(VMM.pid(), f"{args.work}/floor-files")
+    argv = captured.argv
+    VMM.cleanup(0)
+    FLOOR = floor.QemuFloor(captured, f"{args.work}/floor")
     for name, t in targets.items():
         try:
             if t.prepare:
@@ -156,7 +171,7 @@ finally:
     undefine()
 
 sampling.write_result(args.out, runner.result(
-    diffs=[("marker", "vmm", "floor"), ("marker", "libvirt", "floor"),
-           ("returned", "vmm", "floor"), ("returned", "libvirt", "floor")],
-    floor_argv=argv, floor_descriptors=floor.chardev_fds(argv),
+    diffs=[("marker", "vmm", "floor"), ("marker", "vmm-root", "floor"), ("marker", "libvirt", "floor"), ("marker", "vmm", "vmm-root"),
+           ("returned", "vmm", "floor"), ("returned", "vmm-root", "floor"), ("returned", "libvirt", "floor"), ("returned", "vmm", "vmm-root")],
+    floor_argv=argv, floor_descriptors=floor.chardev_fds(argv), floor_files=FLOOR.files if FLOOR else {},
     guest={"kernel": KERNEL, "initrd": INITRD, "cmdline": CMDLINE, "memory": "256MiB", "vcpus": 1}))
