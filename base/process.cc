@@ -199,8 +199,8 @@ Result<pid_t> forkExec(ChildSetup& s) {
   int reportPipe[2];
   if (pipe2(reportPipe, O_CLOEXEC) != 0) return systemError("pipe", errno);
   fs::UniqueFd reportR(reportPipe[0]), reportW(reportPipe[1]);
-  pid_t pid = ChildReaper::fork();
-  if (pid < 0) return systemError("fork", errno);
+  pid_t pid = ChildReaper::fork(c.newPidNamespace ? CLONE_NEWPID : 0);
+  if (pid < 0) return systemError(c.newPidNamespace ? "cannot create a pid namespace (clone)" : "fork", errno);
   if (pid == 0) childExec(s, reportW.get());
   reportW.reset();
   // End of file as soon as the child execs (or exits): a few milliseconds at most.
@@ -349,10 +349,11 @@ void ChildReaper::reapAll() {
   }
 }
 
-pid_t ChildReaper::fork() {
+pid_t ChildReaper::fork(int cloneFlags) {
   auto& r = reaper();
   std::unique_lock lock(r.mu);
-  pid_t pid = ::fork();
+  // No stack given: the child runs on its copy of the parent's, as after fork().
+  pid_t pid = cloneFlags == 0 ? ::fork() : static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD | cloneFlags, nullptr, nullptr, nullptr, nullptr));
   if (pid == 0) {
     lock.release();  // the child's copy of the mutex is never used again
     return 0;

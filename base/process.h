@@ -37,13 +37,17 @@ struct Confinement {
   bool noNewPrivileges = false;
   // A network namespace of its own: only a loopback that is down, no route anywhere.
   bool newNetworkNamespace = false;
+  // A pid namespace of its own, the child its init (pid 1): it sees and signals no other
+  // process, and with `root` its /proc shows only its own. It outlives nothing it starts.
+  bool newPidNamespace = false;
   // setrlimit() soft and hard values, e.g. {RLIMIT_AS, 1 << 30}, {RLIMIT_CPU, 30}.
   std::vector<std::pair<int, uint64_t>> limits;
   // A mount namespace whose root holds only what this names (base/private_root.h); its cwd
   // replaces the spawn's.
   std::optional<PrivateRoot> root;
 
-  bool empty() const { return !uid && !gid && groups.empty() && !root && !noNewPrivileges && !newNetworkNamespace && limits.empty(); }
+  bool empty() const { return !uid && !gid && groups.empty() && !root && !noNewPrivileges && !newNetworkNamespace && !newPidNamespace &&
+                                   limits.empty(); }
 };
 
 struct RunOptions {
@@ -110,7 +114,9 @@ class ChildReaper {
   // fork() for every child vmmd makes: no status of an earlier process with the same pid is
   // ever reported for the new one (process.cc says how). In the child, only async-signal-safe
   // calls may follow, as after any fork() in a threaded program.
-  static pid_t fork();
+  // `cloneFlags` (e.g. CLONE_NEWPID) make it a clone() with those namespaces, fork() otherwise;
+  // glibc's fork handlers do not run then, which changes nothing for a child that only execs.
+  static pid_t fork(int cloneFlags = 0);
 };
 
 // Human description of a wait status: "exited with status 1", "killed by signal 9".

@@ -463,6 +463,9 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
     struct stat kvm{};
     if (::stat("/dev/kvm", &kvm) == 0 && (kvm.st_mode & S_IRGRP) && (kvm.st_mode & S_IWGRP)) so.confinement.groups = {kvm.st_gid};
     so.confinement.noNewPrivileges = true;
+    // QEMU is its own pid namespace's init: its /proc shows no other process (their command
+    // lines and environments), and it can signal none. It handles SIGTERM, so vmmd's stop works.
+    so.confinement.newPidNamespace = true;
     VMM_TRY(fs::makeDirs(inst->runDir + "/root", 0700));
     so.confinement.root = qemuRoot(inst->runDir + "/root", inst->guestDir());
     so.cwd.clear();  // the root's: /guest

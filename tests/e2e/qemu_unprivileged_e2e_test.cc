@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <set>
 
 #include "base/fs.h"
@@ -155,6 +156,12 @@ TEST_F(QemuUnprivileged, EachQemuHasAUidOfItsOwnNoCapabilitiesAndItsImagesAsDesc
   EXPECT_FALSE(fs::exists(proc + "/root/etc/shadow"));
   EXPECT_FALSE(fs::exists(proc + "/root/etc/passwd"));
   EXPECT_FALSE(fs::exists(proc + "/root" + vmmd->dir()));
+  // Its own pid namespace, of which it is the init: its /proc lists no other process.
+  EXPECT_EQ(statusLine(*status, "NSpid:"), "NSpid:\t" + std::to_string(pid) + "\t1");
+  std::vector<std::string> pids;
+  for (const auto& name : fs::listDir(proc + "/root/proc").valueOr({}))
+    if (!name.empty() && std::isdigit(static_cast<unsigned char>(name[0]))) pids.push_back(name);
+  EXPECT_EQ(pids, std::vector<std::string>{"1"});
   EXPECT_TRUE(fs::exists(proc + "/root/usr/bin/qemu-system-x86_64"));
   char cwd[4096] = {};
   ASSERT_GT(::readlink((proc + "/cwd").c_str(), cwd, sizeof cwd - 1), 0);

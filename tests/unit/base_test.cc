@@ -240,6 +240,14 @@ TEST(Process, PrivateRootShowsOnlyWhatItWasGiven) {
   EXPECT_EQ(fs::readFile(dir + "/work/here").valueOr(""), "made\n");
   EXPECT_EQ(fs::readFile("/proc/self/mountinfo", 1 << 20).valueOr("").find(dir), std::string::npos) << "a mount leaked to the host";
 
+  // With a pid namespace the child is its init and its /proc lists it alone (a builtin glob:
+  // no other process of its own exists meanwhile).
+  o.confinement.newPidNamespace = true;
+  auto alone = runCommand({"sh", "-c", "echo $$; for p in /proc/[0-9]*; do echo \"$p\"; done"}, o);
+  ASSERT_TRUE(alone.ok()) << alone.error().message;
+  EXPECT_EQ(alone->out, "1\n/proc/1\n") << alone->describe();
+  o.confinement.newPidNamespace = false;
+
   // A source that does not exist is an error before anything runs.
   o.confinement.root->binds.push_back({dir + "/missing", "/missing", false});
   auto bad = runCommand({"true"}, o);
