@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <set>
 
+#include "base/idmapped_mount.h"
 #include "base/strings.h"
 
 namespace vmm {
@@ -25,6 +26,11 @@ void addHostPath(PrivateRoot& root, const std::string& path, bool writable) {
     return;
   }
   root.binds.push_back({path, path, writable});
+}
+
+void addSystemFiles(PrivateRoot& root) {
+  for (const char* dir : {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) addHostPath(root, dir);
+  if (::access("/etc/ld.so.cache", F_OK) == 0) root.binds.push_back({"/etc/ld.so.cache", "/etc/ld.so.cache", false});
 }
 
 Result<PreparedRoot> prepareRoot(const PrivateRoot& root) {
@@ -58,6 +64,17 @@ Result<PreparedRoot> prepareRoot(const PrivateRoot& root) {
     if (vfs.f_flag & ST_NODEV) flags |= MS_NODEV;
     if (vfs.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
     out.mounts.push_back({b.source, root.mountPoint + b.target, b.writable, file, flags});
+    if (b.rootShownAs) {
+      VMM_ASSIGN(int userns, userNamespaceShowingRootAs(*b.rootShownAs));
+      DetachedMountOptions options;
+      options.readOnly = !b.writable;
+      options.nodev = (vfs.f_flag & ST_NODEV) != 0;
+      options.nosuid = true;
+      options.idmapUserns = userns;
+      VMM_ASSIGN(auto tree, detachedMount(b.source, options));
+      out.mounts.back().tree = tree.get();
+      out.trees.push_back(std::move(tree));
+    }
   }
   for (const auto& [path, text] : root.symlinks) {
     makeDirs(path, false);
@@ -89,6 +106,9 @@ int fail(int* step, Step what) {
 }  // namespace
 
 int enterRoot(const PreparedRoot& r, int* step) {
+  // The new root's directories and bind targets are 0755/0644 whatever the parent's umask
+  // (vmmd's 077 would close them to the unprivileged child); its own umask is given back.
+  mode_t umaskBefore = ::umask(022);
   if (::unshare(CLONE_NEWNS) != 0) return fail(step, kUnshare);
   // Nothing done here propagates back to the host's mounts.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return fail(step, kMakePrivate);
@@ -101,6 +121,10 @@ int enterRoot(const PreparedRoot& r, int* step) {
       int fd = ::open(m.target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
       if (fd < 0) return fail(step, kCreateTarget);
       ::close(fd);
+    }
+    if (m.tree >= 0) {
+      if (attachDetachedMount(m.tree, m.target.c_str()) != 0) return fail(step, kBind);
+      continue;
     }
     if (::mount(m.source.c_str(), m.target.c_str(), nullptr, MS_BIND, nullptr) != 0) return fail(step, kBind);
     if (!m.writable && ::mount(nullptr, m.target.c_str(), nullptr, m.readOnlyFlags, nullptr) != 0)
@@ -117,6 +141,7 @@ int enterRoot(const PreparedRoot& r, int* step) {
   if (::mount(nullptr, "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
     return fail(step, kReadOnlyRoot);
   if (::chdir(r.cwd.c_str()) != 0) return fail(step, kChdir);
+  ::umask(umaskBefore);
   return 0;
 }
 

@@ -8,9 +8,13 @@
 // its credentials.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "base/fs.h"
 #include "base/result.h"
 
 namespace vmm {
@@ -18,15 +22,24 @@ namespace vmm {
 struct PrivateRoot {
   std::string mountPoint;  // an empty directory on the host the new root is built on
   struct Bind {
+    Bind(std::string from, std::string to, bool canWrite = false, std::optional<uint32_t> shownAs = std::nullopt)
+        : source(std::move(from)), target(std::move(to)), writable(canWrite), rootShownAs(shownAs) {}
     std::string source;    // a host path (file, device node or directory)
     std::string target;    // absolute path inside the new root
     bool writable = false;
+    // An idmapped bind (base/idmapped_mount.h): the host's root shows as this uid and gid, so
+    // a child of that id reads and writes root's files there and what it makes is root's.
+    std::optional<uint32_t> rootShownAs;
   };
   std::vector<Bind> binds;
   std::vector<std::pair<std::string, std::string>> symlinks;  // {path inside, link text}
   bool proc = true;        // a new proc at /proc
   std::string cwd = "/";   // the working directory, inside the new root
 };
+
+// What any program needs to run: /usr, the merged-/usr links (/bin, /sbin, /lib...) and
+// /etc/ld.so.cache.
+void addSystemFiles(PrivateRoot& root);
 
 // A bind of the host's `path` when it exists; for a symlink (merged /usr) the same symlink.
 // Appends to `root`; missing paths are skipped.
@@ -38,11 +51,13 @@ struct PreparedRoot {
     bool writable = false;
     bool file = false;  // the target is a file to create, not a directory
     unsigned long readOnlyFlags = 0;  // the remount that makes it read-only
+    int tree = -1;  // a detached mount to attach instead of binding `source` (flags already set)
   };
   std::string mountPoint, oldRoot, proc, cwd;
   std::vector<std::string> directories;  // to create, parents first
   std::vector<Mount> mounts;
   std::vector<std::pair<std::string, std::string>> symlinks;  // {full target, link text}
+  std::vector<fs::UniqueFd> trees;  // what the mounts' `tree` numbers refer to
 };
 
 Result<PreparedRoot> prepareRoot(const PrivateRoot& root);

@@ -152,7 +152,7 @@ void applyConfinement(const Confinement& c, const std::optional<PreparedRoot>& r
   if (c.noNewPrivileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) childFail(reportFd, ChildStep::no_new_privileges);
 }
 
-[[noreturn]] void childExec(const ChildSetup& s, int reportFd) {
+[[noreturn]] void childExec(ChildSetup& s, int reportFd) {
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);
@@ -167,13 +167,21 @@ void applyConfinement(const Confinement& c, const std::optional<PreparedRoot>& r
     high.push_back(h);
   }
   int report = fcntl(reportFd, F_DUPFD_CLOEXEC, base);
+  // The private root's detached mounts stay until it is entered (close-on-exec: not beyond).
+  int keepEnd = report + 1;
+  if (s.root)
+    for (auto& m : s.root->mounts)
+      if (m.tree >= 0) {
+        m.tree = fcntl(m.tree, F_DUPFD_CLOEXEC, keepEnd);
+        keepEnd = m.tree + 1;
+      }
   int nul = open("/dev/null", O_RDWR);
   dup2(s.in >= 0 ? s.in : nul, 0);
   dup2(s.out >= 0 ? s.out : nul, 1);
   dup2(s.err >= 0 ? s.err : (s.out >= 0 ? s.out : nul), 2);
   for (size_t i = 0; i < high.size(); ++i) dup2(high[i], static_cast<int>(3 + i));
   close_range(static_cast<unsigned>(3 + high.size()), static_cast<unsigned>(report - 1), 0);
-  close_range(static_cast<unsigned>(report + 1), ~0U, 0);
+  close_range(static_cast<unsigned>(keepEnd), ~0U, 0);
   // After the fds: a limit on open files must not stop their placement.
   if (s.cwdBeforeConfinement && !s.cwd.empty() && chdir(s.cwd.c_str()) != 0) childFail(report, ChildStep::cwd);
   applyConfinement(s.confinement, s.root, report);

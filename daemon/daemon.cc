@@ -3,6 +3,7 @@
 #include "api/volume_transfer.h"
 #include "network/port/port_profile.h"
 #include "storage/backend_factory.h"
+#include "storage/qemu_img.h"
 
 #include <grp.h>
 #include <malloc.h>
@@ -130,14 +131,27 @@ drivers::qemu::QemuOptions qemuOptions(const Config& config) {
   auto range = qemuUidRange(config);  // checked when the configuration was loaded
   if (range.ok()) {
     o.uidStart = static_cast<uint32_t>(range->first);
-    o.uidCount = static_cast<uint32_t>(range->second);
+    o.uidCount = static_cast<uint32_t>(range->second) - 1;  // the last id is qemu-img's (qemuImgUid)
   }
   return o;
+}
+
+// qemu-img runs as the last id of [qemu] uid_range, which no QEMU gets.
+uint32_t qemuImgUid(const Config& config) {
+  auto range = qemuUidRange(config);
+  return range.ok() ? static_cast<uint32_t>(range->first + range->second - 1) : 0;
 }
 
 }  // namespace
 
 void Daemon::createDrivers() {
+  if (config_.qemuUnprivileged) {
+    std::string mountPoint = config_.runDir + "/qemu-img-root";
+    if (Status made = fs::makeDirs(mountPoint, 0700); made.ok())
+      storage::setQemuImgSandbox({qemuImgUid(config_), mountPoint});
+    else
+      log::warn("qemu-img runs unconfined", {{"error", made.error().message}});
+  }
   hostServices_ = std::make_unique<DaemonHostServices>(*pools_, *networks_, config_.stateDir);
   drivers::DriverContext ctx;
   ctx.loop = &loop_;

@@ -249,18 +249,22 @@ Result<model::Image> ImageService::fromDomain(const TemplateFromDomainSpec& spec
   undo.add([this, name = spec.name] { unreserve(name); });
   std::string source = root->source.path;
   model::DiskFormat fmt = root->format.value_or(model::defaultDiskFormat(*root));
+  std::vector<std::string> layers;  // what qemu-img reads below the top (storage/qemu_img.h)
   if (root->source.isVolume()) {
     VMM_ASSIGN(auto r, pools_.resolve(root->source.pool, root->source.volume));
     if (r.path.empty() || r.size) return unsupported("making an image of a disk on a " + root->source.pool + " volume that is not a local file");
     source = r.path;
     fmt = r.format;
+    for (const auto& layer : r.backing) layers.push_back(layer.path);
+  } else {
+    layers = storage::sameDirectoryBackingLayers(source, fmt);
   }
   // A flat copy: the template must not depend on the domain's backing chain.
   std::string flat = options_.tempDir + "/" + spec.name + "-" + randomHex(6) + ".qcow2";
   undo.add([flat] { (void)fs::removeFile(flat); });
   VMM_TRY(storage::convertImage(source, fmt, flat, model::DiskFormat::qcow2,
                                 [&](double f) { if (progress.report) progress.report(static_cast<int>(f * 0.5), "flattening"); },
-                                Deadline::after(options_.ioTimeout)));
+                                Deadline::after(options_.ioTimeout), layers));
   // Nothing holds the domain during the copy: a start meanwhile would make it inconsistent.
   VMM_ASSIGN(auto after, domains_.get(spec.domain));
   if (model::isActive(after.status.state) || after.status.sinceUs != view.status.sinceUs || after.generation != view.generation)

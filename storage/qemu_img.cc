@@ -2,9 +2,13 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <signal.h>
 #include <unistd.h>
+
+#include <mutex>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -13,21 +17,66 @@
 #include "base/socket_util.h"
 #include "base/process.h"
 #include "base/strings.h"
+#include "storage/image_inspect.h"
 
 namespace vmm::storage {
 
 namespace {
 
+std::mutex gSandboxMu;
+QemuImgSandbox gSandbox;
+
 std::string fmt(model::DiskFormat f) { return std::string(model::enumName(model::kDiskFormats, f)); }
 
-RunOptions within(Deadline deadline) {
+// What qemu-img touches: directories it creates or changes files in, files it only reads.
+struct Touches {
+  std::vector<std::string> writableDirs;
+  std::vector<std::string> readFiles;
+};
+
+Result<Confinement> confinementFor(const Touches& t, Deadline deadline) {
+  QemuImgSandbox sandbox;
+  {
+    std::lock_guard lock(gSandboxMu);
+    sandbox = gSandbox;
+  }
+  Confinement c;
+  auto local = [](const std::string& p) { return !p.empty() && p[0] == '/'; };
+  for (const auto& p : t.writableDirs) if (!local(p)) return c;
+  for (const auto& p : t.readFiles) if (!local(p)) return c;
+  if (sandbox.uid == 0) return c;
+  c.uid = sandbox.uid;
+  c.gid = sandbox.uid;
+  c.noNewPrivileges = true;
+  c.newNetworkNamespace = true;
+  c.newPidNamespace = true;
+  auto seconds = std::chrono::duration_cast<std::chrono::seconds>(deadline.remaining()).count();
+  c.limits = {{RLIMIT_AS, uint64_t{4} << 30}, {RLIMIT_CPU, static_cast<uint64_t>(std::max<int64_t>(60, seconds + 1))}, {RLIMIT_CORE, 0},
+              {RLIMIT_NOFILE, 1024}};
+  PrivateRoot root;
+  root.mountPoint = sandbox.mountPoint;
+  addSystemFiles(root);
+  for (const char* node : {"/dev/null", "/dev/zero", "/dev/urandom"}) root.binds.push_back({node, node, true});
+  std::set<std::string> dirs;
+  for (const auto& d : t.writableDirs)
+    if (dirs.insert(d).second) root.binds.push_back({d, d, true, sandbox.uid});
+  std::set<std::string> files;
+  for (const auto& f : t.readFiles)
+    if (!dirs.count(fs::dirName(f)) && files.insert(f).second) root.binds.push_back({f, f, false, sandbox.uid});
+  c.root = std::move(root);
+  return c;
+}
+
+Result<RunOptions> within(Deadline deadline, const Touches& t) {
   RunOptions o;
   o.deadline = deadline;
+  VMM_ASSIGN(o.confinement, confinementFor(t, deadline));
   return o;
 }
 
-Status checked(const std::vector<std::string>& argv, Deadline deadline, const std::string& what) {
-  auto r = runCommand(argv, within(deadline));
+Status checked(const std::vector<std::string>& argv, Deadline deadline, const Touches& t, const std::string& what) {
+  VMM_ASSIGN(auto options, within(deadline, t));
+  auto r = runCommand(argv, options);
   if (!r.ok()) return r.error().wrap(what);
   if (!r->success()) {
     // qemu-img prints "qemu-img: <path>: <reason>"; keep the reason.
@@ -39,6 +88,26 @@ Status checked(const std::vector<std::string>& argv, Deadline deadline, const st
 }
 
 }  // namespace
+
+std::vector<std::string> sameDirectoryBackingLayers(const std::string& path, model::DiskFormat format) {
+  std::vector<std::string> out;
+  if (format != model::DiskFormat::qcow2) return out;
+  std::string layer = path;
+  for (int depth = 0; depth < 16; ++depth) {
+    auto h = readImageFileHeader(layer);
+    if (!h.ok() || !h->image.qcow2 || h->backing.empty()) break;
+    std::string next = h->backing[0] == '/' ? h->backing : fs::dirName(layer) + "/" + h->backing;
+    if (fs::dirName(next) != fs::dirName(path) || !fs::exists(next)) break;
+    out.push_back(next);
+    layer = next;
+  }
+  return out;
+}
+
+void setQemuImgSandbox(const QemuImgSandbox& sandbox) {
+  std::lock_guard lock(gSandboxMu);
+  gSandbox = sandbox;
+}
 
 Status createImage(const CreateImage& c, Deadline deadline) {
   std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", fmt(c.format)};
@@ -53,14 +122,15 @@ Status createImage(const CreateImage& c, Deadline deadline) {
   if (!opts.empty()) argv.insert(argv.end(), {"-o", join(opts, ",")});
   argv.push_back(c.path);
   argv.push_back(std::to_string(c.size));
-  return checked(argv, deadline, "creating " + c.path);
+  return checked(argv, deadline, {{fs::dirName(c.path)}, {}}, "creating " + c.path);
 }
 
 Result<ImageInfo> imageInfo(const std::string& path, Deadline deadline, bool shared) {
   std::vector<std::string> argv = {"qemu-img", "info", "--output=json"};
   if (shared) argv.push_back("-U");
   argv.push_back(path);
-  auto r = runCommand(argv, within(deadline));
+  VMM_ASSIGN(auto options, within(deadline, {{}, {path}}));
+  auto r = runCommand(argv, options);
   if (!r.ok()) return r.error().wrap("reading " + path);
   if (!r->success()) return Error{ErrorCode::invalid_argument, "reading " + path + ": " + std::string(trim(r->err))};
   // The image is untrusted and its header fills this JSON: read by type, never by throw.
@@ -80,11 +150,12 @@ Status resizeImage(const std::string& path, model::DiskFormat format, uint64_t s
   std::vector<std::string> argv = {"qemu-img", "resize", "-q", "-f", fmt(format)};
   if (allowShrink) argv.push_back("--shrink");
   argv.insert(argv.end(), {path, std::to_string(size)});
-  return checked(argv, deadline, "resizing " + path);
+  // A qcow2's backing layers are opened too: vmm's lie next to it, in the pool's directory.
+  return checked(argv, deadline, {{fs::dirName(path)}, {}}, "resizing " + path);
 }
 
 Status convertImage(const std::string& from, model::DiskFormat fromFormat, const std::string& to, model::DiskFormat format,
-                    const std::function<void(double)>& progress, Deadline deadline) {
+                    const std::function<void(double)>& progress, Deadline deadline, const std::vector<std::string>& fromLayers) {
   // -p writes "    (NN.NN/100%)\r" to stdout as it goes, also into a pipe.
   int pipeFds[2];
   if (::pipe2(pipeFds, O_CLOEXEC) != 0) return systemError("pipe", errno);
@@ -97,6 +168,9 @@ Status convertImage(const std::string& from, model::DiskFormat fromFormat, const
   VMM_TRY(fs::removeFile(errFile));
   VMM_ASSIGN(auto errFd, fs::createExclusive(errFile, 0600));
   so.stderrFd = errFd.get();
+  std::vector<std::string> reads = {from};
+  reads.insert(reads.end(), fromLayers.begin(), fromLayers.end());
+  VMM_ASSIGN(so.confinement, confinementFor({{fs::dirName(to)}, reads}, deadline));
   auto pid = spawnProcess({"qemu-img", "convert", "-p", "-f", fmt(fromFormat), "-O", fmt(format), from, to}, so);
   writeEnd.reset();
   errFd.reset();

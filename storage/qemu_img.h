@@ -4,12 +4,24 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "base/time_util.h"
 #include "model/domain.h"
 
 namespace vmm::storage {
+
+// How qemu-img runs on local files, set once at start. With a uid: as that uid (= gid), no
+// capabilities, no_new_privs, limits on memory, CPU time and files, its own network and pid
+// namespaces, and a private root (base/private_root.h) holding its programs plus idmapped
+// binds of exactly the directories it writes and the files (and backing layers) it reads, in
+// which root's files show as its own. Without (the default, and for network URLs): as vmmd.
+struct QemuImgSandbox {
+  uint32_t uid = 0;
+  std::string mountPoint;  // an empty directory the private roots are built on
+};
+void setQemuImgSandbox(const QemuImgSandbox& sandbox);
 
 struct ImageInfo {
   model::DiskFormat format = model::DiskFormat::raw;
@@ -31,8 +43,13 @@ Status createImage(const CreateImage& c, Deadline deadline);
 // `shared`: read an image that a running guest holds open (qemu-img -U).
 Result<ImageInfo> imageInfo(const std::string& path, Deadline deadline, bool shared = true);
 Status resizeImage(const std::string& path, model::DiskFormat format, uint64_t size, bool allowShrink, Deadline deadline);
-// Full copy into a new image of `format`, reporting progress.
+// Full copy into a new image of `format`, reporting progress. `fromLayers`: the files of
+// `from`'s backing chain outside `to`'s directory, which a sandboxed qemu-img sees only when
+// named here.
 Status convertImage(const std::string& from, model::DiskFormat fromFormat, const std::string& to, model::DiskFormat format,
-                    const std::function<void(double)>& progress, Deadline deadline);
+                    const std::function<void(double)>& progress, Deadline deadline, const std::vector<std::string>& fromLayers = {});
+
+// The backing layers a qcow2 header names, followed while they are files in `path`'s directory.
+std::vector<std::string> sameDirectoryBackingLayers(const std::string& path, model::DiskFormat format);
 
 }  // namespace vmm::storage

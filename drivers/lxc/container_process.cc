@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/idmapped_mount.h"
 #include "base/process.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
@@ -24,16 +25,6 @@
 namespace vmm::drivers::lxc {
 
 namespace {
-
-// The new mount API (Linux 5.12+); glibc 2.36's <sys/mount.h> and <linux/mount.h> clash.
-constexpr unsigned kOpenTreeClone = 1;
-constexpr unsigned kAtRecursive = 0x8000;
-constexpr unsigned kMoveMountFromEmptyPath = 0x04;
-constexpr uint64_t kMountAttrNodev = 0x4;
-constexpr uint64_t kMountAttrIdmap = 0x00100000;
-struct MountAttr {
-  uint64_t attrSet, attrClear, propagation, usernsFd;
-};
 
 // Everything init needs, prepared before fork(): after it, only system calls (vmmd has threads).
 struct MountOp {
@@ -110,7 +101,7 @@ int childMain(void* arg) {
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) childFail(plan, "make / private", "");
   // Still host uid 0 here (the namespace's ids take effect with setresuid): the path to the
   // rootfs may cross root-only directories, which the container's root could not enter.
-  if (::syscall(SYS_move_mount, tree, "", AT_FDCWD, plan.rootfs.c_str(), kMoveMountFromEmptyPath) != 0)
+  if (attachDetachedMount(tree, plan.rootfs.c_str()) != 0)
     childFail(plan, "attach the root", plan.rootfs.c_str());
   if (::fchdir(tree) != 0) childFail(plan, "chdir", plan.rootfs.c_str());
   ::close(tree);
@@ -273,15 +264,11 @@ void addFs(ChildPlan& plan, const std::string& fstype, const std::string& target
 // with a user namespace given, idmapped through it: the host's uid 0 on disk is the
 // container's root, so the rootfs keeps host ids whether the container is privileged or not.
 Result<fs::UniqueFd> rootTree(const std::string& rootfs, int usernsFd) {
-  fs::UniqueFd tree(static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, rootfs.c_str(), kOpenTreeClone | O_CLOEXEC | kAtRecursive | AT_SYMLINK_NOFOLLOW)));
-  if (!tree.valid()) return systemError("cannot copy the mount of " + rootfs, errno);
-  MountAttr attr{kMountAttrNodev | (usernsFd >= 0 ? kMountAttrIdmap : 0), 0, 0, static_cast<uint64_t>(usernsFd >= 0 ? usernsFd : 0)};
-  if (::syscall(SYS_mount_setattr, tree.get(), "", AT_EMPTY_PATH | kAtRecursive, &attr, sizeof(attr)) != 0) {
-    int err = errno;
-    if (usernsFd >= 0 && (err == EINVAL || err == EPERM))
-      return systemError("cannot map the ids of " + rootfs + " for an unprivileged container (its filesystem needs idmapped mounts: ext4, xfs, btrfs, tmpfs 6.3+)", err);
-    return systemError("cannot make the mount of " + rootfs + " nodev", err);
-  }
+  DetachedMountOptions options;
+  options.nodev = true;
+  options.idmapUserns = usernsFd;
+  auto tree = detachedMount(rootfs, options);
+  if (!tree.ok() && usernsFd >= 0) return tree.error().wrap("an unprivileged container's rootfs");
   return tree;
 }
 

@@ -290,8 +290,9 @@ namespace {
 PrivateRoot qemuRoot(const std::string& mountPoint, const std::string& guestDir) {
   PrivateRoot root;
   root.mountPoint = mountPoint;
-  for (const char* dir : {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/sys"}) addHostPath(root, dir);
-  for (const char* file : {"/etc/ld.so.cache", "/etc/localtime", "/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/gai.conf"})
+  addSystemFiles(root);
+  addHostPath(root, "/sys");
+  for (const char* file : {"/etc/localtime", "/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/gai.conf"})
     if (fs::exists(file)) root.binds.push_back({file, file, false});  // the file a symlink names, not the link
   for (const char* node : {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/kvm"})
     if (fs::exists(node)) root.binds.push_back({node, node, true});

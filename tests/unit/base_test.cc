@@ -248,6 +248,35 @@ TEST(Process, PrivateRootShowsOnlyWhatItWasGiven) {
   EXPECT_EQ(alone->out, "1\n/proc/1\n") << alone->describe();
   o.confinement.newPidNamespace = false;
 
+  // An idmapped bind: root's private files there are the child's own, and what it makes is
+  // root's on disk. The same directory bound plainly stays closed to it.
+  ASSERT_TRUE(fs::makeDirs(dir + "/vault", 0700).ok());
+  ASSERT_TRUE(fs::writeFileAtomic(dir + "/vault/secret", "root-only\n", 0600).ok());
+  auto plain = o;
+  plain.confinement.root->binds.push_back({dir + "/vault", "/vault", true});
+  auto refused = runCommand({"sh", "-c", "cat /vault/secret"}, plain);
+  ASSERT_TRUE(refused.ok()) << refused.error().message;
+  EXPECT_NE(refused->exitCode, 0) << refused->out;
+  // Bound deep in the new root, whose directories the child must cross whatever the parent's
+  // umask (vmmd's is 077); the child gets that umask back.
+  auto mapped = o;
+  mapped.confinement.root->binds.push_back({dir + "/vault", "/deep/er/vault", true, 65534});
+  mode_t umaskBefore = ::umask(077);
+  auto through = runCommand({"sh", "-c", "id -u; stat -c %u /deep/er/vault/secret; cat /deep/er/vault/secret; echo new > /deep/er/vault/made; umask"},
+                            mapped);
+  ::umask(umaskBefore);
+  ASSERT_TRUE(through.ok()) << through.error().message;
+  EXPECT_EQ(through->out, "65534\n65534\nroot-only\n0077\n") << through->describe();
+  struct stat made{};
+  ASSERT_EQ(::stat((dir + "/vault/made").c_str(), &made), 0);
+  EXPECT_EQ(made.st_uid, 0u) << "a file made through the idmapped bind is root's on disk";
+  EXPECT_EQ(fs::readFile(dir + "/vault/made").valueOr(""), "new\n");
+  mapped.confinement.root->binds.back().writable = false;
+  auto readOnly = runCommand({"sh", "-c", "cat /deep/er/vault/secret && echo again > /deep/er/vault/made"}, mapped);
+  ASSERT_TRUE(readOnly.ok());
+  EXPECT_NE(readOnly->exitCode, 0);
+  EXPECT_EQ(fs::readFile(dir + "/vault/made").valueOr(""), "new\n");
+
   // A source that does not exist is an error before anything runs.
   o.confinement.root->binds.push_back({dir + "/missing", "/missing", false});
   auto bad = runCommand({"true"}, o);
@@ -476,7 +505,7 @@ TEST(Config, QemuUidRange) {
   c.qemuUidRange = "1000500000:10";
   EXPECT_EQ(qemuUidRange(c, "/nonexistent").error().message,
             "qemu.uid_range 1000500000:10 overlaps the containers' host ids (1000000:1000000000)");
-  for (const char* bad : {"0:100", "60000:6000", "5000", "x:1", "4294967290:100", "2000:0"}) {
+  for (const char* bad : {"0:100", "60000:6000", "5000", "x:1", "4294967290:100", "2000:0", "2000:1"}) {
     c.qemuUidRange = bad;
     EXPECT_FALSE(qemuUidRange(c, "/nonexistent").ok()) << bad;
   }

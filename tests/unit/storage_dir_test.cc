@@ -12,6 +12,7 @@
 #include "storage/dir/dir_volume.h"
 #include "storage/image_inspect.h"
 #include "storage/qemu_img.h"
+#include "tests/support/require.h"
 
 using namespace vmm;
 using namespace vmm::storage;
@@ -561,4 +562,48 @@ TEST_F(DirPoolTest, HeadersThatReachOutsideThePoolAreDescribedAsProblems) {
   EXPECT_TRUE(inpool.probe.problem.empty()) << inpool.probe.problem;
   EXPECT_EQ(inpool.backingVolume, "plain");
   EXPECT_EQ(inpool.probe.backingFormat, model::DiskFormat::qcow2);
+}
+
+// ---------------------------------------------------------------- qemu-img's sandbox
+
+// Sandboxed, qemu-img runs as its uid in a private root holding the call's directory and files
+// through idmapped binds: it copies and resizes root's 0600 volumes, what it makes is root's,
+// and a file outside what the call named - here one a hostile header points at - is not there.
+TEST_F(DirPoolTest, SandboxedQemuImgSeesOnlyWhatTheCallNames) {
+  VMM_REQUIRE(::geteuid() == 0, "root (mount and user namespaces)");
+  ASSERT_TRUE(fs::makeDirs(root + "/sandbox-root", 0700).ok());
+  setQemuImgSandbox({1001065535, root + "/sandbox-root"});
+  struct Unset {
+    ~Unset() { setQemuImgSandbox({}); }
+  } unset;
+  const std::string pool = root + "/pool", data = "vmm-bytes:" + std::string(65536, 'v');
+  ASSERT_TRUE(fs::writeFileAtomic(pool + "/src.raw", data, 0600).ok());
+  ASSERT_EQ(::truncate((pool + "/src.raw").c_str(), 1 << 20), 0);
+  ASSERT_TRUE(convertImage(pool + "/src.raw", model::DiskFormat::raw, pool + "/copy.qcow2", model::DiskFormat::qcow2, nullptr, dl()).ok());
+  ASSERT_TRUE(resizeImage(pool + "/copy.qcow2", model::DiskFormat::qcow2, 2 << 20, false, dl()).ok());
+  std::string out = root + "/out";
+  ASSERT_TRUE(fs::makeDirs(out, 0700).ok());
+  auto back = convertImage(pool + "/copy.qcow2", model::DiskFormat::qcow2, out + "/back.raw", model::DiskFormat::raw, nullptr, dl());
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(fs::readFile(out + "/back.raw", 4 << 20).valueOr("").substr(0, data.size()), data);
+  for (const char* made : {"/pool/copy.qcow2", "/out/back.raw"}) {
+    struct stat st{};
+    ASSERT_EQ(::stat((root + made).c_str(), &st), 0) << made;
+    EXPECT_EQ(st.st_uid, 0u) << made;
+    EXPECT_EQ(st.st_size > 0, true) << made;
+  }
+  struct stat grown{};
+  ASSERT_EQ(::stat((out + "/back.raw").c_str(), &grown), 0);
+  EXPECT_EQ(grown.st_size, 2 << 20) << "the resize happened";
+
+  // A qcow2 whose header names a root-only file elsewhere: outside the sandbox qemu-img would
+  // copy its bytes; inside, the file does not exist.
+  ASSERT_TRUE(fs::makeDirs(root + "/elsewhere", 0700).ok());
+  ASSERT_TRUE(fs::writeFileAtomic(root + "/elsewhere/secret", "TOPSECRET" + std::string(4096, 's'), 0600).ok());
+  auto evil = runCommand({"qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", root + "/elsewhere/secret", "-F", "raw", pool + "/evil.qcow2", "1M"});
+  ASSERT_TRUE(evil.ok() && evil->success());
+  auto leak = convertImage(pool + "/evil.qcow2", model::DiskFormat::qcow2, out + "/leak.raw", model::DiskFormat::raw, nullptr, dl());
+  ASSERT_FALSE(leak.ok());
+  EXPECT_NE(leak.error().message.find("No such file"), std::string::npos) << leak.error().message;
+  EXPECT_EQ(fs::readFile(out + "/leak.raw").valueOr("").find("TOPSECRET"), std::string::npos);
 }
