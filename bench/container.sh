@@ -11,8 +11,10 @@ WORK=$(mktemp -d /tmp/vmm-bench-containers-XXXXXX)
 DIRS="$DIRS $WORK"
 chmod 755 "$WORK"
 
-# The rootfs: static busybox, an init that exits on SIGPWR/SIGTERM (what vmm and LXD send).
-ROOTFS=$WORK/rootfs
+# The rootfs: static busybox, an init that exits on SIGPWR/SIGTERM (what vmm and LXD send), in a
+# root-only directory (vmm refuses a rootfs host users can reach).
+install -d -m 0700 "$WORK/private"
+ROOTFS=$WORK/private/rootfs
 mkdir -p "$ROOTFS/bin" "$ROOTFS/sbin" "$ROOTFS/etc" "$ROOTFS/proc" "$ROOTFS/sys" "$ROOTFS/dev" "$ROOTFS/tmp" "$ROOTFS/root"
 cp /bin/busybox "$ROOTFS/bin/"
 for a in $("$ROOTFS/bin/busybox" --list); do [ -e "$ROOTFS/bin/$a" ] || ln -s busybox "$ROOTFS/bin/$a"; done
@@ -55,7 +57,7 @@ lxd_setup() {
     timeout 60 lxd init --preseed
   mkdir -p "$WORK/image"
   printf 'architecture: x86_64\ncreation_date: 1700000000\nproperties:\n  description: busybox (vmm bench)\n  os: busybox\n' > "$WORK/image/metadata.yaml"
-  tar -czf "$WORK/busybox-lxd.tar.gz" -C "$WORK/image" metadata.yaml -C "$WORK" rootfs
+  tar -czf "$WORK/busybox-lxd.tar.gz" -C "$WORK/image" metadata.yaml -C "$WORK/private" rootfs
   timeout 60 lxc image import "$WORK/busybox-lxd.tar.gz" --alias vmmbench-busybox
 }
 if ! command -v lxd >/dev/null 2>&1; then
