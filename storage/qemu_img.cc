@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <signal.h>
 #include <unistd.h>
@@ -97,7 +98,9 @@ std::vector<std::string> sameDirectoryBackingLayers(const std::string& path, mod
     auto h = readImageFileHeader(layer);
     if (!h.ok() || !h->image.qcow2 || h->backing.empty()) break;
     std::string next = h->backing[0] == '/' ? h->backing : fs::dirName(layer) + "/" + h->backing;
-    if (fs::dirName(next) != fs::dirName(path) || !fs::exists(next)) break;
+    // A symlink could name any file, which the idmapped bind would then show qemu-img as its own.
+    struct stat st{};
+    if (fs::dirName(next) != fs::dirName(path) || ::lstat(next.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) break;
     out.push_back(next);
     layer = next;
   }
