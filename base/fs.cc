@@ -140,6 +140,14 @@ bool exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
+Result<std::string> realPath(const std::string& path) {
+  char* real = ::realpath(path.c_str(), nullptr);
+  if (!real) return systemError("cannot resolve " + path, errno);
+  std::string out(real);
+  ::free(real);
+  return out;
+}
+
 bool isDirectory(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);

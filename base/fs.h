@@ -27,6 +27,8 @@ Status checkPrivateDirectory(const std::string& dir);
 // permission_denied if path is a symbolic link; ok if it does not exist.
 Status refuseSymlink(const std::string& path);
 bool exists(const std::string& path);
+// The absolute path with every symlink, "." and ".." resolved (realpath(3)); the file must exist.
+Result<std::string> realPath(const std::string& path);
 bool isDirectory(const std::string& path);
 Status removeFile(const std::string& path);  // ok if it did not exist
 Status removeTree(const std::string& path);  // a directory and all below it; ok if it did not exist

@@ -80,6 +80,12 @@ Result<PreparedRoot> prepareRoot(const PrivateRoot& root) {
     makeDirs(path, false);
     out.symlinks.emplace_back(root.mountPoint + path, text);
   }
+  for (const auto& [path, bytes] : root.scratch) {
+    if (path.empty() || path[0] != '/' || path.find("/..") != std::string::npos)
+      return invalidArgument("private root: " + quote(path) + " is not an absolute path");
+    makeDirs(path, true);
+    out.scratch.emplace_back(root.mountPoint + path, "mode=1777,size=" + std::to_string(bytes));
+  }
   if (root.proc) {
     makeDirs("/proc", true);
     out.proc = root.mountPoint + "/proc";
@@ -92,10 +98,10 @@ namespace {
 
 constexpr const char* kSteps[] = {
     "unshare(CLONE_NEWNS)", "make / private", "mount the root tmpfs", "mkdir in the new root", "create a bind target",
-    "bind mount", "make a bind mount read-only", "symlink in the new root", "mount proc", "pivot_root", "chdir /",
+    "bind mount", "make a bind mount read-only", "symlink in the new root", "mount a scratch tmpfs", "mount proc", "pivot_root", "chdir /",
     "detach the old root", "rmdir the old root's mount point", "make the new root read-only", "chdir in the new root"};
 
-enum Step { kUnshare, kMakePrivate, kMountTmpfs, kMkdir, kCreateTarget, kBind, kReadOnlyBind, kSymlink, kMountProc,
+enum Step { kUnshare, kMakePrivate, kMountTmpfs, kMkdir, kCreateTarget, kBind, kReadOnlyBind, kSymlink, kMountScratch, kMountProc,
             kPivotRoot, kChdirSlash, kDetachOld, kRemoveOld, kReadOnlyRoot, kChdir };
 
 int fail(int* step, Step what) {
@@ -116,6 +122,13 @@ int enterRoot(const PreparedRoot& r, int* step) {
     return fail(step, kMountTmpfs);
   for (const auto& d : r.directories)
     if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) return fail(step, kMkdir);
+  // Scratch tmpfs first, then the directories again: a bind below a scratch path (an image
+  // under /tmp) is made on the tmpfs, not hidden by it.
+  for (const auto& [path, options] : r.scratch)
+    if (::mount("tmpfs", path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) != 0) return fail(step, kMountScratch);
+  if (!r.scratch.empty())
+    for (const auto& d : r.directories)
+      if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) return fail(step, kMkdir);
   for (const auto& m : r.mounts) {
     if (m.file) {
       int fd = ::open(m.target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);

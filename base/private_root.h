@@ -34,6 +34,9 @@ struct PrivateRoot {
   std::vector<Bind> binds;
   std::vector<std::pair<std::string, std::string>> symlinks;  // {path inside, link text}
   bool proc = true;        // a new proc at /proc
+  // Writable scratch directories: a fresh tmpfs each (mode 1777, nosuid, nodev), capped at
+  // `bytes`, gone with the namespace; binds below one are made on it. {path inside, bytes}
+  std::vector<std::pair<std::string, uint64_t>> scratch;
   std::string cwd = "/";   // the working directory, inside the new root
 };
 
@@ -57,6 +60,7 @@ struct PreparedRoot {
   std::vector<std::string> directories;  // to create, parents first
   std::vector<Mount> mounts;
   std::vector<std::pair<std::string, std::string>> symlinks;  // {full target, link text}
+  std::vector<std::pair<std::string, std::string>> scratch;   // {full target, tmpfs options}
   std::vector<fs::UniqueFd> trees;  // what the mounts' `tree` numbers refer to
 };
 

@@ -147,7 +147,7 @@ Result<std::pair<uint64_t, uint64_t>> qemuUidRange(const Config& config, const s
   // Not 0 (root) nor the 16-bit nobody/ overflow ids; below 2^32 - 1 ((uid_t)-1 means "unchanged").
   if (!start || !count || *start < 1000 || *count < 2 || *start + *count > (int64_t{1} << 32) - 1 ||
       (*start <= 65535 && *start + *count > 65534))
-    return invalidArgument("qemu.uid_range: expected \"START:COUNT\" with START >= 1000, COUNT >= 2 (the last id is qemu-img's), not reaching 65534 nor 2^32 - 1");
+    return invalidArgument("qemu.uid_range: expected \"START:COUNT\" with START >= 1000, COUNT >= 2 (the last id is qemu-img's and vmm-customize's), not reaching 65534 nor 2^32 - 1");
   VMM_ASSIGN(auto containers, containerIdmapRange(config, subuidFile));
   uint64_t first = static_cast<uint64_t>(*start), end = first + static_cast<uint64_t>(*count);
   if (first < containers.first + containers.second && containers.first < end)

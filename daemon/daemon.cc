@@ -131,13 +131,13 @@ drivers::qemu::QemuOptions qemuOptions(const Config& config) {
   auto range = qemuUidRange(config);  // checked when the configuration was loaded
   if (range.ok()) {
     o.uidStart = static_cast<uint32_t>(range->first);
-    o.uidCount = static_cast<uint32_t>(range->second) - 1;  // the last id is qemu-img's (qemuImgUid)
+    o.uidCount = static_cast<uint32_t>(range->second) - 1;  // the last id is the image tools' (imageToolUid)
   }
   return o;
 }
 
-// qemu-img runs as the last id of [qemu] uid_range, which no QEMU gets.
-uint32_t qemuImgUid(const Config& config) {
+// qemu-img and vmm-customize run as the last id of [qemu] uid_range, which no QEMU gets.
+uint32_t imageToolUid(const Config& config) {
   auto range = qemuUidRange(config);
   return range.ok() ? static_cast<uint32_t>(range->first + range->second - 1) : 0;
 }
@@ -148,7 +148,7 @@ void Daemon::createDrivers() {
   if (config_.qemuUnprivileged) {
     std::string mountPoint = config_.runDir + "/qemu-img-root";
     if (Status made = fs::makeDirs(mountPoint, 0700); made.ok())
-      storage::setQemuImgSandbox({qemuImgUid(config_), mountPoint});
+      storage::setQemuImgSandbox({imageToolUid(config_), mountPoint});
     else
       log::warn("qemu-img runs unconfined", {{"error", made.error().message}});
   }
@@ -342,6 +342,15 @@ void Daemon::setUpGuestfs(InstanceServiceOptions& o) const {
   if (!rt.ok()) {
     o.guestfsUnavailable = rt.error().message;
     return;
+  }
+  // The helper and its appliance read the guest's disk: unprivileged like qemu-img, as its uid.
+  if (config_.qemuUnprivileged) {
+    std::string mountPoint = config_.runDir + "/customize-root";
+    if (Status made = fs::makeDirs(mountPoint, 0700); !made.ok()) {
+      o.guestfsUnavailable = made.error().message;
+      return;
+    }
+    rt->sandbox = customize::GuestfsSandbox{imageToolUid(config_), mountPoint};
   }
   o.guestfs = *rt;
 }

@@ -35,10 +35,7 @@ std::optional<model::DiskFormat> layerFormat(const std::optional<std::string>& n
 Status DaemonHostServices::pinPathChain(drivers::ResolvedDisk& top) {
   std::vector<drivers::ResolvedDisk> layers;
   // The admin named the top, through symlinks or not: the chain starts at the file itself.
-  char* real = ::realpath(top.path.c_str(), nullptr);
-  if (!real) return systemError("cannot resolve " + top.path, errno);
-  std::string path = real;
-  ::free(real);
+  VMM_ASSIGN(std::string path, fs::realPath(top.path));
   model::DiskFormat format = top.format;
   auto refuse = [&](const std::string& why) { return invalidArgument(path + ": " + why); };
   for (size_t depth = 0;; ++depth) {

@@ -219,7 +219,9 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
     VMM_ASSIGN(auto r, pools_.resolve(image.pool, rootVolume));
     if (r.path.empty() || r.size) return unsupported("customize: the disk is not a local file");
     customization->format = std::string(model::enumName(model::kDiskFormats, r.format));  // a full copy of a raw image is raw
-    VMM_TRY(customize::customizeImage(r.path, *customization, *options_.guestfs, Deadline::after(options_.customizeTimeout)));
+    customize::DiskToCustomize disk(r.path);
+    for (const auto& layer : r.backing) disk.backingLayers.push_back(layer.path);
+    VMM_TRY(customize::customizeImage(disk, *customization, *options_.guestfs, Deadline::after(options_.customizeTimeout)));
   }
   if (cloudInit) {
     report(40, "writing the cloud-init seed");

@@ -4,11 +4,13 @@
 #   BUILD/guestfs/kernel/boot/vmlinuz-KVER         a Debian kernel
 #   BUILD/guestfs/kernel/lib/modules/KVER          the modules the appliance uses, depmod'ed
 #   BUILD/guestfs/cache                            LIBGUESTFS_CACHEDIR (supermin's built appliance)
+#   BUILD/guestfs/appliance                        a fixed appliance: a copy of supermin's, which
+#                                                  an unprivileged helper can launch (LIBGUESTFS_PATH)
 #   BUILD/guestfs/guestfs.env                      KEY=VALUE lines for vmm-customize (also printed)
-# Then, every time, a smoke launch: vmm-customize --check starts the appliance (on no image) in
-# the helper's private mount namespace exactly as a customisation would, and shuts it down; the
-# script fails with libguestfs's reason when it cannot (this also builds supermin's cached
-# appliance). The helper is BUILD/storage/customize/vmm-customize (or $VMM_CUSTOMIZE_HELPER).
+# Then, every time, a smoke launch: vmm-customize --check starts supermin's appliance (on no
+# image) as root in the helper's private mount namespace, and shuts it down; the script fails
+# with libguestfs's reason when it cannot (this also builds supermin's cached appliance, which
+# the fixed one is then copied from). The helper is BUILD/storage/customize/vmm-customize (or $VMM_CUSTOMIZE_HELPER).
 # The kernel package is the one scripts/build-test-guest.sh caches (BUILD/test-guest/cache or
 # ROOT/build/test-guest/cache); if neither has it, build-test-guest.sh fetches it once.
 # The missing /lib/modules that supermin insists on is handled by vmm-customize in a private
@@ -51,6 +53,7 @@ kvm_broken() {
   ! (echo quit | timeout 20 qemu-system-x86_64 -accel kvm -cpu max -machine pc -nodefaults -display none -S \
     -monitor stdio) >/dev/null 2>&1
 }
+# $1: the fixed appliance's directory, or nothing while supermin's is being built.
 write_env() {
   cat > "$ENVFILE.tmp" <<EOF
 SUPERMIN_KERNEL=$KROOT/boot/vmlinuz-$KVER
@@ -60,8 +63,31 @@ LIBGUESTFS_BACKEND=direct
 LIBGUESTFS_CACHEDIR=$OUT/cache
 EOF
   if kvm_broken; then echo "LIBGUESTFS_BACKEND_SETTINGS=force_tcg" >> "$ENVFILE.tmp"; fi
+  if [ -n "${1:-}" ]; then echo "LIBGUESTFS_PATH=$1" >> "$ENVFILE.tmp"; fi
   mv "$ENVFILE.tmp" "$ENVFILE"
   cat "$ENVFILE"
+}
+
+# A fixed appliance (libguestfs finds README.fixed and launches kernel, initrd and root as they
+# are): what vmmd's unprivileged helper launches, since it may neither run supermin nor see the
+# host files supermin copies. Renewed whenever supermin rebuilt its appliance.
+make_fixed() {
+  local built=$OUT/cache/.guestfs-0/appliance.d fixed=$OUT/appliance
+  [ -f "$built/root" ] || { echo "setup-guestfs: supermin left no appliance in $built" >&2; exit 1; }
+  if [ -f "$fixed/README.fixed" ] && [ "$(stat -c %Y "$fixed/root")" = "$(stat -c %Y "$built/root")" ]; then return 0; fi
+  rm -rf "$fixed.tmp" && mkdir -p "$fixed.tmp"
+  cp --sparse=always -p "$built/kernel" "$built/initrd" "$built/root" "$fixed.tmp/"
+  echo "A fixed libguestfs appliance copied from supermin's by scripts/setup-guestfs.sh." > "$fixed.tmp/README.fixed"
+  chmod -R a+rX "$fixed.tmp"
+  rm -rf "$fixed" && mv "$fixed.tmp" "$fixed"
+}
+
+# supermin's appliance is (re)built and launched as root, then copied.
+prepare_appliance() {
+  write_env
+  smoke_launch
+  make_fixed
+  write_env "$OUT/appliance"
 }
 
 HELPER=${VMM_CUSTOMIZE_HELPER:-$BUILD/storage/customize/vmm-customize}
@@ -76,10 +102,10 @@ smoke_launch() {
   echo "setup-guestfs: appliance started and stopped: $reply"
 }
 
-STAMP="$PKG $(cat "$0" | sha256sum | cut -c1-16)"
+# The fixed appliance's daemon must speak this libguestfs's protocol: its version is an input.
+STAMP="$PKG $(dpkg-query -W -f '${Version}' libguestfs0 2>/dev/null) $(cat "$0" | sha256sum | cut -c1-16)"
 if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$STAMP" ] && [ -f "$KROOT/boot/vmlinuz-$KVER" ]; then
-  write_env
-  smoke_launch
+  prepare_appliance
   exit 0
 fi
 
@@ -99,7 +125,6 @@ dpkg-deb --fsys-tarfile "$DEB" | tar -x -C "$OUT/kernel.tmp" "${patterns[@]}" 2>
 /sbin/depmod -b "$OUT/kernel.tmp" "$KVER"
 rm -rf "$KROOT" && mv "$OUT/kernel.tmp" "$KROOT"
 # A different kernel makes supermin's cached appliance stale.
-rm -rf "$OUT/cache" && mkdir -p "$OUT/cache"
+rm -rf "$OUT/cache" "$OUT/appliance" && mkdir -p "$OUT/cache"
 echo "$STAMP" > "$OUT/stamp"
-write_env
-smoke_launch
+prepare_appliance

@@ -3,13 +3,17 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <thread>
 
 #include "base/fs.h"
+#include "base/private_root.h"
 #include "base/process.h"
 #include "base/strings.h"
 
@@ -65,6 +69,71 @@ void killSession(pid_t sid) {
   }
 }
 
+// Where the sandboxed helper finds libguestfs's qemu-data cache (it must be its uid's).
+constexpr const char* kSandboxCacheDir = "/var/cache/vmm-guestfs";
+
+const std::string* envValue(const GuestfsRuntime& rt, const std::string& key) {
+  auto it = rt.env.find(key);
+  return it == rt.env.end() || it->second.empty() ? nullptr : &it->second;
+}
+
+// The helper's confinement (see the header) and the environment that goes with it.
+Result<Confinement> sandboxFor(const GuestfsSandbox& sandbox, const GuestfsRuntime& rt, const std::string& image,
+                               const std::vector<std::string>& layers, Deadline deadline,
+                               std::map<std::string, std::string>& env) {
+  if (sandbox.uid == 0 || sandbox.mountPoint.empty()) return invalidArgument("the customisation sandbox needs a uid other than 0 and a mount point");
+  const std::string* appliancePath = envValue(rt, "LIBGUESTFS_PATH");
+  if (!appliancePath || !fs::exists(*appliancePath + "/README.fixed"))
+    return unavailable("unprivileged customisation needs the fixed libguestfs appliance: run scripts/setup-guestfs.sh again");
+  const std::string* cache = envValue(rt, "LIBGUESTFS_CACHEDIR");
+  if (!cache) return unavailable("the libguestfs setup names no LIBGUESTFS_CACHEDIR: run scripts/setup-guestfs.sh again");
+  // Apart from root's own cache: what a sandboxed helper writes there, only later sandboxed
+  // helpers read.
+  VMM_TRY(fs::makeDirs(*cache + "/.guestfs-sandboxed", 0755));
+  // Binds name real paths (vmmd finds the helper as BIN/../storage/...).
+  VMM_ASSIGN(std::string appliance, fs::realPath(*appliancePath));
+  VMM_ASSIGN(std::string hostCache, fs::realPath(*cache + "/.guestfs-sandboxed"));
+  VMM_ASSIGN(std::string helper, fs::realPath(rt.helperPath));
+  struct stat st{};
+  if (::stat(image.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+    return unsupported("unprivileged customisation works on image files only, not " + quote(image));
+
+  Confinement c;
+  c.uid = sandbox.uid;
+  c.gid = sandbox.uid;
+  c.noNewPrivileges = true;
+  c.newNetworkNamespace = true;  // the appliance has no network either
+  c.newPidNamespace = true;      // the helper is its init: nothing of it outlives it
+  auto seconds = std::chrono::duration_cast<std::chrono::seconds>(deadline.remaining()).count();
+  c.limits = {{RLIMIT_CPU, static_cast<uint64_t>(std::max<int64_t>(60, seconds + 1))}, {RLIMIT_CORE, 0}, {RLIMIT_NOFILE, 4096}};
+  PrivateRoot root;
+  root.mountPoint = sandbox.mountPoint;
+  addSystemFiles(root);
+  for (const char* node : {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"}) root.binds.push_back({node, node, true});
+  struct stat kvm{};
+  if (::stat("/dev/kvm", &kvm) == 0 && S_ISCHR(kvm.st_mode)) {
+    root.binds.push_back({"/dev/kvm", "/dev/kvm", true});
+    c.groups.push_back(kvm.st_gid);
+  }
+  root.binds.push_back({helper, helper, false});
+  root.binds.push_back({appliance, appliance, false});
+  env["LIBGUESTFS_PATH"] = appliance;
+  root.binds.push_back({hostCache, std::string(kSandboxCacheDir) + "/.guestfs-" + std::to_string(sandbox.uid), true, sandbox.uid});
+  root.binds.push_back({image, image, true, sandbox.uid});
+  for (const auto& path : layers) {
+    VMM_ASSIGN(std::string layer, fs::realPath(path));
+    if (layer != image) root.binds.push_back({layer, layer, false, sandbox.uid});
+  }
+  // libguestfs's sockets; QEMU's overlay of the appliance's root disk (in /var/tmp: QEMU is
+  // not given TMPDIR).
+  root.scratch.emplace_back("/tmp", uint64_t{256} << 20);
+  root.scratch.emplace_back("/var/tmp", uint64_t{512} << 20);
+  c.root = std::move(root);
+  env["LIBGUESTFS_CACHEDIR"] = kSandboxCacheDir;
+  for (const char* var : {"TMPDIR", "HOME", "XDG_RUNTIME_DIR"}) env[var] = "/tmp";
+  return c;
+}
+
 }  // namespace
 
 Result<GuestfsRuntime> GuestfsRuntime::fromEnvFile(const std::string& envFile, const std::string& helperPath) {
@@ -81,8 +150,9 @@ Result<GuestfsRuntime> GuestfsRuntime::fromEnvFile(const std::string& envFile, c
   return rt;
 }
 
-Result<CustomizeReport> customizeImage(const std::string& imagePath, const CustomizeSpec& spec,
+Result<CustomizeReport> customizeImage(const DiskToCustomize& disk, const CustomizeSpec& spec,
                                        const GuestfsRuntime& runtime, Deadline deadline) {
+  const std::string& imagePath = disk.path;
   VMM_TRY(validateCustomizeSpec(spec));
   // The format the image's pool recorded: never detected from its header, which a guest may
   // have written (a qcow2 header naming a host file would be opened by the appliance's QEMU).
@@ -92,10 +162,7 @@ Result<CustomizeReport> customizeImage(const std::string& imagePath, const Custo
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return invalidArgument("not an image file: " + imagePath);
   if (runtime.helperPath.empty() || access(runtime.helperPath.c_str(), X_OK) != 0)
     return unavailable("image customisation helper not found: " + quote(runtime.helperPath));
-  char* abs = realpath(imagePath.c_str(), nullptr);
-  if (!abs) return systemError("realpath " + imagePath, errno);
-  std::string absPath(abs);
-  free(abs);
+  VMM_ASSIGN(std::string absPath, fs::realPath(imagePath));
 
   VMM_ASSIGN(auto in, memFile("vmm-customize-in", customizeRequestToJson(absPath, spec)));
   VMM_ASSIGN(auto out, memFile("vmm-customize-out", ""));
@@ -106,7 +173,13 @@ Result<CustomizeReport> customizeImage(const std::string& imagePath, const Custo
   so.stderrFd = err.get();
   so.newSession = true;  // pid == process group of everything libguestfs starts
   so.env = runtime.env;
-  VMM_ASSIGN(pid_t pid, spawnProcess({runtime.helperPath}, so));
+  std::vector<std::string> argv = {runtime.helperPath};
+  if (runtime.sandbox) {
+    VMM_ASSIGN(so.confinement, sandboxFor(*runtime.sandbox, runtime, absPath, disk.backingLayers, deadline, so.env));
+    VMM_ASSIGN(argv[0], fs::realPath(runtime.helperPath));
+    argv.push_back("--sandboxed");
+  }
+  VMM_ASSIGN(pid_t pid, spawnProcess(argv, so));
   if (runtime.onSpawn) runtime.onSpawn(pid);
 
   auto status = ChildReaper::wait(pid, deadline);

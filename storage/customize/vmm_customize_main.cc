@@ -4,7 +4,9 @@
 // (scripts/setup-guestfs.sh runs it, so a set-up that cannot start is noticed there).
 // Run it in its own session with a deadline (guestfs_customizer.cc does): libguestfs blocks.
 //
-// Before libguestfs starts, the helper enters a private mount namespace (when it may), so that
+// `vmm-customize --sandboxed` is the helper vmmd confines (guestfs_customizer.h): it finds its
+// private /tmp made and changes no mounts. Otherwise, before libguestfs starts, it enters a
+// private mount namespace (when it may), so that
 //  - /tmp is a fresh tmpfs: libguestfs's and QEMU's temporary files (as root, libguestfs puts its
 //    sockets in /tmp whatever TMPDIR says) vanish with the namespace, even when the whole session
 //    is killed;
@@ -106,7 +108,9 @@ Status isolate() {
   return okStatus();
 }
 
-Result<CustomizeReport> run() {
+// `sandboxed`: vmmd already gave the helper a private root with its own /tmp (and no root to
+// unshare with).
+Result<CustomizeReport> run(bool sandboxed) {
   std::string input;
   char buf[65536];
   while (input.size() <= kMaxRequest) {
@@ -118,7 +122,7 @@ Result<CustomizeReport> run() {
   VMM_ASSIGN(auto request, customizeRequestFromJson(input));
   const auto& [image, spec] = request;
   if (image[0] != '/') return invalidArgument("image path must be absolute: " + image);
-  VMM_TRY(isolate());
+  if (!sandboxed) VMM_TRY(isolate());
   return applyCustomization(image, image, spec);
 }
 
@@ -132,11 +136,11 @@ Result<CustomizeReport> check() {
 
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
-  if (!mode.empty() && mode != "--check") {
-    std::cerr << "usage: vmm-customize [--check] (a request on stdin; see storage/customize/customize_spec.h)\n";
+  if (argc > 2 || (!mode.empty() && mode != "--check" && mode != "--sandboxed")) {
+    std::cerr << "usage: vmm-customize [--check | --sandboxed] (a request on stdin; see storage/customize/customize_spec.h)\n";
     return 2;
   }
-  auto result = mode == "--check" ? vmm::customize::check() : vmm::customize::run();
+  auto result = mode == "--check" ? vmm::customize::check() : vmm::customize::run(mode == "--sandboxed");
   std::cout << vmm::customize::customizeReplyToJson(result) << std::endl;
   return result.ok() ? 0 : 1;
 }

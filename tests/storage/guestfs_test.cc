@@ -1,7 +1,8 @@
 // Offline image customisation through vmm-customize and a real libguestfs appliance (SLOW:
 // each launch is 10-30 s under TCG; ctest label "slow"). The appliance's kernel comes from
 // scripts/setup-guestfs.sh (the setup.guestfs fixture). Results are read back independently
-// with debugfs. Needs root (private mount namespace); skipped when the setup is missing.
+// with debugfs. The helper runs sandboxed (as vmmd runs it: an unprivileged uid, a private
+// root) unless a test says otherwise. Needs root; skipped when the setup is missing.
 //
 // Leak checks (TearDown): the helper keeps libguestfs's temporary files on a tmpfs that only
 // its own mount namespace sees, freed when the last process of that namespace is gone. So what
@@ -9,12 +10,17 @@
 // the isolation failed, libguestfs's directories in the host's /tmp: both are checked.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <memory>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "base/fs.h"
 #include "base/process.h"
@@ -30,6 +36,8 @@ using namespace vmm::customize;
 namespace {
 
 Deadline dl() { return Deadline::after(Millis(300000)); }
+
+constexpr uid_t kSandboxUid = 1001065535;
 
 // The directories the current test made (its images are in them).
 std::vector<std::string>& testDirs() {
@@ -88,6 +96,13 @@ std::string makeImage(const TempDir& dir) {
   return img;
 }
 
+CustomizeSpec rawWithHostname(const std::string& hostname) {
+  CustomizeSpec spec;
+  spec.format = "raw";
+  spec.hostname = hostname;
+  return spec;
+}
+
 std::string debugfsCat(const std::string& img, const std::string& path) {
   auto r = run({"debugfs", "-R", "cat " + path, img});
   return r.ok() ? r->out : "<" + r.error().message + ">";
@@ -108,6 +123,8 @@ class GuestfsTest : public ::testing::Test {
     runtime_ = *rt;
     runtime_.onSpawn = [this](pid_t pid) { helpers_.push_back(pid); };
     testDirs().clear();
+    sandboxRoot_ = std::make_unique<TempDir>();
+    runtime_.sandbox = GuestfsSandbox{kSandboxUid, sandboxRoot_->path()};
     before_ = libguestfsTempDirs();
   }
   void TearDown() override {
@@ -132,6 +149,7 @@ class GuestfsTest : public ::testing::Test {
   }
 
   GuestfsRuntime runtime_;
+  std::unique_ptr<TempDir> sandboxRoot_;
   std::vector<pid_t> helpers_;  // each helper's pid = its session id
   std::set<std::string> before_;
 };
@@ -182,9 +200,7 @@ TEST_F(GuestfsTest, CustomisesRawImageAndReadsBackWithDebugfs) {
 TEST_F(GuestfsTest, DeadlineKillsTheApplianceAndItsProcessGroup) {
   TempDir dir;
   std::string img = makeImage(dir);
-  CustomizeSpec spec;
-  spec.format = "raw";
-  spec.hostname = "never";
+  CustomizeSpec spec = rawWithHostname("never");
   pid_t group = 0;
   auto record = runtime_.onSpawn;
   runtime_.onSpawn = [&](pid_t pid) {
@@ -251,4 +267,105 @@ TEST_F(GuestfsTest, BadRequestsFailBeforeAnyLaunch) {
   r = customizeImage(dir / "x.raw", spec, noHelper, dl());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::unavailable);
+}
+
+// "comm uid CapEff" of every process of the helper's session once it runs the helper or QEMU
+// (before its exec a child is still vmmd's, as root), sampled until stop().
+class SessionWatcher {
+ public:
+  void watch(pid_t session) {
+    thread_ = std::thread([this, session] {
+      while (!stop_) {
+        for (pid_t p : sessionMembers(session)) {
+          std::string dir = "/proc/" + std::to_string(p);
+          std::string comm(trim(fs::readFile(dir + "/comm", 256).valueOr("")));
+          if (comm != "vmm-customize" && !startsWith(comm, "qemu-system")) continue;
+          std::string uid, caps;
+          for (const auto& line : split(fs::readFile(dir + "/status", 1 << 16).valueOr(""), '\n', true)) {
+            if (startsWith(line, "Uid:")) uid = split(std::string(trim(line.substr(4))), '\t', true).at(0);
+            if (startsWith(line, "CapEff:")) caps = std::string(trim(line.substr(7)));
+          }
+          std::lock_guard lock(mu_);
+          seen_.insert(comm + " " + uid + " " + caps);
+        }
+        std::this_thread::sleep_for(Millis(20));
+      }
+    });
+  }
+  std::set<std::string> stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
+  ~SessionWatcher() { stop(); }
+
+ private:
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::set<std::string> seen_;
+};
+
+TEST_F(GuestfsTest, SandboxedHelperRunsUnprivilegedAndSeesOnlyTheLayersItIsGiven) {
+  TempDir dir;  // 0700: nothing in it is any other uid's to open
+  std::string base = makeImage(dir), overlay = dir / "overlay.qcow2";
+  ASSERT_TRUE(run({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, overlay}).ok());
+  SessionWatcher watcher;
+  auto record = runtime_.onSpawn;
+  runtime_.onSpawn = [&](pid_t pid) {
+    record(pid);
+    watcher.watch(pid);
+  };
+  CustomizeSpec spec;
+  spec.format = "qcow2";
+  spec.files.push_back({"/etc/layered", "through the chain\n", 0644, ""});
+  auto r = customizeImage(DiskToCustomize(overlay, {base}), spec, runtime_, dl());
+  auto seen = watcher.stop();
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const std::string unprivileged = " " + std::to_string(kSandboxUid) + " 0000000000000000";
+  EXPECT_TRUE(seen.count("vmm-customize" + unprivileged)) << join(std::vector<std::string>(seen.begin(), seen.end()), "; ");
+  EXPECT_TRUE(seen.count("qemu-system-x86" + unprivileged)) << join(std::vector<std::string>(seen.begin(), seen.end()), "; ");
+  for (const auto& s : seen) EXPECT_NE(s.find(unprivileged), std::string::npos) << "privileged: " << s;
+  // Written to the overlay, the base unchanged; both still root's on disk.
+  EXPECT_EQ(debugfsCat(base, "/etc/layered").find("through"), std::string::npos);
+  ASSERT_TRUE(run({"qemu-img", "convert", "-f", "qcow2", "-O", "raw", overlay, dir / "flat.raw"}).ok());
+  EXPECT_EQ(debugfsCat(dir / "flat.raw", "/etc/layered"), "through the chain\n");
+  for (const auto& path : {base, overlay}) {
+    struct stat st{};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 0u) << path;
+  }
+
+  // Hostile: the same overlay without its base. The header still names the root-only file,
+  // which a root appliance would open; the sandbox has no such file.
+  spec.files = {{"/etc/leaked", "x", 0644, ""}};
+  r = customizeImage(overlay, spec, runtime_, dl());
+  ASSERT_FALSE(r.ok()) << "the appliance opened a backing file it was not given";
+  EXPECT_NE(r.error().message.find("No such file"), std::string::npos) << r.error().message;
+}
+
+TEST_F(GuestfsTest, SandboxRefusesABlockDeviceAndNeedsTheFixedAppliance) {
+  TempDir dir;
+  std::string img = makeImage(dir);
+  CustomizeSpec spec = rawWithHostname("x");
+  // A device node cannot be shown to the helper's uid without changing it on the host.
+  auto loop = run({"losetup", "--find", "--show", img});
+  ASSERT_TRUE(loop.ok()) << loop.error().message;
+  std::string device(trim(loop->out));
+  struct Detach {
+    std::string device;
+    ~Detach() { (void)run({"losetup", "-d", device}); }
+  } detach{device};
+  auto r = customizeImage(device, spec, runtime_, dl());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::unsupported) << r.error().message;
+
+  GuestfsRuntime supermin = runtime_;
+  supermin.env.erase("LIBGUESTFS_PATH");
+  r = customizeImage(img, spec, supermin, dl());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::unavailable) << r.error().message;
+  EXPECT_NE(r.error().message.find("setup-guestfs.sh"), std::string::npos) << r.error().message;
+  EXPECT_NE(debugfsCat(img, "/etc/hostname"), "x\n");
 }
