@@ -12,6 +12,7 @@
 #include "network/link.h"
 #include "network/port/port_profile.h"
 #include "storage/image_inspect.h"
+#include "storage/qemu_img.h"
 
 namespace vmm {
 
@@ -191,6 +192,17 @@ void DaemonHostServices::releasePort(const model::Nic& nic, const std::string& i
   net::PortSpec spec{ifname, bridge, nic.mac, nic.port};
   if (auto st = net::removePort(spec, Deadline::after(Millis(10000))); !st.ok())
     log::warn("cannot remove the port profile", {{"ifname", ifname}, {"error", st.error().message}});
+}
+
+Status DaemonHostServices::runQemuImg(const std::vector<std::string>& args, const drivers::QemuImgAccess& access, Deadline deadline) {
+  return storage::runQemuImg(args, access, deadline, "qemu-img " + (args.empty() ? std::string() : args[0]));
+}
+
+std::pair<std::string, std::string> DaemonHostServices::recordedBacking(const std::string& file) {
+  auto h = storage::readImageFileHeader(file);
+  if (!h.ok() || !h->image.qcow2 || h->backing.empty() || !h->problem.empty()) return {"", ""};
+  std::string backing = h->backing[0] == '/' ? h->backing : fs::dirName(file) + "/" + h->backing;
+  return {backing, h->image.backingFormat.value_or("")};
 }
 
 }  // namespace vmm

@@ -13,6 +13,8 @@ class DaemonHostServices final : public drivers::HostServices {
   DaemonHostServices(PoolService& pools, NetworkService& networks, std::string stateDir)
       : pools_(pools), networks_(networks), stateDir_(std::move(stateDir)) {}
   Result<drivers::ResolvedDisk> resolveDisk(const model::Disk& disk) override;
+  Status runQemuImg(const std::vector<std::string>& args, const drivers::QemuImgAccess& access, Deadline deadline) override;
+  std::pair<std::string, std::string> recordedBacking(const std::string& file) override;
   Result<drivers::PreparedPort> plugNic(const model::Domain& dom, const model::Nic& nic, const std::string& kind) override;
   void unplugNic(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) override;
   Result<std::string> attachPort(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) override;

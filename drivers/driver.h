@@ -75,11 +75,25 @@ struct PreparedPort {
   std::string bridge;
 };
 
+// What qemu-img may touch when the storage layer runs it sandboxed (storage/qemu_img.h);
+// nothing else exists for it. A file in a writable directory needs no listing of its own.
+struct QemuImgAccess {
+  std::vector<std::string> writableDirs;   // it creates files there (or changes them)
+  std::vector<std::string> writableFiles;  // it changes these in place
+  std::vector<std::string> readFiles;      // it only reads these (backing layers)
+};
+
 // Services the daemon offers to drivers (storage and network live outside the driver).
 class HostServices {
  public:
   virtual ~HostServices() = default;
   virtual Result<ResolvedDisk> resolveDisk(const model::Disk& disk) = 0;
+  // qemu-img ARGS on local image files (a shut-off domain's snapshots), run by the storage
+  // layer within `access`.
+  virtual Status runQemuImg(const std::vector<std::string>& args, const QemuImgAccess& access, Deadline deadline) = 0;
+  // The backing file (made absolute) and its format that a qcow2 image's header records, read
+  // by the storage layer's own parser (nothing is opened through it); {"", ""} for anything else.
+  virtual std::pair<std::string, std::string> recordedBacking(const std::string& file) = 0;
   // Creates the host side of a NIC (tap on the right bridge, port profile applied).
   virtual Result<PreparedPort> plugNic(const model::Domain& dom, const model::Nic& nic, const std::string& kind) = 0;
   virtual void unplugNic(const model::Domain& dom, const model::Nic& nic, const std::string& ifname) = 0;

@@ -29,13 +29,7 @@ QemuImgSandbox gSandbox;
 
 std::string fmt(model::DiskFormat f) { return std::string(model::enumName(model::kDiskFormats, f)); }
 
-// What qemu-img touches: directories it creates or changes files in, files it only reads.
-struct Touches {
-  std::vector<std::string> writableDirs;
-  std::vector<std::string> readFiles;
-};
-
-Result<Confinement> confinementFor(const Touches& t, Deadline deadline) {
+Result<Confinement> confinementFor(const QemuImgAccess& t, Deadline deadline) {
   QemuImgSandbox sandbox;
   {
     std::lock_guard lock(gSandboxMu);
@@ -43,8 +37,9 @@ Result<Confinement> confinementFor(const Touches& t, Deadline deadline) {
   }
   Confinement c;
   auto local = [](const std::string& p) { return !p.empty() && p[0] == '/'; };
-  for (const auto& p : t.writableDirs) if (!local(p)) return c;
-  for (const auto& p : t.readFiles) if (!local(p)) return c;
+  for (const auto* paths : {&t.writableDirs, &t.writableFiles, &t.readFiles})
+    for (const auto& p : *paths)
+      if (!local(p)) return c;
   if (sandbox.uid == 0) return c;
   c.uid = sandbox.uid;
   c.gid = sandbox.uid;
@@ -62,20 +57,22 @@ Result<Confinement> confinementFor(const Touches& t, Deadline deadline) {
   for (const auto& d : t.writableDirs)
     if (dirs.insert(d).second) root.binds.push_back({d, d, true, sandbox.uid});
   std::set<std::string> files;
+  for (const auto& f : t.writableFiles)
+    if (!dirs.count(fs::dirName(f)) && files.insert(f).second) root.binds.push_back({f, f, true, sandbox.uid});
   for (const auto& f : t.readFiles)
     if (!dirs.count(fs::dirName(f)) && files.insert(f).second) root.binds.push_back({f, f, false, sandbox.uid});
   c.root = std::move(root);
   return c;
 }
 
-Result<RunOptions> within(Deadline deadline, const Touches& t) {
+Result<RunOptions> within(Deadline deadline, const QemuImgAccess& t) {
   RunOptions o;
   o.deadline = deadline;
   VMM_ASSIGN(o.confinement, confinementFor(t, deadline));
   return o;
 }
 
-Status checked(const std::vector<std::string>& argv, Deadline deadline, const Touches& t, const std::string& what) {
+Status checked(const std::vector<std::string>& argv, Deadline deadline, const QemuImgAccess& t, const std::string& what) {
   VMM_ASSIGN(auto options, within(deadline, t));
   auto r = runCommand(argv, options);
   if (!r.ok()) return r.error().wrap(what);
@@ -89,6 +86,12 @@ Status checked(const std::vector<std::string>& argv, Deadline deadline, const To
 }
 
 }  // namespace
+
+Status runQemuImg(const std::vector<std::string>& args, const QemuImgAccess& access, Deadline deadline, const std::string& what) {
+  std::vector<std::string> argv = {"qemu-img"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return checked(argv, deadline, access, what);
+}
 
 std::vector<std::string> sameDirectoryBackingLayers(const std::string& path, model::DiskFormat format) {
   std::vector<std::string> out;
@@ -125,14 +128,14 @@ Status createImage(const CreateImage& c, Deadline deadline) {
   if (!opts.empty()) argv.insert(argv.end(), {"-o", join(opts, ",")});
   argv.push_back(c.path);
   argv.push_back(std::to_string(c.size));
-  return checked(argv, deadline, {{fs::dirName(c.path)}, {}}, "creating " + c.path);
+  return checked(argv, deadline, {{fs::dirName(c.path)}, {}, {}}, "creating " + c.path);
 }
 
 Result<ImageInfo> imageInfo(const std::string& path, Deadline deadline, bool shared) {
   std::vector<std::string> argv = {"qemu-img", "info", "--output=json"};
   if (shared) argv.push_back("-U");
   argv.push_back(path);
-  VMM_ASSIGN(auto options, within(deadline, {{}, {path}}));
+  VMM_ASSIGN(auto options, within(deadline, {{}, {}, {path}}));
   auto r = runCommand(argv, options);
   if (!r.ok()) return r.error().wrap("reading " + path);
   if (!r->success()) return Error{ErrorCode::invalid_argument, "reading " + path + ": " + std::string(trim(r->err))};
@@ -154,7 +157,7 @@ Status resizeImage(const std::string& path, model::DiskFormat format, uint64_t s
   if (allowShrink) argv.push_back("--shrink");
   argv.insert(argv.end(), {path, std::to_string(size)});
   // A qcow2's backing layers are opened too: vmm's lie next to it, in the pool's directory.
-  return checked(argv, deadline, {{fs::dirName(path)}, {}}, "resizing " + path);
+  return checked(argv, deadline, {{fs::dirName(path)}, {}, {}}, "resizing " + path);
 }
 
 Status convertImage(const std::string& from, model::DiskFormat fromFormat, const std::string& to, model::DiskFormat format,
@@ -173,7 +176,7 @@ Status convertImage(const std::string& from, model::DiskFormat fromFormat, const
   so.stderrFd = errFd.get();
   std::vector<std::string> reads = {from};
   reads.insert(reads.end(), fromLayers.begin(), fromLayers.end());
-  VMM_ASSIGN(so.confinement, confinementFor({{fs::dirName(to)}, reads}, deadline));
+  VMM_ASSIGN(so.confinement, confinementFor({{fs::dirName(to)}, {}, reads}, deadline));
   auto pid = spawnProcess({"qemu-img", "convert", "-p", "-f", fmt(fromFormat), "-O", fmt(format), from, to}, so);
   writeEnd.reset();
   errFd.reset();

@@ -253,6 +253,15 @@ json QemuDriver::graphicsInfo(Instance& inst, const model::Domain& def, Deadline
   return out;
 }
 
+Status QemuDriver::qemuImg(const std::vector<std::string>& args, const QemuImgAccess& access, Deadline deadline) const {
+  if (!services_) return unavailable("qemu-img: this driver has no host services to run it");
+  return services_->runQemuImg(args, access, deadline);
+}
+
+std::pair<std::string, std::string> QemuDriver::recordedBacking(const std::string& file) const {
+  return services_ ? services_->recordedBacking(file) : std::pair<std::string, std::string>();
+}
+
 Result<ResolvedDisk> QemuDriver::resolveDisk(const model::Disk& disk) const {
   ResolvedDisk r;
   if (services_) {

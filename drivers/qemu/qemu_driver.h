@@ -95,6 +95,10 @@ class QemuDriver final : public HypervisorDriver {
   // Where each graphics device listens (the socket path, or the TCP address and port QEMU took).
   json graphicsInfo(Instance& inst, const model::Domain& def, Deadline deadline) const;
   Result<ResolvedDisk> resolveDisk(const model::Disk& disk) const;  // through the host services
+  // qemu-img on a shut-off domain's images, and what a vmm-made overlay records as its backing
+  // (HostServices::runQemuImg, recordedBacking): the storage layer runs and parses for the driver.
+  Status qemuImg(const std::vector<std::string>& args, const QemuImgAccess& access, Deadline deadline) const;
+  std::pair<std::string, std::string> recordedBacking(const std::string& file) const;
   Result<int> freePort(Instance& inst, const std::string& deviceId);
   // device_del and the wait for the guest to let go of the device.
   Status unplugDevice(Instance& inst, const std::string& deviceId, Deadline deadline);

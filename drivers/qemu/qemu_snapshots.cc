@@ -11,7 +11,13 @@
 //   taken, the state migrated to a file and the guest resumed. Delete merges the overlay into
 //   its backing file (block-commit / qemu-img commit); revert (shut off only) puts a fresh
 //   overlay on the snapshot's backing file.
+// qemu-img on a shut-off domain's images runs sandboxed by the storage layer (HostServices::
+// runQemuImg): it may change the files the operation changes and read the layers under them as
+// the storage layer pinned the disk's chain (DiskChains) - a file no chain holds has no layers
+// for it. Overlays' backing files are read by the storage layer's header parser, never by
+// qemu-img as root.
 #include <algorithm>
+#include <functional>
 #include <thread>
 
 #include "base/fault_point.h"
@@ -72,30 +78,51 @@ Result<std::map<std::string, std::string>> formatNodesByFile(QemuDriver::Instanc
   return out;
 }
 
-Status qemuImg(const std::vector<std::string>& args, Deadline deadline) {
-  std::vector<std::string> argv = {"qemu-img"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  RunOptions opts;
-  opts.deadline = deadline;
-  auto r = runChecked(argv, opts);
-  return r.ok() ? Status() : Status(r.error());
-}
+// The files of the writable disks' chains as the storage layer pinned them, top first: all a
+// sandboxed qemu-img working on a shut-off disk may see (storage/qemu_img.h).
+struct DiskChains {
+  std::vector<std::vector<std::string>> chains;
 
-// The backing chain of an image, top first: [{"filename", "full-backing-filename", ...}];
-// with wholeChain false only the image itself.
-Result<json> backingChain(const std::string& path, Deadline deadline, bool wholeChain = true) {
-  RunOptions opts;
-  opts.deadline = deadline;
-  std::vector<std::string> argv = {"qemu-img", "info", "-U", "--output=json", path};
-  if (wholeChain) argv.insert(argv.begin() + 3, "--backing-chain");
-  VMM_ASSIGN(auto r, runChecked(argv, opts));
-  try {
-    json chain = json::parse(r.out);
-    if (chain.is_object()) chain = json::array({chain});
-    return chain;
-  } catch (const std::exception& e) {
-    return internalError("cannot parse qemu-img info of " + path + ": " + e.what());
+  // `file`'s layers below it in the chain holding it; none for a file in no chain (a header
+  // could name any file: qemu-img then finds no backing file and fails).
+  std::vector<std::string> below(const std::string& file) const {
+    for (const auto& chain : chains) {
+      auto at = std::find(chain.begin(), chain.end(), file);
+      if (at != chain.end()) return {at + 1, chain.end()};
+    }
+    return {};
   }
+  // qemu-img changing `changed` in place (and creating files in `newFilesDir`), reading the
+  // layers under them.
+  QemuImgAccess access(const std::vector<std::string>& changed, const std::string& newFilesDir = "") const {
+    QemuImgAccess a;
+    if (!newFilesDir.empty()) a.writableDirs.push_back(newFilesDir);
+    a.writableFiles = changed;
+    for (const auto& file : changed)
+      for (const auto& layer : below(file))
+        if (std::count(changed.begin(), changed.end(), layer) == 0) a.readFiles.push_back(layer);
+    return a;
+  }
+  // `file` and every layer under it.
+  std::vector<std::string> from(const std::string& file) const {
+    std::vector<std::string> out = {file};
+    auto rest = below(file);
+    out.insert(out.end(), rest.begin(), rest.end());
+    return out;
+  }
+};
+
+DiskChains pinnedChains(const model::Domain& def, const std::function<Result<ResolvedDisk>(const model::Disk&)>& resolve) {
+  DiskChains out;
+  for (const auto& d : def.disks) {
+    if (d.device != model::DiskDevice::disk || d.readonly) continue;
+    auto r = resolve(d);
+    if (!r.ok() || !r->protocol.empty() || r->path.empty()) continue;
+    std::vector<std::string> files = {r->path};
+    for (const auto& layer : r->backing) files.push_back(layer.path);
+    out.chains.push_back(std::move(files));
+  }
+  return out;
 }
 
 std::string imageStem(const std::string& path) {
@@ -184,16 +211,15 @@ Status commitLive(QemuDriver::Instance& inst, const std::string& deviceNode, con
 // Files in `dir` other than `except` whose backing file is one of `parents`: branches that a
 // merge would break.
 Result<std::string> otherChild(const std::string& dir, const std::vector<std::string>& parents,
-                               const std::vector<std::string>& except, Deadline deadline) {
+                               const std::vector<std::string>& except,
+                               const std::function<std::pair<std::string, std::string>(const std::string&)>& recordedBacking) {
   auto names = fs::listDir(dir);
   if (!names.ok()) return std::string();
   for (const auto& n : *names) {
     std::string path = dir + "/" + n;
     if (!endsWith(n, ".qcow2") || std::count(except.begin(), except.end(), path)) continue;
-    auto chain = backingChain(path, deadline, false);
-    if (!chain.ok() || chain->empty()) continue;
-    std::string backing = str((*chain)[0], "full-backing-filename");
-    if (std::count(parents.begin(), parents.end(), backing)) return path;
+    std::string backing = recordedBacking(path).first;
+    if (!backing.empty() && std::count(parents.begin(), parents.end(), backing)) return path;
   }
   return std::string();
 }
@@ -254,13 +280,12 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
     std::vector<std::string> done;  // undone on failure
     Status failed;
     json sources = json::object();
+    auto chains = pinnedChains(def, [this](const model::Disk& d) { return resolveDisk(d); });
     for (const auto& img : images) {
       if (kind == "internal") {
         // A snapshot of this name is a leftover of a vmmd that died before recording it.
-        RunOptions quiet;
-        quiet.deadline = deadline;
-        (void)runCommand({"qemu-img", "snapshot", "-d", name, img.path}, quiet);
-        failed = qemuImg({"snapshot", "-c", name, img.path}, deadline);
+        (void)qemuImg({"snapshot", "-d", name, img.path}, chains.access({img.path}), deadline);
+        failed = qemuImg({"snapshot", "-c", name, img.path}, chains.access({img.path}), deadline);
         if (!failed.ok()) break;
         done.push_back(img.path);
         disks.push_back({{"target", img.target}, {"file", img.path}, {"format", "qcow2"}});
@@ -270,7 +295,10 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
           failed = conflict("disk " + img.target + ": " + overlay + " already exists");
           break;
         }
-        failed = qemuImg({"create", "-q", "-f", "qcow2", "-b", img.path, "-F", img.format, overlay}, deadline);
+        QemuImgAccess access;
+        access.writableDirs = {fs::dirName(overlay)};
+        access.readFiles = chains.from(img.path);
+        failed = qemuImg({"create", "-q", "-f", "qcow2", "-b", img.path, "-F", img.format, overlay}, access, deadline);
         if (!failed.ok()) {
           (void)fs::removeFile(overlay);
           break;
@@ -282,7 +310,7 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
     }
     if (!failed.ok()) {
       for (const auto& path : done) {
-        if (kind == "internal") (void)qemuImg({"snapshot", "-d", name, path}, Deadline::after(Millis(10000)));
+        if (kind == "internal") (void)qemuImg({"snapshot", "-d", name, path}, chains.access({path}), Deadline::after(Millis(10000)));
         else (void)fs::removeFile(path);
       }
       return failed.error();
@@ -377,7 +405,9 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
     }
     // vmmd makes the overlay (QEMU may not create files) naming its backing by path and format,
     // without opening it (-u: QEMU holds it), and hands it over as a descriptor.
-    Status made = qemuImg({"create", "-q", "-f", "qcow2", "-u", "-b", img.file, "-F", img.format, overlay, std::to_string(img.size)}, deadline);
+    QemuImgAccess access;
+    access.writableDirs = {fs::dirName(overlay)};
+    Status made = qemuImg({"create", "-q", "-f", "qcow2", "-u", "-b", img.file, "-F", img.format, overlay, std::to_string(img.size)}, access, deadline);
     if (made.ok()) created.push_back(overlay);
     auto set = made.ok() ? passImage(*inst, overlay, true, deadline) : Result<int>(made.error());
     if (!set.ok()) {
@@ -517,13 +547,15 @@ Result<json> QemuDriver::snapshotRevert(const model::Domain& def, const json& sn
       if (r.path != str(d, "file"))
         return conflict("disk " + target + " now uses " + r.path + " (not " + str(d, "file") + ", which holds snapshot " + name + ")");
     }
-    for (const auto& d : disks) VMM_TRY(qemuImg({"snapshot", "-a", name, str(d, "file")}, deadline));
+    auto chains = pinnedChains(def, [this](const model::Disk& d) { return resolveDisk(d); });
+    for (const auto& d : disks) VMM_TRY(qemuImg({"snapshot", "-a", name, str(d, "file")}, chains.access({str(d, "file")}), deadline));
     return json{{"state", "shutoff"}};
   }
 
   // external: a fresh overlay on each snapshot's backing file (the state when it was taken)
   if (live) return conflict("shut the domain off before reverting to external snapshot " + name);
   json sources = json::object();
+  auto chains = pinnedChains(def, [this](const model::Disk& d) { return resolveDisk(d); });
   for (const auto& d : disks) {
     std::string target = str(d, "target"), overlay = str(d, "file"), backing = str(d, "backing");
     std::string bfmt = d.value("backing_format", "qcow2");
@@ -541,7 +573,10 @@ Result<json> QemuDriver::snapshotRevert(const model::Domain& def, const json& sn
     } else {
       VMM_TRY(fs::removeFile(overlay));
     }
-    VMM_TRY(qemuImg({"create", "-q", "-f", "qcow2", "-b", backing, "-F", bfmt, fresh}, deadline));
+    QemuImgAccess access;
+    access.writableDirs = {fs::dirName(fresh)};
+    access.readFiles = chains.from(backing);
+    VMM_TRY(qemuImg({"create", "-q", "-f", "qcow2", "-b", backing, "-F", bfmt, fresh}, access, deadline));
     sources[target] = fresh;
   }
   json out = {{"disk_sources", sources}, {"state", memory ? takenState : "shutoff"}};
@@ -562,13 +597,11 @@ Result<json> QemuDriver::removeExternalOrphan(const model::Domain& def, const st
   std::string ownDir = data.value("state_dir", "");
   std::string fallback = ownDir.empty() ? stateDir(def.name) : ownDir;
   auto backingOf = [&](const std::string& file) -> std::pair<std::string, std::string> {
-    auto c = backingChain(file, deadline, false);
-    if (!c.ok() || c->empty()) return {"", ""};
+    auto [backing, fmt] = recordedBacking(file);
     // vmm's overlays always record their backing's format: a file without one is not ours, and
     // its backing is never opened in a format guessed for it.
-    std::string fmt = str((*c)[0], "backing-filename-format");
     if (fmt != "raw" && fmt != "qcow2") return {"", ""};
-    return {str((*c)[0], "full-backing-filename"), fmt};
+    return {backing, fmt};
   };
   // The overlay this snapshot put on a disk whose definition says `defPath`, if `file` is it.
   auto ours = [&](const std::string& file, const std::string& defPath, const std::string& backing) {
@@ -601,6 +634,7 @@ Result<json> QemuDriver::removeExternalOrphan(const model::Domain& def, const st
       }
     }
   } else {
+    auto chains = pinnedChains(def, [this](const model::Disk& d) { return resolveDisk(d); });
     for (const auto& d : def.disks) {
       if (!snapshotable(d)) continue;
       auto r = resolveDisk(d);
@@ -610,8 +644,14 @@ Result<json> QemuDriver::removeExternalOrphan(const model::Domain& def, const st
       if (!fs::exists(overlay)) continue;
       auto [backing, bfmt] = backingOf(overlay);
       if (!ours(overlay, r->path, backing)) continue;
-      // A guest may have written to it before its QEMU ended while vmmd was down.
-      VMM_TRY(qemuImg({"commit", "-q", "-f", "qcow2", overlay}, deadline));
+      // A guest may have written to it before its QEMU ended while vmmd was down. An overlay
+      // the definition does not name yet sits on the disk's top.
+      auto layers = moved ? chains.from(overlay) : chains.from(backing);
+      if (!moved) layers.insert(layers.begin(), overlay);
+      QemuImgAccess access;
+      access.writableFiles = {layers.begin(), layers.begin() + std::min<size_t>(2, layers.size())};
+      access.readFiles = {layers.begin() + std::min<size_t>(2, layers.size()), layers.end()};
+      VMM_TRY(qemuImg({"commit", "-q", "-f", "qcow2", overlay}, access, deadline));
       VMM_TRY(fs::removeFile(overlay));
       if (moved) {
         sources[d.target] = backing;
@@ -656,6 +696,7 @@ Result<json> QemuDriver::snapshotDelete(const model::Domain& def, const json& sn
     }
   }
 
+  auto chains = pinnedChains(def, [this](const model::Disk& d) { return resolveDisk(d); });
   if (kind == "internal") {
     if (live) {
       VMM_ASSIGN(auto nodes, formatNodesByFile(*inst, deadline));
@@ -671,18 +712,15 @@ Result<json> QemuDriver::snapshotDelete(const model::Domain& def, const json& sn
         VMM_TRY(inst->qmp->runJob("snapshot-delete", {{"job-id", id}, {"tag", name}, {"devices", devices}}, id, deadline));
       }
       for (const auto& f : offline)
-        if (fs::exists(f)) VMM_TRY(qemuImg({"snapshot", "-d", name, f}, deadline));
+        if (fs::exists(f)) VMM_TRY(qemuImg({"snapshot", "-d", name, f}, chains.access({f}), deadline));
       return json::object();
     }
     for (const auto& d : disks) {
       std::string file = str(d, "file");
       if (!fs::exists(file)) continue;
-      RunOptions opts;
-      opts.deadline = deadline;
-      VMM_ASSIGN(auto r, runCommand({"qemu-img", "snapshot", "-d", name, file}, opts));
+      Status removed = qemuImg({"snapshot", "-d", name, file}, chains.access({file}), deadline);
       // Already gone (an earlier delete interrupted after this image) is fine.
-      if (!r.success() && r.err.find("not found") == std::string::npos)
-        return internalError("qemu-img snapshot -d " + name + " " + file + ": " + r.describe());
+      if (!removed.ok() && removed.error().message.find("not found") == std::string::npos) return removed.error();
     }
     return json::object();
   }
@@ -702,11 +740,12 @@ Result<json> QemuDriver::snapshotDelete(const model::Domain& def, const json& sn
       if (it == images.end() || !nodes.count(overlay) || !nodes.count(backing))
         return conflict("snapshot " + name + ": " + overlay + " is not in the running chain of disk " + target + "; it cannot be merged");
       if (it->file != overlay) {
-        VMM_ASSIGN(auto chain, backingChain(it->file, deadline));
+        auto chain = chains.from(it->file);
         for (size_t i = 0; i + 1 < chain.size(); ++i)
-          if (str(chain[i + 1], "filename") == overlay) child = str(chain[i], "filename");
+          if (chain[i + 1] == overlay) child = chain[i];
       }
-      VMM_ASSIGN(auto other, otherChild(fs::dirName(overlay), {overlay, backing}, {overlay, child, it->file}, deadline));
+      VMM_ASSIGN(auto other, otherChild(fs::dirName(overlay), {overlay, backing}, {overlay, child, it->file},
+                                                [this](const std::string& f) { return recordedBacking(f); }));
       if (!other.empty()) return conflict("snapshot " + name + ": " + other + " also depends on " + overlay + " or " + backing + " (a branch left by a revert); merging would break it");
       VMM_TRY(commitLive(*inst, it->node, nodes.at(overlay), nodes.at(backing), backing, child, deadline));
       if (it->file == overlay) {
@@ -717,18 +756,20 @@ Result<json> QemuDriver::snapshotDelete(const model::Domain& def, const json& sn
       auto disk = std::find_if(def.disks.begin(), def.disks.end(), [&](const model::Disk& x) { return x.target == target; });
       if (disk == def.disks.end()) return conflict("disk " + target + " of snapshot " + name + " is no longer attached");
       VMM_ASSIGN(auto r, resolveDisk(*disk));
-      VMM_ASSIGN(auto chain, backingChain(r.path, deadline));
+      auto chain = chains.from(r.path);
       bool inChain = false;
       for (size_t i = 0; i < chain.size(); ++i) {
-        if (str(chain[i], "filename") != overlay) continue;
+        if (chain[i] != overlay) continue;
         inChain = true;
-        if (i > 0) child = str(chain[i - 1], "filename");
+        if (i > 0) child = chain[i - 1];
       }
       if (!inChain) return conflict("snapshot " + name + ": " + overlay + " is not in the backing chain of disk " + target + "; it cannot be merged");
-      VMM_ASSIGN(auto other, otherChild(fs::dirName(overlay), {overlay, backing}, {overlay, child, r.path}, deadline));
+      VMM_ASSIGN(auto other, otherChild(fs::dirName(overlay), {overlay, backing}, {overlay, child, r.path},
+                                                [this](const std::string& f) { return recordedBacking(f); }));
       if (!other.empty()) return conflict("snapshot " + name + ": " + other + " also depends on " + overlay + " or " + backing + " (a branch left by a revert); merging would break it");
-      VMM_TRY(qemuImg({"commit", "-q", "-f", "qcow2", overlay}, deadline));
-      if (!child.empty()) VMM_TRY(qemuImg({"rebase", "-u", "-f", "qcow2", "-b", backing, "-F", bfmt, child}, deadline));
+      // commit writes the overlay's data into its backing file and empties the overlay.
+      VMM_TRY(qemuImg({"commit", "-q", "-f", "qcow2", overlay}, chains.access({overlay, backing}), deadline));
+      if (!child.empty()) VMM_TRY(qemuImg({"rebase", "-u", "-f", "qcow2", "-b", backing, "-F", bfmt, child}, chains.access({child}), deadline));
       else {
         sources[target] = backing;
         formats[target] = bfmt;
