@@ -256,6 +256,7 @@ Status Daemon::start() {
   facts_ = probeHostFacts();
   VMM_TRY(domains_->load());
   ImageServiceOptions iso;
+  iso.resolveDisk = [services = hostServices_.get()](const model::Disk& disk) { return services->resolveDisk(disk); };
   iso.pool = config_.imagePool;
   iso.poolPath = config_.stateDir + "/pools/" + config_.imagePool;
   iso.tempDir = config_.stateDir + "/tmp/images";

@@ -247,18 +247,13 @@ Result<model::Image> ImageService::fromDomain(const TemplateFromDomainSpec& spec
   VMM_TRY(reserve(spec.name));
   Reverter undo;
   undo.add([this, name = spec.name] { unreserve(name); });
-  std::string source = root->source.path;
-  model::DiskFormat fmt = root->format.value_or(model::defaultDiskFormat(*root));
+  if (!options_.resolveDisk) return unavailable("this image service cannot resolve a domain's disks");
+  VMM_ASSIGN(auto r, options_.resolveDisk(*root));
+  if (r.path.empty() || r.size) return unsupported("making an image of disk " + root->target + ": it is not a local image file");
+  const std::string source = r.path;
+  const model::DiskFormat fmt = r.format;
   std::vector<std::string> layers;  // what qemu-img reads below the top (storage/qemu_img.h)
-  if (root->source.isVolume()) {
-    VMM_ASSIGN(auto r, pools_.resolve(root->source.pool, root->source.volume));
-    if (r.path.empty() || r.size) return unsupported("making an image of a disk on a " + root->source.pool + " volume that is not a local file");
-    source = r.path;
-    fmt = r.format;
-    for (const auto& layer : r.backing) layers.push_back(layer.path);
-  } else {
-    layers = storage::sameDirectoryBackingLayers(source, fmt);
-  }
+  for (const auto& layer : r.backing) layers.push_back(layer.path);
   // A flat copy: the template must not depend on the domain's backing chain.
   std::string flat = options_.tempDir + "/" + spec.name + "-" + randomHex(6) + ".qcow2";
   undo.add([flat] { (void)fs::removeFile(flat); });

@@ -16,6 +16,7 @@
 #include "base/result.h"
 #include "daemon/domain_service.h"
 #include "daemon/event_bus.h"
+#include "drivers/driver.h"
 #include "daemon/pool_service.h"
 #include "daemon/state_store.h"
 #include "model/image.h"
@@ -32,6 +33,9 @@ struct ImageServiceOptions {
   bool allowHttp = false;        // downloads over plain http://
   uint64_t maxVirtualSize = 2ULL << 40;  // the largest disk an imported image may claim
   Millis ioTimeout = Millis(6 * 3600 * 1000);
+  // A domain's disk as the drivers get it (DaemonHostServices::resolveDisk): the layers under
+  // it are what qemu-img may read when an image is made of it. Required for image from-domain.
+  std::function<Result<drivers::ResolvedDisk>(const model::Disk&)> resolveDisk;
 };
 
 struct ImageProgress {

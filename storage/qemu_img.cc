@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <signal.h>
 #include <unistd.h>
@@ -18,7 +17,6 @@
 #include "base/socket_util.h"
 #include "base/process.h"
 #include "base/strings.h"
-#include "storage/image_inspect.h"
 
 namespace vmm::storage {
 
@@ -91,23 +89,6 @@ Status runQemuImg(const std::vector<std::string>& args, const QemuImgAccess& acc
   std::vector<std::string> argv = {"qemu-img"};
   argv.insert(argv.end(), args.begin(), args.end());
   return checked(argv, deadline, access, what);
-}
-
-std::vector<std::string> sameDirectoryBackingLayers(const std::string& path, model::DiskFormat format) {
-  std::vector<std::string> out;
-  if (format != model::DiskFormat::qcow2) return out;
-  std::string layer = path;
-  for (int depth = 0; depth < 16; ++depth) {
-    auto h = readImageFileHeader(layer);
-    if (!h.ok() || !h->image.qcow2 || h->backing.empty()) break;
-    std::string next = h->backing[0] == '/' ? h->backing : fs::dirName(layer) + "/" + h->backing;
-    // A symlink could name any file, which the idmapped bind would then show qemu-img as its own.
-    struct stat st{};
-    if (fs::dirName(next) != fs::dirName(path) || ::lstat(next.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) break;
-    out.push_back(next);
-    layer = next;
-  }
-  return out;
 }
 
 void setQemuImgSandbox(const QemuImgSandbox& sandbox) {

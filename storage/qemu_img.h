@@ -45,16 +45,14 @@ Status createImage(const CreateImage& c, Deadline deadline);
 Result<ImageInfo> imageInfo(const std::string& path, Deadline deadline, bool shared = true);
 Status resizeImage(const std::string& path, model::DiskFormat format, uint64_t size, bool allowShrink, Deadline deadline);
 // Full copy into a new image of `format`, reporting progress. `fromLayers`: the files of
-// `from`'s backing chain outside `to`'s directory, which a sandboxed qemu-img sees only when
-// named here.
+// `from`'s backing chain as vmm recorded or pinned it (ResolvedDisk::backing), which a
+// sandboxed qemu-img sees only when named here.
 Status convertImage(const std::string& from, model::DiskFormat fromFormat, const std::string& to, model::DiskFormat format,
                     const std::function<void(double)>& progress, Deadline deadline, const std::vector<std::string>& fromLayers = {});
 
 using drivers::QemuImgAccess;
+
 // `qemu-img ARGS` within `access`; a failure says `what` and qemu-img's reason.
 Status runQemuImg(const std::vector<std::string>& args, const QemuImgAccess& access, Deadline deadline, const std::string& what);
-
-// The backing layers a qcow2 header names, followed while they are files in `path`'s directory.
-std::vector<std::string> sameDirectoryBackingLayers(const std::string& path, model::DiskFormat format);
 
 }  // namespace vmm::storage

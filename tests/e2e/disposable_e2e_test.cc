@@ -455,6 +455,25 @@ TEST_F(DisposableTest, ImagesFromUrlAndFromAStoppedDomain) {
   EXPECT_EQ(r.exitCode, 5) << r.out << r.err;
   EXPECT_EQ(vmctl({"rm", "base"}).exitCode, 0);
   EXPECT_EQ(vmctl({"image", "delete", "tmpl"}).exitCode, 0);
+
+  // A disk given by path, an overlay in a directory of its own on the image's volume: the
+  // sandboxed qemu-img is shown the chain vmm vouches for (the volume lies elsewhere).
+  ASSERT_TRUE(fs::makeDirs(tmp + "/own", 0700).ok());
+  std::string overlay = tmp + "/own/overlay.qcow2";
+  ASSERT_EQ(run({"qemu-img", "create", "-q", "-f", "qcow2", "-b", volumePath("test-guest.qcow2"), "-F", "qcow2", overlay}), 0);
+  ASSERT_EQ(run({"qemu-io", "-f", "qcow2", "-c", "write -P 0x6b 1M 64k", overlay}), 0);
+  json def = {{"name", "pathdisk"}, {"type", "qemu"}, {"vcpus", 1}, {"memory", "256MiB"},
+              {"disks", {{{"source", {{"path", overlay}}}, {"format", "qcow2"}}}}};
+  ASSERT_TRUE(rpc->call("domain.create", {{"definition", def}}).ok());
+  r = vmctl({"image", "from-domain", "pathdisk", "frompath"});
+  EXPECT_EQ(r.exitCode, 0) << r.out << r.err;
+  auto fromPath = rpc->call("image.get", {{"name", "frompath"}});
+  ASSERT_TRUE(fromPath.ok());
+  marked = verify(volumePath((*fromPath)["volume"]), "0x6b");
+  EXPECT_EQ(marked.exitCode, 0) << marked.out << marked.err;
+  EXPECT_EQ(marked.out.find("Pattern verification failed"), std::string::npos) << marked.out;
+  EXPECT_EQ(vmctl({"image", "delete", "frompath"}).exitCode, 0);
+  EXPECT_TRUE(rpc->call("domain.delete", {{"name", "pathdisk"}}).ok());
   expectNothingLeft();
 }
 
