@@ -4,6 +4,8 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -101,7 +103,7 @@ struct ChildSetup {
 
 // A step of the child's set-up that failed, sent to the parent over a close-on-exec pipe (end
 // of file there means the exec happened).
-enum class ChildStep : int { network_namespace = 1, limit, private_root, groups, gid, uid, no_new_privileges, cwd };
+enum class ChildStep : int { network_namespace = 1, limit, private_root, groups, gid, uid, no_new_privileges, capabilities, cwd };
 struct ChildFailure {
   ChildStep step;
   int err;
@@ -117,6 +119,7 @@ std::string describeChildStep(const ChildFailure& f, const ChildSetup& s) {
     case ChildStep::gid: return "setresgid(" + std::to_string(s.confinement.gid.value_or(0)) + ")";
     case ChildStep::uid: return "setresuid(" + std::to_string(s.confinement.uid.value_or(0)) + ")";
     case ChildStep::no_new_privileges: return "prctl(PR_SET_NO_NEW_PRIVS)";
+    case ChildStep::capabilities: return "dropping capabilities";
     case ChildStep::cwd: return "chdir " + s.cwd;
   }
   return "set-up";
@@ -126,6 +129,22 @@ std::string describeChildStep(const ChildFailure& f, const ChildSetup& s) {
   ChildFailure f{step, errno, detail};
   (void)!write(reportFd, &f, sizeof f);
   _exit(126);
+}
+
+// Confinement::dropCapabilities. The securebits first (they need CAP_SETPCAP): uid 0 then gets
+// nothing from an exec and keeps nothing special on a uid change; then the bounding set, then
+// every set the process holds.
+void dropAllCapabilities(int reportFd) {
+  constexpr unsigned long kLockedNoRoot = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+                                          SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
+                                          SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+  if (prctl(PR_SET_SECUREBITS, kLockedNoRoot, 0, 0, 0) != 0) childFail(reportFd, ChildStep::capabilities, 1);
+  for (unsigned long cap = 0; cap < 64; ++cap)
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) childFail(reportFd, ChildStep::capabilities, 2);
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) childFail(reportFd, ChildStep::capabilities, 3);
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capset, &header, none) != 0) childFail(reportFd, ChildStep::capabilities, 4);
 }
 
 // Credentials change through the raw system calls: they act on the calling thread only, which
@@ -149,6 +168,7 @@ void applyConfinement(const Confinement& c, const std::optional<PreparedRoot>& r
     if (syscall(SYS_setresgid, *c.gid, *c.gid, *c.gid) != 0) childFail(reportFd, ChildStep::gid);
   }
   if (c.uid && syscall(SYS_setresuid, *c.uid, *c.uid, *c.uid) != 0) childFail(reportFd, ChildStep::uid);
+  if (c.dropCapabilities) dropAllCapabilities(reportFd);
   if (c.noNewPrivileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) childFail(reportFd, ChildStep::no_new_privileges);
 }
 

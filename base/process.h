@@ -35,6 +35,11 @@ struct Confinement {
   std::vector<gid_t> groups;
   // PR_SET_NO_NEW_PRIVS: no setuid bit or file capability of any later exec gives anything back.
   bool noNewPrivileges = false;
+  // Every capability dropped for good while the uid stays what it is (0 for a child that must
+  // speak as root to a server, e.g. NFS's AUTH_SYS): empty bounding, permitted, effective,
+  // inheritable and ambient sets, and locked securebits so no exec as uid 0 gives them back.
+  // Files root owns stay root's to read and write: give it a private root.
+  bool dropCapabilities = false;
   // A network namespace of its own: only a loopback that is down, no route anywhere.
   bool newNetworkNamespace = false;
   // A pid namespace of its own, the child its init (pid 1): it sees and signals no other
@@ -46,7 +51,7 @@ struct Confinement {
   // replaces the spawn's.
   std::optional<PrivateRoot> root;
 
-  bool empty() const { return !uid && !gid && groups.empty() && !root && !noNewPrivileges && !newNetworkNamespace && !newPidNamespace &&
+  bool empty() const { return !uid && !gid && groups.empty() && !root && !noNewPrivileges && !dropCapabilities && !newNetworkNamespace && !newPidNamespace &&
                                    limits.empty(); }
 };
 

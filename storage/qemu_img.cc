@@ -34,15 +34,23 @@ Result<Confinement> confinementFor(const QemuImgAccess& t, Deadline deadline) {
     sandbox = gSandbox;
   }
   Confinement c;
-  auto local = [](const std::string& p) { return !p.empty() && p[0] == '/'; };
-  for (const auto* paths : {&t.writableDirs, &t.writableFiles, &t.readFiles})
-    for (const auto& p : *paths)
-      if (!local(p)) return c;
   if (sandbox.uid == 0) return c;
-  c.uid = sandbox.uid;
-  c.gid = sandbox.uid;
+  auto local = [](const std::string& p) { return !p.empty() && p[0] == '/'; };
+  bool network = false;
+  for (const auto* paths : {&t.writableDirs, &t.writableFiles, &t.readFiles})
+    for (const auto& p : *paths) network = network || !local(p);
+  // On NFS, AUTH_SYS speaks for the uid the process has, and the pool's files are root's: there
+  // qemu-img stays uid 0 without a single capability, with the host's network but no files.
+  std::optional<uint32_t> shownAs;
+  if (network) {
+    c.dropCapabilities = true;
+  } else {
+    c.uid = sandbox.uid;
+    c.gid = sandbox.uid;
+    c.newNetworkNamespace = true;
+    shownAs = sandbox.uid;
+  }
   c.noNewPrivileges = true;
-  c.newNetworkNamespace = true;
   c.newPidNamespace = true;
   auto seconds = std::chrono::duration_cast<std::chrono::seconds>(deadline.remaining()).count();
   c.limits = {{RLIMIT_AS, uint64_t{4} << 30}, {RLIMIT_CPU, static_cast<uint64_t>(std::max<int64_t>(60, seconds + 1))}, {RLIMIT_CORE, 0},
@@ -51,14 +59,17 @@ Result<Confinement> confinementFor(const QemuImgAccess& t, Deadline deadline) {
   root.mountPoint = sandbox.mountPoint;
   addSystemFiles(root);
   for (const char* node : {"/dev/null", "/dev/zero", "/dev/urandom"}) root.binds.push_back({node, node, true});
+  if (network)
+    for (const char* file : {"/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf", "/etc/services", "/etc/protocols"})
+      if (::access(file, F_OK) == 0) root.binds.push_back({file, file, false});
   std::set<std::string> dirs;
   for (const auto& d : t.writableDirs)
-    if (dirs.insert(d).second) root.binds.push_back({d, d, true, sandbox.uid});
+    if (local(d) && dirs.insert(d).second) root.binds.push_back({d, d, true, shownAs});
   std::set<std::string> files;
   for (const auto& f : t.writableFiles)
-    if (!dirs.count(fs::dirName(f)) && files.insert(f).second) root.binds.push_back({f, f, true, sandbox.uid});
+    if (local(f) && !dirs.count(fs::dirName(f)) && files.insert(f).second) root.binds.push_back({f, f, true, shownAs});
   for (const auto& f : t.readFiles)
-    if (!dirs.count(fs::dirName(f)) && files.insert(f).second) root.binds.push_back({f, f, false, sandbox.uid});
+    if (local(f) && !dirs.count(fs::dirName(f)) && files.insert(f).second) root.binds.push_back({f, f, false, shownAs});
   c.root = std::move(root);
   return c;
 }

@@ -17,7 +17,10 @@ namespace vmm::storage {
 // capabilities, no_new_privs, limits on memory, CPU time and files, its own network and pid
 // namespaces, and a private root (base/private_root.h) holding its programs plus idmapped
 // binds of exactly the directories it writes and the files (and backing layers) it reads, in
-// which root's files show as its own. Without (the default, and for network URLs): as vmmd.
+// which root's files show as its own. Network images (nfs:// URLs) are the exception: NFS's
+// AUTH_SYS speaks for the process's uid and the pools' files are root's, so there qemu-img stays
+// uid 0 but holds no capability at all, keeps the host's network and sees no host files.
+// Without a sandbox (the default): as vmmd.
 struct QemuImgSandbox {
   uint32_t uid = 0;
   std::string mountPoint;  // an empty directory the private roots are built on

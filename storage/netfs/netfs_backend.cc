@@ -294,13 +294,9 @@ Result<model::Volume> NetfsBackend::cloneVolume(const model::Volume& src, const 
   // qemu-img copies only the data (a linked clone's copy includes its base: it is independent),
   // reading the source in its recorded format.
   auto copied = buildVolume(*nfs, name, [&](const std::string& temp) -> Status {
-    RunOptions opts;
-    opts.deadline = deadline;
     std::string f = fmt(src.format);
-    auto r = runCommand({"qemu-img", "convert", "-f", f, "-O", f, url(src.name), url(temp)}, opts);
-    if (!r.ok()) return r.error().wrap("copying volume " + src.name);
-    if (!r->success()) return Error{ErrorCode::invalid_argument, "copying volume " + src.name + ": " + std::string(trim(r->err))};
-    return {};
+    return runQemuImg({"convert", "-f", f, "-O", f, url(src.name), url(temp)}, {{url(temp)}, {}, {url(src.name)}}, deadline,
+                      "copying volume " + src.name);
   }, deadline);
   if (copied.ok() && options.progress) options.progress(1.0);
   return copied;

@@ -15,6 +15,7 @@
 #include "base/fs.h"
 #include "base/process.h"
 #include "storage/netfs/netfs_backend.h"
+#include "storage/qemu_img.h"
 #include "tests/support/host_tools.h"
 #include "tests/support/nfs_server.h"
 #include "tests/support/require.h"
@@ -78,6 +79,9 @@ class NetfsPoolTest : public ::testing::Test {
     auto st = server.start(exportDir);
     ASSERT_TRUE(st.ok()) << st.error().message;
     timing("ganesha + rpcbind start", msSince(t));
+    // qemu-img on the pool's URLs as vmmd runs it: sandboxed (uid 0 without capabilities).
+    ASSERT_EQ(::mkdir((root + "/sandbox-root").c_str(), 0700), 0);
+    setQemuImgSandbox({1001065535, root + "/sandbox-root"});
     backend = std::make_unique<NetfsBackend>(netfsPool(server.host(), server.exportPath()));
     t = SteadyClock::now();
     auto started = backend->start(dl());
@@ -85,6 +89,7 @@ class NetfsPoolTest : public ::testing::Test {
     timing("mount (libnfs, NFSv3)", msSince(t));
   }
   void TearDown() override {
+    setQemuImgSandbox({});
     if (backend) (void)backend->stop(dl(5000));
     backend.reset();
     pid_t ganesha = server.ganeshaPid();

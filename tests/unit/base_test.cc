@@ -284,6 +284,30 @@ TEST(Process, PrivateRootShowsOnlyWhatItWasGiven) {
   EXPECT_NE(bad.error().message.find(dir + "/missing"), std::string::npos) << bad.error().message;
 }
 
+// Root without capabilities: still uid 0, every set empty, and no exec gives them back, so a
+// root-owned file closed to its owner (mode 0000) stays closed (no CAP_DAC_OVERRIDE).
+TEST(Process, DroppedCapabilitiesStayDroppedForUidZero) {
+  VMM_REQUIRE(::geteuid() == 0, "root");
+  char tmpl[] = "/tmp/vmm-nocaps-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  Reverter removeDir;
+  removeDir.add([&] { (void)runCommand({"rm", "-rf", dir}); });
+  ASSERT_TRUE(fs::writeFileAtomic(dir + "/closed", "CLOSED\n", 0000).ok());
+  RunOptions o;
+  o.confinement.dropCapabilities = true;
+  auto r = runCommand({"sh", "-c", "id -u; grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb):' /proc/self/status; cat " + dir + "/closed"}, o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_NE(r->exitCode, 0) << "read a file closed to its owner: " << r->out;
+  EXPECT_EQ(r->out, "0\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n"
+                    "CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\n");
+  // Without it the same root reads it.
+  o.confinement.dropCapabilities = false;
+  auto root = runCommand({"cat", dir + "/closed"}, o);
+  ASSERT_TRUE(root.ok());
+  EXPECT_EQ(root->out, "CLOSED\n");
+}
+
 // A step that fails is an error naming it, and the program never runs half-confined.
 TEST(Process, ConfinementThatCannotBeAppliedIsAnError) {
   VMM_REQUIRE(::geteuid() == 0, "root (to start a child as another uid)");
