@@ -77,7 +77,8 @@ json formatNodeJson(const model::Disk& d, const ResolvedDisk& r, size_t layer, c
                {"node-name", diskFormatNode(d, layer)},
                {"read-only", d.readonly || layer > 0}};
   // A window of the file (a linear LV on its PV without device-mapper): the raw driver
-  // exposes only that range, and the guest cannot reach the bytes around it.
+  // exposes only that range, and the guest cannot reach the bytes around it. (A started QEMU
+  // gets a loop device of just the window instead: openLayerFor in qemu_files.cc.)
   if (r.size) {
     node["offset"] = r.offset;
     node["size"] = r.size;

@@ -97,7 +97,8 @@ Status QemuDriver::attachDisk(const model::Domain& def, const model::Disk& disk,
   // Each local layer as a descriptor (qemu_files.cc), before the nodes that open it.
   auto giveLayer = [&](ResolvedDisk& layer, bool writable) -> Status {
     if (!layer.protocol.empty() || layer.path.empty()) return {};
-    VMM_ASSIGN(int set, passImage(*inst, layer.path, writable, deadline));
+    VMM_ASSIGN(auto fd, openLayerFor(layer, writable));
+    VMM_ASSIGN(int set, passImageFd(*inst, std::move(fd), layer.path, deadline));
     revert.add([inst, set] { removeFdset(*inst, set); });
     layer.path = kFdsetPrefix + std::to_string(set);
     return {};

@@ -425,7 +425,7 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
   for (size_t i = 0; i < spec.disks.size(); ++i) {
     auto giveLayer = [&](ResolvedDisk& layer, bool writable) -> Status {
       if (!layer.protocol.empty() || layer.path.empty()) return {};
-      VMM_ASSIGN(auto fd, openImageFor(layer.path, writable));
+      VMM_ASSIGN(auto fd, openLayerFor(layer, writable));
       int set = static_cast<int>(spec.fdSets.size()) + 1;
       spec.fdSets.push_back({pass(std::move(fd)), set, layer.path});
       std::string name = kFdsetPrefix + std::to_string(set);

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "base/json_util.h"
+#include "base/loop_window.h"
 #include "base/log.h"
 #include "base/strings.h"
 #include "drivers/qemu/qemu_instance.h"
@@ -42,8 +43,22 @@ Result<fs::UniqueFd> openImageFor(const std::string& path, bool writable) {
   return fd;
 }
 
+Result<fs::UniqueFd> openLayerFor(ResolvedDisk& layer, bool writable) {
+  VMM_ASSIGN(auto fd, openImageFor(layer.path, writable));
+  if (!layer.size) return fd;
+  VMM_ASSIGN(auto window, openLoopWindow(fd.get(), layer.offset, layer.size, !writable));
+  layer.offset = 0;
+  layer.size = 0;
+  layer.blockDevice = true;
+  return window;
+}
+
 Result<int> passImage(QemuDriver::Instance& inst, const std::string& path, bool writable, Deadline deadline, int set) {
   VMM_ASSIGN(auto fd, openImageFor(path, writable));
+  return passImageFd(inst, std::move(fd), path, deadline, set);
+}
+
+Result<int> passImageFd(QemuDriver::Instance& inst, fs::UniqueFd fd, const std::string& path, Deadline deadline, int set) {
   json args = {{"opaque", path}};
   if (set >= 0) args["fdset-id"] = set;
   VMM_ASSIGN(auto added, inst.qmp->execute("add-fd", args, deadline, fd.get()));

@@ -96,9 +96,14 @@ Status settleSnapshotJobs(QemuDriver::Instance& inst, Deadline deadline);
 inline constexpr const char* kFdsetPrefix = "/dev/fdset/";
 // Opens a disk layer for QEMU: read-write for a writable top, read-only otherwise.
 Result<fs::UniqueFd> openImageFor(const std::string& path, bool writable);
-// Hands `path` to a running QEMU (QMP add-fd), into fd set `set` or a new one; returns the
-// set and remembers it in inst.fdsetFiles.
+// The descriptor QEMU gets for a layer. A window of a device (ResolvedDisk::size, an LV on its
+// PV without device-mapper) becomes a loop device of just those bytes (base/loop_window.h),
+// and the layer is then a whole block device: QEMU never holds the PV with other LVs on it.
+Result<fs::UniqueFd> openLayerFor(ResolvedDisk& layer, bool writable);
+// Hands `path` (or `fd`, opened for `path`) to a running QEMU (QMP add-fd), into fd set `set`
+// or a new one; returns the set and remembers it in inst.fdsetFiles.
 Result<int> passImage(QemuDriver::Instance& inst, const std::string& path, bool writable, Deadline deadline, int set = -1);
+Result<int> passImageFd(QemuDriver::Instance& inst, fs::UniqueFd fd, const std::string& path, Deadline deadline, int set = -1);
 // A private copy of an open file in QEMU's working directory (a boot file it may not read):
 // created, never replaced, 0400 and QEMU's; streamed, not read into memory.
 Status copyForQemu(int from, const std::string& dest, uid_t uid, gid_t gid);

@@ -259,6 +259,13 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
   std::string overlayFallback = ownDir.empty() ? stateDir(def.name) : ownDir;  // for disks under /dev
   if (name.empty()) return invalidArgument("snapshot: a name is required");
   if (kind != "internal" && kind != "external") return invalidArgument("snapshot kind must be internal or external");
+  // An overlay could only name the whole device under the window as its backing file.
+  for (const auto& d : def.disks) {
+    if (!snapshotable(d)) continue;
+    auto r = resolveDisk(d);
+    if (r.ok() && r->size)
+      return unsupported("disk " + d.target + " is a window of a device (a logical volume read without device-mapper): it cannot be snapshotted");
+  }
   auto inst = find(def.name);
   bool live = inst && !inst->hasExited();
   json disks = json::array();

@@ -27,6 +27,7 @@
 #include "tests/support/host_tools.h"
 #include "tests/support/loop_device.h"
 #include "tests/support/nfs_server.h"
+#include "tests/support/process_scan.h"
 #include "tests/support/require.h"
 #include "tests/support/tgt_target.h"
 #include "tests/support/test_guest.h"
@@ -339,7 +340,19 @@ TEST_F(QemuStorageTest, GuestBootsFromLogicalVolumeWithoutDeviceMapper) {
   auto cmdline = fs::readFile("/proc/" + std::to_string(pid) + "/cmdline", 1 << 20);
   ASSERT_TRUE(cmdline.ok());
   EXPECT_NE(cmdline->find("\"driver\":\"host_device\""), std::string::npos);
-  EXPECT_NE(cmdline->find("\"offset\":"), std::string::npos);
+  // QEMU holds a loop device of exactly the LV's bytes, never the PV with the bytes around it.
+  std::string window;
+  for (const auto& target : testutil::openDescriptors(pid)) {
+    EXPECT_NE(target, (*loop)->device()) << "QEMU holds the whole PV";
+    if (startsWith(target, "/dev/loop")) window = target;
+  }
+  ASSERT_FALSE(window.empty()) << "QEMU holds no loop device";
+  std::string sys = "/sys/block/" + fs::baseName(window);
+  EXPECT_EQ(std::stoull(fs::readFile(sys + "/size").valueOr("0")) * 512, kDiskSize);
+  EXPECT_NE(fs::readFile(sys + "/loop/offset").valueOr("0\n"), "0\n");
+  auto snap = rpc->callAndWait("snapshot.create", {{"name", "lvm-guest"}, {"snapshot", "s1"}, {"external", true}}, Deadline::after(Millis(60000)));
+  ASSERT_FALSE(snap.ok());
+  EXPECT_NE(snap.error().message.find("window"), std::string::npos) << "[" << snap.error().message << "]";
   ASSERT_NO_FATAL_FAILURE(guestBootedFromTheVolume("lvm-guest", pid));
   guestReadsAndWrites("lvm-guest", "FROM-LVM-GUEST");
   auto disk = download("lvm", "root");
@@ -347,6 +360,8 @@ TEST_F(QemuStorageTest, GuestBootsFromLogicalVolumeWithoutDeviceMapper) {
   EXPECT_EQ(disk.substr(kGuestWriteOffset, 14), "FROM-LVM-GUEST");
   (void)rpc->call("domain.delete", {{"name", "lvm-guest"}});
   domains.clear();
+  // The window cleared itself when QEMU, its last holder, ended.
+  EXPECT_TRUE(waitFor([&] { return !fs::exists(sys + "/loop"); }, Millis(10000))) << window << " still attached";
 }
 
 TEST_F(QemuStorageTest, GuestBootsFromLinkedCloneInDirPoolAndVolumeInUseIsKept) {

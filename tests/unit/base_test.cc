@@ -2,7 +2,11 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/sysmacros.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,6 +19,7 @@
 #include "base/byte_relay.h"
 #include "base/event_loop.h"
 #include "base/fs.h"
+#include "base/loop_window.h"
 #include "base/process.h"
 #include "base/random.h"
 #include "base/reverter.h"
@@ -24,6 +29,7 @@
 #include "base/time_util.h"
 #include "base/toml_lite.h"
 #include "tests/support/require.h"
+#include "tests/support/test_guest.h"
 
 using namespace vmm;
 
@@ -306,6 +312,55 @@ TEST(Process, DroppedCapabilitiesStayDroppedForUidZero) {
   auto root = runCommand({"cat", dir + "/closed"}, o);
   ASSERT_TRUE(root.ok());
   EXPECT_EQ(root->out, "CLOSED\n");
+}
+
+// A loop window shows exactly its bytes: reads end at its size, writes land inside it, a
+// read-only one refuses them, and the device detaches itself once its last descriptor closes.
+TEST(LoopWindow, ShowsOnlyItsBytesAndClearsItself) {
+  VMM_REQUIRE(::geteuid() == 0 && fs::exists("/dev/loop-control"), "root and loop devices");
+  char tmpl[] = "/tmp/vmm-window-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  Reverter removeDir;
+  removeDir.add([&] { (void)runCommand({"rm", "-rf", dir}); });
+  const size_t mib = 1 << 20;
+  ASSERT_TRUE(fs::writeFileAtomic(dir + "/pv", std::string(mib, 'a') + std::string(mib, 'b') + std::string(mib, 'c'), 0600).ok());
+  fs::UniqueFd pv(::open((dir + "/pv").c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(pv.valid());
+  auto window = openLoopWindow(pv.get(), mib, mib, false);
+  ASSERT_TRUE(window.ok()) << window.error().message;
+  uint64_t bytes = 0;
+  ASSERT_EQ(::ioctl(window->get(), BLKGETSIZE64, &bytes), 0);
+  EXPECT_EQ(bytes, mib);
+  std::string seen(2 * mib, '\0');
+  ssize_t got = ::pread(window->get(), seen.data(), seen.size(), 0);
+  ASSERT_EQ(got, static_cast<ssize_t>(mib)) << "read past the window's end";
+  EXPECT_TRUE(seen.substr(0, mib) == std::string(mib, 'b'));
+  std::string mark(4096, 'W');
+  ASSERT_EQ(::pwrite(window->get(), mark.data(), mark.size(), 0), static_cast<ssize_t>(mark.size()));
+  EXPECT_EQ(::pwrite(window->get(), mark.data(), mark.size(), mib), -1) << "wrote past the window's end";
+  ASSERT_EQ(::fsync(window->get()), 0);
+  auto read = fs::readFile(dir + "/pv", 4 * mib);
+  ASSERT_TRUE(read.ok()) << read.error().message;
+  const std::string& content = *read;
+  EXPECT_TRUE(content.substr(0, mib) == std::string(mib, 'a'));
+  EXPECT_EQ(content.substr(mib, 4096), mark);
+  EXPECT_TRUE(content.substr(2 * mib) == std::string(mib, 'c'));
+
+  auto readOnly = openLoopWindow(pv.get(), 0, mib, true);
+  ASSERT_TRUE(readOnly.ok()) << readOnly.error().message;
+  EXPECT_EQ(::pwrite(readOnly->get(), mark.data(), mark.size(), 0), -1);
+  EXPECT_EQ(fs::readFile(dir + "/pv", 4 * mib).valueOr("").substr(0, 4096), std::string(4096, 'a'));
+
+  struct stat st{};
+  ASSERT_EQ(::fstat(window->get(), &st), 0);
+  std::string backing = "/sys/dev/block/" + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev)) + "/loop/backing_file";
+  EXPECT_TRUE(fs::exists(backing));
+  window->reset();
+  readOnly->reset();
+  EXPECT_TRUE(testutil::waitFor([&] { return !fs::exists(backing); }, Millis(5000))) << backing << " still attached";
+
+  EXPECT_FALSE(openLoopWindow(pv.get(), 1, mib, false).ok());  // not in 512-byte units
 }
 
 // A step that fails is an error naming it, and the program never runs half-confined.
