@@ -1,6 +1,7 @@
 // Unix-domain socket helpers.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <string>
@@ -31,6 +32,14 @@ struct PeerCred {
 Result<PeerCred> peerCredentials(int fd);
 // True if `uid` is root, or `gid`/any supplementary group of the peer process equals `group`.
 bool peerInGroup(const PeerCred& cred, gid_t group);
+
+// One sendmsg of `len` bytes with descriptor `fd` attached (SCM_RIGHTS; the sender keeps its
+// copy); the bytes sent, or -1 with errno. Only system calls: safe in a forked child.
+ssize_t sendWithFd(int sock, const void* data, size_t len, int fd, int flags = MSG_NOSIGNAL);
+// One recvmsg of at most `len` bytes and at most one descriptor, received close-on-exec into
+// *fd (-1 when none or anything but exactly one came; extra ones are closed by the kernel's
+// truncation). The bytes received, or -1 with errno. Only system calls: safe in a forked child.
+ssize_t receiveWithFd(int sock, void* data, size_t len, int* fd);
 
 Status setNonBlocking(int fd, bool on = true);
 // Writes everything or fails; handles EINTR/EAGAIN with poll until the deadline.

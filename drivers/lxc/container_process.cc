@@ -78,18 +78,11 @@ void setLinkUp(const char* name) {
 // The go byte, carrying the rootfs's detached mount (rootTree); -1 when the caller gave up.
 int receiveRootTree(int sock) {
   char go = 0;
-  struct iovec iov{&go, 1};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  struct msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  if (::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1) return -1;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (c == nullptr || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) return -1;
   int fd = -1;
-  std::memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+  if (receiveWithFd(sock, &go, 1, &fd) != 1) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
   return fd;
 }
 
@@ -274,19 +267,7 @@ Result<fs::UniqueFd> rootTree(const std::string& rootfs, int usernsFd) {
 
 Status sendGo(int sock, int fd) {
   char go = 1;
-  struct iovec iov{&go, 1};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof(fd));
-  if (::sendmsg(sock, &msg, MSG_NOSIGNAL) != 1) return systemError("cannot release the container's init", errno);
+  if (sendWithFd(sock, &go, 1, fd) != 1) return systemError("cannot release the container's init", errno);
   return {};
 }
 

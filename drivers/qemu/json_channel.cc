@@ -8,6 +8,7 @@
 #include <fcntl.h>
 
 #include "base/log.h"
+#include "base/socket_util.h"
 
 namespace vmm::drivers::qemu {
 
@@ -107,19 +108,7 @@ void JsonChannel::flush() {
     size_t len = p->text.size() - outOffset_;
     ssize_t n;
     if (p->fd >= 0 && outOffset_ == 0) {
-      iovec iov{const_cast<char*>(data), len};
-      char ctrl[CMSG_SPACE(sizeof(int))] = {};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = ctrl;
-      msg.msg_controllen = sizeof ctrl;
-      cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-      cm->cmsg_level = SOL_SOCKET;
-      cm->cmsg_type = SCM_RIGHTS;
-      cm->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(cm), &p->fd, sizeof(int));
-      n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+      n = sendWithFd(fd_.get(), data, len, p->fd);
       if (n > 0) {
         ::close(p->fd);
         p->fd = -1;
