@@ -90,13 +90,16 @@ Result<fs::UniqueFd> detachedMount(const std::string& path, const DetachedMountO
 Result<int> userNamespaceShowingRootAs(uint32_t id) {
   static std::mutex mu;
   static std::map<uint32_t, fs::UniqueFd> made;
-  std::lock_guard lock(mu);
-  auto it = made.find(id);
-  if (it != made.end()) return it->second.get();
+  {
+    std::lock_guard lock(mu);
+    auto it = made.find(id);
+    if (it != made.end()) return it->second.get();
+  }
+  // Made without the lock (a fork and /proc writes); a thread that made one first wins and
+  // this one is closed.
   VMM_ASSIGN(auto ns, makeUserNamespace(id));
-  int fd = ns.get();
-  made.emplace(id, std::move(ns));
-  return fd;
+  std::lock_guard lock(mu);
+  return made.emplace(id, std::move(ns)).first->second.get();
 }
 
 int attachDetachedMount(int tree, const char* target) {
