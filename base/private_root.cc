@@ -89,6 +89,7 @@ Result<PreparedRoot> prepareRoot(const PrivateRoot& root) {
   if (root.proc) {
     makeDirs("/proc", true);
     out.proc = root.mountPoint + "/proc";
+    out.procReadOnly = root.procReadOnly;
   }
   makeDirs("/.old-root", true);
   return out;
@@ -145,7 +146,10 @@ int enterRoot(const PreparedRoot& r, int* step) {
   }
   for (const auto& [path, text] : r.symlinks)
     if (::symlink(text.c_str(), path.c_str()) != 0) return fail(step, kSymlink);
-  if (!r.proc.empty() && ::mount("proc", r.proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+  const unsigned long procFlags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  if (!r.proc.empty() && ::mount("proc", r.proc.c_str(), "proc", procFlags, nullptr) != 0)
+    return fail(step, kMountProc);
+  if (!r.proc.empty() && r.procReadOnly && ::mount(nullptr, r.proc.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | procFlags, nullptr) != 0)
     return fail(step, kMountProc);
   if (::syscall(SYS_pivot_root, r.mountPoint.c_str(), r.oldRoot.c_str()) != 0) return fail(step, kPivotRoot);
   if (::chdir("/") != 0) return fail(step, kChdirSlash);

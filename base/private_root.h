@@ -34,6 +34,9 @@ struct PrivateRoot {
   std::vector<Bind> binds;
   std::vector<std::pair<std::string, std::string>> symlinks;  // {path inside, link text}
   bool proc = true;        // a new proc at /proc
+  // ... mounted read-only: for a uid 0 child, which /proc/sys's file modes would otherwise let
+  // change host settings (the hostname, many kernel knobs) without any capability.
+  bool procReadOnly = false;
   // Writable scratch directories: a fresh tmpfs each (mode 1777, nosuid, nodev), capped at
   // `bytes`, gone with the namespace; binds below one are made on it. {path inside, bytes}
   std::vector<std::pair<std::string, uint64_t>> scratch;
@@ -57,6 +60,7 @@ struct PreparedRoot {
     int tree = -1;  // a detached mount to attach instead of binding `source` (flags already set)
   };
   std::string mountPoint, oldRoot, proc, cwd;
+  bool procReadOnly = false;
   std::vector<std::string> directories;  // to create, parents first
   std::vector<Mount> mounts;
   std::vector<std::pair<std::string, std::string>> symlinks;  // {full target, link text}

@@ -57,6 +57,7 @@ Result<Confinement> confinementFor(const QemuImgAccess& t, Deadline deadline) {
               {RLIMIT_NOFILE, 1024}};
   PrivateRoot root;
   root.mountPoint = sandbox.mountPoint;
+  root.procReadOnly = network;
   addSystemFiles(root);
   for (const char* node : {"/dev/null", "/dev/zero", "/dev/urandom"}) root.binds.push_back({node, node, true});
   if (network)

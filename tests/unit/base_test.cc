@@ -20,6 +20,7 @@
 #include "base/event_loop.h"
 #include "base/fs.h"
 #include "base/loop_window.h"
+#include "base/private_root.h"
 #include "base/process.h"
 #include "base/random.h"
 #include "base/reverter.h"
@@ -312,6 +313,20 @@ TEST(Process, DroppedCapabilitiesStayDroppedForUidZero) {
   auto root = runCommand({"cat", dir + "/closed"}, o);
   ASSERT_TRUE(root.ok());
   EXPECT_EQ(root->out, "CLOSED\n");
+
+  // /proc/sys's modes let uid 0 change host settings without a capability (the hostname here,
+  // written back unchanged): a private root's read-only /proc stops that.
+  ASSERT_TRUE(fs::makeDirs(dir + "/mnt", 0700).ok());
+  o.confinement.dropCapabilities = true;
+  PrivateRoot privateRoot;
+  privateRoot.mountPoint = dir + "/mnt";
+  privateRoot.procReadOnly = true;
+  addSystemFiles(privateRoot);
+  o.confinement.root = privateRoot;
+  auto sysctl = runCommand({"sh", "-c", "read h < /proc/sys/kernel/hostname && echo \"$h\" > /proc/sys/kernel/hostname"}, o);
+  ASSERT_TRUE(sysctl.ok()) << sysctl.error().message;
+  EXPECT_NE(sysctl->exitCode, 0);
+  EXPECT_NE(sysctl->err.find("Read-only file system"), std::string::npos) << sysctl->err;
 }
 
 // A loop window shows exactly its bytes: reads end at its size, writes land inside it, a
