@@ -24,6 +24,11 @@ std::optional<model::DiskFormat> layerFormat(const std::optional<std::string>& n
   return std::nullopt;
 }
 
+// The backing file a layer's header names, as a path (relative names are the layer's directory's).
+std::string backingPath(const std::string& layer, const std::string& named) {
+  return named[0] == '/' ? named : fs::dirName(layer) + "/" + named;
+}
+
 }  // namespace
 
 // A disk given by path is the admin's file. QEMU gets every layer of a qcow2 chain as a
@@ -47,7 +52,7 @@ Status DaemonHostServices::pinPathChain(drivers::ResolvedDisk& top) {
     if (!h->image.qcow2) return refuse("the image is not qcow2");
     if (!h->problem.empty()) return refuse(h->problem);
     if (h->backing.empty()) break;
-    std::string backing = h->backing[0] == '/' ? h->backing : fs::dirName(path) + "/" + h->backing;
+    std::string backing = backingPath(path, h->backing);
     auto named = layerFormat(h->image.backingFormat);
     VMM_ASSIGN(auto volume, pools_.resolvePath(backing));
     if (volume) {
@@ -201,8 +206,7 @@ Status DaemonHostServices::runQemuImg(const std::vector<std::string>& args, cons
 std::pair<std::string, std::string> DaemonHostServices::recordedBacking(const std::string& file) {
   auto h = storage::readImageFileHeader(file);
   if (!h.ok() || !h->image.qcow2 || h->backing.empty() || !h->problem.empty()) return {"", ""};
-  std::string backing = h->backing[0] == '/' ? h->backing : fs::dirName(file) + "/" + h->backing;
-  return {backing, h->image.backingFormat.value_or("")};
+  return {backingPath(file, h->backing), h->image.backingFormat.value_or("")};
 }
 
 }  // namespace vmm

@@ -10,7 +10,8 @@
 # Then, every time, a smoke launch: vmm-customize --check starts supermin's appliance (on no
 # image) as root in the helper's private mount namespace, and shuts it down; the script fails
 # with libguestfs's reason when it cannot (this also builds supermin's cached appliance, which
-# the fixed one is then copied from). The helper is BUILD/storage/customize/vmm-customize (or $VMM_CUSTOMIZE_HELPER).
+# the fixed one is then copied from). The helper is BUILD/storage/customize/vmm-customize (or
+# $VMM_CUSTOMIZE_HELPER).
 # The kernel package is the one scripts/build-test-guest.sh caches (BUILD/test-guest/cache or
 # ROOT/build/test-guest/cache); if neither has it, build-test-guest.sh fetches it once.
 # The missing /lib/modules that supermin insists on is handled by vmm-customize in a private

@@ -92,11 +92,15 @@ struct DiskChains {
     }
     return {};
   }
-  // qemu-img changing `changed` in place (and creating files in `newFilesDir`), reading the
-  // layers under them.
-  QemuImgAccess access(const std::vector<std::string>& changed, const std::string& newFilesDir = "") const {
+  void add(const ResolvedDisk& r) {
+    if (!r.protocol.empty() || r.path.empty()) return;
+    std::vector<std::string> files = {r.path};
+    for (const auto& layer : r.backing) files.push_back(layer.path);
+    chains.push_back(std::move(files));
+  }
+  // qemu-img changing `changed` in place, reading the layers under them.
+  QemuImgAccess access(const std::vector<std::string>& changed) const {
     QemuImgAccess a;
-    if (!newFilesDir.empty()) a.writableDirs.push_back(newFilesDir);
     a.writableFiles = changed;
     for (const auto& file : changed)
       for (const auto& layer : below(file))
@@ -116,11 +120,7 @@ DiskChains pinnedChains(const model::Domain& def, const std::function<Result<Res
   DiskChains out;
   for (const auto& d : def.disks) {
     if (d.device != model::DiskDevice::disk || d.readonly) continue;
-    auto r = resolve(d);
-    if (!r.ok() || !r->protocol.empty() || r->path.empty()) continue;
-    std::vector<std::string> files = {r->path};
-    for (const auto& layer : r->backing) files.push_back(layer.path);
-    out.chains.push_back(std::move(files));
+    if (auto r = resolve(d); r.ok()) out.add(*r);
   }
   return out;
 }
@@ -259,12 +259,18 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
   std::string overlayFallback = ownDir.empty() ? stateDir(def.name) : ownDir;  // for disks under /dev
   if (name.empty()) return invalidArgument("snapshot: a name is required");
   if (kind != "internal" && kind != "external") return invalidArgument("snapshot kind must be internal or external");
-  // An overlay could only name the whole device under the window as its backing file.
+  // Each writable disk resolved once: for the window check, the shut-off images and the chains
+  // qemu-img may see.
+  std::vector<std::pair<const model::Disk*, Result<ResolvedDisk>>> resolved;
+  DiskChains chains;
   for (const auto& d : def.disks) {
     if (!snapshotable(d)) continue;
     auto r = resolveDisk(d);
+    // An overlay could only name the whole device under the window as its backing file.
     if (r.ok() && r->size)
       return unsupported("disk " + d.target + " is a window of a device (a logical volume read without device-mapper): it cannot be snapshotted");
+    if (r.ok()) chains.add(*r);
+    resolved.emplace_back(&d, std::move(r));
   }
   auto inst = find(def.name);
   bool live = inst && !inst->hasExited();
@@ -275,19 +281,18 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
     // ---- shut off: qemu-img on the images (no memory to keep)
     out["state"] = "shutoff";
     std::vector<OfflineDisk> images;
-    for (const auto& d : def.disks) {
-      if (!snapshotable(d)) continue;
-      VMM_ASSIGN(auto r, resolveDisk(d));
-      images.push_back({d.target, r.path, std::string(model::enumName(model::kDiskFormats, d.format.value_or(r.format)))});
+    for (const auto& [d, resolution] : resolved) {
+      if (!resolution.ok()) return resolution.error();
+      const ResolvedDisk& r = *resolution;
+      images.push_back({d->target, r.path, std::string(model::enumName(model::kDiskFormats, d->format.value_or(r.format)))});
       if (!r.protocol.empty())
-        return invalidArgument("disk " + d.target + " is a " + r.protocol + " volume: vmm snapshots need a local image");
-      if (kind == "internal" && images.back().format != "qcow2") return rawDiskError(d.target, images.back().format);
+        return invalidArgument("disk " + d->target + " is a " + r.protocol + " volume: vmm snapshots need a local image");
+      if (kind == "internal" && images.back().format != "qcow2") return rawDiskError(d->target, images.back().format);
     }
     if (images.empty()) return invalidArgument("domain " + def.name + " has no writable disk to snapshot");
     std::vector<std::string> done;  // undone on failure
     Status failed;
     json sources = json::object();
-    auto chains = pinnedChains(def, [this](const model::Disk& d) { return resolveDisk(d); });
     for (const auto& img : images) {
       if (kind == "internal") {
         // A snapshot of this name is a leftover of a vmmd that died before recording it.
@@ -546,6 +551,7 @@ Result<json> QemuDriver::snapshotRevert(const model::Domain& def, const json& sn
     }
     if (memory)
       return conflict("snapshot " + name + " holds the guest's memory: start the domain (paused is enough), then revert to it");
+    DiskChains chains;
     for (const auto& d : disks) {
       std::string target = str(d, "target");
       auto disk = std::find_if(def.disks.begin(), def.disks.end(), [&](const model::Disk& x) { return x.target == target; });
@@ -553,8 +559,8 @@ Result<json> QemuDriver::snapshotRevert(const model::Domain& def, const json& sn
       VMM_ASSIGN(auto r, resolveDisk(*disk));
       if (r.path != str(d, "file"))
         return conflict("disk " + target + " now uses " + r.path + " (not " + str(d, "file") + ", which holds snapshot " + name + ")");
+      chains.add(r);
     }
-    auto chains = pinnedChains(def, [this](const model::Disk& d) { return resolveDisk(d); });
     for (const auto& d : disks) VMM_TRY(qemuImg({"snapshot", "-a", name, str(d, "file")}, chains.access({str(d, "file")}), deadline));
     return json{{"state", "shutoff"}};
   }
@@ -641,11 +647,12 @@ Result<json> QemuDriver::removeExternalOrphan(const model::Domain& def, const st
       }
     }
   } else {
-    auto chains = pinnedChains(def, [this](const model::Disk& d) { return resolveDisk(d); });
     for (const auto& d : def.disks) {
       if (!snapshotable(d)) continue;
       auto r = resolveDisk(d);
       if (!r.ok() || !r->protocol.empty()) continue;
+      DiskChains chains;
+      chains.add(*r);
       bool moved = endsWith(r->path, suffix);
       std::string overlay = moved ? r->path : overlayDir(r->path, fallback) + "/" + imageStem(r->path) + suffix;
       if (!fs::exists(overlay)) continue;

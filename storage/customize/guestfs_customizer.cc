@@ -94,9 +94,6 @@ Result<Confinement> sandboxFor(const GuestfsSandbox& sandbox, const GuestfsRunti
   VMM_ASSIGN(std::string appliance, fs::realPath(*appliancePath));
   VMM_ASSIGN(std::string hostCache, fs::realPath(*cache + "/.guestfs-sandboxed"));
   VMM_ASSIGN(std::string helper, fs::realPath(rt.helperPath));
-  struct stat st{};
-  if (::stat(image.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
-    return unsupported("unprivileged customisation works on image files only, not " + quote(image));
 
   Confinement c;
   c.uid = sandbox.uid;
@@ -160,6 +157,8 @@ Result<CustomizeReport> customizeImage(const DiskToCustomize& disk, const Custom
   struct stat st {};
   if (stat(imagePath.c_str(), &st) != 0) return errno == ENOENT ? notFound("no such image: " + imagePath) : systemError("stat " + imagePath, errno);
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return invalidArgument("not an image file: " + imagePath);
+  // A device node cannot be shown to the sandbox's uid without changing its owner on the host.
+  if (runtime.sandbox && !S_ISREG(st.st_mode)) return unsupported("unprivileged customisation works on image files only, not " + quote(imagePath));
   if (runtime.helperPath.empty() || access(runtime.helperPath.c_str(), X_OK) != 0)
     return unavailable("image customisation helper not found: " + quote(runtime.helperPath));
   VMM_ASSIGN(std::string absPath, fs::realPath(imagePath));
