@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include "base/fs.h"
+#include "base/idmapped_mount.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
 
@@ -82,6 +83,7 @@ struct ChildSetup {
   bool cwdBeforeConfinement = false;
   Confinement confinement;
   std::optional<PreparedRoot> root;  // confinement.root, every path prepared before the fork
+  int userns = -1;                    // confinement.rootShownAs's namespace
 
   void finalize() {
     if (!argvStore.empty() && argvStore[0].find('/') == std::string::npos) {
@@ -103,7 +105,7 @@ struct ChildSetup {
 
 // A step of the child's set-up that failed, sent to the parent over a close-on-exec pipe (end
 // of file there means the exec happened).
-enum class ChildStep : int { network_namespace = 1, limit, private_root, groups, gid, uid, no_new_privileges, capabilities, cwd };
+enum class ChildStep : int { network_namespace = 1, limit, private_root, user_namespace, groups, gid, uid, no_new_privileges, capabilities, cwd };
 struct ChildFailure {
   ChildStep step;
   int err;
@@ -115,6 +117,7 @@ std::string describeChildStep(const ChildFailure& f, const ChildSetup& s) {
     case ChildStep::network_namespace: return "unshare(CLONE_NEWNET)";
     case ChildStep::limit: return "setrlimit(" + std::to_string(f.detail) + ")";
     case ChildStep::private_root: return "private root: " + rootStepName(f.detail);
+    case ChildStep::user_namespace: return "entering the user namespace of " + std::to_string(s.confinement.rootShownAs.value_or(0));
     case ChildStep::groups: return "setgroups";
     case ChildStep::gid: return "setresgid(" + std::to_string(s.confinement.gid.value_or(0)) + ")";
     case ChildStep::uid: return "setresuid(" + std::to_string(s.confinement.uid.value_or(0)) + ")";
@@ -150,7 +153,7 @@ void dropAllCapabilities(int reportFd) {
 // Credentials change through the raw system calls: they act on the calling thread only, which
 // after fork() is the whole process, and unlike glibc's wrappers they do not signal threads
 // that no longer exist here.
-void applyConfinement(const Confinement& c, const std::optional<PreparedRoot>& root, int reportFd) {
+void applyConfinement(const Confinement& c, const std::optional<PreparedRoot>& root, int userns, int reportFd) {
   if (c.newNetworkNamespace && unshare(CLONE_NEWNET) != 0) childFail(reportFd, ChildStep::network_namespace);
   for (const auto& [resource, value] : c.limits) {
     rlimit rl{static_cast<rlim_t>(value), static_cast<rlim_t>(value)};
@@ -162,6 +165,14 @@ void applyConfinement(const Confinement& c, const std::optional<PreparedRoot>& r
       errno = err;
       childFail(reportFd, ChildStep::private_root, step);
     }
+  }
+  // After the mounts (they need the host's capabilities). Entering makes the process's host
+  // root an unmapped id there; it then takes the namespace's 0, which is the host's id.
+  if (userns >= 0) {
+    if (setns(userns, CLONE_NEWUSER) != 0) childFail(reportFd, ChildStep::user_namespace);
+    if (syscall(SYS_setgroups, 0, nullptr) != 0) childFail(reportFd, ChildStep::groups);
+    if (syscall(SYS_setresgid, 0, 0, 0) != 0) childFail(reportFd, ChildStep::gid);
+    if (syscall(SYS_setresuid, 0, 0, 0) != 0) childFail(reportFd, ChildStep::uid);
   }
   if (c.gid) {
     if (syscall(SYS_setgroups, c.groups.size(), c.groups.data()) != 0) childFail(reportFd, ChildStep::groups);
@@ -189,6 +200,10 @@ void applyConfinement(const Confinement& c, const std::optional<PreparedRoot>& r
   int report = fcntl(reportFd, F_DUPFD_CLOEXEC, base);
   // The private root's detached mounts stay until it is entered (close-on-exec: not beyond).
   int keepEnd = report + 1;
+  if (s.userns >= 0) {
+    s.userns = fcntl(s.userns, F_DUPFD_CLOEXEC, keepEnd);
+    keepEnd = s.userns + 1;
+  }
   if (s.root)
     for (auto& m : s.root->mounts)
       if (m.tree >= 0) {
@@ -204,7 +219,7 @@ void applyConfinement(const Confinement& c, const std::optional<PreparedRoot>& r
   close_range(static_cast<unsigned>(keepEnd), ~0U, 0);
   // After the fds: a limit on open files must not stop their placement.
   if (s.cwdBeforeConfinement && !s.cwd.empty() && chdir(s.cwd.c_str()) != 0) childFail(report, ChildStep::cwd);
-  applyConfinement(s.confinement, s.root, report);
+  applyConfinement(s.confinement, s.root, s.userns, report);
   if (!s.cwdBeforeConfinement && !s.cwd.empty() && chdir(s.cwd.c_str()) != 0) childFail(report, ChildStep::cwd);
   if (s.exe.empty()) {
     execvpe(s.argv[0], s.argv.data(), s.envp.data());
@@ -219,6 +234,10 @@ Result<pid_t> forkExec(ChildSetup& s) {
   const Confinement& c = s.confinement;
   if (c.uid.has_value() != c.gid.has_value()) return invalidArgument("a confined child needs both a uid and a gid");
   if (!c.groups.empty() && !c.gid) return invalidArgument("supplementary groups come with a gid");
+  if (c.rootShownAs && c.uid) return invalidArgument("a confined child gets a uid or a user namespace's root, not both");
+  if (c.rootShownAs) {
+    VMM_ASSIGN(s.userns, userNamespaceShowingRootAs(*c.rootShownAs));
+  }
   if (c.root) {
     VMM_ASSIGN(auto prepared, prepareRoot(*c.root));
     s.root = std::move(prepared);

@@ -40,6 +40,12 @@ struct Confinement {
   // inheritable and ambient sets, and locked securebits so no exec as uid 0 gives them back.
   // Files root owns stay root's to read and write: give it a private root.
   bool dropCapabilities = false;
+  // A user namespace of its own in which it is uid and gid 0 - on the host the id given here
+  // (userNamespaceShowingRootAs) - instead of `uid` and `gid`: a program that states its ids to
+  // a server (NFS's AUTH_SYS sends getuid()) speaks as root there while it owns nothing of the
+  // host and holds no capability over anything the host's namespaces own. Its capabilities in
+  // that namespace go too when dropCapabilities is set (they would come back with an exec).
+  std::optional<uint32_t> rootShownAs;
   // A network namespace of its own: only a loopback that is down, no route anywhere.
   bool newNetworkNamespace = false;
   // A pid namespace of its own, the child its init (pid 1): it sees and signals no other
@@ -51,7 +57,7 @@ struct Confinement {
   // replaces the spawn's.
   std::optional<PrivateRoot> root;
 
-  bool empty() const { return !uid && !gid && groups.empty() && !root && !noNewPrivileges && !dropCapabilities && !newNetworkNamespace && !newPidNamespace &&
+  bool empty() const { return !uid && !gid && !rootShownAs && groups.empty() && !root && !noNewPrivileges && !dropCapabilities && !newNetworkNamespace && !newPidNamespace &&
                                    limits.empty(); }
 };
 

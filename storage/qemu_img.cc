@@ -39,17 +39,18 @@ Result<Confinement> confinementFor(const QemuImgAccess& t, Deadline deadline) {
   bool network = false;
   for (const auto* paths : {&t.writableDirs, &t.writableFiles, &t.readFiles})
     for (const auto& p : *paths) network = network || !local(p);
-  // On NFS, AUTH_SYS speaks for the uid the process has, and the pool's files are root's: there
-  // qemu-img stays uid 0 without a single capability, with the host's network but no files.
-  std::optional<uint32_t> shownAs;
+  // On NFS, AUTH_SYS states the process's ids and the pools' files are root's: there qemu-img
+  // is root of a user namespace of its own (the same id on the host, no capability), keeps the
+  // host's network and sees no host file at all.
   if (network) {
+    c.rootShownAs = sandbox.uid;
     c.dropCapabilities = true;
   } else {
     c.uid = sandbox.uid;
     c.gid = sandbox.uid;
     c.newNetworkNamespace = true;
-    shownAs = sandbox.uid;
   }
+  const uint32_t shownAs = sandbox.uid;  // root's files in its binds show as its own
   c.noNewPrivileges = true;
   c.newPidNamespace = true;
   auto seconds = std::chrono::duration_cast<std::chrono::seconds>(deadline.remaining()).count();
@@ -57,7 +58,7 @@ Result<Confinement> confinementFor(const QemuImgAccess& t, Deadline deadline) {
               {RLIMIT_NOFILE, 1024}};
   PrivateRoot root;
   root.mountPoint = sandbox.mountPoint;
-  root.procReadOnly = network;
+  root.procReadOnly = true;
   addSystemFiles(root);
   for (const char* node : {"/dev/null", "/dev/zero", "/dev/urandom"}) root.binds.push_back({node, node, true});
   if (network)

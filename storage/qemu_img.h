@@ -18,8 +18,9 @@ namespace vmm::storage {
 // namespaces, and a private root (base/private_root.h) holding its programs plus idmapped
 // binds of exactly the directories it writes and the files (and backing layers) it reads, in
 // which root's files show as its own. Network images (nfs:// URLs) are the exception: NFS's
-// AUTH_SYS speaks for the process's uid and the pools' files are root's, so there qemu-img stays
-// uid 0 but holds no capability at all, keeps the host's network and sees no host files.
+// AUTH_SYS states the process's ids and the pools' files are root's, so there qemu-img is uid 0
+// of a user namespace of its own - the same uid on the host, no capability anywhere - keeps the
+// host's network and sees no host file at all.
 // Without a sandbox (the default): as vmmd.
 struct QemuImgSandbox {
   uint32_t uid = 0;

@@ -269,53 +269,17 @@ TEST_F(GuestfsTest, BadRequestsFailBeforeAnyLaunch) {
   EXPECT_EQ(r.error().code, ErrorCode::unavailable);
 }
 
-// "comm uid CapEff" of every process of the helper's session once it runs the helper or QEMU
-// (before its exec a child is still vmmd's, as root), sampled until stop().
-class SessionWatcher {
- public:
-  void watch(pid_t session) {
-    thread_ = std::thread([this, session] {
-      while (!stop_) {
-        for (pid_t p : sessionMembers(session)) {
-          std::string dir = "/proc/" + std::to_string(p);
-          std::string comm(trim(fs::readFile(dir + "/comm", 256).valueOr("")));
-          if (comm != "vmm-customize" && !startsWith(comm, "qemu-system")) continue;
-          std::string uid, caps;
-          for (const auto& line : split(fs::readFile(dir + "/status", 1 << 16).valueOr(""), '\n', true)) {
-            if (startsWith(line, "Uid:")) uid = split(std::string(trim(line.substr(4))), '\t', true).at(0);
-            if (startsWith(line, "CapEff:")) caps = std::string(trim(line.substr(7)));
-          }
-          std::lock_guard lock(mu_);
-          seen_.insert(comm + " " + uid + " " + caps);
-        }
-        std::this_thread::sleep_for(Millis(20));
-      }
-    });
-  }
-  std::set<std::string> stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-    std::lock_guard lock(mu_);
-    return seen_;
-  }
-  ~SessionWatcher() { stop(); }
-
- private:
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  std::set<std::string> seen_;
-};
-
 TEST_F(GuestfsTest, SandboxedHelperRunsUnprivilegedAndSeesOnlyTheLayersItIsGiven) {
   TempDir dir;  // 0700: nothing in it is any other uid's to open
   std::string base = makeImage(dir), overlay = dir / "overlay.qcow2";
   ASSERT_TRUE(run({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, overlay}).ok());
-  SessionWatcher watcher;
+  std::atomic<pid_t> session{0};  // the helper leads its own session
+  testutil::IdentitySampler watcher([&] { return session ? sessionMembers(session) : std::vector<pid_t>{}; },
+                                    {"vmm-customize", "qemu-system"});
   auto record = runtime_.onSpawn;
   runtime_.onSpawn = [&](pid_t pid) {
     record(pid);
-    watcher.watch(pid);
+    session = pid;
   };
   CustomizeSpec spec;
   spec.format = "qcow2";

@@ -18,6 +18,7 @@
 #include "storage/qemu_img.h"
 #include "tests/support/host_tools.h"
 #include "tests/support/nfs_server.h"
+#include "tests/support/process_scan.h"
 #include "tests/support/require.h"
 
 using namespace vmm;
@@ -33,6 +34,8 @@ double msSince(SteadyClock::time_point t) {
 void timing(const std::string& what, double ms) { std::printf("[ timing   ] %s: %.1f ms\n", what.c_str(), ms); }
 
 Deadline dl(int ms = 30000) { return Deadline::after(Millis(ms)); }
+
+constexpr uint32_t kToolUid = 1001065535;
 
 model::Pool netfsPool(const std::string& host, const std::string& dir) {
   model::Pool p;
@@ -79,9 +82,9 @@ class NetfsPoolTest : public ::testing::Test {
     auto st = server.start(exportDir);
     ASSERT_TRUE(st.ok()) << st.error().message;
     timing("ganesha + rpcbind start", msSince(t));
-    // qemu-img on the pool's URLs as vmmd runs it: sandboxed (uid 0 without capabilities).
+    // qemu-img on the pool's URLs as vmmd runs it: sandboxed, as the image tools' uid.
     ASSERT_EQ(::mkdir((root + "/sandbox-root").c_str(), 0700), 0);
-    setQemuImgSandbox({1001065535, root + "/sandbox-root"});
+    setQemuImgSandbox({kToolUid, root + "/sandbox-root"});
     backend = std::make_unique<NetfsBackend>(netfsPool(server.host(), server.exportPath()));
     t = SteadyClock::now();
     auto started = backend->start(dl());
@@ -336,11 +339,16 @@ TEST_F(NetfsPoolTest, ResizeWipeDelete) {
   EXPECT_EQ(backend->resizeVolume(vol("r.raw"), 0, true, dl()).error().code, ErrorCode::invalid_argument);
 
   auto t = SteadyClock::now();
+  testutil::IdentitySampler resizer(testutil::IdentitySampler::allProcesses, {"qemu-img"}, server.exportPath() + "/q.qcow2",
+                                    Millis(1));
   auto grown = backend->resizeVolume(vol("q.qcow2"), 3ULL << 30, false, dl());
+  auto seen = resizer.stop();
   timing("resize qcow2 (qemu-img resize nfs://)", msSince(t));
   ASSERT_TRUE(grown.ok()) << grown.error().message;
   EXPECT_EQ(backend->volumeInfo("q.qcow2", dl())->capacity, 3ULL << 30);
   EXPECT_EQ(qemuImgInfo(exportDir + "/q.qcow2").value("virtual-size", uint64_t{0}), 3ULL << 30);
+  // It ran as the image tools' uid without a capability, though the file is root's.
+  EXPECT_EQ(seen, (std::set<std::string>{"qemu-img " + std::to_string(kToolUid) + " 0000000000000000"}));
 
   // Wipe: same size and format, content gone.
   ASSERT_TRUE(upload("r.raw", randomBytes(8 << 20, 3)).ok());

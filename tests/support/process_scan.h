@@ -5,7 +5,12 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/fs.h"
@@ -78,5 +83,64 @@ inline std::string describe(const std::vector<ProcessEntry>& procs) {
            "): " + e.cmdline.substr(0, 300);
   return out;
 }
+
+// What a short-lived confined child really ran as: "comm uid CapEff" of each process that
+// `candidates()` names, whose comm starts with one of `comms` and whose command line holds
+// `argvMark`, sampled every `every` until stop(). A child is sampled only once it runs one of
+// those programs (before its exec it is still its root parent).
+class IdentitySampler {
+ public:
+  IdentitySampler(std::function<std::vector<pid_t>()> candidates, std::vector<std::string> comms, std::string argvMark = "",
+                  Millis every = Millis(20))
+      : candidates_(std::move(candidates)), comms_(std::move(comms)), mark_(std::move(argvMark)), every_(every) {
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        for (pid_t p : candidates_()) sample(p);
+        std::this_thread::sleep_for(every_);
+      }
+    });
+  }
+  std::set<std::string> stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
+  ~IdentitySampler() { stop(); }
+
+  static std::vector<pid_t> allProcesses() {
+    std::vector<pid_t> out;
+    for (const auto& n : fs::listDir("/proc").valueOr({}))
+      if (auto pid = parseInt(n); pid && *pid > 0) out.push_back(static_cast<pid_t>(*pid));
+    return out;
+  }
+
+ private:
+  void sample(pid_t p) {
+    std::string dir = "/proc/" + std::to_string(p);
+    std::string comm(trim(fs::readFile(dir + "/comm", 256).valueOr("")));
+    bool wanted = false;
+    for (const auto& c : comms_) wanted = wanted || startsWith(comm, c);
+    if (!wanted) return;
+    if (!mark_.empty() && fs::readFile(dir + "/cmdline", 1 << 20).valueOr("").find(mark_) == std::string::npos) return;
+    std::string uid, caps;
+    for (const auto& line : split(fs::readFile(dir + "/status", 1 << 16).valueOr(""), '\n', true)) {
+      if (startsWith(line, "Uid:")) uid = split(std::string(trim(line.substr(4))), '\t', true).at(0);
+      if (startsWith(line, "CapEff:")) caps = std::string(trim(line.substr(7)));
+    }
+    if (uid.empty()) return;  // exited while being read
+    std::lock_guard lock(mu_);
+    seen_.insert(comm + " " + uid + " " + caps);
+  }
+
+  std::function<std::vector<pid_t>()> candidates_;
+  std::vector<std::string> comms_;
+  std::string mark_;
+  Millis every_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::set<std::string> seen_;
+};
 
 }  // namespace vmm::testutil

@@ -329,6 +329,43 @@ TEST(Process, DroppedCapabilitiesStayDroppedForUidZero) {
   EXPECT_NE(sysctl->err.find("Read-only file system"), std::string::npos) << sysctl->err;
 }
 
+// Root of a user namespace of its own (what NFS's qemu-img runs as): id 0 and no capability in
+// its own eyes, another uid on the host, so a file only root may read stays closed to it.
+TEST(Process, RootOfItsOwnUserNamespaceIsAnotherUidOnTheHost) {
+  VMM_REQUIRE(::geteuid() == 0, "root");
+  char tmpl[] = "/tmp/vmm-userns-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  Reverter removeDir;
+  removeDir.add([&] { (void)runCommand({"rm", "-rf", dir}); });
+  ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
+  ASSERT_TRUE(fs::writeFileAtomic(dir + "/roots", "ROOT ONLY\n", 0600).ok());
+  RunOptions o;
+  o.confinement.rootShownAs = 1001065500;
+  o.confinement.dropCapabilities = true;
+  auto r = runCommand({"sh", "-c", "id -u; id -g; cat /proc/self/uid_map; grep -E '^Cap(Eff|Prm|Bnd):' /proc/self/status; cat " + dir + "/roots"}, o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_NE(r->exitCode, 0) << "read a root-only file: " << r->out;
+  auto lines = split(r->out, '\n', true);
+  ASSERT_EQ(lines.size(), 6u) << r->out << r->err;
+  EXPECT_EQ(lines[0], "0");
+  EXPECT_EQ(lines[1], "0");
+  EXPECT_EQ(split(lines[2], ' ', true), (std::vector<std::string>{"0", "1001065500", "1"}));
+  EXPECT_EQ(lines[3], "CapPrm:\t0000000000000000");
+  EXPECT_EQ(lines[4], "CapEff:\t0000000000000000");
+  EXPECT_EQ(lines[5], "CapBnd:\t0000000000000000");
+  // Without the namespace the same child is the host's root and reads it.
+  o.confinement.rootShownAs.reset();
+  o.confinement.dropCapabilities = false;
+  auto root = runCommand({"cat", dir + "/roots"}, o);
+  ASSERT_TRUE(root.ok());
+  EXPECT_EQ(root->out, "ROOT ONLY\n");
+  // A uid and a namespace's root at once is a mistake, refused before anything runs.
+  o.confinement.rootShownAs = 1001065500;
+  o.confinement.uid = o.confinement.gid = 1001065500;
+  EXPECT_EQ(runCommand({"true"}, o).error().code, ErrorCode::invalid_argument);
+}
+
 // A loop window shows exactly its bytes: reads end at its size, writes land inside it, a
 // read-only one refuses them, and the device detaches itself once its last descriptor closes.
 TEST(LoopWindow, ShowsOnlyItsBytesAndClearsItself) {
