@@ -47,25 +47,37 @@ Status DirBackend::start(Deadline) {
   if (!fs::isDirectory(pool_.path)) return notFound("pool " + pool_.name + ": directory " + pool_.path + " does not exist (build the pool first)");
   if (::access(pool_.path.c_str(), R_OK | W_OK | X_OK) != 0) return systemError("pool " + pool_.name + ": " + pool_.path, errno);
   sweepTemporaryFiles();
-  repairVolumeModes();
   // Older versions made pool directories 0711, which let host users reach a directory volume's tree by name.
   struct stat st{};
   if (::lstat(pool_.path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == 0 && (st.st_mode & 07777) == 0711) {
     if (::chmod(pool_.path.c_str(), 0700) == 0) log::info("closed the pool's directory to host users (0700)", {{"pool", pool_.name}});
   }
+  repairVolumeModes();
   return {};
 }
 
-// Volumes made before vmmd ran with umask 077 were 0644: guest disks readable by every local user.
+bool DirBackend::keepsHostUsersOut() const {
+  struct stat pool{};
+  return ::stat(pool_.path.c_str(), &pool) == 0 && pool.st_uid == 0 && !(pool.st_mode & 0011);
+}
+
+// Volumes made before vmmd ran with umask 077 were 0644: guest disks readable by every local
+// user. Directory volumes made while the pool's directory was 0711 kept a 0700 top, which the
+// container's users other than root cannot enter as "/".
 void DirBackend::repairVolumeModes() {
   auto names = fs::listDir(pool_.path);
   if (!names.ok()) return;
+  const bool closedPool = keepsHostUsersOut();
   for (const auto& n : *names) {
     std::string path = pool_.path + "/" + n;
     struct stat st{};
-    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) == 0) continue;
-    if (::chmod(path.c_str(), st.st_mode & 07700) == 0) log::info("made a volume file private (go-rwx)", {{"pool", pool_.name}, {"file", n}});
-    else log::warn("cannot make a volume file private", {{"pool", pool_.name}, {"file", n}, {"errno", errno}});
+    if (::lstat(path.c_str(), &st) != 0) continue;
+    if (S_ISREG(st.st_mode) && (st.st_mode & 077) != 0) {
+      if (::chmod(path.c_str(), st.st_mode & 07700) == 0) log::info("made a volume file private (go-rwx)", {{"pool", pool_.name}, {"file", n}});
+      else log::warn("cannot make a volume file private", {{"pool", pool_.name}, {"file", n}, {"errno", errno}});
+    } else if (S_ISDIR(st.st_mode) && closedPool && st.st_uid == 0 && (st.st_mode & 07777) == 0700 && n[0] != '.' && !endsWith(n, ".partial")) {
+      if (::chmod(path.c_str(), 0755) == 0) log::info("opened a directory volume's top to its container's users (0755)", {{"pool", pool_.name}, {"volume", n}});
+    }
   }
 }
 
@@ -196,9 +208,7 @@ Result<model::Volume> DirBackend::createDirectoryVolume(const model::VolumeSpec&
   if (!spec.fromTar.empty()) VMM_TRY(unpackTarball(spec.fromTar, partial, deadline, unpack_));
   // The tree's top is the container's "/", which its users other than root must be able to
   // enter: 0755 where the pool's directory keeps host users out, else 0700.
-  struct stat pool{};
-  if (::stat(pool_.path.c_str(), &pool) == 0 && pool.st_uid == 0 && !(pool.st_mode & 0011) && ::chmod(partial.c_str(), 0755) != 0)
-    return systemError("chmod " + partial, errno);
+  if (keepsHostUsersOut() && ::chmod(partial.c_str(), 0755) != 0) return systemError("chmod " + partial, errno);
   if (::rename(partial.c_str(), path.c_str()) != 0) return systemError("rename " + partial, errno);
   revert.success();
   return describe(spec.name, path);

@@ -39,6 +39,7 @@ class DirBackend final : public PoolBackend {
   Result<model::Volume> describe(const std::string& name, const std::string& path, bool measure = true) const;
   void sweepTemporaryFiles();
   void repairVolumeModes();
+  bool keepsHostUsersOut() const;  // the pool's directory is root's and closed to other users
   Result<model::Volume> lookup(const std::string& name) const;
   Result<model::Volume> createDirectoryVolume(const model::VolumeSpec& spec, const std::string& path, Deadline deadline);
 

@@ -135,14 +135,16 @@ TEST_F(PrivateFiles, ModesAfterFirstStart) {
   EXPECT_EQ(modeOf(pool() + "/planted.img"), "0600");
   EXPECT_NE(vmmd->log().find("corrected the mode of a state file"), std::string::npos);
 
-  // A pool restart repairs a file put there while vmmd ran, and closes a pool directory that
-  // older versions made 0711.
+  // A pool restart repairs a file put there while vmmd ran, closes a pool directory that older
+  // versions made 0711 and opens the 0700 top they gave a container's tree there.
   ASSERT_TRUE(fs::writeFileAtomic(pool() + "/late.img", "old", 0644).ok());
   ASSERT_EQ(::chmod(pool().c_str(), 0711), 0);
+  ASSERT_EQ(::chmod((pool() + "/tree").c_str(), 0700), 0);
   ASSERT_TRUE(call("pool.stop", {{"name", "default"}}).ok());
   ASSERT_TRUE(call("pool.start", {{"name", "default"}}).ok());
   EXPECT_EQ(modeOf(pool() + "/late.img"), "0600");
   EXPECT_EQ(modeOf(pool()), "0700");
+  EXPECT_EQ(modeOf(pool() + "/tree"), "0755");
 }
 
 TEST_F(PrivateFiles, SaveAndRestoreRefuseSymlinksAndOpenDirectories) {

@@ -314,10 +314,18 @@ TEST_F(DirVolumeTest, TreeTopIsOpenOnlyBehindAClosedPoolDirectory) {
   ASSERT_TRUE(backend->createVolume(dirSpec("open-empty"), nullptr, dl()).ok());
   EXPECT_EQ(mode(root + "/pool/open"), 0700);
   EXPECT_EQ(mode(root + "/pool/open-empty"), 0700);
-  // A pool directory older versions made 0711 is closed when the pool starts.
+  // A pool directory older versions made 0711 is closed when the pool starts, and the 0700
+  // tops its trees got then are opened: their containers' users can enter "/" again.
   ASSERT_EQ(::chmod((root + "/pool").c_str(), 0711), 0);
   ASSERT_TRUE(backend->start(dl()).ok());
   EXPECT_EQ(mode(root + "/pool"), 0700);
+  EXPECT_EQ(mode(root + "/pool/open"), 0755);
+  EXPECT_EQ(mode(root + "/pool/open-empty"), 0755);
+  EXPECT_EQ(mode(root + "/pool/closed"), 0755);
+  // Only a tree's top: what the container keeps 0700 inside stays so.
+  ASSERT_TRUE(fs::makeDirs(root + "/pool/open/root", 0700).ok());
+  ASSERT_TRUE(backend->start(dl()).ok());
+  EXPECT_EQ(mode(root + "/pool/open/root"), 0700);
 }
 
 TEST_F(DirVolumeTest, CloneCopiesAndDeleteRemovesTheTree) {
