@@ -80,6 +80,16 @@ Result<PreparedRoot> prepareRoot(const PrivateRoot& root) {
     makeDirs(path, false);
     out.symlinks.emplace_back(root.mountPoint + path, text);
   }
+  for (const auto& d : root.devices) {
+    if (!startsWith(d.target, "/dev/") || d.target.find("/..") != std::string::npos || d.target.find('/', 5) != std::string::npos)
+      return invalidArgument("private root: a device node goes straight under /dev, not at " + quote(d.target));
+    struct stat st{};
+    if (::stat(d.source.c_str(), &st) != 0) return systemError("private root: " + d.source, errno);
+    if (!S_ISBLK(st.st_mode) && !S_ISCHR(st.st_mode)) return invalidArgument("private root: " + quote(d.source) + " is not a device node");
+    makeDirs("/dev", true);
+    out.deviceDir = root.mountPoint + "/dev";
+    out.nodes.push_back({root.mountPoint + d.target, (st.st_mode & S_IFMT) | 0600, st.st_rdev, d.owner});
+  }
   for (const auto& [path, bytes] : root.scratch) {
     if (path.empty() || path[0] != '/' || path.find("/..") != std::string::npos)
       return invalidArgument("private root: " + quote(path) + " is not an absolute path");
@@ -100,10 +110,11 @@ namespace {
 constexpr const char* kSteps[] = {
     "unshare(CLONE_NEWNS)", "make / private", "mount the root tmpfs", "mkdir in the new root", "create a bind target",
     "bind mount", "make a bind mount read-only", "symlink in the new root", "mount a scratch tmpfs", "mount proc", "pivot_root", "chdir /",
-    "detach the old root", "rmdir the old root's mount point", "make the new root read-only", "chdir in the new root"};
+    "detach the old root", "rmdir the old root's mount point", "make the new root read-only", "chdir in the new root",
+    "mount the /dev tmpfs", "make a device node", "make the /dev tmpfs read-only"};
 
 enum Step { kUnshare, kMakePrivate, kMountTmpfs, kMkdir, kCreateTarget, kBind, kReadOnlyBind, kSymlink, kMountScratch, kMountProc,
-            kPivotRoot, kChdirSlash, kDetachOld, kRemoveOld, kReadOnlyRoot, kChdir };
+            kPivotRoot, kChdirSlash, kDetachOld, kRemoveOld, kReadOnlyRoot, kChdir, kMountDev, kMknod, kReadOnlyDev };
 
 int fail(int* step, Step what) {
   *step = what;
@@ -127,7 +138,10 @@ int enterRoot(const PreparedRoot& r, int* step) {
   // under /tmp) is made on the tmpfs, not hidden by it.
   for (const auto& [path, options] : r.scratch)
     if (::mount("tmpfs", path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) != 0) return fail(step, kMountScratch);
-  if (!r.scratch.empty())
+  // The only mount without nodev: it holds exactly the nodes made here.
+  if (!r.deviceDir.empty() && ::mount("tmpfs", r.deviceDir.c_str(), "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
+    return fail(step, kMountDev);
+  if (!r.scratch.empty() || !r.deviceDir.empty())
     for (const auto& d : r.directories)
       if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) return fail(step, kMkdir);
   for (const auto& m : r.mounts) {
@@ -144,6 +158,11 @@ int enterRoot(const PreparedRoot& r, int* step) {
     if (!m.writable && ::mount(nullptr, m.target.c_str(), nullptr, m.readOnlyFlags, nullptr) != 0)
       return fail(step, kReadOnlyBind);
   }
+  for (const auto& n : r.nodes)
+    if (::mknod(n.target.c_str(), n.mode, n.rdev) != 0 || ::chown(n.target.c_str(), n.owner, n.owner) != 0) return fail(step, kMknod);
+  if (!r.deviceDir.empty() &&
+      ::mount(nullptr, r.deviceDir.c_str(), nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
+    return fail(step, kReadOnlyDev);
   for (const auto& [path, text] : r.symlinks)
     if (::symlink(text.c_str(), path.c_str()) != 0) return fail(step, kSymlink);
   const unsigned long procFlags = MS_NOSUID | MS_NODEV | MS_NOEXEC;

@@ -8,6 +8,8 @@
 // its credentials.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -40,6 +42,15 @@ struct PrivateRoot {
   // Writable scratch directories: a fresh tmpfs each (mode 1777, nosuid, nodev), capped at
   // `bytes`, gone with the namespace; binds below one are made on it. {path inside, bytes}
   std::vector<std::pair<std::string, uint64_t>> scratch;
+  // Device nodes made afresh under /dev (then a tmpfs of its own, read-only for the child) for
+  // the same device as a host node, owned by `owner` and mode 0600: a child of that uid opens
+  // that device and no other, and the host's node keeps its owner and mode.
+  struct Device {
+    std::string source;  // the host's node (block or character device)
+    std::string target;  // absolute path inside the new root, under /dev
+    uint32_t owner = 0;  // uid and gid
+  };
+  std::vector<Device> devices;
   std::string cwd = "/";   // the working directory, inside the new root
 };
 
@@ -65,6 +76,14 @@ struct PreparedRoot {
   std::vector<Mount> mounts;
   std::vector<std::pair<std::string, std::string>> symlinks;  // {full target, link text}
   std::vector<std::pair<std::string, std::string>> scratch;   // {full target, tmpfs options}
+  struct Node {
+    std::string target;
+    mode_t mode = 0;  // type and 0600
+    dev_t rdev = 0;
+    uint32_t owner = 0;
+  };
+  std::string deviceDir;    // the /dev tmpfs that holds `nodes` (empty: none)
+  std::vector<Node> nodes;
   std::vector<fs::UniqueFd> trees;  // what the mounts' `tree` numbers refer to
 };
 

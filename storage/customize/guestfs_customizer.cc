@@ -69,6 +69,9 @@ void killSession(pid_t sid) {
   }
 }
 
+// Where a block device to customise appears in the helper's private root.
+std::string sandboxedDevicePath(const std::string& device) { return "/dev/" + fs::baseName(device); }
+
 // Where the sandboxed helper finds libguestfs's qemu-data cache (it must be its uid's).
 constexpr const char* kSandboxCacheDir = "/var/cache/vmm-guestfs";
 
@@ -116,7 +119,15 @@ Result<Confinement> sandboxFor(const GuestfsSandbox& sandbox, const GuestfsRunti
   root.binds.push_back({appliance, appliance, false});
   env["LIBGUESTFS_PATH"] = appliance;
   root.binds.push_back({hostCache, std::string(kSandboxCacheDir) + "/.guestfs-" + std::to_string(sandbox.uid), true, sandbox.uid});
-  root.binds.push_back({image, image, true, sandbox.uid});
+  struct stat disk{};
+  if (::stat(image.c_str(), &disk) != 0) return systemError("stat " + image, errno);
+  if (S_ISBLK(disk.st_mode)) {
+    // A device node's owner cannot be mapped: the helper gets a node of its own for the same
+    // device (the host's keeps its owner and mode), the only one without nodev in its root.
+    root.devices.push_back({image, sandboxedDevicePath(image), sandbox.uid});
+  } else {
+    root.binds.push_back({image, image, true, sandbox.uid});
+  }
   for (const auto& path : layers) {
     VMM_ASSIGN(std::string layer, fs::realPath(path));
     if (layer != image) root.binds.push_back({layer, layer, false, sandbox.uid});
@@ -157,13 +168,13 @@ Result<CustomizeReport> customizeImage(const DiskToCustomize& disk, const Custom
   struct stat st {};
   if (stat(imagePath.c_str(), &st) != 0) return errno == ENOENT ? notFound("no such image: " + imagePath) : systemError("stat " + imagePath, errno);
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return invalidArgument("not an image file: " + imagePath);
-  // A device node cannot be shown to the sandbox's uid without changing its owner on the host.
-  if (runtime.sandbox && !S_ISREG(st.st_mode)) return unsupported("unprivileged customisation works on image files only, not " + quote(imagePath));
   if (runtime.helperPath.empty() || access(runtime.helperPath.c_str(), X_OK) != 0)
     return unavailable("image customisation helper not found: " + quote(runtime.helperPath));
   VMM_ASSIGN(std::string absPath, fs::realPath(imagePath));
 
-  VMM_ASSIGN(auto in, memFile("vmm-customize-in", customizeRequestToJson(absPath, spec)));
+  // The helper's name for the disk: a sandboxed one sees a block device at a node of its own.
+  std::string helperPath = runtime.sandbox && S_ISBLK(st.st_mode) ? sandboxedDevicePath(absPath) : absPath;
+  VMM_ASSIGN(auto in, memFile("vmm-customize-in", customizeRequestToJson(helperPath, spec)));
   VMM_ASSIGN(auto out, memFile("vmm-customize-out", ""));
   VMM_ASSIGN(auto err, memFile("vmm-customize-err", ""));
   SpawnOptions so;

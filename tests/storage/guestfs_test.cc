@@ -121,7 +121,10 @@ class GuestfsTest : public ::testing::Test {
     auto rt = GuestfsRuntime::fromEnvFile(VMM_GUESTFS_ENV, VMM_CUSTOMIZE_HELPER);
     VMM_REQUIRE(rt.ok(), "the libguestfs setup (run scripts/setup-guestfs.sh): " << rt.error().message);
     runtime_ = *rt;
-    runtime_.onSpawn = [this](pid_t pid) { helpers_.push_back(pid); };
+    runtime_.onSpawn = [this](pid_t pid) {
+      helpers_.push_back(pid);
+      latestHelper_ = pid;
+    };
     testDirs().clear();
     sandboxRoot_ = std::make_unique<TempDir>();
     runtime_.sandbox = GuestfsSandbox{kSandboxUid, sandboxRoot_->path()};
@@ -148,9 +151,21 @@ class GuestfsTest : public ::testing::Test {
     EXPECT_TRUE(left.empty()) << "processes of this test still run:" << testutil::describe(left);
   }
 
+  // "comm uid CapEff" of the helper and its QEMU, from the next helper's spawn on.
+  std::unique_ptr<testutil::IdentitySampler> sampleHelperSession() {
+    latestHelper_ = 0;
+    return std::make_unique<testutil::IdentitySampler>(
+        [this] {
+          pid_t session = latestHelper_;
+          return session ? sessionMembers(session) : std::vector<pid_t>{};
+        },
+        std::vector<std::string>{"vmm-customize", "qemu-system"});
+  }
+
   GuestfsRuntime runtime_;
   std::unique_ptr<TempDir> sandboxRoot_;
   std::vector<pid_t> helpers_;  // each helper's pid = its session id
+  std::atomic<pid_t> latestHelper_{0};
   std::set<std::string> before_;
 };
 
@@ -273,19 +288,12 @@ TEST_F(GuestfsTest, SandboxedHelperRunsUnprivilegedAndSeesOnlyTheLayersItIsGiven
   TempDir dir;  // 0700: nothing in it is any other uid's to open
   std::string base = makeImage(dir), overlay = dir / "overlay.qcow2";
   ASSERT_TRUE(run({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, overlay}).ok());
-  std::atomic<pid_t> session{0};  // the helper leads its own session
-  testutil::IdentitySampler watcher([&] { return session ? sessionMembers(session) : std::vector<pid_t>{}; },
-                                    {"vmm-customize", "qemu-system"});
-  auto record = runtime_.onSpawn;
-  runtime_.onSpawn = [&](pid_t pid) {
-    record(pid);
-    session = pid;
-  };
+  auto watcher = sampleHelperSession();
   CustomizeSpec spec;
   spec.format = "qcow2";
   spec.files.push_back({"/etc/layered", "through the chain\n", 0644, ""});
   auto r = customizeImage(DiskToCustomize(overlay, {base}), spec, runtime_, dl());
-  auto seen = watcher.stop();
+  auto seen = watcher->stop();
   ASSERT_TRUE(r.ok()) << r.error().message;
   const std::string unprivileged = " " + std::to_string(kSandboxUid) + " 0000000000000000";
   EXPECT_TRUE(seen.count("vmm-customize" + unprivileged)) << join(std::vector<std::string>(seen.begin(), seen.end()), "; ");
@@ -309,11 +317,11 @@ TEST_F(GuestfsTest, SandboxedHelperRunsUnprivilegedAndSeesOnlyTheLayersItIsGiven
   EXPECT_NE(r.error().message.find("No such file"), std::string::npos) << r.error().message;
 }
 
-TEST_F(GuestfsTest, SandboxRefusesABlockDeviceAndNeedsTheFixedAppliance) {
+// A block device keeps its owner and mode (root's, 0600 here without udev): the helper, still
+// unprivileged, opens a node of its own for the same device in its private root.
+TEST_F(GuestfsTest, SandboxCustomisesABlockDeviceThroughANodeOfItsOwn) {
   TempDir dir;
   std::string img = makeImage(dir);
-  CustomizeSpec spec = rawWithHostname("x");
-  // A device node cannot be shown to the helper's uid without changing it on the host.
   auto loop = run({"losetup", "--find", "--show", img});
   ASSERT_TRUE(loop.ok()) << loop.error().message;
   std::string device(trim(loop->out));
@@ -321,13 +329,31 @@ TEST_F(GuestfsTest, SandboxRefusesABlockDeviceAndNeedsTheFixedAppliance) {
     std::string device;
     ~Detach() { (void)run({"losetup", "-d", device}); }
   } detach{device};
-  auto r = customizeImage(device, spec, runtime_, dl());
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().code, ErrorCode::unsupported) << r.error().message;
+  struct stat before{};
+  ASSERT_EQ(::stat(device.c_str(), &before), 0);
+  auto watcher = sampleHelperSession();
+  auto r = customizeImage(device, rawWithHostname("on-a-device"), runtime_, dl());
+  auto seen = watcher->stop();
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const std::string unprivileged = " " + std::to_string(kSandboxUid) + " 0000000000000000";
+  EXPECT_TRUE(seen.count("qemu-system-x86" + unprivileged)) << join(std::vector<std::string>(seen.begin(), seen.end()), "; ");
+  for (const auto& s : seen) EXPECT_NE(s.find(unprivileged), std::string::npos) << "privileged: " << s;
+  struct stat after{};
+  ASSERT_EQ(::stat(device.c_str(), &after), 0);
+  EXPECT_EQ(after.st_uid, before.st_uid);
+  EXPECT_EQ(after.st_gid, before.st_gid);
+  EXPECT_EQ(after.st_mode, before.st_mode);
+  (void)run({"losetup", "-d", device});
+  EXPECT_EQ(debugfsCat(img, "/etc/hostname"), "on-a-device\n");
+}
 
+TEST_F(GuestfsTest, SandboxNeedsTheFixedAppliance) {
+  TempDir dir;
+  std::string img = makeImage(dir);
+  CustomizeSpec spec = rawWithHostname("x");
   GuestfsRuntime supermin = runtime_;
   supermin.env.erase("LIBGUESTFS_PATH");
-  r = customizeImage(img, spec, supermin, dl());
+  auto r = customizeImage(img, spec, supermin, dl());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::unavailable) << r.error().message;
   EXPECT_NE(r.error().message.find("setup-guestfs.sh"), std::string::npos) << r.error().message;

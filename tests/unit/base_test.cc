@@ -255,6 +255,32 @@ TEST(Process, PrivateRootShowsOnlyWhatItWasGiven) {
   EXPECT_EQ(alone->out, "1\n/proc/1\n") << alone->describe();
   o.confinement.newPidNamespace = false;
 
+  // A device node of its own: the same device as the host's root-only node, the child's and
+  // 0600, in a read-only /dev holding nothing else; the host's node unchanged.
+  struct stat zeroBefore{};
+  ASSERT_EQ(::stat("/dev/zero", &zeroBefore), 0);
+  PrivateRoot withDevice = root;
+  withDevice.devices.push_back({"/dev/zero", "/dev/disk0", 65534});
+  o.confinement.root = withDevice;
+  auto dev = runCommand({"sh", "-c", "ls -A /dev | tr '\\n' ' '; stat -c '%u %a %t:%T' /dev/disk0; head -c 3 /dev/disk0 | od -An -c; "
+                                     "touch /dev/x 2>/dev/null || echo dev-ro"}, o);
+  ASSERT_TRUE(dev.ok()) << dev.error().message;
+  EXPECT_EQ(dev->exitCode, 0) << dev->describe();
+  char rdev[32];
+  std::snprintf(rdev, sizeof rdev, "%x:%x", major(zeroBefore.st_rdev), minor(zeroBefore.st_rdev));
+  EXPECT_EQ(dev->out, "disk0 null 65534 600 " + std::string(rdev) + "\n  \\0  \\0  \\0\ndev-ro\n");
+  struct stat zeroAfter{};
+  ASSERT_EQ(::stat("/dev/zero", &zeroAfter), 0);
+  EXPECT_EQ(zeroAfter.st_uid, zeroBefore.st_uid);
+  EXPECT_EQ(zeroAfter.st_mode, zeroBefore.st_mode);
+  withDevice.devices = {{"/etc/passwd", "/dev/disk0", 65534}};
+  o.confinement.root = withDevice;
+  EXPECT_EQ(runCommand({"true"}, o).error().code, ErrorCode::invalid_argument);
+  withDevice.devices = {{"/dev/zero", "/dev/sub/disk0", 65534}};
+  o.confinement.root = withDevice;
+  EXPECT_EQ(runCommand({"true"}, o).error().code, ErrorCode::invalid_argument);
+  o.confinement.root = root;
+
   // An idmapped bind: root's private files there are the child's own, and what it makes is
   // root's on disk. The same directory bound plainly stays closed to it.
   ASSERT_TRUE(fs::makeDirs(dir + "/vault", 0700).ok());
