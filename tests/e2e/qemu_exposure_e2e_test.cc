@@ -3,7 +3,9 @@
 //     the QEMU process owns no listening TCP socket, root gets an RFB greeting, an unprivileged
 //     uid cannot connect;
 //   - a display on a TCP address offers VNC authentication (not None) with a password that
-//     domain.get shows to admins only (read-only callers and definitions see no password);
+//     domain.get shows to admins only (read-only callers and definitions see no password); a
+//     client logs in with it and gets the display's size, a wrong password is refused; SPICE
+//     on TCP links its main channel with the password (RSA-OAEP ticket) and refuses another;
 //     a vmmd restarted while the guests run reports both displays as before;
 //   - a guest with a user-mode NIC (restrict=on, defined or hot-plugged) cannot connect to a
 //     listener on the host's 127.0.0.1 through slirp's 10.0.2.2; with host_loopback it can.
@@ -14,6 +16,10 @@
 #include <gtest/gtest.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/provider.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -116,6 +122,104 @@ Result<std::vector<int>> rfbSecurityTypes(int fd) {
   std::vector<int> out;
   for (char c : types) out.push_back(static_cast<unsigned char>(c));
   return out;
+}
+
+// VNC authentication's answer (RFB 3.8, 7.2.2): the 16-byte challenge DES-ECB encrypted with the
+// password as key - 8 bytes, zero padded, each byte's bits in reverse order. Single DES is in
+// OpenSSL's legacy provider, loaded into a library context of its own.
+Result<std::string> vncAuthResponse(const std::string& challenge, const std::string& password) {
+  static OSSL_LIB_CTX* ctx = [] {
+    OSSL_LIB_CTX* c = OSSL_LIB_CTX_new();
+    if (c && !OSSL_PROVIDER_load(c, "legacy")) c = nullptr;
+    return c;
+  }();
+  if (!ctx || challenge.size() != 16) return internalError("no DES (OpenSSL's legacy provider) or a bad challenge");
+  unsigned char key[8] = {};
+  for (size_t i = 0; i < 8 && i < password.size(); ++i)
+    for (int bit = 0; bit < 8; ++bit)
+      if (static_cast<unsigned char>(password[i]) & (1u << bit)) key[i] |= static_cast<unsigned char>(0x80u >> bit);
+  std::unique_ptr<EVP_CIPHER, decltype(&EVP_CIPHER_free)> des(EVP_CIPHER_fetch(ctx, "DES-ECB", nullptr), EVP_CIPHER_free);
+  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> cipher(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
+  unsigned char out[32];
+  int n = 0, tail = 0;
+  if (!des || !cipher || !EVP_EncryptInit_ex(cipher.get(), des.get(), nullptr, key, nullptr) || !EVP_CIPHER_CTX_set_padding(cipher.get(), 0) ||
+      !EVP_EncryptUpdate(cipher.get(), out, &n, reinterpret_cast<const unsigned char*>(challenge.data()), 16) ||
+      !EVP_EncryptFinal_ex(cipher.get(), out + n, &tail))
+    return internalError("DES-ECB failed");
+  return std::string(reinterpret_cast<char*>(out), static_cast<size_t>(n + tail));
+}
+
+// After rfbSecurityTypes offered 2: VNC authentication with `password`, then ClientInit; the
+// display's "WIDTHxHEIGHT" from ServerInit, or the server's reason for refusing.
+Result<std::string> vncLogin(int fd, const std::string& password) {
+  Deadline dl = Deadline::after(Millis(5000));
+  VMM_TRY(writeAllFd(fd, std::string(1, '\x02'), dl));
+  std::string challenge, result;
+  if (!readExact(fd, challenge, 16)) return internalError("no VNC challenge");
+  VMM_ASSIGN(auto response, vncAuthResponse(challenge, password));
+  VMM_TRY(writeAllFd(fd, response, dl));
+  if (!readExact(fd, result, 4)) return internalError("no security result");
+  if (result != std::string(4, '\0')) {
+    std::string len, reason;
+    if (readExact(fd, len, 4)) (void)readExact(fd, reason, std::min<size_t>(static_cast<unsigned char>(len[3]), 255));
+    return Error{ErrorCode::permission_denied, "refused: " + reason};
+  }
+  VMM_TRY(writeAllFd(fd, std::string(1, '\x01'), dl));  // ClientInit: shared
+  std::string init;
+  if (!readExact(fd, init, 24)) return internalError("no ServerInit");
+  auto u16 = [&](size_t at) { return (static_cast<unsigned char>(init[at]) << 8) | static_cast<unsigned char>(init[at + 1]); };
+  return std::to_string(u16(0)) + "x" + std::to_string(u16(2));
+}
+
+void putLe32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint32_t le32At(const std::string& s, size_t at) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(s[at + static_cast<size_t>(i)]);
+  return v;
+}
+
+// A SPICE client's link of the main channel (spice-protocol's SpiceLinkMess without any
+// capability, so the ticket follows the server's reply directly): the password, NUL included,
+// RSA-OAEP encrypted with the key in the reply. The server's link result: 0 is OK, 7 is
+// permission denied.
+Result<uint32_t> spiceLink(int fd, const std::string& password) {
+  Deadline dl = Deadline::after(Millis(5000));
+  std::string mess;
+  putLe32(mess, 0);  // connection id: a new session
+  mess.push_back(1);  // channel type: main
+  mess.push_back(0);  // channel id
+  putLe32(mess, 0);   // common capabilities
+  putLe32(mess, 0);   // channel capabilities
+  putLe32(mess, 18);  // where the (no) capabilities start
+  std::string link;
+  putLe32(link, 0x51444552);  // "REDQ"
+  putLe32(link, 2);
+  putLe32(link, 2);
+  putLe32(link, static_cast<uint32_t>(mess.size()));
+  VMM_TRY(writeAllFd(fd, link + mess, dl));
+  std::string header, reply, result;
+  if (!readExact(fd, header, 16) || le32At(header, 0) != 0x51444552) return internalError("no SPICE link reply");
+  uint32_t size = le32At(header, 12);
+  if (size < 4 + 162 || size > 4096 || !readExact(fd, reply, size)) return internalError("short SPICE link reply");
+  if (uint32_t error = le32At(reply, 0); error != 0) return error;
+  const auto* der = reinterpret_cast<const unsigned char*>(reply.data() + 4);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(d2i_PUBKEY(nullptr, &der, 162), EVP_PKEY_free);
+  if (!key) return internalError("the link reply's public key does not parse");
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(EVP_PKEY_CTX_new(key.get(), nullptr), EVP_PKEY_CTX_free);
+  size_t outLen = 0;
+  const auto* ticket = reinterpret_cast<const unsigned char*>(password.c_str());
+  if (!ctx || EVP_PKEY_encrypt_init(ctx.get()) <= 0 || EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_OAEP_PADDING) <= 0 ||
+      EVP_PKEY_encrypt(ctx.get(), nullptr, &outLen, ticket, password.size() + 1) <= 0)
+    return internalError("RSA-OAEP set-up failed");
+  std::string encrypted(outLen, '\0');
+  if (EVP_PKEY_encrypt(ctx.get(), reinterpret_cast<unsigned char*>(encrypted.data()), &outLen, ticket, password.size() + 1) <= 0)
+    return internalError("RSA-OAEP failed");
+  encrypted.resize(outLen);
+  VMM_TRY(writeAllFd(fd, encrypted, dl));
+  if (!readExact(fd, result, 4)) return internalError("no SPICE link result");
+  return le32At(result, 0);
 }
 
 Result<fs::UniqueFd> connectTcp(int port) {
@@ -292,6 +396,18 @@ TEST_F(QemuExposure, DefaultVncIsARootOnlyUnixSocketAndTcpHasAPasswordForAdminsO
   auto ttypes = rfbSecurityTypes(tconn->get());
   ASSERT_TRUE(ttypes.ok()) << ttypes.error().message;
   EXPECT_EQ(*ttypes, std::vector<int>{2});  // VNC authentication
+  // A client logs in with the password and gets the display; with another one it is refused.
+  auto display = vncLogin(tconn->get(), password);
+  ASSERT_TRUE(display.ok()) << display.error().message;
+  EXPECT_NE(*display, "0x0");
+  auto wrong = connectTcp(port);
+  ASSERT_TRUE(wrong.ok()) << wrong.error().message;
+  ASSERT_TRUE(rfbSecurityTypes(wrong->get()).ok());
+  std::string guess = password;
+  guess[0] = guess[0] == 'a' ? 'b' : 'a';
+  auto refused = vncLogin(wrong->get(), guess);
+  ASSERT_FALSE(refused.ok()) << "logged in with a wrong password: " << *refused;
+  EXPECT_EQ(refused.error().code, ErrorCode::permission_denied) << refused.error().message;
 
   // A read-only caller sees where it listens, not the password.
   client::ConnectOptions o;
@@ -314,6 +430,28 @@ TEST_F(QemuExposure, DefaultVncIsARootOnlyUnixSocketAndTcpHasAPasswordForAdminsO
   rpc = std::move(*again);
   EXPECT_EQ(info("vncsock")["runtime"]["graphics"], si["runtime"]["graphics"]);
   EXPECT_EQ(info("vnctcp")["runtime"]["graphics"], ti["runtime"]["graphics"]);
+}
+
+TEST_F(QemuExposure, SpiceOnTcpLinksOnlyWithItsPassword) {
+  json def = guest("spicetcp");
+  def["graphics"] = {{{"type", "spice"}, {"listen", "127.0.0.1"}, {"port", 5930}}};
+  defineAndStart(def);
+  json g = info("spicetcp")["runtime"]["graphics"][0];
+  EXPECT_EQ(g.value("port", 0), 5930) << g.dump();
+  std::string password = g.value("password", "");
+  ASSERT_EQ(password.size(), 16u) << g.dump();  // generated; VNC's are 8 (its limit)
+  auto link = [&](const std::string& ticket) -> Result<uint32_t> {
+    VMM_ASSIGN(auto fd, connectTcp(5930));
+    return spiceLink(fd.get(), ticket);
+  };
+  auto ok = link(password);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(*ok, 0u) << "SPICE link error " << *ok;
+  for (const std::string& wrong : {std::string(), password.substr(0, 7), password + "x"}) {
+    auto refused = link(wrong);
+    ASSERT_TRUE(refused.ok()) << refused.error().message;
+    EXPECT_EQ(*refused, 7u) << "ticket " << quote(wrong);  // SPICE_LINK_ERR_PERMISSION_DENIED
+  }
 }
 
 TEST_F(QemuExposure, UserModeNicReachesTheHostLoopbackOnlyWithHostLoopback) {
