@@ -18,6 +18,7 @@
 // qemu-img as root.
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <thread>
 
 #include "base/fault_point.h"
@@ -82,6 +83,7 @@ Result<std::map<std::string, std::string>> formatNodesByFile(QemuDriver::Instanc
 // sandboxed qemu-img working on a shut-off disk may see (storage/qemu_img.h).
 struct DiskChains {
   std::vector<std::vector<std::string>> chains;
+  std::map<std::string, std::string> topByTarget;  // each disk's own file
 
   // `file`'s layers below it in the chain holding it; none for a file in no chain (a header
   // could name any file: qemu-img then finds no backing file and fails).
@@ -120,7 +122,10 @@ DiskChains pinnedChains(const model::Domain& def, const std::function<Result<Res
   DiskChains out;
   for (const auto& d : def.disks) {
     if (d.device != model::DiskDevice::disk || d.readonly) continue;
-    if (auto r = resolve(d); r.ok()) out.add(*r);
+    if (auto r = resolve(d); r.ok()) {
+      out.add(*r);
+      if (r->protocol.empty() && !r->path.empty()) out.topByTarget[d.target] = r->path;
+    }
   }
   return out;
 }
@@ -767,10 +772,10 @@ Result<json> QemuDriver::snapshotDelete(const model::Domain& def, const json& sn
         formats[target] = bfmt;
       }
     } else {
-      auto disk = std::find_if(def.disks.begin(), def.disks.end(), [&](const model::Disk& x) { return x.target == target; });
-      if (disk == def.disks.end()) return conflict("disk " + target + " of snapshot " + name + " is no longer attached");
-      VMM_ASSIGN(auto r, resolveDisk(*disk));
-      auto chain = chains.from(r.path);
+      auto top = chains.topByTarget.find(target);
+      if (top == chains.topByTarget.end())
+        return conflict("disk " + target + " of snapshot " + name + " is no longer attached (or its volume cannot be resolved)");
+      auto chain = chains.from(top->second);
       bool inChain = false;
       for (size_t i = 0; i < chain.size(); ++i) {
         if (chain[i] != overlay) continue;
@@ -778,7 +783,7 @@ Result<json> QemuDriver::snapshotDelete(const model::Domain& def, const json& sn
         if (i > 0) child = chain[i - 1];
       }
       if (!inChain) return conflict("snapshot " + name + ": " + overlay + " is not in the backing chain of disk " + target + "; it cannot be merged");
-      VMM_ASSIGN(auto other, otherChild(fs::dirName(overlay), {overlay, backing}, {overlay, child, r.path},
+      VMM_ASSIGN(auto other, otherChild(fs::dirName(overlay), {overlay, backing}, {overlay, child, top->second},
                                                 [this](const std::string& f) { return recordedBacking(f); }));
       if (!other.empty()) return conflict("snapshot " + name + ": " + other + " also depends on " + overlay + " or " + backing + " (a branch left by a revert); merging would break it");
       // commit writes the overlay's data into its backing file and empties the overlay.

@@ -447,6 +447,40 @@ TEST_F(QemuSnapshotTest, ExternalDiskOnlyChainIsMergedOnDelete) {
   EXPECT_NE(r->out.find("SECONDOV"), std::string::npos) << r->out;
 }
 
+// The same merge on a shut-off domain: a sandboxed qemu-img commit of each overlay into the
+// file under it, the disk's source moved down as it goes.
+TEST_F(QemuSnapshotTest, ExternalDiskOnlyChainOfAShutOffDomainIsMergedOnDelete) {
+  std::string disk = qcow2("disk.qcow2");
+  ASSERT_NO_FATAL_FAILURE(boot("extoff", disk));
+  writeMarker("extoff", "BASEBASE");
+  auto e1 = snapshot("extoff", "e1", {{"external", true}, {"disk_only", true}});
+  ASSERT_TRUE(e1.ok()) << e1.error().message;
+  writeMarker("extoff", "FIRSTOVL");
+  auto e2 = snapshot("extoff", "e2", {{"external", true}, {"disk_only", true}});
+  ASSERT_TRUE(e2.ok()) << e2.error().message;
+  writeMarker("extoff", "SECONDOV");
+  std::string o1 = tmp + "/disk.e1.qcow2", o2 = tmp + "/disk.e1.e2.qcow2";
+  ASSERT_TRUE(rpc->call("domain.destroy", {{"name", "extoff"}}).ok());
+  EXPECT_EQ(chain(o2), (std::vector<std::string>{o2, o1, disk}));
+
+  auto d2 = removeSnapshot("extoff", "e2");
+  ASSERT_TRUE(d2.ok()) << d2.error().message;
+  EXPECT_FALSE(fs::exists(o2));
+  EXPECT_EQ(chain(o1), (std::vector<std::string>{o1, disk}));
+  auto info = rpc->call("domain.get", {{"name", "extoff"}});
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ((*info)["definition"]["disks"][0]["source"].value("path", ""), o1) << info->dump();
+  auto d1 = removeSnapshot("extoff", "e1");
+  ASSERT_TRUE(d1.ok()) << d1.error().message;
+  EXPECT_FALSE(fs::exists(o1));
+  EXPECT_EQ(chain(disk), (std::vector<std::string>{disk}));
+  info = rpc->call("domain.get", {{"name", "extoff"}});
+  EXPECT_EQ((*info)["definition"]["disks"][0]["source"].value("path", ""), disk);
+  auto r = runCommand({"qemu-io", "-r", "-f", "qcow2", "-c", "read -v 1M 8", disk}, RunOptions());
+  ASSERT_TRUE(r.ok());
+  EXPECT_NE(r->out.find("SECONDOV"), std::string::npos) << r->out;
+}
+
 TEST_F(QemuSnapshotTest, ExternalDiskOnlyRevertOfAShutOffDomain) {
   std::string disk = qcow2("disk.qcow2");
   ASSERT_NO_FATAL_FAILURE(boot("extrev", disk));
