@@ -143,13 +143,33 @@ Result<model::Volume> ImageService::copyIntoPool(const std::string& pool, int fd
   return v;
 }
 
+// The rewritten image's header, read back from the pool, passes the same judgement as the
+// source's did, and shows the same disk.
+Status ImageService::judgeAgain(const model::Image& image) {
+  VMM_ASSIGN(auto in, pools_.openVolume(options_.pool, image.volume, storage::StreamMode::read));
+  Deadline deadline = Deadline::after(options_.ioTimeout);
+  std::string head(std::min<uint64_t>(in->size(), storage::kInspectHeadBytes), '\0');
+  for (size_t done = 0; done < head.size();) {
+    VMM_ASSIGN(size_t n, in->read(done, head.data() + done, head.size() - done, deadline));
+    if (n == 0) return internalError("the rewritten image " + image.volume + " is shorter than its header");
+    done += n;
+  }
+  VMM_TRY(in->finish(deadline));
+  auto verdict = storage::inspectImage(head, in->size(), options_.maxVirtualSize);
+  if (!verdict.ok()) return internalError("the rewritten image " + image.volume + " is refused: " + verdict.refused);
+  if (verdict.kind != storage::ImageKind::qcow2 || verdict.virtualSize != image.size)
+    return internalError("the rewritten image " + image.volume + " is not the qcow2 of " + std::to_string(image.size) + " bytes it was written as");
+  return {};
+}
+
 Result<model::Image> ImageService::finishImport(model::Image image, const std::string& diskFile,
                                                 const std::string& kernelFile, const std::string& initrdFile,
                                                 const ImageProgress& progress, const std::string& expectedSha256) {
   VMM_TRY(ensurePool());
   // The image is judged by its header alone, read here (no qemu-img runs on it): only raw
   // bytes, an ISO or a self-contained qcow2 pass - a backing file or an external data file
-  // could name any file of the host. The bytes judged are the bytes copied (one descriptor).
+  // could name any file of the host. The bytes judged are the bytes copied (one descriptor)
+  // and, for a qcow2, the bytes qemu-img rewrites.
   fs::UniqueFd disk(::open(diskFile.c_str(), O_RDONLY | O_CLOEXEC));
   if (!disk.valid()) return systemError("opening " + diskFile, errno);
   struct stat st{};
@@ -175,10 +195,37 @@ Result<model::Image> ImageService::finishImport(model::Image image, const std::s
     return {};
   };
   Sha256 hash;
-  VMM_TRY(copy(disk.get(), diskFile, image.volume, format, verdict.virtualSize, 5, 90, &hash));
+  auto checkHash = [&]() -> Status {
+    if (!expectedSha256.empty() && hash.hexDigest() != expectedSha256)
+      return invalidArgument("sha256 mismatch for " + image.source + ": expected " + expectedSha256 + ", got " + hash.hexDigest());
+    return {};
+  };
+  if (format == model::DiskFormat::qcow2) {
+    // A qcow2 is rewritten: the judged bytes are copied aside, and a sandboxed qemu-img writes a
+    // fresh image from them (no internal snapshots, bitmaps, extensions or odd metadata of the
+    // source's maker), which is judged again. Guests' QEMUs only ever parse metadata qemu-img
+    // wrote.
+    std::string judged = image.name + ".import-" + randomHex(4) + ".qcow2";
+    VMM_TRY(copyIntoPool(options_.pool, disk.get(), diskFile, judged, format, verdict.virtualSize, progress, 5, 50, &hash));
+    Reverter dropJudged;
+    dropJudged.add([this, judged] { (void)pools_.deleteVolume(options_.pool, judged); });
+    VMM_TRY(checkHash());  // before any work on bytes that are not the ones asked for
+    if (progress.report) progress.report(50, "rewriting " + fs::baseName(diskFile));
+    VolumeCloneParams rewrite;
+    rewrite.name = image.volume;
+    rewrite.linked = false;
+    rewrite.cancelled = progress.cancelled;
+    rewrite.progress = [&](double f) {
+      if (progress.report) progress.report(50 + static_cast<int>(40 * f), "rewriting " + fs::baseName(diskFile));
+    };
+    VMM_TRY(pools_.cloneVolume(options_.pool, judged, rewrite));
+    undo.add([this, volume = image.volume] { (void)pools_.deleteVolume(options_.pool, volume); });
+    VMM_TRY(judgeAgain(image));
+  } else {
+    VMM_TRY(copy(disk.get(), diskFile, image.volume, format, verdict.virtualSize, 5, 90, &hash));
+  }
+  VMM_TRY(checkHash());
   image.sha256 = hash.hexDigest();
-  if (!expectedSha256.empty() && image.sha256 != expectedSha256)
-    return invalidArgument("sha256 mismatch for " + image.source + ": expected " + expectedSha256 + ", got " + image.sha256);
   for (auto [file, field, suffix] : {std::tuple{kernelFile, &image.kernel, ".kernel"}, std::tuple{initrdFile, &image.initrd, ".initrd"}}) {
     if (file.empty()) continue;
     fs::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));

@@ -1063,10 +1063,12 @@ TEST_F(StorageE2E, ImportedImagesThatReachOutsideTheFileAreRefused) {
       EXPECT_EQ(*vols, json::array()) << file;
     }
   }
-  // A self-contained compressed qcow2 is taken as it is.
+  // A self-contained compressed qcow2 is taken and rewritten by qemu-img: the same disk, but
+  // nothing else its maker put in (an internal snapshot here), and no copy left aside.
   std::string raw = vmmd->dir() + "/plain.raw";
   ASSERT_TRUE(fs::writeFileAtomic(raw, randomData(4 * MiB)).ok());
   std::string good = make("good.qcow2", {"convert", "-q", "-c", "-f", "raw", "-O", "qcow2", raw}, "");
+  ASSERT_TRUE(runCommand({"qemu-img", "snapshot", "-c", "from-the-maker", good}).ok());
   auto ok = rpc->callAndWait("image.import", {{"name", "good"}, {"file", good}}, dl());
   ASSERT_TRUE(ok.ok()) << ok.error().message;
   EXPECT_EQ((*ok)["format"], "qcow2");
@@ -1074,6 +1076,17 @@ TEST_F(StorageE2E, ImportedImagesThatReachOutsideTheFileAreRefused) {
   json v = must("volume.get", {{"pool", "images"}, {"name", (*ok)["volume"]}});
   EXPECT_FALSE(v.contains("refused")) << v.dump();
   EXPECT_FALSE(v.contains("backing_volume")) << v.dump();
+  std::string imported = v.value("path", "");
+  auto same = runCommand({"qemu-img", "compare", "-q", "-f", "raw", "-F", "qcow2", raw, imported});
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->exitCode, 0) << same->out << same->err;
+  auto snapshots = runCommand({"qemu-img", "snapshot", "-l", imported});
+  ASSERT_TRUE(snapshots.ok());
+  EXPECT_EQ(snapshots->out.find("from-the-maker"), std::string::npos) << snapshots->out;
+  auto sourceSnapshots = runCommand({"qemu-img", "snapshot", "-l", good});
+  ASSERT_TRUE(sourceSnapshots.ok());
+  EXPECT_NE(sourceSnapshots->out.find("from-the-maker"), std::string::npos) << "the source changed";
+  EXPECT_EQ(must("volume.list", {{"pool", "images"}}).size(), 1u) << must("volume.list", {{"pool", "images"}}).dump();
 }
 
 // The new bytes of a qcow2 volume are judged before they replace the old ones: an upload of an
