@@ -129,9 +129,9 @@ namespace {
 // programs too, privileged or idmapped): no host user may reach it. Some directory on the way
 // (the rootfs included) must be root's and closed to others.
 Status checkOutOfHostUsersReach(const std::string& rootfs, const std::string& what) {
-  char resolved[PATH_MAX];
-  if (::realpath(rootfs.c_str(), resolved) == nullptr) return systemError(what, errno);
-  std::string path = resolved;
+  auto resolved = fs::realPath(rootfs);
+  if (!resolved.ok()) return resolved.error().wrap(what);
+  std::string path = *resolved;
   for (;;) {
     struct stat st{};
     if (::stat(path.c_str(), &st) != 0) return systemError(what + ": " + path, errno);
