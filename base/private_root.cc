@@ -138,7 +138,8 @@ int enterRoot(const PreparedRoot& r, int* step) {
   // under /tmp) is made on the tmpfs, not hidden by it.
   for (const auto& [path, options] : r.scratch)
     if (::mount("tmpfs", path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) != 0) return fail(step, kMountScratch);
-  // The only mount without nodev: it holds exactly the nodes made here.
+  // Without nodev, unlike the root and scratch tmpfs: it holds the nodes made here and the
+  // binds below /dev.
   if (!r.deviceDir.empty() && ::mount("tmpfs", r.deviceDir.c_str(), "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
     return fail(step, kMountDev);
   if (!r.scratch.empty() || !r.deviceDir.empty())
@@ -158,13 +159,15 @@ int enterRoot(const PreparedRoot& r, int* step) {
     if (!m.writable && ::mount(nullptr, m.target.c_str(), nullptr, m.readOnlyFlags, nullptr) != 0)
       return fail(step, kReadOnlyBind);
   }
+  // A device number read by the parent: a device detached and another attached under the same
+  // number in between (root's doing, milliseconds) would be the one reached.
   for (const auto& n : r.nodes)
     if (::mknod(n.target.c_str(), n.mode, n.rdev) != 0 || ::chown(n.target.c_str(), n.owner, n.owner) != 0) return fail(step, kMknod);
+  for (const auto& [path, text] : r.symlinks)
+    if (::symlink(text.c_str(), path.c_str()) != 0) return fail(step, kSymlink);
   if (!r.deviceDir.empty() &&
       ::mount(nullptr, r.deviceDir.c_str(), nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
     return fail(step, kReadOnlyDev);
-  for (const auto& [path, text] : r.symlinks)
-    if (::symlink(text.c_str(), path.c_str()) != 0) return fail(step, kSymlink);
   const unsigned long procFlags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
   if (!r.proc.empty() && ::mount("proc", r.proc.c_str(), "proc", procFlags, nullptr) != 0)
     return fail(step, kMountProc);

@@ -105,7 +105,7 @@ struct ChildSetup {
 
 // A step of the child's set-up that failed, sent to the parent over a close-on-exec pipe (end
 // of file there means the exec happened).
-enum class ChildStep : int { network_namespace = 1, limit, private_root, user_namespace, groups, gid, uid, no_new_privileges, capabilities, cwd };
+enum class ChildStep : int { descriptors = 1, network_namespace, limit, private_root, user_namespace, groups, gid, uid, no_new_privileges, capabilities, cwd };
 struct ChildFailure {
   ChildStep step;
   int err;
@@ -114,6 +114,7 @@ struct ChildFailure {
 
 std::string describeChildStep(const ChildFailure& f, const ChildSetup& s) {
   switch (f.step) {
+    case ChildStep::descriptors: return "placing its descriptors (fcntl F_DUPFD)";
     case ChildStep::network_namespace: return "unshare(CLONE_NEWNET)";
     case ChildStep::limit: return "setrlimit(" + std::to_string(f.detail) + ")";
     case ChildStep::private_root: return "private root: " + rootStepName(f.detail);
@@ -179,7 +180,9 @@ void applyConfinement(const Confinement& c, const std::optional<PreparedRoot>& r
     if (syscall(SYS_setresgid, *c.gid, *c.gid, *c.gid) != 0) childFail(reportFd, ChildStep::gid);
   }
   if (c.uid && syscall(SYS_setresuid, *c.uid, *c.uid, *c.uid) != 0) childFail(reportFd, ChildStep::uid);
-  if (c.dropCapabilities) dropAllCapabilities(reportFd);
+  // Root of a user namespace holds every capability there, and an exec as root gives them back:
+  // entering one always drops them for good.
+  if (c.dropCapabilities || userns >= 0) dropAllCapabilities(reportFd);
   if (c.noNewPrivileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) childFail(reportFd, ChildStep::no_new_privileges);
 }
 
@@ -200,14 +203,17 @@ void applyConfinement(const Confinement& c, const std::optional<PreparedRoot>& r
   int report = fcntl(reportFd, F_DUPFD_CLOEXEC, base);
   // The private root's detached mounts stay until it is entered (close-on-exec: not beyond).
   int keepEnd = report + 1;
+  // A confinement descriptor lost here would leave the child less confined: that ends it.
   if (s.userns >= 0) {
     s.userns = fcntl(s.userns, F_DUPFD_CLOEXEC, keepEnd);
+    if (s.userns < 0) childFail(report, ChildStep::descriptors);
     keepEnd = s.userns + 1;
   }
   if (s.root)
     for (auto& m : s.root->mounts)
       if (m.tree >= 0) {
         m.tree = fcntl(m.tree, F_DUPFD_CLOEXEC, keepEnd);
+        if (m.tree < 0) childFail(report, ChildStep::descriptors);
         keepEnd = m.tree + 1;
       }
   int nul = open("/dev/null", O_RDWR);

@@ -44,7 +44,7 @@ struct Confinement {
   // (userNamespaceShowingRootAs) - instead of `uid` and `gid`: a program that states its ids to
   // a server (NFS's AUTH_SYS sends getuid()) speaks as root there while it owns nothing of the
   // host and holds no capability over anything the host's namespaces own. Its capabilities in
-  // that namespace go too when dropCapabilities is set (they would come back with an exec).
+  // that namespace are dropped for good as well (as by dropCapabilities, which it implies).
   std::optional<uint32_t> rootShownAs;
   // A network namespace of its own: only a loopback that is down, no route anywhere.
   bool newNetworkNamespace = false;

@@ -28,6 +28,19 @@ std::string diskVolumeName(const std::string& image, model::DiskFormat format, b
   return image + (iso ? ".iso" : format == model::DiskFormat::qcow2 ? ".qcow2" : ".img");
 }
 
+// The judged copy of a qcow2 import, rewritten from and then removed: IMAGE.import-XXXXXXXX.qcow2.
+constexpr std::string_view kJudgedInfix = ".import-", kJudgedSuffix = ".qcow2";
+std::string judgedCopyName(const std::string& image) { return image + std::string(kJudgedInfix) + randomHex(4) + std::string(kJudgedSuffix); }
+// The image a judged copy belongs to, or "" for any other name.
+std::string judgedCopyOf(const std::string& volume) {
+  if (!endsWith(volume, kJudgedSuffix)) return "";
+  size_t at = volume.rfind(kJudgedInfix);
+  if (at == std::string::npos || at == 0) return "";
+  std::string hex = volume.substr(at + kJudgedInfix.size(), volume.size() - kJudgedSuffix.size() - at - kJudgedInfix.size());
+  if (hex.size() != 8 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) return "";
+  return volume.substr(0, at);
+}
+
 }  // namespace
 
 ImageService::ImageService(StateStore& store, EventBus& events, PoolService& pools, DomainService& domains,
@@ -143,6 +156,21 @@ Result<model::Volume> ImageService::copyIntoPool(const std::string& pool, int fd
   return v;
 }
 
+// Judged copies left by a vmmd that died during an import (none of an import still running).
+void ImageService::sweepJudgedCopies(const std::string& importing) {
+  auto volumes = pools_.listVolumes(options_.pool);
+  if (!volumes.ok()) return;
+  for (const auto& v : *volumes) {
+    std::string image = judgedCopyOf(v.name);
+    if (image.empty()) continue;
+    {
+      MutexLock lock(mu_);
+      if (image != importing && reserved_.count(image)) continue;
+    }
+    if (pools_.deleteVolume(options_.pool, v.name).ok()) log::info("removed the judged copy of an interrupted import", {{"volume", v.name}});
+  }
+}
+
 // The rewritten image's header, read back from the pool, passes the same judgement as the
 // source's did, and shows the same disk.
 Status ImageService::judgeAgain(const model::Image& image) {
@@ -166,7 +194,7 @@ Result<model::Image> ImageService::finishImport(model::Image image, const std::s
                                                 const std::string& kernelFile, const std::string& initrdFile,
                                                 const ImageProgress& progress, const std::string& expectedSha256) {
   VMM_TRY(ensurePool());
-  // The image is judged by its header alone, read here (no qemu-img runs on it): only raw
+  // The image is judged by its header alone, read here (before any qemu-img runs on it): only raw
   // bytes, an ISO or a self-contained qcow2 pass - a backing file or an external data file
   // could name any file of the host. The bytes judged are the bytes copied (one descriptor)
   // and, for a qcow2, the bytes qemu-img rewrites.
@@ -205,7 +233,8 @@ Result<model::Image> ImageService::finishImport(model::Image image, const std::s
     // fresh image from them (no internal snapshots, bitmaps, extensions or odd metadata of the
     // source's maker), which is judged again. Guests' QEMUs only ever parse metadata qemu-img
     // wrote.
-    std::string judged = image.name + ".import-" + randomHex(4) + ".qcow2";
+    sweepJudgedCopies(image.name);
+    std::string judged = judgedCopyName(image.name);
     VMM_TRY(copyIntoPool(options_.pool, disk.get(), diskFile, judged, format, verdict.virtualSize, progress, 5, 50, &hash));
     Reverter dropJudged;
     dropJudged.add([this, judged] { (void)pools_.deleteVolume(options_.pool, judged); });

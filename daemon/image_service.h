@@ -80,6 +80,7 @@ class ImageService {
   void unreserve(const std::string& name);
   // Records the sha256 of the disk's bytes as copied; with `expectedSha256` a mismatch keeps nothing.
   Status judgeAgain(const model::Image& image);
+  void sweepJudgedCopies(const std::string& importing);
   Result<model::Image> finishImport(model::Image image, const std::string& diskFile, const std::string& kernelFile,
                                     const std::string& initrdFile, const ImageProgress& progress,
                                     const std::string& expectedSha256 = "");

@@ -43,8 +43,7 @@ Result<Confinement> confinementFor(const QemuImgAccess& t, Deadline deadline) {
   // is root of a user namespace of its own (the same id on the host, no capability), keeps the
   // host's network and sees no host file at all.
   if (network) {
-    c.rootShownAs = sandbox.uid;
-    c.dropCapabilities = true;
+    c.rootShownAs = sandbox.uid;  // no capability there either
   } else {
     c.uid = sandbox.uid;
     c.gid = sandbox.uid;
@@ -162,15 +161,22 @@ Status convertImage(const std::string& from, model::DiskFormat fromFormat, const
   fs::UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
   SpawnOptions so;
   so.stdoutFd = writeEnd.get();
-  // qemu-img would write through a symlink left at the target or at its stderr file.
+  // qemu-img would write through a symlink left at the target or at its stderr file. The target
+  // is made here, empty: sandboxed, qemu-img may write that one file and nothing else of its
+  // directory (the source may be an image from anywhere: an import).
   VMM_TRY(fs::removeFile(to));
   std::string errFile = to + ".err";
   VMM_TRY(fs::removeFile(errFile));
   VMM_ASSIGN(auto errFd, fs::createExclusive(errFile, 0600));
   so.stderrFd = errFd.get();
+  bool local = !to.empty() && to[0] == '/';
+  if (local) VMM_TRY(fs::createExclusive(to, 0600));
   std::vector<std::string> reads = {from};
   reads.insert(reads.end(), fromLayers.begin(), fromLayers.end());
-  VMM_ASSIGN(so.confinement, confinementFor({{fs::dirName(to)}, {}, reads}, deadline));
+  QemuImgAccess access{{}, {}, reads};
+  if (local) access.writableFiles = {to};
+  else access.writableDirs = {fs::dirName(to)};
+  VMM_ASSIGN(so.confinement, confinementFor(access, deadline));
   auto pid = spawnProcess({"qemu-img", "convert", "-p", "-f", fmt(fromFormat), "-O", fmt(format), from, to}, so);
   writeEnd.reset();
   errFd.reset();

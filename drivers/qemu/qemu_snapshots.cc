@@ -84,6 +84,7 @@ Result<std::map<std::string, std::string>> formatNodesByFile(QemuDriver::Instanc
 struct DiskChains {
   std::vector<std::vector<std::string>> chains;
   std::map<std::string, std::string> topByTarget;  // each disk's own file
+  std::map<std::string, Error> unresolved;         // why a writable disk has no chain here
 
   // `file`'s layers below it in the chain holding it; none for a file in no chain (a header
   // could name any file: qemu-img then finds no backing file and fails).
@@ -122,10 +123,13 @@ DiskChains pinnedChains(const model::Domain& def, const std::function<Result<Res
   DiskChains out;
   for (const auto& d : def.disks) {
     if (d.device != model::DiskDevice::disk || d.readonly) continue;
-    if (auto r = resolve(d); r.ok()) {
-      out.add(*r);
-      if (r->protocol.empty() && !r->path.empty()) out.topByTarget[d.target] = r->path;
+    auto r = resolve(d);
+    if (!r.ok()) {
+      out.unresolved.emplace(d.target, r.error());
+      continue;
     }
+    out.add(*r);
+    if (r->protocol.empty() && !r->path.empty()) out.topByTarget[d.target] = r->path;
   }
   return out;
 }
@@ -773,8 +777,8 @@ Result<json> QemuDriver::snapshotDelete(const model::Domain& def, const json& sn
       }
     } else {
       auto top = chains.topByTarget.find(target);
-      if (top == chains.topByTarget.end())
-        return conflict("disk " + target + " of snapshot " + name + " is no longer attached (or its volume cannot be resolved)");
+      if (auto why = chains.unresolved.find(target); why != chains.unresolved.end()) return why->second;
+      if (top == chains.topByTarget.end()) return conflict("disk " + target + " of snapshot " + name + " is no longer attached");
       auto chain = chains.from(top->second);
       bool inChain = false;
       for (size_t i = 0; i < chain.size(); ++i) {

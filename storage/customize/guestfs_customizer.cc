@@ -70,7 +70,7 @@ void killSession(pid_t sid) {
 }
 
 // Where a block device to customise appears in the helper's private root.
-std::string sandboxedDevicePath(const std::string& device) { return "/dev/" + fs::baseName(device); }
+constexpr const char* kSandboxedDevice = "/dev/vmm-disk";
 
 // Where the sandboxed helper finds libguestfs's qemu-data cache (it must be its uid's).
 constexpr const char* kSandboxCacheDir = "/var/cache/vmm-guestfs";
@@ -123,8 +123,8 @@ Result<Confinement> sandboxFor(const GuestfsSandbox& sandbox, const GuestfsRunti
   if (::stat(image.c_str(), &disk) != 0) return systemError("stat " + image, errno);
   if (S_ISBLK(disk.st_mode)) {
     // A device node's owner cannot be mapped: the helper gets a node of its own for the same
-    // device (the host's keeps its owner and mode), the only one without nodev in its root.
-    root.devices.push_back({image, sandboxedDevicePath(image), sandbox.uid});
+    // device (the host's keeps its owner and mode), made in a /dev of its root.
+    root.devices.push_back({image, kSandboxedDevice, sandbox.uid});
   } else {
     root.binds.push_back({image, image, true, sandbox.uid});
   }
@@ -173,7 +173,7 @@ Result<CustomizeReport> customizeImage(const DiskToCustomize& disk, const Custom
   VMM_ASSIGN(std::string absPath, fs::realPath(imagePath));
 
   // The helper's name for the disk: a sandboxed one sees a block device at a node of its own.
-  std::string helperPath = runtime.sandbox && S_ISBLK(st.st_mode) ? sandboxedDevicePath(absPath) : absPath;
+  std::string helperPath = runtime.sandbox && S_ISBLK(st.st_mode) ? std::string(kSandboxedDevice) : absPath;
   VMM_ASSIGN(auto in, memFile("vmm-customize-in", customizeRequestToJson(helperPath, spec)));
   VMM_ASSIGN(auto out, memFile("vmm-customize-out", ""));
   VMM_ASSIGN(auto err, memFile("vmm-customize-err", ""));

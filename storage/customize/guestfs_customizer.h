@@ -12,7 +12,7 @@
 // no network and a pid namespace of their own, in a private root that holds only the system's
 // /usr, the fixed appliance, its qemu-data cache, scratch /tmp and /var/tmp, and the image with
 // its backing layers (idmapped binds: the files stay root's on disk), or for a block device a
-// node of its own for that device in an otherwise empty /dev (the host's node keeps its owner).
+// node of its own for that device in its /dev (the host's node keeps its owner).
 // A backing file the image's header names beyond those does not exist there. Without a sandbox
 // it runs as root.
 //

@@ -75,8 +75,13 @@ void DirBackend::repairVolumeModes() {
     if (S_ISREG(st.st_mode) && (st.st_mode & 077) != 0) {
       if (::chmod(path.c_str(), st.st_mode & 07700) == 0) log::info("made a volume file private (go-rwx)", {{"pool", pool_.name}, {"file", n}});
       else log::warn("cannot make a volume file private", {{"pool", pool_.name}, {"file", n}, {"errno", errno}});
-    } else if (S_ISDIR(st.st_mode) && closedPool && st.st_uid == 0 && (st.st_mode & 07777) == 0700 && n[0] != '.' && !endsWith(n, ".partial")) {
-      if (::chmod(path.c_str(), 0755) == 0) log::info("opened a directory volume's top to its container's users (0755)", {{"pool", pool_.name}, {"volume", n}});
+    } else if (S_ISDIR(st.st_mode) && closedPool && st.st_uid == 0 && (st.st_mode & 07777) == 0700 && validateVolumeName(n).ok() &&
+               !model::hasTemporarySuffix(n) && n != "lost+found") {
+      fs::UniqueFd top(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (top.valid() && ::fchmod(top.get(), 0755) == 0)
+        log::info("opened a directory volume's top to its container's users (0755)", {{"pool", pool_.name}, {"volume", n}});
+      else
+        log::warn("cannot open a directory volume's top to its container's users", {{"pool", pool_.name}, {"volume", n}, {"errno", errno}});
     }
   }
 }

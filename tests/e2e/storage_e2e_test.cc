@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <iostream>
+#include <set>
 #include <thread>
 
 #include "base/fs.h"
@@ -1087,6 +1088,15 @@ TEST_F(StorageE2E, ImportedImagesThatReachOutsideTheFileAreRefused) {
   ASSERT_TRUE(sourceSnapshots.ok());
   EXPECT_NE(sourceSnapshots->out.find("from-the-maker"), std::string::npos) << "the source changed";
   EXPECT_EQ(must("volume.list", {{"pool", "images"}}).size(), 1u) << must("volume.list", {{"pool", "images"}}).dump();
+
+  // A judged copy a killed vmmd left behind goes with the next qcow2 import; a volume that only
+  // looks like one stays.
+  createVolume("images", {{"name", "old.import-0123abcd.qcow2"}, {"capacity", "1MiB"}});
+  createVolume("images", {{"name", "mine.import-notacopy.qcow2"}, {"capacity", "1MiB"}});
+  ASSERT_TRUE(rpc->callAndWait("image.import", {{"name", "again"}, {"file", good}}, dl()).ok());
+  std::set<std::string> names;
+  for (const auto& v : must("volume.list", {{"pool", "images"}})) names.insert(v.value("name", ""));
+  EXPECT_EQ(names, (std::set<std::string>{"again.qcow2", "good.qcow2", "mine.import-notacopy.qcow2"}));
 }
 
 // The new bytes of a qcow2 volume are judged before they replace the old ones: an upload of an

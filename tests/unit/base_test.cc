@@ -367,8 +367,7 @@ TEST(Process, RootOfItsOwnUserNamespaceIsAnotherUidOnTheHost) {
   ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
   ASSERT_TRUE(fs::writeFileAtomic(dir + "/roots", "ROOT ONLY\n", 0600).ok());
   RunOptions o;
-  o.confinement.rootShownAs = 1001065500;
-  o.confinement.dropCapabilities = true;
+  o.confinement.rootShownAs = 1001065500;  // implies dropCapabilities
   auto r = runCommand({"sh", "-c", "id -u; id -g; cat /proc/self/uid_map; grep -E '^Cap(Eff|Prm|Bnd):' /proc/self/status; cat " + dir + "/roots"}, o);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_NE(r->exitCode, 0) << "read a root-only file: " << r->out;
@@ -382,7 +381,6 @@ TEST(Process, RootOfItsOwnUserNamespaceIsAnotherUidOnTheHost) {
   EXPECT_EQ(lines[5], "CapBnd:\t0000000000000000");
   // Without the namespace the same child is the host's root and reads it.
   o.confinement.rootShownAs.reset();
-  o.confinement.dropCapabilities = false;
   auto root = runCommand({"cat", dir + "/roots"}, o);
   ASSERT_TRUE(root.ok());
   EXPECT_EQ(root->out, "ROOT ONLY\n");

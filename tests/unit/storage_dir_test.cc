@@ -624,6 +624,15 @@ TEST_F(DirPoolTest, SandboxedQemuImgSeesOnlyWhatTheCallNames) {
   ASSERT_FALSE(leak.ok());
   EXPECT_NE(leak.error().message.find("No such file"), std::string::npos) << leak.error().message;
   EXPECT_EQ(fs::readFile(out + "/leak.raw").valueOr("").find("TOPSECRET"), std::string::npos);
+
+  // Of the target's directory only the target exists for it: a header naming a file next to
+  // the target (another volume of the pool an import lands in) finds nothing there either.
+  ASSERT_TRUE(fs::writeFileAtomic(out + "/neighbour.raw", "NEIGHBOUR" + std::string(4096, 'n'), 0600).ok());
+  auto near = runCommand({"qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", out + "/neighbour.raw", "-F", "raw", pool + "/near.qcow2", "1M"});
+  ASSERT_TRUE(near.ok() && near->success());
+  auto reach = convertImage(pool + "/near.qcow2", model::DiskFormat::qcow2, out + "/reach.raw", model::DiskFormat::raw, nullptr, dl());
+  ASSERT_FALSE(reach.ok()) << "qemu-img read a file next to its target";
+  EXPECT_NE(reach.error().message.find("No such file"), std::string::npos) << reach.error().message;
 }
 
 TEST_F(DirPoolTest, SandboxedQemuImgChangesAndReadsOnlyTheFilesItIsGiven) {
