@@ -135,7 +135,7 @@ std::string describeChildStep(const ChildFailure& f, const ChildSetup& s) {
   _exit(126);
 }
 
-// Confinement::dropCapabilities. The securebits first (they need CAP_SETPCAP): uid 0 then gets
+// For Confinement::rootShownAs. The securebits first (they need CAP_SETPCAP): uid 0 then gets
 // nothing from an exec and keeps nothing special on a uid change; then the bounding set, then
 // every set the process holds.
 void dropAllCapabilities(int reportFd) {
@@ -182,7 +182,7 @@ void applyConfinement(const Confinement& c, const std::optional<PreparedRoot>& r
   if (c.uid && syscall(SYS_setresuid, *c.uid, *c.uid, *c.uid) != 0) childFail(reportFd, ChildStep::uid);
   // Root of a user namespace holds every capability there, and an exec as root gives them back:
   // entering one always drops them for good.
-  if (c.dropCapabilities || userns >= 0) dropAllCapabilities(reportFd);
+  if (userns >= 0) dropAllCapabilities(reportFd);
   if (c.noNewPrivileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) childFail(reportFd, ChildStep::no_new_privileges);
 }
 

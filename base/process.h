@@ -35,16 +35,12 @@ struct Confinement {
   std::vector<gid_t> groups;
   // PR_SET_NO_NEW_PRIVS: no setuid bit or file capability of any later exec gives anything back.
   bool noNewPrivileges = false;
-  // Every capability dropped for good while the uid stays what it is (0 for a child that must
-  // speak as root to a server, e.g. NFS's AUTH_SYS): empty bounding, permitted, effective,
-  // inheritable and ambient sets, and locked securebits so no exec as uid 0 gives them back.
-  // Files root owns stay root's to read and write: give it a private root.
-  bool dropCapabilities = false;
   // A user namespace of its own in which it is uid and gid 0 - on the host the id given here
   // (userNamespaceShowingRootAs) - instead of `uid` and `gid`: a program that states its ids to
   // a server (NFS's AUTH_SYS sends getuid()) speaks as root there while it owns nothing of the
   // host and holds no capability over anything the host's namespaces own. Its capabilities in
-  // that namespace are dropped for good as well (as by dropCapabilities, which it implies).
+  // that namespace are dropped for good as well: empty bounding, permitted, effective,
+  // inheritable and ambient sets, and locked securebits so no exec as its root gives them back.
   std::optional<uint32_t> rootShownAs;
   // A network namespace of its own: only a loopback that is down, no route anywhere.
   bool newNetworkNamespace = false;
@@ -57,7 +53,7 @@ struct Confinement {
   // replaces the spawn's.
   std::optional<PrivateRoot> root;
 
-  bool empty() const { return !uid && !gid && !rootShownAs && groups.empty() && !root && !noNewPrivileges && !dropCapabilities && !newNetworkNamespace && !newPidNamespace &&
+  bool empty() const { return !uid && !gid && !rootShownAs && groups.empty() && !root && !noNewPrivileges && !newNetworkNamespace && !newPidNamespace &&
                                    limits.empty(); }
 };
 

@@ -81,7 +81,7 @@ const std::string* envValue(const GuestfsRuntime& rt, const std::string& key) {
 }
 
 // The helper's confinement (see the header) and the environment that goes with it.
-Result<Confinement> sandboxFor(const GuestfsSandbox& sandbox, const GuestfsRuntime& rt, const std::string& image,
+Result<Confinement> sandboxFor(const GuestfsSandbox& sandbox, const GuestfsRuntime& rt, const std::string& image, bool blockDevice,
                                const std::vector<std::string>& layers, Deadline deadline,
                                std::map<std::string, std::string>& env) {
   if (sandbox.uid == 0 || sandbox.mountPoint.empty()) return invalidArgument("the customisation sandbox needs a uid other than 0 and a mount point");
@@ -119,9 +119,7 @@ Result<Confinement> sandboxFor(const GuestfsSandbox& sandbox, const GuestfsRunti
   root.binds.push_back({appliance, appliance, false});
   env["LIBGUESTFS_PATH"] = appliance;
   root.binds.push_back({hostCache, std::string(kSandboxCacheDir) + "/.guestfs-" + std::to_string(sandbox.uid), true, sandbox.uid});
-  struct stat disk{};
-  if (::stat(image.c_str(), &disk) != 0) return systemError("stat " + image, errno);
-  if (S_ISBLK(disk.st_mode)) {
+  if (blockDevice) {
     // A device node's owner cannot be mapped: the helper gets a node of its own for the same
     // device (the host's keeps its owner and mode), made in a /dev of its root.
     root.devices.push_back({image, kSandboxedDevice, sandbox.uid});
@@ -185,7 +183,7 @@ Result<CustomizeReport> customizeImage(const DiskToCustomize& disk, const Custom
   so.env = runtime.env;
   std::vector<std::string> argv = {runtime.helperPath};
   if (runtime.sandbox) {
-    VMM_ASSIGN(so.confinement, sandboxFor(*runtime.sandbox, runtime, absPath, disk.backingLayers, deadline, so.env));
+    VMM_ASSIGN(so.confinement, sandboxFor(*runtime.sandbox, runtime, absPath, S_ISBLK(st.st_mode), disk.backingLayers, deadline, so.env));
     VMM_ASSIGN(argv[0], fs::realPath(runtime.helperPath));
     argv.push_back("--sandboxed");
   }
