@@ -10,7 +10,7 @@ Status Dispatcher::submit(const OperationSpec& spec, const CallContext& ctx, std
     calls_.submit(std::move(fn));
     return {};
   }
-  bool write = ctx.access == Access::write;
+  bool write = ctx.role != Role::read;
   // Read-only and read-write callers are counted apart, also for one uid (root on both sockets).
   std::string who = ctx.peer.empty() ? ctx.principal : ctx.peer;
   std::string peer = std::string(write ? "rw " : "ro ") + who;

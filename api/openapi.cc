@@ -35,7 +35,7 @@ json Registry::openapi() const {
     json op = {{"operationId", spec.name},
                {"summary", spec.summary},
                {"tags", {spec.name.substr(0, spec.name.find('.'))}},
-               {"x-vmm-access", spec.access == Access::write ? "write" : "read"}};
+               {"x-vmm-role", roleName(spec.role)}};
     json parameters = json::array();
     json bodyProps = json::object();
     json bodyRequired = json::array();
@@ -94,7 +94,10 @@ json Registry::openapi() const {
   }
   paths["/v1/events"]["get"] = {
       {"operationId", "events.stream"},
-      {"summary", "Server-Sent Events: every event as it happens; slow readers get an events.overflow event and are disconnected"},
+      {"summary", "Server-Sent Events: every event as it happens; slow readers get an events.overflow event and are disconnected. "
+                  "operation.output events reach operators and admins only, audit and token events admins only; the "
+                  "stream ends within a second of its token's revocation or expiry"},
+      {"x-vmm-role", "read"},
       {"parameters",
        {{{"name", "types"}, {"in", "query"}, {"schema", {{"type", "string"}}}, {"description", "comma-separated type prefixes (domain, operation, ...)"}},
         {{"name", "object"}, {"in", "query"}, {"schema", {{"type", "string"}}}, {"description", "only events of this object (domains/web1)"}}}},
@@ -104,24 +107,29 @@ json Registry::openapi() const {
                       {{"name", "name"}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}}};
   paths["/v1/pools/{pool}/volumes/{name}/content"]["get"] = {
       {"operationId", "volume.download"},
-      {"summary", "Download a volume's bytes (admin token); Content-Length is the volume's size"},
+      {"summary", "Download a volume's bytes; Content-Length is the volume's size"},
+      {"x-vmm-role", "operator"},
       {"parameters", poolAndName},
       {"responses", {{"200", {{"description", "application/octet-stream"}}}, {"404", errorResponse("no such pool or volume")}}}};
   paths["/v1/pools/{pool}/volumes/{name}/content"]["put"] = {
       {"operationId", "volume.upload"},
-      {"summary", "Replace a volume's content with the request body (admin token, Content-Length required); "
+      {"summary", "Replace a volume's content with the request body (Content-Length required); "
                   "the volume changes only when every byte arrived"},
+      {"x-vmm-role", "operator"},
       {"parameters", poolAndName},
       {"requestBody", {{"required", true}, {"content", {{"application/octet-stream", {{"schema", {{"type", "string"}, {"format", "binary"}}}}}}}}},
       {"responses", {{"200", {{"description", "the volume"}}}, {"400", errorResponse("short or oversized body")},
                      {"404", errorResponse("no such pool or volume")}, {"409", errorResponse("the volume is busy or used by a domain")}}}};
   paths["/v1/domains/{name}/console"]["get"] = {
       {"operationId", "domain.console"},
-      {"summary", "The console's output as a chunked byte stream (admin token); POST sends keyboard input"},
+      {"summary", "The console's output as a chunked byte stream; POST sends keyboard input"},
+      {"x-vmm-role", "operator"},
       {"parameters", {{{"name", "name"}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}}}},
       {"responses", {{"200", {{"description", "application/octet-stream"}}}}}};
-  paths["/v1/openapi.json"]["get"] = {{"operationId", "openapi"}, {"summary", "This document"}, {"responses", {{"200", {{"description", "OpenAPI 3.0 document"}}}}}};
-  paths["/metrics"]["get"] = {{"operationId", "metrics"}, {"summary", "Prometheus metrics"}, {"responses", {{"200", {{"description", "text/plain; version=0.0.4"}}}}}};
+  paths["/v1/openapi.json"]["get"] = {{"operationId", "openapi"}, {"summary", "This document"}, {"x-vmm-role", "read"},
+                                      {"responses", {{"200", {{"description", "OpenAPI 3.0 document"}}}}}};
+  paths["/metrics"]["get"] = {{"operationId", "metrics"}, {"summary", "Prometheus metrics"}, {"x-vmm-role", "read"},
+                              {"responses", {{"200", {{"description", "text/plain; version=0.0.4"}}}}}};
 
   json schemas = {
       {"Error",

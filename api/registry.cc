@@ -100,14 +100,54 @@ Status Registry::validate(const OperationSpec& spec, json& params) const {
   return {};
 }
 
+Status requireAdminFor(const CallContext& ctx, const std::string& field) {
+  if (ctx.may(Role::admin)) return {};
+  return permissionDenied(field + ": host paths and host devices need the admin role; " + ctx.principal + " has the " +
+                          std::string(roleName(ctx.role)) + " role");
+}
+
+namespace {
+
+// The object a call acts on, for the audit trail: the spec's template with the call's
+// parameters in it ("pools/{pool}/volumes/{name}"), and a collection's new member by name.
+std::string auditObject(const OperationSpec& spec, const json& params) {
+  auto bounded = [](std::string v) {
+    if (v.size() > 256) v.resize(256);
+    return v;
+  };
+  std::string out;
+  const std::string& t = spec.object;
+  for (size_t i = 0; i < t.size(); ++i) {
+    size_t end = t[i] == '{' ? t.find('}', i) : std::string::npos;
+    if (end == std::string::npos) {
+      out += t[i];
+      continue;
+    }
+    std::string v = str(params, t.substr(i + 1, end - i - 1).c_str());
+    out += v.empty() ? t.substr(i, end - i + 1) : bounded(std::move(v));
+    i = end;
+  }
+  if (t.find('{') == std::string::npos) {
+    std::string name = str(params, "name");
+    if (const json* d = params.is_object() ? jsonMember(params, "definition") : nullptr; name.empty() && d && d->is_object())
+      name = jsonStringOr(*d, "name", "");
+    if (!name.empty()) out += "/" + bounded(std::move(name));
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<Reply> Registry::call(const CallContext& ctx, const std::string& name, json params) {
   auto it = entries_.find(name);
   if (it == entries_.end()) return notFound("unknown method " + quote(name));
   Entry& e = it->second;
   auto t0 = SteadyClock::now();
+  std::string operationId, object;
   auto run = [&]() -> Result<Reply> {
-    if (e.spec->access == Access::write && ctx.access != Access::write)
-      return permissionDenied(name + " needs read-write access; this connection is read-only");
+    if (!ctx.may(e.spec->role))
+      return permissionDenied(name + " needs the " + std::string(roleName(e.spec->role)) + " role; " + ctx.principal +
+                              " has the " + std::string(roleName(ctx.role)) + " role");
     VMM_TRY(validate(*e.spec, params));
     if (!e.spec->async) {
       if (!e.handler) return unsupported(name + " is not implemented by this vmmd");
@@ -115,7 +155,9 @@ Result<Reply> Registry::call(const CallContext& ctx, const std::string& name, js
     }
     if (!e.asyncHandler) return unsupported(name + " is not implemented by this vmmd");
     VMM_ASSIGN(auto work, e.asyncHandler(ctx, params));
-    VMM_ASSIGN(auto op, operations_.submit(name, work.object, e.spec->cancellable, std::move(work.task)));
+    object = work.object;
+    VMM_ASSIGN(auto op, operations_.submit({name, work.object, e.spec->cancellable, ctx.principal}, std::move(work.task)));
+    operationId = op.id;
     Reply r(model::formatOperation(op), 202);
     r.headers.emplace_back("Location", "/v1/operations/" + op.id);
     return r;
@@ -131,14 +173,37 @@ Result<Reply> Registry::call(const CallContext& ctx, const std::string& name, js
     log::error("call threw", {{"method", name}, {"principal", ctx.principal}, {"exception", "unknown"}});
     result = internalError(name + ": unexpected failure");
   }
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count();
   e.counters->calls++;
-  e.counters->micros += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count());
+  e.counters->micros += static_cast<uint64_t>(micros);
+  audit(ctx, *e.spec, params, result.ok() ? Status() : Status(result.error()), std::move(object), std::move(operationId), micros);
   if (!result.ok()) {
     e.counters->errors++;
     if (result.error().code == ErrorCode::internal)
       log::error("call failed", {{"method", name}, {"principal", ctx.principal}, {"error", result.error().message}});
   }
   return result;
+}
+
+void Registry::audit(const CallContext& ctx, const OperationSpec& spec, const json& params, const Status& result,
+                     std::string object, std::string operationId, int64_t micros) {
+  if (!audit_ || spec.role == Role::read) return;
+  AuditRecord r;
+  r.timeUs = wallNowMicros();
+  r.principal = ctx.principal;
+  r.role = roleName(ctx.role);
+  r.transport = ctx.transport;
+  r.method = spec.name;
+  r.object = object.empty() ? auditObject(spec, params) : std::move(object);
+  r.result = result.ok() ? "ok" : std::string(errorCodeName(result.error().code));
+  if (!result.ok()) r.message = result.error().message;
+  r.operation = std::move(operationId);
+  r.durationUs = micros;
+  audit_->record(std::move(r));
+}
+
+void Registry::recordRefusal(const CallContext& ctx, const OperationSpec& spec, const json& params, const Error& error) {
+  audit(ctx, spec, params, error, "", "", 0);
 }
 
 std::string Registry::metricsText() const {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "api/audit.h"
 #include "api/spec.h"
 #include "base/json_util.h"
 #include "base/result.h"
@@ -24,11 +25,17 @@ namespace vmm::api {
 using json = nlohmann::json;
 
 struct CallContext {
-  Access access = Access::read;  // what the caller may do
-  std::string principal;         // "uid 0", "token ci"
-  std::string transport;         // "rpc" or "http"
-  std::string peer;              // whom per-peer caps count: "uid 1000", "token ci" (principal when empty)
+  Role role = Role::read;  // what the caller may do
+  std::string principal;   // "uid 0", "token ci"
+  std::string transport;   // "rpc" or "http"
+  std::string peer;        // whom per-peer caps count: "uid 1000", "token ci" (principal when empty)
+  bool may(Role needed) const { return role >= needed; }
 };
+
+// Refuses a call that names a host path or host-side device (`field`, as the API spells it:
+// "disks[0].source.path") unless the caller is an admin: such a field hands the caller the
+// host's files or interfaces as root.
+Status requireAdminFor(const CallContext& ctx, const std::string& field);
 
 struct Reply {
   json body;
@@ -51,6 +58,8 @@ using AsyncHandler = std::function<Result<AsyncWork>(const CallContext&, const j
 class Registry {
  public:
   explicit Registry(OperationManager& operations);
+  // Where calls that need more than the read role are recorded (none: not recorded).
+  void setAudit(AuditTrail* audit) { audit_ = audit; }
 
   void bind(const std::string& name, Handler handler);
   void bindAsync(const std::string& name, AsyncHandler handler);
@@ -58,6 +67,9 @@ class Registry {
   std::vector<std::string> unbound() const;
 
   Result<Reply> call(const CallContext& ctx, const std::string& name, json params);
+  // Records a call a transport refused before it reached call() (its role was too low: HTTP
+  // answers before reading the body).
+  void recordRefusal(const CallContext& ctx, const OperationSpec& spec, const json& params, const Error& error);
 
   // Prometheus text lines for the per-operation counters.
   std::string metricsText() const;
@@ -74,8 +86,11 @@ class Registry {
     std::unique_ptr<Counters> counters = std::make_unique<Counters>();
   };
   Status validate(const OperationSpec& spec, json& params) const;
+  void audit(const CallContext& ctx, const OperationSpec& spec, const json& params, const Status& result,
+             std::string object, std::string operationId, int64_t micros);
 
   OperationManager& operations_;
+  AuditTrail* audit_ = nullptr;
   std::map<std::string, Entry> entries_;
 };
 

@@ -4,6 +4,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "api/audit.h"
 #include "daemon/auth.h"
 #include "daemon/domain_service.h"
 #include "daemon/event_bus.h"
@@ -27,6 +28,7 @@ struct Services {
   std::function<nlohmann::json()> hostInfo;
   ImageService& images;
   InstanceService& instances;
+  AuditTrail& audit;
 };
 
 // Binds every operation of the table to its handler.

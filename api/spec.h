@@ -5,11 +5,20 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace vmm::api {
 
-enum class Access { read, write };
+// What a principal may do, and the least a call needs. Ordered: each role may do what the ones
+// before it may.
+//   read     - see domains, volumes, networks, operations and events; never guest output
+//   operate  - ("operator" in text) manage domains, volumes, images, snapshots and operations,
+//              exec, consoles and transfers - without host paths or host-side devices
+//   admin    - everything, pools, networks and tokens too: an admin is root on the host
+enum class Role { read, operate, admin };
+std::string_view roleName(Role r);
+std::optional<Role> parseRole(std::string_view text);
 
 enum class ParamType { string, integer, boolean, object, array, any, duration };
 std::string_view paramTypeName(ParamType t);
@@ -49,7 +58,7 @@ enum class Lane { call, quick, wait };
 struct OperationSpec {
   std::string name;        // "domain.start"
   std::string summary;
-  Access access = Access::read;
+  Role role = Role::read;  // the least role the call needs
   bool async = false;      // returns an operation (HTTP 202)
   bool cancellable = false;
   std::string object;      // object template for operations and events: "domains/{name}"

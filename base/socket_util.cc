@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -74,24 +75,28 @@ Result<PeerCred> peerCredentials(int fd) {
   struct ucred cred{};
   socklen_t len = sizeof cred;
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return systemError("SO_PEERCRED", errno);
-  return PeerCred{cred.pid, cred.uid, cred.gid};
+  PeerCred out{cred.pid, cred.uid, cred.gid, {}};
+  // The supplementary groups the peer had when it connected, from the kernel (not /proc, where
+  // a reused pid would answer for another process). ERANGE tells the size needed.
+  std::vector<gid_t> groups(64);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    socklen_t bytes = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &bytes) == 0) {
+      groups.resize(bytes / sizeof(gid_t));
+      out.groups = std::move(groups);
+      return out;
+    }
+    if (errno != ERANGE) return systemError("SO_PEERGROUPS", errno);
+    groups.resize(bytes / sizeof(gid_t) + 1);
+  }
+  return systemError("SO_PEERGROUPS", ERANGE);
 }
 
 bool peerInGroup(const PeerCred& cred, gid_t group) {
   if (cred.uid == 0) return true;
   if (group == static_cast<gid_t>(-1)) return false;
   if (cred.gid == group) return true;
-  // Supplementary groups of the peer, from /proc (the peer may have exited: then deny).
-  auto status = fs::readFile("/proc/" + std::to_string(cred.pid) + "/status", 1 << 16);
-  if (!status.ok()) return false;
-  for (const auto& line : split(*status, '\n')) {
-    if (!startsWith(line, "Groups:")) continue;
-    for (const auto& g : split(line.substr(7), ' ', true)) {
-      auto v = parseUint(trim(g));
-      if (v && static_cast<gid_t>(*v) == group) return true;
-    }
-  }
-  return false;
+  return std::find(cred.groups.begin(), cred.groups.end(), group) != cred.groups.end();
 }
 
 Status setNonBlocking(int fd, bool on) {

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "base/fs.h"
 #include "base/result.h"
@@ -28,9 +29,10 @@ struct PeerCred {
   pid_t pid = 0;
   uid_t uid = 0;
   gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups when it connected (SO_PEERGROUPS)
 };
 Result<PeerCred> peerCredentials(int fd);
-// True if `uid` is root, or `gid`/any supplementary group of the peer process equals `group`.
+// True if `uid` is root, or the peer's gid or one of its supplementary groups is `group`.
 bool peerInGroup(const PeerCred& cred, gid_t group);
 
 // One sendmsg of `len` bytes with descriptor `fd` attached (SCM_RIGHTS; the sender keeps its

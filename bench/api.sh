@@ -17,7 +17,7 @@ VMMD_RSS_IDLE=$(rss_kb "$RPC_PID")
 # The HTTP side's vmmd (same options): both clients then list exactly COUNT domains.
 start_vmmd
 HTTP_URL=$VMMD_HTTP
-TOKEN=$("$BUILD/client/vmctl" --connect "$VMMD_SOCK" token create bench)
+TOKEN=$("$BUILD/client/vmctl" --connect "$VMMD_SOCK" token create bench --role operator)
 VMMD_SOCK=$RPC_SOCK  # the one the CLI rows use
 
 start_libvirtd

@@ -120,7 +120,7 @@ def receive(sock):
         return b""
 
 
-HEAD = b"GET /v1/domains HTTP/1.1\r\nHost: flood\r\nX-Slow: " + b"a" * 4096
+HEAD = b"GET /v1/domains HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 4096
 
 
 class IdleHttp:

@@ -73,7 +73,12 @@ namespace {
 class LineSocket {
  public:
   explicit LineSocket(fs::UniqueFd fd) : fd_(std::move(fd)) {}
-  Status writeLine(const std::string& text, Deadline deadline) { return writeAllFd(fd_.get(), text + "\n", deadline); }
+  Status writeLine(const std::string& text, Deadline deadline) {
+    auto written = writeAllFd(fd_.get(), text + "\n", deadline);
+    if (!written.ok())
+      if (auto refusal = refusalReason()) return *refusal;
+    return written;
+  }
   Status writeRaw(std::string_view data, Deadline deadline) { return writeAllFd(fd_.get(), data, deadline); }
   // The next line, or nullopt at the deadline.
   Result<std::optional<std::string>> readLine(Deadline deadline) {
@@ -97,6 +102,18 @@ class LineSocket {
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (n <= 0) return unavailable("vmmd closed the connection");
     }
+  }
+
+  // vmmd answers a connection it refuses (no role, too many connections) with one error line
+  // and closes it, so a write fails: the reason is that line, when it came.
+  std::optional<Error> refusalReason() {
+    char buf[4096];
+    ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n <= 0) return std::nullopt;
+    std::string_view text(buf, static_cast<size_t>(n));
+    auto msg = json::parse(text.substr(0, text.find('\n')), nullptr, false);
+    if (!msg.is_object() || !msg.contains("error") || !msg["error"].is_object()) return std::nullopt;
+    return errorFromWire(msg["error"]);
   }
 
   // After a switch to a raw stream: what was read beyond the last line, and the socket.
@@ -147,6 +164,9 @@ class RpcConnection : public Connection {
       if (!line) return timeoutError(method + ": no reply from vmmd within " + formatDuration(timeout));
       auto msg = json::parse(*line, nullptr, false);
       if (msg.is_discarded()) return internalError("vmmd sent invalid JSON");
+      // An error without an id is about the connection itself (vmmd refused it).
+      if (msg.contains("id") && msg["id"].is_null() && msg.contains("error") && msg["error"].is_object())
+        return errorFromWire(msg["error"]);
       if (!msg.contains("id") || msg["id"] != id) continue;  // a notification
       if (msg.contains("error")) return errorFromWire(msg["error"]);
       return msg["result"];

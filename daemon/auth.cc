@@ -1,5 +1,6 @@
 #include "daemon/auth.h"
 
+#include "base/json_util.h"
 #include "base/random.h"
 #include "base/time_util.h"
 #include "model/names.h"
@@ -10,24 +11,30 @@ Status TokenStore::load() {
   VMM_ASSIGN(auto rows, store_.loadAll(Table::tokens));
   MutexLock lock(mu_);
   for (const auto& row : rows) {
-    TokenInfo info{row.key, row.value.value("role", "read"), row.value.value("created_us", int64_t{0})};
-    byName_[row.key] = {row.value.value("sha256", ""), info};
+    TokenInfo info{row.key, jsonStringOr(row.value, "role", "read"), jsonStringOr(row.value, "description", ""),
+                   jsonIntOr(row.value, "created_us", 0), jsonIntOr(row.value, "expires_us", 0)};
+    byName_[row.key] = {jsonStringOr(row.value, "sha256", ""), info};
   }
   return {};
 }
 
-Result<std::string> TokenStore::create(const std::string& name, const std::string& role) {
+Result<std::string> TokenStore::create(const TokenSpec& spec) {
+  const std::string& name = spec.name;
   VMM_TRY(model::validateName(name, "token name"));
-  if (role != "read" && role != "admin") return invalidArgument("role: expected read or admin");
+  if (spec.role != "read" && spec.role != "operator" && spec.role != "admin")
+    return invalidArgument("role: expected read, operator or admin");
+  if (spec.description.size() > 1024) return invalidArgument("description: at most 1024 bytes");
   std::string secret = "vmm_" + randomHex(24);
-  TokenInfo info{name, role, wallNowMicros()};
+  TokenInfo info{name, spec.role, spec.description, wallNowMicros(), spec.expiresUs};
+  if (info.expired(info.createdUs)) return invalidArgument("expires: the token would be expired already");
   std::string hash = sha256Hex(secret);
   {
     MutexLock lock(mu_);
     if (byName_.count(name)) return conflict("a token named " + name + " already exists");
     byName_[name] = {hash, info};  // reserve; undone below if the write fails
   }
-  auto st = store_.put(Table::tokens, name, {{"sha256", hash}, {"role", role}, {"created_us", info.createdUs}});
+  auto st = store_.put(Table::tokens, name, {{"sha256", hash}, {"role", info.role}, {"description", info.description},
+                                             {"created_us", info.createdUs}, {"expires_us", info.expiresUs}});
   if (!st.ok()) {
     MutexLock lock(mu_);
     byName_.erase(name);
@@ -61,7 +68,15 @@ std::optional<TokenInfo> TokenStore::verify(const std::string& secret) const {
   std::optional<TokenInfo> found;
   for (const auto& [n, v] : byName_)
     if (constantTimeEquals(v.first, hash)) found = v.second;
+  if (found && found->expired(wallNowMicros())) return std::nullopt;
   return found;
+}
+
+bool TokenStore::stillValid(const TokenInfo& token) const {
+  if (token.expired(wallNowMicros())) return false;
+  MutexLock lock(mu_);
+  auto it = byName_.find(token.name);
+  return it != byName_.end() && it->second.second.createdUs == token.createdUs;
 }
 
 bool TokenStore::empty() const {

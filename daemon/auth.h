@@ -1,5 +1,6 @@
 // API tokens for the HTTP transport. A token is shown once, at creation; only its SHA-256
-// is stored. Roles: "read" (read operations) and "admin" (everything).
+// is stored. Roles (api/spec.h): "read", "operator" and "admin". A token may expire; an
+// expired or revoked one is refused, and transports close its open streams (stillValid).
 //
 // Thread-safety: all methods may be called from any thread.
 #pragma once
@@ -17,8 +18,18 @@ namespace vmm {
 
 struct TokenInfo {
   std::string name;
-  std::string role;  // read | admin
+  std::string role;  // read | operator | admin
+  std::string description;
   int64_t createdUs = 0;
+  int64_t expiresUs = 0;  // 0: never
+  bool expired(int64_t nowUs) const { return expiresUs != 0 && nowUs >= expiresUs; }
+};
+
+struct TokenSpec {
+  std::string name;
+  std::string role;
+  std::string description;
+  int64_t expiresUs = 0;  // 0: never
 };
 
 class TokenStore {
@@ -26,11 +37,14 @@ class TokenStore {
   explicit TokenStore(StateStore& store) : store_(store) {}
   Status load();
   // Returns the secret; it is not stored anywhere.
-  Result<std::string> create(const std::string& name, const std::string& role);
+  Result<std::string> create(const TokenSpec& spec);
   Status remove(const std::string& name);
   std::vector<TokenInfo> list() const;
-  // The token's info if the secret is valid.
+  // The token's info if the secret is one of a token neither revoked nor expired.
   std::optional<TokenInfo> verify(const std::string& secret) const;
+  // Whether the token `verify` gave is still neither revoked (nor replaced by a new token of
+  // its name) nor expired.
+  bool stillValid(const TokenInfo& token) const;
   bool empty() const;
 
  private:

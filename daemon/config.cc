@@ -62,12 +62,16 @@ Status applyConfigFile(Config& c, const std::string& path) {
     s.optional("socket", c.socketPath);
     s.optional("ro_socket", c.roSocketPath);
     s.optional("group", c.socketGroup);
+    s.optional("ro_group", c.roSocketGroup);
+    s.optional("operator_group", c.operatorGroup);
     readSizeT(s, "max_request_bytes", c.maxRequestBytes, 1024, 1 << 30);
   });
   r.object("http", [&](model::JsonReader& h) {
     h.optional("listen", c.httpListen);
     h.optional("tls_cert", c.tlsCert);
     h.optional("tls_key", c.tlsKey);
+    h.optional("allowed_hosts", c.httpAllowedHosts);
+    h.optional("allow_plaintext", c.httpAllowPlaintext);
     h.optional("threads", c.httpThreads, 2, 1024);
     readDuration(h, "header_timeout", c.httpHeaderTimeout);
     readDuration(h, "idle_timeout", c.httpIdleTimeout);
@@ -169,6 +173,10 @@ Options:
   --socket PATH        read-write JSON-RPC socket (default RUN_DIR/vmmd.sock)
   --ro-socket PATH     read-only JSON-RPC socket (default RUN_DIR/vmmd-ro.sock)
   --socket-group NAME  members of this group may use the read-write socket (default: root only)
+  --ro-socket-group NAME  members of this group may use the read-only socket; "*": every local
+                       user (default: root only)
+  --operator-group NAME  members of this group use the read-write socket as operators (manage
+                       domains and volumes, no host paths; default: none)
   --listen ADDR:PORT   HTTP API address (default 127.0.0.1:8470; "none" disables HTTP)
   --tls-cert FILE      serve HTTPS with this certificate ...
   --tls-key FILE       ... and key
@@ -228,6 +236,8 @@ Result<Config> loadConfig(int argc, char** argv, bool& run) {
     else if (key == "socket") c.socketPath = value;
     else if (key == "ro-socket") c.roSocketPath = value;
     else if (key == "socket-group") c.socketGroup = value;
+    else if (key == "ro-socket-group") c.roSocketGroup = value;
+    else if (key == "operator-group") c.operatorGroup = value;
     else if (key == "listen") c.httpListen = value == "none" ? "" : value;
     else if (key == "tls-cert") c.tlsCert = value;
     else if (key == "tls-key") c.tlsKey = value;

@@ -20,11 +20,18 @@ struct Config {
 
   std::string socketPath;     // read-write JSON-RPC socket
   std::string roSocketPath;   // read-only JSON-RPC socket
-  std::string socketGroup;    // members of this group may use the read-write socket
+  std::string socketGroup;    // members of this group may use the read-write socket (admins)
+  std::string operatorGroup;  // members of this group use the read-write socket as operators
+  // Who may use the read-only socket: "" root only (0660 root:root), a group's members
+  // (0660 root:GROUP), or "*" every local user (0666). It shows every domain, volume and
+  // network, so it is closed by default.
+  std::string roSocketGroup;
   size_t maxRequestBytes = 4 << 20;
 
   std::string httpListen = "127.0.0.1:8470";  // "" disables HTTP
   std::string tlsCert, tlsKey;
+  std::vector<std::string> httpAllowedHosts;  // Host header names; empty: loopback names on loopback
+  bool httpAllowPlaintext = false;            // plain HTTP on a non-loopback address
   int httpThreads = 16;
   Millis httpHeaderTimeout = Millis(10000);  // a request head (and TLS handshake) must arrive within this
   Millis httpIdleTimeout = Millis(15000);    // a kept-alive connection may wait this long for its next request

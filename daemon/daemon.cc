@@ -201,6 +201,18 @@ Status Daemon::start() {
     if (!g) return invalidArgument("socket group " + quote(config_.socketGroup) + " does not exist");
     group = g->gr_gid;
   }
+  gid_t operatorGroup = static_cast<gid_t>(-1);
+  if (!config_.operatorGroup.empty()) {
+    struct group* g = getgrnam(config_.operatorGroup.c_str());
+    if (!g) return invalidArgument("operator group " + quote(config_.operatorGroup) + " does not exist");
+    operatorGroup = g->gr_gid;
+  }
+  gid_t roGroup = 0;
+  if (!config_.roSocketGroup.empty() && config_.roSocketGroup != "*") {
+    struct group* g = getgrnam(config_.roSocketGroup.c_str());
+    if (!g) return invalidArgument("read-only socket group " + quote(config_.roSocketGroup) + " does not exist");
+    roGroup = g->gr_gid;
+  }
 
   StoreOptions so;
   so.fullSync = config_.syncFull;
@@ -273,8 +285,13 @@ Status Daemon::start() {
   instances_ = std::make_unique<InstanceService>(*store_, *domains_, *pools_, *images_, inso);
   VMM_TRY(instances_->load());
 
-  services_ = std::make_unique<api::Services>(api::Services{*domains_, *pools_, *networks_, *operations_, *events_, *tokens_, [this] { return hostInfo(); }, *images_, *instances_});
+  audit_ = std::make_unique<api::AuditTrail>();
+  audit_->setSink([events = events_.get()](const api::AuditRecord& r) {
+    events->publish("audit", r.object, api::formatAuditRecord(r));
+  });
+  services_ = std::make_unique<api::Services>(api::Services{*domains_, *pools_, *networks_, *operations_, *events_, *tokens_, [this] { return hostInfo(); }, *images_, *instances_, *audit_});
   registry_ = std::make_unique<api::Registry>(*operations_);
+  registry_->setAudit(audit_.get());
   api::bindHandlers(*registry_, *services_);
   for (const auto& name : registry_->unbound()) log::warn("operation has no handler", {{"operation", name}});
 
@@ -282,6 +299,9 @@ Status Daemon::start() {
   ro.socketPath = config_.socketPath;
   ro.roSocketPath = config_.roSocketPath;
   ro.group = group;
+  ro.roGroup = roGroup;
+  ro.operatorGroup = operatorGroup;
+  ro.roEveryone = config_.roSocketGroup == "*";
   ro.maxRequestBytes = config_.maxRequestBytes;
   ro.dispatcher = dispatcher_.get();
   ro.openStream = [this](const std::string& method, const nlohmann::json& params) { return openStream(method, params); };
@@ -292,6 +312,8 @@ Status Daemon::start() {
     ho.listen = config_.httpListen;
     ho.tlsCert = config_.tlsCert;
     ho.tlsKey = config_.tlsKey;
+    ho.allowedHosts = config_.httpAllowedHosts;
+    ho.allowPlaintext = config_.httpAllowPlaintext;
     ho.threads = config_.httpThreads;
     ho.headerTimeout = config_.httpHeaderTimeout;
     ho.idleTimeout = config_.httpIdleTimeout;

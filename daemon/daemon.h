@@ -89,6 +89,7 @@ class Daemon {
   std::unique_ptr<ImageService> images_;
   std::unique_ptr<InstanceService> instances_;
   std::unique_ptr<api::Services> services_;
+  std::unique_ptr<api::AuditTrail> audit_;
   std::unique_ptr<api::Registry> registry_;
   std::unique_ptr<api::RpcServer> rpc_;
   std::unique_ptr<api::HttpServer> http_;

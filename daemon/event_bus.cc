@@ -9,6 +9,8 @@ namespace vmm {
 
 bool EventFilter::matches(const model::Event& e) const {
   if (!object.empty() && e.object != object) return false;
+  if (!guestOutput && e.type == "operation.output") return false;
+  if (!accessRecords && (e.type == "audit" || e.type == "token")) return false;
   if (types.empty()) return true;
   for (const auto& t : types) {
     if (e.type == t) return true;

@@ -28,6 +28,11 @@ namespace vmm {
 struct EventFilter {
   std::vector<std::string> types;  // prefixes: "domain" matches "domain.lifecycle"; empty = all
   std::string object;              // exact object ("domains/web1"); empty = all
+  // Set by transports from the subscriber's role, never by the client: what a guest printed
+  // ("operation.output", operator and admin) and the host's access records ("audit" and
+  // "token", admin only).
+  bool guestOutput = true;
+  bool accessRecords = true;
   bool matches(const model::Event& e) const;
   // Matching costs O(types) per event and subscriber: filters from clients are bounded.
   static constexpr size_t kMaxTypes = 32, kMaxTypeLength = 128, kMaxObjectLength = 512;

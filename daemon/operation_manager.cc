@@ -173,15 +173,16 @@ void OperationManager::boundResult(model::Operation& op, size_t& keptBytes) {
   keptBytes = jsonText(op.result).size();
 }
 
-Result<model::Operation> OperationManager::submit(std::string kind, std::string object, bool cancellable, Task task) {
+Result<model::Operation> OperationManager::submit(OperationRequest request, Task task) {
   auto entry = std::make_shared<Entry>();
   auto& op = entry->op;
   op.id = newUuid();
-  op.kind = std::move(kind);
-  op.object = std::move(object);
+  op.kind = std::move(request.kind);
+  op.object = std::move(request.object);
+  op.principal = std::move(request.principal);
   op.status = model::OperationStatus::pending;
   op.createdUs = op.updatedUs = wallNowMicros();
-  op.cancellable = cancellable;
+  op.cancellable = request.cancellable;
   // Durable before visible: the operation exists on disk before its id is returned.
   VMM_TRY(store_.put(Table::operations, op.id, model::formatOperation(op)));
   model::Operation snapshot;

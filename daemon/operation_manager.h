@@ -60,6 +60,14 @@ struct OperationOptions {
   Millis resultTtl = Millis(3600 * 1000);
 };
 
+// What to run as an operation, besides its task.
+struct OperationRequest {
+  std::string kind;       // the operation name: "domain.start"
+  std::string object;     // "domains/web1"
+  bool cancellable = false;
+  std::string principal;  // who asked: "uid 0", "token ci"
+};
+
 class OperationManager {
  public:
   using Task = std::function<Result<nlohmann::json>(OperationContext&)>;
@@ -70,7 +78,7 @@ class OperationManager {
   // Loads history; operations left unfinished by a previous run are marked failed.
   Status load();
   // Creates the operation (durably) and runs `task` on the pool.
-  Result<model::Operation> submit(std::string kind, std::string object, bool cancellable, Task task);
+  Result<model::Operation> submit(OperationRequest request, Task task);
   Result<model::Operation> get(const std::string& id) const;
   // The whole result's JSON text: the kept one, or the file of a truncated one while it lasts.
   Result<std::string> fullResult(const std::string& id) const;

@@ -1,5 +1,6 @@
 #include "model/domain.h"
 
+#include <algorithm>
 #include <set>
 
 #include "base/random.h"
@@ -487,6 +488,47 @@ Status assignDiskTargets(Domain& d) {
     if (disk.target.empty()) return invalidArgument("too many disks on bus " + std::string(enumName(kDiskBuses, disk.bus)));
   }
   return {};
+}
+
+std::vector<HostReference> hostReferences(const Domain& d) {
+  std::vector<HostReference> out;
+  auto add = [&](std::string field, std::string kind, std::string value) {
+    out.push_back({std::move(field), std::move(kind), std::move(value)});
+  };
+  for (size_t i = 0; i < d.disks.size(); ++i)
+    if (!d.disks[i].source.isVolume() && !d.disks[i].source.path.empty())
+      add("disks[" + std::to_string(i) + "].source.path", "disks.source.path", d.disks[i].source.path);
+  if (!d.boot.kernel.empty()) add("boot.kernel", "boot.kernel", d.boot.kernel);
+  if (!d.boot.initrd.empty()) add("boot.initrd", "boot.initrd", d.boot.initrd);
+  for (size_t i = 0; i < d.nics.size(); ++i) {
+    const Nic& n = d.nics[i];
+    std::string at = "nics[" + std::to_string(i) + "].";
+    if (n.type == NicType::bridge) add(at + "bridge", "nics.bridge", n.bridge);
+    if (n.type == NicType::direct) add(at + "device", "nics.device", n.device);
+    if (!n.port.mirrorTo.empty()) add(at + "port.mirror_to", "nics.port.mirror_to", n.port.mirrorTo);
+    if (n.hostLoopback) add(at + "host_loopback", "nics.host_loopback", "true");
+  }
+  if (d.container) {
+    const ContainerConfig& c = *d.container;
+    if (!c.rootfs.isVolume() && !c.rootfs.path.empty()) add("container.rootfs.path", "container.rootfs.path", c.rootfs.path);
+    for (size_t i = 0; i < c.mounts.size(); ++i)
+      add("container.mounts[" + std::to_string(i) + "].source", "container.mounts.source", c.mounts[i].source);
+    if (c.privileged) add("container.privileged", "container.privileged", "true");
+    if (c.idmapBase != 0) add("container.idmap_base", "container.idmap_base", std::to_string(c.idmapBase));
+  }
+  return out;
+}
+
+std::vector<HostReference> addedHostReferences(const Domain& next, const Domain* current) {
+  auto refs = hostReferences(next);
+  if (!current) return refs;
+  auto had = hostReferences(*current);
+  std::vector<HostReference> added;
+  for (auto& r : refs) {
+    bool known = std::any_of(had.begin(), had.end(), [&](const HostReference& h) { return h.kind == r.kind && h.value == r.value; });
+    if (!known) added.push_back(std::move(r));
+  }
+  return added;
 }
 
 Result<Domain> parseDomain(const json& j) {

@@ -238,6 +238,20 @@ json formatDomain(const Domain& d, bool redactSecrets = true);
 // authentication uses 8 characters, SPICE gets 16). True when something was generated.
 bool generateGraphicsPasswords(Domain& d);
 
+// A field of a definition that reaches outside vmm's own objects into the host: a host file or
+// device (disk path, kernel, container rootfs or mount), a host interface (bridge, macvtap
+// device, mirror port), the host's loopback, or the host's ids (a privileged container, a
+// chosen idmap). Such fields make the caller root on the host: only admins may set them.
+struct HostReference {
+  std::string field;  // as the API spells it: "disks[1].source.path"
+  std::string kind;   // the field without its indexes ("disks.source.path"), for comparisons
+  std::string value;
+};
+std::vector<HostReference> hostReferences(const Domain& d);
+// The references of `next` that `current` does not already have (the same kind and value):
+// what an update adds.
+std::vector<HostReference> addedHostReferences(const Domain& next, const Domain* current);
+
 // Assigns missing disk targets ("vda", "sdb", ...) by bus; fails on duplicates.
 Status assignDiskTargets(Domain& d);
 // Format of a disk when none is given: qcow2 for "*.qcow2" paths, else raw.

@@ -62,6 +62,11 @@ Status validateImageName(const std::string& name) {
 }
 
 Status validateDomainTemplate(const json& tmpl, bool imageHasKernel) {
+  VMM_TRY(domainTemplateProbe(tmpl, imageHasKernel));
+  return {};
+}
+
+Result<Domain> domainTemplateProbe(const json& tmpl, bool imageHasKernel) {
   if (!tmpl.is_object()) return invalidArgument("template: expected an object");
   for (const char* key : {"name", "uuid"})
     if (tmpl.contains(key)) return invalidArgument(std::string("template: must not contain \"") + key + "\"");
@@ -72,7 +77,7 @@ Status validateDomainTemplate(const json& tmpl, bool imageHasKernel) {
   if (imageHasKernel && !(probe.contains("boot") && probe["boot"].contains("kernel"))) probe["boot"]["kernel"] = "/image/kernel";
   auto d = parseDomain(probe);
   if (!d.ok()) return d.error().wrap("template");
-  return {};
+  return d;
 }
 
 Result<ImageImportSpec> parseImageImportSpec(const json& j) {

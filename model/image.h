@@ -55,6 +55,8 @@ Result<ImageImportSpec> parseImageImportSpec(const json& j);
 
 // A partial domain definition is valid when it parses once completed with a name.
 Status validateDomainTemplate(const json& tmpl, bool imageHasKernel = false);
+// The domain a template describes, as validateDomainTemplate checks it.
+Result<Domain> domainTemplateProbe(const json& tmpl, bool imageHasKernel);
 
 // The launch of a domain from an image (a disposable VM when ttl/remove are set).
 struct LaunchSpec {

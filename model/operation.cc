@@ -14,6 +14,7 @@ json formatOperation(const Operation& op) {
   json j = {{"id", op.id},
             {"kind", op.kind},
             {"object", op.object},
+            {"principal", op.principal},
             {"status", enumName(kOperationStatuses, op.status)},
             {"progress", {{"percent", op.progress}, {"message", op.progressMessage}}},
             {"error", nullptr},
@@ -37,6 +38,7 @@ Result<Operation> parseOperationRecord(const json& j) {
   r.required("id", op.id);
   r.required("kind", op.kind);
   r.optional("object", op.object);
+  r.optional("principal", op.principal);
   r.optionalEnum("status", op.status, kOperationStatuses);
   r.object("progress", [&](JsonReader& p) {
     p.optional("percent", op.progress, -1, 100);

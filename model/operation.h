@@ -20,6 +20,7 @@ struct Operation {
   std::string id;
   std::string kind;    // the operation name: "domain.start"
   std::string object;  // "domains/web1"
+  std::string principal;  // who started it: "uid 0", "token ci"
   OperationStatus status = OperationStatus::pending;
   int progress = -1;   // percent, -1 = unknown
   std::string progressMessage;

@@ -51,7 +51,7 @@ def fetch_openapi(build):
                 raise SystemExit("gen-api-docs: vmmd did not start:\n" + open(log.name).read())
             time.sleep(0.05)
         token = subprocess.run(
-            [os.path.join(build, "client", "vmctl"), "-c", sock, "token", "create", "api-docs"],
+            [os.path.join(build, "client", "vmctl"), "-c", sock, "token", "create", "api-docs", "--role", "read"],
             check=True, capture_output=True, text=True, timeout=20).stdout.strip()
         last = None
         while time.monotonic() < deadline:
@@ -99,8 +99,10 @@ def render(doc):
            % (doc.get("openapi", "?"), doc.get("info", {}).get("title", "vmm"),
               doc.get("info", {}).get("version", "")),
            "`packaging.api_docs_current` fails when this file is stale.", "",
-           "Every call needs `Authorization: Bearer TOKEN` (`vmctl token create NAME`; `--role read`",
-           "for read-only tokens, which get 403 on write operations). Asynchronous operations answer",
+           "Every call needs `Authorization: Bearer TOKEN` (`vmctl token create NAME --role ROLE`).",
+           "Each operation names the least role it needs (`x-vmm-role`; the table under",
+           "[Roles](#roles)); a token below it gets 403, and operators also get 403 for any field",
+           "that names a host path or device (docs/access-control.md). Asynchronous operations answer",
            "202 with an `Operation` and a `Location` header; wait with",
            "`GET /v1/operations/{id}/wait?timeout=60s`. Errors are",
            "`{\"error\": {\"code\": 404, \"kind\": \"not-found\", \"message\": \"...\"}}`.", ""]
@@ -117,6 +119,14 @@ def render(doc):
     for o in ops:
         if o[0] not in tags:
             tags.append(o[0])
+    out += ["## Roles", "",
+            "| operation | read | operator | admin |", "|---|---|---|---|"]
+    levels = ["read", "operator", "admin"]
+    for _, path, _, method, op in sorted(ops, key=lambda o: o[4].get("operationId", "")):
+        need = op.get("x-vmm-role", "read")
+        marks = ["yes" if levels.index(need) <= levels.index(level) else "" for level in levels]
+        out.append("| `%s` (%s %s) | %s |" % (op.get("operationId", ""), method.upper(), path, " | ".join(marks)))
+    out.append("")
     out.append("## Contents")
     out.append("")
     for tag in tags:
@@ -129,8 +139,8 @@ def render(doc):
             out += ["### `%s %s`" % (method.upper(), path), ""]
             line = op.get("summary", "")
             extra = ["operation `%s`" % op.get("operationId", "")]
-            if "x-vmm-access" in op:
-                extra.append("%s access" % op["x-vmm-access"])
+            if "x-vmm-role" in op:
+                extra.append("role `%s`" % op["x-vmm-role"])
             out += [(line + ". " if line and not line.endswith(".") else line + " ") + "(" + ", ".join(extra) + ")", ""]
             params = op.get("parameters", [])
             if params:

@@ -1,4 +1,5 @@
 #include "api/handlers/exec_params.h"
+#include "api/handlers/host_access.h"
 #include "api/registry.h"
 #include "api/services.h"
 #include "base/fs.h"
@@ -100,7 +101,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     auto r = domainReply(v, true);
     // The password of a TCP display: for admins only (in definitions it is always redacted).
     json& runtime = r.body["runtime"];
-    if (ctx.access == Access::write && runtime.is_object() && runtime.contains("graphics") && runtime["graphics"].is_array()) {
+    if (ctx.may(Role::operate) && runtime.is_object() && runtime.contains("graphics") && runtime["graphics"].is_array()) {
       json& graphics = runtime["graphics"];
       const auto& live = v.liveDef ? v.liveDef : v.def;
       for (size_t i = 0; i < graphics.size() && i < live->graphics.size(); ++i)
@@ -109,9 +110,10 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     return r;
   });
 
-  reg.bind("domain.create", [&s](const CallContext&, const json& p) -> Result<Reply> {
+  reg.bind("domain.create", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
     std::vector<std::string> warnings;
     VMM_ASSIGN(auto def, definitionParam(p, &warnings));
+    VMM_TRY(requireAdminFor(ctx, model::hostReferences(def)));
     VMM_ASSIGN(auto v, s.domains.create(std::move(def)));
     std::string name = v.def->name;
     if (flag(p, "start", false)) {
@@ -131,13 +133,20 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     return Reply(json{{"name", v.def->name}, {"xml", std::move(xml)}});
   });
 
-  reg.bind("domain.update", [&s](const CallContext&, const json& p) -> Result<Reply> {
+  reg.bind("domain.update", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
     std::vector<std::string> warnings;
     VMM_ASSIGN(auto def, definitionParam(p, &warnings));
     std::optional<uint64_t> gen;
     if (jsonMember(p, "generation")) {
       VMM_ASSIGN(int64_t g, intParam(p, "generation", 0, 0, INT64_MAX));
       gen = static_cast<uint64_t>(g);
+    }
+    if (!ctx.may(Role::admin)) {
+      // Host references the domain already has (an admin set them) may stay; new ones may not.
+      // The update applies only to the generation checked.
+      VMM_ASSIGN(auto current, s.domains.get(nameOf(p)));
+      VMM_TRY(requireAdminFor(ctx, model::addedHostReferences(def, current.def.get())));
+      if (!gen) gen = current.generation;
     }
     VMM_ASSIGN(auto v, s.domains.update(nameOf(p), std::move(def), gen));
     auto r = domainReply(v, true);
@@ -161,7 +170,8 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     return startWork(s, name, sp);
   });
 
-  reg.bindAsync("domain.restore", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+  reg.bindAsync("domain.restore", [&s](const CallContext& ctx, const json& p) -> Result<AsyncWork> {
+    VMM_TRY(requireAdminFor(ctx, "path"));
     std::string name = nameOf(p);
     VMM_TRY(precheck(s, name, false));
     StartParams sp;
@@ -172,7 +182,8 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     return startWork(s, name, sp);
   });
 
-  reg.bindAsync("domain.save", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+  reg.bindAsync("domain.save", [&s](const CallContext& ctx, const json& p) -> Result<AsyncWork> {
+    if (!str(p, "path").empty()) VMM_TRY(requireAdminFor(ctx, "path"));
     std::string name = nameOf(p);
     VMM_TRY(precheck(s, name, true));
     SaveParams sp;
@@ -237,8 +248,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     VMM_ASSIGN(auto v, s.domains.get(nameOf(p)));
     return model::isActive(v.status.state);
   };
-  reg.bind("domain.attach_disk", [&s, liveFlag](const CallContext&, const json& p) -> Result<Reply> {
-    VMM_ASSIGN(bool live, liveFlag(p));
+  reg.bind("domain.attach_disk", [&s, liveFlag](const CallContext& ctx, const json& p) -> Result<Reply> {
     // Parse the disk through the domain parser so it gets the same validation and defaults.
     auto parsed = model::parseDomain(json{{"name", "probe"}, {"type", "test"}, {"disks", {p["disk"]}}});
     if (!parsed.ok()) {
@@ -246,6 +256,8 @@ void bindDomainHandlers(Registry& reg, Services& s) {
       if (startsWith(msg, "disks[0]")) msg = "disk" + msg.substr(8);
       return invalidArgument(msg);
     }
+    if (!model::hostReferences(*parsed).empty()) VMM_TRY(requireAdminFor(ctx, "disk.source.path"));
+    VMM_ASSIGN(bool live, liveFlag(p));
     auto disk = parsed->disks[0];
     if (!p["disk"].contains("target")) disk.target.clear();
     VMM_ASSIGN(auto v, s.domains.attachDisk(nameOf(p), disk, flag(p, "config", true), live));
@@ -256,14 +268,15 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     VMM_ASSIGN(auto v, s.domains.detachDisk(nameOf(p), str(p, "target"), flag(p, "config", true), live));
     return domainReply(v, true);
   });
-  reg.bind("domain.attach_nic", [&s, liveFlag](const CallContext&, const json& p) -> Result<Reply> {
-    VMM_ASSIGN(bool live, liveFlag(p));
+  reg.bind("domain.attach_nic", [&s, liveFlag](const CallContext& ctx, const json& p) -> Result<Reply> {
     auto parsed = model::parseDomain(json{{"name", "probe"}, {"type", "test"}, {"nics", {p["nic"]}}});
     if (!parsed.ok()) {
       auto msg = parsed.error().message;
       if (startsWith(msg, "nics[0]")) msg = "nic" + msg.substr(7);
       return invalidArgument(msg);
     }
+    if (auto refs = model::hostReferences(*parsed); !refs.empty()) VMM_TRY(requireAdminFor(ctx, "nic" + refs.front().field.substr(7)));
+    VMM_ASSIGN(bool live, liveFlag(p));
     VMM_ASSIGN(auto v, s.domains.attachNic(nameOf(p), parsed->nics[0], flag(p, "config", true), live));
     return domainReply(v, true);
   });

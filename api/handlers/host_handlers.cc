@@ -3,6 +3,23 @@
 
 namespace vmm::api {
 
+namespace {
+
+// What a guest printed is for those who may run commands in it: a read principal gets the
+// operation without its result.
+bool carriesGuestOutput(const model::Operation& op) { return op.kind == "domain.exec" || op.kind == "domain.run"; }
+
+json operationFor(const CallContext& ctx, const model::Operation& op) {
+  json j = model::formatOperation(op);
+  if (!ctx.may(Role::operate) && carriesGuestOutput(op) && !op.result.is_null()) {
+    j["result"] = nullptr;
+    j["result_withheld"] = "guest output needs the operator role";
+  }
+  return j;
+}
+
+}  // namespace
+
 void bindOperationHandlers(Registry& reg, Services& s) {
   reg.bind("operation.list", [&s](const CallContext&, const json& p) -> Result<Reply> {
     bool activeOnly = flag(p, "active", false);
@@ -18,14 +35,14 @@ void bindOperationHandlers(Registry& reg, Services& s) {
     }
     return Reply(std::move(out));
   });
-  reg.bind("operation.get", [&s](const CallContext&, const json& p) -> Result<Reply> {
+  reg.bind("operation.get", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
     VMM_ASSIGN(auto op, s.operations.get(str(p, "id")));
-    return Reply(model::formatOperation(op));
+    return Reply(operationFor(ctx, op));
   });
-  reg.bind("operation.wait", [&s](const CallContext&, const json& p) -> Result<Reply> {
+  reg.bind("operation.wait", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
     VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(60000), Millis(3600000)));
     VMM_ASSIGN(auto op, s.operations.wait(str(p, "id"), Deadline::after(timeout)));
-    return Reply(model::formatOperation(op));
+    return Reply(operationFor(ctx, op));
   });
   reg.bind("operation.result", [&s](const CallContext&, const json& p) -> Result<Reply> {
     VMM_ASSIGN(auto text, s.operations.fullResult(str(p, "id")));
@@ -44,20 +61,44 @@ void bindOperationHandlers(Registry& reg, Services& s) {
 void bindHostHandlers(Registry& reg, Services& s) {
   reg.bind("host.info", [&s](const CallContext& ctx, const json&) -> Result<Reply> {
     json info = s.hostInfo();
-    info["caller"] = {{"principal", ctx.principal}, {"access", ctx.access == Access::write ? "write" : "read"}};
+    info["caller"] = {{"principal", ctx.principal}, {"role", roleName(ctx.role)}};
     return Reply(std::move(info));
   });
-  reg.bind("token.list", [&s](const CallContext&, const json&) -> Result<Reply> {
+  auto formatToken = [](const TokenInfo& t) {
+    return json{{"name", t.name},
+                {"role", t.role},
+                {"description", t.description},
+                {"created", formatTimestamp(t.createdUs)},
+                {"expires", t.expiresUs ? json(formatTimestamp(t.expiresUs)) : json(nullptr)},
+                {"expired", t.expired(wallNowMicros())}};
+  };
+  reg.bind("token.list", [&s, formatToken](const CallContext&, const json&) -> Result<Reply> {
     json out = json::array();
-    for (const auto& t : s.tokens.list())
-      out.push_back({{"name", t.name}, {"role", t.role}, {"created", formatTimestamp(t.createdUs)}});
+    for (const auto& t : s.tokens.list()) out.push_back(formatToken(t));
     return Reply(std::move(out));
   });
   reg.bind("token.create", [&s](const CallContext&, const json& p) -> Result<Reply> {
-    std::string name = str(p, "name"), role = str(p, "role");
-    VMM_ASSIGN(auto secret, s.tokens.create(name, role));
-    s.events.publish("token", "tokens/" + name, {{"event", "created"}, {"name", name}, {"role", role}});
-    return Reply(json{{"name", name}, {"role", role}, {"token", secret}}, 201);
+    TokenSpec spec{str(p, "name"), str(p, "role"), str(p, "description"), 0};
+    VMM_ASSIGN(auto lifetime, durationParam(p, "expires", Millis(0), Millis(366LL * 86400 * 1000)));
+    if (lifetime.count() > 0) spec.expiresUs = wallNowMicros() + lifetime.count() * 1000;
+    VMM_ASSIGN(auto secret, s.tokens.create(spec));
+    s.events.publish("token", "tokens/" + spec.name, {{"event", "created"}, {"name", spec.name}, {"role", spec.role}});
+    json out = {{"name", spec.name}, {"role", spec.role}, {"token", secret},
+                {"expires", spec.expiresUs ? json(formatTimestamp(spec.expiresUs)) : json(nullptr)}};
+    return Reply(std::move(out), 201);
+  });
+  reg.bind("audit.list", [&s](const CallContext&, const json& p) -> Result<Reply> {
+    AuditQuery q;
+    q.principal = str(p, "principal");
+    q.method = str(p, "method");
+    q.object = str(p, "object");
+    VMM_ASSIGN(auto after, intParam(p, "after", 0, 0, INT64_MAX));
+    VMM_ASSIGN(auto limit, intParam(p, "limit", 100, 1, 10000));
+    q.afterSeq = static_cast<uint64_t>(after);
+    q.limit = static_cast<size_t>(limit);
+    json out = json::array();
+    for (const auto& r : s.audit.list(q)) out.push_back(formatAuditRecord(r));
+    return Reply(std::move(out));
   });
   reg.bind("token.delete", [&s](const CallContext&, const json& p) -> Result<Reply> {
     std::string name = str(p, "name");

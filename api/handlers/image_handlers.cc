@@ -1,5 +1,6 @@
 // Images, launches from images, and disposable runs.
 #include "api/handlers/exec_params.h"
+#include "api/handlers/host_access.h"
 #include "api/registry.h"
 #include "api/services.h"
 #include "base/base64.h"
@@ -59,8 +60,15 @@ void bindImageHandlers(Registry& reg, Services& s) {
     VMM_ASSIGN(auto i, s.images.get(str(p, "name")));
     return Reply(model::formatImage(i));
   });
-  reg.bindAsync("image.import", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+  reg.bindAsync("image.import", [&s](const CallContext& ctx, const json& p) -> Result<AsyncWork> {
+    for (const char* field : {"file", "kernel", "initrd"})
+      if (!str(p, field).empty()) VMM_TRY(requireAdminFor(ctx, field));
     VMM_ASSIGN(auto spec, model::parseImageImportSpec(p));
+    if (!spec.domainTemplate.is_null() && !ctx.may(Role::admin)) {
+      // Launches copy the template into their definitions: it may not name the host either.
+      VMM_ASSIGN(auto probe, model::domainTemplateProbe(spec.domainTemplate, false));
+      VMM_TRY(requireAdminFor(ctx, model::hostReferences(probe)));
+    }
     if (s.images.get(spec.name).ok()) return conflict("image " + spec.name + " already exists");
     return AsyncWork{"images/" + spec.name, [&s, spec](OperationContext& ctx) -> Result<json> {
                        VMM_ASSIGN(auto i, s.images.import(spec, progressOf(ctx)));

@@ -76,9 +76,10 @@ void bindStorageHandlers(Registry& reg, Services& s) {
     VMM_ASSIGN(auto v, s.pools.getVolume(str(p, "pool"), str(p, "name")));
     return Reply(model::formatVolume(v));
   });
-  reg.bind("volume.create", [&s](const CallContext&, const json& p) -> Result<Reply> {
+  reg.bind("volume.create", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
     auto spec = model::parseVolumeSpec(p["volume"]);
     if (!spec.ok()) return spec.error();
+    if (!spec->fromTar.empty()) VMM_TRY(requireAdminFor(ctx, "volume.from_tar"));
     VMM_ASSIGN(auto v, s.pools.createVolume(str(p, "pool"), *spec));
     Reply r(model::formatVolume(v), 201);
     r.headers.emplace_back("Location", "/v1/pools/" + str(p, "pool") + "/volumes/" + v.name);

@@ -30,12 +30,21 @@ constexpr Millis kSseKeepAlive = Millis(15000);
 // What an authenticated client whose body was refused may still send before it is cut off.
 constexpr size_t kDrainLimit = 256 << 20;
 constexpr Millis kSweep = Millis(250);
+constexpr Millis kTokenRecheck = Millis(1000);
 constexpr const char* kContentRoute = "/v1/pools/{pool}/volumes/{name}/content";
 constexpr const char* kConsoleRoute = "/v1/domains/{name}/console";
 
 void sendError(HttpResponse& res, const Error& e) {
   res.status = httpStatusFor(e.code);
   res.setContent(toText(json{{"error", errorObject(e)}}), "application/json");
+}
+
+bool isLoopback(const sockaddr* sa) {
+  if (sa->sa_family == AF_INET6) {
+    const in6_addr& a6 = reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+  }
+  return sa->sa_family == AF_INET && (ntohl(reinterpret_cast<const sockaddr_in*>(sa)->sin_addr.s_addr) >> 24) == 127;
 }
 
 // An error of the protocol itself (no ErrorCode has these statuses).
@@ -139,6 +148,7 @@ struct HttpServer::Conn {
 
   HttpRequest req;
   CallContext ctx;
+  std::optional<TokenInfo> token;  // the token that authenticated the current request
   const OperationSpec* spec = nullptr;
   size_t bodyWanted = 0;
   std::function<void(const ConnPtr&)> afterBody;
@@ -191,6 +201,12 @@ Status HttpServer::start() {
   if (getaddrinfo(host_.empty() ? nullptr : host_.c_str(), service.c_str(), &hints, &found) != 0 || !found)
     return unavailable("cannot listen on " + options_.listen + ": unknown host");
   std::unique_ptr<addrinfo, void (*)(addrinfo*)> addrs(found, freeaddrinfo);
+  loopback_ = true;
+  for (addrinfo* a = found; a; a = a->ai_next) loopback_ = loopback_ && isLoopback(a->ai_addr);
+  if (!loopback_ && !tls_ && !options_.allowPlaintext)
+    return invalidArgument("refusing to serve plain HTTP on " + options_.listen +
+                           ", which is not a loopback address: tokens would cross the network in clear text. Set "
+                           "[http] tls_cert and tls_key, or [http] allow_plaintext = true to serve it anyway");
   for (addrinfo* a = found; a && !listenFd_.valid(); a = a->ai_next) {
     fs::UniqueFd fd(::socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd.valid()) continue;
@@ -449,8 +465,17 @@ void HttpServer::sweep() {
   std::vector<ConnPtr> all;
   all.reserve(conns_.size());
   for (auto& [fd, c] : conns_) all.push_back(c);
+  // A request is authenticated when its head arrives; a stream (events, console, transfer)
+  // lasts longer, so its token is checked again here: revoked or expired, the stream ends.
+  bool checkTokens = now >= nextTokenCheck_;
+  if (checkTokens) nextTokenCheck_ = now + kTokenRecheck;
   for (auto& c : all) {
     if (c->closed) continue;
+    if (checkTokens && c->token && c->phase != Phase::head && c->phase != Phase::linger && !tokens_.stillValid(*c->token)) {
+      log::info("closing the stream of a revoked or expired token", {{"principal", c->ctx.principal}});
+      close(c);
+      continue;
+    }
     bool stalled = now - c->lastProgress > options_.bodyTimeout;
     switch (c->phase) {
       case Phase::head:
@@ -539,7 +564,12 @@ void HttpServer::onHead(const ConnPtr& c, size_t headBytes) {
     res.close = true;  // its body (if any) is not read: the connection cannot carry another request
     respond(c, std::move(res));
   };
-  auto ctx = authenticate(req);
+  if (!hostAllowed(req.header("host"))) {
+    return refuse(statusError(421, "misdirected-request", "this server does not answer to the host " + quote(req.header("host")) +
+                                                              " ([http] allowed_hosts)"));
+  }
+  c->token.reset();
+  auto ctx = authenticate(req, c->token);
   if (!ctx.ok()) {
     HttpResponse res;
     sendError(res, ctx.error());
@@ -566,7 +596,7 @@ void HttpServer::onHead(const ConnPtr& c, size_t headBytes) {
   std::string expect = lowerCase(req.header("expect"));
   if (!expect.empty() && expect != "100-continue") return refuse(statusError(417, "expectation-failed", "only Expect: 100-continue is understood"));
   bool continueWanted = !expect.empty();
-  bool admin = c->ctx.access == Access::write;
+  bool operate = c->ctx.may(Role::operate);
   auto tooLarge = [&] {
     HttpResponse res;
     sendError(res, Error{ErrorCode::payload_too_large, "request body larger than " + std::to_string(options_.maxBodyBytes) + " bytes"});
@@ -599,10 +629,10 @@ void HttpServer::onHead(const ConnPtr& c, size_t headBytes) {
     std::string domain = found["name"].get<std::string>();
     if (req.method != "GET" && req.method != "POST")
       return refuse(statusError(405, "method-not-allowed", req.method + " is not allowed on " + req.path));
-    // The console is the guest's keyboard and may show secrets: admin tokens only.
-    if (!admin) {
+    // The console is the guest's keyboard and may show secrets: operators and admins only.
+    if (!operate) {
       HttpResponse res;
-      sendError(res, permissionDenied("the console needs an admin token"));
+      sendError(res, permissionDenied("the console needs the operator role; " + c->ctx.principal + " has the read role"));
       return length ? refuse(std::move(res)) : respond(c, std::move(res));
     }
     if (req.method == "GET") return startConsole(c, domain);
@@ -623,9 +653,10 @@ void HttpServer::onHead(const ConnPtr& c, size_t headBytes) {
     std::string pool = found["pool"].get<std::string>(), name = found["name"].get<std::string>();
     if (req.method != "GET" && req.method != "PUT")
       return refuse(statusError(405, "method-not-allowed", req.method + " is not allowed on " + req.path));
-    if (!admin) {
+    if (!operate) {
       HttpResponse res;
-      sendError(res, permissionDenied(std::string(req.method == "GET" ? "downloading" : "uploading") + " a volume needs an admin token"));
+      sendError(res, permissionDenied(std::string(req.method == "GET" ? "downloading" : "uploading") +
+                                      " a volume needs the operator role; " + c->ctx.principal + " has the read role"));
       return length ? refuse(std::move(res)) : respond(c, std::move(res));
     }
     if (req.method == "GET") {
@@ -651,8 +682,11 @@ void HttpServer::onHead(const ConnPtr& c, size_t headBytes) {
       res = statusError(405, "method-not-allowed", req.method + " is not allowed on " + req.path);
     } else if (!c->spec) {
       sendError(res, notFound("no such endpoint: " + req.method + " " + req.path));
-    } else if (c->spec->access == Access::write && !admin) {
-      sendError(res, permissionDenied(c->spec->name + " needs an admin token; this one may only read"));
+    } else if (!c->ctx.may(c->spec->role)) {
+      Error refusal = permissionDenied(c->spec->name + " needs the " + std::string(roleName(c->spec->role)) + " role; " +
+                                       c->ctx.principal + " has the " + std::string(roleName(c->ctx.role)) + " role");
+      registry_.recordRefusal(c->ctx, *c->spec, params, refusal);
+      sendError(res, refusal);
     } else {
       return readBody([this](const ConnPtr& conn) { dispatch(conn); });
     }
@@ -810,10 +844,12 @@ void HttpServer::startEvents(const ConnPtr& c) {
     else return respondError(c, 0, invalidArgument(key + ": unknown query parameter of /v1/events (types, object)"), false);
   }
   if (auto st = filter.check(); !st.ok()) return respondError(c, 0, st.error(), false);
+  filter.guestOutput = c->ctx.may(Role::operate);
+  filter.accessRecords = c->ctx.may(Role::admin);
   if (!takeStreamSlot(c))
     return respondError(c, 0, unavailable(c->ctx.principal + " already has " + std::to_string(options_.streamsPerPrincipal) + " event and console streams open"), false);
   // Read tokens get the read-only socket's queue bounds (rpc_server.h).
-  c->sub = c->ctx.access == Access::write ? events_.subscribe(filter) : events_.subscribe(filter, 1024, 4 << 20);
+  c->sub = c->ctx.may(Role::operate) ? events_.subscribe(filter) : events_.subscribe(filter, 1024, 4 << 20);
   HttpResponse head;
   head.contentType = "text/event-stream";
   head.setHeader("Cache-Control", "no-cache");
@@ -1041,14 +1077,31 @@ void HttpServer::onUploadBytes(const ConnPtr& c) {
 
 // ---- authentication and calls
 
-Result<CallContext> HttpServer::authenticate(const HttpRequest& req) const {
+bool HttpServer::hostAllowed(std::string_view header) const {
+  // Clients other than browsers may leave it out; browsers (DNS rebinding) always send it.
+  if (header.empty()) return true;
+  std::string host = lowerCase(std::string(header));
+  if (host.front() == '[') {
+    auto end = host.find(']');
+    host = end == std::string::npos ? host : host.substr(1, end - 1);
+  } else if (auto colon = host.find(':'); colon != std::string::npos && host.find(':', colon + 1) == std::string::npos) {
+    host.resize(colon);
+  }
+  const auto& allowed = options_.allowedHosts;
+  if (!allowed.empty()) return std::find(allowed.begin(), allowed.end(), "*") != allowed.end() ||
+                               std::find(allowed.begin(), allowed.end(), host) != allowed.end();
+  if (!loopback_) return true;
+  return host == "localhost" || host == "127.0.0.1" || host == "::1" || host == lowerCase(host_);
+}
+
+Result<CallContext> HttpServer::authenticate(const HttpRequest& req, std::optional<TokenInfo>& token) const {
   CallContext ctx;
   ctx.transport = "http";
   if (req.headerCount("authorization") > 1) return Error{ErrorCode::unauthenticated, "send one Authorization header, not several"};
   std::string auth = req.header("authorization");
   if (auth.empty()) {
     if (options_.anonymousAccess == "read") {
-      ctx.access = Access::read;
+      ctx.role = Role::read;
       ctx.principal = "anonymous";
       ctx.peer = "anonymous " + req.peer;
       return ctx;
@@ -1057,9 +1110,10 @@ Result<CallContext> HttpServer::authenticate(const HttpRequest& req) const {
   }
   if (!startsWith(auth, "Bearer ")) return Error{ErrorCode::unauthenticated, "unsupported authorization scheme; use Bearer tokens"};
   auto info = tokens_.verify(std::string(trim(auth.substr(7))));
-  if (!info) return Error{ErrorCode::unauthenticated, "unknown or revoked token"};
-  ctx.access = info->role == "admin" ? Access::write : Access::read;
+  if (!info) return Error{ErrorCode::unauthenticated, "unknown, expired or revoked token"};
+  ctx.role = parseRole(info->role).value_or(Role::read);
   ctx.principal = "token " + info->name;
+  token = info;
   ctx.peer = ctx.principal;
   return ctx;
 }

@@ -40,6 +40,13 @@ struct HttpOptions {
   int threads = 16;                       // workers of the server's own pool, when `pool` is not given
   size_t maxBodyBytes = 4 << 20;
   std::string anonymousAccess = "none";   // "none" or "read": what requests without a token may do
+  // Host header values (without the port) requests may carry. Empty: on a loopback address,
+  // only loopback names (a web page that rebinds its own name to 127.0.0.1 is refused); on any
+  // other address, any. "*" allows any.
+  std::vector<std::string> allowedHosts;
+  // Serving plain HTTP on an address other than loopback sends tokens across the network in
+  // clear text: refused at start unless this is set.
+  bool allowPlaintext = false;
   // GET/POST /v1/domains/{name}/console: the console's output as a stream / keyboard input.
   std::function<Result<fs::UniqueFd>(const std::string& domain)> openConsole;
   PoolService* pools = nullptr;  // volume upload and download
@@ -112,7 +119,9 @@ class HttpServer {
 
   // Any thread: the routing and the call (workers; inline for quick calls).
   void serveCall(const HttpRequest& req, HttpResponse& res, const CallContext& ctx);
-  Result<CallContext> authenticate(const HttpRequest& req) const;
+  // The caller of a request; `token` is set when a token authenticated it.
+  Result<CallContext> authenticate(const HttpRequest& req, std::optional<TokenInfo>& token) const;
+  bool hostAllowed(std::string_view hostHeader) const;
 
   Registry& registry_;
   EventBus& events_;
@@ -132,6 +141,7 @@ class HttpServer {
   std::map<std::string, size_t> perPeer_;    // loop thread only
   std::map<std::string, size_t> streams_;    // loop thread only: streams per principal
   EventLoop::TimerId sweepTimer_ = 0;
+  SteadyClock::time_point nextTokenCheck_{};  // loop thread only
   int64_t lastRefusalLogUs_ = 0;
   std::atomic<size_t> connCount_{0};
   std::atomic<uint64_t> refused_{0};
@@ -143,6 +153,7 @@ class HttpServer {
   size_t tasks_ = 0;
   int port_ = 0;
   std::string host_;
+  bool loopback_ = false;  // listening on a loopback address
 };
 
 }  // namespace vmm::api

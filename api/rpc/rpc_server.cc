@@ -72,10 +72,14 @@ RpcServer::RpcServer(EventLoop& loop, ThreadPool& pool, Registry& registry, Even
 RpcServer::~RpcServer() { stop(); }
 
 Status RpcServer::start() {
-  VMM_ASSIGN(auto rw, listenUnix(options_.socketPath, options_.group != static_cast<gid_t>(-1) ? 0660 : 0600, options_.group));
+  // With operators as well as the socket group, the file cannot name both groups: it is open
+  // to all and roleOf() refuses whoever has no role.
+  bool operators = options_.operatorGroup != static_cast<gid_t>(-1);
+  VMM_ASSIGN(auto rw, listenUnix(options_.socketPath, operators ? 0666 : options_.group != static_cast<gid_t>(-1) ? 0660 : 0600,
+                                 operators ? static_cast<gid_t>(-1) : options_.group));
   rwFd_ = std::move(rw);
   if (!options_.roSocketPath.empty()) {
-    VMM_ASSIGN(auto ro, listenUnix(options_.roSocketPath, 0666));
+    VMM_ASSIGN(auto ro, listenUnix(options_.roSocketPath, options_.roEveryone ? 0666 : 0660, options_.roGroup));
     roFd_ = std::move(ro);
   }
   loop_.runSync([this] {
@@ -139,12 +143,19 @@ void RpcServer::accept(int listenFd, bool readOnly) {
     if (cred.ok()) {
       c->ctx.principal = "uid " + std::to_string(cred->uid) + " (pid " + std::to_string(cred->pid) + ")";
       c->ctx.peer = "uid " + std::to_string(cred->uid);
-      c->ctx.access = !readOnly && peerInGroup(*cred, options_.group) ? Access::write : Access::read;
+      auto role = roleOf(*cred, readOnly);
+      if (!role) {
+        refuse(c->fd.release(), "uid " + std::to_string(cred->uid),
+               "uid " + std::to_string(cred->uid) + " may not use this socket: it is in none of the groups given a role "
+               "([rpc] group, operator_group, ro_group)", ErrorCode::permission_denied);
+        continue;
+      }
+      c->ctx.role = *role;
     } else {
       c->ctx.principal = c->ctx.peer = "unknown peer";
-      c->ctx.access = Access::read;
+      c->ctx.role = Role::read;
     }
-    c->readOnly = c->ctx.access != Access::write;
+    c->readOnly = c->ctx.role == Role::read;
     c->usageKey = std::string(c->readOnly ? "ro:" : "rw:") + (cred.ok() ? std::to_string(cred->uid) : "?");
     c->maxRequest = c->readOnly ? std::min(options_.maxReadOnlyRequestBytes, options_.maxRequestBytes) : options_.maxRequestBytes;
     c->maxPending = c->readOnly ? std::min(options_.maxReadOnlyPendingOutput, options_.maxPendingOutput) : options_.maxPendingOutput;
@@ -174,13 +185,23 @@ void RpcServer::accept(int listenFd, bool readOnly) {
   }
 }
 
+std::optional<Role> RpcServer::roleOf(const PeerCred& cred, bool readOnlySocket) const {
+  if (readOnlySocket) return Role::read;  // the socket file's mode chose who connects
+  if (peerInGroup(cred, options_.group)) return Role::admin;
+  if (options_.operatorGroup == static_cast<gid_t>(-1)) return Role::read;  // the file's mode let it in
+  if (peerInGroup(cred, options_.operatorGroup)) return Role::operate;
+  // The socket is open to every user: the rest get what the read-only socket would give them.
+  if (options_.roEveryone || (options_.roGroup != 0 && peerInGroup(cred, options_.roGroup))) return Role::read;
+  return std::nullopt;
+}
+
 // The one line a refused connection gets; it is closed at once (nothing of it is read).
-void RpcServer::refuse(int fd, const std::string& key, const std::string& message) {
+void RpcServer::refuse(int fd, const std::string& key, const std::string& message, ErrorCode code) {
   fs::UniqueFd owned(fd);
   ++refused_;
   std::string line = toText({{"jsonrpc", "2.0"}, {"id", nullptr},
-                             {"error", {{"code", httpStatusFor(ErrorCode::unavailable)}, {"message", message},
-                                        {"data", {{"kind", errorCodeName(ErrorCode::unavailable)}}}}}}) + "\n";
+                             {"error", {{"code", httpStatusFor(code)}, {"message", message},
+                                        {"data", {{"kind", errorCodeName(code)}}}}}}) + "\n";
   (void)!::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   // One log line per 10 s at most: refusals come in floods.
   int64_t now = wallNowMicros();
@@ -539,6 +560,8 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
       }
     }
     if (auto st = filter.check(); !st.ok()) return reply(st.error());
+    filter.guestOutput = c->ctx.may(Role::operate);
+    filter.accessRecords = c->ctx.may(Role::admin);
     auto& usage = usage_[c->usageKey];
     size_t perUid = c->readOnly ? options_.readOnlySubscriptionsPerUid : options_.subscriptionsPerUid;
     if (c->subs.size() >= options_.subscriptionsPerConnection)
@@ -572,7 +595,7 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
   }
   if (isStreamMethod(method)) {
     // Consoles take keyboard input and transfers change or reveal volumes: read-write access.
-    if (c->ctx.access != Access::write) return reply(permissionDenied(method + " needs read-write access"));
+    if (!c->ctx.may(Role::operate)) return reply(permissionDenied(method + " needs the operator role"));
     if (notification) return respond({});
     if (!options_.openStream) return reply(unsupported(method + " is not available"));
     std::weak_ptr<Connection> weak = c;

@@ -31,6 +31,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "api/dispatcher.h"
@@ -38,6 +39,7 @@
 #include "base/byte_relay.h"
 #include "base/event_loop.h"
 #include "base/fs.h"
+#include "base/socket_util.h"
 #include "api/wire.h"
 #include "base/thread_pool.h"
 #include "daemon/event_bus.h"
@@ -48,6 +50,11 @@ struct RpcOptions {
   std::string socketPath;
   std::string roSocketPath;
   gid_t group = static_cast<gid_t>(-1);  // may use the read-write socket
+  // Operators on the read-write socket. When set, the socket is 0666 and vmmd itself refuses
+  // peers with no role (neither admin, operator nor allowed on the read-only socket).
+  gid_t operatorGroup = static_cast<gid_t>(-1);
+  gid_t roGroup = 0;                      // may use the read-only socket (0660 root:roGroup) ...
+  bool roEveryone = false;                // ... or every local user (0666)
   size_t maxRequestBytes = 4 << 20;
   size_t maxReadOnlyRequestBytes = 64 << 10;
   size_t maxPendingOutput = 64 << 20;    // a client that reads nothing is disconnected
@@ -94,7 +101,9 @@ class RpcServer {
     size_t connections = 0, subscriptions = 0;
   };
   void accept(int listenFd, bool readOnly);
-  void refuse(int fd, const std::string& key, const std::string& message);
+  void refuse(int fd, const std::string& key, const std::string& message, ErrorCode code = ErrorCode::unavailable);
+  // The role of a peer of the read-write or read-only socket; none: the peer may not use it.
+  std::optional<Role> roleOf(const PeerCred& cred, bool readOnlySocket) const;
   void onReadable(const std::shared_ptr<Connection>& c);
   // Handles the complete lines buffered while the connection takes requests.
   void processLines(const std::shared_ptr<Connection>& c);

@@ -25,7 +25,7 @@ TEST(Access, HttpsWithConfiguredCertificate) {
   VmmdProcess vmmd("", {"--tls-cert", dir + "/cert.pem", "--tls-key", dir + "/key.pem"});
   ASSERT_TRUE(vmmd.start().ok()) << vmmd.log();
   EXPECT_EQ(vmmd.httpUrl().substr(0, 8), "https://");
-  auto token = vmmd.vmctl({"token", "create", "t"}).out;
+  auto token = vmmd.vmctl({"token", "create", "t", "--role", "read"}).out;
   token = std::string(trim(token));
   httplib::SSLClient tls("127.0.0.1", vmmd.httpPort());
   tls.set_ca_cert_path((dir + "/cert.pem").c_str());
@@ -47,13 +47,14 @@ TEST(Access, HttpsWithConfiguredCertificate) {
 }
 
 TEST(Access, SocketsCheckPeerCredentials) {
-  VmmdProcess vmmd("", {"--socket-group", "nogroup"});
+  VmmdProcess vmmd("", {"--socket-group", "nogroup", "--ro-socket-group", "*"});
   ASSERT_EQ(::chmod(vmmd.dir().c_str(), 0755), 0);  // let other users reach the sockets
   ASSERT_TRUE(vmmd.start().ok()) << vmmd.log();
   ASSERT_EQ(::chmod((vmmd.dir() + "/run").c_str(), 0755), 0);
   ASSERT_EQ(::chmod(testutil::vmctlBinary().c_str(), 0755), 0);
-  auto as = [&](const std::string& gid, std::vector<std::string> args) {
-    std::vector<std::string> argv = {"setpriv", "--reuid=65534", "--regid=" + gid, "--clear-groups", testutil::vmctlBinary()};
+  auto as = [&](const std::string& gid, std::vector<std::string> args, const std::string& groups = "") {
+    std::vector<std::string> argv = {"setpriv", "--reuid=65534", "--regid=" + gid,
+                                     groups.empty() ? "--clear-groups" : "--groups=" + groups, testutil::vmctlBinary()};
     argv.insert(argv.end(), args.begin(), args.end());
     RunOptions o;
     o.env["HOME"] = "/tmp";
@@ -68,18 +69,47 @@ TEST(Access, SocketsCheckPeerCredentials) {
   EXPECT_EQ(r.exitCode, 2);  // reached vmmd: empty stdin is not a definition
   r = as("65534", {"-c", vmmd.socketPath(), "host", "info", "-o", "json"});
   ASSERT_EQ(r.exitCode, 0) << r.err;
-  EXPECT_EQ(json::parse(r.out)["caller"]["access"], "write");
+  EXPECT_EQ(json::parse(r.out)["caller"]["role"], "admin");
   EXPECT_NE(json::parse(r.out)["caller"]["principal"].get<std::string>().find("uid 65534"), std::string::npos);
+  // A supplementary member (the kernel's record of the connection, SO_PEERGROUPS): read-write
+  // too. The socket file is 0660 root:nogroup, so only the group lets it connect at all.
+  r = as("100", {"-c", vmmd.socketPath(), "host", "info", "-o", "json"}, "65534");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["caller"]["role"], "admin");
   // Another group: the socket file itself refuses the connection.
   r = as("100", {"-c", vmmd.socketPath(), "list"});
   EXPECT_EQ(r.exitCode, 3) << r.err;
-  // The read-only socket takes anyone, read-only.
+  // The read-only socket, opened to every local user ("*"), takes anyone, read-only.
+  ASSERT_EQ(::stat(vmmd.roSocketPath().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0666u);
   r = as("100", {"-c", vmmd.roSocketPath(), "host", "info", "-o", "json"});
   ASSERT_EQ(r.exitCode, 0) << r.err;
-  EXPECT_EQ(json::parse(r.out)["caller"]["access"], "read");
-  r = as("100", {"-c", vmmd.roSocketPath(), "token", "create", "x"});
+  EXPECT_EQ(json::parse(r.out)["caller"]["role"], "read");
+  r = as("100", {"-c", vmmd.roSocketPath(), "token", "create", "x", "--role", "read"});
   EXPECT_EQ(r.exitCode, 6);
-  EXPECT_NE(r.err.find("read-only"), std::string::npos);
+  EXPECT_NE(r.err.find("token.create needs the admin role"), std::string::npos) << r.err;
+}
+
+TEST(Access, TheReadOnlySocketIsClosedToOtherUsersByDefault) {
+  VmmdProcess vmmd;
+  ASSERT_EQ(::chmod(vmmd.dir().c_str(), 0755), 0);
+  ASSERT_TRUE(vmmd.start().ok()) << vmmd.log();
+  ASSERT_EQ(::chmod((vmmd.dir() + "/run").c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(testutil::vmctlBinary().c_str(), 0755), 0);
+  struct stat st;
+  ASSERT_EQ(::stat(vmmd.roSocketPath().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ(st.st_gid, 0u);
+  RunOptions o;
+  o.env["HOME"] = "/tmp";
+  auto r = runCommand({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", testutil::vmctlBinary(), "-c",
+                       vmmd.roSocketPath(), "list"}, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exitCode, 3) << r->err;  // the socket file refuses the connection
+  // Root still reads through it.
+  auto mine = vmmd.vmctl({"-c", vmmd.roSocketPath(), "host", "info", "-o", "json"});
+  ASSERT_EQ(mine.exitCode, 0) << mine.err;
+  EXPECT_EQ(json::parse(mine.out)["caller"]["role"], "read");
 }
 
 TEST(Access, InteractiveShellCompletesCommandsAndNames) {
@@ -126,4 +156,83 @@ TEST(Access, InteractiveShellCompletesCommandsAndNames) {
   close(master);
   // History was saved.
   EXPECT_NE(fs::readFile(vmmd.dir() + "/.vmctl_history").valueOr("").find("alpha-web"), std::string::npos);  // libedit escapes spaces
+}
+
+TEST(Access, PlainHttpOnlyOnLoopbackAndForTheNamesItAnswersTo) {
+  {
+    VmmdProcess open("", {"--listen", "0.0.0.0:0"});
+    EXPECT_FALSE(open.start().ok());
+    EXPECT_NE(open.log().find("refusing to serve plain HTTP on 0.0.0.0:0, which is not a loopback address"), std::string::npos)
+        << open.log();
+  }
+  VmmdProcess vmmd;
+  ASSERT_TRUE(vmmd.start().ok()) << vmmd.log();
+  auto token = vmmd.createToken("t", "read");
+  ASSERT_TRUE(token.ok());
+  auto statusWithHost = [&](const std::string& host) {
+    httplib::Client c("127.0.0.1", vmmd.httpPort());
+    c.set_bearer_token_auth(token->c_str());
+    auto res = c.Get("/v1/host", httplib::Headers{{"Host", host}});
+    return res ? res->status : -1;
+  };
+  std::string port = std::to_string(vmmd.httpPort());
+  EXPECT_EQ(statusWithHost("127.0.0.1:" + port), 200);
+  EXPECT_EQ(statusWithHost("localhost:" + port), 200);
+  EXPECT_EQ(statusWithHost("[::1]:" + port), 200);
+  // A page whose own name was rebound to 127.0.0.1 sends that name.
+  EXPECT_EQ(statusWithHost("attacker.example:" + port), 421);
+  EXPECT_EQ(statusWithHost("127.0.0.1.attacker.example"), 421);
+
+  // Configured: the names it answers to (such as a proxy's). The test listens on loopback
+  // only: it sends nothing beyond the host.
+  std::string conf = vmmd.dir() + "/open.toml";
+  ASSERT_TRUE(fs::writeFileAtomic(conf, "[http]\nallowed_hosts = [\"vmm.example\"]\n").ok());
+  VmmdProcess open("", {"--config", conf});
+  ASSERT_TRUE(open.start().ok()) << open.log();
+  auto openToken = open.createToken("t", "read");
+  ASSERT_TRUE(openToken.ok());
+  for (auto [host, status] : {std::pair{"vmm.example:1", 200}, {"localhost", 421}}) {
+    httplib::Client c("127.0.0.1", open.httpPort());
+    c.set_bearer_token_auth(openToken->c_str());
+    auto res = c.Get("/v1/host", httplib::Headers{{"Host", host}});
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, status) << host;
+  }
+}
+
+TEST(Access, SocketUsersOfTheOperatorGroupAreOperators) {
+  VmmdProcess vmmd("", {"--socket-group", "root", "--operator-group", "users"});
+  ASSERT_EQ(::chmod(vmmd.dir().c_str(), 0755), 0);
+  ASSERT_TRUE(vmmd.start().ok()) << vmmd.log();
+  ASSERT_EQ(::chmod((vmmd.dir() + "/run").c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(testutil::vmctlBinary().c_str(), 0755), 0);
+  struct stat st;
+  ASSERT_EQ(::stat(vmmd.socketPath().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0666u);  // two groups: vmmd decides, by SO_PEERCRED and SO_PEERGROUPS
+  auto as = [&](const std::string& groups, std::vector<std::string> args, const std::string& input = "") {
+    std::vector<std::string> argv = {"setpriv", "--reuid=65534", "--regid=65534",
+                                     groups.empty() ? "--clear-groups" : "--groups=" + groups, testutil::vmctlBinary(),
+                                     "-c", vmmd.socketPath()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    RunOptions o;
+    o.env["HOME"] = "/tmp";
+    o.stdinData = input;
+    auto r = runCommand(argv, o);
+    return r.ok() ? *r : CommandResult{};
+  };
+  auto r = as("100", {"host", "info", "-o", "json"});
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["caller"]["role"], "operator");
+  EXPECT_EQ(as("100", {"define", "-"}, R"({"name":"mine","type":"test"})").exitCode, 0);
+  r = as("100", {"define", "-"}, R"({"name":"host","type":"test","boot":{"kernel":"/etc/shadow"}})");
+  EXPECT_NE(r.err.find("boot.kernel: host paths and host devices need the admin role"), std::string::npos) << r.err;
+  r = as("100", {"pool", "define", "etc", "--path", "/etc"});
+  EXPECT_NE(r.err.find("pool.create needs the admin role"), std::string::npos) << r.out << r.err;
+  // In no group with a role, and the read-only socket closed to it: refused at connect.
+  r = as("", {"list"});
+  EXPECT_NE(r.exitCode, 0);
+  EXPECT_NE(r.err.find("uid 65534 may not use this socket"), std::string::npos) << r.err;
+  // Root is still admin.
+  auto mine = vmmd.vmctl({"host", "info", "-o", "json"});
+  EXPECT_EQ(json::parse(mine.out)["caller"]["role"], "admin");
 }

@@ -199,7 +199,7 @@ class HostileLimits : public ::testing::Test {
 
 TEST_F(HostileLimits, HundredThousandHeadersGet431AndLittleMemory) {
   uint64_t before = rss(vmmd->pid());
-  std::string head = "GET /v1/host HTTP/1.1\r\nHost: x\r\n";
+  std::string head = "GET /v1/host HTTP/1.1\r\nHost: localhost\r\n";
   std::string header = "X-Flood: " + std::string(1000, 'a') + "\r\n";
   uint64_t floodBytes = 100000 * header.size();
   auto s = sendRaw(vmmd->httpPort(), head, floodBytes + 2, Millis(20000), [&](uint64_t at) {
@@ -278,7 +278,7 @@ TEST_F(HostileLimits, UnauthenticatedHugePostGets401WithoutItsBodyBeingRead) {
   uint64_t before = received();
   uint64_t metricRequest = before - first;
   ASSERT_GT(metricRequest, 0u);
-  std::string head = "POST /v1/domains HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+  std::string head = "POST /v1/domains HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: " +
                      std::to_string(200ull << 20) + "\r\n\r\n";
   auto s = sendRaw(vmmd->httpPort(), head, 200ull << 20, Millis(15000));
   // Until vmmd has let go of the connection: it reads and drops what was sent after the answer
@@ -304,7 +304,7 @@ TEST_F(HostileLimits, EncodedBodiesAreRefusedUndecoded) {
   ASSERT_TRUE(gz.ok() && gz->success());
   uint64_t before = rss(vmmd->pid());
   auto t0 = SteadyClock::now();
-  std::string head = "POST /v1/domains HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + adminToken +
+  std::string head = "POST /v1/domains HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + adminToken +
                      "\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: " +
                      std::to_string(gz->out.size()) + "\r\n\r\n";
   auto s = sendRaw(vmmd->httpPort(), head, gz->out.size(), Millis(15000), [&](uint64_t at) { return gz->out.substr(at, 1 << 16); });
@@ -320,7 +320,7 @@ TEST_F(HostileLimits, ManyEventStreamsOfAReadTokenDoNotBlockOthers) {
   std::vector<fs::UniqueFd> streams;
   for (int i = 0; i < 32; ++i) {
     auto fd = tcpConnect(vmmd->httpPort());
-    ASSERT_TRUE(writeAllFd(fd.get(), "GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + readToken + "\r\n\r\n",
+    ASSERT_TRUE(writeAllFd(fd.get(), "GET /v1/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + readToken + "\r\n\r\n",
                            Deadline::after(Millis(1000))).ok());
     streams.push_back(std::move(fd));
   }

@@ -381,7 +381,7 @@ TEST_F(QemuTest, ConsoleOverRpcAndHttp) {
   EXPECT_EQ(r.exitCode, 0) << r.err;
   EXPECT_TRUE(waitFor([&] { return consoleLog("tty").find("VMCTL-3") != std::string::npos; }, Millis(5000)));
 
-  // HTTP: streamed output, POSTed input, admin token required.
+  // HTTP: streamed output, POSTed input, operator role required.
   auto admin = rpc->call("token.create", {{"name", "a"}, {"role", "admin"}});
   auto reader = rpc->call("token.create", {{"name", "r"}, {"role", "read"}});
   ASSERT_TRUE(admin.ok() && reader.ok());
@@ -397,7 +397,7 @@ TEST_F(QemuTest, ConsoleOverRpcAndHttp) {
     if (n > 0) deniedOut.append(buf, static_cast<size_t>(n));
     return n == 0;
   }, Millis(5000));
-  EXPECT_NE(deniedOut.find("admin token"), std::string::npos) << deniedOut;
+  EXPECT_NE(deniedOut.find("the console needs the operator role"), std::string::npos) << deniedOut;
   o.token = (*admin)["token"];
   auto http = client::connect(o);
   auto hs = (*http)->openConsole("tty");

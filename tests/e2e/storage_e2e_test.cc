@@ -409,7 +409,7 @@ TEST_F(StorageE2E, UploadDownloadRoundTripOverRpcHttpAndVmctl) {
   // A read token is refused by vmctl too.
   r = vmmd->vmctl({"-c", vmmd->httpUrl(), "vol", "download", "default", "blob", out2 + ".ro"}, "", {{"VMM_TOKEN", readToken}});
   EXPECT_NE(r.exitCode, 0);
-  EXPECT_NE(r.err.find("admin token"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("needs the operator role"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(out2 + ".ro"));
   EXPECT_FALSE(fs::exists(out2 + ".ro.partial"));
   r = vmmd->vmctl({"vol", "info", "default", "blob"});

@@ -340,7 +340,7 @@ TEST(HostileBoundaries, RegistryCallTurnsAThrowIntoAnInternalError) {
     throw std::runtime_error("boom");
   });
   api::CallContext ctx;
-  ctx.access = api::Access::write;
+  ctx.role = api::Role::admin;
   ctx.principal = "test";
   auto r = h.reg.call(ctx, "host.info", json::object());
   ASSERT_FALSE(r.ok());
@@ -430,7 +430,7 @@ TEST(HostileBoundaries, ExecOutputThatIsNotUtf8KeepsItsBytes) {
   EXPECT_NO_THROW((void)out.dump());
   // Persisted in an operation and read back after a "restart".
   RegistryHarness h;
-  auto op = h.ops.submit("domain.exec", "domains/x", false, [&](OperationContext&) -> Result<json> { return out; });
+  auto op = h.ops.submit({"domain.exec", "domains/x", false, ""}, [&](OperationContext&) -> Result<json> { return out; });
   ASSERT_TRUE(op.ok());
   auto done = h.ops.wait(op->id, Deadline::after(Millis(5000)));
   ASSERT_TRUE(done.ok());
@@ -441,7 +441,7 @@ TEST(HostileBoundaries, ExecOutputThatIsNotUtf8KeepsItsBytes) {
   ASSERT_TRUE(reread.ok());
   EXPECT_EQ(*base64Decode(reread->result["stdout_b64"].get<std::string>()), r.out);
   // Raw guest bytes in a result, without the helper: stored with replacement, never a crash.
-  auto raw = h.ops.submit("domain.exec", "domains/x", false, [&](OperationContext&) -> Result<json> {
+  auto raw = h.ops.submit({"domain.exec", "domains/x", false, ""}, [&](OperationContext&) -> Result<json> {
     return json{{"stdout", std::string("\xff\xfe")}};
   });
   ASSERT_TRUE(raw.ok());

@@ -18,13 +18,13 @@ TEST(Operations, RunWaitAndPersist) {
   std::string okId, failId;
   {
     OperationManager ops(*store, bus, pool);
-    auto ok = ops.submit("test.ok", "things/a", false, [](OperationContext& ctx) -> Result<json> {
+    auto ok = ops.submit({"test.ok", "things/a", false, ""}, [](OperationContext& ctx) -> Result<json> {
       ctx.setProgress(50, "half way");
       return json{{"answer", 42}};
     });
     ASSERT_TRUE(ok.ok());
     okId = ok->id;
-    auto fail = ops.submit("test.fail", "things/b", false, [](OperationContext&) -> Result<json> { return conflict("no"); });
+    auto fail = ops.submit({"test.fail", "things/b", false, ""}, [](OperationContext&) -> Result<json> { return conflict("no"); });
     failId = fail->id;
     auto done = ops.wait(okId, Deadline::after(Millis(2000)));
     ASSERT_TRUE(done.ok());
@@ -68,7 +68,7 @@ TEST(Operations, CancelAndWaitTimeout) {
   EventBus bus;
   ThreadPool pool(1, 8);
   OperationManager ops(*store, bus, pool);
-  auto op = ops.submit("test.long", "x", true, [](OperationContext& ctx) -> Result<json> {
+  auto op = ops.submit({"test.long", "x", true, ""}, [](OperationContext& ctx) -> Result<json> {
     while (!ctx.cancelled()) std::this_thread::sleep_for(Millis(5));
     return cancelledError("stopped on request");
   });
@@ -78,7 +78,7 @@ TEST(Operations, CancelAndWaitTimeout) {
   auto done = ops.wait(op->id, Deadline::after(Millis(2000)));
   EXPECT_EQ(done->status, model::OperationStatus::cancelled);
   EXPECT_EQ(ops.cancel(op->id).error().code, ErrorCode::conflict);
-  auto fixed = ops.submit("test.fixed", "x", false, [](OperationContext&) -> Result<json> {
+  auto fixed = ops.submit({"test.fixed", "x", false, ""}, [](OperationContext&) -> Result<json> {
     std::this_thread::sleep_for(Millis(200));
     return json();
   });
@@ -97,7 +97,7 @@ TEST(Operations, PruneKeepsTheNewest) {
   OperationManager ops(*store, bus, pool, oo);
   std::vector<std::string> ids;
   for (int i = 0; i < 6; ++i) {
-    auto op = ops.submit("t", "x", false, [](OperationContext&) -> Result<json> { return json(); });
+    auto op = ops.submit({"t", "x", false, ""}, [](OperationContext&) -> Result<json> { return json(); });
     ASSERT_TRUE(ops.wait(op->id, Deadline::after(Millis(1000))).ok());
     ids.push_back(op->id);
     std::this_thread::sleep_for(Millis(2));
@@ -128,7 +128,7 @@ TEST(Registry, ValidatesParametersAndAccess) {
   api::CallContext reader, writer;
   reader.principal = writer.principal = "test";
   reader.transport = writer.transport = "rpc";
-  writer.access = api::Access::write;
+  writer.role = api::Role::operate;
   EXPECT_TRUE(reg.call(reader, "domain.get", {{"name", "a"}}).ok());
   EXPECT_EQ(reg.call(reader, "domain.get", json::object()).error().message, "name: required parameter is missing");
   EXPECT_EQ(reg.call(reader, "domain.get", {{"name", 3}}).error().message, "name: expected string, got integer");

@@ -1,0 +1,322 @@
+// End-to-end: roles (read, operator, admin) over HTTP tokens against a real vmmd on the test
+// driver - what an operator may and may not do (every host-path field refused by name), what a
+// read principal may not see (guest output, audit and token events), expiring and revoked
+// tokens and their streams, and the audit trail (the security review's M1, H3, M6 and test
+// plan items 2, 4, 5 and 23).
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <thread>
+
+#include "base/fs.h"
+#include "base/strings.h"
+#include "client/vmmclient.h"
+#include "tests/support/vmmd_process.h"
+
+using namespace vmm;
+using nlohmann::json;
+using testutil::VmmdProcess;
+
+namespace {
+
+struct Answer {
+  int status = 0;
+  json body;
+  std::string message() const {
+    const json* e = body.is_object() && body.contains("error") ? &body["error"] : nullptr;
+    return e && e->is_object() && (*e)["message"].is_string() ? (*e)["message"].get<std::string>() : "";
+  }
+};
+
+class LeastPrivilege : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    vmmd = std::make_unique<VmmdProcess>();
+    ASSERT_TRUE(vmmd->start().ok()) << vmmd->log();
+    auto c = vmmd->connect();
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    rpc = std::move(*c);
+    for (auto [name, role, secret] : {std::tuple{"boss", "admin", &adminToken}, {"op", "operator", &operatorToken},
+                                      {"reader", "read", &readToken}}) {
+      auto t = vmmd->createToken(name, role);
+      ASSERT_TRUE(t.ok()) << t.error().message;
+      *secret = *t;
+    }
+  }
+  void TearDown() override {
+    rpc.reset();
+    if (HasFailure()) std::cerr << "---- vmmd log ----\n" << vmmd->logTail(20000) << "\n";
+  }
+
+  Answer send(const std::string& token, const std::string& method, const std::string& path, const json& body = nullptr) {
+    httplib::Client c("127.0.0.1", vmmd->httpPort());
+    c.set_read_timeout(30, 0);
+    c.set_bearer_token_auth(token.c_str());
+    httplib::Result res = method == "GET"      ? c.Get(path)
+                          : method == "DELETE" ? c.Delete(path)
+                          : method == "PUT"    ? c.Put(path, body.is_null() ? "" : body.dump(), "application/json")
+                                               : c.Post(path, body.is_null() ? "" : body.dump(), "application/json");
+    Answer a;
+    if (!res) return a;
+    a.status = res->status;
+    a.body = json::parse(res->body, nullptr, false);
+    return a;
+  }
+  // Waits for an operation (as the admin) and returns it.
+  json waitFor(const json& op) {
+    return send(adminToken, "GET", "/v1/operations/" + op["id"].get<std::string>() + "/wait?timeout=20s").body;
+  }
+  std::unique_ptr<client::EventStream> subscribe(const std::string& token, std::vector<std::string> types) {
+    client::ConnectOptions o;
+    o.uri = vmmd->httpUrl();
+    o.token = token;
+    auto conn = client::connect(o);
+    EXPECT_TRUE(conn.ok());
+    if (!conn.ok()) return nullptr;
+    auto s = (*conn)->subscribe(types, "");
+    EXPECT_TRUE(s.ok()) << s.error().message;
+    connections.push_back(std::move(*conn));
+    if (!s.ok()) return nullptr;
+    std::this_thread::sleep_for(Millis(200));  // the stream's request is in
+    return std::move(*s);
+  }
+  // Reads events until the stream ends or `within` passes: true when it ended.
+  static bool endsWithin(client::EventStream& s, Millis within) {
+    auto until = Deadline::after(within);
+    while (!until.expired()) {
+      auto e = s.next(until);
+      if (!e.ok()) return true;
+    }
+    return false;
+  }
+
+  std::unique_ptr<VmmdProcess> vmmd;
+  std::unique_ptr<client::Connection> rpc;
+  std::vector<std::unique_ptr<client::Connection>> connections;
+  std::string adminToken, operatorToken, readToken;
+};
+
+TEST_F(LeastPrivilege, OperatorsManageDomainsButNotTheHost) {
+  auto a = send(operatorToken, "POST", "/v1/domains", {{"name", "work"}, {"type", "test"}});
+  ASSERT_EQ(a.status, 201) << a.body;
+  a = send(operatorToken, "POST", "/v1/domains/work/start");
+  ASSERT_EQ(a.status, 202) << a.body;
+  EXPECT_EQ(waitFor(a.body)["status"], "succeeded");
+  EXPECT_EQ(a.body["principal"], "token op");
+  a = send(operatorToken, "POST", "/v1/pools/default/volumes", {{"name", "scratch"}, {"capacity", "1M"}});
+  EXPECT_EQ(a.status, 201) << a.body;
+  EXPECT_EQ(send(operatorToken, "DELETE", "/v1/pools/default/volumes/scratch").status, 200);
+  EXPECT_EQ(send(operatorToken, "POST", "/v1/domains/work/destroy").status, 200);
+  EXPECT_EQ(send(operatorToken, "DELETE", "/v1/domains/work").status, 200);
+  // The host's pools, networks, tokens and audit trail are the admin's.
+  a = send(operatorToken, "POST", "/v1/pools", {{"name", "etc"}, {"type", "dir"}, {"path", "/etc"}});
+  EXPECT_EQ(a.status, 403);
+  EXPECT_NE(a.message().find("pool.create needs the admin role; token op has the operator role"), std::string::npos) << a.body;
+  EXPECT_EQ(send(operatorToken, "POST", "/v1/networks", {{"name", "n"}}).status, 403);
+  EXPECT_EQ(send(operatorToken, "DELETE", "/v1/pools/default").status, 403);
+  EXPECT_EQ(send(operatorToken, "GET", "/v1/tokens").status, 403);
+  EXPECT_EQ(send(operatorToken, "POST", "/v1/tokens", {{"name", "mine"}, {"role", "admin"}}).status, 403);
+  EXPECT_EQ(send(operatorToken, "GET", "/v1/audit").status, 403);
+  // A reader changes nothing.
+  EXPECT_EQ(send(readToken, "POST", "/v1/domains", {{"name", "r"}, {"type", "test"}}).status, 403);
+  EXPECT_EQ(send(readToken, "GET", "/v1/domains").status, 200);
+}
+
+TEST_F(LeastPrivilege, EveryHostPathFieldIsRefusedByNameForOperatorsAndAllowedForAdmins) {
+  ASSERT_EQ(send(adminToken, "POST", "/v1/domains", {{"name", "base"}, {"type", "test"}}).status, 201);
+  auto domain = [](json extra) {
+    json d = {{"name", "probe"}, {"type", "test"}};
+    d.update(extra);
+    return d;
+  };
+  json lxc = {{"type", "lxc"}, {"container", {{"rootfs", {{"pool", "default"}, {"volume", "rootfs"}}}}}};
+  auto container = [&](json extra) {
+    json d = domain(lxc);
+    d["container"].update(extra);
+    return d;
+  };
+  struct Case {
+    std::string method, path;
+    json body;
+    std::string field;
+  };
+  std::vector<Case> cases = {
+      {"POST", "/v1/domains", domain({{"disks", {{{"source", {{"path", "/dev/sda"}}}}}}}), "disks[0].source.path"},
+      {"POST", "/v1/domains", domain({{"boot", {{"kernel", "/etc/shadow"}}}}), "boot.kernel"},
+      {"POST", "/v1/domains", domain({{"boot", {{"kernel", "/boot/vmlinuz"}, {"initrd", "/etc/shadow"}}}}), "boot.kernel"},
+      {"POST", "/v1/domains", domain({{"nics", {{{"type", "bridge"}, {"bridge", "br0"}}}}}), "nics[0].bridge"},
+      {"POST", "/v1/domains", domain({{"nics", {{{"type", "direct"}, {"device", "eth0"}}}}}), "nics[0].device"},
+      {"POST", "/v1/domains", domain({{"nics", {{{"type", "user"}, {"host_loopback", true}}}}}), "nics[0].host_loopback"},
+      {"POST", "/v1/domains", domain({{"nics", {{{"network", "default"}, {"port", {{"mirror_to", "eth0"}}}}}}}), "nics[0].port.mirror_to"},
+      {"POST", "/v1/domains", container({{"rootfs", {{"path", "/"}}}}), "container.rootfs.path"},
+      {"POST", "/v1/domains", container({{"mounts", {{{"source", "/etc"}, {"target", "/mnt"}}}}}), "container.mounts[0].source"},
+      {"POST", "/v1/domains", container({{"privileged", true}}), "container.privileged"},
+      {"POST", "/v1/domains", container({{"idmap_base", 0x10000}}), "container.idmap_base"},
+      {"PUT", "/v1/domains/base", domain({{"name", "base"}, {"boot", {{"kernel", "/etc/shadow"}}}}), "boot.kernel"},
+      {"POST", "/v1/domains/base/disks", {{"source", {{"path", "/dev/sda"}}}}, "disk.source.path"},
+      {"POST", "/v1/domains/base/nics", {{"type", "bridge"}, {"bridge", "br0"}}, "nic.bridge"},
+      {"POST", "/v1/domains/base/save", {{"path", "/etc/cron.d/x"}}, "path"},
+      {"POST", "/v1/domains/base/restore", {{"path", "/etc/shadow"}}, "path"},
+      {"POST", "/v1/images", {{"name", "i1"}, {"file", "/etc/shadow"}}, "file"},
+      {"POST", "/v1/images", {{"name", "i2"}, {"url", "https://127.0.0.1:1/x.img"}, {"kernel", "/boot/vmlinuz"}}, "kernel"},
+      {"POST", "/v1/images", {{"name", "i3"}, {"url", "https://127.0.0.1:1/x.img"}, {"initrd", "/boot/initrd"}}, "initrd"},
+      {"POST", "/v1/images",
+       {{"name", "i4"}, {"url", "https://127.0.0.1:1/x.img"}, {"template", {{"disks", {{{"source", {{"path", "/dev/sda"}}}}}}}}},
+       "disks[0].source.path"},
+      {"POST", "/v1/pools/default/volumes", {{"name", "t"}, {"format", "dir"}, {"from_tar", "/etc/passwd"}}, "volume.from_tar"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.method + " " + c.path + " " + c.field);
+    auto a = send(operatorToken, c.method, c.path, c.body);
+    EXPECT_EQ(a.status, 403) << a.body;
+    EXPECT_TRUE(startsWith(a.message(), c.field + ": host paths and host devices need the admin role; token op has the operator role"))
+        << a.body;
+  }
+  // Nothing was made by the refused calls.
+  EXPECT_EQ(send(adminToken, "GET", "/v1/domains/probe").status, 404);
+  EXPECT_EQ(send(adminToken, "GET", "/v1/images/i1").status, 404);
+  EXPECT_EQ(send(adminToken, "GET", "/v1/domains/base").body["definition"].dump().find("/etc/shadow"), std::string::npos);
+  // An admin passes the same check (what follows is the call's own business: a missing
+  // driver, file or server, never a permission).
+  for (const auto& c : cases) {
+    SCOPED_TRACE("admin: " + c.method + " " + c.path + " " + c.field);
+    auto a = send(adminToken, c.method, c.path, c.body);
+    EXPECT_NE(a.status, 403) << a.body;
+    EXPECT_EQ(a.message().find("admin role"), std::string::npos) << a.body;
+    if (a.status == 201 && c.path == "/v1/domains") send(adminToken, "DELETE", "/v1/domains/probe");
+  }
+}
+
+TEST_F(LeastPrivilege, UpdatesKeepTheHostReferencesAnAdminSetButAddNone) {
+  json def = {{"name", "kept"}, {"type", "test"}, {"disks", {{{"source", {{"path", "/var/lib/vmm-test/disk.img"}}}}}}};
+  ASSERT_EQ(send(adminToken, "POST", "/v1/domains", def).status, 201);
+  def = send(operatorToken, "GET", "/v1/domains/kept").body["definition"];
+  def["memory"] = "256MiB";
+  auto a = send(operatorToken, "PUT", "/v1/domains/kept", def);
+  EXPECT_EQ(a.status, 200) << a.body;
+  def["disks"].push_back({{"source", {{"path", "/dev/sda"}}}});
+  a = send(operatorToken, "PUT", "/v1/domains/kept", def);
+  EXPECT_EQ(a.status, 403) << a.body;
+  EXPECT_TRUE(startsWith(a.message(), "disks[1].source.path: ")) << a.body;
+  def["disks"] = json::array({{{"source", {{"path", "/etc/shadow"}}}}});  // replacing one is adding one
+  EXPECT_EQ(send(operatorToken, "PUT", "/v1/domains/kept", def).status, 403);
+}
+
+TEST_F(LeastPrivilege, ReadPrincipalsSeeNoGuestOutput) {
+  ASSERT_EQ(send(operatorToken, "POST", "/v1/domains", {{"name", "g"}, {"type", "test"}}).status, 201);
+  ASSERT_EQ(waitFor(send(operatorToken, "POST", "/v1/domains/g/start").body)["status"], "succeeded");
+  auto exec = send(operatorToken, "POST", "/v1/domains/g/exec", {{"command", {"echo", "s3cret"}}});
+  ASSERT_EQ(exec.status, 202) << exec.body;
+  std::string id = exec.body["id"];
+  ASSERT_EQ(waitFor(exec.body)["status"], "succeeded");
+  auto mine = send(operatorToken, "GET", "/v1/operations/" + id);
+  EXPECT_EQ(mine.body["result"]["stdout"], "s3cret\n");
+  for (const std::string& path : {"/v1/operations/" + id, "/v1/operations/" + id + "/wait?timeout=1s"}) {
+    auto seen = send(readToken, "GET", path);
+    EXPECT_EQ(seen.status, 200);
+    EXPECT_TRUE(seen.body["result"].is_null()) << seen.body;
+    EXPECT_EQ(seen.body["result_withheld"], "guest output needs the operator role");
+    EXPECT_EQ(seen.body.dump().find("s3cret"), std::string::npos);
+  }
+  EXPECT_EQ(send(readToken, "GET", "/v1/operations/" + id + "/result").status, 403);
+  EXPECT_EQ(send(readToken, "GET", "/v1/domains/g/console/log").status, 403);
+  EXPECT_EQ(send(operatorToken, "GET", "/v1/domains/g/console/log").status, 200);
+  // Audit and token events reach admins only.
+  auto readerEvents = subscribe(readToken, {});
+  auto adminEvents = subscribe(adminToken, {"audit", "token"});
+  ASSERT_TRUE(readerEvents && adminEvents);
+  ASSERT_EQ(send(adminToken, "POST", "/v1/tokens", {{"name", "late"}, {"role", "read"}}).status, 201);
+  ASSERT_EQ(send(operatorToken, "POST", "/v1/domains/g/suspend").status, 200);
+  std::set<std::string> adminSaw, readerSaw;
+  for (auto [stream, saw] : {std::pair{adminEvents.get(), &adminSaw}, {readerEvents.get(), &readerSaw}}) {
+    auto until = Deadline::after(Millis(1500));
+    while (!until.expired()) {
+      auto e = stream->next(until);
+      if (!e.ok() || !e->has_value()) break;
+      saw->insert((**e)["type"].get<std::string>());
+    }
+  }
+  EXPECT_TRUE(adminSaw.count("audit") && adminSaw.count("token")) << join(std::vector<std::string>(adminSaw.begin(), adminSaw.end()), ",");
+  EXPECT_TRUE(readerSaw.count("domain.lifecycle")) << join(std::vector<std::string>(readerSaw.begin(), readerSaw.end()), ",");
+  EXPECT_FALSE(readerSaw.count("audit") || readerSaw.count("token"));
+}
+
+TEST_F(LeastPrivilege, ExpiredAndRevokedTokensAreRefusedAndTheirStreamsClosed) {
+  auto made = rpc->call("token.create", {{"name", "brief"}, {"role", "read"}, {"expires", "2s"}, {"description", "a CI job"}});
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  std::string brief = (*made)["token"];
+  EXPECT_TRUE((*made)["expires"].is_string());
+  auto revoked = vmmd->createToken("gone", "operator");
+  ASSERT_TRUE(revoked.ok());
+  EXPECT_EQ(send(brief, "GET", "/v1/domains").status, 200);
+  auto briefStream = subscribe(brief, {});
+  auto goneStream = subscribe(*revoked, {});
+  ASSERT_TRUE(briefStream && goneStream);
+  ASSERT_TRUE(rpc->call("token.delete", {{"name", "gone"}}).ok());
+  auto t0 = SteadyClock::now();
+  EXPECT_TRUE(endsWithin(*goneStream, Millis(3000)));
+  EXPECT_LT(SteadyClock::now() - t0, Millis(3000));
+  EXPECT_EQ(send(*revoked, "GET", "/v1/domains").status, 401);
+  EXPECT_TRUE(endsWithin(*briefStream, Millis(5000)));
+  auto a = send(brief, "GET", "/v1/domains");
+  EXPECT_EQ(a.status, 401);
+  EXPECT_NE(a.message().find("expired"), std::string::npos) << a.body;
+  // Listed without secrets, with what it was for and when it ends.
+  auto list = rpc->call("token.list", json::object());
+  ASSERT_TRUE(list.ok());
+  bool found = false;
+  for (const auto& t : *list) {
+    std::set<std::string> keys;
+    for (auto it = t.begin(); it != t.end(); ++it) keys.insert(it.key());
+    EXPECT_EQ(keys, (std::set<std::string>{"name", "role", "description", "created", "expires", "expired"}));
+    if (t["name"] == "brief") {
+      found = true;
+      EXPECT_EQ(t["expired"], true);
+      EXPECT_EQ(t["description"], "a CI job");
+    }
+  }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(list->dump().find(brief), std::string::npos);
+  EXPECT_FALSE(rpc->call("token.create", {{"name", "x"}, {"role", "root"}}).ok());
+}
+
+TEST_F(LeastPrivilege, TheAuditTrailShowsWhoDidEachCall) {
+  ASSERT_EQ(send(operatorToken, "POST", "/v1/domains", {{"name", "aud"}, {"type", "test"}}).status, 201);
+  auto start = send(operatorToken, "POST", "/v1/domains/aud/start");
+  ASSERT_EQ(start.status, 202);
+  waitFor(start.body);
+  ASSERT_EQ(send(operatorToken, "POST", "/v1/pools", {{"name", "p"}, {"type", "dir"}, {"path", "/srv/p"}}).status, 403);
+  ASSERT_EQ(send(readToken, "DELETE", "/v1/domains/aud").status, 403);
+  ASSERT_EQ(send(adminToken, "GET", "/v1/domains").status, 200);  // reads are not audited
+  auto trail = send(adminToken, "GET", "/v1/audit?limit=50");
+  ASSERT_EQ(trail.status, 200) << trail.body;
+  std::vector<std::string> lines;
+  for (const auto& r : trail.body)
+    lines.push_back(r["principal"].get<std::string>() + " " + r["method"].get<std::string>() + " " +
+                    r["object"].get<std::string>() + " " + r["result"].get<std::string>());
+  auto has = [&](const std::string& line) { return std::find(lines.begin(), lines.end(), line) != lines.end(); };
+  EXPECT_TRUE(has("token op domain.create domains/aud ok")) << join(lines, "\n");
+  EXPECT_TRUE(has("token op domain.start domains/aud ok")) << join(lines, "\n");
+  // Refused before its body was read: the collection, not the new member.
+  EXPECT_TRUE(has("token op pool.create pools permission-denied")) << join(lines, "\n");
+  EXPECT_TRUE(has("token reader domain.delete domains/aud permission-denied")) << join(lines, "\n");
+  EXPECT_FALSE(std::any_of(lines.begin(), lines.end(), [](const std::string& l) { return l.find("domain.list") != std::string::npos; }));
+  for (const auto& r : trail.body) {
+    if (r["method"] == "domain.start") {
+      EXPECT_EQ(r["operation"], start.body["id"]);
+    }
+  }
+  // The token.create of SetUp came over the socket: a uid, not a token.
+  auto byMethod = send(adminToken, "GET", "/v1/audit?method=token");
+  ASSERT_EQ(byMethod.status, 200);
+  ASSERT_FALSE(byMethod.body.empty());
+  EXPECT_TRUE(startsWith(byMethod.body[0]["principal"].get<std::string>(), "uid 0")) << byMethod.body;
+  EXPECT_EQ(byMethod.body[0]["transport"], "rpc");
+  // One structured log line per call, for the journal.
+  EXPECT_NE(vmmd->log().find("msg=\"audit\" seq="), std::string::npos);
+  EXPECT_NE(vmmd->log().find("principal=\"token op\" role=operator transport=http method=pool.create object=pools result=permission-denied"),
+            std::string::npos)
+      << vmmd->logTail(4000);
+}
+
+}  // namespace
