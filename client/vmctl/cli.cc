@@ -33,14 +33,20 @@ Exit codes: 0 success, 1 failure, 2 usage or invalid argument, 3 vmmd unreachabl
 guest command's own status.
 
 Connection: --connect or VMM_CONNECT: unix:///run/vmm/vmmd.sock (default),
-http://HOST:PORT or https://HOST:PORT with --token or VMM_TOKEN.
+http://HOST:PORT or https://HOST:PORT with a token from VMM_TOKEN or --token-file FILE
+(--token TEXT works too, but puts the secret where ps and shell history show it).
 Without a command, vmctl starts an interactive shell.)";
 
-std::string g_output = "table";
+// The first line of FILE, without surrounding white space.
+Result<std::string> readTokenFile(const std::string& file) {
+  auto content = fs::readFile(file, 4096);
+  if (!content.ok()) return content.error().wrap("--token-file");
+  std::string token(trim(std::string_view(*content).substr(0, content->find('\n'))));
+  if (token.empty()) return invalidArgument("--token-file: " + file + " holds no token");
+  return token;
+}
 
 }  // namespace
-
-bool jsonOutput() { return g_output == "json"; }
 
 Result<std::vector<std::string>> splitWords(const std::string& line) {
   std::vector<std::string> words;
@@ -82,15 +88,16 @@ int runCommand(Context& ctx, const std::vector<std::string>& args) {
   app.footer(kExitCodes);
   app.require_subcommand(0, 1);
   app.fallthrough();
-  std::string connectUri = ctx.connect.uri, token = ctx.connect.token;
-  g_output = "table";
+  std::string connectUri = ctx.connect.uri, token = ctx.connect.token, tokenFile;
+  std::string output = "table";
   app.add_option("-c,--connect", connectUri, "vmmd to talk to (unix socket path or URI, http(s)://HOST:PORT)");
-  app.add_option("--token", token, "bearer token for http(s) connections (or VMM_TOKEN)");
+  auto* tokenOption = app.add_option("--token", token, "bearer token for http(s) connections; visible in ps (prefer VMM_TOKEN or --token-file)");
+  app.add_option("--token-file", tokenFile, "read the bearer token from this file")->excludes(tokenOption);
   std::string caCert = ctx.connect.caCert;
   bool insecure = ctx.connect.insecure;
   app.add_option("--ca-cert", caCert, "https: trust this CA or self-signed certificate");
   app.add_flag("--insecure", insecure, "https: do not verify the server certificate");
-  app.add_option("-o,--output", g_output, "output format")->check(CLI::IsMember({"table", "json"}));
+  app.add_option("-o,--output", output, "output format")->check(CLI::IsMember({"table", "json"}));
   app.add_flag_callback("--version", [] { std::cout << "vmctl 0.1.0\n"; throw CLI::Success(); }, "print the version");
 
   std::function<int()> action;
@@ -127,6 +134,12 @@ int runCommand(Context& ctx, const std::vector<std::string>& args) {
     auto subs = app.get_subcommands();
     std::cerr << "Run 'vmctl " << (subs.empty() ? std::string() : subs.back()->get_name() + " ") << "--help' for usage.\n";
     return kUsage;
+  }
+  setJsonOutput(output == "json");
+  if (!tokenFile.empty()) {
+    auto fromFile = readTokenFile(tokenFile);
+    if (!fromFile.ok()) return reportError(fromFile.error());
+    token = *fromFile;
   }
   if (connectUri != ctx.connect.uri || token != ctx.connect.token || caCert != ctx.connect.caCert ||
       insecure != ctx.connect.insecure) {

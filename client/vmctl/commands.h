@@ -11,8 +11,6 @@ class App;
 
 namespace vmm::vmctl {
 
-bool jsonOutput();
-
 void registerDomainCommands(CLI::App& app, Context& ctx, std::function<int()>& action);
 void registerOtherCommands(CLI::App& app, Context& ctx, std::function<int()>& action);
 void registerConsoleCommand(CLI::App& app, Context& ctx, std::function<int()>& action);

@@ -10,6 +10,7 @@
 #include "base/strings.h"
 #include "client/vmctl/commands.h"
 #include "client/vmctl/output.h"
+#include "client/vmctl/terminal_safe.h"
 #include "model/libvirt_xml.h"
 
 namespace vmm::vmctl {
@@ -382,8 +383,8 @@ void registerDomainCommands(CLI::App& app, Context& ctx, std::function<int()>& a
           if (jsonOutput()) {
             printJson(r);
           } else {
-            std::cout << bytesOf(r, "stdout") << std::flush;
-            std::cerr << bytesOf(r, "stderr") << std::flush;
+            rawStdout() << bytesOf(r, "stdout") << std::flush;
+            rawStderr() << bytesOf(r, "stderr") << std::flush;
           }
           int signal = r.value("signal", 0);
           code = signal ? 128 + signal : r.value("exit_code", 1);

@@ -9,6 +9,7 @@
 #include "base/strings.h"
 #include "client/vmctl/commands.h"
 #include "client/vmctl/output.h"
+#include "client/vmctl/terminal_safe.h"
 #include "model/units.h"
 
 namespace vmm::vmctl {
@@ -129,7 +130,7 @@ int runDisposable(Context& ctx, const RunOptions& o) {
         continue;
       int stream = data.value("stream", "") == "stderr" ? 2 : 1;
       std::string chunk = bytesOf(data, "data");
-      (stream == 2 ? std::cerr : std::cout) << chunk << std::flush;
+      (stream == 2 ? rawStderr() : rawStdout()) << chunk << std::flush;
       runs[0].streamed[stream] += chunk.size();
     }
   };
@@ -198,7 +199,7 @@ int runDisposable(Context& ctx, const RunOptions& o) {
         printJson(res);
       } else {
         auto emit = [&](std::ostream& out, std::string textOut) {
-          size_t shown = &out == &std::cerr ? r.streamed[2] : r.streamed[1];
+          size_t shown = &out == &rawStderr() ? r.streamed[2] : r.streamed[1];
           textOut = shown <= textOut.size() ? textOut.substr(shown) : "";
           if (prefix.empty()) {
             out << textOut;
@@ -207,8 +208,8 @@ int runDisposable(Context& ctx, const RunOptions& o) {
           }
           out.flush();
         };
-        emit(std::cout, bytesOf(res, "stdout"));
-        emit(std::cerr, bytesOf(res, "stderr"));
+        emit(rawStdout(), bytesOf(res, "stdout"));
+        emit(rawStderr(), bytesOf(res, "stderr"));
       }
       int exitCode = res.value("exit_code", -1);
       int sig = res.value("signal", 0);

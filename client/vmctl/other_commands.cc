@@ -2,11 +2,13 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdio>
 #include <iostream>
 
 #include "base/strings.h"
 #include "client/vmctl/commands.h"
 #include "client/vmctl/output.h"
+#include "client/vmctl/terminal_safe.h"
 
 namespace vmm::vmctl {
 
@@ -15,6 +17,9 @@ using json = nlohmann::json;
 namespace {
 
 std::atomic<bool> g_interrupted{false};
+
+// vmmd before roles said read or write access.
+std::string callerRole(const json& caller) { return text(caller.contains("role") ? caller["role"] : caller.value("access", json())); }
 
 void printHostInfo(const json& r) {
   const auto& v = r["vmm"];
@@ -46,21 +51,21 @@ void printHostInfo(const json& r) {
                                         std::to_string(c.value("memory_bytes", uint64_t{0}) >> 20) + " MiB memory, " +
                                         text(c["used_vcpus"]) + " of " + text(c["vcpus"]) + " vCPUs in use");
   }
-  if (r.contains("caller")) f.emplace_back("You", text(r["caller"]["principal"]) + " (" + text(r["caller"]["access"]) + ")");
+  if (r.contains("caller")) f.emplace_back("You", text(r["caller"]["principal"]) + " (" + callerRole(r["caller"]) + ")");
   printFields(f);
 }
 
 void printOperations(const json& ops) {
-  Table t({"ID", "KIND", "OBJECT", "STATUS", "CREATED", "ERROR"});
+  Table t({"ID", "KIND", "OBJECT", "PRINCIPAL", "STATUS", "CREATED", "ERROR"});
   for (const auto& op : ops)
-    t.add({text(op["id"]), text(op["kind"]), text(op["object"]), text(op["status"]), text(op["created"]).substr(0, 19) + "Z",
-           op["error"].is_object() ? text(op["error"]["message"]) : ""});
+    t.add({text(op["id"]), text(op["kind"]), text(op["object"]), text(op.value("principal", json())), text(op["status"]),
+           timestampText(op["created"]), op["error"].is_object() ? text(op["error"]["message"]) : ""});
   t.print();
 }
 
 void printEvent(const json& e) {
   if (jsonOutput()) {
-    std::cout << e.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
+    std::cout << dumpJson(e) << std::endl;
     return;
   }
   std::string line = text(e["time"]) + " " + text(e["type"]) + " " + text(e["object"]);
@@ -71,7 +76,34 @@ void printEvent(const json& e) {
       line += " " + it.key() + "=" + text(it.value());
     }
   }
-  std::cout << line << std::endl;
+  std::cout << terminalSafeLine(line) << std::endl;
+}
+
+std::string tokenExpiry(const json& token) {
+  json expires = token.value("expires", json());
+  if (expires.is_null()) return "never";
+  return timestampText(expires) + (token.value("expired", false) ? " (expired)" : "");
+}
+
+void printTokens(const json& tokens) {
+  Table t({"NAME", "ROLE", "EXPIRES", "DESCRIPTION"});
+  for (const auto& x : tokens) t.add({text(x["name"]), text(x["role"]), tokenExpiry(x), text(x.value("description", json()))});
+  t.print();
+}
+
+std::string durationText(double ms) {
+  char buf[32];
+  if (ms < 1000) std::snprintf(buf, sizeof buf, "%.1fms", ms);
+  else std::snprintf(buf, sizeof buf, "%.2fs", ms / 1000);
+  return buf;
+}
+
+void printAudit(const json& records) {
+  Table t({"TIME", "PRINCIPAL", "METHOD", "OBJECT", "RESULT", "DURATION"});
+  for (const auto& r : records)
+    t.add({timestampText(r["time"]), text(r["principal"]), text(r["method"]), text(r["object"]), text(r["result"]),
+           durationText(r.value("duration_ms", 0.0))});
+  t.print();
 }
 
 }  // namespace
@@ -184,14 +216,26 @@ void registerOtherCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
   {
     auto* tok = app.add_subcommand("token", "HTTP API tokens");
     tok->require_subcommand(1);
-    auto name = std::make_shared<std::string>();
-    auto role = std::make_shared<std::string>("admin");
+    struct TokenOptions {
+      std::string name, role, expires, description;
+    };
+    auto o = std::make_shared<TokenOptions>();
     auto* create = tok->add_subcommand("create", "Create a token; its secret is printed once");
-    create->add_option("name", *name, "token name")->required();
-    create->add_option("--role", *role, "admin (read-write) or read")->check(CLI::IsMember({"admin", "read"}));
-    create->callback([&, name, role] {
-      action = [&, name, role] {
-        return callAndReport(ctx, "token.create", {{"name", *name}, {"role", *role}}, [](const json& r) {
+    create->add_option("name", o->name, "token name")->required();
+    create->add_option("--role", o->role,
+                       "read (sees everything but guest output), operator (domains, volumes, images, snapshots, exec "
+                       "and consoles; no host paths) or admin (everything: root on the host); required, so that "
+                       "nobody hands out root by leaving it out")
+        ->required()
+        ->check(CLI::IsMember({"read", "operator", "admin"}));
+    create->add_option("--expires", o->expires, "the token stops working this long after its creation, e.g. 30d (default never)");
+    create->add_option("--description", o->description, "what the token is for");
+    create->callback([&, o] {
+      action = [&, o] {
+        json p = {{"name", o->name}, {"role", o->role}};
+        if (!o->expires.empty()) p["expires"] = o->expires;
+        if (!o->description.empty()) p["description"] = o->description;
+        return callAndReport(ctx, "token.create", p, [](const json& r) {
           if (jsonOutput()) return printJson(r);
           std::cout << text(r["token"]) << "\n";
         });
@@ -199,22 +243,38 @@ void registerOtherCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
     });
     auto* list = tok->add_subcommand("list", "List tokens");
     list->callback([&] {
-      action = [&] {
-        return callAndReport(ctx, "token.list", json::object(), [](const json& r) {
-          if (jsonOutput()) return printJson(r);
-          Table t({"NAME", "ROLE", "CREATED"});
-          for (const auto& x : r) t.add({text(x["name"]), text(x["role"]), text(x["created"])});
-          t.print();
+      action = [&] { return callAndReport(ctx, "token.list", json::object(), [](const json& r) { printResult(r, printTokens); }); };
+    });
+    auto* del = tok->add_subcommand("delete", "Revoke a token");
+    del->alias("revoke");
+    del->add_option("name", o->name, "token name")->required();
+    del->callback([&, o] {
+      action = [&, o] {
+        return callAndReport(ctx, "token.delete", {{"name", o->name}}, [o](const json&) {
+          if (!jsonOutput()) std::cout << "Token " << o->name << " revoked.\n";
         });
       };
     });
-    auto* del = tok->add_subcommand("delete", "Revoke a token");
-    del->add_option("name", *name, "token name")->required();
-    del->callback([&, name] {
-      action = [&, name] {
-        return callAndReport(ctx, "token.delete", {{"name", *name}}, [name](const json&) {
-          if (!jsonOutput()) std::cout << "Token " << *name << " revoked.\n";
-        });
+  }
+  // ---- audit trail
+  {
+    auto* audit = app.add_subcommand("audit", "Calls that needed more than the read role, refused ones too, newest last");
+    struct AuditOptions {
+      std::string principal, method, object;
+      int limit = 0;
+    };
+    auto o = std::make_shared<AuditOptions>();
+    audit->add_option("--principal", o->principal, "only calls of this principal, e.g. \"token ci\"");
+    audit->add_option("--method", o->method, "only this method, or a group of them (domain)");
+    audit->add_option("--object", o->object, "only calls on this object, e.g. domains/web1");
+    audit->add_option("-n,--limit", o->limit, "at most this many, the newest (default 100)")->check(CLI::Range(1, 10000));
+    audit->callback([&, o] {
+      action = [&, o] {
+        json p = json::object();
+        for (auto [key, value] : {std::pair{"principal", &o->principal}, std::pair{"method", &o->method}, std::pair{"object", &o->object}})
+          if (!value->empty()) p[key] = *value;
+        if (o->limit > 0) p["limit"] = o->limit;
+        return callAndReport(ctx, "audit.list", p, [](const json& r) { printResult(r, printAudit); });
       };
     });
   }

@@ -1,8 +1,7 @@
 #include "client/vmctl/output.h"
 
-#include "client/vmctl/commands.h"
-
 #include "base/base64.h"
+#include "client/vmctl/terminal_safe.h"
 
 #include <unistd.h>
 
@@ -10,6 +9,15 @@
 #include <iostream>
 
 namespace vmm::vmctl {
+
+namespace {
+
+bool g_jsonOutput = false;
+
+}  // namespace
+
+bool jsonOutput() { return g_jsonOutput; }
+void setJsonOutput(bool json) { g_jsonOutput = json; }
 
 int exitCodeFor(const Error& e) {
   switch (e.code) {
@@ -52,6 +60,12 @@ std::string text(const json& v) {
   return v.dump();
 }
 
+std::string timestampText(const json& v) {
+  if (!v.is_string()) return "";
+  std::string t = v.get<std::string>();
+  return t.size() > 19 ? t.substr(0, 19) + "Z" : t;
+}
+
 std::string bytesOf(const json& obj, const std::string& key) {
   if (!obj.is_object()) return "";
   auto b64 = obj.find(key + "_b64");
@@ -70,10 +84,21 @@ static size_t displayWidth(const std::string& s) {
   return n;
 }
 
+// Made safe before the widths are measured, so that the columns stay aligned.
+static std::vector<std::string> safeCells(const std::vector<std::string>& cells) {
+  std::vector<std::string> safe;
+  safe.reserve(cells.size());
+  for (const auto& c : cells) safe.push_back(terminalSafeLine(c));
+  return safe;
+}
+
 void Table::print() const {
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(rows_.size());
+  for (const auto& r : rows_) rows.push_back(safeCells(r));
   std::vector<size_t> width(headers_.size());
   for (size_t i = 0; i < headers_.size(); ++i) width[i] = displayWidth(headers_[i]);
-  for (const auto& r : rows_)
+  for (const auto& r : rows)
     for (size_t i = 0; i < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], displayWidth(r[i]));
   auto line = [&](const std::vector<std::string>& cells) {
     std::string out;
@@ -86,15 +111,19 @@ void Table::print() const {
     std::cout << out << "\n";
   };
   line(headers_);
-  for (const auto& r : rows_) line(r);
+  for (const auto& r : rows) line(r);
 }
 
-void printJson(const json& j) { std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n"; }
+std::string dumpJson(const json& j, int indent) {
+  return escapeRawControlsInJson(j.dump(indent, ' ', false, json::error_handler_t::replace));
+}
+
+void printJson(const json& j) { std::cout << dumpJson(j, 2) << "\n"; }
 
 void printFields(const std::vector<std::pair<std::string, std::string>>& fields) {
   size_t w = 0;
   for (const auto& [k, v] : fields) w = std::max(w, k.size());
-  for (const auto& [k, v] : fields) std::cout << k << ":" << std::string(w - k.size() + 2, ' ') << v << "\n";
+  for (const auto& [k, v] : fields) std::cout << k << ":" << std::string(w - k.size() + 2, ' ') << terminalSafeLine(v) << "\n";
 }
 
 static bool g_progressShown = false;
@@ -103,7 +132,7 @@ void showProgress(const json& op) {
   if (!isatty(2)) return;
   const auto& p = op.contains("progress") ? op["progress"] : json::object();
   int pct = p.value("percent", -1);
-  std::string msg = p.value("message", "");
+  std::string msg = terminalSafeLine(p.value("message", ""));
   std::string status = op.value("status", "");
   if (pct < 0 && msg.empty()) return;
   if (status == "succeeded" || status == "failed" || status == "cancelled") {

@@ -11,6 +11,10 @@ namespace vmm::vmctl {
 
 using json = nlohmann::json;
 
+// -o json: JSON for scripts instead of tables and text for people.
+bool jsonOutput();
+void setJsonOutput(bool json);
+
 // Exit codes, documented in `vmctl --help`.
 enum Exit : int {
   kOk = 0,
@@ -28,6 +32,7 @@ int exitCodeFor(const Error& e);
 // Prints "error: <message>" to stderr and returns the matching exit code.
 int reportError(const Error& e);
 
+// Cells and fields are shown on one line each, with control characters made visible.
 class Table {
  public:
   explicit Table(std::vector<std::string> headers) : headers_(std::move(headers)) {}
@@ -39,6 +44,8 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
+// JSON text to print: invalid UTF-8 replaced, no raw control characters.
+std::string dumpJson(const json& j, int indent = -1);
 void printJson(const json& j);
 // "key: value" lines with aligned values.
 void printFields(const std::vector<std::pair<std::string, std::string>>& fields);
@@ -46,6 +53,7 @@ void printFields(const std::vector<std::pair<std::string, std::string>>& fields)
 void showProgress(const json& operation);
 void endProgress();
 std::string text(const json& v);  // a JSON scalar as plain text ("" for null)
+std::string timestampText(const json& v);  // "2026-11-22T14:02:03Z" ("" for null)
 // Guest output in a result or event: the exact bytes of KEY_b64 when vmmd sent them (output
 // that is not UTF-8), else the text of KEY.
 std::string bytesOf(const json& obj, const std::string& key);

@@ -60,7 +60,7 @@ char** complete(const char* text, int start, int) {
     const std::string& cmd = (*words)[0];
     if (cmd == "operation" || cmd == "op") g_candidates = {"list", "show", "wait", "cancel"};
     else if (cmd == "host") g_candidates = {"info"};
-    else if (cmd == "token") g_candidates = {"create", "list", "delete"};
+    else if (cmd == "token") g_candidates = {"create", "list", "delete", "revoke"};
     else if (cmd == "snapshot") g_candidates = {"create", "list", "info", "revert", "delete", "current"};
     else if (cmd == "net") g_candidates = {"list", "define", "start", "stop", "info", "delete", "leases"};
     else if (cmd == "pool") g_candidates = {"list", "define", "start", "stop", "refresh", "info", "delete"};
@@ -74,6 +74,8 @@ char** complete(const char* text, int start, int) {
   } else if (words.ok() && (*words)[0] == "snapshot" && index == 3 && (*words)[1] != "create" && (*words)[1] != "list" &&
              (*words)[1] != "current") {
     g_candidates = namesFrom("snapshot.list", {{"name", (*words)[2]}});
+  } else if (words.ok() && (*words)[0] == "token" && index == 2 && ((*words)[1] == "delete" || (*words)[1] == "revoke")) {
+    g_candidates = namesFrom("token.list", nlohmann::json::object());
   } else if (words.ok() && (*words)[0] == "vol" && index == 2) {
     g_candidates = namesFrom("pool.list", nlohmann::json::object());
   } else if (words.ok() && (*words)[0] == "vol" && index == 3 && (*words)[1] != "list" && (*words)[1] != "create") {
