@@ -351,7 +351,10 @@ std::vector<OperationSpec> build() {
                              "snapshots, exec and consoles; no host paths) or admin (everything: root on the host)",
           true, {"read", "operator", "admin"}),
         b("expires", T::duration, "the token stops working this long after its creation (\"30d\"); default never"),
-        b("description", T::string, "free text: what the token is for")},
+        b("description", T::string, "free text: what the token is for"),
+        b("certificate", T::string, "a PEM TLS client certificate: whoever presents it over HTTPS is this principal "
+                                    "(trusted by its SHA-256 fingerprint, no CA needed); no secret is made and the reply "
+                                    "has its fingerprint instead")},
        HttpRoute{"POST", "/v1/tokens", "", 201}});
   add({"token.delete", "Revoke an API token; its open event, console and transfer streams close within a second", Role::admin, false, false, "tokens/{name}",
        {P{"name", T::string, true, "the token's name", ParamIn::path, {}}},

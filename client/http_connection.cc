@@ -40,7 +40,8 @@ std::string queryText(const json& v) {
 }
 
 std::unique_ptr<httplib::Client> makeClient(const std::string& uri, const ConnectOptions& o, Millis timeout) {
-  auto cli = std::make_unique<httplib::Client>(uri);
+  auto cli = o.clientCert.empty() ? std::make_unique<httplib::Client>(uri)
+                                  : std::make_unique<httplib::Client>(uri, o.clientCert, o.clientKey.empty() ? o.clientCert : o.clientKey);
   cli->set_keep_alive(true);
   cli->set_tcp_nodelay(true);
   cli->set_connection_timeout(5, 0);

@@ -27,6 +27,7 @@ struct ConnectOptions {
   Millis timeout = Millis(300000);   // per call, when the call gives none
   std::string caCert;                // HTTPS: trust this CA/certificate file
   bool insecure = false;             // HTTPS: skip certificate verification
+  std::string clientCert, clientKey; // HTTPS: present this client certificate (PEM files)
 };
 
 // The socket vmmd listens on for this user by default (VMM_CONNECT overrides it).

@@ -11,9 +11,16 @@ Status TokenStore::load() {
   VMM_ASSIGN(auto rows, store_.loadAll(Table::tokens));
   MutexLock lock(mu_);
   for (const auto& row : rows) {
-    TokenInfo info{row.key, jsonStringOr(row.value, "role", "read"), jsonStringOr(row.value, "description", ""),
-                   jsonIntOr(row.value, "created_us", 0), jsonIntOr(row.value, "expires_us", 0)};
-    byName_[row.key] = {jsonStringOr(row.value, "sha256", ""), info};
+    TokenInfo info{row.key,
+                   jsonStringOr(row.value, "kind", "token"),
+                   jsonStringOr(row.value, "role", "read"),
+                   jsonStringOr(row.value, "description", ""),
+                   jsonIntOr(row.value, "created_us", 0),
+                   jsonIntOr(row.value, "expires_us", 0),
+                   ""};
+    std::string hash = jsonStringOr(row.value, "sha256", "");
+    if (info.kind == "certificate") info.fingerprint = hash;
+    byName_[row.key] = {hash, info};
   }
   return {};
 }
@@ -24,16 +31,21 @@ Result<std::string> TokenStore::create(const TokenSpec& spec) {
   if (spec.role != "read" && spec.role != "operator" && spec.role != "admin")
     return invalidArgument("role: expected read, operator or admin");
   if (spec.description.size() > 1024) return invalidArgument("description: at most 1024 bytes");
-  std::string secret = "vmm_" + randomHex(24);
-  TokenInfo info{name, spec.role, spec.description, wallNowMicros(), spec.expiresUs};
+  bool certificate = !spec.certificateSha256.empty();
+  std::string secret = certificate ? spec.certificateSha256 : "vmm_" + randomHex(24);
+  TokenInfo info{name, certificate ? "certificate" : "token", spec.role, spec.description, wallNowMicros(), spec.expiresUs,
+                 certificate ? spec.certificateSha256 : ""};
   if (info.expired(info.createdUs)) return invalidArgument("expires: the token would be expired already");
-  std::string hash = sha256Hex(secret);
+  std::string hash = certificate ? spec.certificateSha256 : sha256Hex(secret);
   {
     MutexLock lock(mu_);
     if (byName_.count(name)) return conflict("a token named " + name + " already exists");
+    if (certificate)
+      for (const auto& [n, v] : byName_)
+        if (v.second.kind == "certificate" && v.first == hash) return conflict("this certificate is already token " + n);
     byName_[name] = {hash, info};  // reserve; undone below if the write fails
   }
-  auto st = store_.put(Table::tokens, name, {{"sha256", hash}, {"role", info.role}, {"description", info.description},
+  auto st = store_.put(Table::tokens, name, {{"sha256", hash}, {"kind", info.kind}, {"role", info.role}, {"description", info.description},
                                              {"created_us", info.createdUs}, {"expires_us", info.expiresUs}});
   if (!st.ok()) {
     MutexLock lock(mu_);
@@ -63,11 +75,19 @@ std::vector<TokenInfo> TokenStore::list() const {
 
 std::optional<TokenInfo> TokenStore::verify(const std::string& secret) const {
   if (secret.empty() || secret.size() > 256) return std::nullopt;
-  std::string hash = sha256Hex(secret);
+  return find(sha256Hex(secret), "token");
+}
+
+std::optional<TokenInfo> TokenStore::verifyCertificate(const std::string& fingerprint) const {
+  if (fingerprint.size() != 64) return std::nullopt;
+  return find(fingerprint, "certificate");
+}
+
+std::optional<TokenInfo> TokenStore::find(const std::string& hash, const std::string& kind) const {
   MutexLock lock(mu_);
   std::optional<TokenInfo> found;
   for (const auto& [n, v] : byName_)
-    if (constantTimeEquals(v.first, hash)) found = v.second;
+    if (constantTimeEquals(v.first, hash) && v.second.kind == kind) found = v.second;
   if (found && found->expired(wallNowMicros())) return std::nullopt;
   return found;
 }

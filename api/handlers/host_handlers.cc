@@ -1,9 +1,27 @@
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include <memory>
+
+#include "api/http/http_socket.h"
 #include "api/registry.h"
 #include "api/services.h"
 
 namespace vmm::api {
 
 namespace {
+
+// The SHA-256 fingerprint of one PEM certificate (what a TLS client presenting it is known by).
+Result<std::string> certificateFingerprint(const std::string& pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  if (!bio) return internalError("certificate: out of memory");
+  std::unique_ptr<X509, decltype(&X509_free)> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), X509_free);
+  ERR_clear_error();
+  if (!cert) return invalidArgument("certificate: expected one PEM certificate (-----BEGIN CERTIFICATE-----)");
+  std::string fingerprint = certificateSha256(cert.get());
+  if (fingerprint.empty()) return internalError("certificate: cannot compute its fingerprint");
+  return fingerprint;
+}
 
 // What a guest printed is for those who may run commands in it: a read principal gets the
 // operation without its result.
@@ -65,12 +83,15 @@ void bindHostHandlers(Registry& reg, Services& s) {
     return Reply(std::move(info));
   });
   auto formatToken = [](const TokenInfo& t) {
-    return json{{"name", t.name},
+    json j = {{"name", t.name},
+                {"kind", t.kind},
                 {"role", t.role},
                 {"description", t.description},
                 {"created", formatTimestamp(t.createdUs)},
                 {"expires", t.expiresUs ? json(formatTimestamp(t.expiresUs)) : json(nullptr)},
                 {"expired", t.expired(wallNowMicros())}};
+    if (!t.fingerprint.empty()) j["fingerprint"] = t.fingerprint;
+    return j;
   };
   reg.bind("token.list", [&s, formatToken](const CallContext&, const json&) -> Result<Reply> {
     json out = json::array();
@@ -78,13 +99,17 @@ void bindHostHandlers(Registry& reg, Services& s) {
     return Reply(std::move(out));
   });
   reg.bind("token.create", [&s](const CallContext&, const json& p) -> Result<Reply> {
-    TokenSpec spec{str(p, "name"), str(p, "role"), str(p, "description"), 0};
+    TokenSpec spec{str(p, "name"), str(p, "role"), str(p, "description"), 0, ""};
+    if (!str(p, "certificate").empty()) {
+      VMM_ASSIGN(spec.certificateSha256, certificateFingerprint(str(p, "certificate")));
+    }
     VMM_ASSIGN(auto lifetime, durationParam(p, "expires", Millis(0), Millis(366LL * 86400 * 1000)));
     if (lifetime.count() > 0) spec.expiresUs = wallNowMicros() + lifetime.count() * 1000;
     VMM_ASSIGN(auto secret, s.tokens.create(spec));
     s.events.publish("token", "tokens/" + spec.name, {{"event", "created"}, {"name", spec.name}, {"role", spec.role}});
-    json out = {{"name", spec.name}, {"role", spec.role}, {"token", secret},
+    json out = {{"name", spec.name}, {"role", spec.role},
                 {"expires", spec.expiresUs ? json(formatTimestamp(spec.expiresUs)) : json(nullptr)}};
+    out[spec.certificateSha256.empty() ? "token" : "fingerprint"] = secret;
     return Reply(std::move(out), 201);
   });
   reg.bind("audit.list", [&s](const CallContext&, const json& p) -> Result<Reply> {

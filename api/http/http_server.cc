@@ -558,6 +558,7 @@ void HttpServer::startRequest(const ConnPtr& c) {
 void HttpServer::onHead(const ConnPtr& c, size_t headBytes) {
   c->in.erase(0, headBytes);
   c->req.peer = c->peer;
+  c->req.clientCertificate = c->sock ? c->sock->clientCertificate() : "";
   c->keepAlive = c->req.keepAlive();
   HttpRequest& req = c->req;
   auto refuse = [&](HttpResponse res) {
@@ -1099,6 +1100,15 @@ Result<CallContext> HttpServer::authenticate(const HttpRequest& req, std::option
   ctx.transport = "http";
   if (req.headerCount("authorization") > 1) return Error{ErrorCode::unauthenticated, "send one Authorization header, not several"};
   std::string auth = req.header("authorization");
+  if (auth.empty() && !req.clientCertificate.empty()) {
+    auto info = tokens_.verifyCertificate(req.clientCertificate);
+    if (!info) return Error{ErrorCode::unauthenticated, "unknown, expired or revoked client certificate (SHA-256 " + req.clientCertificate + ")"};
+    ctx.role = parseRole(info->role).value_or(Role::read);
+    ctx.principal = "certificate " + info->name;
+    ctx.peer = ctx.principal;
+    token = info;
+    return ctx;
+  }
   if (auth.empty()) {
     if (options_.anonymousAccess == "read") {
       ctx.role = Role::read;

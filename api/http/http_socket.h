@@ -10,6 +10,7 @@
 
 typedef struct ssl_st SSL;
 typedef struct ssl_ctx_st SSL_CTX;
+typedef struct x509_st X509;
 
 namespace vmm::api {
 
@@ -34,18 +35,25 @@ class HttpSocket {
   bool hasBuffered() const;
   // No more bytes will be sent (TLS close_notify, then a TCP half-close).
   void shutdownWrite();
+  // The SHA-256 (hex) of the certificate a TLS client presented; "" when none.
+  const std::string& clientCertificate() const { return clientCertificate_; }
 
  private:
   Io sslResult(int ret);
+  // Goes on with the TLS handshake; Io::ok once it is done.
+  Io handshake();
 
   fs::UniqueFd fd_;
   SSL* ssl_ = nullptr;
   bool handshakeDone_ = false;
   bool wantWrite_ = false;
+  std::string clientCertificate_;
 };
 
 // The server's TLS context from PEM files; null and `error` set when they cannot be used.
 SSL_CTX* makeTlsContext(const std::string& certFile, const std::string& keyFile, std::string& error);
 void freeTlsContext(SSL_CTX* ctx);
+// A certificate's SHA-256 fingerprint over its DER form, in lower-case hex.
+std::string certificateSha256(X509* cert);
 
 }  // namespace vmm::api

@@ -20,6 +20,7 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> headers;  // names in lower case, in order
   std::string body;
   std::string peer;     // the client's address
+  std::string clientCertificate;  // SHA-256 of the TLS client certificate it presented, or ""
 
   // The first value of a header ("" when absent); names are case-insensitive.
   std::string header(std::string_view name) const;

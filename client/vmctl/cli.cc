@@ -97,6 +97,9 @@ int runCommand(Context& ctx, const std::vector<std::string>& args) {
   bool insecure = ctx.connect.insecure;
   app.add_option("--ca-cert", caCert, "https: trust this CA or self-signed certificate");
   app.add_flag("--insecure", insecure, "https: do not verify the server certificate");
+  std::string clientCert = ctx.connect.clientCert, clientKey = ctx.connect.clientKey;
+  app.add_option("--client-cert", clientCert, "https: authenticate with this TLS client certificate (PEM; VMM_CLIENT_CERT)");
+  app.add_option("--client-key", clientKey, "https: the client certificate's key (PEM; VMM_CLIENT_KEY; default: in the certificate file)");
   app.add_option("-o,--output", output, "output format")->check(CLI::IsMember({"table", "json"}));
   app.add_flag_callback("--version", [] { std::cout << "vmctl 0.1.0\n"; throw CLI::Success(); }, "print the version");
 
@@ -142,11 +145,13 @@ int runCommand(Context& ctx, const std::vector<std::string>& args) {
     token = *fromFile;
   }
   if (connectUri != ctx.connect.uri || token != ctx.connect.token || caCert != ctx.connect.caCert ||
-      insecure != ctx.connect.insecure) {
+      insecure != ctx.connect.insecure || clientCert != ctx.connect.clientCert || clientKey != ctx.connect.clientKey) {
     ctx.connect.uri = connectUri;
     ctx.connect.token = token;
     ctx.connect.caCert = caCert;
     ctx.connect.insecure = insecure;
+    ctx.connect.clientCert = clientCert;
+    ctx.connect.clientKey = clientKey;
     ctx.conn.reset();
   }
   if (!action) {

@@ -11,7 +11,7 @@
 namespace {
 
 bool isGlobalOptionWithValue(const std::string& arg) {
-  for (const char* o : {"-c", "--connect", "--token", "--token-file", "--ca-cert", "-o", "--output"})
+  for (const char* o : {"-c", "--connect", "--token", "--token-file", "--ca-cert", "--client-cert", "--client-key", "-o", "--output"})
     if (arg == o) return true;
   return false;
 }
@@ -30,6 +30,8 @@ int run(const std::vector<std::string>& args) {
   vmm::vmctl::Context ctx;
   ctx.connect.uri = vmm::client::defaultUri();
   if (const char* t = std::getenv("VMM_TOKEN")) ctx.connect.token = t;
+  if (const char* c = std::getenv("VMM_CLIENT_CERT")) ctx.connect.clientCert = c;
+  if (const char* k = std::getenv("VMM_CLIENT_KEY")) ctx.connect.clientKey = k;
   bool onlyGlobals = onlyGlobalOptions(args);
   if (args.empty() || onlyGlobals) {
     if (onlyGlobals) {

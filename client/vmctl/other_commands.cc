@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "base/fs.h"
 #include "base/strings.h"
 #include "client/vmctl/commands.h"
 #include "client/vmctl/output.h"
@@ -86,8 +87,9 @@ std::string tokenExpiry(const json& token) {
 }
 
 void printTokens(const json& tokens) {
-  Table t({"NAME", "ROLE", "EXPIRES", "DESCRIPTION"});
-  for (const auto& x : tokens) t.add({text(x["name"]), text(x["role"]), tokenExpiry(x), text(x.value("description", json()))});
+  Table t({"NAME", "KIND", "ROLE", "EXPIRES", "DESCRIPTION"});
+  for (const auto& x : tokens)
+    t.add({text(x["name"]), text(x.value("kind", json("token"))), text(x["role"]), tokenExpiry(x), text(x.value("description", json()))});
   t.print();
 }
 
@@ -217,7 +219,7 @@ void registerOtherCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
     auto* tok = app.add_subcommand("token", "HTTP API tokens");
     tok->require_subcommand(1);
     struct TokenOptions {
-      std::string name, role, expires, description;
+      std::string name, role, expires, description, certificate;
     };
     auto o = std::make_shared<TokenOptions>();
     auto* create = tok->add_subcommand("create", "Create a token; its secret is printed once");
@@ -230,14 +232,21 @@ void registerOtherCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
         ->check(CLI::IsMember({"read", "operator", "admin"}));
     create->add_option("--expires", o->expires, "the token stops working this long after its creation, e.g. 30d (default never)");
     create->add_option("--description", o->description, "what the token is for");
+    create->add_option("--certificate", o->certificate,
+                       "trust this TLS client certificate (PEM file) instead of making a secret; prints its fingerprint");
     create->callback([&, o] {
       action = [&, o] {
         json p = {{"name", o->name}, {"role", o->role}};
         if (!o->expires.empty()) p["expires"] = o->expires;
         if (!o->description.empty()) p["description"] = o->description;
+        if (!o->certificate.empty()) {
+          auto pem = fs::readFile(o->certificate, 64 << 10);
+          if (!pem.ok()) return reportError(pem.error().wrap("--certificate"));
+          p["certificate"] = *pem;
+        }
         return callAndReport(ctx, "token.create", p, [](const json& r) {
           if (jsonOutput()) return printJson(r);
-          std::cout << text(r["token"]) << "\n";
+          std::cout << text(r.contains("token") ? r["token"] : r["fingerprint"]) << "\n";
         });
       };
     });

@@ -268,7 +268,7 @@ TEST_F(LeastPrivilege, ExpiredAndRevokedTokensAreRefusedAndTheirStreamsClosed) {
   for (const auto& t : *list) {
     std::set<std::string> keys;
     for (auto it = t.begin(); it != t.end(); ++it) keys.insert(it.key());
-    EXPECT_EQ(keys, (std::set<std::string>{"name", "role", "description", "created", "expires", "expired"}));
+    EXPECT_EQ(keys, (std::set<std::string>{"name", "kind", "role", "description", "created", "expires", "expired"}));
     if (t["name"] == "brief") {
       found = true;
       EXPECT_EQ(t["expired"], true);

@@ -86,10 +86,10 @@ TEST(Tokens, ExpireAndAreRevokedForGood) {
   auto store = std::move(*StateStore::open(dir / "vmm.db", StoreOptions{false}));
   TokenStore tokens(*store);
   ASSERT_TRUE(tokens.load().ok());
-  EXPECT_FALSE(tokens.create({"bad", "root", "", 0}).ok());
-  EXPECT_FALSE(tokens.create({"past", "read", "", wallNowMicros() - 1}).ok());
-  auto brief = tokens.create({"brief", "operator", "a CI job", wallNowMicros() + 300000});
-  auto lasting = tokens.create({"lasting", "admin", "", 0});
+  EXPECT_FALSE(tokens.create({"bad", "root", "", 0, ""}).ok());
+  EXPECT_FALSE(tokens.create({"past", "read", "", wallNowMicros() - 1, ""}).ok());
+  auto brief = tokens.create({"brief", "operator", "a CI job", wallNowMicros() + 300000, ""});
+  auto lasting = tokens.create({"lasting", "admin", "", 0, ""});
   ASSERT_TRUE(brief.ok() && lasting.ok());
   auto seen = tokens.verify(*brief);
   ASSERT_TRUE(seen.has_value());
@@ -105,7 +105,7 @@ TEST(Tokens, ExpireAndAreRevokedForGood) {
   ASSERT_TRUE(tokens.remove("lasting").ok());
   EXPECT_FALSE(tokens.stillValid(*old));
   std::this_thread::sleep_for(Millis(2));
-  auto again = tokens.create({"lasting", "admin", "", 0});
+  auto again = tokens.create({"lasting", "admin", "", 0, ""});
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(tokens.stillValid(*old));
   EXPECT_FALSE(tokens.verify(*lasting).has_value());
