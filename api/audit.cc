@@ -35,7 +35,7 @@ void AuditTrail::record(AuditRecord r) {
     while (records_.size() > keep_) records_.pop_front();
     sink = sink_;
   }
-  log::info("audit", {{"seq", r.seq},
+  log::record(log::Level::info, "audit", {{"seq", r.seq},
                       {"principal", r.principal},
                       {"role", r.role},
                       {"transport", r.transport},

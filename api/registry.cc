@@ -176,7 +176,9 @@ Result<Reply> Registry::call(const CallContext& ctx, const std::string& name, js
   auto micros = std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count();
   e.counters->calls++;
   e.counters->micros += static_cast<uint64_t>(micros);
-  audit(ctx, *e.spec, params, result.ok() ? Status() : Status(result.error()), std::move(object), std::move(operationId), micros);
+  if (e.spec->role != Role::read)
+    audit(ctx, name, object.empty() ? auditObject(*e.spec, params) : std::move(object),
+          result.ok() ? Status() : Status(result.error()), std::move(operationId), micros);
   if (!result.ok()) {
     e.counters->errors++;
     if (result.error().code == ErrorCode::internal)
@@ -185,25 +187,34 @@ Result<Reply> Registry::call(const CallContext& ctx, const std::string& name, js
   return result;
 }
 
-void Registry::audit(const CallContext& ctx, const OperationSpec& spec, const json& params, const Status& result,
-                     std::string object, std::string operationId, int64_t micros) {
-  if (!audit_ || spec.role == Role::read) return;
+void Registry::audit(const CallContext& ctx, const std::string& method, std::string object, const Status& result,
+                     std::string operationId, int64_t micros) {
+  if (!audit_) return;
+  // Messages echo what callers sent (an unknown parameter's name): bounded, like the object.
+  auto bounded = [](std::string s) {
+    if (s.size() > 512) s.resize(512);
+    return s;
+  };
   AuditRecord r;
   r.timeUs = wallNowMicros();
-  r.principal = ctx.principal;
+  r.principal = bounded(ctx.principal);
   r.role = roleName(ctx.role);
   r.transport = ctx.transport;
-  r.method = spec.name;
-  r.object = object.empty() ? auditObject(spec, params) : std::move(object);
+  r.method = method;
+  r.object = bounded(std::move(object));
   r.result = result.ok() ? "ok" : std::string(errorCodeName(result.error().code));
-  if (!result.ok()) r.message = result.error().message;
+  if (!result.ok()) r.message = bounded(result.error().message);
   r.operation = std::move(operationId);
   r.durationUs = micros;
   audit_->record(std::move(r));
 }
 
 void Registry::recordRefusal(const CallContext& ctx, const OperationSpec& spec, const json& params, const Error& error) {
-  audit(ctx, spec, params, error, "", "", 0);
+  audit(ctx, spec.name, auditObject(spec, params), error, "", 0);
+}
+
+void Registry::record(const CallContext& ctx, const std::string& method, const std::string& object, const Status& result) {
+  audit(ctx, method, object, result, "", 0);
 }
 
 std::string Registry::metricsText() const {

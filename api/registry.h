@@ -70,6 +70,8 @@ class Registry {
   // Records a call a transport refused before it reached call() (its role was too low: HTTP
   // answers before reading the body).
   void recordRefusal(const CallContext& ctx, const OperationSpec& spec, const json& params, const Error& error);
+  // Records a call outside the table: a stream (console, volume transfer) being opened or refused.
+  void record(const CallContext& ctx, const std::string& method, const std::string& object, const Status& result);
 
   // Prometheus text lines for the per-operation counters.
   std::string metricsText() const;
@@ -86,8 +88,8 @@ class Registry {
     std::unique_ptr<Counters> counters = std::make_unique<Counters>();
   };
   Status validate(const OperationSpec& spec, json& params) const;
-  void audit(const CallContext& ctx, const OperationSpec& spec, const json& params, const Status& result,
-             std::string object, std::string operationId, int64_t micros);
+  void audit(const CallContext& ctx, const std::string& method, std::string object, const Status& result,
+             std::string operationId, int64_t micros);
 
   OperationManager& operations_;
   AuditTrail* audit_ = nullptr;

@@ -64,7 +64,7 @@ std::vector<OperationSpec> build() {
        HttpRoute{"GET", "/v1/domains", "", 200}, Lane::quick});
   add({"domain.get", "Get one domain with its definition and runtime state; runtime.graphics says where each display "
        "listens: a unix socket in the domain's private runtime directory (the default: root only), or a TCP address "
-       "and port whose password (generated when the definition gave none) only an admin caller sees",
+       "and port whose password (generated when the definition gave none) only operators and admins see",
        Role::read, false, false,
        "domains/{name}", {pathName("domain")}, HttpRoute{"GET", "/v1/domains/{name}", "", 200}, Lane::quick});
   add({"domain.xml", "A domain's definition as libvirt domain XML: {name, xml}; over HTTP the XML itself with "

@@ -91,6 +91,10 @@ bool enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::
 
 void write(Level level, std::string_view msg, Fields fields) {
   if (!enabled(level)) return;
+  record(level, msg, fields);
+}
+
+void record(Level level, std::string_view msg, Fields fields) {
   std::string line;
   line.reserve(128);
   std::string ts = formatTimestamp(wallNowMicros());

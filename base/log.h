@@ -37,6 +37,8 @@ bool setFile(const std::string& path);
 bool enabled(Level level);
 
 void write(Level level, std::string_view msg, Fields fields = {});
+// Writes the line whatever the level (the audit trail is not a diagnostic).
+void record(Level level, std::string_view msg, Fields fields = {});
 inline void debug(std::string_view msg, Fields f = {}) { if (enabled(Level::debug)) write(Level::debug, msg, f); }
 inline void info(std::string_view msg, Fields f = {}) { write(Level::info, msg, f); }
 inline void warn(std::string_view msg, Fields f = {}) { write(Level::warn, msg, f); }

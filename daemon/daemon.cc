@@ -304,7 +304,9 @@ Status Daemon::start() {
   ro.roEveryone = config_.roSocketGroup == "*";
   ro.maxRequestBytes = config_.maxRequestBytes;
   ro.dispatcher = dispatcher_.get();
-  ro.openStream = [this](const std::string& method, const nlohmann::json& params) { return openStream(method, params); };
+  ro.openStream = [this](const api::CallContext& caller, const std::string& method, const nlohmann::json& params) {
+    return openStream(caller, method, params);
+  };
   rpc_ = std::make_unique<api::RpcServer>(loop_, pool_, *registry_, *events_, ro);
   VMM_TRY(rpc_->start());
   if (!config_.httpListen.empty()) {
@@ -318,7 +320,7 @@ Status Daemon::start() {
     ho.headerTimeout = config_.httpHeaderTimeout;
     ho.idleTimeout = config_.httpIdleTimeout;
     ho.maxBodyBytes = config_.maxRequestBytes;
-    ho.openConsole = [this](const std::string& name) { return domains_->openConsole(name); };
+    ho.openConsole = [this](const api::CallContext& caller, const std::string& name) { return openConsole(caller, name); };
     ho.pools = pools_.get();
     ho.pool = &pool_;
     ho.dispatcher = dispatcher_.get();
@@ -378,14 +380,33 @@ void Daemon::setUpGuestfs(InstanceServiceOptions& o) const {
   o.guestfs = *rt;
 }
 
-Result<api::StreamStart> Daemon::openStream(const std::string& method, const nlohmann::json& params) {
-  if (method != "domain.console") return api::startVolumeTransfer(*pools_, pool_, method, params);
+Result<fs::UniqueFd> Daemon::openConsole(const api::CallContext& caller, const std::string& name) {
+  // The keyboard of a privileged container (or one with a writable host mount) is root's on
+  // the host: an admin's, whatever role may manage the domain otherwise.
+  Status allowed;
+  if (!caller.may(api::Role::admin)) {
+    auto v = domains_->get(name);
+    if (v.ok() && model::grantsHostRoot(*v->def))
+      allowed = permissionDenied("the console of " + name + " needs the admin role: it is a privileged container or has a writable host mount");
+  }
+  registry_->record(caller, "domain.console", "domains/" + name, allowed);
+  VMM_TRY(allowed);
+  return domains_->openConsole(name);
+}
+
+Result<api::StreamStart> Daemon::openStream(const api::CallContext& caller, const std::string& method, const nlohmann::json& params) {
+  if (method != "domain.console") {
+    auto start = api::startVolumeTransfer(*pools_, pool_, method, params);
+    registry_->record(caller, method, "pools/" + jsonStringOr(params, "pool", "") + "/volumes/" + jsonStringOr(params, "name", ""),
+                      start.ok() ? Status() : Status(start.error()));
+    return start;
+  }
   if (!params.is_object() || !params.contains("name") || !params["name"].is_string())
     return invalidArgument("name: required string");
   for (auto it = params.begin(); it != params.end(); ++it)
     if (it.key() != "name") return invalidArgument(it.key() + ": unknown parameter of domain.console");
   std::string name = params["name"].get<std::string>();
-  VMM_ASSIGN(auto fd, domains_->openConsole(name));
+  VMM_ASSIGN(auto fd, openConsole(caller, name));
   api::StreamStart start;
   start.result = {{"stream", "console"}, {"domain", name}};
   start.fd = std::move(fd);

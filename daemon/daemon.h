@@ -55,7 +55,8 @@ class Daemon {
   Status prepareDirectories();
   Status lockStateDir();
   void createDrivers();
-  Result<api::StreamStart> openStream(const std::string& method, const nlohmann::json& params);
+  Result<api::StreamStart> openStream(const api::CallContext& caller, const std::string& method, const nlohmann::json& params);
+  Result<fs::UniqueFd> openConsole(const api::CallContext& caller, const std::string& name);
   void onSignal();
   void scheduleMaintenance();
   void setUpGuestfs(InstanceServiceOptions& options) const;

@@ -490,33 +490,56 @@ Status assignDiskTargets(Domain& d) {
   return {};
 }
 
+namespace {
+
+bool loopbackAddress(const std::string& a) { return a == "localhost" || a == "::1" || startsWith(a, "127."); }
+
+}  // namespace
+
 std::vector<HostReference> hostReferences(const Domain& d) {
   std::vector<HostReference> out;
+  // The value is the whole element that carries the reference, as the API writes it: an
+  // update that keeps a disk path but makes the disk writable changes the reference.
+  json f = formatDomain(d, false);
+  auto element = [&](const char* list, size_t i) { return f[list][i].dump(); };
   auto add = [&](std::string field, std::string kind, std::string value) {
     out.push_back({std::move(field), std::move(kind), std::move(value)});
   };
   for (size_t i = 0; i < d.disks.size(); ++i)
     if (!d.disks[i].source.isVolume() && !d.disks[i].source.path.empty())
-      add("disks[" + std::to_string(i) + "].source.path", "disks.source.path", d.disks[i].source.path);
+      add("disks[" + std::to_string(i) + "].source.path", "disks", element("disks", i));
   if (!d.boot.kernel.empty()) add("boot.kernel", "boot.kernel", d.boot.kernel);
   if (!d.boot.initrd.empty()) add("boot.initrd", "boot.initrd", d.boot.initrd);
   for (size_t i = 0; i < d.nics.size(); ++i) {
     const Nic& n = d.nics[i];
     std::string at = "nics[" + std::to_string(i) + "].";
-    if (n.type == NicType::bridge) add(at + "bridge", "nics.bridge", n.bridge);
-    if (n.type == NicType::direct) add(at + "device", "nics.device", n.device);
-    if (!n.port.mirrorTo.empty()) add(at + "port.mirror_to", "nics.port.mirror_to", n.port.mirrorTo);
-    if (n.hostLoopback) add(at + "host_loopback", "nics.host_loopback", "true");
+    auto nic = [&](const std::string& field) { add(at + field, "nics", element("nics", i)); };
+    if (n.type == NicType::bridge) nic("bridge");
+    else if (n.type == NicType::direct) nic("device");
+    else if (!n.port.mirrorTo.empty()) nic("port.mirror_to");
+    else if (n.hostLoopback) nic("host_loopback");
+    else if (!n.ifname.empty()) nic("ifname");  // an existing host tap would be taken over
+    else if (!n.forwards.empty()) nic("forwards");  // host ports, which QEMU binds in the host's network
   }
+  for (size_t i = 0; i < d.graphics.size(); ++i)
+    if (d.graphics[i].tcp() && !loopbackAddress(d.graphics[i].listen))
+      add("graphics[" + std::to_string(i) + "].listen", "graphics", element("graphics", i));
   if (d.container) {
     const ContainerConfig& c = *d.container;
     if (!c.rootfs.isVolume() && !c.rootfs.path.empty()) add("container.rootfs.path", "container.rootfs.path", c.rootfs.path);
     for (size_t i = 0; i < c.mounts.size(); ++i)
-      add("container.mounts[" + std::to_string(i) + "].source", "container.mounts.source", c.mounts[i].source);
+      add("container.mounts[" + std::to_string(i) + "].source", "container.mounts", f["container"]["mounts"][i].dump());
     if (c.privileged) add("container.privileged", "container.privileged", "true");
-    if (c.idmapBase != 0) add("container.idmap_base", "container.idmap_base", std::to_string(c.idmapBase));
+    if (c.idmapBase != 0)
+      add("container.idmap_base", "container.idmap", std::to_string(c.idmapBase) + "+" + std::to_string(c.idmapSize));
   }
   return out;
+}
+
+bool grantsHostRoot(const Domain& d) {
+  if (!d.container) return false;
+  if (d.container->privileged) return true;
+  return std::any_of(d.container->mounts.begin(), d.container->mounts.end(), [](const Mount& m) { return !m.readonly; });
 }
 
 std::vector<HostReference> addedHostReferences(const Domain& next, const Domain* current) {

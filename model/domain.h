@@ -240,17 +240,22 @@ bool generateGraphicsPasswords(Domain& d);
 
 // A field of a definition that reaches outside vmm's own objects into the host: a host file or
 // device (disk path, kernel, container rootfs or mount), a host interface (bridge, macvtap
-// device, mirror port), the host's loopback, or the host's ids (a privileged container, a
-// chosen idmap). Such fields make the caller root on the host: only admins may set them.
+// device, mirror port, a chosen tap name), the host's network (its loopback, forwarded host
+// ports, a display on a non-loopback address), or the host's ids (a privileged container, a
+// chosen idmap). Such fields make the caller root on the host, or let it take the host's
+// ports and interfaces: only admins may set them.
 struct HostReference {
   std::string field;  // as the API spells it: "disks[1].source.path"
   std::string kind;   // the field without its indexes ("disks.source.path"), for comparisons
   std::string value;
 };
 std::vector<HostReference> hostReferences(const Domain& d);
-// The references of `next` that `current` does not already have (the same kind and value):
-// what an update adds.
+// The references of `next` that `current` does not already have (the same kind and value -
+// the whole disk, NIC or mount that carries it): what an update adds or changes.
 std::vector<HostReference> addedHostReferences(const Domain& next, const Domain* current);
+// Whether whoever runs commands in the domain is root on the host: a privileged container, or
+// a container with a writable host mount.
+bool grantsHostRoot(const Domain& d);
 
 // Assigns missing disk targets ("vda", "sdb", ...) by bus; fails on duplicates.
 Status assignDiskTargets(Domain& d);

@@ -145,8 +145,12 @@ void bindDomainHandlers(Registry& reg, Services& s) {
       // Host references the domain already has (an admin set them) may stay; new ones may not.
       // The update applies only to the generation checked.
       VMM_ASSIGN(auto current, s.domains.get(nameOf(p)));
+      VMM_TRY(refuseHostRootFor(ctx, *current.def, "changing"));
       VMM_TRY(requireAdminFor(ctx, model::addedHostReferences(def, current.def.get())));
-      if (!gen) gen = current.generation;
+      if (gen && *gen != current.generation)
+        return Error{ErrorCode::precondition_failed, "domain " + current.def->name + " is at generation " +
+                                                         std::to_string(current.generation) + ", not " + std::to_string(*gen)};
+      gen = current.generation;
     }
     VMM_ASSIGN(auto v, s.domains.update(nameOf(p), std::move(def), gen));
     auto r = domainReply(v, true);
@@ -288,9 +292,13 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     return domainReply(v, true);
   });
 
-  reg.bindAsync("domain.exec", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+  reg.bindAsync("domain.exec", [&s](const CallContext& ctx, const json& p) -> Result<AsyncWork> {
     std::string name = nameOf(p);
     VMM_TRY(precheck(s, name, true));
+    if (!ctx.may(Role::admin)) {
+      VMM_ASSIGN(auto v, s.domains.get(name));
+      VMM_TRY(refuseHostRootFor(ctx, *v.def, "running commands in"));
+    }
     VMM_ASSIGN(auto req, execRequestParam(p));
     VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(60000), Millis(24LL * 3600 * 1000)));
     return AsyncWork{"domains/" + name, [&s, name, req, timeout](OperationContext&) -> Result<json> {

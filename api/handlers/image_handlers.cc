@@ -50,6 +50,25 @@ RunHooks hooksOf(OperationContext& ctx, EventBus* events = nullptr) {
 
 }  // namespace
 
+namespace {
+
+// A launch copies the image's template into a new definition: below admin, the template may
+// name no host path or device (an admin may have imported one that does) - the image's own
+// kernel, a pool volume, aside.
+Status launchableBy(Services& s, const CallContext& ctx, const std::string& image) {
+  VMM_ASSIGN(auto img, s.images.get(image));
+  if (ctx.may(Role::admin) || img.domainTemplate.is_null() || img.domainTemplate.empty()) return {};
+  VMM_ASSIGN(auto probe, model::domainTemplateProbe(img.domainTemplate, false));
+  auto refs = model::hostReferences(probe);
+  if (!refs.empty() || model::grantsHostRoot(probe))
+    return permissionDenied("launching image " + image + " needs the admin role: its template names the host (" +
+                            (refs.empty() ? std::string("a writable host mount") : "template." + refs.front().field) + "); " +
+                            ctx.principal + " has the " + std::string(roleName(ctx.role)) + " role");
+  return {};
+}
+
+}  // namespace
+
 void bindImageHandlers(Registry& reg, Services& s) {
   reg.bind("image.list", [&s](const CallContext&, const json&) -> Result<Reply> {
     json out = json::array();
@@ -90,18 +109,18 @@ void bindImageHandlers(Registry& reg, Services& s) {
     return Reply(json::object());
   });
 
-  reg.bindAsync("domain.launch", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+  reg.bindAsync("domain.launch", [&s](const CallContext& ctx, const json& p) -> Result<AsyncWork> {
     VMM_ASSIGN(auto spec, launchSpecParam(p));
-    VMM_TRY(s.images.get(spec.image));
+    VMM_TRY(launchableBy(s, ctx, spec.image));
     return AsyncWork{"domains", [&s, spec](OperationContext& ctx) -> Result<json> {
                        VMM_ASSIGN(auto v, s.instances.launch(spec, hooksOf(ctx)));
                        return formatDomainView(v, false);
                      }};
   });
-  reg.bindAsync("domain.run", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+  reg.bindAsync("domain.run", [&s](const CallContext& ctx, const json& p) -> Result<AsyncWork> {
     RunSpec spec;
     VMM_ASSIGN(spec.launch, launchSpecParam(p));
-    VMM_TRY(s.images.get(spec.launch.image));
+    VMM_TRY(launchableBy(s, ctx, spec.launch.image));
     VMM_ASSIGN(auto req, execRequestParam(p));
     spec.argv = std::move(req.argv);
     spec.env = std::move(req.env);

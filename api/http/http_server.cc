@@ -181,6 +181,10 @@ std::string HttpServer::url() const {
 }
 
 Status HttpServer::start() {
+  for (auto& h : options_.allowedHosts) {
+    h = lowerCase(h);
+    if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  }
   auto colon = options_.listen.rfind(':');
   if (colon == std::string::npos) return invalidArgument("http listen address must be host:port, got " + quote(options_.listen));
   host_ = options_.listen.substr(0, colon);
@@ -633,7 +637,9 @@ void HttpServer::onHead(const ConnPtr& c, size_t headBytes) {
     // The console is the guest's keyboard and may show secrets: operators and admins only.
     if (!operate) {
       HttpResponse res;
-      sendError(res, permissionDenied("the console needs the operator role; " + c->ctx.principal + " has the read role"));
+      Error refusal = permissionDenied("the console needs the operator role; " + c->ctx.principal + " has the read role");
+      registry_.record(c->ctx, "domain.console", "domains/" + domain, refusal);
+      sendError(res, refusal);
       return length ? refuse(std::move(res)) : respond(c, std::move(res));
     }
     if (req.method == "GET") return startConsole(c, domain);
@@ -642,7 +648,7 @@ void HttpServer::onHead(const ConnPtr& c, size_t headBytes) {
       onWorker(conn, [this, conn, domain, input, serial = conn->serial] {
         HttpResponse res;
         res.status = 204;
-        auto fd = options_.openConsole ? options_.openConsole(domain) : Result<fs::UniqueFd>(unsupported("consoles are not available"));
+        auto fd = options_.openConsole ? options_.openConsole(conn->ctx, domain) : Result<fs::UniqueFd>(unsupported("consoles are not available"));
         if (!fd.ok()) sendError(res, fd.error());
         else if (auto st = writeAllFd(fd->get(), input, Deadline::after(Millis(10000))); !st.ok()) sendError(res, st.error());
         backOnLoop(conn, serial, [this, res](const ConnPtr& cc) { respond(cc, res); });
@@ -654,12 +660,16 @@ void HttpServer::onHead(const ConnPtr& c, size_t headBytes) {
     std::string pool = found["pool"].get<std::string>(), name = found["name"].get<std::string>();
     if (req.method != "GET" && req.method != "PUT")
       return refuse(statusError(405, "method-not-allowed", req.method + " is not allowed on " + req.path));
+    std::string transfer = req.method == "GET" ? "volume.download" : "volume.upload";
     if (!operate) {
       HttpResponse res;
-      sendError(res, permissionDenied(std::string(req.method == "GET" ? "downloading" : "uploading") +
-                                      " a volume needs the operator role; " + c->ctx.principal + " has the read role"));
+      Error refusal = permissionDenied(std::string(req.method == "GET" ? "downloading" : "uploading") +
+                                       " a volume needs the operator role; " + c->ctx.principal + " has the read role");
+      registry_.record(c->ctx, transfer, "pools/" + pool + "/volumes/" + name, refusal);
+      sendError(res, refusal);
       return length ? refuse(std::move(res)) : respond(c, std::move(res));
     }
+    registry_.record(c->ctx, transfer, "pools/" + pool + "/volumes/" + name, {});
     if (req.method == "GET") {
       if (length) return refuse(statusError(400, "invalid-argument", "a volume download takes no body"));
       return startDownload(c, pool, name);
@@ -895,7 +905,7 @@ void HttpServer::startConsole(const ConnPtr& c, const std::string& domain) {
   c->phase = Phase::busy;
   updateInterest(c);
   onWorker(c, [this, c, domain, serial = c->serial] {
-    auto fd = std::make_shared<Result<fs::UniqueFd>>(options_.openConsole(domain));
+    auto fd = std::make_shared<Result<fs::UniqueFd>>(options_.openConsole(c->ctx, domain));
     backOnLoop(c, serial, [this, fd](const ConnPtr& cc) {
       if (!fd->ok()) return respondError(cc, 0, fd->error(), false);
       cc->console = std::move(**fd);

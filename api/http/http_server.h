@@ -48,7 +48,7 @@ struct HttpOptions {
   // clear text: refused at start unless this is set.
   bool allowPlaintext = false;
   // GET/POST /v1/domains/{name}/console: the console's output as a stream / keyboard input.
-  std::function<Result<fs::UniqueFd>(const std::string& domain)> openConsole;
+  std::function<Result<fs::UniqueFd>(const CallContext& caller, const std::string& domain)> openConsole;
   PoolService* pools = nullptr;  // volume upload and download
 
   // Limits (README.md in this folder).

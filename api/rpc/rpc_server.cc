@@ -151,6 +151,9 @@ void RpcServer::accept(int listenFd, bool readOnly) {
         continue;
       }
       c->ctx.role = *role;
+    } else if (!readOnly) {
+      refuse(c->fd.release(), "?", "vmmd cannot tell who you are (SO_PEERCRED failed)", ErrorCode::permission_denied);
+      continue;
     } else {
       c->ctx.principal = c->ctx.peer = "unknown peer";
       c->ctx.role = Role::read;
@@ -595,12 +598,18 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
   }
   if (isStreamMethod(method)) {
     // Consoles take keyboard input and transfers change or reveal volumes: read-write access.
-    if (!c->ctx.may(Role::operate)) return reply(permissionDenied(method + " needs the operator role"));
+    if (!c->ctx.may(Role::operate)) {
+      Error refusal = permissionDenied(method + " needs the operator role");
+      std::string object = method == "domain.console" ? "domains/" + jsonStringOr(params, "name", "")
+                                                      : "pools/" + jsonStringOr(params, "pool", "") + "/volumes/" + jsonStringOr(params, "name", "");
+      registry_.record(c->ctx, method, object, refusal);
+      return reply(refusal);
+    }
     if (notification) return respond({});
     if (!options_.openStream) return reply(unsupported(method + " is not available"));
     std::weak_ptr<Connection> weak = c;
-    pool_.submit([this, weak, method, params, id, reply] {
-      auto start = options_.openStream(method, params);
+    pool_.submit([this, weak, method, params, id, reply, caller = c->ctx] {
+      auto start = options_.openStream(caller, method, params);
       if (!start.ok()) return reply(start.error());
       std::string text = "{\"jsonrpc\":\"2.0\",\"id\":" + toText(id) + ",\"result\":" + toText(start->result) + "}";
       auto stream = std::make_shared<fs::UniqueFd>(std::move(start->fd));

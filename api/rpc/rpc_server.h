@@ -72,7 +72,7 @@ struct RpcOptions {
   Dispatcher* dispatcher = nullptr;
   // Stream methods (domain.console, volume.upload, volume.download): the connection becomes
   // the returned fd's byte stream after the reply.
-  std::function<Result<StreamStart>(const std::string& method, const nlohmann::json& params)> openStream;
+  std::function<Result<StreamStart>(const CallContext& caller, const std::string& method, const nlohmann::json& params)> openStream;
 };
 
 class RpcServer {

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <sys/stat.h>
+
 #include <thread>
 
 #include "api/spec.h"
@@ -150,6 +152,10 @@ TEST_F(LeastPrivilege, EveryHostPathFieldIsRefusedByNameForOperatorsAndAllowedFo
       {"POST", "/v1/domains", domain({{"nics", {{{"type", "direct"}, {"device", "eth0"}}}}}), "nics[0].device"},
       {"POST", "/v1/domains", domain({{"nics", {{{"type", "user"}, {"host_loopback", true}}}}}), "nics[0].host_loopback"},
       {"POST", "/v1/domains", domain({{"nics", {{{"network", "default"}, {"port", {{"mirror_to", "eth0"}}}}}}}), "nics[0].port.mirror_to"},
+      {"POST", "/v1/domains", domain({{"nics", {{{"network", "default"}, {"ifname", "eth0"}}}}}), "nics[0].ifname"},
+      {"POST", "/v1/domains", domain({{"nics", {{{"type", "user"}, {"forwards", {{{"host_port", 8470}, {"guest_port", 22}}}}}}}}),
+       "nics[0].forwards"},
+      {"POST", "/v1/domains", domain({{"graphics", {{{"type", "vnc"}, {"listen", "0.0.0.0"}}}}}), "graphics[0].listen"},
       {"POST", "/v1/domains", container({{"rootfs", {{"path", "/"}}}}), "container.rootfs.path"},
       {"POST", "/v1/domains", container({{"mounts", {{{"source", "/etc"}, {"target", "/mnt"}}}}}), "container.mounts[0].source"},
       {"POST", "/v1/domains", container({{"privileged", true}}), "container.privileged"},
@@ -227,10 +233,16 @@ TEST_F(LeastPrivilege, ReadPrincipalsSeeNoGuestOutput) {
   auto readerEvents = subscribe(readToken, {});
   auto adminEvents = subscribe(adminToken, {"audit", "token"});
   ASSERT_TRUE(readerEvents && adminEvents);
+  client::ConnectOptions ro;
+  ro.uri = vmmd->roSocketPath();
+  auto roConn = client::connect(ro);
+  ASSERT_TRUE(roConn.ok());
+  auto roEvents = (*roConn)->subscribe({}, "");
+  ASSERT_TRUE(roEvents.ok());
   ASSERT_EQ(send(adminToken, "POST", "/v1/tokens", {{"name", "late"}, {"role", "read"}}).status, 201);
   ASSERT_EQ(send(operatorToken, "POST", "/v1/domains/g/suspend").status, 200);
-  std::set<std::string> adminSaw, readerSaw;
-  for (auto [stream, saw] : {std::pair{adminEvents.get(), &adminSaw}, {readerEvents.get(), &readerSaw}}) {
+  std::set<std::string> adminSaw, readerSaw, roSaw;
+  for (auto [stream, saw] : {std::pair{adminEvents.get(), &adminSaw}, {readerEvents.get(), &readerSaw}, {roEvents->get(), &roSaw}}) {
     auto until = Deadline::after(Millis(1500));
     while (!until.expired()) {
       auto e = stream->next(until);
@@ -241,6 +253,8 @@ TEST_F(LeastPrivilege, ReadPrincipalsSeeNoGuestOutput) {
   EXPECT_TRUE(adminSaw.count("audit") && adminSaw.count("token")) << join(std::vector<std::string>(adminSaw.begin(), adminSaw.end()), ",");
   EXPECT_TRUE(readerSaw.count("domain.lifecycle")) << join(std::vector<std::string>(readerSaw.begin(), readerSaw.end()), ",");
   EXPECT_FALSE(readerSaw.count("audit") || readerSaw.count("token"));
+  EXPECT_TRUE(roSaw.count("domain.lifecycle")) << join(std::vector<std::string>(roSaw.begin(), roSaw.end()), ",");
+  EXPECT_FALSE(roSaw.count("audit") || roSaw.count("token"));
 }
 
 TEST_F(LeastPrivilege, ExpiredAndRevokedTokensAreRefusedAndTheirStreamsClosed) {
@@ -415,4 +429,43 @@ TEST_F(LeastPrivilege, EveryCallIsRefusedBelowItsRole) {
   EXPECT_EQ(withHeaders({{"Authorization", "Bearer " + adminToken + std::string(257, 'a')}}), 401);
   EXPECT_EQ(withHeaders({{"Authorization", "Bearer " + adminToken}, {"Authorization", "Bearer " + adminToken}}), 401);
   EXPECT_EQ(withHeaders({{"Authorization", "Bearer " + adminToken}}), 200);
+}
+
+// Security review H2 follow-up: an admin's privileged container is root's, whatever role
+// manages domains otherwise - its console and its definition stay the admin's, and the refusal
+// is audited like any call.
+TEST(LeastPrivilegeContainers, APrivilegedContainerIsTheAdminsToChangeAndToEnter) {
+  VmmdProcess vmmd("", {"--drivers", "test,lxc"});
+  ASSERT_TRUE(vmmd.start().ok()) << vmmd.log();
+  auto op = vmmd.createToken("op", "operator");
+  auto boss = vmmd.createToken("boss", "admin");
+  ASSERT_TRUE(op.ok() && boss.ok());
+  std::string rootfs = vmmd.dir() + "/rootfs";
+  ASSERT_TRUE(fs::makeDirs(rootfs + "/sbin").ok());
+  ASSERT_TRUE(fs::writeFileAtomic(rootfs + "/sbin/init", "#!/bin/sh\n").ok());
+  ASSERT_EQ(::chmod((rootfs + "/sbin/init").c_str(), 0755), 0);
+  auto call = [&](const std::string& token, const std::string& method, const std::string& path, const json& body) {
+    httplib::Client c("127.0.0.1", vmmd.httpPort());
+    c.set_bearer_token_auth(token.c_str());
+    auto res = method == "PUT" ? c.Put(path, body.dump(), "application/json")
+             : method == "GET" ? c.Get(path) : c.Post(path, body.dump(), "application/json");
+    return res ? std::pair{res->status, res->body} : std::pair{-1, std::string()};
+  };
+  json def = {{"name", "priv"}, {"type", "lxc"}, {"container", {{"rootfs", {{"path", rootfs}}}, {"privileged", true}}}};
+  auto made = call(*boss, "POST", "/v1/domains", def);
+  ASSERT_EQ(made.first, 201) << made.second;
+  json current = json::parse(call(*op, "GET", "/v1/domains/priv", nullptr).second)["definition"];
+  current["memory"] = "256MiB";
+  auto changed = call(*op, "PUT", "/v1/domains/priv", current);
+  EXPECT_EQ(changed.first, 403) << changed.second;
+  EXPECT_NE(changed.second.find("changing priv needs the admin role: it is a privileged container"), std::string::npos) << changed.second;
+  auto console = call(*op, "GET", "/v1/domains/priv/console", nullptr);
+  EXPECT_EQ(console.first, 403) << console.second;
+  EXPECT_NE(console.second.find("the console of priv needs the admin role"), std::string::npos) << console.second;
+  EXPECT_EQ(call(*boss, "PUT", "/v1/domains/priv", current).first, 200);
+  auto trail = json::parse(call(*boss, "GET", "/v1/audit?method=domain.console", nullptr).second);
+  ASSERT_EQ(trail.size(), 1u) << trail;
+  EXPECT_EQ(trail[0]["principal"], "token op");
+  EXPECT_EQ(trail[0]["result"], "permission-denied");
+  EXPECT_EQ(trail[0]["object"], "domains/priv");
 }

@@ -79,6 +79,32 @@ TEST(HostReferences, NameEveryFieldThatReachesTheHost) {
   moved.disks[0].source.path = "/etc/shadow";
   EXPECT_EQ(fieldsOf(model::addedHostReferences(moved, &vm)), std::vector<std::string>{"disks[0].source.path"});
   EXPECT_EQ(model::addedHostReferences(vm, nullptr).size(), 7u);
+  // Keeping the path but changing what surrounds it is a new reference: a writable disk.
+  auto writable = vm;
+  writable.disks[1].readonly = !writable.disks[1].readonly;
+  EXPECT_EQ(fieldsOf(model::addedHostReferences(writable, &vm)), std::vector<std::string>{"disks[1].source.path"});
+  auto vepa = vm;
+  vepa.nics[1].directMode = model::DirectMode::passthrough;
+  EXPECT_EQ(fieldsOf(model::addedHostReferences(vepa, &vm)), std::vector<std::string>{"nics[1].device"});
+  // The host's network: a chosen tap name, forwarded host ports, a display off loopback.
+  auto net = parse({{"name", "n"},
+                    {"type", "test"},
+                    {"nics", {{{"network", "default"}, {"ifname", "tap-admin"}},
+                              {{"type", "user"}, {"forwards", {{{"host_port", 2222}, {"guest_port", 22}}}}}}},
+                    {"graphics", {{{"type", "vnc"}, {"listen", "0.0.0.0"}}, {{"type", "vnc"}, {"listen", "127.0.0.1"}}}}});
+  EXPECT_EQ(fieldsOf(model::hostReferences(net)),
+            (std::vector<std::string>{"nics[0].ifname", "nics[1].forwards", "graphics[0].listen"}));
+}
+
+TEST(HostReferences, PrivilegedContainersAndWritableHostMountsAreHostRoot) {
+  EXPECT_FALSE(model::grantsHostRoot(parse({{"name", "v"}, {"type", "test"}, {"disks", {{{"source", {{"path", "/dev/sda"}}}}}}})));
+  auto ct = [](json container) { return parse({{"name", "c"}, {"type", "lxc"}, {"container", container}}); };
+  json rootfs = {{"pool", "p"}, {"volume", "v"}};
+  EXPECT_FALSE(model::grantsHostRoot(ct({{"rootfs", rootfs}})));
+  EXPECT_FALSE(model::grantsHostRoot(ct({{"rootfs", rootfs}, {"mounts", {{{"source", "/srv"}, {"target", "/srv"}}}}})));
+  EXPECT_TRUE(model::grantsHostRoot(ct({{"rootfs", rootfs}, {"privileged", true}})));
+  EXPECT_TRUE(model::grantsHostRoot(
+      ct({{"rootfs", rootfs}, {"mounts", {{{"source", "/srv"}, {"target", "/srv"}, {"readonly", false}}}}})));
 }
 
 TEST(Tokens, ExpireAndAreRevokedForGood) {
