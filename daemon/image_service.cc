@@ -290,6 +290,7 @@ Result<model::Image> ImageService::import(const model::ImageImportSpec& spec, co
     fo.caFile = options_.caFile;
     fo.allowHttp = options_.allowHttp;
     fo.sha256 = spec.sha256;  // checked before anything reads the file
+    fo.publicAddressesOnly = spec.publicUrlOnly;
     fo.cancelled = progress.cancelled;
     fo.progress = [&](uint64_t done, uint64_t total) {
       if (progress.report && total) progress.report(static_cast<int>(5 * done / total), "downloading");

@@ -1,13 +1,15 @@
 #include "daemon/url_fetch.h"
 
-#include <httplib.h>
-#include <openssl/x509.h>
-
+#include <arpa/inet.h>
 #include <fcntl.h>
-#include <cctype>
-#include <cstring>
+#include <httplib.h>
+#include <netdb.h>
+#include <openssl/x509.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstring>
+#include <memory>
 #include <vector>
 
 #include "base/fs.h"
@@ -136,6 +138,60 @@ Result<std::string> resolveUrlReference(const std::string& base, const std::stri
   return u->str();
 }
 
+bool isPublicAddress(const std::string& address) {
+  unsigned char b[16];
+  if (::inet_pton(AF_INET, address.c_str(), b) == 1) {
+    if (b[0] == 0 || b[0] == 10 || b[0] == 127 || b[0] >= 224) return false;            // this, private, loopback, multicast, reserved
+    if (b[0] == 169 && b[1] == 254) return false;                                     // link-local
+    if (b[0] == 172 && (b[1] & 0xf0) == 16) return false;                             // private
+    if (b[0] == 192 && b[1] == 168) return false;                                     // private
+    if (b[0] == 100 && (b[1] & 0xc0) == 64) return false;                             // shared (CGNAT)
+    if (b[0] == 192 && b[1] == 0 && (b[2] == 0 || b[2] == 2)) return false;           // IETF, documentation
+    if (b[0] == 198 && (b[1] & 0xfe) == 18) return false;                             // benchmarking
+    return true;
+  }
+  if (::inet_pton(AF_INET6, address.c_str(), b) != 1) return false;
+  static const unsigned char zero[16] = {};
+  if (std::memcmp(b, zero, 15) == 0 && (b[15] == 0 || b[15] == 1)) return false;      // unspecified, loopback
+  if (std::memcmp(b, zero, 10) == 0 && b[10] == 0xff && b[11] == 0xff) {              // IPv4-mapped
+    char v4[INET_ADDRSTRLEN];
+    ::inet_ntop(AF_INET, b + 12, v4, sizeof v4);
+    return isPublicAddress(v4);
+  }
+  if ((b[0] & 0xfe) == 0xfc || b[0] == 0xff) return false;                           // unique-local, multicast
+  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return false;                           // link-local
+  if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) return false;    // documentation
+  return (b[0] & 0xe0) == 0x20;                                                        // global unicast 2000::/3
+}
+
+namespace {
+
+// The address a host name (or literal) resolves to, when every one it resolves to is public.
+Result<std::string> publicAddressOf(std::string host) {
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0 || !found)
+    return unavailable("url: cannot resolve " + quote(host));
+  std::unique_ptr<addrinfo, void (*)(addrinfo*)> owned(found, freeaddrinfo);
+  std::string first;
+  for (addrinfo* a = found; a; a = a->ai_next) {
+    char text[INET6_ADDRSTRLEN] = {};
+    const void* raw = a->ai_family == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr)
+                                               : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr);
+    if (!::inet_ntop(a->ai_family, raw, text, sizeof text)) continue;
+    if (!isPublicAddress(text))
+      return permissionDenied("url: " + quote(host) + " is " + text + ", not a public address: downloads from the host's own "
+                              "or internal networks need the admin role");
+    if (first.empty()) first = text;
+  }
+  if (first.empty()) return unavailable("url: cannot resolve " + quote(host));
+  return first;
+}
+
+}  // namespace
+
 Result<std::string> fetchUrl(const std::string& url, const std::string& path, const FetchOptions& options) {
   VMM_ASSIGN(auto current, parseUrl(url));
   const std::string httpRefused =
@@ -162,6 +218,10 @@ Result<std::string> fetchUrl(const std::string& url, const std::string& path, co
     client.set_read_timeout(std::chrono::milliseconds(std::min<int64_t>(left(), 60000)));
     client.set_follow_location(false);  // httplib would follow https -> http; the loop below does not
     if (!options.caFile.empty()) client.set_ca_cert_path(options.caFile);
+    if (options.publicAddressesOnly) {
+      VMM_ASSIGN(auto address, publicAddressOf(current.host));
+      if (current.host.front() != '[') client.set_hostname_addr_map({{current.host, address}});
+    }
 
     std::string failure, location;
     int status = 0;

@@ -50,6 +50,7 @@ struct ImageImportSpec {
   std::string kernelFile, initrdFile;  // optional, for direct kernel boot
   std::string os, arch = "x86_64", defaultUser, description;
   json domainTemplate = json::object();
+  bool publicUrlOnly = false;  // set by the API for callers below admin, never from JSON
 };
 Result<ImageImportSpec> parseImageImportSpec(const json& j);
 

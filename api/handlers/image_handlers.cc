@@ -83,6 +83,7 @@ void bindImageHandlers(Registry& reg, Services& s) {
     for (const char* field : {"file", "kernel", "initrd"})
       if (!str(p, field).empty()) VMM_TRY(requireAdminFor(ctx, field));
     VMM_ASSIGN(auto spec, model::parseImageImportSpec(p));
+    spec.publicUrlOnly = !ctx.may(Role::admin);
     if (!spec.domainTemplate.is_null() && !ctx.may(Role::admin)) {
       // Launches copy the template into their definitions: it may not name the host either.
       VMM_ASSIGN(auto probe, model::domainTemplateProbe(spec.domainTemplate, false));

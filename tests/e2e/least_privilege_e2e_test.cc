@@ -195,6 +195,22 @@ TEST_F(LeastPrivilege, EveryHostPathFieldIsRefusedByNameForOperatorsAndAllowedFo
   }
 }
 
+TEST_F(LeastPrivilege, OperatorsImportOnlyFromPublicAddresses) {
+  // vmmd is root inside the host's networks: an operator may not make it fetch from them.
+  auto op = send(operatorToken, "POST", "/v1/images", {{"name", "inside"}, {"url", "https://127.0.0.1:1/disk.img"}});
+  ASSERT_EQ(op.status, 202) << op.body;
+  auto done = waitFor(op.body);
+  EXPECT_EQ(done["status"], "failed");
+  EXPECT_EQ(done["error"]["kind"], "permission-denied") << done;
+  EXPECT_NE(done["error"]["message"].get<std::string>().find("is 127.0.0.1, not a public address"), std::string::npos) << done;
+  // An admin's import goes on to connect (and finds nothing listening).
+  auto admin = send(adminToken, "POST", "/v1/images", {{"name", "inside2"}, {"url", "https://127.0.0.1:1/disk.img"}});
+  ASSERT_EQ(admin.status, 202) << admin.body;
+  done = waitFor(admin.body);
+  EXPECT_EQ(done["status"], "failed");
+  EXPECT_NE(done["error"]["kind"], "permission-denied") << done;
+}
+
 TEST_F(LeastPrivilege, UpdatesKeepTheHostReferencesAnAdminSetButAddNone) {
   json def = {{"name", "kept"}, {"type", "test"}, {"disks", {{{"source", {{"path", "/var/lib/vmm-test/disk.img"}}}}}}};
   ASSERT_EQ(send(adminToken, "POST", "/v1/domains", def).status, 201);

@@ -8,6 +8,7 @@
 #include "daemon/auth.h"
 #include "daemon/event_bus.h"
 #include "daemon/operation_manager.h"
+#include "daemon/url_fetch.h"
 #include "model/domain.h"
 #include "test_util.h"
 
@@ -230,4 +231,13 @@ TEST(AuditTrail, RecordsEveryCallAboveReadWithItsOutcome) {
   EXPECT_EQ(records[2].operation, started->body["id"].get<std::string>());
   EXPECT_EQ(records[2].object, "domains/b");
   ops.drain(Deadline::after(Millis(2000)));
+}
+
+TEST(UrlImports, BelowAdminReachOnlyPublicAddresses) {
+  for (const char* internal : {"127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "169.254.169.254",
+                               "100.64.0.1", "0.0.0.0", "224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fd00::1",
+                               "fc00::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "2001:db8::1", "not an address"})
+    EXPECT_FALSE(isPublicAddress(internal)) << internal;
+  for (const char* external : {"1.1.1.1", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:1.1.1.1"})
+    EXPECT_TRUE(isPublicAddress(external)) << external;
 }
