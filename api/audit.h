@@ -23,6 +23,7 @@ struct AuditRecord {
   int64_t timeUs = 0;
   std::string principal;  // "uid 1000", "token ci"
   std::string role;       // the caller's role: read, operator, admin
+  std::string project;    // the project the call acted in
   std::string transport;  // rpc, http
   std::string method;     // "domain.start"
   std::string object;     // "domains/web1"

@@ -1,11 +1,13 @@
 #include "api/registry.h"
 
+#include <algorithm>
 #include <set>
 
 #include "base/json_util.h"
 #include "base/log.h"
 #include "base/strings.h"
 #include "model/json_reader.h"
+#include "model/names.h"
 
 namespace vmm::api {
 
@@ -101,9 +103,112 @@ Status Registry::validate(const OperationSpec& spec, json& params) const {
 }
 
 Status requireAdminFor(const CallContext& ctx, const std::string& field) {
-  if (ctx.may(Role::admin)) return {};
+  if (ctx.mayTouchHost()) return {};
+  if (ctx.may(Role::admin))
+    return permissionDenied(field + ": project " + ctx.project + " is restricted: no host paths or host devices in it, "
+                            "for any role (restrictions.restricted)");
   return permissionDenied(field + ": host paths and host devices need the admin role; " + ctx.principal + " has the " +
                           std::string(roleName(ctx.role)) + " role");
+}
+
+Status Registry::enterProject(CallContext& ctx, json& params) const {
+  std::string wanted;
+  bool all = false;
+  if (params.is_object()) {
+    if (auto it = params.find("project"); it != params.end()) {
+      if (!it->is_null() && !it->is_string()) return invalidArgument("project: expected a string");
+      if (it->is_string()) wanted = it->get<std::string>();
+      params.erase(it);
+    }
+    if (auto it = params.find("all_projects"); it != params.end()) {
+      if (!it->is_null() && !it->is_boolean()) return invalidArgument("all_projects: expected a boolean");
+      all = it->is_boolean() && it->get<bool>();
+      params.erase(it);
+    }
+  }
+  if (!ctx.boundProject.empty()) {
+    if (!wanted.empty() && wanted != ctx.boundProject)
+      return permissionDenied("project " + quote(wanted) + ": " + ctx.principal + " is bound to project " + ctx.boundProject);
+    if (all) return permissionDenied("all_projects: " + ctx.principal + " is bound to project " + ctx.boundProject);
+    wanted = ctx.boundProject;
+  }
+  if (wanted.empty()) wanted = std::string(model::kDefaultProject);
+  VMM_TRY(model::validateProjectName(wanted));
+  std::optional<model::Project> project;
+  if (projects_) project = projects_(wanted);
+  else if (wanted == model::kDefaultProject) project = model::Project{wanted, "", {false, {}, {}, {}}, {}, 0};
+  if (!project) return notFound("project " + quote(wanted) + " not found");
+  ctx.project = wanted;
+  ctx.allProjects = all;
+  ctx.restricted = project->restrictions.restricted;
+  return {};
+}
+
+Result<std::string> Registry::enterStream(CallContext& ctx, const std::string& project, const std::string& name,
+                                          std::string_view kind) const {
+  json scope = json::object();
+  if (!project.empty()) scope["project"] = project;
+  VMM_TRY(enterProject(ctx, scope));
+  return scopedName(ctx, name, kind);
+}
+
+namespace {
+
+// Parameters that name an object of the call's project, and what they name: those in the
+// object template ("domains/{name}"), and these.
+struct ScopedParam {
+  const char* operation;
+  const char* param;
+  const char* kind;  // domain, volume or image
+};
+constexpr ScopedParam kScopedBodyParams[] = {
+    {"image.import", "name", "image"},
+    {"image.from_domain", "name", "image"},
+    {"image.from_domain", "domain", "domain"},
+    {"volume.clone", "target", "volume"},
+};
+
+Status scopeParam(const CallContext& ctx, json& params, const std::string& param, std::string_view kind) {
+  auto it = params.find(param);
+  if (it == params.end() || !it->is_string()) return {};
+  VMM_ASSIGN(auto name, scopedName(ctx, it->get<std::string>(), kind));
+  *it = std::move(name);
+  return {};
+}
+
+Status scopeParams(const CallContext& ctx, const OperationSpec& spec, json& params) {
+  const std::string& t = spec.object;
+  for (std::string_view kind : {"domain", "volume", "image"}) {
+    std::string marker = std::string(kind) + "s/{";
+    for (size_t at = t.find(marker); at != std::string::npos; at = t.find(marker, at + 1)) {
+      if (at > 0 && t[at - 1] != '/') continue;
+      size_t open = at + marker.size() - 1, close = t.find('}', open);
+      if (close == std::string::npos) break;
+      VMM_TRY(scopeParam(ctx, params, t.substr(open + 1, close - open - 1), kind));
+    }
+  }
+  for (const auto& sp : kScopedBodyParams)
+    if (spec.name == sp.operation) VMM_TRY(scopeParam(ctx, params, sp.param, sp.kind));
+  return {};
+}
+
+}  // namespace
+
+Result<std::string> scopedName(const CallContext& ctx, std::string_view name, std::string_view kind) {
+  std::string what = std::string(kind) + " name";
+  if (ctx.project == model::kDefaultProject) {
+    // Plain names pass as they are (a volume a pool found on disk may not follow the API's
+    // naming rule); a qualified one would reach into another project.
+    if (!name.empty() && name.front() == '_')
+      return invalidArgument(what + " " + quote(name) + " must start with a letter or digit");
+    return std::string(name);
+  }
+  if (kind == "volume") {
+    VMM_TRY(model::validateVolumeName(name));
+  } else {
+    VMM_TRY(model::validateScopedName(ctx.project, name, what));
+  }
+  return model::qualifyName(ctx.project, name);
 }
 
 namespace {
@@ -144,17 +249,24 @@ Result<Reply> Registry::call(const CallContext& ctx, const std::string& name, js
   Entry& e = it->second;
   auto t0 = SteadyClock::now();
   std::string operationId, object;
+  CallContext scoped = ctx;
   auto run = [&]() -> Result<Reply> {
     if (!ctx.may(e.spec->role))
       return permissionDenied(name + " needs the " + std::string(roleName(e.spec->role)) + " role; " + ctx.principal +
                               " has the " + std::string(roleName(ctx.role)) + " role");
     VMM_TRY(validate(*e.spec, params));
+    // Only calls on a project's objects take `project` (token.create's binds the token).
+    bool projectScoped = std::any_of(e.spec->params.begin(), e.spec->params.end(),
+                                     [](const ParamSpec& ps) { return ps.name == "project" && ps.in == ParamIn::query; });
+    json none = json::object();
+    VMM_TRY(enterProject(scoped, projectScoped ? params : none));
+    VMM_TRY(scopeParams(scoped, *e.spec, params));
     if (!e.spec->async) {
       if (!e.handler) return unsupported(name + " is not implemented by this vmmd");
-      return e.handler(ctx, params);
+      return e.handler(scoped, params);
     }
     if (!e.asyncHandler) return unsupported(name + " is not implemented by this vmmd");
-    VMM_ASSIGN(auto work, e.asyncHandler(ctx, params));
+    VMM_ASSIGN(auto work, e.asyncHandler(scoped, params));
     object = work.object;
     VMM_ASSIGN(auto op, operations_.submit({name, work.object, e.spec->cancellable, ctx.principal}, std::move(work.task)));
     operationId = op.id;
@@ -173,11 +285,26 @@ Result<Reply> Registry::call(const CallContext& ctx, const std::string& name, js
     log::error("call threw", {{"method", name}, {"principal", ctx.principal}, {"exception", "unknown"}});
     result = internalError(name + ": unexpected failure");
   }
+  // A caller of another project knows its objects by their plain names.
+  if (scoped.project != model::kDefaultProject && !scoped.allProjects) {
+    if (!result.ok()) {
+      Error e = result.error();
+      e.message = model::unqualifyText(e.message, scoped.project);
+      result = std::move(e);
+    } else if (!result->raw.empty()) {
+      auto parsed = json::parse(result->raw, nullptr, false);
+      model::unqualifyJson(parsed, scoped.project);
+      result->body = std::move(parsed);
+      result->raw.clear();
+    } else {
+      model::unqualifyJson(result->body, scoped.project);
+    }
+  }
   auto micros = std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count();
   e.counters->calls++;
   e.counters->micros += static_cast<uint64_t>(micros);
   if (e.spec->role != Role::read)
-    audit(ctx, name, object.empty() ? auditObject(*e.spec, params) : std::move(object),
+    audit(scoped, name, object.empty() ? auditObject(*e.spec, params) : std::move(object),
           result.ok() ? Status() : Status(result.error()), std::move(operationId), micros);
   if (!result.ok()) {
     e.counters->errors++;
@@ -201,9 +328,10 @@ void Registry::audit(const CallContext& ctx, const std::string& method, std::str
   r.timeUs = wallNowMicros();
   r.principal = bounded(ctx.principal);
   r.role = roleName(ctx.role);
+  r.project = ctx.project;
   r.transport = ctx.transport;
   r.method = method;
-  r.object = bounded(std::move(object));
+  r.object = bounded(model::unqualifyText(object, ctx.project));
   r.result = result.ok() ? "ok" : std::string(errorCodeName(result.error().code));
   if (!result.ok()) r.message = bounded(result.error().message);
   r.operation = std::move(operationId);

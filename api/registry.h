@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "base/json_util.h"
 #include "base/result.h"
 #include "daemon/operation_manager.h"
+#include "model/project.h"
 
 namespace vmm::api {
 
@@ -29,13 +31,29 @@ struct CallContext {
   std::string principal;   // "uid 0", "token ci"
   std::string transport;   // "rpc" or "http"
   std::string peer;        // whom per-peer caps count: "uid 1000", "token ci" (principal when empty)
+  // Set by transports: the one project the principal is bound to ("" - it picks one per call).
+  std::string boundProject;
+  // Set by Registry::call from the call's `project` and `all_projects` parameters.
+  std::string project = "default";  // where the call acts (model/project.h)
+  bool allProjects = false;         // a list over every project
+  bool restricted = false;          // the project refuses host references to every role
   bool may(Role needed) const { return role >= needed; }
+  // Whether the call may name host paths and host-side devices: admins, outside restricted
+  // projects.
+  bool mayTouchHost() const { return role == Role::admin && !restricted; }
 };
 
 // Refuses a call that names a host path or host-side device (`field`, as the API spells it:
 // "disks[0].source.path") unless the caller is an admin: such a field hands the caller the
 // host's files or interfaces as root.
 Status requireAdminFor(const CallContext& ctx, const std::string& field);
+// The name vmmd uses for a caller's name of a `kind` ("domain", "volume", "image") of the
+// call's project; a qualified name (another project's) is refused.
+Result<std::string> scopedName(const CallContext& ctx, std::string_view name, std::string_view kind);
+// Whether an object of vmmd's name `qualified` is one the call may list.
+inline bool listable(const CallContext& ctx, std::string_view qualified) {
+  return ctx.allProjects || model::inProject(qualified, ctx.project);
+}
 
 struct Reply {
   json body;
@@ -60,6 +78,16 @@ class Registry {
   explicit Registry(OperationManager& operations);
   // Where calls that need more than the read role are recorded (none: not recorded).
   void setAudit(AuditTrail* audit) { audit_ = audit; }
+  // Looks projects up (unset: only "default" exists, unrestricted).
+  using ProjectLookup = std::function<std::optional<model::Project>(const std::string&)>;
+  void setProjects(ProjectLookup lookup) { projects_ = std::move(lookup); }
+  // The project a call acts in, from its `project`/`all_projects` parameters (removed from
+  // `params`) and the principal's binding.
+  Status enterProject(CallContext& ctx, json& params) const;
+  // For a stream outside the table (console, volume transfer): enters `project` ("": the
+  // principal's own, else default) and returns vmmd's name for the caller's `name` of `kind`.
+  Result<std::string> enterStream(CallContext& ctx, const std::string& project, const std::string& name,
+                                  std::string_view kind) const;
 
   void bind(const std::string& name, Handler handler);
   void bindAsync(const std::string& name, AsyncHandler handler);
@@ -93,6 +121,7 @@ class Registry {
 
   OperationManager& operations_;
   AuditTrail* audit_ = nullptr;
+  ProjectLookup projects_;
   std::map<std::string, Entry> entries_;
 };
 

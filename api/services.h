@@ -13,6 +13,7 @@
 #include "daemon/network_service.h"
 #include "daemon/operation_manager.h"
 #include "daemon/pool_service.h"
+#include "daemon/project_service.h"
 
 namespace vmm::api {
 
@@ -29,6 +30,7 @@ struct Services {
   ImageService& images;
   InstanceService& instances;
   AuditTrail& audit;
+  ProjectService& projects;
 };
 
 // Binds every operation of the table to its handler.
@@ -40,5 +42,6 @@ void bindStorageHandlers(Registry& registry, Services& services);
 void bindNetworkHandlers(Registry& registry, Services& services);
 void bindSnapshotHandlers(Registry& registry, Services& services);
 void bindImageHandlers(Registry& registry, Services& services);
+void bindProjectHandlers(Registry& registry, Services& services);
 
 }  // namespace vmm::api

@@ -46,7 +46,18 @@ ParamSpec b(std::string name, T type, std::string desc, bool required = false, s
 
 std::vector<OperationSpec> build() {
   std::vector<OperationSpec> s;
-  auto add = [&](OperationSpec o) { s.push_back(std::move(o)); };
+  // Calls on objects that belong to a project take the project to act in; lists may span all.
+  auto add = [&](OperationSpec o) {
+    for (const char* prefix : {"domain.", "snapshot.", "volume.", "image.", "operation."}) {
+      if (o.name.rfind(prefix, 0) != 0) continue;
+      o.params.push_back(q("project", T::string, "the project to act in (default: the principal's own, else \"default\")"));
+      if (o.name.ends_with(".list") || o.name == "domain.stats_all")
+        o.params.push_back(q("all_projects", T::boolean, "every project's objects, each with its project (principals "
+                                                          "not bound to one project)"));
+      break;
+    }
+    s.push_back(std::move(o));
+  };
 
   // ---- host
   // A call, not quick: a driver's first probe runs QEMU.
@@ -329,6 +340,23 @@ std::vector<OperationSpec> build() {
        {P{"id", T::string, true, "operation id", ParamIn::path, {}}},
        HttpRoute{"DELETE", "/v1/operations/{id}", "", 200}});
 
+  // ---- projects
+  add({"project.list", "List projects with their restrictions, limits and usage (a principal bound to a project sees "
+                       "only its own)", Role::read, false, false, "projects", {}, HttpRoute{"GET", "/v1/projects", "", 200}});
+  add({"project.get", "Get one project with its usage", Role::read, false, false, "projects/{name}", {pathName("project")},
+       HttpRoute{"GET", "/v1/projects/{name}", "", 200}});
+  add({"project.create", "Create a project: its domains, volumes, images, operations and events are invisible to other "
+                         "projects", Role::admin, false, false, "projects",
+       {b("definition", T::object, "name, description, restrictions {restricted, pools, networks, images}, limits "
+                                   "{domains, vcpus, memory, disk, running}", true)},
+       HttpRoute{"POST", "/v1/projects", "definition", 201}});
+  add({"project.update", "Change a project's description, restrictions or limits (the keys given; a null limit is "
+                         "removed)", Role::admin, false, false, "projects/{name}",
+       {pathName("project"), b("changes", T::object, "description, restrictions, limits", true)},
+       HttpRoute{"PUT", "/v1/projects/{name}", "changes", 200}});
+  add({"project.delete", "Delete a project (it must have no domains, volumes or tokens)", Role::admin, false, false,
+       "projects/{name}", {pathName("project")}, HttpRoute{"DELETE", "/v1/projects/{name}", "", 200}});
+
   // ---- the audit trail
   add({"audit.list", "Calls that needed more than the read role, refused ones too, newest last: time, principal, role, "
                      "transport, method, object, result, duration and the operation started (vmmd keeps the last "
@@ -352,6 +380,8 @@ std::vector<OperationSpec> build() {
           true, {"read", "operator", "admin"}),
         b("expires", T::duration, "the token stops working this long after its creation (\"30d\"); default never"),
         b("description", T::string, "free text: what the token is for"),
+        b("project", T::string, "bind the token to this project: it acts there only and sees nothing else (default: "
+                                "not bound; it picks a project per call)"),
         b("certificate", T::string, "a PEM TLS client certificate: whoever presents it over HTTPS is this principal "
                                     "(trusted by its SHA-256 fingerprint, no CA needed); no secret is made and the reply "
                                     "has its fingerprint instead")},

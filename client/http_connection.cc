@@ -229,6 +229,7 @@ class HttpConnection : public Connection {
     std::vector<std::string> q;
     if (!types.empty()) q.push_back("types=" + httplib::detail::encode_query_param(join(types, ",")));
     if (!object.empty()) q.push_back("object=" + httplib::detail::encode_query_param(object));
+    if (!options_.project.empty()) q.push_back("project=" + httplib::detail::encode_query_param(options_.project));
     if (!q.empty()) path += "?" + join(q, "&");
     return std::unique_ptr<EventStream>(new SseStream(uri_, options_, path));
   }
@@ -304,14 +305,18 @@ class HttpConnection : public Connection {
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return systemError("socketpair", errno);
     ConsoleSession session;
     session.fd.reset(sv[0]);
-    std::string path = "/v1/domains/" + encodePathSegment(domain) + "/console";
+    std::string path = "/v1/domains/" + encodePathSegment(domain) + "/console" + projectQuery();
     session.transport = std::make_shared<HttpConsoleRelay>(uri_, options_, path, fs::UniqueFd(sv[1]));
     return session;
   }
 
  private:
-  static std::string contentPath(const std::string& pool, const std::string& name) {
-    return "/v1/pools/" + encodePathSegment(pool) + "/volumes/" + encodePathSegment(name) + "/content";
+  // Streams act in the connection's project, as its calls do.
+  std::string projectQuery() const {
+    return options_.project.empty() ? "" : "?project=" + httplib::detail::encode_query_param(options_.project);
+  }
+  std::string contentPath(const std::string& pool, const std::string& name) const {
+    return "/v1/pools/" + encodePathSegment(pool) + "/volumes/" + encodePathSegment(name) + "/content" + projectQuery();
   }
   Result<json> replyOf(const httplib::Result& res, const std::string& what) {
     if (!res) return unavailable(what + " to " + uri_ + " failed: " + httplib::to_string(res.error()));

@@ -18,6 +18,12 @@ std::string defaultUri() {
   return "unix://" + (xdg ? std::string(xdg) + "/vmm" : "/tmp/vmm-" + std::to_string(geteuid())) + "/vmmd.sock";
 }
 
+bool projectScoped(const std::string& method) {
+  for (const char* prefix : {"domain.", "snapshot.", "volume.", "image.", "operation."})
+    if (startsWith(method, prefix)) return true;
+  return false;
+}
+
 Error errorFromWire(const json& e) {
   if (!e.is_object()) return internalError("malformed error from vmmd");
   std::string kind = e.value("kind", "");
@@ -68,6 +74,47 @@ Result<json> Connection::callAndWait(const std::string& method, const json& para
 }
 
 namespace {
+
+// `params` with "project" added, unless the call names its own project or spans all of them.
+json inProject(const json& params, const std::string& project) {
+  if (project.empty() || !params.is_object() || params.contains("project") || params.value("all_projects", json()) == true)
+    return params;
+  json p = params;
+  p["project"] = project;
+  return p;
+}
+
+// Adds ConnectOptions::project to the calls on a project's objects, whatever the transport.
+// Subscriptions and streams name it in each transport's own way (RpcConnection, HttpConnection).
+class ProjectConnection : public Connection {
+ public:
+  ProjectConnection(std::unique_ptr<Connection> inner, std::string project, Millis timeout)
+      : inner_(std::move(inner)), project_(std::move(project)) {
+    defaultTimeout_ = timeout;
+  }
+  Result<json> call(const std::string& method, const json& params, Millis timeout) override {
+    return inner_->call(method, projectScoped(method) ? inProject(params, project_) : params, timeout);
+  }
+  Result<std::unique_ptr<EventStream>> subscribe(const std::vector<std::string>& types, const std::string& object) override {
+    return inner_->subscribe(types, object);
+  }
+  std::string describe() const override { return inner_->describe(); }
+  Result<ConsoleSession> openConsole(const std::string& domain) override {
+    return inner_->openConsole(domain);
+  }
+  Result<json> uploadVolume(const std::string& pool, const std::string& name, int fd, uint64_t size,
+                            const TransferProgress& progress) override {
+    return inner_->uploadVolume(pool, name, fd, size, progress);
+  }
+  Result<uint64_t> downloadVolume(const std::string& pool, const std::string& name, int fd,
+                                  const TransferProgress& progress) override {
+    return inner_->downloadVolume(pool, name, fd, progress);
+  }
+
+ private:
+  std::unique_ptr<Connection> inner_;
+  std::string project_;
+};
 
 // JSON-RPC over the unix socket: one line per message.
 class LineSocket {
@@ -145,7 +192,9 @@ class RpcEventStream : public EventStream {
 
 class RpcConnection : public Connection {
  public:
-  RpcConnection(std::string path, Millis timeout) : path_(std::move(path)) { defaultTimeout_ = timeout; }
+  RpcConnection(std::string path, Millis timeout, std::string project) : path_(std::move(path)), project_(std::move(project)) {
+    defaultTimeout_ = timeout;
+  }
 
   Status open() {
     auto fd = connectUnix(path_, Deadline::after(Millis(5000)));
@@ -177,7 +226,7 @@ class RpcConnection : public Connection {
     auto fd = connectUnix(path_, Deadline::after(Millis(5000)));
     if (!fd.ok()) return unavailable("cannot connect to vmmd at " + path_ + ": " + fd.error().message);
     auto s = std::make_unique<LineSocket>(std::move(*fd));
-    json params = {{"types", types}};
+    json params = inProject({{"types", types}}, project_);
     if (!object.empty()) params["object"] = object;
     Deadline d = Deadline::after(Millis(10000));
     VMM_TRY(s->writeLine(json{{"jsonrpc", "2.0"}, {"id", 1}, {"method", "events.subscribe"}, {"params", params}}.dump(), d));
@@ -202,7 +251,8 @@ class RpcConnection : public Connection {
     if (!fd.ok()) return unavailable("cannot connect to vmmd at " + path_ + ": " + fd.error().message);
     auto s = std::make_unique<LineSocket>(std::move(*fd));
     Deadline d = Deadline::after(Millis(30000));
-    VMM_TRY(s->writeLine(json{{"jsonrpc", "2.0"}, {"id", 1}, {"method", method}, {"params", params}}.dump(), d));
+    json req = {{"jsonrpc", "2.0"}, {"id", 1}, {"method", method}, {"params", inProject(params, project_)}};
+    VMM_TRY(s->writeLine(req.dump(), d));
     VMM_ASSIGN(auto line, s->readLine(d));
     if (!line) return timeoutError("vmmd did not answer " + method);
     auto msg = json::parse(*line, nullptr, false);
@@ -280,6 +330,7 @@ class RpcConnection : public Connection {
 
  private:
   std::string path_;
+  std::string project_;  // of event subscriptions and streams (consoles, volume transfers)
   std::unique_ptr<LineSocket> sock_;
   int64_t nextId_ = 0;
 };
@@ -288,13 +339,20 @@ class RpcConnection : public Connection {
 
 Result<std::unique_ptr<Connection>> connect(const ConnectOptions& options) {
   std::string uri = options.uri.empty() ? defaultUri() : options.uri;
-  if (startsWith(uri, "http://") || startsWith(uri, "https://")) return connectHttp(uri, options);
-  std::string path = startsWith(uri, "unix://") ? uri.substr(7) : uri;
-  if (path.empty() || path[0] != '/')
-    return invalidArgument("cannot connect to " + quote(uri) + ": expected unix:///path, /path, http:// or https://");
-  auto c = std::make_unique<RpcConnection>(path, options.timeout);
-  VMM_TRY(c->open());
-  return std::unique_ptr<Connection>(std::move(c));
+  std::unique_ptr<Connection> c;
+  bool http = startsWith(uri, "http://") || startsWith(uri, "https://");
+  if (http) {
+    VMM_ASSIGN(c, connectHttp(uri, options));
+  } else {
+    std::string path = startsWith(uri, "unix://") ? uri.substr(7) : uri;
+    if (path.empty() || path[0] != '/')
+      return invalidArgument("cannot connect to " + quote(uri) + ": expected unix:///path, /path, http:// or https://");
+    auto rpc = std::make_unique<RpcConnection>(path, options.timeout, options.project);
+    VMM_TRY(rpc->open());
+    c = std::move(rpc);
+  }
+  if (options.project.empty()) return c;
+  return std::unique_ptr<Connection>(new ProjectConnection(std::move(c), options.project, options.timeout));
 }
 
 }  // namespace vmm::client

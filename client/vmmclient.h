@@ -28,6 +28,12 @@ struct ConnectOptions {
   std::string caCert;                // HTTPS: trust this CA/certificate file
   bool insecure = false;             // HTTPS: skip certificate verification
   std::string clientCert, clientKey; // HTTPS: present this client certificate (PEM files)
+  // The project to act in, sent as "project" with calls on a project's objects (domain.,
+  // snapshot., volume., image. and operation. methods), and over the unix socket with event
+  // subscriptions, consoles and volume transfers too (over HTTP those are refused while a
+  // project is set); a call's own "project" or "all_projects" wins. Empty: the principal's
+  // own project, else "default".
+  std::string project;
 };
 
 // The socket vmmd listens on for this user by default (VMM_CONNECT overrides it).
@@ -84,6 +90,9 @@ class Connection {
 };
 
 Result<std::unique_ptr<Connection>> connect(const ConnectOptions& options);
+
+// Whether `method` acts on a project's objects (and takes a "project" parameter).
+bool projectScoped(const std::string& method);
 
 // Turns an error object of the wire ({"kind","message"}) into an Error.
 Error errorFromWire(const json& error);

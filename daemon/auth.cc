@@ -17,7 +17,8 @@ Status TokenStore::load() {
                    jsonStringOr(row.value, "description", ""),
                    jsonIntOr(row.value, "created_us", 0),
                    jsonIntOr(row.value, "expires_us", 0),
-                   ""};
+                   "",
+                   jsonStringOr(row.value, "project", "")};
     std::string hash = jsonStringOr(row.value, "sha256", "");
     if (info.kind == "certificate") info.fingerprint = hash;
     byName_[row.key] = {hash, info};
@@ -34,7 +35,7 @@ Result<std::string> TokenStore::create(const TokenSpec& spec) {
   bool certificate = !spec.certificateSha256.empty();
   std::string secret = certificate ? spec.certificateSha256 : "vmm_" + randomHex(24);
   TokenInfo info{name, certificate ? "certificate" : "token", spec.role, spec.description, wallNowMicros(), spec.expiresUs,
-                 certificate ? spec.certificateSha256 : ""};
+                 certificate ? spec.certificateSha256 : "", spec.project};
   if (info.expired(info.createdUs)) return invalidArgument("expires: the token would be expired already");
   std::string hash = certificate ? spec.certificateSha256 : sha256Hex(secret);
   {
@@ -46,7 +47,8 @@ Result<std::string> TokenStore::create(const TokenSpec& spec) {
     byName_[name] = {hash, info};  // reserve; undone below if the write fails
   }
   auto st = store_.put(Table::tokens, name, {{"sha256", hash}, {"kind", info.kind}, {"role", info.role}, {"description", info.description},
-                                             {"created_us", info.createdUs}, {"expires_us", info.expiresUs}});
+                                             {"created_us", info.createdUs}, {"expires_us", info.expiresUs},
+                                             {"project", info.project}});
   if (!st.ok()) {
     MutexLock lock(mu_);
     byName_.erase(name);

@@ -24,6 +24,7 @@ struct TokenInfo {
   int64_t createdUs = 0;
   int64_t expiresUs = 0;  // 0: never
   std::string fingerprint;  // a certificate's SHA-256 (hex); "" for a token
+  std::string project{};    // bound to this project; "": picks one per call
   bool expired(int64_t nowUs) const { return expiresUs != 0 && nowUs >= expiresUs; }
 };
 
@@ -35,6 +36,7 @@ struct TokenSpec {
   // Set: the principal is whoever presents the TLS client certificate of this SHA-256 (hex),
   // and no secret is made.
   std::string certificateSha256;
+  std::string project{};  // "" or an existing project the token is bound to
 };
 
 class TokenStore {

@@ -3,9 +3,11 @@
 // in line (bounded by its deadline) instead of overcommitting the host.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <string>
 
 #include "base/mutex.h"
 #include "base/result.h"
@@ -16,12 +18,17 @@ namespace vmm {
 struct Capacity {
   uint64_t memory = 0;
   int64_t vcpus = 0;
+  int64_t domains = 0;  // running domains (a project's limits.running)
 };
+inline constexpr int64_t kUnlimitedCount = INT64_MAX / 4;
 
 class CapacityGate {
  public:
-  // `inUse` reports what running domains hold now (read at each admission attempt).
+  // `inUse` reports what running domains hold now (read at each admission attempt). The
+  // host's budget counts no domains; `what` names the budget in messages ("host capacity").
   CapacityGate(Capacity budget, std::function<Capacity()> inUse);
+  // A budget that may change (a project's limits), read at each attempt.
+  CapacityGate(std::function<Capacity()> budget, std::function<Capacity()> inUse, std::string what);
 
   class Ticket {
    public:
@@ -42,15 +49,19 @@ class CapacityGate {
   // Waits until `want` fits, the deadline passes or `cancelled` says so. A request larger
   // than the whole budget fails at once.
   Result<Ticket> admit(Capacity want, Deadline deadline, const std::function<bool()>& cancelled = nullptr);
-  Capacity budget() const { return budget_; }
+  Capacity budget() const { return budget_(); }
   // Wakes waiters after running domains stopped.
   void changed() { cv_.notify_all(); }
 
  private:
   void give(const Capacity& c);
 
-  const Capacity budget_;
-  std::function<Capacity()> inUse_;
+  bool fits(const Capacity& used, const Capacity& want) const VMM_REQUIRES(mu_);
+  std::string describe(const Capacity& used, const Capacity& budget) const VMM_REQUIRES(mu_);
+
+  const std::function<Capacity()> budget_;
+  const std::function<Capacity()> inUse_;
+  const std::string what_;
   Mutex mu_;
   CondVar cv_;
   Capacity reserved_ VMM_GUARDED_BY(mu_);

@@ -64,6 +64,7 @@ Status applyConfigFile(Config& c, const std::string& path) {
     s.optional("group", c.socketGroup);
     s.optional("ro_group", c.roSocketGroup);
     s.optional("operator_group", c.operatorGroup);
+    s.optional("operator_project", c.operatorProject);
     readSizeT(s, "max_request_bytes", c.maxRequestBytes, 1024, 1 << 30);
   });
   r.object("http", [&](model::JsonReader& h) {
@@ -177,6 +178,7 @@ Options:
                        user (default: root only)
   --operator-group NAME  members of this group use the read-write socket as operators (manage
                        domains and volumes, no host paths; default: none)
+  --operator-project NAME  ...and act in this project only (default: any they name)
   --listen ADDR:PORT   HTTP API address (default 127.0.0.1:8470; "none" disables HTTP)
   --tls-cert FILE      serve HTTPS with this certificate ...
   --tls-key FILE       ... and key
@@ -238,6 +240,7 @@ Result<Config> loadConfig(int argc, char** argv, bool& run) {
     else if (key == "socket-group") c.socketGroup = value;
     else if (key == "ro-socket-group") c.roSocketGroup = value;
     else if (key == "operator-group") c.operatorGroup = value;
+    else if (key == "operator-project") c.operatorProject = value;
     else if (key == "listen") c.httpListen = value == "none" ? "" : value;
     else if (key == "tls-cert") c.tlsCert = value;
     else if (key == "tls-key") c.tlsKey = value;

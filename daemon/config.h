@@ -22,6 +22,7 @@ struct Config {
   std::string roSocketPath;   // read-only JSON-RPC socket
   std::string socketGroup;    // members of this group may use the read-write socket (admins)
   std::string operatorGroup;  // members of this group use the read-write socket as operators
+  std::string operatorProject;  // ...bound to this project ("": they pick one per call)
   // Who may use the read-only socket: "" root only (0660 root:root), a group's members
   // (0660 root:GROUP), or "*" every local user (0666). It shows every domain, volume and
   // network, so it is closed by default.

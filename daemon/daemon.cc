@@ -283,15 +283,23 @@ Status Daemon::start() {
   inso.tempDir = iso.tempDir;
   setUpGuestfs(inso);
   instances_ = std::make_unique<InstanceService>(*store_, *domains_, *pools_, *images_, inso);
+  projects_ = std::make_unique<ProjectService>(*store_, *events_, *domains_, *pools_);
+  VMM_TRY(projects_->load());
+  instances_->setProjects(projects_.get());
   VMM_TRY(instances_->load());
 
   audit_ = std::make_unique<api::AuditTrail>();
   audit_->setSink([events = events_.get()](const api::AuditRecord& r) {
     events->publish("audit", r.object, api::formatAuditRecord(r));
   });
-  services_ = std::make_unique<api::Services>(api::Services{*domains_, *pools_, *networks_, *operations_, *events_, *tokens_, [this] { return hostInfo(); }, *images_, *instances_, *audit_});
+  services_ = std::make_unique<api::Services>(api::Services{*domains_, *pools_, *networks_, *operations_, *events_, *tokens_, [this] { return hostInfo(); }, *images_, *instances_, *audit_, *projects_});
   registry_ = std::make_unique<api::Registry>(*operations_);
   registry_->setAudit(audit_.get());
+  registry_->setProjects([projects = projects_.get()](const std::string& name) -> std::optional<model::Project> {
+    auto p = projects->get(name);
+    if (!p.ok()) return std::nullopt;
+    return std::move(*p);
+  });
   api::bindHandlers(*registry_, *services_);
   for (const auto& name : registry_->unbound()) log::warn("operation has no handler", {{"operation", name}});
 
@@ -301,6 +309,7 @@ Status Daemon::start() {
   ro.group = group;
   ro.roGroup = roGroup;
   ro.operatorGroup = operatorGroup;
+  ro.operatorProject = config_.operatorProject;
   ro.roEveryone = config_.roSocketGroup == "*";
   ro.maxRequestBytes = config_.maxRequestBytes;
   ro.dispatcher = dispatcher_.get();
@@ -384,7 +393,7 @@ Result<fs::UniqueFd> Daemon::openConsole(const api::CallContext& caller, const s
   // The keyboard of a privileged container (or one with a writable host mount) is root's on
   // the host: an admin's, whatever role may manage the domain otherwise.
   Status allowed;
-  if (!caller.may(api::Role::admin)) {
+  if (!caller.mayTouchHost()) {
     auto v = domains_->get(name);
     if (v.ok() && model::grantsHostRoot(*v->def))
       allowed = permissionDenied("the console of " + name + " needs the admin role: it is a privileged container or has a writable host mount");
@@ -394,11 +403,29 @@ Result<fs::UniqueFd> Daemon::openConsole(const api::CallContext& caller, const s
   return domains_->openConsole(name);
 }
 
-Result<api::StreamStart> Daemon::openStream(const api::CallContext& caller, const std::string& method, const nlohmann::json& params) {
+Result<api::StreamStart> Daemon::openStream(const api::CallContext& call, const std::string& method, const nlohmann::json& given) {
+  // The stream acts in a project like a call does; its name becomes vmmd's name there.
+  api::CallContext caller = call;
+  nlohmann::json params = given;
+  std::string project;
+  if (params.is_object() && params.contains("project")) {
+    if (!params["project"].is_string()) return invalidArgument("project: expected a string");
+    project = params["project"].get<std::string>();
+    params.erase("project");
+  }
+  if (params.is_object() && params.contains("name") && params["name"].is_string()) {
+    VMM_ASSIGN(auto name, registry_->enterStream(caller, project, params["name"].get<std::string>(),
+                                                 method == "domain.console" ? "domain" : "volume"));
+    params["name"] = name;
+  } else {
+    nlohmann::json scope = project.empty() ? nlohmann::json::object() : nlohmann::json{{"project", project}};
+    VMM_TRY(registry_->enterProject(caller, scope));
+  }
   if (method != "domain.console") {
     auto start = api::startVolumeTransfer(*pools_, pool_, method, params);
     registry_->record(caller, method, "pools/" + jsonStringOr(params, "pool", "") + "/volumes/" + jsonStringOr(params, "name", ""),
                       start.ok() ? Status() : Status(start.error()));
+    if (start.ok()) model::unqualifyJson(start->result, caller.project);
     return start;
   }
   if (!params.is_object() || !params.contains("name") || !params["name"].is_string())
@@ -408,7 +435,7 @@ Result<api::StreamStart> Daemon::openStream(const api::CallContext& caller, cons
   std::string name = params["name"].get<std::string>();
   VMM_ASSIGN(auto fd, openConsole(caller, name));
   api::StreamStart start;
-  start.result = {{"stream", "console"}, {"domain", name}};
+  start.result = {{"stream", "console"}, {"domain", model::unqualifyName(name)}};
   start.fd = std::move(fd);
   return start;
 }

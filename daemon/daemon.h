@@ -88,6 +88,7 @@ class Daemon {
   std::unique_ptr<DomainService> domains_;
   std::unique_ptr<TokenStore> tokens_;
   std::unique_ptr<ImageService> images_;
+  std::unique_ptr<ProjectService> projects_;  // before instances_, which uses it
   std::unique_ptr<InstanceService> instances_;
   std::unique_ptr<api::Services> services_;
   std::unique_ptr<api::AuditTrail> audit_;

@@ -7,6 +7,7 @@
 #include "base/process.h"
 #include "base/reverter.h"
 #include "base/strings.h"
+#include "model/project.h"
 #include "model/units.h"
 
 namespace vmm {
@@ -30,7 +31,8 @@ json driverRecord(const DomainObject& obj) {
 
 json formatDomainView(const DomainView& v, bool full) {
   const auto& d = *v.def;
-  json j = {{"name", d.name},
+  json j = {{"name", model::unqualifyName(d.name)},
+            {"project", model::projectOf(d.name)},
             {"uuid", d.uuid},
             {"type", model::enumName(model::kDriverTypes, d.type)},
             {"state", stateName(v.status.state)},
@@ -491,6 +493,7 @@ Result<DomainView> DomainService::get(const std::string& name) const {
 namespace {
 
 bool matches(const ListFilter& filter, const model::Domain& def, model::DomainState state) {
+  if (filter.project && !model::inProject(def.name, *filter.project)) return false;
   if (filter.activeOnly && !model::isActive(state)) return false;
   if (filter.state && state != *filter.state) return false;
   if (filter.type && def.type != *filter.type) return false;
@@ -1017,11 +1020,14 @@ Result<json> DomainService::stats(const std::string& name, Deadline deadline) {
   return s;
 }
 
-json DomainService::statsAll(Deadline deadline) {
+json DomainService::statsAll(Deadline deadline, const std::optional<std::string>& project) {
   // One call per active domain, in parallel, each bounded by the deadline: a stuck guest
   // costs its own entry ("error"), never the others'.
   std::vector<std::pair<std::string, std::future<Result<json>>>> calls;
-  for (const auto& view : list(ListFilter{std::nullopt, true, {}, std::nullopt})) {
+  ListFilter filter;
+  filter.activeOnly = true;
+  filter.project = project;
+  for (const auto& view : list(filter)) {
     std::string n = view.def->name;
     auto promise = std::make_shared<std::promise<Result<json>>>();
     calls.emplace_back(n, promise->get_future());

@@ -93,6 +93,7 @@ struct ListFilter {
   bool activeOnly = false;
   std::map<std::string, std::string> labels;  // all must match
   std::optional<model::DriverType> type;
+  std::optional<std::string> project = std::nullopt;  // only this project's domains (model/project.h)
 };
 
 struct ShutdownParams {
@@ -178,7 +179,7 @@ class DomainService final : public drivers::DriverObserver {
 
   // ---- reads from the guest (no job: a stuck guest blocks only its own call)
   Result<nlohmann::json> stats(const std::string& name, Deadline deadline);
-  nlohmann::json statsAll(Deadline deadline);
+  nlohmann::json statsAll(Deadline deadline, const std::optional<std::string>& project = std::nullopt);
   Result<drivers::ExecResult> guestExec(const std::string& name, const drivers::ExecRequest& req, Deadline deadline);
   Result<nlohmann::json> guestCommand(const std::string& name, const std::string& command, const nlohmann::json& args,
                                       Deadline deadline);

@@ -4,10 +4,12 @@
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "model/project.h"
 
 namespace vmm {
 
-bool EventFilter::matches(const model::Event& e) const {
+bool EventFilter::matches(const QueuedEvent& e) const {
+  if (project && e.project != *project) return false;
   if (!object.empty() && e.object != object) return false;
   if (!guestOutput && e.type == "operation.output") return false;
   if (!accessRecords && (e.type == "audit" || e.type == "token")) return false;
@@ -127,8 +129,16 @@ void EventBus::unsubscribe(const std::shared_ptr<Subscription>& sub) {
   subs_.erase(std::remove(subs_.begin(), subs_.end(), sub), subs_.end());
 }
 
-uint64_t EventBus::publish(std::string type, std::string object, nlohmann::json data) {
+std::string eventTextFor(const QueuedEvent& e, std::string_view project) {
+  if (project == model::kDefaultProject || e.text.find('_') == std::string::npos) return e.text;
+  auto j = nlohmann::json::parse(e.text, nullptr, false);
+  model::unqualifyJson(j, project);
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+uint64_t EventBus::publish(std::string type, std::string object, nlohmann::json data, std::string project) {
   auto q = std::make_shared<QueuedEvent>();
+  q->project = project.empty() ? std::string(model::projectOfObject(object)) : std::move(project);
   q->timeUs = wallNowMicros();
   q->type = std::move(type);
   q->object = std::move(object);

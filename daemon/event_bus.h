@@ -25,6 +25,16 @@
 
 namespace vmm {
 
+// An event as subscribers get it: shared, with its JSON text (formatEvent) made once.
+struct QueuedEvent : model::Event {
+  std::string text;
+  std::string project;  // whose object it is about (model/project.h)
+};
+using EventPtr = std::shared_ptr<const QueuedEvent>;
+
+// The event's text for a subscriber of `project`: its names as that project knows them.
+std::string eventTextFor(const QueuedEvent& e, std::string_view project);
+
 struct EventFilter {
   std::vector<std::string> types;  // prefixes: "domain" matches "domain.lifecycle"; empty = all
   std::string object;              // exact object ("domains/web1"); empty = all
@@ -33,17 +43,13 @@ struct EventFilter {
   // "token", admin only).
   bool guestOutput = true;
   bool accessRecords = true;
-  bool matches(const model::Event& e) const;
+  // Set by transports: only events about this project's objects (unset: every project's).
+  std::optional<std::string> project = std::nullopt;
+  bool matches(const QueuedEvent& e) const;
   // Matching costs O(types) per event and subscriber: filters from clients are bounded.
   static constexpr size_t kMaxTypes = 32, kMaxTypeLength = 128, kMaxObjectLength = 512;
   Status check() const;
 };
-
-// An event as subscribers get it: shared, with its JSON text (formatEvent) made once.
-struct QueuedEvent : model::Event {
-  std::string text;
-};
-using EventPtr = std::shared_ptr<const QueuedEvent>;
 
 class EventBus;
 
@@ -59,6 +65,9 @@ class Subscription {
   void setNotify(std::function<void()> fn);
   void close();
   uint64_t id() const { return id_; }
+  const EventFilter& filter() const { return filter_; }
+  // An event's text for this subscriber (names as its project knows them).
+  std::string textOf(const QueuedEvent& e) const { return filter_.project ? eventTextFor(e, *filter_.project) : e.text; }
 
  private:
   friend class EventBus;
@@ -88,7 +97,8 @@ class EventBus {
   // Limits of 0 take the bus's defaults.
   std::shared_ptr<Subscription> subscribe(EventFilter filter, size_t queueLimit = 0, size_t queueBytes = 0);
   void unsubscribe(const std::shared_ptr<Subscription>& sub);
-  uint64_t publish(std::string type, std::string object, nlohmann::json data);
+  // The event is about `project`'s objects; "" reads it from the object ("domains/_ci_web").
+  uint64_t publish(std::string type, std::string object, nlohmann::json data, std::string project = "");
   // Closes every subscription (daemon shutdown).
   void closeAll();
 

@@ -174,11 +174,32 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
   }
   VMM_ASSIGN(auto def, buildDefinition(spec, image, name, rootVolume, seedVolume));
 
+  // The project's restrictions and quotas, before anything is made: the image, the pool and
+  // networks it may use, and what the new domain and its root disk add.
+  ProjectService::Reservation claim;
+  CapacityGate::Ticket projectTicket;
+  std::string project(model::projectOf(name));
+  if (projects_) {
+    VMM_TRY(projects_->checkImage(project, image.name));
+    VMM_TRY(projects_->checkPool(project, image.pool));
+    VMM_TRY(projects_->checkDefinition(project, def));
+    ProjectService::Claim c;
+    c.domains = 1;
+    c.vcpus = def.vcpus;
+    c.memory = static_cast<int64_t>(def.memory);
+    c.disk = rootVolume.empty() ? 0 : image.size;
+    VMM_ASSIGN(claim, projects_->reserve(project, c));
+  }
   CapacityGate::Ticket ticket;
   if (spec.start) {
-    report(2, "waiting for host capacity");
     auto waitStart = SteadyClock::now();
-    VMM_ASSIGN(auto t, gate_.admit({def.memory, def.vcpus}, Deadline::after(options_.capacityWait), hooks.cancelled));
+    Deadline deadline = Deadline::after(options_.capacityWait);
+    if (projects_) {
+      report(1, "waiting for a running slot of project " + project);
+      VMM_ASSIGN(projectTicket, projects_->admitRunning(project, deadline, hooks.cancelled));
+    }
+    report(2, "waiting for host capacity");
+    VMM_ASSIGN(auto t, gate_.admit({def.memory, def.vcpus, 0}, deadline, hooks.cancelled));
     ticket = std::move(t);
     if (queuedMs) *queuedMs = elapsedMs(waitStart);
   }
@@ -243,6 +264,8 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
     undo.add([this, name] { (void)domains_.destroy(name); });
   }
   ticket.release();
+  projectTicket.release();
+  claim.release();
   lease.launching = false;
   VMM_TRY(putLease(lease));
   undo.success();

@@ -24,6 +24,7 @@
 #include "daemon/domain_service.h"
 #include "daemon/image_service.h"
 #include "daemon/pool_service.h"
+#include "daemon/project_service.h"
 #include "daemon/state_store.h"
 #include "model/image.h"
 #include "storage/customize/guestfs_customizer.h"
@@ -76,6 +77,8 @@ class InstanceService {
   // The lease of a launched domain, if any.
   std::optional<nlohmann::json> lease(const std::string& name) const;
   CapacityGate& capacity() { return gate_; }
+  // Projects whose restrictions and quotas launches obey (unset: none).
+  void setProjects(ProjectService* projects) { projects_ = projects; }
   // The launch budget and what running domains use of it (host.info "capacity").
   nlohmann::json capacityInfo() const;
 
@@ -105,6 +108,7 @@ class InstanceService {
   ImageService& images_;
   const InstanceServiceOptions options_;
   CapacityGate gate_;
+  ProjectService* projects_ = nullptr;
   mutable Mutex mu_;
   std::map<std::string, Lease> leases_ VMM_GUARDED_BY(mu_);
   std::multiset<std::string> busy_ VMM_GUARDED_BY(mu_);  // being launched, run or removed: tick() leaves them alone

@@ -7,6 +7,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/random.h"
+#include "model/project.h"
 
 namespace vmm {
 
@@ -150,7 +151,7 @@ void OperationManager::publish(const model::Operation& op) {
     data["result_bytes"] = op.resultBytes;
     data["result"] = nullptr;
   }
-  events_.publish("operation", "operations/" + op.id, std::move(data));
+  events_.publish("operation", "operations/" + op.id, std::move(data), std::string(model::projectOfObject(op.object)));
 }
 
 std::string OperationManager::resultPath(const std::string& id) const { return options_.resultDir + "/" + id + ".json"; }

@@ -32,6 +32,9 @@ std::vector<std::string> migrations() {
   m.push_back(kvTable("volumes") + ";\n");
   // 2 -> 3: images, and the leases of disposable domains.
   m.push_back(kvTable("images") + ";\n" + kvTable("leases") + ";\n");
+  // 3 -> 4: projects. What existed before is the default project's: its objects keep their
+  // plain names (model/project.h), so no row needs rewriting.
+  m.push_back(kvTable("projects") + ";\n");
   return m;
 }
 
@@ -50,6 +53,7 @@ std::string_view tableName(Table t) {
     case Table::volumes: return "volumes";
     case Table::images: return "images";
     case Table::leases: return "leases";
+    case Table::projects: return "projects";
   }
   return "meta";
 }

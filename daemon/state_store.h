@@ -25,7 +25,7 @@ struct sqlite3_stmt;
 
 namespace vmm {
 
-enum class Table { domains, runtime, pools, networks, snapshots, operations, tokens, meta, volumes, images, leases };
+enum class Table { domains, runtime, pools, networks, snapshots, operations, tokens, meta, volumes, images, leases, projects };
 std::string_view tableName(Table t);
 
 struct StoreOptions {

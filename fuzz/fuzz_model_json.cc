@@ -13,6 +13,7 @@
 #include "model/network.h"
 #include "model/operation.h"
 #include "model/pool.h"
+#include "model/project.h"
 #include "model/snapshot.h"
 
 using namespace vmm;
@@ -47,14 +48,23 @@ void roundTrip(const T& first, Parse parse, Format format, const char* what) {
   FUZZ_CHECK(f1 == f2, std::string(what) + ": round trip changed " + fuzz::firstDifference(text, dumpJson(f2)));
 }
 
+// A name vmmd keeps (plain, or qualified by its project): still of a plain name's characters
+// and length, so safe wherever a plain name goes.
+void qualifiedNameOk(const std::string& name, const char* what) {
+  FUZZ_CHECK(validateQualifiedName(name, what).ok(), std::string(what) + " " + fuzz::show(name) + " accepted");
+  FUZZ_CHECK(name.size() <= kMaxNameLength && name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == std::string::npos,
+             std::string(what) + " " + fuzz::show(name) + " accepted");
+}
+
 void checkDomain(const Domain& d) {
-  nameOk(d.name, "domain name");
+  qualifiedNameOk(d.name, "domain name");
   pathOk(d.boot.kernel, "boot.kernel");
   pathOk(d.boot.initrd, "boot.initrd");
   for (const auto& disk : d.disks) {
     pathOk(disk.source.path, "disk path");
     if (!disk.source.pool.empty()) nameOk(disk.source.pool, "disk pool");
-    if (!disk.source.volume.empty()) FUZZ_CHECK(validateVolumeName(disk.source.volume).ok(), "disk volume " + fuzz::show(disk.source.volume));
+    if (!disk.source.volume.empty())
+      FUZZ_CHECK(validateQualifiedVolumeName(disk.source.volume).ok(), "disk volume " + fuzz::show(disk.source.volume));
   }
   for (const auto& nic : d.nics) {
     ifnameOk(nic.ifname, "nic ifname");
@@ -161,6 +171,36 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!r.ok()) break;
       nameOk(r->name, "snapshot name");
       roundTrip(*r, [](const json& x) { return parseSnapshotRecord(x); }, [](const Snapshot& x) { return formatSnapshot(x); }, "snapshot");
+      break;
+    }
+    case 'J': {
+      auto p = parseProject(j);
+      if (!p.ok()) break;
+      FUZZ_CHECK(validateProjectName(p->name).ok(), "project name " + fuzz::show(p->name));
+      FUZZ_CHECK(p->name != kDefaultProject || !p->restrictions.restricted, "a restricted default project");
+      roundTrip(*p, [](const json& x) { return parseProject(x); }, [](const Project& x) { return formatProject(x); }, "project");
+      if (j.contains("changes")) {
+        auto merged = mergeProject(*p, j["changes"]);
+        if (merged.ok()) FUZZ_CHECK(merged->name == p->name, "a merge renamed the project");
+      }
+      break;
+    }
+    case 'q': {
+      // Names of a project: qualified and back, and rewriting replies never throws.
+      for (const std::string project : {"ci", "a-1"}) {
+        json copy = j;
+        unqualifyJson(copy, project);
+        (void)dumpJson(copy);
+        if (!j.is_string()) continue;
+        const std::string& name = j.get_ref<const std::string&>();
+        (void)projectOfObject(name);
+        (void)unqualifyText(name, project);
+        if (!validateScopedName(project, name, "name").ok()) continue;
+        std::string q = qualifyName(project, name);
+        qualifiedNameOk(q, "qualified name");
+        FUZZ_CHECK(projectOf(q) == project && unqualifyName(q) == name, "qualified name " + fuzz::show(q) + " does not split back");
+        FUZZ_CHECK(projectOf(name) == kDefaultProject, "plain name " + fuzz::show(name) + " read as another project's");
+      }
       break;
     }
     default: break;

@@ -6,6 +6,7 @@
 #include "base/random.h"
 #include "base/strings.h"
 #include "model/names.h"
+#include "model/project.h"
 #include "model/net_addr.h"
 #include "model/units.h"
 
@@ -66,7 +67,7 @@ void readDiskSource(JsonReader& r, DiskSource& s) {
     if (s.pool.empty()) return r.fail("pool", "required with \"volume\"");
     if (s.volume.empty()) return r.fail("volume", "required with \"pool\"");
     if (auto st = validateName(s.pool, "pool name"); !st.ok()) return r.fail("pool", st.error().message);
-    if (auto st = validateVolumeName(s.volume); !st.ok()) return r.fail("volume", st.error().message);
+    if (auto st = validateQualifiedVolumeName(s.volume); !st.ok()) return r.fail("volume", st.error().message);
   }
 }
 
@@ -631,7 +632,7 @@ Result<Domain> parseDomain(const json& j) {
   r.optionalAny("extensions", d.extensions);
   VMM_TRY(r.finish());
 
-  if (auto st = validateName(d.name, "domain name"); !st.ok()) return st.error().wrap("name");
+  if (auto st = validateQualifiedName(d.name, "domain name"); !st.ok()) return st.error().wrap("name");
   if (d.uuid.empty()) {
     d.uuid = newUuid();
   } else if (!isUuid(d.uuid)) {

@@ -3,6 +3,7 @@
 #include "base/strings.h"
 #include "base/time_util.h"
 #include "model/names.h"
+#include "model/project.h"
 
 namespace vmm::model {
 
@@ -55,9 +56,9 @@ Result<Image> parseImageRecord(const json& j) {
 }
 
 Status validateImageName(const std::string& name) {
-  if (auto st = validateName(name, "image name"); !st.ok()) return st.error().wrap("name");
+  if (auto st = validateQualifiedName(name, "image name"); !st.ok()) return st.error().wrap("name");
   for (const char* suffix : {"-root", "-seed"})
-    if (endsWith(name, suffix)) return invalidArgument(std::string("name: image names may not end in ") + suffix + " (reserved for the volumes of launched domains)");
+    if (endsWith(unqualifyName(name), suffix)) return invalidArgument(std::string("name: image names may not end in ") + suffix + " (reserved for the volumes of launched domains)");
   return {};
 }
 

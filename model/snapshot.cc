@@ -2,6 +2,7 @@
 
 #include "base/time_util.h"
 #include "model/names.h"
+#include "model/project.h"
 
 namespace vmm::model {
 
@@ -69,7 +70,7 @@ Result<Snapshot> parseSnapshotRecord(const json& j) {
   VMM_TRY(r.finish());
   // A record names files and QEMU tags by these: read back only what could have been written.
   VMM_TRY(validateName(s.name, "snapshot name"));
-  VMM_TRY(validateName(s.domain, "domain name"));
+  VMM_TRY(validateQualifiedName(s.domain, "domain name"));
   if (!s.parent.empty()) VMM_TRY(validateName(s.parent, "parent snapshot name"));
   if (auto t = parseTimestamp(created)) s.createdUs = *t;
   return s;

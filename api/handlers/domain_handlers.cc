@@ -1,5 +1,6 @@
 #include "api/handlers/exec_params.h"
 #include "api/handlers/host_access.h"
+#include "api/handlers/project_scope.h"
 #include "api/registry.h"
 #include "api/services.h"
 #include "base/fs.h"
@@ -84,8 +85,9 @@ json execResultJson(const drivers::ExecResult& r) {
 }  // namespace
 
 void bindDomainHandlers(Registry& reg, Services& s) {
-  reg.bind("domain.list", [&s](const CallContext&, const json& p) -> Result<Reply> {
+  reg.bind("domain.list", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
     VMM_ASSIGN(auto filter, listFilter(p));
+    if (!ctx.allProjects) filter.project = ctx.project;
     if (!flag(p, "full", false)) {
       Reply r;
       r.raw = s.domains.listSummaryText(filter);
@@ -113,24 +115,30 @@ void bindDomainHandlers(Registry& reg, Services& s) {
   reg.bind("domain.create", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
     std::vector<std::string> warnings;
     VMM_ASSIGN(auto def, definitionParam(p, &warnings));
-    if (!ctx.may(Role::admin)) VMM_TRY(requireAdminFor(ctx, model::hostReferences(def)));
+    if (!ctx.mayTouchHost()) VMM_TRY(requireAdminFor(ctx, model::hostReferences(def)));
+    VMM_TRY(scopeDefinition(s, ctx, def));
+    VMM_ASSIGN(auto claim, s.projects.reserve(ctx.project, {1, def.vcpus, static_cast<int64_t>(def.memory), 0}));
     VMM_ASSIGN(auto v, s.domains.create(std::move(def)));
+    claim.release();
     std::string name = v.def->name;
     if (flag(p, "start", false)) {
+      if (auto st = s.projects.checkRunning(ctx.project); !st.ok()) return st.error().wrap("defined " + name + ", but");
       auto started = s.domains.start(name);
       if (!started.ok()) return started.error().wrap("defined " + name + ", but");
       v = *started;
     }
     auto r = domainReply(v, true, 201);
-    r.headers.emplace_back("Location", "/v1/domains/" + name);
+    r.headers.emplace_back("Location", "/v1/domains/" + std::string(model::unqualifyName(name)));
     addWarnings(r, warnings);
     return r;
   });
 
   reg.bind("domain.xml", [&s](const CallContext&, const json& p) -> Result<Reply> {
     VMM_ASSIGN(auto v, s.domains.get(nameOf(p)));
-    VMM_ASSIGN(auto xml, model::exportLibvirtXml(*v.def));
-    return Reply(json{{"name", v.def->name}, {"xml", std::move(xml)}});
+    model::Domain shown = *v.def;
+    shown.name = model::unqualifyName(shown.name);
+    VMM_ASSIGN(auto xml, model::exportLibvirtXml(shown));
+    return Reply(json{{"name", shown.name}, {"xml", std::move(xml)}});
   });
 
   reg.bind("domain.update", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
@@ -141,17 +149,20 @@ void bindDomainHandlers(Registry& reg, Services& s) {
       VMM_ASSIGN(int64_t g, intParam(p, "generation", 0, 0, INT64_MAX));
       gen = static_cast<uint64_t>(g);
     }
-    if (!ctx.may(Role::admin)) {
+    VMM_TRY(scopeDefinition(s, ctx, def));
+    VMM_ASSIGN(auto current, s.domains.get(nameOf(p)));
+    if (!ctx.mayTouchHost()) {
       // Host references the domain already has (an admin set them) may stay; new ones may not.
-      // The update applies only to the generation checked.
-      VMM_ASSIGN(auto current, s.domains.get(nameOf(p)));
       VMM_TRY(refuseHostRootFor(ctx, *current.def, "changing"));
       VMM_TRY(requireAdminFor(ctx, model::addedHostReferences(def, current.def.get())));
-      if (gen && *gen != current.generation)
-        return Error{ErrorCode::precondition_failed, "domain " + current.def->name + " is at generation " +
-                                                         std::to_string(current.generation) + ", not " + std::to_string(*gen)};
-      gen = current.generation;
     }
+    // The update applies only to the generation checked (its quota and host references).
+    if (gen && *gen != current.generation)
+      return Error{ErrorCode::precondition_failed, "domain " + current.def->name + " is at generation " +
+                                                       std::to_string(current.generation) + ", not " + std::to_string(*gen)};
+    gen = current.generation;
+    VMM_ASSIGN(auto claim, s.projects.reserve(ctx.project, {0, def.vcpus - current.def->vcpus,
+                                                            static_cast<int64_t>(def.memory) - static_cast<int64_t>(current.def->memory), 0}));
     VMM_ASSIGN(auto v, s.domains.update(nameOf(p), std::move(def), gen));
     auto r = domainReply(v, true);
     addWarnings(r, warnings);
@@ -163,9 +174,10 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     return Reply(json::object());
   });
 
-  reg.bindAsync("domain.start", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+  reg.bindAsync("domain.start", [&s](const CallContext& ctx, const json& p) -> Result<AsyncWork> {
     std::string name = nameOf(p);
     VMM_ASSIGN(auto view, precheck(s, name, false));
+    VMM_TRY(s.projects.checkRunning(ctx.project));
     // A driver that cannot run here (no hypervisor) answers at once, not as a failed operation.
     VMM_TRY(s.domains.driverFor(*view.def));
     StartParams sp;
@@ -178,6 +190,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     VMM_TRY(requireAdminFor(ctx, "path"));
     std::string name = nameOf(p);
     VMM_TRY(precheck(s, name, false));
+    VMM_TRY(s.projects.checkRunning(ctx.project));
     StartParams sp;
     sp.paused = flag(p, "paused", false);
     sp.restoreFrom = str(p, "path");
@@ -241,9 +254,9 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     return Reply(std::move(st));
   });
 
-  reg.bind("domain.stats_all", [&s](const CallContext&, const json& p) -> Result<Reply> {
+  reg.bind("domain.stats_all", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
     VMM_ASSIGN(auto timeout, durationParam(p, "timeout", Millis(2000), Millis(60000)));
-    return Reply(s.domains.statsAll(Deadline::after(timeout)));
+    return Reply(s.domains.statsAll(Deadline::after(timeout), ctx.allProjects ? std::nullopt : std::optional(ctx.project)));
   });
 
   // Hotplug: live defaults to "when running", config (persist) to true.
@@ -260,9 +273,13 @@ void bindDomainHandlers(Registry& reg, Services& s) {
       if (startsWith(msg, "disks[0]")) msg = "disk" + msg.substr(8);
       return invalidArgument(msg);
     }
-    if (!ctx.may(Role::admin) && !model::hostReferences(*parsed).empty()) VMM_TRY(requireAdminFor(ctx, "disk.source.path"));
+    if (!ctx.mayTouchHost() && !model::hostReferences(*parsed).empty()) VMM_TRY(requireAdminFor(ctx, "disk.source.path"));
     VMM_ASSIGN(bool live, liveFlag(p));
     auto disk = parsed->disks[0];
+    if (auto st = scopeDiskSource(ctx, disk.source); !st.ok()) return st.error().wrap("disk.source");
+    if (disk.source.isVolume()) {
+      if (auto st = s.projects.checkPool(ctx.project, disk.source.pool); !st.ok()) return st.error().wrap("disk.source.pool");
+    }
     if (!p["disk"].contains("target")) disk.target.clear();
     VMM_ASSIGN(auto v, s.domains.attachDisk(nameOf(p), disk, flag(p, "config", true), live));
     return domainReply(v, true);
@@ -279,8 +296,11 @@ void bindDomainHandlers(Registry& reg, Services& s) {
       if (startsWith(msg, "nics[0]")) msg = "nic" + msg.substr(7);
       return invalidArgument(msg);
     }
-    if (!ctx.may(Role::admin)) {
+    if (!ctx.mayTouchHost()) {
       if (auto refs = model::hostReferences(*parsed); !refs.empty()) VMM_TRY(requireAdminFor(ctx, "nic" + refs.front().field.substr(7)));
+    }
+    if (!parsed->nics[0].network.empty()) {
+      if (auto st = s.projects.checkNetwork(ctx.project, parsed->nics[0].network); !st.ok()) return st.error().wrap("nic.network");
     }
     VMM_ASSIGN(bool live, liveFlag(p));
     VMM_ASSIGN(auto v, s.domains.attachNic(nameOf(p), parsed->nics[0], flag(p, "config", true), live));
@@ -297,7 +317,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
   reg.bindAsync("domain.exec", [&s](const CallContext& ctx, const json& p) -> Result<AsyncWork> {
     std::string name = nameOf(p);
     VMM_TRY(precheck(s, name, true));
-    if (!ctx.may(Role::admin)) {
+    if (!ctx.mayTouchHost()) {
       VMM_ASSIGN(auto v, s.domains.get(name));
       VMM_TRY(refuseHostRootFor(ctx, *v.def, "running commands in"));
     }

@@ -17,7 +17,7 @@ inline Status requireAdminFor(const CallContext& ctx, const std::vector<model::H
 // Refuses `what` ("running commands in") a domain whose commands run as root on the host (a
 // privileged container, a writable host mount) unless the caller is an admin.
 inline Status refuseHostRootFor(const CallContext& ctx, const model::Domain& d, const std::string& what) {
-  if (ctx.may(Role::admin) || !model::grantsHostRoot(d)) return {};
+  if (ctx.mayTouchHost() || !model::grantsHostRoot(d)) return {};
   return permissionDenied(what + " " + d.name + " needs the admin role: it is a privileged container or has a writable host " +
                           "mount, root on the host; " + ctx.principal + " has the " + std::string(roleName(ctx.role)) + " role");
 }

@@ -1,10 +1,12 @@
 // Images, launches from images, and disposable runs.
 #include "api/handlers/exec_params.h"
 #include "api/handlers/host_access.h"
+#include "api/handlers/project_scope.h"
 #include "api/registry.h"
 #include "api/services.h"
 #include "base/base64.h"
 #include "base/json_util.h"
+#include "base/random.h"
 #include "model/image.h"
 
 namespace vmm::api {
@@ -32,15 +34,15 @@ ImageProgress progressOf(OperationContext& ctx) {
   return pr;
 }
 
-RunHooks hooksOf(OperationContext& ctx, EventBus* events = nullptr) {
+RunHooks hooksOf(OperationContext& ctx, EventBus* events = nullptr, const std::string& project = "") {
   RunHooks h;
   // A run's output is published as it arrives: "operation.output" events on the operation.
   if (events)
-    h.output = [events, &ctx](int stream, std::string_view data) {
+    h.output = [events, &ctx, project](int stream, std::string_view data) {
       // As in the result: text, and the exact bytes as base64 when they are not UTF-8.
       json note = {{"operation", ctx.id()}, {"stream", stream == 2 ? "stderr" : "stdout"}, {"data", toValidUtf8(data)}};
       if (!isValidUtf8(data)) note["data_b64"] = base64Encode(data);
-      events->publish("operation.output", "operations/" + ctx.id(), std::move(note));
+      events->publish("operation.output", "operations/" + ctx.id(), std::move(note), project);
     };
   h.progress = [&ctx](int pct, const std::string& msg) { ctx.setProgress(pct, msg); };
   h.cancelled = [&ctx] { return ctx.cancelled(); };
@@ -57,7 +59,7 @@ namespace {
 // kernel, a pool volume, aside.
 Status launchableBy(Services& s, const CallContext& ctx, const std::string& image) {
   VMM_ASSIGN(auto img, s.images.get(image));
-  if (ctx.may(Role::admin) || img.domainTemplate.is_null() || img.domainTemplate.empty()) return {};
+  if (ctx.mayTouchHost() || img.domainTemplate.is_null() || img.domainTemplate.empty()) return {};
   VMM_ASSIGN(auto probe, model::domainTemplateProbe(img.domainTemplate, false));
   auto refs = model::hostReferences(probe);
   if (!refs.empty() || model::grantsHostRoot(probe))
@@ -67,12 +69,29 @@ Status launchableBy(Services& s, const CallContext& ctx, const std::string& imag
   return {};
 }
 
+// A launch's image and domain name inside the caller's project (a name is made from the
+// image's when none is given).
+Status scopeLaunch(Services& s, const CallContext& ctx, model::LaunchSpec& spec) {
+  if (spec.name.empty()) spec.name = spec.image.substr(0, 40) + "-" + randomHex(3);
+  VMM_ASSIGN(spec.name, scopedName(ctx, spec.name, "domain"));
+  VMM_ASSIGN(spec.image, scopedImage(s, ctx, spec.image));
+  return launchableBy(s, ctx, spec.image);
+}
+
 }  // namespace
 
 void bindImageHandlers(Registry& reg, Services& s) {
-  reg.bind("image.list", [&s](const CallContext&, const json&) -> Result<Reply> {
+  // A project sees its own images and the default project's, which it may launch (within
+  // restrictions.images); each with its project.
+  reg.bind("image.list", [&s](const CallContext& ctx, const json&) -> Result<Reply> {
     json out = json::array();
-    for (const auto& i : s.images.list()) out.push_back(model::formatImage(i));
+    for (const auto& i : s.images.list()) {
+      std::string_view project = model::projectOf(i.name);
+      if (!ctx.allProjects && project != ctx.project && project != model::kDefaultProject) continue;
+      json j = model::formatImage(i);
+      j["project"] = project;
+      out.push_back(std::move(j));
+    }
     return Reply(std::move(out));
   });
   reg.bind("image.get", [&s](const CallContext&, const json& p) -> Result<Reply> {
@@ -84,7 +103,7 @@ void bindImageHandlers(Registry& reg, Services& s) {
       if (!str(p, field).empty()) VMM_TRY(requireAdminFor(ctx, field));
     VMM_ASSIGN(auto spec, model::parseImageImportSpec(p));
     spec.publicUrlOnly = !ctx.may(Role::admin);
-    if (!spec.domainTemplate.is_null() && !ctx.may(Role::admin)) {
+    if (!spec.domainTemplate.is_null() && !ctx.mayTouchHost()) {
       // Launches copy the template into their definitions: it may not name the host either.
       VMM_ASSIGN(auto probe, model::domainTemplateProbe(spec.domainTemplate, false));
       VMM_TRY(requireAdminFor(ctx, model::hostReferences(probe)));
@@ -112,8 +131,8 @@ void bindImageHandlers(Registry& reg, Services& s) {
 
   reg.bindAsync("domain.launch", [&s](const CallContext& ctx, const json& p) -> Result<AsyncWork> {
     VMM_ASSIGN(auto spec, launchSpecParam(p));
-    VMM_TRY(launchableBy(s, ctx, spec.image));
-    return AsyncWork{"domains", [&s, spec](OperationContext& ctx) -> Result<json> {
+    VMM_TRY(scopeLaunch(s, ctx, spec));
+    return AsyncWork{"domains/" + spec.name, [&s, spec](OperationContext& ctx) -> Result<json> {
                        VMM_ASSIGN(auto v, s.instances.launch(spec, hooksOf(ctx)));
                        return formatDomainView(v, false);
                      }};
@@ -121,7 +140,7 @@ void bindImageHandlers(Registry& reg, Services& s) {
   reg.bindAsync("domain.run", [&s](const CallContext& ctx, const json& p) -> Result<AsyncWork> {
     RunSpec spec;
     VMM_ASSIGN(spec.launch, launchSpecParam(p));
-    VMM_TRY(launchableBy(s, ctx, spec.launch.image));
+    VMM_TRY(scopeLaunch(s, ctx, spec.launch));
     VMM_ASSIGN(auto req, execRequestParam(p));
     spec.argv = std::move(req.argv);
     spec.env = std::move(req.env);
@@ -129,7 +148,10 @@ void bindImageHandlers(Registry& reg, Services& s) {
     VMM_ASSIGN(spec.timeout, durationParam(p, "timeout", Millis(3600 * 1000), Millis(7LL * 86400 * 1000)));
     VMM_ASSIGN(spec.bootTimeout, durationParam(p, "boot_timeout", Millis(300000), Millis(86400 * 1000)));
     spec.remove = flag(p, "remove", true);
-    return AsyncWork{"domains", [&s, spec](OperationContext& ctx) -> Result<json> { return s.instances.run(spec, hooksOf(ctx, &s.events)); }};
+    return AsyncWork{"domains/" + spec.launch.name,
+                     [&s, spec](OperationContext& ctx) -> Result<json> {
+                       return s.instances.run(spec, hooksOf(ctx, &s.events, std::string(model::projectOf(spec.launch.name))));
+                     }};
   });
   reg.bind("domain.remove", [&s](const CallContext&, const json& p) -> Result<Reply> {
     VMM_TRY(s.instances.remove(str(p, "name"), "removed on request"));

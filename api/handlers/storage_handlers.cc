@@ -3,6 +3,7 @@
 #include "api/services.h"
 #include "base/strings.h"
 #include "model/names.h"
+#include "model/project.h"
 #include "model/pool.h"
 #include "model/units.h"
 
@@ -68,8 +69,9 @@ void bindStorageHandlers(Registry& reg, Services& s) {
     return Reply(json::object());
   });
 
-  reg.bind("volume.list", [&s](const CallContext&, const json& p) -> Result<Reply> {
+  reg.bind("volume.list", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
     VMM_ASSIGN(auto vols, s.pools.listVolumes(str(p, "pool")));
+    std::erase_if(vols, [&](const model::Volume& v) { return !listable(ctx, v.name); });
     return Reply(volumeList(vols));
   });
   reg.bind("volume.get", [&s](const CallContext&, const json& p) -> Result<Reply> {
@@ -80,28 +82,42 @@ void bindStorageHandlers(Registry& reg, Services& s) {
     auto spec = model::parseVolumeSpec(p["volume"]);
     if (!spec.ok()) return spec.error();
     if (!spec->fromTar.empty()) VMM_TRY(requireAdminFor(ctx, "volume.from_tar"));
+    VMM_TRY(s.projects.checkPool(ctx.project, str(p, "pool")));
+    VMM_ASSIGN(spec->name, scopedName(ctx, spec->name, "volume"));
+    if (!spec->backingVolume.empty()) {
+      if (auto b = scopedName(ctx, spec->backingVolume, "volume"); b.ok()) spec->backingVolume = *b;
+      else return b.error().wrap("backing_volume");
+    }
+    VMM_ASSIGN(auto claim, s.projects.reserve(ctx.project, {0, 0, 0, spec->capacity}));
     VMM_ASSIGN(auto v, s.pools.createVolume(str(p, "pool"), *spec));
     Reply r(model::formatVolume(v), 201);
-    r.headers.emplace_back("Location", "/v1/pools/" + str(p, "pool") + "/volumes/" + v.name);
+    r.headers.emplace_back("Location", "/v1/pools/" + str(p, "pool") + "/volumes/" + std::string(model::unqualifyName(v.name)));
     return r;
   });
   reg.bind("volume.delete", [&s](const CallContext&, const json& p) -> Result<Reply> {
     VMM_TRY(s.pools.deleteVolume(str(p, "pool"), str(p, "name")));
     return Reply(json::object());
   });
-  reg.bind("volume.resize", [&s](const CallContext&, const json& p) -> Result<Reply> {
+  reg.bind("volume.resize", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
     VMM_ASSIGN(auto capacity, sizeParam(p, "capacity"));
     if (capacity == 0) return invalidArgument("capacity: must be greater than 0");
+    VMM_ASSIGN(auto current, s.pools.getVolume(str(p, "pool"), str(p, "name")));
+    VMM_ASSIGN(auto claim, s.projects.reserve(ctx.project, {0, 0, 0, capacity > current.capacity ? capacity - current.capacity : 0}));
     VMM_ASSIGN(auto v, s.pools.resizeVolume(str(p, "pool"), str(p, "name"), capacity, flag(p, "shrink", false)));
     return Reply(model::formatVolume(v));
   });
-  reg.bindAsync("volume.clone", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+  reg.bindAsync("volume.clone", [&s](const CallContext& call, const json& p) -> Result<AsyncWork> {
     std::string pool = str(p, "pool"), source = str(p, "name"), target = str(p, "target");
-    if (auto st = model::validateVolumeName(target); !st.ok()) return st.error().wrap("target");
+    if (auto st = model::validateQualifiedVolumeName(target); !st.ok()) return st.error().wrap("target");
     // A missing pool or source is a 404 now, not a failed operation.
-    if (auto v = s.pools.getVolume(pool, source); !v.ok()) return v.error();
+    auto v = s.pools.getVolume(pool, source);
+    if (!v.ok()) return v.error();
+    VMM_TRY(s.projects.checkPool(call.project, pool));
+    // Held until the clone is done (or failed): then it is counted in the pool, or not at all.
+    VMM_ASSIGN(auto reserved, s.projects.reserve(call.project, {0, 0, 0, v->capacity}));
+    auto claim = std::make_shared<ProjectService::Reservation>(std::move(reserved));
     bool linked = flag(p, "linked", true);
-    return AsyncWork{"pools/" + pool + "/volumes/" + target, [&s, pool, source, target, linked](OperationContext& ctx) -> Result<json> {
+    return AsyncWork{"pools/" + pool + "/volumes/" + target, [&s, pool, source, target, linked, claim](OperationContext& ctx) -> Result<json> {
                        VolumeCloneParams params;
                        params.name = target;
                        params.linked = linked;

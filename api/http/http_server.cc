@@ -630,8 +630,20 @@ void HttpServer::onHead(const ConnPtr& c, size_t headBytes) {
     if (length) return refuse(statusError(400, "invalid-argument", "GET /v1/events takes no body"));
     return startEvents(c);
   }
+  // Streams act in a project like calls do: `?project=`, else the principal's own.
+  auto projectQuery = [&req]() -> std::string {
+    for (const auto& [k, v] : req.params)
+      if (k == "project") return v;
+    return "";
+  };
   if (matchRoute(kConsoleRoute, req.path, found)) {
-    std::string domain = found["name"].get<std::string>();
+    auto scopedDomain = registry_.enterStream(c->ctx, projectQuery(), found["name"].get<std::string>(), "domain");
+    if (!scopedDomain.ok()) {
+      HttpResponse res;
+      sendError(res, scopedDomain.error());
+      return length ? refuse(std::move(res)) : respond(c, std::move(res));
+    }
+    std::string domain = *scopedDomain;
     if (req.method != "GET" && req.method != "POST")
       return refuse(statusError(405, "method-not-allowed", req.method + " is not allowed on " + req.path));
     // The console is the guest's keyboard and may show secrets: operators and admins only.
@@ -657,7 +669,13 @@ void HttpServer::onHead(const ConnPtr& c, size_t headBytes) {
   }
   found = json::object();
   if (matchRoute(kContentRoute, req.path, found)) {
-    std::string pool = found["pool"].get<std::string>(), name = found["name"].get<std::string>();
+    auto scopedVolume = registry_.enterStream(c->ctx, projectQuery(), found["name"].get<std::string>(), "volume");
+    if (!scopedVolume.ok()) {
+      HttpResponse res;
+      sendError(res, scopedVolume.error());
+      return length ? refuse(std::move(res)) : respond(c, std::move(res));
+    }
+    std::string pool = found["pool"].get<std::string>(), name = *scopedVolume;
     if (req.method != "GET" && req.method != "PUT")
       return refuse(statusError(405, "method-not-allowed", req.method + " is not allowed on " + req.path));
     std::string transfer = req.method == "GET" ? "volume.download" : "volume.upload";
@@ -849,12 +867,18 @@ void HttpServer::beginStream(const ConnPtr& c, HttpResponse head, long long cont
 
 void HttpServer::startEvents(const ConnPtr& c) {
   EventFilter filter;
+  json scope = json::object();
   for (const auto& [key, value] : c->req.params) {
     if (key == "types") filter.types = split(value, ',', true);
     else if (key == "object") filter.object = value;
-    else return respondError(c, 0, invalidArgument(key + ": unknown query parameter of /v1/events (types, object)"), false);
+    else if (key == "project") scope["project"] = value;
+    else if (key == "all_projects") scope["all_projects"] = value == "true" || value == "1";
+    else return respondError(c, 0, invalidArgument(key + ": unknown query parameter of /v1/events (types, object, project, all_projects)"), false);
   }
   if (auto st = filter.check(); !st.ok()) return respondError(c, 0, st.error(), false);
+  CallContext scoped = c->ctx;
+  if (auto st = registry_.enterProject(scoped, scope); !st.ok()) return respondError(c, 0, st.error(), false);
+  if (!scoped.allProjects) filter.project = scoped.project;
   filter.guestOutput = c->ctx.may(Role::operate);
   filter.accessRecords = c->ctx.may(Role::admin);
   if (!takeStreamSlot(c))
@@ -888,7 +912,7 @@ void HttpServer::pumpEvents(const ConnPtr& c) {
   }
   bool closed = false;
   for (const auto& e : c->sub->drain(closed))
-    c->out += chunk("id: " + std::to_string(e->seq) + "\nevent: " + e->type + "\ndata: " + e->text + "\n\n");
+    c->out += chunk("id: " + std::to_string(e->seq) + "\nevent: " + e->type + "\ndata: " + c->sub->textOf(*e) + "\n\n");
   if (closed) {  // overflow (its notice is the last event) or shutdown
     events_.unsubscribe(c->sub);
     c->sub.reset();
@@ -1116,6 +1140,7 @@ Result<CallContext> HttpServer::authenticate(const HttpRequest& req, std::option
     ctx.role = parseRole(info->role).value_or(Role::read);
     ctx.principal = "certificate " + info->name;
     ctx.peer = ctx.principal;
+    ctx.boundProject = info->project;
     token = info;
     return ctx;
   }
@@ -1133,6 +1158,7 @@ Result<CallContext> HttpServer::authenticate(const HttpRequest& req, std::option
   if (!info) return Error{ErrorCode::unauthenticated, "unknown, expired or revoked token"};
   ctx.role = parseRole(info->role).value_or(Role::read);
   ctx.principal = "token " + info->name;
+  ctx.boundProject = info->project;
   token = info;
   ctx.peer = ctx.principal;
   return ctx;

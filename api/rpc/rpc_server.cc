@@ -151,6 +151,7 @@ void RpcServer::accept(int listenFd, bool readOnly) {
         continue;
       }
       c->ctx.role = *role;
+      if (*role == Role::operate) c->ctx.boundProject = options_.operatorProject;
     } else if (!readOnly) {
       refuse(c->fd.release(), "?", "vmmd cannot tell who you are (SO_PEERCRED failed)", ErrorCode::permission_denied);
       continue;
@@ -417,7 +418,7 @@ void RpcServer::deliverEvents(const std::shared_ptr<Connection>& c) {
     for (const auto& e : events) {
       // The event's text was made once by the bus, for every subscriber.
       send(c, "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"subscription\":" + std::to_string(it->first) +
-                  ",\"event\":" + e->text + "}}");
+                  ",\"event\":" + it->second->textOf(*e) + "}}");
       if (c->closed) break;
     }
     if (c->closed) break;
@@ -550,8 +551,11 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
   if (method == "events.subscribe") {
     EventFilter filter;
     if (!params.is_object()) return reply(invalidArgument("params: expected an object"));
+    json scope = json::object();
     for (auto it = params.begin(); it != params.end(); ++it) {
-      if (it.key() == "types" && it->is_array()) {
+      if (it.key() == "project" || it.key() == "all_projects") {
+        scope[it.key()] = *it;
+      } else if (it.key() == "types" && it->is_array()) {
         for (const auto& t : *it) {
           if (!t.is_string()) return reply(invalidArgument("types: expected an array of event type names"));
           filter.types.push_back(t.get<std::string>());
@@ -559,10 +563,14 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
       } else if (it.key() == "object" && it->is_string()) {
         filter.object = it->get<std::string>();
       } else {
-        return reply(invalidArgument(it.key() + ": unknown parameter of events.subscribe (types: array, object: string)"));
+        return reply(invalidArgument(it.key() + ": unknown parameter of events.subscribe (types: array, object: string, "
+                                                "project: string, all_projects: boolean)"));
       }
     }
     if (auto st = filter.check(); !st.ok()) return reply(st.error());
+    CallContext scoped = c->ctx;
+    if (auto st = registry_.enterProject(scoped, scope); !st.ok()) return reply(st.error());
+    if (!scoped.allProjects) filter.project = scoped.project;
     filter.guestOutput = c->ctx.may(Role::operate);
     filter.accessRecords = c->ctx.may(Role::admin);
     auto& usage = usage_[c->usageKey];

@@ -53,6 +53,7 @@ struct RpcOptions {
   // Operators on the read-write socket. When set, the socket is 0666 and vmmd itself refuses
   // peers with no role (neither admin, operator nor allowed on the read-only socket).
   gid_t operatorGroup = static_cast<gid_t>(-1);
+  std::string operatorProject;  // operators (the group's members) act in this project only
   gid_t roGroup = 0;                      // may use the read-only socket (0660 root:roGroup) ...
   bool roEveryone = false;                // ... or every local user (0666)
   size_t maxRequestBytes = 4 << 20;

@@ -35,6 +35,9 @@ guest command's own status.
 Connection: --connect or VMM_CONNECT: unix:///run/vmm/vmmd.sock (default),
 http://HOST:PORT or https://HOST:PORT with a token from VMM_TOKEN or --token-file FILE
 (--token TEXT works too, but puts the secret where ps and shell history show it).
+Project: --project or VMM_PROJECT names the project that commands on domains, volumes,
+images, snapshots, operations and events act in (default: the project you are bound to,
+if any, else "default"); in the shell, `use NAME` switches to another.
 Without a command, vmctl starts an interactive shell.)";
 
 // The first line of FILE, without surrounding white space.
@@ -100,6 +103,8 @@ int runCommand(Context& ctx, const std::vector<std::string>& args) {
   std::string clientCert = ctx.connect.clientCert, clientKey = ctx.connect.clientKey;
   app.add_option("--client-cert", clientCert, "https: authenticate with this TLS client certificate (PEM; VMM_CLIENT_CERT)");
   app.add_option("--client-key", clientKey, "https: the client certificate's key (PEM; VMM_CLIENT_KEY; default: in the certificate file)");
+  std::string project = ctx.connect.project;
+  app.add_option("--project", project, "the project to act in (VMM_PROJECT; default: the one you are bound to, else \"default\")");
   app.add_option("-o,--output", output, "output format")->check(CLI::IsMember({"table", "json"}));
   app.add_flag_callback("--version", [] { std::cout << "vmctl 0.1.0\n"; throw CLI::Success(); }, "print the version");
 
@@ -145,13 +150,15 @@ int runCommand(Context& ctx, const std::vector<std::string>& args) {
     token = *fromFile;
   }
   if (connectUri != ctx.connect.uri || token != ctx.connect.token || caCert != ctx.connect.caCert ||
-      insecure != ctx.connect.insecure || clientCert != ctx.connect.clientCert || clientKey != ctx.connect.clientKey) {
+      insecure != ctx.connect.insecure || clientCert != ctx.connect.clientCert || clientKey != ctx.connect.clientKey ||
+      project != ctx.connect.project) {
     ctx.connect.uri = connectUri;
     ctx.connect.token = token;
     ctx.connect.caCert = caCert;
     ctx.connect.insecure = insecure;
     ctx.connect.clientCert = clientCert;
     ctx.connect.clientKey = clientKey;
+    ctx.connect.project = project;
     ctx.conn.reset();
   }
   if (!action) {
@@ -177,6 +184,7 @@ std::vector<std::string> commandNames() {
   for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
   names.push_back("help");
   names.push_back("exit");
+  names.push_back("use");
   std::sort(names.begin(), names.end());
   return names;
 }

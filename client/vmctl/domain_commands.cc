@@ -37,11 +37,16 @@ std::string sinceText(const json& d) {
   return ts.is_string() ? ts.get<std::string>().substr(0, 19) + "Z" : "";
 }
 
-void printDomainTable(const json& list) {
-  Table t({"NAME", "TYPE", "STATE", "VCPUS", "MEMORY", "AUTOSTART", "SINCE"});
-  for (const auto& d : list)
-    t.add({text(d["name"]), text(d["type"]), text(d["state"]), text(d["vcpus"]), text(d["memory"]),
-           d.value("autostart", false) ? "yes" : "no", sinceText(d)});
+void printDomainTable(const json& list, bool allProjects) {
+  std::vector<std::string> headers = {"NAME", "TYPE", "STATE", "VCPUS", "MEMORY", "AUTOSTART", "SINCE"};
+  if (allProjects) headers.insert(headers.begin(), "PROJECT");
+  Table t(headers);
+  for (const auto& d : list) {
+    std::vector<std::string> row = {entryName(d), text(d["type"]), text(d["state"]), text(d["vcpus"]), text(d["memory"]),
+                                    d.value("autostart", false) ? "yes" : "no", sinceText(d)};
+    if (allProjects) row.insert(row.begin(), entryProject(d));
+    t.add(row);
+  }
   t.print();
 }
 
@@ -183,20 +188,25 @@ void registerDomainCommands(CLI::App& app, Context& ctx, std::function<int()>& a
     auto label = std::make_shared<std::string>();
     auto type = std::make_shared<std::string>();
     auto full = std::make_shared<bool>(false);
+    auto allProjects = std::make_shared<bool>(false);
     c->add_flag("-a,--all", *all, "include shut-off domains");
     c->add_option("--state", *state, "only domains in this state");
     c->add_option("-l,--label", *label, "label selector: key or key=value, comma-separated");
     c->add_option("--type", *type, "only this driver type");
     c->add_flag("--full", *full, "JSON output with definitions and runtime details");
-    c->callback([&, all, state, label, type, full] {
-      action = [&, all, state, label, type, full] {
+    c->add_flag("--all-projects", *allProjects, "the domains of every project");
+    c->callback([&, all, state, label, type, full, allProjects] {
+      action = [&, all, state, label, type, full, allProjects] {
         json p = json::object();
         if (!*all && state->empty()) p["active"] = true;
         if (!state->empty()) p["state"] = *state;
         if (!label->empty()) p["label"] = *label;
         if (!type->empty()) p["type"] = *type;
         if (*full) p["full"] = true;
-        return callAndReport(ctx, "domain.list", p, [](const json& r) { jsonOutput() ? printJson(r) : printDomainTable(r); });
+        if (*allProjects) p["all_projects"] = true;
+        return callAndReport(ctx, "domain.list", p, [allProjects](const json& r) {
+          jsonOutput() ? printJson(r) : printDomainTable(r, *allProjects);
+        });
       };
     });
   }
@@ -398,16 +408,25 @@ void registerDomainCommands(CLI::App& app, Context& ctx, std::function<int()>& a
     auto* c = app.add_subcommand("domstats", "Statistics of one running domain, or of all");
     c->alias("stats");
     auto name = std::make_shared<std::string>();
+    auto allProjects = std::make_shared<bool>(false);
     c->add_option("name", *name, "domain (default: all running)");
-    c->callback([&, name] {
-      action = [&, name] {
+    c->add_flag("--all-projects", *allProjects, "without NAME: the running domains of every project");
+    c->callback([&, name, allProjects] {
+      action = [&, name, allProjects] {
         if (!name->empty()) return callAndReport(ctx, "domain.stats", {{"name", *name}}, [](const json& r) { printJson(r); });
-        return callAndReport(ctx, "domain.stats_all", json::object(), [](const json& r) {
+        json p = json::object();
+        if (*allProjects) p["all_projects"] = true;
+        return callAndReport(ctx, "domain.stats_all", p, [allProjects](const json& r) {
           if (jsonOutput()) return printJson(r);
-          Table t({"NAME", "STATE", "CPU(s)", "RSS", "BLOCK RD", "BLOCK WR", "NET RX", "NET TX"});
+          std::vector<std::string> headers = {"NAME", "STATE", "CPU(s)", "RSS", "BLOCK RD", "BLOCK WR", "NET RX", "NET TX"};
+          if (*allProjects) headers.insert(headers.begin(), "PROJECT");
+          Table t(headers);
           for (const auto& s : r) {
+            std::vector<std::string> row = {entryName(s)};
+            if (*allProjects) row.insert(row.begin(), entryProject(s));
             if (s.contains("error")) {
-              t.add({text(s["name"]), "error: " + text(s["error"]["message"])});
+              row.push_back("error: " + text(s["error"]["message"]));
+              t.add(row);
               continue;
             }
             uint64_t rd = 0, wr = 0, rx = 0, tx = 0;
@@ -421,8 +440,9 @@ void registerDomainCommands(CLI::App& app, Context& ctx, std::function<int()>& a
             }
             char cpu[32];
             std::snprintf(cpu, sizeof cpu, "%.2f", static_cast<double>(s.value("cpu_time_ns", uint64_t{0})) / 1e9);
-            t.add({text(s["name"]), text(s["state"]), cpu, std::to_string(s["memory"].value("rss_bytes", uint64_t{0}) >> 20) + "MiB",
-                   std::to_string(rd), std::to_string(wr), std::to_string(rx), std::to_string(tx)});
+            row.insert(row.end(), {text(s["state"]), cpu, std::to_string(s["memory"].value("rss_bytes", uint64_t{0}) >> 20) + "MiB",
+                                   std::to_string(rd), std::to_string(wr), std::to_string(rx), std::to_string(tx)});
+            t.add(row);
           }
           t.print();
         });

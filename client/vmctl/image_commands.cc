@@ -16,11 +16,21 @@ namespace vmm::vmctl {
 
 namespace {
 
-void printImageTable(const json& list) {
-  Table t({"NAME", "FORMAT", "SIZE", "MEDIA", "OS", "DESCRIPTION", "CREATED"});
-  for (const auto& i : list)
-    t.add({text(i["name"]), text(i["format"]), model::formatSize(i.value("size", uint64_t{0})), text(i.value("media", json("disk"))),
-           text(i["os"]), text(i["description"]), text(i["created"]).substr(0, 19)});
+// A project's list has the default project's images too (those it may launch): a PROJECT
+// column whenever it spans projects.
+void printImageTable(const json& list, bool allProjects) {
+  bool spansProjects = allProjects;
+  for (const auto& i : list) spansProjects = spansProjects || entryProject(i) != entryProject(list[0]);
+  std::vector<std::string> headers = {"NAME", "FORMAT", "SIZE", "MEDIA", "OS", "DESCRIPTION", "CREATED"};
+  if (spansProjects) headers.insert(headers.begin(), "PROJECT");
+  Table t(headers);
+  for (const auto& i : list) {
+    std::vector<std::string> row = {entryName(i), text(i["format"]), model::formatSize(i.value("size", uint64_t{0})),
+                                    text(i.value("media", json("disk"))), text(i["os"]), text(i["description"]),
+                                    text(i["created"]).substr(0, 19)};
+    if (spansProjects) row.insert(row.begin(), entryProject(i));
+    t.add(row);
+  }
   t.print();
 }
 
@@ -230,8 +240,18 @@ void registerImageCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
   auto* img = app.add_subcommand("image", "Images: list, info, import, from-domain, delete");
   img->require_subcommand(1);
   {
-    auto* c = img->add_subcommand("list", "List images");
-    c->callback([&] { action = [&] { return callAndReport(ctx, "image.list", json::object(), [](const json& r) { printResult(r, printImageTable); }); }; });
+    auto* c = img->add_subcommand("list", "List images: the project's own and the default project's");
+    auto allProjects = std::make_shared<bool>(false);
+    c->add_flag("--all-projects", *allProjects, "the images of every project");
+    c->callback([&, allProjects] {
+      action = [&, allProjects] {
+        json p = json::object();
+        if (*allProjects) p["all_projects"] = true;
+        return callAndReport(ctx, "image.list", p, [allProjects](const json& r) {
+          jsonOutput() ? printJson(r) : printImageTable(r, *allProjects);
+        });
+      };
+    });
   }
   {
     auto* c = img->add_subcommand("info", "Show an image");

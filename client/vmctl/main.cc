@@ -11,7 +11,8 @@
 namespace {
 
 bool isGlobalOptionWithValue(const std::string& arg) {
-  for (const char* o : {"-c", "--connect", "--token", "--token-file", "--ca-cert", "--client-cert", "--client-key", "-o", "--output"})
+  for (const char* o : {"-c", "--connect", "--token", "--token-file", "--ca-cert", "--client-cert", "--client-key", "--project",
+                        "-o", "--output"})
     if (arg == o) return true;
   return false;
 }
@@ -32,6 +33,7 @@ int run(const std::vector<std::string>& args) {
   if (const char* t = std::getenv("VMM_TOKEN")) ctx.connect.token = t;
   if (const char* c = std::getenv("VMM_CLIENT_CERT")) ctx.connect.clientCert = c;
   if (const char* k = std::getenv("VMM_CLIENT_KEY")) ctx.connect.clientKey = k;
+  if (const char* p = std::getenv("VMM_PROJECT")) ctx.connect.project = p;
   bool onlyGlobals = onlyGlobalOptions(args);
   if (args.empty() || onlyGlobals) {
     if (onlyGlobals) {

@@ -4,12 +4,14 @@
 #include <atomic>
 #include <cstdio>
 #include <iostream>
+#include <map>
 
 #include "base/fs.h"
 #include "base/strings.h"
 #include "client/vmctl/commands.h"
 #include "client/vmctl/output.h"
 #include "client/vmctl/terminal_safe.h"
+#include "model/units.h"
 
 namespace vmm::vmctl {
 
@@ -56,11 +58,17 @@ void printHostInfo(const json& r) {
   printFields(f);
 }
 
-void printOperations(const json& ops) {
-  Table t({"ID", "KIND", "OBJECT", "PRINCIPAL", "STATUS", "CREATED", "ERROR"});
-  for (const auto& op : ops)
-    t.add({text(op["id"]), text(op["kind"]), text(op["object"]), text(op.value("principal", json())), text(op["status"]),
-           timestampText(op["created"]), op["error"].is_object() ? text(op["error"]["message"]) : ""});
+void printOperations(const json& ops, bool allProjects) {
+  std::vector<std::string> headers = {"ID", "KIND", "OBJECT", "PRINCIPAL", "STATUS", "CREATED", "ERROR"};
+  if (allProjects) headers.insert(headers.begin(), "PROJECT");
+  Table t(headers);
+  for (const auto& op : ops) {
+    std::vector<std::string> row = {text(op["id"]), text(op["kind"]), entryName(op, "object"), text(op.value("principal", json())),
+                                    text(op["status"]), timestampText(op["created"]),
+                                    op["error"].is_object() ? text(op["error"]["message"]) : ""};
+    if (allProjects) row.insert(row.begin(), entryProject(op, "object"));
+    t.add(row);
+  }
   t.print();
 }
 
@@ -87,9 +95,10 @@ std::string tokenExpiry(const json& token) {
 }
 
 void printTokens(const json& tokens) {
-  Table t({"NAME", "KIND", "ROLE", "EXPIRES", "DESCRIPTION"});
+  Table t({"NAME", "KIND", "ROLE", "PROJECT", "EXPIRES", "DESCRIPTION"});
   for (const auto& x : tokens)
-    t.add({text(x["name"]), text(x.value("kind", json("token"))), text(x["role"]), tokenExpiry(x), text(x.value("description", json()))});
+    t.add({text(x["name"]), text(x.value("kind", json("token"))), text(x["role"]), text(x.value("project", json())), tokenExpiry(x),
+           text(x.value("description", json()))});
   t.print();
 }
 
@@ -106,6 +115,67 @@ void printAudit(const json& records) {
     t.add({timestampText(r["time"]), text(r["principal"]), text(r["method"]), text(r["object"]), text(r["result"]),
            durationText(r.value("duration_ms", 0.0))});
   t.print();
+}
+
+// project create and set take the same options; set sends only those given.
+struct ProjectOptions {
+  std::string name;
+  bool restricted = false, unrestricted = false;
+  std::map<std::string, std::string> values;  // by option: "description", "pools", "limit-vcpus", ...
+  std::map<std::string, CLI::Option*> options;
+  const std::string* given(const std::string& option) const {
+    return options.at(option)->count() ? &values.at(option) : nullptr;
+  }
+};
+
+constexpr const char* kLimits[] = {"domains", "vcpus", "memory", "disk", "running"};
+
+void addProjectOptions(CLI::App* c, ProjectOptions& o) {
+  c->add_option("name", o.name, "the project (1-16 of a-z, 0-9 and -)")->required();
+  auto add = [&](const std::string& option, const std::string& help, const std::string& type = "TEXT") {
+    o.options[option] = c->add_option("--" + option, o.values[option], help)->type_name(type);
+  };
+  add("description", "what the project is for");
+  auto* r = c->add_flag("--restricted", o.restricted,
+                        "no host paths or host devices in it, for any role, admins too (the default for a new project)");
+  c->add_flag("--unrestricted", o.unrestricted, "admins may use host paths and host devices in it")->excludes(r);
+  add("pools", "only these storage pools, comma-separated (\"\": any)", "LIST");
+  add("networks", "only these networks, comma-separated (\"\": any)", "LIST");
+  add("images", "only these images of the default project, comma-separated (\"\": any; its own images are always allowed)",
+      "LIST");
+  add("limit-domains", "at most this many defined domains (none: no limit)", "N");
+  add("limit-vcpus", "at most this many vCPUs over its domains (none: no limit)", "N");
+  add("limit-memory", "at most this much memory over its domains, e.g. 16GiB (none: no limit)", "SIZE");
+  add("limit-disk", "at most this much volume capacity, e.g. 500GiB (none: no limit)", "SIZE");
+  add("limit-running", "at most this many domains running at once; launches wait in line (none: no limit)", "N");
+}
+
+// The keys the options give: description, restrictions, limits (a null limit: none).
+Result<json> projectFields(const ProjectOptions& o) {
+  json out = json::object(), restrictions = json::object(), limits = json::object();
+  if (auto* d = o.given("description")) out["description"] = *d;
+  if (o.restricted || o.unrestricted) restrictions["restricted"] = o.restricted;
+  for (const char* key : {"pools", "networks", "images"})
+    if (auto* v = o.given(key)) restrictions[key] = split(*v, ',', true);
+  for (const char* key : kLimits) {
+    std::string option = std::string("limit-") + key;
+    auto* v = o.given(option);
+    if (!v) continue;
+    if (*v == "none") {
+      limits[key] = nullptr;
+    } else if (std::string_view(key) == "memory" || std::string_view(key) == "disk") {
+      auto size = model::parseSize(*v);
+      if (!size.ok()) return invalidArgument("--" + option + ": " + size.error().message);
+      limits[key] = *size;
+    } else if (auto n = parseUint(*v)) {
+      limits[key] = *n;
+    } else {
+      return invalidArgument("--" + option + ": expected a number or none, got " + quote(*v));
+    }
+  }
+  if (!restrictions.empty()) out["restrictions"] = restrictions;
+  if (!limits.empty()) out["limits"] = limits;
+  return out;
 }
 
 }  // namespace
@@ -127,12 +197,17 @@ void registerOtherCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
     op->require_subcommand(1);
     auto* list = op->add_subcommand("list", "List operations");
     auto active = std::make_shared<bool>(false);
+    auto allProjects = std::make_shared<bool>(false);
     list->add_flag("--active", *active, "only pending and running ones");
-    list->callback([&, active] {
-      action = [&, active] {
+    list->add_flag("--all-projects", *allProjects, "those of every project");
+    list->callback([&, active, allProjects] {
+      action = [&, active, allProjects] {
         json p = json::object();
         if (*active) p["active"] = true;
-        return callAndReport(ctx, "operation.list", p, [](const json& r) { jsonOutput() ? printJson(r) : printOperations(r); });
+        if (*allProjects) p["all_projects"] = true;
+        return callAndReport(ctx, "operation.list", p, [allProjects](const json& r) {
+          jsonOutput() ? printJson(r) : printOperations(r, *allProjects);
+        });
       };
     });
     auto id = std::make_shared<std::string>();
@@ -219,7 +294,7 @@ void registerOtherCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
     auto* tok = app.add_subcommand("token", "HTTP API tokens");
     tok->require_subcommand(1);
     struct TokenOptions {
-      std::string name, role, expires, description, certificate;
+      std::string name, role, expires, description, certificate, project;
     };
     auto o = std::make_shared<TokenOptions>();
     auto* create = tok->add_subcommand("create", "Create a token; its secret is printed once");
@@ -232,6 +307,8 @@ void registerOtherCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
         ->check(CLI::IsMember({"read", "operator", "admin"}));
     create->add_option("--expires", o->expires, "the token stops working this long after its creation, e.g. 30d (default never)");
     create->add_option("--description", o->description, "what the token is for");
+    // Its own option: the global --project (and VMM_PROJECT) only says where calls act.
+    create->add_option("--project", o->project, "bind the token to this project: it acts there only and sees nothing else");
     create->add_option("--certificate", o->certificate,
                        "trust this TLS client certificate (PEM file) instead of making a secret; prints its fingerprint");
     create->callback([&, o] {
@@ -239,6 +316,7 @@ void registerOtherCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
         json p = {{"name", o->name}, {"role", o->role}};
         if (!o->expires.empty()) p["expires"] = o->expires;
         if (!o->description.empty()) p["description"] = o->description;
+        if (!o->project.empty()) p["project"] = o->project;
         if (!o->certificate.empty()) {
           auto pem = fs::readFile(o->certificate, 64 << 10);
           if (!pem.ok()) return reportError(pem.error().wrap("--certificate"));
@@ -261,6 +339,64 @@ void registerOtherCommands(CLI::App& app, Context& ctx, std::function<int()>& ac
       action = [&, o] {
         return callAndReport(ctx, "token.delete", {{"name", o->name}}, [o](const json&) {
           if (!jsonOutput()) std::cout << "Token " << o->name << " revoked.\n";
+        });
+      };
+    });
+  }
+  // ---- projects
+  {
+    auto* proj = app.add_subcommand("project", "Projects, the namespaces of domains, volumes, images and operations: "
+                                               "list, show, create, set, delete");
+    proj->require_subcommand(1);
+    proj->add_subcommand("list", "List projects with their usage and limits")->callback([&] {
+      action = [&] { return callAndReport(ctx, "project.list", json::object(), [](const json& r) { printResult(r, printProjectTable); }); };
+    });
+    auto name = std::make_shared<std::string>();
+    auto* show = proj->add_subcommand("show", "Show a project: restrictions, limits and usage");
+    show->add_option("name", *name, "the project")->required();
+    show->callback([&, name] {
+      action = [&, name] { return callAndReport(ctx, "project.get", {{"name", *name}}, [](const json& r) { printResult(r, printProjectInfo); }); };
+    });
+    auto created = std::make_shared<ProjectOptions>();
+    auto* create = proj->add_subcommand("create", "Create a project (restricted unless --unrestricted)");
+    addProjectOptions(create, *created);
+    create->callback([&, created] {
+      action = [&, created] {
+        auto def = projectFields(*created);
+        if (!def.ok()) return reportError(def.error());
+        (*def)["name"] = created->name;
+        if (def->contains("limits")) {
+          auto& limits = (*def)["limits"];
+          for (const char* key : kLimits)
+            if (limits.contains(key) && limits[key].is_null()) limits.erase(key);  // none: not set
+        }
+        return callAndReport(ctx, "project.create", {{"definition", *def}}, [created](const json& r) {
+          if (jsonOutput()) return printJson(r);
+          std::cout << "Project " << created->name << " created.\n";
+        });
+      };
+    });
+    auto changed = std::make_shared<ProjectOptions>();
+    auto* set = proj->add_subcommand("set", "Change a project's description, restrictions or limits (those given)");
+    addProjectOptions(set, *changed);
+    set->callback([&, changed] {
+      action = [&, changed] {
+        auto changes = projectFields(*changed);
+        if (!changes.ok()) return reportError(changes.error());
+        if (changes->empty()) return reportError(invalidArgument("nothing to change: give --description, a restriction or a limit"));
+        return callAndReport(ctx, "project.update", {{"name", changed->name}, {"changes", *changes}}, [changed](const json& r) {
+          if (jsonOutput()) return printJson(r);
+          std::cout << "Project " << changed->name << " updated.\n";
+        });
+      };
+    });
+    auto* del = proj->add_subcommand("delete", "Delete a project (it must hold no domains, volumes or tokens)");
+    del->add_option("name", *name, "the project")->required();
+    del->callback([&, name] {
+      action = [&, name] {
+        return callAndReport(ctx, "project.delete", {{"name", *name}}, [name](const json& r) {
+          if (jsonOutput()) return printJson(r);
+          std::cout << "Project " << *name << " deleted.\n";
         });
       };
     });

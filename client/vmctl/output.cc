@@ -1,7 +1,10 @@
 #include "client/vmctl/output.h"
 
 #include "base/base64.h"
+#include "base/strings.h"
 #include "client/vmctl/terminal_safe.h"
+#include "model/project.h"
+#include "model/units.h"
 
 #include <unistd.h>
 
@@ -112,6 +115,60 @@ void Table::print() const {
   };
   line(headers_);
   for (const auto& r : rows) line(r);
+}
+
+std::string entryProject(const json& entry, const std::string& key) {
+  if (entry.contains("project") && entry["project"].is_string()) return entry["project"].get<std::string>();
+  return std::string(model::projectOfObject(text(entry.value(key, json()))));
+}
+
+std::string entryName(const json& entry, const std::string& key) {
+  return model::unqualifyText(text(entry.value(key, json())), entryProject(entry, key));
+}
+
+namespace {
+
+// "used/limit", or "used" when the project has no such limit.
+std::string usageText(const json& project, const char* key, bool size) {
+  auto cell = [size](const json& v) {
+    return size && v.is_number_integer() ? model::humanSize(v.get<uint64_t>()) : text(v);
+  };
+  json used = project.value("usage", json::object()).value(key, json(0));
+  json limits = project.value("limits", json::object());
+  return limits.contains(key) ? cell(used) + "/" + cell(limits[key]) : cell(used);
+}
+
+std::string namesText(const json& restrictions, const char* key) {
+  std::vector<std::string> names = restrictions.value(key, std::vector<std::string>{});
+  return names.empty() ? "any" : join(names, ", ");
+}
+
+}  // namespace
+
+void printProjectTable(const json& projects) {
+  Table t({"NAME", "RESTRICTED", "DOMAINS", "RUNNING", "VCPUS", "MEMORY", "DISK", "DESCRIPTION"});
+  for (const auto& p : projects)
+    t.add({text(p["name"]), text(p.value("restrictions", json::object()).value("restricted", json(false))),
+           usageText(p, "domains", false), usageText(p, "running", false), usageText(p, "vcpus", false),
+           usageText(p, "memory", true), usageText(p, "disk", true), text(p.value("description", json()))});
+  t.print();
+}
+
+void printProjectInfo(const json& p) {
+  json r = p.value("restrictions", json::object());
+  bool restricted = r.value("restricted", false);
+  printFields({{"Name", text(p["name"])},
+               {"Description", text(p.value("description", json()))},
+               {"Created", timestampText(p.value("created", json()))},
+               {"Restricted", restricted ? "yes (no host paths or host devices, for any role)" : "no"},
+               {"Pools", namesText(r, "pools")},
+               {"Networks", namesText(r, "networks")},
+               {"Shared images", namesText(r, "images")},  // the default project's; its own are always allowed
+               {"Domains", usageText(p, "domains", false)},
+               {"Running", usageText(p, "running", false)},
+               {"vCPUs", usageText(p, "vcpus", false)},
+               {"Memory", usageText(p, "memory", true)},
+               {"Disk", usageText(p, "disk", true)}});
 }
 
 std::string dumpJson(const json& j, int indent) {

@@ -44,6 +44,16 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
+// An entry of a list over every project (--all-projects): its project ("project", else that
+// of its `key`, as vmmd names another project's objects "_ci_web"), and its `key` as that
+// project knows it ("web"; an object path "domains/web").
+std::string entryProject(const json& entry, const std::string& key = "name");
+std::string entryName(const json& entry, const std::string& key = "name");
+
+// `vmctl project list` and `project show`: usage against limits, "2/5" ("2" without a limit).
+void printProjectTable(const json& projects);
+void printProjectInfo(const json& project);
+
 // JSON text to print: invalid UTF-8 replaced, no raw control characters.
 std::string dumpJson(const json& j, int indent = -1);
 void printJson(const json& j);

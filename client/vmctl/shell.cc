@@ -1,4 +1,5 @@
-// The interactive shell: history, and tab completion of commands, domain, pool and volume names.
+// The interactive shell: history, `use PROJECT`, and tab completion of commands, domain, pool,
+// volume and project names.
 #include <editline/readline.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include "base/strings.h"
 #include "client/vmctl/cli.h"
 #include "client/vmctl/output.h"
+#include "client/vmctl/terminal_safe.h"
 
 namespace vmm::vmctl {
 
@@ -52,7 +54,9 @@ char** complete(const char* text, int start, int) {
   auto words = splitWords(std::string(rl_line_buffer, static_cast<size_t>(start)));
   size_t index = words.ok() ? words->size() : 0;
   g_candidates.clear();
-  if (index == 0) {
+  if (index > 0 && words.ok() && words->back() == "--project") {
+    g_candidates = namesFrom("project.list", nlohmann::json::object());
+  } else if (index == 0) {
     g_candidates = commandNames();
   } else if (index == 1 && words.ok() && takesDomain((*words)[0])) {
     g_candidates = domainNames();
@@ -61,6 +65,8 @@ char** complete(const char* text, int start, int) {
     if (cmd == "operation" || cmd == "op") g_candidates = {"list", "show", "wait", "cancel"};
     else if (cmd == "host") g_candidates = {"info"};
     else if (cmd == "token") g_candidates = {"create", "list", "delete", "revoke"};
+    else if (cmd == "project") g_candidates = {"list", "show", "create", "set", "delete"};
+    else if (cmd == "use") g_candidates = namesFrom("project.list", nlohmann::json::object());
     else if (cmd == "snapshot") g_candidates = {"create", "list", "info", "revert", "delete", "current"};
     else if (cmd == "net") g_candidates = {"list", "define", "start", "stop", "info", "delete", "leases"};
     else if (cmd == "pool") g_candidates = {"list", "define", "start", "stop", "refresh", "info", "delete"};
@@ -76,12 +82,32 @@ char** complete(const char* text, int start, int) {
     g_candidates = namesFrom("snapshot.list", {{"name", (*words)[2]}});
   } else if (words.ok() && (*words)[0] == "token" && index == 2 && ((*words)[1] == "delete" || (*words)[1] == "revoke")) {
     g_candidates = namesFrom("token.list", nlohmann::json::object());
+  } else if (words.ok() && (*words)[0] == "project" && index == 2 && (*words)[1] != "list" && (*words)[1] != "create") {
+    g_candidates = namesFrom("project.list", nlohmann::json::object());
   } else if (words.ok() && (*words)[0] == "vol" && index == 2) {
     g_candidates = namesFrom("pool.list", nlohmann::json::object());
   } else if (words.ok() && (*words)[0] == "vol" && index == 3 && (*words)[1] != "list" && (*words)[1] != "create") {
     g_candidates = namesFrom("volume.list", {{"pool", (*words)[2]}});
   }
   return rl_completion_matches(text, generator);
+}
+
+// `use NAME`: the following commands act in project NAME ("default": the principal's own again).
+int useProject(Context& ctx, const std::vector<std::string>& words) {
+  if (words.size() > 2) return reportError(invalidArgument("usage: use [PROJECT]"));
+  if (words.size() == 1) {
+    std::cout << "Project: " << (ctx.connect.project.empty() ? "default (or the one you are bound to)" : ctx.connect.project) << "\n";
+    return kOk;
+  }
+  std::string project = words[1] == "default" ? "" : words[1];
+  if (!project.empty()) {
+    auto conn = ctx.connection();
+    if (!conn.ok()) return reportError(conn.error());
+    if (auto found = (*conn)->call("project.get", {{"name", project}}); !found.ok()) return reportError(found.error());
+  }
+  ctx.connect.project = project;
+  ctx.conn.reset();
+  return kOk;
 }
 
 std::string historyPath() {
@@ -100,13 +126,17 @@ int runShell(Context& ctx) {
     rl_attempted_completion_function = complete;
     using_history();
     read_history(hist.c_str());
-    std::cout << "vmctl interactive shell; 'help' lists commands, Tab completes, 'exit' or Ctrl-D leaves.\n";
+    std::cout << "vmctl interactive shell; 'help' lists commands, 'use PROJECT' switches projects, Tab completes, 'exit' or "
+                 "Ctrl-D leaves.\n";
   }
   int last = kOk;
   while (true) {
     std::string line;
     if (tty) {
-      char* raw = readline("vmctl> ");
+      std::string prompt = ctx.connect.project.empty() || ctx.connect.project == "default"
+                               ? "vmctl> "
+                               : "vmctl [" + terminalSafeLine(ctx.connect.project) + "]> ";
+      char* raw = readline(prompt.c_str());
       if (!raw) {
         std::cout << "\n";
         break;
@@ -126,6 +156,10 @@ int runShell(Context& ctx) {
     }
     if (words->empty()) continue;
     if ((*words)[0] == "exit" || (*words)[0] == "quit") break;
+    if ((*words)[0] == "use") {
+      last = useProject(ctx, *words);
+      continue;
+    }
     if ((*words)[0] == "help") (*words)[0] = "--help";
     last = runCommand(ctx, *words);
   }

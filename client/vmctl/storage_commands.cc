@@ -11,6 +11,7 @@
 #include "base/strings.h"
 #include "client/vmctl/commands.h"
 #include "client/vmctl/output.h"
+#include "model/project.h"
 #include "model/units.h"
 
 namespace vmm::vmctl {
@@ -44,12 +45,18 @@ void printPoolInfo(const json& p) {
   printFields(f);
 }
 
-void printVolumeTable(const json& list) {
-  Table t({"NAME", "FORMAT", "CAPACITY", "ALLOCATION", "BACKING", "USED BY"});
+void printVolumeTable(const json& list, bool allProjects) {
+  std::vector<std::string> headers = {"NAME", "FORMAT", "CAPACITY", "ALLOCATION", "BACKING", "USED BY"};
+  if (allProjects) headers.insert(headers.begin(), "PROJECT");
+  Table t(headers);
   for (const auto& v : list) {
     std::vector<std::string> users = v.value("used_by", std::vector<std::string>{});
-    t.add({text(v["name"]), text(v["format"]), sizeText(v["capacity"]), sizeText(v["allocation"]),
-           text(v.value("backing_volume", json())), join(users, ",")});
+    std::string project = entryProject(v);
+    std::vector<std::string> row = {entryName(v), text(v["format"]), sizeText(v["capacity"]), sizeText(v["allocation"]),
+                                    model::unqualifyText(text(v.value("backing_volume", json())), project),
+                                    model::unqualifyText(join(users, ","), project)};
+    if (allProjects) row.insert(row.begin(), project);
+    t.add(row);
   }
   t.print();
 }
@@ -190,9 +197,17 @@ void registerVolumeCommands(CLI::App& app, Context& ctx, std::function<int()>& a
   {
     auto* c = vol->add_subcommand("list", "List a pool's volumes");
     auto p = std::make_shared<std::string>();
+    auto allProjects = std::make_shared<bool>(false);
     c->add_option("pool", *p, "the pool")->required();
-    c->callback([&, p] {
-      action = [&, p] { return callAndReport(ctx, "volume.list", {{"pool", *p}}, [](const json& r) { printResult(r, printVolumeTable); }); };
+    c->add_flag("--all-projects", *allProjects, "the volumes of every project");
+    c->callback([&, p, allProjects] {
+      action = [&, p, allProjects] {
+        json params = {{"pool", *p}};
+        if (*allProjects) params["all_projects"] = true;
+        return callAndReport(ctx, "volume.list", params, [allProjects](const json& r) {
+          jsonOutput() ? printJson(r) : printVolumeTable(r, *allProjects);
+        });
+      };
     });
   }
   {

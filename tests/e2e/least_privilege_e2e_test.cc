@@ -23,14 +23,7 @@ using testutil::VmmdProcess;
 
 namespace {
 
-struct Answer {
-  int status = 0;
-  json body;
-  std::string message() const {
-    const json* e = body.is_object() && body.contains("error") ? &body["error"] : nullptr;
-    return e && e->is_object() && (*e)["message"].is_string() ? (*e)["message"].get<std::string>() : "";
-  }
-};
+using Answer = testutil::HttpAnswer;
 
 class LeastPrivilege : public ::testing::Test {
  protected:
@@ -53,18 +46,7 @@ class LeastPrivilege : public ::testing::Test {
   }
 
   Answer send(const std::string& token, const std::string& method, const std::string& path, const json& body = nullptr) {
-    httplib::Client c("127.0.0.1", vmmd->httpPort());
-    c.set_read_timeout(30, 0);
-    c.set_bearer_token_auth(token.c_str());
-    httplib::Result res = method == "GET"      ? c.Get(path)
-                          : method == "DELETE" ? c.Delete(path)
-                          : method == "PUT"    ? c.Put(path, body.is_null() ? "" : body.dump(), "application/json")
-                                               : c.Post(path, body.is_null() ? "" : body.dump(), "application/json");
-    Answer a;
-    if (!res) return a;
-    a.status = res->status;
-    a.body = json::parse(res->body, nullptr, false);
-    return a;
+    return vmmd->http(token, method, path, body);
   }
   // Waits for an operation (as the admin) and returns it.
   json waitFor(const json& op) {
@@ -300,7 +282,7 @@ TEST_F(LeastPrivilege, ExpiredAndRevokedTokensAreRefusedAndTheirStreamsClosed) {
   for (const auto& t : *list) {
     std::set<std::string> keys;
     for (auto it = t.begin(); it != t.end(); ++it) keys.insert(it.key());
-    EXPECT_EQ(keys, (std::set<std::string>{"name", "kind", "role", "description", "created", "expires", "expired"}));
+    EXPECT_EQ(keys, (std::set<std::string>{"name", "kind", "role", "description", "created", "expires", "expired", "project"}));
     if (t["name"] == "brief") {
       found = true;
       EXPECT_EQ(t["expired"], true);
@@ -346,7 +328,7 @@ TEST_F(LeastPrivilege, TheAuditTrailShowsWhoDidEachCall) {
   EXPECT_EQ(byMethod.body[0]["transport"], "rpc");
   // One structured log line per call, for the journal.
   EXPECT_NE(vmmd->log().find("msg=\"audit\" seq="), std::string::npos);
-  EXPECT_NE(vmmd->log().find("principal=\"token op\" role=operator transport=http method=pool.create object=pools result=permission-denied"),
+  EXPECT_NE(vmmd->log().find("principal=\"token op\" role=operator project=default transport=http method=pool.create object=pools result=permission-denied"),
             std::string::npos)
       << vmmd->logTail(4000);
 }

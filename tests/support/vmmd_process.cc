@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <httplib.h>
+
 #include <thread>
 
 #include "base/fs.h"
@@ -117,6 +119,28 @@ Result<std::unique_ptr<client::Connection>> VmmdProcess::connect() const {
   o.uri = "unix://" + socketPath();
   o.timeout = Millis(30000);
   return client::connect(o);
+}
+
+std::string HttpAnswer::message() const {
+  const nlohmann::json* e = body.is_object() ? jsonMember(body, "error") : nullptr;
+  return e && e->is_object() ? jsonStringOr(*e, "message", "") : "";
+}
+
+HttpAnswer VmmdProcess::http(const std::string& token, const std::string& method, const std::string& path,
+                             const nlohmann::json& body) const {
+  httplib::Client c("127.0.0.1", httpPort_);
+  c.set_read_timeout(30, 0);
+  c.set_bearer_token_auth(token.c_str());
+  std::string text = body.is_null() ? "" : body.dump();
+  httplib::Result res = method == "GET"      ? c.Get(path)
+                        : method == "DELETE" ? c.Delete(path)
+                        : method == "PUT"    ? c.Put(path, text, "application/json")
+                                             : c.Post(path, text, "application/json");
+  HttpAnswer a;
+  if (!res) return a;
+  a.status = res->status;
+  a.body = nlohmann::json::parse(res->body, nullptr, false);
+  return a;
 }
 
 Result<std::string> VmmdProcess::createToken(const std::string& name, const std::string& role) const {

@@ -19,6 +19,13 @@ struct VmctlResult {
   std::string out, err;
 };
 
+// A reply of vmmd's HTTP API: status 0 when there was none.
+struct HttpAnswer {
+  int status = 0;
+  nlohmann::json body;
+  std::string message() const;  // the error's message, "" if none
+};
+
 class VmmdProcess {
  public:
   // `dir` holds state/ and run/; created when empty. Extra flags go to vmmd.
@@ -48,6 +55,9 @@ class VmmdProcess {
   Result<std::unique_ptr<client::Connection>> connect() const;
   // Creates an API token (role "admin" or "read") over the RPC socket and returns its secret.
   Result<std::string> createToken(const std::string& name, const std::string& role) const;
+  // One HTTP request with a bearer token: GET, DELETE, PUT or POST (a JSON body unless null).
+  HttpAnswer http(const std::string& token, const std::string& method, const std::string& path,
+                  const nlohmann::json& body = nullptr) const;
   // Runs vmctl with `args` against this vmmd (unix socket), optionally feeding stdin.
   VmctlResult vmctl(const std::vector<std::string>& args, const std::string& input = "",
                     const std::vector<std::pair<std::string, std::string>>& env = {}) const;

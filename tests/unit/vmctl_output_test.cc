@@ -122,5 +122,44 @@ TEST(VmctlOutput, RawStreamsAreTheGuestsOwnBytes) {
   EXPECT_EQ(printed.out, "\x1b[2J\xef\xbf\xbd[2J");
 }
 
+TEST(VmctlOutput, ProjectTableShowsUsageAgainstLimits) {
+  json projects = json::array(
+      {{{"name", "ci"},
+        {"description", "CI runners"},
+        {"restrictions", {{"restricted", true}, {"pools", {"default"}}, {"networks", json::array()}, {"images", json::array()}}},
+        {"limits", {{"domains", 5}, {"memory", uint64_t{8} << 30}}},
+        {"usage", {{"domains", 2}, {"vcpus", 3}, {"memory", uint64_t{1} << 30}, {"disk", 0}, {"running", 1}}}},
+       {{"name", "default"},
+        {"description", ""},
+        {"restrictions", {{"restricted", false}}},
+        {"limits", json::object()},
+        {"usage", {{"domains", 1}, {"vcpus", 2}, {"memory", uint64_t{256} << 20}, {"disk", 0}, {"running", 0}}}}});
+  auto printed = captureVmctlOutput([&] { printProjectTable(projects); });
+  EXPECT_EQ(printed.out,
+            "NAME     RESTRICTED  DOMAINS  RUNNING  VCPUS  MEMORY     DISK  DESCRIPTION\n"
+            "ci       yes         2/5      1        3      1GiB/8GiB  0B    CI runners\n"
+            "default  no          1        0        2      256MiB     0B\n");
+}
+
+TEST(VmctlOutput, ProjectDescriptionsReachTheTerminalWithoutControls) {
+  json projects = json::array();
+  for (const auto& h : kHostile) projects.push_back({{"name", "ci"}, {"description", h + "\nsecond line"}});
+  auto printed = captureVmctlOutput([&] {
+    printProjectTable(projects);
+    printProjectInfo(projects[0]);
+  });
+  EXPECT_FALSE(hasTerminalControl(printed.out)) << testing::PrintToString(printed.out);
+  EXPECT_EQ(lineCount(printed.out), 1 + kHostile.size() + 12);  // one line per row and per field
+}
+
+TEST(VmctlOutput, EntriesOfOtherProjectsShowTheirProjectAndPlainName) {
+  EXPECT_EQ(entryProject({{"name", "_ci_web"}}), "ci");
+  EXPECT_EQ(entryName({{"name", "_ci_web"}}), "web");
+  EXPECT_EQ(entryProject({{"name", "web"}}), "default");
+  EXPECT_EQ(entryName({{"name", "web"}, {"project", "ci"}}), "web");
+  EXPECT_EQ(entryProject({{"object", "domains/_ci_web"}}, "object"), "ci");
+  EXPECT_EQ(entryName({{"object", "domains/_ci_web"}}, "object"), "domains/web");
+}
+
 }  // namespace
 }  // namespace vmm::vmctl
