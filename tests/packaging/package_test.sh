@@ -198,6 +198,14 @@ expect_eq "pkg-run state" "$(json_field "$(vmctl -o json info pkg-run)" 'd["stat
 expect_line "test guest pkg-run reconnected" "$(vmctl console-log pkg-run | tr -d '\r')"
 expect_eq "pkg-off vcpus" "$(json_field "$(vmctl -o json dumpjson pkg-off)" 'd["vcpus"]')" "2"
 expect_eq "pkg-off memory" "$(json_field "$(vmctl -o json dumpjson pkg-off)" 'd["memory"]')" "128MiB"
+# What existed before projects is the default project's, under the same names.
+expect_eq "projects after the upgrade" "$(json_field "$(vmctl -o json project list)" '" ".join(x["name"] + ":" + str(x["usage"]["domains"]) for x in d)')" "default:2"
+expect_eq "domains' project after the upgrade" "$(json_field "$(vmctl -o json list --all)" '" ".join(sorted(set(x["project"] for x in d)))')" "default"
+vmctl project create upgraded >/dev/null || fail "project create after the upgrade"
+vmctl --project upgraded define - <<<'{"name": "pkg-off", "type": "test"}' >/dev/null || fail "a domain of an existing name in a new project"
+expect_eq "the default project's pkg-off kept" "$(json_field "$(vmctl -o json dumpjson pkg-off)" 'd["vcpus"]')" "2"
+vmctl --project upgraded undefine pkg-off >/dev/null || fail "undefine in the new project"
+vmctl project delete upgraded >/dev/null || fail "project delete"
 stop_vmmd
 
 step "purge"
