@@ -286,7 +286,7 @@ Result<Reply> Registry::call(const CallContext& ctx, const std::string& name, js
     result = internalError(name + ": unexpected failure");
   }
   // A caller of another project knows its objects by their plain names.
-  if (scoped.project != model::kDefaultProject && !scoped.allProjects) {
+  if (scoped.project != model::kDefaultProject && !scoped.allProjects && !(result.ok() && result->inCallerNames)) {
     if (!result.ok()) {
       Error e = result.error();
       e.message = model::unqualifyText(e.message, scoped.project);

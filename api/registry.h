@@ -60,6 +60,8 @@ struct Reply {
   std::string raw;   // when set: the body as ready JSON text (large lists built from caches)
   int status = 200;  // HTTP status of a success
   std::vector<std::pair<std::string, std::string>> headers;
+  // The body names objects as the caller's project knows them already (nothing to rewrite).
+  bool inCallerNames = false;
   Reply() = default;
   Reply(json b, int s = 200) : body(std::move(b)), status(s) {}  // NOLINT
 };

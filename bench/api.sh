@@ -18,6 +18,14 @@ VMMD_RSS_IDLE=$(rss_kb "$RPC_PID")
 start_vmmd
 HTTP_URL=$VMMD_HTTP
 TOKEN=$("$BUILD/client/vmctl" --connect "$VMMD_SOCK" token create bench --role operator)
+# Project scoping and authorisation: a third vmmd whose default project and project "bench"
+# each end up with COUNT domains, called by an unbound admin token and by an operator token
+# bound to "bench".
+start_vmmd
+PROJECTS_URL=$VMMD_HTTP
+"$BUILD/client/vmctl" --connect "$VMMD_SOCK" project create bench --unrestricted >/dev/null
+DEFAULT_TOKEN=$("$BUILD/client/vmctl" --connect "$VMMD_SOCK" token create bench-admin --role admin)
+PROJECT_TOKEN=$("$BUILD/client/vmctl" --connect "$VMMD_SOCK" token create bench-project --role operator --project bench)
 VMMD_SOCK=$RPC_SOCK  # the one the CLI rows use
 
 start_libvirtd
@@ -25,6 +33,7 @@ sleep 1
 LIBVIRTD_RSS_IDLE=$(rss_kb "$LIBVIRTD_PID")
 
 "$BUILD/bench/api_bench" --socket "$RPC_SOCK" --http "$HTTP_URL" --token "$TOKEN" \
+  --projects-http "$PROJECTS_URL" --default-token "$DEFAULT_TOKEN" --project-token "$PROJECT_TOKEN" \
   --libvirt qemu:///system --libvirt test:///default --vmctl "$BUILD/client/vmctl" --count "$COUNT" \
   --list-pairs "$LIST_PAIRS" --call-pairs "$CALL_PAIRS" --cli-pairs "$CLI_PAIRS" > "$RPC_DIR/api-raw.json"
 

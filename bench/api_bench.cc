@@ -253,7 +253,7 @@ int main(int argc, char** argv) {
   // Large replies: reuse heap buffers instead of faulting in fresh mmap()ed pages each time.
   mallopt(M_MMAP_THRESHOLD, 16 << 20);
   mallopt(M_TRIM_THRESHOLD, 32 << 20);
-  std::string socket, httpUrl, token, vmctl;
+  std::string socket, httpUrl, token, vmctl, projectsUrl, defaultToken, projectToken;
   std::vector<std::string> libvirtUris;
   int n = 1000, listPairs = 30, callPairs = 200, cliPairs = 20;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -261,6 +261,11 @@ int main(int argc, char** argv) {
     if (k == "--socket") socket = v;
     else if (k == "--http") httpUrl = v;
     else if (k == "--token") token = v;
+    // A third vmmd holding N domains in the default project and N in project "bench": the same
+    // calls there as an unbound admin and as an operator bound to the project.
+    else if (k == "--projects-http") projectsUrl = v;
+    else if (k == "--default-token") defaultToken = v;
+    else if (k == "--project-token") projectToken = v;
     else if (k == "--libvirt") libvirtUris.push_back(v);
     else if (k == "--vmctl") vmctl = v;
     else if (k == "--count") n = std::stoi(v);
@@ -286,6 +291,10 @@ int main(int argc, char** argv) {
   };
   if (!socket.empty()) clients.push_back(vmmClient("vmm rpc", *connect(socket, ""), n, info));
   if (!httpUrl.empty()) clients.push_back(vmmClient("vmm http", *connect(httpUrl, token), n, info));
+  if (!projectsUrl.empty()) {
+    clients.push_back(vmmClient("vmm http default project", *connect(projectsUrl, defaultToken), n, info));
+    clients.push_back(vmmClient("vmm http bound to a project", *connect(projectsUrl, projectToken), n, info));
+  }
   std::vector<std::unique_ptr<Libvirt>> lvs;
   for (const auto& uri : libvirtUris) {
     lvs.push_back(std::make_unique<Libvirt>());

@@ -123,7 +123,7 @@ Result<model::Domain> InstanceService::buildDefinition(const model::LaunchSpec& 
   def["nics"] = nics;
   json labels = def.value("labels", json::object());
   for (const auto& [k, v] : spec.labels) labels[k] = v;
-  labels["vmm.image"] = image.name;
+  labels["vmm.image"] = model::unqualifyName(image.name);  // as the domain's project knows it
   def["labels"] = labels;
   auto parsed = model::parseDomain(def);
   if (!parsed.ok()) return parsed.error().wrap("the domain built from image " + image.name);

@@ -91,6 +91,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     if (!flag(p, "full", false)) {
       Reply r;
       r.raw = s.domains.listSummaryText(filter);
+      r.inCallerNames = true;  // summaries carry the plain name and the project (formatDomainView)
       return r;
     }
     json out = json::array();
