@@ -154,6 +154,12 @@ Result<std::string> Registry::enterStream(CallContext& ctx, const std::string& p
 
 namespace {
 
+bool readableWhenBound(const std::string& method) {
+  for (const char* m : {"host.info", "project.list", "project.get", "pool.list", "pool.get", "network.list", "network.get"})
+    if (method == m) return true;
+  return false;
+}
+
 // Parameters that name an object of the call's project, and what they name: those in the
 // object template ("domains/{name}"), and these.
 struct ScopedParam {
@@ -205,6 +211,8 @@ Result<std::string> scopedName(const CallContext& ctx, std::string_view name, st
   }
   if (kind == "volume") {
     VMM_TRY(model::validateVolumeName(name));
+    if (model::qualifyName(ctx.project, name).size() > 255)
+      return invalidArgument("volume name " + quote(name.substr(0, 20)) + "... is too long for project " + ctx.project);
   } else {
     VMM_TRY(model::validateScopedName(ctx.project, name, what));
   }
@@ -260,6 +268,11 @@ Result<Reply> Registry::call(const CallContext& ctx, const std::string& name, js
                                      [](const ParamSpec& ps) { return ps.name == "project" && ps.in == ParamIn::query; });
     json none = json::object();
     VMM_TRY(enterProject(scoped, projectScoped ? params : none));
+    // A principal bound to a project acts on that project's objects only: the host's pools,
+    // networks, tokens, projects and audit trail it may at most look at.
+    if (!ctx.boundProject.empty() && !projectScoped && !readableWhenBound(name))
+      return permissionDenied(name + ": " + ctx.principal + " is bound to project " + ctx.boundProject +
+                              " and may act on its objects only");
     VMM_TRY(scopeParams(scoped, *e.spec, params));
     if (!e.spec->async) {
       if (!e.handler) return unsupported(name + " is not implemented by this vmmd");

@@ -290,7 +290,7 @@ Status Daemon::start() {
 
   audit_ = std::make_unique<api::AuditTrail>();
   audit_->setSink([events = events_.get()](const api::AuditRecord& r) {
-    events->publish("audit", r.object, api::formatAuditRecord(r));
+    events->publish("audit", r.object, api::formatAuditRecord(r), r.project);
   });
   services_ = std::make_unique<api::Services>(api::Services{*domains_, *pools_, *networks_, *operations_, *events_, *tokens_, [this] { return hostInfo(); }, *images_, *instances_, *audit_, *projects_});
   registry_ = std::make_unique<api::Registry>(*operations_);

@@ -264,16 +264,24 @@ void DomainService::setStatus(DomainObject& obj, DomainStatus status, const std:
   if (!event.empty()) publish(obj.name, event, {{"state", state}, {"reason", reason}});
 }
 
+namespace {
+// Who holds a unique value, as the asking domain's project may be told: another project's
+// domain is not named.
+std::string ownerText(const std::string& owner, const std::string& asking) {
+  return model::projectOf(owner) == model::projectOf(asking) ? "domain " + owner : "a domain of another project";
+}
+}  // namespace
+
 Status DomainService::checkUnique(const model::Domain& def, const std::string& ignoreName) const {
   if (!def.uuid.empty()) {
     auto it = uuidOwner_.find(def.uuid);
     if (it != uuidOwner_.end() && it->second != ignoreName)
-      return conflict("uuid " + def.uuid + " is already used by domain " + it->second);
+      return conflict("uuid " + def.uuid + " is already used by " + ownerText(it->second, def.name));
   }
   for (const auto& n : def.nics) {
     auto it = macOwner_.find(n.mac);
     if (it != macOwner_.end() && it->second != ignoreName)
-      return conflict("MAC address " + n.mac + " is already used by domain " + it->second);
+      return conflict("MAC address " + n.mac + " is already used by " + ownerText(it->second, def.name));
   }
   return {};
 }

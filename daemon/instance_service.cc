@@ -162,8 +162,9 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
   std::optional<customize::CloudInitSpec> cloudInit;
   if (spec.cloudInit.is_object()) {
     json ci = spec.cloudInit;
-    if (!ci.contains("hostname")) ci["hostname"] = name;
-    if (!ci.contains("instance_id")) ci["instance_id"] = name + "-" + randomHex(4);
+    std::string plain(model::unqualifyName(name));  // a host name has no '_'
+    if (!ci.contains("hostname")) ci["hostname"] = plain;
+    if (!ci.contains("instance_id")) ci["instance_id"] = plain + "-" + randomHex(4);
     VMM_ASSIGN(cloudInit, cloudInitFromJson(ci));
   }
   std::optional<customize::CustomizeSpec> customization;
@@ -182,7 +183,7 @@ Result<DomainView> InstanceService::launchImpl(const model::LaunchSpec& spec, co
   if (projects_) {
     VMM_TRY(projects_->checkImage(project, image.name));
     VMM_TRY(projects_->checkPool(project, image.pool));
-    VMM_TRY(projects_->checkDefinition(project, def));
+    VMM_TRY(projects_->checkDefinition(project, def, {image.volume}));
     ProjectService::Claim c;
     c.domains = 1;
     c.vcpus = def.vcpus;

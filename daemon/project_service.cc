@@ -1,5 +1,7 @@
 #include "daemon/project_service.h"
 
+#include <algorithm>
+
 #include "base/log.h"
 #include "base/strings.h"
 #include "base/time_util.h"
@@ -64,12 +66,13 @@ Result<model::Project> ProjectService::create(model::Project p) {
     projects_.erase(p.name);
     return st.error();
   }
-  events_.publish("project", "projects/" + p.name, {{"event", "created"}});
+  events_.publish("project", "projects/" + p.name, {{"event", "created"}}, p.name);
   log::info("project created", {{"project", p.name}});
   return p;
 }
 
 Result<model::Project> ProjectService::update(const std::string& name, const json& changes) {
+  std::lock_guard change(changeMu_);
   VMM_ASSIGN(auto current, find(name));
   VMM_ASSIGN(auto next, model::mergeProject(current, changes));
   VMM_TRY(persist(next));
@@ -78,12 +81,13 @@ Result<model::Project> ProjectService::update(const std::string& name, const jso
     projects_[name] = next;
   }
   changed();  // a raised running limit lets waiting launches in
-  events_.publish("project", "projects/" + name, {{"event", "updated"}});
+  events_.publish("project", "projects/" + name, {{"event", "updated"}}, name);
   return next;
 }
 
 Status ProjectService::remove(const std::string& name, const std::vector<std::string>& inUseBy) {
   if (name == kDefaultProject) return conflict("the default project cannot be deleted");
+  std::lock_guard change(changeMu_);
   VMM_TRY(find(name));
   auto u = usage(name);
   if (u.domains > 0) return conflict("project " + name + " still has " + std::to_string(u.domains) + " domains");
@@ -100,7 +104,7 @@ Status ProjectService::remove(const std::string& name, const std::vector<std::st
     MutexLock lock(mu_);
     projects_.erase(name);
   }
-  events_.publish("project", "projects/" + name, {{"event", "deleted"}});
+  events_.publish("project", "projects/" + name, {{"event", "deleted"}}, name);
   log::info("project deleted", {{"project", name}});
   return {};
 }
@@ -147,6 +151,7 @@ void ProjectService::Reservation::release() {
 
 void ProjectService::give(const std::string& project, const Claim& c) {
   MutexLock lock(mu_);
+  released_[project]++;
   auto it = reserved_.find(project);
   if (it == reserved_.end()) return;
   it->second.domains -= c.domains;
@@ -156,35 +161,50 @@ void ProjectService::give(const std::string& project, const Claim& c) {
   if (it->second.domains == 0 && it->second.vcpus == 0 && it->second.memory == 0 && it->second.disk == 0) reserved_.erase(it);
 }
 
-Result<ProjectService::Reservation> ProjectService::reserve(const std::string& project, const Claim& claim) {
+Result<ProjectService::Reservation> ProjectService::reserve(const std::string& project, const Claim& asked) {
   VMM_ASSIGN(auto p, find(project));
   const auto& l = p.limits;
   if (!l.domains && !l.vcpus && !l.memory && !l.disk) return Reservation();
-  // Usage is read outside the lock (it takes the domain and pool locks); reservations made
-  // meanwhile are counted below, so the check errs only towards refusing.
-  auto u = usage(project);
-  MutexLock lock(mu_);
-  Claim held = reserved_.count(project) ? reserved_[project] : Claim{};
+  // A shrinking change frees nothing until it is done: its claim is none.
+  Claim claim{std::max<int64_t>(0, asked.domains), std::max<int64_t>(0, asked.vcpus), std::max<int64_t>(0, asked.memory), asked.disk};
   auto over = [&](const char* what, long double used, long double want, long double limit, bool bytes) -> Status {
     if (want <= 0 || used + want <= limit) return {};
     auto fmt = [&](long double v) {
       return bytes ? model::formatSize(static_cast<uint64_t>(std::max<long double>(0, v))) : std::to_string(static_cast<int64_t>(v));
     };
     return Error{ErrorCode::conflict, "project " + project + ": limits." + what + " is " + fmt(limit) + "; " + fmt(used) +
-                                                " in use and " + fmt(want) + " more asked for"};
+                                          " in use and " + fmt(want) + " more asked for"};
   };
-  if (l.domains) VMM_TRY(over("domains", u.domains + held.domains, claim.domains, *l.domains, false));
-  if (l.vcpus) VMM_TRY(over("vcpus", u.vcpus + held.vcpus, claim.vcpus, *l.vcpus, false));
-  if (l.memory)
-    VMM_TRY(over("memory", static_cast<long double>(u.memory) + held.memory, claim.memory, static_cast<long double>(*l.memory), true));
-  if (l.disk)
-    VMM_TRY(over("disk", static_cast<long double>(u.disk) + held.disk, claim.disk, static_cast<long double>(*l.disk), true));
-  Claim& r = reserved_[project];
-  r.domains += claim.domains;
-  r.vcpus += claim.vcpus;
-  r.memory += claim.memory;
-  r.disk += claim.disk;
-  return Reservation(this, project, claim);
+  // Usage is read outside the lock (it takes the domain and pool locks). Reservations made
+  // meanwhile are counted below; one that ended meanwhile may have ended after its object
+  // became visible but before the read saw it: then the read is repeated (and after a few
+  // tries the call is refused rather than let past a limit).
+  for (int attempt = 0;; ++attempt) {
+    uint64_t before = 0;
+    {
+      MutexLock lock(mu_);
+      before = released_[project];
+    }
+    auto u = usage(project);
+    MutexLock lock(mu_);
+    if (released_[project] != before) {
+      if (attempt < 8) continue;
+      return unavailable("project " + project + " is changing too fast to count its usage; try again");
+    }
+    Claim held = reserved_.count(project) ? reserved_[project] : Claim{};
+    if (l.domains) VMM_TRY(over("domains", u.domains + held.domains, claim.domains, *l.domains, false));
+    if (l.vcpus) VMM_TRY(over("vcpus", u.vcpus + held.vcpus, claim.vcpus, *l.vcpus, false));
+    if (l.memory)
+      VMM_TRY(over("memory", static_cast<long double>(u.memory) + held.memory, claim.memory, static_cast<long double>(*l.memory), true));
+    if (l.disk)
+      VMM_TRY(over("disk", static_cast<long double>(u.disk) + held.disk, claim.disk, static_cast<long double>(*l.disk), true));
+    Claim& r = reserved_[project];
+    r.domains += claim.domains;
+    r.vcpus += claim.vcpus;
+    r.memory += claim.memory;
+    r.disk += claim.disk;
+    return Reservation(this, project, claim);
+  }
 }
 
 Status ProjectService::checkPool(const std::string& project, const std::string& pool) const {
@@ -210,10 +230,12 @@ Status ProjectService::checkImage(const std::string& project, const std::string&
                           join(p.restrictions.images, ", ") + ")");
 }
 
-Status ProjectService::checkDefinition(const std::string& project, const model::Domain& def) const {
+Status ProjectService::checkDefinition(const std::string& project, const model::Domain& def,
+                                       const std::vector<std::string>& shared) const {
   for (size_t i = 0; i < def.disks.size(); ++i) {
     const auto& src = def.disks[i].source;
     if (!src.isVolume()) continue;
+    if (std::find(shared.begin(), shared.end(), src.volume) != shared.end()) continue;
     if (!model::inProject(src.volume, project))
       return permissionDenied("disks[" + std::to_string(i) + "].source.volume: not a volume of project " + project);
     if (auto st = checkPool(project, src.pool); !st.ok()) return st.error().wrap("disks[" + std::to_string(i) + "].source.pool");

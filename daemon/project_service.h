@@ -10,6 +10,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -72,7 +73,9 @@ class ProjectService {
 
   // The project's restrictions applied to a definition (allowed pools and networks; host
   // references in a restricted project are refused by the caller's role check).
-  Status checkDefinition(const std::string& project, const model::Domain& def) const;
+  // `shared`: volumes the definition may use although they are not the project's (a launched
+  // default-project image's own ISO).
+  Status checkDefinition(const std::string& project, const model::Domain& def, const std::vector<std::string>& shared = {}) const;
   Status checkPool(const std::string& project, const std::string& pool) const;
   Status checkNetwork(const std::string& project, const std::string& network) const;
   Status checkImage(const std::string& project, const std::string& qualifiedImage) const;
@@ -98,6 +101,10 @@ class ProjectService {
   mutable Mutex mu_;
   std::map<std::string, model::Project> projects_ VMM_GUARDED_BY(mu_);
   std::map<std::string, Claim> reserved_ VMM_GUARDED_BY(mu_);
+  // Bumped whenever a reservation ends: a usage read before it may have missed what it held.
+  std::map<std::string, uint64_t> released_ VMM_GUARDED_BY(mu_);
+  // Serialises project changes (read, merge, commit) and deletions; never held with mu_ waiting on it.
+  std::mutex changeMu_;
   // One line per project, made on first use and kept (tickets point at it).
   std::map<std::string, std::unique_ptr<CapacityGate>> gates_ VMM_GUARDED_BY(mu_);
 };

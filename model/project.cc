@@ -15,6 +15,12 @@ Status validateProjectName(std::string_view name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && i > 0);
     if (!ok) return invalidArgument("project name " + quote(name) + ": only a-z, 0-9 and '-' (not first) are allowed");
   }
+  // The project's names begin "_<project>_": LVM refuses logical volumes whose names hold
+  // "_cdata", "_mlog" and the like, so no project may begin with one of those words.
+  for (std::string_view word : {"cdata", "cmeta", "corig", "cpool", "cvol", "iorig", "mimage", "mlog", "pmspare", "rimage", "rmeta",
+                                "tdata", "tmeta", "vdata", "vorigin", "wcorig"})
+    if (name.substr(0, word.size()) == word)
+      return invalidArgument("project name " + quote(name) + " begins with " + quote(word) + ", a word LVM reserves in volume names");
   return {};
 }
 
@@ -145,6 +151,23 @@ std::string_view projectOfObject(std::string_view object) {
     i = end + 1;
   }
   return kDefaultProject;
+}
+
+std::string qualifyObject(std::string_view object, std::string_view project) {
+  if (project.empty() || project == kDefaultProject) return std::string(object);
+  std::string out;
+  bool nameNext = false;
+  size_t i = 0;
+  while (i <= object.size()) {
+    size_t end = object.find('/', i);
+    if (end == std::string_view::npos) end = object.size();
+    std::string_view seg = object.substr(i, end - i);
+    if (!out.empty() || i > 0) out += '/';
+    out += nameNext ? qualifyName(project, seg) : std::string(seg);
+    nameNext = seg == "domains" || seg == "volumes" || seg == "images";
+    i = end + 1;
+  }
+  return out;
 }
 
 bool allowedBy(const std::vector<std::string>& list, std::string_view name) {

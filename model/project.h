@@ -47,6 +47,9 @@ void unqualifyJson(json& j, std::string_view project);
 // The project of an object path ("domains/_ci_web", "pools/p/volumes/_ci_disk"): that of its
 // first qualified segment, else the default project.
 std::string_view projectOfObject(std::string_view object);
+// An object path a caller of `project` gives ("domains/web") as vmmd names it: each name after
+// "domains/", "volumes/" or "images/" qualified.
+std::string qualifyObject(std::string_view object, std::string_view project);
 
 struct ProjectLimits {
   std::optional<int64_t> domains;      // defined domains

@@ -44,6 +44,7 @@ void addWarnings(Reply& r, const std::vector<std::string>& warnings) {
 // Start and restore are one operation on the service: a start, from a state file or not.
 AsyncWork startWork(Services& s, const std::string& name, const StartParams& sp) {
   return AsyncWork{"domains/" + name, [&s, name, sp](OperationContext&) -> Result<json> {
+                     VMM_ASSIGN(auto slot, runningSlot(s, name));
                      VMM_ASSIGN(auto v, s.domains.start(name, sp));
                      return formatDomainView(v, false);
                    }};
@@ -123,7 +124,8 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     claim.release();
     std::string name = v.def->name;
     if (flag(p, "start", false)) {
-      if (auto st = s.projects.checkRunning(ctx.project); !st.ok()) return st.error().wrap("defined " + name + ", but");
+      auto slot = runningSlot(s, name);
+      if (!slot.ok()) return slot.error().wrap("defined " + name + ", but");
       auto started = s.domains.start(name);
       if (!started.ok()) return started.error().wrap("defined " + name + ", but");
       v = *started;
@@ -138,6 +140,10 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     VMM_ASSIGN(auto v, s.domains.get(nameOf(p)));
     model::Domain shown = *v.def;
     shown.name = model::unqualifyName(shown.name);
+    for (auto& d : shown.disks)
+      if (d.source.isVolume()) d.source.volume = model::unqualifyName(d.source.volume);
+    if (shown.container && shown.container->rootfs.isVolume())
+      shown.container->rootfs.volume = model::unqualifyName(shown.container->rootfs.volume);
     VMM_ASSIGN(auto xml, model::exportLibvirtXml(shown));
     return Reply(json{{"name", shown.name}, {"xml", std::move(xml)}});
   });

@@ -94,15 +94,21 @@ void bindImageHandlers(Registry& reg, Services& s) {
     }
     return Reply(std::move(out));
   });
-  reg.bind("image.get", [&s](const CallContext&, const json& p) -> Result<Reply> {
-    VMM_ASSIGN(auto i, s.images.get(str(p, "name")));
-    return Reply(model::formatImage(i));
+  reg.bind("image.get", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
+    // The project's own, else the default project's (listed to every project, launchable by it).
+    std::string name = str(p, "name");
+    auto i = s.images.get(name);
+    if (!i.ok() && ctx.project != model::kDefaultProject) i = s.images.get(std::string(model::unqualifyName(name)));
+    if (!i.ok()) return i.error();
+    json j = model::formatImage(*i);
+    j["project"] = model::projectOf(i->name);
+    return Reply(std::move(j));
   });
   reg.bindAsync("image.import", [&s](const CallContext& ctx, const json& p) -> Result<AsyncWork> {
     for (const char* field : {"file", "kernel", "initrd"})
       if (!str(p, field).empty()) VMM_TRY(requireAdminFor(ctx, field));
     VMM_ASSIGN(auto spec, model::parseImageImportSpec(p));
-    spec.publicUrlOnly = !ctx.may(Role::admin);
+    spec.publicUrlOnly = !ctx.mayTouchHost();
     if (!spec.domainTemplate.is_null() && !ctx.mayTouchHost()) {
       // Launches copy the template into their definitions: it may not name the host either.
       VMM_ASSIGN(auto probe, model::domainTemplateProbe(spec.domainTemplate, false));

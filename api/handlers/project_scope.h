@@ -25,6 +25,12 @@ inline Status scopeDefinition(Services& s, const CallContext& ctx, model::Domain
   return s.projects.checkDefinition(ctx.project, def);
 }
 
+// A running slot of the domain's project (limits.running) for a start about to happen, or why
+// there is none; held until the domain runs (then it is counted as running).
+inline Result<CapacityGate::Ticket> runningSlot(Services& s, const std::string& domain) {
+  return s.projects.admitRunning(std::string(model::projectOf(domain)), Deadline::after(Millis(0)), nullptr);
+}
+
 // An image a launch names: the project's own, else a shared one of the default project.
 inline Result<std::string> scopedImage(Services& s, const CallContext& ctx, const std::string& name) {
   VMM_ASSIGN(auto own, scopedName(ctx, name, "image"));

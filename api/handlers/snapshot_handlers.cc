@@ -1,4 +1,5 @@
 // Domain snapshots: taking, reverting and deleting are operations (they can take seconds).
+#include "api/handlers/project_scope.h"
 #include "api/registry.h"
 #include "api/services.h"
 #include "model/snapshot.h"
@@ -49,8 +50,17 @@ void bindSnapshotHandlers(Registry& reg, Services& s) {
   });
   reg.bindAsync("snapshot.revert", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
     std::string domain = str(p, "name"), snapshot = str(p, "snapshot");
-    if (auto snap = s.domains.snapshotGet(domain, snapshot); !snap.ok()) return snap.error();
-    return AsyncWork{"domains/" + domain, [&s, domain, snapshot](OperationContext&) -> Result<json> {
+    auto snap = s.domains.snapshotGet(domain, snapshot);
+    if (!snap.ok()) return snap.error();
+    bool starts = snap->memory;  // a shut-off domain reverted to a running state starts
+    return AsyncWork{"domains/" + domain, [&s, domain, snapshot, starts](OperationContext&) -> Result<json> {
+                       CapacityGate::Ticket slot;
+                       if (starts) {
+                         VMM_ASSIGN(auto before, s.domains.get(domain));
+                         if (!model::isActive(before.status.state)) {
+                           VMM_ASSIGN(slot, runningSlot(s, domain));
+                         }
+                       }
                        VMM_ASSIGN(auto v, s.domains.snapshotRevert(domain, snapshot));
                        return formatDomainView(v, false);
                      }};

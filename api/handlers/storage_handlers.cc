@@ -88,7 +88,11 @@ void bindStorageHandlers(Registry& reg, Services& s) {
       if (auto b = scopedName(ctx, spec->backingVolume, "volume"); b.ok()) spec->backingVolume = *b;
       else return b.error().wrap("backing_volume");
     }
-    VMM_ASSIGN(auto claim, s.projects.reserve(ctx.project, {0, 0, 0, spec->capacity}));
+    // A linked clone without a capacity of its own takes its backing volume's.
+    uint64_t bytes = spec->capacity;
+    if (!spec->backingVolume.empty())
+      if (auto b = s.pools.getVolume(str(p, "pool"), spec->backingVolume); b.ok()) bytes = std::max(bytes, b->capacity);
+    VMM_ASSIGN(auto claim, s.projects.reserve(ctx.project, {0, 0, 0, bytes}));
     VMM_ASSIGN(auto v, s.pools.createVolume(str(p, "pool"), *spec));
     Reply r(model::formatVolume(v), 201);
     r.headers.emplace_back("Location", "/v1/pools/" + str(p, "pool") + "/volumes/" + std::string(model::unqualifyName(v.name)));

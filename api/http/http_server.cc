@@ -879,6 +879,7 @@ void HttpServer::startEvents(const ConnPtr& c) {
   CallContext scoped = c->ctx;
   if (auto st = registry_.enterProject(scoped, scope); !st.ok()) return respondError(c, 0, st.error(), false);
   if (!scoped.allProjects) filter.project = scoped.project;
+  filter.object = model::qualifyObject(filter.object, scoped.project);
   filter.guestOutput = c->ctx.may(Role::operate);
   filter.accessRecords = c->ctx.may(Role::admin);
   if (!takeStreamSlot(c))

@@ -151,7 +151,9 @@ void RpcServer::accept(int listenFd, bool readOnly) {
         continue;
       }
       c->ctx.role = *role;
-      if (*role == Role::operate) c->ctx.boundProject = options_.operatorProject;
+      // Operators are bound on either socket: the read-only one must not be their way out.
+      if (*role != Role::admin && options_.operatorGroup != static_cast<gid_t>(-1) && peerInGroup(*cred, options_.operatorGroup))
+        c->ctx.boundProject = options_.operatorProject;
     } else if (!readOnly) {
       refuse(c->fd.release(), "?", "vmmd cannot tell who you are (SO_PEERCRED failed)", ErrorCode::permission_denied);
       continue;
@@ -571,6 +573,7 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
     CallContext scoped = c->ctx;
     if (auto st = registry_.enterProject(scoped, scope); !st.ok()) return reply(st.error());
     if (!scoped.allProjects) filter.project = scoped.project;
+    filter.object = model::qualifyObject(filter.object, scoped.project);
     filter.guestOutput = c->ctx.may(Role::operate);
     filter.accessRecords = c->ctx.may(Role::admin);
     auto& usage = usage_[c->usageKey];

@@ -202,25 +202,41 @@ TEST(Access, PlainHttpOnlyOnLoopbackAndForTheNamesItAnswersTo) {
   }
 }
 
-TEST(Access, SocketUsersOfTheOperatorGroupAreOperators) {
-  VmmdProcess vmmd("", {"--socket-group", "root", "--operator-group", "users"});
+namespace {
+
+// vmctl run as uid 65534 in `groups` ("": none) against `vmmd`'s read-write socket.
+CommandResult vmctlAsNobody(const VmmdProcess& vmmd, const std::string& groups, std::vector<std::string> args,
+                            const std::string& input = "") {
+  std::vector<std::string> argv = {"setpriv", "--reuid=65534", "--regid=65534",
+                                   groups.empty() ? "--clear-groups" : "--groups=" + groups, testutil::vmctlBinary(),
+                                   "-c", vmmd.socketPath()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  RunOptions o;
+  o.env["HOME"] = "/tmp";
+  o.stdinData = input;
+  auto r = runCommand(argv, o);
+  return r.ok() ? *r : CommandResult{};
+}
+
+// Starts `vmmd` with its directories open to uid 65534 (whom vmmd itself then judges).
+void openToNobody(VmmdProcess& vmmd) {
   ASSERT_EQ(::chmod(vmmd.dir().c_str(), 0755), 0);
   ASSERT_TRUE(vmmd.start().ok()) << vmmd.log();
   ASSERT_EQ(::chmod((vmmd.dir() + "/run").c_str(), 0755), 0);
   ASSERT_EQ(::chmod(testutil::vmctlBinary().c_str(), 0755), 0);
+}
+
+}  // namespace
+
+TEST(Access, SocketUsersOfTheOperatorGroupAreOperators) {
+  VmmdProcess vmmd("", {"--socket-group", "root", "--operator-group", "users"});
+  openToNobody(vmmd);
+  if (HasFatalFailure()) return;
   struct stat st;
   ASSERT_EQ(::stat(vmmd.socketPath().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0666u);  // two groups: vmmd decides, by SO_PEERCRED and SO_PEERGROUPS
   auto as = [&](const std::string& groups, std::vector<std::string> args, const std::string& input = "") {
-    std::vector<std::string> argv = {"setpriv", "--reuid=65534", "--regid=65534",
-                                     groups.empty() ? "--clear-groups" : "--groups=" + groups, testutil::vmctlBinary(),
-                                     "-c", vmmd.socketPath()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    RunOptions o;
-    o.env["HOME"] = "/tmp";
-    o.stdinData = input;
-    auto r = runCommand(argv, o);
-    return r.ok() ? *r : CommandResult{};
+    return vmctlAsNobody(vmmd, groups, std::move(args), input);
   };
   auto r = as("100", {"host", "info", "-o", "json"});
   ASSERT_EQ(r.exitCode, 0) << r.err;
@@ -237,6 +253,32 @@ TEST(Access, SocketUsersOfTheOperatorGroupAreOperators) {
   // Root is still admin.
   auto mine = vmmd.vmctl({"host", "info", "-o", "json"});
   EXPECT_EQ(json::parse(mine.out)["caller"]["role"], "admin");
+}
+
+TEST(Access, SocketOperatorsAreBoundToTheOperatorProject) {
+  VmmdProcess vmmd("", {"--socket-group", "root", "--operator-group", "users", "--operator-project", "ci"});
+  openToNobody(vmmd);
+  if (HasFatalFailure()) return;
+  // Until the project exists its operators can do nothing.
+  auto r = vmctlAsNobody(vmmd, "100", {"list"});
+  EXPECT_NE(r.err.find("project \"ci\" not found"), std::string::npos) << r.err;
+  ASSERT_EQ(vmmd.vmctl({"project", "create", "ci"}).exitCode, 0);
+  ASSERT_EQ(vmmd.vmctl({"define", "-"}, R"({"name":"prod","type":"test"})").exitCode, 0);
+  r = vmctlAsNobody(vmmd, "100", {"define", "-"}, R"({"name":"mine","type":"test"})");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  r = vmctlAsNobody(vmmd, "100", {"-o", "json", "list", "--all"});
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  auto listed = json::parse(r.out, nullptr, false);
+  ASSERT_EQ(listed.size(), 1u) << r.out;
+  EXPECT_EQ(listed[0]["name"], "mine");
+  EXPECT_EQ(listed[0]["project"], "ci");
+  r = vmctlAsNobody(vmmd, "100", {"--project", "default", "list"});
+  EXPECT_NE(r.err.find("is bound to project ci"), std::string::npos) << r.err;
+  EXPECT_NE(vmctlAsNobody(vmmd, "100", {"undefine", "prod"}).exitCode, 0);
+  // Root is not bound: the operator's domain is in ci, the default project's stays.
+  EXPECT_EQ(vmmd.vmctl({"--project", "ci", "info", "mine"}).exitCode, 0);
+  EXPECT_EQ(vmmd.vmctl({"info", "prod"}).exitCode, 0);
+  EXPECT_NE(vmmd.vmctl({"info", "mine"}).exitCode, 0);
 }
 
 TEST(Access, TlsClientCertificatesArePrincipalsByTheirFingerprint) {

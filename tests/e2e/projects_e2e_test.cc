@@ -139,6 +139,8 @@ TEST_F(Projects, AnOperatorOfOneProjectCannotSeeOrTouchAnother) {
   ASSERT_TRUE(events);
   auto stream = events->subscribe({"domain"}, "");
   ASSERT_TRUE(stream.ok()) << stream.error().message;
+  auto byObject = events->subscribe({}, "domains/job1");  // an object filter in the project's names
+  ASSERT_TRUE(byObject.ok()) << byObject.error().message;
   std::this_thread::sleep_for(Millis(200));
 
   // Its own project works as anywhere.
@@ -222,6 +224,31 @@ TEST_F(Projects, AnOperatorOfOneProjectCannotSeeOrTouchAnother) {
   }
   EXPECT_NE(std::find(seen.begin(), seen.end(), "domains/job1"), seen.end()) << join(seen, " ");
   for (const auto& o : seen) EXPECT_EQ(o.find("prod"), std::string::npos) << o;
+  auto first = (*byObject)->next(Deadline::after(Millis(3000)));
+  ASSERT_TRUE(first.ok() && *first) << "no event through the object filter";
+  EXPECT_EQ((**first)["object"], "domains/job1");
+
+  // Bound to ci, even an admin token acts on ci's objects only: not on the host's pools,
+  // networks, tokens, projects or audit trail.
+  std::string ciAdmin = token("ci-admin", "admin", "ci");
+  EXPECT_EQ(send(ciAdmin, "GET", "/v1/pools").status, 200);
+  for (auto [method, path, body] : {std::tuple<const char*, const char*, json>{"PUT", "/v1/projects/ci", {{"restrictions", {{"restricted", false}}}}},
+                                    {"POST", "/v1/tokens", {{"name", "escape"}, {"role", "admin"}}},
+                                    {"GET", "/v1/audit", nullptr},
+                                    {"GET", "/v1/tokens", nullptr},
+                                    {"POST", "/v1/pools", {{"name", "etc"}, {"type", "dir"}, {"path", "/etc"}}},
+                                    {"GET", "/v1/networks/default/leases", nullptr}}) {
+    a = send(ciAdmin, method, path, body);
+    EXPECT_EQ(a.status, 403) << method << " " << path << " " << a.body;
+    EXPECT_NE(a.message().find("is bound to project ci"), std::string::npos) << a.body;
+  }
+  // And in a restricted project it names no host path and reaches no private address either.
+  a = send(ciAdmin, "POST", "/v1/domains", {{"name", "h"}, {"type", "test"}, {"boot", {{"kernel", "/boot/vmlinuz"}}}});
+  EXPECT_EQ(a.status, 403) << a.body;
+  a = send(ciAdmin, "POST", "/v1/images", {{"name", "inside"}, {"url", "https://127.0.0.1:1/x.img"}});
+  ASSERT_EQ(a.status, 202) << a.body;
+  json refusedImport = waitFor(ciAdmin, a.body);
+  EXPECT_NE(refusedImport.dump().find("not a public address"), std::string::npos) << refusedImport;
 
   // The audit trail shows the project of each call, and its object as that project names it.
   json audit = send(admin, "GET", "/v1/audit?principal=token%20ci-op&method=domain.create").body;
@@ -283,6 +310,8 @@ TEST_F(Projects, QuotasRefuseWhatWouldPassThem) {
   a = send(ciOperator, "POST", "/v1/pools/default/volumes", {{"name", "v2"}, {"capacity", "2MiB"}});
   EXPECT_EQ(a.status, 409);
   EXPECT_NE(a.message().find("limits.disk"), std::string::npos) << a.body;
+  a = send(ciOperator, "POST", "/v1/pools/default/volumes", {{"name", "c1"}, {"backing_volume", "v1"}});
+  EXPECT_EQ(a.status, 409) << "a linked clone counts with its backing volume's capacity: " << a.body;
   a = send(ciOperator, "POST", "/v1/pools/default/volumes/v1/resize", {{"capacity", "4MiB"}});
   EXPECT_EQ(a.status, 409) << a.body;
   // The default project has no limits: the same calls pass there.
@@ -315,6 +344,10 @@ TEST_F(Projects, LaunchesQueueInTheirProjectsLine) {
   auto elsewhere = send(admin, "POST", "/v1/launch", {{"image", "base"}, {"name", "one"}});
   ASSERT_EQ(elsewhere.status, 202);
   EXPECT_EQ(waitFor(admin, elsewhere.body)["status"], "succeeded");
+  // Its cloud-init seed names the domain as the project knows it (a host name has no '_').
+  auto seeded = send(ciOperator, "POST", "/v1/launch", {{"image", "base"}, {"name", "seeded"}, {"start", false}, {"cloud_init", json::object()}});
+  ASSERT_EQ(seeded.status, 202) << seeded.body;
+  EXPECT_EQ(waitFor(ciOperator, seeded.body)["status"], "succeeded") << waitFor(ciOperator, seeded.body);
   // A plain start past the limit is refused rather than queued.
   ASSERT_EQ(send(ciOperator, "POST", "/v1/domains", {{"name", "three"}, {"type", "test"}}).status, 201);
   auto refused = send(ciOperator, "POST", "/v1/domains/three/start");
@@ -324,9 +357,32 @@ TEST_F(Projects, LaunchesQueueInTheirProjectsLine) {
   ASSERT_EQ(send(ciOperator, "POST", "/v1/domains/one/destroy").status, 200);
   EXPECT_EQ(waitFor(ciOperator, second.body)["status"], "succeeded");
   EXPECT_EQ(send(ciOperator, "GET", "/v1/domains/two").body["state"], "running");
+  // A launch past a quota fails before it makes anything.
+  ASSERT_EQ(send(admin, "PUT", "/v1/projects/ci", {{"limits", {{"domains", 3}}}}).status, 200);
+  auto past = send(ciOperator, "POST", "/v1/launch", {{"image", "base"}, {"name", "four"}, {"start", false}});
+  ASSERT_EQ(past.status, 202) << past.body;
+  json failed = waitFor(ciOperator, past.body);
+  EXPECT_EQ(failed["status"], "failed") << failed;
+  EXPECT_NE(failed.dump().find("limits.domains is 3"), std::string::npos) << failed;
+  EXPECT_EQ(send(ciOperator, "GET", "/v1/domains/four").status, 404);
   // The launched domain's volume is the project's.
   json vols = send(ciOperator, "GET", "/v1/pools/" + send(admin, "GET", "/v1/images/base").body["pool"].get<std::string>() + "/volumes").body;
   EXPECT_TRUE(namesOf(vols).count("?/two-root.qcow2")) << vols;
+  EXPECT_FALSE(namesOf(vols).count("?/four-root.qcow2")) << vols;
+  // Starts that race for the last slot: one gets it.
+  ASSERT_EQ(send(ciOperator, "POST", "/v1/domains/two/destroy").status, 200);
+  ASSERT_EQ(send(admin, "PUT", "/v1/projects/ci", {{"limits", {{"domains", nullptr}}}}).status, 200);
+  ASSERT_EQ(send(ciOperator, "POST", "/v1/domains", {{"name", "r2"}, {"type", "test"}}).status, 201);
+  Answer starts[2];
+  std::thread other([&] { starts[1] = send(ciOperator, "POST", "/v1/domains/r2/start"); });
+  starts[0] = send(ciOperator, "POST", "/v1/domains/three/start");
+  other.join();
+  int running = 0;
+  for (auto& st : starts) {
+    if (st.status == 202) running += waitFor(ciOperator, st.body)["status"] == "succeeded";
+  }
+  EXPECT_EQ(running, 1);
+  EXPECT_EQ(send(ciOperator, "GET", "/v1/projects/ci").body["usage"]["running"], 1);
 }
 
 TEST_F(Projects, VmctlActsInTheProjectItIsGiven) {
