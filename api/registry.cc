@@ -136,11 +136,16 @@ Status Registry::enterProject(CallContext& ctx, json& params) const {
   VMM_TRY(model::validateProjectName(wanted));
   std::optional<model::Project> project;
   if (projects_) project = projects_(wanted);
-  else if (wanted == model::kDefaultProject) project = model::Project{wanted, "", {false, {}, {}, {}}, {}, 0};
+  else if (wanted == model::kDefaultProject) {
+    project = model::Project();
+    project->name = wanted;
+    project->restrictions.restricted = false;
+  }
   if (!project) return notFound("project " + quote(wanted) + " not found");
   ctx.project = wanted;
   ctx.allProjects = all;
   ctx.restricted = project->restrictions.restricted;
+  ctx.allowedBridges = project->restrictions.bridges;
   return {};
 }
 

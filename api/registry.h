@@ -37,6 +37,7 @@ struct CallContext {
   std::string project = "default";  // where the call acts (model/project.h)
   bool allProjects = false;         // a list over every project
   bool restricted = false;          // the project refuses host references to every role
+  std::vector<std::string> allowedBridges;  // host bridges the project's NICs may join anyway
   bool may(Role needed) const { return role >= needed; }
   // Whether the call may name host paths and host-side devices: admins, outside restricted
   // projects.

@@ -1,5 +1,7 @@
 #include "model/project.h"
 
+#include <algorithm>
+
 #include "base/strings.h"
 #include "base/time_util.h"
 #include "model/names.h"
@@ -170,6 +172,17 @@ std::string qualifyObject(std::string_view object, std::string_view project) {
   return out;
 }
 
+Domain withBridgesAllowed(const Domain& d, const std::vector<std::string>& allowedBridges) {
+  Domain probe = d;
+  for (auto& n : probe.nics) {
+    if (n.type != NicType::bridge || std::find(allowedBridges.begin(), allowedBridges.end(), n.bridge) == allowedBridges.end()) continue;
+    n.type = NicType::network;
+    n.network = "allowed-bridge";
+    n.bridge.clear();
+  }
+  return probe;
+}
+
 bool allowedBy(const std::vector<std::string>& list, std::string_view name) {
   if (list.empty()) return true;
   for (const auto& n : list)
@@ -227,6 +240,13 @@ Result<Project> parseProject(const json& j) {
     readNames(rr, "pools", p.restrictions.pools);
     readNames(rr, "networks", p.restrictions.networks);
     readNames(rr, "images", p.restrictions.images);
+    rr.array("bridges", kMaxListed, [&p](const json& item, size_t) -> std::string {
+      if (!item.is_string()) return "expected a bridge name, got " + jsonTypeName(item);
+      auto st = validateIfName(item.get<std::string>());
+      if (!st.ok()) return st.error().message;
+      p.restrictions.bridges.push_back(item.get<std::string>());
+      return "";
+    });
   });
   r.object("limits", [&](JsonReader& lr) {
     readLimit(lr, "domains", p.limits.domains, false);
@@ -260,7 +280,8 @@ json formatProject(const Project& p) {
                {{"restricted", p.restrictions.restricted},
                 {"pools", p.restrictions.pools},
                 {"networks", p.restrictions.networks},
-                {"images", p.restrictions.images}}},
+                {"images", p.restrictions.images},
+                {"bridges", p.restrictions.bridges}}},
               {"limits", limits}};
   if (p.createdUs) out["created"] = formatTimestamp(p.createdUs);
   return out;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "model/domain.h"
 #include "model/json_reader.h"
 
 namespace vmm::model {
@@ -67,6 +68,9 @@ struct ProjectRestrictions {
   // Empty: any. Otherwise only these pools (volumes, disks), networks (NICs) and default-project
   // images (launches; the project's own images are always allowed).
   std::vector<std::string> pools, networks, images;
+  // Host bridges its NICs may join although a bridge is a host device (empty: none). Only
+  // plain NICs: one that also mirrors, forwards host ports or picks its tap stays the host's.
+  std::vector<std::string> bridges;
 };
 
 struct Project {
@@ -83,6 +87,10 @@ json formatProject(const Project& p);
 // Applies the keys present in `changes` (description, restrictions, limits; null clears a
 // limit) to `p`.
 Result<Project> mergeProject(const Project& p, const json& changes);
+
+// `d` with its NICs on `allowedBridges` taken for network NICs: what remains of its host
+// references once a project's allowed bridges are granted.
+Domain withBridgesAllowed(const Domain& d, const std::vector<std::string>& allowedBridges);
 
 bool allowedBy(const std::vector<std::string>& list, std::string_view name);
 

@@ -8,6 +8,7 @@
 #include "model/domain.h"
 #include "model/libvirt_xml.h"
 #include "model/names.h"
+#include "model/project.h"
 
 namespace vmm::api {
 
@@ -117,7 +118,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
   reg.bind("domain.create", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
     std::vector<std::string> warnings;
     VMM_ASSIGN(auto def, definitionParam(p, &warnings));
-    if (!ctx.mayTouchHost()) VMM_TRY(requireAdminFor(ctx, model::hostReferences(def)));
+    if (!ctx.mayTouchHost()) VMM_TRY(requireAdminFor(ctx, model::hostReferences(model::withBridgesAllowed(def, ctx.allowedBridges))));
     VMM_TRY(scopeDefinition(s, ctx, def));
     VMM_ASSIGN(auto claim, s.projects.reserve(ctx.project, {1, def.vcpus, static_cast<int64_t>(def.memory), 0}));
     VMM_ASSIGN(auto v, s.domains.create(std::move(def)));
@@ -161,7 +162,7 @@ void bindDomainHandlers(Registry& reg, Services& s) {
     if (!ctx.mayTouchHost()) {
       // Host references the domain already has (an admin set them) may stay; new ones may not.
       VMM_TRY(refuseHostRootFor(ctx, *current.def, "changing"));
-      VMM_TRY(requireAdminFor(ctx, model::addedHostReferences(def, current.def.get())));
+      VMM_TRY(requireAdminFor(ctx, model::addedHostReferences(model::withBridgesAllowed(def, ctx.allowedBridges), current.def.get())));
     }
     // The update applies only to the generation checked (its quota and host references).
     if (gen && *gen != current.generation)
@@ -304,7 +305,8 @@ void bindDomainHandlers(Registry& reg, Services& s) {
       return invalidArgument(msg);
     }
     if (!ctx.mayTouchHost()) {
-      if (auto refs = model::hostReferences(*parsed); !refs.empty()) VMM_TRY(requireAdminFor(ctx, "nic" + refs.front().field.substr(7)));
+      auto refs = model::hostReferences(model::withBridgesAllowed(*parsed, ctx.allowedBridges));
+      if (!refs.empty()) VMM_TRY(requireAdminFor(ctx, "nic" + refs.front().field.substr(7)));
     }
     if (!parsed->nics[0].network.empty()) {
       if (auto st = s.projects.checkNetwork(ctx.project, parsed->nics[0].network); !st.ok()) return st.error().wrap("nic.network");

@@ -143,6 +143,7 @@ void addProjectOptions(CLI::App* c, ProjectOptions& o) {
   add("networks", "only these networks, comma-separated (\"\": any)", "LIST");
   add("images", "only these images of the default project, comma-separated (\"\": any; its own images are always allowed)",
       "LIST");
+  add("bridges", "host bridges its NICs may join, comma-separated (\"\": none)", "LIST");
   add("limit-domains", "at most this many defined domains (none: no limit)", "N");
   add("limit-vcpus", "at most this many vCPUs over its domains (none: no limit)", "N");
   add("limit-memory", "at most this much memory over its domains, e.g. 16GiB (none: no limit)", "SIZE");
@@ -155,7 +156,7 @@ Result<json> projectFields(const ProjectOptions& o) {
   json out = json::object(), restrictions = json::object(), limits = json::object();
   if (auto* d = o.given("description")) out["description"] = *d;
   if (o.restricted || o.unrestricted) restrictions["restricted"] = o.restricted;
-  for (const char* key : {"pools", "networks", "images"})
+  for (const char* key : {"pools", "networks", "images", "bridges"})
     if (auto* v = o.given(key)) restrictions[key] = split(*v, ',', true);
   for (const char* key : kLimits) {
     std::string option = std::string("limit-") + key;

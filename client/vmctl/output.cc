@@ -164,6 +164,7 @@ void printProjectInfo(const json& p) {
                {"Pools", namesText(r, "pools")},
                {"Networks", namesText(r, "networks")},
                {"Shared images", namesText(r, "images")},  // the default project's; its own are always allowed
+               {"Host bridges", r.value("bridges", json::array()).empty() ? std::string("none") : namesText(r, "bridges")},
                {"Domains", usageText(p, "domains", false)},
                {"Running", usageText(p, "running", false)},
                {"vCPUs", usageText(p, "vcpus", false)},

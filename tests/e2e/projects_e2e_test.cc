@@ -280,6 +280,23 @@ TEST_F(Projects, RestrictedProjectsRefuseHostPathsToEveryRole) {
            {{"name", "n"}, {"type", "test"}, {"nics", {{{"type", "network"}, {"network", "default"}}}}});
   EXPECT_EQ(a.status, 403);
   EXPECT_NE(a.message().find("may not use network \"default\""), std::string::npos) << a.body;
+  // Allowed bridges: a plain NIC on one is no host reference in the project; another bridge, or
+  // a NIC there that also picks its host tap, still is.
+  makeProject({{"name", "bridged"}, {"restrictions", {{"bridges", {"br-lab"}}}}});
+  std::string bridgedOp = token("bridged-op", "operator", "bridged");
+  auto nicOn = [](const std::string& bridge, json extra = json::object()) {
+    json nic = {{"type", "bridge"}, {"bridge", bridge}};
+    nic.update(extra);
+    return json{{"name", "b-" + std::to_string(std::hash<std::string>{}(nic.dump()) % 1000)}, {"type", "test"}, {"nics", {nic}}};
+  };
+  EXPECT_EQ(send(bridgedOp, "POST", "/v1/domains", nicOn("br-lab")).status, 201);
+  a = send(bridgedOp, "POST", "/v1/domains", nicOn("br-prod"));
+  EXPECT_EQ(a.status, 403) << a.body;
+  EXPECT_NE(a.message().find("nics[0].bridge"), std::string::npos) << a.body;
+  a = send(bridgedOp, "POST", "/v1/domains", nicOn("br-lab", {{"ifname", "tap-mine"}}));
+  EXPECT_EQ(a.status, 403) << a.body;
+  EXPECT_NE(a.message().find("nics[0].ifname"), std::string::npos) << a.body;
+  EXPECT_EQ(send(ciOperator, "POST", "/v1/domains", nicOn("br-lab")).status, 403) << "ci allows no bridge";
   // The default project cannot be restricted, nor deleted.
   EXPECT_EQ(send(admin, "PUT", "/v1/projects/default", {{"restrictions", {{"restricted", true}}}}).status, 400);
   EXPECT_EQ(send(admin, "DELETE", "/v1/projects/default").status, 409);
