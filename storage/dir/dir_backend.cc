@@ -63,11 +63,14 @@ bool DirBackend::keepsHostUsersOut() const {
 
 // Volumes made before vmmd ran with umask 077 were 0644: guest disks readable by every local
 // user. Directory volumes made while the pool's directory was 0711 kept a 0700 top, which the
-// container's users other than root cannot enter as "/".
+// container's users other than root cannot enter as "/". Only in a directory vmmd closed
+// (root's, 0700): a pool an admin defines over a directory that is open to others (/srv/images,
+// or /etc) holds files that are not vmmd's to change.
 void DirBackend::repairVolumeModes() {
+  const bool closedPool = keepsHostUsersOut();
+  if (!closedPool) return;
   auto names = fs::listDir(pool_.path);
   if (!names.ok()) return;
-  const bool closedPool = keepsHostUsersOut();
   for (const auto& n : *names) {
     std::string path = pool_.path + "/" + n;
     struct stat st{};

@@ -63,6 +63,31 @@ class DirPoolTest : public ::testing::Test {
   std::unique_ptr<DirBackend> backend;
 };
 
+// A dir pool defined over a directory open to others (an admin's /srv/images, or /etc) changes
+// no mode of the files in it: they are not vmmd's.
+TEST(DirPoolOverAHostDirectory, StartingItChangesNoFileModes) {
+  char tmpl[] = "/tmp/vmm-hostdir-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
+  ASSERT_TRUE(fs::writeFileAtomic(dir + "/passwd", "root:x:0:0::/root:/bin/sh\n", 0644).ok());
+  ASSERT_TRUE(fs::writeFileAtomic(dir + "/ifup", "#!/bin/sh\n", 0755).ok());
+  model::Pool p;
+  p.name = "hostdir";
+  p.type = model::PoolType::dir;
+  p.path = dir;
+  DirBackend backend(p);
+  ASSERT_TRUE(backend.start(Deadline::after(Millis(30000))).ok());
+  struct stat st{};
+  ASSERT_EQ(::stat((dir + "/passwd").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+  ASSERT_EQ(::stat((dir + "/ifup").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  (void)runCommand({"rm", "-rf", dir});
+}
+
 TEST_F(DirPoolTest, CreateListInfoResizeDelete) {
   auto q = backend->createVolume(spec("a.qcow2", 1ULL << 30), nullptr, dl());
   ASSERT_TRUE(q.ok()) << q.error().message;

@@ -149,7 +149,7 @@ TEST(VmctlOutput, ProjectDescriptionsReachTheTerminalWithoutControls) {
     printProjectInfo(projects[0]);
   });
   EXPECT_FALSE(hasTerminalControl(printed.out)) << testing::PrintToString(printed.out);
-  EXPECT_EQ(lineCount(printed.out), 1 + kHostile.size() + 12);  // one line per row and per field
+  EXPECT_EQ(lineCount(printed.out), 1 + kHostile.size() + 13);  // one line per row and per field
 }
 
 TEST(VmctlOutput, EntriesOfOtherProjectsShowTheirProjectAndPlainName) {
