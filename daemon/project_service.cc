@@ -207,6 +207,15 @@ Result<ProjectService::Reservation> ProjectService::reserve(const std::string& p
   }
 }
 
+Status ProjectService::checkDisk(const std::string& project) const {
+  VMM_ASSIGN(auto p, find(project));
+  if (!p.limits.disk) return {};
+  auto u = usage(project);
+  if (u.disk <= *p.limits.disk) return {};
+  return Error{ErrorCode::conflict, "project " + project + ": limits.disk is " + model::formatSize(*p.limits.disk) + " and its volumes hold " +
+                                        model::formatSize(u.disk)};
+}
+
 Status ProjectService::checkPool(const std::string& project, const std::string& pool) const {
   VMM_ASSIGN(auto p, find(project));
   if (model::allowedBy(p.restrictions.pools, pool)) return {};

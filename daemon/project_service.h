@@ -71,6 +71,10 @@ class ProjectService {
   // reservation ends (by then the change is counted where it lives, or did not happen).
   Result<Reservation> reserve(const std::string& project, const Claim& claim);
 
+  // After a change whose size was known only once made (an image import): whether the
+  // project's disk usage is within limits.disk.
+  Status checkDisk(const std::string& project) const;
+
   // The project's restrictions applied to a definition (allowed pools and networks; host
   // references in a restricted project are refused by the caller's role check).
   // `shared`: volumes the definition may use although they are not the project's (a launched

@@ -69,6 +69,15 @@ Status launchableBy(Services& s, const CallContext& ctx, const std::string& imag
   return {};
 }
 
+// An image's size is known only once it is in the pool: one that takes its project past
+// limits.disk is removed again.
+Status withinDiskLimit(Services& s, const model::Image& image) {
+  auto st = s.projects.checkDisk(std::string(model::projectOf(image.name)));
+  if (st.ok()) return {};
+  (void)s.images.remove(image.name);
+  return st.error().wrap("image " + std::string(model::unqualifyName(image.name)) + " was imported and removed again");
+}
+
 // A launch's image and domain name inside the caller's project (a name is made from the
 // image's when none is given).
 Status scopeLaunch(Services& s, const CallContext& ctx, model::LaunchSpec& spec) {
@@ -115,18 +124,22 @@ void bindImageHandlers(Registry& reg, Services& s) {
       VMM_TRY(requireAdminFor(ctx, model::hostReferences(probe)));
     }
     if (s.images.get(spec.name).ok()) return conflict("image " + spec.name + " already exists");
+    VMM_TRY(s.projects.reserve(ctx.project, {0, 0, 0, 1}));  // a project at its disk limit imports nothing
     return AsyncWork{"images/" + spec.name, [&s, spec](OperationContext& ctx) -> Result<json> {
                        VMM_ASSIGN(auto i, s.images.import(spec, progressOf(ctx)));
+                       VMM_TRY(withinDiskLimit(s, i));
                        return model::formatImage(i);
                      }};
   });
-  reg.bindAsync("image.from_domain", [&s](const CallContext&, const json& p) -> Result<AsyncWork> {
+  reg.bindAsync("image.from_domain", [&s](const CallContext& call, const json& p) -> Result<AsyncWork> {
     TemplateFromDomainSpec spec{str(p, "name"), str(p, "domain"), str(p, "description"), str(p, "os"), str(p, "default_user")};
     VMM_TRY(model::validateImageName(spec.name));
     if (s.images.get(spec.name).ok()) return conflict("image " + spec.name + " already exists");
+    VMM_TRY(s.projects.reserve(call.project, {0, 0, 0, 1}));
     VMM_TRY(s.domains.get(spec.domain));
     return AsyncWork{"images/" + spec.name, [&s, spec](OperationContext& ctx) -> Result<json> {
                        VMM_ASSIGN(auto i, s.images.fromDomain(spec, progressOf(ctx)));
+                       VMM_TRY(withinDiskLimit(s, i));
                        return model::formatImage(i);
                      }};
   });

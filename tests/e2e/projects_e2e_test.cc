@@ -429,4 +429,17 @@ TEST_F(Projects, VmctlActsInTheProjectItIsGiven) {
   EXPECT_NE(r.exitCode, 0) << "a project with a domain stays";
 }
 
+TEST_F(Projects, AnImageImportPastTheDiskLimitIsRemovedAgain) {
+  makeProject({{"name", "lab"}, {"restrictions", {{"restricted", false}}}, {"limits", {{"disk", "1MiB"}}}});
+  std::string file = vmmd->dir() + "/big.img";
+  std::ofstream(file) << std::string(2 << 20, '\0');
+  auto a = send(admin, "POST", "/v1/images?project=lab", {{"name", "big"}, {"file", file}});
+  ASSERT_EQ(a.status, 202) << a.body;
+  json failed = waitFor(admin, a.body, "lab");
+  EXPECT_EQ(failed["status"], "failed") << failed;
+  EXPECT_NE(failed.dump().find("imported and removed again"), std::string::npos) << failed;
+  EXPECT_EQ(send(admin, "GET", "/v1/images/big?project=lab").status, 404);
+  EXPECT_EQ(send(admin, "GET", "/v1/projects/lab").body["usage"]["disk"], 0);
+}
+
 }  // namespace
