@@ -71,7 +71,8 @@ std::vector<OperationSpec> build() {
           {"shutoff", "starting", "running", "paused", "stopping", "crashed"}),
         q("active", T::boolean, "only running or paused domains"),
         q("type", T::string, "only domains of this driver type", {"qemu", "lxc", "xen", "test"}),
-        q("label", T::string, "label selector: key or key=value, comma-separated; all must match")},
+        q("label", T::string, "label selector: key or key=value, comma-separated; all must match"),
+        q("fields", T::string, "only these summary fields, comma-separated (e.g. name,state); not with full")},
        HttpRoute{"GET", "/v1/domains", "", 200}, Lane::quick});
   add({"domain.get", "Get one domain with its definition and runtime state; runtime.graphics says where each display "
        "listens: a unix socket in the domain's private runtime directory (the default: root only), or a TCP address "

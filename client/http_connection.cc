@@ -171,7 +171,7 @@ class HttpConnection : public Connection {
     cli_ = makeClient(uri_, options_, Millis(3600000));
   }
 
-  Result<json> call(const std::string& method, const json& params, Millis timeout) override {
+  Result<std::string> callText(const std::string& method, const json& params, Millis timeout) override {
     const api::OperationSpec* spec = api::findSpec(method);
     if (!spec || !spec->http) return notFound("unknown method " + quote(method));
     const auto& route = *spec->http;
@@ -214,14 +214,13 @@ class HttpConnection : public Connection {
       if (err == httplib::Error::Read) return timeoutError(method + ": no reply from vmmd within " + formatDuration(timeout));
       return unavailable("cannot reach vmmd at " + uri_ + ": " + httplib::to_string(err));
     }
-    auto reply = json::parse(res->body, nullptr, false);
     if (res->status >= 400) {
+      auto reply = json::parse(res->body, nullptr, false);
       if (!reply.is_discarded() && reply.contains("error")) return errorFromWire(reply["error"]);
       return Error{res->status == 401 ? ErrorCode::unauthenticated : ErrorCode::internal,
                    "HTTP " + std::to_string(res->status) + " from vmmd"};
     }
-    if (reply.is_discarded()) return internalError("vmmd sent invalid JSON");
-    return reply;
+    return std::move(res->body);
   }
 
   Result<std::unique_ptr<EventStream>> subscribe(const std::vector<std::string>& types, const std::string& object) override {

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "api/types/json_text.h"
 #include "base/fs.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
@@ -73,6 +74,30 @@ Result<json> Connection::callAndWait(const std::string& method, const json& para
   return done.value("result", json());
 }
 
+Result<json> Connection::call(const std::string& method, const json& params, Millis timeout) {
+  VMM_ASSIGN(auto text, callText(method, params, timeout));
+  auto reply = json::parse(text, nullptr, false);
+  if (reply.is_discarded()) return internalError("vmmd sent invalid JSON");
+  return reply;
+}
+
+Result<std::vector<wire::DomainSummary>> listDomains(Connection& c, const DomainListRequest& request) {
+  json p = json::object();
+  if (request.activeOnly) p["active"] = true;
+  if (!request.state.empty()) p["state"] = request.state;
+  if (!request.type.empty()) p["type"] = request.type;
+  if (!request.label.empty()) p["label"] = request.label;
+  if (request.allProjects) p["all_projects"] = true;
+  if (request.fields != wire::kAllSummaryFields) {
+    std::string names;
+    for (size_t i = 0; i < wire::kSummaryFieldNames.size(); ++i)
+      if (request.fields & (1u << i)) names += (names.empty() ? "" : ",") + std::string(wire::kSummaryFieldNames[i]);
+    p["fields"] = names;
+  }
+  VMM_ASSIGN(auto text, c.callText("domain.list", p, Millis(300000)));
+  return wire::parseDomainSummaries(text);
+}
+
 namespace {
 
 // `params` with "project" added, unless the call names its own project or spans all of them.
@@ -92,8 +117,8 @@ class ProjectConnection : public Connection {
       : inner_(std::move(inner)), project_(std::move(project)) {
     defaultTimeout_ = timeout;
   }
-  Result<json> call(const std::string& method, const json& params, Millis timeout) override {
-    return inner_->call(method, projectScoped(method) ? inProject(params, project_) : params, timeout);
+  Result<std::string> callText(const std::string& method, const json& params, Millis timeout) override {
+    return inner_->callText(method, projectScoped(method) ? inProject(params, project_) : params, timeout);
   }
   Result<std::unique_ptr<EventStream>> subscribe(const std::vector<std::string>& types, const std::string& object) override {
     return inner_->subscribe(types, object);
@@ -203,7 +228,7 @@ class RpcConnection : public Connection {
     return {};
   }
 
-  Result<json> call(const std::string& method, const json& params, Millis timeout) override {
+  Result<std::string> callText(const std::string& method, const json& params, Millis timeout) override {
     Deadline deadline = Deadline::after(timeout);
     int64_t id = ++nextId_;
     json req = {{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}};
@@ -211,14 +236,18 @@ class RpcConnection : public Connection {
     while (true) {
       VMM_ASSIGN(auto line, sock_->readLine(deadline));
       if (!line) return timeoutError(method + ": no reply from vmmd within " + formatDuration(timeout));
-      auto msg = json::parse(*line, nullptr, false);
-      if (msg.is_discarded()) return internalError("vmmd sent invalid JSON");
+      auto reply = wire::splitRpcReply(std::move(*line));
+      if (!reply.ok()) return internalError("vmmd sent invalid JSON");
+      auto errorOf = [](std::string_view text) {
+        auto e = json::parse(text, nullptr, false);
+        return e.is_object() ? errorFromWire(e) : internalError("vmmd sent an invalid error");
+      };
       // An error without an id is about the connection itself (vmmd refused it).
-      if (msg.contains("id") && msg["id"].is_null() && msg.contains("error") && msg["error"].is_object())
-        return errorFromWire(msg["error"]);
-      if (!msg.contains("id") || msg["id"] != id) continue;  // a notification
-      if (msg.contains("error")) return errorFromWire(msg["error"]);
-      return msg["result"];
+      if (reply->idIsNull && !reply->error.empty()) return errorOf(reply->error);
+      if (reply->isNotification || !reply->hasId || reply->idIsNull || reply->id != id) continue;
+      if (!reply->error.empty()) return errorOf(reply->error);
+      if (reply->result.empty()) return internalError("vmmd sent a reply without a result");
+      return std::move(reply->result);
     }
   }
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "api/types/domain_summary.h"
 #include "base/fs.h"
 #include "base/result.h"
 #include "base/time_util.h"
@@ -57,7 +58,11 @@ struct ConsoleSession {
 class Connection {
  public:
   virtual ~Connection() = default;
-  virtual Result<json> call(const std::string& method, const json& params, Millis timeout) = 0;
+  // The call's result as JSON text, undecoded: typed readers (listDomains below, api/types)
+  // decode it without building a JSON tree.
+  virtual Result<std::string> callText(const std::string& method, const json& params, Millis timeout) = 0;
+  // callText() as a JSON tree.
+  Result<json> call(const std::string& method, const json& params, Millis timeout);
   Result<json> call(const std::string& method, const json& params = json::object()) {
     return call(method, params, defaultTimeout_);
   }
@@ -90,6 +95,17 @@ class Connection {
 };
 
 Result<std::unique_ptr<Connection>> connect(const ConnectOptions& options);
+
+// domain.list, typed: the summaries with the fields asked for (the others keep their defaults).
+struct DomainListRequest {
+  bool activeOnly = false;
+  std::string state{};   // only domains in this state
+  std::string type{};    // only this driver type
+  std::string label{};   // label selector: key or key=value, comma-separated
+  uint32_t fields = wire::kAllSummaryFields;
+  bool allProjects = false;
+};
+Result<std::vector<wire::DomainSummary>> listDomains(Connection& c, const DomainListRequest& request);
 
 // Whether `method` acts on a project's objects (and takes a "project" parameter).
 bool projectScoped(const std::string& method);

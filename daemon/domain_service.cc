@@ -29,23 +29,30 @@ json driverRecord(const DomainObject& obj) {
 
 }  // namespace
 
-json formatDomainView(const DomainView& v, bool full) {
+wire::DomainSummary domainSummary(const DomainView& v) {
   const auto& d = *v.def;
-  json j = {{"name", model::unqualifyName(d.name)},
-            {"project", model::projectOf(d.name)},
-            {"uuid", d.uuid},
-            {"type", model::enumName(model::kDriverTypes, d.type)},
-            {"state", stateName(v.status.state)},
-            {"reason", v.status.reason},
-            {"state_since", v.status.sinceUs ? json(formatTimestamp(v.status.sinceUs)) : json(nullptr)},
-            {"vcpus", d.vcpus},
-            {"memory", model::formatSize(d.memory)},
-            {"autostart", d.autostart},
-            {"labels", d.labels},
-            {"generation", v.generation}};
-  if (!d.title.empty()) j["title"] = d.title;
-  j["pending_changes"] = v.liveDef && v.liveDef != v.def;
+  wire::DomainSummary s;
+  s.name = model::unqualifyName(d.name);
+  s.project = model::projectOf(d.name);
+  s.uuid = d.uuid;
+  s.type = std::string(model::enumName(model::kDriverTypes, d.type));
+  s.state = stateName(v.status.state);
+  s.reason = v.status.reason;
+  if (v.status.sinceUs) s.stateSince = formatTimestamp(v.status.sinceUs);
+  s.vcpus = d.vcpus;
+  s.memory = model::formatSize(d.memory);
+  s.autostart = d.autostart;
+  s.labels = d.labels;
+  s.generation = v.generation;
+  s.title = d.title;
+  s.pendingChanges = v.liveDef && v.liveDef != v.def;
+  return s;
+}
+
+json formatDomainView(const DomainView& v, bool full) {
+  json j = json::parse(wire::toJson(domainSummary(v)));
   if (full) {
+    const auto& d = *v.def;
     j["managed_save"] = v.managedSave;
     j["definition"] = model::formatDomain(d);
     json runtime = v.status.info;
@@ -533,7 +540,7 @@ std::vector<DomainView> DomainService::list(const ListFilter& filter) const {
   return out;
 }
 
-std::string DomainService::listSummaryText(const ListFilter& filter) const {
+std::string DomainService::listSummaryText(const ListFilter& filter, uint32_t fields) const {
   std::string out = "[";
   for (const auto& obj : domains_.all()) {
     MutexLock lock(obj->mu);
@@ -546,11 +553,13 @@ std::string DomainService::listSummaryText(const ListFilter& filter) const {
       v.liveDef = obj->liveDef;
       v.generation = obj->generation;
       v.status = obj->status;
-      obj->summaryText = formatDomainView(v, false).dump(-1, ' ', false, json::error_handler_t::replace);
+      obj->summary = domainSummary(v);
+      obj->summaryText = wire::toJson(obj->summary);
       obj->summaryKey = std::move(key);
     }
     if (out.size() > 1) out += ',';
-    out += obj->summaryText;
+    if (fields == wire::kAllSummaryFields) out += obj->summaryText;
+    else wire::appendJson(out, obj->summary, fields);
   }
   out += ']';
   return out;

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "api/types/domain_summary.h"
 #include "base/mutex.h"
 #include "base/result.h"
 #include "base/thread_pool.h"
@@ -47,6 +48,9 @@ struct DomainView {
   bool managedSave = false;                       // a saved state the next start resumes
 };
 
+// What list shows of a domain (api/types/domain_summary.h), and the view as the API's JSON: the
+// summary's fields, plus with `full` the definition, runtime details and job.
+wire::DomainSummary domainSummary(const DomainView& v);
 nlohmann::json formatDomainView(const DomainView& v, bool full);
 
 struct DomainObject {
@@ -65,7 +69,7 @@ struct DomainObject {
   std::map<std::string, model::Snapshot> snapshots VMM_GUARDED_BY(mu);  // the snapshot tree (parent links)
   std::string currentSnapshot VMM_GUARDED_BY(mu);   // the snapshot the domain's state descends from
 
-  // The summary JSON text shown by list, cached until anything it shows changes.
+  // The summary shown by list and its JSON text, cached until anything it shows changes.
   struct SummaryKey {
     const void* def = nullptr;
     const void* liveDef = nullptr;
@@ -76,6 +80,7 @@ struct DomainObject {
     bool operator==(const SummaryKey&) const = default;
   };
   SummaryKey summaryKey VMM_GUARDED_BY(mu);
+  wire::DomainSummary summary VMM_GUARDED_BY(mu);
   std::string summaryText VMM_GUARDED_BY(mu);
 };
 
@@ -137,9 +142,9 @@ class DomainService final : public drivers::DriverObserver {
   Status undefine(const std::string& name);
   Result<DomainView> get(const std::string& name) const;
   std::vector<DomainView> list(const ListFilter& filter) const;
-  // The JSON text of list(filter) as summaries: built from per-domain caches, so listing
-  // thousands of domains costs little more than copying their text.
-  std::string listSummaryText(const ListFilter& filter) const;
+  // The JSON text of list(filter) as summaries with `fields` (wire::SummaryField bits): built
+  // from per-domain caches, so listing thousands of domains costs little more than copying text.
+  std::string listSummaryText(const ListFilter& filter, uint32_t fields = wire::kAllSummaryFields) const;
   size_t count() const { return domains_.size(); }
   std::vector<std::string> names() const;
   // For each volume of `pool` that a definition or running instance uses: the domains.

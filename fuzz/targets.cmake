@@ -3,4 +3,4 @@
 # build (CMakeLists.txt here) and by the main build, which runs each one briefly (tests.cmake).
 set(VMM_FUZZ_TARGETS
   units names image_header tar leases toml_config base64 model_json libvirt_xml cloud_init
-  state_store qmp_agent xen_config lvm_report rpc_lines http_server)
+  state_store qmp_agent xen_config lvm_report rpc_lines http_server wire_types)

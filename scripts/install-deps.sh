@@ -4,7 +4,7 @@
 set -eu
 
 BUILD="cmake g++ make pkg-config nlohmann-json3-dev libsqlite3-dev libssl-dev libcpp-httplib-dev
-  libcli11-dev libedit-dev libgtest-dev libgmock-dev libbenchmark-dev libiscsi-dev libnfs-dev libnl-3-dev libnl-route-3-dev libguestfs-dev libseccomp-dev
+  libcli11-dev libedit-dev libgtest-dev libgmock-dev libbenchmark-dev libiscsi-dev libnfs-dev libnl-3-dev libnl-route-3-dev libguestfs-dev libseccomp-dev libsimdjson-dev
   libpugixml-dev libxen-dev
   clang libfuzzer-14-dev libclang-rt-14-dev libyaml-dev lld"
 # lld links the ~90 test and fuzz binaries in about a third of ld.bfd's time.

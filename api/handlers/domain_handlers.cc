@@ -90,9 +90,14 @@ void bindDomainHandlers(Registry& reg, Services& s) {
   reg.bind("domain.list", [&s](const CallContext& ctx, const json& p) -> Result<Reply> {
     VMM_ASSIGN(auto filter, listFilter(p));
     if (!ctx.allProjects) filter.project = ctx.project;
+    uint32_t fields = wire::kAllSummaryFields;
+    if (p.contains("fields") && p["fields"].is_string()) {
+      if (flag(p, "full", false)) return invalidArgument("fields: not with full (full lists whole domains)");
+      VMM_ASSIGN(fields, wire::parseSummaryFields(p["fields"].get<std::string>()));
+    }
     if (!flag(p, "full", false)) {
       Reply r;
-      r.raw = s.domains.listSummaryText(filter);
+      r.raw = s.domains.listSummaryText(filter, fields);
       r.inCallerNames = true;  // summaries carry the plain name and the project (formatDomainView)
       return r;
     }

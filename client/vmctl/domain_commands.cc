@@ -32,19 +32,14 @@ int callAndReport(Context& ctx, const std::string& method, const json& params,
 
 namespace {
 
-std::string sinceText(const json& d) {
-  auto ts = d.value("state_since", json());
-  return ts.is_string() ? ts.get<std::string>().substr(0, 19) + "Z" : "";
-}
-
-void printDomainTable(const json& list, bool allProjects) {
+void printDomainTable(const std::vector<wire::DomainSummary>& list, bool allProjects) {
   std::vector<std::string> headers = {"NAME", "TYPE", "STATE", "VCPUS", "MEMORY", "AUTOSTART", "SINCE"};
   if (allProjects) headers.insert(headers.begin(), "PROJECT");
   Table t(headers);
   for (const auto& d : list) {
-    std::vector<std::string> row = {entryName(d), text(d["type"]), text(d["state"]), text(d["vcpus"]), text(d["memory"]),
-                                    d.value("autostart", false) ? "yes" : "no", sinceText(d)};
-    if (allProjects) row.insert(row.begin(), entryProject(d));
+    std::vector<std::string> row = {d.name, d.type, d.state, std::to_string(d.vcpus), d.memory, d.autostart ? "yes" : "no",
+                                    d.stateSince ? d.stateSince->substr(0, 19) + "Z" : ""};
+    if (allProjects) row.insert(row.begin(), d.project);
     t.add(row);
   }
   t.print();
@@ -197,16 +192,28 @@ void registerDomainCommands(CLI::App& app, Context& ctx, std::function<int()>& a
     c->add_flag("--all-projects", *allProjects, "the domains of every project");
     c->callback([&, all, state, label, type, full, allProjects] {
       action = [&, all, state, label, type, full, allProjects] {
+        client::DomainListRequest request;
+        request.activeOnly = !*all && state->empty();
+        request.state = *state;
+        request.label = *label;
+        request.type = *type;
+        request.allProjects = *allProjects;
+        if (!jsonOutput()) {  // the table shows summary fields only, with or without --full
+          auto conn = ctx.connection();
+          if (!conn.ok()) return reportError(conn.error());
+          auto list = client::listDomains(**conn, request);
+          if (!list.ok()) return reportError(list.error());
+          printDomainTable(*list, *allProjects);
+          return int{kOk};
+        }
         json p = json::object();
-        if (!*all && state->empty()) p["active"] = true;
+        if (request.activeOnly) p["active"] = true;
         if (!state->empty()) p["state"] = *state;
         if (!label->empty()) p["label"] = *label;
         if (!type->empty()) p["type"] = *type;
         if (*full) p["full"] = true;
         if (*allProjects) p["all_projects"] = true;
-        return callAndReport(ctx, "domain.list", p, [allProjects](const json& r) {
-          jsonOutput() ? printJson(r) : printDomainTable(r, *allProjects);
-        });
+        return callAndReport(ctx, "domain.list", p, [](const json& r) { printJson(r); });
       };
     });
   }

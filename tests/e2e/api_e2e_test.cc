@@ -244,6 +244,63 @@ TEST_F(E2E, BothTransportsReturnIdenticalJson) {
   }
 }
 
+// The typed list (libvmmclient's decoder of vmmd's summary writer) over both transports: every
+// field, a projection, and a refused field name.
+TEST_F(E2E, TypedListsDecodeWhatVmmdWritesOnBothTransports) {
+  ASSERT_TRUE(rpc->call("domain.create", {{"definition", {{"name", "typed"}, {"type", "test"}, {"vcpus", 2}, {"title", "T\u00e9"},
+                                                          {"labels", {{"env", "ci"}, {"quote", "\"\\ é"}}}}}}).ok());
+  ASSERT_TRUE(rpc->callAndWait("domain.start", {{"name", "typed"}}, Deadline::after(Millis(10000))).ok());
+  ASSERT_TRUE(rpc->call("domain.create", {{"definition", {{"name", "other"}, {"type", "test"}}}}).ok());
+  client::ConnectOptions ho;
+  ho.uri = vmmd->httpUrl();
+  ho.token = adminToken;
+  auto hc = std::move(*client::connect(ho));
+  auto generic = rpc->call("domain.list", {{"label", "env=ci"}});
+  ASSERT_TRUE(generic.ok());
+  for (client::Connection* c : {rpc.get(), hc.get()}) {
+    client::DomainListRequest all;
+    all.label = "env=ci";
+    auto list = client::listDomains(*c, all);
+    ASSERT_TRUE(list.ok()) << list.error().message;
+    ASSERT_EQ(list->size(), 1u);
+    const auto& d = list->front();
+    // Every field the generic JSON shows, typed.
+    const json& g = (*generic)[0];
+    EXPECT_EQ(d.name, "typed");
+    EXPECT_EQ(d.project, g["project"]);
+    EXPECT_EQ(d.uuid, g["uuid"]);
+    EXPECT_EQ(d.type, "test");
+    EXPECT_EQ(d.state, "running");
+    EXPECT_EQ(d.reason, g["reason"]);
+    EXPECT_EQ(*d.stateSince, g["state_since"]);
+    EXPECT_EQ(d.vcpus, 2);
+    EXPECT_EQ(d.memory, g["memory"]);
+    EXPECT_EQ(d.labels, (std::map<std::string, std::string>{{"env", "ci"}, {"quote", "\"\\ é"}}));
+    EXPECT_EQ(d.generation, g["generation"].get<uint64_t>());
+    EXPECT_EQ(d.title, "T\u00e9");
+    EXPECT_EQ(wire::toJson(d), g.dump());
+
+    client::DomainListRequest names;
+    names.fields = wire::kName | wire::kState;
+    auto few = client::listDomains(*c, names);
+    ASSERT_TRUE(few.ok()) << few.error().message;
+    ASSERT_EQ(few->size(), 2u);
+    for (const auto& s : *few) {
+      EXPECT_FALSE(s.name.empty());
+      EXPECT_FALSE(s.state.empty());
+      EXPECT_TRUE(s.uuid.empty() && s.labels.empty() && s.vcpus == 0) << "a field that was not asked for came back";
+    }
+    auto text = c->callText("domain.list", {{"fields", "name"}}, Millis(10000));
+    ASSERT_TRUE(text.ok());
+    EXPECT_EQ(*text, R"([{"name":"other"},{"name":"typed"}])");
+    auto bad = c->call("domain.list", {{"fields", "name,definition"}});
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.error().code, ErrorCode::invalid_argument);
+    EXPECT_NE(bad.error().message.find("unknown field \"definition\""), std::string::npos) << bad.error().message;
+    EXPECT_FALSE(c->call("domain.list", {{"fields", "name"}, {"full", true}}).ok());
+  }
+}
+
 TEST_F(E2E, AuthenticationAndAccess) {
   auto anon = http();
   auto res = anon.Get("/v1/domains");
