@@ -342,24 +342,26 @@ void addStorageSchemas(json& s) {
 }
 
 void addNetworkSchemas(json& s) {
-  json dhcp = object({{"enabled", boolean()},
-                      {"lease_seconds", integer()},
-                      {"hosts", arrayOf(object({{"mac", text()}, {"ip", text()}, {"name", text()}}, {"mac", "ip"}))},
-                      {"start", text()},
-                      {"end", text()}},
-                     {"enabled", "lease_seconds", "hosts"});
+  json dhcpIn = object({{"enabled", boolean()},
+                        {"lease_seconds", integer()},
+                        {"hosts", arrayOf(object({{"mac", text()}, {"ip", text()}, {"name", text()}}, {"mac", "ip"}))},
+                        {"start", text()},
+                        {"end", text()}});
+  json dhcp = dhcpIn;
+  dhcp["required"] = {"enabled", "lease_seconds", "hosts"};  // a reply has them all
   json props = {{"name", text()},
                 {"uuid", text()},
                 {"mode", oneOfNames(model::kNetworkModes)},
                 {"bridge", text()},
                 {"mtu", integer()},
                 {"ipv4", text("gateway/prefix: \"192.168.100.1/24\"")},
-                {"dhcp", dhcp},
+                {"dhcp", dhcpIn},
                 {"domain", text()},
                 {"uplink", text()},
                 {"autostart", boolean()},
                 {"labels", stringMap()}};
   s["NetworkDefinition"] = object(props, {"name"});
+  props["dhcp"] = dhcp;
   props["state"] = choice({"active", "inactive"});
   props["vlan_method"] = text();
   props["job"] = text();
