@@ -168,6 +168,7 @@ const { base, token } = doc0;
 
 async function raw(method, urlPath, body, headers = {}) {
   const init = { method, headers: { Authorization: "Bearer " + token, ...headers } };
+  if (init.headers.Authorization === null) delete init.headers.Authorization;
   if (body !== undefined) {
     init.body = typeof body === "string" ? body : JSON.stringify(body);
     init.headers["Content-Type"] ??= "application/json";
@@ -207,7 +208,16 @@ async function api(method, urlPath, body, headers) {
     fail(`${what}: status not declared for ${route.op.operationId} (${Object.keys(route.op.responses).join(", ")})`);
     return r;
   }
-  if (r.status >= 200 && r.status < 300) answered.add(route.op.operationId);
+  if (r.status >= 200 && r.status < 300) {
+    answered.add(route.op.operationId);
+    // What the server took, the document must take too.
+    const request = route.op.requestBody?.content?.["application/json"]?.schema;
+    if (request && body !== undefined && typeof body !== "string") {
+      const err = check(request, body);
+      if (err) fail(`${what}: the server took a request body the document refuses: ${err}\n  body: ${JSON.stringify(body).slice(0, 400)}`);
+      else ok(`${what}: request body`);
+    }
+  }
   const media = declared.content?.["application/json"];
   if (!media) return r;
   if (!r.type.startsWith("application/json")) {
@@ -326,6 +336,30 @@ async function run() {
   for (const op of ops.slice(0, 20)) {
     await api("GET", `/v1/operations/${op.id}`);
     await api("GET", `/v1/operations/${op.id}/result`);
+  }
+
+  // A read token: operator calls refused, guest output withheld.
+  const reader = (await api("POST", "/v1/tokens", { name: "oa-reader", role: "read" })).body?.token;
+  const asReader = { Authorization: "Bearer " + reader };
+  await api("POST", "/v1/domains/oa-db/suspend", undefined, asReader);
+  const execOp = ops.find((o) => o.kind === "domain.exec");
+  if (execOp) {
+    const seen = await api("GET", `/v1/operations/${execOp.id}`, undefined, asReader);
+    if (!seen.body?.result_withheld) fail("a read token saw a domain.exec result");
+  }
+  await api("GET", "/v1/domains", undefined, { Authorization: null });  // 401
+
+  // Streams: the media types the document declares.
+  const streams = [["/v1/events", "text/event-stream"], ["/v1/pools/oa-pool/volumes/oa-q/content", "application/octet-stream"]];
+  for (const [p, type] of streams) {
+    const ctl = new AbortController();
+    const res = await fetch(base + p, { headers: { Authorization: "Bearer " + token }, signal: ctl.signal });
+    const declared = Object.keys(routeOf(doc, "get", p)?.op.responses["200"]?.content ?? {});
+    const got = (res.headers.get("content-type") ?? "").split(";")[0];
+    if (res.status !== 200 || got !== type || !declared.includes(got)) fail(`GET ${p}: ${res.status} ${got}, the document says ${declared}`);
+    else ok(`GET ${p} -> 200 ${got}`);
+    ctl.abort();
+    await res.body?.cancel().catch(() => {});
   }
 
   // Errors: each in the shape and status the document declares.
