@@ -1,4 +1,5 @@
 // The OpenAPI 3 document, generated from the operation table.
+#include "api/openapi_schemas.h"
 #include "api/registry.h"
 
 namespace vmm::api {
@@ -23,6 +24,68 @@ json schemaOf(const ParamSpec& p) {
 json errorResponse(const std::string& description) {
   return {{"description", description},
           {"content", {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Error"}}}}}}}};
+}
+
+// Every error status vmmd sends, each with the Error body: the ErrorCode table (base/result.cc)
+// and the protocol's own refusals (api/http/http_server.cc, http_wire.cc). Any route can meet
+// the protocol's; 412 is domain.update's If-Match.
+const std::vector<std::pair<std::string, std::string>>& errorStatuses() {
+  static const std::vector<std::pair<std::string, std::string>> statuses = {
+      {"400", "invalid argument, malformed request"},
+      {"401", "no, unknown, expired or revoked token"},
+      {"403", "the token's role is below the operation's (x-vmm-role), or the call names a host path or device below admin"},
+      {"404", "no such object or endpoint"},
+      {"405", "the path exists, but not with this method"},
+      {"408", "the request head or body did not arrive in time"},
+      {"409", "conflict with the object's state, or cancelled"},
+      {"411", "a chunked request body (send Content-Length)"},
+      {"412", "If-Match generation mismatch"},
+      {"413", "request body too large, or a project limit reached"},
+      {"414", "request line too long"},
+      {"415", "a Content-Encoding other than identity"},
+      {"417", "an Expect other than 100-continue"},
+      {"421", "a Host this server does not answer to ([http] allowed_hosts)"},
+      {"431", "request head too large"},
+      {"500", "internal error"},
+      {"501", "unsupported by this host or driver"},
+      {"503", "unavailable: a driver missing on this host, or vmmd too busy"},
+      {"504", "timeout"}};
+  return statuses;
+}
+
+json errorRef(const std::string& status) { return {{"$ref", "#/components/responses/Error" + status}}; }
+
+void addErrors(json& responses, bool withPrecondition = false) {
+  for (const auto& [status, description] : errorStatuses())
+    if (status != "412" || withPrecondition) responses[status] = errorRef(status);
+}
+
+json errorComponents() {
+  json out = json::object();
+  for (const auto& [status, description] : errorStatuses()) out["Error" + status] = errorResponse(description);
+  return out;
+}
+
+json jsonContent(json schema) { return {{"application/json", {{"schema", std::move(schema)}}}}; }
+
+// An asynchronous call's 202: the operation, its result typed as the call's `returns` (or a
+// note where the result is too large to keep here).
+json operationOf(const std::string& returns) {
+  json result = {{"anyOf", {returnsSchema(returns), {{"$ref", "#/components/schemas/ResultTooLarge"}},
+                            {{"type", "object"}, {"nullable", true}, {"enum", {nullptr}}}}}};
+  return {{"allOf", {{{"$ref", "#/components/schemas/Operation"}}, {{"type", "object"}, {"properties", {{"result", result}}}}}}};
+}
+
+json withSuccess(json responses, const json& success) {
+  for (auto it = success.begin(); it != success.end(); ++it) responses[it.key()] = it.value();
+  return responses;
+}
+
+json pathParam(const std::string& name, const std::string& description) {
+  return {{"name", name}, {"in", "path"}, {"required", true}, {"description", description}, {"schema", {{"type", "string"}}}};
+}
+json projectParam() {
+  return {{"name", "project"}, {"in", "query"}, {"required", false}, {"description", "the project to act in"}, {"schema", {{"type", "string"}}}};
 }
 
 }  // namespace
@@ -61,7 +124,7 @@ json Registry::openapi() const {
                             {"schema", {{"type", "string"}}}});
     if (!parameters.empty()) op["parameters"] = parameters;
     if (!route.bodyParam.empty()) {
-      json content = {{"application/json", {{"schema", {{"type", "object"}}}}}};
+      json content = jsonContent(route.bodySchema.empty() ? json{{"type", "object"}} : json{{"$ref", "#/components/schemas/" + route.bodySchema}});
       if (spec.name == "domain.create" || spec.name == "domain.update") content["application/xml"] = {{"schema", {{"type", "string"}}}};
       op["requestBody"] = {{"required", true}, {"content", content}};
     } else if (!bodyProps.empty()) {
@@ -71,27 +134,22 @@ json Registry::openapi() const {
     }
     json responses = json::object();
     if (spec.async) {
-      responses["202"] = {{"description", "accepted: the operation that does the work"},
+      responses["202"] = {{"description", "accepted: the operation that does the work; once it succeeded, its result is " + route.returns},
                           {"headers", {{"Location", {{"schema", {{"type", "string"}}}}}}},
-                          {"content", {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Operation"}}}}}}}};
+                          {"content", jsonContent(operationOf(route.returns))}};
     } else {
-      responses[std::to_string(route.status)] = {{"description", "success"},
-                                                 {"content", {{"application/json", {{"schema", {{"type", "object"}}}}}}}};
+      responses[std::to_string(route.status)] = {{"description", "success"}, {"content", jsonContent(returnsSchema(route.returns))}};
       if (spec.name == "domain.xml")  // with Accept: application/xml
         responses[std::to_string(route.status)]["content"]["application/xml"] = {{"schema", {{"type", "string"}}}};
     }
-    responses["400"] = errorResponse("invalid argument");
-    responses["401"] = errorResponse("no or unknown token");
-    responses["403"] = errorResponse("read-only token for a write operation");
-    responses["404"] = errorResponse("not found");
-    responses["409"] = errorResponse("conflict with the object's state");
-    if (spec.name == "domain.update") responses["412"] = errorResponse("If-Match generation mismatch");
-    responses["500"] = errorResponse("internal error");
+    addErrors(responses, spec.name == "domain.update");
     op["responses"] = responses;
     std::string method = route.method;
     for (auto& c : method) c = static_cast<char>(tolower(c));
     paths[route.path][method] = op;
   }
+  json streamErrors = json::object();
+  addErrors(streamErrors);
   paths["/v1/events"]["get"] = {
       {"operationId", "events.stream"},
       {"summary", "Server-Sent Events: every event as it happens; slow readers get an events.overflow event and are disconnected. "
@@ -100,65 +158,61 @@ json Registry::openapi() const {
       {"x-vmm-role", "read"},
       {"parameters",
        {{{"name", "types"}, {"in", "query"}, {"schema", {{"type", "string"}}}, {"description", "comma-separated type prefixes (domain, operation, ...)"}},
-        {{"name", "object"}, {"in", "query"}, {"schema", {{"type", "string"}}}, {"description", "only events of this object (domains/web1)"}}}},
-      {"responses", {{"200", {{"description", "text/event-stream"}}}}}};
+        {{"name", "object"}, {"in", "query"}, {"schema", {{"type", "string"}}}, {"description", "only events of this object (domains/web1)"}},
+        projectParam()}},
+      {"responses",
+       withSuccess(streamErrors, {{"200", {{"description", "an event stream: each event's `data:` line is an Event (JSON)"},
+                                           {"content", {{"text/event-stream", {{"schema", {{"type", "string"}}},
+                                                                               {"x-vmm-event", {{"$ref", "#/components/schemas/Event"}}}}}}}}}})}};
   // Byte streams, served by the transport rather than the operation table.
-  json poolAndName = {{{"name", "pool"}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}},
-                      {{"name", "name"}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}}};
+  json poolAndName = {pathParam("pool", "the pool's name"), pathParam("name", "the volume's name"), projectParam()};
+  json octets = {{"application/octet-stream", {{"schema", {{"type", "string"}, {"format", "binary"}}}}}};
   paths["/v1/pools/{pool}/volumes/{name}/content"]["get"] = {
       {"operationId", "volume.download"},
       {"summary", "Download a volume's bytes; Content-Length is the volume's size"},
       {"x-vmm-role", "operator"},
       {"parameters", poolAndName},
-      {"responses", {{"200", {{"description", "application/octet-stream"}}}, {"404", errorResponse("no such pool or volume")}}}};
+      {"responses", withSuccess(streamErrors, {{"200", {{"description", "the volume's bytes"}, {"content", octets}}}})}};
   paths["/v1/pools/{pool}/volumes/{name}/content"]["put"] = {
       {"operationId", "volume.upload"},
       {"summary", "Replace a volume's content with the request body (Content-Length required); "
                   "the volume changes only when every byte arrived"},
       {"x-vmm-role", "operator"},
       {"parameters", poolAndName},
-      {"requestBody", {{"required", true}, {"content", {{"application/octet-stream", {{"schema", {{"type", "string"}, {"format", "binary"}}}}}}}}},
-      {"responses", {{"200", {{"description", "the volume"}}}, {"400", errorResponse("short or oversized body")},
-                     {"404", errorResponse("no such pool or volume")}, {"409", errorResponse("the volume is busy or used by a domain")}}}};
+      {"requestBody", {{"required", true}, {"content", octets}}},
+      {"responses", withSuccess(streamErrors, {{"200", {{"description", "the volume"}, {"content", jsonContent(returnsSchema("Volume"))}}}})}};
+  json consoleParams = {pathParam("name", "the domain's name"), projectParam()};
   paths["/v1/domains/{name}/console"]["get"] = {
       {"operationId", "domain.console"},
-      {"summary", "The console's output as a chunked byte stream; POST sends keyboard input"},
+      {"summary", "The console's output as a chunked byte stream"},
       {"x-vmm-role", "operator"},
-      {"parameters", {{{"name", "name"}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}}}},
-      {"responses", {{"200", {{"description", "application/octet-stream"}}}}}};
-  paths["/v1/openapi.json"]["get"] = {{"operationId", "openapi"}, {"summary", "This document"}, {"x-vmm-role", "read"},
-                                      {"responses", {{"200", {{"description", "OpenAPI 3.0 document"}}}}}};
-  paths["/metrics"]["get"] = {{"operationId", "metrics"}, {"summary", "Prometheus metrics"}, {"x-vmm-role", "read"},
-                              {"responses", {{"200", {{"description", "text/plain; version=0.0.4"}}}}}};
+      {"parameters", consoleParams},
+      {"responses", withSuccess(streamErrors, {{"200", {{"description", "the console's output as it comes"}, {"content", octets}}}})}};
+  paths["/v1/domains/{name}/console"]["post"] = {
+      {"operationId", "domain.console_input"},
+      {"summary", "Send the request body to the console as keyboard input"},
+      {"x-vmm-role", "operator"},
+      {"parameters", consoleParams},
+      {"requestBody", {{"required", true}, {"content", octets}}},
+      {"responses", withSuccess(streamErrors, {{"204", {{"description", "written"}}}})}};
+  paths["/v1/openapi.json"]["get"] = {
+      {"operationId", "openapi"},
+      {"summary", "This document"},
+      {"x-vmm-role", "read"},
+      {"responses", withSuccess(streamErrors, {{"200", {{"description", "OpenAPI 3.0 document"}, {"content", jsonContent({{"type", "object"}})}}}})}};
+  paths["/metrics"]["get"] = {
+      {"operationId", "metrics"},
+      {"summary", "Prometheus metrics"},
+      {"x-vmm-role", "read"},
+      {"responses", withSuccess(streamErrors, {{"200", {{"description", "Prometheus text format 0.0.4"},
+                                                        {"content", {{"text/plain", {{"schema", {{"type", "string"}}}}}}}}}})}};
 
-  json schemas = {
-      {"Error",
-       {{"type", "object"},
-        {"properties",
-         {{"error",
-           {{"type", "object"},
-            {"properties",
-             {{"code", {{"type", "integer"}, {"description", "the HTTP status"}}},
-              {"kind", {{"type", "string"}, {"example", "not-found"}}},
-              {"message", {{"type", "string"}}}}}}}}}}},
-      {"Operation",
-       {{"type", "object"},
-        {"properties",
-         {{"id", {{"type", "string"}}},
-          {"kind", {{"type", "string"}}},
-          {"object", {{"type", "string"}}},
-          {"status", {{"type", "string"}, {"enum", {"pending", "running", "succeeded", "failed", "cancelled"}}}},
-          {"progress", {{"type", "object"}}},
-          {"error", {{"type", "object"}, {"nullable", true}}},
-          {"result", {{"nullable", true}}},
-          {"created", {{"type", "string"}, {"format", "date-time"}}},
-          {"updated", {{"type", "string"}, {"format", "date-time"}}},
-          {"cancellable", {{"type", "boolean"}}}}}}}};
   return {{"openapi", "3.0.3"},
           {"info", {{"title", "vmm HTTP API"}, {"version", "1"}, {"description", "One host's virtual machines and containers. Bearer-token authentication."}}},
           {"servers", {{{"url", "/"}}}},
           {"components",
-           {{"schemas", schemas},
+           {{"schemas", openapiSchemas()},
+            {"responses", errorComponents()},
             {"securitySchemes", {{"bearer", {{"type", "http"}, {"scheme", "bearer"}}}}}}},
           {"security", {{{"bearer", json::array()}}}},
           {"paths", paths}};

@@ -39,6 +39,11 @@ struct HttpRoute {
   std::string path;        // "/v1/domains/{name}/start"
   std::string bodyParam;   // when set, the whole request body is this parameter
   int status = 200;        // success status of a synchronous call (201 for creations)
+  // What a success returns, a schema of api/openapi_schemas.cc: the body of a synchronous call,
+  // the result of an asynchronous call's operation. "Pool", a list "Pool[]", "Snapshot?" when
+  // it may be null. Required: the OpenAPI document and its unit test hold every route to it.
+  std::string returns{};
+  std::string bodySchema{};  // the schema of the bodyParam, when set ("DomainDefinition")
 };
 
 // Where a transport runs a call's handler; set on each row of the table (spec.cc).

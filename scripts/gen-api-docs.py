@@ -84,7 +84,15 @@ def schema_text(s):
         return ""
     if "$ref" in s:
         return s["$ref"].rsplit("/", 1)[-1]
+    if s.get("enum") == [None]:
+        return "null"
+    if "allOf" in s:
+        return schema_text(s["allOf"][0])
+    if "anyOf" in s:
+        return " or ".join(schema_text(x) or "any" for x in s["anyOf"])
     t = s.get("type", "")
+    if s.get("nullable"):
+        t += " or null"
     if t == "array":
         t = "array of " + (schema_text(s.get("items", {})) or "any")
     if "enum" in s:
@@ -169,14 +177,27 @@ def render(doc):
             responses = op.get("responses", {})
             if responses:
                 parts = []
+                errors = []
                 for code in sorted(responses):
                     r = responses[code]
+                    if "$ref" in r:  # the shared error responses (components/responses)
+                        errors.append(code)
+                        continue
                     desc = r.get("description", "")
                     ref = ""
-                    for media in r.get("content", {}).values():
-                        ref = schema_text(media.get("schema"))
+                    for ctype, media in r.get("content", {}).items():
+                        ref = schema_text(media.get("schema")) or ctype
                     parts.append("%s %s%s" % (code, desc, " (%s)" % ref if ref and ref != "object" else ""))
                 out += ["Responses: " + "; ".join(parts) + ".", ""]
+                if errors:
+                    out += ["Errors (Error): " + ", ".join(errors) + ".", ""]
+    errors = doc.get("components", {}).get("responses", {})
+    if errors:
+        out += ["## Errors", "", "Every error has the `Error` body. The statuses:", "",
+                "| status | when |", "|---|---|"]
+        for name in sorted(errors):
+            out.append("| %s | %s |" % (name.replace("Error", ""), cell(errors[name].get("description", ""))))
+        out.append("")
     schemas = doc.get("components", {}).get("schemas", {})
     if schemas:
         out += ["## Schemas", ""]

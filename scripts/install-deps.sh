@@ -28,6 +28,11 @@ TEST="python3 curl openssl sqlite3 busybox-static qemu-guest-agent cpio xz-utils
 # The Debian package test: dpkg-deb, help2man man pages, lintian. (Benchmarks also use lxd, and
 # tests/data/libvirt-xml/generate.sh uses virt-install from virtinst: both optional.)
 
+# The OpenAPI conformance test (tests/api) runs its validators, npm packages installed by
+# scripts/install-npm-tools.sh, on Node.js. A Node.js installed otherwise (with its own npm) is kept.
+command -v node >/dev/null || TEST="$TEST nodejs"
+command -v npm >/dev/null || TEST="$TEST npm"
+
 PACKAGES="$BUILD $RUNTIME $TEST"
 missing=""
 for p in $PACKAGES; do

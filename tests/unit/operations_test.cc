@@ -1,7 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <set>
 #include <thread>
 
+#include "api/openapi_schemas.h"
+#include "api/types/domain_summary.h"
 #include "api/registry.h"
 #include "daemon/operation_manager.h"
 #include "test_util.h"
@@ -144,4 +148,43 @@ TEST(Registry, ValidatesParametersAndAccess) {
   auto doc = reg.openapi();
   EXPECT_EQ(doc["openapi"], "3.0.3");
   EXPECT_TRUE(doc["paths"]["/v1/domains/{name}/start"]["post"]["responses"].contains("202"));
+}
+
+// Each route says what a success returns and what its body parameter is, in schemas the
+// document has: a new operation cannot fall back to an untyped object.
+TEST(Registry, EveryRouteNamesItsSchemas) {
+  json schemas = api::openapiSchemas();
+  for (const auto& spec : api::operationSpecs()) {
+    if (!spec.http) continue;
+    const auto& route = *spec.http;
+    EXPECT_FALSE(route.returns.empty()) << spec.name;
+    EXPECT_TRUE(schemas.contains(api::returnsComponent(route.returns))) << spec.name << " returns " << route.returns;
+    if (!route.bodyParam.empty()) {
+      EXPECT_TRUE(schemas.contains(route.bodySchema)) << spec.name << " takes " << route.bodySchema;
+    }
+  }
+  std::function<void(const json&)> refsResolve = [&](const json& j) {
+    if (j.is_array()) {
+      for (const auto& v : j) refsResolve(v);
+      return;
+    }
+    if (!j.is_object()) return;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (it.key() == "$ref") {
+        EXPECT_TRUE(schemas.contains(it.value().get<std::string>().substr(21))) << it.value();
+      }
+      refsResolve(it.value());
+    }
+  };
+  refsResolve(schemas);
+  EXPECT_EQ(api::returnsSchema("Pool[]"), json::parse(R"({"type":"array","items":{"$ref":"#/components/schemas/Pool"}})"));
+}
+
+// The document's DomainSummary is the wire type vmmd writes (api/types/domain_summary.h).
+TEST(Registry, DomainSummarySchemaHasTheWireTypesFields) {
+  json summary = api::openapiSchemas()["DomainSummary"];
+  std::set<std::string> documented, written;
+  for (auto it = summary["properties"].begin(); it != summary["properties"].end(); ++it) documented.insert(it.key());
+  for (auto name : wire::kSummaryFieldNames) written.insert(std::string(name));
+  EXPECT_EQ(documented, written);
 }
