@@ -572,6 +572,7 @@ Result<CommandResult> runToCompletion(const std::vector<std::string>& argv, cons
 class SystemCommandRunner final : public CommandRunner {
  public:
   Result<CommandResult> run(const std::vector<std::string>& argv, const RunOptions& options) override {
+    if (argv.empty()) return invalidArgument("empty command");
     return runToCompletion(argv, options);
   }
 };
