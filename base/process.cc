@@ -20,6 +20,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "base/command_runner.h"
 #include "base/fs.h"
 #include "base/idmapped_mount.h"
 #include "base/socket_util.h"
@@ -483,8 +484,10 @@ Result<CommandResult> runCommand(const std::vector<std::string>& argv, Deadline 
   return runCommand(argv, o);
 }
 
-Result<CommandResult> runCommand(const std::vector<std::string>& argv, const RunOptions& o) {
-  if (argv.empty()) return invalidArgument("empty command");
+namespace {
+
+// The child runs to completion with its output captured: what the system runner does.
+Result<CommandResult> runToCompletion(const std::vector<std::string>& argv, const RunOptions& o) {
   int inPipe[2], outPipe[2], errPipe[2];
   if (pipe2(inPipe, O_CLOEXEC) != 0) return systemError("pipe", errno);
   fs::UniqueFd inR(inPipe[0]), inW(inPipe[1]);
@@ -564,6 +567,26 @@ Result<CommandResult> runCommand(const std::vector<std::string>& argv, const Run
     res.signal = WTERMSIG(*status);
   }
   return res;
+}
+
+class SystemCommandRunner final : public CommandRunner {
+ public:
+  Result<CommandResult> run(const std::vector<std::string>& argv, const RunOptions& options) override {
+    if (argv.empty()) return invalidArgument("empty command");
+    return runToCompletion(argv, options);
+  }
+};
+
+}  // namespace
+
+CommandRunner& systemCommandRunner() {
+  static SystemCommandRunner runner;
+  return runner;
+}
+
+Result<CommandResult> runCommand(const std::vector<std::string>& argv, const RunOptions& o) {
+  if (argv.empty()) return invalidArgument("empty command");
+  return commandRunner().run(argv, o);
 }
 
 Result<CommandResult> runChecked(const std::vector<std::string>& argv, const RunOptions& options) {

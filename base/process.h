@@ -82,6 +82,8 @@ struct CommandResult {
 // or a CI user's PATH may lack them. Empty when not found.
 std::string findExecutable(const std::string& name, const char* path = nullptr);
 
+// Both runCommand forms and runChecked go through commandRunner() (base/command_runner.h), so
+// a test can record their command lines instead of running them.
 // Runs argv[0] (looked up as findExecutable does) to completion. Errors only when it cannot be started or
 // the deadline passes (the child is then killed); a non-zero exit is a successful Result.
 Result<CommandResult> runCommand(const std::vector<std::string>& argv, const RunOptions& options = {});

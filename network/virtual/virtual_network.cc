@@ -68,25 +68,6 @@ Result<std::vector<HostAddress>> hostIpv4Addresses() {
   return out;
 }
 
-DnsmasqConfig dnsmasqConfigFor(const model::Network& n, const model::Cidr& subnet, const NetworkRuntime& rt,
-                               const std::string& binary) {
-  DnsmasqConfig c;
-  c.binary = binary;
-  c.interface = rt.bridge;
-  c.listenAddress = subnet.address.toString();
-  c.rangeStart = n.dhcpStart;
-  c.rangeEnd = n.dhcpEnd;
-  c.netmask = subnet.netmask();
-  c.leaseSeconds = n.leaseSeconds;
-  c.domain = n.domain;
-  c.advertiseRouter = forwards(n.mode);
-  c.pidFile = rt.pidFile();
-  c.leaseFile = rt.leaseFile();
-  c.hostsFile = rt.hostsFile();
-  c.logFile = rt.logFile();
-  return c;
-}
-
 nft::NetworkRules rulesFor(const model::Network& n, const std::string& bridge, const std::optional<model::Cidr>& subnet) {
   nft::NetworkRules rules;
   rules.table = nft::tableNameFor(n.name);
@@ -187,6 +168,43 @@ Status validateNetworkAgainstHost(const model::Network& n) {
   return {};
 }
 
+DnsmasqConfig dnsmasqConfigFor(const model::Network& n, const model::Cidr& subnet, const NetworkRuntime& rt,
+                               const std::string& binary) {
+  DnsmasqConfig c;
+  c.binary = binary;
+  c.interface = rt.bridge;
+  c.listenAddress = subnet.address.toString();
+  c.rangeStart = n.dhcpStart;
+  c.rangeEnd = n.dhcpEnd;
+  c.netmask = subnet.netmask();
+  c.leaseSeconds = n.leaseSeconds;
+  c.domain = n.domain;
+  c.advertiseRouter = forwards(n.mode);
+  c.pidFile = rt.pidFile();
+  c.leaseFile = rt.leaseFile();
+  c.hostsFile = rt.hostsFile();
+  c.logFile = rt.logFile();
+  return c;
+}
+
+Status createNetworkBridge(const model::Network& n, const std::string& bridge, const std::optional<model::Cidr>& subnet,
+                           Deadline deadline) {
+  // Created alone first, so a name taken in the meantime fails here and nothing of someone
+  // else's is ever deleted by the undo.
+  std::vector<std::string> add = {"link", "add", "name", bridge};
+  if (n.mtu) add.insert(add.end(), {"mtu", std::to_string(n.mtu)});
+  add.insert(add.end(), {"type", "bridge", "stp_state", "0", "forward_delay", "0"});
+  VMM_TRY(runIp(add, deadline));
+  Reverter revert;
+  revert.add([&] { (void)deleteBridge(bridge, Deadline::after(Millis(5000))); });
+  std::string batch;
+  if (subnet) batch += "addr add " + subnet->toString() + " broadcast + dev " + bridge + "\n";
+  batch += "link set dev " + bridge + " up\n";
+  VMM_TRY(runIp({"-batch", "-"}, deadline, batch));
+  revert.success();
+  return {};
+}
+
 Result<NetworkRuntime> startNetwork(const model::Network& n, const std::string& stateDir, Deadline deadline,
                                     const NetworkOptions& options) {
   VMM_TRY(validateNetworkAgainstHost(n));
@@ -204,18 +222,9 @@ Result<NetworkRuntime> startNetwork(const model::Network& n, const std::string& 
   }
   VMM_TRY(fs::makeDirs(stateDir, 0755));
   Reverter revert;
-  // Bridge: created alone first, so a name taken in the meantime fails here and nothing of
-  // someone else's is ever deleted by the undo.
-  std::vector<std::string> add = {"link", "add", "name", rt.bridge};
-  if (n.mtu) add.insert(add.end(), {"mtu", std::to_string(n.mtu)});
-  add.insert(add.end(), {"type", "bridge", "stp_state", "0", "forward_delay", "0"});
-  VMM_TRY(runIp(add, deadline));
+  VMM_TRY(createNetworkBridge(n, rt.bridge, subnet, deadline));
   rt.createdBridge = true;
   revert.add([&] { (void)deleteBridge(rt.bridge, Deadline::after(Millis(5000))); });
-  std::string batch;
-  if (subnet) batch += "addr add " + subnet->toString() + " broadcast + dev " + rt.bridge + "\n";
-  batch += "link set dev " + rt.bridge + " up\n";
-  VMM_TRY(runIp({"-batch", "-"}, deadline, batch));
 
   // Forwarding: on for this bridge (and its uplink) in nat/routed, off on the bridge otherwise.
   auto others = otherChanges(options, n.name);

@@ -20,12 +20,14 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/result.h"
 #include "base/time_util.h"
 #include "model/json_reader.h"
+#include "model/net_addr.h"
 #include "model/network.h"
 #include "network/virtual/dnsmasq.h"
 #include "network/virtual/forwarding.h"
@@ -70,6 +72,17 @@ std::string effectiveBridgeName(const model::Network& network);
 // isolated) or an existing bridge (bridge), the uplink exists, and no host interface has an
 // address in the network's subnet. Changes nothing.
 Status validateNetworkAgainstHost(const model::Network& network);
+
+// The dnsmasq a network with DHCP on `subnet` (its gateway address with prefix) gets from
+// startNetwork; its static hosts are added when it starts.
+DnsmasqConfig dnsmasqConfigFor(const model::Network& network, const model::Cidr& subnet, const NetworkRuntime& runtime,
+                               const std::string& binary);
+
+// startNetwork's first step: creates `bridge` (STP off, forward delay 0, the network's MTU),
+// gives it the gateway address `subnet` when there is one and sets it up. A failure after the
+// bridge exists deletes it again.
+Status createNetworkBridge(const model::Network& network, const std::string& bridge, const std::optional<model::Cidr>& subnet,
+                           Deadline deadline);
 
 // Sets the network up. On failure everything done so far is undone (no bridge, no table, no
 // dnsmasq, forwarding as before). `stateDir` is created if missing and kept.

@@ -17,12 +17,14 @@
 #include <thread>
 
 #include "base/byte_relay.h"
+#include "base/command_runner.h"
 #include "base/event_loop.h"
 #include "base/fs.h"
 #include "base/loop_window.h"
 #include "base/private_root.h"
 #include "base/process.h"
 #include "base/random.h"
+#include "base/recording_runner.h"
 #include "base/reverter.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
@@ -129,6 +131,65 @@ TEST(Process, DeadlineKillsChild) {
 TEST(Process, MissingCommand) {
   auto r = runCommand({"/nonexistent/cmd"});
   EXPECT_FALSE(r.ok());
+}
+
+// A recorder in scope answers every runCommand and runChecked (here a command that does not
+// exist, which would otherwise fail to start); the real runner is back when the scope ends.
+TEST(Process, RecordingRunnerAnswersInsteadOfTheSystem) {
+  RecordingRunner recorder([](const RecordedCommand& c) -> Result<CommandResult> {
+    CommandResult r;
+    r.exitCode = c.argv.back() == "fail" ? 4 : 0;
+    r.out = "recorded " + c.stdinData;
+    return r;
+  });
+  {
+    ScopedCommandRunner scope(recorder);
+    EXPECT_EQ(&commandRunner(), &recorder);
+    auto ran = runCommand({"/nonexistent/tool", "list"}, Deadline::after(Millis(1000)), "input");
+    ASSERT_TRUE(ran.ok()) << ran.error().message;
+    EXPECT_EQ(ran->out, "recorded input");
+    RunOptions o;
+    o.env["LC_ALL"] = "C";
+    auto failed = runChecked({"/nonexistent/tool", "fail"}, o);
+    ASSERT_FALSE(failed.ok());
+    EXPECT_NE(failed.error().message.find("exit status 4"), std::string::npos) << failed.error().message;
+  }
+  EXPECT_EQ(&commandRunner(), &systemCommandRunner());
+  auto commands = recorder.commands();
+  ASSERT_EQ(commands.size(), 2u);
+  EXPECT_EQ(commands[0].argv, (std::vector<std::string>{"/nonexistent/tool", "list"}));
+  EXPECT_EQ(commands[0].stdinData, "input");
+  EXPECT_EQ(commands[1].env.at("LC_ALL"), "C");
+  EXPECT_FALSE(commands[1].confined);
+}
+
+TEST(Process, NestedCommandRunnerScopesRestoreTheOuterOne) {
+  RecordingRunner outer, inner;
+  {
+    ScopedCommandRunner a(outer);
+    {
+      ScopedCommandRunner b(inner);
+      EXPECT_TRUE(runCommand({"true"}).ok());
+    }
+    EXPECT_TRUE(runCommand({"false"}).ok());
+  }
+  ASSERT_EQ(inner.commands().size(), 1u);
+  EXPECT_EQ(inner.commands()[0].argv[0], "true");
+  ASSERT_EQ(outer.commands().size(), 1u);
+  EXPECT_EQ(outer.commands()[0].argv[0], "false");
+}
+
+// Several threads record through one recorder: every command is kept.
+TEST(Process, RecordingRunnerIsThreadSafe) {
+  RecordingRunner recorder;
+  ScopedCommandRunner scope(recorder);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([t] {
+      for (int i = 0; i < 50; ++i) (void)runCommand({"echo", std::to_string(t), std::to_string(i)});
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(recorder.commands().size(), 200u);
 }
 
 static std::string procLine(const std::string& text, const std::string& prefix) {
