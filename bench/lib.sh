@@ -71,7 +71,7 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 start_vmmd() {
   VMMD_DIR=$(mktemp -d /tmp/vmm-bench-XXXXXX)
   DIRS="$DIRS $VMMD_DIR"
-  "$BUILD/daemon/vmmd" --state-dir "$VMMD_DIR/state" --run-dir "$VMMD_DIR/run" --listen 127.0.0.1:0 --default-network no "$@" \
+  "$BUILD/app/vmmd" --state-dir "$VMMD_DIR/state" --run-dir "$VMMD_DIR/run" --listen 127.0.0.1:0 --default-network no "$@" \
     >"$VMMD_DIR/log" 2>&1 &
   VMMD_PID=$!
   PIDS="$PIDS $VMMD_PID"

@@ -15,7 +15,7 @@
 #include "base/json_util.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
-#include "daemon/daemon.h"
+#include "app/daemon.h"
 #include "fuzz/fuzz_util.h"
 
 namespace vmm::fuzz {

@@ -12,7 +12,7 @@ build=$1
 dest=$2
 pkg=$src/packaging
 
-for bin in "$build/daemon/vmmd" "$build/client/vmctl"; do
+for bin in "$build/app/vmmd" "$build/client/vmctl"; do
 	[ -x "$bin" ] || { echo "stage: $bin is missing: build the vmmd and vmctl targets first" >&2; exit 1; }
 done
 
@@ -25,7 +25,7 @@ fi
 install -d -m 0755 "$dest/usr/sbin" "$dest/usr/bin" "$dest/etc/vmm" "$dest/lib/systemd/system" \
 	"$dest/usr/share/bash-completion/completions" "$dest/usr/share/man/man1" "$dest/usr/share/man/man8" \
 	"$dest/usr/share/doc/vmm"
-install -m 0755 "$build/daemon/vmmd" "$dest/usr/sbin/vmmd"
+install -m 0755 "$build/app/vmmd" "$dest/usr/sbin/vmmd"
 install -m 0755 "$build/client/vmctl" "$dest/usr/bin/vmctl"
 # Container exec (joins a container with its capabilities and seccomp filter); vmmd looks for it here.
 install -D -m 0755 "$build/drivers/vmm-nsexec" "$dest/usr/lib/vmm/vmm-nsexec"
@@ -45,7 +45,7 @@ man_page() {  # PROGRAM SECTION NAME-LINE INCLUDE OUTPUT
 	rm -f "$5.tmp"
 	chmod 0644 "$5"
 }
-man_page "$build/daemon/vmmd" 8 "the vmm virtualization daemon" "$pkg/man/vmmd.h2m" "$dest/usr/share/man/man8/vmmd.8.gz"
+man_page "$build/app/vmmd" 8 "the vmm virtualization daemon" "$pkg/man/vmmd.h2m" "$dest/usr/share/man/man8/vmmd.8.gz"
 man_page "$build/client/vmctl" 1 "manage the virtual machines and containers of a vmm host" "$pkg/man/vmctl.h2m" \
 	"$dest/usr/share/man/man1/vmctl.1.gz"
 

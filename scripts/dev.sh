@@ -22,7 +22,7 @@ case "${1:-}" in
   run)
     shift
     build
-    exec "$BUILD/daemon/vmmd" "$@"
+    exec "$BUILD/app/vmmd" "$@"
     ;;
   test)
     shift

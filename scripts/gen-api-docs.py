@@ -3,7 +3,7 @@
 
     scripts/gen-api-docs.py BUILD_DIR [--check]
 
-Starts BUILD_DIR/daemon/vmmd with private state and run directories, the test driver only,
+Starts BUILD_DIR/app/vmmd with private state and run directories, the test driver only,
 HTTP on a free loopback port; creates a token with BUILD_DIR/client/vmctl over the unix
 socket; fetches the document; stops vmmd and removes its directories. --check compares
 with the checked-in docs/api.md instead of writing it (exit 1 when stale).

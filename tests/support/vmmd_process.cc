@@ -19,7 +19,7 @@ namespace vmm::testutil {
 // VMM_TEST_VMMD overrides the binary (e.g. to run a suite against an older build).
 std::string vmmdBinary() {
   const char* env = std::getenv("VMM_TEST_VMMD");
-  return env && *env ? env : VMM_BINARY_DIR "/daemon/vmmd";
+  return env && *env ? env : VMM_BINARY_DIR "/app/vmmd";
 }
 std::string vmctlBinary() { return VMM_BINARY_DIR "/client/vmctl"; }
 

@@ -1,11 +1,11 @@
-// vmmd: see daemon/daemon.h.
+// vmmd: see app/daemon.h.
 #include <malloc.h>
 
 #include <cstdio>
 
 #include "base/log.h"
 #include "daemon/config.h"
-#include "daemon/daemon.h"
+#include "app/daemon.h"
 
 int main(int argc, char** argv) {
   // Before any thread exists, so that every thread inherits the mask and signals arrive

@@ -1,4 +1,4 @@
-#include "daemon/daemon.h"
+#include "app/daemon.h"
 
 #include "api/volume_transfer.h"
 #include "network/port/port_profile.h"
@@ -301,7 +301,9 @@ Status Daemon::start() {
     return std::move(*p);
   });
   api::bindHandlers(*registry_, *services_);
-  for (const auto& name : registry_->unbound()) log::warn("operation has no handler", {{"operation", name}});
+  // A row of the operation table without its handler is a build mistake: refuse to serve.
+  if (auto missing = registry_->unbound(); !missing.empty())
+    return internalError("operations without a handler: " + join(missing, ", "));
 
   api::RpcOptions ro;
   ro.socketPath = config_.socketPath;
