@@ -116,7 +116,7 @@ json Registry::openapi() const {
         if (p.required) bodyRequired.push_back(p.name);
       }
     }
-    if (spec.name == "domain.update")
+    if (!route.ifMatchParam.empty())
       parameters.push_back({{"name", "If-Match"},
                             {"in", "header"},
                             {"required", false},
@@ -125,7 +125,7 @@ json Registry::openapi() const {
     if (!parameters.empty()) op["parameters"] = parameters;
     if (!route.bodyParam.empty()) {
       json content = jsonContent(route.bodySchema.empty() ? json{{"type", "object"}} : json{{"$ref", "#/components/schemas/" + route.bodySchema}});
-      if (spec.name == "domain.create" || spec.name == "domain.update") content["application/xml"] = {{"schema", {{"type", "string"}}}};
+      if (route.xmlBody) content["application/xml"] = {{"schema", {{"type", "string"}}}};
       op["requestBody"] = {{"required", true}, {"content", content}};
     } else if (!bodyProps.empty()) {
       json schema = {{"type", "object"}, {"properties", bodyProps}, {"additionalProperties", false}};
@@ -139,10 +139,10 @@ json Registry::openapi() const {
                           {"content", jsonContent(operationOf(route.returns))}};
     } else {
       responses[std::to_string(route.status)] = {{"description", "success"}, {"content", jsonContent(returnsSchema(route.returns))}};
-      if (spec.name == "domain.xml")  // with Accept: application/xml
+      if (!route.xmlReply.empty())  // with Accept: application/xml
         responses[std::to_string(route.status)]["content"]["application/xml"] = {{"schema", {{"type", "string"}}}};
     }
-    addErrors(responses, spec.name == "domain.update");
+    addErrors(responses, !route.ifMatchParam.empty());
     op["responses"] = responses;
     std::string method = route.method;
     for (auto& c : method) c = static_cast<char>(tolower(c));

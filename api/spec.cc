@@ -81,18 +81,18 @@ std::vector<OperationSpec> build() {
        "domains/{name}", {pathName("domain")}, HttpRoute{"GET", "/v1/domains/{name}", "", 200, "Domain"}, Lane::quick});
   add({"domain.xml", "A domain's definition as libvirt domain XML: {name, xml}; over HTTP the XML itself with "
        "Accept: application/xml", Role::read, false, false, "domains/{name}", {pathName("domain")},
-       HttpRoute{"GET", "/v1/domains/{name}/xml", "", 200, "DomainXml"}, Lane::quick});
+       HttpRoute{"GET", "/v1/domains/{name}/xml", "", 200, "DomainXml", "", false, "xml"}, Lane::quick});
   // A call, not quick: it commits to the state store, an lxc definition stats host paths, and
   // with start it boots the domain (a QEMU start waits for a QMP greeting only a loop can read).
   add({"domain.create", "Define a new domain", Role::operate, false, false, "domains",
        {b("definition", T::object, "the domain definition (JSON), or libvirt domain XML as a string over HTTP with Content-Type application/xml", true),
         q("start", T::boolean, "start the domain once defined")},
-       HttpRoute{"POST", "/v1/domains", "definition", 201, "Domain", "DomainDefinition"}});
+       HttpRoute{"POST", "/v1/domains", "definition", 201, "Domain", "DomainDefinition", true}});
   add({"domain.update", "Replace a domain's definition (applies at next start if running)", Role::operate, false,
        false, "domains/{name}",
        {pathName("domain"), b("definition", T::object, "the new definition", true),
         q("generation", T::integer, "fail with 412 unless the domain is at this generation (HTTP: If-Match)")},
-       HttpRoute{"PUT", "/v1/domains/{name}", "definition", 200, "Domain", "DomainDefinition"}});
+       HttpRoute{"PUT", "/v1/domains/{name}", "definition", 200, "Domain", "DomainDefinition", true, "", "generation"}});
   add({"domain.delete", "Undefine a domain (it must be shut off)", Role::operate, false, false, "domains/{name}",
        {pathName("domain")}, HttpRoute{"DELETE", "/v1/domains/{name}", "", 200, "Empty"}});
   add({"domain.start", "Start a domain", Role::operate, true, false, "domains/{name}",

@@ -44,6 +44,10 @@ struct HttpRoute {
   // it may be null. Required: the OpenAPI document and its unit test hold every route to it.
   std::string returns{};
   std::string bodySchema{};  // the schema of the bodyParam, when set ("DomainDefinition")
+  // HTTP-only forms of a call, so the transport and the document need no operation names:
+  bool xmlBody = false;          // the bodyParam may come as libvirt XML (Content-Type application/xml)
+  std::string xmlReply{};        // with Accept: application/xml, this field of the reply is the body
+  std::string ifMatchParam{};    // an If-Match header's generation becomes this parameter
 };
 
 // Where a transport runs a call's handler; set on each row of the table (spec.cc).

@@ -1188,7 +1188,7 @@ void HttpServer::serveCall(const HttpRequest& req, HttpResponse& res, const Call
     if (!v.ok()) return sendError(res, v.error());
     params[key] = *v;
   }
-  if (spec->name == "domain.update") {
+  if (!spec->http->ifMatchParam.empty()) {
     std::string ifMatch = req.header("If-Match");
     if (!ifMatch.empty()) {
       std::string g(trim(ifMatch));
@@ -1196,14 +1196,14 @@ void HttpServer::serveCall(const HttpRequest& req, HttpResponse& res, const Call
       if (g.size() >= 2 && g.front() == '"' && g.back() == '"') g = g.substr(1, g.size() - 2);
       auto gen = parseInt(g);
       if (!gen) return sendError(res, invalidArgument("If-Match: expected a generation such as \"3\""));
-      params["generation"] = *gen;
+      params[spec->http->ifMatchParam] = *gen;
     }
   }
   if (!req.body.empty()) {
     std::string contentType = req.header("Content-Type");
     json body;
     bool xmlBody = startsWith(contentType, "application/xml") || startsWith(contentType, "text/xml");
-    if (xmlBody && !spec->http->bodyParam.empty()) {
+    if (xmlBody && spec->http->xmlBody) {
       body = req.body;  // an XML document (libvirt domain XML) is handed to the handler as text
     } else {
       // Depth is capped while parsing; the parser's own message names the line and column.
@@ -1225,8 +1225,8 @@ void HttpServer::serveCall(const HttpRequest& req, HttpResponse& res, const Call
   if (!result.ok()) return sendError(res, result.error());
   res.status = result->status;
   for (const auto& [k, v] : result->headers) res.setHeader(k, v);
-  if (spec->name == "domain.xml" && req.header("Accept").find("xml") != std::string::npos)
-    return res.setContent(result->body.value("xml", ""), "application/xml");
+  if (!spec->http->xmlReply.empty() && req.header("Accept").find("xml") != std::string::npos)
+    return res.setContent(result->body.value(spec->http->xmlReply, ""), "application/xml");
   res.setContent(replyText(*result), "application/json");
 }
 
