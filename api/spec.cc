@@ -1,5 +1,7 @@
 #include "api/spec.h"
 
+#include "model/domain.h"
+
 namespace vmm::api {
 
 std::string_view roleName(Role r) {
@@ -37,6 +39,12 @@ using P = ParamSpec;
 using T = ParamType;
 
 ParamSpec pathName(const std::string& what) { return P{"name", T::string, true, "the " + what + "'s name", ParamIn::path, {}}; }
+template <typename E>
+std::vector<std::string> names(const model::EnumTable<E>& table) {
+  std::vector<std::string> out;
+  for (const auto& [value, name] : table) out.emplace_back(name);
+  return out;
+}
 ParamSpec q(std::string name, T type, std::string desc, std::vector<std::string> choices = {}) {
   return P{std::move(name), type, false, std::move(desc), ParamIn::query, std::move(choices)};
 }
@@ -70,7 +78,7 @@ std::vector<OperationSpec> build() {
         q("state", T::string, "only domains in this state",
           {"shutoff", "starting", "running", "paused", "stopping", "crashed"}),
         q("active", T::boolean, "only running or paused domains"),
-        q("type", T::string, "only domains of this driver type", {"qemu", "lxc", "xen", "test"}),
+        q("type", T::string, "only domains of this driver type", names(model::kDriverTypes)),
         q("label", T::string, "label selector: key or key=value, comma-separated; all must match"),
         q("fields", T::string, "only these summary fields, comma-separated (e.g. name,state); not with full")},
        HttpRoute{"GET", "/v1/domains", "", 200, "DomainListItem[]"}, Lane::quick});

@@ -19,12 +19,8 @@
 #include "base/process.h"
 #include "base/strings.h"
 #include "drivers/driver_context.h"
-#include "drivers/lxc/lxc_driver.h"
 #include "drivers/qemu/qemu_driver.h"
-#include "drivers/test/test_driver.h"
-#ifdef VMM_HAVE_XEN
-#include "drivers/xen/xen_driver.h"
-#endif
+#include "drivers/registry.h"
 
 namespace vmm {
 
@@ -159,21 +155,17 @@ void Daemon::createDrivers() {
   ctx.runDir = config_.runDir;
   ctx.stateDir = config_.stateDir;
   ctx.containerPidsMax = config_.containerPidsMax;
+  drivers::DriverSettings settings;
+  settings.qemu = qemuOptions(config_);
   for (const auto& name : config_.drivers) {
-    std::unique_ptr<drivers::HypervisorDriver> drv;
-    // The test driver simulates its disks and NICs: it gets no host services.
-    if (name == "test") drv = std::make_unique<drivers::TestDriver>(ctx);
-    else if (name == "qemu") drv = std::make_unique<drivers::qemu::QemuDriver>(ctx, qemuOptions(config_));
-    else if (name == "lxc") drv = std::make_unique<drivers::lxc::LxcDriver>(ctx);
-#ifdef VMM_HAVE_XEN
-    else if (name == "xen") drv = std::make_unique<drivers::xen::XenDriver>(ctx);
-#endif
-    if (drv) {
-      if (name != "test") drv->setHostServices(hostServices_.get());
-      domains_->addDriver(std::move(drv));
+    const auto* entry = drivers::findDriver(name);  // the configuration named only known ones
+    if (!entry || !entry->builtIn) {
+      log::info("driver not built into this vmmd", {{"driver", name}});
       continue;
     }
-    log::info("driver not built into this vmmd", {{"driver", name}});
+    auto drv = entry->make(ctx, settings);
+    if (!entry->simulated) drv->setHostServices(hostServices_.get());
+    domains_->addDriver(std::move(drv));
   }
 }
 
@@ -521,11 +513,12 @@ json Daemon::hostInfo() {
     auto info = d->probe();
     drivers[d->typeName()] = {{"available", info.available}, {"reason", info.reason}, {"version", info.version}, {"details", info.details}};
   }
-  for (const auto& name : {"qemu", "lxc", "xen", "test"}) {
+  for (const auto& entry : drivers::driverRegistry()) {
+    std::string name(entry.name());
     if (!drivers.contains(name)) drivers[name] = {{"available", false}, {"reason", "not enabled in this vmmd"}, {"version", ""}, {"details", json::object()}};
   }
   return {{"vmm",
-           {{"version", "0.1.0"},
+           {{"version", VMM_VERSION},
             {"api_version", "1"},
             {"api_extensions", kApiExtensions},
             {"pid", getpid()},

@@ -8,6 +8,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "base/toml_lite.h"
+#include "drivers/registry.h"
 #include "model/json_reader.h"
 #include "model/units.h"
 
@@ -161,8 +162,14 @@ Result<std::pair<uint64_t, uint64_t>> qemuUidRange(const Config& config, const s
   return std::make_pair(first, end - first);
 }
 
+std::vector<std::string> defaultDrivers() {
+  std::vector<std::string> out;
+  for (const auto& d : drivers::driverRegistry()) out.emplace_back(d.name());
+  return out;
+}
+
 std::string configUsage() {
-  return R"(Usage: vmmd [options]
+  std::string text = R"(Usage: vmmd [options]
 
 The vmm daemon: one host's virtual machines and containers, storage pools, networks and
 snapshots, served over a JSON-RPC unix socket and an HTTP API.
@@ -182,7 +189,7 @@ Options:
   --listen ADDR:PORT   HTTP API address (default 127.0.0.1:8470; "none" disables HTTP)
   --tls-cert FILE      serve HTTPS with this certificate ...
   --tls-key FILE       ... and key
-  --drivers LIST       comma-separated hypervisor drivers to load (default qemu,lxc,xen,test)
+  --drivers LIST       comma-separated hypervisor drivers to load (default DRIVERS)
   --log-level LEVEL    debug, info, warn or error (default info)
   --log-format FORMAT  logfmt or json (default logfmt)
   --log-file FILE      append logs to FILE instead of stderr
@@ -198,6 +205,7 @@ Options:
 
 Signals: SIGTERM/SIGINT stop vmmd cleanly (guests keep running); SIGHUP reopens the log file.
 )";
+  return text.replace(text.find("DRIVERS"), 7, drivers::driverNames(","));
 }
 
 Result<Config> loadConfig(int argc, char** argv, bool& run) {
@@ -213,7 +221,7 @@ Result<Config> loadConfig(int argc, char** argv, bool& run) {
       return c;
     }
     if (a == "--version") {
-      std::cout << "vmmd 0.1.0\n";
+      std::cout << "vmmd " VMM_VERSION "\n";
       run = false;
       return c;
     }
@@ -274,8 +282,7 @@ Result<Config> loadConfig(int argc, char** argv, bool& run) {
   if (!c.imageCaFile.empty() && !fs::exists(c.imageCaFile))
     return invalidArgument("image CA file " + quote(c.imageCaFile) + " does not exist");
   for (const auto& d : c.drivers) {
-    if (d != "qemu" && d != "lxc" && d != "xen" && d != "test")
-      return invalidArgument("unknown driver " + quote(d) + " (known: qemu, lxc, xen, test)");
+    if (!drivers::findDriver(d)) return invalidArgument("unknown driver " + quote(d) + " (known: " + drivers::driverNames() + ")");
   }
   VMM_TRY(qemuUidRange(c));  // also when no file was read: root's /etc/subuid may meet it
   return c;

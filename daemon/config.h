@@ -10,6 +10,9 @@
 
 namespace vmm {
 
+// Every driver of drivers/registry.h, the default of [daemon] drivers.
+std::vector<std::string> defaultDrivers();
+
 struct Config {
   std::string configFile;     // what was loaded ("" = none)
   std::string stateDir;       // sqlite database, console logs, saved states, the default pool
@@ -37,7 +40,7 @@ struct Config {
   Millis httpHeaderTimeout = Millis(10000);  // a request head (and TLS handshake) must arrive within this
   Millis httpIdleTimeout = Millis(15000);    // a kept-alive connection may wait this long for its next request
 
-  std::vector<std::string> drivers = {"qemu", "lxc", "xen", "test"};
+  std::vector<std::string> drivers = defaultDrivers();
   bool syncFull = true;       // fsync every commit
   bool defaultPool = true;    // create the dir pool "default" under the state dir when no pool exists
   Millis storageIoTimeout = Millis(30000);  // each call to a storage server or tool
