@@ -106,7 +106,7 @@ int runCommand(Context& ctx, const std::vector<std::string>& args) {
   std::string project = ctx.connect.project;
   app.add_option("--project", project, "the project to act in (VMM_PROJECT; default: the one you are bound to, else \"default\")");
   app.add_option("-o,--output", output, "output format")->check(CLI::IsMember({"table", "json"}));
-  app.add_flag_callback("--version", [] { std::cout << "vmctl 0.1.0\n"; throw CLI::Success(); }, "print the version");
+  app.add_flag_callback("--version", [] { std::cout << "vmctl " VMM_VERSION "\n"; throw CLI::Success(); }, "print the version");
 
   std::function<int()> action;
   registerDomainCommands(app, ctx, action);
