@@ -220,3 +220,14 @@ TEST(QemuCapsData, Debian12SetIsParsedFromItsQemuOutput) {
 }
 
 }  // namespace
+
+// A binary that lists no machine of the family (QEMU can be built without microvm) says so.
+TEST(QemuCaps, AFamilyTheBinaryDoesNotListIsRefusedByName) {
+  auto caps = loadCaps(kDefaultCaps);
+  ASSERT_TRUE(caps.ok());
+  caps->machines.erase("microvm");
+  auto r = qemu::resolveMachine(*caps, "microvm", "microvm");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "machine: \"microvm\" is not offered by this QEMU 7.2.22 (it has no microvm machine)");
+  EXPECT_EQ(qemu::resolveMachine(qemu::QemuCaps{}, "q35", "q35").valueOr(""), "q35") << "nothing probed: nothing resolved";
+}
