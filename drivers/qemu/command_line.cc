@@ -184,10 +184,12 @@ Result<CommandLine> buildCommandLine(const LaunchSpec& spec) {
   CommandLine cl;
   auto& a = cl.argv;
   auto& layout = cl.layout;
-  layout.machine = d.machine.empty() ? "q35" : d.machine;
-  std::string family = machineFamily(layout.machine);
+  std::string requested = d.machine.empty() ? "q35" : d.machine;
+  std::string family = machineFamily(requested);
   if (family.empty())
-    return invalidArgument("machine: unknown machine type " + quote(layout.machine) + " (known: q35, pc, microvm and their versions)");
+    return invalidArgument("machine: unknown machine type " + quote(requested) + " (known: q35, pc, microvm and their versions)");
+  // Refused here rather than by QEMU at start; an alias is pinned to the version it stands for.
+  VMM_ASSIGN(layout.machine, resolveMachine(spec.caps, requested, family));
   if (spec.disks.size() != d.disks.size() || spec.nics.size() != d.nics.size())
     return internalError("launch spec does not match the definition");
   bool pci = isPciMachine(family);

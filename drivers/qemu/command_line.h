@@ -14,6 +14,7 @@
 
 #include "base/result.h"
 #include "drivers/driver.h"
+#include "drivers/qemu/qemu_caps.h"
 #include "model/domain.h"
 
 namespace vmm::drivers::qemu {
@@ -27,6 +28,7 @@ struct LaunchSpec {
   const model::Domain* def = nullptr;
   std::string binary = "qemu-system-x86_64";
   std::string accel = "tcg";              // "kvm" or "tcg"
+  QemuCaps caps{};                        // what the binary offers (empty: not checked)
   std::vector<ResolvedDisk> disks;        // one per def->disks
   std::vector<NicBackend> nics;           // one per def->nics
   int qmpFd = -1, agentFd = -1, consoleFd = -1;  // child-side fd numbers; -1 = none
@@ -45,7 +47,7 @@ struct LaunchSpec {
 
 // Where devices sit, so that hotplug can find free slots later.
 struct DeviceLayout {
-  std::string machine;                    // resolved machine type
+  std::string machine;                    // resolved machine type (an alias's versioned machine)
   int rootPorts = 0;                      // q35: pcie-root-ports rp1..rpN
   std::map<std::string, int> portOf;      // device id -> root port number
   bool hotplug = false;                   // the machine can hot-plug PCI devices

@@ -110,22 +110,15 @@ DriverInfo QemuDriver::probe() {
   // Runs QEMU without the driver's lock (no lock across I/O); concurrent first callers may
   // probe twice, the first result is kept.
   DriverInfo info;
-  std::set<std::string> machines;
+  QemuCaps caps;
   auto version = runCommand({options_.binary, "--version"}, quickRun());
   if (!version.ok() || !version->success()) {
     info.available = false;
     info.reason = options_.binary + " is not installed (Debian package qemu-system-x86)";
   } else {
-    std::string first = split(version->out, '\n')[0];  // "QEMU emulator version 7.2.22 (Debian ...)"
-    auto pos = first.find("version ");
-    info.version = "QEMU " + (pos == std::string::npos ? first : first.substr(pos + 8, first.find(' ', pos + 8) - pos - 8));
     auto listed = runCommand({options_.binary, "-machine", "help"}, quickRun());
-    if (listed.ok()) {
-      for (const auto& line : split(listed->out, '\n', true)) {
-        auto name = line.substr(0, line.find(' '));
-        if (!name.empty() && name != "Supported") machines.insert(name);
-      }
-    }
+    caps = parseQemuCaps(version->out, listed.ok() && listed->success() ? listed->out : "");
+    info.version = "QEMU " + caps.version;
     int kvm = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
     bool haveKvm = kvm >= 0;
     if (kvm >= 0) ::close(kvm);
@@ -138,7 +131,7 @@ DriverInfo QemuDriver::probe() {
     info.details = {{"binary", options_.binary},
                     {"accelerator", haveKvm ? "kvm" : "tcg"},
                     {"kvm", haveKvm},
-                    {"machines", std::vector<std::string>(machines.begin(), machines.end())}};
+                    {"machines", std::vector<std::string>(caps.machines.begin(), caps.machines.end())}};
     if (!kvmProblem.empty()) {
       info.details["kvm_reason"] = "/dev/kvm exists but QEMU cannot use it (" + kvmProblem + "): guests run under TCG emulation";
       log::warn("KVM is not usable; guests run under TCG", {{"reason", kvmProblem}});
@@ -149,24 +142,23 @@ DriverInfo QemuDriver::probe() {
   MutexLock lock(mu_);
   if (!probed_) {
     probed_ = info;
-    machines_ = std::move(machines);
+    caps_ = std::move(caps);
   }
   return *probed_;
 }
 
+QemuCaps QemuDriver::caps() const {
+  MutexLock lock(mu_);
+  return caps_;
+}
+
 Status QemuDriver::validate(const model::Domain& def) const {
-  std::string machine = def.machine.empty() ? "q35" : def.machine;
-  if (machineFamily(machine).empty())
-    return invalidArgument("machine: unknown machine type " + quote(machine) + " (known: q35, pc, microvm and their versions)");
-  {
-    MutexLock lock(mu_);
-    if (!machines_.empty() && !machines_.count(machine))
-      return invalidArgument("machine: " + quote(machine) + " is not offered by this QEMU");
-  }
   if (def.container) return invalidArgument("container: only for domains of type lxc");
-  // The command-line builder knows which buses each machine has: run it on placeholders.
+  // The command-line builder knows which machines this QEMU offers and which buses each has:
+  // run it on placeholders.
   LaunchSpec spec;
   spec.def = &def;
+  spec.caps = caps();
   spec.runDir = runDir(def.name);
   for (const auto& d : def.disks) {
     ResolvedDisk r;
@@ -366,6 +358,7 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
   spec.def = &def;
   spec.binary = options_.binary;
   spec.accel = inst->accel;
+  spec.caps = caps();
   spec.sparePorts = options_.sparePorts;
   spec.incoming = !options.restoreFrom.empty();
   spec.runDir = ".";  // QEMU's working directory, the guest directory

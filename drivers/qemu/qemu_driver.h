@@ -85,6 +85,7 @@ class QemuDriver final : public HypervisorDriver {
   Result<std::shared_ptr<Instance>> running(const model::Domain& def) const;
   std::string runDir(const std::string& name) const;
   std::string stateDir(const std::string& name) const;
+  QemuCaps caps() const;  // what probe() learnt (empty before it)
   // Wires monitor events, process exit and the console of a started or reconnected QEMU.
   Status attach(const std::shared_ptr<Instance>& inst, fs::UniqueFd monitor, Deadline deadline);
   void onMonitorEvent(const std::shared_ptr<Instance>& inst, const std::string& event, const json& data);
@@ -116,7 +117,7 @@ class QemuDriver final : public HypervisorDriver {
   mutable Mutex mu_;
   std::map<std::string, std::shared_ptr<Instance>> instances_ VMM_GUARDED_BY(mu_);  // by domain name
   std::optional<DriverInfo> probed_ VMM_GUARDED_BY(mu_);
-  std::set<std::string> machines_ VMM_GUARDED_BY(mu_);  // from `-machine help`
+  QemuCaps caps_ VMM_GUARDED_BY(mu_);                   // from `--version` and `-machine help`
   std::set<uid_t> uidsInUse_ VMM_GUARDED_BY(mu_);       // by starting and running QEMUs
 };
 

@@ -4,6 +4,8 @@
 // kernels, the secret file, listening sockets and taps on the numbered fds, a loop device, a
 // tgtd target, an NFS export - until QEMU answers query-status over QMP; then quit. How each
 // golden is launched is listed in tests/data/qemu-argv/launch.list (every .args must be there).
+// NAME.args is the output for Debian 12's capability set (tests/data/qemu-caps/qemu-7.2.json),
+// this host's QEMU; NAME.SET.args, for other QEMU versions, are not launched.
 //
 // Needs root (a private network namespace for taps and fixed ports, loop devices, tgtd).
 #include <fcntl.h>
