@@ -230,11 +230,7 @@ void addDomainSchemas(json& s) {
                       {"name", "state"});
   stats["additionalProperties"] = true;
   s["DomainStats"] = described(stats, "what the driver measures; drivers add their own (lxc: memory_bytes, pids...)");
-  // statsAll's error entries carry the error's kind as `code` (not the HTTP status of Error).
-  s["DomainStatsError"] = object({{"name", text()},
-                                  {"error", object({{"code", text("the error's kind: timeout, not-found...")}, {"message", text()}},
-                                                   {"code", "message"})}},
-                                 {"name", "error"});
+  s["DomainStatsError"] = object({{"name", text()}, {"error", schemaRef("ErrorBody")}}, {"name", "error"});
   s["DomainStatsEntry"] = {{"anyOf", {schemaRef("DomainStats"), schemaRef("DomainStatsError")}}};
   s["GuestReply"] = anyValue("the guest agent's answer, as it gave it");
   s["ConsoleLog"] = object({{"log", text()}}, {"log"});

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "api/wire.h"
+#include "base/json_util.h"
 #include "base/log.h"
 #include "base/socket_util.h"
 #include "model/pool.h"
@@ -92,7 +93,7 @@ Result<StreamStart> startVolumeTransfer(PoolService& pools, ThreadPool& workers,
     workers.submit([&pools, ours, shared, pool, name, size]() mutable {
       int fd = ours->get();
       auto v = receiveVolume(pools, *shared, pool, name, size, [fd](char* buf, size_t len) { return readSome(fd, buf, len); });
-      json line = v.ok() ? json{{"result", model::formatVolume(*v)}} : json{{"error", errorObject(v.error())}};
+      json line = v.ok() ? json{{"result", model::formatVolume(*v)}} : json{{"error", errorJson(v.error())}};
       if (!v.ok()) log::warn("volume upload failed", {{"pool", pool}, {"volume", name}, {"error", v.error().message}});
       shared.reset();  // the volume is free before the client hears the result
       (void)writeAllFd(fd, line.dump() + "\n", Deadline::after(Millis(5000)));

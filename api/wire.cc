@@ -12,8 +12,4 @@ bool isStreamMethod(const std::string& method) {
   return method == "domain.console" || method == "volume.upload" || method == "volume.download";
 }
 
-nlohmann::json errorObject(const Error& e) {
-  return {{"code", httpStatusFor(e.code)}, {"kind", errorCodeName(e.code)}, {"message", e.message}};
-}
-
 }  // namespace vmm::api

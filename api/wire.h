@@ -14,8 +14,6 @@ std::string toText(const nlohmann::json& j);
 // The JSON text of a successful reply (its raw text when it has one).
 struct Reply;
 std::string replyText(const Reply& r);
-// {"code": 404, "kind": "not-found", "message": "..."}
-nlohmann::json errorObject(const Error& e);
 
 // A call that turns into a byte stream (console, volume upload and download): the reply's
 // result, then the connection carries the bytes of `fd`.

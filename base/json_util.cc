@@ -201,4 +201,8 @@ int64_t jsonIntOr(const json& obj, std::string_view key, int64_t fallback) { ret
 
 bool jsonBoolOr(const json& obj, std::string_view key, bool fallback) { return jsonBool(obj, key).value_or(fallback); }
 
+json errorJson(const Error& e) {
+  return {{"code", httpStatusFor(e.code)}, {"kind", errorCodeName(e.code)}, {"message", e.message}};
+}
+
 }  // namespace vmm

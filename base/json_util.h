@@ -56,6 +56,10 @@ std::optional<uint64_t> jsonUintValue(const nlohmann::json& v);
 // Shorthands with a fallback for an absent member. A member of the wrong type also yields the
 // fallback: use them only where a wrong type may be treated like an absent value.
 std::string jsonStringOr(const nlohmann::json& obj, std::string_view key, std::string fallback);
+
+// An error as every JSON answer carries it: {"code": HTTP status, "kind": "not-found", "message"}.
+// The one producer of that shape (HTTP errors, operations, per-domain errors in lists, streams).
+nlohmann::json errorJson(const Error& e);
 int64_t jsonIntOr(const nlohmann::json& obj, std::string_view key, int64_t fallback);
 bool jsonBoolOr(const nlohmann::json& obj, std::string_view key, bool fallback);
 

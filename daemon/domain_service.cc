@@ -3,6 +3,7 @@
 #include <future>
 #include <set>
 
+#include "base/json_util.h"
 #include "base/log.h"
 #include "base/process.h"
 #include "base/reverter.h"
@@ -1058,7 +1059,7 @@ json DomainService::statsAll(Deadline deadline, const std::optional<std::string>
     }
     auto r = fut.get();
     if (r.ok()) out.push_back(*r);
-    else out.push_back({{"name", n}, {"error", {{"code", errorCodeName(r.error().code)}, {"message", r.error().message}}}});
+    else out.push_back({{"name", n}, {"error", errorJson(r.error())}});
   }
   return out;
 }

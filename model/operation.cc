@@ -1,5 +1,6 @@
 #include "model/operation.h"
 
+#include "base/json_util.h"
 #include "base/time_util.h"
 
 namespace vmm::model {
@@ -28,7 +29,7 @@ json formatOperation(const Operation& op) {
   }
   // The same shape as every other error on the wire.
   if (op.error)
-    j["error"] = {{"code", httpStatusFor(op.error->code)}, {"kind", errorCodeName(op.error->code)}, {"message", op.error->message}};
+    j["error"] = errorJson(*op.error);
   return j;
 }
 

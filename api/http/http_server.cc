@@ -36,7 +36,7 @@ constexpr const char* kConsoleRoute = "/v1/domains/{name}/console";
 
 void sendError(HttpResponse& res, const Error& e) {
   res.status = httpStatusFor(e.code);
-  res.setContent(toText(json{{"error", errorObject(e)}}), "application/json");
+  res.setContent(toText(json{{"error", errorJson(e)}}), "application/json");
 }
 
 bool isLoopback(const sockaddr* sa) {

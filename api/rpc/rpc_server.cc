@@ -18,6 +18,13 @@ using json = nlohmann::json;
 namespace {
 // Members of one batch line; each may be answered by the worker pool.
 constexpr size_t kMaxBatch = 256;
+
+// A JSON-RPC error object: the HTTP status as its code, the error's kind in data (errorJson's
+// fields, in the places JSON-RPC 2.0 gives them).
+json rpcError(const Error& e) {
+  json wire = errorJson(e);
+  return {{"code", wire["code"]}, {"message", wire["message"]}, {"data", {{"kind", wire["kind"]}}}};
+}
 }  // namespace
 
 // Unread replies above which a connection's requests are not read.
@@ -205,9 +212,7 @@ std::optional<Role> RpcServer::roleOf(const PeerCred& cred, bool readOnlySocket)
 void RpcServer::refuse(int fd, const std::string& key, const std::string& message, ErrorCode code) {
   fs::UniqueFd owned(fd);
   ++refused_;
-  std::string line = toText({{"jsonrpc", "2.0"}, {"id", nullptr},
-                             {"error", {{"code", httpStatusFor(code)}, {"message", message},
-                                        {"data", {{"kind", errorCodeName(code)}}}}}}) + "\n";
+  std::string line = toText({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", rpcError(Error{code, message})}}) + "\n";
   (void)!::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   // One log line per 10 s at most: refusals come in floods.
   int64_t now = wallNowMicros();
@@ -543,10 +548,7 @@ void RpcServer::handleRequest(const std::shared_ptr<Connection>& c, json req, st
     if (notification) return respond({std::string(), fault});
     if (r.ok()) return respond({"{\"jsonrpc\":\"2.0\",\"id\":" + toText(id) + ",\"result\":" + replyText(*r) + "}"});
     const Error& e = r.error();
-    respond({toText({{"jsonrpc", "2.0"},
-                     {"id", id},
-                     {"error", {{"code", httpStatusFor(e.code)}, {"message", e.message}, {"data", {{"kind", errorCodeName(e.code)}}}}}}),
-             fault});
+    respond({toText({{"jsonrpc", "2.0"}, {"id", id}, {"error", rpcError(e)}}), fault});
   };
 
   // Transport-level methods: event subscriptions belong to the connection.
