@@ -20,6 +20,7 @@
 #include "base/fs.h"
 #include "base/result.h"
 #include "base/time_util.h"
+#include "drivers/snapshot_types.h"
 #include "model/domain.h"
 #include "model/domain_state.h"
 #include "model/host_resources.h"
@@ -179,24 +180,18 @@ class HypervisorDriver {
   // instance's definition when it runs). The daemon keeps the tree and calls these under the
   // domain's job.
   //
-  // snapshotCreate spec: {"name", "kind": "internal"|"external", "memory": bool (running only),
-  //   "quiesce": bool (freeze guest filesystems through the agent when it answers),
-  //   "state_dir": a directory for files the snapshot owns (external memory state)}.
-  // Returns the snapshot's driver data, stored with it and handed back to revert/delete:
-  //   {"state": "running"|"paused"|"shutoff" (the domain's state when taken),
-  //    "disks": [{"target", "file" (internal: the image holding it; external: the new overlay),
-  //               "backing" (external: the file the overlay sits on), "format"}],
-  //    "memory_file": external memory state, "disk_sources": {"vda": "/new/overlay.qcow2"} for
-  //    external snapshots: the daemon points the definition's disks at the overlays}.
-  // snapshotRevert(def, snapshot): `snapshot` is the stored record (formatSnapshot JSON with
-  //   "driver_data"); after it the domain runs (or is paused/shut off) as when the snapshot was
-  //   taken; may return {"disk_sources": ...} when disks move (external).
-  // snapshotDelete(def, snapshot): removes what the snapshot holds (internal: the qcow2
-  //   snapshots; external: merges the overlay into its backing file - block-commit when running,
-  //   qemu-img commit when shut off - and returns {"disk_sources": ...}).
-  virtual Result<json> snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline);
-  virtual Result<json> snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline);
-  virtual Result<json> snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline);
+  // snapshotCreate returns the snapshot's disks, the driver data stored with it and handed
+  // back to revert/delete (inside `snapshot.driverData`), and the overlays external snapshots
+  // move the disks to. After snapshotRevert the domain runs (or is paused/shut off) as when the
+  // snapshot was taken. snapshotDelete removes what the snapshot holds (internal: the qcow2
+  // snapshots; external: merges the overlay into its backing file - block-commit when running,
+  // qemu-img commit when shut off - moving the disks back).
+  virtual Result<SnapshotResult> snapshotCreate(const model::Domain& def, const SnapshotRequest& request,
+                                                Deadline deadline);
+  virtual Result<SnapshotRevertResult> snapshotRevert(const model::Domain& def, const model::Snapshot& snapshot,
+                                                      Deadline deadline);
+  virtual Result<SnapshotDeleteResult> snapshotDelete(const model::Domain& def, const model::Snapshot& snapshot,
+                                                      Deadline deadline);
 
  protected:
   Error notSupported(std::string_view op) const;

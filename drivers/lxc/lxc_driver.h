@@ -40,9 +40,9 @@ class LxcDriver final : public HypervisorDriver {
   Result<fs::UniqueFd> openConsole(const model::Domain& def) override;
   Result<std::string> consoleLog(const model::Domain& def, size_t maxBytes) override;
   // lxc_snapshots.cc: copies of the rootfs.
-  Result<json> snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) override;
-  Result<json> snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) override;
-  Result<json> snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) override;
+  Result<SnapshotResult> snapshotCreate(const model::Domain& def, const SnapshotRequest& request, Deadline deadline) override;
+  Result<SnapshotRevertResult> snapshotRevert(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) override;
+  Result<SnapshotDeleteResult> snapshotDelete(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) override;
 
  private:
   struct Veth {

@@ -73,9 +73,9 @@ class QemuDriver final : public HypervisorDriver {
   Result<std::string> consoleLog(const model::Domain& def, size_t maxBytes) override;
   void maintain() override;
 
-  Result<json> snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) override;
-  Result<json> snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) override;
-  Result<json> snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) override;
+  Result<SnapshotResult> snapshotCreate(const model::Domain& def, const SnapshotRequest& request, Deadline deadline) override;
+  Result<SnapshotRevertResult> snapshotRevert(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) override;
+  Result<SnapshotDeleteResult> snapshotDelete(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) override;
 
   // A running QEMU (public for the helpers in this folder).
   struct Instance;
@@ -108,6 +108,11 @@ class QemuDriver final : public HypervisorDriver {
   // snapshotDelete of an external snapshot a killed vmmd did not record (qemu_snapshots.cc).
   Result<json> removeExternalOrphan(const model::Domain& def, const std::string& name, const json& data, Deadline deadline);
   // A uid no other QEMU of this vmmd runs as (reserved until releaseUid or the instance ends).
+  // The snapshot calls on the driver data's JSON (qemu_snapshots.cc): what is stored with the
+  // snapshot, and the answers the public calls turn into their typed results.
+  Result<json> createSnapshotData(const model::Domain& def, const SnapshotRequest& request, Deadline deadline);
+  Result<json> revertSnapshotData(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline);
+  Result<json> deleteSnapshotData(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline);
   Result<uid_t> reserveUid();
   void releaseUid(uid_t uid);
 

@@ -399,15 +399,20 @@ Result<std::string> TestDriver::consoleLog(const model::Domain& def, size_t maxB
   return g->console;
 }
 
-Result<json> TestDriver::snapshotCreate(const model::Domain& def, const json& spec, Deadline) {
+Result<SnapshotResult> TestDriver::snapshotCreate(const model::Domain& def, const SnapshotRequest& request, Deadline) {
   MutexLock lock(mu_);
   auto it = guests_.find(def.name);
-  json data = {{"simulated", true}, {"spec", spec}};
-  if (it != guests_.end()) data["paused"] = it->second.paused;
-  return data;
+  SnapshotResult out;
+  out.driverData = {{"simulated", true}, {"spec", toJson(request)}};
+  if (it != guests_.end()) out.driverData["paused"] = it->second.paused;
+  return out;
 }
 
-Result<json> TestDriver::snapshotRevert(const model::Domain&, const json&, Deadline) { return json::object(); }
-Result<json> TestDriver::snapshotDelete(const model::Domain&, const json&, Deadline) { return json::object(); }
+Result<SnapshotRevertResult> TestDriver::snapshotRevert(const model::Domain&, const model::Snapshot&, Deadline) {
+  return SnapshotRevertResult{};
+}
+Result<SnapshotDeleteResult> TestDriver::snapshotDelete(const model::Domain&, const model::Snapshot&, Deadline) {
+  return SnapshotDeleteResult{};
+}
 
 }  // namespace vmm::drivers

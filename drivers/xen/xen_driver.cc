@@ -426,8 +426,8 @@ Result<ExecResult> XenDriver::guestExec(const model::Domain&, const ExecRequest&
 Result<json> XenDriver::guestCommand(const model::Domain&, const std::string& command, const json&, Deadline) {
   VMM_XEN_UNSUPPORTED("guest command " + command);
 }
-Result<json> XenDriver::snapshotCreate(const model::Domain&, const json&, Deadline) { VMM_XEN_UNSUPPORTED("snapshot"); }
-Result<json> XenDriver::snapshotRevert(const model::Domain&, const json&, Deadline) { VMM_XEN_UNSUPPORTED("snapshot revert"); }
-Result<json> XenDriver::snapshotDelete(const model::Domain&, const json&, Deadline) { VMM_XEN_UNSUPPORTED("snapshot delete"); }
+Result<SnapshotResult> XenDriver::snapshotCreate(const model::Domain&, const SnapshotRequest&, Deadline) { VMM_XEN_UNSUPPORTED("snapshot"); }
+Result<SnapshotRevertResult> XenDriver::snapshotRevert(const model::Domain&, const model::Snapshot&, Deadline) { VMM_XEN_UNSUPPORTED("snapshot revert"); }
+Result<SnapshotDeleteResult> XenDriver::snapshotDelete(const model::Domain&, const model::Snapshot&, Deadline) { VMM_XEN_UNSUPPORTED("snapshot delete"); }
 
 }  // namespace vmm::drivers::xen
