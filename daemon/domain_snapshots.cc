@@ -182,8 +182,8 @@ Result<model::Snapshot> DomainService::snapshotCreate(const std::string& name, c
   snap.parent = parent;
   snap.description = spec.description;
   snap.kind = spec.external ? model::SnapshotKind::external : model::SnapshotKind::internal;
-  // Containers have no memory image: their snapshots are of the rootfs only.
-  snap.memory = running && spec.memory && !spec.diskOnly && def->type != model::DriverType::lxc;
+  // Some backends (containers) have no memory image: their snapshots are of the disks only.
+  snap.memory = running && spec.memory && !spec.diskOnly && drv->caps().memorySnapshots;
   snap.domainState = stateName(state);
   snap.createdUs = wallNowMicros();
   drivers::SnapshotRequest request;

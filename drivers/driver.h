@@ -36,6 +36,17 @@ struct DriverInfo {
   json details = json::object();  // accelerator, binaries, features
 };
 
+// What a backend can do, so the daemon asks about abilities instead of driver types. An
+// operation a backend lacks still answers "unsupported" when called.
+struct DriverCaps {
+  bool snapshots = false;          // snapshotCreate/Revert/Delete
+  bool memorySnapshots = false;    // a running domain's snapshot can hold its memory
+  bool externalSnapshots = false;  // overlays on disk images (not only internal ones)
+  bool deviceHotplug = false;      // disks and NICs attached to and detached from a running domain
+  bool console = false;            // openConsole
+  bool save = false;               // save() and a start restored from its file
+};
+
 // What start() and reconnect() return; persisted as the domain's runtime record.
 struct RunningDomain {
   std::string runId;         // new for every start; events carry it so stale ones are ignored
@@ -126,6 +137,7 @@ class HypervisorDriver {
   std::string typeName() const { return std::string(model::enumName(model::kDriverTypes, type())); }
   // Cheap after the first call (cached); says whether the backend can run here and why not.
   virtual DriverInfo probe() = 0;
+  virtual DriverCaps caps() const { return {}; }
   virtual void setObserver(DriverObserver* observer) { observer_ = observer; }
   virtual void setHostServices(HostServices* services) { services_ = services; }
 

@@ -23,6 +23,8 @@ class LxcDriver final : public HypervisorDriver {
 
   model::DriverType type() const override { return model::DriverType::lxc; }
   DriverInfo probe() override;
+  // Snapshots are copies of the rootfs: no memory image, no overlays.
+  DriverCaps caps() const override { return {.snapshots = true, .console = true}; }
   Status validate(const model::Domain& def) const override;
 
   Result<RunningDomain> start(const model::Domain& def, const StartOptions& options) override;

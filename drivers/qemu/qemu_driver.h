@@ -43,6 +43,9 @@ class QemuDriver final : public HypervisorDriver {
 
   model::DriverType type() const override { return model::DriverType::qemu; }
   DriverInfo probe() override;
+  DriverCaps caps() const override {
+    return {.snapshots = true, .memorySnapshots = true, .externalSnapshots = true, .deviceHotplug = true, .console = true, .save = true};
+  }
   // Why KVM cannot run a vCPU here ("" when it can).
   std::string kvmUnusableReason() const;
   Status validate(const model::Domain& def) const override;

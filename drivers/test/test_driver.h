@@ -32,6 +32,10 @@ class TestDriver final : public HypervisorDriver {
 
   model::DriverType type() const override { return model::DriverType::test; }
   DriverInfo probe() override;
+  // A simulated guest: everything but a console stream (it keeps a console log only).
+  DriverCaps caps() const override {
+    return {.snapshots = true, .memorySnapshots = true, .externalSnapshots = true, .deviceHotplug = true, .save = true};
+  }
   Status validate(const model::Domain& def) const override;
 
   Result<RunningDomain> start(const model::Domain& def, const StartOptions& options) override;

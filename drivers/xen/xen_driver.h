@@ -31,6 +31,7 @@ class XenDriver final : public HypervisorDriver {
 
   model::DriverType type() const override { return model::DriverType::xen; }
   DriverInfo probe() override;
+  DriverCaps caps() const override { return {.console = true, .save = true}; }
   Status validate(const model::Domain& def) const override;
 
   Result<RunningDomain> start(const model::Domain& def, const StartOptions& options) override;
