@@ -108,14 +108,14 @@ class QemuDriver final : public HypervisorDriver {
   Status waitDeviceDeleted(Instance& inst, const std::string& deviceId, Deadline deadline);
   Result<json> migrateToFile(Instance& inst, const std::string& path, Deadline deadline);
   Status restoreFromFile(Instance& inst, const std::string& path, Deadline deadline);
-  // snapshotDelete of an external snapshot a killed vmmd did not record (qemu_snapshots.cc).
-  Result<json> removeExternalOrphan(const model::Domain& def, const std::string& name, const json& data, Deadline deadline);
-  // A uid no other QEMU of this vmmd runs as (reserved until releaseUid or the instance ends).
   // The snapshot calls on the driver data's JSON (qemu_snapshots.cc): what is stored with the
   // snapshot, and the answers the public calls turn into their typed results.
   Result<json> createSnapshotData(const model::Domain& def, const SnapshotRequest& request, Deadline deadline);
   Result<json> revertSnapshotData(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline);
   Result<json> deleteSnapshotData(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline);
+  // snapshotDelete of an external snapshot a killed vmmd did not record (qemu_snapshots.cc).
+  Result<json> removeExternalOrphan(const model::Domain& def, const std::string& name, const json& data, Deadline deadline);
+  // A uid no other QEMU of this vmmd runs as (reserved until releaseUid or the instance ends).
   Result<uid_t> reserveUid();
   void releaseUid(uid_t uid);
 
