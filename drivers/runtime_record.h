@@ -55,6 +55,13 @@ class RecordReader {
       out = static_cast<T>(n);
     }
   }
+  // A key older records may lack (the caller documents what its absence means): `out` is
+  // left as it is then; present, it is read as strictly as a required one.
+  template <typename T>
+    requires std::is_integral_v<T>
+  void optional(std::string_view key, T& out) {
+    if (ok() && j_.contains(key)) required(key, out);
+  }
   // An array of objects: fn(reader) per element, with a reader for that element (its own
   // errors name "key[i].field").
   void objects(std::string_view key, const std::function<void(RecordReader&)>& fn);

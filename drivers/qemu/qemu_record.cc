@@ -18,8 +18,9 @@ Result<QemuRecord> QemuRecord::parse(const model::json& j) {
   RecordReader in(j, "qemu runtime record", kVersion);
   r.version = in.version();
   in.required("pid", r.pid);
-  in.required("uid", r.uid);
-  in.required("gid", r.gid);
+  // Records written before QEMU ran unprivileged have no uid and gid: it ran as root (0).
+  in.optional("uid", r.uid);
+  in.optional("gid", r.gid);
   in.required("start_time", r.startTime);
   in.required("run_id", r.runId);
   in.required("accel", r.accel);

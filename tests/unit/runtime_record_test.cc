@@ -66,8 +66,22 @@ TEST(QemuRecord, ReadsARecordWithoutVersionAsVersion1) {
   for (const auto& [key, value] : written.items()) EXPECT_EQ(r->toJson()[key], value) << key;
 }
 
+TEST(QemuRecord, RecordFromBeforeUnprivilegedQemuRunsAsRoot) {
+  json j = oldQemuRecord();
+  j.erase("uid");
+  j.erase("gid");
+  auto r = qemu::QemuRecord::parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->uid, 0u);
+  EXPECT_EQ(r->gid, 0u);
+  j["uid"] = "qemu";
+  r = qemu::QemuRecord::parse(j);
+  ASSERT_FALSE(r.ok());
+  expectFailsNaming(r.error(), "uid");
+}
+
 TEST(QemuRecord, MissingKeyIsAnErrorNamingIt) {
-  for (const char* key : {"pid", "start_time", "run_id", "taps", "ports"}) {
+  for (const char* key : {"pid", "start_time", "run_id", "accel", "machine", "root_ports", "taps", "ports"}) {
     json j = oldQemuRecord();
     j.erase(key);
     auto r = qemu::QemuRecord::parse(j);
