@@ -227,7 +227,7 @@ class DomainService final : public drivers::DriverObserver {
   // Points disks at the files a snapshot operation moved them to (external snapshots), in the
   // persistent definition and the running instance.
   // `driverResult` carries "disk_sources" {target: path} and optionally "disk_formats".
-  Status moveDisks(DomainObject& obj, const nlohmann::json& driverResult);
+  Status moveDisks(DomainObject& obj, const drivers::DiskMoves& moves);
   Status deleteOneSnapshot(DomainObject& obj, const model::Snapshot& snap, drivers::HypervisorDriver& drv,
                            const model::Domain& def);
 

@@ -91,12 +91,16 @@ void DomainService::sweepUnrecordedSnapshot(DomainObject& obj, const json& inten
     def = obj.liveDef ? obj.liveDef : obj.def;
   }
   if (!recorded && !snapshot.empty()) {
-    json data = {{"orphan", true}, {"state_dir", intent.value("state_dir", "")}, {"was_running", intent.value("was_running", false)}};
-    json orphan = {{"name", snapshot}, {"domain", obj.name}, {"kind", intent.value("kind", "internal")}, {"driver_data", data}};
+    model::Snapshot orphan;
+    orphan.name = snapshot;
+    orphan.domain = obj.name;
+    orphan.kind = model::enumFromName(model::kSnapshotKinds, intent.value("kind", "internal")).value_or(model::SnapshotKind::internal);
+    orphan.driverData = {{"orphan", true}, {"state_dir", intent.value("state_dir", "")}, {"was_running", intent.value("was_running", false)}};
     auto drv = driverFor(*def);
-    auto swept = drv.ok() ? (*drv)->snapshotDelete(*def, orphan, Deadline::after(Millis(120000))) : Result<json>(drv.error());
+    auto swept = drv.ok() ? (*drv)->snapshotDelete(*def, orphan, Deadline::after(Millis(120000)))
+                          : Result<drivers::SnapshotDeleteResult>(drv.error());
     if (swept.ok()) {
-      if (auto moved = moveDisks(obj, *swept); !moved.ok()) swept = moved.error();
+      if (auto moved = moveDisks(obj, swept->moves); !moved.ok()) swept = moved.error();
     }
     if (!swept.ok()) {
       log::error("cannot remove a snapshot a stopped vmmd took but did not record; trying again at the next start",
@@ -117,22 +121,18 @@ Status DomainService::persistSnapshot(const model::Snapshot& s, const std::strin
   });
 }
 
-Status DomainService::moveDisks(DomainObject& obj, const json& driverResult) {
-  const json diskSources = driverResult.value("disk_sources", json::object());
-  const json diskFormats = driverResult.value("disk_formats", json::object());
-  if (!diskSources.is_object() || diskSources.empty()) return {};
+Status DomainService::moveDisks(DomainObject& obj, const drivers::DiskMoves& moves) {
+  if (moves.empty()) return {};
   auto edit = [&](const model::Domain& d) {
     auto copy = std::make_shared<model::Domain>(d);
     for (auto& disk : copy->disks) {
-      auto it = diskSources.find(disk.target);
-      if (it == diskSources.end() || !it->is_string()) continue;
+      auto it = moves.sources.find(disk.target);
+      if (it == moves.sources.end()) continue;
       disk.source = model::DiskSource{};
-      disk.source.path = it->get<std::string>();
+      disk.source.path = it->second;
       // Overlays are qcow2; a merge can bring a disk back to its (possibly raw) base.
-      auto fmt = diskFormats.is_object() && diskFormats.contains(disk.target) && diskFormats[disk.target].is_string()
-                     ? model::enumFromName(model::kDiskFormats, diskFormats[disk.target].get<std::string>())
-                     : std::nullopt;
-      disk.format = fmt.value_or(model::DiskFormat::qcow2);
+      auto fmt = moves.formats.find(disk.target);
+      disk.format = fmt == moves.formats.end() ? model::DiskFormat::qcow2 : fmt->second;
     }
     return copy;
   };
@@ -182,41 +182,41 @@ Result<model::Snapshot> DomainService::snapshotCreate(const std::string& name, c
   snap.parent = parent;
   snap.description = spec.description;
   snap.kind = spec.external ? model::SnapshotKind::external : model::SnapshotKind::internal;
-  // Containers have no memory image: their snapshots are of the rootfs only.
-  snap.memory = running && spec.memory && !spec.diskOnly && def->type != model::DriverType::lxc;
+  // Some backends (containers) have no memory image: their snapshots are of the disks only.
+  snap.memory = running && spec.memory && !spec.diskOnly && drv->caps().memorySnapshots;
   snap.domainState = stateName(state);
   snap.createdUs = wallNowMicros();
-  json driverSpec = {{"name", snap.name},
-                     {"kind", model::enumName(model::kSnapshotKinds, snap.kind)},
-                     {"memory", snap.memory},
-                     {"quiesce", spec.quiesce},
-                     {"state_dir", options_.saveDir.empty() ? "" : options_.saveDir + "/snapshots/" + name + "/" + snap.name}};
+  drivers::SnapshotRequest request;
+  request.name = snap.name;
+  request.kind = snap.kind;
+  request.memory = snap.memory;
+  request.quiesce = spec.quiesce;
+  request.stateDir = options_.saveDir.empty() ? "" : options_.saveDir + "/snapshots/" + name + "/" + snap.name;
   // Pending until recorded (see the top of this file); a driver that fails undoes its work.
   auto intend = [&] {
     return store_.put(Table::snapshots, recordKey(name, kPendingKey),
-                      json{{"name", snap.name}, {"kind", driverSpec["kind"]}, {"state_dir", driverSpec["state_dir"]},
+                      json{{"name", snap.name}, {"kind", model::enumName(model::kSnapshotKinds, request.kind)}, {"state_dir", request.stateDir},
                            {"was_running", state == model::DomainState::running}});
   };
   VMM_TRY(intend());
   Reverter pending;
   pending.add([&] { (void)store_.remove(Table::snapshots, recordKey(name, kPendingKey)); });
-  auto taken = drv->snapshotCreate(*def, driverSpec, Deadline::after(Millis(600000)));
+  auto taken = drv->snapshotCreate(*def, request, Deadline::after(Millis(600000)));
   if (!taken.ok() && taken.error().code == ErrorCode::unsupported && snap.kind == model::SnapshotKind::internal) {
     // A disk that cannot hold internal snapshots (raw, a block device) gets an external one:
     // an overlay on top, which every format supports.
     log::info("internal snapshot not possible; taking an external one", {{"domain", name}, {"reason", taken.error().message}});
     snap.kind = model::SnapshotKind::external;
-    driverSpec["kind"] = "external";
+    request.kind = model::SnapshotKind::external;
     VMM_TRY(intend());
-    taken = drv->snapshotCreate(*def, driverSpec, Deadline::after(Millis(600000)));
+    taken = drv->snapshotCreate(*def, request, Deadline::after(Millis(600000)));
   }
   if (!taken.ok()) return taken.error();
   // From here a failure keeps the pending record: the snapshot exists in the images.
   pending.success();
-  snap.driverData = std::move(*taken);
-  for (const auto& d : snap.driverData.value("disks", json::array()))
-    snap.disks.push_back({d.value("target", ""), d.value("file", ""), d.value("backing", "")});
-  if (auto st = moveDisks(*obj, snap.driverData); !st.ok())
+  snap.driverData = std::move(taken->driverData);
+  snap.disks = std::move(taken->disks);
+  if (auto st = moveDisks(*obj, taken->moves); !st.ok())
     return st.error().wrap("snapshot " + snap.name + " was taken, but the definition could not follow its overlays");
   faultPoint("snapshot.before-record");
   VMM_TRY(persistSnapshot(snap, snap.name));
@@ -282,7 +282,7 @@ Result<DomainView> DomainService::snapshotRevert(const std::string& name, const 
     auto started = start(name, paused);
     if (!started.ok()) return started.error().wrap("starting " + name + " to load its snapshot");
   }
-  json result;
+  drivers::SnapshotRevertResult result;
   {
     VMM_ASSIGN(auto guard, acquire(*obj, "snapshot revert"));
     std::shared_ptr<const model::Domain> def;
@@ -291,18 +291,18 @@ Result<DomainView> DomainService::snapshotRevert(const std::string& name, const 
       def = obj->liveDef ? obj->liveDef : obj->def;
     }
     VMM_ASSIGN(auto* drv, driverFor(*def));
-    VMM_ASSIGN(result, drv->snapshotRevert(*def, snapshotRecord(snap), Deadline::after(Millis(600000))));
-    VMM_TRY(moveDisks(*obj, result));
+    VMM_ASSIGN(result, drv->snapshotRevert(*def, snap, Deadline::after(Millis(600000))));
+    VMM_TRY(moveDisks(*obj, result.moves));
     VMM_TRY(store_.put(Table::snapshots, recordKey(name, kCurrentKey), json{{"name", snap.name}}));
     // A domain that still runs is now in the state the snapshot was taken in (a paused guest
     // reverted to a snapshot of a running one runs, and the other way round).
-    std::string after = result.value("state", "");
     std::optional<model::DomainState> changed;
     {
       MutexLock lock(obj->mu);
       obj->currentSnapshot = snap.name;
-      model::DomainState now = after == "running" ? model::DomainState::running : model::DomainState::paused;
-      if ((after == "running" || after == "paused") && model::isActive(obj->status.state) && obj->status.state != now) {
+      bool runsOrPaused = result.state == model::DomainState::running || result.state == model::DomainState::paused;
+      if (runsOrPaused && model::isActive(obj->status.state) && obj->status.state != *result.state) {
+        model::DomainState now = *result.state;
         obj->status.state = now;
         obj->status.reason = "reverted to snapshot " + snap.name;
         obj->status.sinceUs = wallNowMicros();
@@ -317,10 +317,10 @@ Result<DomainView> DomainService::snapshotRevert(const std::string& name, const 
   }
   // An external snapshot with memory: the domain resumes from its saved state on the
   // reverted disks.
-  if (result.contains("restore_from") && result["restore_from"].is_string()) {
+  if (result.restoreFrom) {
     StartParams restore;
-    restore.restoreFrom = result["restore_from"].get<std::string>();
-    restore.paused = result.value("state", "") == "paused";
+    restore.restoreFrom = *result.restoreFrom;
+    restore.paused = result.state == model::DomainState::paused;
     auto started = start(name, restore);
     if (!started.ok()) return started.error().wrap("reverted the disks of " + name + ", but its memory state could not be restored");
   }
@@ -330,8 +330,8 @@ Result<DomainView> DomainService::snapshotRevert(const std::string& name, const 
 
 Status DomainService::deleteOneSnapshot(DomainObject& obj, const model::Snapshot& snap, drivers::HypervisorDriver& drv,
                                         const model::Domain& def) {
-  VMM_ASSIGN(auto result, drv.snapshotDelete(def, snapshotRecord(snap), Deadline::after(Millis(600000))));
-  VMM_TRY(moveDisks(obj, result));
+  VMM_ASSIGN(auto result, drv.snapshotDelete(def, snap, Deadline::after(Millis(600000))));
+  VMM_TRY(moveDisks(obj, result.moves));
   std::vector<model::Snapshot> reparented;
   std::string current;
   {

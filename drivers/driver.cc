@@ -60,10 +60,14 @@ Result<json> HypervisorDriver::guestCommand(const model::Domain&, const std::str
 }
 Result<fs::UniqueFd> HypervisorDriver::openConsole(const model::Domain&) { return notSupported("console"); }
 Result<std::string> HypervisorDriver::consoleLog(const model::Domain&, size_t) { return notSupported("console log"); }
-Result<json> HypervisorDriver::snapshotCreate(const model::Domain&, const json&, Deadline) {
+Result<SnapshotResult> HypervisorDriver::snapshotCreate(const model::Domain&, const SnapshotRequest&, Deadline) {
   return notSupported("snapshot");
 }
-Result<json> HypervisorDriver::snapshotRevert(const model::Domain&, const json&, Deadline) { return notSupported("snapshot revert"); }
-Result<json> HypervisorDriver::snapshotDelete(const model::Domain&, const json&, Deadline) { return notSupported("snapshot delete"); }
+Result<SnapshotRevertResult> HypervisorDriver::snapshotRevert(const model::Domain&, const model::Snapshot&, Deadline) {
+  return notSupported("snapshot revert");
+}
+Result<SnapshotDeleteResult> HypervisorDriver::snapshotDelete(const model::Domain&, const model::Snapshot&, Deadline) {
+  return notSupported("snapshot delete");
+}
 
 }  // namespace vmm::drivers

@@ -20,8 +20,10 @@
 #include "base/fs.h"
 #include "base/result.h"
 #include "base/time_util.h"
+#include "drivers/snapshot_types.h"
 #include "model/domain.h"
 #include "model/domain_state.h"
+#include "model/host_resources.h"
 
 namespace vmm::drivers {
 
@@ -34,6 +36,17 @@ struct DriverInfo {
   json details = json::object();  // accelerator, binaries, features
 };
 
+// What a backend can do, so the daemon asks about abilities instead of driver types. An
+// operation a backend lacks still answers "unsupported" when called.
+struct DriverCaps {
+  bool snapshots = false;          // snapshotCreate/Revert/Delete
+  bool memorySnapshots = false;    // a running domain's snapshot can hold its memory
+  bool externalSnapshots = false;  // overlays on disk images (not only internal ones)
+  bool deviceHotplug = false;      // disks and NICs attached to and detached from a running domain
+  bool console = false;            // openConsole
+  bool save = false;               // save() and a start restored from its file
+};
+
 // What start() and reconnect() return; persisted as the domain's runtime record.
 struct RunningDomain {
   std::string runId;         // new for every start; events carry it so stale ones are ignored
@@ -42,46 +55,11 @@ struct RunningDomain {
   json info = json::object();    // public runtime details shown by the API (pid, accelerator, ports)
 };
 
-// A disk source resolved by the daemon's storage layer.
-struct ResolvedDisk {
-  std::string path;            // local file or block device, or empty for network disks
-  std::string protocol;        // "" for local; "iscsi", "nfs" for network disks
-  json blockdev = json::object();  // network disks: the QEMU blockdev options (server, target, lun, ...)
-  model::DiskFormat format = model::DiskFormat::raw;
-  std::string secret;          // CHAP or similar; passed to hypervisors without appearing in argv
-  std::string username;
-  // A window of `path` (a linear LV read straight from its physical volume when device-mapper
-  // is missing): the hypervisor sees only bytes [offset, offset + size).
-  uint64_t offset = 0;
-  uint64_t size = 0;
-  bool blockDevice = false;  // `path` is a block device (QEMU's host_device driver, not file)
-  bool directory = false;    // `path` is a directory (a container rootfs volume)
-  // The layers below this one, its backing first, exactly as the pool recorded them: a
-  // hypervisor is given these and told there is nothing further (`chainPinned`). Without it (a
-  // disk given by path) the image's own header names its backing.
-  std::vector<ResolvedDisk> backing;
-  bool chainPinned = false;
-};
-
-// The deepest chain of backing layers vmm gives a hypervisor (QEMU's own limit is far deeper,
-// libvirt's 200): deeper ones are refused rather than walked.
-inline constexpr size_t kMaxBackingLayers = 16;
-
-// A host-side network port prepared for a NIC by the network layer.
-struct PreparedPort {
-  std::string ifname;  // tap / veth / macvtap device name
-  std::string kind;    // "tap", "macvtap", "veth", "user"
-  int fd = -1;         // an open tap/macvtap fd handed to the hypervisor (owned by the caller)
-  std::string bridge;
-};
-
-// What qemu-img may touch when the storage layer runs it sandboxed (storage/qemu_img.h);
-// nothing else exists for it. A file in a writable directory needs no listing of its own.
-struct QemuImgAccess {
-  std::vector<std::string> writableDirs;   // it creates files there (or changes them)
-  std::vector<std::string> writableFiles;  // it changes these in place
-  std::vector<std::string> readFiles;      // it only reads these (backing layers)
-};
+// Produced by storage and network, consumed here (model/host_resources.h).
+using model::kMaxBackingLayers;
+using model::PreparedPort;
+using model::QemuImgAccess;
+using model::ResolvedDisk;
 
 // Services the daemon offers to drivers (storage and network live outside the driver).
 class HostServices {
@@ -159,6 +137,7 @@ class HypervisorDriver {
   std::string typeName() const { return std::string(model::enumName(model::kDriverTypes, type())); }
   // Cheap after the first call (cached); says whether the backend can run here and why not.
   virtual DriverInfo probe() = 0;
+  virtual DriverCaps caps() const { return {}; }
   virtual void setObserver(DriverObserver* observer) { observer_ = observer; }
   virtual void setHostServices(HostServices* services) { services_ = services; }
 
@@ -213,24 +192,18 @@ class HypervisorDriver {
   // instance's definition when it runs). The daemon keeps the tree and calls these under the
   // domain's job.
   //
-  // snapshotCreate spec: {"name", "kind": "internal"|"external", "memory": bool (running only),
-  //   "quiesce": bool (freeze guest filesystems through the agent when it answers),
-  //   "state_dir": a directory for files the snapshot owns (external memory state)}.
-  // Returns the snapshot's driver data, stored with it and handed back to revert/delete:
-  //   {"state": "running"|"paused"|"shutoff" (the domain's state when taken),
-  //    "disks": [{"target", "file" (internal: the image holding it; external: the new overlay),
-  //               "backing" (external: the file the overlay sits on), "format"}],
-  //    "memory_file": external memory state, "disk_sources": {"vda": "/new/overlay.qcow2"} for
-  //    external snapshots: the daemon points the definition's disks at the overlays}.
-  // snapshotRevert(def, snapshot): `snapshot` is the stored record (formatSnapshot JSON with
-  //   "driver_data"); after it the domain runs (or is paused/shut off) as when the snapshot was
-  //   taken; may return {"disk_sources": ...} when disks move (external).
-  // snapshotDelete(def, snapshot): removes what the snapshot holds (internal: the qcow2
-  //   snapshots; external: merges the overlay into its backing file - block-commit when running,
-  //   qemu-img commit when shut off - and returns {"disk_sources": ...}).
-  virtual Result<json> snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline);
-  virtual Result<json> snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline);
-  virtual Result<json> snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline);
+  // snapshotCreate returns the snapshot's disks, the driver data stored with it and handed
+  // back to revert/delete (inside `snapshot.driverData`), and the overlays external snapshots
+  // move the disks to. After snapshotRevert the domain runs (or is paused/shut off) as when the
+  // snapshot was taken. snapshotDelete removes what the snapshot holds (internal: the qcow2
+  // snapshots; external: merges the overlay into its backing file - block-commit when running,
+  // qemu-img commit when shut off - moving the disks back).
+  virtual Result<SnapshotResult> snapshotCreate(const model::Domain& def, const SnapshotRequest& request,
+                                                Deadline deadline);
+  virtual Result<SnapshotRevertResult> snapshotRevert(const model::Domain& def, const model::Snapshot& snapshot,
+                                                      Deadline deadline);
+  virtual Result<SnapshotDeleteResult> snapshotDelete(const model::Domain& def, const model::Snapshot& snapshot,
+                                                      Deadline deadline);
 
  protected:
   Error notSupported(std::string_view op) const;

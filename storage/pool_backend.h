@@ -11,7 +11,7 @@
 
 #include "base/result.h"
 #include "base/time_util.h"
-#include "drivers/driver.h"
+#include "model/host_resources.h"
 #include "model/pool.h"
 
 namespace vmm::storage {
@@ -77,7 +77,7 @@ class PoolBackend {
   virtual Result<std::unique_ptr<VolumeStream>> openVolume(const std::string& name, StreamMode mode, Deadline deadline) = 0;
 
   // How a hypervisor reaches the volume (a path, or a network blockdev), in its recorded format.
-  virtual Result<drivers::ResolvedDisk> resolve(const model::Volume& volume, Deadline deadline) = 0;
+  virtual Result<model::ResolvedDisk> resolve(const model::Volume& volume, Deadline deadline) = 0;
 };
 
 }  // namespace vmm::storage

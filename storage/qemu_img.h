@@ -8,7 +8,7 @@
 
 #include "base/result.h"
 #include "base/time_util.h"
-#include "drivers/driver.h"
+#include "model/host_resources.h"
 #include "model/domain.h"
 
 namespace vmm::storage {
@@ -54,7 +54,7 @@ Status resizeImage(const std::string& path, model::DiskFormat format, uint64_t s
 Status convertImage(const std::string& from, model::DiskFormat fromFormat, const std::string& to, model::DiskFormat format,
                     const std::function<void(double)>& progress, Deadline deadline, const std::vector<std::string>& fromLayers = {});
 
-using drivers::QemuImgAccess;
+using model::QemuImgAccess;
 
 // `qemu-img ARGS` within `access`; a failure says `what` and qemu-img's reason.
 Status runQemuImg(const std::vector<std::string>& args, const QemuImgAccess& access, Deadline deadline, const std::string& what);

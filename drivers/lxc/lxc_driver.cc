@@ -18,6 +18,7 @@
 #include "base/strings.h"
 #include "drivers/lxc/confinement.h"
 #include "drivers/lxc/container_process.h"
+#include "drivers/lxc/lxc_record.h"
 #include "model/pool.h"
 #include "network/link.h"
 
@@ -204,11 +205,16 @@ Result<std::shared_ptr<LxcDriver::Container>> LxcDriver::running(const model::Do
 }
 
 json LxcDriver::recordOf(const Container& c) const {
-  json veths = json::array();
-  for (const auto& v : c.veths) veths.push_back({{"ifname", v.ifname}, {"mac", v.mac}, {"bridge", v.bridge}});
-  return {{"pid", c.initPid},          {"start_time", c.initStart},      {"monitor_pid", c.monitorPid},
-          {"run_id", c.runId},         {"userns", c.userns},             {"cgroup_v2", c.cgroups.v2()},
-          {"cgroups", c.cgroups.paths()}, {"veths", veths}};
+  LxcRecord r;
+  r.initPid = c.initPid;
+  r.initStart = c.initStart;
+  r.monitorPid = c.monitorPid;
+  r.runId = c.runId;
+  r.userns = c.userns;
+  r.cgroupV2 = c.cgroups.v2();
+  r.cgroups = c.cgroups.paths();
+  for (const auto& v : c.veths) r.veths.push_back({v.ifname, v.mac, v.bridge});
+  return r.toJson();
 }
 
 RunningDomain LxcDriver::runningOf(const Container& c, model::DomainState state) const {
@@ -368,15 +374,16 @@ void LxcDriver::onExit(const std::shared_ptr<Container>& c) {
 
 Result<RunningDomain> LxcDriver::reconnect(const model::Domain& def, const json& record) {
   if (!probe().available) return unavailable("containers are not available");
+  VMM_ASSIGN(LxcRecord rec, LxcRecord::parse(record));
   auto c = std::make_shared<Container>();
   c->name = def.name;
-  c->runId = record.value("run_id", "");
-  c->initPid = record.value("pid", -1);
-  c->initStart = record.value("start_time", uint64_t{0});
-  c->monitorPid = record.value("monitor_pid", -1);
-  c->userns = record.value("userns", false);
-  c->cgroups = ContainerCgroups::fromPaths(record.value("cgroup_v2", false), record.value("cgroups", std::vector<std::string>{}));
-  for (const auto& v : record.value("veths", json::array())) c->veths.push_back({v.value("ifname", ""), v.value("mac", ""), v.value("bridge", "")});
+  c->runId = rec.runId;
+  c->initPid = rec.initPid;
+  c->initStart = rec.initStart;
+  c->monitorPid = rec.monitorPid;
+  c->userns = rec.userns;
+  c->cgroups = ContainerCgroups::fromPaths(rec.cgroupV2, rec.cgroups);
+  for (const auto& v : rec.veths) c->veths.push_back({v.ifname, v.mac, v.bridge});
   if (c->initPid <= 0 || !processAlive(c->initPid) || processStartTime(c->initPid).value_or(0) != c->initStart)
     return unavailable("the container's init (pid " + std::to_string(c->initPid) + ") is no longer running");
   VMM_TRY(watch(c));
@@ -417,9 +424,15 @@ void LxcDriver::release(const model::Domain& def, const json& record) {
       containers_.erase(it);
     }
   }
-  ContainerCgroups cg = ContainerCgroups::fromPaths(record.value("cgroup_v2", false), record.value("cgroups", std::vector<std::string>{}));
+  ContainerCgroups cg = ContainerCgroups::fromPaths(false, {});
   std::vector<Veth> veths;
-  for (const auto& v : record.value("veths", json::array())) veths.push_back({v.value("ifname", ""), v.value("mac", ""), v.value("bridge", "")});
+  if (auto rec = LxcRecord::parse(record); rec.ok()) {
+    cg = ContainerCgroups::fromPaths(rec->cgroupV2, rec->cgroups);
+    for (const auto& v : rec->veths) veths.push_back({v.ifname, v.mac, v.bridge});
+  } else if (!c) {
+    log::error("cannot read the runtime record; its cgroups and veths are left behind",
+               {{"domain", def.name}, {"error", rec.error().message}});
+  }
   if (c) {
     if (c->pidfd.valid()) ctx_.loop->runSync([this, fd = c->pidfd.get()] { ctx_.loop->unwatch(fd); });
     if (c->console) c->console->stop();

@@ -23,6 +23,8 @@ class LxcDriver final : public HypervisorDriver {
 
   model::DriverType type() const override { return model::DriverType::lxc; }
   DriverInfo probe() override;
+  // Snapshots are copies of the rootfs: no memory image, no overlays.
+  DriverCaps caps() const override { return {.snapshots = true, .console = true}; }
   Status validate(const model::Domain& def) const override;
 
   Result<RunningDomain> start(const model::Domain& def, const StartOptions& options) override;
@@ -40,9 +42,9 @@ class LxcDriver final : public HypervisorDriver {
   Result<fs::UniqueFd> openConsole(const model::Domain& def) override;
   Result<std::string> consoleLog(const model::Domain& def, size_t maxBytes) override;
   // lxc_snapshots.cc: copies of the rootfs.
-  Result<json> snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) override;
-  Result<json> snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) override;
-  Result<json> snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) override;
+  Result<SnapshotResult> snapshotCreate(const model::Domain& def, const SnapshotRequest& request, Deadline deadline) override;
+  Result<SnapshotRevertResult> snapshotRevert(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) override;
+  Result<SnapshotDeleteResult> snapshotDelete(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) override;
 
  private:
   struct Veth {

@@ -26,10 +26,11 @@ Status copyTree(const std::string& from, const std::string& to, Deadline deadlin
 
 }  // namespace
 
-Result<json> LxcDriver::snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) {
-  if (spec.value("kind", "internal") == "external")
+Result<SnapshotResult> LxcDriver::snapshotCreate(const model::Domain& def, const SnapshotRequest& request,
+                                                 Deadline deadline) {
+  if (request.kind == model::SnapshotKind::external)
     return unsupported("containers have no disk images to put overlays on; take an internal (copy) snapshot");
-  std::string dir = spec.value("state_dir", "");
+  const std::string& dir = request.stateDir;
   if (dir.empty()) return unavailable("no directory for the snapshot's copy");
   VMM_ASSIGN(const std::string rootfs, rootfsDir(def));
   std::string copy = dir + "/rootfs";
@@ -51,16 +52,18 @@ Result<json> LxcDriver::snapshotCreate(const model::Domain& def, const json& spe
     (void)fs::removeTree(dir);
     return copied.error();
   }
-  return json{{"state", c ? (wasFrozen ? "paused" : "running") : "shutoff"}, {"rootfs_copy", copy}, {"rootfs", rootfs}};
+  SnapshotResult out;
+  out.driverData = {{"state", c ? (wasFrozen ? "paused" : "running") : "shutoff"}, {"rootfs_copy", copy}, {"rootfs", rootfs}};
+  return out;
 }
 
-Result<json> LxcDriver::snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) {
+Result<SnapshotRevertResult> LxcDriver::snapshotRevert(const model::Domain& def, const model::Snapshot& snapshot,
+                                                       Deadline deadline) {
   {
     MutexLock lock(mu_);
     if (containers_.count(def.name)) return conflict("container " + def.name + " is running; stop it before reverting its rootfs");
   }
-  const json data = snapshot.value("driver_data", json::object());
-  std::string copy = data.value("rootfs_copy", "");
+  std::string copy = snapshot.driverData.value("rootfs_copy", "");
   if (copy.empty() || !fs::isDirectory(copy)) return notFound("the snapshot's rootfs copy is missing (" + copy + ")");
   VMM_ASSIGN(const std::string rootfs, rootfsDir(def));
   // Replace the rootfs's content, keeping the directory itself (its owner and mode).
@@ -77,13 +80,13 @@ Result<json> LxcDriver::snapshotRevert(const model::Domain& def, const json& sna
     return internalError("cannot restore " + rootfs + " from the snapshot; it is unchanged");
   }
   (void)fs::removeTree(old);
-  return json::object();
+  return SnapshotRevertResult{};
 }
 
-Result<json> LxcDriver::snapshotDelete(const model::Domain&, const json& snapshot, Deadline) {
-  std::string copy = snapshot.value("driver_data", json::object()).value("rootfs_copy", "");
+Result<SnapshotDeleteResult> LxcDriver::snapshotDelete(const model::Domain&, const model::Snapshot& snapshot, Deadline) {
+  std::string copy = snapshot.driverData.value("rootfs_copy", "");
   if (!copy.empty()) VMM_TRY(fs::removeTree(fs::dirName(copy)));
-  return json::object();
+  return SnapshotDeleteResult{};
 }
 
 }  // namespace vmm::drivers::lxc

@@ -20,6 +20,7 @@
 #include "base/socket_util.h"
 #include "base/strings.h"
 #include "drivers/qemu/qemu_instance.h"
+#include "drivers/qemu/qemu_record.h"
 
 namespace vmm::drivers::qemu {
 
@@ -147,7 +148,7 @@ DriverInfo QemuDriver::probe() {
   return *probed_;
 }
 
-QemuCaps QemuDriver::caps() const {
+QemuCaps QemuDriver::qemuCaps() const {
   MutexLock lock(mu_);
   return caps_;
 }
@@ -158,7 +159,7 @@ Status QemuDriver::validate(const model::Domain& def) const {
   // run it on placeholders.
   LaunchSpec spec;
   spec.def = &def;
-  spec.caps = caps();
+  spec.caps = qemuCaps();
   spec.runDir = runDir(def.name);
   for (const auto& d : def.disks) {
     ResolvedDisk r;
@@ -186,20 +187,18 @@ Result<std::shared_ptr<QemuDriver::Instance>> QemuDriver::running(const model::D
 
 json QemuDriver::recordOf(const Instance& inst) const {
   MutexLock lock(inst.mu);
-  json taps = json::array();
-  for (const auto& t : inst.taps) taps.push_back({{"ifname", t.ifname}, {"mac", t.mac}});
-  json ports = json::object();
-  for (const auto& [id, p] : inst.layout.portOf) ports[id] = p;
-  return {{"pid", inst.pid},
-          {"uid", inst.uid},
-          {"gid", inst.gid},
-          {"start_time", inst.startTime},
-          {"run_id", inst.runId},
-          {"accel", inst.accel},
-          {"machine", inst.layout.machine},
-          {"root_ports", inst.layout.rootPorts},
-          {"ports", ports},
-          {"taps", taps}};
+  QemuRecord r;
+  r.pid = inst.pid;
+  r.uid = inst.uid;
+  r.gid = inst.gid;
+  r.startTime = inst.startTime;
+  r.runId = inst.runId;
+  r.accel = inst.accel;
+  r.machine = inst.layout.machine;
+  r.rootPorts = inst.layout.rootPorts;
+  r.ports = inst.layout.portOf;
+  for (const auto& t : inst.taps) r.taps.push_back({t.ifname, t.mac});
+  return r.toJson();
 }
 
 RunningDomain QemuDriver::runningOf(const Instance& inst, model::DomainState state) const {
@@ -358,7 +357,7 @@ Result<RunningDomain> QemuDriver::start(const model::Domain& def, const StartOpt
   spec.def = &def;
   spec.binary = options_.binary;
   spec.accel = inst->accel;
-  spec.caps = caps();
+  spec.caps = qemuCaps();
   spec.sparePorts = options_.sparePorts;
   spec.incoming = !options.restoreFrom.empty();
   spec.runDir = ".";  // QEMU's working directory, the guest directory
@@ -646,26 +645,23 @@ void QemuDriver::onProcessExit(const std::shared_ptr<Instance>& inst) {
 
 Result<RunningDomain> QemuDriver::reconnect(const model::Domain& def, const json& record) {
   if (!probe().available) return unavailable("QEMU is not available");
+  VMM_ASSIGN(QemuRecord rec, QemuRecord::parse(record));
   auto inst = std::make_shared<Instance>();
   inst->name = def.name;
-  inst->runId = record.value("run_id", "");
-  inst->pid = record.value("pid", -1);
-  inst->startTime = record.value("start_time", uint64_t{0});
-  inst->accel = record.value("accel", "tcg");
+  inst->runId = rec.runId;
+  inst->pid = rec.pid;
+  inst->startTime = rec.startTime;
+  inst->accel = rec.accel;
   inst->runDir = runDir(def.name);
   inst->stateDir = stateDir(def.name);
-  inst->uid = record.value("uid", uid_t{0});
-  inst->gid = record.value("gid", gid_t{0});
-  inst->layout.machine = record.value("machine", "q35");
-  inst->layout.rootPorts = record.value("root_ports", 0);
+  inst->uid = rec.uid;
+  inst->gid = rec.gid;
+  inst->layout.machine = rec.machine;
+  inst->layout.rootPorts = rec.rootPorts;
   inst->layout.hotplug = machineFamily(inst->layout.machine) != "microvm";
-  json ports = record.value("ports", json::object());
-  for (auto it = ports.begin(); it != ports.end(); ++it) {
-    if (!it.value().is_number_integer()) continue;
-    inst->layout.portOf[it.key()] = it.value().get<int>();
-    inst->usedPorts.insert(it.value().get<int>());
-  }
-  for (const auto& t : record.value("taps", json::array())) inst->taps.push_back({t.value("ifname", ""), t.value("mac", "")});
+  inst->layout.portOf = rec.ports;
+  for (const auto& [id, port] : rec.ports) inst->usedPorts.insert(port);
+  for (const auto& t : rec.taps) inst->taps.push_back({t.ifname, t.mac});
   if (inst->pid <= 0 || !processAlive(inst->pid) || processStartTime(inst->pid).value_or(0) != inst->startTime)
     return unavailable("QEMU (pid " + std::to_string(inst->pid) + ") is no longer running");
   auto monitor = connectUnix(inst->qmpPath(), Deadline::after(Millis(5000)));
@@ -716,8 +712,10 @@ void QemuDriver::release(const model::Domain& def, const json& record) {
     if (inst->agent) inst->agent->disconnect();
     if (inst->qmp) inst->qmp->close();
     taps = inst->taps;
+  } else if (auto rec = QemuRecord::parse(record); rec.ok()) {
+    for (const auto& t : rec->taps) taps.push_back({t.ifname, t.mac});
   } else {
-    for (const auto& t : record.value("taps", json::array())) taps.push_back({t.value("ifname", ""), t.value("mac", "")});
+    log::error("cannot read the runtime record; its taps are left behind", {{"domain", def.name}, {"error", rec.error().message}});
   }
   if (services_) {
     for (const auto& t : taps) {

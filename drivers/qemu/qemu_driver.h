@@ -43,6 +43,9 @@ class QemuDriver final : public HypervisorDriver {
 
   model::DriverType type() const override { return model::DriverType::qemu; }
   DriverInfo probe() override;
+  DriverCaps caps() const override {
+    return {.snapshots = true, .memorySnapshots = true, .externalSnapshots = true, .deviceHotplug = true, .console = true, .save = true};
+  }
   // Why KVM cannot run a vCPU here ("" when it can).
   std::string kvmUnusableReason() const;
   Status validate(const model::Domain& def) const override;
@@ -73,9 +76,9 @@ class QemuDriver final : public HypervisorDriver {
   Result<std::string> consoleLog(const model::Domain& def, size_t maxBytes) override;
   void maintain() override;
 
-  Result<json> snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) override;
-  Result<json> snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) override;
-  Result<json> snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) override;
+  Result<SnapshotResult> snapshotCreate(const model::Domain& def, const SnapshotRequest& request, Deadline deadline) override;
+  Result<SnapshotRevertResult> snapshotRevert(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) override;
+  Result<SnapshotDeleteResult> snapshotDelete(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) override;
 
   // A running QEMU (public for the helpers in this folder).
   struct Instance;
@@ -85,7 +88,7 @@ class QemuDriver final : public HypervisorDriver {
   Result<std::shared_ptr<Instance>> running(const model::Domain& def) const;
   std::string runDir(const std::string& name) const;
   std::string stateDir(const std::string& name) const;
-  QemuCaps caps() const;  // what probe() learnt (empty before it)
+  QemuCaps qemuCaps() const;  // what probe() learnt (empty before it)
   // Wires monitor events, process exit and the console of a started or reconnected QEMU.
   Status attach(const std::shared_ptr<Instance>& inst, fs::UniqueFd monitor, Deadline deadline);
   void onMonitorEvent(const std::shared_ptr<Instance>& inst, const std::string& event, const json& data);
@@ -106,6 +109,11 @@ class QemuDriver final : public HypervisorDriver {
   Status waitDeviceDeleted(Instance& inst, const std::string& deviceId, Deadline deadline);
   Result<json> migrateToFile(Instance& inst, const std::string& path, Deadline deadline);
   Status restoreFromFile(Instance& inst, const std::string& path, Deadline deadline);
+  // The snapshot calls on the driver data's JSON (qemu_snapshots.cc): what is stored with the
+  // snapshot, and the answers the public calls turn into their typed results.
+  Result<json> createSnapshotData(const model::Domain& def, const SnapshotRequest& request, Deadline deadline);
+  Result<json> revertSnapshotData(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline);
+  Result<json> deleteSnapshotData(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline);
   // snapshotDelete of an external snapshot a killed vmmd did not record (qemu_snapshots.cc).
   Result<json> removeExternalOrphan(const model::Domain& def, const std::string& name, const json& data, Deadline deadline);
   // A uid no other QEMU of this vmmd runs as (reserved until releaseUid or the instance ends).

@@ -259,12 +259,22 @@ Status settleSnapshotJobs(QemuDriver::Instance& inst, Deadline deadline) {
 
 // ---------------------------------------------------------------- create
 
-Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) {
-  std::string name = spec.value("name", "");
-  std::string kind = spec.value("kind", "internal");
-  bool memory = spec.value("memory", false);
-  bool quiesce = spec.value("quiesce", false);
-  std::string ownDir = spec.value("state_dir", "");
+Result<SnapshotResult> QemuDriver::snapshotCreate(const model::Domain& def, const SnapshotRequest& request,
+                                                  Deadline deadline) {
+  VMM_ASSIGN(json data, createSnapshotData(def, request, deadline));
+  SnapshotResult out;
+  out.disks = snapshotDisksOf(data);
+  out.moves = diskMovesOf(data);
+  out.driverData = std::move(data);
+  return out;
+}
+
+Result<json> QemuDriver::createSnapshotData(const model::Domain& def, const SnapshotRequest& request, Deadline deadline) {
+  const std::string& name = request.name;
+  const std::string kind(model::enumName(model::kSnapshotKinds, request.kind));
+  bool memory = request.memory;
+  bool quiesce = request.quiesce;
+  const std::string& ownDir = request.stateDir;
   std::string overlayFallback = ownDir.empty() ? stateDir(def.name) : ownDir;  // for disks under /dev
   if (name.empty()) return invalidArgument("snapshot: a name is required");
   if (kind != "internal" && kind != "external") return invalidArgument("snapshot kind must be internal or external");
@@ -503,12 +513,22 @@ Result<json> QemuDriver::snapshotCreate(const model::Domain& def, const json& sp
 
 // ---------------------------------------------------------------- revert
 
-Result<json> QemuDriver::snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) {
-  std::string name = snapshot.value("name", "");
-  std::string kind = snapshot.value("kind", "internal");
-  bool memory = snapshot.value("memory", false);
-  json data = snapshot.value("driver_data", json::object());
-  std::string takenState = data.value("state", snapshot.value("domain_state", "shutoff"));
+Result<SnapshotRevertResult> QemuDriver::snapshotRevert(const model::Domain& def, const model::Snapshot& snapshot,
+                                                        Deadline deadline) {
+  VMM_ASSIGN(json answer, revertSnapshotData(def, snapshot, deadline));
+  SnapshotRevertResult out;
+  out.state = model::enumFromName(model::kDomainStates, answer.value("state", ""));
+  out.moves = diskMovesOf(answer);
+  if (auto it = answer.find("restore_from"); it != answer.end() && it->is_string()) out.restoreFrom = it->get<std::string>();
+  return out;
+}
+
+Result<json> QemuDriver::revertSnapshotData(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) {
+  const std::string& name = snapshot.name;
+  const std::string kind(model::enumName(model::kSnapshotKinds, snapshot.kind));
+  bool memory = snapshot.memory;
+  const json& data = snapshot.driverData;
+  std::string takenState = data.value("state", snapshot.domainState.empty() ? std::string("shutoff") : snapshot.domainState);
   json disks = data.value("disks", json::array());
   if (disks.empty()) return invalidArgument("snapshot " + name + " records no disks");
   auto inst = find(def.name);
@@ -691,10 +711,16 @@ Result<json> QemuDriver::removeExternalOrphan(const model::Domain& def, const st
   return out;
 }
 
-Result<json> QemuDriver::snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) {
-  std::string name = snapshot.value("name", "");
-  std::string kind = snapshot.value("kind", "internal");
-  json data = snapshot.value("driver_data", json::object());
+Result<SnapshotDeleteResult> QemuDriver::snapshotDelete(const model::Domain& def, const model::Snapshot& snapshot,
+                                                        Deadline deadline) {
+  VMM_ASSIGN(json answer, deleteSnapshotData(def, snapshot, deadline));
+  return SnapshotDeleteResult{diskMovesOf(answer)};
+}
+
+Result<json> QemuDriver::deleteSnapshotData(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) {
+  const std::string& name = snapshot.name;
+  const std::string kind(model::enumName(model::kSnapshotKinds, snapshot.kind));
+  const json& data = snapshot.driverData;
   json disks = data.value("disks", json::array());
   auto inst = find(def.name);
   bool live = inst && !inst->hasExited();

@@ -1,4 +1,5 @@
 #include "drivers/test/test_driver.h"
+#include "drivers/test/test_record.h"
 
 #include <unistd.h>
 
@@ -62,9 +63,15 @@ std::optional<Millis> TestDriver::behaviourDuration(const model::Domain& def, co
 }
 
 json TestDriver::recordOf(const Guest& g) const {
-  return {{"run_id", g.runId},       {"boot_us", g.bootUs},     {"paused", g.paused},
-          {"paused_us", g.pausedUs}, {"paused_since_us", g.pausedSinceUs}, {"disks", g.disks},
-          {"nics", g.nics}};
+  TestRecord r;
+  r.runId = g.runId;
+  r.bootUs = g.bootUs;
+  r.paused = g.paused;
+  r.pausedUs = g.pausedUs;
+  r.pausedSinceUs = g.pausedSinceUs;
+  r.disks = g.disks;
+  r.nics = g.nics;
+  return r.toJson();
 }
 
 RunningDomain TestDriver::runningOf(const Guest& g) const {
@@ -142,16 +149,17 @@ Result<RunningDomain> TestDriver::start(const model::Domain& def, const StartOpt
 
 Result<RunningDomain> TestDriver::reconnect(const model::Domain& def, const json& record) {
   if (behaviour(def).value("fail_reconnect", false)) return unavailable("simulated guest is gone");
+  VMM_ASSIGN(TestRecord rec, TestRecord::parse(record));
+  if (rec.runId.empty()) return unavailable("runtime record has no run id");
   MutexLock lock(mu_);
   Guest g;
-  g.runId = record.value("run_id", "");
-  if (g.runId.empty()) return unavailable("runtime record has no run id");
-  g.bootUs = record.value("boot_us", int64_t{0});
-  g.paused = record.value("paused", false);
-  g.pausedUs = record.value("paused_us", int64_t{0});
-  g.pausedSinceUs = record.value("paused_since_us", int64_t{0});
-  g.disks = record.value("disks", std::vector<std::string>{});
-  g.nics = record.value("nics", std::vector<std::string>{});
+  g.runId = rec.runId;
+  g.bootUs = rec.bootUs;
+  g.paused = rec.paused;
+  g.pausedUs = rec.pausedUs;
+  g.pausedSinceUs = rec.pausedSinceUs;
+  g.disks = std::move(rec.disks);
+  g.nics = std::move(rec.nics);
   g.vcpus = def.vcpus;
   g.memory = def.memory;
   g.console = "test guest " + def.name + " reconnected\r\n";
@@ -399,15 +407,20 @@ Result<std::string> TestDriver::consoleLog(const model::Domain& def, size_t maxB
   return g->console;
 }
 
-Result<json> TestDriver::snapshotCreate(const model::Domain& def, const json& spec, Deadline) {
+Result<SnapshotResult> TestDriver::snapshotCreate(const model::Domain& def, const SnapshotRequest& request, Deadline) {
   MutexLock lock(mu_);
   auto it = guests_.find(def.name);
-  json data = {{"simulated", true}, {"spec", spec}};
-  if (it != guests_.end()) data["paused"] = it->second.paused;
-  return data;
+  SnapshotResult out;
+  out.driverData = {{"simulated", true}, {"spec", toJson(request)}};
+  if (it != guests_.end()) out.driverData["paused"] = it->second.paused;
+  return out;
 }
 
-Result<json> TestDriver::snapshotRevert(const model::Domain&, const json&, Deadline) { return json::object(); }
-Result<json> TestDriver::snapshotDelete(const model::Domain&, const json&, Deadline) { return json::object(); }
+Result<SnapshotRevertResult> TestDriver::snapshotRevert(const model::Domain&, const model::Snapshot&, Deadline) {
+  return SnapshotRevertResult{};
+}
+Result<SnapshotDeleteResult> TestDriver::snapshotDelete(const model::Domain&, const model::Snapshot&, Deadline) {
+  return SnapshotDeleteResult{};
+}
 
 }  // namespace vmm::drivers

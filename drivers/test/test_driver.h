@@ -32,6 +32,10 @@ class TestDriver final : public HypervisorDriver {
 
   model::DriverType type() const override { return model::DriverType::test; }
   DriverInfo probe() override;
+  // A simulated guest: everything but a console stream (it keeps a console log only).
+  DriverCaps caps() const override {
+    return {.snapshots = true, .memorySnapshots = true, .externalSnapshots = true, .deviceHotplug = true, .save = true};
+  }
   Status validate(const model::Domain& def) const override;
 
   Result<RunningDomain> start(const model::Domain& def, const StartOptions& options) override;
@@ -54,9 +58,9 @@ class TestDriver final : public HypervisorDriver {
   Result<json> guestCommand(const model::Domain& def, const std::string& command, const json& args,
                             Deadline deadline) override;
   Result<std::string> consoleLog(const model::Domain& def, size_t maxBytes) override;
-  Result<json> snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) override;
-  Result<json> snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) override;
-  Result<json> snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) override;
+  Result<SnapshotResult> snapshotCreate(const model::Domain& def, const SnapshotRequest& request, Deadline deadline) override;
+  Result<SnapshotRevertResult> snapshotRevert(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) override;
+  Result<SnapshotDeleteResult> snapshotDelete(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) override;
 
  private:
   struct Guest {

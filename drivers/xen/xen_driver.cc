@@ -1,4 +1,5 @@
 #include "drivers/xen/xen_driver.h"
+#include "drivers/xen/xen_record.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -140,9 +141,12 @@ Result<RunningDomain> XenDriver::start(const model::Domain& def, const StartOpti
 }
 
 json XenDriver::recordOf(const Guest& g) const {
-  json ports = json::array();
-  for (const auto& [devid, ifname] : g.ports) ports.push_back({{"devid", devid}, {"ifname", ifname}});
-  return {{"run_id", g.runId}, {"domid", g.domid}, {"guest_type", std::string(guestTypeName(g.type))}, {"ports", ports}};
+  XenRecord r;
+  r.runId = g.runId;
+  r.domid = g.domid;
+  r.guestType = std::string(guestTypeName(g.type));
+  for (const auto& [devid, ifname] : g.ports) r.ports.push_back({devid, ifname});
+  return r.toJson();
 }
 
 RunningDomain XenDriver::runningOf(const Guest& g, model::DomainState state) const {
@@ -167,13 +171,14 @@ Result<std::shared_ptr<XenDriver::Guest>> XenDriver::running(const model::Domain
 Result<RunningDomain> XenDriver::reconnect(const model::Domain& def, const json& record) {
   VMM_ASSIGN(auto* h, host());
   VMM_ASSIGN(uint32_t domid, h->find(def.name, def.uuid));
-  if (domid != record.value("domid", uint32_t{0})) return notFound("Xen domain " + def.name + " has a new domain id");
+  VMM_ASSIGN(XenRecord rec, XenRecord::parse(record));
+  if (domid != rec.domid) return notFound("Xen domain " + def.name + " has a new domain id");
   auto g = std::make_shared<Guest>();
   g->def = def;
-  g->runId = record.value("run_id", newUuid());
+  g->runId = rec.runId;
   g->domid = domid;
   g->type = guestTypeOf(def).valueOr(GuestType::hvm);
-  for (const auto& p : record.value("ports", json::array())) g->ports.emplace_back(p.value("devid", 0), p.value("ifname", ""));
+  for (const auto& p : rec.ports) g->ports.emplace_back(p.devid, p.ifname);
   VMM_TRY(h->watch(domid));
   auto stats = h->stats(domid);
   bool paused = stats.ok() && stats->value("paused", false);
@@ -201,10 +206,16 @@ void XenDriver::release(const model::Domain& def, const json& record) {
       guests_.erase(it);
     }
   }
+  auto rec = XenRecord::parse(record);
+  if (!rec.ok()) {
+    log::error("cannot read the runtime record; the domain and its ports are left behind",
+               {{"domain", def.name}, {"error", rec.error().message}});
+    return;
+  }
   std::vector<std::pair<int, std::string>> ports;
-  for (const auto& p : record.value("ports", json::array())) ports.emplace_back(p.value("devid", 0), p.value("ifname", ""));
+  for (const auto& p : rec->ports) ports.emplace_back(p.devid, p.ifname);
   if (auto h = host(); h.ok()) {
-    uint32_t domid = record.value("domid", uint32_t{0});
+    uint32_t domid = rec->domid;
     (*h)->unwatch(domid);
     // A domain still there (preserved after a crash) is released for good.
     if (auto found = (*h)->find(def.name, def.uuid); found.ok() && *found == domid)
@@ -426,8 +437,8 @@ Result<ExecResult> XenDriver::guestExec(const model::Domain&, const ExecRequest&
 Result<json> XenDriver::guestCommand(const model::Domain&, const std::string& command, const json&, Deadline) {
   VMM_XEN_UNSUPPORTED("guest command " + command);
 }
-Result<json> XenDriver::snapshotCreate(const model::Domain&, const json&, Deadline) { VMM_XEN_UNSUPPORTED("snapshot"); }
-Result<json> XenDriver::snapshotRevert(const model::Domain&, const json&, Deadline) { VMM_XEN_UNSUPPORTED("snapshot revert"); }
-Result<json> XenDriver::snapshotDelete(const model::Domain&, const json&, Deadline) { VMM_XEN_UNSUPPORTED("snapshot delete"); }
+Result<SnapshotResult> XenDriver::snapshotCreate(const model::Domain&, const SnapshotRequest&, Deadline) { VMM_XEN_UNSUPPORTED("snapshot"); }
+Result<SnapshotRevertResult> XenDriver::snapshotRevert(const model::Domain&, const model::Snapshot&, Deadline) { VMM_XEN_UNSUPPORTED("snapshot revert"); }
+Result<SnapshotDeleteResult> XenDriver::snapshotDelete(const model::Domain&, const model::Snapshot&, Deadline) { VMM_XEN_UNSUPPORTED("snapshot delete"); }
 
 }  // namespace vmm::drivers::xen

@@ -31,6 +31,7 @@ class XenDriver final : public HypervisorDriver {
 
   model::DriverType type() const override { return model::DriverType::xen; }
   DriverInfo probe() override;
+  DriverCaps caps() const override { return {.console = true, .save = true}; }
   Status validate(const model::Domain& def) const override;
 
   Result<RunningDomain> start(const model::Domain& def, const StartOptions& options) override;
@@ -54,9 +55,9 @@ class XenDriver final : public HypervisorDriver {
                             Deadline deadline) override;
   Result<fs::UniqueFd> openConsole(const model::Domain& def) override;
   Result<std::string> consoleLog(const model::Domain& def, size_t maxBytes) override;
-  Result<json> snapshotCreate(const model::Domain& def, const json& spec, Deadline deadline) override;
-  Result<json> snapshotRevert(const model::Domain& def, const json& snapshot, Deadline deadline) override;
-  Result<json> snapshotDelete(const model::Domain& def, const json& snapshot, Deadline deadline) override;
+  Result<SnapshotResult> snapshotCreate(const model::Domain& def, const SnapshotRequest& request, Deadline deadline) override;
+  Result<SnapshotRevertResult> snapshotRevert(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) override;
+  Result<SnapshotDeleteResult> snapshotDelete(const model::Domain& def, const model::Snapshot& snapshot, Deadline deadline) override;
 
  private:
   struct Guest {

@@ -364,8 +364,8 @@ Result<std::unique_ptr<VolumeStream>> DirBackend::openVolume(const std::string& 
   return std::unique_ptr<VolumeStream>(new FileStream(std::move(fd), 0, temp, v.path));
 }
 
-Result<drivers::ResolvedDisk> DirBackend::resolve(const model::Volume& v, Deadline) {
-  drivers::ResolvedDisk r;
+Result<model::ResolvedDisk> DirBackend::resolve(const model::Volume& v, Deadline) {
+  model::ResolvedDisk r;
   VMM_ASSIGN(r.path, volumePath(v.name));
   r.format = v.format;
   r.directory = v.directory;

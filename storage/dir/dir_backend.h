@@ -29,7 +29,7 @@ class DirBackend final : public PoolBackend {
                                     Deadline deadline) override;
   Status wipeVolume(const model::Volume& volume, const model::Volume* base, Deadline deadline) override;
   Result<std::unique_ptr<VolumeStream>> openVolume(const std::string& name, StreamMode mode, Deadline deadline) override;
-  Result<drivers::ResolvedDisk> resolve(const model::Volume& volume, Deadline deadline) override;
+  Result<model::ResolvedDisk> resolve(const model::Volume& volume, Deadline deadline) override;
 
  private:
   // The path of a volume, refusing names that would leave the pool directory.

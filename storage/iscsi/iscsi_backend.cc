@@ -177,9 +177,9 @@ Result<std::unique_ptr<VolumeStream>> IscsiBackend::openVolume(const std::string
   return std::unique_ptr<VolumeStream>(new iscsi::LunStream(std::move(session), lun.number, lun.capacity, mode));
 }
 
-Result<drivers::ResolvedDisk> IscsiBackend::resolve(const model::Volume& volume, Deadline deadline) {
+Result<model::ResolvedDisk> IscsiBackend::resolve(const model::Volume& volume, Deadline deadline) {
   VMM_ASSIGN(auto v, volumeInfo(volume.name, deadline));
-  drivers::ResolvedDisk r;
+  model::ResolvedDisk r;
   r.protocol = "iscsi";
   r.format = model::DiskFormat::raw;
   // QEMU's BlockdevOptionsIscsi; the driver adds "driver" and "password-secret".

@@ -33,7 +33,7 @@ class IscsiBackend final : public PoolBackend {
                                     Deadline deadline) override;
   Status wipeVolume(const model::Volume& volume, const model::Volume* base, Deadline deadline) override;
   Result<std::unique_ptr<VolumeStream>> openVolume(const std::string& name, StreamMode mode, Deadline deadline) override;
-  Result<drivers::ResolvedDisk> resolve(const model::Volume& volume, Deadline deadline) override;
+  Result<model::ResolvedDisk> resolve(const model::Volume& volume, Deadline deadline) override;
 
   // The initiator IQN used when the pool names none: "iqn.2024-01.io.vmm:<hostname>".
   static std::string defaultInitiator();

@@ -361,7 +361,7 @@ Result<std::unique_ptr<VolumeStream>> LogicalBackend::openVolume(const std::stri
   return std::unique_ptr<VolumeStream>(std::move(stream));
 }
 
-Result<drivers::ResolvedDisk> LogicalBackend::resolve(const model::Volume& lv, Deadline deadline) {
+Result<model::ResolvedDisk> LogicalBackend::resolve(const model::Volume& lv, Deadline deadline) {
   const std::string& volume = lv.name;
   VMM_TRY(validateLvmName(volume, "volume name", true));
   auto layout = queryLayout(lvm_, vg_, volume, deadline);
@@ -372,7 +372,7 @@ Result<drivers::ResolvedDisk> LogicalBackend::resolve(const model::Volume& lv, D
                        " separate extent ranges; a hypervisor can only be given one range of one physical volume, "
                        "because device-mapper not available on this host");
   const auto& piece = layout->pieces.front();
-  drivers::ResolvedDisk r;
+  model::ResolvedDisk r;
   r.path = piece.device;
   r.format = model::DiskFormat::raw;
   r.offset = piece.deviceOffset;

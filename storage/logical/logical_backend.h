@@ -43,7 +43,7 @@ class LogicalBackend final : public PoolBackend {
   Result<std::unique_ptr<VolumeStream>> openVolume(const std::string& name, StreamMode mode, Deadline deadline) override;
   // The PV device with the LV's byte window (offset, size); unavailable unless the LV is one
   // contiguous range of one PV.
-  Result<drivers::ResolvedDisk> resolve(const model::Volume& volume, Deadline deadline) override;
+  Result<model::ResolvedDisk> resolve(const model::Volume& volume, Deadline deadline) override;
 
   const std::string& vgName() const { return vg_; }
 

@@ -345,9 +345,9 @@ Result<std::unique_ptr<VolumeStream>> NetfsBackend::openVolume(const std::string
   return NetfsVolumeStream::writer(nfs, std::move(file), temp, inExport(name));
 }
 
-Result<drivers::ResolvedDisk> NetfsBackend::resolve(const model::Volume& v, Deadline) {
+Result<model::ResolvedDisk> NetfsBackend::resolve(const model::Volume& v, Deadline) {
   VMM_TRY(validateNetfsVolumeName(v.name));
-  drivers::ResolvedDisk r;
+  model::ResolvedDisk r;
   r.protocol = "nfs";
   r.format = v.format;
   // QEMU's BlockdevOptionsNfs: the server and the file's full path on it. AUTH_SYS carries

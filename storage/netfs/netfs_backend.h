@@ -36,7 +36,7 @@ class NetfsBackend final : public PoolBackend {
                                     Deadline deadline) override;
   Status wipeVolume(const model::Volume& volume, const model::Volume* base, Deadline deadline) override;
   Result<std::unique_ptr<VolumeStream>> openVolume(const std::string& name, StreamMode mode, Deadline deadline) override;
-  Result<drivers::ResolvedDisk> resolve(const model::Volume& volume, Deadline deadline) override;
+  Result<model::ResolvedDisk> resolve(const model::Volume& volume, Deadline deadline) override;
 
  private:
   struct Found {

@@ -203,7 +203,7 @@ TEST(XenDriver, UnavailableWithoutHypervisor) {
   expectUnavailable(drv.openConsole(def).error());
   expectUnavailable(drv.consoleLog(def, 100).error());
   expectUnavailable(drv.attachNic(def, model::Nic{}, dl).error());
-  expectUnavailable(drv.snapshotCreate(def, json::object(), dl).error());
+  expectUnavailable(drv.snapshotCreate(def, drivers::SnapshotRequest{}, dl).error());
   drv.release(def, {{"domid", 3}});  // nothing to release, no crash
   EXPECT_FALSE(fs::exists("/nonexistent/x.save"));
 }
