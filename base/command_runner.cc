@@ -1,6 +1,8 @@
 #include "base/command_runner.h"
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 
 namespace vmm {
 
@@ -16,8 +18,16 @@ CommandRunner& commandRunner() {
   return runner ? *runner : systemCommandRunner();
 }
 
-ScopedCommandRunner::ScopedCommandRunner(CommandRunner& runner) : previous_(gOverride.exchange(&runner, std::memory_order_acq_rel)) {}
+ScopedCommandRunner::ScopedCommandRunner(CommandRunner& runner)
+    : installed_(&runner), previous_(gOverride.exchange(&runner, std::memory_order_acq_rel)) {}
 
-ScopedCommandRunner::~ScopedCommandRunner() { gOverride.store(previous_, std::memory_order_release); }
+ScopedCommandRunner::~ScopedCommandRunner() {
+  // Scopes must end innermost first: otherwise a runner already destroyed would be put back.
+  CommandRunner* expected = installed_;
+  if (!gOverride.compare_exchange_strong(expected, previous_, std::memory_order_acq_rel)) {
+    std::fputs("ScopedCommandRunner: scopes ended out of order\n", stderr);
+    std::abort();
+  }
+}
 
 }  // namespace vmm

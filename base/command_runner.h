@@ -5,7 +5,7 @@
 //
 // Threading: commandRunner() may be called from any thread. A ScopedCommandRunner is meant
 // for tests: install it before, and destroy it after, every thread that runs commands through
-// it; nested scopes end in the reverse order of their start.
+// it; nested scopes end in the reverse order of their start (checked: out of order aborts).
 #pragma once
 
 #include <string>
@@ -37,6 +37,7 @@ class ScopedCommandRunner {
   ScopedCommandRunner& operator=(const ScopedCommandRunner&) = delete;
 
  private:
+  CommandRunner* installed_;
   CommandRunner* previous_;
 };
 

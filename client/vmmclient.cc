@@ -6,6 +6,7 @@
 
 #include "api/types/json_text.h"
 #include "base/fs.h"
+#include "base/json_util.h"
 #include "base/socket_util.h"
 #include "base/strings.h"
 #include "client/http_connection.h"
@@ -76,9 +77,10 @@ Result<json> Connection::callAndWait(const std::string& method, const json& para
 
 Result<json> Connection::call(const std::string& method, const json& params, Millis timeout) {
   VMM_ASSIGN(auto text, callText(method, params, timeout));
-  auto reply = json::parse(text, nullptr, false);
-  if (reply.is_discarded()) return internalError("vmmd sent invalid JSON");
-  return reply;
+  // Nesting is capped: a hostile peer's reply must not exhaust the stack.
+  auto reply = parseJson(text, text.size(), kStoredJsonDepth, "vmmd's reply");
+  if (!reply.ok()) return internalError("vmmd sent invalid JSON");
+  return std::move(*reply);
 }
 
 Result<std::vector<wire::DomainSummary>> listDomains(Connection& c, const DomainListRequest& request) {
@@ -239,8 +241,8 @@ class RpcConnection : public Connection {
       auto reply = wire::splitRpcReply(std::move(*line));
       if (!reply.ok()) return internalError("vmmd sent invalid JSON");
       auto errorOf = [](std::string_view text) {
-        auto e = json::parse(text, nullptr, false);
-        return e.is_object() ? errorFromWire(e) : internalError("vmmd sent an invalid error");
+        auto e = parseJson(text, text.size(), kStoredJsonDepth, "vmmd's error");
+        return e.ok() && e->is_object() ? errorFromWire(*e) : internalError("vmmd sent an invalid error");
       };
       // An error without an id is about the connection itself (vmmd refused it).
       if (reply->idIsNull && !reply->error.empty()) return errorOf(reply->error);

@@ -4,6 +4,7 @@
 // gives the result's text.
 #include "api/types/domain_summary.h"
 #include "api/types/json_text.h"
+#include "base/json_util.h"
 #include "fuzz/fuzz_util.h"
 
 using namespace vmm;
@@ -38,6 +39,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   auto env = wire::splitRpcReply(std::string(fuzz::bytes(data, size)));
   if (env.ok() && !env->result.empty()) {
+    // Whatever the split calls the result, when it parses, is the result of the whole line.
+    auto cut = parseJson(env->result, env->result.size(), kStoredJsonDepth, "result");
+    if (cut.ok()) {
+      auto whole = parseJson(fuzz::bytes(data, size), size, kStoredJsonDepth + 1, "line");
+      FUZZ_CHECK(whole.ok() && whole->is_object() && whole->contains("result") && (*whole)["result"] == *cut,
+                 "the result cut from the line is not the line's result");
+    }
     std::string result = env->result;
     (void)wire::parseDomainSummaries(result);
   }

@@ -7,7 +7,9 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:?usage: scripts/install-npm-tools.sh BUILD_DIR}
 DEST="$BUILD/npm-tools"
-command -v npm >/dev/null || { echo "install-npm-tools: npm is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
+# As a test fixture: npm missing is a skip, or a failure naming it in strict mode (CI).
+. "$ROOT/tests/support/require.sh"
+require_tool npm npm
 mkdir -p "$DEST"
 if [ -d "$DEST/node_modules" ] && cmp -s "$ROOT/tests/api/package-lock.json" "$DEST/node_modules/.vmm-lock.json"; then
   exit 0

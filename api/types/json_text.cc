@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/json_util.h"
+
 namespace vmm::wire {
 
 void appendJsonString(std::string& out, std::string_view s) {
@@ -94,7 +96,9 @@ Result<RpcEnvelope> splitRpcReply(std::string&& line) {
   if (text.starts_with(kHead) && text.ends_with('}')) {
     size_t digits = kHead.size();
     while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
-    if (digits > kHead.size() && digits - kHead.size() <= 18 && text.substr(digits).starts_with(kResult)) {
+    size_t count = digits - kHead.size();
+    bool leadingZero = count > 1 && text[kHead.size()] == '0';  // not JSON: left to the full parse
+    if (count > 0 && count <= 18 && !leadingZero && text.substr(digits).starts_with(kResult)) {
       env.hasId = true;
       env.id = std::stoll(std::string(text.substr(kHead.size(), digits - kHead.size())));
       line.erase(line.size() - 1);
@@ -103,8 +107,10 @@ Result<RpcEnvelope> splitRpcReply(std::string&& line) {
       return env;
     }
   }
-  auto msg = nlohmann::json::parse(line, nullptr, false);
-  if (!msg.is_object()) return internalError("vmmd sent invalid JSON");
+  // Nesting is capped (a hostile peer's line must not exhaust the stack), so dump() below is too.
+  auto parsed = vmm::parseJson(line, line.size(), kStoredJsonDepth, "vmmd's reply");
+  if (!parsed.ok() || !parsed->is_object()) return internalError("vmmd sent invalid JSON");
+  const nlohmann::json& msg = *parsed;
   auto text_of = [](const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
   if (auto id = msg.find("id"); id != msg.end()) {
     env.hasId = id->is_number_integer();

@@ -188,8 +188,9 @@ Result<CommandLine> buildCommandLine(const LaunchSpec& spec) {
   std::string family = machineFamily(requested);
   if (family.empty())
     return invalidArgument("machine: unknown machine type " + quote(requested) + " (known: q35, pc, microvm and their versions)");
-  // Refused here rather than by QEMU at start; an alias is pinned to the version it stands for.
-  VMM_ASSIGN(layout.machine, resolveMachine(spec.caps, requested, family));
+  // Refused here rather than by QEMU at start.
+  VMM_TRY(checkMachineOffered(spec.caps, requested, family));
+  layout.machine = requested;
   if (spec.disks.size() != d.disks.size() || spec.nics.size() != d.nics.size())
     return internalError("launch spec does not match the definition");
   bool pci = isPciMachine(family);

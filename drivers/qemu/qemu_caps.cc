@@ -26,8 +26,8 @@ QemuCaps parseQemuCaps(const std::string& versionOutput, const std::string& mach
   return caps;
 }
 
-Result<std::string> resolveMachine(const QemuCaps& caps, const std::string& requested, const std::string& family) {
-  if (caps.empty()) return requested;
+Status checkMachineOffered(const QemuCaps& caps, const std::string& requested, const std::string& family) {
+  if (caps.empty()) return {};
   if (!caps.machines.count(requested)) {
     size_t ofFamily = 0;
     for (const auto& m : caps.machines) ofFamily += machineFamily(m) == family ? 1 : 0;
@@ -36,8 +36,7 @@ Result<std::string> resolveMachine(const QemuCaps& caps, const std::string& requ
     else if (auto alias = caps.aliases.find(family); alias != caps.aliases.end()) hint = " (its newest " + family + " machine is " + alias->second + ")";
     return invalidArgument("machine: " + quote(requested) + " is not offered by this QEMU " + caps.version + hint);
   }
-  auto alias = caps.aliases.find(requested);
-  return alias == caps.aliases.end() ? requested : alias->second;
+  return {};
 }
 
 }  // namespace vmm::drivers::qemu

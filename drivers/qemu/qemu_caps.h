@@ -25,8 +25,9 @@ struct QemuCaps {
 // From the output of `qemu-system-x86_64 --version` and `qemu-system-x86_64 -machine help`.
 QemuCaps parseQemuCaps(const std::string& versionOutput, const std::string& machineHelpOutput);
 
-// The machine type QEMU will run for `requested` (already known to be of family `family`):
-// an alias is replaced by its versioned machine; a machine the binary does not list is an error.
-Result<std::string> resolveMachine(const QemuCaps& caps, const std::string& requested, const std::string& family);
+// Whether the binary offers `requested` (already known to be of family `family`): a machine it
+// does not list is an error naming the newest one of the family it has. Nothing probed: no error.
+// An alias (q35, pc) is left as it is: QEMU resolves it, as vmm did before it read capabilities.
+Status checkMachineOffered(const QemuCaps& caps, const std::string& requested, const std::string& family);
 
 }  // namespace vmm::drivers::qemu

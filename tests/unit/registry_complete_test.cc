@@ -1,6 +1,7 @@
 // The composition root binds a handler of the right kind (sync or async) to every row of the
-// operation table: a whole Daemon (test driver only, private directories) starts, and refuses to
-// when a row has no handler. A handler of the wrong kind aborts at binding (api/registry.cc).
+// operation table: a whole Daemon (test driver only, private directories) starts. It would not
+// if a row had no handler (Daemon::start refuses), and a handler of the wrong kind aborts at
+// binding (api/registry.cc). Like every vmmd start, it removes port state of vanished taps only.
 #include <gtest/gtest.h>
 #include <signal.h>
 

@@ -124,6 +124,7 @@ TEST(WireTypes, RpcReplyIsCutWithoutParsingOrParsedWhole) {
   ASSERT_TRUE(event.ok());
   EXPECT_TRUE(event->isNotification);
   EXPECT_FALSE(wire::splitRpcReply("not json").ok());
+  EXPECT_FALSE(wire::splitRpcReply(R"({"jsonrpc":"2.0","id":01,"result":[]})").ok()) << "a leading zero is not JSON";
 
   // A cut line whose middle is not exactly one value gives a result no reader accepts.
   auto two = wire::splitRpcReply(R"({"jsonrpc":"2.0","id":1,"result":[],"error":{}})");
