@@ -84,7 +84,10 @@ namespace {
 Status readSummary(JsonValue v, DomainSummary& s, const std::string& where) {
   simdjson::dom::object obj;
   if (v.get_object().get(obj)) return internalError("vmmd sent unexpected JSON at " + where + ": expected an object");
-  for (auto [key, value] : obj) {
+  for (auto field : obj) {
+    // Named copies: clang 14 does not let a lambda capture a structured binding.
+    std::string_view key = field.key;
+    JsonValue value = field.value;
     auto at = [&] { return where + "." + std::string(key); };
     if (key == "name") VMM_TRY(readString(value, s.name, at()));
     else if (key == "project") VMM_TRY(readString(value, s.project, at()));
