@@ -40,7 +40,7 @@ def fetch_openapi(build):
         sock = os.path.join(tmp, "run", "vmmd.sock")
         log = open(os.path.join(tmp, "vmmd.log"), "w")
         vmmd = subprocess.Popen(
-            [os.path.join(build, "daemon", "vmmd"), "--config", config,
+            [os.path.join(build, "app", "vmmd"), "--config", config,
              "--state-dir", os.path.join(tmp, "state"), "--run-dir", os.path.join(tmp, "run"),
              "--listen", "127.0.0.1:%d" % port, "--drivers", "test", "--default-network", "no",
              "--default-pool", "no", "--log-level", "warn"],

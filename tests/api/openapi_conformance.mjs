@@ -58,7 +58,7 @@ async function startVmmd() {
   fs.writeFileSync(config, "");
   const port = await freePort();
   const log = fs.openSync(path.join(tmp, "vmmd.log"), "w");
-  vmmd = spawn(path.join(build, "daemon", "vmmd"),
+  vmmd = spawn(path.join(build, "app", "vmmd"),
     ["--config", config, "--state-dir", path.join(tmp, "state"), "--run-dir", path.join(tmp, "run"),
      "--listen", `127.0.0.1:${port}`, "--drivers", "test", "--default-network", "no", "--default-pool", "no",
      "--log-level", "warn"], { stdio: ["ignore", log, log] });
